@@ -1,0 +1,222 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// decoder turns a raw etcd value under one kind into the object the cache
+// keeps. It is given the object's name and the key's ModRevision.
+type decoder func(name string, value []byte, rev int64) (any, error)
+
+// cache follows every cached kind under the store prefix: it lists at
+// revision R, watches from R+1 and relists when the watch is compacted or
+// breaks. Readers never wait on etcd; while etcd is unreachable they keep
+// seeing the last known state.
+type cache struct {
+	kv       *clientv3.Client
+	prefix   string
+	decoders map[string]decoder
+	log      *slog.Logger
+
+	mu      sync.RWMutex
+	objs    map[string]map[string]any // kind → name → decoded object
+	rev     int64                     // etcd revision the cache reflects
+	synced  bool
+	changed chan struct{} // closed and replaced on every applied change
+	lastErr error
+	errAt   time.Time
+	onApply []func(kind, name string, obj any)
+}
+
+func newCache(kv *clientv3.Client, prefix string, decoders map[string]decoder, log *slog.Logger) *cache {
+	return &cache{
+		kv:       kv,
+		prefix:   prefix,
+		decoders: decoders,
+		log:      log,
+		objs:     map[string]map[string]any{},
+		changed:  make(chan struct{}),
+	}
+}
+
+// run lists and watches until ctx ends, relisting after compaction or any
+// watch failure with a capped backoff.
+func (c *cache) run(ctx context.Context) error {
+	backoff := 50 * time.Millisecond
+	for {
+		err := c.listAndWatch(ctx)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		c.mu.Lock()
+		c.lastErr, c.errAt = err, time.Now()
+		c.mu.Unlock()
+		if errors.Is(err, rpctypes.ErrCompacted) {
+			c.log.InfoContext(ctx, "cache watch compacted; relisting")
+			backoff = 50 * time.Millisecond
+			continue
+		}
+		c.log.WarnContext(ctx, "cache watch failed; relisting", slog.Any("err", err))
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 2*time.Second)
+	}
+}
+
+func (c *cache) listAndWatch(ctx context.Context) error {
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	resp, err := c.kv.Get(lctx, c.prefix, clientv3.WithPrefix())
+	cancel()
+	if err != nil {
+		return fmt.Errorf("list %s: %w", c.prefix, err)
+	}
+	objs := map[string]map[string]any{}
+	for _, kv := range resp.Kvs {
+		kind, name, ok := c.split(string(kv.Key))
+		if !ok {
+			continue
+		}
+		obj, err := c.decoders[kind](name, kv.Value, kv.ModRevision)
+		if err != nil {
+			c.log.ErrorContext(ctx, "cache: undecodable record skipped", slog.String("kind", kind), slog.String("name", name), slog.Any("err", err))
+			continue
+		}
+		if objs[kind] == nil {
+			objs[kind] = map[string]any{}
+		}
+		objs[kind][name] = obj
+	}
+	c.mu.Lock()
+	c.objs, c.rev, c.synced, c.lastErr = objs, resp.Header.Revision, true, nil
+	c.notifyLocked()
+	c.mu.Unlock()
+
+	wctx, wcancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer wcancel()
+	wch := c.kv.Watch(wctx, c.prefix, clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1), clientv3.WithProgressNotify())
+	for wr := range wch {
+		if err := wr.Err(); err != nil {
+			return fmt.Errorf("watch %s: %w", c.prefix, err)
+		}
+		c.mu.Lock()
+		for _, ev := range wr.Events {
+			kind, name, ok := c.split(string(ev.Kv.Key))
+			if !ok {
+				continue
+			}
+			switch ev.Type {
+			case mvccpb.PUT:
+				obj, err := c.decoders[kind](name, ev.Kv.Value, ev.Kv.ModRevision)
+				if err != nil {
+					c.log.ErrorContext(ctx, "cache: undecodable record skipped", slog.String("kind", kind), slog.String("name", name), slog.Any("err", err))
+					delete(c.objs[kind], name)
+					continue
+				}
+				if c.objs[kind] == nil {
+					c.objs[kind] = map[string]any{}
+				}
+				c.objs[kind][name] = obj
+				for _, f := range c.onApply {
+					f(kind, name, obj)
+				}
+			case mvccpb.DELETE:
+				delete(c.objs[kind], name)
+				for _, f := range c.onApply {
+					f(kind, name, nil)
+				}
+			}
+		}
+		if wr.Header.Revision > c.rev {
+			c.rev = wr.Header.Revision
+		}
+		c.notifyLocked()
+		c.mu.Unlock()
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return errors.New("watch channel closed")
+}
+
+func (c *cache) notifyLocked() {
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+// split turns "<prefix><kind>/<name>" into kind and name for cached kinds.
+func (c *cache) split(key string) (kind, name string, ok bool) {
+	rest, ok := strings.CutPrefix(key, c.prefix)
+	if !ok {
+		return "", "", false
+	}
+	kind, name, ok = strings.Cut(rest, "/")
+	if !ok {
+		return "", "", false
+	}
+	if _, cached := c.decoders[kind]; !cached {
+		return "", "", false
+	}
+	return kind, name, true
+}
+
+func (c *cache) get(kind, name string) (any, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	o, ok := c.objs[kind][name]
+	return o, ok
+}
+
+func (c *cache) list(kind string) []any {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	out := make([]any, 0, len(c.objs[kind]))
+	for _, o := range c.objs[kind] {
+		out = append(out, o)
+	}
+	return out
+}
+
+// waitRevision blocks until the cache reflects at least rev.
+func (c *cache) waitRevision(ctx context.Context, rev int64) error {
+	for {
+		c.mu.RLock()
+		cur, ch := c.rev, c.changed
+		synced := c.synced
+		c.mu.RUnlock()
+		if synced && cur >= rev {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// CacheStatus describes how current the cache is.
+type CacheStatus struct {
+	Synced   bool
+	Revision int64
+	LastErr  error
+	ErrAt    time.Time
+}
+
+func (c *cache) status() CacheStatus {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return CacheStatus{Synced: c.synced, Revision: c.rev, LastErr: c.lastErr, ErrAt: c.errAt}
+}

@@ -1,0 +1,587 @@
+// Package store keeps the control plane's state in etcd. It is the only
+// package that imports the etcd client. Keys live under /mcpgate/v1/<kind>/<name>,
+// values are binary protobuf, an object's revision is its key's ModRevision,
+// and every write that depends on a read is a compare-and-swap on it. Reads
+// are served from an in-memory cache that follows etcd.
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	configv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1"
+	storev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/store/v1"
+	vaultv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/vault/v1"
+)
+
+// Prefix is the root of every key the store writes.
+const Prefix = "/mcpgate/v1/"
+
+// Kinds of cached objects.
+const (
+	KindServer     = "servers"
+	KindPrincipal  = "principals"
+	KindKey        = "apikeys"
+	KindGrant      = "grants"
+	KindSessionKey = "sessionkeys"
+)
+
+// Sentinel errors. Callers match them with errors.Is.
+var (
+	ErrNotFound    = errors.New("not found")
+	ErrConflict    = errors.New("revision conflict")
+	ErrUnavailable = errors.New("etcd unavailable")
+)
+
+// Sealer encrypts secrets at rest; associated data binds a ciphertext to
+// its record.
+type Sealer interface {
+	Seal(plaintext, associatedData []byte) ([]byte, error)
+	Open(ciphertext, associatedData []byte) ([]byte, error)
+}
+
+// Store is the etcd-backed state of the control plane.
+type Store struct {
+	kv    *clientv3.Client
+	seal  Sealer
+	cache *cache
+	log   *slog.Logger
+}
+
+// New returns a store over cli; Run must be running for reads to work.
+func New(cli *clientv3.Client, sealer Sealer, log *slog.Logger) *Store {
+	s := &Store{kv: cli, seal: sealer, log: log}
+	s.cache = newCache(cli, Prefix, map[string]decoder{
+		KindServer:     s.decodeServer,
+		KindPrincipal:  decodePrincipal,
+		KindKey:        decodeKey,
+		KindGrant:      s.decodeGrant,
+		KindSessionKey: s.decodeSessionKey,
+	}, log)
+	return s
+}
+
+// Run follows etcd into the cache until ctx ends.
+func (s *Store) Run(ctx context.Context) error { return s.cache.run(ctx) }
+
+// WaitRevision blocks until the cache reflects revision rev (read your writes).
+func (s *Store) WaitRevision(ctx context.Context, rev int64) error {
+	return s.cache.waitRevision(ctx, rev)
+}
+
+// WaitSynced blocks until the cache has listed etcd once.
+func (s *Store) WaitSynced(ctx context.Context) error { return s.cache.waitRevision(ctx, 0) }
+
+// CacheStatus reports how current the cache is.
+func (s *Store) CacheStatus() CacheStatus { return s.cache.status() }
+
+// OnChange registers f to run, under the cache lock, for every watched
+// change (obj is nil on delete). f must not call back into the store.
+func (s *Store) OnChange(f func(kind, name string, obj any)) {
+	s.cache.mu.Lock()
+	defer s.cache.mu.Unlock()
+	s.cache.onApply = append(s.cache.onApply, f)
+}
+
+
+
+func key(kind, name string) string { return Prefix + kind + "/" + name }
+
+// wrap classifies etcd failures.
+func wrap(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, context.Canceled) {
+		return err
+	}
+	return fmt.Errorf("%s: %w: %w", op, ErrUnavailable, err)
+}
+
+// put writes value at k iff its ModRevision equals expected (0 = create only,
+// -1 = unconditional) and returns the new revision.
+func (s *Store) put(ctx context.Context, k string, value []byte, expected int64, opts ...clientv3.OpOption) (int64, error) {
+	txn := s.kv.Txn(ctx)
+	if expected >= 0 {
+		txn = txn.If(clientv3.Compare(clientv3.ModRevision(k), "=", expected))
+	}
+	resp, err := txn.Then(clientv3.OpPut(k, string(value), opts...)).Commit()
+	if err != nil {
+		return 0, wrap("put "+k, err)
+	}
+	if !resp.Succeeded {
+		return 0, fmt.Errorf("put %s at revision %d: %w", k, expected, ErrConflict)
+	}
+	return resp.Header.Revision, nil
+}
+
+// del deletes k iff its ModRevision equals expected (0 = whatever exists).
+func (s *Store) del(ctx context.Context, k string, expected int64) (int64, error) {
+	cmp := clientv3.Compare(clientv3.ModRevision(k), ">", 0)
+	if expected > 0 {
+		cmp = clientv3.Compare(clientv3.ModRevision(k), "=", expected)
+	}
+	resp, err := s.kv.Txn(ctx).If(cmp).Then(clientv3.OpDelete(k)).Else(clientv3.OpGet(k)).Commit()
+	if err != nil {
+		return 0, wrap("delete "+k, err)
+	}
+	if !resp.Succeeded {
+		if len(resp.Responses) > 0 && len(resp.Responses[0].GetResponseRange().Kvs) == 0 {
+			return 0, fmt.Errorf("delete %s: %w", k, ErrNotFound)
+		}
+		return 0, fmt.Errorf("delete %s at revision %d: %w", k, expected, ErrConflict)
+	}
+	return resp.Header.Revision, nil
+}
+
+// ---- servers
+
+// Server is a decoded server definition: the public definition (secrets
+// cleared, *_set flags filled, revision set) and its unsealed secrets.
+type Server struct {
+	Def     *configv1.McpServer
+	Secrets *storev1.ServerSecrets
+}
+
+func serverAD(name string) []byte { return []byte("mcpgate/server-secrets/" + name) }
+
+func (s *Store) decodeServer(name string, value []byte, rev int64) (any, error) {
+	var rec storev1.ServerRecord
+	if err := proto.Unmarshal(value, &rec); err != nil {
+		return nil, fmt.Errorf("decode server: %w", err)
+	}
+	sec := &storev1.ServerSecrets{}
+	if len(rec.GetSealedSecrets()) > 0 {
+		pt, err := s.seal.Open(rec.GetSealedSecrets(), serverAD(name))
+		if err != nil {
+			return nil, fmt.Errorf("open server secrets: %w", err)
+		}
+		if err := proto.Unmarshal(pt, sec); err != nil {
+			return nil, fmt.Errorf("decode server secrets: %w", err)
+		}
+	}
+	def := rec.GetServer()
+	def.Revision = rev
+	PublicServer(def, sec)
+	return &Server{Def: def, Secrets: sec}, nil
+}
+
+// PublicServer clears def's secret fields and sets the flags saying which
+// secrets sec holds.
+func PublicServer(def *configv1.McpServer, sec *storev1.ServerSecrets) {
+	def.AuthValue, def.ClientSecret, def.StaticHeaders = "", "", nil
+	def.AuthValueSet = sec.GetAuthValue() != ""
+	def.ClientSecretSet = sec.GetClientSecret() != ""
+	def.StaticHeaderNames = def.StaticHeaderNames[:0]
+	for n := range sec.GetStaticHeaders() {
+		def.StaticHeaderNames = append(def.StaticHeaderNames, n)
+	}
+	sort.Strings(def.StaticHeaderNames)
+}
+
+// Server returns the cached server called name.
+func (s *Store) Server(name string) (*Server, bool) {
+	o, ok := s.cache.get(KindServer, name)
+	if !ok {
+		return nil, false
+	}
+	return o.(*Server), true
+}
+
+// Servers returns every cached server, sorted by name.
+func (s *Store) Servers() []*Server {
+	objs := s.cache.list(KindServer)
+	out := make([]*Server, 0, len(objs))
+	for _, o := range objs {
+		out = append(out, o.(*Server))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Def.GetName() < out[j].Def.GetName() })
+	return out
+}
+
+// PutServer stores def (whose secrets must already be split into sec) iff the
+// stored revision equals expected (0 = create).
+func (s *Store) PutServer(ctx context.Context, def *configv1.McpServer, sec *storev1.ServerSecrets, expected int64) (int64, error) {
+	def = proto.CloneOf(def)
+	def.Revision = 0
+	def.AuthValue, def.ClientSecret, def.StaticHeaders, def.AuthValueSet, def.ClientSecretSet, def.StaticHeaderNames = "", "", nil, false, false, nil
+	rec := &storev1.ServerRecord{Server: def}
+	if sec != nil && (sec.GetAuthValue() != "" || sec.GetClientSecret() != "" || len(sec.GetStaticHeaders()) > 0) {
+		pt, err := proto.MarshalOptions{Deterministic: true}.Marshal(sec)
+		if err != nil {
+			return 0, fmt.Errorf("marshal server secrets: %w", err)
+		}
+		if rec.SealedSecrets, err = s.seal.Seal(pt, serverAD(def.GetName())); err != nil {
+			return 0, err
+		}
+	}
+	b, err := proto.Marshal(rec)
+	if err != nil {
+		return 0, fmt.Errorf("marshal server: %w", err)
+	}
+	return s.put(ctx, key(KindServer, def.GetName()), b, expected)
+}
+
+// DeleteServer deletes a server iff its revision equals expected (0 = any).
+func (s *Store) DeleteServer(ctx context.Context, name string, expected int64) (int64, error) {
+	return s.del(ctx, key(KindServer, name), expected)
+}
+
+// ---- principals
+
+func decodePrincipal(_ string, value []byte, rev int64) (any, error) {
+	var p configv1.Principal
+	if err := proto.Unmarshal(value, &p); err != nil {
+		return nil, fmt.Errorf("decode principal: %w", err)
+	}
+	p.Revision = rev
+	return &p, nil
+}
+
+// Principal returns the cached principal called name.
+func (s *Store) Principal(name string) (*configv1.Principal, bool) {
+	o, ok := s.cache.get(KindPrincipal, name)
+	if !ok {
+		return nil, false
+	}
+	return o.(*configv1.Principal), true
+}
+
+// Principals returns every cached principal, sorted by name.
+func (s *Store) Principals() []*configv1.Principal {
+	objs := s.cache.list(KindPrincipal)
+	out := make([]*configv1.Principal, 0, len(objs))
+	for _, o := range objs {
+		out = append(out, o.(*configv1.Principal))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].GetName() < out[j].GetName() })
+	return out
+}
+
+// PutPrincipal stores p iff its revision equals expected (0 = create).
+func (s *Store) PutPrincipal(ctx context.Context, p *configv1.Principal, expected int64) (int64, error) {
+	p = proto.CloneOf(p)
+	p.Revision = 0
+	b, err := proto.Marshal(p)
+	if err != nil {
+		return 0, fmt.Errorf("marshal principal: %w", err)
+	}
+	return s.put(ctx, key(KindPrincipal, p.GetName()), b, expected)
+}
+
+// DeletePrincipal deletes a principal iff its revision equals expected (0 = any).
+func (s *Store) DeletePrincipal(ctx context.Context, name string, expected int64) (int64, error) {
+	return s.del(ctx, key(KindPrincipal, name), expected)
+}
+
+// ---- API keys
+
+// HashKey is how API keys are stored and looked up.
+func HashKey(plaintext string) [32]byte { return sha256.Sum256([]byte(plaintext)) }
+
+func decodeKey(_ string, value []byte, rev int64) (any, error) {
+	var r storev1.KeyRecord
+	if err := proto.Unmarshal(value, &r); err != nil {
+		return nil, fmt.Errorf("decode key: %w", err)
+	}
+	if r.Key == nil {
+		r.Key = &configv1.ApiKey{}
+	}
+	r.Key.Revision = rev
+	return &r, nil
+}
+
+// Key returns the cached key with id.
+func (s *Store) Key(id string) (*storev1.KeyRecord, bool) {
+	o, ok := s.cache.get(KindKey, id)
+	if !ok {
+		return nil, false
+	}
+	return o.(*storev1.KeyRecord), true
+}
+
+// KeyByHash finds a key by the SHA-256 of its plaintext. Key ids are derived
+// from the hash, so this is one map lookup.
+func (s *Store) KeyByHash(sum [32]byte) (*storev1.KeyRecord, bool) {
+	return s.Key(KeyID(sum))
+}
+
+// KeyID is the id of the key whose SHA-256 is sum: a prefix of the hash,
+// which reveals nothing usable about the key.
+func KeyID(sum [32]byte) string { return fmt.Sprintf("%x", sum[:12]) }
+
+// Keys returns every cached key, sorted by creation time.
+func (s *Store) Keys() []*storev1.KeyRecord {
+	objs := s.cache.list(KindKey)
+	out := make([]*storev1.KeyRecord, 0, len(objs))
+	for _, o := range objs {
+		out = append(out, o.(*storev1.KeyRecord))
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i].GetKey(), out[j].GetKey()
+		if !a.GetCreateTime().AsTime().Equal(b.GetCreateTime().AsTime()) {
+			return a.GetCreateTime().AsTime().Before(b.GetCreateTime().AsTime())
+		}
+		return a.GetId() < b.GetId()
+	})
+	return out
+}
+
+// PutKey stores a key record iff its revision equals expected (0 = create).
+func (s *Store) PutKey(ctx context.Context, r *storev1.KeyRecord, expected int64) (int64, error) {
+	r = proto.CloneOf(r)
+	r.Key.Revision = 0
+	b, err := proto.Marshal(r)
+	if err != nil {
+		return 0, fmt.Errorf("marshal key: %w", err)
+	}
+	return s.put(ctx, key(KindKey, r.GetKey().GetId()), b, expected)
+}
+
+// ---- vault grants
+
+// Grant is a decoded vault grant.
+type Grant struct {
+	Conn     *vaultv1.Connection // revision set
+	Token    *storev1.UpstreamToken
+	Revision int64
+}
+
+// GrantAD binds a grant's ciphertext to (principal, server, kind).
+func GrantAD(principal, server string) []byte {
+	return []byte("mcpgate/grant/" + principal + "/" + server)
+}
+
+func grantName(principal, server string) string { return principal + "\x1f" + server }
+
+func (s *Store) decodeGrant(_ string, value []byte, rev int64) (any, error) {
+	var r storev1.GrantRecord
+	if err := proto.Unmarshal(value, &r); err != nil {
+		return nil, fmt.Errorf("decode grant: %w", err)
+	}
+	c := r.GetConnection()
+	if c == nil {
+		return nil, errors.New("decode grant: no connection")
+	}
+	c.Revision = rev
+	tok := &storev1.UpstreamToken{}
+	if len(r.GetSealedToken()) > 0 {
+		pt, err := s.seal.Open(r.GetSealedToken(), GrantAD(c.GetPrincipal(), c.GetServer()))
+		if err != nil {
+			return nil, fmt.Errorf("open grant: %w", err)
+		}
+		if err := proto.Unmarshal(pt, tok); err != nil {
+			return nil, fmt.Errorf("decode grant token: %w", err)
+		}
+	}
+	return &Grant{Conn: c, Token: tok, Revision: rev}, nil
+}
+
+// Grant returns the cached grant of principal for server.
+func (s *Store) Grant(principal, server string) (*Grant, bool) {
+	o, ok := s.cache.get(KindGrant, grantName(principal, server))
+	if !ok {
+		return nil, false
+	}
+	return o.(*Grant), true
+}
+
+// Grants returns every cached grant, sorted by principal then server.
+func (s *Store) Grants() []*Grant {
+	objs := s.cache.list(KindGrant)
+	out := make([]*Grant, 0, len(objs))
+	for _, o := range objs {
+		out = append(out, o.(*Grant))
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i].Conn, out[j].Conn
+		if a.GetPrincipal() != b.GetPrincipal() {
+			return a.GetPrincipal() < b.GetPrincipal()
+		}
+		return a.GetServer() < b.GetServer()
+	})
+	return out
+}
+
+// PutGrant seals tok and stores the grant iff its revision equals expected
+// (0 = create, -1 = unconditional).
+func (s *Store) PutGrant(ctx context.Context, conn *vaultv1.Connection, tok *storev1.UpstreamToken, expected int64) (int64, error) {
+	conn = proto.CloneOf(conn)
+	conn.Revision = 0
+	pt, err := proto.Marshal(tok)
+	if err != nil {
+		return 0, fmt.Errorf("marshal token: %w", err)
+	}
+	sealed, err := s.seal.Seal(pt, GrantAD(conn.GetPrincipal(), conn.GetServer()))
+	if err != nil {
+		return 0, err
+	}
+	b, err := proto.Marshal(&storev1.GrantRecord{Connection: conn, SealedToken: sealed})
+	if err != nil {
+		return 0, fmt.Errorf("marshal grant: %w", err)
+	}
+	return s.put(ctx, key(KindGrant, grantName(conn.GetPrincipal(), conn.GetServer())), b, expected)
+}
+
+// DeleteGrant deletes a grant iff its revision equals expected (0 = any).
+func (s *Store) DeleteGrant(ctx context.Context, principal, server string, expected int64) (int64, error) {
+	return s.del(ctx, key(KindGrant, grantName(principal, server)), expected)
+}
+
+// ---- session keys
+
+// SessionKey is an unsealed key of the session-handle key ring.
+type SessionKey struct {
+	ID      string
+	Key     []byte
+	Created time.Time
+}
+
+func sessionKeyAD(id string) []byte { return []byte("mcpgate/session-key/" + id) }
+
+func (s *Store) decodeSessionKey(name string, value []byte, _ int64) (any, error) {
+	var r storev1.SessionKeyRecord
+	if err := proto.Unmarshal(value, &r); err != nil {
+		return nil, fmt.Errorf("decode session key: %w", err)
+	}
+	k, err := s.seal.Open(r.GetSealedKey(), sessionKeyAD(name))
+	if err != nil {
+		return nil, fmt.Errorf("open session key: %w", err)
+	}
+	return &SessionKey{ID: name, Key: k, Created: r.GetCreateTime().AsTime()}, nil
+}
+
+// SessionKeys returns the key ring, newest first.
+func (s *Store) SessionKeys() []*SessionKey {
+	objs := s.cache.list(KindSessionKey)
+	out := make([]*SessionKey, 0, len(objs))
+	for _, o := range objs {
+		out = append(out, o.(*SessionKey))
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].Created.Equal(out[j].Created) {
+			return out[i].Created.After(out[j].Created)
+		}
+		return out[i].ID > out[j].ID
+	})
+	return out
+}
+
+// PutSessionKey seals and stores a new key-ring key (create only).
+func (s *Store) PutSessionKey(ctx context.Context, k *SessionKey) (int64, error) {
+	sealed, err := s.seal.Seal(k.Key, sessionKeyAD(k.ID))
+	if err != nil {
+		return 0, err
+	}
+	b, err := proto.Marshal(&storev1.SessionKeyRecord{Id: k.ID, SealedKey: sealed, CreateTime: timestamppb.New(k.Created)})
+	if err != nil {
+		return 0, fmt.Errorf("marshal session key: %w", err)
+	}
+	return s.put(ctx, key(KindSessionKey, k.ID), b, 0)
+}
+
+// ---- short-lived and uncached records (OAuth state, codes, tokens)
+
+// PutLeased stores value at <kind>/<name> on a fresh lease of ttl, create
+// only. The record disappears by itself when the lease expires.
+func (s *Store) PutLeased(ctx context.Context, kind, name string, value []byte, ttl time.Duration) (int64, error) {
+	secs := int64(ttl / time.Second)
+	if secs < 1 {
+		secs = 1
+	}
+	lease, err := s.kv.Grant(ctx, secs)
+	if err != nil {
+		return 0, wrap("lease", err)
+	}
+	return s.put(ctx, key(kind, name), value, 0, clientv3.WithLease(lease.ID))
+}
+
+// Put stores value at <kind>/<name> iff its revision equals expected
+// (0 = create, -1 = unconditional), keeping its lease if it has one.
+func (s *Store) Put(ctx context.Context, kind, name string, value []byte, expected int64) (int64, error) {
+	return s.put(ctx, key(kind, name), value, expected, clientv3.WithIgnoreLease())
+}
+
+// Get reads <kind>/<name> straight from etcd (linearizable).
+func (s *Store) Get(ctx context.Context, kind, name string) ([]byte, int64, error) {
+	resp, err := s.kv.Get(ctx, key(kind, name))
+	if err != nil {
+		return nil, 0, wrap("get "+kind, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, 0, fmt.Errorf("get %s: %w", kind, ErrNotFound)
+	}
+	return resp.Kvs[0].Value, resp.Kvs[0].ModRevision, nil
+}
+
+// Take reads and deletes <kind>/<name> atomically: exactly one caller gets
+// the value (single-use codes and states).
+func (s *Store) Take(ctx context.Context, kind, name string) ([]byte, error) {
+	v, rev, err := s.Get(ctx, kind, name)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.del(ctx, key(kind, name), rev); err != nil {
+		if errors.Is(err, ErrConflict) {
+			return nil, fmt.Errorf("take %s: %w", kind, ErrNotFound)
+		}
+		return nil, err
+	}
+	return v, nil
+}
+
+// Delete deletes <kind>/<name> iff its revision equals expected (0 = any).
+func (s *Store) Delete(ctx context.Context, kind, name string, expected int64) (int64, error) {
+	return s.del(ctx, key(kind, name), expected)
+}
+
+// List reads every record of kind straight from etcd.
+func (s *Store) List(ctx context.Context, kind string) (map[string][]byte, error) {
+	p := Prefix + kind + "/"
+	resp, err := s.kv.Get(ctx, p, clientv3.WithPrefix())
+	if err != nil {
+		return nil, wrap("list "+kind, err)
+	}
+	out := make(map[string][]byte, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		out[string(kv.Key)[len(p):]] = kv.Value
+	}
+	return out, nil
+}
+
+// Seal and Open expose the store's sealer to control-plane packages that
+// keep their own records.
+func (s *Store) Seal(pt, ad []byte) ([]byte, error) { return s.seal.Seal(pt, ad) }
+
+// Open opens a value sealed by Seal with the same associated data.
+func (s *Store) Open(ct, ad []byte) ([]byte, error) { return s.seal.Open(ct, ad) }
+
+// Lock takes the etcd lock called name, held on a lease of ttl seconds that
+// dies with this process. unlock releases it.
+func (s *Store) Lock(ctx context.Context, name string, ttl int) (unlock func(), err error) {
+	sess, err := concurrency.NewSession(s.kv, concurrency.WithTTL(ttl), concurrency.WithContext(ctx))
+	if err != nil {
+		return nil, wrap("lock session", err)
+	}
+	m := concurrency.NewMutex(sess, Prefix+"locks/"+name)
+	if err := m.Lock(ctx); err != nil {
+		_ = sess.Close()
+		return nil, wrap("lock "+name, err)
+	}
+	return func() {
+		uctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = m.Unlock(uctx)
+		_ = sess.Close()
+	}, nil
+}
