@@ -34,6 +34,8 @@ const (
 	KindKey        = "apikeys"
 	KindGrant      = "grants"
 	KindSessionKey = "sessionkeys"
+	// KindAccessToken holds gateway-issued access tokens (on leases).
+	KindAccessToken = "accesstokens"
 )
 
 // Sentinel errors. Callers match them with errors.Is.
@@ -62,11 +64,12 @@ type Store struct {
 func New(cli *clientv3.Client, sealer Sealer, log *slog.Logger) *Store {
 	s := &Store{kv: cli, seal: sealer, log: log}
 	s.cache = newCache(cli, Prefix, map[string]decoder{
-		KindServer:     s.decodeServer,
-		KindPrincipal:  decodePrincipal,
-		KindKey:        decodeKey,
-		KindGrant:      s.decodeGrant,
-		KindSessionKey: s.decodeSessionKey,
+		KindServer:      s.decodeServer,
+		KindPrincipal:   decodePrincipal,
+		KindKey:         decodeKey,
+		KindGrant:       s.decodeGrant,
+		KindSessionKey:  s.decodeSessionKey,
+		KindAccessToken: decodeAccessToken,
 	}, log)
 	return s
 }
@@ -92,8 +95,6 @@ func (s *Store) OnChange(f func(kind, name string, obj any)) {
 	defer s.cache.mu.Unlock()
 	s.cache.onApply = append(s.cache.onApply, f)
 }
-
-
 
 func key(kind, name string) string { return Prefix + kind + "/" + name }
 
@@ -584,4 +585,33 @@ func (s *Store) Lock(ctx context.Context, name string, ttl int) (unlock func(), 
 		_ = m.Unlock(uctx)
 		_ = sess.Close()
 	}, nil
+}
+
+// ---- gateway access tokens
+
+func decodeAccessToken(_ string, value []byte, _ int64) (any, error) {
+	var r storev1.AccessTokenRecord
+	if err := proto.Unmarshal(value, &r); err != nil {
+		return nil, fmt.Errorf("decode access token: %w", err)
+	}
+	return &r, nil
+}
+
+// AccessToken finds a gateway access token by the SHA-256 of its plaintext.
+// Expired tokens may linger until their lease ends: callers check expiry.
+func (s *Store) AccessToken(sum [32]byte) (*storev1.AccessTokenRecord, bool) {
+	o, ok := s.cache.get(KindAccessToken, KeyID(sum))
+	if !ok {
+		return nil, false
+	}
+	return o.(*storev1.AccessTokenRecord), true
+}
+
+// PutAccessToken stores a gateway access token on a lease that ends with it.
+func (s *Store) PutAccessToken(ctx context.Context, sum [32]byte, r *storev1.AccessTokenRecord) (int64, error) {
+	b, err := proto.Marshal(r)
+	if err != nil {
+		return 0, fmt.Errorf("marshal access token: %w", err)
+	}
+	return s.PutLeased(ctx, KindAccessToken, KeyID(sum), b, time.Until(r.GetExpireTime().AsTime())+time.Second)
 }

@@ -390,6 +390,94 @@ func (x *SessionKeyRecord) GetCreateTime() *timestamppb.Timestamp {
 	return nil
 }
 
+// AccessTokenRecord is a gateway-issued OAuth access token, stored under the
+// KeyID of its SHA-256 on a lease that ends with the token.
+type AccessTokenRecord struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Principal string                 `protobuf:"bytes,1,opt,name=principal,proto3" json:"principal,omitempty"`
+	// The server name whose route (<public>/<route>/mcp) is the audience.
+	Route      string                 `protobuf:"bytes,2,opt,name=route,proto3" json:"route,omitempty"`
+	ClientId   string                 `protobuf:"bytes,3,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	Scopes     []string               `protobuf:"bytes,4,rep,name=scopes,proto3" json:"scopes,omitempty"`
+	ExpireTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	// The refresh-token family; revoking a family deletes its tokens.
+	Family        string `protobuf:"bytes,6,opt,name=family,proto3" json:"family,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AccessTokenRecord) Reset() {
+	*x = AccessTokenRecord{}
+	mi := &file_mcpgate_store_v1_store_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AccessTokenRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AccessTokenRecord) ProtoMessage() {}
+
+func (x *AccessTokenRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_store_v1_store_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AccessTokenRecord.ProtoReflect.Descriptor instead.
+func (*AccessTokenRecord) Descriptor() ([]byte, []int) {
+	return file_mcpgate_store_v1_store_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *AccessTokenRecord) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
+}
+
+func (x *AccessTokenRecord) GetRoute() string {
+	if x != nil {
+		return x.Route
+	}
+	return ""
+}
+
+func (x *AccessTokenRecord) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *AccessTokenRecord) GetScopes() []string {
+	if x != nil {
+		return x.Scopes
+	}
+	return nil
+}
+
+func (x *AccessTokenRecord) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+func (x *AccessTokenRecord) GetFamily() string {
+	if x != nil {
+		return x.Family
+	}
+	return ""
+}
+
 var File_mcpgate_store_v1_store_proto protoreflect.FileDescriptor
 
 const file_mcpgate_store_v1_store_proto_rawDesc = "" +
@@ -426,7 +514,15 @@ const file_mcpgate_store_v1_store_proto_rawDesc = "" +
 	"\n" +
 	"sealed_key\x18\x02 \x01(\fR\tsealedKey\x12;\n" +
 	"\vcreate_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"createTimeB\xc1\x01\n" +
+	"createTime\"\xd1\x01\n" +
+	"\x11AccessTokenRecord\x12\x1c\n" +
+	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x12\x14\n" +
+	"\x05route\x18\x02 \x01(\tR\x05route\x12\x1b\n" +
+	"\tclient_id\x18\x03 \x01(\tR\bclientId\x12\x16\n" +
+	"\x06scopes\x18\x04 \x03(\tR\x06scopes\x12;\n" +
+	"\vexpire_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\x12\x16\n" +
+	"\x06family\x18\x06 \x01(\tR\x06familyB\xc1\x01\n" +
 	"\x14com.mcpgate.store.v1B\n" +
 	"StoreProtoP\x01Z;github.com/mcpgate/mcpgate/api/gen/mcpgate/store/v1;storev1\xa2\x02\x03MSX\xaa\x02\x10Mcpgate.Store.V1\xca\x02\x10Mcpgate\\Store\\V1\xe2\x02\x1cMcpgate\\Store\\V1\\GPBMetadata\xea\x02\x12Mcpgate::Store::V1b\x06proto3"
 
@@ -442,7 +538,7 @@ func file_mcpgate_store_v1_store_proto_rawDescGZIP() []byte {
 	return file_mcpgate_store_v1_store_proto_rawDescData
 }
 
-var file_mcpgate_store_v1_store_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_mcpgate_store_v1_store_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_mcpgate_store_v1_store_proto_goTypes = []any{
 	(*ServerRecord)(nil),          // 0: mcpgate.store.v1.ServerRecord
 	(*ServerSecrets)(nil),         // 1: mcpgate.store.v1.ServerSecrets
@@ -450,24 +546,26 @@ var file_mcpgate_store_v1_store_proto_goTypes = []any{
 	(*GrantRecord)(nil),           // 3: mcpgate.store.v1.GrantRecord
 	(*UpstreamToken)(nil),         // 4: mcpgate.store.v1.UpstreamToken
 	(*SessionKeyRecord)(nil),      // 5: mcpgate.store.v1.SessionKeyRecord
-	nil,                           // 6: mcpgate.store.v1.ServerSecrets.StaticHeadersEntry
-	(*v1.McpServer)(nil),          // 7: mcpgate.config.v1.McpServer
-	(*v1.ApiKey)(nil),             // 8: mcpgate.config.v1.ApiKey
-	(*v11.Connection)(nil),        // 9: mcpgate.vault.v1.Connection
-	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
+	(*AccessTokenRecord)(nil),     // 6: mcpgate.store.v1.AccessTokenRecord
+	nil,                           // 7: mcpgate.store.v1.ServerSecrets.StaticHeadersEntry
+	(*v1.McpServer)(nil),          // 8: mcpgate.config.v1.McpServer
+	(*v1.ApiKey)(nil),             // 9: mcpgate.config.v1.ApiKey
+	(*v11.Connection)(nil),        // 10: mcpgate.vault.v1.Connection
+	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
 }
 var file_mcpgate_store_v1_store_proto_depIdxs = []int32{
-	7,  // 0: mcpgate.store.v1.ServerRecord.server:type_name -> mcpgate.config.v1.McpServer
-	6,  // 1: mcpgate.store.v1.ServerSecrets.static_headers:type_name -> mcpgate.store.v1.ServerSecrets.StaticHeadersEntry
-	8,  // 2: mcpgate.store.v1.KeyRecord.key:type_name -> mcpgate.config.v1.ApiKey
-	9,  // 3: mcpgate.store.v1.GrantRecord.connection:type_name -> mcpgate.vault.v1.Connection
-	10, // 4: mcpgate.store.v1.UpstreamToken.expiry:type_name -> google.protobuf.Timestamp
-	10, // 5: mcpgate.store.v1.SessionKeyRecord.create_time:type_name -> google.protobuf.Timestamp
-	6,  // [6:6] is the sub-list for method output_type
-	6,  // [6:6] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	8,  // 0: mcpgate.store.v1.ServerRecord.server:type_name -> mcpgate.config.v1.McpServer
+	7,  // 1: mcpgate.store.v1.ServerSecrets.static_headers:type_name -> mcpgate.store.v1.ServerSecrets.StaticHeadersEntry
+	9,  // 2: mcpgate.store.v1.KeyRecord.key:type_name -> mcpgate.config.v1.ApiKey
+	10, // 3: mcpgate.store.v1.GrantRecord.connection:type_name -> mcpgate.vault.v1.Connection
+	11, // 4: mcpgate.store.v1.UpstreamToken.expiry:type_name -> google.protobuf.Timestamp
+	11, // 5: mcpgate.store.v1.SessionKeyRecord.create_time:type_name -> google.protobuf.Timestamp
+	11, // 6: mcpgate.store.v1.AccessTokenRecord.expire_time:type_name -> google.protobuf.Timestamp
+	7,  // [7:7] is the sub-list for method output_type
+	7,  // [7:7] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_mcpgate_store_v1_store_proto_init() }
@@ -481,7 +579,7 @@ func file_mcpgate_store_v1_store_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mcpgate_store_v1_store_proto_rawDesc), len(file_mcpgate_store_v1_store_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
