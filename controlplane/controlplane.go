@@ -8,7 +8,6 @@ import (
 
 	"connectrpc.com/connect"
 
-	"github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1/authorizev1connect"
 	"github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1/configv1connect"
 	"github.com/mcpgate/mcpgate/api/gen/mcpgate/vault/v1/vaultv1connect"
 	"github.com/mcpgate/mcpgate/controlplane/authorizeapi"
@@ -29,12 +28,12 @@ type Config struct {
 func NewHandler(st *store.Store, cfg Config, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	admin := configapi.New(st, log)
-	adminOpts := connect.WithHandlerOptions()
+	adminOpts := connect.WithInterceptors(configapi.NewAdminAuth(st))
 	mux.Handle(configv1connect.NewServerServiceHandler(admin, adminOpts))
 	mux.Handle(configv1connect.NewPrincipalServiceHandler(admin, adminOpts))
 	mux.Handle(configv1connect.NewKeyServiceHandler(admin, adminOpts))
 	mux.Handle(vaultv1connect.NewConnectionServiceHandler(admin, adminOpts))
 	authz := authorizeapi.New(st, log)
-	mux.Handle(authorizev1connect.NewAuthorizeServiceHandler(authz))
+	mux.Handle(authorizeapi.NewHandler(authz, cfg.DataPlaneTokens))
 	return mux
 }

@@ -2,21 +2,184 @@
 package authorizeapi
 
 import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
 	"log/slog"
+	"time"
 
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	authorizev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1"
 	"github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1/authorizev1connect"
+	vaultv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/vault/v1"
+	"github.com/mcpgate/mcpgate/controlplane/authorize"
 	"github.com/mcpgate/mcpgate/controlplane/store"
 )
+
+// InitialSessionKeyID is the id of the key-ring key created when the ring is
+// empty. A fixed id makes concurrent replicas race on one create-only write,
+// so exactly one key wins.
+const InitialSessionKeyID = "initial"
 
 // Service implements AuthorizeService over the store's cache.
 type Service struct {
 	authorizev1connect.UnimplementedAuthorizeServiceHandler
 
-	st  *store.Store
-	log *slog.Logger
+	st    *store.Store
+	log   *slog.Logger
+	authz *authorize.Authorizer
+	now   func() time.Time
+	aopts []authorize.Option
+}
+
+// Option configures a Service.
+type Option func(*Service)
+
+// WithAuthorizeOptions passes options to the decision function (grant
+// tokens, machine tokens, clock).
+func WithAuthorizeOptions(opts ...authorize.Option) Option {
+	return func(s *Service) { s.aopts = append(s.aopts, opts...) }
+}
+
+// WithGrantTokens replaces the store-backed GrantTokens.
+func WithGrantTokens(g authorize.GrantTokens) Option {
+	return WithAuthorizeOptions(authorize.WithGrantTokens(g))
+}
+
+// WithClock sets the clock of decisions and of the records this service writes.
+func WithClock(now func() time.Time) Option {
+	return func(s *Service) {
+		s.now = now
+		s.aopts = append(s.aopts, authorize.WithClock(now))
+	}
 }
 
 // New returns the AuthorizeService handler.
-func New(st *store.Store, log *slog.Logger) *Service {
-	return &Service{st: st, log: log}
+func New(st *store.Store, log *slog.Logger, opts ...Option) *Service {
+	s := &Service{st: st, log: log, now: time.Now}
+	for _, o := range opts {
+		o(s)
+	}
+	s.authz = authorize.New(st, s.aopts...)
+	return s
+}
+
+// Authorize implements AuthorizeService.
+func (s *Service) Authorize(ctx context.Context, req *authorizev1.AuthorizeRequest) (*authorizev1.AuthorizeResponse, error) {
+	resp, err := s.authz.Authorize(ctx, req)
+	if err != nil {
+		return nil, s.toConnectError(ctx, "authorize", err)
+	}
+	return resp, nil
+}
+
+// DescribeRoute implements AuthorizeService.
+func (s *Service) DescribeRoute(_ context.Context, req *authorizev1.DescribeRouteRequest) (*authorizev1.DescribeRouteResponse, error) {
+	srv, ok := s.st.Server(req.GetRoute())
+	if !ok {
+		return &authorizev1.DescribeRouteResponse{}, nil
+	}
+	return &authorizev1.DescribeRouteResponse{
+		Found:       true,
+		Scopes:      append([]string(nil), srv.Def.GetScopes()...),
+		Description: srv.Def.GetDescription(),
+	}, nil
+}
+
+// GetSessionKeys implements AuthorizeService: the key ring, created with one
+// random 32-byte key when empty.
+func (s *Service) GetSessionKeys(ctx context.Context, _ *authorizev1.GetSessionKeysRequest) (*authorizev1.GetSessionKeysResponse, error) {
+	keys := s.st.SessionKeys()
+	if len(keys) == 0 {
+		if err := s.createSessionKey(ctx); err != nil {
+			return nil, s.toConnectError(ctx, "create session key", err)
+		}
+		keys = s.st.SessionKeys()
+	}
+	if len(keys) == 0 {
+		return nil, s.toConnectError(ctx, "session keys", errors.New("key ring still empty"))
+	}
+	resp := &authorizev1.GetSessionKeysResponse{Keys: make([]*authorizev1.SessionKey, 0, len(keys))}
+	for _, k := range keys {
+		resp.Keys = append(resp.Keys, &authorizev1.SessionKey{Id: k.ID, Key: append([]byte(nil), k.Key...)})
+	}
+	return resp, nil
+}
+
+// createSessionKey writes the initial key unless another replica did, and
+// waits until the cache shows whichever key won.
+func (s *Service) createSessionKey(ctx context.Context) error {
+	k := &store.SessionKey{ID: InitialSessionKeyID, Key: make([]byte, 32), Created: s.now()}
+	if _, err := rand.Read(k.Key); err != nil {
+		return fmt.Errorf("session key: %w", err)
+	}
+	rev, err := s.st.PutSessionKey(ctx, k)
+	if errors.Is(err, store.ErrConflict) {
+		// Lost the race: wait for the winner's key.
+		_, rev, err = s.st.Get(ctx, store.KindSessionKey, InitialSessionKeyID)
+	}
+	if err != nil {
+		return err
+	}
+	return s.st.WaitRevision(ctx, rev)
+}
+
+// ReportUpstreamUnauthorized implements AuthorizeService: the principal's
+// grant for the route becomes NEEDS_REAUTH, by compare-and-swap on the
+// revision it was read at. A grant that changed meanwhile (refreshed,
+// replaced, already marked) is left alone: the report was about the old one.
+func (s *Service) ReportUpstreamUnauthorized(ctx context.Context, req *authorizev1.ReportUpstreamUnauthorizedRequest) (*authorizev1.ReportUpstreamUnauthorizedResponse, error) {
+	if req.GetRoute() == "" || req.GetPrincipal() == "" {
+		return nil, s.toConnectError(ctx, "report", fmt.Errorf("%w: route and principal required", authorize.ErrInvalidRequest))
+	}
+	g, ok := s.st.Grant(req.GetPrincipal(), req.GetRoute())
+	if !ok || g.Conn.GetState() == vaultv1.ConnectionState_CONNECTION_STATE_NEEDS_REAUTH {
+		return &authorizev1.ReportUpstreamUnauthorizedResponse{}, nil
+	}
+	conn := proto.CloneOf(g.Conn)
+	conn.State = vaultv1.ConnectionState_CONNECTION_STATE_NEEDS_REAUTH
+	conn.UpdateTime = timestamppb.New(s.now())
+	rev, err := s.st.PutGrant(ctx, conn, g.Token, g.Revision)
+	switch {
+	case errors.Is(err, store.ErrConflict):
+		s.log.InfoContext(ctx, "grant changed before it was marked unusable",
+			slog.String("principal", req.GetPrincipal()), slog.String("route", req.GetRoute()))
+		return &authorizev1.ReportUpstreamUnauthorizedResponse{}, nil
+	case err != nil:
+		return nil, s.toConnectError(ctx, "mark grant", err)
+	}
+	s.log.InfoContext(ctx, "grant marked unusable after upstream 401",
+		slog.String("principal", req.GetPrincipal()), slog.String("route", req.GetRoute()))
+	// Read your writes: the next decision on this replica sees the mark.
+	if err := s.st.WaitRevision(ctx, rev); err != nil {
+		return nil, s.toConnectError(ctx, "mark grant", err)
+	}
+	return &authorizev1.ReportUpstreamUnauthorizedResponse{}, nil
+}
+
+// toConnectError is the one place this service's errors become Connect
+// codes, with fixed public text. The cause is logged, never sent.
+func (s *Service) toConnectError(ctx context.Context, op string, err error) error {
+	switch {
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return err
+	case errors.Is(err, authorize.ErrInvalidRequest):
+		return connect.NewError(connect.CodeInvalidArgument, errors.New("invalid request"))
+	case errors.Is(err, authorize.ErrUpstreamUnavailable):
+		s.log.WarnContext(ctx, "could not decide", slog.String("op", op), slog.Any("err", err))
+		return connect.NewError(connect.CodeUnavailable, errors.New("upstream token endpoint unavailable"))
+	case errors.Is(err, authorize.ErrMisconfigured):
+		s.log.ErrorContext(ctx, "could not decide", slog.String("op", op), slog.Any("err", err))
+		return connect.NewError(connect.CodeUnavailable, errors.New("server misconfigured"))
+	case errors.Is(err, store.ErrUnavailable):
+		s.log.WarnContext(ctx, "store unavailable", slog.String("op", op), slog.Any("err", err))
+		return connect.NewError(connect.CodeUnavailable, errors.New("store unavailable"))
+	default:
+		s.log.ErrorContext(ctx, "could not decide", slog.String("op", op), slog.Any("err", err))
+		return connect.NewError(connect.CodeUnavailable, errors.New("could not decide"))
+	}
 }

@@ -1,0 +1,380 @@
+// Package authorize decides, from cached state only, what the data plane does
+// with one MCP request: forward it with upstream credentials (ALLOW), answer
+// 401 with a challenge (CHALLENGE), 403 (DENY) or 404 (NOT_FOUND). Decisions
+// are data; an error means "could not decide" and the data plane answers 503.
+package authorize
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	authorizev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1"
+	configv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1"
+	storev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/store/v1"
+	"github.com/mcpgate/mcpgate/controlplane/store"
+)
+
+// Errors of Authorize besides those of GrantTokens and MachineTokens.
+var (
+	// ErrInvalidRequest: the request itself is unusable (bad public base URL,
+	// no route).
+	ErrInvalidRequest = errors.New("invalid authorize request")
+	// ErrMisconfigured: the server's definition cannot produce an upstream
+	// credential (e.g. a static auth mode without its secret).
+	ErrMisconfigured = errors.New("server misconfigured")
+)
+
+// State is the cached state a decision reads; *store.Store implements it.
+type State interface {
+	Server(name string) (*store.Server, bool)
+	Principal(name string) (*configv1.Principal, bool)
+	KeyByHash(sum [32]byte) (*storev1.KeyRecord, bool)
+	AccessToken(sum [32]byte) (*storev1.AccessTokenRecord, bool)
+	GrantSource
+}
+
+// Fixed reasons, one per outcome (non-secret; for logs and bodies).
+const (
+	ReasonUnknownRoute          = "unknown route"
+	ReasonNoCredential          = "no credential"
+	ReasonMalformedAuth         = "malformed authorization header"
+	ReasonUnknownKey            = "unknown api key"
+	ReasonRevokedKey            = "revoked api key"
+	ReasonExpiredKey            = "expired api key"
+	ReasonUnknownToken          = "unknown access token"
+	ReasonExpiredToken          = "expired access token"
+	ReasonWrongAudience         = "access token issued for another route"
+	ReasonUnknownPrincipal      = "credential of an unknown principal"
+	ReasonConflictingPrincipals = "credentials of different principals"
+	ReasonNotGranted            = "principal not granted this server"
+	ReasonToolForbidden         = "tool not allowed on this server"
+	ReasonNoGrant               = "no upstream grant"
+	ReasonGrantUnusable         = "upstream grant unusable"
+	ReasonPassthroughMissing    = "passthrough credential required"
+	ReasonPassthroughInvalid    = "passthrough credential malformed"
+	ReasonAllowed               = "allowed"
+)
+
+// RFC 6750 error and the fixed descriptions of a CHALLENGE for an unusable
+// credential.
+const (
+	ErrorInvalidToken     = "invalid_token"
+	DescMalformed         = "The Authorization header is not a usable Bearer credential."
+	DescInvalidCredential = "The credential is unknown, revoked or expired."
+	DescWrongAudience     = "The access token was not issued for this resource."
+	DescConflicting       = "The presented credentials belong to different principals."
+)
+
+// Authorizer decides. Build it with New; it is safe for concurrent use.
+type Authorizer struct {
+	state   State
+	grants  GrantTokens
+	machine MachineTokens
+	now     func() time.Time
+}
+
+// Option configures an Authorizer.
+type Option func(*Authorizer)
+
+// WithGrantTokens replaces the default StoreGrants (e.g. with a refreshing
+// implementation).
+func WithGrantTokens(g GrantTokens) Option { return func(a *Authorizer) { a.grants = g } }
+
+// WithMachineTokens replaces the default in-memory ClientCredentials minter.
+func WithMachineTokens(m MachineTokens) Option { return func(a *Authorizer) { a.machine = m } }
+
+// WithClock sets the clock used for key, token and grant expiry.
+func WithClock(now func() time.Time) Option { return func(a *Authorizer) { a.now = now } }
+
+// New returns an Authorizer over state.
+func New(state State, opts ...Option) *Authorizer {
+	a := &Authorizer{state: state, now: time.Now}
+	for _, o := range opts {
+		o(a)
+	}
+	if a.grants == nil {
+		a.grants = StoreGrants{Source: state, Now: a.now}
+	}
+	if a.machine == nil {
+		a.machine = &ClientCredentials{Now: a.now}
+	}
+	return a
+}
+
+// identity is what the presented credentials resolved to.
+type identity struct {
+	principal *configv1.Principal
+	keyPrefix string
+}
+
+// Authorize decides req. It returns an error only when it could not decide
+// (invalid request, misconfigured server, token endpoint or grant store
+// failure). Outcomes, in order of precedence:
+//   - the route names no server: NOT_FOUND;
+//   - no credential: CHALLENGE without error; an unusable one (malformed
+//     Authorization, unknown/revoked/expired key, unknown/expired access
+//     token or one issued for another route, key and token of different
+//     principals, deleted principal): CHALLENGE with error invalid_token;
+//   - the principal is not granted the server: DENY;
+//   - tools/call of a tool the server's tool lists forbid: DENY;
+//   - oauth2 authorization_code without a usable grant: CHALLENGE without
+//     error (the credential was fine; the client must sign in upstream);
+//   - passthrough without the client's X-MCP-<Server>-Authorization value:
+//     DENY with ReasonPassthroughMissing (a gateway challenge cannot obtain
+//     that credential, so 401 would send the client into a useless sign-in);
+//   - otherwise ALLOW with exactly the upstream headers of the auth mode,
+//     then the server's static headers (sorted; the auth mode's header wins
+//     a name clash).
+//
+// Every response carries the principal and key prefix when the credential
+// resolved that far, and a fixed Reason.
+func (a *Authorizer) Authorize(ctx context.Context, req *authorizev1.AuthorizeRequest) (*authorizev1.AuthorizeResponse, error) {
+	base, err := PublicBase(req.GetPublicBaseUrl())
+	if err != nil {
+		return nil, err
+	}
+	if req.GetRoute() == "" {
+		return nil, fmt.Errorf("%w: no route", ErrInvalidRequest)
+	}
+	id, reason, desc := a.identify(req)
+	srv, ok := a.state.Server(req.GetRoute())
+	if !ok {
+		return &authorizev1.AuthorizeResponse{
+			Decision:  authorizev1.Decision_DECISION_NOT_FOUND,
+			Principal: id.principal.GetName(),
+			KeyPrefix: id.keyPrefix,
+			Reason:    ReasonUnknownRoute,
+		}, nil
+	}
+	challenge := func(id identity, reason, errCode, desc string) *authorizev1.AuthorizeResponse {
+		return &authorizev1.AuthorizeResponse{
+			Decision: authorizev1.Decision_DECISION_CHALLENGE,
+			Challenge: &authorizev1.Challenge{
+				ResourceMetadataUrl: ResourceMetadataURL(base, srv.Def.GetName()),
+				Scopes:              slices.Clone(srv.Def.GetScopes()),
+				Error:               errCode,
+				ErrorDescription:    desc,
+			},
+			Principal: id.principal.GetName(),
+			KeyPrefix: id.keyPrefix,
+			Reason:    reason,
+		}
+	}
+	if reason != "" {
+		if desc == "" {
+			return challenge(id, reason, "", ""), nil
+		}
+		return challenge(id, reason, ErrorInvalidToken, desc), nil
+	}
+	deny := func(reason string) *authorizev1.AuthorizeResponse {
+		return &authorizev1.AuthorizeResponse{
+			Decision:  authorizev1.Decision_DECISION_DENY,
+			Deny:      &authorizev1.Deny{},
+			Principal: id.principal.GetName(),
+			KeyPrefix: id.keyPrefix,
+			Reason:    reason,
+		}
+	}
+	if !Granted(id.principal, srv.Def.GetName()) {
+		return deny(ReasonNotGranted), nil
+	}
+	if req.GetJsonrpcMethod() == "tools/call" && !ToolAllowed(srv.Def, req.GetToolName()) {
+		return deny(ReasonToolForbidden), nil
+	}
+	allow := &authorizev1.Allow{
+		UpstreamUrl:     srv.Def.GetUrl(),
+		AllowedTools:    slices.Clone(srv.Def.GetAllowedTools()),
+		DisallowedTools: slices.Clone(srv.Def.GetDisallowedTools()),
+	}
+	var authHeader, authValue string
+	switch t, sec := srv.Def.GetAuthType(), srv.Secrets.GetAuthValue(); t {
+	case configv1.AuthType_AUTH_TYPE_UNSPECIFIED, configv1.AuthType_AUTH_TYPE_NONE:
+	case configv1.AuthType_AUTH_TYPE_API_KEY, configv1.AuthType_AUTH_TYPE_BEARER_TOKEN,
+		configv1.AuthType_AUTH_TYPE_BASIC, configv1.AuthType_AUTH_TYPE_AUTHORIZATION,
+		configv1.AuthType_AUTH_TYPE_TOKEN:
+		if sec == "" {
+			return nil, fmt.Errorf("server %q: %w: %s without auth_value", srv.Def.GetName(), ErrMisconfigured, t)
+		}
+		authHeader, authValue = staticAuth(t, sec)
+	case configv1.AuthType_AUTH_TYPE_OAUTH2:
+		switch srv.Def.GetOauth2Flow() {
+		case configv1.OAuth2Flow_O_AUTH2_FLOW_CLIENT_CREDENTIALS:
+			tok, err := a.machine.Token(ctx, srv)
+			if err != nil {
+				return nil, err
+			}
+			authHeader, authValue = "Authorization", "Bearer "+tok
+		case configv1.OAuth2Flow_O_AUTH2_FLOW_AUTHORIZATION_CODE:
+			tok, err := a.grants.Token(ctx, id.principal.GetName(), srv.Def.GetName())
+			switch {
+			case errors.Is(err, ErrNoGrant):
+				return challenge(id, ReasonNoGrant, "", ""), nil
+			case errors.Is(err, ErrGrantUnusable):
+				return challenge(id, ReasonGrantUnusable, "", ""), nil
+			case err != nil:
+				return nil, err
+			}
+			authHeader, authValue = "Authorization", "Bearer "+tok
+			allow.VaultGrant = true
+		default:
+			return nil, fmt.Errorf("server %q: %w: oauth2 flow %s", srv.Def.GetName(), ErrMisconfigured, srv.Def.GetOauth2Flow())
+		}
+	case configv1.AuthType_AUTH_TYPE_PASSTHROUGH:
+		v := req.GetCredentials().GetPassthroughAuthorization()
+		if v == "" {
+			return deny(ReasonPassthroughMissing), nil
+		}
+		if !validHeaderValue(v) {
+			return deny(ReasonPassthroughInvalid), nil
+		}
+		authHeader, authValue = "Authorization", v
+	default:
+		return nil, fmt.Errorf("server %q: %w: auth type %s", srv.Def.GetName(), ErrMisconfigured, t)
+	}
+	if authHeader != "" {
+		allow.UpstreamHeaders = append(allow.UpstreamHeaders, &authorizev1.Header{Name: authHeader, Value: authValue})
+	}
+	static := srv.Secrets.GetStaticHeaders()
+	names := make([]string, 0, len(static))
+	for n := range static {
+		// The auth mode's header wins over a static header of the same name.
+		if authHeader == "" || !strings.EqualFold(n, authHeader) {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		allow.UpstreamHeaders = append(allow.UpstreamHeaders, &authorizev1.Header{Name: n, Value: static[n]})
+	}
+	return &authorizev1.AuthorizeResponse{
+		Decision:  authorizev1.Decision_DECISION_ALLOW,
+		Allow:     allow,
+		Principal: id.principal.GetName(),
+		KeyPrefix: id.keyPrefix,
+		Reason:    ReasonAllowed,
+	}, nil
+}
+
+// identify resolves the presented credentials. A non-empty reason means
+// CHALLENGE; desc is empty only when no credential was presented.
+func (a *Authorizer) identify(req *authorizev1.AuthorizeRequest) (id identity, reason, desc string) {
+	c := req.GetCredentials()
+	if c.GetMalformedAuthorization() {
+		return id, ReasonMalformedAuth, DescMalformed
+	}
+	if c.GetApiKey() == "" && c.GetBearerToken() == "" {
+		return id, ReasonNoCredential, ""
+	}
+	now := a.now()
+	var keyPrincipal, tokenPrincipal string
+	if k := c.GetApiKey(); k != "" {
+		rec, ok := a.state.KeyByHash(store.HashKey(k))
+		if !ok {
+			return id, ReasonUnknownKey, DescInvalidCredential
+		}
+		id.keyPrefix = rec.GetKey().GetDisplayPrefix()
+		switch exp := rec.GetKey().GetExpireTime(); {
+		case rec.GetKey().GetRevoked():
+			return id, ReasonRevokedKey, DescInvalidCredential
+		case exp != nil && !now.Before(exp.AsTime()):
+			return id, ReasonExpiredKey, DescInvalidCredential
+		}
+		keyPrincipal = rec.GetKey().GetPrincipal()
+	}
+	if t := c.GetBearerToken(); t != "" {
+		rec, ok := a.state.AccessToken(store.HashKey(t))
+		switch {
+		case !ok:
+			return id, ReasonUnknownToken, DescInvalidCredential
+		case rec.GetExpireTime() == nil || !now.Before(rec.GetExpireTime().AsTime()):
+			return id, ReasonExpiredToken, DescInvalidCredential
+		case rec.GetRoute() != req.GetRoute():
+			return id, ReasonWrongAudience, DescWrongAudience
+		}
+		tokenPrincipal = rec.GetPrincipal()
+	}
+	if keyPrincipal != "" && tokenPrincipal != "" && keyPrincipal != tokenPrincipal {
+		return id, ReasonConflictingPrincipals, DescConflicting
+	}
+	name := keyPrincipal
+	if name == "" {
+		name = tokenPrincipal
+	}
+	p, ok := a.state.Principal(name)
+	if !ok {
+		return id, ReasonUnknownPrincipal, DescInvalidCredential
+	}
+	id.principal = p
+	return id, "", ""
+}
+
+// staticAuth returns the header a static auth mode injects.
+func staticAuth(t configv1.AuthType, v string) (name, value string) {
+	switch t {
+	case configv1.AuthType_AUTH_TYPE_API_KEY:
+		return "X-API-Key", v
+	case configv1.AuthType_AUTH_TYPE_BEARER_TOKEN:
+		return "Authorization", "Bearer " + v
+	case configv1.AuthType_AUTH_TYPE_BASIC:
+		return "Authorization", "Basic " + base64.StdEncoding.EncodeToString([]byte(v))
+	case configv1.AuthType_AUTH_TYPE_TOKEN:
+		return "Authorization", "token " + v
+	default: // AUTH_TYPE_AUTHORIZATION
+		return "Authorization", v
+	}
+}
+
+// Granted reports whether p may use server ("*" grants every server).
+func Granted(p *configv1.Principal, server string) bool {
+	for _, s := range p.GetServers() {
+		if s == "*" || s == server {
+			return true
+		}
+	}
+	return false
+}
+
+// ToolAllowed reports whether srv's tool lists let a client call tool: it
+// must be in allowed_tools when that list is not empty, and never in
+// disallowed_tools.
+func ToolAllowed(srv *configv1.McpServer, tool string) bool {
+	if a := srv.GetAllowedTools(); len(a) > 0 && !slices.Contains(a, tool) {
+		return false
+	}
+	return !slices.Contains(srv.GetDisallowedTools(), tool)
+}
+
+// PublicBase validates a public base URL (absolute http or https, a host, no
+// path beyond "/", no query, fragment or user info) and returns it without a
+// trailing slash.
+func PublicBase(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Opaque != "" ||
+		u.User != nil || (u.Path != "" && u.Path != "/") || u.RawPath != "" || u.RawQuery != "" || u.ForceQuery ||
+		u.Fragment != "" || strings.ContainsAny(raw, " \t\r\n\"\\") {
+		return "", fmt.Errorf("%w: public base URL must be an absolute http(s) origin", ErrInvalidRequest)
+	}
+	return u.Scheme + "://" + u.Host, nil
+}
+
+// ResourceMetadataURL is the RFC 9728 metadata URL of route under base.
+func ResourceMetadataURL(base, route string) string {
+	return base + "/.well-known/oauth-protected-resource/" + url.PathEscape(route) + "/mcp"
+}
+
+// validHeaderValue reports whether v can be sent as an HTTP header value.
+func validHeaderValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if b := v[i]; (b < 0x20 && b != '\t') || b == 0x7f {
+			return false
+		}
+	}
+	return strings.TrimSpace(v) == v
+}

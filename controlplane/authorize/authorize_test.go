@@ -1,0 +1,547 @@
+package authorize_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	authorizev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1"
+	configv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1"
+	storev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/store/v1"
+	vaultv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/vault/v1"
+	"github.com/mcpgate/mcpgate/controlplane/authorize"
+	"github.com/mcpgate/mcpgate/controlplane/store"
+)
+
+const base = "https://gw.example.com"
+
+var now = time.Date(2026, 11, 28, 3, 0, 0, 0, time.UTC)
+
+func clock() time.Time { return now }
+
+// state is an in-memory authorize.State.
+type state struct {
+	servers    map[string]*store.Server
+	principals map[string]*configv1.Principal
+	keys       map[[32]byte]*storev1.KeyRecord
+	tokens     map[[32]byte]*storev1.AccessTokenRecord
+	grants     map[[2]string]*store.Grant
+}
+
+func newState() *state {
+	return &state{
+		servers:    map[string]*store.Server{},
+		principals: map[string]*configv1.Principal{},
+		keys:       map[[32]byte]*storev1.KeyRecord{},
+		tokens:     map[[32]byte]*storev1.AccessTokenRecord{},
+		grants:     map[[2]string]*store.Grant{},
+	}
+}
+
+func (s *state) Server(n string) (*store.Server, bool) { v, ok := s.servers[n]; return v, ok }
+func (s *state) Principal(n string) (*configv1.Principal, bool) {
+	v, ok := s.principals[n]
+	return v, ok
+}
+func (s *state) KeyByHash(h [32]byte) (*storev1.KeyRecord, bool) { v, ok := s.keys[h]; return v, ok }
+func (s *state) AccessToken(h [32]byte) (*storev1.AccessTokenRecord, bool) {
+	v, ok := s.tokens[h]
+	return v, ok
+}
+func (s *state) Grant(p, srv string) (*store.Grant, bool) {
+	v, ok := s.grants[[2]string{p, srv}]
+	return v, ok
+}
+
+func (s *state) addKey(plain, principal string, revoked bool, expire time.Time) {
+	k := &configv1.ApiKey{Id: store.KeyID(store.HashKey(plain)), Principal: principal, DisplayPrefix: plain[:8], Revoked: revoked}
+	if !expire.IsZero() {
+		k.ExpireTime = timestamppb.New(expire)
+	}
+	sum := store.HashKey(plain)
+	s.keys[sum] = &storev1.KeyRecord{Key: k, Sha256: sum[:]}
+}
+
+func (s *state) addToken(plain, principal, route string, expire time.Time) {
+	s.tokens[store.HashKey(plain)] = &storev1.AccessTokenRecord{Principal: principal, Route: route, ExpireTime: timestamppb.New(expire)}
+}
+
+func (s *state) addGrant(principal, server string, st vaultv1.ConnectionState, tok string, expire time.Time) {
+	s.grants[[2]string{principal, server}] = &store.Grant{
+		Conn:  &vaultv1.Connection{Principal: principal, Server: server, State: st},
+		Token: &storev1.UpstreamToken{AccessToken: tok, Expiry: timestamppb.New(expire)},
+	}
+}
+
+// fixedMachine is a MachineTokens that hands out one token.
+type fixedMachine string
+
+func (m fixedMachine) Token(context.Context, *store.Server) (string, error) { return string(m), nil }
+
+// errGrants is a GrantTokens that always fails.
+type errGrants struct{ err error }
+
+func (g errGrants) Token(context.Context, string, string) (string, error) { return "", g.err }
+
+func hdr(kv ...string) []*authorizev1.Header {
+	var out []*authorizev1.Header
+	for i := 0; i < len(kv); i += 2 {
+		out = append(out, &authorizev1.Header{Name: kv[i], Value: kv[i+1]})
+	}
+	return out
+}
+
+// mode is one upstream auth mode of the matrix: a server definition and the
+// exact headers an ALLOW carries for it.
+type mode struct {
+	route   string
+	typ     configv1.AuthType
+	flow    configv1.OAuth2Flow
+	value   string
+	scopes  []string
+	headers []*authorizev1.Header // without the static X-Tenant header
+}
+
+var modes = []mode{
+	{route: "none", typ: configv1.AuthType_AUTH_TYPE_NONE},
+	{route: "unspecified", typ: configv1.AuthType_AUTH_TYPE_UNSPECIFIED},
+	{route: "apikey", typ: configv1.AuthType_AUTH_TYPE_API_KEY, value: "s3cret", headers: hdr("X-API-Key", "s3cret")},
+	{route: "bearer", typ: configv1.AuthType_AUTH_TYPE_BEARER_TOKEN, value: "s3cret", headers: hdr("Authorization", "Bearer s3cret")},
+	{route: "basic", typ: configv1.AuthType_AUTH_TYPE_BASIC, value: "user:pw", headers: hdr("Authorization", "Basic dXNlcjpwdw==")},
+	{route: "authz", typ: configv1.AuthType_AUTH_TYPE_AUTHORIZATION, value: "Custom abc", headers: hdr("Authorization", "Custom abc")},
+	{route: "token", typ: configv1.AuthType_AUTH_TYPE_TOKEN, value: "s3cret", headers: hdr("Authorization", "token s3cret")},
+	{route: "cc", typ: configv1.AuthType_AUTH_TYPE_OAUTH2, flow: configv1.OAuth2Flow_O_AUTH2_FLOW_CLIENT_CREDENTIALS, scopes: []string{"api"}, headers: hdr("Authorization", "Bearer minted")},
+	{route: "Gmail", typ: configv1.AuthType_AUTH_TYPE_OAUTH2, flow: configv1.OAuth2Flow_O_AUTH2_FLOW_AUTHORIZATION_CODE, scopes: []string{"mail.read", "mail.send"}},
+	{route: "pass", typ: configv1.AuthType_AUTH_TYPE_PASSTHROUGH, headers: hdr("Authorization", "Bearer up-pass")},
+}
+
+// Credentials of the matrix.
+const (
+	keyAlice   = "mcpg_alice_0000000000000000"
+	keyBob     = "mcpg_bob___0000000000000000"
+	keyCarol   = "mcpg_carol_0000000000000000"
+	keyDave    = "mcpg_dave__0000000000000000"
+	keyRevoked = "mcpg_revok_0000000000000000"
+	keyExpired = "mcpg_expir_0000000000000000"
+	keyNow     = "mcpg_nowex_0000000000000000"
+	keyFuture  = "mcpg_futur_0000000000000000"
+)
+
+func matrixState() *state {
+	s := newState()
+	routes := []string{}
+	for _, m := range modes {
+		routes = append(routes, m.route)
+		s.servers[m.route] = &store.Server{
+			Def: &configv1.McpServer{
+				Name: m.route, Url: "https://upstream.example/" + m.route, AuthType: m.typ, Oauth2Flow: m.flow,
+				Scopes: m.scopes, AllowedTools: []string{"search", "delete"}, DisallowedTools: []string{"delete"},
+				Description: "route " + m.route, Revision: 7,
+			},
+			Secrets: &storev1.ServerSecrets{AuthValue: m.value, StaticHeaders: map[string]string{"X-Tenant": "t1"}},
+		}
+	}
+	s.principals["alice"] = &configv1.Principal{Name: "alice", Servers: routes}
+	s.principals["bob"] = &configv1.Principal{Name: "bob", Servers: []string{"*"}}
+	s.principals["carol"] = &configv1.Principal{Name: "carol", Servers: []string{"elsewhere"}}
+	s.addKey(keyAlice, "alice", false, time.Time{})
+	s.addKey(keyBob, "bob", false, time.Time{})
+	s.addKey(keyCarol, "carol", false, time.Time{})
+	s.addKey(keyDave, "dave", false, time.Time{}) // dave was deleted
+	s.addKey(keyRevoked, "alice", true, time.Time{})
+	s.addKey(keyExpired, "alice", false, now.Add(-time.Second))
+	s.addKey(keyNow, "alice", false, now)
+	s.addKey(keyFuture, "alice", false, now.Add(time.Hour))
+	for _, r := range routes {
+		s.addToken("tok-alice-"+r, "alice", r, now.Add(time.Hour))
+		s.addToken("tok-expired-"+r, "alice", r, now.Add(-time.Second))
+	}
+	s.addToken("tok-alice-elsewhere", "alice", "elsewhere", now.Add(time.Hour))
+	return s
+}
+
+// credCase is a credential shape and state, and what it resolves to.
+type credCase struct {
+	name      string
+	creds     func(route string) *authorizev1.Credentials
+	outcome   string // "ok", "none" (challenge, no error), "invalid", "deny"
+	reason    string // for "none", "invalid", "deny"
+	desc      string // for "invalid"
+	principal string
+	prefix    string
+}
+
+var credCases = []credCase{
+	{name: "none", creds: func(string) *authorizev1.Credentials { return &authorizev1.Credentials{} },
+		outcome: "none", reason: authorize.ReasonNoCredential},
+	{name: "malformed", creds: func(string) *authorizev1.Credentials {
+		return &authorizev1.Credentials{MalformedAuthorization: true, ApiKey: keyAlice}
+	}, outcome: "invalid", reason: authorize.ReasonMalformedAuth, desc: authorize.DescMalformed},
+	{name: "key", creds: func(string) *authorizev1.Credentials { return &authorizev1.Credentials{ApiKey: keyAlice} },
+		outcome: "ok", principal: "alice", prefix: keyAlice[:8]},
+	{name: "key-not-yet-expired", creds: func(string) *authorizev1.Credentials { return &authorizev1.Credentials{ApiKey: keyFuture} },
+		outcome: "ok", principal: "alice", prefix: keyFuture[:8]},
+	{name: "key-star", creds: func(string) *authorizev1.Credentials { return &authorizev1.Credentials{ApiKey: keyBob} },
+		outcome: "ok", principal: "bob", prefix: keyBob[:8]},
+	{name: "key-unknown", creds: func(string) *authorizev1.Credentials { return &authorizev1.Credentials{ApiKey: "mcpg_nobody"} },
+		outcome: "invalid", reason: authorize.ReasonUnknownKey, desc: authorize.DescInvalidCredential},
+	{name: "key-revoked", creds: func(string) *authorizev1.Credentials { return &authorizev1.Credentials{ApiKey: keyRevoked} },
+		outcome: "invalid", reason: authorize.ReasonRevokedKey, desc: authorize.DescInvalidCredential, prefix: keyRevoked[:8]},
+	{name: "key-expired", creds: func(string) *authorizev1.Credentials { return &authorizev1.Credentials{ApiKey: keyExpired} },
+		outcome: "invalid", reason: authorize.ReasonExpiredKey, desc: authorize.DescInvalidCredential, prefix: keyExpired[:8]},
+	{name: "key-expiring-now", creds: func(string) *authorizev1.Credentials { return &authorizev1.Credentials{ApiKey: keyNow} },
+		outcome: "invalid", reason: authorize.ReasonExpiredKey, desc: authorize.DescInvalidCredential, prefix: keyNow[:8]},
+	{name: "key-deleted-principal", creds: func(string) *authorizev1.Credentials { return &authorizev1.Credentials{ApiKey: keyDave} },
+		outcome: "invalid", reason: authorize.ReasonUnknownPrincipal, desc: authorize.DescInvalidCredential, prefix: keyDave[:8]},
+	{name: "key-not-granted", creds: func(string) *authorizev1.Credentials { return &authorizev1.Credentials{ApiKey: keyCarol} },
+		outcome: "deny", reason: authorize.ReasonNotGranted, principal: "carol", prefix: keyCarol[:8]},
+	{name: "token", creds: func(r string) *authorizev1.Credentials {
+		return &authorizev1.Credentials{BearerToken: "tok-alice-" + r}
+	},
+		outcome: "ok", principal: "alice"},
+	{name: "token-unknown", creds: func(string) *authorizev1.Credentials { return &authorizev1.Credentials{BearerToken: "tok-nobody"} },
+		outcome: "invalid", reason: authorize.ReasonUnknownToken, desc: authorize.DescInvalidCredential},
+	{name: "token-expired", creds: func(r string) *authorizev1.Credentials {
+		return &authorizev1.Credentials{BearerToken: "tok-expired-" + r}
+	}, outcome: "invalid", reason: authorize.ReasonExpiredToken, desc: authorize.DescInvalidCredential},
+	{name: "token-other-route", creds: func(string) *authorizev1.Credentials {
+		return &authorizev1.Credentials{BearerToken: "tok-alice-elsewhere"}
+	}, outcome: "invalid", reason: authorize.ReasonWrongAudience, desc: authorize.DescWrongAudience},
+	{name: "key-and-token-same-principal", creds: func(r string) *authorizev1.Credentials {
+		return &authorizev1.Credentials{ApiKey: keyAlice, BearerToken: "tok-alice-" + r}
+	}, outcome: "ok", principal: "alice", prefix: keyAlice[:8]},
+	{name: "key-and-token-different-principals", creds: func(r string) *authorizev1.Credentials {
+		return &authorizev1.Credentials{ApiKey: keyBob, BearerToken: "tok-alice-" + r}
+	}, outcome: "invalid", reason: authorize.ReasonConflictingPrincipals, desc: authorize.DescConflicting, prefix: keyBob[:8]},
+}
+
+// grantCase is a vault state; it only matters for authorization_code.
+type grantCase struct {
+	name   string
+	setup  func(s *state, p string) []authorize.Option
+	token  string // ALLOW with this grant token
+	reason string // else CHALLENGE with this reason
+	err    error  // else this error
+}
+
+var grantCases = []grantCase{
+	{name: "no-grant", setup: func(*state, string) []authorize.Option { return nil }, reason: authorize.ReasonNoGrant},
+	{name: "active", setup: func(s *state, p string) []authorize.Option {
+		s.addGrant(p, "Gmail", vaultv1.ConnectionState_CONNECTION_STATE_ACTIVE, "grant-"+p, now.Add(time.Hour))
+		return nil
+	}, token: "grant-"},
+	{name: "expired", setup: func(s *state, p string) []authorize.Option {
+		s.addGrant(p, "Gmail", vaultv1.ConnectionState_CONNECTION_STATE_ACTIVE, "grant-"+p, now)
+		return nil
+	}, reason: authorize.ReasonGrantUnusable},
+	{name: "needs-reauth", setup: func(s *state, p string) []authorize.Option {
+		s.addGrant(p, "Gmail", vaultv1.ConnectionState_CONNECTION_STATE_NEEDS_REAUTH, "grant-"+p, now.Add(time.Hour))
+		return nil
+	}, reason: authorize.ReasonGrantUnusable},
+	{name: "refresh-unavailable", setup: func(*state, string) []authorize.Option {
+		return []authorize.Option{authorize.WithGrantTokens(errGrants{fmt.Errorf("refresh: %w", authorize.ErrUpstreamUnavailable)})}
+	}, err: authorize.ErrUpstreamUnavailable},
+	{name: "grant-store-broken", setup: func(*state, string) []authorize.Option {
+		return []authorize.Option{authorize.WithGrantTokens(errGrants{errBroken})}
+	}, err: errBroken},
+}
+
+var errBroken = errors.New("broken")
+
+type methodCase struct {
+	name, method, tool string
+	forbidden          bool
+}
+
+var methodCases = []methodCase{
+	{name: "initialize", method: "initialize"},
+	{name: "tools-list", method: "tools/list"},
+	{name: "call-allowed", method: "tools/call", tool: "search"},
+	{name: "call-disallowed", method: "tools/call", tool: "delete", forbidden: true},
+	{name: "call-unlisted", method: "tools/call", tool: "rm", forbidden: true},
+	{name: "call-no-name", method: "tools/call", forbidden: true},
+	{name: "get-stream", method: ""},
+	{name: "discover", method: "server/discover"},
+	{name: "tool-name-outside-call", method: "prompts/get", tool: "rm"},
+}
+
+// TestAuthorizeMatrix runs every (auth mode × credential × vault state × MCP
+// method) cell and compares the whole response.
+func TestAuthorizeMatrix(t *testing.T) {
+	cells := 0
+	for _, m := range modes {
+		for _, c := range credCases {
+			for _, g := range grantCases {
+				for _, mc := range methodCases {
+					name := m.route + "/" + c.name + "/" + g.name + "/" + mc.name
+					s := matrixState()
+					var opts []authorize.Option
+					for _, p := range []string{"alice", "bob", "carol"} {
+						opts = append(opts, g.setup(s, p)...)
+					}
+					opts = append(opts, authorize.WithClock(clock), authorize.WithMachineTokens(fixedMachine("minted")))
+					a := authorize.New(s, opts...)
+					creds := c.creds(m.route)
+					creds.PassthroughAuthorization = "Bearer up-pass"
+					req := &authorizev1.AuthorizeRequest{
+						Route: m.route, Credentials: creds, HttpMethod: "POST",
+						JsonrpcMethod: mc.method, ToolName: mc.tool, PublicBaseUrl: base,
+					}
+					want, wantErr := expect(m, c, g, mc)
+					got, err := a.Authorize(t.Context(), req)
+					cells++
+					if wantErr != nil {
+						if !errors.Is(err, wantErr) || got != nil {
+							t.Errorf("%s: got (%v, %v), want error %v", name, got, err, wantErr)
+						}
+						continue
+					}
+					if err != nil {
+						t.Errorf("%s: unexpected error %v", name, err)
+						continue
+					}
+					if !proto.Equal(got, want) {
+						t.Errorf("%s:\n got %s\nwant %s", name, protojson.Format(got), protojson.Format(want))
+					}
+				}
+			}
+		}
+	}
+	t.Logf("%d cells", cells)
+}
+
+// expect is the table's answer for one cell, written from issue 3's list of
+// outcomes in its order of precedence.
+func expect(m mode, c credCase, g grantCase, mc methodCase) (*authorizev1.AuthorizeResponse, error) {
+	challenge := func(reason, errCode, desc string) *authorizev1.AuthorizeResponse {
+		return &authorizev1.AuthorizeResponse{
+			Decision: authorizev1.Decision_DECISION_CHALLENGE,
+			Challenge: &authorizev1.Challenge{
+				ResourceMetadataUrl: base + "/.well-known/oauth-protected-resource/" + m.route + "/mcp",
+				Scopes:              m.scopes, Error: errCode, ErrorDescription: desc,
+			},
+			Principal: c.principal, KeyPrefix: c.prefix, Reason: reason,
+		}
+	}
+	deny := func(reason string) *authorizev1.AuthorizeResponse {
+		return &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_DENY, Deny: &authorizev1.Deny{},
+			Principal: c.principal, KeyPrefix: c.prefix, Reason: reason}
+	}
+	switch c.outcome {
+	case "none":
+		return challenge(c.reason, "", ""), nil
+	case "invalid":
+		return challenge(c.reason, "invalid_token", c.desc), nil
+	case "deny":
+		return deny(c.reason), nil
+	}
+	if mc.forbidden {
+		return deny(authorize.ReasonToolForbidden), nil
+	}
+	headers := m.headers
+	vault := false
+	if m.flow == configv1.OAuth2Flow_O_AUTH2_FLOW_AUTHORIZATION_CODE {
+		switch {
+		case g.err != nil:
+			return nil, g.err
+		case g.reason != "":
+			return challenge(g.reason, "", ""), nil
+		}
+		headers, vault = hdr("Authorization", "Bearer "+g.token+c.principal), true
+	}
+	return &authorizev1.AuthorizeResponse{
+		Decision: authorizev1.Decision_DECISION_ALLOW,
+		Allow: &authorizev1.Allow{
+			UpstreamUrl:     "https://upstream.example/" + m.route,
+			UpstreamHeaders: append(slices.Clone(headers), hdr("X-Tenant", "t1")...),
+			AllowedTools:    []string{"search", "delete"}, DisallowedTools: []string{"delete"},
+			VaultGrant: vault,
+		},
+		Principal: c.principal, KeyPrefix: c.prefix, Reason: authorize.ReasonAllowed,
+	}, nil
+}
+
+// TestAuthorizeReportedCase is the reported bug: an initialize with only a
+// valid LiteLLM-style key on an authorization_code server without a grant
+// must be a challenge the client can act on.
+func TestAuthorizeReportedCase(t *testing.T) {
+	a := authorize.New(matrixState(), authorize.WithClock(clock))
+	got, err := a.Authorize(t.Context(), &authorizev1.AuthorizeRequest{
+		Route: "Gmail", Credentials: &authorizev1.Credentials{ApiKey: keyAlice},
+		HttpMethod: "POST", JsonrpcMethod: "initialize", PublicBaseUrl: "https://gw.example.com/",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &authorizev1.AuthorizeResponse{
+		Decision: authorizev1.Decision_DECISION_CHALLENGE,
+		Challenge: &authorizev1.Challenge{
+			ResourceMetadataUrl: "https://gw.example.com/.well-known/oauth-protected-resource/Gmail/mcp",
+			Scopes:              []string{"mail.read", "mail.send"},
+		},
+		Principal: "alice", KeyPrefix: "mcpg_ali", Reason: "no upstream grant",
+	}
+	if !proto.Equal(got, want) {
+		t.Errorf("got %s\nwant %s", protojson.Format(got), protojson.Format(want))
+	}
+}
+
+func TestAuthorizeEdges(t *testing.T) {
+	type tc struct {
+		name    string
+		mutate  func(s *state)
+		req     *authorizev1.AuthorizeRequest
+		want    *authorizev1.AuthorizeResponse
+		wantErr error
+	}
+	key := &authorizev1.Credentials{ApiKey: keyAlice}
+	cases := []tc{
+		{name: "unknown-route", req: &authorizev1.AuthorizeRequest{Route: "nope", Credentials: key, PublicBaseUrl: base},
+			want: &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_NOT_FOUND, Principal: "alice", KeyPrefix: "mcpg_ali", Reason: authorize.ReasonUnknownRoute}},
+		{name: "unknown-route-no-credential", req: &authorizev1.AuthorizeRequest{Route: "nope", PublicBaseUrl: base},
+			want: &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_NOT_FOUND, Reason: authorize.ReasonUnknownRoute}},
+		{name: "no-route", req: &authorizev1.AuthorizeRequest{Credentials: key, PublicBaseUrl: base}, wantErr: authorize.ErrInvalidRequest},
+		{name: "bad-base", req: &authorizev1.AuthorizeRequest{Route: "none", Credentials: key, PublicBaseUrl: "gw.example.com"}, wantErr: authorize.ErrInvalidRequest},
+		{name: "passthrough-missing", req: &authorizev1.AuthorizeRequest{Route: "pass", Credentials: key, PublicBaseUrl: base},
+			want: &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_DENY, Deny: &authorizev1.Deny{},
+				Principal: "alice", KeyPrefix: "mcpg_ali", Reason: authorize.ReasonPassthroughMissing}},
+		{name: "passthrough-header-injection", req: &authorizev1.AuthorizeRequest{Route: "pass", PublicBaseUrl: base,
+			Credentials: &authorizev1.Credentials{ApiKey: keyAlice, PassthroughAuthorization: "Bearer x\r\nX-Evil: 1"}},
+			want: &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_DENY, Deny: &authorizev1.Deny{},
+				Principal: "alice", KeyPrefix: "mcpg_ali", Reason: authorize.ReasonPassthroughInvalid}},
+		{name: "static-auth-value-missing", mutate: func(s *state) { s.servers["apikey"].Secrets.AuthValue = "" },
+			req: &authorizev1.AuthorizeRequest{Route: "apikey", Credentials: key, PublicBaseUrl: base}, wantErr: authorize.ErrMisconfigured},
+		{name: "oauth2-without-flow", mutate: func(s *state) { s.servers["cc"].Def.Oauth2Flow = 0 },
+			req: &authorizev1.AuthorizeRequest{Route: "cc", Credentials: key, PublicBaseUrl: base}, wantErr: authorize.ErrMisconfigured},
+		{name: "unknown-auth-type", mutate: func(s *state) { s.servers["none"].Def.AuthType = 99 },
+			req: &authorizev1.AuthorizeRequest{Route: "none", Credentials: key, PublicBaseUrl: base}, wantErr: authorize.ErrMisconfigured},
+		{name: "static-authorization-loses-to-mode", mutate: func(s *state) {
+			s.servers["bearer"].Secrets.StaticHeaders = map[string]string{"authorization": "Bearer static", "X-B": "b", "X-A": "a"}
+			s.servers["bearer"].Def.AllowedTools, s.servers["bearer"].Def.DisallowedTools = nil, nil
+		}, req: &authorizev1.AuthorizeRequest{Route: "bearer", Credentials: key, PublicBaseUrl: base, JsonrpcMethod: "tools/call", ToolName: "anything"},
+			want: &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_ALLOW, Allow: &authorizev1.Allow{
+				UpstreamUrl: "https://upstream.example/bearer", UpstreamHeaders: hdr("Authorization", "Bearer s3cret", "X-A", "a", "X-B", "b")},
+				Principal: "alice", KeyPrefix: "mcpg_ali", Reason: authorize.ReasonAllowed}},
+		{name: "static-authorization-on-none", mutate: func(s *state) {
+			s.servers["none"].Secrets.StaticHeaders = map[string]string{"Authorization": "Bearer static"}
+		}, req: &authorizev1.AuthorizeRequest{Route: "none", Credentials: key, PublicBaseUrl: base},
+			want: &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_ALLOW, Allow: &authorizev1.Allow{
+				UpstreamUrl: "https://upstream.example/none", UpstreamHeaders: hdr("Authorization", "Bearer static"),
+				AllowedTools: []string{"search", "delete"}, DisallowedTools: []string{"delete"}},
+				Principal: "alice", KeyPrefix: "mcpg_ali", Reason: authorize.ReasonAllowed}},
+		{name: "token-without-expiry", mutate: func(s *state) { s.tokens[store.HashKey("tok-alice-none")].ExpireTime = nil },
+			req: &authorizev1.AuthorizeRequest{Route: "none", Credentials: &authorizev1.Credentials{BearerToken: "tok-alice-none"}, PublicBaseUrl: base},
+			want: &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_CHALLENGE, Challenge: &authorizev1.Challenge{
+				ResourceMetadataUrl: base + "/.well-known/oauth-protected-resource/none/mcp", Error: "invalid_token", ErrorDescription: authorize.DescInvalidCredential},
+				Reason: authorize.ReasonExpiredToken}},
+		{name: "grant-without-token", mutate: func(s *state) {
+			s.addGrant("alice", "Gmail", vaultv1.ConnectionState_CONNECTION_STATE_ACTIVE, "", now.Add(time.Hour))
+		}, req: &authorizev1.AuthorizeRequest{Route: "Gmail", Credentials: key, PublicBaseUrl: base},
+			want: &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_CHALLENGE, Challenge: &authorizev1.Challenge{
+				ResourceMetadataUrl: base + "/.well-known/oauth-protected-resource/Gmail/mcp", Scopes: []string{"mail.read", "mail.send"}},
+				Principal: "alice", KeyPrefix: "mcpg_ali", Reason: authorize.ReasonGrantUnusable}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := matrixState()
+			if c.mutate != nil {
+				c.mutate(s)
+			}
+			a := authorize.New(s, authorize.WithClock(clock), authorize.WithMachineTokens(fixedMachine("minted")))
+			got, err := a.Authorize(t.Context(), c.req)
+			if c.wantErr != nil {
+				if !errors.Is(err, c.wantErr) {
+					t.Fatalf("err = %v, want %v", err, c.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !proto.Equal(got, c.want) {
+				t.Errorf("got %s\nwant %s", protojson.Format(got), protojson.Format(c.want))
+			}
+		})
+	}
+}
+
+func TestPublicBase(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"https://gw.example.com", "https://gw.example.com"},
+		{"https://gw.example.com/", "https://gw.example.com"},
+		{"http://127.0.0.1:8080", "http://127.0.0.1:8080"},
+		{"HTTPS://gw.example.com", "https://gw.example.com"},
+		{"", ""},
+		{"gw.example.com", ""},
+		{"/relative", ""},
+		{"ftp://gw.example.com", ""},
+		{"https://", ""},
+		{"https://gw.example.com/base", ""},
+		{"https://gw.example.com?x=1", ""},
+		{"https://gw.example.com/?", ""},
+		{"https://gw.example.com#f", ""},
+		{"https://user:pw@gw.example.com", ""},
+		{"https://gw.example.com\"", ""},
+		{"mailto:a@b", ""},
+	} {
+		got, err := authorize.PublicBase(c.in)
+		if c.want == "" {
+			if !errors.Is(err, authorize.ErrInvalidRequest) {
+				t.Errorf("PublicBase(%q) = %q, %v; want ErrInvalidRequest", c.in, got, err)
+			}
+			continue
+		}
+		if err != nil || got != c.want {
+			t.Errorf("PublicBase(%q) = %q, %v; want %q", c.in, got, err, c.want)
+		}
+	}
+}
+
+func TestToolAllowed(t *testing.T) {
+	for _, c := range []struct {
+		allowed, disallowed []string
+		tool                string
+		want                bool
+	}{
+		{nil, nil, "x", true},
+		{nil, []string{"x"}, "x", false},
+		{nil, []string{"x"}, "y", true},
+		{[]string{"x"}, nil, "x", true},
+		{[]string{"x"}, nil, "y", false},
+		{[]string{"x"}, []string{"x"}, "x", false},
+	} {
+		srv := &configv1.McpServer{AllowedTools: c.allowed, DisallowedTools: c.disallowed}
+		if got := authorize.ToolAllowed(srv, c.tool); got != c.want {
+			t.Errorf("ToolAllowed(%v, %v, %q) = %v", c.allowed, c.disallowed, c.tool, got)
+		}
+	}
+}
+
+func BenchmarkAuthorize(b *testing.B) {
+	s := matrixState()
+	s.addGrant("alice", "Gmail", vaultv1.ConnectionState_CONNECTION_STATE_ACTIVE, "grant", now.Add(time.Hour))
+	a := authorize.New(s, authorize.WithClock(clock), authorize.WithMachineTokens(fixedMachine("minted")))
+	for _, route := range []string{"bearer", "Gmail"} {
+		req := &authorizev1.AuthorizeRequest{Route: route, Credentials: &authorizev1.Credentials{ApiKey: keyAlice},
+			HttpMethod: "POST", JsonrpcMethod: "tools/call", ToolName: "search", PublicBaseUrl: base}
+		b.Run(route, func(b *testing.B) {
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					resp, err := a.Authorize(context.Background(), req)
+					if err != nil || resp.GetDecision() != authorizev1.Decision_DECISION_ALLOW {
+						b.Fatal(resp, err)
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "decisions/s")
+		})
+	}
+}

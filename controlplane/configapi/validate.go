@@ -1,0 +1,347 @@
+package configapi
+
+import (
+	"fmt"
+	"net/textproto"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+
+	configv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1"
+	storev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/store/v1"
+)
+
+// invalidError is a validation failure. Its text is fixed by this package,
+// names the field and never contains a secret, so it is sent to clients.
+type invalidError struct{ msg string }
+
+func (e *invalidError) Error() string { return e.msg }
+
+func invalid(format string, args ...any) error {
+	return &invalidError{msg: fmt.Sprintf(format, args...)}
+}
+
+var (
+	nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
+	// keyRE is the shape of a gateway API key.
+	keyRE = regexp.MustCompile(`^mcpg_[A-Za-z0-9]{32,}$`)
+)
+
+const nameRule = "must match ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+
+// validName checks a server or principal name. The name itself is echoed
+// only when it is short and printable, which every valid-looking name is.
+func validName(field, name string) error {
+	if name == "" {
+		return invalid("%s: required", field)
+	}
+	if !nameRE.MatchString(name) {
+		return invalid("%s: %s", field, nameRule)
+	}
+	return nil
+}
+
+// validURL checks an absolute http(s) URL with a host and no credentials.
+// The URL is never echoed: it may carry secrets in its query.
+func validURL(field, raw string) error {
+	if raw == "" {
+		return invalid("%s: required", field)
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return invalid("%s: not a valid URL", field)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return invalid("%s: must be an absolute http or https URL", field)
+	}
+	if u.Host == "" || u.Hostname() == "" {
+		return invalid("%s: must have a host", field)
+	}
+	if u.User != nil {
+		return invalid("%s: must not contain credentials", field)
+	}
+	if u.Fragment != "" {
+		return invalid("%s: must not contain a fragment", field)
+	}
+	return nil
+}
+
+// usesAuthValue tells whether an auth type takes auth_value.
+func usesAuthValue(t configv1.AuthType) bool {
+	switch t {
+	case configv1.AuthType_AUTH_TYPE_API_KEY, configv1.AuthType_AUTH_TYPE_BEARER_TOKEN,
+		configv1.AuthType_AUTH_TYPE_BASIC, configv1.AuthType_AUTH_TYPE_AUTHORIZATION,
+		configv1.AuthType_AUTH_TYPE_TOKEN:
+		return true
+	}
+	return false
+}
+
+// hopByHop are headers that belong to one connection, and reserved are
+// headers the gateway itself owns: admission credentials, framing, sessions.
+var reservedHeaders = map[string]string{
+	"Connection":          "hop-by-hop",
+	"Keep-Alive":          "hop-by-hop",
+	"Proxy-Connection":    "hop-by-hop",
+	"Proxy-Authenticate":  "hop-by-hop",
+	"Proxy-Authorization": "hop-by-hop",
+	"Te":                  "hop-by-hop",
+	"Trailer":             "hop-by-hop",
+	"Transfer-Encoding":   "hop-by-hop",
+	"Upgrade":             "hop-by-hop",
+	"Host":                "reserved",
+	"Content-Length":      "reserved",
+	"Mcp-Session-Id":      "reserved",
+	"X-Mcpgate-Api-Key":   "an admission header",
+	"X-Litellm-Api-Key":   "an admission header",
+}
+
+// isToken reports whether s is an HTTP token (RFC 9110 section 5.6.2).
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// validHeaderValue rejects control characters other than tab.
+func validHeaderValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; (c < 0x20 && c != '\t') || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+func validStaticHeader(name, value string, authType configv1.AuthType) error {
+	if !isToken(name) {
+		return invalid("static_headers: header name %q is not a valid HTTP token", truncate(name))
+	}
+	canon := textproto.CanonicalMIMEHeaderKey(name)
+	if why, ok := reservedHeaders[canon]; ok {
+		return invalid("static_headers: %s is %s and cannot be set", canon, why)
+	}
+	if strings.HasPrefix(canon, "X-Mcp-") && strings.HasSuffix(canon, "-Authorization") {
+		return invalid("static_headers: %s is a passthrough header and cannot be set", canon)
+	}
+	if canon == "Authorization" && authType != configv1.AuthType_AUTH_TYPE_NONE {
+		return invalid("static_headers: Authorization is only allowed with auth_type none")
+	}
+	if value == "" {
+		return invalid("static_headers[%s]: value required", canon)
+	}
+	if !validHeaderValue(value) {
+		return invalid("static_headers[%s]: value contains control characters", canon)
+	}
+	return nil
+}
+
+func truncate(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
+}
+
+// normalizeServer fills defaults so that equal definitions compare equal.
+func normalizeServer(def *configv1.McpServer) {
+	if def.Transport == configv1.Transport_TRANSPORT_UNSPECIFIED {
+		def.Transport = configv1.Transport_TRANSPORT_HTTP
+	}
+	if def.AuthType == configv1.AuthType_AUTH_TYPE_UNSPECIFIED {
+		def.AuthType = configv1.AuthType_AUTH_TYPE_NONE
+	}
+}
+
+// validateServer checks a normalized definition together with the secrets
+// it will be stored with (after merging with the stored ones). Secret values
+// never appear in messages.
+func validateServer(def *configv1.McpServer, sec *storev1.ServerSecrets) error {
+	if err := validName("name", def.GetName()); err != nil {
+		return err
+	}
+	if err := validURL("url", def.GetUrl()); err != nil {
+		return err
+	}
+	switch def.GetTransport() {
+	case configv1.Transport_TRANSPORT_HTTP, configv1.Transport_TRANSPORT_SSE:
+	default:
+		return invalid("transport: must be http or sse")
+	}
+	at := def.GetAuthType()
+	switch {
+	case usesAuthValue(at):
+		if sec.GetAuthValue() == "" {
+			return invalid("auth_value: required for auth_type %s", authTypeName(at))
+		}
+		if !validHeaderValue(sec.GetAuthValue()) {
+			return invalid("auth_value: contains control characters")
+		}
+		if at == configv1.AuthType_AUTH_TYPE_BASIC {
+			user, _, ok := strings.Cut(sec.GetAuthValue(), ":")
+			if !ok || user == "" {
+				return invalid("auth_value: must be user:password for auth_type basic")
+			}
+		}
+	case at == configv1.AuthType_AUTH_TYPE_NONE, at == configv1.AuthType_AUTH_TYPE_PASSTHROUGH, at == configv1.AuthType_AUTH_TYPE_OAUTH2:
+		if sec.GetAuthValue() != "" {
+			return invalid("auth_value: not allowed with auth_type %s", authTypeName(at))
+		}
+	default:
+		return invalid("auth_type: unknown value")
+	}
+	if at == configv1.AuthType_AUTH_TYPE_OAUTH2 {
+		switch def.GetOauth2Flow() {
+		case configv1.OAuth2Flow_O_AUTH2_FLOW_AUTHORIZATION_CODE:
+			if def.GetAuthorizationUrl() == "" {
+				return invalid("authorization_url: required for oauth2_flow authorization_code")
+			}
+		case configv1.OAuth2Flow_O_AUTH2_FLOW_CLIENT_CREDENTIALS:
+			if sec.GetClientSecret() == "" {
+				return invalid("client_secret: required for oauth2_flow client_credentials")
+			}
+		case configv1.OAuth2Flow_O_AUTH2_FLOW_UNSPECIFIED:
+			return invalid("oauth2_flow: required for auth_type oauth2")
+		default:
+			return invalid("oauth2_flow: must be authorization_code or client_credentials")
+		}
+		if def.GetClientId() == "" {
+			return invalid("client_id: required for auth_type oauth2")
+		}
+		if def.GetTokenUrl() == "" {
+			return invalid("token_url: required for auth_type oauth2")
+		}
+	} else {
+		if def.GetOauth2Flow() != configv1.OAuth2Flow_O_AUTH2_FLOW_UNSPECIFIED {
+			return invalid("oauth2_flow: only allowed with auth_type oauth2")
+		}
+		if sec.GetClientSecret() != "" {
+			return invalid("client_secret: only allowed with auth_type oauth2")
+		}
+	}
+	for _, f := range []struct{ field, v string }{
+		{"authorization_url", def.GetAuthorizationUrl()},
+		{"token_url", def.GetTokenUrl()},
+		{"revocation_url", def.GetRevocationUrl()},
+		{"issuer", def.GetIssuer()},
+	} {
+		if f.v == "" {
+			continue
+		}
+		if err := validURL(f.field, f.v); err != nil {
+			return err
+		}
+	}
+	if !validHeaderValue(sec.GetClientSecret()) {
+		return invalid("client_secret: contains control characters")
+	}
+	for i, sc := range def.GetScopes() {
+		if sc == "" || strings.ContainsAny(sc, " \t\r\n\"\\") {
+			return invalid("scopes[%d]: must be a non-empty scope token without spaces or quotes", i)
+		}
+	}
+	seen := map[string]bool{}
+	for name, value := range sec.GetStaticHeaders() {
+		if err := validStaticHeader(name, value, at); err != nil {
+			return err
+		}
+		canon := textproto.CanonicalMIMEHeaderKey(name)
+		if seen[canon] {
+			return invalid("static_headers: %s given more than once", canon)
+		}
+		seen[canon] = true
+	}
+	allowed := map[string]bool{}
+	for i, t := range def.GetAllowedTools() {
+		if strings.TrimSpace(t) == "" {
+			return invalid("allowed_tools[%d]: must not be empty", i)
+		}
+		allowed[t] = true
+	}
+	for i, t := range def.GetDisallowedTools() {
+		if strings.TrimSpace(t) == "" {
+			return invalid("disallowed_tools[%d]: must not be empty", i)
+		}
+		if allowed[t] {
+			return invalid("disallowed_tools[%d]: tool %q is also in allowed_tools", i, truncate(t))
+		}
+	}
+	if len(def.GetDescription()) > 4096 {
+		return invalid("description: longer than 4096 bytes")
+	}
+	return nil
+}
+
+func authTypeName(t configv1.AuthType) string {
+	return strings.ToLower(strings.TrimPrefix(t.String(), "AUTH_TYPE_"))
+}
+
+// normalizePrincipal fills defaults.
+func normalizePrincipal(p *configv1.Principal) {
+	if p.Role == configv1.Role_ROLE_UNSPECIFIED {
+		p.Role = configv1.Role_ROLE_MEMBER
+	}
+}
+
+func validatePrincipal(p *configv1.Principal) error {
+	if err := validName("name", p.GetName()); err != nil {
+		return err
+	}
+	switch p.GetKind() {
+	case configv1.PrincipalKind_PRINCIPAL_KIND_USER, configv1.PrincipalKind_PRINCIPAL_KIND_SERVICE_ACCOUNT:
+	case configv1.PrincipalKind_PRINCIPAL_KIND_UNSPECIFIED:
+		return invalid("kind: required (user or service_account)")
+	default:
+		return invalid("kind: must be user or service_account")
+	}
+	switch p.GetRole() {
+	case configv1.Role_ROLE_MEMBER, configv1.Role_ROLE_ADMIN:
+	default:
+		return invalid("role: must be member or admin")
+	}
+	for i, s := range p.GetServers() {
+		if s == "*" {
+			continue
+		}
+		if !nameRE.MatchString(s) {
+			return invalid("servers[%d]: must be a server name or \"*\"", i)
+		}
+	}
+	if len(p.GetDisplayName()) > 256 {
+		return invalid("display_name: longer than 256 bytes")
+	}
+	return nil
+}
+
+// validateKeyRequest checks CreateKey's inputs.
+func validateKeyRequest(req *configv1.CreateKeyRequest, now time.Time) error {
+	if err := validName("principal", req.GetPrincipal()); err != nil {
+		return err
+	}
+	if len(req.GetName()) > 128 {
+		return invalid("name: longer than 128 bytes")
+	}
+	if req.GetKey() != "" && !keyRE.MatchString(req.GetKey()) {
+		return invalid("key: must match ^mcpg_[A-Za-z0-9]{32,}$")
+	}
+	if req.ExpireTime != nil {
+		if err := req.GetExpireTime().CheckValid(); err != nil {
+			return invalid("expire_time: not a valid timestamp")
+		}
+		if !req.GetExpireTime().AsTime().After(now) {
+			return invalid("expire_time: must be in the future")
+		}
+	}
+	return nil
+}
