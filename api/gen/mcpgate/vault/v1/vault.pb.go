@@ -376,6 +376,96 @@ func (x *RevokeConnectionResponse) GetUpstreamRevoked() bool {
 	return false
 }
 
+type RotateKeyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateKeyRequest) Reset() {
+	*x = RotateKeyRequest{}
+	mi := &file_mcpgate_vault_v1_vault_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateKeyRequest) ProtoMessage() {}
+
+func (x *RotateKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_vault_v1_vault_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateKeyRequest.ProtoReflect.Descriptor instead.
+func (*RotateKeyRequest) Descriptor() ([]byte, []int) {
+	return file_mcpgate_vault_v1_vault_proto_rawDescGZIP(), []int{5}
+}
+
+type RotateKeyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The id of the new primary key.
+	PrimaryKeyId uint32 `protobuf:"varint,1,opt,name=primary_key_id,json=primaryKeyId,proto3" json:"primary_key_id,omitempty"`
+	// How many records were re-encrypted.
+	RecordsResealed int64 `protobuf:"varint,2,opt,name=records_resealed,json=recordsResealed,proto3" json:"records_resealed,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *RotateKeyResponse) Reset() {
+	*x = RotateKeyResponse{}
+	mi := &file_mcpgate_vault_v1_vault_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateKeyResponse) ProtoMessage() {}
+
+func (x *RotateKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_vault_v1_vault_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateKeyResponse.ProtoReflect.Descriptor instead.
+func (*RotateKeyResponse) Descriptor() ([]byte, []int) {
+	return file_mcpgate_vault_v1_vault_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *RotateKeyResponse) GetPrimaryKeyId() uint32 {
+	if x != nil {
+		return x.PrimaryKeyId
+	}
+	return 0
+}
+
+func (x *RotateKeyResponse) GetRecordsResealed() int64 {
+	if x != nil {
+		return x.RecordsResealed
+	}
+	return 0
+}
+
 var File_mcpgate_vault_v1_vault_proto protoreflect.FileDescriptor
 
 const file_mcpgate_vault_v1_vault_proto_rawDesc = "" +
@@ -403,14 +493,20 @@ const file_mcpgate_vault_v1_vault_proto_rawDesc = "" +
 	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x12\x16\n" +
 	"\x06server\x18\x02 \x01(\tR\x06server\"E\n" +
 	"\x18RevokeConnectionResponse\x12)\n" +
-	"\x10upstream_revoked\x18\x01 \x01(\bR\x0fupstreamRevoked*s\n" +
+	"\x10upstream_revoked\x18\x01 \x01(\bR\x0fupstreamRevoked\"\x12\n" +
+	"\x10RotateKeyRequest\"d\n" +
+	"\x11RotateKeyResponse\x12$\n" +
+	"\x0eprimary_key_id\x18\x01 \x01(\rR\fprimaryKeyId\x12)\n" +
+	"\x10records_resealed\x18\x02 \x01(\x03R\x0frecordsResealed*s\n" +
 	"\x0fConnectionState\x12 \n" +
 	"\x1cCONNECTION_STATE_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17CONNECTION_STATE_ACTIVE\x10\x01\x12!\n" +
 	"\x1dCONNECTION_STATE_NEEDS_REAUTH\x10\x022\xeb\x01\n" +
 	"\x11ConnectionService\x12k\n" +
 	"\x0fListConnections\x12(.mcpgate.vault.v1.ListConnectionsRequest\x1a).mcpgate.vault.v1.ListConnectionsResponse\"\x03\x90\x02\x01\x12i\n" +
-	"\x10RevokeConnection\x12).mcpgate.vault.v1.RevokeConnectionRequest\x1a*.mcpgate.vault.v1.RevokeConnectionResponseB\xc1\x01\n" +
+	"\x10RevokeConnection\x12).mcpgate.vault.v1.RevokeConnectionRequest\x1a*.mcpgate.vault.v1.RevokeConnectionResponse2d\n" +
+	"\fVaultService\x12T\n" +
+	"\tRotateKey\x12\".mcpgate.vault.v1.RotateKeyRequest\x1a#.mcpgate.vault.v1.RotateKeyResponseB\xc1\x01\n" +
 	"\x14com.mcpgate.vault.v1B\n" +
 	"VaultProtoP\x01Z;github.com/mcpgate/mcpgate/api/gen/mcpgate/vault/v1;vaultv1\xa2\x02\x03MVX\xaa\x02\x10Mcpgate.Vault.V1\xca\x02\x10Mcpgate\\Vault\\V1\xe2\x02\x1cMcpgate\\Vault\\V1\\GPBMetadata\xea\x02\x12Mcpgate::Vault::V1b\x06proto3"
 
@@ -427,7 +523,7 @@ func file_mcpgate_vault_v1_vault_proto_rawDescGZIP() []byte {
 }
 
 var file_mcpgate_vault_v1_vault_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_mcpgate_vault_v1_vault_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_mcpgate_vault_v1_vault_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_mcpgate_vault_v1_vault_proto_goTypes = []any{
 	(ConnectionState)(0),             // 0: mcpgate.vault.v1.ConnectionState
 	(*Connection)(nil),               // 1: mcpgate.vault.v1.Connection
@@ -435,20 +531,24 @@ var file_mcpgate_vault_v1_vault_proto_goTypes = []any{
 	(*ListConnectionsResponse)(nil),  // 3: mcpgate.vault.v1.ListConnectionsResponse
 	(*RevokeConnectionRequest)(nil),  // 4: mcpgate.vault.v1.RevokeConnectionRequest
 	(*RevokeConnectionResponse)(nil), // 5: mcpgate.vault.v1.RevokeConnectionResponse
-	(*timestamppb.Timestamp)(nil),    // 6: google.protobuf.Timestamp
+	(*RotateKeyRequest)(nil),         // 6: mcpgate.vault.v1.RotateKeyRequest
+	(*RotateKeyResponse)(nil),        // 7: mcpgate.vault.v1.RotateKeyResponse
+	(*timestamppb.Timestamp)(nil),    // 8: google.protobuf.Timestamp
 }
 var file_mcpgate_vault_v1_vault_proto_depIdxs = []int32{
 	0, // 0: mcpgate.vault.v1.Connection.state:type_name -> mcpgate.vault.v1.ConnectionState
-	6, // 1: mcpgate.vault.v1.Connection.create_time:type_name -> google.protobuf.Timestamp
-	6, // 2: mcpgate.vault.v1.Connection.update_time:type_name -> google.protobuf.Timestamp
-	6, // 3: mcpgate.vault.v1.Connection.access_token_expire_time:type_name -> google.protobuf.Timestamp
+	8, // 1: mcpgate.vault.v1.Connection.create_time:type_name -> google.protobuf.Timestamp
+	8, // 2: mcpgate.vault.v1.Connection.update_time:type_name -> google.protobuf.Timestamp
+	8, // 3: mcpgate.vault.v1.Connection.access_token_expire_time:type_name -> google.protobuf.Timestamp
 	1, // 4: mcpgate.vault.v1.ListConnectionsResponse.connections:type_name -> mcpgate.vault.v1.Connection
 	2, // 5: mcpgate.vault.v1.ConnectionService.ListConnections:input_type -> mcpgate.vault.v1.ListConnectionsRequest
 	4, // 6: mcpgate.vault.v1.ConnectionService.RevokeConnection:input_type -> mcpgate.vault.v1.RevokeConnectionRequest
-	3, // 7: mcpgate.vault.v1.ConnectionService.ListConnections:output_type -> mcpgate.vault.v1.ListConnectionsResponse
-	5, // 8: mcpgate.vault.v1.ConnectionService.RevokeConnection:output_type -> mcpgate.vault.v1.RevokeConnectionResponse
-	7, // [7:9] is the sub-list for method output_type
-	5, // [5:7] is the sub-list for method input_type
+	6, // 7: mcpgate.vault.v1.VaultService.RotateKey:input_type -> mcpgate.vault.v1.RotateKeyRequest
+	3, // 8: mcpgate.vault.v1.ConnectionService.ListConnections:output_type -> mcpgate.vault.v1.ListConnectionsResponse
+	5, // 9: mcpgate.vault.v1.ConnectionService.RevokeConnection:output_type -> mcpgate.vault.v1.RevokeConnectionResponse
+	7, // 10: mcpgate.vault.v1.VaultService.RotateKey:output_type -> mcpgate.vault.v1.RotateKeyResponse
+	8, // [8:11] is the sub-list for method output_type
+	5, // [5:8] is the sub-list for method input_type
 	5, // [5:5] is the sub-list for extension type_name
 	5, // [5:5] is the sub-list for extension extendee
 	0, // [0:5] is the sub-list for field type_name
@@ -465,9 +565,9 @@ func file_mcpgate_vault_v1_vault_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mcpgate_vault_v1_vault_proto_rawDesc), len(file_mcpgate_vault_v1_vault_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   5,
+			NumMessages:   7,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   2,
 		},
 		GoTypes:           file_mcpgate_vault_v1_vault_proto_goTypes,
 		DependencyIndexes: file_mcpgate_vault_v1_vault_proto_depIdxs,

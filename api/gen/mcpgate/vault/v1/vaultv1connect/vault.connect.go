@@ -23,6 +23,8 @@ const _ = connect.IsAtLeastVersion1_13_0
 const (
 	// ConnectionServiceName is the fully-qualified name of the ConnectionService service.
 	ConnectionServiceName = "mcpgate.vault.v1.ConnectionService"
+	// VaultServiceName is the fully-qualified name of the VaultService service.
+	VaultServiceName = "mcpgate.vault.v1.VaultService"
 )
 
 // These constants are the fully-qualified names of the RPCs defined in this package. They're
@@ -39,6 +41,8 @@ const (
 	// ConnectionServiceRevokeConnectionProcedure is the fully-qualified name of the ConnectionService's
 	// RevokeConnection RPC.
 	ConnectionServiceRevokeConnectionProcedure = "/mcpgate.vault.v1.ConnectionService/RevokeConnection"
+	// VaultServiceRotateKeyProcedure is the fully-qualified name of the VaultService's RotateKey RPC.
+	VaultServiceRotateKeyProcedure = "/mcpgate.vault.v1.VaultService/RotateKey"
 )
 
 // ConnectionServiceClient is a client for the mcpgate.vault.v1.ConnectionService service.
@@ -145,4 +149,82 @@ func (UnimplementedConnectionServiceHandler) ListConnections(context.Context, *v
 
 func (UnimplementedConnectionServiceHandler) RevokeConnection(context.Context, *v1.RevokeConnectionRequest) (*v1.RevokeConnectionResponse, error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("mcpgate.vault.v1.ConnectionService.RevokeConnection is not implemented"))
+}
+
+// VaultServiceClient is a client for the mcpgate.vault.v1.VaultService service.
+type VaultServiceClient interface {
+	// RotateKey adds a new primary key to the keyset and re-encrypts every
+	// sealed record under it, online. Old keys keep decrypting until removed.
+	RotateKey(context.Context, *v1.RotateKeyRequest) (*v1.RotateKeyResponse, error)
+}
+
+// NewVaultServiceClient constructs a client for the mcpgate.vault.v1.VaultService service. By
+// default, it uses the Connect protocol with the binary Protobuf Codec, asks for gzipped responses,
+// and sends uncompressed requests. To use the gRPC or gRPC-Web protocols, supply the
+// connect.WithGRPC() or connect.WithGRPCWeb() options.
+//
+// The URL supplied here should be the base URL for the Connect or gRPC server (for example,
+// http://api.acme.com or https://acme.com/grpc).
+func NewVaultServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...connect.ClientOption) VaultServiceClient {
+	baseURL = strings.TrimRight(baseURL, "/")
+	vaultServiceMethods := v1.File_mcpgate_vault_v1_vault_proto.Services().ByName("VaultService").Methods()
+	return &vaultServiceClient{
+		rotateKey: connect.NewClient[v1.RotateKeyRequest, v1.RotateKeyResponse](
+			httpClient,
+			baseURL+VaultServiceRotateKeyProcedure,
+			connect.WithSchema(vaultServiceMethods.ByName("RotateKey")),
+			connect.WithClientOptions(opts...),
+		),
+	}
+}
+
+// vaultServiceClient implements VaultServiceClient.
+type vaultServiceClient struct {
+	rotateKey *connect.Client[v1.RotateKeyRequest, v1.RotateKeyResponse]
+}
+
+// RotateKey calls mcpgate.vault.v1.VaultService.RotateKey.
+func (c *vaultServiceClient) RotateKey(ctx context.Context, req *v1.RotateKeyRequest) (*v1.RotateKeyResponse, error) {
+	response, err := c.rotateKey.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// VaultServiceHandler is an implementation of the mcpgate.vault.v1.VaultService service.
+type VaultServiceHandler interface {
+	// RotateKey adds a new primary key to the keyset and re-encrypts every
+	// sealed record under it, online. Old keys keep decrypting until removed.
+	RotateKey(context.Context, *v1.RotateKeyRequest) (*v1.RotateKeyResponse, error)
+}
+
+// NewVaultServiceHandler builds an HTTP handler from the service implementation. It returns the
+// path on which to mount the handler and the handler itself.
+//
+// By default, handlers support the Connect, gRPC, and gRPC-Web protocols with the binary Protobuf
+// and JSON codecs. They also support gzip compression.
+func NewVaultServiceHandler(svc VaultServiceHandler, opts ...connect.HandlerOption) (string, http.Handler) {
+	vaultServiceMethods := v1.File_mcpgate_vault_v1_vault_proto.Services().ByName("VaultService").Methods()
+	vaultServiceRotateKeyHandler := connect.NewUnaryHandlerSimple(
+		VaultServiceRotateKeyProcedure,
+		svc.RotateKey,
+		connect.WithSchema(vaultServiceMethods.ByName("RotateKey")),
+		connect.WithHandlerOptions(opts...),
+	)
+	return "/mcpgate.vault.v1.VaultService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case VaultServiceRotateKeyProcedure:
+			vaultServiceRotateKeyHandler.ServeHTTP(w, r)
+		default:
+			http.NotFound(w, r)
+		}
+	})
+}
+
+// UnimplementedVaultServiceHandler returns CodeUnimplemented from all methods.
+type UnimplementedVaultServiceHandler struct{}
+
+func (UnimplementedVaultServiceHandler) RotateKey(context.Context, *v1.RotateKeyRequest) (*v1.RotateKeyResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("mcpgate.vault.v1.VaultService.RotateKey is not implemented"))
 }
