@@ -12,7 +12,10 @@ import (
 	"github.com/mcpgate/mcpgate/api/gen/mcpgate/vault/v1/vaultv1connect"
 	"github.com/mcpgate/mcpgate/controlplane/authorizeapi"
 	"github.com/mcpgate/mcpgate/controlplane/configapi"
+	"github.com/mcpgate/mcpgate/controlplane/refresh"
 	"github.com/mcpgate/mcpgate/controlplane/store"
+	"github.com/mcpgate/mcpgate/controlplane/vault"
+	"github.com/mcpgate/mcpgate/controlplane/vaultapi"
 )
 
 // Config configures the control plane's handler.
@@ -20,6 +23,11 @@ type Config struct {
 	// DataPlaneTokens are the shared secrets data planes present to call
 	// AuthorizeService (Authorization: Bearer <token>).
 	DataPlaneTokens []string
+	// Keyring seals the vault; with it the VaultService (key rotation) is
+	// served.
+	Keyring *vault.Keyring
+	// Refresh configures upstream token refresh.
+	Refresh refresh.Config
 }
 
 // NewHandler returns the control plane's HTTP handler: the admin services
@@ -27,13 +35,17 @@ type Config struct {
 // required).
 func NewHandler(st *store.Store, cfg Config, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
-	admin := configapi.New(st, log)
+	grants := refresh.New(st, cfg.Refresh, log)
+	admin := configapi.New(st, log, configapi.WithRevoker(grants))
 	adminOpts := connect.WithInterceptors(configapi.NewAdminAuth(st))
 	mux.Handle(configv1connect.NewServerServiceHandler(admin, adminOpts))
 	mux.Handle(configv1connect.NewPrincipalServiceHandler(admin, adminOpts))
 	mux.Handle(configv1connect.NewKeyServiceHandler(admin, adminOpts))
 	mux.Handle(vaultv1connect.NewConnectionServiceHandler(admin, adminOpts))
-	authz := authorizeapi.New(st, log)
+	if cfg.Keyring != nil {
+		mux.Handle(vaultv1connect.NewVaultServiceHandler(vaultapi.New(cfg.Keyring, st, log), adminOpts))
+	}
+	authz := authorizeapi.New(st, log, authorizeapi.WithGrantTokens(grants))
 	mux.Handle(authorizeapi.NewHandler(authz, cfg.DataPlaneTokens))
 	return mux
 }

@@ -28,6 +28,8 @@ type Service struct {
 	st  *store.Store
 	log *slog.Logger
 	now func() time.Time
+
+	revoker Revoker
 }
 
 var (
@@ -38,9 +40,25 @@ var (
 	_ connect.Interceptor                     = (*AdminAuth)(nil)
 )
 
+// Revoker deletes a principal's vault grant and revokes it at the upstream
+// when the upstream offers RFC 7009 revocation.
+type Revoker interface {
+	Revoke(ctx context.Context, principal, server string) (upstreamRevoked bool, err error)
+}
+
+// Option configures the admin services.
+type Option func(*Service)
+
+// WithRevoker makes RevokeConnection revoke at the upstream too.
+func WithRevoker(r Revoker) Option { return func(s *Service) { s.revoker = r } }
+
 // New returns the admin services.
-func New(st *store.Store, log *slog.Logger) *Service {
-	return &Service{st: st, log: log, now: time.Now}
+func New(st *store.Store, log *slog.Logger, opts ...Option) *Service {
+	s := &Service{st: st, log: log, now: time.Now}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
 
 // publicError is an error whose text this package fixed for clients.
@@ -554,32 +572,46 @@ func (s *Service) ListConnections(ctx context.Context, req *vaultv1.ListConnecti
 }
 
 // RevokeConnection implements vaultv1connect.ConnectionServiceHandler: it
-// deletes the stored grant. Upstream revocation is not attempted here.
+// deletes the stored grant and, with a Revoker, revokes it at the upstream.
 func (s *Service) RevokeConnection(ctx context.Context, req *vaultv1.RevokeConnectionRequest) (*vaultv1.RevokeConnectionResponse, error) {
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
-	err := s.revokeConnection(ctx, req)
+	upstream, err := s.revokeConnection(ctx, req)
 	s.audit(ctx, "revoke", "connection", req.GetPrincipal()+"/"+req.GetServer(), err)
 	if err != nil {
 		return nil, err
 	}
-	return &vaultv1.RevokeConnectionResponse{}, nil
+	return &vaultv1.RevokeConnectionResponse{UpstreamRevoked: upstream}, nil
 }
 
-func (s *Service) revokeConnection(ctx context.Context, req *vaultv1.RevokeConnectionRequest) error {
+func (s *Service) revokeConnection(ctx context.Context, req *vaultv1.RevokeConnectionRequest) (bool, error) {
 	if err := validName("principal", req.GetPrincipal()); err != nil {
-		return s.toConnectError(ctx, err)
+		return false, s.toConnectError(ctx, err)
 	}
 	if err := validName("server", req.GetServer()); err != nil {
-		return s.toConnectError(ctx, err)
+		return false, s.toConnectError(ctx, err)
+	}
+	if _, ok := s.st.Grant(req.GetPrincipal(), req.GetServer()); !ok {
+		return false, s.toConnectError(ctx, notFound("connection"))
+	}
+	if s.revoker != nil {
+		upstream, err := s.revoker.Revoke(ctx, req.GetPrincipal(), req.GetServer())
+		if errors.Is(err, store.ErrNotFound) {
+			err = notFound("connection")
+		}
+		if err != nil {
+			return false, s.toConnectError(ctx, err)
+		}
+		return upstream, nil // Revoke waited for its delete to reach the cache
+
 	}
 	rev, err := s.st.DeleteGrant(ctx, req.GetPrincipal(), req.GetServer(), 0)
 	if errors.Is(err, store.ErrNotFound) {
 		err = notFound("connection")
 	}
 	if err != nil {
-		return s.toConnectError(ctx, err)
+		return false, s.toConnectError(ctx, err)
 	}
 	s.settle(ctx, rev)
-	return nil
+	return false, nil
 }
