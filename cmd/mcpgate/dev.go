@@ -1,0 +1,376 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"connectrpc.com/connect"
+
+	configv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1"
+	"github.com/mcpgate/mcpgate/controlplane"
+	"github.com/mcpgate/mcpgate/controlplane/configapi"
+	"github.com/mcpgate/mcpgate/controlplane/store"
+	"github.com/mcpgate/mcpgate/controlplane/vault"
+	"github.com/mcpgate/mcpgate/internal/config"
+	"github.com/mcpgate/mcpgate/internal/demo"
+	"github.com/mcpgate/mcpgate/internal/devetcd"
+	"github.com/mcpgate/mcpgate/internal/httpserver"
+	"github.com/mcpgate/mcpgate/internal/proxyrun"
+)
+
+// devConfig is `mcpgate dev`'s configuration.
+type devConfig struct {
+	ConfigFile  string
+	DataDir     string
+	Listen      string
+	AdminListen string
+	PublicURL   string
+	// AdminKey pins the admin key (MCPGATE_ADMIN_KEY).
+	AdminKey string
+	// VaultKeyset is the vault keyset JSON (MCPGATE_VAULT_KEYSET), else a
+	// file in the data directory.
+	VaultKeyset string
+	// DataPlaneToken (MCPGATE_DATAPLANE_TOKEN), else a file in the data dir.
+	DataPlaneToken string
+}
+
+// Files `mcpgate dev` keeps in its data directory, all 0600.
+const (
+	adminKeyFile   = "admin-key"
+	demoKeyFile    = "demo-key"
+	dpTokenFile    = "dataplane-token"
+	vaultKeyset    = "vault-keyset.json"
+	demoRoute      = "echo"
+	demoPrincipal  = "demo"
+	shutdownBudget = 2500 * time.Millisecond
+)
+
+func cmdDev(ctx context.Context, args []string, io stdio) error {
+	fs := newFlagSet("dev", io.err)
+	var cfg devConfig
+	var lf logFlags
+	lf.register(fs, io)
+	fs.StringVar(&cfg.ConfigFile, "config", io.env("MCPGATE_CONFIG", ""), "configuration file to apply at start (default: a demo route)")
+	fs.StringVar(&cfg.DataDir, "data-dir", io.env("MCPGATE_DATA_DIR", ".mcpgate"), "data directory (etcd data, keys)")
+	fs.StringVar(&cfg.Listen, "listen", io.env("MCPGATE_LISTEN", "127.0.0.1:8080"), "public (MCP) listener")
+	fs.StringVar(&cfg.AdminListen, "admin-listen", io.env("MCPGATE_ADMIN_LISTEN", "127.0.0.1:8081"), "control plane (admin API) listener")
+	fs.StringVar(&cfg.PublicURL, "public-url", io.env("MCPGATE_PUBLIC_URL", ""), "public base URL (default: http://<listen>, or the config's public_url)")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	cfg.AdminKey = io.env("MCPGATE_ADMIN_KEY", "")
+	cfg.VaultKeyset = io.env("MCPGATE_VAULT_KEYSET", "")
+	cfg.DataPlaneToken = io.env("MCPGATE_DATAPLANE_TOKEN", "")
+	log, err := lf.logger(io.err)
+	if err != nil {
+		return err
+	}
+	return runDev(ctx, cfg, io, log)
+}
+
+// runDev runs etcd, the control plane, the data plane and (without a
+// config file) the demo upstream until ctx ends.
+func runDev(ctx context.Context, cfg devConfig, io stdio, log *slog.Logger) (err error) {
+	var file *config.File
+	if cfg.ConfigFile != "" {
+		if file, err = config.ParseFile(cfg.ConfigFile); err != nil {
+			return err
+		}
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	dir, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	cwd, err := os.Getwd()
+	if err != nil {
+		return fmt.Errorf("working directory: %w", err)
+	}
+
+	// Shutdown runs in reverse order of start-up, on a budget that ends
+	// well within 5 s of the signal.
+	var stops []func(context.Context)
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownBudget)
+		defer cancel()
+		for i := len(stops) - 1; i >= 0; i-- {
+			t0 := time.Now()
+			stops[i](sctx)
+			log.Debug("stopped", slog.Int("step", i), slog.Duration("took", time.Since(t0)))
+		}
+	}()
+
+	cli, stopEtcd, err := devetcd.Start(ctx, dir, "")
+	if err != nil {
+		return err
+	}
+	stops = append(stops, func(context.Context) { stopEtcd() })
+	kr, err := vault.Load(cfg.VaultKeyset, filepath.Join(dir, vaultKeyset))
+	if err != nil {
+		return err
+	}
+	st := store.New(cli, kr, log)
+	stCtx, stCancel := context.WithCancel(context.WithoutCancel(ctx))
+	stDone := make(chan struct{})
+	go func() {
+		defer close(stDone)
+		if err := st.Run(stCtx); err != nil && !errors.Is(err, context.Canceled) {
+			log.Error("store stopped", slog.Any("err", err))
+		}
+	}()
+	stops = append(stops, func(c context.Context) {
+		stCancel()
+		select {
+		case <-stDone:
+		case <-c.Done():
+		}
+	})
+	syncCtx, syncCancel := context.WithTimeout(ctx, 30*time.Second)
+	err = st.WaitSynced(syncCtx)
+	syncCancel()
+	if err != nil {
+		return fmt.Errorf("store cache: %w", err)
+	}
+
+	newAdminKey, err := configapi.EnsureAdmin(ctx, st, cfg.AdminKey)
+	if err != nil {
+		return fmt.Errorf("admin key: %w", err)
+	}
+	adminKey, err := devAdminKey(dir, cfg.AdminKey, newAdminKey)
+	if err != nil {
+		return err
+	}
+	dpToken := cfg.DataPlaneToken
+	if dpToken == "" {
+		if dpToken, err = loadOrCreateSecret(filepath.Join(dir, dpTokenFile), configapi.NewKey); err != nil {
+			return err
+		}
+	}
+
+	// The demo upstream stops after the data plane in front of it.
+	var up *demo.Upstream
+	if file == nil {
+		if up, err = demo.Start("127.0.0.1:0", log); err != nil {
+			return err
+		}
+		stops = append(stops, func(c context.Context) { logErr(log, up.Close(c)) })
+	}
+
+	control, err := httpserver.Listen(cfg.AdminListen, controlplane.NewHandler(st, controlplane.Config{DataPlaneTokens: []string{dpToken}}, log))
+	if err != nil {
+		return err
+	}
+	errc := make(chan error, 2)
+	go func() { errc <- control.Serve() }()
+	stops = append(stops, func(c context.Context) { logErr(log, control.Shutdown(c)) })
+
+	publicURL := cfg.PublicURL
+	if publicURL == "" && file != nil {
+		publicURL = file.PublicURL
+	}
+	pub, err := httpserver.Listen(cfg.Listen, nil)
+	if err != nil {
+		return err
+	}
+	if publicURL == "" {
+		publicURL = "http://" + loopbackAddr(pub.Addr())
+	}
+	proxy, err := proxyrun.Handler(proxyrun.Config{
+		PublicURL:        publicURL,
+		ControlPlaneURLs: []string{"http://" + loopbackAddr(control.Addr())},
+		DataPlaneToken:   dpToken,
+	}, log)
+	if err != nil {
+		_ = pub.Close()
+		return err
+	}
+	pub.SetHandler(proxy)
+	pubCtx, pubCancel := context.WithCancel(context.WithoutCancel(ctx))
+	pubDone := make(chan struct{})
+	go func() {
+		defer close(pubDone)
+		if err := proxyrun.Serve(pubCtx, pub, proxy); err != nil {
+			errc <- err
+		}
+	}()
+	stops = append(stops, func(c context.Context) {
+		pubCancel()
+		select {
+		case <-pubDone:
+		case <-c.Done():
+		}
+	})
+
+	controlURL := "http://" + loopbackAddr(control.Addr())
+	adm := newAdmin(controlURL, &http.Client{}, connect.WithClientOptions(connect.WithInterceptors(bearer(adminKey))), &printer{w: io.out})
+	var applied []config.Result
+	var demoKey string
+	if file != nil {
+		applied, err = config.Apply(ctx, adm.configClients(), file, time.Now())
+		if err != nil {
+			return fmt.Errorf("apply %s: %w", cfg.ConfigFile, err)
+		}
+	} else {
+		if demoKey, err = loadOrCreateSecret(filepath.Join(dir, demoKeyFile), configapi.NewKey); err != nil {
+			return err
+		}
+		if _, err = config.Apply(ctx, adm.configClients(), demoConfig(up.URL, demoKey), time.Now()); err != nil {
+			return fmt.Errorf("demo setup: %w", err)
+		}
+	}
+
+	printBanner(io, banner{
+		dir: dir, cwd: cwd, publicURL: publicURL, listen: pub.Addr(), control: controlURL,
+		newAdminKey: newAdminKey, adminKeyPinned: cfg.AdminKey != "", demoKey: demoKey,
+		configFile: cfg.ConfigFile, applied: applied,
+	})
+	log.Info("mcpgate dev ready", slog.String("public_url", publicURL), slog.String("control_plane", controlURL))
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+		return nil
+	case err := <-errc:
+		if err == nil {
+			err = errors.New("listener stopped")
+		}
+		return err
+	}
+}
+
+// loopbackAddr turns a wildcard listen address (0.0.0.0:8080, [::]:8080)
+// into one this machine can dial (127.0.0.1:8080).
+func loopbackAddr(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		return net.JoinHostPort("127.0.0.1", port)
+	}
+	return addr
+}
+
+func logErr(log *slog.Logger, err error) {
+	if err != nil {
+		log.Warn("shutdown", slog.Any("err", err))
+	}
+}
+
+// devAdminKey returns the admin key the dev process uses itself, and keeps
+// the data directory's admin-key file current.
+func devAdminKey(dir, pinned, created string) (string, error) {
+	path := filepath.Join(dir, adminKeyFile)
+	switch {
+	case pinned != "":
+		return pinned, nil
+	case created != "":
+		if err := writeFile0600(path, []byte(created+"\n")); err != nil {
+			return "", fmt.Errorf("write admin key: %w", err)
+		}
+		return created, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("an admin key exists but %s is unreadable (set MCPGATE_ADMIN_KEY): %w", path, err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// loadOrCreateSecret reads a secret file, creating it (0600) from gen.
+func loadOrCreateSecret(path string, gen func() string) (string, error) {
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil && strings.TrimSpace(string(b)) != "":
+		return strings.TrimSpace(string(b)), nil
+	case err != nil && !errors.Is(err, os.ErrNotExist):
+		return "", fmt.Errorf("read %s: %w", path, err)
+	}
+	v := gen()
+	if err := writeFile0600(path, []byte(v+"\n")); err != nil {
+		return "", fmt.Errorf("write %s: %w", path, err)
+	}
+	return v, nil
+}
+
+// demoConfig is what `mcpgate dev` applies without a config file.
+func demoConfig(upstreamURL, key string) *config.File {
+	return &config.File{
+		Servers: []*configv1.McpServer{{
+			Name:        demoRoute,
+			Url:         upstreamURL,
+			Transport:   configv1.Transport_TRANSPORT_HTTP,
+			AuthType:    configv1.AuthType_AUTH_TYPE_NONE,
+			Description: "mcpgate demo: tools echo and countdown",
+		}},
+		Principals: []*configv1.Principal{{
+			Name:        demoPrincipal,
+			Kind:        configv1.PrincipalKind_PRINCIPAL_KIND_USER,
+			Role:        configv1.Role_ROLE_MEMBER,
+			Servers:     []string{demoRoute},
+			DisplayName: "Demo user",
+		}},
+		Keys: []config.Key{{Principal: demoPrincipal, Name: "demo", Value: key}},
+	}
+}
+
+type banner struct {
+	dir, cwd, publicURL, listen, control string
+	newAdminKey                          string
+	adminKeyPinned                       bool
+	demoKey                              string
+	configFile                           string
+	applied                              []config.Result
+}
+
+func printBanner(io stdio, b banner) {
+	w := io.out
+	fmt.Fprintf(w, "mcpgate dev\n")
+	fmt.Fprintf(w, "  data directory: %s (etcd, vault keyset, keys; restarts keep every object)\n", b.dir)
+	fmt.Fprintf(w, "  gateway (MCP):  %s  (listening on %s)\n", b.publicURL, b.listen)
+	fmt.Fprintf(w, "  control plane:  %s  (admin API, Connect)\n", b.control)
+	switch {
+	case b.newAdminKey != "":
+		fmt.Fprintf(w, "\nNew admin key (shown once, also saved to %s):\n  %s\n", filepath.Join(b.dir, adminKeyFile), b.newAdminKey)
+	case b.adminKeyPinned:
+		fmt.Fprintf(w, "  admin key:      from MCPGATE_ADMIN_KEY\n")
+	default:
+		fmt.Fprintf(w, "  admin key:      in %s\n", filepath.Join(b.dir, adminKeyFile))
+	}
+	if b.configFile != "" {
+		fmt.Fprintf(w, "\nApplied %s:\n", b.configFile)
+		for _, r := range b.applied {
+			fmt.Fprintf(w, "  %s %s: %s\n", r.Kind, r.Name, r.Outcome)
+			if r.Key != "" {
+				fmt.Fprintf(w, "    key: %s (shown once)\n", r.Key)
+			}
+		}
+	}
+	if b.demoKey != "" {
+		route := b.publicURL + "/" + demoRoute + "/mcp"
+		fmt.Fprintf(w, "\nDemo route %q (tools echo, countdown) for principal %q, key %s\n", demoRoute, demoPrincipal, b.demoKey)
+		fmt.Fprintf(w, "\nTry it:\n")
+		fmt.Fprintf(w, "  curl -sS %s -H 'X-MCPGate-API-Key: %s' -H 'Content-Type: application/json' \\\n", route, b.demoKey)
+		fmt.Fprintf(w, "    -H 'Accept: application/json, text/event-stream' \\\n")
+		fmt.Fprintf(w, "    -d '{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-11-25\",\"capabilities\":{},\"clientInfo\":{\"name\":\"curl\",\"version\":\"1\"}}}'\n")
+		fmt.Fprintf(w, "  claude mcp add --transport http %s %s --header \"X-MCPGate-API-Key: %s\"\n", demoRoute, route, b.demoKey)
+	}
+	rel, err := filepath.Rel(b.cwd, b.dir)
+	if b.control == DefaultControlPlane && err == nil && rel == filepath.Dir(devAdminKeyFile) {
+		fmt.Fprintf(w, "\nAdmin commands work from this directory without flags, e.g.: mcpgate servers list\n")
+	} else {
+		fmt.Fprintf(w, "\nAdmin commands: MCPGATE_CONTROL_PLANE=%s MCPGATE_ADMIN_KEY=$(cat %s) mcpgate servers list\n",
+			b.control, filepath.Join(b.dir, adminKeyFile))
+	}
+	fmt.Fprintf(w, "Press Ctrl-C to stop.\n")
+}

@@ -1,0 +1,279 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	configv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1"
+	vaultv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/vault/v1"
+	"github.com/mcpgate/mcpgate/internal/config"
+)
+
+// printer writes command results as tables or JSON. Secrets are never
+// printed: server secrets show as "set".
+type printer struct {
+	w    io.Writer
+	json bool
+}
+
+func (p *printer) message(m proto.Message) {
+	// protojson's own spacing is deliberately unstable: indent it here.
+	b, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(m)
+	var buf bytes.Buffer
+	if err == nil {
+		err = json.Indent(&buf, b, "", "  ")
+	}
+	if err != nil {
+		fmt.Fprintf(p.w, "{\"error\": %q}\n", err.Error())
+		return
+	}
+	fmt.Fprintln(p.w, buf.String())
+}
+
+func (p *printer) table(header string, rows [][]string) {
+	tw := tabwriter.NewWriter(p.w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	for _, r := range rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
+	}
+	_ = tw.Flush()
+}
+
+func (p *printer) done(format string, args ...any) {
+	if p.json {
+		return
+	}
+	fmt.Fprintf(p.w, format+"\n", args...)
+}
+
+// redact drops any secret value a server might carry, keeping the flags.
+func redact(s *configv1.McpServer) *configv1.McpServer {
+	s = proto.CloneOf(s)
+	if s.GetAuthValue() != "" {
+		s.AuthValue, s.AuthValueSet = "", true
+	}
+	if s.GetClientSecret() != "" {
+		s.ClientSecret, s.ClientSecretSet = "", true
+	}
+	for k := range s.GetStaticHeaders() {
+		if !slices.Contains(s.StaticHeaderNames, k) {
+			s.StaticHeaderNames = append(s.StaticHeaderNames, k)
+		}
+	}
+	s.StaticHeaders = nil
+	return s
+}
+
+func lower(enum fmt.Stringer, prefix string) string {
+	s := strings.TrimPrefix(enum.String(), prefix)
+	if s == "UNSPECIFIED" {
+		return "-"
+	}
+	return strings.ToLower(s)
+}
+
+func secrets(s *configv1.McpServer) string {
+	var out []string
+	if s.GetAuthValueSet() {
+		out = append(out, "auth_value=set")
+	}
+	if s.GetClientSecretSet() {
+		out = append(out, "client_secret=set")
+	}
+	for _, h := range s.GetStaticHeaderNames() {
+		out = append(out, h+"=set")
+	}
+	if len(out) == 0 {
+		return "-"
+	}
+	return strings.Join(out, ",")
+}
+
+func list(v []string) string {
+	if len(v) == 0 {
+		return "-"
+	}
+	return strings.Join(v, ",")
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func ts(t *timestamppb.Timestamp) string {
+	if t == nil {
+		return "-"
+	}
+	return t.AsTime().UTC().Format(time.RFC3339)
+}
+
+func (p *printer) servers(ss []*configv1.McpServer) {
+	if p.json {
+		out := &configv1.ListServersResponse{}
+		for _, s := range ss {
+			out.Servers = append(out.Servers, redact(s))
+		}
+		p.message(out)
+		return
+	}
+	var rows [][]string
+	for _, s := range ss {
+		s = redact(s)
+		auth := lower(s.GetAuthType(), "AUTH_TYPE_")
+		if s.GetAuthType() == configv1.AuthType_AUTH_TYPE_OAUTH2 {
+			auth += "/" + lower(s.GetOauth2Flow(), "O_AUTH2_FLOW_")
+		}
+		rows = append(rows, []string{s.GetName(), s.GetUrl(), lower(s.GetTransport(), "TRANSPORT_"), auth, secrets(s)})
+	}
+	p.table("NAME\tURL\tTRANSPORT\tAUTH\tSECRETS", rows)
+}
+
+func (p *printer) server(s *configv1.McpServer) {
+	s = redact(s)
+	if p.json {
+		p.message(s)
+		return
+	}
+	auth := lower(s.GetAuthType(), "AUTH_TYPE_")
+	rows := [][]string{
+		{"url", s.GetUrl()},
+		{"transport", lower(s.GetTransport(), "TRANSPORT_")},
+		{"auth_type", auth},
+	}
+	if s.GetAuthType() == configv1.AuthType_AUTH_TYPE_OAUTH2 {
+		rows = append(rows,
+			[]string{"oauth2_flow", lower(s.GetOauth2Flow(), "O_AUTH2_FLOW_")},
+			[]string{"client_id", orDash(s.GetClientId())},
+			[]string{"authorization_url", orDash(s.GetAuthorizationUrl())},
+			[]string{"token_url", orDash(s.GetTokenUrl())},
+			[]string{"revocation_url", orDash(s.GetRevocationUrl())},
+			[]string{"issuer", orDash(s.GetIssuer())},
+			[]string{"scopes", list(s.GetScopes())})
+	}
+	rows = append(rows,
+		[]string{"secrets", secrets(s)},
+		[]string{"allowed_tools", list(s.GetAllowedTools())},
+		[]string{"disallowed_tools", list(s.GetDisallowedTools())},
+		[]string{"description", orDash(s.GetDescription())},
+		[]string{"revision", fmt.Sprint(s.GetRevision())})
+	p.table("NAME\t"+s.GetName(), rows)
+}
+
+func (p *printer) principals(ps []*configv1.Principal) {
+	if p.json {
+		p.message(&configv1.ListPrincipalsResponse{Principals: ps})
+		return
+	}
+	var rows [][]string
+	for _, x := range ps {
+		rows = append(rows, []string{x.GetName(), lower(x.GetKind(), "PRINCIPAL_KIND_"), lower(x.GetRole(), "ROLE_"), list(x.GetServers())})
+	}
+	p.table("NAME\tKIND\tROLE\tSERVERS", rows)
+}
+
+func (p *printer) principal(x *configv1.Principal) {
+	if p.json {
+		p.message(x)
+		return
+	}
+	p.table("NAME\t"+x.GetName(), [][]string{
+		{"kind", lower(x.GetKind(), "PRINCIPAL_KIND_")},
+		{"role", lower(x.GetRole(), "ROLE_")},
+		{"servers", list(x.GetServers())},
+		{"display_name", orDash(x.GetDisplayName())},
+		{"revision", fmt.Sprint(x.GetRevision())},
+	})
+}
+
+func keyStatus(k *configv1.ApiKey, now time.Time) string {
+	switch {
+	case k.GetRevoked():
+		return "revoked"
+	case k.GetExpireTime() != nil && !k.GetExpireTime().AsTime().After(now):
+		return "expired"
+	default:
+		return "active"
+	}
+}
+
+func (p *printer) keys(ks []*configv1.ApiKey) {
+	if p.json {
+		p.message(&configv1.ListKeysResponse{Keys: ks})
+		return
+	}
+	now := time.Now()
+	var rows [][]string
+	for _, k := range ks {
+		rows = append(rows, []string{k.GetId(), orDash(k.GetName()), k.GetPrincipal(), k.GetDisplayPrefix() + "…",
+			ts(k.GetCreateTime()), ts(k.GetExpireTime()), keyStatus(k, now)})
+	}
+	p.table("ID\tNAME\tPRINCIPAL\tPREFIX\tCREATED\tEXPIRES\tSTATUS", rows)
+}
+
+func (p *printer) createdKey(res *configv1.CreateKeyResponse) {
+	if p.json {
+		p.message(res)
+		return
+	}
+	k := res.GetApiKey()
+	fmt.Fprintf(p.w, "created key %s for principal %s (expires %s)\n", k.GetId(), k.GetPrincipal(), ts(k.GetExpireTime()))
+	fmt.Fprintf(p.w, "key: %s\n", res.GetKey())
+	fmt.Fprintln(p.w, "This is the only time the key is shown. Send it as X-MCPGate-API-Key or Authorization: Bearer.")
+}
+
+func (p *printer) connections(cs []*vaultv1.Connection) {
+	if p.json {
+		p.message(&vaultv1.ListConnectionsResponse{Connections: cs})
+		return
+	}
+	var rows [][]string
+	for _, c := range cs {
+		refresh := "no"
+		if c.GetHasRefreshToken() {
+			refresh = "yes"
+		}
+		rows = append(rows, []string{c.GetPrincipal(), c.GetServer(), lower(c.GetState(), "CONNECTION_STATE_"),
+			list(c.GetScopes()), ts(c.GetAccessTokenExpireTime()), refresh, ts(c.GetUpdateTime())})
+	}
+	p.table("PRINCIPAL\tSERVER\tSTATE\tSCOPES\tTOKEN EXPIRES\tREFRESH\tUPDATED", rows)
+}
+
+func (p *printer) applyResults(rs []config.Result) {
+	if p.json {
+		type row struct {
+			Kind    string `json:"kind"`
+			Name    string `json:"name"`
+			Outcome string `json:"outcome"`
+			Key     string `json:"key,omitempty"`
+		}
+		rows := []row{}
+		for _, r := range rs {
+			rows = append(rows, row{r.Kind, r.Name, r.Outcome.String(), r.Key})
+		}
+		b, _ := json.MarshalIndent(rows, "", "  ")
+		fmt.Fprintln(p.w, string(b))
+		return
+	}
+	counts := map[config.Outcome]int{}
+	for _, r := range rs {
+		counts[r.Outcome]++
+		fmt.Fprintf(p.w, "%s %s: %s\n", r.Kind, r.Name, r.Outcome)
+		if r.Key != "" {
+			fmt.Fprintf(p.w, "  key: %s (shown once)\n", r.Key)
+		}
+	}
+	fmt.Fprintf(p.w, "%d created, %d changed, %d unchanged\n", counts[config.Created], counts[config.Changed], counts[config.Unchanged])
+}

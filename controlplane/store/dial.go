@@ -1,0 +1,35 @@
+package store
+
+import (
+	"crypto/tls"
+	"fmt"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// EtcdConfig says how to reach an external etcd cluster.
+type EtcdConfig struct {
+	Endpoints []string
+	TLS       *tls.Config // nil: plaintext
+	Username  string
+	Password  string
+}
+
+// Dial connects to an external etcd cluster. The client keeps reconnecting
+// by itself and fails over between endpoints.
+func Dial(cfg EtcdConfig) (*clientv3.Client, error) {
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:            cfg.Endpoints,
+		TLS:                  cfg.TLS,
+		Username:             cfg.Username,
+		Password:             cfg.Password,
+		DialTimeout:          10 * time.Second,
+		DialKeepAliveTime:    5 * time.Second,
+		DialKeepAliveTimeout: 3 * time.Second,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("etcd: %w", err)
+	}
+	return cli, nil
+}

@@ -1,0 +1,102 @@
+package dataplane
+
+import (
+	"net/http"
+	"strings"
+
+	authorizev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1"
+)
+
+// Admission-credential headers. They are read here and never forwarded.
+const (
+	headerAPIKey        = "X-MCPGate-API-Key"
+	headerLiteLLMAPIKey = "X-Litellm-Api-Key"
+	apiKeyPrefix        = "mcpg_"
+)
+
+// extractCredentials reads what the client presented for route. Query-string
+// tokens are ignored on purpose. The first API key found wins in the order
+// X-MCPGate-API-Key, x-litellm-api-key, Authorization: Bearer mcpg_….
+func extractCredentials(h http.Header, route string) *authorizev1.Credentials {
+	c := &authorizev1.Credentials{}
+	if k := strings.TrimSpace(first(valuesFold(h, headerAPIKey))); k != "" {
+		c.ApiKey = k
+	}
+	if k := strings.TrimSpace(first(valuesFold(h, headerLiteLLMAPIKey))); k != "" && c.ApiKey == "" {
+		if tok, ok := bearerValue(k); ok {
+			k = tok
+		}
+		c.ApiKey = k
+	}
+	if vs := valuesFold(h, "Authorization"); len(vs) > 0 {
+		tok, ok := bearerValue(vs[0])
+		switch {
+		case !ok || len(vs) > 1:
+			c.MalformedAuthorization = true
+		case strings.HasPrefix(tok, apiKeyPrefix):
+			if c.ApiKey == "" {
+				c.ApiKey = tok
+			}
+		default:
+			c.BearerToken = tok
+		}
+	}
+	if v := passthroughValue(h, route); v != "" {
+		c.PassthroughAuthorization = v
+	}
+	return c
+}
+
+// bearerValue returns the token of "Bearer <token>" (scheme
+// case-insensitive); ok is false for any other shape, including an empty
+// token.
+func bearerValue(v string) (string, bool) {
+	scheme, tok, ok := strings.Cut(strings.TrimSpace(v), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	tok = strings.TrimSpace(tok)
+	if tok == "" || strings.ContainsAny(tok, " \t") {
+		return "", false
+	}
+	return tok, true
+}
+
+// valuesFold returns all values of the header named name, whatever the
+// case of the map keys (requests from net/http are canonical; others may
+// not be).
+func valuesFold(h http.Header, name string) []string {
+	var out []string
+	for k, vs := range h {
+		if strings.EqualFold(k, name) {
+			out = append(out, vs...)
+		}
+	}
+	return out
+}
+
+func first(vs []string) string {
+	if len(vs) == 0 {
+		return ""
+	}
+	return vs[0]
+}
+
+// passthroughValue is the X-MCP-<Server>-Authorization value for route,
+// matching the server name case-insensitively.
+func passthroughValue(h http.Header, route string) string {
+	want := "X-Mcp-" + route + "-Authorization"
+	for k, vs := range h {
+		if strings.EqualFold(k, want) && len(vs) > 0 {
+			return strings.TrimSpace(vs[0])
+		}
+	}
+	return ""
+}
+
+// isPassthroughHeader reports whether k has the X-MCP-*-Authorization shape
+// of any server.
+func isPassthroughHeader(k string) bool {
+	l := strings.ToLower(k)
+	return strings.HasPrefix(l, "x-mcp-") && strings.HasSuffix(l, "-authorization") && len(l) > len("x-mcp--authorization")
+}

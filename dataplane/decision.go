@@ -1,0 +1,161 @@
+package dataplane
+
+import (
+	"net/http"
+	"strings"
+
+	authorizev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1"
+)
+
+// Fixed response bodies. Nothing request-specific or secret ever goes into a
+// body, so these are constants.
+const (
+	bodyNotFound         = `{"error":"not_found","error_description":"no such endpoint"}`
+	bodyBadHost          = `{"error":"forbidden","error_description":"invalid Host header"}`
+	bodyBadOrigin        = `{"error":"forbidden","error_description":"origin not allowed"}`
+	bodyMethodNotAllowed = `{"error":"method_not_allowed","error_description":"method not allowed"}`
+	bodyUnavailable      = `{"error":"temporarily_unavailable","error_description":"control plane unavailable"}`
+
+	// JSON-RPC error bodies (id null: the gateway answers for the request as
+	// a whole, before or instead of the upstream).
+	rpcUnauthorized    = `{"jsonrpc":"2.0","id":null,"error":{"code":-32001,"message":"authentication required"}}`
+	rpcForbidden       = `{"jsonrpc":"2.0","id":null,"error":{"code":-32003,"message":"forbidden"}}`
+	rpcUnknownServer   = `{"jsonrpc":"2.0","id":null,"error":{"code":-32004,"message":"unknown MCP server"}}`
+	rpcUnavailable     = `{"jsonrpc":"2.0","id":null,"error":{"code":-32005,"message":"authorization temporarily unavailable"}}`
+	rpcParseError      = `{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"parse error"}}`
+	rpcInvalidRequest  = `{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"invalid request"}}`
+	rpcHeaderMismatch  = `{"jsonrpc":"2.0","id":null,"error":{"code":-32020,"message":"Mcp-Method or Mcp-Name header does not match the body"}}`
+	rpcTooLarge        = `{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"request body too large"}}`
+	rpcUnknownSession  = `{"jsonrpc":"2.0","id":null,"error":{"code":-32001,"message":"session not found"}}`
+	rpcUpstreamFailed  = `{"jsonrpc":"2.0","id":null,"error":{"code":-32002,"message":"upstream MCP server unreachable"}}`
+	rpcUpstreamRefused = `{"jsonrpc":"2.0","id":null,"error":{"code":-32002,"message":"upstream MCP server rejected the gateway's credentials"}}`
+)
+
+// response is what the data plane answers instead of forwarding.
+type response struct {
+	Status int
+	Header http.Header
+	Body   string
+}
+
+// outcome is the decision mapped to HTTP: either forward with Allow, or
+// answer Response.
+type outcome struct {
+	Forward  bool
+	Allow    *authorizev1.Allow
+	Response response
+}
+
+// mapDecision is the one, pure and total mapping from an Authorize result to
+// HTTP. err != nil means "could not decide". Any value it does not know —
+// unspecified, a future enum number, ALLOW without an Allow, CHALLENGE
+// without a Challenge — fails closed with 503, never forwarding and never
+// 500. prmURL is the route's protected-resource metadata URL, built from the
+// configured public URL.
+func mapDecision(res *authorizev1.AuthorizeResponse, err error, prmURL string) outcome {
+	if err != nil || res == nil {
+		return outcome{Response: unavailable()}
+	}
+	switch res.GetDecision() {
+	case authorizev1.Decision_DECISION_ALLOW:
+		a := res.GetAllow()
+		if a == nil || a.GetUpstreamUrl() == "" {
+			return outcome{Response: unavailable()}
+		}
+		return outcome{Forward: true, Allow: a}
+	case authorizev1.Decision_DECISION_CHALLENGE:
+		c := res.GetChallenge()
+		if c == nil {
+			return outcome{Response: unavailable()}
+		}
+		return outcome{Response: challenge(prmURL, c.GetScopes(), c.GetError(), c.GetErrorDescription())}
+	case authorizev1.Decision_DECISION_DENY:
+		h := http.Header{}
+		if d := res.GetDeny(); d.GetError() == "insufficient_scope" {
+			h.Set("WWW-Authenticate", bearerChallenge(prmURL, d.GetScopes(), "insufficient_scope", ""))
+		}
+		h.Set("Content-Type", "application/json")
+		return outcome{Response: response{Status: http.StatusForbidden, Header: h, Body: rpcForbidden}}
+	case authorizev1.Decision_DECISION_NOT_FOUND:
+		h := http.Header{}
+		h.Set("Content-Type", "application/json")
+		return outcome{Response: response{Status: http.StatusNotFound, Header: h, Body: rpcUnknownServer}}
+	default:
+		return outcome{Response: unavailable()}
+	}
+}
+
+func unavailable() response {
+	h := http.Header{}
+	h.Set("Content-Type", "application/json")
+	h.Set("Retry-After", "1")
+	h.Set("Cache-Control", "no-store")
+	return response{Status: http.StatusServiceUnavailable, Header: h, Body: rpcUnavailable}
+}
+
+// challenge is the 401 answer: exactly one Bearer challenge.
+func challenge(prmURL string, scopes []string, errCode, desc string) response {
+	h := http.Header{}
+	h.Set("WWW-Authenticate", bearerChallenge(prmURL, scopes, errCode, desc))
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	return response{Status: http.StatusUnauthorized, Header: h, Body: rpcUnauthorized}
+}
+
+// bearerChallenge formats `Bearer resource_metadata="…", scope="…"[,
+// error="…", error_description="…"]` with quoted values. Client parsers
+// split on commas and match name= anywhere, so values are scrubbed of
+// quotes, backslashes, commas and equals signs.
+func bearerChallenge(prmURL string, scopes []string, errCode, desc string) string {
+	var b strings.Builder
+	b.WriteString(`Bearer resource_metadata="`)
+	b.WriteString(scrub(prmURL, true))
+	b.WriteByte('"')
+	if s := scrub(strings.Join(scopes, " "), false); strings.TrimSpace(s) != "" {
+		b.WriteString(`, scope="`)
+		b.WriteString(s)
+		b.WriteByte('"')
+	}
+	if e := scrub(errCode, false); e != "" {
+		b.WriteString(`, error="`)
+		b.WriteString(e)
+		b.WriteByte('"')
+		if d := scrub(desc, false); d != "" {
+			b.WriteString(`, error_description="`)
+			b.WriteString(d)
+			b.WriteByte('"')
+		}
+	}
+	return b.String()
+}
+
+// scrub keeps printable ASCII minus the characters that break challenge
+// parsers; a URL keeps '=' (query strings are never part of it anyway).
+func scrub(s string, isURL bool) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r < 0x20 || r > 0x7e, r == '"', r == '\\', r == ',':
+			return -1
+		case r == '=' && !isURL:
+			return -1
+		}
+		return r
+	}, s)
+}
+
+// writeFixed writes a fixed JSON body with its status.
+func writeFixed(w http.ResponseWriter, status int, body string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = w.Write([]byte(body))
+}
+
+// writeResponse writes a mapped response.
+func writeResponse(w http.ResponseWriter, res response) {
+	for k, vs := range res.Header {
+		w.Header()[k] = vs
+	}
+	w.WriteHeader(res.Status)
+	_, _ = w.Write([]byte(res.Body))
+}

@@ -1,0 +1,470 @@
+package dataplane
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"mime"
+	"net"
+	"net/http"
+	"net/textproto"
+	"strings"
+
+	"connectrpc.com/connect"
+
+	"github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1/authorizev1connect"
+
+	authorizev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1"
+)
+
+const (
+	headerSessionID       = "Mcp-Session-Id"
+	headerProtocolVersion = "Mcp-Protocol-Version"
+	headerMcpMethod       = "Mcp-Method"
+	headerMcpName         = "Mcp-Name"
+	// maxBatchCalls bounds Authorize calls per batch.
+	maxBatchCalls = 16
+	// maxEventBytes bounds one SSE event (or one filtered JSON reply) held in
+	// memory.
+	maxEventBytes = 32 << 20
+)
+
+// hopHeaders are connection-level headers (RFC 9110 §7.6.1) never copied.
+var hopHeaders = []string{
+	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
+}
+
+// serveMCP handles POST, GET and DELETE on /{route}/mcp.
+func (p *Proxy) serveMCP(w http.ResponseWriter, r *http.Request, route string) {
+	ctx := r.Context()
+	log := p.log.With(slog.String("route", route), slog.String("http_method", r.Method))
+
+	var body []byte
+	var parsed rpcBody
+	parsedOK := true
+	if r.Method == http.MethodPost {
+		if r.ContentLength > p.maxBody {
+			writeFixed(w, http.StatusRequestEntityTooLarge, rpcTooLarge)
+			return
+		}
+		b, err := io.ReadAll(io.LimitReader(r.Body, p.maxBody+1))
+		if err != nil {
+			log.InfoContext(ctx, "read request body failed")
+			writeFixed(w, http.StatusBadRequest, rpcParseError)
+			return
+		}
+		if int64(len(b)) > p.maxBody {
+			writeFixed(w, http.StatusRequestEntityTooLarge, rpcTooLarge)
+			return
+		}
+		body = b
+		parsed, parsedOK = parseBody(b)
+	}
+	calls := parsed.Calls
+	if len(calls) == 0 {
+		calls = []rpcCall{{}}
+	}
+
+	creds := extractCredentials(r.Header, route)
+	prm := p.prmURL(route)
+	actx, cancel := context.WithTimeout(ctx, p.timeout)
+	var res *authorizev1.AuthorizeResponse
+	var err error
+	for i, c := range calls {
+		if i == maxBatchCalls {
+			break
+		}
+		res, err = p.authorize(actx, &authorizev1.AuthorizeRequest{
+			Route:         route,
+			Credentials:   creds,
+			HttpMethod:    r.Method,
+			JsonrpcMethod: c.Method,
+			ToolName:      c.Tool,
+			ClientAddress: clientIP(r),
+			PublicBaseUrl: p.publicBase,
+		})
+		if err != nil || res.GetDecision() != authorizev1.Decision_DECISION_ALLOW {
+			break
+		}
+	}
+	cancel()
+	out := mapDecision(res, err, prm)
+	log = log.With(slog.String("decision", res.GetDecision().String()),
+		slog.String("principal", res.GetPrincipal()),
+		slog.String("key_prefix", res.GetKeyPrefix()),
+		slog.String("reason", res.GetReason()))
+	if len(calls) > 0 {
+		log = log.With(slog.String("jsonrpc_method", calls[0].Method), slog.String("tool", calls[0].Tool))
+	}
+	if err != nil {
+		log.WarnContext(ctx, "authorize failed", slog.String("code", codeOf(err)))
+	}
+	if !out.Forward {
+		log.InfoContext(ctx, "refused", slog.Int("status", out.Response.Status))
+		writeResponse(w, out.Response)
+		return
+	}
+
+	// Authorized: only now may malformed input be called malformed.
+	if !parsedOK || len(parsed.Calls) > maxBatchCalls {
+		writeFixed(w, http.StatusBadRequest, rpcParseError)
+		return
+	}
+	if r.Method == http.MethodPost && !parsed.Batch && !headersMatchBody(r.Header, parsed.Calls[0]) {
+		writeFixed(w, http.StatusBadRequest, rpcHeaderMismatch)
+		return
+	}
+
+	principal := res.GetPrincipal()
+	upstreamSession := ""
+	if h := r.Header.Get(headerSessionID); h != "" {
+		sctx, scancel := context.WithTimeout(ctx, p.timeout)
+		s, err := p.keys.openHandle(sctx, h)
+		scancel()
+		switch {
+		case errors.Is(err, errBadHandle), errors.Is(err, errUnknownKey):
+			log.InfoContext(ctx, "unknown session handle")
+			writeFixed(w, http.StatusNotFound, rpcUnknownSession)
+			return
+		case err != nil:
+			log.WarnContext(ctx, "session keys unavailable", slog.String("code", codeOf(err)))
+			writeResponse(w, unavailable())
+			return
+		case s.principal != principal || s.route != route:
+			log.WarnContext(ctx, "session handle of another principal or route")
+			writeFixed(w, http.StatusNotFound, rpcUnknownSession)
+			return
+		}
+		upstreamSession = s.upstream
+	}
+
+	var filter *toolFilter
+	if len(parsed.ToolsListIDs) > 0 {
+		filter = newToolFilter(out.Allow.GetAllowedTools(), out.Allow.GetDisallowedTools())
+	}
+	p.forward(w, r, log, fwd{
+		route:     route,
+		principal: principal,
+		allow:     out.Allow,
+		body:      body,
+		session:   upstreamSession,
+		filter:    filter,
+		listIDs:   parsed.ToolsListIDs,
+	})
+}
+
+// headersMatchBody checks the 2026-07-28 Mcp-Method / Mcp-Name mirrors when
+// the client sent them.
+func headersMatchBody(h http.Header, c rpcCall) bool {
+	if m := h.Get(headerMcpMethod); m != "" && m != c.Method {
+		return false
+	}
+	if n := h.Get(headerMcpName); n != "" && c.Method == "tools/call" && n != c.Tool {
+		return false
+	}
+	return true
+}
+
+func (p *Proxy) authorize(ctx context.Context, req *authorizev1.AuthorizeRequest) (*authorizev1.AuthorizeResponse, error) {
+	return call(ctx, p.cp, func(ctx context.Context, c authorizev1connect.AuthorizeServiceClient) (*authorizev1.AuthorizeResponse, error) {
+		return c.Authorize(ctx, req)
+	})
+}
+
+func (p *Proxy) prmURL(route string) string {
+	return p.publicBase + prmPrefix + "/" + route + "/mcp"
+}
+
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+func codeOf(err error) string {
+	if err == nil {
+		return ""
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return "deadline_exceeded"
+	}
+	return connect.CodeOf(err).String()
+}
+
+type fwd struct {
+	route     string
+	principal string
+	allow     *authorizev1.Allow
+	body      []byte
+	session   string // upstream Mcp-Session-Id, if any
+	filter    *toolFilter
+	listIDs   map[string]bool
+}
+
+// isStrippedRequestHeader reports headers never sent upstream: admission
+// credentials, cookies, the client's session handle (replaced), its origin,
+// and encodings the proxy must be able to read for filtering.
+func isStrippedRequestHeader(k string) bool {
+	switch textproto.CanonicalMIMEHeaderKey(k) {
+	case "X-Mcpgate-Api-Key", "X-Litellm-Api-Key", "Authorization", "Cookie",
+		"Mcp-Session-Id", "Origin", "Referer", "Host", "Content-Length", "Accept-Encoding",
+		"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto":
+		return true
+	}
+	l := strings.ToLower(k)
+	return isPassthroughHeader(k) || strings.HasPrefix(l, "x-mcpgate-") || strings.HasPrefix(l, "proxy-")
+}
+
+// copyEndToEnd copies src to dst minus hop-by-hop headers (including those
+// named by Connection) and minus what skip rejects.
+func copyEndToEnd(dst, src http.Header, skip func(string) bool) {
+	hop := map[string]bool{}
+	for _, h := range hopHeaders {
+		hop[h] = true
+	}
+	for _, v := range src.Values("Connection") {
+		for _, f := range strings.Split(v, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				hop[textproto.CanonicalMIMEHeaderKey(f)] = true
+			}
+		}
+	}
+	for k, vs := range src {
+		if hop[textproto.CanonicalMIMEHeaderKey(k)] || (skip != nil && skip(k)) {
+			continue
+		}
+		dst[k] = append([]string(nil), vs...)
+	}
+}
+
+func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, log *slog.Logger, f fwd) {
+	ctx := r.Context()
+	var rd io.Reader
+	if f.body != nil {
+		// The buffered body, never the client's stream (golang/go#40747).
+		rd = bytes.NewReader(f.body)
+	}
+	up, err := http.NewRequestWithContext(ctx, r.Method, f.allow.GetUpstreamUrl(), rd)
+	if err != nil {
+		log.ErrorContext(ctx, "bad upstream URL from control plane")
+		writeFixed(w, http.StatusBadGateway, rpcUpstreamFailed)
+		return
+	}
+	copyEndToEnd(up.Header, r.Header, isStrippedRequestHeader)
+	if f.session != "" {
+		up.Header.Set(headerSessionID, f.session)
+	}
+	for _, h := range f.allow.GetUpstreamHeaders() {
+		up.Header.Set(h.GetName(), h.GetValue())
+	}
+	resp, err := p.upstream.Do(up)
+	if err != nil {
+		if ctx.Err() == nil {
+			log.WarnContext(ctx, "upstream unreachable")
+			writeFixed(w, http.StatusBadGateway, rpcUpstreamFailed)
+		}
+		return
+	}
+	defer resp.Body.Close()
+
+	if resp.StatusCode == http.StatusUnauthorized {
+		p.upstreamUnauthorized(w, r, log, f)
+		return
+	}
+
+	h := w.Header()
+	copyEndToEnd(h, resp.Header, func(k string) bool {
+		switch textproto.CanonicalMIMEHeaderKey(k) {
+		case "Www-Authenticate", "Set-Cookie", "Mcp-Session-Id", "Content-Length",
+			"Access-Control-Allow-Origin", "Access-Control-Expose-Headers", "Access-Control-Allow-Credentials", "Vary":
+			return true
+		}
+		return false
+	})
+	if sid := resp.Header.Get(headerSessionID); sid != "" {
+		handle, err := p.sealSession(ctx, sessionBinding{upstream: sid, principal: f.principal, route: f.route})
+		if err != nil {
+			log.WarnContext(ctx, "cannot seal session", slog.String("code", codeOf(err)))
+			for k := range h {
+				if k != "Access-Control-Expose-Headers" && k != "Access-Control-Allow-Origin" && k != "Vary" {
+					delete(h, k)
+				}
+			}
+			writeResponse(w, unavailable())
+			return
+		}
+		h.Set(headerSessionID, handle)
+	}
+	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	switch mt {
+	case "text/event-stream":
+		h.Set("X-Accel-Buffering", "no")
+		h.Set("Cache-Control", "no-cache")
+		w.WriteHeader(resp.StatusCode)
+		p.streamSSE(w, resp.Body, log, f)
+	case "application/json":
+		if f.filter != nil {
+			b, err := io.ReadAll(io.LimitReader(resp.Body, maxEventBytes+1))
+			if err != nil || len(b) > maxEventBytes {
+				log.WarnContext(ctx, "upstream tools/list reply unreadable")
+				writeFixed(w, http.StatusBadGateway, rpcUpstreamFailed)
+				return
+			}
+			b = f.filter.rewrite(b, f.listIDs)
+			w.WriteHeader(resp.StatusCode)
+			_, _ = w.Write(b)
+			return
+		}
+		w.WriteHeader(resp.StatusCode)
+		_, _ = io.Copy(w, resp.Body)
+	default:
+		w.WriteHeader(resp.StatusCode)
+		_, _ = io.Copy(w, resp.Body)
+	}
+	log.InfoContext(ctx, "forwarded", slog.Int("upstream_status", resp.StatusCode))
+}
+
+func (p *Proxy) sealSession(ctx context.Context, s sessionBinding) (string, error) {
+	sctx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
+	ks, err := p.keys.current(sctx)
+	if err != nil {
+		return "", err
+	}
+	return ks.seal(s)
+}
+
+// streamSSE copies an event stream event by event, flushing after each, and
+// rewrites the tools/list response event when filtering applies.
+func (p *Proxy) streamSSE(w http.ResponseWriter, body io.Reader, log *slog.Logger, f fwd) {
+	rc := http.NewResponseController(w)
+	_ = rc.Flush()
+	br := bufio.NewReaderSize(body, 64<<10)
+	var event []byte
+	for {
+		line, err := readLine(br)
+		if len(line) > 0 {
+			event = append(event, line...)
+			if len(event) > maxEventBytes {
+				log.WarnContext(context.Background(), "upstream SSE event too large")
+				return
+			}
+			if isBlankLine(line) {
+				if f.filter != nil {
+					event = rewriteEvent(event, f)
+				}
+				if _, werr := w.Write(event); werr != nil {
+					return
+				}
+				event = event[:0]
+			}
+		}
+		if err != nil {
+			if len(event) > 0 {
+				_, _ = w.Write(event)
+				_ = rc.Flush()
+			}
+			return
+		}
+	}
+}
+
+// readLine reads one line including its terminator (\n, \r\n or a lone \r
+// is treated only through \n here; SSE servers in practice end lines with
+// \n or \r\n).
+func readLine(br *bufio.Reader) ([]byte, error) {
+	var out []byte
+	for {
+		chunk, err := br.ReadSlice('\n')
+		out = append(out, chunk...)
+		if err == bufio.ErrBufferFull {
+			if len(out) > maxEventBytes {
+				return out, err
+			}
+			continue
+		}
+		return out, err
+	}
+}
+
+func isBlankLine(l []byte) bool {
+	return bytes.Equal(l, []byte("\n")) || bytes.Equal(l, []byte("\r\n"))
+}
+
+// rewriteEvent filters the data of one SSE event (terminated by a blank
+// line) when it is a tools/list response; other events are returned as is.
+func rewriteEvent(event []byte, f fwd) []byte {
+	lines := bytes.SplitAfter(event, []byte("\n"))
+	var data [][]byte
+	var other [][]byte
+	for _, l := range lines {
+		if len(l) == 0 || isBlankLine(l) {
+			continue
+		}
+		trim := bytes.TrimRight(l, "\r\n")
+		if v, ok := bytes.CutPrefix(trim, []byte("data:")); ok {
+			data = append(data, bytes.TrimPrefix(v, []byte(" ")))
+			continue
+		}
+		other = append(other, l)
+	}
+	if len(data) == 0 {
+		return event
+	}
+	joined := bytes.Join(data, []byte("\n"))
+	nd := f.filter.rewrite(joined, f.listIDs)
+	if bytes.Equal(nd, joined) {
+		return event
+	}
+	var out []byte
+	for _, l := range other {
+		out = append(out, l...)
+	}
+	for _, l := range bytes.Split(nd, []byte("\n")) {
+		out = append(out, "data: "...)
+		out = append(out, l...)
+		out = append(out, '\n')
+	}
+	return append(out, '\n')
+}
+
+// upstreamUnauthorized handles an upstream 401: never relayed. For a vault
+// grant the grant is reported unusable and the client gets the gateway's own
+// challenge; otherwise 502.
+func (p *Proxy) upstreamUnauthorized(w http.ResponseWriter, r *http.Request, log *slog.Logger, f fwd) {
+	ctx := r.Context()
+	if !f.allow.GetVaultGrant() {
+		log.WarnContext(ctx, "upstream rejected static credentials")
+		writeFixed(w, http.StatusBadGateway, rpcUpstreamRefused)
+		return
+	}
+	cctx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
+	if _, err := call(cctx, p.cp, func(ctx context.Context, c authorizev1connect.AuthorizeServiceClient) (*authorizev1.ReportUpstreamUnauthorizedResponse, error) {
+		return c.ReportUpstreamUnauthorized(ctx, &authorizev1.ReportUpstreamUnauthorizedRequest{Route: f.route, Principal: f.principal})
+	}); err != nil {
+		log.WarnContext(ctx, "report upstream unauthorized failed", slog.String("code", codeOf(err)))
+	}
+	d, err := p.describe(cctx, f.route)
+	switch {
+	case err != nil:
+		writeResponse(w, unavailable())
+	case !d.GetFound():
+		writeFixed(w, http.StatusNotFound, rpcUnknownServer)
+	default:
+		log.InfoContext(ctx, "upstream grant rejected; challenging")
+		writeResponse(w, challenge(p.prmURL(f.route), d.GetScopes(), "", ""))
+	}
+}
+
+func (p *Proxy) describe(ctx context.Context, route string) (*authorizev1.DescribeRouteResponse, error) {
+	return call(ctx, p.cp, func(ctx context.Context, c authorizev1connect.AuthorizeServiceClient) (*authorizev1.DescribeRouteResponse, error) {
+		return c.DescribeRoute(ctx, &authorizev1.DescribeRouteRequest{Route: route})
+	})
+}

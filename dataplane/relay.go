@@ -1,0 +1,118 @@
+package dataplane
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/textproto"
+	"strings"
+)
+
+// The OAuth authorization server (issuer = the public URL) lives in the
+// control plane; the data plane relays its endpoints to
+// <control plane>/relay<path>?<query>, authenticated as a data plane. The
+// client's own Authorization moves to X-MCPGate-Client-Authorization.
+const (
+	relayPrefix              = "/relay"
+	headerClientAuthz        = "X-MCPGate-Client-Authorization"
+	headerPublicURL          = "X-MCPGate-Public-URL"
+	headerClientAddress      = "X-MCPGate-Client-Address"
+	relayMaxResponseBodySize = 1 << 20
+)
+
+var relayExact = map[string]bool{
+	"/.well-known/oauth-authorization-server": true,
+	"/.well-known/openid-configuration":       true,
+	"/register":                               true,
+	"/authorize":                              true,
+	"/token":                                  true,
+	"/revoke":                                 true,
+	"/signin":                                 true,
+	"/consent":                                true,
+	"/oauth":                                  true,
+	"/connections":                            true,
+}
+
+func isRelayPath(path string) bool {
+	return relayExact[path] || strings.HasPrefix(path, "/oauth/") || strings.HasPrefix(path, "/connections/")
+}
+
+// isStrippedRelayHeader drops what a client must not be able to forge
+// towards the control plane: every X-MCPGate-* header except the API key
+// (which the sign-in endpoints may read), and the client's Authorization
+// (re-sent as X-MCPGate-Client-Authorization).
+func isStrippedRelayHeader(k string) bool {
+	c := textproto.CanonicalMIMEHeaderKey(k)
+	if c == "Authorization" || c == "Host" || c == "Content-Length" {
+		return true
+	}
+	return strings.HasPrefix(c, "X-Mcpgate-") && c != "X-Mcpgate-Api-Key"
+}
+
+func (p *Proxy) serveRelay(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	body, err := io.ReadAll(io.LimitReader(r.Body, p.maxBody+1))
+	if err != nil {
+		writeFixed(w, http.StatusBadRequest, `{"error":"invalid_request","error_description":"unreadable body"}`)
+		return
+	}
+	if int64(len(body)) > p.maxBody {
+		writeFixed(w, http.StatusRequestEntityTooLarge, `{"error":"invalid_request","error_description":"request body too large"}`)
+		return
+	}
+	idempotent := r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodOptions
+	target := relayPrefix + r.URL.EscapedPath()
+	if r.URL.RawQuery != "" {
+		target += "?" + r.URL.RawQuery
+	}
+	for i, rep := range p.cp.relayTargets() {
+		if i > 0 && !idempotent {
+			break // never replay a POST (a code or a consent) on another replica
+		}
+		rctx, cancel := context.WithTimeout(ctx, p.timeout)
+		resp, err := p.relayOnce(rctx, r, rep.base+target, body)
+		if err != nil {
+			cancel()
+			rep.markFailed()
+			if ctx.Err() != nil {
+				return
+			}
+			continue
+		}
+		rep.markOK()
+		copyEndToEnd(w.Header(), resp.Header, func(k string) bool {
+			return textproto.CanonicalMIMEHeaderKey(k) == "Content-Length"
+		})
+		w.WriteHeader(resp.StatusCode)
+		_, _ = io.Copy(w, io.LimitReader(resp.Body, relayMaxResponseBodySize))
+		resp.Body.Close()
+		cancel()
+		return
+	}
+	p.log.WarnContext(ctx, "oauth relay: control plane unavailable", slog.String("path", r.URL.Path))
+	w.Header().Set("Retry-After", "1")
+	writeFixed(w, http.StatusServiceUnavailable, bodyUnavailable)
+}
+
+func (p *Proxy) relayOnce(ctx context.Context, r *http.Request, target string, body []byte) (*http.Response, error) {
+	var rd io.Reader
+	if len(body) > 0 {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, r.Method, target, rd)
+	if err != nil {
+		return nil, err
+	}
+	copyEndToEnd(req.Header, r.Header, isStrippedRelayHeader)
+	if a := r.Header.Get("Authorization"); a != "" {
+		req.Header.Set(headerClientAuthz, a)
+	}
+	if p.cp.token != "" {
+		req.Header.Set("Authorization", "Bearer "+p.cp.token)
+	}
+	req.Header.Set(headerPublicURL, p.publicBase)
+	req.Header.Set(headerClientAddress, clientIP(r))
+	return p.relayClient.Do(req)
+}
