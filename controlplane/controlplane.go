@@ -12,11 +12,15 @@ import (
 	"github.com/mcpgate/mcpgate/api/gen/mcpgate/vault/v1/vaultv1connect"
 	"github.com/mcpgate/mcpgate/controlplane/authorizeapi"
 	"github.com/mcpgate/mcpgate/controlplane/configapi"
+	"github.com/mcpgate/mcpgate/controlplane/oauth"
 	"github.com/mcpgate/mcpgate/controlplane/refresh"
 	"github.com/mcpgate/mcpgate/controlplane/store"
 	"github.com/mcpgate/mcpgate/controlplane/vault"
 	"github.com/mcpgate/mcpgate/controlplane/vaultapi"
 )
+
+// RelayPrefix is where data planes relay the authorization server's paths.
+const RelayPrefix = "/relay"
 
 // Config configures the control plane's handler.
 type Config struct {
@@ -47,5 +51,9 @@ func NewHandler(st *store.Store, cfg Config, log *slog.Logger) http.Handler {
 	}
 	authz := authorizeapi.New(st, log, authorizeapi.WithGrantTokens(grants))
 	mux.Handle(authorizeapi.NewHandler(authz, cfg.DataPlaneTokens))
+	// Data planes relay the OAuth authorization server's public paths here
+	// (see dataplane's relay), so every replica serves every step of a flow.
+	as := oauth.New(st, oauth.Config{Grants: grants}, log)
+	mux.Handle(RelayPrefix+"/", authorizeapi.RequireDataPlane(cfg.DataPlaneTokens, http.StripPrefix(RelayPrefix, as)))
 	return mux
 }

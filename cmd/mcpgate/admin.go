@@ -48,6 +48,7 @@ type admin struct {
 	principals  configv1connect.PrincipalServiceClient
 	keys        configv1connect.KeyServiceClient
 	connections vaultv1connect.ConnectionServiceClient
+	vault       vaultv1connect.VaultServiceClient
 	out         *printer
 }
 
@@ -75,6 +76,7 @@ func newAdmin(base string, hc *http.Client, opts connect.ClientOption, p *printe
 		principals:  configv1connect.NewPrincipalServiceClient(hc, base, opts),
 		keys:        configv1connect.NewKeyServiceClient(hc, base, opts),
 		connections: vaultv1connect.NewConnectionServiceClient(hc, base, opts),
+		vault:       vaultv1connect.NewVaultServiceClient(hc, base, opts),
 		out:         p,
 	}
 }
@@ -288,6 +290,28 @@ func cmdConnections(ctx context.Context, args []string, io stdio) error {
 		return nil
 	}
 	return fmt.Errorf("%w: mcpgate connections list [--principal P] [--server S] | revoke --principal P --server S", errUsage)
+}
+
+func cmdVault(ctx context.Context, args []string, io stdio) error {
+	sub, args := subcommand(args)
+	a, pos, ctx, cancel, err := adminCommand(ctx, "vault "+sub, args, io, nil)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	if sub != "rotate-key" || len(pos) != 0 {
+		return fmt.Errorf("%w: mcpgate vault rotate-key", errUsage)
+	}
+	res, err := a.vault.RotateKey(ctx, &vaultv1.RotateKeyRequest{})
+	if err != nil {
+		return err
+	}
+	if a.out.json {
+		a.out.message(res)
+		return nil
+	}
+	a.out.done("vault key rotated: new primary key %d, %d records re-encrypted", res.GetPrimaryKeyId(), res.GetRecordsResealed())
+	return nil
 }
 
 // subcommand splits "list ..." off args.

@@ -46,6 +46,7 @@ Administer (--control-plane URL, --admin-key KEY, -o table|json):
   mcpgate principals list | get NAME | delete NAME
   mcpgate keys create --principal P [--name N] [--expires 720h] | list [--principal P] | revoke ID
   mcpgate connections list [--principal P] [--server S] | revoke --principal P --server S
+  mcpgate vault rotate-key       (new primary vault key; every sealed record re-encrypted online)
 
 Flags of dev, control and proxy default to MCPGATE_<FLAG> (e.g. MCPGATE_LISTEN,
 MCPGATE_DATAPLANE_TOKEN); admin commands read MCPGATE_CONTROL_PLANE and MCPGATE_ADMIN_KEY.
@@ -87,6 +88,8 @@ func dispatch(ctx context.Context, cmd string, rest []string, io stdio) error {
 		return cmdKeys(ctx, rest, io)
 	case "connections":
 		return cmdConnections(ctx, rest, io)
+	case "vault":
+		return cmdVault(ctx, rest, io)
 	}
 	return fmt.Errorf("%w: unknown command %q (run mcpgate --help)", errUsage, cmd)
 }

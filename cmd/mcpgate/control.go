@@ -10,7 +10,6 @@ import (
 	"os"
 	"time"
 
-
 	"github.com/mcpgate/mcpgate/controlplane"
 	"github.com/mcpgate/mcpgate/controlplane/configapi"
 	"github.com/mcpgate/mcpgate/controlplane/store"
@@ -146,7 +145,7 @@ func runControl(ctx context.Context, cfg controlConfig, io stdio, log *slog.Logg
 	if newKey != "" {
 		fmt.Fprintf(io.out, "New admin key (shown once; store it, e.g. as MCPGATE_ADMIN_KEY):\n  %s\n", newKey)
 	}
-	srv, err := httpserver.Listen(cfg.Listen, controlplane.NewHandler(st, controlplane.Config{DataPlaneTokens: cfg.DataPlaneToken}, log))
+	srv, err := httpserver.Listen(cfg.Listen, controlplane.NewHandler(st, controlplane.Config{DataPlaneTokens: cfg.DataPlaneToken, Keyring: kr}, log))
 	if err != nil {
 		return err
 	}

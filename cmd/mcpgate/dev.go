@@ -23,6 +23,7 @@ import (
 	"github.com/mcpgate/mcpgate/internal/demo"
 	"github.com/mcpgate/mcpgate/internal/devetcd"
 	"github.com/mcpgate/mcpgate/internal/httpserver"
+	"github.com/mcpgate/mcpgate/internal/oauthdemo"
 	"github.com/mcpgate/mcpgate/internal/proxyrun"
 )
 
@@ -49,6 +50,7 @@ const (
 	dpTokenFile    = "dataplane-token"
 	vaultKeyset    = "vault-keyset.json"
 	demoRoute      = "echo"
+	notesRoute     = "notes"
 	demoPrincipal  = "demo"
 	shutdownBudget = 2500 * time.Millisecond
 )
@@ -166,7 +168,7 @@ func runDev(ctx context.Context, cfg devConfig, io stdio, log *slog.Logger) (err
 		stops = append(stops, func(c context.Context) { logErr(log, up.Close(c)) })
 	}
 
-	control, err := httpserver.Listen(cfg.AdminListen, controlplane.NewHandler(st, controlplane.Config{DataPlaneTokens: []string{dpToken}}, log))
+	control, err := httpserver.Listen(cfg.AdminListen, controlplane.NewHandler(st, controlplane.Config{DataPlaneTokens: []string{dpToken}, Keyring: kr}, log))
 	if err != nil {
 		return err
 	}
@@ -224,7 +226,12 @@ func runDev(ctx context.Context, cfg devConfig, io stdio, log *slog.Logger) (err
 		if demoKey, err = loadOrCreateSecret(filepath.Join(dir, demoKeyFile), configapi.NewKey); err != nil {
 			return err
 		}
-		if _, err = config.Apply(ctx, adm.configClients(), demoConfig(up.URL, demoKey), time.Now()); err != nil {
+		notes, err := oauthdemo.Start(publicURL+"/oauth/callback", log)
+		if err != nil {
+			return err
+		}
+		stops = append(stops, func(c context.Context) { logErr(log, notes.Close(c)) })
+		if _, err = config.Apply(ctx, adm.configClients(), demoConfig(up.URL, notes.Server(notesRoute), demoKey), time.Now()); err != nil {
 			return fmt.Errorf("demo setup: %w", err)
 		}
 	}
@@ -304,7 +311,7 @@ func loadOrCreateSecret(path string, gen func() string) (string, error) {
 }
 
 // demoConfig is what `mcpgate dev` applies without a config file.
-func demoConfig(upstreamURL, key string) *config.File {
+func demoConfig(upstreamURL string, notes *configv1.McpServer, key string) *config.File {
 	return &config.File{
 		Servers: []*configv1.McpServer{{
 			Name:        demoRoute,
@@ -312,12 +319,12 @@ func demoConfig(upstreamURL, key string) *config.File {
 			Transport:   configv1.Transport_TRANSPORT_HTTP,
 			AuthType:    configv1.AuthType_AUTH_TYPE_NONE,
 			Description: "mcpgate demo: tools echo and countdown",
-		}},
+		}, notes},
 		Principals: []*configv1.Principal{{
 			Name:        demoPrincipal,
 			Kind:        configv1.PrincipalKind_PRINCIPAL_KIND_USER,
 			Role:        configv1.Role_ROLE_MEMBER,
-			Servers:     []string{demoRoute},
+			Servers:     []string{demoRoute, notesRoute},
 			DisplayName: "Demo user",
 		}},
 		Keys: []config.Key{{Principal: demoPrincipal, Name: "demo", Value: key}},
@@ -364,6 +371,12 @@ func printBanner(io stdio, b banner) {
 		fmt.Fprintf(w, "    -H 'Accept: application/json, text/event-stream' \\\n")
 		fmt.Fprintf(w, "    -d '{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-11-25\",\"capabilities\":{},\"clientInfo\":{\"name\":\"curl\",\"version\":\"1\"}}}'\n")
 		fmt.Fprintf(w, "  claude mcp add --transport http %s %s --header \"X-MCPGate-API-Key: %s\"\n", demoRoute, route, b.demoKey)
+		notes := b.publicURL + "/" + notesRoute + "/mcp"
+		fmt.Fprintf(w, "\nDemo route %q: an upstream that demands OAuth from a built-in demo authorization server.\n", notesRoute)
+		fmt.Fprintf(w, "Connect Claude Code with no key at all; it gets a 401 challenge and opens your browser:\n")
+		fmt.Fprintf(w, "  claude mcp add --transport http %s %s\n", notesRoute, notes)
+		fmt.Fprintf(w, "  (sign in by pasting the demo key above, approve, then approve at the demo provider)\n")
+		fmt.Fprintf(w, "Your connections: %s/connections\n", b.publicURL)
 	}
 	rel, err := filepath.Rel(b.cwd, b.dir)
 	if b.control == DefaultControlPlane && err == nil && rel == filepath.Dir(devAdminKeyFile) {

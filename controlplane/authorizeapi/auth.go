@@ -95,3 +95,19 @@ func (a *dataPlaneAuth) WrapStreamingHandler(next connect.StreamingHandlerFunc) 
 		return next(ctx, conn)
 	}
 }
+
+// RequireDataPlane guards a plain HTTP handler (the relayed OAuth
+// authorization server) with the same data-plane credential as the RPC:
+// anyone else gets 401 with a fixed body.
+func RequireDataPlane(tokens []string, h http.Handler) http.Handler {
+	a := NewAuthInterceptor(tokens).(*dataPlaneAuth)
+	return WithPeerCertificate(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !a.ok(r.Context(), r.Header) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = w.Write([]byte(`{"error":"data-plane credential required"}` + "\n"))
+			return
+		}
+		h.ServeHTTP(w, r)
+	}))
+}

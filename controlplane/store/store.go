@@ -507,6 +507,20 @@ func (s *Store) PutLeased(ctx context.Context, kind, name string, value []byte, 
 	return s.put(ctx, key(kind, name), value, 0, clientv3.WithLease(lease.ID))
 }
 
+// PutLeasedAt stores value at <kind>/<name> on a fresh lease of ttl iff its
+// revision equals expected (0 = create): it renews a short-lived record.
+func (s *Store) PutLeasedAt(ctx context.Context, kind, name string, value []byte, ttl time.Duration, expected int64) (int64, error) {
+	secs := int64(ttl / time.Second)
+	if secs < 1 {
+		secs = 1
+	}
+	lease, err := s.kv.Grant(ctx, secs)
+	if err != nil {
+		return 0, wrap("lease", err)
+	}
+	return s.put(ctx, key(kind, name), value, expected, clientv3.WithLease(lease.ID))
+}
+
 // Put stores value at <kind>/<name> iff its revision equals expected
 // (0 = create, -1 = unconditional), keeping its lease if it has one.
 func (s *Store) Put(ctx context.Context, kind, name string, value []byte, expected int64) (int64, error) {

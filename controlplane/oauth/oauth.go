@@ -1,0 +1,319 @@
+// Package oauth is the gateway's OAuth 2.1 authorization server for MCP
+// clients: metadata (RFC 8414), dynamic registration (RFC 7591) and client ID
+// metadata documents, /authorize with sign-in and per-client consent, the
+// brokered upstream sign-in (/oauth/callback), /token with audience-bound
+// opaque tokens and rotating refresh tokens, /revoke (RFC 7009) and the
+// connections page.
+//
+// Data planes relay these paths to the control plane with the public base URL
+// of the data plane in X-MCPGate-Public-URL and the client's own
+// Authorization header moved to X-MCPGate-Client-Authorization. Every URL the
+// server emits, the issuer included, is built from that public URL. All state
+// lives in etcd through the store, short-lived records on leases.
+//
+// Policies:
+//   - Redirect URIs: https anywhere, http only on loopback (127.0.0.1, [::1],
+//     localhost; any port at /authorize, everything else compared exactly),
+//     private-use schemes (cursor://...); never fragments, user info,
+//     javascript:, data:, file: and similar.
+//   - Resources: every request names one existing route, <public>/<server>/mcp
+//     (scheme and host compared case-insensitively, default port, one
+//     trailing slash and any query dropped); the token is bound to that route.
+//     A missing resource is invalid_target: there are no all-routes tokens.
+//   - Scopes: a subset of the server's scopes; none requested means all.
+//   - Sign-in: a gateway API key pasted into a form creates a random session
+//     id kept on an etcd lease (12 h), valid while the key is. The cookie is
+//     __Host-mcpgate_session (Secure, HttpOnly, SameSite=Lax, Path=/) on https
+//     public URLs and mcpgate_session without Secure on http ones, because
+//     browsers drop __Host- cookies that are not Secure.
+//   - Consent is remembered per (principal, client, route) and covers the
+//     scopes approved; a new client or wider scopes ask again.
+//   - The upstream leg (oauth2 authorization_code routes without a usable
+//     grant) uses the server's own client id and secret, PKCE S256 and a
+//     single-use state on a 10-minute lease bound to the browser session. The
+//     optional RFC 8707 resource parameter is not sent upstream.
+//   - Registrations are rate limited per client address by an in-memory token
+//     bucket (per control-plane replica, so N replicas allow N times the
+//     rate) and expire after 30 idle days (a lease renewed at most daily on
+//     use). Client ID metadata documents are fetched at /authorize only,
+//     from public addresses (checked on the dialed address), without
+//     redirects, within 5 s and 64 KiB.
+//   - Tokens: opaque, stored only as hashes; codes live 5 minutes, access
+//     tokens 1 hour, refresh tokens rotate and their family ends 30 days after
+//     the authorization. Replaying a code or a rotated refresh token revokes
+//     the family.
+package oauth
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/mcpgate/mcpgate/controlplane/store"
+)
+
+// Headers set by the data plane that relays a request.
+const (
+	HeaderPublicURL           = "X-MCPGate-Public-URL"
+	HeaderClientAuthorization = "X-MCPGate-Client-Authorization"
+	HeaderClientAddress       = "X-MCPGate-Client-Address"
+)
+
+// Kinds of records the server keeps through the store's generic methods.
+const (
+	KindClient   = "oauthclients"
+	KindRequest  = "oauthrequests"
+	KindCode     = "oauthcodes"
+	KindUsedCode = "oauthusedcodes"
+	KindFamily   = "oauthfamilies"
+	KindRefresh  = "oauthrefresh"
+	KindConsent  = "oauthconsents"
+	KindState    = "oauthstates"
+	KindSession  = "oauthsessions"
+)
+
+// Token prefixes.
+const (
+	AccessTokenPrefix  = "mcpgt_"
+	RefreshTokenPrefix = "mcpgr_"
+	CodePrefix         = "mcpgc_"
+)
+
+// Defaults of Config's durations and limits.
+const (
+	DefaultAccessTokenTTL  = time.Hour
+	DefaultRefreshTokenTTL = 30 * 24 * time.Hour
+	DefaultCodeTTL         = 5 * time.Minute
+	DefaultRequestTTL      = 10 * time.Minute
+	DefaultStateTTL        = 10 * time.Minute
+	DefaultClientIdleTTL   = 30 * 24 * time.Hour
+	DefaultSessionTTL      = 12 * time.Hour
+	DefaultConsentTTL      = 90 * 24 * time.Hour
+	DefaultRegisterPerMin  = 20
+	// MaxBodyBytes bounds every request body.
+	MaxBodyBytes = 64 << 10
+)
+
+// Grants saves and revokes upstream grants in the vault; refresh.Grants
+// implements it. Store replaces any previous grant; Revoke reports whether
+// the upstream accepted the revocation and fails with an error matching
+// store.ErrNotFound when there is no grant. When Config.Grants is nil the
+// server writes grants straight to the store and revokes them only there.
+type Grants interface {
+	Store(ctx context.Context, principal, server string, tok *oauth2.Token, scopes []string, clientID string) error
+	Revoke(ctx context.Context, principal, server string) (bool, error)
+}
+
+// Config configures a Server. Zero values take the defaults.
+type Config struct {
+	// Grants stores upstream grants; see Grants.
+	Grants Grants
+	// HTTPClient calls upstream token endpoints; a client with a 15 s
+	// timeout when nil.
+	HTTPClient *http.Client
+	// CIMDClient fetches client ID metadata documents. When nil a client
+	// that refuses loopback, private, link-local and other non-global
+	// addresses (checked on the resolved address it dials), redirects, and
+	// answers over 64 KiB or 5 s. Tests replace it; production must not.
+	CIMDClient *http.Client
+	// RegisterPerMinute is how many registrations one client address may
+	// make per minute (a token bucket per control-plane replica).
+	RegisterPerMinute int
+	AccessTokenTTL    time.Duration
+	RefreshTokenTTL   time.Duration
+	CodeTTL           time.Duration
+	ClientIdleTTL     time.Duration
+	SessionTTL        time.Duration
+	ConsentTTL        time.Duration
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+}
+
+// Server is the authorization server. It is an http.Handler for the paths
+// listed in the package documentation, without any relay prefix.
+type Server struct {
+	st     *store.Store
+	cfg    Config
+	log    *slog.Logger
+	grants Grants
+	limit  *limiter
+	mux    *http.ServeMux
+}
+
+// New returns a Server over st.
+func New(st *store.Store, cfg Config, log *slog.Logger) *Server {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&cfg.AccessTokenTTL, DefaultAccessTokenTTL)
+	def(&cfg.RefreshTokenTTL, DefaultRefreshTokenTTL)
+	def(&cfg.CodeTTL, DefaultCodeTTL)
+	def(&cfg.ClientIdleTTL, DefaultClientIdleTTL)
+	def(&cfg.SessionTTL, DefaultSessionTTL)
+	def(&cfg.ConsentTTL, DefaultConsentTTL)
+	if cfg.RegisterPerMinute <= 0 {
+		cfg.RegisterPerMinute = DefaultRegisterPerMin
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: 15 * time.Second}
+	}
+	if cfg.CIMDClient == nil {
+		cfg.CIMDClient = safeClient()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	s := &Server{st: st, cfg: cfg, log: log, grants: cfg.Grants}
+	if s.grants == nil {
+		s.grants = storeGrants{st: st, now: cfg.Now}
+	}
+	s.limit = newLimiter(cfg.RegisterPerMinute, cfg.Now)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/.well-known/oauth-authorization-server", s.metadata)
+	mux.HandleFunc("/.well-known/openid-configuration", s.metadata)
+	mux.HandleFunc("/register", s.register)
+	mux.HandleFunc("/authorize", s.authorize)
+	mux.HandleFunc("/signin", s.signin)
+	mux.HandleFunc("/consent", s.consent)
+	mux.HandleFunc("/oauth/callback", s.callback)
+	mux.HandleFunc("/token", s.token)
+	mux.HandleFunc("/revoke", s.revoke)
+	mux.HandleFunc("/connections", s.connections)
+	mux.HandleFunc("/connections/connect", s.connect)
+	mux.HandleFunc("/connections/disconnect", s.disconnect)
+	s.mux = mux
+	return s
+}
+
+type ctxKey struct{}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	pub, ok := publicURL(r.Header.Get(HeaderPublicURL))
+	if !ok {
+		http.Error(w, "missing or invalid public URL", http.StatusBadRequest)
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+	r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, pub))
+	if corsPaths[r.URL.Path] {
+		// Browser-based MCP clients (MCP Inspector) call these from their
+		// own origin. They use no cookies, so any origin may call them.
+		h := w.Header()
+		h.Set("Access-Control-Allow-Origin", "*")
+		h.Set("Access-Control-Expose-Headers", "WWW-Authenticate, Retry-After")
+		if r.Method == http.MethodOptions {
+			h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, MCP-Protocol-Version")
+			h.Set("Access-Control-Max-Age", "600")
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+// corsPaths are the endpoints a client calls from script.
+var corsPaths = map[string]bool{
+	"/.well-known/oauth-authorization-server": true,
+	"/.well-known/openid-configuration":       true,
+	"/register":                               true,
+	"/token":                                  true,
+	"/revoke":                                 true,
+}
+
+// publicURL validates an absolute http(s) URL without path, query or
+// fragment and returns it without a trailing slash.
+func publicURL(v string) (string, bool) {
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+		u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
+		return "", false
+	}
+	return u.Scheme + "://" + strings.ToLower(u.Host), true
+}
+
+// issuer is the public base URL of the relaying data plane.
+func issuer(r *http.Request) string { return r.Context().Value(ctxKey{}).(string) }
+
+func (s *Server) now() time.Time { return s.cfg.Now() }
+
+// random returns n random bytes, base64url without padding.
+func random(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// secretID is the name a secret's record is stored under: the KeyID of its
+// SHA-256, so etcd never holds the secret itself.
+func secretID(secret string) string { return store.KeyID(sha256.Sum256([]byte(secret))) }
+
+// isNotFound reports a missing record.
+func isNotFound(err error) bool { return errors.Is(err, store.ErrNotFound) }
+
+// limiter is an in-memory token bucket per client address. Each replica
+// keeps its own buckets, so the effective limit is per replica.
+type limiter struct {
+	mu      sync.Mutex
+	perMin  float64
+	now     func() time.Time
+	buckets map[string]*bucket
+}
+
+type bucket struct {
+	tokens float64
+	last   time.Time
+}
+
+func newLimiter(perMin int, now func() time.Time) *limiter {
+	return &limiter{perMin: float64(perMin), now: now, buckets: map[string]*bucket{}}
+}
+
+func (l *limiter) allow(addr string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	if len(l.buckets) > 10000 {
+		for k, b := range l.buckets {
+			if now.Sub(b.last) > time.Minute {
+				delete(l.buckets, k)
+			}
+		}
+	}
+	b, ok := l.buckets[addr]
+	if !ok {
+		b = &bucket{tokens: l.perMin, last: now}
+		l.buckets[addr] = b
+	}
+	b.tokens += now.Sub(b.last).Minutes() * l.perMin
+	if b.tokens > l.perMin {
+		b.tokens = l.perMin
+	}
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
+
+// clientAddress is the address the data plane saw the request from.
+func clientAddress(r *http.Request) string {
+	if a := r.Header.Get(HeaderClientAddress); a != "" {
+		return a
+	}
+	return r.RemoteAddr
+}

@@ -1,0 +1,503 @@
+package oauth
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"mime"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	storev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/store/v1"
+	"github.com/mcpgate/mcpgate/controlplane/store"
+)
+
+// tokenError is an RFC 6749 section 5.2 error response.
+type tokenError struct {
+	status int
+	code   string
+	desc   string
+	basic  bool // WWW-Authenticate: Basic (invalid_client after Basic auth)
+}
+
+func (e *tokenError) Error() string { return e.code }
+
+func tokErr(code, desc string) *tokenError {
+	return &tokenError{status: http.StatusBadRequest, code: code, desc: desc}
+}
+
+var errTokenUnavailable = &tokenError{status: http.StatusServiceUnavailable, code: "temporarily_unavailable", desc: "try again in a moment"}
+
+func noStore(w http.ResponseWriter) {
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Pragma", "no-cache")
+}
+
+func writeTokenError(w http.ResponseWriter, e *tokenError) {
+	noStore(w)
+	if e.status == http.StatusUnauthorized {
+		if e.basic {
+			w.Header().Set("WWW-Authenticate", `Basic realm="mcpgate"`)
+		}
+	}
+	if e.status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "5")
+	}
+	writeJSON(w, e.status, oauthError{e.code, e.desc})
+}
+
+// issueCode stores a gateway authorization code for auth and sends it to
+// the client.
+func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, auth *storev1.OAuthAuthorization) {
+	code := CodePrefix + random(32)
+	rec := &storev1.OAuthCodeRecord{
+		Authorization: auth,
+		Family:        random(16),
+		ExpireTime:    timestamppb.New(s.now().Add(s.cfg.CodeTTL)),
+	}
+	b, err := proto.Marshal(rec)
+	if err == nil {
+		_, err = s.st.PutLeased(r.Context(), KindCode, secretID(code), b, s.cfg.CodeTTL)
+	}
+	if err != nil {
+		s.log.ErrorContext(r.Context(), "store authorization code", "err", err)
+		redirectError(w, r, auth.GetRedirectUri(), auth.GetState(), "temporarily_unavailable", "try again in a moment")
+		return
+	}
+	s.log.InfoContext(r.Context(), "authorization code issued", "principal", auth.GetPrincipal(), "client_id", auth.GetClientId(), "server", auth.GetServer())
+	redirectClient(w, r, auth.GetRedirectUri(), auth.GetState(), url.Values{"code": {code}})
+}
+
+// readTokenForm reads a token or revocation request body.
+func readTokenForm(r *http.Request) (url.Values, *tokenError) {
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/x-www-form-urlencoded" {
+		return nil, tokErr("invalid_request", "the body must be application/x-www-form-urlencoded")
+	}
+	if err := r.ParseForm(); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, &tokenError{status: http.StatusRequestEntityTooLarge, code: "invalid_request", desc: "request body too large"}
+		}
+		return nil, tokErr("invalid_request", "the body could not be parsed")
+	}
+	for k, v := range r.PostForm {
+		if len(v) > 1 {
+			return nil, tokErr("invalid_request", "repeated parameter "+k)
+		}
+	}
+	return r.PostForm, nil
+}
+
+// authenticateClient identifies the client of a token or revocation
+// request: HTTP Basic (relayed in X-MCPGate-Client-Authorization),
+// client_secret_post, or a public client's client_id.
+func (s *Server) authenticateClient(ctx context.Context, r *http.Request, form url.Values) (*client, *tokenError) {
+	var id, secret string
+	basic := false
+	if h := r.Header.Get(HeaderClientAuthorization); h != "" {
+		scheme, cred, _ := strings.Cut(h, " ")
+		if !strings.EqualFold(scheme, "Basic") {
+			return nil, &tokenError{status: http.StatusUnauthorized, code: "invalid_client", desc: "unsupported client authentication", basic: true}
+		}
+		basic = true
+		raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(cred))
+		u, p, ok := strings.Cut(string(raw), ":")
+		if err != nil || !ok {
+			return nil, &tokenError{status: http.StatusUnauthorized, code: "invalid_client", desc: "malformed client credentials", basic: true}
+		}
+		if id, err = url.QueryUnescape(u); err != nil {
+			return nil, &tokenError{status: http.StatusUnauthorized, code: "invalid_client", desc: "malformed client credentials", basic: true}
+		}
+		if secret, err = url.QueryUnescape(p); err != nil {
+			return nil, &tokenError{status: http.StatusUnauthorized, code: "invalid_client", desc: "malformed client credentials", basic: true}
+		}
+		if form.Get("client_secret") != "" {
+			return nil, tokErr("invalid_request", "use only one client authentication method")
+		}
+		if fid := form.Get("client_id"); fid != "" && fid != id {
+			return nil, tokErr("invalid_request", "client_id differs from the authenticated client")
+		}
+	} else {
+		id, secret = form.Get("client_id"), form.Get("client_secret")
+	}
+	fail := &tokenError{status: http.StatusUnauthorized, code: "invalid_client", desc: "client authentication failed", basic: basic}
+	if id == "" {
+		return nil, fail
+	}
+	c, err := s.lookupClient(ctx, id, false)
+	if err != nil {
+		if errors.Is(err, errUnknownClient) {
+			return nil, fail
+		}
+		s.log.ErrorContext(ctx, "look up client", "err", err)
+		return nil, errTokenUnavailable
+	}
+	if len(c.secretSHA256) > 0 {
+		sum := sha256.Sum256([]byte(secret))
+		if secret == "" || subtle.ConstantTimeCompare(sum[:], c.secretSHA256) != 1 {
+			return nil, fail
+		}
+	}
+	s.touchClient(ctx, c)
+	return c, nil
+}
+
+// token handles POST /token.
+func (s *Server) token(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		noStore(w)
+		methodNotAllowed(w, "POST")
+		return
+	}
+	form, terr := readTokenForm(r)
+	if terr != nil {
+		writeTokenError(w, terr)
+		return
+	}
+	grant := form.Get("grant_type")
+	if grant == "" {
+		writeTokenError(w, tokErr("invalid_request", "grant_type is required"))
+		return
+	}
+	if grant != "authorization_code" && grant != "refresh_token" {
+		writeTokenError(w, tokErr("unsupported_grant_type", "only authorization_code and refresh_token are supported"))
+		return
+	}
+	c, terr := s.authenticateClient(r.Context(), r, form)
+	if terr != nil {
+		writeTokenError(w, terr)
+		return
+	}
+	if !slices.Contains(c.grantTypes, grant) {
+		writeTokenError(w, tokErr("unauthorized_client", "the client did not register this grant type"))
+		return
+	}
+	var resp *tokenResponse
+	if grant == "authorization_code" {
+		resp, terr = s.exchangeCode(r.Context(), issuer(r), c, form)
+	} else {
+		resp, terr = s.refresh(r.Context(), issuer(r), c, form)
+	}
+	if terr != nil {
+		writeTokenError(w, terr)
+		return
+	}
+	noStore(w)
+	writeJSON(w, http.StatusOK, resp)
+}
+
+type tokenResponse struct {
+	AccessToken  string `json:"access_token"`
+	TokenType    string `json:"token_type"`
+	ExpiresIn    int64  `json:"expires_in"`
+	RefreshToken string `json:"refresh_token,omitempty"`
+	Scope        string `json:"scope,omitempty"`
+}
+
+var errBadCode = tokErr("invalid_grant", "the authorization code is invalid, expired or already used")
+
+// checkResource validates an optional resource parameter against the
+// token's route.
+func (s *Server) checkResource(pub string, form url.Values, server string) *tokenError {
+	raw, ok := form["resource"]
+	if !ok {
+		return nil
+	}
+	srv, found := s.resolveResource(pub, raw[0])
+	if !found || srv.Def.GetName() != server {
+		return tokErr("invalid_target", "resource does not match the authorization")
+	}
+	return nil
+}
+
+func (s *Server) exchangeCode(ctx context.Context, pub string, c *client, form url.Values) (*tokenResponse, *tokenError) {
+	code, verifier, redirectURI := form.Get("code"), form.Get("code_verifier"), form.Get("redirect_uri")
+	switch {
+	case code == "":
+		return nil, tokErr("invalid_request", "code is required")
+	case verifier == "":
+		return nil, tokErr("invalid_request", "code_verifier is required")
+	case redirectURI == "":
+		return nil, tokErr("invalid_request", "redirect_uri is required")
+	case len(code) > 200:
+		return nil, errBadCode
+	}
+	id := secretID(code)
+	b, err := s.st.Take(ctx, KindCode, id)
+	if err != nil {
+		if !isNotFound(err) {
+			s.log.ErrorContext(ctx, "take code", "err", err)
+			return nil, errTokenUnavailable
+		}
+		if mb, _, err := s.st.Get(ctx, KindUsedCode, id); err == nil {
+			var used storev1.OAuthUsedCodeRecord
+			if proto.Unmarshal(mb, &used) == nil {
+				s.log.WarnContext(ctx, "authorization code replayed; revoking its tokens", "client_id", c.id)
+				s.revokeFamily(ctx, used.GetFamily())
+			}
+		}
+		return nil, errBadCode
+	}
+	var rec storev1.OAuthCodeRecord
+	if err := proto.Unmarshal(b, &rec); err != nil {
+		return nil, errBadCode
+	}
+	if mb, err := proto.Marshal(&storev1.OAuthUsedCodeRecord{Family: rec.GetFamily()}); err == nil {
+		if _, err := s.st.PutLeased(ctx, KindUsedCode, id, mb, s.cfg.RefreshTokenTTL); err != nil {
+			s.log.WarnContext(ctx, "mark code used", "err", err)
+		}
+	}
+	auth := rec.GetAuthorization()
+	switch {
+	case !s.now().Before(rec.GetExpireTime().AsTime()):
+		return nil, errBadCode
+	case auth.GetClientId() != c.id:
+		return nil, tokErr("invalid_grant", "the code was issued to another client")
+	case auth.GetRedirectUri() != redirectURI:
+		return nil, tokErr("invalid_grant", "redirect_uri differs from the authorization request")
+	case !pkceOK(verifier, auth.GetCodeChallenge()):
+		return nil, tokErr("invalid_grant", "code_verifier does not match the code challenge")
+	}
+	if terr := s.checkResource(pub, form, auth.GetServer()); terr != nil {
+		return nil, terr
+	}
+	if _, ok := s.st.Server(auth.GetServer()); !ok {
+		return nil, errBadCode
+	}
+	fam := &storev1.OAuthFamilyRecord{
+		Principal:  auth.GetPrincipal(),
+		ClientId:   c.id,
+		Server:     auth.GetServer(),
+		Scopes:     auth.GetScopes(),
+		ExpireTime: timestamppb.New(s.now().Add(s.cfg.RefreshTokenTTL)),
+	}
+	return s.issueTokens(ctx, c, rec.GetFamily(), fam, 0, auth.GetScopes())
+}
+
+// pkceOK verifies an S256 code verifier (RFC 7636).
+func pkceOK(verifier, challenge string) bool {
+	if len(verifier) < 43 || len(verifier) > 128 {
+		return false
+	}
+	for _, ch := range verifier {
+		if !(ch >= 'A' && ch <= 'Z' || ch >= 'a' && ch <= 'z' || ch >= '0' && ch <= '9' || strings.ContainsRune("-._~", ch)) {
+			return false
+		}
+	}
+	sum := sha256.Sum256([]byte(verifier))
+	return subtle.ConstantTimeCompare([]byte(base64.RawURLEncoding.EncodeToString(sum[:])), []byte(challenge)) == 1
+}
+
+// issueTokens claims a rotation of the family (create when rev is 0, else
+// compare-and-swap) and then writes the new access and refresh tokens.
+func (s *Server) issueTokens(ctx context.Context, c *client, famID string, fam *storev1.OAuthFamilyRecord, rev int64, scopes []string) (*tokenResponse, *tokenError) {
+	now := s.now()
+	access := AccessTokenPrefix + random(32)
+	sum := sha256.Sum256([]byte(access))
+	exp := now.Add(s.cfg.AccessTokenTTL)
+	if fexp := fam.GetExpireTime().AsTime(); exp.After(fexp) {
+		exp = fexp
+	}
+	var refresh string
+	if slices.Contains(c.grantTypes, "refresh_token") {
+		refresh = RefreshTokenPrefix + random(32)
+		fam.RefreshId = secretID(refresh)
+	}
+	kept := fam.AccessTokens[:0]
+	for _, t := range fam.GetAccessTokens() {
+		if now.Before(t.GetExpireTime().AsTime()) {
+			kept = append(kept, t)
+		}
+	}
+	fam.AccessTokens = append(kept, &storev1.OAuthIssuedToken{Id: store.KeyID(sum), ExpireTime: timestamppb.New(exp)})
+	b, err := proto.Marshal(fam)
+	if err != nil {
+		return nil, errTokenUnavailable
+	}
+	if rev == 0 {
+		_, err = s.st.PutLeased(ctx, KindFamily, famID, b, fam.GetExpireTime().AsTime().Sub(now))
+	} else {
+		_, err = s.st.Put(ctx, KindFamily, famID, b, rev)
+	}
+	if err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return nil, tokErr("invalid_grant", "the grant changed concurrently")
+		}
+		s.log.ErrorContext(ctx, "store token family", "err", err)
+		return nil, errTokenUnavailable
+	}
+	if refresh != "" {
+		rb, _ := proto.Marshal(&storev1.OAuthRefreshRecord{Family: famID})
+		if _, err := s.st.PutLeased(ctx, KindRefresh, fam.RefreshId, rb, fam.GetExpireTime().AsTime().Sub(now)); err != nil {
+			s.log.ErrorContext(ctx, "store refresh token", "err", err)
+			return nil, errTokenUnavailable
+		}
+	}
+	if _, err := s.st.PutAccessToken(ctx, sum, &storev1.AccessTokenRecord{
+		Principal:  fam.GetPrincipal(),
+		Route:      fam.GetServer(),
+		ClientId:   c.id,
+		Scopes:     scopes,
+		ExpireTime: timestamppb.New(exp),
+		Family:     famID,
+	}); err != nil {
+		s.log.ErrorContext(ctx, "store access token", "err", err)
+		return nil, errTokenUnavailable
+	}
+	s.log.InfoContext(ctx, "tokens issued", "principal", fam.GetPrincipal(), "client_id", c.id, "server", fam.GetServer(), "family", famID)
+	return &tokenResponse{
+		AccessToken:  access,
+		TokenType:    "Bearer",
+		ExpiresIn:    int64(exp.Sub(now).Seconds()),
+		RefreshToken: refresh,
+		Scope:        strings.Join(scopes, " "),
+	}, nil
+}
+
+var errBadRefresh = tokErr("invalid_grant", "the refresh token is invalid, expired or revoked")
+
+// refresh rotates a refresh token; presenting a rotated-away token revokes
+// the whole family.
+func (s *Server) refresh(ctx context.Context, pub string, c *client, form url.Values) (*tokenResponse, *tokenError) {
+	rt := form.Get("refresh_token")
+	if rt == "" {
+		return nil, tokErr("invalid_request", "refresh_token is required")
+	}
+	if len(rt) > 200 {
+		return nil, errBadRefresh
+	}
+	rid := secretID(rt)
+	rb, _, err := s.st.Get(ctx, KindRefresh, rid)
+	if err != nil {
+		if isNotFound(err) {
+			return nil, errBadRefresh
+		}
+		return nil, errTokenUnavailable
+	}
+	var rrec storev1.OAuthRefreshRecord
+	if proto.Unmarshal(rb, &rrec) != nil {
+		return nil, errBadRefresh
+	}
+	fb, frev, err := s.st.Get(ctx, KindFamily, rrec.GetFamily())
+	if err != nil {
+		if isNotFound(err) {
+			return nil, errBadRefresh
+		}
+		return nil, errTokenUnavailable
+	}
+	var fam storev1.OAuthFamilyRecord
+	if proto.Unmarshal(fb, &fam) != nil {
+		return nil, errBadRefresh
+	}
+	if fam.GetClientId() != c.id {
+		return nil, errBadRefresh
+	}
+	if fam.GetRefreshId() != rid {
+		s.log.WarnContext(ctx, "rotated refresh token reused; revoking its family", "client_id", c.id, "principal", fam.GetPrincipal())
+		s.revokeFamily(ctx, rrec.GetFamily())
+		return nil, errBadRefresh
+	}
+	if !s.now().Before(fam.GetExpireTime().AsTime()) {
+		return nil, errBadRefresh
+	}
+	if _, ok := s.st.Server(fam.GetServer()); !ok {
+		return nil, errBadRefresh
+	}
+	if !s.mayUse(fam.GetPrincipal(), fam.GetServer()) {
+		return nil, errBadRefresh
+	}
+	if terr := s.checkResource(pub, form, fam.GetServer()); terr != nil {
+		return nil, terr
+	}
+	scopes := fam.GetScopes()
+	if sc := strings.Fields(form.Get("scope")); len(sc) > 0 {
+		for _, x := range sc {
+			if !slices.Contains(fam.GetScopes(), x) {
+				return nil, tokErr("invalid_scope", "the requested scope exceeds the grant")
+			}
+		}
+		scopes = sc
+	}
+	return s.issueTokens(ctx, c, rrec.GetFamily(), &fam, frev, scopes)
+}
+
+// revokeFamily deletes a family's access tokens, its current refresh token
+// and the family itself.
+func (s *Server) revokeFamily(ctx context.Context, famID string) {
+	for range 5 {
+		fb, rev, err := s.st.Get(ctx, KindFamily, famID)
+		if err != nil {
+			return
+		}
+		var fam storev1.OAuthFamilyRecord
+		if proto.Unmarshal(fb, &fam) != nil {
+			_, _ = s.st.Delete(ctx, KindFamily, famID, rev)
+			return
+		}
+		for _, t := range fam.GetAccessTokens() {
+			if _, err := s.st.Delete(ctx, store.KindAccessToken, t.GetId(), 0); err != nil && !isNotFound(err) {
+				s.log.ErrorContext(ctx, "revoke access token", "err", err)
+			}
+		}
+		if fam.GetRefreshId() != "" {
+			_, _ = s.st.Delete(ctx, KindRefresh, fam.GetRefreshId(), 0)
+		}
+		if _, err := s.st.Delete(ctx, KindFamily, famID, rev); err == nil || isNotFound(err) {
+			s.log.InfoContext(ctx, "token family revoked", "family", famID, "principal", fam.GetPrincipal())
+			return
+		}
+	}
+}
+
+// revoke handles POST /revoke (RFC 7009). Unknown tokens, and tokens of
+// other clients, are answered 200 without effect.
+func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		noStore(w)
+		methodNotAllowed(w, "POST")
+		return
+	}
+	form, terr := readTokenForm(r)
+	if terr != nil {
+		writeTokenError(w, terr)
+		return
+	}
+	c, terr := s.authenticateClient(r.Context(), r, form)
+	if terr != nil {
+		writeTokenError(w, terr)
+		return
+	}
+	tok := form.Get("token")
+	if tok == "" {
+		writeTokenError(w, tokErr("invalid_request", "token is required"))
+		return
+	}
+	ctx := r.Context()
+	sum := sha256.Sum256([]byte(tok))
+	if b, rev, err := s.st.Get(ctx, store.KindAccessToken, store.KeyID(sum)); err == nil {
+		var rec storev1.AccessTokenRecord
+		if proto.Unmarshal(b, &rec) == nil && rec.GetClientId() == c.id {
+			_, _ = s.st.Delete(ctx, store.KindAccessToken, store.KeyID(sum), rev)
+			s.log.InfoContext(ctx, "access token revoked", "client_id", c.id)
+		}
+	} else if rb, _, err := s.st.Get(ctx, KindRefresh, secretID(tok)); err == nil {
+		var rrec storev1.OAuthRefreshRecord
+		if proto.Unmarshal(rb, &rrec) == nil {
+			if fb, _, err := s.st.Get(ctx, KindFamily, rrec.GetFamily()); err == nil {
+				var fam storev1.OAuthFamilyRecord
+				if proto.Unmarshal(fb, &fam) == nil && fam.GetClientId() == c.id {
+					s.revokeFamily(ctx, rrec.GetFamily())
+				}
+			}
+		}
+	}
+	noStore(w)
+	w.WriteHeader(http.StatusOK)
+}
