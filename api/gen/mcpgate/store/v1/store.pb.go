@@ -478,6 +478,781 @@ func (x *AccessTokenRecord) GetFamily() string {
 	return ""
 }
 
+// OAuthClientRecord is a client registered at the gateway's /register
+// (RFC 7591), kept on a lease that is renewed while the client is used.
+type OAuthClientRecord struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	ClientId string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	// SHA-256 of the client secret; empty for public clients.
+	SecretSha256            []byte                 `protobuf:"bytes,2,opt,name=secret_sha256,json=secretSha256,proto3" json:"secret_sha256,omitempty"`
+	ClientName              string                 `protobuf:"bytes,3,opt,name=client_name,json=clientName,proto3" json:"client_name,omitempty"`
+	RedirectUris            []string               `protobuf:"bytes,4,rep,name=redirect_uris,json=redirectUris,proto3" json:"redirect_uris,omitempty"`
+	GrantTypes              []string               `protobuf:"bytes,5,rep,name=grant_types,json=grantTypes,proto3" json:"grant_types,omitempty"`
+	ResponseTypes           []string               `protobuf:"bytes,6,rep,name=response_types,json=responseTypes,proto3" json:"response_types,omitempty"`
+	TokenEndpointAuthMethod string                 `protobuf:"bytes,7,opt,name=token_endpoint_auth_method,json=tokenEndpointAuthMethod,proto3" json:"token_endpoint_auth_method,omitempty"`
+	Scope                   string                 `protobuf:"bytes,8,opt,name=scope,proto3" json:"scope,omitempty"`
+	ApplicationType         string                 `protobuf:"bytes,9,opt,name=application_type,json=applicationType,proto3" json:"application_type,omitempty"`
+	ClientUri               string                 `protobuf:"bytes,10,opt,name=client_uri,json=clientUri,proto3" json:"client_uri,omitempty"`
+	IssueTime               *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=issue_time,json=issueTime,proto3" json:"issue_time,omitempty"`
+	// When the record's lease was last renewed.
+	RenewTime     *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=renew_time,json=renewTime,proto3" json:"renew_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OAuthClientRecord) Reset() {
+	*x = OAuthClientRecord{}
+	mi := &file_mcpgate_store_v1_store_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OAuthClientRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OAuthClientRecord) ProtoMessage() {}
+
+func (x *OAuthClientRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_store_v1_store_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OAuthClientRecord.ProtoReflect.Descriptor instead.
+func (*OAuthClientRecord) Descriptor() ([]byte, []int) {
+	return file_mcpgate_store_v1_store_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *OAuthClientRecord) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *OAuthClientRecord) GetSecretSha256() []byte {
+	if x != nil {
+		return x.SecretSha256
+	}
+	return nil
+}
+
+func (x *OAuthClientRecord) GetClientName() string {
+	if x != nil {
+		return x.ClientName
+	}
+	return ""
+}
+
+func (x *OAuthClientRecord) GetRedirectUris() []string {
+	if x != nil {
+		return x.RedirectUris
+	}
+	return nil
+}
+
+func (x *OAuthClientRecord) GetGrantTypes() []string {
+	if x != nil {
+		return x.GrantTypes
+	}
+	return nil
+}
+
+func (x *OAuthClientRecord) GetResponseTypes() []string {
+	if x != nil {
+		return x.ResponseTypes
+	}
+	return nil
+}
+
+func (x *OAuthClientRecord) GetTokenEndpointAuthMethod() string {
+	if x != nil {
+		return x.TokenEndpointAuthMethod
+	}
+	return ""
+}
+
+func (x *OAuthClientRecord) GetScope() string {
+	if x != nil {
+		return x.Scope
+	}
+	return ""
+}
+
+func (x *OAuthClientRecord) GetApplicationType() string {
+	if x != nil {
+		return x.ApplicationType
+	}
+	return ""
+}
+
+func (x *OAuthClientRecord) GetClientUri() string {
+	if x != nil {
+		return x.ClientUri
+	}
+	return ""
+}
+
+func (x *OAuthClientRecord) GetIssueTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.IssueTime
+	}
+	return nil
+}
+
+func (x *OAuthClientRecord) GetRenewTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RenewTime
+	}
+	return nil
+}
+
+// OAuthAuthorization is an authorization request validated at /authorize.
+type OAuthAuthorization struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	ClientId    string                 `protobuf:"bytes,1,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	ClientName  string                 `protobuf:"bytes,2,opt,name=client_name,json=clientName,proto3" json:"client_name,omitempty"`
+	RedirectUri string                 `protobuf:"bytes,3,opt,name=redirect_uri,json=redirectUri,proto3" json:"redirect_uri,omitempty"`
+	// The client's state, returned unchanged.
+	State         string `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`
+	CodeChallenge string `protobuf:"bytes,5,opt,name=code_challenge,json=codeChallenge,proto3" json:"code_challenge,omitempty"`
+	// The server whose route is the requested resource.
+	Server string   `protobuf:"bytes,6,opt,name=server,proto3" json:"server,omitempty"`
+	Scopes []string `protobuf:"bytes,7,rep,name=scopes,proto3" json:"scopes,omitempty"`
+	// Set once the person signed in and consented.
+	Principal     string                 `protobuf:"bytes,8,opt,name=principal,proto3" json:"principal,omitempty"`
+	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OAuthAuthorization) Reset() {
+	*x = OAuthAuthorization{}
+	mi := &file_mcpgate_store_v1_store_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OAuthAuthorization) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OAuthAuthorization) ProtoMessage() {}
+
+func (x *OAuthAuthorization) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_store_v1_store_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OAuthAuthorization.ProtoReflect.Descriptor instead.
+func (*OAuthAuthorization) Descriptor() ([]byte, []int) {
+	return file_mcpgate_store_v1_store_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *OAuthAuthorization) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *OAuthAuthorization) GetClientName() string {
+	if x != nil {
+		return x.ClientName
+	}
+	return ""
+}
+
+func (x *OAuthAuthorization) GetRedirectUri() string {
+	if x != nil {
+		return x.RedirectUri
+	}
+	return ""
+}
+
+func (x *OAuthAuthorization) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *OAuthAuthorization) GetCodeChallenge() string {
+	if x != nil {
+		return x.CodeChallenge
+	}
+	return ""
+}
+
+func (x *OAuthAuthorization) GetServer() string {
+	if x != nil {
+		return x.Server
+	}
+	return ""
+}
+
+func (x *OAuthAuthorization) GetScopes() []string {
+	if x != nil {
+		return x.Scopes
+	}
+	return nil
+}
+
+func (x *OAuthAuthorization) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
+}
+
+func (x *OAuthAuthorization) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+// OAuthSessionRecord is a browser session of a person signed in with an API
+// key, stored under the KeyID of the cookie value's SHA-256.
+type OAuthSessionRecord struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Principal string                 `protobuf:"bytes,1,opt,name=principal,proto3" json:"principal,omitempty"`
+	// The id of the API key used to sign in.
+	KeyId string `protobuf:"bytes,2,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// The CSRF token of the session's forms.
+	Csrf          string                 `protobuf:"bytes,3,opt,name=csrf,proto3" json:"csrf,omitempty"`
+	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OAuthSessionRecord) Reset() {
+	*x = OAuthSessionRecord{}
+	mi := &file_mcpgate_store_v1_store_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OAuthSessionRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OAuthSessionRecord) ProtoMessage() {}
+
+func (x *OAuthSessionRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_store_v1_store_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OAuthSessionRecord.ProtoReflect.Descriptor instead.
+func (*OAuthSessionRecord) Descriptor() ([]byte, []int) {
+	return file_mcpgate_store_v1_store_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *OAuthSessionRecord) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
+}
+
+func (x *OAuthSessionRecord) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *OAuthSessionRecord) GetCsrf() string {
+	if x != nil {
+		return x.Csrf
+	}
+	return ""
+}
+
+func (x *OAuthSessionRecord) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+// OAuthStateRecord is a pending upstream authorization, stored under the
+// KeyID of the state's SHA-256.
+type OAuthStateRecord struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// KeyID of the SHA-256 of the browser session that started the flow.
+	Session      string `protobuf:"bytes,1,opt,name=session,proto3" json:"session,omitempty"`
+	Principal    string `protobuf:"bytes,2,opt,name=principal,proto3" json:"principal,omitempty"`
+	Server       string `protobuf:"bytes,3,opt,name=server,proto3" json:"server,omitempty"`
+	CodeVerifier string `protobuf:"bytes,4,opt,name=code_verifier,json=codeVerifier,proto3" json:"code_verifier,omitempty"`
+	// The MCP client's authorization to finish; unset when the flow started
+	// on the connections page.
+	Authorization *OAuthAuthorization    `protobuf:"bytes,5,opt,name=authorization,proto3" json:"authorization,omitempty"`
+	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	Scopes        []string               `protobuf:"bytes,7,rep,name=scopes,proto3" json:"scopes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OAuthStateRecord) Reset() {
+	*x = OAuthStateRecord{}
+	mi := &file_mcpgate_store_v1_store_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OAuthStateRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OAuthStateRecord) ProtoMessage() {}
+
+func (x *OAuthStateRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_store_v1_store_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OAuthStateRecord.ProtoReflect.Descriptor instead.
+func (*OAuthStateRecord) Descriptor() ([]byte, []int) {
+	return file_mcpgate_store_v1_store_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *OAuthStateRecord) GetSession() string {
+	if x != nil {
+		return x.Session
+	}
+	return ""
+}
+
+func (x *OAuthStateRecord) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
+}
+
+func (x *OAuthStateRecord) GetServer() string {
+	if x != nil {
+		return x.Server
+	}
+	return ""
+}
+
+func (x *OAuthStateRecord) GetCodeVerifier() string {
+	if x != nil {
+		return x.CodeVerifier
+	}
+	return ""
+}
+
+func (x *OAuthStateRecord) GetAuthorization() *OAuthAuthorization {
+	if x != nil {
+		return x.Authorization
+	}
+	return nil
+}
+
+func (x *OAuthStateRecord) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+func (x *OAuthStateRecord) GetScopes() []string {
+	if x != nil {
+		return x.Scopes
+	}
+	return nil
+}
+
+// OAuthCodeRecord is a gateway authorization code, stored under the KeyID
+// of the code's SHA-256.
+type OAuthCodeRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Authorization *OAuthAuthorization    `protobuf:"bytes,1,opt,name=authorization,proto3" json:"authorization,omitempty"`
+	// The token family the code starts.
+	Family        string                 `protobuf:"bytes,2,opt,name=family,proto3" json:"family,omitempty"`
+	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OAuthCodeRecord) Reset() {
+	*x = OAuthCodeRecord{}
+	mi := &file_mcpgate_store_v1_store_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OAuthCodeRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OAuthCodeRecord) ProtoMessage() {}
+
+func (x *OAuthCodeRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_store_v1_store_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OAuthCodeRecord.ProtoReflect.Descriptor instead.
+func (*OAuthCodeRecord) Descriptor() ([]byte, []int) {
+	return file_mcpgate_store_v1_store_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *OAuthCodeRecord) GetAuthorization() *OAuthAuthorization {
+	if x != nil {
+		return x.Authorization
+	}
+	return nil
+}
+
+func (x *OAuthCodeRecord) GetFamily() string {
+	if x != nil {
+		return x.Family
+	}
+	return ""
+}
+
+func (x *OAuthCodeRecord) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+// OAuthUsedCodeRecord marks a redeemed code so that a replay revokes the
+// family it started.
+type OAuthUsedCodeRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Family        string                 `protobuf:"bytes,1,opt,name=family,proto3" json:"family,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OAuthUsedCodeRecord) Reset() {
+	*x = OAuthUsedCodeRecord{}
+	mi := &file_mcpgate_store_v1_store_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OAuthUsedCodeRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OAuthUsedCodeRecord) ProtoMessage() {}
+
+func (x *OAuthUsedCodeRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_store_v1_store_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OAuthUsedCodeRecord.ProtoReflect.Descriptor instead.
+func (*OAuthUsedCodeRecord) Descriptor() ([]byte, []int) {
+	return file_mcpgate_store_v1_store_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *OAuthUsedCodeRecord) GetFamily() string {
+	if x != nil {
+		return x.Family
+	}
+	return ""
+}
+
+// OAuthIssuedToken names an access token of a family.
+type OAuthIssuedToken struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// KeyID of the token's SHA-256.
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OAuthIssuedToken) Reset() {
+	*x = OAuthIssuedToken{}
+	mi := &file_mcpgate_store_v1_store_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OAuthIssuedToken) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OAuthIssuedToken) ProtoMessage() {}
+
+func (x *OAuthIssuedToken) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_store_v1_store_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OAuthIssuedToken.ProtoReflect.Descriptor instead.
+func (*OAuthIssuedToken) Descriptor() ([]byte, []int) {
+	return file_mcpgate_store_v1_store_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *OAuthIssuedToken) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *OAuthIssuedToken) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+// OAuthFamilyRecord is one grant to an MCP client: the tokens issued from
+// one authorization code and its refresh-token rotations.
+type OAuthFamilyRecord struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Principal string                 `protobuf:"bytes,1,opt,name=principal,proto3" json:"principal,omitempty"`
+	ClientId  string                 `protobuf:"bytes,2,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	Server    string                 `protobuf:"bytes,3,opt,name=server,proto3" json:"server,omitempty"`
+	Scopes    []string               `protobuf:"bytes,4,rep,name=scopes,proto3" json:"scopes,omitempty"`
+	// KeyID of the SHA-256 of the only refresh token that is still valid.
+	RefreshId     string                 `protobuf:"bytes,5,opt,name=refresh_id,json=refreshId,proto3" json:"refresh_id,omitempty"`
+	AccessTokens  []*OAuthIssuedToken    `protobuf:"bytes,6,rep,name=access_tokens,json=accessTokens,proto3" json:"access_tokens,omitempty"`
+	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OAuthFamilyRecord) Reset() {
+	*x = OAuthFamilyRecord{}
+	mi := &file_mcpgate_store_v1_store_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OAuthFamilyRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OAuthFamilyRecord) ProtoMessage() {}
+
+func (x *OAuthFamilyRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_store_v1_store_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OAuthFamilyRecord.ProtoReflect.Descriptor instead.
+func (*OAuthFamilyRecord) Descriptor() ([]byte, []int) {
+	return file_mcpgate_store_v1_store_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *OAuthFamilyRecord) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
+}
+
+func (x *OAuthFamilyRecord) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *OAuthFamilyRecord) GetServer() string {
+	if x != nil {
+		return x.Server
+	}
+	return ""
+}
+
+func (x *OAuthFamilyRecord) GetScopes() []string {
+	if x != nil {
+		return x.Scopes
+	}
+	return nil
+}
+
+func (x *OAuthFamilyRecord) GetRefreshId() string {
+	if x != nil {
+		return x.RefreshId
+	}
+	return ""
+}
+
+func (x *OAuthFamilyRecord) GetAccessTokens() []*OAuthIssuedToken {
+	if x != nil {
+		return x.AccessTokens
+	}
+	return nil
+}
+
+func (x *OAuthFamilyRecord) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+// OAuthRefreshRecord is a refresh token (current or rotated away), stored
+// under the KeyID of its SHA-256.
+type OAuthRefreshRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Family        string                 `protobuf:"bytes,1,opt,name=family,proto3" json:"family,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OAuthRefreshRecord) Reset() {
+	*x = OAuthRefreshRecord{}
+	mi := &file_mcpgate_store_v1_store_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OAuthRefreshRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OAuthRefreshRecord) ProtoMessage() {}
+
+func (x *OAuthRefreshRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_store_v1_store_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OAuthRefreshRecord.ProtoReflect.Descriptor instead.
+func (*OAuthRefreshRecord) Descriptor() ([]byte, []int) {
+	return file_mcpgate_store_v1_store_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *OAuthRefreshRecord) GetFamily() string {
+	if x != nil {
+		return x.Family
+	}
+	return ""
+}
+
+// OAuthConsentRecord remembers that a principal approved a client for a
+// route and scopes.
+type OAuthConsentRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Scopes        []string               `protobuf:"bytes,1,rep,name=scopes,proto3" json:"scopes,omitempty"`
+	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OAuthConsentRecord) Reset() {
+	*x = OAuthConsentRecord{}
+	mi := &file_mcpgate_store_v1_store_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OAuthConsentRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OAuthConsentRecord) ProtoMessage() {}
+
+func (x *OAuthConsentRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_store_v1_store_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OAuthConsentRecord.ProtoReflect.Descriptor instead.
+func (*OAuthConsentRecord) Descriptor() ([]byte, []int) {
+	return file_mcpgate_store_v1_store_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *OAuthConsentRecord) GetScopes() []string {
+	if x != nil {
+		return x.Scopes
+	}
+	return nil
+}
+
+func (x *OAuthConsentRecord) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
 var File_mcpgate_store_v1_store_proto protoreflect.FileDescriptor
 
 const file_mcpgate_store_v1_store_proto_rawDesc = "" +
@@ -522,7 +1297,80 @@ const file_mcpgate_store_v1_store_proto_rawDesc = "" +
 	"\x06scopes\x18\x04 \x03(\tR\x06scopes\x12;\n" +
 	"\vexpire_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"expireTime\x12\x16\n" +
-	"\x06family\x18\x06 \x01(\tR\x06familyB\xc1\x01\n" +
+	"\x06family\x18\x06 \x01(\tR\x06family\"\xf6\x03\n" +
+	"\x11OAuthClientRecord\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12#\n" +
+	"\rsecret_sha256\x18\x02 \x01(\fR\fsecretSha256\x12\x1f\n" +
+	"\vclient_name\x18\x03 \x01(\tR\n" +
+	"clientName\x12#\n" +
+	"\rredirect_uris\x18\x04 \x03(\tR\fredirectUris\x12\x1f\n" +
+	"\vgrant_types\x18\x05 \x03(\tR\n" +
+	"grantTypes\x12%\n" +
+	"\x0eresponse_types\x18\x06 \x03(\tR\rresponseTypes\x12;\n" +
+	"\x1atoken_endpoint_auth_method\x18\a \x01(\tR\x17tokenEndpointAuthMethod\x12\x14\n" +
+	"\x05scope\x18\b \x01(\tR\x05scope\x12)\n" +
+	"\x10application_type\x18\t \x01(\tR\x0fapplicationType\x12\x1d\n" +
+	"\n" +
+	"client_uri\x18\n" +
+	" \x01(\tR\tclientUri\x129\n" +
+	"\n" +
+	"issue_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\tissueTime\x129\n" +
+	"\n" +
+	"renew_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\trenewTime\"\xbd\x02\n" +
+	"\x12OAuthAuthorization\x12\x1b\n" +
+	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x1f\n" +
+	"\vclient_name\x18\x02 \x01(\tR\n" +
+	"clientName\x12!\n" +
+	"\fredirect_uri\x18\x03 \x01(\tR\vredirectUri\x12\x14\n" +
+	"\x05state\x18\x04 \x01(\tR\x05state\x12%\n" +
+	"\x0ecode_challenge\x18\x05 \x01(\tR\rcodeChallenge\x12\x16\n" +
+	"\x06server\x18\x06 \x01(\tR\x06server\x12\x16\n" +
+	"\x06scopes\x18\a \x03(\tR\x06scopes\x12\x1c\n" +
+	"\tprincipal\x18\b \x01(\tR\tprincipal\x12;\n" +
+	"\vexpire_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\"\x9a\x01\n" +
+	"\x12OAuthSessionRecord\x12\x1c\n" +
+	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x12\x15\n" +
+	"\x06key_id\x18\x02 \x01(\tR\x05keyId\x12\x12\n" +
+	"\x04csrf\x18\x03 \x01(\tR\x04csrf\x12;\n" +
+	"\vexpire_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\"\xa8\x02\n" +
+	"\x10OAuthStateRecord\x12\x18\n" +
+	"\asession\x18\x01 \x01(\tR\asession\x12\x1c\n" +
+	"\tprincipal\x18\x02 \x01(\tR\tprincipal\x12\x16\n" +
+	"\x06server\x18\x03 \x01(\tR\x06server\x12#\n" +
+	"\rcode_verifier\x18\x04 \x01(\tR\fcodeVerifier\x12J\n" +
+	"\rauthorization\x18\x05 \x01(\v2$.mcpgate.store.v1.OAuthAuthorizationR\rauthorization\x12;\n" +
+	"\vexpire_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\x12\x16\n" +
+	"\x06scopes\x18\a \x03(\tR\x06scopes\"\xb2\x01\n" +
+	"\x0fOAuthCodeRecord\x12J\n" +
+	"\rauthorization\x18\x01 \x01(\v2$.mcpgate.store.v1.OAuthAuthorizationR\rauthorization\x12\x16\n" +
+	"\x06family\x18\x02 \x01(\tR\x06family\x12;\n" +
+	"\vexpire_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\"-\n" +
+	"\x13OAuthUsedCodeRecord\x12\x16\n" +
+	"\x06family\x18\x01 \x01(\tR\x06family\"_\n" +
+	"\x10OAuthIssuedToken\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12;\n" +
+	"\vexpire_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\"\xa3\x02\n" +
+	"\x11OAuthFamilyRecord\x12\x1c\n" +
+	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x12\x1b\n" +
+	"\tclient_id\x18\x02 \x01(\tR\bclientId\x12\x16\n" +
+	"\x06server\x18\x03 \x01(\tR\x06server\x12\x16\n" +
+	"\x06scopes\x18\x04 \x03(\tR\x06scopes\x12\x1d\n" +
+	"\n" +
+	"refresh_id\x18\x05 \x01(\tR\trefreshId\x12G\n" +
+	"\raccess_tokens\x18\x06 \x03(\v2\".mcpgate.store.v1.OAuthIssuedTokenR\faccessTokens\x12;\n" +
+	"\vexpire_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\",\n" +
+	"\x12OAuthRefreshRecord\x12\x16\n" +
+	"\x06family\x18\x01 \x01(\tR\x06family\"i\n" +
+	"\x12OAuthConsentRecord\x12\x16\n" +
+	"\x06scopes\x18\x01 \x03(\tR\x06scopes\x12;\n" +
+	"\vcreate_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTimeB\xc1\x01\n" +
 	"\x14com.mcpgate.store.v1B\n" +
 	"StoreProtoP\x01Z;github.com/mcpgate/mcpgate/api/gen/mcpgate/store/v1;storev1\xa2\x02\x03MSX\xaa\x02\x10Mcpgate.Store.V1\xca\x02\x10Mcpgate\\Store\\V1\xe2\x02\x1cMcpgate\\Store\\V1\\GPBMetadata\xea\x02\x12Mcpgate::Store::V1b\x06proto3"
 
@@ -538,7 +1386,7 @@ func file_mcpgate_store_v1_store_proto_rawDescGZIP() []byte {
 	return file_mcpgate_store_v1_store_proto_rawDescData
 }
 
-var file_mcpgate_store_v1_store_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_mcpgate_store_v1_store_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_mcpgate_store_v1_store_proto_goTypes = []any{
 	(*ServerRecord)(nil),          // 0: mcpgate.store.v1.ServerRecord
 	(*ServerSecrets)(nil),         // 1: mcpgate.store.v1.ServerSecrets
@@ -547,25 +1395,47 @@ var file_mcpgate_store_v1_store_proto_goTypes = []any{
 	(*UpstreamToken)(nil),         // 4: mcpgate.store.v1.UpstreamToken
 	(*SessionKeyRecord)(nil),      // 5: mcpgate.store.v1.SessionKeyRecord
 	(*AccessTokenRecord)(nil),     // 6: mcpgate.store.v1.AccessTokenRecord
-	nil,                           // 7: mcpgate.store.v1.ServerSecrets.StaticHeadersEntry
-	(*v1.McpServer)(nil),          // 8: mcpgate.config.v1.McpServer
-	(*v1.ApiKey)(nil),             // 9: mcpgate.config.v1.ApiKey
-	(*v11.Connection)(nil),        // 10: mcpgate.vault.v1.Connection
-	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
+	(*OAuthClientRecord)(nil),     // 7: mcpgate.store.v1.OAuthClientRecord
+	(*OAuthAuthorization)(nil),    // 8: mcpgate.store.v1.OAuthAuthorization
+	(*OAuthSessionRecord)(nil),    // 9: mcpgate.store.v1.OAuthSessionRecord
+	(*OAuthStateRecord)(nil),      // 10: mcpgate.store.v1.OAuthStateRecord
+	(*OAuthCodeRecord)(nil),       // 11: mcpgate.store.v1.OAuthCodeRecord
+	(*OAuthUsedCodeRecord)(nil),   // 12: mcpgate.store.v1.OAuthUsedCodeRecord
+	(*OAuthIssuedToken)(nil),      // 13: mcpgate.store.v1.OAuthIssuedToken
+	(*OAuthFamilyRecord)(nil),     // 14: mcpgate.store.v1.OAuthFamilyRecord
+	(*OAuthRefreshRecord)(nil),    // 15: mcpgate.store.v1.OAuthRefreshRecord
+	(*OAuthConsentRecord)(nil),    // 16: mcpgate.store.v1.OAuthConsentRecord
+	nil,                           // 17: mcpgate.store.v1.ServerSecrets.StaticHeadersEntry
+	(*v1.McpServer)(nil),          // 18: mcpgate.config.v1.McpServer
+	(*v1.ApiKey)(nil),             // 19: mcpgate.config.v1.ApiKey
+	(*v11.Connection)(nil),        // 20: mcpgate.vault.v1.Connection
+	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
 }
 var file_mcpgate_store_v1_store_proto_depIdxs = []int32{
-	8,  // 0: mcpgate.store.v1.ServerRecord.server:type_name -> mcpgate.config.v1.McpServer
-	7,  // 1: mcpgate.store.v1.ServerSecrets.static_headers:type_name -> mcpgate.store.v1.ServerSecrets.StaticHeadersEntry
-	9,  // 2: mcpgate.store.v1.KeyRecord.key:type_name -> mcpgate.config.v1.ApiKey
-	10, // 3: mcpgate.store.v1.GrantRecord.connection:type_name -> mcpgate.vault.v1.Connection
-	11, // 4: mcpgate.store.v1.UpstreamToken.expiry:type_name -> google.protobuf.Timestamp
-	11, // 5: mcpgate.store.v1.SessionKeyRecord.create_time:type_name -> google.protobuf.Timestamp
-	11, // 6: mcpgate.store.v1.AccessTokenRecord.expire_time:type_name -> google.protobuf.Timestamp
-	7,  // [7:7] is the sub-list for method output_type
-	7,  // [7:7] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	18, // 0: mcpgate.store.v1.ServerRecord.server:type_name -> mcpgate.config.v1.McpServer
+	17, // 1: mcpgate.store.v1.ServerSecrets.static_headers:type_name -> mcpgate.store.v1.ServerSecrets.StaticHeadersEntry
+	19, // 2: mcpgate.store.v1.KeyRecord.key:type_name -> mcpgate.config.v1.ApiKey
+	20, // 3: mcpgate.store.v1.GrantRecord.connection:type_name -> mcpgate.vault.v1.Connection
+	21, // 4: mcpgate.store.v1.UpstreamToken.expiry:type_name -> google.protobuf.Timestamp
+	21, // 5: mcpgate.store.v1.SessionKeyRecord.create_time:type_name -> google.protobuf.Timestamp
+	21, // 6: mcpgate.store.v1.AccessTokenRecord.expire_time:type_name -> google.protobuf.Timestamp
+	21, // 7: mcpgate.store.v1.OAuthClientRecord.issue_time:type_name -> google.protobuf.Timestamp
+	21, // 8: mcpgate.store.v1.OAuthClientRecord.renew_time:type_name -> google.protobuf.Timestamp
+	21, // 9: mcpgate.store.v1.OAuthAuthorization.expire_time:type_name -> google.protobuf.Timestamp
+	21, // 10: mcpgate.store.v1.OAuthSessionRecord.expire_time:type_name -> google.protobuf.Timestamp
+	8,  // 11: mcpgate.store.v1.OAuthStateRecord.authorization:type_name -> mcpgate.store.v1.OAuthAuthorization
+	21, // 12: mcpgate.store.v1.OAuthStateRecord.expire_time:type_name -> google.protobuf.Timestamp
+	8,  // 13: mcpgate.store.v1.OAuthCodeRecord.authorization:type_name -> mcpgate.store.v1.OAuthAuthorization
+	21, // 14: mcpgate.store.v1.OAuthCodeRecord.expire_time:type_name -> google.protobuf.Timestamp
+	21, // 15: mcpgate.store.v1.OAuthIssuedToken.expire_time:type_name -> google.protobuf.Timestamp
+	13, // 16: mcpgate.store.v1.OAuthFamilyRecord.access_tokens:type_name -> mcpgate.store.v1.OAuthIssuedToken
+	21, // 17: mcpgate.store.v1.OAuthFamilyRecord.expire_time:type_name -> google.protobuf.Timestamp
+	21, // 18: mcpgate.store.v1.OAuthConsentRecord.create_time:type_name -> google.protobuf.Timestamp
+	19, // [19:19] is the sub-list for method output_type
+	19, // [19:19] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_mcpgate_store_v1_store_proto_init() }
@@ -579,7 +1449,7 @@ func file_mcpgate_store_v1_store_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mcpgate_store_v1_store_proto_rawDesc), len(file_mcpgate_store_v1_store_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
