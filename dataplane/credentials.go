@@ -31,6 +31,9 @@ func extractCredentials(h http.Header, route string) *authorizev1.Credentials {
 	if vs := valuesFold(h, "Authorization"); len(vs) > 0 {
 		tok, ok := bearerValue(vs[0])
 		switch {
+		case len(vs) == 1 && !isBearerScheme(vs[0]):
+			// Another scheme (Basic, Digest…) is an unsupported method, not
+			// a bad token: RFC 6750 §3.1 says challenge without an error.
 		case !ok || len(vs) > 1:
 			c.MalformedAuthorization = true
 		case strings.HasPrefix(tok, apiKeyPrefix):
@@ -45,6 +48,13 @@ func extractCredentials(h http.Header, route string) *authorizev1.Credentials {
 		c.PassthroughAuthorization = v
 	}
 	return c
+}
+
+// isBearerScheme reports whether an Authorization value uses the Bearer
+// scheme, whatever follows it.
+func isBearerScheme(v string) bool {
+	scheme, _, _ := strings.Cut(strings.TrimSpace(v), " ")
+	return strings.EqualFold(scheme, "Bearer")
 }
 
 // bearerValue returns the token of "Bearer <token>" (scheme

@@ -23,7 +23,7 @@ func TestExtractCredentials(t *testing.T) {
 		{name: "authorization api key", header: map[string][]string{"Authorization": {"Bearer mcpg_d"}}, want: &authorizev1.Credentials{ApiKey: "mcpg_d"}},
 		{name: "authorization token", header: map[string][]string{"Authorization": {"Bearer eyJtok"}}, want: &authorizev1.Credentials{BearerToken: "eyJtok"}},
 		{name: "authorization scheme case", header: map[string][]string{"Authorization": {"bearer eyJtok"}}, want: &authorizev1.Credentials{BearerToken: "eyJtok"}},
-		{name: "basic", header: map[string][]string{"Authorization": {"Basic dXNlcjpwdw=="}}, want: &authorizev1.Credentials{MalformedAuthorization: true}},
+		{name: "basic", header: map[string][]string{"Authorization": {"Basic dXNlcjpwdw=="}}, want: &authorizev1.Credentials{}},
 		{name: "empty bearer", header: map[string][]string{"Authorization": {"Bearer"}}, want: &authorizev1.Credentials{MalformedAuthorization: true}},
 		{name: "bearer spaces", header: map[string][]string{"Authorization": {"Bearer   "}}, want: &authorizev1.Credentials{MalformedAuthorization: true}},
 		{name: "two tokens", header: map[string][]string{"Authorization": {"Bearer a b"}}, want: &authorizev1.Credentials{MalformedAuthorization: true}},

@@ -150,7 +150,7 @@ func TestStreamingNotBuffered(t *testing.T) {
 		ProgressNotificationHandler: func(_ context.Context, req *mcp.ProgressNotificationClientRequest) {
 			once.Do(func() {
 				progressed <- req.Params.Message
-				close(up.release)
+				up.Release()
 			})
 		},
 	})

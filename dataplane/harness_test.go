@@ -52,7 +52,7 @@ type fakeCP struct {
 	relayBody []string
 }
 
-func newFakeCP(t *testing.T) *fakeCP {
+func newFakeCP(t testing.TB) *fakeCP {
 	t.Helper()
 	f := &fakeCP{
 		routes: map[string]*route{},
@@ -197,8 +197,9 @@ func (f *fakeCP) relay(w http.ResponseWriter, r *http.Request) {
 // upstream is an official-SDK MCP server behind a handler that records every
 // request header it sees.
 type upstream struct {
-	srv     *httptest.Server
-	release chan struct{}
+	srv         *httptest.Server
+	release     chan struct{}
+	releaseOnce sync.Once
 
 	mu   sync.Mutex
 	seen []seenRequest
@@ -213,7 +214,7 @@ type echoIn struct {
 	Text string `json:"text"`
 }
 
-func newUpstream(t *testing.T, jsonResponse bool) *upstream {
+func newUpstream(t testing.TB, jsonResponse bool) *upstream {
 	t.Helper()
 	u := &upstream{release: make(chan struct{})}
 	s := mcp.NewServer(&mcp.Implementation{Name: "upstream", Version: "1.0.0"}, nil)
@@ -244,8 +245,12 @@ func newUpstream(t *testing.T, jsonResponse bool) *upstream {
 		h.ServeHTTP(w, r)
 	}))
 	t.Cleanup(u.srv.Close)
+	t.Cleanup(u.Release) // runs first: a stuck tool must not block Close
 	return u
 }
+
+// Release lets the slow tool finish.
+func (u *upstream) Release() { u.releaseOnce.Do(func() { close(u.release) }) }
 
 func (u *upstream) url() string { return u.srv.URL + "/mcp" }
 
@@ -285,7 +290,7 @@ type gateway struct {
 // secretsNeverLogged are values that must not appear in logs.
 var secretsNeverLogged = []string{"mcpg_", "tok_alice", "upstream-alice", "upstream-static-secret", "up-token", "query-token", dpToken}
 
-func newGateway(t *testing.T, cp *fakeCP, mod func(*dataplane.Config)) *gateway {
+func newGateway(t testing.TB, cp *fakeCP, mod func(*dataplane.Config)) *gateway {
 	t.Helper()
 	g := &gateway{logs: &lockedBuffer{}}
 	var ready atomic.Pointer[dataplane.Proxy]

@@ -167,7 +167,7 @@ func (f *toolFilter) rewriteOne(m json.RawMessage, ids map[string]bool) (json.Ra
 		var t struct {
 			Name string `json:"name"`
 		}
-		if err := json.Unmarshal(tool, &t); err != nil {
+		if err := json.Unmarshal(tool, &t); err != nil || t.Name == "" {
 			continue // drop what cannot be checked: fail closed
 		}
 		if f.keep(t.Name) {

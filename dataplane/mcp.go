@@ -120,7 +120,7 @@ func (p *Proxy) serveMCP(w http.ResponseWriter, r *http.Request, route string) {
 	}
 
 	principal := res.GetPrincipal()
-	upstreamSession := ""
+	upstreamSession, clientHandle := "", ""
 	if h := r.Header.Get(headerSessionID); h != "" {
 		sctx, scancel := context.WithTimeout(ctx, p.timeout)
 		s, err := p.keys.openHandle(sctx, h)
@@ -140,6 +140,7 @@ func (p *Proxy) serveMCP(w http.ResponseWriter, r *http.Request, route string) {
 			return
 		}
 		upstreamSession = s.upstream
+		clientHandle = h
 	}
 
 	var filter *toolFilter
@@ -152,6 +153,7 @@ func (p *Proxy) serveMCP(w http.ResponseWriter, r *http.Request, route string) {
 		allow:     out.Allow,
 		body:      body,
 		session:   upstreamSession,
+		handle:    clientHandle,
 		filter:    filter,
 		listIDs:   parsed.ToolsListIDs,
 	})
@@ -203,6 +205,7 @@ type fwd struct {
 	allow     *authorizev1.Allow
 	body      []byte
 	session   string // upstream Mcp-Session-Id, if any
+	handle    string // the client's handle for session
 	filter    *toolFilter
 	listIDs   map[string]bool
 }
@@ -287,7 +290,9 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, log *slog.Logger
 		}
 		return false
 	})
-	if sid := resp.Header.Get(headerSessionID); sid != "" {
+	if sid := resp.Header.Get(headerSessionID); sid != "" && sid == f.session {
+		h.Set(headerSessionID, f.handle) // same session: keep the client's handle stable
+	} else if sid != "" {
 		handle, err := p.sealSession(ctx, sessionBinding{upstream: sid, principal: f.principal, route: f.route})
 		if err != nil {
 			log.WarnContext(ctx, "cannot seal session", slog.String("code", codeOf(err)))
@@ -362,6 +367,7 @@ func (p *Proxy) streamSSE(w http.ResponseWriter, body io.Reader, log *slog.Logge
 				if _, werr := w.Write(event); werr != nil {
 					return
 				}
+				_ = rc.Flush()
 				event = event[:0]
 			}
 		}

@@ -55,6 +55,7 @@ func world(t *testing.T) (*fakeCP, *upstream) {
 	both := map[string]bool{"alice": true, "bob": true}
 	unauthorized := httpUpstream(t, http.StatusUnauthorized, `Bearer resource_metadata="https://accounts.google.com/.well-known/oauth-protected-resource"`)
 	dead := httpUpstream(t, 0, "")
+	forbidding := httpUpstream(t, http.StatusForbidden, `Bearer error="insufficient_scope", resource_metadata="https://accounts.google.com/x"`)
 	cp.setRoute("Echo", &route{mode: "none", upstream: up.url(), principals: both})
 	cp.setRoute("Gmail", &route{mode: "authcode", upstream: up.url(), scopes: []string{"gmail.read", "gmail.send"}, principals: alice, vault: map[string]bool{}})
 	cp.setRoute("Drive", &route{mode: "authcode", upstream: up.url(), scopes: []string{"drive.read"}, principals: alice, vault: alice})
@@ -62,6 +63,7 @@ func world(t *testing.T) (*fakeCP, *upstream) {
 	cp.setRoute("Pass", &route{mode: "passthrough", upstream: up.url(), principals: alice})
 	cp.setRoute("Revoked", &route{mode: "authcode", upstream: unauthorized, scopes: []string{"drive.read"}, principals: alice, vault: alice})
 	cp.setRoute("Refusing", &route{mode: "static", upstream: unauthorized, principals: alice})
+	cp.setRoute("Forbidding", &route{mode: "static", upstream: forbidding, principals: alice})
 	cp.setRoute("Dead", &route{mode: "none", upstream: dead, principals: alice})
 	return cp, up
 }
@@ -120,6 +122,11 @@ func TestProxyTable(t *testing.T) {
 			name: "insufficient scope", method: "POST", path: "/Echo/mcp", header: with(alice), body: callBody, status: 403,
 			www: `Bearer resource_metadata="` + prm("Echo") + `", scope="echo.admin", error="insufficient_scope"`, want: rpcForbidden,
 		},
+		{
+			name: "batch with forbidden tool", method: "POST", path: "/Echo/mcp", header: with(alice),
+			body:   `[{"jsonrpc":"2.0","id":1,"method":"tools/list"},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"secret"}}]`,
+			status: 403, www: `Bearer resource_metadata="` + prm("Echo") + `", scope="echo.admin", error="insufficient_scope"`, want: rpcForbidden,
+		},
 		{name: "unknown server", method: "POST", path: "/Unknown/mcp", header: with(alice), body: initBody, status: 404, want: rpcUnknownServer},
 		{name: "unspecified decision", method: "POST", path: "/Echo/mcp", header: with(map[string]string{"X-MCPGate-API-Key": "mcpg_unspec"}), body: initBody, status: 503, want: rpcUnavailable},
 		{name: "future decision", method: "POST", path: "/Echo/mcp", header: with(map[string]string{"X-MCPGate-API-Key": "mcpg_future"}), body: initBody, status: 503, want: rpcUnavailable},
@@ -137,6 +144,7 @@ func TestProxyTable(t *testing.T) {
 		// Upstream failures are never relayed.
 		{name: "upstream 401 vault grant", method: "POST", path: "/Revoked/mcp", header: with(alice), body: initBody, status: 401, www: `Bearer resource_metadata="` + prm("Revoked") + `", scope="drive.read"`, want: rpcUnauthorized},
 		{name: "upstream 401 static", method: "POST", path: "/Refusing/mcp", header: with(alice), body: initBody, status: 502, want: rpcUpstreamRefused},
+		{name: "upstream 403 without its challenge", method: "POST", path: "/Forbidding/mcp", header: with(alice), body: initBody, status: 403, want: `{"error":"invalid_token"}`},
 		{name: "upstream unreachable", method: "POST", path: "/Dead/mcp", header: with(alice), body: initBody, status: 502, want: rpcUpstreamFailed},
 		// Bad input: 400 only after authorization allowed.
 		{name: "malformed allowed", method: "POST", path: "/Echo/mcp", header: with(alice), body: `{"jsonrpc":`, status: 400, want: rpcParseError},
@@ -178,7 +186,7 @@ func TestProxyTable(t *testing.T) {
 				if body != tc.want {
 					t.Errorf("body %s, want %s", body, tc.want)
 				}
-				if tc.status >= 400 && tc.status != 502 && len(up.requests()) != before {
+				if tc.status >= 400 && tc.status != 502 && !strings.HasPrefix(tc.name, "upstream") && len(up.requests()) != before {
 					t.Errorf("refused request reached the upstream")
 				}
 			}
