@@ -28,7 +28,7 @@ func TestExtractCredentials(t *testing.T) {
 		{name: "bearer spaces", header: map[string][]string{"Authorization": {"Bearer   "}}, want: &authorizev1.Credentials{MalformedAuthorization: true}},
 		{name: "two tokens", header: map[string][]string{"Authorization": {"Bearer a b"}}, want: &authorizev1.Credentials{MalformedAuthorization: true}},
 		{name: "two headers", header: map[string][]string{"Authorization": {"Bearer a", "Bearer b"}}, want: &authorizev1.Credentials{MalformedAuthorization: true}},
-		{name: "empty authorization", header: map[string][]string{"Authorization": {""}}, want: &authorizev1.Credentials{MalformedAuthorization: true}},
+		{name: "empty authorization", header: map[string][]string{"Authorization": {""}}, want: &authorizev1.Credentials{}},
 		{
 			name:   "api key header wins over authorization key",
 			header: map[string][]string{"X-MCPGate-API-Key": {"mcpg_a"}, "Authorization": {"Bearer mcpg_z"}},
