@@ -63,12 +63,12 @@ func TestExtractCredentials(t *testing.T) {
 }
 
 func TestIsStrippedRequestHeader(t *testing.T) {
-	for _, k := range []string{"X-MCPGate-API-Key", "x-litellm-api-key", "authorization", "Cookie", "X-MCP-Gmail-Authorization", "x-mcp-other-authorization", "Mcp-Session-Id", "X-MCPGate-Anything"} {
+	for _, k := range []string{"X-MCPGate-API-Key", "x-litellm-api-key", "authorization", "Cookie", "X-MCP-Gmail-Authorization", "x-mcp-other-authorization", "Mcp-Session-Id", "X-MCPGate-Anything", "X-Custom", "Origin", "X-Forwarded-For", "Proxy-Authorization"} {
 		if !isStrippedRequestHeader(k) {
 			t.Errorf("%s is forwarded", k)
 		}
 	}
-	for _, k := range []string{"Mcp-Protocol-Version", "Mcp-Method", "Mcp-Name", "Last-Event-ID", "Accept", "Content-Type", "X-Custom"} {
+	for _, k := range []string{"Mcp-Protocol-Version", "Mcp-Method", "Mcp-Name", "Last-Event-ID", "Accept", "Content-Type", "Mcp-Param-Region", "Traceparent"} {
 		if isStrippedRequestHeader(k) {
 			t.Errorf("%s is stripped", k)
 		}

@@ -210,18 +210,20 @@ type fwd struct {
 	listIDs   map[string]bool
 }
 
-// isStrippedRequestHeader reports headers never sent upstream: admission
-// credentials, cookies, the client's session handle (replaced), its origin,
-// and encodings the proxy must be able to read for filtering.
+// isStrippedRequestHeader reports headers never sent upstream. The rule is
+// an allowlist (ARCHITECTURE.md: any header not explicitly allowed stays at
+// the gateway): the MCP transport's own headers, content negotiation and
+// trace context pass; admission credentials, cookies, the client's session
+// handle (replaced by the upstream's id), origins, forwarding headers and
+// anything else do not. Upstreams that need more get it from the server's
+// static_headers.
 func isStrippedRequestHeader(k string) bool {
 	switch textproto.CanonicalMIMEHeaderKey(k) {
-	case "X-Mcpgate-Api-Key", "X-Litellm-Api-Key", "Authorization", "Cookie",
-		"Mcp-Session-Id", "Origin", "Referer", "Host", "Content-Length", "Accept-Encoding",
-		"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto":
-		return true
+	case "Accept", "Content-Type", "Mcp-Protocol-Version", "Last-Event-Id",
+		"Mcp-Method", "Mcp-Name", "User-Agent", "Traceparent", "Tracestate", "Baggage":
+		return false
 	}
-	l := strings.ToLower(k)
-	return isPassthroughHeader(k) || strings.HasPrefix(l, "x-mcpgate-") || strings.HasPrefix(l, "proxy-")
+	return !strings.HasPrefix(strings.ToLower(k), "mcp-param-")
 }
 
 // copyEndToEnd copies src to dst minus hop-by-hop headers (including those
