@@ -7,9 +7,10 @@ import (
 )
 
 // TestDependencies enforces that the data plane links neither etcd nor any
-// control-plane package. The lead adds ./cmd/mcpgate-proxy to the list.
+// control-plane package, and neither does the thin proxy binary or the
+// runner it shares with `mcpgate proxy`.
 func TestDependencies(t *testing.T) {
-	pkgs := []string{"./dataplane/..."}
+	pkgs := []string{"./dataplane/...", "./cmd/mcpgate-proxy", "./internal/proxyrun"}
 	forbidden := []string{
 		"go.etcd.io/",
 		"github.com/mcpgate/mcpgate/controlplane",
