@@ -143,6 +143,12 @@ func scrub(s string, isURL bool) string {
 	}, s)
 }
 
+// withID is r with the request's id echoed in its JSON-RPC error body.
+func (r response) withID(id string) response {
+	r.Body = withID(r.Body, id)
+	return r
+}
+
 // writeFixed writes a fixed JSON body with its status.
 func writeFixed(w http.ResponseWriter, status int, body string) {
 	w.Header().Set("Content-Type", "application/json")

@@ -232,7 +232,7 @@ func TestSessionReplay(t *testing.T) {
 				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tc.status, body)
 			}
 			if tc.status == 404 {
-				if body != rpcUnknownSession {
+				if body != echoID(rpcUnknownSession, list) {
 					t.Errorf("body %s", body)
 				}
 				if len(up.requests()) != before {
@@ -283,7 +283,7 @@ func TestControlPlaneDown(t *testing.T) {
 	cp.down.Store(true)
 	for _, path := range []string{"/Echo/mcp", "/Gmail/mcp"} {
 		resp, body := g.do(t, "POST", path, alice, initBody)
-		if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "1" || body != rpcUnavailable {
+		if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "1" || body != echoID(rpcUnavailable, initBody) {
 			t.Fatalf("down: %d %q %s", resp.StatusCode, resp.Header.Get("Retry-After"), body)
 		}
 	}
@@ -313,7 +313,7 @@ func TestControlPlaneDown(t *testing.T) {
 	// A data plane with the wrong credential is refused by the control
 	// plane and fails closed.
 	gw := newGateway(t, cp, func(c *dataplane.Config) { c.DataPlaneToken = "wrong" })
-	if resp, body := gw.do(t, "POST", "/Echo/mcp", alice, initBody); resp.StatusCode != 503 || body != rpcUnavailable {
+	if resp, body := gw.do(t, "POST", "/Echo/mcp", alice, initBody); resp.StatusCode != 503 || body != echoID(rpcUnavailable, initBody) {
 		t.Fatalf("wrong token: %d %s", resp.StatusCode, body)
 	}
 }

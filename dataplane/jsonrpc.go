@@ -3,6 +3,7 @@ package dataplane
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 )
 
 // rpcCall is what authorization needs from one JSON-RPC message.
@@ -18,6 +19,10 @@ type rpcBody struct {
 	// ToolsListIDs are the compact JSON ids of tools/list requests, whose
 	// responses get filtered.
 	ToolsListIDs map[string]bool
+	// ID is the compact id of a single request (not a batch, not a
+	// notification): the gateway's own error answers echo it, so clients
+	// match them to their request instead of dropping the session.
+	ID string
 }
 
 type rpcMessage struct {
@@ -67,8 +72,42 @@ func parseBody(b []byte) (rpcBody, bool) {
 			seen[c] = true
 			out.Calls = append(out.Calls, c)
 		}
+		if !out.Batch && m.Method != "" {
+			out.ID = requestID(m.ID)
+		}
 	}
 	return out, true
+}
+
+// requestID returns raw re-encoded when it is a valid JSON-RPC id (a string
+// or a number), else "".
+func requestID(raw json.RawMessage) string {
+	var v any
+	if len(raw) == 0 || json.Unmarshal(raw, &v) != nil {
+		return ""
+	}
+	switch v.(type) {
+	case string, float64:
+		b, err := json.Marshal(v)
+		if err != nil {
+			return ""
+		}
+		if _, isNum := v.(float64); isNum {
+			return compactJSON(raw) // keep the client's exact number spelling
+		}
+		return string(b)
+	}
+	return ""
+}
+
+// withID puts id into one of the fixed JSON-RPC error bodies (which all
+// start with the null id); other bodies and an empty id leave it unchanged.
+func withID(body, id string) string {
+	const nullID = `{"jsonrpc":"2.0","id":null,`
+	if id == "" || !strings.HasPrefix(body, nullID) {
+		return body
+	}
+	return `{"jsonrpc":"2.0","id":` + id + `,` + body[len(nullID):]
 }
 
 func compactJSON(b []byte) string {

@@ -100,3 +100,24 @@ func TestToolFilter(t *testing.T) {
 		t.Errorf("SSE event: %q", out)
 	}
 }
+
+func TestRequestIDEchoed(t *testing.T) {
+	for _, tc := range []struct {
+		body, want string
+	}{
+		{`{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"x"}}`, `{"jsonrpc":"2.0","id":5,"error":{"code":-32003,"message":"forbidden"}}`},
+		{`{"jsonrpc":"2.0","id":"a\"b","method":"tools/list"}`, `{"jsonrpc":"2.0","id":"a\"b","error":{"code":-32003,"message":"forbidden"}}`},
+		{`{"jsonrpc":"2.0","id":{"x":1},"method":"tools/list"}`, rpcForbidden},
+		{`{"jsonrpc":"2.0","id":null,"method":"tools/list"}`, rpcForbidden},
+		{`{"jsonrpc":"2.0","method":"notifications/initialized"}`, rpcForbidden},
+		{`[{"jsonrpc":"2.0","id":1,"method":"tools/list"}]`, rpcForbidden},
+	} {
+		parsed, ok := parseBody([]byte(tc.body))
+		if !ok {
+			t.Fatalf("parseBody(%s) failed", tc.body)
+		}
+		if got := withID(rpcForbidden, parsed.ID); got != tc.want {
+			t.Errorf("body %s: got %s, want %s", tc.body, got, tc.want)
+		}
+	}
+}

@@ -105,17 +105,18 @@ func (p *Proxy) serveMCP(w http.ResponseWriter, r *http.Request, route string) {
 	}
 	if !out.Forward {
 		log.InfoContext(ctx, "refused", slog.Int("status", out.Response.Status))
+		out.Response = out.Response.withID(parsed.ID)
 		writeResponse(w, out.Response)
 		return
 	}
 
 	// Authorized: only now may malformed input be called malformed.
 	if !parsedOK || len(parsed.Calls) > maxBatchCalls {
-		writeFixed(w, http.StatusBadRequest, rpcParseError)
+		writeFixed(w, http.StatusBadRequest, withID(rpcParseError, parsed.ID))
 		return
 	}
 	if r.Method == http.MethodPost && !parsed.Batch && !headersMatchBody(r.Header, parsed.Calls[0]) {
-		writeFixed(w, http.StatusBadRequest, rpcHeaderMismatch)
+		writeFixed(w, http.StatusBadRequest, withID(rpcHeaderMismatch, parsed.ID))
 		return
 	}
 
@@ -128,15 +129,15 @@ func (p *Proxy) serveMCP(w http.ResponseWriter, r *http.Request, route string) {
 		switch {
 		case errors.Is(err, errBadHandle), errors.Is(err, errUnknownKey):
 			log.InfoContext(ctx, "unknown session handle")
-			writeFixed(w, http.StatusNotFound, rpcUnknownSession)
+			writeFixed(w, http.StatusNotFound, withID(rpcUnknownSession, parsed.ID))
 			return
 		case err != nil:
 			log.WarnContext(ctx, "session keys unavailable", slog.String("code", codeOf(err)))
-			writeResponse(w, unavailable())
+			writeResponse(w, unavailable().withID(parsed.ID))
 			return
 		case s.principal != principal || s.route != route:
 			log.WarnContext(ctx, "session handle of another principal or route")
-			writeFixed(w, http.StatusNotFound, rpcUnknownSession)
+			writeFixed(w, http.StatusNotFound, withID(rpcUnknownSession, parsed.ID))
 			return
 		}
 		upstreamSession = s.upstream
@@ -156,6 +157,7 @@ func (p *Proxy) serveMCP(w http.ResponseWriter, r *http.Request, route string) {
 		handle:    clientHandle,
 		filter:    filter,
 		listIDs:   parsed.ToolsListIDs,
+		id:        parsed.ID,
 	})
 }
 
@@ -206,6 +208,7 @@ type fwd struct {
 	body      []byte
 	session   string // upstream Mcp-Session-Id, if any
 	handle    string // the client's handle for session
+	id        string // the JSON-RPC id of a single request, for error answers
 	filter    *toolFilter
 	listIDs   map[string]bool
 }
@@ -258,7 +261,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, log *slog.Logger
 	up, err := http.NewRequestWithContext(ctx, r.Method, f.allow.GetUpstreamUrl(), rd)
 	if err != nil {
 		log.ErrorContext(ctx, "bad upstream URL from control plane")
-		writeFixed(w, http.StatusBadGateway, rpcUpstreamFailed)
+		writeFixed(w, http.StatusBadGateway, withID(rpcUpstreamFailed, f.id))
 		return
 	}
 	copyEndToEnd(up.Header, r.Header, isStrippedRequestHeader)
@@ -272,7 +275,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, log *slog.Logger
 	if err != nil {
 		if ctx.Err() == nil {
 			log.WarnContext(ctx, "upstream unreachable")
-			writeFixed(w, http.StatusBadGateway, rpcUpstreamFailed)
+			writeFixed(w, http.StatusBadGateway, withID(rpcUpstreamFailed, f.id))
 		}
 		return
 	}
@@ -303,7 +306,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, log *slog.Logger
 					delete(h, k)
 				}
 			}
-			writeResponse(w, unavailable())
+			writeResponse(w, unavailable().withID(f.id))
 			return
 		}
 		h.Set(headerSessionID, handle)
@@ -320,7 +323,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, log *slog.Logger
 			b, err := io.ReadAll(io.LimitReader(resp.Body, maxEventBytes+1))
 			if err != nil || len(b) > maxEventBytes {
 				log.WarnContext(ctx, "upstream tools/list reply unreadable")
-				writeFixed(w, http.StatusBadGateway, rpcUpstreamFailed)
+				writeFixed(w, http.StatusBadGateway, withID(rpcUpstreamFailed, f.id))
 				return
 			}
 			b = f.filter.rewrite(b, f.listIDs)
@@ -449,7 +452,7 @@ func (p *Proxy) upstreamUnauthorized(w http.ResponseWriter, r *http.Request, log
 	ctx := r.Context()
 	if !f.allow.GetVaultGrant() {
 		log.WarnContext(ctx, "upstream rejected static credentials")
-		writeFixed(w, http.StatusBadGateway, rpcUpstreamRefused)
+		writeFixed(w, http.StatusBadGateway, withID(rpcUpstreamRefused, f.id))
 		return
 	}
 	cctx, cancel := context.WithTimeout(ctx, p.timeout)
@@ -462,12 +465,12 @@ func (p *Proxy) upstreamUnauthorized(w http.ResponseWriter, r *http.Request, log
 	d, err := p.describe(cctx, f.route)
 	switch {
 	case err != nil:
-		writeResponse(w, unavailable())
+		writeResponse(w, unavailable().withID(f.id))
 	case !d.GetFound():
-		writeFixed(w, http.StatusNotFound, rpcUnknownServer)
+		writeFixed(w, http.StatusNotFound, withID(rpcUnknownServer, f.id))
 	default:
 		log.InfoContext(ctx, "upstream grant rejected; challenging")
-		writeResponse(w, challenge(p.prmURL(f.route), d.GetScopes(), "", ""))
+		writeResponse(w, challenge(p.prmURL(f.route), d.GetScopes(), "", "").withID(f.id))
 	}
 }
 

@@ -4,6 +4,13 @@
 //   MCPGATE_KEY        the gateway API key (sent as X-MCPGate-API-Key)
 //   MCPGATE_TOOL       the tool that reports progress
 //   MCPGATE_TOOL_ARGS  its JSON arguments
+//   MCPGATE_ON_PROGRESS_TOOL, MCPGATE_ON_PROGRESS_ARGS (optional) a tool the
+//                      client calls (once) when the first progress
+//                      notification arrives, e.g. one that lets the reporting
+//                      tool finish: its result then cannot precede the progress.
+//   MCPGATE_DENIED_TOOL (optional) a tool the gateway refuses: called after
+//                      tools/list; its error is recorded and the session
+//                      must go on working.
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 
@@ -20,12 +27,32 @@ try {
   out.sessionId = transport.sessionId ?? "";
   const tools = await client.listTools();
   out.tools = tools.tools.map((t) => t.name).sort();
+  if (process.env.MCPGATE_DENIED_TOOL) {
+    try {
+      await client.callTool({ name: process.env.MCPGATE_DENIED_TOOL, arguments: {} });
+      out.denied = { ok: true };
+    } catch (err) {
+      out.denied = { ok: false, error: String(err && err.message ? err.message : err), code: err?.code ?? null };
+    }
+  }
+  let onProgressCall = null;
   const result = await client.callTool(
     { name: process.env.MCPGATE_TOOL, arguments: JSON.parse(process.env.MCPGATE_TOOL_ARGS || "{}") },
     undefined,
-    { onprogress: (p) => out.events.push({ kind: "progress", progress: p.progress }) },
+    {
+      onprogress: (p) => {
+        out.events.push({ kind: "progress", progress: p.progress });
+        if (process.env.MCPGATE_ON_PROGRESS_TOOL && onProgressCall === null) {
+          onProgressCall = client.callTool({
+            name: process.env.MCPGATE_ON_PROGRESS_TOOL,
+            arguments: JSON.parse(process.env.MCPGATE_ON_PROGRESS_ARGS || "{}"),
+          });
+        }
+      },
+    },
   );
   out.events.push({ kind: "result", isError: !!result.isError });
+  if (onProgressCall !== null) await onProgressCall;
   out.resultText = (result.content ?? []).filter((c) => c.type === "text").map((c) => c.text).join("");
   await transport.terminateSession();
   out.terminated = true;
