@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/mcpgate/mcpgate/controlplane/vault"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -294,15 +295,21 @@ func cmdConnections(ctx context.Context, args []string, io stdio) error {
 
 func cmdVault(ctx context.Context, args []string, io stdio) error {
 	sub, args := subcommand(args)
-	a, pos, ctx, cancel, err := adminCommand(ctx, "vault "+sub, args, io, nil)
+	if sub == "add-key" {
+		return cmdVaultAddKey(args, io)
+	}
+	var promote uint
+	a, pos, ctx, cancel, err := adminCommand(ctx, "vault "+sub, args, io, func(fs *flag.FlagSet) {
+		fs.UintVar(&promote, "promote", 0, "promote this key id (from `mcpgate vault add-key`) instead of adding a new key")
+	})
 	if err != nil {
 		return err
 	}
 	defer cancel()
 	if sub != "rotate-key" || len(pos) != 0 {
-		return fmt.Errorf("%w: mcpgate vault rotate-key", errUsage)
+		return fmt.Errorf("%w: mcpgate vault rotate-key [--promote ID] | add-key --keyset FILE", errUsage)
 	}
-	res, err := a.vault.RotateKey(ctx, &vaultv1.RotateKeyRequest{})
+	res, err := a.vault.RotateKey(ctx, &vaultv1.RotateKeyRequest{PromoteKeyId: uint32(promote)})
 	if err != nil {
 		return err
 	}
@@ -311,6 +318,34 @@ func cmdVault(ctx context.Context, args []string, io stdio) error {
 		return nil
 	}
 	a.out.done("vault key rotated: new primary key %d, %d records re-encrypted", res.GetPrimaryKeyId(), res.GetRecordsResealed())
+	return nil
+}
+
+// cmdVaultAddKey adds a key that opens but does not seal yet to a keyset
+// file, offline: step one of rotating with several control-plane replicas.
+func cmdVaultAddKey(args []string, io stdio) error {
+	fs := newFlagSet("vault add-key", io.err)
+	var file string
+	fs.StringVar(&file, "keyset", "", "the keyset file every control-plane replica uses")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if file == "" || len(pos) != 0 {
+		return fmt.Errorf("%w: mcpgate vault add-key --keyset FILE", errUsage)
+	}
+	if _, err := os.Stat(file); err != nil {
+		return fmt.Errorf("keyset %s: %w", file, err)
+	}
+	kr, err := vault.LoadOrCreate(file)
+	if err != nil {
+		return err
+	}
+	id, err := kr.AddKey()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(io.out, "added key %d to %s (not primary yet)\nGive this keyset to every control-plane replica, restart them, then run:\n  mcpgate vault rotate-key --promote %d\n", id, file, id)
 	return nil
 }
 

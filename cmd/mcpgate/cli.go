@@ -46,7 +46,8 @@ Administer (--control-plane URL, --admin-key KEY, -o table|json):
   mcpgate principals list | get NAME | delete NAME
   mcpgate keys create --principal P [--name N] [--expires 720h] | list [--principal P] | revoke ID
   mcpgate connections list [--principal P] [--server S] | revoke --principal P --server S
-  mcpgate vault rotate-key       (new primary vault key; every sealed record re-encrypted online)
+  mcpgate vault rotate-key [--promote ID]   (new primary vault key; every sealed record re-encrypted online)
+  mcpgate vault add-key --keyset FILE       (offline: add a key to promote later; for several replicas)
 
 Flags of dev, control and proxy default to MCPGATE_<FLAG> (e.g. MCPGATE_LISTEN,
 MCPGATE_DATAPLANE_TOKEN); admin commands read MCPGATE_CONTROL_PLANE and MCPGATE_ADMIN_KEY.

@@ -120,18 +120,53 @@ func (k *Keyring) Open(ciphertext, associatedData []byte) ([]byte, error) {
 	return pt, nil
 }
 
+// ErrUnknownKey means a key id is not in the keyset.
+var ErrUnknownKey = errors.New("vault: key not in keyset")
+
 // Rotate adds a new AES256-GCM key, makes it primary and persists the keyset
 // when it came from a file. Old keys keep opening old values.
 func (k *Keyring) Rotate() (uint32, error) {
+	return k.update(func(m *keyset.Manager) (uint32, error) {
+		id, err := m.Add(aead.AES256GCMKeyTemplate())
+		if err != nil {
+			return 0, fmt.Errorf("add key: %w", err)
+		}
+		return id, m.SetPrimary(id)
+	})
+}
+
+// AddKey adds a new AES256-GCM key that opens but does not seal yet, and
+// persists the keyset. With several replicas: add the key, give every
+// replica the new keyset, then Promote it on one of them.
+func (k *Keyring) AddKey() (uint32, error) {
+	return k.update(func(m *keyset.Manager) (uint32, error) {
+		id, err := m.Add(aead.AES256GCMKeyTemplate())
+		if err != nil {
+			return 0, fmt.Errorf("add key: %w", err)
+		}
+		return id, nil
+	})
+}
+
+// Promote makes the key id, already in the keyset, the primary.
+func (k *Keyring) Promote(id uint32) error {
+	_, err := k.update(func(m *keyset.Manager) (uint32, error) {
+		if err := m.SetPrimary(id); err != nil {
+			return 0, fmt.Errorf("%w: %d", ErrUnknownKey, id)
+		}
+		return id, nil
+	})
+	return err
+}
+
+// update applies f to the keyset, swaps the primitive in and persists.
+func (k *Keyring) update(f func(*keyset.Manager) (uint32, error)) (uint32, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	m := keyset.NewManagerFromHandle(k.handle)
-	id, err := m.Add(aead.AES256GCMKeyTemplate())
+	id, err := f(m)
 	if err != nil {
-		return 0, fmt.Errorf("add key: %w", err)
-	}
-	if err := m.SetPrimary(id); err != nil {
-		return 0, fmt.Errorf("set primary: %w", err)
+		return 0, err
 	}
 	h, err := m.Handle()
 	if err != nil {

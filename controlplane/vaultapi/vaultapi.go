@@ -38,10 +38,20 @@ func New(kr *vault.Keyring, st *store.Store, log *slog.Logger) *Service {
 // their own copy of the keyset: they must be given the new keyset (file or
 // MCPGATE_VAULT_KEYSET) and restarted before they can open the resealed
 // records.
-func (s *Service) RotateKey(ctx context.Context, _ *vaultv1.RotateKeyRequest) (*vaultv1.RotateKeyResponse, error) {
+//
+// With promote_key_id, the key must already be in the keyset (added with
+// `mcpgate vault add-key` and distributed to every replica first): then every
+// replica can open the resealed records at once.
+func (s *Service) RotateKey(ctx context.Context, req *vaultv1.RotateKeyRequest) (*vaultv1.RotateKeyResponse, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	id, err := s.kr.Rotate()
+	id := req.GetPromoteKeyId()
+	var err error
+	if id != 0 {
+		err = s.kr.Promote(id)
+	} else {
+		id, err = s.kr.Rotate()
+	}
 	if err != nil {
 		return nil, s.toConnectError(ctx, "rotate key", err)
 	}
@@ -60,6 +70,8 @@ func (s *Service) toConnectError(ctx context.Context, op string, err error) erro
 	switch {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return err
+	case errors.Is(err, vault.ErrUnknownKey):
+		return connect.NewError(connect.CodeInvalidArgument, errors.New("promote_key_id is not in this replica's keyset"))
 	case errors.Is(err, store.ErrUnavailable):
 		s.log.WarnContext(ctx, "vault "+op+" failed", slog.Any("err", err))
 		return connect.NewError(connect.CodeUnavailable, errors.New("store unavailable; the key may be rotated already, retry to finish re-encryption"))

@@ -377,7 +377,11 @@ func (x *RevokeConnectionResponse) GetUpstreamRevoked() bool {
 }
 
 type RotateKeyRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Promote this key, already present in every replica's keyset (see
+	// `mcpgate vault add-key`), instead of adding a new one: the safe way with
+	// several control-plane replicas.
+	PromoteKeyId  uint32 `protobuf:"varint,1,opt,name=promote_key_id,json=promoteKeyId,proto3" json:"promote_key_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -410,6 +414,13 @@ func (x *RotateKeyRequest) ProtoReflect() protoreflect.Message {
 // Deprecated: Use RotateKeyRequest.ProtoReflect.Descriptor instead.
 func (*RotateKeyRequest) Descriptor() ([]byte, []int) {
 	return file_mcpgate_vault_v1_vault_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *RotateKeyRequest) GetPromoteKeyId() uint32 {
+	if x != nil {
+		return x.PromoteKeyId
+	}
+	return 0
 }
 
 type RotateKeyResponse struct {
@@ -493,8 +504,9 @@ const file_mcpgate_vault_v1_vault_proto_rawDesc = "" +
 	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x12\x16\n" +
 	"\x06server\x18\x02 \x01(\tR\x06server\"E\n" +
 	"\x18RevokeConnectionResponse\x12)\n" +
-	"\x10upstream_revoked\x18\x01 \x01(\bR\x0fupstreamRevoked\"\x12\n" +
-	"\x10RotateKeyRequest\"d\n" +
+	"\x10upstream_revoked\x18\x01 \x01(\bR\x0fupstreamRevoked\"8\n" +
+	"\x10RotateKeyRequest\x12$\n" +
+	"\x0epromote_key_id\x18\x01 \x01(\rR\fpromoteKeyId\"d\n" +
 	"\x11RotateKeyResponse\x12$\n" +
 	"\x0eprimary_key_id\x18\x01 \x01(\rR\fprimaryKeyId\x12)\n" +
 	"\x10records_resealed\x18\x02 \x01(\x03R\x0frecordsResealed*s\n" +

@@ -153,8 +153,9 @@ func (UnimplementedConnectionServiceHandler) RevokeConnection(context.Context, *
 
 // VaultServiceClient is a client for the mcpgate.vault.v1.VaultService service.
 type VaultServiceClient interface {
-	// RotateKey adds a new primary key to the keyset and re-encrypts every
-	// sealed record under it, online. Old keys keep decrypting until removed.
+	// RotateKey makes a new primary key (a new one, or promote_key_id already
+	// in the keyset) and re-encrypts every sealed record under it, online. Old
+	// keys keep decrypting until removed.
 	RotateKey(context.Context, *v1.RotateKeyRequest) (*v1.RotateKeyResponse, error)
 }
 
@@ -194,8 +195,9 @@ func (c *vaultServiceClient) RotateKey(ctx context.Context, req *v1.RotateKeyReq
 
 // VaultServiceHandler is an implementation of the mcpgate.vault.v1.VaultService service.
 type VaultServiceHandler interface {
-	// RotateKey adds a new primary key to the keyset and re-encrypts every
-	// sealed record under it, online. Old keys keep decrypting until removed.
+	// RotateKey makes a new primary key (a new one, or promote_key_id already
+	// in the keyset) and re-encrypts every sealed record under it, online. Old
+	// keys keep decrypting until removed.
 	RotateKey(context.Context, *v1.RotateKeyRequest) (*v1.RotateKeyResponse, error)
 }
 
