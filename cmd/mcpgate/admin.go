@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"github.com/mcpgate/mcpgate/controlplane/vault"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -18,6 +17,7 @@ import (
 	"github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1/configv1connect"
 	vaultv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/vault/v1"
 	"github.com/mcpgate/mcpgate/api/gen/mcpgate/vault/v1/vaultv1connect"
+	"github.com/mcpgate/mcpgate/controlplane/vault"
 	"github.com/mcpgate/mcpgate/internal/config"
 )
 
