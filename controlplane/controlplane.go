@@ -5,6 +5,7 @@ package controlplane
 import (
 	"log/slog"
 	"net/http"
+	"slices"
 
 	"connectrpc.com/connect"
 
@@ -32,6 +33,9 @@ type Config struct {
 	Keyring *vault.Keyring
 	// Refresh configures upstream token refresh.
 	Refresh refresh.Config
+	// HandlerOptions are given to every Connect service, outermost first
+	// (metrics and audit interceptors).
+	HandlerOptions []connect.HandlerOption
 }
 
 // NewHandler returns the control plane's HTTP handler: the admin services
@@ -41,7 +45,7 @@ func NewHandler(st *store.Store, cfg Config, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	grants := refresh.New(st, cfg.Refresh, log)
 	admin := configapi.New(st, log, configapi.WithRevoker(grants))
-	adminOpts := connect.WithInterceptors(configapi.NewAdminAuth(st))
+	adminOpts := connect.WithHandlerOptions(append(slices.Clone(cfg.HandlerOptions), connect.WithInterceptors(configapi.NewAdminAuth(st)))...)
 	mux.Handle(configv1connect.NewServerServiceHandler(admin, adminOpts))
 	mux.Handle(configv1connect.NewPrincipalServiceHandler(admin, adminOpts))
 	mux.Handle(configv1connect.NewKeyServiceHandler(admin, adminOpts))
@@ -50,7 +54,7 @@ func NewHandler(st *store.Store, cfg Config, log *slog.Logger) http.Handler {
 		mux.Handle(vaultv1connect.NewVaultServiceHandler(vaultapi.New(cfg.Keyring, st, log), adminOpts))
 	}
 	authz := authorizeapi.New(st, log, authorizeapi.WithGrantTokens(grants))
-	mux.Handle(authorizeapi.NewHandler(authz, cfg.DataPlaneTokens))
+	mux.Handle(authorizeapi.NewHandler(authz, cfg.DataPlaneTokens, cfg.HandlerOptions...))
 	// Data planes relay the OAuth authorization server's public paths here
 	// (see dataplane's relay), so every replica serves every step of a flow.
 	as := oauth.New(st, oauth.Config{Grants: grants}, log)

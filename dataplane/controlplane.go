@@ -48,7 +48,7 @@ func newControlPlane(urls []string, token string, hc *http.Client) (*controlPlan
 		}
 		base := u.String()
 		cp.replicas = append(cp.replicas, &replica{
-			base:   base,
+			base: base,
 			// Decisions are small and cross a data-center link at most:
 			// gzip cost more CPU than it saved (profiled), so don't ask
 			// for it.
@@ -129,7 +129,11 @@ func call[T any](ctx context.Context, cp *controlPlane, fn func(context.Context,
 			return res, nil
 		}
 		last = err
-		if !retryable(err) {
+		// A replica that dies mid-call resets its HTTP/2 streams, which
+		// the client reports as canceled although our ctx is not: try the
+		// next replica.
+		lost := connect.CodeOf(err) == connect.CodeCanceled && ctx.Err() == nil
+		if !retryable(err) && !lost {
 			return zero, err
 		}
 		r.markFailed()

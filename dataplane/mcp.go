@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/textproto"
 	"strings"
+	"time"
 
 	"connectrpc.com/connect"
 
@@ -68,6 +69,8 @@ func (p *Proxy) serveMCP(w http.ResponseWriter, r *http.Request, route string) {
 	if len(calls) == 0 {
 		calls = []rpcCall{{}}
 	}
+	info := infoFrom(ctx)
+	info.method, info.tool = calls[0].Method, calls[0].Tool
 
 	creds := extractCredentials(r.Header, route)
 	prm := p.prmURL(route)
@@ -92,6 +95,7 @@ func (p *Proxy) serveMCP(w http.ResponseWriter, r *http.Request, route string) {
 		}
 	}
 	cancel()
+	info.decided(res, err, creds.GetApiKey())
 	out := mapDecision(res, err, prm)
 	log = log.With(slog.String("decision", res.GetDecision().String()),
 		slog.String("principal", res.GetPrincipal()),
@@ -174,9 +178,12 @@ func headersMatchBody(h http.Header, c rpcCall) bool {
 }
 
 func (p *Proxy) authorize(ctx context.Context, req *authorizev1.AuthorizeRequest) (*authorizev1.AuthorizeResponse, error) {
-	return call(ctx, p.cp, func(ctx context.Context, c authorizev1connect.AuthorizeServiceClient) (*authorizev1.AuthorizeResponse, error) {
+	start := time.Now()
+	res, err := call(ctx, p.cp, func(ctx context.Context, c authorizev1connect.AuthorizeServiceClient) (*authorizev1.AuthorizeResponse, error) {
 		return c.Authorize(ctx, req)
 	})
+	p.metrics.RecordAuthorize(decisionLabel(res, err), time.Since(start))
+	return res, err
 }
 
 func (p *Proxy) prmURL(route string) string {
@@ -271,7 +278,14 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, log *slog.Logger
 	for _, h := range f.allow.GetUpstreamHeaders() {
 		up.Header.Set(h.GetName(), h.GetValue())
 	}
+	upStart := time.Now()
 	resp, err := p.upstream.Do(up)
+	upStatus := 0
+	if err == nil {
+		upStatus = resp.StatusCode
+	}
+	infoFrom(ctx).upstream = upStatus
+	p.metrics.RecordUpstream(f.route, upStatus, time.Since(upStart))
 	if err != nil {
 		if ctx.Err() == nil {
 			log.WarnContext(ctx, "upstream unreachable")

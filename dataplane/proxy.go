@@ -16,6 +16,9 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/mcpgate/mcpgate/internal/audit"
+	"github.com/mcpgate/mcpgate/internal/metrics"
 )
 
 // Defaults for zero Config fields.
@@ -49,6 +52,11 @@ type Config struct {
 	// UpstreamClient is used to reach upstream MCP servers. When nil, a client
 	// that never follows redirects (they would carry injected secrets) is used.
 	UpstreamClient *http.Client
+	// Metrics records requests, Authorize calls and upstream round trips
+	// (nil: none).
+	Metrics *metrics.DataPlane
+	// Audit receives one event per MCP request (nil: none).
+	Audit *audit.Logger
 }
 
 // Proxy is the data-plane HTTP handler. Create it with New.
@@ -65,6 +73,8 @@ type Proxy struct {
 	keys         *keyRing
 	upstream     *http.Client
 	relayClient  *http.Client
+	metrics      *metrics.DataPlane
+	audit        *audit.Logger
 }
 
 // New validates cfg and returns a Proxy. Call Run to keep its session keys
@@ -127,6 +137,8 @@ func New(cfg Config, log *slog.Logger) (*Proxy, error) {
 		cp:           cp,
 		upstream:     up,
 		relayClient:  &relay,
+		metrics:      cfg.Metrics,
+		audit:        cfg.Audit,
 	}
 	p.keys = newKeyRing(cp, log)
 	return p, nil
@@ -202,7 +214,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w = rec
 	w.Header().Set("Access-Control-Expose-Headers", exposeHeaders)
 	kind := "unknown"
+	var info *reqInfo // set for MCP requests: metrics and the audit event
 	defer func() {
+		if info != nil {
+			p.observe(info, rec.status(), rec.Header().Get(headerSessionID), time.Since(start))
+		}
 		p.log.InfoContext(r.Context(), "request",
 			slog.String("kind", kind),
 			slog.String("method", r.Method),
@@ -233,6 +249,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	kind = "mcp"
+	if r.Method != http.MethodOptions {
+		r, info = withInfo(r, route)
+		defer p.metrics.InFlight()()
+	}
 	if o := r.Header.Get("Origin"); o != "" {
 		if !p.origins[normalizeOrigin(o)] {
 			writeFixed(w, http.StatusForbidden, bodyBadOrigin)

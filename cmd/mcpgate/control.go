@@ -12,9 +12,9 @@ import (
 
 	"github.com/mcpgate/mcpgate/controlplane"
 	"github.com/mcpgate/mcpgate/controlplane/configapi"
+	"github.com/mcpgate/mcpgate/controlplane/refresh"
 	"github.com/mcpgate/mcpgate/controlplane/store"
 	"github.com/mcpgate/mcpgate/controlplane/vault"
-	"github.com/mcpgate/mcpgate/internal/httpserver"
 	"github.com/mcpgate/mcpgate/internal/proxyrun"
 )
 
@@ -31,6 +31,7 @@ type controlConfig struct {
 	VaultKeysetEnv string // MCPGATE_VAULT_KEYSET contents
 	DataPlaneToken []string
 	AdminKey       string
+	Ops            controlOps
 }
 
 func cmdControl(ctx context.Context, args []string, io stdio) error {
@@ -48,6 +49,7 @@ func cmdControl(ctx context.Context, args []string, io stdio) error {
 	fs.StringVar(&cfg.EtcdPassword, "etcd-password", "", "etcd password (default: $MCPGATE_ETCD_PASSWORD, the better place for it)")
 	fs.StringVar(&cfg.VaultKeyset, "vault-keyset", io.env("MCPGATE_VAULT_KEYSET_FILE", ""), "vault keyset file (tink JSON), shared by every replica; or MCPGATE_VAULT_KEYSET with its contents")
 	fs.StringVar(&tokens, "dataplane-token", "", "comma-separated tokens data planes present (default: $MCPGATE_DATAPLANE_TOKEN, the better place for it)")
+	cfg.Ops.register(fs, io)
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -64,8 +66,11 @@ func cmdControl(ctx context.Context, args []string, io stdio) error {
 	if len(cfg.EtcdEndpoints) == 0 {
 		return fmt.Errorf("%w: --etcd-endpoints (or MCPGATE_ETCD_ENDPOINTS) is required", errUsage)
 	}
-	if len(cfg.DataPlaneToken) == 0 {
-		return fmt.Errorf("%w: --dataplane-token (or MCPGATE_DATAPLANE_TOKEN) is required", errUsage)
+	if err := cfg.Ops.validate(); err != nil {
+		return err
+	}
+	if len(cfg.DataPlaneToken) == 0 && cfg.Ops.ClientCA == "" {
+		return fmt.Errorf("%w: --dataplane-token (or MCPGATE_DATAPLANE_TOKEN) or --client-ca (mTLS) is required", errUsage)
 	}
 	if cfg.VaultKeyset == "" && cfg.VaultKeysetEnv == "" {
 		return fmt.Errorf("%w: --vault-keyset FILE (or MCPGATE_VAULT_KEYSET) is required", errUsage)
@@ -145,21 +150,17 @@ func runControl(ctx context.Context, cfg controlConfig, io stdio, log *slog.Logg
 	if newKey != "" {
 		fmt.Fprintf(io.out, "New admin key (shown once; store it, e.g. as MCPGATE_ADMIN_KEY):\n  %s\n", newKey)
 	}
-	srv, err := httpserver.Listen(cfg.Listen, controlplane.NewHandler(st, controlplane.Config{DataPlaneTokens: cfg.DataPlaneToken, Keyring: kr}, log))
+	ops, err := newControlServer(ctx, cfg.Ops, st)
 	if err != nil {
 		return err
 	}
-	log.InfoContext(ctx, "control plane listening", slog.String("addr", srv.Addr()))
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve() }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), proxyrun.ShutdownGrace)
-	defer cancel()
-	return srv.Shutdown(sctx)
+	h := controlplane.NewHandler(st, controlplane.Config{
+		DataPlaneTokens: cfg.DataPlaneToken,
+		Keyring:         kr,
+		Refresh:         refresh.Config{OnRefresh: ops.metrics.RecordVaultRefresh},
+		HandlerOptions:  ops.handlerOptions(st),
+	}, log)
+	return ops.serve(ctx, cfg.Ops, cfg.Listen, h, log)
 }
 
 func cmdProxy(ctx context.Context, args []string, io stdio) error {

@@ -22,6 +22,7 @@ import (
 	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/demo"
 	"github.com/mcpgate/mcpgate/internal/devetcd"
+	"github.com/mcpgate/mcpgate/internal/health"
 	"github.com/mcpgate/mcpgate/internal/httpserver"
 	"github.com/mcpgate/mcpgate/internal/oauthdemo"
 	"github.com/mcpgate/mcpgate/internal/proxyrun"
@@ -168,7 +169,10 @@ func runDev(ctx context.Context, cfg devConfig, io stdio, log *slog.Logger) (err
 		stops = append(stops, func(c context.Context) { logErr(log, up.Close(c)) })
 	}
 
-	control, err := httpserver.Listen(cfg.AdminListen, controlplane.NewHandler(st, controlplane.Config{DataPlaneTokens: []string{dpToken}, Keyring: kr}, log))
+	// /healthz and /readyz on both listeners; both planes share the
+	// in-process cache, so one readiness answers for both.
+	ready := health.NewChecker(health.ControlPlane(cacheHealth(st)))
+	control, err := httpserver.Listen(cfg.AdminListen, health.Wrap(controlplane.NewHandler(st, controlplane.Config{DataPlaneTokens: []string{dpToken}, Keyring: kr}, log), ready))
 	if err != nil {
 		return err
 	}
@@ -196,7 +200,7 @@ func runDev(ctx context.Context, cfg devConfig, io stdio, log *slog.Logger) (err
 		_ = pub.Close()
 		return err
 	}
-	pub.SetHandler(proxy)
+	pub.SetHandler(health.Wrap(proxy, ready))
 	pubCtx, pubCancel := context.WithCancel(context.WithoutCancel(ctx))
 	pubDone := make(chan struct{})
 	go func() {

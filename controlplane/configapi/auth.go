@@ -215,6 +215,15 @@ func EnsureAdmin(ctx context.Context, st *store.Store, pinnedKey string) (newKey
 		if !errors.Is(err, store.ErrConflict) || attempt == 4 {
 			return newKey, err
 		}
+		// The winner's write is in etcd but maybe not yet in our cache:
+		// wait until the cache reflects etcd's current revision.
+		head, herr := st.HeadRevision(ctx)
+		if herr != nil {
+			return "", herr
+		}
+		if werr := st.WaitRevision(ctx, head); werr != nil {
+			return "", werr
+		}
 	}
 }
 

@@ -95,7 +95,7 @@ func (s *Service) toConnectError(ctx context.Context, err error) error {
 		return connect.NewError(connect.CodeAborted, errors.New("revision conflict; re-read and retry"))
 	case errors.Is(err, store.ErrUnavailable):
 		s.log.WarnContext(ctx, "store unavailable", slog.Any("err", err))
-		return connect.NewError(connect.CodeUnavailable, errors.New("control plane storage unavailable"))
+		return connect.NewError(connect.CodeUnavailable, errors.New("storage unavailable (etcd unreachable or without quorum): writes are refused, reads are served from the last known state; retry later"))
 	case errors.Is(err, context.Canceled):
 		return connect.NewError(connect.CodeCanceled, errors.New("canceled"))
 	case errors.Is(err, context.DeadlineExceeded):

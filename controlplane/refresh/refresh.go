@@ -41,6 +41,9 @@ type Config struct {
 	HTTPClient *http.Client
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// OnRefresh, when set, is told the outcome of every refresh attempt:
+	// "success", "revoked" (the upstream refused the grant) or "failed".
+	OnRefresh func(outcome string)
 }
 
 // Grants implements authorize.GrantTokens over the store.
@@ -143,6 +146,9 @@ func (g *Grants) join(ctx context.Context, principal, server string) (string, er
 		rctx := context.WithoutCancel(ctx)
 		go func() {
 			f.tok, f.err = g.refresh(rctx, principal, server)
+			if g.cfg.OnRefresh != nil {
+				g.cfg.OnRefresh(refreshOutcome(f.err))
+			}
 			g.mu.Lock()
 			delete(g.flights, k)
 			g.mu.Unlock()
@@ -155,6 +161,18 @@ func (g *Grants) join(ctx context.Context, principal, server string) (string, er
 		return f.tok, f.err
 	case <-ctx.Done():
 		return "", ctx.Err()
+	}
+}
+
+// refreshOutcome classifies a refresh result for metrics.
+func refreshOutcome(err error) string {
+	switch {
+	case err == nil:
+		return "success"
+	case errors.Is(err, authorize.ErrGrantUnusable), errors.Is(err, authorize.ErrNoGrant):
+		return "revoked"
+	default:
+		return "failed"
 	}
 }
 

@@ -88,6 +88,16 @@ func (s *Store) WaitSynced(ctx context.Context) error { return s.cache.waitRevis
 // CacheStatus reports how current the cache is.
 func (s *Store) CacheStatus() CacheStatus { return s.cache.status() }
 
+// HeadRevision reads etcd's current revision (a linearizable read of one
+// absent key), for the cache-lag metric. It fails while etcd has no quorum.
+func (s *Store) HeadRevision(ctx context.Context) (int64, error) {
+	resp, err := s.kv.Get(ctx, Prefix+"\x00head", clientv3.WithCountOnly())
+	if err != nil {
+		return 0, wrap("head revision", err)
+	}
+	return resp.Header.Revision, nil
+}
+
 // OnChange registers f to run, under the cache lock, for every watched
 // change (obj is nil on delete). f must not call back into the store.
 func (s *Store) OnChange(f func(kind, name string, obj any)) {

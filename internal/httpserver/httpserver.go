@@ -4,6 +4,7 @@ package httpserver
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -40,6 +41,22 @@ func Listen(addr string, h http.Handler) (*Server, error) {
 		BaseContext:       func(net.Listener) context.Context { return base },
 	}
 	return &Server{srv: srv, ln: ln, cancel: cancel}, nil
+}
+
+// ListenTLS is Listen over TLS with cfg: HTTP/1.1 and HTTP/2 negotiated by
+// ALPN (cfg.NextProtos must offer h2).
+func ListenTLS(addr string, h http.Handler, cfg *tls.Config) (*Server, error) {
+	s, err := Listen(addr, h)
+	if err != nil {
+		return nil, err
+	}
+	var p http.Protocols
+	p.SetHTTP1(true)
+	p.SetHTTP2(true)
+	s.srv.Protocols = &p
+	s.srv.TLSConfig = cfg
+	s.ln = tls.NewListener(s.ln, cfg)
+	return s, nil
 }
 
 // SetHandler sets the handler; call it before Serve (for a handler that

@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -31,6 +30,9 @@ type Config struct {
 	DataPlaneToken string
 	// AllowedOrigins are browser origins accepted besides the public URL's.
 	AllowedOrigins []string
+	// Ops are the production settings (TLS to the control plane, metrics,
+	// audit, tracing, drain); the zero value turns them off.
+	Ops Ops
 }
 
 // RegisterFlags defines the data plane's flags on fs, with defaults from
@@ -43,6 +45,7 @@ func RegisterFlags(fs *flag.FlagSet, env func(name, def string) string) func() C
 	fs.StringVar(&cps, "control-plane", env("MCPGATE_CONTROL_PLANE", "http://127.0.0.1:8081"), "comma-separated control plane URLs")
 	fs.StringVar(&cfg.DataPlaneToken, "dataplane-token", "", "token presented to the control plane (default: $MCPGATE_DATAPLANE_TOKEN, the better place for it)")
 	fs.StringVar(&origins, "allowed-origins", env("MCPGATE_ALLOWED_ORIGINS", ""), "comma-separated browser origins accepted besides the public URL's")
+	registerOpsFlags(fs, env, &cfg.Ops)
 	return func() Config {
 		if cfg.DataPlaneToken == "" {
 			cfg.DataPlaneToken = env("MCPGATE_DATAPLANE_TOKEN", "")
@@ -73,58 +76,40 @@ func ControlPlaneClient() *http.Client {
 	return &http.Client{Transport: t}
 }
 
-// Handler builds the data plane for cfg.
+// Handler builds the data plane for cfg (without metrics, audit or
+// tracing: Run adds those).
 func Handler(cfg Config, log *slog.Logger) (*dataplane.Proxy, error) {
-	if cfg.PublicURL == "" {
-		return nil, errors.New("public URL required (--public-url or MCPGATE_PUBLIC_URL)")
+	if err := check(cfg); err != nil {
+		return nil, err
 	}
-	if len(cfg.ControlPlaneURLs) == 0 {
-		return nil, errors.New("control plane URL required (--control-plane or MCPGATE_CONTROL_PLANE)")
-	}
-	if cfg.DataPlaneToken == "" {
-		return nil, errors.New("data-plane token required (--dataplane-token or MCPGATE_DATAPLANE_TOKEN)")
+	cp, err := controlPlaneClient(cfg.Ops, nil)
+	if err != nil {
+		return nil, err
 	}
 	return dataplane.New(dataplane.Config{
 		PublicURL:          cfg.PublicURL,
 		ControlPlaneURLs:   cfg.ControlPlaneURLs,
 		DataPlaneToken:     cfg.DataPlaneToken,
 		AllowedOrigins:     cfg.AllowedOrigins,
-		ControlPlaneClient: ControlPlaneClient(),
+		ControlPlaneClient: cp,
 	}, log)
 }
 
-// Run serves the data plane until ctx ends, then shuts down.
-func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
-	p, err := Handler(cfg, log)
-	if err != nil {
-		return err
+func check(cfg Config) error {
+	if cfg.PublicURL == "" {
+		return errors.New("public URL required (--public-url or MCPGATE_PUBLIC_URL)")
 	}
-	srv, err := httpserver.Listen(cfg.Listen, p)
-	if err != nil {
-		return err
+	if len(cfg.ControlPlaneURLs) == 0 {
+		return errors.New("control plane URL required (--control-plane or MCPGATE_CONTROL_PLANE)")
 	}
-	log.InfoContext(ctx, "data plane listening", slog.String("addr", srv.Addr()),
-		slog.String("public_url", cfg.PublicURL), slog.Any("control_plane", cfg.ControlPlaneURLs))
-	return Serve(ctx, srv, p)
+	if cfg.DataPlaneToken == "" && cfg.Ops.ControlPlaneCert == "" {
+		return errors.New("data-plane credential required (--dataplane-token / MCPGATE_DATAPLANE_TOKEN, or --control-plane-cert for mTLS)")
+	}
+	return nil
 }
 
 // Serve runs p's background work and srv until ctx ends, then shuts srv
 // down within ShutdownGrace.
 func Serve(ctx context.Context, srv *httpserver.Server, p *dataplane.Proxy) error {
-	runCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() { _ = p.Run(runCtx) }()
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve() }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), ShutdownGrace)
-	defer scancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		return fmt.Errorf("data plane: %w", err)
-	}
-	return <-errc
+	return ServeDrain(ctx, srv, p, nil, ShutdownGrace)
 }

@@ -1,0 +1,79 @@
+package dataplane
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	authorizev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1"
+	"github.com/mcpgate/mcpgate/internal/audit"
+	"github.com/mcpgate/mcpgate/internal/metrics"
+)
+
+// reqInfo collects, while one MCP request is served, what its metrics and
+// its audit event need. Only ServeHTTP's goroutine touches it.
+type reqInfo struct {
+	route      string
+	configured bool // the control plane knows the route
+	method     string
+	tool       string
+	decision   string // a metrics.Decision* label
+	reason     string
+	principal  string
+	keyID      string
+	session    string // the gateway session handle the client sent
+	upstream   int    // upstream status, 0 when not forwarded
+}
+
+type infoKey struct{}
+
+func withInfo(r *http.Request, route string) (*http.Request, *reqInfo) {
+	info := &reqInfo{route: route, decision: metrics.DecisionRejected, session: r.Header.Get(headerSessionID)}
+	return r.WithContext(context.WithValue(r.Context(), infoKey{}, info)), info
+}
+
+// infoFrom returns the request's info, or a throwaway one (never nil).
+func infoFrom(ctx context.Context) *reqInfo {
+	if i, ok := ctx.Value(infoKey{}).(*reqInfo); ok {
+		return i
+	}
+	return &reqInfo{}
+}
+
+// decided records the outcome of Authorize.
+func (i *reqInfo) decided(res *authorizev1.AuthorizeResponse, err error, apiKey string) {
+	i.decision = decisionLabel(res, err)
+	i.configured = err == nil && res.GetDecision() != authorizev1.Decision_DECISION_NOT_FOUND &&
+		res.GetDecision() != authorizev1.Decision_DECISION_UNSPECIFIED
+	i.principal, i.reason = res.GetPrincipal(), res.GetReason()
+	if res.GetPrincipal() != "" && apiKey != "" { // the key resolved to the principal
+		i.keyID = audit.KeyID(apiKey)
+	}
+	if err != nil {
+		i.reason = "control plane unavailable"
+	}
+}
+
+func decisionLabel(res *authorizev1.AuthorizeResponse, err error) string {
+	if err != nil {
+		return metrics.DecisionError
+	}
+	return metrics.DecisionOf(res.GetDecision())
+}
+
+// observe records one finished MCP request.
+func (p *Proxy) observe(info *reqInfo, status int, session string, d time.Duration) {
+	p.metrics.RecordRequest(metrics.Request{
+		Route: info.route, Configured: info.configured, Method: info.method,
+		Decision: info.decision, Status: status, Duration: d,
+	})
+	if info.session == "" {
+		info.session = session // a session the upstream just opened
+	}
+	_ = p.audit.Request(audit.Request{
+		Principal: info.principal, KeyID: info.keyID, Route: info.route,
+		Method: info.method, Tool: info.tool, Decision: info.decision, Reason: info.reason,
+		Status: status, Upstream: info.upstream, Latency: d,
+		SessionID: info.session, DataPlane: p.publicBase,
+	})
+}

@@ -1,0 +1,234 @@
+// Package audit writes the gateway's audit trail: exactly one JSON line per
+// MCP request served by a data plane and one per admin write on a control
+// plane. Events are typed records with no free-form fields, so no header,
+// credential, token or argument can reach the log: credentials appear only
+// as a key id prefix, sessions only as a hash of their handle.
+package audit
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+)
+
+// Event kinds.
+const (
+	KindRequest = "mcp_request"
+	KindAdmin   = "admin_write"
+)
+
+// maxField bounds every string field: clients choose tool names and
+// routes.
+const maxField = 128
+
+// Request is one MCP request as served by a data plane.
+type Request struct {
+	Time time.Time
+	// Principal the credential resolved to ("" when none did).
+	Principal string
+	// KeyID is the API key's id; only its prefix is written.
+	KeyID     string
+	Route     string
+	Method    string // JSON-RPC method ("" for GET and DELETE)
+	Tool      string // params.name of tools/call
+	Decision  string // allow, challenge, deny, not_found, error, rejected
+	Reason    string // the control plane's reason code, or the data plane's
+	Status    int    // HTTP status sent to the client
+	Upstream  int    // upstream HTTP status (0: not forwarded)
+	Latency   time.Duration
+	SessionID string // the gateway session handle; only its hash is written
+	DataPlane string // which data plane served it (its public URL)
+}
+
+// Admin is one admin write on a control plane.
+type Admin struct {
+	Time      time.Time
+	Principal string
+	KeyID     string
+	Procedure string // the Connect procedure, e.g. /mcpgate.config.v1.KeyService/RevokeKey
+	Object    string // the object's name or id, when the request names one
+	Code      string // "ok" or the Connect code
+	Revision  int64  // etcd revision of the write, when known
+}
+
+type requestLine struct {
+	Time        string  `json:"time"`
+	Kind        string  `json:"kind"`
+	Principal   string  `json:"principal,omitempty"`
+	KeyPrefix   string  `json:"key_id_prefix,omitempty"`
+	Route       string  `json:"route"`
+	Method      string  `json:"method,omitempty"`
+	Tool        string  `json:"tool,omitempty"`
+	Decision    string  `json:"decision"`
+	Reason      string  `json:"reason,omitempty"`
+	Status      int     `json:"status"`
+	Upstream    int     `json:"upstream_status,omitempty"`
+	LatencyMS   float64 `json:"latency_ms"`
+	SessionHash string  `json:"session_hash,omitempty"`
+	DataPlane   string  `json:"data_plane,omitempty"`
+}
+
+type adminLine struct {
+	Time      string `json:"time"`
+	Kind      string `json:"kind"`
+	Principal string `json:"principal,omitempty"`
+	KeyPrefix string `json:"key_id_prefix,omitempty"`
+	Procedure string `json:"procedure"`
+	Object    string `json:"object,omitempty"`
+	Code      string `json:"code"`
+	Revision  int64  `json:"revision,omitempty"`
+}
+
+// Logger writes events as JSON lines. A nil *Logger discards them. Writes
+// are serialised so concurrent events never interleave.
+type Logger struct {
+	mu     sync.Mutex
+	w      io.Writer
+	closer io.Closer
+	now    func() time.Time
+}
+
+// New writes events to w.
+func New(w io.Writer) *Logger { return &Logger{w: w, now: time.Now} }
+
+// Open returns a logger for dest: "" disables auditing (nil logger),
+// "stdout" and "-" write to standard output, "stderr" to standard error, and
+// anything else is a file path opened for appending (created 0600).
+func Open(dest string) (*Logger, error) {
+	switch dest {
+	case "":
+		return nil, nil
+	case "stdout", "-":
+		return New(os.Stdout), nil
+	case "stderr":
+		return New(os.Stderr), nil
+	}
+	f, err := os.OpenFile(dest, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open audit log: %w", err)
+	}
+	l := New(f)
+	l.closer = f
+	return l, nil
+}
+
+// Close closes the file Open opened.
+func (l *Logger) Close() error {
+	if l == nil || l.closer == nil {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.closer.Close()
+}
+
+// Request writes one MCP request event.
+func (l *Logger) Request(ev Request) error {
+	if l == nil {
+		return nil
+	}
+	return l.write(requestLine{
+		Time:        l.stamp(ev.Time),
+		Kind:        KindRequest,
+		Principal:   clip(ev.Principal),
+		KeyPrefix:   KeyIDPrefix(ev.KeyID),
+		Route:       clip(ev.Route),
+		Method:      clip(ev.Method),
+		Tool:        clip(ev.Tool),
+		Decision:    clip(ev.Decision),
+		Reason:      clip(ev.Reason),
+		Status:      ev.Status,
+		Upstream:    ev.Upstream,
+		LatencyMS:   float64(ev.Latency.Microseconds()) / 1000,
+		SessionHash: SessionHash(ev.SessionID),
+		DataPlane:   clip(ev.DataPlane),
+	})
+}
+
+// Admin writes one admin write event.
+func (l *Logger) Admin(ev Admin) error {
+	if l == nil {
+		return nil
+	}
+	return l.write(adminLine{
+		Time:      l.stamp(ev.Time),
+		Kind:      KindAdmin,
+		Principal: clip(ev.Principal),
+		KeyPrefix: KeyIDPrefix(ev.KeyID),
+		Procedure: clip(ev.Procedure),
+		Object:    clip(ev.Object),
+		Code:      clip(ev.Code),
+		Revision:  ev.Revision,
+	})
+}
+
+func (l *Logger) stamp(t time.Time) string {
+	if t.IsZero() {
+		t = l.now()
+	}
+	return t.UTC().Format(time.RFC3339Nano)
+}
+
+func (l *Logger) write(v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	b = append(b, '\n')
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, err := l.w.Write(b); err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	return nil
+}
+
+// KeyIDPrefix is the first 8 characters of a key id: enough to find the key
+// with `mcpgate keys list`, never the key.
+func KeyIDPrefix(id string) string {
+	if len(id) > 8 {
+		return id[:8]
+	}
+	return id
+}
+
+// KeyID derives an API key's id (hex of the first 12 bytes of its
+// SHA-256, as the control plane's store does), so a data plane can name the
+// key it saw without logging it.
+func KeyID(apiKey string) string {
+	if apiKey == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(apiKey))
+	return hex.EncodeToString(sum[:12])
+}
+
+// SessionHash is a short SHA-256 of a session handle, so events of one
+// session can be correlated without the handle (a bearer capability) being
+// logged.
+func SessionHash(handle string) string {
+	if handle == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(handle))
+	return hex.EncodeToString(sum[:8])
+}
+
+// clip bounds a client-chosen string and keeps it valid UTF-8.
+func clip(s string) string {
+	if len(s) <= maxField {
+		return strings.ToValidUTF8(s, "\uFFFD")
+	}
+	s = s[:maxField]
+	for len(s) > 0 && !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s + "…"
+}

@@ -1,0 +1,223 @@
+package audit
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	configv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1"
+	"github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1/configv1connect"
+	vaultv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/vault/v1"
+	"github.com/mcpgate/mcpgate/api/gen/mcpgate/vault/v1/vaultv1connect"
+	"github.com/mcpgate/mcpgate/controlplane/store"
+)
+
+func lines(t *testing.T, b []byte) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("line %q is not JSON: %v", sc.Text(), err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func TestRequestEvent(t *testing.T) {
+	var buf bytes.Buffer
+	l := New(&buf)
+	at := time.Date(2026, 11, 28, 3, 0, 0, 0, time.UTC)
+	handle := "sealed-session-handle-value"
+	err := l.Request(Request{
+		Time: at, Principal: "alice", KeyID: "k7f3a9c2e81d4b6f", Route: "Gmail",
+		Method: "tools/call", Tool: strings.Repeat("t", 500), Decision: "allow", Reason: "ok",
+		Status: 200, Upstream: 200, Latency: 1500 * time.Microsecond, SessionID: handle,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := lines(t, buf.Bytes())
+	if len(got) != 1 {
+		t.Fatalf("%d lines, want 1", len(got))
+	}
+	ev := got[0]
+	want := map[string]any{
+		"time": "2026-11-28T03:00:00Z", "kind": KindRequest, "principal": "alice",
+		"key_id_prefix": "k7f3a9c2", "route": "Gmail", "method": "tools/call", "decision": "allow",
+		"reason": "ok", "status": 200.0, "upstream_status": 200.0, "latency_ms": 1.5,
+		"session_hash": SessionHash(handle),
+	}
+	for k, v := range want {
+		if ev[k] != v {
+			t.Errorf("%s = %v, want %v", k, ev[k], v)
+		}
+	}
+	if tool := ev["tool"].(string); len(tool) > maxField+len("…") {
+		t.Errorf("tool not clipped: %d bytes", len(tool))
+	}
+	if strings.Contains(buf.String(), handle) || strings.Contains(buf.String(), "k7f3a9c2e81d4b6f") {
+		t.Error("session handle or full key id logged")
+	}
+}
+
+func TestConcurrentEventsDoNotInterleave(t *testing.T) {
+	var buf bytes.Buffer
+	l := New(&buf)
+	var wg sync.WaitGroup
+	for i := range 50 {
+		wg.Go(func() {
+			_ = l.Request(Request{Route: "r", Decision: "allow", Status: 200, Tool: strings.Repeat("x", i)})
+		})
+	}
+	wg.Wait()
+	if got := len(lines(t, buf.Bytes())); got != 50 {
+		t.Errorf("%d lines, want 50", got)
+	}
+}
+
+func TestOpen(t *testing.T) {
+	l, err := Open("")
+	if err != nil || l != nil {
+		t.Fatalf("Open(\"\") = %v, %v; want nil, nil", l, err)
+	}
+	if err := l.Request(Request{}); err != nil { // nil logger discards
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	for range 2 { // appends across reopen
+		l, err := Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Admin(Admin{Procedure: "/p", Code: "ok"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(lines(t, b)); n != 2 {
+		t.Errorf("%d lines, want 2", n)
+	}
+	fi, _ := os.Stat(path)
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v, want 0600", fi.Mode().Perm())
+	}
+	if _, err := Open(filepath.Join(t.TempDir(), "missing", "dir", "a.log")); err == nil {
+		t.Error("Open of an impossible path succeeded")
+	}
+}
+
+type fakeAdmin struct {
+	configv1connect.UnimplementedServerServiceHandler
+	vaultv1connect.UnimplementedConnectionServiceHandler
+}
+
+func (fakeAdmin) PutServer(_ context.Context, req *configv1.PutServerRequest) (*configv1.PutServerResponse, error) {
+	if req.GetServer().GetName() == "bad" {
+		return nil, connect.NewError(connect.CodeAborted, errors.New("revision conflict"))
+	}
+	return &configv1.PutServerResponse{Server: &configv1.McpServer{Name: req.GetServer().GetName(), Revision: 42}}, nil
+}
+
+func (fakeAdmin) ListServers(context.Context, *configv1.ListServersRequest) (*configv1.ListServersResponse, error) {
+	return &configv1.ListServersResponse{}, nil
+}
+
+func (fakeAdmin) RevokeConnection(context.Context, *vaultv1.RevokeConnectionRequest) (*vaultv1.RevokeConnectionResponse, error) {
+	return &vaultv1.RevokeConnectionResponse{}, nil
+}
+
+func TestAdminInterceptor(t *testing.T) {
+	var buf bytes.Buffer
+	identify := func(_ context.Context, h http.Header) (string, string) {
+		if h.Get("Authorization") == "" {
+			return "", ""
+		}
+		return "admin", "kadmin0123456789"
+	}
+	ic := connect.WithInterceptors(AdminInterceptor(New(&buf), identify))
+	mux := http.NewServeMux()
+	mux.Handle(configv1connect.NewServerServiceHandler(fakeAdmin{}, ic))
+	mux.Handle(vaultv1connect.NewConnectionServiceHandler(fakeAdmin{}, ic))
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	ctx := t.Context()
+	auth := connect.WithInterceptors(connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, r connect.AnyRequest) (connect.AnyResponse, error) {
+			r.Header().Set("Authorization", "Bearer mcpg_supersecretadminkey")
+			return next(ctx, r)
+		}
+	}))
+	servers := configv1connect.NewServerServiceClient(srv.Client(), srv.URL, auth)
+	conns := vaultv1connect.NewConnectionServiceClient(srv.Client(), srv.URL, auth)
+
+	const secret = "upstream-secret-value"
+	if _, err := servers.PutServer(ctx, &configv1.PutServerRequest{Server: &configv1.McpServer{Name: "Gmail", AuthValue: secret}}); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = servers.PutServer(ctx, &configv1.PutServerRequest{Server: &configv1.McpServer{Name: "bad"}})
+	if _, err := servers.ListServers(ctx, &configv1.ListServersRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conns.RevokeConnection(ctx, &vaultv1.RevokeConnectionRequest{Principal: "alice", Server: "Gmail"}); err != nil {
+		t.Fatal(err)
+	}
+
+	got := lines(t, buf.Bytes())
+	want := []struct {
+		procedure, object, code string
+		revision                float64
+	}{
+		{configv1connect.ServerServicePutServerProcedure, "Gmail", "ok", 42},
+		{configv1connect.ServerServicePutServerProcedure, "bad", "aborted", 0},
+		{vaultv1connect.ConnectionServiceRevokeConnectionProcedure, "alice/Gmail", "ok", 0},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d events, want %d (reads are not audited):\n%s", len(got), len(want), buf.String())
+	}
+	for i, w := range want {
+		ev := got[i]
+		if ev["kind"] != KindAdmin || ev["procedure"] != w.procedure || ev["object"] != w.object || ev["code"] != w.code || ev["principal"] != "admin" || ev["key_id_prefix"] != "kadmin01" {
+			t.Errorf("event %d = %v", i, ev)
+		}
+		if r, _ := ev["revision"].(float64); r != w.revision {
+			t.Errorf("event %d revision = %v, want %v", i, ev["revision"], w.revision)
+		}
+	}
+	for _, s := range []string{secret, "mcpg_supersecretadminkey"} {
+		if strings.Contains(buf.String(), s) {
+			t.Errorf("audit log contains secret %q", s)
+		}
+	}
+}
+
+func TestKeyIDMatchesStore(t *testing.T) {
+	for _, k := range []string{"mcpg_abc", "mcpg_0123456789abcdefghijABCDEFGHIJ"} {
+		if got, want := KeyID(k), store.KeyID(store.HashKey(k)); got != want {
+			t.Errorf("KeyID(%q) = %s, store says %s", k, got, want)
+		}
+	}
+	if KeyID("") != "" {
+		t.Error("KeyID of no key is not empty")
+	}
+}
