@@ -38,7 +38,11 @@ const usage = `mcpgate — an MCP gateway
 Run:
   mcpgate dev [--config FILE] [--data-dir DIR] [--listen ADDR] [--admin-listen ADDR] [--public-url URL]
   mcpgate control --etcd-endpoints URLS [--listen ADDR] [--vault-keyset FILE] [--dataplane-token T] [etcd TLS flags]
+                  [--tls-cert F --tls-key F --client-ca F] [--metrics-listen ADDR] [--audit-log stdout|FILE]
+                  [--otlp-endpoint URL] [--drain-timeout D]
   mcpgate proxy --control-plane URL[,URL...] --public-url URL [--listen ADDR] [--dataplane-token T]
+                [--control-plane-cert F --control-plane-key F --control-plane-ca F] [--metrics-listen ADDR]
+                [--audit-log stdout|FILE] [--otlp-endpoint URL] [--drain-timeout D]
 
 Administer (--control-plane URL, --admin-key KEY, -o table|json):
   mcpgate apply -f FILE
