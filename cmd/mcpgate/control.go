@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -128,21 +127,11 @@ func runControl(ctx context.Context, cfg controlConfig, io stdio, log *slog.Logg
 		return err
 	}
 	st := store.New(cli, kr, log)
-	stCtx, stCancel := context.WithCancel(context.WithoutCancel(ctx))
-	stDone := make(chan struct{})
-	go func() {
-		defer close(stDone)
-		if err := st.Run(stCtx); err != nil && !errors.Is(err, context.Canceled) {
-			log.Error("store stopped", slog.Any("err", err))
-		}
-	}()
-	defer func() { stCancel(); <-stDone }()
-	syncCtx, syncCancel := context.WithTimeout(ctx, time.Minute)
-	err = st.WaitSynced(syncCtx)
-	syncCancel()
+	stopStore, err := startStore(ctx, st, time.Minute, log)
 	if err != nil {
 		return fmt.Errorf("store cache (is etcd reachable at %v?): %w", cfg.EtcdEndpoints, err)
 	}
+	defer stopStore(context.Background())
 	newKey, err := configapi.EnsureAdmin(ctx, st, cfg.AdminKey)
 	if err != nil {
 		return fmt.Errorf("admin key: %w", err)

@@ -123,27 +123,11 @@ func runDev(ctx context.Context, cfg devConfig, io stdio, log *slog.Logger) (err
 		return err
 	}
 	st := store.New(cli, kr, log)
-	stCtx, stCancel := context.WithCancel(context.WithoutCancel(ctx))
-	stDone := make(chan struct{})
-	go func() {
-		defer close(stDone)
-		if err := st.Run(stCtx); err != nil && !errors.Is(err, context.Canceled) {
-			log.Error("store stopped", slog.Any("err", err))
-		}
-	}()
-	stops = append(stops, func(c context.Context) {
-		stCancel()
-		select {
-		case <-stDone:
-		case <-c.Done():
-		}
-	})
-	syncCtx, syncCancel := context.WithTimeout(ctx, 30*time.Second)
-	err = st.WaitSynced(syncCtx)
-	syncCancel()
+	stopStore, err := startStore(ctx, st, 30*time.Second, log)
 	if err != nil {
 		return fmt.Errorf("store cache: %w", err)
 	}
+	stops = append(stops, stopStore)
 
 	newAdminKey, err := configapi.EnsureAdmin(ctx, st, cfg.AdminKey)
 	if err != nil {
