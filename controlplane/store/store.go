@@ -155,6 +155,26 @@ func (s *Store) del(ctx context.Context, k string, expected int64) (int64, error
 	return resp.Header.Revision, nil
 }
 
+// cached returns the cached object of kind called name.
+func cached[T any](c *cache, kind, name string) (T, bool) {
+	o, ok := c.get(kind, name)
+	if !ok {
+		var zero T
+		return zero, false
+	}
+	return o.(T), true
+}
+
+// cachedList returns every cached object of kind, in no order.
+func cachedList[T any](c *cache, kind string) []T {
+	objs := c.list(kind)
+	out := make([]T, 0, len(objs))
+	for _, o := range objs {
+		out = append(out, o.(T))
+	}
+	return out
+}
+
 // ---- servers
 
 // Server is a decoded server definition: the public definition (secrets
@@ -202,20 +222,12 @@ func PublicServer(def *configv1.McpServer, sec *storev1.ServerSecrets) {
 
 // Server returns the cached server called name.
 func (s *Store) Server(name string) (*Server, bool) {
-	o, ok := s.cache.get(KindServer, name)
-	if !ok {
-		return nil, false
-	}
-	return o.(*Server), true
+	return cached[*Server](s.cache, KindServer, name)
 }
 
 // Servers returns every cached server, sorted by name.
 func (s *Store) Servers() []*Server {
-	objs := s.cache.list(KindServer)
-	out := make([]*Server, 0, len(objs))
-	for _, o := range objs {
-		out = append(out, o.(*Server))
-	}
+	out := cachedList[*Server](s.cache, KindServer)
 	sort.Slice(out, func(i, j int) bool { return out[i].Def.GetName() < out[j].Def.GetName() })
 	return out
 }
@@ -261,20 +273,12 @@ func decodePrincipal(_ string, value []byte, rev int64) (any, error) {
 
 // Principal returns the cached principal called name.
 func (s *Store) Principal(name string) (*configv1.Principal, bool) {
-	o, ok := s.cache.get(KindPrincipal, name)
-	if !ok {
-		return nil, false
-	}
-	return o.(*configv1.Principal), true
+	return cached[*configv1.Principal](s.cache, KindPrincipal, name)
 }
 
 // Principals returns every cached principal, sorted by name.
 func (s *Store) Principals() []*configv1.Principal {
-	objs := s.cache.list(KindPrincipal)
-	out := make([]*configv1.Principal, 0, len(objs))
-	for _, o := range objs {
-		out = append(out, o.(*configv1.Principal))
-	}
+	out := cachedList[*configv1.Principal](s.cache, KindPrincipal)
 	sort.Slice(out, func(i, j int) bool { return out[i].GetName() < out[j].GetName() })
 	return out
 }
@@ -314,11 +318,7 @@ func decodeKey(_ string, value []byte, rev int64) (any, error) {
 
 // Key returns the cached key with id.
 func (s *Store) Key(id string) (*storev1.KeyRecord, bool) {
-	o, ok := s.cache.get(KindKey, id)
-	if !ok {
-		return nil, false
-	}
-	return o.(*storev1.KeyRecord), true
+	return cached[*storev1.KeyRecord](s.cache, KindKey, id)
 }
 
 // KeyByHash finds a key by the SHA-256 of its plaintext. Key ids are derived
@@ -333,11 +333,7 @@ func KeyID(sum [32]byte) string { return fmt.Sprintf("%x", sum[:12]) }
 
 // Keys returns every cached key, sorted by creation time.
 func (s *Store) Keys() []*storev1.KeyRecord {
-	objs := s.cache.list(KindKey)
-	out := make([]*storev1.KeyRecord, 0, len(objs))
-	for _, o := range objs {
-		out = append(out, o.(*storev1.KeyRecord))
-	}
+	out := cachedList[*storev1.KeyRecord](s.cache, KindKey)
 	sort.Slice(out, func(i, j int) bool {
 		a, b := out[i].GetKey(), out[j].GetKey()
 		if !a.GetCreateTime().AsTime().Equal(b.GetCreateTime().AsTime()) {
@@ -400,20 +396,12 @@ func (s *Store) decodeGrant(_ string, value []byte, rev int64) (any, error) {
 
 // Grant returns the cached grant of principal for server.
 func (s *Store) Grant(principal, server string) (*Grant, bool) {
-	o, ok := s.cache.get(KindGrant, grantName(principal, server))
-	if !ok {
-		return nil, false
-	}
-	return o.(*Grant), true
+	return cached[*Grant](s.cache, KindGrant, grantName(principal, server))
 }
 
 // Grants returns every cached grant, sorted by principal then server.
 func (s *Store) Grants() []*Grant {
-	objs := s.cache.list(KindGrant)
-	out := make([]*Grant, 0, len(objs))
-	for _, o := range objs {
-		out = append(out, o.(*Grant))
-	}
+	out := cachedList[*Grant](s.cache, KindGrant)
 	sort.Slice(out, func(i, j int) bool {
 		a, b := out[i].Conn, out[j].Conn
 		if a.GetPrincipal() != b.GetPrincipal() {
@@ -474,11 +462,7 @@ func (s *Store) decodeSessionKey(name string, value []byte, _ int64) (any, error
 
 // SessionKeys returns the key ring, newest first.
 func (s *Store) SessionKeys() []*SessionKey {
-	objs := s.cache.list(KindSessionKey)
-	out := make([]*SessionKey, 0, len(objs))
-	for _, o := range objs {
-		out = append(out, o.(*SessionKey))
-	}
+	out := cachedList[*SessionKey](s.cache, KindSessionKey)
 	sort.Slice(out, func(i, j int) bool {
 		if !out[i].Created.Equal(out[j].Created) {
 			return out[i].Created.After(out[j].Created)
@@ -624,11 +608,7 @@ func decodeAccessToken(_ string, value []byte, _ int64) (any, error) {
 // AccessToken finds a gateway access token by the SHA-256 of its plaintext.
 // Expired tokens may linger until their lease ends: callers check expiry.
 func (s *Store) AccessToken(sum [32]byte) (*storev1.AccessTokenRecord, bool) {
-	o, ok := s.cache.get(KindAccessToken, KeyID(sum))
-	if !ok {
-		return nil, false
-	}
-	return o.(*storev1.AccessTokenRecord), true
+	return cached[*storev1.AccessTokenRecord](s.cache, KindAccessToken, KeyID(sum))
 }
 
 // PutAccessToken stores a gateway access token on a lease that ends with it.
