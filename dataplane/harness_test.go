@@ -157,7 +157,15 @@ func (f *fakeCP) Authorize(ctx context.Context, req *authorizev1.AuthorizeReques
 		}
 		allow.UpstreamHeaders = []*authorizev1.Header{{Name: "Authorization", Value: c.GetPassthroughAuthorization()}}
 	}
-	return &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_ALLOW, Allow: allow, Principal: p}, nil
+	return &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_ALLOW, Allow: allow, Principal: p, KeyId: fakeKeyID(c.GetApiKey())}, nil
+}
+
+// fakeKeyID is the key id the fake control plane reports for an API key.
+func fakeKeyID(apiKey string) string {
+	if apiKey == "" {
+		return ""
+	}
+	return "id-" + strings.TrimPrefix(apiKey, "mcpg_") + "-0123456789"
 }
 
 func (f *fakeCP) DescribeRoute(_ context.Context, req *authorizev1.DescribeRouteRequest) (*authorizev1.DescribeRouteResponse, error) {

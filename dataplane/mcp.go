@@ -95,7 +95,7 @@ func (p *Proxy) serveMCP(w http.ResponseWriter, r *http.Request, route string) {
 		}
 	}
 	cancel()
-	info.decided(res, err, creds.GetApiKey())
+	info.decided(res, err)
 	out := mapDecision(res, err, prm)
 	log = log.With(slog.String("decision", res.GetDecision().String()),
 		slog.String("principal", res.GetPrincipal()),

@@ -41,14 +41,12 @@ func infoFrom(ctx context.Context) *reqInfo {
 }
 
 // decided records the outcome of Authorize.
-func (i *reqInfo) decided(res *authorizev1.AuthorizeResponse, err error, apiKey string) {
+func (i *reqInfo) decided(res *authorizev1.AuthorizeResponse, err error) {
 	i.decision = decisionLabel(res, err)
 	i.configured = err == nil && res.GetDecision() != authorizev1.Decision_DECISION_NOT_FOUND &&
 		res.GetDecision() != authorizev1.Decision_DECISION_UNSPECIFIED
 	i.principal, i.reason = res.GetPrincipal(), res.GetReason()
-	if res.GetPrincipal() != "" && apiKey != "" { // the key resolved to the principal
-		i.keyID = audit.KeyID(apiKey)
-	}
+	i.keyID = res.GetKeyId() // the control plane resolved it; the key is never hashed here
 	if err != nil {
 		i.reason = "control plane unavailable"
 	}

@@ -80,7 +80,7 @@ func TestAuditAndMetrics(t *testing.T) {
 			t.Errorf("%s: event %v, want decision %s", c.name, l, c.decision)
 		}
 	}
-	if l := byStatus[200]; l["principal"] != "alice" || l["key_id_prefix"] != audit.KeyID("mcpg_alice")[:8] || l["upstream_status"] != 200.0 || l["method"] != "initialize" {
+	if l := byStatus[200]; l["principal"] != "alice" || l["key_id_prefix"] != fakeKeyID("mcpg_alice")[:8] || l["upstream_status"] != 200.0 || l["method"] != "initialize" {
 		t.Errorf("allowed event: %v", l)
 	}
 	if strings.Contains(buf.String(), "mcpg_alice") {

@@ -112,6 +112,7 @@ func New(state State, opts ...Option) *Authorizer {
 type identity struct {
 	principal *configv1.Principal
 	keyPrefix string
+	keyID     string
 }
 
 // Authorize decides req. It returns an error only when it could not decide
@@ -150,6 +151,7 @@ func (a *Authorizer) Authorize(ctx context.Context, req *authorizev1.AuthorizeRe
 			Decision:  authorizev1.Decision_DECISION_NOT_FOUND,
 			Principal: id.principal.GetName(),
 			KeyPrefix: id.keyPrefix,
+			KeyId:     id.keyID,
 			Reason:    ReasonUnknownRoute,
 		}, nil
 	}
@@ -164,6 +166,7 @@ func (a *Authorizer) Authorize(ctx context.Context, req *authorizev1.AuthorizeRe
 			},
 			Principal: id.principal.GetName(),
 			KeyPrefix: id.keyPrefix,
+			KeyId:     id.keyID,
 			Reason:    reason,
 		}
 	}
@@ -179,6 +182,7 @@ func (a *Authorizer) Authorize(ctx context.Context, req *authorizev1.AuthorizeRe
 			Deny:      &authorizev1.Deny{},
 			Principal: id.principal.GetName(),
 			KeyPrefix: id.keyPrefix,
+			KeyId:     id.keyID,
 			Reason:    reason,
 		}
 	}
@@ -258,6 +262,7 @@ func (a *Authorizer) Authorize(ctx context.Context, req *authorizev1.AuthorizeRe
 		Allow:     allow,
 		Principal: id.principal.GetName(),
 		KeyPrefix: id.keyPrefix,
+		KeyId:     id.keyID,
 		Reason:    ReasonAllowed,
 	}, nil
 }
@@ -279,7 +284,7 @@ func (a *Authorizer) identify(req *authorizev1.AuthorizeRequest) (id identity, r
 		if !ok {
 			return id, ReasonUnknownKey, DescInvalidCredential
 		}
-		id.keyPrefix = rec.GetKey().GetDisplayPrefix()
+		id.keyPrefix, id.keyID = rec.GetKey().GetDisplayPrefix(), rec.GetKey().GetId()
 		switch exp := rec.GetKey().GetExpireTime(); {
 		case rec.GetKey().GetRevoked():
 			return id, ReasonRevokedKey, DescInvalidCredential

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -60,8 +61,22 @@ func (s *state) Grant(p, srv string) (*store.Grant, bool) {
 	return v, ok
 }
 
+// keyIDs maps each test key's display prefix to its id, for expected
+// responses (the prefixes of the test keys are distinct).
+var keyIDs sync.Map
+
+// keyIDOf is the id of the test key whose display prefix is prefix.
+func keyIDOf(prefix string) string {
+	id, _ := keyIDs.Load(prefix)
+	s, _ := id.(string)
+	return s
+}
+
 func (s *state) addKey(plain, principal string, revoked bool, expire time.Time) {
 	k := &configv1.ApiKey{Id: store.KeyID(store.HashKey(plain)), Principal: principal, DisplayPrefix: plain[:8], Revoked: revoked}
+	if prev, loaded := keyIDs.LoadOrStore(k.DisplayPrefix, k.Id); loaded && prev != k.Id {
+		panic("two test keys share the display prefix " + k.DisplayPrefix)
+	}
 	if !expire.IsZero() {
 		k.ExpireTime = timestamppb.New(expire)
 	}
@@ -327,12 +342,12 @@ func expect(m mode, c credCase, g grantCase, mc methodCase) (*authorizev1.Author
 				ResourceMetadataUrl: base + "/.well-known/oauth-protected-resource/" + m.route + "/mcp",
 				Scopes:              m.scopes, Error: errCode, ErrorDescription: desc,
 			},
-			Principal: c.principal, KeyPrefix: c.prefix, Reason: reason,
+			Principal: c.principal, KeyPrefix: c.prefix, KeyId: keyIDOf(c.prefix), Reason: reason,
 		}
 	}
 	deny := func(reason string) *authorizev1.AuthorizeResponse {
 		return &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_DENY, Deny: &authorizev1.Deny{},
-			Principal: c.principal, KeyPrefix: c.prefix, Reason: reason}
+			Principal: c.principal, KeyPrefix: c.prefix, KeyId: keyIDOf(c.prefix), Reason: reason}
 	}
 	switch c.outcome {
 	case "none":
@@ -364,7 +379,7 @@ func expect(m mode, c credCase, g grantCase, mc methodCase) (*authorizev1.Author
 			AllowedTools:    []string{"search", "delete"}, DisallowedTools: []string{"delete"},
 			VaultGrant: vault,
 		},
-		Principal: c.principal, KeyPrefix: c.prefix, Reason: authorize.ReasonAllowed,
+		Principal: c.principal, KeyPrefix: c.prefix, KeyId: keyIDOf(c.prefix), Reason: authorize.ReasonAllowed,
 	}, nil
 }
 
@@ -386,7 +401,7 @@ func TestAuthorizeReportedCase(t *testing.T) {
 			ResourceMetadataUrl: "https://gw.example.com/.well-known/oauth-protected-resource/Gmail/mcp",
 			Scopes:              []string{"mail.read", "mail.send"},
 		},
-		Principal: "alice", KeyPrefix: "mcpg_ali", Reason: "no upstream grant",
+		Principal: "alice", KeyPrefix: "mcpg_ali", KeyId: keyIDOf("mcpg_ali"), Reason: "no upstream grant",
 	}
 	if !proto.Equal(got, want) {
 		t.Errorf("got %s\nwant %s", protojson.Format(got), protojson.Format(want))
@@ -404,18 +419,18 @@ func TestAuthorizeEdges(t *testing.T) {
 	key := &authorizev1.Credentials{ApiKey: keyAlice}
 	cases := []tc{
 		{name: "unknown-route", req: &authorizev1.AuthorizeRequest{Route: "nope", Credentials: key, PublicBaseUrl: base},
-			want: &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_NOT_FOUND, Principal: "alice", KeyPrefix: "mcpg_ali", Reason: authorize.ReasonUnknownRoute}},
+			want: &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_NOT_FOUND, Principal: "alice", KeyPrefix: "mcpg_ali", KeyId: keyIDOf("mcpg_ali"), Reason: authorize.ReasonUnknownRoute}},
 		{name: "unknown-route-no-credential", req: &authorizev1.AuthorizeRequest{Route: "nope", PublicBaseUrl: base},
 			want: &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_NOT_FOUND, Reason: authorize.ReasonUnknownRoute}},
 		{name: "no-route", req: &authorizev1.AuthorizeRequest{Credentials: key, PublicBaseUrl: base}, wantErr: authorize.ErrInvalidRequest},
 		{name: "bad-base", req: &authorizev1.AuthorizeRequest{Route: "none", Credentials: key, PublicBaseUrl: "gw.example.com"}, wantErr: authorize.ErrInvalidRequest},
 		{name: "passthrough-missing", req: &authorizev1.AuthorizeRequest{Route: "pass", Credentials: key, PublicBaseUrl: base},
 			want: &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_DENY, Deny: &authorizev1.Deny{},
-				Principal: "alice", KeyPrefix: "mcpg_ali", Reason: authorize.ReasonPassthroughMissing}},
+				Principal: "alice", KeyPrefix: "mcpg_ali", KeyId: keyIDOf("mcpg_ali"), Reason: authorize.ReasonPassthroughMissing}},
 		{name: "passthrough-header-injection", req: &authorizev1.AuthorizeRequest{Route: "pass", PublicBaseUrl: base,
 			Credentials: &authorizev1.Credentials{ApiKey: keyAlice, PassthroughAuthorization: "Bearer x\r\nX-Evil: 1"}},
 			want: &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_DENY, Deny: &authorizev1.Deny{},
-				Principal: "alice", KeyPrefix: "mcpg_ali", Reason: authorize.ReasonPassthroughInvalid}},
+				Principal: "alice", KeyPrefix: "mcpg_ali", KeyId: keyIDOf("mcpg_ali"), Reason: authorize.ReasonPassthroughInvalid}},
 		{name: "static-auth-value-missing", mutate: func(s *state) { s.servers["apikey"].Secrets.AuthValue = "" },
 			req: &authorizev1.AuthorizeRequest{Route: "apikey", Credentials: key, PublicBaseUrl: base}, wantErr: authorize.ErrMisconfigured},
 		{name: "oauth2-without-flow", mutate: func(s *state) { s.servers["cc"].Def.Oauth2Flow = 0 },
@@ -428,14 +443,14 @@ func TestAuthorizeEdges(t *testing.T) {
 		}, req: &authorizev1.AuthorizeRequest{Route: "bearer", Credentials: key, PublicBaseUrl: base, JsonrpcMethod: "tools/call", ToolName: "anything"},
 			want: &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_ALLOW, Allow: &authorizev1.Allow{
 				UpstreamUrl: "https://upstream.example/bearer", UpstreamHeaders: hdr("Authorization", "Bearer s3cret", "X-A", "a", "X-B", "b")},
-				Principal: "alice", KeyPrefix: "mcpg_ali", Reason: authorize.ReasonAllowed}},
+				Principal: "alice", KeyPrefix: "mcpg_ali", KeyId: keyIDOf("mcpg_ali"), Reason: authorize.ReasonAllowed}},
 		{name: "static-authorization-on-none", mutate: func(s *state) {
 			s.servers["none"].Secrets.StaticHeaders = map[string]string{"Authorization": "Bearer static"}
 		}, req: &authorizev1.AuthorizeRequest{Route: "none", Credentials: key, PublicBaseUrl: base},
 			want: &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_ALLOW, Allow: &authorizev1.Allow{
 				UpstreamUrl: "https://upstream.example/none", UpstreamHeaders: hdr("Authorization", "Bearer static"),
 				AllowedTools: []string{"search", "delete"}, DisallowedTools: []string{"delete"}},
-				Principal: "alice", KeyPrefix: "mcpg_ali", Reason: authorize.ReasonAllowed}},
+				Principal: "alice", KeyPrefix: "mcpg_ali", KeyId: keyIDOf("mcpg_ali"), Reason: authorize.ReasonAllowed}},
 		{name: "token-without-expiry", mutate: func(s *state) { s.tokens[store.HashKey("tok-alice-none")].ExpireTime = nil },
 			req: &authorizev1.AuthorizeRequest{Route: "none", Credentials: &authorizev1.Credentials{BearerToken: "tok-alice-none"}, PublicBaseUrl: base},
 			want: &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_CHALLENGE, Challenge: &authorizev1.Challenge{
@@ -446,7 +461,7 @@ func TestAuthorizeEdges(t *testing.T) {
 		}, req: &authorizev1.AuthorizeRequest{Route: "Gmail", Credentials: key, PublicBaseUrl: base},
 			want: &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_CHALLENGE, Challenge: &authorizev1.Challenge{
 				ResourceMetadataUrl: base + "/.well-known/oauth-protected-resource/Gmail/mcp", Scopes: []string{"mail.read", "mail.send"}},
-				Principal: "alice", KeyPrefix: "mcpg_ali", Reason: authorize.ReasonGrantUnusable}},
+				Principal: "alice", KeyPrefix: "mcpg_ali", KeyId: keyIDOf("mcpg_ali"), Reason: authorize.ReasonGrantUnusable}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

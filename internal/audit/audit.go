@@ -199,17 +199,6 @@ func KeyIDPrefix(id string) string {
 	return id
 }
 
-// KeyID derives an API key's id (hex of the first 12 bytes of its
-// SHA-256, as the control plane's store does), so a data plane can name the
-// key it saw without logging it.
-func KeyID(apiKey string) string {
-	if apiKey == "" {
-		return ""
-	}
-	sum := sha256.Sum256([]byte(apiKey))
-	return hex.EncodeToString(sum[:12])
-}
-
 // SessionHash is a short SHA-256 of a session handle, so events of one
 // session can be correlated without the handle (a bearer capability) being
 // logged.

@@ -21,7 +21,6 @@ import (
 	"github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1/configv1connect"
 	vaultv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/vault/v1"
 	"github.com/mcpgate/mcpgate/api/gen/mcpgate/vault/v1/vaultv1connect"
-	"github.com/mcpgate/mcpgate/controlplane/store"
 )
 
 func lines(t *testing.T, b []byte) []map[string]any {
@@ -208,16 +207,5 @@ func TestAdminInterceptor(t *testing.T) {
 		if strings.Contains(buf.String(), s) {
 			t.Errorf("audit log contains secret %q", s)
 		}
-	}
-}
-
-func TestKeyIDMatchesStore(t *testing.T) {
-	for _, k := range []string{"mcpg_abc", "mcpg_0123456789abcdefghijABCDEFGHIJ"} {
-		if got, want := KeyID(k), store.KeyID(store.HashKey(k)); got != want {
-			t.Errorf("KeyID(%q) = %s, store says %s", k, got, want)
-		}
-	}
-	if KeyID("") != "" {
-		t.Error("KeyID of no key is not empty")
 	}
 }

@@ -527,7 +527,10 @@ type AuthorizeResponse struct {
 	// Display prefix of the API key used, when one was.
 	KeyPrefix string `protobuf:"bytes,6,opt,name=key_prefix,json=keyPrefix,proto3" json:"key_prefix,omitempty"`
 	// A fixed, non-secret reason, for logs and bodies.
-	Reason        string `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
+	Reason string `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Id of the API key used (as `mcpgate keys list` shows it), when one
+	// resolved: data planes name it in audit events without hashing the key.
+	KeyId         string `protobuf:"bytes,8,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -607,6 +610,13 @@ func (x *AuthorizeResponse) GetKeyPrefix() string {
 func (x *AuthorizeResponse) GetReason() string {
 	if x != nil {
 		return x.Reason
+	}
+	return ""
+}
+
+func (x *AuthorizeResponse) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
 	}
 	return ""
 }
@@ -973,7 +983,7 @@ const file_mcpgate_authorize_v1_authorize_proto_rawDesc = "" +
 	"\x04Deny\x12\x14\n" +
 	"\x05error\x18\x01 \x01(\tR\x05error\x12\x16\n" +
 	"\x06scopes\x18\x02 \x03(\tR\x06scopes\x122\n" +
-	"\x15resource_metadata_url\x18\x03 \x01(\tR\x13resourceMetadataUrl\"\xc6\x02\n" +
+	"\x15resource_metadata_url\x18\x03 \x01(\tR\x13resourceMetadataUrl\"\xdd\x02\n" +
 	"\x11AuthorizeResponse\x12:\n" +
 	"\bdecision\x18\x01 \x01(\x0e2\x1e.mcpgate.authorize.v1.DecisionR\bdecision\x121\n" +
 	"\x05allow\x18\x02 \x01(\v2\x1b.mcpgate.authorize.v1.AllowR\x05allow\x12=\n" +
@@ -982,7 +992,8 @@ const file_mcpgate_authorize_v1_authorize_proto_rawDesc = "" +
 	"\tprincipal\x18\x05 \x01(\tR\tprincipal\x12\x1d\n" +
 	"\n" +
 	"key_prefix\x18\x06 \x01(\tR\tkeyPrefix\x12\x16\n" +
-	"\x06reason\x18\a \x01(\tR\x06reason\",\n" +
+	"\x06reason\x18\a \x01(\tR\x06reason\x12\x15\n" +
+	"\x06key_id\x18\b \x01(\tR\x05keyId\",\n" +
 	"\x14DescribeRouteRequest\x12\x14\n" +
 	"\x05route\x18\x01 \x01(\tR\x05route\"g\n" +
 	"\x15DescribeRouteResponse\x12\x14\n" +
