@@ -254,11 +254,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer p.metrics.InFlight()()
 	}
 	if o := r.Header.Get("Origin"); o != "" {
-		if !p.origins[normalizeOrigin(o)] {
+		origin := normalizeOrigin(o)
+		if !p.origins[origin] {
 			writeFixed(w, http.StatusForbidden, bodyBadOrigin)
 			return
 		}
-		w.Header().Set("Access-Control-Allow-Origin", normalizeOrigin(o))
+		w.Header().Set("Access-Control-Allow-Origin", origin)
 		w.Header().Add("Vary", "Origin")
 	}
 	switch r.Method {
