@@ -47,7 +47,6 @@ package oauth
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"log/slog"
@@ -259,7 +258,7 @@ func random(n int) string {
 
 // secretID is the name a secret's record is stored under: the KeyID of its
 // SHA-256, so etcd never holds the secret itself.
-func secretID(secret string) string { return store.KeyID(sha256.Sum256([]byte(secret))) }
+func secretID(secret string) string { return store.KeyID(store.HashKey(secret)) }
 
 // isNotFound reports a missing record.
 func isNotFound(err error) bool { return errors.Is(err, store.ErrNotFound) }

@@ -2,7 +2,6 @@ package oauth
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"embed"
 	"encoding/json"
 	"html/template"
@@ -34,8 +33,6 @@ func methodNotAllowed(w http.ResponseWriter, allow string) {
 	w.WriteHeader(http.StatusMethodNotAllowed)
 	_, _ = w.Write([]byte("method not allowed\n"))
 }
-
-func sha256Sum(s string) [32]byte { return sha256.Sum256([]byte(s)) }
 
 // pageHeaders are set on every HTML page: no framing, no caching, no
 // referrer, nothing loaded from anywhere.

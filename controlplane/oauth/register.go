@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	storev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/store/v1"
+	"github.com/mcpgate/mcpgate/controlplane/store"
 )
 
 // metadata serves the RFC 8414 document (also as OpenID discovery).
@@ -142,7 +143,7 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 	resp.ClientID = rec.ClientId
 	if md.TokenEndpointAuthMethod != "none" {
 		secret := random(32)
-		sum := sha256Sum(secret)
+		sum := store.HashKey(secret)
 		rec.SecretSha256 = sum[:]
 		resp.ClientSecret = secret
 		zero := int64(0)

@@ -300,7 +300,7 @@ func pkceOK(verifier, challenge string) bool {
 func (s *Server) issueTokens(ctx context.Context, c *client, famID string, fam *storev1.OAuthFamilyRecord, rev int64, scopes []string) (*tokenResponse, *tokenError) {
 	now := s.now()
 	access := AccessTokenPrefix + random(32)
-	sum := sha256.Sum256([]byte(access))
+	sum := store.HashKey(access) // what Authorize looks tokens up by
 	exp := now.Add(s.cfg.AccessTokenTTL)
 	if fexp := fam.GetExpireTime().AsTime(); exp.After(fexp) {
 		exp = fexp
@@ -480,7 +480,7 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	sum := sha256.Sum256([]byte(tok))
+	sum := store.HashKey(tok)
 	if b, rev, err := s.st.Get(ctx, store.KindAccessToken, store.KeyID(sum)); err == nil {
 		var rec storev1.AccessTokenRecord
 		if proto.Unmarshal(b, &rec) == nil && rec.GetClientId() == c.id {
