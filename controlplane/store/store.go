@@ -8,6 +8,7 @@ package store
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -322,9 +323,14 @@ func (s *Store) Key(id string) (*storev1.KeyRecord, bool) {
 }
 
 // KeyByHash finds a key by the SHA-256 of its plaintext. Key ids are derived
-// from the hash, so this is one map lookup.
+// from the hash, so this is one map lookup; the whole stored hash is then
+// compared, so a key matching only the id's prefix is not found.
 func (s *Store) KeyByHash(sum [32]byte) (*storev1.KeyRecord, bool) {
-	return s.Key(KeyID(sum))
+	rec, ok := s.Key(KeyID(sum))
+	if !ok || subtle.ConstantTimeCompare(rec.GetSha256(), sum[:]) != 1 {
+		return nil, false
+	}
+	return rec, true
 }
 
 // KeyID is the id of the key whose SHA-256 is sum: a prefix of the hash,

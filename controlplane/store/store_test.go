@@ -15,6 +15,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	configv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1"
+	storev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/store/v1"
 	"github.com/mcpgate/mcpgate/controlplane/store"
 	"github.com/mcpgate/mcpgate/controlplane/vault"
 	"github.com/mcpgate/mcpgate/internal/etcdtest"
@@ -252,5 +253,29 @@ func TestCacheFollowsAndRelistsAfterCompaction(t *testing.T) {
 	}
 	if got := principalNames(st); got != "c,d" {
 		t.Fatalf("after relist: %q", got)
+	}
+}
+
+// TestKeyByHashComparesWholeHash: a record found by the id (a prefix of the
+// hash) whose stored hash differs is not the presented key.
+func TestKeyByHashComparesWholeHash(t *testing.T) {
+	st := startFollowing(t, etcdtest.New(t), slog.New(slog.DiscardHandler))
+	sum := store.HashKey("mcpg_presented")
+	other := sum
+	other[31] ^= 0xff // same id, different hash
+	for name, stored := range map[string][32]byte{"match": sum, "prefix only": other} {
+		t.Run(name, func(t *testing.T) {
+			rev, err := st.PutKey(t.Context(), &storev1.KeyRecord{Key: &configv1.ApiKey{Id: store.KeyID(sum), Principal: "p"}, Sha256: stored[:]}, -1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := st.WaitRevision(t.Context(), rev); err != nil {
+				t.Fatal(err)
+			}
+			_, ok := st.KeyByHash(sum)
+			if want := name == "match"; ok != want {
+				t.Fatalf("KeyByHash found=%v, want %v", ok, want)
+			}
+		})
 	}
 }
