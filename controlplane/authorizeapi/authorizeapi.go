@@ -69,12 +69,33 @@ func New(st *store.Store, log *slog.Logger, opts ...Option) *Service {
 }
 
 // Authorize implements AuthorizeService.
+//
+// A credential this replica's cache does not know may have been created a
+// moment ago on another replica (a key, or an access token issued by /token
+// just before the client uses it): then the cache catches up with etcd's
+// current revision once and the request is decided again. Known credentials
+// never touch etcd.
 func (s *Service) Authorize(ctx context.Context, req *authorizev1.AuthorizeRequest) (*authorizev1.AuthorizeResponse, error) {
 	resp, err := s.authz.Authorize(ctx, req)
+	if err == nil && (resp.GetReason() == authorize.ReasonUnknownKey || resp.GetReason() == authorize.ReasonUnknownToken) && s.catchUp(ctx) {
+		resp, err = s.authz.Authorize(ctx, req)
+	}
 	if err != nil {
 		return nil, s.toConnectError(ctx, "authorize", err)
 	}
 	return resp, nil
+}
+
+// catchUp waits (briefly) for the cache to reach etcd's current revision;
+// false when that could not be done, and the first decision stands.
+func (s *Service) catchUp(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	rev, err := s.st.HeadRevision(ctx)
+	if err != nil {
+		return false
+	}
+	return s.st.WaitRevision(ctx, rev) == nil
 }
 
 // DescribeRoute implements AuthorizeService.

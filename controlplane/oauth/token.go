@@ -340,16 +340,22 @@ func (s *Server) issueTokens(ctx context.Context, c *client, famID string, fam *
 			return nil, errTokenUnavailable
 		}
 	}
-	if _, err := s.st.PutAccessToken(ctx, sum, &storev1.AccessTokenRecord{
+	tokRev, err := s.st.PutAccessToken(ctx, sum, &storev1.AccessTokenRecord{
 		Principal:  fam.GetPrincipal(),
 		Route:      fam.GetServer(),
 		ClientId:   c.id,
 		Scopes:     scopes,
 		ExpireTime: timestamppb.New(exp),
 		Family:     famID,
-	}); err != nil {
+	})
+	if err != nil {
 		s.log.ErrorContext(ctx, "store access token", "err", err)
 		return nil, errTokenUnavailable
+	}
+	// The client uses the token at once: let this replica's Authorize see
+	// it first (other replicas catch up on a miss, see authorizeapi).
+	if err := s.st.WaitRevision(ctx, tokRev); err != nil {
+		s.log.WarnContext(ctx, "access token not yet in the cache", "err", err)
 	}
 	s.log.InfoContext(ctx, "tokens issued", "principal", fam.GetPrincipal(), "client_id", c.id, "server", fam.GetServer(), "family", famID)
 	return &tokenResponse{
