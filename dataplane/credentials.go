@@ -103,10 +103,3 @@ func passthroughValue(h http.Header, route string) string {
 	}
 	return ""
 }
-
-// isPassthroughHeader reports whether k has the X-MCP-*-Authorization shape
-// of any server.
-func isPassthroughHeader(k string) bool {
-	l := strings.ToLower(k)
-	return strings.HasPrefix(l, "x-mcp-") && strings.HasSuffix(l, "-authorization") && len(l) > len("x-mcp--authorization")
-}

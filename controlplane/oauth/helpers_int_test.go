@@ -90,7 +90,6 @@ type env struct {
 	upURL   string
 	clock   *clock
 	logs    *syncBuffer
-	grantsN int
 }
 
 // newEnv seeds principals alice and bob (every server), mallory (GitHub
