@@ -82,14 +82,14 @@ func (s *syncBuffer) String() string {
 // env is a gateway authorization server over a real embedded etcd, with
 // the demo OAuth provider as the upstream of the Gmail route.
 type env struct {
-	t       *testing.T
-	etcd    *etcdtest.Server
-	st      *store.Store
-	pub     string // the gateway's public URL
-	up      *oauthdemo.Provider
-	upURL   string
-	clock   *clock
-	logs    *syncBuffer
+	t     *testing.T
+	etcd  *etcdtest.Server
+	st    *store.Store
+	pub   string // the gateway's public URL
+	up    *oauthdemo.Provider
+	upURL string
+	clock *clock
+	logs  *syncBuffer
 }
 
 // newEnv seeds principals alice and bob (every server), mallory (GitHub
