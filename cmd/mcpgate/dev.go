@@ -113,7 +113,7 @@ func runDev(ctx context.Context, cfg devConfig, io stdio, log *slog.Logger) (err
 		}
 	}()
 
-	cli, stopEtcd, err := devetcd.Start(ctx, dir, "")
+	cli, stopEtcd, err := devetcd.Start(ctx, dir)
 	if err != nil {
 		return err
 	}

@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"sync/atomic"
 	"time"
@@ -19,26 +18,30 @@ import (
 	"go.etcd.io/etcd/server/v3/etcdserver/api/v3client"
 )
 
-// Start runs etcd with its data in dir, listening for clients on clientURL
-// (e.g. http://127.0.0.1:2379, so etcdctl can inspect it; empty: a free
-// loopback port), and returns an in-process client. stop closes both.
-func Start(ctx context.Context, dir, clientURL string) (cli *clientv3.Client, stop func(), err error) {
-	// etcd takes a unix socket's path from the URL's host, which cannot hold
-	// a "/": free loopback ports are used instead.
-	if clientURL == "" {
-		if clientURL, err = freeLoopbackURL(); err != nil {
-			return nil, nil, err
-		}
-	}
-	cu, err := url.Parse(clientURL)
-	if err != nil {
-		return nil, nil, fmt.Errorf("etcd client url: %w", err)
-	}
-	peer, err := freeLoopbackURL()
+// Start runs etcd with its data in dir and returns an in-process client.
+// stop closes both.
+//
+// etcd listens on nothing: no client port (any local user could read every
+// record and plant an admin key through an unauthenticated loopback port),
+// no peer port (a single member exchanges no raft messages) and no metrics
+// port. The gateway reaches it through v3client, in memory; inspect the
+// data with `mcpgate` admin commands, or stop dev and open the data
+// directory with etcd's own tools.
+func Start(ctx context.Context, dir string) (cli *clientv3.Client, stop func(), err error) {
+	e, closeEtcd, err := start(ctx, dir)
 	if err != nil {
 		return nil, nil, err
 	}
-	pu, err := url.Parse(peer)
+	cli = v3client.New(e.Server)
+	return cli, func() { _ = cli.Close(); closeEtcd() }, nil
+}
+
+// devPeerURL names the member in its (single-member) cluster. Nothing
+// listens on it.
+const devPeerURL = "http://127.0.0.1:2380"
+
+func start(ctx context.Context, dir string) (e *embed.Etcd, closeEtcd func(), err error) {
+	pu, err := url.Parse(devPeerURL)
 	if err != nil {
 		return nil, nil, fmt.Errorf("etcd peer url: %w", err)
 	}
@@ -55,14 +58,14 @@ func Start(ctx context.Context, dir, clientURL string) (cli *clientv3.Client, st
 		return nil, nil, fmt.Errorf("etcd logger: %w", err)
 	}
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(lg)
-	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
-	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = nil, nil
+	cfg.ListenClientHttpUrls, cfg.ListenMetricsUrls = nil, nil
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = nil, []url.URL{*pu}
 	cfg.InitialCluster = cfg.Name + "=" + pu.String()
-	e, err := embed.StartEtcd(cfg)
-	if err != nil {
+	if e, err = embed.StartEtcd(cfg); err != nil {
 		return nil, nil, fmt.Errorf("start etcd: %w", err)
 	}
-	closeEtcd := func() {
+	closeEtcd = func() {
 		closing.Store(true)
 		e.Close()
 	}
@@ -75,19 +78,7 @@ func Start(ctx context.Context, dir, clientURL string) (cli *clientv3.Client, st
 		closeEtcd()
 		return nil, nil, ctx.Err()
 	}
-	cli = v3client.New(e.Server)
-	return cli, func() { _ = cli.Close(); closeEtcd() }, nil
-}
-
-// freeLoopbackURL returns http://127.0.0.1:<a port free right now>.
-func freeLoopbackURL() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("find a free port for etcd: %w", err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	return "http://" + addr, nil
+	return e, closeEtcd, nil
 }
 
 // quietCore drops every log entry once closing is set.
