@@ -191,7 +191,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 // host stands for every loopback name (localhost, 127.0.0.0/8, [::1]) — DNS
 // rebinding needs a foreign name, and a client or a page configured with
 // localhost must work on a 127.0.0.1 gateway and vice versa. Ports compare
-// as numbers with the scheme's default filled in, so "localhost" and
+// with the scheme's default filled in (no leading zeros), so "localhost" and
 // "localhost:80" are the same authority of an http URL. The Host check and
 // the Origin check both use matches, so they accept exactly the same hosts.
 type authority struct {
@@ -242,7 +242,7 @@ func parseAuthority(scheme, hostport string) (authority, bool) {
 	if port == "" {
 		port = defaultPort(a.scheme)
 	}
-	if len(port) > 5 || strings.Trim(port, "0123456789") != "" {
+	if len(port) > 5 || port[0] == '0' || strings.Trim(port, "0123456789") != "" {
 		return authority{}, false
 	}
 	n, err := strconv.Atoi(port)
