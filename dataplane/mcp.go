@@ -162,6 +162,7 @@ func (p *Proxy) serveMCP(w http.ResponseWriter, r *http.Request, route string) {
 		filter:    filter,
 		listIDs:   parsed.ToolsListIDs,
 		id:        parsed.ID,
+		mayStream: mayStream(r.Method, parsed.Calls),
 	})
 }
 
@@ -218,6 +219,7 @@ type fwd struct {
 	id        string // the JSON-RPC id of a single request, for error answers
 	filter    *toolFilter
 	listIDs   map[string]bool
+	mayStream bool // counts against the principal's concurrent-stream bound
 }
 
 // isStrippedRequestHeader reports headers never sent upstream. The rule is
@@ -260,12 +262,25 @@ func copyEndToEnd(dst, src http.Header, skip func(string) bool) {
 
 func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, log *slog.Logger, f fwd) {
 	ctx := r.Context()
+	if f.mayStream {
+		release, ok := p.streams.acquire(f.principal)
+		if !ok {
+			log.InfoContext(ctx, "too many concurrent streams for the principal")
+			writeResponse(w, tooManyStreams(f.id))
+			return
+		}
+		defer release() // before ServeHTTP returns, so before the client sees the end
+	}
+	// The upstream exchange runs on its own context so the bounds can end it
+	// with a cause: no response headers in time, or a body relayed too long.
+	uctx, ucancel := context.WithCancelCause(ctx)
+	defer ucancel(nil)
 	var rd io.Reader
 	if f.body != nil {
 		// The buffered body, never the client's stream (golang/go#40747).
 		rd = bytes.NewReader(f.body)
 	}
-	up, err := http.NewRequestWithContext(ctx, r.Method, f.allow.GetUpstreamUrl(), rd)
+	up, err := http.NewRequestWithContext(uctx, r.Method, f.allow.GetUpstreamUrl(), rd)
 	if err != nil {
 		log.ErrorContext(ctx, "bad upstream URL from control plane")
 		writeFixed(w, http.StatusBadGateway, withID(rpcUpstreamFailed, f.id))
@@ -279,36 +294,48 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, log *slog.Logger
 		up.Header.Set(h.GetName(), h.GetValue())
 	}
 	upStart := time.Now()
+	headerTimer := time.AfterFunc(p.headerTimeout, func() { ucancel(errUpstreamHeaderTimeout) })
 	resp, err := p.upstream.Do(up)
+	// Stop fails when the timer fired: then the exchange is cancelled even
+	// if the headers made it just in time.
+	timedOut := !headerTimer.Stop()
 	upStatus := 0
 	if err == nil {
 		upStatus = resp.StatusCode
+		defer resp.Body.Close()
 	}
 	infoFrom(ctx).upstream = upStatus
 	p.metrics.RecordUpstream(f.route, upStatus, time.Since(upStart))
-	if err != nil {
-		if ctx.Err() == nil {
-			log.WarnContext(ctx, "upstream unreachable")
-			writeFixed(w, http.StatusBadGateway, withID(rpcUpstreamFailed, f.id))
-		}
+	switch {
+	case ctx.Err() != nil:
+		return // the client is gone
+	case timedOut:
+		log.WarnContext(ctx, "upstream response headers timed out")
+		writeFixed(w, http.StatusGatewayTimeout, withID(rpcUpstreamTimeout, f.id))
 		return
-	}
-	defer resp.Body.Close()
-
-	if resp.StatusCode == http.StatusUnauthorized {
+	case err != nil:
+		log.WarnContext(ctx, "upstream unreachable")
+		writeFixed(w, http.StatusBadGateway, withID(rpcUpstreamFailed, f.id))
+		return
+	case resp.StatusCode >= 300 && resp.StatusCode < 400:
+		// Never relayed: a client following it would re-send its request,
+		// gateway credentials included, wherever the upstream pointed.
+		log.WarnContext(ctx, "upstream answered with a redirect", slog.Int("upstream_status", resp.StatusCode))
+		writeFixed(w, http.StatusBadGateway, withID(rpcUpstreamRedirect, f.id))
+		return
+	case resp.StatusCode == http.StatusUnauthorized:
 		p.upstreamUnauthorized(w, r, log, f)
 		return
+	case encodedBody(resp.Header):
+		log.WarnContext(ctx, "upstream answered with an unsupported content encoding")
+		writeFixed(w, http.StatusBadGateway, withID(rpcUpstreamEncoding, f.id))
+		return
 	}
+	lifetime := time.AfterFunc(p.streamLifetime, func() { ucancel(errStreamLifetime) })
+	defer lifetime.Stop()
 
 	h := w.Header()
-	copyEndToEnd(h, resp.Header, func(k string) bool {
-		switch textproto.CanonicalMIMEHeaderKey(k) {
-		case "Www-Authenticate", "Set-Cookie", "Mcp-Session-Id", "Content-Length",
-			"Access-Control-Allow-Origin", "Access-Control-Expose-Headers", "Access-Control-Allow-Credentials", "Vary":
-			return true
-		}
-		return false
-	})
+	copyResponseHeaders(h, resp.Header)
 	if sid := resp.Header.Get(headerSessionID); sid != "" && sid == f.session {
 		h.Set(headerSessionID, f.handle) // same session: keep the client's handle stable
 	} else if sid != "" {
@@ -331,7 +358,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, log *slog.Logger
 		h.Set("X-Accel-Buffering", "no")
 		h.Set("Cache-Control", "no-cache")
 		w.WriteHeader(resp.StatusCode)
-		p.streamSSE(w, resp.Body, log, f)
+		p.streamSSE(uctx, w, resp.Body, log, f)
 	case "application/json":
 		if f.filter != nil {
 			b, err := io.ReadAll(io.LimitReader(resp.Body, maxEventBytes+1))
@@ -365,8 +392,10 @@ func (p *Proxy) sealSession(ctx context.Context, s sessionBinding) (string, erro
 }
 
 // streamSSE copies an event stream event by event, flushing after each, and
-// rewrites the tools/list response event when filtering applies.
-func (p *Proxy) streamSSE(w http.ResponseWriter, body io.Reader, log *slog.Logger, f fwd) {
+// rewrites the tools/list response event when filtering applies. When the
+// stream's lifetime ends (uctx cancelled with errStreamLifetime) it ends at
+// the last complete event, so the client resumes with Last-Event-ID.
+func (p *Proxy) streamSSE(uctx context.Context, w http.ResponseWriter, body io.Reader, log *slog.Logger, f fwd) {
 	rc := http.NewResponseController(w)
 	_ = rc.Flush()
 	br := bufio.NewReaderSize(body, 64<<10)
@@ -391,6 +420,10 @@ func (p *Proxy) streamSSE(w http.ResponseWriter, body io.Reader, log *slog.Logge
 			}
 		}
 		if err != nil {
+			if errors.Is(context.Cause(uctx), errStreamLifetime) {
+				log.InfoContext(uctx, "upstream stream lifetime reached; ending the stream")
+				return // a partial event is dropped: the client resumes after the last one
+			}
 			if len(event) > 0 {
 				_, _ = w.Write(event)
 				_ = rc.Flush()

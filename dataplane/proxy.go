@@ -11,9 +11,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -49,9 +50,22 @@ type Config struct {
 	// ControlPlaneClient is used for control-plane calls and the OAuth relay
 	// (http.DefaultClient's transport when nil).
 	ControlPlaneClient *http.Client
-	// UpstreamClient is used to reach upstream MCP servers. When nil, a client
-	// that never follows redirects (they would carry injected secrets) is used.
+	// UpstreamClient is used to reach upstream MCP servers (a clone of
+	// http.DefaultTransport when nil). It never follows redirects, whatever
+	// its CheckRedirect: they would carry injected secrets.
 	UpstreamClient *http.Client
+	// UpstreamHeaderTimeout bounds the wait for an upstream's response
+	// headers; past it the client gets 504 (DefaultUpstreamHeaderTimeout
+	// when zero).
+	UpstreamHeaderTimeout time.Duration
+	// MaxStreamLifetime bounds how long one upstream response (an SSE stream
+	// above all) is relayed; an SSE stream then ends cleanly after its last
+	// complete event (DefaultMaxStreamLifetime when zero).
+	MaxStreamLifetime time.Duration
+	// MaxStreamsPerPrincipal bounds the GET streams and POSTs carrying
+	// requests one principal may have in flight on this data plane; past it
+	// the client gets 429 (DefaultMaxStreamsPerPrincipal when zero).
+	MaxStreamsPerPrincipal int
 	// Metrics records requests, Authorize calls and upstream round trips
 	// (nil: none).
 	Metrics *metrics.DataPlane
@@ -61,20 +75,23 @@ type Config struct {
 
 // Proxy is the data-plane HTTP handler. Create it with New.
 type Proxy struct {
-	log          *slog.Logger
-	public       *url.URL
-	publicBase   string // scheme://host[:port], no trailing slash
-	publicOrigin string
-	hosts        map[string]bool
-	origins      map[string]bool
-	maxBody      int64
-	timeout      time.Duration
-	cp           *controlPlane
-	keys         *keyRing
-	upstream     *http.Client
-	relayClient  *http.Client
-	metrics      *metrics.DataPlane
-	audit        *audit.Logger
+	log            *slog.Logger
+	public         *url.URL
+	publicBase     string // scheme://host[:port], no trailing slash
+	publicOrigin   string
+	authority      authority // what Host and Origin must name
+	origins        map[string]bool
+	maxBody        int64
+	timeout        time.Duration
+	headerTimeout  time.Duration
+	streamLifetime time.Duration
+	streams        *streamLimiter
+	cp             *controlPlane
+	keys           *keyRing
+	upstream       *http.Client
+	relayClient    *http.Client
+	metrics        *metrics.DataPlane
+	audit          *audit.Logger
 }
 
 // New validates cfg and returns a Proxy. Call Run to keep its session keys
@@ -104,7 +121,10 @@ func New(cfg Config, log *slog.Logger) (*Proxy, error) {
 		origins[n] = true
 	}
 	base := pub.Scheme + "://" + pub.Host
-	origins[base] = true
+	auth, ok := parseAuthority(pub.Scheme, pub.Host)
+	if !ok {
+		return nil, fmt.Errorf("dataplane: public URL %q has an invalid host or port", cfg.PublicURL)
+	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
@@ -117,28 +137,42 @@ func New(cfg Config, log *slog.Logger) (*Proxy, error) {
 	}
 	relay := *cpClient
 	relay.CheckRedirect = noRedirect
-	up := cfg.UpstreamClient
-	if up == nil {
-		up = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone(), CheckRedirect: noRedirect}
+	if cfg.UpstreamHeaderTimeout <= 0 {
+		cfg.UpstreamHeaderTimeout = DefaultUpstreamHeaderTimeout
 	}
+	if cfg.MaxStreamLifetime <= 0 {
+		cfg.MaxStreamLifetime = DefaultMaxStreamLifetime
+	}
+	if cfg.MaxStreamsPerPrincipal <= 0 {
+		cfg.MaxStreamsPerPrincipal = DefaultMaxStreamsPerPrincipal
+	}
+	up := &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	if cfg.UpstreamClient != nil {
+		c := *cfg.UpstreamClient
+		up = &c
+	}
+	up.CheckRedirect = noRedirect
 	cp, err := newControlPlane(cfg.ControlPlaneURLs, cfg.DataPlaneToken, cpClient)
 	if err != nil {
 		return nil, err
 	}
 	p := &Proxy{
-		log:          log,
-		public:       pub,
-		publicBase:   base,
-		publicOrigin: base,
-		hosts:        allowedHosts(pub),
-		origins:      origins,
-		maxBody:      cfg.MaxBodyBytes,
-		timeout:      cfg.AuthorizeTimeout,
-		cp:           cp,
-		upstream:     up,
-		relayClient:  &relay,
-		metrics:      cfg.Metrics,
-		audit:        cfg.Audit,
+		log:            log,
+		public:         pub,
+		publicBase:     base,
+		publicOrigin:   base,
+		authority:      auth,
+		origins:        origins,
+		maxBody:        cfg.MaxBodyBytes,
+		timeout:        cfg.AuthorizeTimeout,
+		headerTimeout:  cfg.UpstreamHeaderTimeout,
+		streamLifetime: cfg.MaxStreamLifetime,
+		streams:        newStreamLimiter(cfg.MaxStreamsPerPrincipal),
+		cp:             cp,
+		upstream:       up,
+		relayClient:    &relay,
+		metrics:        cfg.Metrics,
+		audit:          cfg.Audit,
 	}
 	p.keys = newKeyRing(cp, log)
 	return p, nil
@@ -152,58 +186,136 @@ func (p *Proxy) Run(ctx context.Context) error {
 	return nil
 }
 
-// allowedHosts is the public host:port, in both its explicit and implicit
-// default-port forms, plus the loopback aliases with the same port when the
-// public host is a loopback name: DNS rebinding needs a foreign name, and a
-// client configured with localhost must work on a 127.0.0.1 gateway.
-func allowedHosts(pub *url.URL) map[string]bool {
-	hosts := map[string]bool{}
-	name, port := pub.Hostname(), pub.Port()
-	def := "80"
-	if pub.Scheme == "https" {
-		def = "443"
-	}
-	names := []string{name}
-	if isLoopbackName(name) {
-		names = []string{"127.0.0.1", "localhost", "::1"}
-	}
-	for _, n := range names {
-		if port == "" || port == def {
-			hosts[hostPort(n, "")] = true
-			hosts[hostPort(n, def)] = true
-		} else {
-			hosts[hostPort(n, port)] = true
-		}
-	}
-	return hosts
+// authority is what a request's Host, and an Origin besides the configured
+// ones, must name: the public URL's host and port, where a loopback public
+// host stands for every loopback name (localhost, 127.0.0.0/8, [::1]) — DNS
+// rebinding needs a foreign name, and a client or a page configured with
+// localhost must work on a 127.0.0.1 gateway and vice versa. Ports compare
+// with the scheme's default filled in (no leading zeros), so "localhost" and
+// "localhost:80" are the same authority of an http URL. The Host check and
+// the Origin check both use matches, so they accept exactly the same hosts.
+type authority struct {
+	scheme   string // http or https
+	name     string // lower case; an IPv6 address without brackets
+	port     string // explicit, or the scheme's default
+	loopback bool
 }
 
-func hostPort(name, port string) string {
+func defaultPort(scheme string) string {
+	if scheme == "https" {
+		return "443"
+	}
+	return "80"
+}
+
+// parseAuthority splits host[:port] (an IPv6 address in brackets) for
+// scheme. It accepts only what a URL's authority can hold: no user info, a
+// bracketed name must be an IPv6 address, a port is 1 to 5 digits.
+func parseAuthority(scheme, hostport string) (authority, bool) {
+	a := authority{scheme: strings.ToLower(scheme)}
+	hp := strings.ToLower(hostport)
+	var name, port string
+	if rest, ok := strings.CutPrefix(hp, "["); ok {
+		n, after, ok := strings.Cut(rest, "]")
+		if !ok {
+			return authority{}, false
+		}
+		if ip, err := netip.ParseAddr(n); err != nil || !ip.Is6() || ip.Zone() != "" {
+			return authority{}, false
+		}
+		name = n
+		if after != "" {
+			if port, ok = strings.CutPrefix(after, ":"); !ok {
+				return authority{}, false
+			}
+		}
+	} else {
+		var hasPort bool
+		name, port, hasPort = strings.Cut(hp, ":")
+		if strings.Contains(port, ":") || hasPort && port == "" {
+			return authority{}, false
+		}
+	}
+	if name == "" || strings.ContainsAny(name, "@/\\?#%") {
+		return authority{}, false
+	}
 	if port == "" {
-		if strings.Contains(name, ":") {
-			return "[" + name + "]"
-		}
-		return name
+		port = defaultPort(a.scheme)
 	}
-	return net.JoinHostPort(name, port)
+	if len(port) > 5 || port[0] == '0' || strings.Trim(port, "0123456789") != "" {
+		return authority{}, false
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 1 || n > 65535 {
+		return authority{}, false
+	}
+	a.name, a.port = name, strconv.Itoa(n)
+	a.loopback = isLoopbackName(name)
+	return a, true
 }
 
+// matches reports whether o (parsed with the same rules) names the public
+// authority: same scheme and port, and the same host or, for a loopback
+// public host, any loopback name.
+func (a authority) matches(o authority) bool {
+	if o.scheme != a.scheme || o.port != a.port {
+		return false
+	}
+	if a.loopback {
+		return o.loopback
+	}
+	return o.name == a.name
+}
+
+// hostAllowed is the Host check.
+func (p *Proxy) hostAllowed(host string) bool {
+	h, ok := parseAuthority(p.authority.scheme, host)
+	return ok && p.authority.matches(h)
+}
+
+// originAllowed is the Origin check: a configured origin, or one naming
+// the public authority (see authority). It returns the normalized origin.
+func (p *Proxy) originAllowed(o string) (string, bool) {
+	n := normalizeOrigin(o)
+	if n == "" {
+		return "", false
+	}
+	if p.origins[n] {
+		return n, true
+	}
+	scheme, host, _ := strings.Cut(n, "://")
+	a, ok := parseAuthority(scheme, host)
+	return n, ok && p.authority.matches(a)
+}
+
+// isLoopbackName is localhost, an IPv4 loopback address in dotted-quad form
+// (127.0.0.0/8) or the IPv6 loopback address in its canonical form: the
+// names a browser or a client can use for this host without DNS.
 func isLoopbackName(name string) bool {
 	if name == "localhost" {
 		return true
 	}
-	ip := net.ParseIP(name)
-	return ip != nil && ip.IsLoopback()
+	ip, err := netip.ParseAddr(name)
+	if err != nil || ip.Zone() != "" || ip.String() != name {
+		return false
+	}
+	return ip.Is4() && ip.IsLoopback() || ip == netip.IPv6Loopback()
 }
 
-// normalizeOrigin returns scheme://host[:port] in lower case, or "" when o is
-// not an http(s) origin.
+// normalizeOrigin returns scheme://host[:port] in lower case without the
+// scheme's default port, or "" when o is not an http(s) origin.
 func normalizeOrigin(o string) string {
 	u, err := url.Parse(strings.TrimRight(strings.TrimSpace(o), "/"))
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" || u.RawQuery != "" {
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" ||
+		u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || u.User != nil || u.Opaque != "" {
 		return ""
 	}
-	return strings.ToLower(u.Scheme + "://" + u.Host)
+	scheme := strings.ToLower(u.Scheme)
+	host := strings.ToLower(u.Host)
+	if p := u.Port(); p != "" && p == defaultPort(scheme) {
+		host = strings.TrimSuffix(host, ":"+p)
+	}
+	return scheme + "://" + host
 }
 
 // ServeHTTP routes a request. The Host check comes before everything else;
@@ -226,7 +338,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			slog.Int("status", rec.status()),
 			slog.Duration("duration", time.Since(start)))
 	}()
-	if !p.hosts[strings.ToLower(r.Host)] {
+	if !p.hostAllowed(r.Host) {
 		kind = "bad_host"
 		writeFixed(w, http.StatusForbidden, bodyBadHost)
 		return
@@ -254,8 +366,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer p.metrics.InFlight()()
 	}
 	if o := r.Header.Get("Origin"); o != "" {
-		origin := normalizeOrigin(o)
-		if !p.origins[origin] {
+		origin, ok := p.originAllowed(o)
+		if !ok {
 			writeFixed(w, http.StatusForbidden, bodyBadOrigin)
 			return
 		}

@@ -42,6 +42,8 @@ type devConfig struct {
 	VaultKeyset string
 	// DataPlaneToken (MCPGATE_DATAPLANE_TOKEN), else a file in the data dir.
 	DataPlaneToken string
+	// Limits bound the data plane's upstream exchanges.
+	Limits proxyrun.Limits
 }
 
 // Files `mcpgate dev` keeps in its data directory, all 0600.
@@ -66,6 +68,7 @@ func cmdDev(ctx context.Context, args []string, io stdio) error {
 	fs.StringVar(&cfg.Listen, "listen", io.env("MCPGATE_LISTEN", "127.0.0.1:8080"), "public (MCP) listener")
 	fs.StringVar(&cfg.AdminListen, "admin-listen", io.env("MCPGATE_ADMIN_LISTEN", "127.0.0.1:8081"), "control plane (admin API) listener")
 	fs.StringVar(&cfg.PublicURL, "public-url", io.env("MCPGATE_PUBLIC_URL", ""), "public base URL (default: http://<listen>, or the config's public_url)")
+	proxyrun.RegisterLimitsFlags(fs, io.env, &cfg.Limits)
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -179,6 +182,7 @@ func runDev(ctx context.Context, cfg devConfig, io stdio, log *slog.Logger) (err
 		PublicURL:        publicURL,
 		ControlPlaneURLs: []string{"http://" + loopbackAddr(control.Addr())},
 		DataPlaneToken:   dpToken,
+		Limits:           cfg.Limits,
 	}, log)
 	if err != nil {
 		_ = pub.Close()

@@ -111,6 +111,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		UpstreamClient:     upstreamClient(tr),
 		Metrics:            m,
 		Audit:              al,
+
+		UpstreamHeaderTimeout:  cfg.Limits.UpstreamHeaderTimeout,
+		MaxStreamLifetime:      cfg.Limits.MaxStreamLifetime,
+		MaxStreamsPerPrincipal: cfg.Limits.MaxStreamsPerPrincipal,
 	}, log)
 	if err != nil {
 		return err

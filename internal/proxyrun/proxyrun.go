@@ -8,6 +8,7 @@ import (
 	"flag"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -33,6 +34,45 @@ type Config struct {
 	// Ops are the production settings (TLS to the control plane, metrics,
 	// audit, tracing, drain); the zero value turns them off.
 	Ops Ops
+	// Limits bound upstream exchanges; zero fields take the data plane's
+	// defaults.
+	Limits Limits
+}
+
+// Limits are the data plane's bounds on upstream exchanges (see
+// dataplane.Config); zero fields take dataplane's defaults.
+type Limits struct {
+	// UpstreamHeaderTimeout bounds the wait for an upstream's response
+	// headers (504 past it).
+	UpstreamHeaderTimeout time.Duration
+	// MaxStreamLifetime bounds how long one upstream response or SSE stream
+	// is relayed.
+	MaxStreamLifetime time.Duration
+	// MaxStreamsPerPrincipal bounds the streams and calls one principal may
+	// have in flight on this data plane (429 past it).
+	MaxStreamsPerPrincipal int
+}
+
+// RegisterLimitsFlags defines the Limits flags on fs, with defaults from
+// MCPGATE_* variables; `mcpgate dev`, `mcpgate proxy` and mcpgate-proxy
+// share them.
+func RegisterLimitsFlags(fs *flag.FlagSet, env func(name, def string) string, l *Limits) {
+	fs.DurationVar(&l.UpstreamHeaderTimeout, "upstream-header-timeout",
+		envDuration(env, "MCPGATE_UPSTREAM_HEADER_TIMEOUT", dataplane.DefaultUpstreamHeaderTimeout),
+		"how long to wait for an upstream's response headers before answering 504 (a JSON-response upstream's longest tool call)")
+	fs.DurationVar(&l.MaxStreamLifetime, "max-stream-lifetime",
+		envDuration(env, "MCPGATE_MAX_STREAM_LIFETIME", dataplane.DefaultMaxStreamLifetime),
+		"longest an upstream SSE stream (or any upstream response) is relayed; the stream then ends cleanly and clients resume with Last-Event-ID")
+	fs.IntVar(&l.MaxStreamsPerPrincipal, "max-streams-per-principal",
+		envInt(env, "MCPGATE_MAX_STREAMS_PER_PRINCIPAL", dataplane.DefaultMaxStreamsPerPrincipal),
+		"GET streams and POSTs carrying requests one principal may have in flight on this data plane; more get 429")
+}
+
+func envInt(env func(name, def string) string, name string, def int) int {
+	if n, err := strconv.Atoi(env(name, "")); err == nil {
+		return n
+	}
+	return def
 }
 
 // RegisterFlags defines the data plane's flags on fs, with defaults from
@@ -46,6 +86,7 @@ func RegisterFlags(fs *flag.FlagSet, env func(name, def string) string) func() C
 	fs.StringVar(&cfg.DataPlaneToken, "dataplane-token", "", "token presented to the control plane (default: $MCPGATE_DATAPLANE_TOKEN, the better place for it)")
 	fs.StringVar(&origins, "allowed-origins", env("MCPGATE_ALLOWED_ORIGINS", ""), "comma-separated browser origins accepted besides the public URL's")
 	registerOpsFlags(fs, env, &cfg.Ops)
+	RegisterLimitsFlags(fs, env, &cfg.Limits)
 	return func() Config {
 		if cfg.DataPlaneToken == "" {
 			cfg.DataPlaneToken = env("MCPGATE_DATAPLANE_TOKEN", "")
@@ -87,11 +128,14 @@ func Handler(cfg Config, log *slog.Logger) (*dataplane.Proxy, error) {
 		return nil, err
 	}
 	return dataplane.New(dataplane.Config{
-		PublicURL:          cfg.PublicURL,
-		ControlPlaneURLs:   cfg.ControlPlaneURLs,
-		DataPlaneToken:     cfg.DataPlaneToken,
-		AllowedOrigins:     cfg.AllowedOrigins,
-		ControlPlaneClient: cp,
+		PublicURL:              cfg.PublicURL,
+		ControlPlaneURLs:       cfg.ControlPlaneURLs,
+		DataPlaneToken:         cfg.DataPlaneToken,
+		AllowedOrigins:         cfg.AllowedOrigins,
+		ControlPlaneClient:     cp,
+		UpstreamHeaderTimeout:  cfg.Limits.UpstreamHeaderTimeout,
+		MaxStreamLifetime:      cfg.Limits.MaxStreamLifetime,
+		MaxStreamsPerPrincipal: cfg.Limits.MaxStreamsPerPrincipal,
 	}, log)
 }
 
@@ -101,6 +145,9 @@ func check(cfg Config) error {
 	}
 	if len(cfg.ControlPlaneURLs) == 0 {
 		return errors.New("control plane URL required (--control-plane or MCPGATE_CONTROL_PLANE)")
+	}
+	if l := cfg.Limits; l.UpstreamHeaderTimeout < 0 || l.MaxStreamLifetime < 0 || l.MaxStreamsPerPrincipal < 0 {
+		return errors.New("upstream limits must not be negative (--upstream-header-timeout, --max-stream-lifetime, --max-streams-per-principal)")
 	}
 	if cfg.DataPlaneToken == "" && cfg.Ops.ControlPlaneCert == "" {
 		return errors.New("data-plane credential required (--dataplane-token / MCPGATE_DATAPLANE_TOKEN, or --control-plane-cert for mTLS)")
