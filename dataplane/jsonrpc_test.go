@@ -214,10 +214,10 @@ func TestToolFilter(t *testing.T) {
 	}
 }
 
-// TestSec02ToolsListFilteredWhateverTheID: every result.tools in an
+// TestSec02RewriteFailsClosed: every result.tools in an
 // upstream reply is filtered, whatever its id and however it is spelled;
 // what cannot be decoded exactly is refused, never relayed.
-func TestSec02ToolsListFilteredWhateverTheID(t *testing.T) {
+func TestSec02RewriteFailsClosed(t *testing.T) {
 	f := newToolFilter(nil, []string{"secret"})
 	tools := `{"tools":[{"name":"echo"},{"name":"secret"}]}`
 	for _, id := range []string{`3`, `3.0`, `4e0`, `"\u0033"`, `"x"`, `null`} {
