@@ -67,6 +67,7 @@ func (p *Proxy) serveMCP(w http.ResponseWriter, r *http.Request, route string) {
 		PublicBaseUrl: p.publicBase,
 	}
 
+	presented := creds.GetApiKey() != "" || creds.GetBearerToken() != ""
 	var body []byte
 	complete := true
 	if r.Method == http.MethodPost {
@@ -75,23 +76,28 @@ func (p *Proxy) serveMCP(w http.ResponseWriter, r *http.Request, route string) {
 			return
 		}
 		limit := min(p.maxBody, smallBody)
-		b, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
-		if err != nil {
-			log.InfoContext(ctx, "read request body failed")
-			writeFixed(w, http.StatusBadRequest, rpcParseError)
-			return
-		}
-		if int64(len(b)) > limit {
-			if limit == p.maxBody {
-				writeFixed(w, http.StatusRequestEntityTooLarge, rpcTooLarge)
+		if presented || r.ContentLength <= limit {
+			b, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+			if err != nil {
+				log.InfoContext(ctx, "read request body failed")
+				writeFixed(w, http.StatusBadRequest, rpcParseError)
 				return
 			}
+			if int64(len(b)) > limit {
+				if limit == p.maxBody {
+					writeFixed(w, http.StatusRequestEntityTooLarge, rpcTooLarge)
+					return
+				}
+				complete = false
+			}
+			body = b
+		} else {
+			// Anonymous and announced larger: nothing is read before the
+			// decision.
 			complete = false
 		}
-		body = b
 	}
 
-	presented := creds.GetApiKey() != "" || creds.GetBearerToken() != ""
 	if r.Method == http.MethodPost && (!presented || !complete) {
 		// Identity first: the body is neither read further nor parsed for
 		// a request the control plane refuses whatever it asks for.
@@ -104,6 +110,9 @@ func (p *Proxy) serveMCP(w http.ResponseWriter, r *http.Request, route string) {
 				if pb, perr := parseBody(body); perr == nil {
 					id = pb.ID
 				}
+			} else {
+				// Unread body: close instead of draining it.
+				w.Header().Set("Connection", "close")
 			}
 			p.refuse(w, r, log, info, res, err, out, rpcCall{}, id)
 			return
