@@ -105,16 +105,18 @@ func (p *Proxy) serveMCP(w http.ResponseWriter, r *http.Request, route string) {
 		res, err := p.authorize(actx, base)
 		cancel()
 		if out := mapDecision(res, err, prm); !out.Forward {
-			id := ""
-			if complete { // bounded by smallBody: echo the id if there is one
+			id, asked := "", rpcCall{}
+			if complete {
+				// Bounded by smallBody: echo the id, and let the audit
+				// event say what the refused request asked for.
 				if pb, perr := parseBody(body); perr == nil {
-					id = pb.ID
+					id, asked = pb.ID, pb.Calls[0]
 				}
 			} else {
 				// Unread body: close instead of draining it.
 				w.Header().Set("Connection", "close")
 			}
-			p.refuse(w, r, log, info, res, err, out, rpcCall{}, id)
+			p.refuse(w, r, log, info, res, err, out, asked, id)
 			return
 		}
 		if !complete {
@@ -444,7 +446,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, log *slog.Logger
 			writeFixed(w, http.StatusBadGateway, withID(rpcUpstreamFailed, f.id))
 			return
 		}
-		if t := bytes.TrimSpace(b); mt == "application/json" || len(t) > 0 && (t[0] == '{' || t[0] == '[') {
+		if t := bytes.TrimSpace(b); len(t) > 0 && (mt == "application/json" || t[0] == '{' || t[0] == '[') {
 			if b, err = f.filter.rewrite(b); err != nil {
 				log.WarnContext(ctx, "upstream reply cannot be checked")
 				for k := range h {
