@@ -170,14 +170,23 @@ func classify(err error) error {
 // folds case (Unicode simple folding) or ignores '-' and '_' could match it
 // to one of them.
 func variantOf(name string, members []string) bool {
-	loose := strings.NewReplacer("-", "", "_", "").Replace(name)
 	for _, m := range members {
 		if name == m {
 			return false
 		}
 	}
+	loose := name
+	if strings.ContainsAny(name, "-_") {
+		loose = strings.Map(func(r rune) rune {
+			if r == '-' || r == '_' {
+				return -1
+			}
+			return r
+		}, name)
+	}
 	for _, m := range members {
-		if strings.EqualFold(name, m) || strings.EqualFold(loose, m) {
+		// No member read has '-' or '_': folding loose covers name too.
+		if strings.EqualFold(loose, m) {
 			return true
 		}
 	}
