@@ -46,8 +46,10 @@ var hopHeaders = []string{
 // serveMCP handles POST, GET and DELETE on /{route}/mcp.
 //
 // The work an unauthenticated request can cause is bounded: at most
-// smallBody bytes of a POST body are read before the credential is known
-// to be good. A request without a credential, or whose body is larger,
+// smallBody bytes of a POST body are read (and parsed) before the
+// credential is known to be good, none when there is no credential and
+// Content-Length announces more. A request without a credential, or whose
+// body is larger,
 // first gets an identity-only decision (no method, no tool), which is
 // final unless it is ALLOW; only then is the rest read, parsed and each
 // call authorized. A request with a credential and a small body is parsed
