@@ -18,17 +18,19 @@ const (
 
 	// JSON-RPC error bodies (id null: the gateway answers for the request as
 	// a whole, before or instead of the upstream).
-	rpcUnauthorized    = `{"jsonrpc":"2.0","id":null,"error":{"code":-32001,"message":"authentication required"}}`
-	rpcForbidden       = `{"jsonrpc":"2.0","id":null,"error":{"code":-32003,"message":"forbidden"}}`
-	rpcUnknownServer   = `{"jsonrpc":"2.0","id":null,"error":{"code":-32004,"message":"unknown MCP server"}}`
-	rpcUnavailable     = `{"jsonrpc":"2.0","id":null,"error":{"code":-32005,"message":"authorization temporarily unavailable"}}`
-	rpcParseError      = `{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"parse error"}}`
-	rpcInvalidRequest  = `{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"invalid request"}}`
-	rpcHeaderMismatch  = `{"jsonrpc":"2.0","id":null,"error":{"code":-32020,"message":"Mcp-Method or Mcp-Name header does not match the body"}}`
-	rpcTooLarge        = `{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"request body too large"}}`
-	rpcUnknownSession  = `{"jsonrpc":"2.0","id":null,"error":{"code":-32001,"message":"session not found"}}`
-	rpcUpstreamFailed  = `{"jsonrpc":"2.0","id":null,"error":{"code":-32002,"message":"upstream MCP server unreachable"}}`
-	rpcUpstreamRefused = `{"jsonrpc":"2.0","id":null,"error":{"code":-32002,"message":"upstream MCP server rejected the gateway's credentials"}}`
+	rpcUnauthorized      = `{"jsonrpc":"2.0","id":null,"error":{"code":-32001,"message":"authentication required"}}`
+	rpcForbidden         = `{"jsonrpc":"2.0","id":null,"error":{"code":-32003,"message":"forbidden"}}`
+	rpcUnknownServer     = `{"jsonrpc":"2.0","id":null,"error":{"code":-32004,"message":"unknown MCP server"}}`
+	rpcUnavailable       = `{"jsonrpc":"2.0","id":null,"error":{"code":-32005,"message":"authorization temporarily unavailable"}}`
+	rpcParseError        = `{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"parse error"}}`
+	rpcInvalidRequest    = `{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"invalid request"}}`
+	rpcAmbiguous         = `{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"invalid request: duplicate or case-variant member names"}}`
+	rpcHeaderMismatch    = `{"jsonrpc":"2.0","id":null,"error":{"code":-32020,"message":"Mcp-Method or Mcp-Name header does not match the body"}}`
+	rpcTooLarge          = `{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"request body too large"}}`
+	rpcUnknownSession    = `{"jsonrpc":"2.0","id":null,"error":{"code":-32001,"message":"session not found"}}`
+	rpcUpstreamFailed    = `{"jsonrpc":"2.0","id":null,"error":{"code":-32002,"message":"upstream MCP server unreachable"}}`
+	rpcUpstreamUnchecked = `{"jsonrpc":"2.0","id":null,"error":{"code":-32002,"message":"upstream MCP server reply could not be checked"}}`
+	rpcUpstreamRefused   = `{"jsonrpc":"2.0","id":null,"error":{"code":-32002,"message":"upstream MCP server rejected the gateway's credentials"}}`
 )
 
 // response is what the data plane answers instead of forwarding.

@@ -216,6 +216,7 @@ type upstream struct {
 type seenRequest struct {
 	method string
 	header http.Header
+	body   string
 }
 
 type echoIn struct {
@@ -247,8 +248,10 @@ func newUpstream(t testing.TB, jsonResponse bool) *upstream {
 	})
 	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, &mcp.StreamableHTTPOptions{JSONResponse: jsonResponse})
 	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(b))
 		u.mu.Lock()
-		u.seen = append(u.seen, seenRequest{method: r.Method, header: r.Header.Clone()})
+		u.seen = append(u.seen, seenRequest{method: r.Method, header: r.Header.Clone(), body: string(b)})
 		u.mu.Unlock()
 		h.ServeHTTP(w, r)
 	}))

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1/authorizev1connect"
 
@@ -28,6 +29,9 @@ const (
 	headerMcpName         = "Mcp-Name"
 	// maxBatchCalls bounds Authorize calls per batch.
 	maxBatchCalls = 16
+	// smallBody is how much of a POST body is read before the request's
+	// credential is known to be good.
+	smallBody = 64 << 10
 	// maxEventBytes bounds one SSE event (or one filtered JSON reply) held in
 	// memory.
 	maxEventBytes = 32 << 20
@@ -40,86 +44,147 @@ var hopHeaders = []string{
 }
 
 // serveMCP handles POST, GET and DELETE on /{route}/mcp.
+//
+// The work an unauthenticated request can cause is bounded: at most
+// smallBody bytes of a POST body are read (and parsed) before the
+// credential is known to be good, none when there is no credential and
+// Content-Length announces more. A request without a credential, or whose
+// body is larger,
+// first gets an identity-only decision (no method, no tool), which is
+// final unless it is ALLOW; only then is the rest read, parsed and each
+// call authorized. A request with a credential and a small body is parsed
+// at once and authorized with one call per distinct (method, tool), as
+// before: the common path makes no extra RPC.
 func (p *Proxy) serveMCP(w http.ResponseWriter, r *http.Request, route string) {
 	ctx := r.Context()
 	log := p.log.With(slog.String("route", route), slog.String("http_method", r.Method))
+	info := infoFrom(ctx)
+	creds := extractCredentials(r.Header, route)
+	prm := p.prmURL(route)
+	base := &authorizev1.AuthorizeRequest{
+		Route:         route,
+		Credentials:   creds,
+		HttpMethod:    r.Method,
+		ClientAddress: clientIP(r),
+		PublicBaseUrl: p.publicBase,
+	}
 
+	presented := creds.GetApiKey() != "" || creds.GetBearerToken() != ""
 	var body []byte
-	var parsed rpcBody
-	parsedOK := true
+	complete := true
 	if r.Method == http.MethodPost {
 		if r.ContentLength > p.maxBody {
 			writeFixed(w, http.StatusRequestEntityTooLarge, rpcTooLarge)
 			return
 		}
-		b, err := io.ReadAll(io.LimitReader(r.Body, p.maxBody+1))
-		if err != nil {
-			log.InfoContext(ctx, "read request body failed")
-			writeFixed(w, http.StatusBadRequest, rpcParseError)
+		limit := min(p.maxBody, smallBody)
+		if presented || r.ContentLength <= limit {
+			b, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+			if err != nil {
+				log.InfoContext(ctx, "read request body failed")
+				writeFixed(w, http.StatusBadRequest, rpcParseError)
+				return
+			}
+			if int64(len(b)) > limit {
+				if limit == p.maxBody {
+					writeFixed(w, http.StatusRequestEntityTooLarge, rpcTooLarge)
+					return
+				}
+				complete = false
+			}
+			body = b
+		} else {
+			// Anonymous and announced larger: nothing is read before the
+			// decision.
+			complete = false
+		}
+	}
+
+	if r.Method == http.MethodPost && (!presented || !complete) {
+		// Identity first: the body is neither read further nor parsed for
+		// a request the control plane refuses whatever it asks for.
+		actx, cancel := context.WithTimeout(ctx, p.timeout)
+		res, err := p.authorize(actx, base)
+		cancel()
+		if out := mapDecision(res, err, prm); !out.Forward {
+			id, asked := "", rpcCall{}
+			if complete {
+				// Bounded by smallBody: echo the id, and let the audit
+				// event say what the refused request asked for.
+				if pb, perr := parseBody(body); perr == nil {
+					id, asked = pb.ID, pb.Calls[0]
+				}
+			} else {
+				// Unread body: close instead of draining it.
+				w.Header().Set("Connection", "close")
+			}
+			p.refuse(w, r, log, info, res, err, out, asked, id)
 			return
 		}
-		if int64(len(b)) > p.maxBody {
-			writeFixed(w, http.StatusRequestEntityTooLarge, rpcTooLarge)
-			return
+		if !complete {
+			rest, err := io.ReadAll(io.LimitReader(r.Body, p.maxBody-int64(len(body))+1))
+			if err != nil {
+				log.InfoContext(ctx, "read request body failed")
+				writeFixed(w, http.StatusBadRequest, rpcParseError)
+				return
+			}
+			body = append(body, rest...)
+			if int64(len(body)) > p.maxBody {
+				writeFixed(w, http.StatusRequestEntityTooLarge, rpcTooLarge)
+				return
+			}
 		}
-		body = b
-		parsed, parsedOK = parseBody(b)
+	}
+
+	var parsed rpcBody
+	var perr error
+	if r.Method == http.MethodPost {
+		parsed, perr = parseBody(body)
 	}
 	calls := parsed.Calls
 	if len(calls) == 0 {
 		calls = []rpcCall{{}}
 	}
-	info := infoFrom(ctx)
-	info.method, info.tool = calls[0].Method, calls[0].Tool
-
-	creds := extractCredentials(r.Header, route)
-	prm := p.prmURL(route)
 	actx, cancel := context.WithTimeout(ctx, p.timeout)
 	var res *authorizev1.AuthorizeResponse
 	var err error
+	decided := calls[0] // the call the outcome is about: the first, or the one refused
 	for i, c := range calls {
 		if i == maxBatchCalls {
 			break
 		}
-		res, err = p.authorize(actx, &authorizev1.AuthorizeRequest{
-			Route:         route,
-			Credentials:   creds,
-			HttpMethod:    r.Method,
-			JsonrpcMethod: c.Method,
-			ToolName:      c.Tool,
-			ClientAddress: clientIP(r),
-			PublicBaseUrl: p.publicBase,
-		})
+		req := proto.CloneOf(base)
+		req.JsonrpcMethod, req.ToolName = c.Method, c.Tool
+		res, err = p.authorize(actx, req)
 		if err != nil || res.GetDecision() != authorizev1.Decision_DECISION_ALLOW {
+			decided = c
 			break
 		}
 	}
 	cancel()
-	info.decided(res, err)
 	out := mapDecision(res, err, prm)
+	if !out.Forward {
+		p.refuse(w, r, log, info, res, err, out, decided, parsed.ID)
+		return
+	}
+	info.decided(res, err)
+	info.method, info.tool = decided.Method, decided.Tool
 	log = log.With(slog.String("decision", res.GetDecision().String()),
 		slog.String("principal", res.GetPrincipal()),
 		slog.String("key_prefix", res.GetKeyPrefix()),
-		slog.String("reason", res.GetReason()))
-	if len(calls) > 0 {
-		log = log.With(slog.String("jsonrpc_method", calls[0].Method), slog.String("tool", calls[0].Tool))
-	}
-	if err != nil {
-		log.WarnContext(ctx, "authorize failed", slog.String("code", codeOf(err)))
-	}
-	if !out.Forward {
-		log.InfoContext(ctx, "refused", slog.Int("status", out.Response.Status))
-		out.Response = out.Response.withID(parsed.ID)
-		writeResponse(w, out.Response)
-		return
-	}
+		slog.String("reason", res.GetReason()),
+		slog.String("jsonrpc_method", decided.Method), slog.String("tool", decided.Tool))
 
 	// Authorized: only now may malformed input be called malformed.
-	if !parsedOK || len(parsed.Calls) > maxBatchCalls {
+	if perr != nil {
+		writeFixed(w, http.StatusBadRequest, rpcErrorBody(perr))
+		return
+	}
+	if len(parsed.Calls) > maxBatchCalls {
 		writeFixed(w, http.StatusBadRequest, withID(rpcParseError, parsed.ID))
 		return
 	}
-	if r.Method == http.MethodPost && !parsed.Batch && !headersMatchBody(r.Header, parsed.Calls[0]) {
+	if r.Method == http.MethodPost && !headersMatchBody(r.Header, parsed) {
 		writeFixed(w, http.StatusBadRequest, withID(rpcHeaderMismatch, parsed.ID))
 		return
 	}
@@ -148,32 +213,75 @@ func (p *Proxy) serveMCP(w http.ResponseWriter, r *http.Request, route string) {
 		clientHandle = h
 	}
 
-	var filter *toolFilter
-	if len(parsed.ToolsListIDs) > 0 {
-		filter = newToolFilter(out.Allow.GetAllowedTools(), out.Allow.GetDisallowedTools())
-	}
 	p.forward(w, r, log, fwd{
 		route:     route,
 		principal: principal,
 		allow:     out.Allow,
-		body:      body,
+		body:      parsed.Canonical, // exactly what was authorized
 		session:   upstreamSession,
 		handle:    clientHandle,
-		filter:    filter,
-		listIDs:   parsed.ToolsListIDs,
+		// Every reply is filtered whatever the request: ids cannot be
+		// trusted to match (issue 8 item 2).
+		filter:    newToolFilter(out.Allow.GetAllowedTools(), out.Allow.GetDisallowedTools()),
 		id:        parsed.ID,
 		mayStream: mayStream(r.Method, parsed.Calls),
 	})
 }
 
+// refuse answers a request the control plane did not allow (or could not
+// decide), recording the call the decision was about.
+func (p *Proxy) refuse(w http.ResponseWriter, r *http.Request, log *slog.Logger, info *reqInfo, res *authorizev1.AuthorizeResponse, err error, out outcome, c rpcCall, id string) {
+	ctx := r.Context()
+	info.decided(res, err)
+	info.method, info.tool = c.Method, c.Tool
+	log = log.With(slog.String("decision", res.GetDecision().String()),
+		slog.String("principal", res.GetPrincipal()),
+		slog.String("key_prefix", res.GetKeyPrefix()),
+		slog.String("reason", res.GetReason()),
+		slog.String("jsonrpc_method", c.Method), slog.String("tool", c.Tool))
+	if err != nil {
+		log.WarnContext(ctx, "authorize failed", slog.String("code", codeOf(err)))
+	}
+	log.InfoContext(ctx, "refused", slog.Int("status", out.Response.Status))
+	writeResponse(w, out.Response.withID(id))
+}
+
+// rpcErrorBody is the fixed answer to a body parseBody rejected.
+func rpcErrorBody(err error) string {
+	switch {
+	case errors.Is(err, errRPCAmbiguous):
+		return rpcAmbiguous
+	case errors.Is(err, errRPCInvalid):
+		return rpcInvalidRequest
+	}
+	return rpcParseError
+}
+
 // headersMatchBody checks the 2026-07-28 Mcp-Method / Mcp-Name mirrors when
-// the client sent them.
-func headersMatchBody(h http.Header, c rpcCall) bool {
-	if m := h.Get(headerMcpMethod); m != "" && m != c.Method {
+// the client sent them: each at most once, only on a single message, and
+// equal to the body's method and to the params.name (tools/call,
+// prompts/get) or params.uri (resources/read) the gateway read.
+func headersMatchBody(h http.Header, b rpcBody) bool {
+	ms, ns := valuesFold(h, headerMcpMethod), valuesFold(h, headerMcpName)
+	if len(ms) == 0 && len(ns) == 0 {
+		return true
+	}
+	if b.Batch || len(ms) > 1 || len(ns) > 1 {
 		return false
 	}
-	if n := h.Get(headerMcpName); n != "" && c.Method == "tools/call" && n != c.Tool {
+	m := b.First
+	if len(ms) == 1 && (!m.HasMethod || ms[0] != m.Method) {
 		return false
+	}
+	if len(ns) == 1 {
+		switch m.Method {
+		case "tools/call", "prompts/get":
+			return m.HasName && ns[0] == m.Name
+		case "resources/read":
+			return m.HasURI && ns[0] == m.URI
+		default:
+			return false
+		}
 	}
 	return true
 }
@@ -214,12 +322,11 @@ type fwd struct {
 	principal string
 	allow     *authorizev1.Allow
 	body      []byte
-	session   string // upstream Mcp-Session-Id, if any
-	handle    string // the client's handle for session
-	id        string // the JSON-RPC id of a single request, for error answers
-	filter    *toolFilter
-	listIDs   map[string]bool
-	mayStream bool // counts against the principal's concurrent-stream bound
+	session   string      // upstream Mcp-Session-Id, if any
+	handle    string      // the client's handle for session
+	id        string      // the JSON-RPC id of a single request, for error answers
+	filter    *toolFilter // nil: nothing to filter
+	mayStream bool        // counts against the principal's concurrent-stream bound
 }
 
 // isStrippedRequestHeader reports headers never sent upstream. The rule is
@@ -353,27 +460,35 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, log *slog.Logger
 		h.Set(headerSessionID, handle)
 	}
 	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
-	switch mt {
-	case "text/event-stream":
+	switch {
+	case mt == "text/event-stream":
 		h.Set("X-Accel-Buffering", "no")
 		h.Set("Cache-Control", "no-cache")
 		w.WriteHeader(resp.StatusCode)
 		p.streamSSE(uctx, w, resp.Body, log, f)
-	case "application/json":
-		if f.filter != nil {
-			b, err := io.ReadAll(io.LimitReader(resp.Body, maxEventBytes+1))
-			if err != nil || len(b) > maxEventBytes {
-				log.WarnContext(ctx, "upstream tools/list reply unreadable")
-				writeFixed(w, http.StatusBadGateway, withID(rpcUpstreamFailed, f.id))
-				return
-			}
-			b = f.filter.rewrite(b, f.listIDs)
-			w.WriteHeader(resp.StatusCode)
-			_, _ = w.Write(b)
+	case f.filter != nil:
+		// A JSON reply (or anything a lenient client might parse as
+		// JSON) is filtered whole; what cannot be checked is not relayed.
+		b, err := io.ReadAll(io.LimitReader(resp.Body, maxEventBytes+1))
+		if err != nil || len(b) > maxEventBytes {
+			log.WarnContext(ctx, "upstream reply unreadable")
+			writeFixed(w, http.StatusBadGateway, withID(rpcUpstreamFailed, f.id))
 			return
 		}
+		if t := bytes.TrimSpace(b); len(t) > 0 && (mt == "application/json" || t[0] == '{' || t[0] == '[') {
+			if b, err = f.filter.rewrite(b); err != nil {
+				log.WarnContext(ctx, "upstream reply cannot be checked")
+				for k := range h {
+					if k != "Access-Control-Expose-Headers" && k != "Access-Control-Allow-Origin" && k != "Vary" {
+						delete(h, k)
+					}
+				}
+				writeFixed(w, http.StatusBadGateway, withID(rpcUpstreamUnchecked, f.id))
+				return
+			}
+		}
 		w.WriteHeader(resp.StatusCode)
-		_, _ = io.Copy(w, resp.Body)
+		_, _ = w.Write(b)
 	default:
 		w.WriteHeader(resp.StatusCode)
 		_, _ = io.Copy(w, resp.Body)
@@ -391,15 +506,35 @@ func (p *Proxy) sealSession(ctx context.Context, s sessionBinding) (string, erro
 	return ks.seal(s)
 }
 
-// streamSSE copies an event stream event by event, flushing after each, and
-// rewrites the tools/list response event when filtering applies. When the
-// stream's lifetime ends (uctx cancelled with errStreamLifetime) it ends at
-// the last complete event, so the client resumes with Last-Event-ID.
+// streamSSE copies an event stream event by event, flushing after each.
+// With a filter, every event's data is filtered (whatever its id); an event
+// that cannot be checked ends the stream with a JSON-RPC error event
+// instead. When the stream's lifetime ends (uctx cancelled with
+// errStreamLifetime) it ends at the last complete event, so the client
+// resumes with Last-Event-ID.
 func (p *Proxy) streamSSE(uctx context.Context, w http.ResponseWriter, body io.Reader, log *slog.Logger, f fwd) {
 	rc := http.NewResponseController(w)
 	_ = rc.Flush()
 	br := bufio.NewReaderSize(body, 64<<10)
 	var event []byte
+	emit := func() bool {
+		out := event
+		if f.filter != nil {
+			var err error
+			if out, err = rewriteEvent(event, f.filter); err != nil {
+				log.WarnContext(context.Background(), "upstream SSE event cannot be checked")
+				_, _ = w.Write([]byte("event: message\ndata: " + withID(rpcUpstreamUnchecked, f.id) + "\n\n"))
+				_ = rc.Flush()
+				return false
+			}
+		}
+		if _, err := w.Write(out); err != nil {
+			return false
+		}
+		_ = rc.Flush()
+		event = event[:0]
+		return true
+	}
 	for {
 		line, err := readLine(br)
 		if len(line) > 0 {
@@ -408,15 +543,8 @@ func (p *Proxy) streamSSE(uctx context.Context, w http.ResponseWriter, body io.R
 				log.WarnContext(context.Background(), "upstream SSE event too large")
 				return
 			}
-			if isBlankLine(line) {
-				if f.filter != nil {
-					event = rewriteEvent(event, f)
-				}
-				if _, werr := w.Write(event); werr != nil {
-					return
-				}
-				_ = rc.Flush()
-				event = event[:0]
+			if isBlankLine(line) && !emit() {
+				return
 			}
 		}
 		if err != nil {
@@ -425,17 +553,16 @@ func (p *Proxy) streamSSE(uctx context.Context, w http.ResponseWriter, body io.R
 				return // a partial event is dropped: the client resumes after the last one
 			}
 			if len(event) > 0 {
-				_, _ = w.Write(event)
-				_ = rc.Flush()
+				emit()
 			}
 			return
 		}
 	}
 }
 
-// readLine reads one line including its terminator (\n, \r\n or a lone \r
-// is treated only through \n here; SSE servers in practice end lines with
-// \n or \r\n).
+// readLine reads one line including its terminator (\n or \r\n). A lone
+// \r (also a line end for SSE parsers) stays inside the line; with a
+// filter, rewriteEvent refuses such events.
 func readLine(br *bufio.Reader) ([]byte, error) {
 	var out []byte
 	for {
@@ -455,9 +582,18 @@ func isBlankLine(l []byte) bool {
 	return bytes.Equal(l, []byte("\n")) || bytes.Equal(l, []byte("\r\n"))
 }
 
-// rewriteEvent filters the data of one SSE event (terminated by a blank
-// line) when it is a tools/list response; other events are returned as is.
-func rewriteEvent(event []byte, f fwd) []byte {
+// rewriteEvent filters the data of one SSE event. An event without data,
+// or with blank data, is returned as is; one whose data is not exactly
+// decodable JSON-RPC, or that holds a lone \r (which SSE parsers take for
+// a line end the gateway did not see), is errUnchecked.
+func rewriteEvent(event []byte, filter *toolFilter) ([]byte, error) {
+	if i := bytes.IndexByte(event, '\r'); i >= 0 {
+		for j := i; j < len(event); j++ {
+			if event[j] == '\r' && (j+1 == len(event) || event[j+1] != '\n') {
+				return nil, errUnchecked
+			}
+		}
+	}
 	lines := bytes.SplitAfter(event, []byte("\n"))
 	var data [][]byte
 	var other [][]byte
@@ -470,26 +606,39 @@ func rewriteEvent(event []byte, f fwd) []byte {
 			data = append(data, bytes.TrimPrefix(v, []byte(" ")))
 			continue
 		}
+		if bytes.Equal(trim, []byte("data")) {
+			data = append(data, nil)
+			continue
+		}
 		other = append(other, l)
 	}
 	if len(data) == 0 {
-		return event
+		return event, nil
 	}
 	joined := bytes.Join(data, []byte("\n"))
-	nd := f.filter.rewrite(joined, f.listIDs)
+	if len(bytes.TrimSpace(joined)) == 0 {
+		return event, nil
+	}
+	nd, err := filter.rewrite(joined)
+	if err != nil {
+		return nil, err
+	}
 	if bytes.Equal(nd, joined) {
-		return event
+		return event, nil
 	}
 	var out []byte
 	for _, l := range other {
 		out = append(out, l...)
+		if !bytes.HasSuffix(l, []byte("\n")) {
+			out = append(out, '\n')
+		}
 	}
 	for _, l := range bytes.Split(nd, []byte("\n")) {
 		out = append(out, "data: "...)
 		out = append(out, l...)
 		out = append(out, '\n')
 	}
-	return append(out, '\n')
+	return append(out, '\n'), nil
 }
 
 // upstreamUnauthorized handles an upstream 401: never relayed. For a vault
