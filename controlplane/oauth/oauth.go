@@ -53,7 +53,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -99,8 +98,14 @@ const (
 	DefaultSessionTTL      = 12 * time.Hour
 	DefaultConsentTTL      = 90 * 24 * time.Hour
 	DefaultRegisterPerMin  = 20
+	DefaultAuthorizePerMin = 60
+	DefaultSigninPerMin    = 30
 	// MaxBodyBytes bounds every request body.
 	MaxBodyBytes = 64 << 10
+	// MaxRegisterBytes bounds a registration request body, and so the
+	// record an anonymous registration stores (at most this plus about
+	// 200 bytes of ids, secret hash and times).
+	MaxRegisterBytes = 8 << 10
 )
 
 // Grants saves and revokes upstream grants in the vault; refresh.Grants
@@ -128,12 +133,18 @@ type Config struct {
 	// RegisterPerMinute is how many registrations one client address may
 	// make per minute (a token bucket per control-plane replica).
 	RegisterPerMinute int
-	AccessTokenTTL    time.Duration
-	RefreshTokenTTL   time.Duration
-	CodeTTL           time.Duration
-	ClientIdleTTL     time.Duration
-	SessionTTL        time.Duration
-	ConsentTTL        time.Duration
+	// AuthorizePerMinute and SigninPerMinute are how many /authorize and
+	// /signin requests (GET or POST) one client address may make per
+	// minute (a token bucket per control-plane replica and address; IPv6
+	// addresses count per /64).
+	AuthorizePerMinute int
+	SigninPerMinute    int
+	AccessTokenTTL     time.Duration
+	RefreshTokenTTL    time.Duration
+	CodeTTL            time.Duration
+	ClientIdleTTL      time.Duration
+	SessionTTL         time.Duration
+	ConsentTTL         time.Duration
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 }
@@ -141,12 +152,14 @@ type Config struct {
 // Server is the authorization server. It is an http.Handler for the paths
 // listed in the package documentation, without any relay prefix.
 type Server struct {
-	st     *store.Store
-	cfg    Config
-	log    *slog.Logger
-	grants Grants
-	limit  *limiter
-	mux    *http.ServeMux
+	st          *store.Store
+	cfg         Config
+	log         *slog.Logger
+	grants      Grants
+	limit       *addrLimiter // /register
+	authzLimit  *addrLimiter // /authorize
+	signinLimit *addrLimiter // /signin
+	mux         *http.ServeMux
 }
 
 // New returns a Server over st.
@@ -165,6 +178,12 @@ func New(st *store.Store, cfg Config, log *slog.Logger) *Server {
 	if cfg.RegisterPerMinute <= 0 {
 		cfg.RegisterPerMinute = DefaultRegisterPerMin
 	}
+	if cfg.AuthorizePerMinute <= 0 {
+		cfg.AuthorizePerMinute = DefaultAuthorizePerMin
+	}
+	if cfg.SigninPerMinute <= 0 {
+		cfg.SigninPerMinute = DefaultSigninPerMin
+	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: 15 * time.Second}
 	}
@@ -178,7 +197,9 @@ func New(st *store.Store, cfg Config, log *slog.Logger) *Server {
 	if s.grants == nil {
 		s.grants = storeGrants{st: st, now: cfg.Now}
 	}
-	s.limit = newLimiter(cfg.RegisterPerMinute, cfg.Now)
+	s.limit = newAddrLimiter(cfg.RegisterPerMinute, cfg.Now)
+	s.authzLimit = newAddrLimiter(cfg.AuthorizePerMinute, cfg.Now)
+	s.signinLimit = newAddrLimiter(cfg.SigninPerMinute, cfg.Now)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/.well-known/oauth-authorization-server", s.metadata)
 	mux.HandleFunc("/.well-known/openid-configuration", s.metadata)
@@ -262,57 +283,3 @@ func secretID(secret string) string { return store.KeyID(store.HashKey(secret)) 
 
 // isNotFound reports a missing record.
 func isNotFound(err error) bool { return errors.Is(err, store.ErrNotFound) }
-
-// limiter is an in-memory token bucket per client address. Each replica
-// keeps its own buckets, so the effective limit is per replica.
-type limiter struct {
-	mu      sync.Mutex
-	perMin  float64
-	now     func() time.Time
-	buckets map[string]*bucket
-}
-
-type bucket struct {
-	tokens float64
-	last   time.Time
-}
-
-func newLimiter(perMin int, now func() time.Time) *limiter {
-	return &limiter{perMin: float64(perMin), now: now, buckets: map[string]*bucket{}}
-}
-
-func (l *limiter) allow(addr string) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := l.now()
-	if len(l.buckets) > 10000 {
-		for k, b := range l.buckets {
-			if now.Sub(b.last) > time.Minute {
-				delete(l.buckets, k)
-			}
-		}
-	}
-	b, ok := l.buckets[addr]
-	if !ok {
-		b = &bucket{tokens: l.perMin, last: now}
-		l.buckets[addr] = b
-	}
-	b.tokens += now.Sub(b.last).Minutes() * l.perMin
-	if b.tokens > l.perMin {
-		b.tokens = l.perMin
-	}
-	b.last = now
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
-}
-
-// clientAddress is the address the data plane saw the request from.
-func clientAddress(r *http.Request) string {
-	if a := r.Header.Get(HeaderClientAddress); a != "" {
-		return a
-	}
-	return r.RemoteAddr
-}

@@ -100,6 +100,7 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusTooManyRequests, oauthError{"slow_down", "too many registrations from this address"})
 		return
 	}
+	r.Body = http.MaxBytesReader(w, r.Body, MaxRegisterBytes) // bounds the stored record
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		var mbe *http.MaxBytesError
