@@ -17,6 +17,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
+	"golang.org/x/time/rate"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -55,15 +56,21 @@ type Sealer interface {
 
 // Store is the etcd-backed state of the control plane.
 type Store struct {
-	kv    *clientv3.Client
-	seal  Sealer
-	cache *cache
-	log   *slog.Logger
+	kv      *clientv3.Client
+	seal    Sealer
+	cache   *cache
+	log     *slog.Logger
+	catchUp coalescer
 }
 
 // New returns a store over cli; Run must be running for reads to work.
-func New(cli *clientv3.Client, sealer Sealer, log *slog.Logger) *Store {
+func New(cli *clientv3.Client, sealer Sealer, log *slog.Logger, opts ...Option) *Store {
 	s := &Store{kv: cli, seal: sealer, log: log}
+	s.catchUp.read = s.catchUpRead
+	s.catchUp.lim = rate.NewLimiter(DefaultCatchUpPerSecond, DefaultCatchUpBurst)
+	for _, o := range opts {
+		o(s)
+	}
 	s.cache = newCache(cli, Prefix, map[string]decoder{
 		KindServer:      s.decodeServer,
 		KindPrincipal:   decodePrincipal,
