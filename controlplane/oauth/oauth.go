@@ -32,10 +32,18 @@
 //     grant) uses the server's own client id and secret, PKCE S256 and a
 //     single-use state on a 10-minute lease bound to the browser session. The
 //     optional RFC 8707 resource parameter is not sent upstream.
-//   - Registrations are rate limited per client address by an in-memory token
-//     bucket (per control-plane replica, so N replicas allow N times the
-//     rate) and expire after 30 idle days (a lease renewed at most daily on
-//     use). Client ID metadata documents are fetched at /authorize only,
+//   - Anonymous requests cannot grow etcd: /authorize stores nothing (the
+//     pending request travels sealed with the vault keyring through the
+//     sign-in and consent pages, see request.go), every authorization
+//     parameter and the whole query are capped (fixed 400 page), and a
+//     failed sign-in writes nothing.
+//   - /authorize, /signin and /register are rate limited per client
+//     address (X-MCPGate-Client-Address from the authenticated relay; IPv6
+//     per /64) by golang.org/x/time/rate token buckets in a bounded map,
+//     per control-plane replica (N replicas allow N times the rate);
+//     over the limit: 429 with Retry-After.
+//   - Registrations carry at most MaxRegisterBytes and expire after 30 idle
+//     days (a lease renewed at most daily on use). Client ID metadata documents are fetched at /authorize only,
 //     from public addresses (checked on the dialed address), without
 //     redirects, within 5 s and 64 KiB.
 //   - Tokens: opaque, stored only as hashes; codes live 5 minutes, access
@@ -70,7 +78,7 @@ const (
 // Kinds of records the server keeps through the store's generic methods.
 const (
 	KindClient   = "oauthclients"
-	KindRequest  = "oauthrequests"
+	KindRequest  = "oauthrequests" // markers of answered (used) sealed requests
 	KindCode     = "oauthcodes"
 	KindUsedCode = "oauthusedcodes"
 	KindFamily   = "oauthfamilies"

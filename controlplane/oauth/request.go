@@ -100,7 +100,9 @@ func (s *Server) openRequest(v string) (*storev1.OAuthAuthorization, error) {
 	if v == "" || len(v) > maxSealedRequest {
 		return nil, errRequestGone
 	}
-	ct, err := base64.RawURLEncoding.DecodeString(v)
+	// Strict: one spelling per value, so the used marker (keyed by the
+	// ciphertext anyway) cannot be sidestepped by re-encoding.
+	ct, err := base64.RawURLEncoding.Strict().DecodeString(v)
 	if err != nil {
 		return nil, errRequestGone
 	}
@@ -122,8 +124,9 @@ func (s *Server) takeRequest(ctx context.Context, v string) (*storev1.OAuthAutho
 	if err != nil {
 		return nil, err
 	}
+	ct, _ := base64.RawURLEncoding.Strict().DecodeString(v)
 	ttl := a.GetExpireTime().AsTime().Sub(s.now()) + time.Second
-	if _, err := s.st.PutLeased(ctx, KindRequest, secretID(v), nil, ttl); err != nil {
+	if _, err := s.st.PutLeased(ctx, KindRequest, secretID(string(ct)), nil, ttl); err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			return nil, errRequestGone
 		}
