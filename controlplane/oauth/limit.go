@@ -48,12 +48,6 @@ func newAddrLimiter(perMin int, now func() time.Time) *addrLimiter {
 	}
 }
 
-// allow takes one token of addr's bucket.
-func (l *addrLimiter) allow(addr string) bool {
-	ok, _ := l.take(addr)
-	return ok
-}
-
 // take takes one token of addr's bucket. When there is none it returns
 // false and how long until there is one.
 func (l *addrLimiter) take(addr string) (bool, time.Duration) {

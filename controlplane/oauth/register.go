@@ -95,8 +95,8 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Pragma", "no-cache")
-	if !s.limit.allow(clientAddress(r)) {
-		w.Header().Set("Retry-After", "60")
+	if ok, wait := s.limit.take(clientAddress(r)); !ok {
+		w.Header().Set("Retry-After", retryAfter(wait))
 		writeJSON(w, http.StatusTooManyRequests, oauthError{"slow_down", "too many registrations from this address"})
 		return
 	}

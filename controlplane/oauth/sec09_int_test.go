@@ -233,9 +233,34 @@ func TestSec09AuthorizeStoresNothingBeforeSignIn(t *testing.T) {
 	})
 
 	t.Run("registration body capped", func(t *testing.T) {
+		// The largest accepted registration stores at most the body plus
+		// a few hundred bytes.
+		uris := []string{}
+		for i := range 20 {
+			uris = append(uris, fmt.Sprintf("http://127.0.0.1/%0*d", (oauth.MaxRegisterBytes-400)/20-20, i))
+		}
+		body := `{"redirect_uris":["` + strings.Join(uris, `","`) + `"],"client_name":"` + strings.Repeat("n", 200) + `"}`
+		if len(body) > oauth.MaxRegisterBytes {
+			t.Fatalf("body %d", len(body))
+		}
 		before := e.usage()
+		r := call(t, http.MethodPost, e.pub+"/register", http.Header{"Content-Type": {"application/json"}, "X-Test-Addr": {"198.51.102.2"}}, body)
+		if r.status != http.StatusCreated {
+			t.Fatalf("%d %s", r.status, r.body)
+		}
+		id := r.json(t)["client_id"].(string)
+		m, _ := e.st.List(t.Context(), oauth.KindClient)
+		if n := len(m[id]); n < len(body)-1000 || n > oauth.MaxRegisterBytes+256 {
+			t.Fatalf("record of %d bytes for a %d-byte body", n, len(body))
+		}
+		t.Logf("largest registration: %d-byte body, %d-byte record", len(body), len(m[id]))
+		if after := e.usage(); after.keys != before.keys+1 {
+			t.Fatalf("keys %d → %d", before.keys, after.keys)
+		}
+
+		before = e.usage()
 		big := `{"redirect_uris":["http://127.0.0.1/cb"],"token_endpoint_auth_method":"none","client_uri":"https://x.example/` + strings.Repeat("a", oauth.MaxRegisterBytes) + `"}`
-		r := call(t, http.MethodPost, e.pub+"/register", http.Header{"Content-Type": {"application/json"}, "X-Test-Addr": {"198.51.102.1"}}, big)
+		r = call(t, http.MethodPost, e.pub+"/register", http.Header{"Content-Type": {"application/json"}, "X-Test-Addr": {"198.51.102.1"}}, big)
 		wantJSONError(t, r, http.StatusRequestEntityTooLarge, "invalid_client_metadata")
 		if after := e.usage(); after != before {
 			t.Fatalf("etcd changed: %+v → %+v", before, after)
