@@ -575,6 +575,7 @@ func (s *Server) usableGrant(principal, server string) bool {
 // none, else by issuing the gateway's code at once.
 func (s *Server) approve(w http.ResponseWriter, r *http.Request, sess *session, auth *storev1.OAuthAuthorization) {
 	auth.Principal = sess.rec.GetPrincipal()
+	s.confirmClient(r.Context(), auth.GetClientId())
 	srv, ok := s.st.Server(auth.GetServer())
 	if !ok {
 		redirectError(w, r, auth.GetRedirectUri(), auth.GetState(), "invalid_target", "the server no longer exists")

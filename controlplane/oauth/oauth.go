@@ -64,6 +64,7 @@ import (
 	"time"
 
 	"golang.org/x/oauth2"
+	"golang.org/x/time/rate"
 
 	"github.com/mcpgate/mcpgate/controlplane/store"
 )
@@ -103,6 +104,12 @@ const (
 	DefaultRequestTTL      = 10 * time.Minute
 	DefaultStateTTL        = 10 * time.Minute
 	DefaultClientIdleTTL   = 30 * 24 * time.Hour
+	// DefaultUnconfirmedClientTTL is how long a registration lives until a
+	// signed-in person first approves the client.
+	DefaultUnconfirmedClientTTL = time.Hour
+	// DefaultRegisterPerHour bounds registrations per replica, whatever
+	// their addresses.
+	DefaultRegisterPerHour = 200
 	DefaultSessionTTL      = 12 * time.Hour
 	DefaultConsentTTL      = 90 * 24 * time.Hour
 	DefaultRegisterPerMin  = 20
@@ -141,6 +148,15 @@ type Config struct {
 	// RegisterPerMinute is how many registrations one client address may
 	// make per minute (a token bucket per control-plane replica).
 	RegisterPerMinute int
+	// RegisterPerHour is how many registrations one replica accepts per
+	// hour from all addresses together (a token bucket of that size).
+	// With UnconfirmedClientTTL it bounds what anonymous registrations
+	// can keep in etcd: about 2×RegisterPerHour×UnconfirmedClientTTL/1h
+	// records of at most MaxRegisterBytes, per replica.
+	RegisterPerHour int
+	// UnconfirmedClientTTL is the lease of a new registration; the first
+	// approval by a signed-in person extends it to ClientIdleTTL.
+	UnconfirmedClientTTL time.Duration
 	// AuthorizePerMinute and SigninPerMinute are how many /authorize and
 	// /signin requests (GET or POST) one client address may make per
 	// minute (a token bucket per control-plane replica and address; IPv6
@@ -164,9 +180,10 @@ type Server struct {
 	cfg         Config
 	log         *slog.Logger
 	grants      Grants
-	limit       *addrLimiter // /register
-	authzLimit  *addrLimiter // /authorize
-	signinLimit *addrLimiter // /signin
+	limit       *addrLimiter  // /register
+	regLimit    *rate.Limiter // /register, all addresses
+	authzLimit  *addrLimiter  // /authorize
+	signinLimit *addrLimiter  // /signin
 	mux         *http.ServeMux
 }
 
@@ -181,10 +198,14 @@ func New(st *store.Store, cfg Config, log *slog.Logger) *Server {
 	def(&cfg.RefreshTokenTTL, DefaultRefreshTokenTTL)
 	def(&cfg.CodeTTL, DefaultCodeTTL)
 	def(&cfg.ClientIdleTTL, DefaultClientIdleTTL)
+	def(&cfg.UnconfirmedClientTTL, DefaultUnconfirmedClientTTL)
 	def(&cfg.SessionTTL, DefaultSessionTTL)
 	def(&cfg.ConsentTTL, DefaultConsentTTL)
 	if cfg.RegisterPerMinute <= 0 {
 		cfg.RegisterPerMinute = DefaultRegisterPerMin
+	}
+	if cfg.RegisterPerHour <= 0 {
+		cfg.RegisterPerHour = DefaultRegisterPerHour
 	}
 	if cfg.AuthorizePerMinute <= 0 {
 		cfg.AuthorizePerMinute = DefaultAuthorizePerMin
@@ -206,6 +227,7 @@ func New(st *store.Store, cfg Config, log *slog.Logger) *Server {
 		s.grants = storeGrants{st: st, now: cfg.Now}
 	}
 	s.limit = newAddrLimiter(cfg.RegisterPerMinute, cfg.Now)
+	s.regLimit = rate.NewLimiter(rate.Limit(float64(cfg.RegisterPerHour)/3600), cfg.RegisterPerHour)
 	s.authzLimit = newAddrLimiter(cfg.AuthorizePerMinute, cfg.Now)
 	s.signinLimit = newAddrLimiter(cfg.SigninPerMinute, cfg.Now)
 	mux := http.NewServeMux()

@@ -214,20 +214,29 @@ func TestSec09AuthorizeStoresNothingBeforeSignIn(t *testing.T) {
 				t.Errorf("marker lease %v", ttl)
 			}
 		}
-		// A renewed registration's old lease is revoked, not left to run
-		// out its 30 days.
+		// A registration lives an hour until a signed-in person approves
+		// the client; anonymous use does not extend it.
 		id := e.publicClient("Sec09 Renewed")
-		l1, _ := e.leaseTTL(oauth.KindClient, id)
+		l0, ttl := e.leaseTTL(oauth.KindClient, id)
+		if ttl > oauth.DefaultUnconfirmedClientTTL {
+			t.Fatalf("new registration lease %v", ttl)
+		}
 		e.clock.Advance(25 * time.Hour)
 		defer e.clock.Advance(-25 * time.Hour)
 		if r := call(t, http.MethodGet, e.authorizeURL(e.authQuery(id)), http.Header{"X-Test-Addr": {"198.51.103.1"}}, ""); r.status != http.StatusFound {
 			t.Fatalf("%d %s", r.status, r.body)
 		}
-		if l2, _ := e.leaseTTL(oauth.KindClient, id); l2 == l1 {
-			t.Fatal("lease not renewed")
+		if l, _ := e.leaseTTL(oauth.KindClient, id); l != l0 {
+			t.Fatal("anonymous /authorize extended an unconfirmed registration")
 		}
-		ttl, err := e.etcd.Client(t).TimeToLive(t.Context(), l1)
-		if err != nil || ttl.TTL != -1 {
+		// Approval extends it, and the replaced lease is revoked, not left
+		// to run out.
+		e.code(newSignedIn(e, aliceKey), e.authQuery(id), "alice")
+		l1, ttl := e.leaseTTL(oauth.KindClient, id)
+		if l1 == l0 || ttl < oauth.DefaultClientIdleTTL-time.Minute {
+			t.Fatalf("confirmed lease %v", ttl)
+		}
+		if ttl, err := e.etcd.Client(t).TimeToLive(t.Context(), l0); err != nil || ttl.TTL != -1 {
 			t.Fatalf("old lease still there: %+v %v", ttl, err)
 		}
 	})
@@ -262,6 +271,26 @@ func TestSec09AuthorizeStoresNothingBeforeSignIn(t *testing.T) {
 		big := `{"redirect_uris":["http://127.0.0.1/cb"],"token_endpoint_auth_method":"none","client_uri":"https://x.example/` + strings.Repeat("a", oauth.MaxRegisterBytes) + `"}`
 		r = call(t, http.MethodPost, e.pub+"/register", http.Header{"Content-Type": {"application/json"}, "X-Test-Addr": {"198.51.102.1"}}, big)
 		wantJSONError(t, r, http.StatusRequestEntityTooLarge, "invalid_client_metadata")
+		if after := e.usage(); after != before {
+			t.Fatalf("etcd changed: %+v → %+v", before, after)
+		}
+	})
+
+	t.Run("registrations bounded per replica", func(t *testing.T) {
+		e := newEnv(t, func(c *oauth.Config) { c.RegisterPerHour = 5 })
+		body := `{"redirect_uris":["http://127.0.0.1/cb"],"token_endpoint_auth_method":"none"}`
+		for i := range 5 {
+			h := http.Header{"Content-Type": {"application/json"}, "X-Test-Addr": {fmt.Sprintf("198.51.104.%d", i)}}
+			if r := call(t, http.MethodPost, e.pub+"/register", h, body); r.status != http.StatusCreated {
+				t.Fatalf("registration %d: %d %s", i, r.status, r.body)
+			}
+		}
+		before := e.usage()
+		r := call(t, http.MethodPost, e.pub+"/register", http.Header{"Content-Type": {"application/json"}, "X-Test-Addr": {"198.51.104.99"}}, body)
+		wantJSONError(t, r, http.StatusTooManyRequests, "slow_down")
+		if got := r.header.Get("Retry-After"); got != "720" {
+			t.Errorf("Retry-After %q", got)
+		}
 		if after := e.usage(); after != before {
 			t.Fatalf("etcd changed: %+v → %+v", before, after)
 		}
