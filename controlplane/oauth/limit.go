@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -129,6 +130,31 @@ func (s *Server) limited(w http.ResponseWriter, r *http.Request, l *addrLimiter)
 	}
 	w.Header().Set("Retry-After", retryAfter(wait))
 	s.errorPage(w, r, http.StatusTooManyRequests, "Too many requests", "Too many requests came from your address. Wait a moment and try again.")
+	return true
+}
+
+// limitedSecretLookup applies the lookup limit to the endpoints, other
+// than /authorize and /signin (limited in their handlers) and /register,
+// where an anonymous request makes the server read etcd for a presented
+// code, token, state or session: without a limit each random secret would
+// cost a linearizable read. JSON endpoints answer an OAuth error, pages a
+// page; both 429 with Retry-After.
+func (s *Server) limitedSecretLookup(w http.ResponseWriter, r *http.Request) bool {
+	p := r.URL.Path
+	json := p == "/token" || p == "/revoke"
+	if !json && p != "/consent" && p != "/oauth/callback" && p != "/connections" && !strings.HasPrefix(p, "/connections/") {
+		return false
+	}
+	if !json {
+		return s.limited(w, r, s.lookupLimit)
+	}
+	ok, wait := s.lookupLimit.take(clientAddress(r))
+	if ok {
+		return false
+	}
+	w.Header().Set("Retry-After", retryAfter(wait))
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusTooManyRequests, oauthError{"slow_down", "too many requests from this address"})
 	return true
 }
 

@@ -115,6 +115,7 @@ const (
 	DefaultRegisterPerMin  = 20
 	DefaultAuthorizePerMin = 60
 	DefaultSigninPerMin    = 30
+	DefaultLookupPerMin    = 300
 	// MaxBodyBytes bounds every request body.
 	MaxBodyBytes = 64 << 10
 	// MaxRegisterBytes bounds a registration request body, and so the
@@ -163,12 +164,16 @@ type Config struct {
 	// addresses count per /64).
 	AuthorizePerMinute int
 	SigninPerMinute    int
-	AccessTokenTTL     time.Duration
-	RefreshTokenTTL    time.Duration
-	CodeTTL            time.Duration
-	ClientIdleTTL      time.Duration
-	SessionTTL         time.Duration
-	ConsentTTL         time.Duration
+	// LookupPerMinute is how many requests one client address may make
+	// per minute to the other endpoints that look a presented secret up in
+	// etcd (/token, /revoke, /consent, /oauth/callback, /connections...).
+	LookupPerMinute int
+	AccessTokenTTL  time.Duration
+	RefreshTokenTTL time.Duration
+	CodeTTL         time.Duration
+	ClientIdleTTL   time.Duration
+	SessionTTL      time.Duration
+	ConsentTTL      time.Duration
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 }
@@ -182,6 +187,7 @@ type Server struct {
 	grants      Grants
 	limit       *addrLimiter  // /register
 	regLimit    *rate.Limiter // /register, all addresses
+	lookupLimit *addrLimiter  // /token, /revoke, /consent, /oauth/callback, /connections
 	authzLimit  *addrLimiter  // /authorize
 	signinLimit *addrLimiter  // /signin
 	mux         *http.ServeMux
@@ -213,6 +219,9 @@ func New(st *store.Store, cfg Config, log *slog.Logger) *Server {
 	if cfg.SigninPerMinute <= 0 {
 		cfg.SigninPerMinute = DefaultSigninPerMin
 	}
+	if cfg.LookupPerMinute <= 0 {
+		cfg.LookupPerMinute = DefaultLookupPerMin
+	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: 15 * time.Second}
 	}
@@ -230,6 +239,7 @@ func New(st *store.Store, cfg Config, log *slog.Logger) *Server {
 	s.regLimit = rate.NewLimiter(rate.Limit(float64(cfg.RegisterPerHour)/3600), cfg.RegisterPerHour)
 	s.authzLimit = newAddrLimiter(cfg.AuthorizePerMinute, cfg.Now)
 	s.signinLimit = newAddrLimiter(cfg.SigninPerMinute, cfg.Now)
+	s.lookupLimit = newAddrLimiter(cfg.LookupPerMinute, cfg.Now)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/.well-known/oauth-authorization-server", s.metadata)
 	mux.HandleFunc("/.well-known/openid-configuration", s.metadata)
@@ -271,6 +281,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(http.StatusNoContent)
 			return
 		}
+	}
+	if s.limitedSecretLookup(w, r) {
+		return
 	}
 	s.mux.ServeHTTP(w, r)
 }

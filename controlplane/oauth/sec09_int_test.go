@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -156,6 +157,10 @@ func TestSec09AuthorizeStoresNothingBeforeSignIn(t *testing.T) {
 	})
 
 	t.Run("rate limits", func(t *testing.T) {
+		// A stopped clock: buckets refill only when the test says so.
+		fz := &frozenClock{at: time.Now()}
+		e := newEnv(t, func(cfg *oauth.Config) { cfg.Now = fz.Now })
+		c := e.publicClient("Sec09 Limits")
 		h := http.Header{"X-Test-Addr": {"192.0.2.77"}}
 		for i := range oauth.DefaultAuthorizePerMin {
 			if r := call(t, http.MethodGet, e.authorizeURL(e.authQuery(c)), h, ""); r.status != http.StatusFound {
@@ -181,7 +186,7 @@ func TestSec09AuthorizeStoresNothingBeforeSignIn(t *testing.T) {
 			t.Fatalf("same /64: %d", r.status)
 		}
 		// The bucket refills.
-		e.clock.Advance(time.Minute)
+		fz.Advance(time.Minute)
 		if r := call(t, http.MethodGet, e.authorizeURL(e.authQuery(c)), h, ""); r.status != http.StatusFound {
 			t.Fatalf("after a minute: %d", r.status)
 		}
@@ -200,6 +205,22 @@ func TestSec09AuthorizeStoresNothingBeforeSignIn(t *testing.T) {
 			t.Errorf("Retry-After %q, Set-Cookie %q", r.header.Get("Retry-After"), r.header.Get("Set-Cookie"))
 		}
 		r = call(t, http.MethodGet, e.pub+"/signin", http.Header{"X-Test-Addr": {"192.0.2.79"}}, "")
+		wantPage(t, r, http.StatusTooManyRequests, "Too many requests came from your address. Wait a moment and try again.")
+
+		// Endpoints that look presented secrets up in etcd share a bucket.
+		fh.Set("X-Test-Addr", "192.0.2.80")
+		for i := range oauth.DefaultLookupPerMin {
+			form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {fmt.Sprintf("mcpgr_random%d", i)}, "client_id": {c}}
+			if r := call(t, http.MethodPost, e.pub+"/token", fh, form.Encode()); r.status != http.StatusBadRequest {
+				t.Fatalf("token %d: %d %s", i, r.status, r.body)
+			}
+		}
+		r = call(t, http.MethodPost, e.pub+"/token", fh, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {"mcpgr_x"}, "client_id": {c}}.Encode())
+		wantJSONError(t, r, http.StatusTooManyRequests, "slow_down")
+		if r.header.Get("Retry-After") != "1" {
+			t.Errorf("Retry-After %q", r.header.Get("Retry-After"))
+		}
+		r = call(t, http.MethodGet, e.pub+"/oauth/callback?state=x&code=y", http.Header{"X-Test-Addr": {"192.0.2.80"}}, "")
 		wantPage(t, r, http.StatusTooManyRequests, "Too many requests came from your address. Wait a moment and try again.")
 	})
 
@@ -277,7 +298,8 @@ func TestSec09AuthorizeStoresNothingBeforeSignIn(t *testing.T) {
 	})
 
 	t.Run("registrations bounded per replica", func(t *testing.T) {
-		e := newEnv(t, func(c *oauth.Config) { c.RegisterPerHour = 5 })
+		fz := &frozenClock{at: time.Now()}
+		e := newEnv(t, func(c *oauth.Config) { c.RegisterPerHour, c.Now = 5, fz.Now })
 		body := `{"redirect_uris":["http://127.0.0.1/cb"],"token_endpoint_auth_method":"none"}`
 		for i := range 5 {
 			h := http.Header{"Content-Type": {"application/json"}, "X-Test-Addr": {fmt.Sprintf("198.51.104.%d", i)}}
@@ -295,4 +317,22 @@ func TestSec09AuthorizeStoresNothingBeforeSignIn(t *testing.T) {
 			t.Fatalf("etcd changed: %+v → %+v", before, after)
 		}
 	})
+}
+
+// frozenClock moves only when advanced.
+type frozenClock struct {
+	mu sync.Mutex
+	at time.Time
+}
+
+func (c *frozenClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.at
+}
+
+func (c *frozenClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.at = c.at.Add(d)
 }
