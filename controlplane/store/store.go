@@ -507,7 +507,8 @@ func (s *Store) PutLeased(ctx context.Context, kind, name string, value []byte, 
 }
 
 // PutLeasedAt stores value at <kind>/<name> on a fresh lease of ttl iff its
-// revision equals expected (0 = create): it renews a short-lived record.
+// revision equals expected (0 = create, -1 = unconditional): it renews a
+// short-lived record.
 // No lease outlives its use: a lease whose write failed is revoked, and so
 // is the lease of the record it replaced (which holds nothing else).
 func (s *Store) PutLeasedAt(ctx context.Context, kind, name string, value []byte, ttl time.Duration, expected int64) (int64, error) {
@@ -520,7 +521,10 @@ func (s *Store) PutLeasedAt(ctx context.Context, kind, name string, value []byte
 		return 0, wrap("lease", err)
 	}
 	k := key(kind, name)
-	txn := s.kv.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(k), "=", expected))
+	txn := s.kv.Txn(ctx)
+	if expected >= 0 {
+		txn = txn.If(clientv3.Compare(clientv3.ModRevision(k), "=", expected))
+	}
 	resp, err := txn.Then(clientv3.OpPut(k, string(value), clientv3.WithLease(lease.ID), clientv3.WithPrevKV())).Commit()
 	if err != nil || !resp.Succeeded {
 		s.revokeLease(lease.ID)
