@@ -57,10 +57,11 @@ func TestSec09AuthorizeStoresNothingBeforeSignIn(t *testing.T) {
 
 	t.Run("60 KB state: 400, etcd unchanged", func(t *testing.T) {
 		before := e.usage()
-		for i := range 40 {
+		// As many as filled a 64 MiB quota before.
+		for i := range 699 {
 			q := e.authQuery(c)
 			q.Set("state", strings.Repeat("s", 60<<10))
-			h := http.Header{"X-Test-Addr": {fmt.Sprintf("198.51.100.%d", i)}}
+			h := http.Header{"X-Test-Addr": {fmt.Sprintf("10.9.%d.%d", i/256, i%256)}}
 			r := call(t, http.MethodGet, e.authorizeURL(q), h, "")
 			wantPage(t, r, http.StatusBadRequest, "The authorization request is too large.")
 			if r.header.Get("Location") != "" {
