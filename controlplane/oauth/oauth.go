@@ -42,8 +42,11 @@
 //     per /64) by golang.org/x/time/rate token buckets in a bounded map,
 //     per control-plane replica (N replicas allow N times the rate);
 //     over the limit: 429 with Retry-After.
-//   - Registrations carry at most MaxRegisterBytes and expire after 30 idle
-//     days (a lease renewed at most daily on use). Client ID metadata documents are fetched at /authorize only,
+//   - Registrations carry at most MaxRegisterBytes, a replica accepts
+//     RegisterPerHour of them from all addresses together, and a new one
+//     lives an hour until a signed-in person first approves the client;
+//     then it expires after 30 idle days (a lease renewed at most daily on
+//     use). Client ID metadata documents are fetched at /authorize only,
 //     from public addresses (checked on the dialed address), without
 //     redirects, within 5 s and 64 KiB.
 //   - Tokens: opaque, stored only as hashes; codes live 5 minutes, access
