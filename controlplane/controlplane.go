@@ -36,6 +36,9 @@ type Config struct {
 	// HandlerOptions are given to every Connect service, outermost first
 	// (metrics and audit interceptors).
 	HandlerOptions []connect.HandlerOption
+	// OAuth configures the authorization server (rate limits, lifetimes);
+	// its Grants is always the vault's refresher.
+	OAuth oauth.Config
 }
 
 // NewHandler returns the control plane's HTTP handler: the admin services
@@ -57,7 +60,9 @@ func NewHandler(st *store.Store, cfg Config, log *slog.Logger) http.Handler {
 	mux.Handle(authorizeapi.NewHandler(authz, cfg.DataPlaneTokens, cfg.HandlerOptions...))
 	// Data planes relay the OAuth authorization server's public paths here
 	// (see dataplane's relay), so every replica serves every step of a flow.
-	as := oauth.New(st, oauth.Config{Grants: grants}, log)
+	ocfg := cfg.OAuth
+	ocfg.Grants = grants
+	as := oauth.New(st, ocfg, log)
 	mux.Handle(RelayPrefix+"/", authorizeapi.RequireDataPlane(cfg.DataPlaneTokens, http.StripPrefix(RelayPrefix, as)))
 	return mux
 }

@@ -31,6 +31,7 @@ type controlConfig struct {
 	DataPlaneToken []string
 	AdminKey       string
 	Ops            controlOps
+	Limits         *limitFlags
 }
 
 func cmdControl(ctx context.Context, args []string, io stdio) error {
@@ -49,6 +50,7 @@ func cmdControl(ctx context.Context, args []string, io stdio) error {
 	fs.StringVar(&cfg.VaultKeyset, "vault-keyset", io.env("MCPGATE_VAULT_KEYSET_FILE", ""), "vault keyset file (tink JSON), shared by every replica; or MCPGATE_VAULT_KEYSET with its contents")
 	fs.StringVar(&tokens, "dataplane-token", "", "comma-separated tokens data planes present (default: $MCPGATE_DATAPLANE_TOKEN, the better place for it)")
 	cfg.Ops.register(fs, io)
+	cfg.Limits = registerLimitFlags(fs, io)
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -66,6 +68,9 @@ func cmdControl(ctx context.Context, args []string, io stdio) error {
 		return fmt.Errorf("%w: --etcd-endpoints (or MCPGATE_ETCD_ENDPOINTS) is required", errUsage)
 	}
 	if err := cfg.Ops.validate(); err != nil {
+		return err
+	}
+	if err := cfg.Limits.validate(); err != nil {
 		return err
 	}
 	if len(cfg.DataPlaneToken) == 0 && cfg.Ops.ClientCA == "" {
@@ -126,7 +131,7 @@ func runControl(ctx context.Context, cfg controlConfig, io stdio, log *slog.Logg
 	if err != nil {
 		return err
 	}
-	st := store.New(cli, kr, log)
+	st := store.New(cli, kr, log, cfg.Limits.storeOptions()...)
 	stopStore, err := startStore(ctx, st, time.Minute, log)
 	if err != nil {
 		return fmt.Errorf("store cache (is etcd reachable at %v?): %w", cfg.EtcdEndpoints, err)
@@ -148,6 +153,7 @@ func runControl(ctx context.Context, cfg controlConfig, io stdio, log *slog.Logg
 		Keyring:         kr,
 		Refresh:         refresh.Config{OnRefresh: ops.metrics.RecordVaultRefresh},
 		HandlerOptions:  ops.handlerOptions(st),
+		OAuth:           cfg.Limits.oauth,
 	}, log)
 	return ops.serve(ctx, cfg.Ops, cfg.Listen, h, log)
 }

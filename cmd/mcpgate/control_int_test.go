@@ -1,7 +1,9 @@
 package main_test
 
 import (
+	"bytes"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -49,4 +51,28 @@ func TestControl(t *testing.T) {
 		t.Errorf("servers list:\n%s", out)
 	}
 	stopProcess(t, p)
+}
+
+// Sec09/Sec10: the anonymous-cost limits are flags with MCPGATE_* defaults;
+// nonsense values stop `mcpgate control` with a one-line usage error.
+func TestControlLimitFlags(t *testing.T) {
+	for _, tc := range []struct {
+		env  []string
+		args []string
+		want string
+	}{
+		{nil, []string{"--authorize-per-minute", "0"}, "--authorize-per-minute must be at least 1"},
+		{nil, []string{"--catchup-reads-per-second", "-1"}, "--catchup-reads-per-second must be positive"},
+		{[]string{"MCPGATE_SIGNIN_PER_MINUTE=lots"}, nil, "MCPGATE_SIGNIN_PER_MINUTE is not a valid number"},
+		{[]string{"MCPGATE_REGISTER_PER_HOUR=0"}, nil, "--register-per-hour must be at least 1"},
+	} {
+		cmd := exec.Command(bin, append([]string{"control", "--etcd-endpoints", "http://127.0.0.1:9"}, tc.args...)...)
+		cmd.Env = append(os.Environ(), tc.env...)
+		var errb bytes.Buffer
+		cmd.Stderr = &errb
+		err := cmd.Run()
+		if err == nil || !strings.Contains(errb.String(), tc.want) || strings.Count(errb.String(), "\n") != 1 {
+			t.Errorf("%v %v: %v, stderr %q; want a one-line error with %q", tc.env, tc.args, err, errb.String(), tc.want)
+		}
+	}
 }

@@ -33,7 +33,18 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
+	if s.limited(w, r, s.authzLimit) {
+		return
+	}
+	if len(r.URL.RawQuery) > maxAuthorizeQuery {
+		s.errorPage(w, r, http.StatusBadRequest, "Invalid request", "The authorization request is too large.")
+		return
+	}
 	q := r.URL.Query()
+	if p, ok := overCap(q); !ok {
+		s.errorPage(w, r, http.StatusBadRequest, "Invalid request", "The authorization request's "+p+" is too long.")
+		return
+	}
 	if len(q["client_id"]) > 1 || len(q["redirect_uri"]) > 1 {
 		s.errorPage(w, r, http.StatusBadRequest, "Invalid request", "The authorization request repeats client_id or redirect_uri.")
 		return
@@ -111,13 +122,14 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		Scopes:        scopes,
 		ExpireTime:    timestamppb.New(s.now().Add(DefaultRequestTTL)),
 	}
-	reqID := random(24)
-	b, err := proto.Marshal(auth)
-	if err == nil {
-		_, err = s.st.PutLeased(ctx, KindRequest, reqID, b, DefaultRequestTTL)
-	}
-	if err != nil {
-		s.log.ErrorContext(ctx, "store authorization request", "err", err)
+	// Nothing is stored before sign-in: the pending request travels sealed.
+	reqID, err := s.sealRequest(auth)
+	switch {
+	case errors.Is(err, errRequestTooLarge):
+		fail("invalid_request", "the authorization request is too large")
+		return
+	case err != nil:
+		s.log.ErrorContext(ctx, "seal authorization request", "err", err)
 		fail("temporarily_unavailable", "try again in a moment")
 		return
 	}
@@ -267,9 +279,16 @@ type signinPage struct {
 
 // signin shows the sign-in form and signs a person in with an API key.
 func (s *Server) signin(w http.ResponseWriter, r *http.Request) {
+	if (r.Method == http.MethodGet || r.Method == http.MethodPost) && s.limited(w, r, s.signinLimit) {
+		return
+	}
 	switch r.Method {
 	case http.MethodGet:
 		q := r.URL.Query()
+		if len(q.Get("request")) > maxSealedRequest {
+			s.requestGone(w, r)
+			return
+		}
 		s.render(w, r, http.StatusOK, "signin.html", signinPage{Request: q.Get("request"), Next: nextPage(q.Get("next"))})
 		return
 	case http.MethodPost:
@@ -285,6 +304,10 @@ func (s *Server) signin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	page := signinPage{Request: r.PostForm.Get("request"), Next: nextPage(r.PostForm.Get("next"))}
+	if len(page.Request) > maxSealedRequest {
+		s.requestGone(w, r)
+		return
+	}
 	key := strings.TrimSpace(r.PostForm.Get("key"))
 	k, ok := s.st.KeyByHash(store.HashKey(key))
 	if key == "" || !ok || !s.keyValid(k.GetKey().GetId(), k.GetKey().GetPrincipal()) {
@@ -365,25 +388,6 @@ type consentPage struct {
 	CSRF          string
 }
 
-// loadRequest reads a pending authorization request.
-func (s *Server) loadRequest(ctx context.Context, id string) (*storev1.OAuthAuthorization, error) {
-	if id == "" || len(id) > 100 {
-		return nil, store.ErrNotFound
-	}
-	b, _, err := s.st.Get(ctx, KindRequest, id)
-	if err != nil {
-		return nil, err
-	}
-	var a storev1.OAuthAuthorization
-	if err := proto.Unmarshal(b, &a); err != nil {
-		return nil, err
-	}
-	if !s.now().Before(a.GetExpireTime().AsTime()) {
-		return nil, store.ErrNotFound
-	}
-	return &a, nil
-}
-
 func (s *Server) requestGone(w http.ResponseWriter, r *http.Request) {
 	s.errorPage(w, r, http.StatusBadRequest, "Request expired", "This authorization request has expired or was already used. Start again from your application.")
 }
@@ -400,7 +404,7 @@ func (s *Server) consent(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, issuer(r)+"/signin?request="+url.QueryEscape(reqID), http.StatusFound)
 			return
 		}
-		auth, err := s.loadRequest(ctx, reqID)
+		auth, err := s.openRequest(reqID)
 		if err != nil {
 			s.requestGone(w, r)
 			return
@@ -420,18 +424,8 @@ func (s *Server) consent(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, r, http.StatusForbidden, "Forbidden", "This form is not valid for your session. Go back to your application and start again.")
 		return
 	}
-	reqID := r.PostForm.Get("request")
-	if reqID == "" || len(reqID) > 100 {
-		s.requestGone(w, r)
-		return
-	}
-	b, err := s.st.Take(ctx, KindRequest, reqID)
+	auth, err := s.takeRequest(ctx, r.PostForm.Get("request"))
 	if err != nil {
-		s.requestGone(w, r)
-		return
-	}
-	var auth storev1.OAuthAuthorization
-	if proto.Unmarshal(b, &auth) != nil || !s.now().Before(auth.GetExpireTime().AsTime()) {
 		s.requestGone(w, r)
 		return
 	}
@@ -441,8 +435,8 @@ func (s *Server) consent(w http.ResponseWriter, r *http.Request) {
 			redirectError(w, r, auth.GetRedirectUri(), auth.GetState(), "access_denied", "this account may not use this server")
 			return
 		}
-		s.rememberConsent(ctx, sess.rec.GetPrincipal(), &auth)
-		s.approve(w, r, sess, &auth)
+		s.rememberConsent(ctx, sess.rec.GetPrincipal(), auth)
+		s.approve(w, r, sess, auth)
 	default:
 		s.log.InfoContext(ctx, "consent denied", "principal", sess.rec.GetPrincipal(), "client_id", auth.GetClientId())
 		redirectError(w, r, auth.GetRedirectUri(), auth.GetState(), "access_denied", "the person denied access")
@@ -510,12 +504,12 @@ func (s *Server) showConsent(w http.ResponseWriter, r *http.Request, sess *sessi
 	ctx := r.Context()
 	principal := sess.rec.GetPrincipal()
 	if !s.mayUse(principal, auth.GetServer()) {
-		_, _ = s.st.Take(ctx, KindRequest, reqID)
+		_, _ = s.takeRequest(ctx, reqID)
 		redirectError(w, r, auth.GetRedirectUri(), auth.GetState(), "access_denied", "this account may not use this server")
 		return
 	}
 	if s.consented(ctx, principal, auth) {
-		if _, err := s.st.Take(ctx, KindRequest, reqID); err != nil {
+		if _, err := s.takeRequest(ctx, reqID); err != nil {
 			s.requestGone(w, r)
 			return
 		}
@@ -581,6 +575,7 @@ func (s *Server) usableGrant(principal, server string) bool {
 // none, else by issuing the gateway's code at once.
 func (s *Server) approve(w http.ResponseWriter, r *http.Request, sess *session, auth *storev1.OAuthAuthorization) {
 	auth.Principal = sess.rec.GetPrincipal()
+	s.confirmClient(r.Context(), auth.GetClientId())
 	srv, ok := s.st.Server(auth.GetServer())
 	if !ok {
 		redirectError(w, r, auth.GetRedirectUri(), auth.GetState(), "invalid_target", "the server no longer exists")

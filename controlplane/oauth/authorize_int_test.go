@@ -1,6 +1,7 @@
 package oauth_test
 
 import (
+	"encoding/base64"
 	"net/http"
 	"net/url"
 	"strings"
@@ -259,6 +260,7 @@ func TestAuthorize_Consent(t *testing.T) {
 			q.Set("resource", res)
 			q.Set("redirect_uri", loopbackCB)
 			h := http.Header{"X-Test-Public-URL": {"https://gw.example.com"}}
+			before := e.count(oauth.KindRequest)
 			r := call(t, http.MethodGet, e.authorizeURL(q), h, "")
 			if r.status != http.StatusFound {
 				t.Fatalf("%s: %d %s", res, r.status, r.body)
@@ -267,9 +269,17 @@ func TestAuthorize_Consent(t *testing.T) {
 			if loc.Host != "gw.example.com" || loc.Path != "/signin" {
 				t.Fatalf("%s: redirected to %s", res, loc)
 			}
-			b, _, err := e.st.Get(t.Context(), oauth.KindRequest, loc.Query().Get("request"))
+			// The pending request travels sealed; nothing is stored.
+			ct, err := base64.RawURLEncoding.DecodeString(loc.Query().Get("request"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := e.st.Open(ct, []byte("mcpgate/oauth-request/v1"))
 			if err != nil || !strings.Contains(string(b), "Gmail") {
 				t.Fatalf("%s: pending request %q %v", res, b, err)
+			}
+			if n := e.count(oauth.KindRequest); n != before {
+				t.Fatalf("request records: %d, were %d", n, before)
 			}
 		}
 	})

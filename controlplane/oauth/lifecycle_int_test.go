@@ -34,14 +34,29 @@ func (e *env) leaseTTL(kind, name string) (clientv3.LeaseID, time.Duration) {
 	return id, time.Duration(ttl.TTL) * time.Second
 }
 
-// Idle registrations expire: the record is on a 30-day lease that use
+// Idle registrations expire: a new one is on a 1-hour lease until a
+// signed-in person approves the client, then on a 30-day lease that use
 // renews (at most daily).
 func TestClientLease(t *testing.T) {
 	e := newEnv(t, nil)
 	id := e.publicClient("Lease Client")
-	l1, ttl := e.leaseTTL(oauth.KindClient, id)
-	if ttl < oauth.DefaultClientIdleTTL-time.Minute || ttl > oauth.DefaultClientIdleTTL {
+	l0, ttl := e.leaseTTL(oauth.KindClient, id)
+	if ttl < oauth.DefaultUnconfirmedClientTTL-time.Minute || ttl > oauth.DefaultUnconfirmedClientTTL {
 		t.Fatalf("registration lease %v", ttl)
+	}
+	// Anonymous use does not extend it.
+	call(t, http.MethodGet, e.authorizeURL(e.authQuery(id)), nil, "")
+	if l, _ := e.leaseTTL(oauth.KindClient, id); l != l0 {
+		t.Fatalf("unconfirmed lease renewed by /authorize")
+	}
+	// The first approval does.
+	e.code(newSignedIn(e, aliceKey), e.authQuery(id), "alice")
+	l1, ttl := e.leaseTTL(oauth.KindClient, id)
+	if l1 == l0 || ttl < oauth.DefaultClientIdleTTL-time.Minute || ttl > oauth.DefaultClientIdleTTL {
+		t.Fatalf("confirmed lease %v", ttl)
+	}
+	if ttl, err := e.etcd.Client(t).TimeToLive(t.Context(), l0); err != nil || ttl.TTL != -1 {
+		t.Fatalf("unconfirmed lease not revoked: %+v %v", ttl, err)
 	}
 	// Used within a day: the lease stays.
 	call(t, http.MethodGet, e.authorizeURL(e.authQuery(id)), nil, "")
@@ -126,4 +141,11 @@ func TestCORS(t *testing.T) {
 			t.Errorf("%s has CORS", p)
 		}
 	}
+}
+
+// newSignedIn returns a browser signed in with key.
+func newSignedIn(e *env, key string) *browser {
+	b := newBrowser(e.t)
+	e.signIn(b, key)
+	return b
 }

@@ -32,9 +32,20 @@
 //     grant) uses the server's own client id and secret, PKCE S256 and a
 //     single-use state on a 10-minute lease bound to the browser session. The
 //     optional RFC 8707 resource parameter is not sent upstream.
-//   - Registrations are rate limited per client address by an in-memory token
-//     bucket (per control-plane replica, so N replicas allow N times the
-//     rate) and expire after 30 idle days (a lease renewed at most daily on
+//   - Anonymous requests cannot grow etcd: /authorize stores nothing (the
+//     pending request travels sealed with the vault keyring through the
+//     sign-in and consent pages, see request.go), every authorization
+//     parameter and the whole query are capped (fixed 400 page), and a
+//     failed sign-in writes nothing.
+//   - /authorize, /signin and /register are rate limited per client
+//     address (X-MCPGate-Client-Address from the authenticated relay; IPv6
+//     per /64) by golang.org/x/time/rate token buckets in a bounded map,
+//     per control-plane replica (N replicas allow N times the rate);
+//     over the limit: 429 with Retry-After.
+//   - Registrations carry at most MaxRegisterBytes, a replica accepts
+//     RegisterPerHour of them from all addresses together, and a new one
+//     lives an hour until a signed-in person first approves the client;
+//     then it expires after 30 idle days (a lease renewed at most daily on
 //     use). Client ID metadata documents are fetched at /authorize only,
 //     from public addresses (checked on the dialed address), without
 //     redirects, within 5 s and 64 KiB.
@@ -53,10 +64,10 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/oauth2"
+	"golang.org/x/time/rate"
 
 	"github.com/mcpgate/mcpgate/controlplane/store"
 )
@@ -71,7 +82,7 @@ const (
 // Kinds of records the server keeps through the store's generic methods.
 const (
 	KindClient   = "oauthclients"
-	KindRequest  = "oauthrequests"
+	KindRequest  = "oauthrequests" // markers of answered (used) sealed requests
 	KindCode     = "oauthcodes"
 	KindUsedCode = "oauthusedcodes"
 	KindFamily   = "oauthfamilies"
@@ -96,11 +107,24 @@ const (
 	DefaultRequestTTL      = 10 * time.Minute
 	DefaultStateTTL        = 10 * time.Minute
 	DefaultClientIdleTTL   = 30 * 24 * time.Hour
+	// DefaultUnconfirmedClientTTL is how long a registration lives until a
+	// signed-in person first approves the client.
+	DefaultUnconfirmedClientTTL = time.Hour
+	// DefaultRegisterPerHour bounds registrations per replica, whatever
+	// their addresses.
+	DefaultRegisterPerHour = 200
 	DefaultSessionTTL      = 12 * time.Hour
 	DefaultConsentTTL      = 90 * 24 * time.Hour
 	DefaultRegisterPerMin  = 20
+	DefaultAuthorizePerMin = 60
+	DefaultSigninPerMin    = 30
+	DefaultLookupPerMin    = 300
 	// MaxBodyBytes bounds every request body.
 	MaxBodyBytes = 64 << 10
+	// MaxRegisterBytes bounds a registration request body, and so the
+	// record an anonymous registration stores (at most this plus about
+	// 200 bytes of ids, secret hash and times).
+	MaxRegisterBytes = 8 << 10
 )
 
 // Grants saves and revokes upstream grants in the vault; refresh.Grants
@@ -128,12 +152,31 @@ type Config struct {
 	// RegisterPerMinute is how many registrations one client address may
 	// make per minute (a token bucket per control-plane replica).
 	RegisterPerMinute int
-	AccessTokenTTL    time.Duration
-	RefreshTokenTTL   time.Duration
-	CodeTTL           time.Duration
-	ClientIdleTTL     time.Duration
-	SessionTTL        time.Duration
-	ConsentTTL        time.Duration
+	// RegisterPerHour is how many registrations one replica accepts per
+	// hour from all addresses together (a token bucket of that size).
+	// With UnconfirmedClientTTL it bounds what anonymous registrations
+	// can keep in etcd: about 2×RegisterPerHour×UnconfirmedClientTTL/1h
+	// records of at most MaxRegisterBytes, per replica.
+	RegisterPerHour int
+	// UnconfirmedClientTTL is the lease of a new registration; the first
+	// approval by a signed-in person extends it to ClientIdleTTL.
+	UnconfirmedClientTTL time.Duration
+	// AuthorizePerMinute and SigninPerMinute are how many /authorize and
+	// /signin requests (GET or POST) one client address may make per
+	// minute (a token bucket per control-plane replica and address; IPv6
+	// addresses count per /64).
+	AuthorizePerMinute int
+	SigninPerMinute    int
+	// LookupPerMinute is how many requests one client address may make
+	// per minute to the other endpoints that look a presented secret up in
+	// etcd (/token, /revoke, /consent, /oauth/callback, /connections...).
+	LookupPerMinute int
+	AccessTokenTTL  time.Duration
+	RefreshTokenTTL time.Duration
+	CodeTTL         time.Duration
+	ClientIdleTTL   time.Duration
+	SessionTTL      time.Duration
+	ConsentTTL      time.Duration
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 }
@@ -141,12 +184,16 @@ type Config struct {
 // Server is the authorization server. It is an http.Handler for the paths
 // listed in the package documentation, without any relay prefix.
 type Server struct {
-	st     *store.Store
-	cfg    Config
-	log    *slog.Logger
-	grants Grants
-	limit  *limiter
-	mux    *http.ServeMux
+	st          *store.Store
+	cfg         Config
+	log         *slog.Logger
+	grants      Grants
+	limit       *addrLimiter  // /register
+	regLimit    *rate.Limiter // /register, all addresses
+	lookupLimit *addrLimiter  // /token, /revoke, /consent, /oauth/callback, /connections
+	authzLimit  *addrLimiter  // /authorize
+	signinLimit *addrLimiter  // /signin
+	mux         *http.ServeMux
 }
 
 // New returns a Server over st.
@@ -160,10 +207,23 @@ func New(st *store.Store, cfg Config, log *slog.Logger) *Server {
 	def(&cfg.RefreshTokenTTL, DefaultRefreshTokenTTL)
 	def(&cfg.CodeTTL, DefaultCodeTTL)
 	def(&cfg.ClientIdleTTL, DefaultClientIdleTTL)
+	def(&cfg.UnconfirmedClientTTL, DefaultUnconfirmedClientTTL)
 	def(&cfg.SessionTTL, DefaultSessionTTL)
 	def(&cfg.ConsentTTL, DefaultConsentTTL)
 	if cfg.RegisterPerMinute <= 0 {
 		cfg.RegisterPerMinute = DefaultRegisterPerMin
+	}
+	if cfg.RegisterPerHour <= 0 {
+		cfg.RegisterPerHour = DefaultRegisterPerHour
+	}
+	if cfg.AuthorizePerMinute <= 0 {
+		cfg.AuthorizePerMinute = DefaultAuthorizePerMin
+	}
+	if cfg.SigninPerMinute <= 0 {
+		cfg.SigninPerMinute = DefaultSigninPerMin
+	}
+	if cfg.LookupPerMinute <= 0 {
+		cfg.LookupPerMinute = DefaultLookupPerMin
 	}
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: 15 * time.Second}
@@ -178,7 +238,11 @@ func New(st *store.Store, cfg Config, log *slog.Logger) *Server {
 	if s.grants == nil {
 		s.grants = storeGrants{st: st, now: cfg.Now}
 	}
-	s.limit = newLimiter(cfg.RegisterPerMinute, cfg.Now)
+	s.limit = newAddrLimiter(cfg.RegisterPerMinute, cfg.Now)
+	s.regLimit = rate.NewLimiter(rate.Limit(float64(cfg.RegisterPerHour)/3600), cfg.RegisterPerHour)
+	s.authzLimit = newAddrLimiter(cfg.AuthorizePerMinute, cfg.Now)
+	s.signinLimit = newAddrLimiter(cfg.SigninPerMinute, cfg.Now)
+	s.lookupLimit = newAddrLimiter(cfg.LookupPerMinute, cfg.Now)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/.well-known/oauth-authorization-server", s.metadata)
 	mux.HandleFunc("/.well-known/openid-configuration", s.metadata)
@@ -221,6 +285,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if s.limitedSecretLookup(w, r) {
+		return
+	}
 	s.mux.ServeHTTP(w, r)
 }
 
@@ -262,57 +329,3 @@ func secretID(secret string) string { return store.KeyID(store.HashKey(secret)) 
 
 // isNotFound reports a missing record.
 func isNotFound(err error) bool { return errors.Is(err, store.ErrNotFound) }
-
-// limiter is an in-memory token bucket per client address. Each replica
-// keeps its own buckets, so the effective limit is per replica.
-type limiter struct {
-	mu      sync.Mutex
-	perMin  float64
-	now     func() time.Time
-	buckets map[string]*bucket
-}
-
-type bucket struct {
-	tokens float64
-	last   time.Time
-}
-
-func newLimiter(perMin int, now func() time.Time) *limiter {
-	return &limiter{perMin: float64(perMin), now: now, buckets: map[string]*bucket{}}
-}
-
-func (l *limiter) allow(addr string) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := l.now()
-	if len(l.buckets) > 10000 {
-		for k, b := range l.buckets {
-			if now.Sub(b.last) > time.Minute {
-				delete(l.buckets, k)
-			}
-		}
-	}
-	b, ok := l.buckets[addr]
-	if !ok {
-		b = &bucket{tokens: l.perMin, last: now}
-		l.buckets[addr] = b
-	}
-	b.tokens += now.Sub(b.last).Minutes() * l.perMin
-	if b.tokens > l.perMin {
-		b.tokens = l.perMin
-	}
-	b.last = now
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
-}
-
-// clientAddress is the address the data plane saw the request from.
-func clientAddress(r *http.Request) string {
-	if a := r.Header.Get(HeaderClientAddress); a != "" {
-		return a
-	}
-	return r.RemoteAddr
-}

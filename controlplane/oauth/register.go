@@ -95,11 +95,17 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Pragma", "no-cache")
-	if !s.limit.allow(clientAddress(r)) {
-		w.Header().Set("Retry-After", "60")
+	if ok, wait := s.limit.take(clientAddress(r)); !ok {
+		w.Header().Set("Retry-After", retryAfter(wait))
 		writeJSON(w, http.StatusTooManyRequests, oauthError{"slow_down", "too many registrations from this address"})
 		return
 	}
+	if ok, wait := s.takeRegistration(); !ok {
+		w.Header().Set("Retry-After", retryAfter(wait))
+		writeJSON(w, http.StatusTooManyRequests, oauthError{"slow_down", "too many registrations; try again later"})
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, MaxRegisterBytes) // bounds the stored record
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		var mbe *http.MaxBytesError
@@ -151,7 +157,7 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 	}
 	b, err := proto.Marshal(rec)
 	if err == nil {
-		_, err = s.st.PutLeased(r.Context(), KindClient, rec.ClientId, b, s.cfg.ClientIdleTTL)
+		_, err = s.st.PutLeased(r.Context(), KindClient, rec.ClientId, b, s.cfg.UnconfirmedClientTTL)
 	}
 	if err != nil {
 		s.log.ErrorContext(r.Context(), "store client registration", "err", err)
@@ -339,7 +345,7 @@ func (s *Server) lookupClient(ctx context.Context, id string, fetch bool) (*clie
 // touchClient renews a registered client's lease at most once a day, so
 // registrations that stay unused expire.
 func (s *Server) touchClient(ctx context.Context, c *client) {
-	if c.rec == nil || s.now().Sub(c.rec.GetRenewTime().AsTime()) < 24*time.Hour {
+	if c.rec == nil || !confirmed(c.rec) || s.now().Sub(c.rec.GetRenewTime().AsTime()) < 24*time.Hour {
 		return
 	}
 	rec := proto.CloneOf(c.rec)

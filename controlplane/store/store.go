@@ -17,6 +17,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
+	"golang.org/x/time/rate"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -55,15 +56,21 @@ type Sealer interface {
 
 // Store is the etcd-backed state of the control plane.
 type Store struct {
-	kv    *clientv3.Client
-	seal  Sealer
-	cache *cache
-	log   *slog.Logger
+	kv      *clientv3.Client
+	seal    Sealer
+	cache   *cache
+	log     *slog.Logger
+	catchUp coalescer
 }
 
 // New returns a store over cli; Run must be running for reads to work.
-func New(cli *clientv3.Client, sealer Sealer, log *slog.Logger) *Store {
+func New(cli *clientv3.Client, sealer Sealer, log *slog.Logger, opts ...Option) *Store {
 	s := &Store{kv: cli, seal: sealer, log: log}
+	s.catchUp.read = s.catchUpRead
+	s.catchUp.lim = rate.NewLimiter(DefaultCatchUpPerSecond, DefaultCatchUpBurst)
+	for _, o := range opts {
+		o(s)
+	}
 	s.cache = newCache(cli, Prefix, map[string]decoder{
 		KindServer:      s.decodeServer,
 		KindPrincipal:   decodePrincipal,
@@ -496,19 +503,14 @@ func (s *Store) PutSessionKey(ctx context.Context, k *SessionKey) (int64, error)
 // PutLeased stores value at <kind>/<name> on a fresh lease of ttl, create
 // only. The record disappears by itself when the lease expires.
 func (s *Store) PutLeased(ctx context.Context, kind, name string, value []byte, ttl time.Duration) (int64, error) {
-	secs := int64(ttl / time.Second)
-	if secs < 1 {
-		secs = 1
-	}
-	lease, err := s.kv.Grant(ctx, secs)
-	if err != nil {
-		return 0, wrap("lease", err)
-	}
-	return s.put(ctx, key(kind, name), value, 0, clientv3.WithLease(lease.ID))
+	return s.PutLeasedAt(ctx, kind, name, value, ttl, 0)
 }
 
 // PutLeasedAt stores value at <kind>/<name> on a fresh lease of ttl iff its
-// revision equals expected (0 = create): it renews a short-lived record.
+// revision equals expected (0 = create, -1 = unconditional): it renews a
+// short-lived record.
+// No lease outlives its use: a lease whose write failed is revoked, and so
+// is the lease of the record it replaced (which holds nothing else).
 func (s *Store) PutLeasedAt(ctx context.Context, kind, name string, value []byte, ttl time.Duration, expected int64) (int64, error) {
 	secs := int64(ttl / time.Second)
 	if secs < 1 {
@@ -518,7 +520,33 @@ func (s *Store) PutLeasedAt(ctx context.Context, kind, name string, value []byte
 	if err != nil {
 		return 0, wrap("lease", err)
 	}
-	return s.put(ctx, key(kind, name), value, expected, clientv3.WithLease(lease.ID))
+	k := key(kind, name)
+	txn := s.kv.Txn(ctx)
+	if expected >= 0 {
+		txn = txn.If(clientv3.Compare(clientv3.ModRevision(k), "=", expected))
+	}
+	resp, err := txn.Then(clientv3.OpPut(k, string(value), clientv3.WithLease(lease.ID), clientv3.WithPrevKV())).Commit()
+	if err != nil || !resp.Succeeded {
+		s.revokeLease(lease.ID)
+		if err != nil {
+			return 0, wrap("put "+k, err)
+		}
+		return 0, fmt.Errorf("put %s at revision %d: %w", k, expected, ErrConflict)
+	}
+	if prev := resp.Responses[0].GetResponsePut().GetPrevKv(); prev != nil && prev.Lease != 0 && clientv3.LeaseID(prev.Lease) != lease.ID {
+		s.revokeLease(clientv3.LeaseID(prev.Lease))
+	}
+	return resp.Header.Revision, nil
+}
+
+// revokeLease revokes a lease that holds no record any more, best effort:
+// one that stays expires with its TTL.
+func (s *Store) revokeLease(id clientv3.LeaseID) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if _, err := s.kv.Revoke(ctx, id); err != nil {
+		s.log.Debug("revoke unused lease", "err", err)
+	}
 }
 
 // Put stores value at <kind>/<name> iff its revision equals expected
