@@ -14,8 +14,12 @@
 // Policies:
 //   - Redirect URIs: https anywhere, http only on loopback (127.0.0.1, [::1],
 //     localhost; any port at /authorize, everything else compared exactly),
-//     private-use schemes (cursor://...); never fragments, user info,
-//     javascript:, data:, file: and similar.
+//     RFC 8252 private-use schemes named by a reversed domain name
+//     (com.example.app:/cb); never fragments, user info, control or format
+//     characters, javascript:, data:, file: or any other scheme.
+//   - Client metadata (registrations and metadata documents): no control,
+//     format (bidi, zero-width), private-use or separator characters in any
+//     text field, displayed or stored; every value has a size cap.
 //   - Resources: every request names one existing route, <public>/<server>/mcp
 //     (scheme and host compared case-insensitively, default port, one
 //     trailing slash and any query dropped); the token is bound to that route.

@@ -2,7 +2,6 @@ package oauth
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -114,13 +113,8 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, oauthError{"invalid_client_metadata", "the body must be application/json"})
 		return
 	}
-	var md clientMetadata
-	dec := json.NewDecoder(strings.NewReader(string(body)))
-	if err := dec.Decode(&md); err != nil {
-		writeJSON(w, http.StatusBadRequest, oauthError{"invalid_client_metadata", "the body is not a JSON client metadata object"})
-		return
-	}
-	if err := validateMetadata(&md, true); err != nil {
+	md, err := parseClientMetadata(body, true)
+	if err != nil {
 		re := err.(*regError)
 		writeJSON(w, http.StatusBadRequest, oauthError{re.code, re.desc})
 		return
@@ -139,7 +133,7 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 		IssueTime:               timestamppb.New(now),
 		RenewTime:               timestamppb.New(now),
 	}
-	resp := registration{clientMetadata: md, ClientIDIssuedAt: now.Unix()}
+	resp := registration{clientMetadata: *md, ClientIDIssuedAt: now.Unix()}
 	resp.ClientID = rec.ClientId
 	if md.TokenEndpointAuthMethod != "none" {
 		secret := random(32)
@@ -168,7 +162,7 @@ func validateMetadata(md *clientMetadata, dcr bool) error {
 	if len(md.RedirectURIs) == 0 {
 		return badRedirect("redirect_uris is required")
 	}
-	if len(md.RedirectURIs) > 20 {
+	if len(md.RedirectURIs) > maxRedirectURIs {
 		return badRedirect("too many redirect_uris")
 	}
 	for _, u := range md.RedirectURIs {
@@ -210,8 +204,13 @@ func validateMetadata(md *clientMetadata, dcr bool) error {
 			return badMetadata("unsupported response type; only code is allowed")
 		}
 	}
-	if len(md.ClientName) > 200 || len(md.ClientURI) > 2000 || len(md.Scope) > 2000 {
-		return badMetadata("a metadata value is too long")
+	if len(md.ClientName) > maxNameLen || len(md.ClientURI) > maxURILen || len(md.Scope) > maxScopeLen || len(md.ClientID) > maxURILen {
+		return badMetadata(descTooLong)
+	}
+	for _, v := range []string{md.ClientName, md.ClientURI, md.Scope, md.ClientID, md.ApplicationType, md.TokenEndpointAuthMethod} {
+		if unsafeText(v) {
+			return badMetadata(descUnsafeText)
+		}
 	}
 	switch md.ApplicationType {
 	case "", "web", "native":
@@ -224,11 +223,15 @@ func validateMetadata(md *clientMetadata, dcr bool) error {
 var forbiddenSchemes = []string{"javascript", "data", "file", "vbscript", "about", "blob", "filesystem", "ftp", "ws", "wss"}
 
 // checkRedirectURI applies the redirect URI policy: https anywhere, http
-// only on loopback (any port at authorization time), private-use schemes;
-// never a fragment, user info or a script/data/file scheme.
+// only on loopback (any port at authorization time), RFC 8252 private-use
+// schemes (a reversed domain name: com.example.app:/cb); never a fragment,
+// user info, control or format characters, or any other scheme.
 func checkRedirectURI(raw string) error {
-	if len(raw) > 2000 || strings.Contains(raw, "#") {
+	if len(raw) > maxURILen || strings.Contains(raw, "#") {
 		return badRedirect("redirect URIs must not contain a fragment")
+	}
+	if unsafeText(raw) {
+		return badRedirect(descUnsafeRedirect)
 	}
 	u, err := url.Parse(raw)
 	if err != nil || u.Scheme == "" {
@@ -251,6 +254,9 @@ func checkRedirectURI(raw string) error {
 			return badRedirect("http redirect URIs must use a loopback host (127.0.0.1, [::1] or localhost)")
 		}
 	default:
+		if !privateUseScheme(scheme) {
+			return badRedirect(descPrivateScheme)
+		}
 		if u.Opaque == "" && u.Host == "" && u.Path == "" {
 			return badRedirect("private-use redirect URIs need a path")
 		}
@@ -362,7 +368,7 @@ func (e *cimdError) Error() string { return e.desc }
 // fetchCIMD fetches and validates a client ID metadata document.
 func (s *Server) fetchCIMD(ctx context.Context, id string) (*client, error) {
 	u, err := url.Parse(id)
-	if err != nil || u.Scheme != "https" || u.Host == "" || u.Path == "" || u.Path == "/" ||
+	if err != nil || unsafeText(id) || u.Scheme != "https" || u.Host == "" || u.Path == "" || u.Path == "/" ||
 		u.Fragment != "" || u.User != nil || strings.Contains(u.Path, "/./") || strings.Contains(u.Path, "/../") {
 		return nil, &cimdError{"The client ID is not a valid metadata document URL."}
 	}
@@ -386,15 +392,12 @@ func (s *Server) fetchCIMD(ctx context.Context, id string) (*client, error) {
 	if err != nil || len(body) > MaxBodyBytes {
 		return nil, &cimdError{"The client's metadata document is too large or unreadable."}
 	}
-	var md clientMetadata
-	if err := json.Unmarshal(body, &md); err != nil {
-		return nil, &cimdError{"The client's metadata document is not valid JSON."}
+	md, err := parseClientMetadata(body, false)
+	if err != nil {
+		return nil, &cimdError{"The client's metadata document is invalid: " + err.(*regError).desc + "."}
 	}
 	if md.ClientID != id {
 		return nil, &cimdError{"The client's metadata document names a different client_id."}
-	}
-	if err := validateMetadata(&md, false); err != nil {
-		return nil, &cimdError{"The client's metadata document is invalid: " + err.(*regError).desc + "."}
 	}
 	name := md.ClientName
 	if name == "" {

@@ -1,10 +1,15 @@
 package oauth_test
 
 import (
+	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
+
+	"github.com/mcpgate/mcpgate/controlplane/oauth"
 )
 
 // Issue 8 item 13: with the upstream's issuer configured, the callback
@@ -74,4 +79,170 @@ func TestSec13CallbackRequiresIss(t *testing.T) {
 			t.Errorf("no grant stored")
 		}
 	})
+}
+
+// Issue 8 item 14: registration refuses control and format characters in
+// every displayed or stored text field, and custom redirect URI schemes
+// other than RFC 8252 private-use ones (reversed domain names).
+func TestSec14RegistrationText(t *testing.T) {
+	e := newEnv(t, nil)
+	const (
+		descText     = "client metadata must not contain control or format characters"
+		descRedirect = "redirect URIs must not contain control or format characters"
+		descScheme   = "custom redirect URI schemes must be private-use schemes named by a reversed domain name, such as com.example.app:/callback"
+	)
+	// doc is a public client's registration with one member added or
+	// replaced; the value is a JSON literal.
+	doc := func(member, value string) string {
+		m := map[string]string{
+			"redirect_uris":              `["http://127.0.0.1/cb"]`,
+			"token_endpoint_auth_method": `"none"`,
+			"client_name":                `"Good App"`,
+		}
+		if member != "" {
+			m[member] = value
+		}
+		var b strings.Builder
+		b.WriteString("{")
+		first := true
+		for _, k := range []string{"redirect_uris", "token_endpoint_auth_method", "client_name", member} {
+			v, ok := m[k]
+			if !ok || k == "" {
+				continue
+			}
+			delete(m, k)
+			if !first {
+				b.WriteString(",")
+			}
+			first = false
+			b.WriteString(`"` + k + `":` + v)
+		}
+		b.WriteString("}")
+		return b.String()
+	}
+	rejected := []struct {
+		name, body, code, desc string
+	}{
+		{"name RLO", doc("client_name", `"Good \u202eppA liveE"`), "invalid_client_metadata", descText},
+		{"name LRO", doc("client_name", `"Good \u202dApp"`), "invalid_client_metadata", descText},
+		{"name RLE", doc("client_name", `"Good \u202bApp"`), "invalid_client_metadata", descText},
+		{"name FSI", doc("client_name", `"Good \u2068App\u2069"`), "invalid_client_metadata", descText},
+		{"name LRI", doc("client_name", `"\u2066Good App"`), "invalid_client_metadata", descText},
+		{"name RLI", doc("client_name", `"\u2067Good App"`), "invalid_client_metadata", descText},
+		{"name LRM", doc("client_name", `"Good\u200eApp"`), "invalid_client_metadata", descText},
+		{"name ALM", doc("client_name", `"Good\u061cApp"`), "invalid_client_metadata", descText},
+		{"name zero width space", doc("client_name", `"Go\u200bod App"`), "invalid_client_metadata", descText},
+		{"name zero width joiner", doc("client_name", `"Good\u200dApp"`), "invalid_client_metadata", descText},
+		{"name word joiner", doc("client_name", `"Good\u2060App"`), "invalid_client_metadata", descText},
+		{"name BOM", doc("client_name", `"\ufeffGood App"`), "invalid_client_metadata", descText},
+		{"name soft hyphen", doc("client_name", `"Good\u00adApp"`), "invalid_client_metadata", descText},
+		{"name tag character", doc("client_name", `"Good App\udb40\udc41"`), "invalid_client_metadata", descText},
+		{"name newline", doc("client_name", `"Good\nApp"`), "invalid_client_metadata", descText},
+		{"name tab", doc("client_name", `"Good\tApp"`), "invalid_client_metadata", descText},
+		{"name NUL", doc("client_name", `"Good\u0000App"`), "invalid_client_metadata", descText},
+		{"name DEL", doc("client_name", `"Good\u007fApp"`), "invalid_client_metadata", descText},
+		{"name C1 control", doc("client_name", `"Good\u0085App"`), "invalid_client_metadata", descText},
+		{"name line separator", doc("client_name", `"Good\u2028App"`), "invalid_client_metadata", descText},
+		{"name private use", doc("client_name", `"Good\ue000App"`), "invalid_client_metadata", descText},
+		{"name lone surrogate", doc("client_name", `"Good\ud800App"`), "invalid_client_metadata", descText},
+		{"name invalid UTF-8", doc("client_name", "\"Good\xffApp\""), "invalid_client_metadata", descText},
+		{"name too long", doc("client_name", `"`+strings.Repeat("a", 201)+`"`), "invalid_client_metadata", "a metadata value is too long"},
+		{"client_uri", doc("client_uri", `"https://good.example/\u202e"`), "invalid_client_metadata", descText},
+		{"scope", doc("scope", `"repo\u200b"`), "invalid_client_metadata", descText},
+		{"logo_uri", doc("logo_uri", `"https://good.example/logo\u202e.png"`), "invalid_client_metadata", descText},
+		{"tos_uri", doc("tos_uri", `"https://good.example/\u2066tos"`), "invalid_client_metadata", descText},
+		{"policy_uri", doc("policy_uri", `"https://good.example/\u200fpolicy"`), "invalid_client_metadata", descText},
+		{"jwks_uri", doc("jwks_uri", `"https://good.example/\u0007"`), "invalid_client_metadata", descText},
+		{"software_id", doc("software_id", `"id\u202e"`), "invalid_client_metadata", descText},
+		{"software_version", doc("software_version", `"1.0\u2069"`), "invalid_client_metadata", descText},
+		{"contacts", doc("contacts", `["ops@good.example","\u202eevil@example"]`), "invalid_client_metadata", descText},
+		{"too many contacts", doc("contacts", `["a","b","c","d","e","f","g","h","i","j","k"]`), "invalid_client_metadata", "a metadata value is too long"},
+		{"redirect RLO", doc("redirect_uris", `["https://good.example/cb\u202e"]`), "invalid_redirect_uri", descRedirect},
+		{"redirect zero width", doc("redirect_uris", `["http://127.0.0.1/c\u200bb"]`), "invalid_redirect_uri", descRedirect},
+		{"redirect private-use RLI", doc("redirect_uris", `["com.example.app:/cb\u2067"]`), "invalid_redirect_uri", descRedirect},
+		{"scheme javascript", doc("redirect_uris", `["javascript:alert(1)"]`), "invalid_redirect_uri", "redirect URI scheme not allowed"},
+		{"scheme JavaScript mixed case", doc("redirect_uris", `["JavaScript:alert(1)"]`), "invalid_redirect_uri", "redirect URI scheme not allowed"},
+		{"scheme data", doc("redirect_uris", `["data:text/html,x"]`), "invalid_redirect_uri", "redirect URI scheme not allowed"},
+		{"scheme file", doc("redirect_uris", `["file:///etc/passwd"]`), "invalid_redirect_uri", "redirect URI scheme not allowed"},
+		{"scheme vbscript", doc("redirect_uris", `["vbscript:msgbox"]`), "invalid_redirect_uri", "redirect URI scheme not allowed"},
+		{"scheme myapp", doc("redirect_uris", `["myapp:/cb"]`), "invalid_redirect_uri", descScheme},
+		{"scheme myapp authority", doc("redirect_uris", `["myapp://cb"]`), "invalid_redirect_uri", descScheme},
+		{"scheme cursor (Cursor's set)", doc("redirect_uris", `["cursor://anysphere.cursor-mcp/oauth/callback","https://www.cursor.com/agents/mcp/oauth/callback","http://localhost:8787/callback"]`), "invalid_redirect_uri", descScheme},
+		{"scheme mailto", doc("redirect_uris", `["mailto:a@b.example"]`), "invalid_redirect_uri", descScheme},
+		{"scheme ms-settings", doc("redirect_uris", `["ms-settings:privacy"]`), "invalid_redirect_uri", descScheme},
+		{"scheme web+app", doc("redirect_uris", `["web+app.example:/cb"]`), "invalid_redirect_uri", descScheme},
+		{"scheme empty label", doc("redirect_uris", `["com..app:/cb"]`), "invalid_redirect_uri", descScheme},
+		{"scheme trailing dot", doc("redirect_uris", `["com.example.:/cb"]`), "invalid_redirect_uri", descScheme},
+		{"scheme label hyphen", doc("redirect_uris", `["com.-example.app:/cb"]`), "invalid_redirect_uri", descScheme},
+		{"scheme digit first", doc("redirect_uris", `["1com.example:/cb"]`), "invalid_redirect_uri", "redirect URIs must be absolute URIs"},
+		{"private-use without path", doc("redirect_uris", `["com.example.app:"]`), "invalid_redirect_uri", "private-use redirect URIs need a path"},
+	}
+	for i, c := range rejected {
+		t.Run("rejected "+c.name, func(t *testing.T) {
+			before := e.count(oauth.KindClient)
+			h := jsonHeader()
+			h.Set("X-Test-Addr", fmt.Sprintf("198.51.100.%d", i))
+			r := call(t, http.MethodPost, e.pub+"/register", h, c.body)
+			wantJSONError(t, r, http.StatusBadRequest, c.code)
+			if d := r.json(t)["error_description"]; d != c.desc {
+				t.Errorf("error_description %q, want %q", d, c.desc)
+			}
+			if e.count(oauth.KindClient) != before {
+				t.Errorf("a client was stored")
+			}
+		})
+	}
+	accepted := []struct{ name, body string }{
+		{"plain name", doc("", "")},
+		{"name with non-ASCII letters", doc("client_name", `"Café Ünïcode 日本語 – App"`)},
+		{"name with emoji", doc("client_name", `"Notes 📝"`)},
+		{"name with no-break space", doc("client_name", `"Good\u00a0App"`)},
+		{"private-use scheme", doc("redirect_uris", `["com.example.app:/oauth2redirect/provider"]`)},
+		{"private-use scheme with authority", doc("redirect_uris", `["com.example.app://callback"]`)},
+		{"private-use scheme with digits and hyphens", doc("redirect_uris", `["io.my-app2.client:/cb"]`)},
+		{"private-use scheme upper case", doc("redirect_uris", `["Com.Example.App:/cb"]`)},
+		{"display fields", doc("logo_uri", `"https://good.example/logo.png"`)},
+	}
+	for i, c := range accepted {
+		t.Run("accepted "+c.name, func(t *testing.T) {
+			h := jsonHeader()
+			h.Set("X-Test-Addr", fmt.Sprintf("198.51.100.%d", 200+i))
+			r := call(t, http.MethodPost, e.pub+"/register", h, c.body)
+			if r.status != http.StatusCreated {
+				t.Fatalf("%d %s", r.status, r.body)
+			}
+		})
+	}
+}
+
+// Issue 8 item 14, client ID metadata documents: the same rules refuse a
+// document whose client_name carries a bidi override; no consent page.
+func TestSec14MetadataDocumentText(t *testing.T) {
+	var body atomic.Pointer[string]
+	doc := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(*body.Load()))
+	}))
+	t.Cleanup(doc.Close)
+	e := newEnv(t, func(c *oauth.Config) { c.CIMDClient = doc.Client() })
+	id := doc.URL + "/client.json"
+	b := newBrowser(t)
+	e.signIn(b, aliceKey)
+	for _, c := range []struct{ name, doc, want string }{
+		{"bidi name", `{"client_id":"` + id + `","client_name":"Good \u202eppA","redirect_uris":["http://localhost/cb"]}`,
+			"The client&#39;s metadata document is invalid: " + "client metadata must not contain control or format characters."},
+		{"custom scheme", `{"client_id":"` + id + `","client_name":"Good","redirect_uris":["myapp:/cb"]}`,
+			"The client&#39;s metadata document is invalid: custom redirect URI schemes must be private-use schemes named by a reversed domain name, such as com.example.app:/callback."},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			body.Store(&c.doc)
+			q := e.authQuery(id)
+			q.Set("redirect_uri", "http://localhost/cb")
+			r := b.get(e.authorizeURL(q))
+			if r.status != http.StatusBadRequest || r.header.Get("Location") != "" || !strings.Contains(r.body, c.want) {
+				t.Fatalf("%d %q %s", r.status, r.header.Get("Location"), r.body)
+			}
+			wantPageHeaders(t, r)
+		})
+	}
 }
