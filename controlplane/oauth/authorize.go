@@ -463,8 +463,14 @@ func (s *Server) mayUse(principal, server string) bool {
 	return slices.Contains(p.GetServers(), "*") || slices.Contains(p.GetServers(), server)
 }
 
-func consentName(principal, clientID, server string) string {
-	return secretID(principal + "\x1f" + clientID + "\x1f" + server)
+// consentName names a remembered consent: per principal, client, route and
+// exact redirect URI. A loopback redirect URI matches the registered one on
+// any port, so without the URI a crafted link could send a public client's
+// code silently to a listener on another port of the person's machine; the
+// URI is part of the name for every client (confidential clients' redirect
+// URIs match exactly anyway).
+func consentName(principal, clientID, server, redirectURI string) string {
+	return secretID(principal + "\x1f" + clientID + "\x1f" + server + "\x1f" + redirectURI)
 }
 
 func (s *Server) rememberConsent(ctx context.Context, principal string, auth *storev1.OAuthAuthorization) {
@@ -472,7 +478,7 @@ func (s *Server) rememberConsent(ctx context.Context, principal string, auth *st
 	if err != nil {
 		return
 	}
-	name := consentName(principal, auth.GetClientId(), auth.GetServer())
+	name := consentName(principal, auth.GetClientId(), auth.GetServer(), auth.GetRedirectUri())
 	_, rev, err := s.st.Get(ctx, KindConsent, name)
 	switch {
 	case isNotFound(err):
@@ -485,10 +491,10 @@ func (s *Server) rememberConsent(ctx context.Context, principal string, auth *st
 	}
 }
 
-// consented reports whether principal approved the client for the server
-// and scopes before.
+// consented reports whether principal approved the client for the server,
+// the exact redirect URI and the scopes before.
 func (s *Server) consented(ctx context.Context, principal string, auth *storev1.OAuthAuthorization) bool {
-	b, _, err := s.st.Get(ctx, KindConsent, consentName(principal, auth.GetClientId(), auth.GetServer()))
+	b, _, err := s.st.Get(ctx, KindConsent, consentName(principal, auth.GetClientId(), auth.GetServer(), auth.GetRedirectUri()))
 	if err != nil {
 		return false
 	}

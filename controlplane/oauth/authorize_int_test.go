@@ -277,7 +277,8 @@ func TestAuthorize_Consent(t *testing.T) {
 	t.Run("38 loopback port", func(t *testing.T) {
 		q := e.authQuery(c)
 		q.Set("redirect_uri", "http://127.0.0.1:49152/cb")
-		r := b.get(e.authorizeURL(q))
+		// A port not approved before asks again (TestSec12ConsentExactRedirect).
+		r := e.approve(b, e.consentPage(b, q), "approve")
 		if r.status != http.StatusFound {
 			t.Fatalf("%d %s", r.status, r.body)
 		}

@@ -30,8 +30,9 @@
 //     __Host-mcpgate_session (Secure, HttpOnly, SameSite=Lax, Path=/) on https
 //     public URLs and mcpgate_session without Secure on http ones, because
 //     browsers drop __Host- cookies that are not Secure.
-//   - Consent is remembered per (principal, client, route) and covers the
-//     scopes approved; a new client or wider scopes ask again.
+//   - Consent is remembered per (principal, client, route, exact redirect
+//     URI) and covers the scopes approved; a new client, another redirect URI
+//     (another loopback port included) or wider scopes ask again.
 //   - The upstream leg (oauth2 authorization_code routes without a usable
 //     grant) uses the server's own client id and secret, PKCE S256 and a
 //     single-use state on a 10-minute lease bound to the browser session. The

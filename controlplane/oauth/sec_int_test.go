@@ -246,3 +246,63 @@ func TestSec14MetadataDocumentText(t *testing.T) {
 		})
 	}
 }
+
+// Issue 8 item 12: a remembered consent re-approves silently only for the
+// exact redirect URI approved, port included; a crafted link naming another
+// loopback port shows the consent page again and issues no code.
+func TestSec12ConsentExactRedirect(t *testing.T) {
+	e := newEnv(t, nil)
+	c := e.publicClient("Native App") // registered redirect http://127.0.0.1/cb: any port
+	b := newBrowser(t)
+	e.signIn(b, aliceKey)
+	q := func(redirect string) url.Values {
+		v := e.authQuery(c)
+		v.Set("redirect_uri", redirect)
+		v.Set("resource", e.pub+"/GitHub/mcp")
+		v.Set("scope", "repo")
+		return v
+	}
+	codeFor := func(t *testing.T, r response, redirect string) {
+		t.Helper()
+		if r.status != http.StatusFound {
+			t.Fatalf("status %d, want 302 with a code; body %s", r.status, r.body)
+		}
+		loc := r.location(t)
+		if got := loc.Scheme + "://" + loc.Host + loc.Path; got != redirect || loc.Query().Get("code") == "" {
+			t.Fatalf("redirected to %s", loc)
+		}
+	}
+	consentShown := func(t *testing.T, r response) {
+		t.Helper()
+		if r.status != http.StatusOK || r.header.Get("Location") != "" || !strings.Contains(r.body, `name="action" value="approve"`) {
+			t.Fatalf("status %d, Location %q; want the consent page", r.status, r.header.Get("Location"))
+		}
+	}
+
+	// Approve once for port 5000.
+	first := b.get(e.authorizeURL(q("http://127.0.0.1:5000/cb")))
+	consentShown(t, first)
+	codeFor(t, e.approve(b, first, "approve"), "http://127.0.0.1:5000/cb")
+
+	// The same URI again: silent.
+	codeFor(t, b.get(e.authorizeURL(q("http://127.0.0.1:5000/cb"))), "http://127.0.0.1:5000/cb")
+
+	// Any other redirect URI asks again and issues no code.
+	for _, other := range []string{"http://127.0.0.1:6000/cb", "http://127.0.0.1/cb", "http://127.0.0.1:50000/cb"} {
+		t.Run(other, func(t *testing.T) {
+			e.sync()
+			codes := e.count(oauth.KindCode)
+			consentShown(t, b.get(e.authorizeURL(q(other))))
+			if n := e.count(oauth.KindCode); n != codes {
+				t.Errorf("%d codes stored, want %d", n, codes)
+			}
+		})
+	}
+
+	// Approving port 6000 remembers it too, and 5000 stays remembered.
+	page := b.get(e.authorizeURL(q("http://127.0.0.1:6000/cb")))
+	consentShown(t, page)
+	codeFor(t, e.approve(b, page, "approve"), "http://127.0.0.1:6000/cb")
+	codeFor(t, b.get(e.authorizeURL(q("http://127.0.0.1:6000/cb"))), "http://127.0.0.1:6000/cb")
+	codeFor(t, b.get(e.authorizeURL(q("http://127.0.0.1:5000/cb"))), "http://127.0.0.1:5000/cb")
+}
