@@ -46,7 +46,9 @@
 //   - Tokens: opaque, stored only as hashes; codes live 5 minutes, access
 //     tokens 1 hour, refresh tokens rotate and their family ends 30 days after
 //     the authorization. Replaying a code or a rotated refresh token revokes
-//     the family.
+//     the family. A token request that fails a check proving possession of a
+//     code (client, redirect_uri, PKCE verifier, resource) leaves the code
+//     usable and counts against it; the fifth such failure deletes it.
 package oauth
 
 import (

@@ -1,14 +1,19 @@
 package oauth_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
+
+	storev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/store/v1"
 	"github.com/mcpgate/mcpgate/controlplane/oauth"
 )
 
@@ -305,4 +310,153 @@ func TestSec12ConsentExactRedirect(t *testing.T) {
 	codeFor(t, e.approve(b, page, "approve"), "http://127.0.0.1:6000/cb")
 	codeFor(t, b.get(e.authorizeURL(q("http://127.0.0.1:6000/cb"))), "http://127.0.0.1:6000/cb")
 	codeFor(t, b.get(e.authorizeURL(q("http://127.0.0.1:5000/cb"))), "http://127.0.0.1:5000/cb")
+}
+
+// Issue 8 item 16a: a token request that fails a possession check (client,
+// redirect_uri, PKCE verifier, resource) does not consume the code; each
+// failure is counted on the code by compare-and-swap and the code is
+// deleted at oauth.MaxCodeFailures.
+func TestSec16CodeFailureDoesNotConsume(t *testing.T) {
+	e := newEnv(t, nil)
+	c := e.publicClient("Native App")
+	other := e.publicClient("Other App")
+	b := newBrowser(t)
+	e.signIn(b, aliceKey)
+	q := e.authQuery(c)
+	q.Set("resource", e.pub+"/GitHub/mcp")
+	q.Set("scope", "repo")
+	newCode := func(t *testing.T) string {
+		t.Helper()
+		return e.code(b, q, "alice").Query().Get("code")
+	}
+	exchange := func(code string, extra url.Values) response {
+		if _, ok := extra["resource"]; !ok {
+			extra.Set("resource", e.pub+"/GitHub/mcp")
+		}
+		return e.exchange(c, code, extra)
+	}
+	// record reads the code's record; ok is false when it is gone.
+	record := func(t *testing.T, code string) (attempts int32, ok bool) {
+		t.Helper()
+		b, _, err := e.st.Get(t.Context(), oauth.KindCode, idOf(code))
+		if err != nil {
+			return 0, false
+		}
+		var rec storev1.OAuthCodeRecord
+		if err := proto.Unmarshal(b, &rec); err != nil {
+			t.Fatal(err)
+		}
+		return rec.GetFailedAttempts(), true
+	}
+	const (
+		descPKCE     = "code_verifier does not match the code challenge"
+		descRedirect = "redirect_uri differs from the authorization request"
+		descClient   = "the code was issued to another client"
+		descResource = "resource does not match the authorization"
+		descBad      = "the authorization code is invalid, expired or already used"
+	)
+	wantGrantError := func(t *testing.T, r response, desc string) {
+		t.Helper()
+		code := "invalid_grant"
+		if desc == descResource {
+			code = "invalid_target"
+		}
+		wantJSONError(t, r, http.StatusBadRequest, code)
+		if d := r.json(t)["error_description"]; d != desc {
+			t.Errorf("error_description %q, want %q", d, desc)
+		}
+	}
+	wrong := []struct {
+		name  string
+		extra url.Values
+		desc  string
+	}{
+		{"PKCE verifier", url.Values{"code_verifier": {strings.Repeat("x", 43)}}, descPKCE},
+		{"redirect_uri", url.Values{"redirect_uri": {"http://127.0.0.1:9/cb"}}, descRedirect},
+		{"client", url.Values{"client_id": {other}}, descClient},
+		{"resource", url.Values{"resource": {e.pub + "/Gmail/mcp"}}, descResource},
+	}
+
+	t.Run("failures keep the code", func(t *testing.T) {
+		code := newCode(t)
+		for i, w := range wrong {
+			wantGrantError(t, exchange(code, w.extra), w.desc)
+			if n, ok := record(t, code); !ok || n != int32(i+1) {
+				t.Fatalf("after %s: code present %v with %d failures, want %d", w.name, ok, n, i+1)
+			}
+		}
+		if n := e.count(oauth.KindUsedCode); n != 0 {
+			t.Errorf("%d codes marked used", n)
+		}
+		r := exchange(code, url.Values{})
+		if r.status != http.StatusOK || r.json(t)["access_token"] == nil {
+			t.Fatalf("legitimate exchange: %d %s", r.status, r.body)
+		}
+		if _, ok := record(t, code); ok {
+			t.Errorf("the code survived its redemption")
+		}
+		// Used twice: refused, and the tokens issued from it are revoked.
+		tok := r.json(t)["access_token"].(string)
+		wantGrantError(t, exchange(code, url.Values{}), descBad)
+		if _, ok := e.accessRecord(tok); ok {
+			t.Errorf("the replayed code's access token still exists")
+		}
+	})
+
+	t.Run("limit deletes the code", func(t *testing.T) {
+		code := newCode(t)
+		for i := range oauth.MaxCodeFailures {
+			wantGrantError(t, exchange(code, url.Values{"code_verifier": {strings.Repeat("y", 43+i)}}), descPKCE)
+		}
+		if _, ok := record(t, code); ok {
+			t.Fatalf("the code survived %d failures", oauth.MaxCodeFailures)
+		}
+		wantGrantError(t, exchange(code, url.Values{}), descBad)
+	})
+
+	t.Run("concurrent failures are all counted", func(t *testing.T) {
+		code := newCode(t)
+		const n = 8
+		descs := make(chan string, n)
+		var wg sync.WaitGroup
+		for range n {
+			wg.Go(func() {
+				f := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "code_verifier": {strings.Repeat("z", 43)},
+					"redirect_uri": {loopbackCB}, "client_id": {c}, "resource": {e.pub + "/GitHub/mcp"}}
+				req, _ := http.NewRequest(http.MethodPost, e.pub+"/token", strings.NewReader(f.Encode()))
+				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					descs <- err.Error()
+					return
+				}
+				defer resp.Body.Close()
+				var m map[string]any
+				_ = json.NewDecoder(resp.Body).Decode(&m)
+				descs <- fmt.Sprint(resp.StatusCode, " ", m["error"], " ", m["error_description"])
+			})
+		}
+		wg.Wait()
+		close(descs)
+		counted := 0
+		for d := range descs {
+			switch d {
+			case "400 invalid_grant " + descPKCE:
+				counted++
+			case "400 invalid_grant " + descBad, "400 invalid_grant the authorization code changed concurrently":
+			default:
+				t.Errorf("answer %q", d)
+			}
+		}
+		// Every answer naming the PKCE failure was recorded: no lost update.
+		got, ok := record(t, code)
+		switch {
+		case counted >= oauth.MaxCodeFailures:
+			if ok || counted != oauth.MaxCodeFailures {
+				t.Errorf("%d failures answered, code present %v", counted, ok)
+			}
+		case !ok || got != int32(counted):
+			t.Errorf("%d failures answered, code present %v with %d recorded", counted, ok, got)
+		}
+	})
 }
