@@ -25,6 +25,10 @@
 //     trailing slash and any query dropped); the token is bound to that route.
 //     A missing resource is invalid_target: there are no all-routes tokens.
 //   - Scopes: a subset of the server's scopes; none requested means all.
+//     Before sign-in /authorize checks only the form of resource and scope:
+//     whether the route exists and which scopes it offers is told only to a
+//     signed-in principal that may use it; one that may not gets
+//     access_denied for a missing route and a forbidden one alike.
 //   - Sign-in: a gateway API key pasted into a form creates a random session
 //     id kept on an etcd lease (12 h), valid while the key is. The cookie is
 //     __Host-mcpgate_session (Secure, HttpOnly, SameSite=Lax, Path=/) on https

@@ -460,3 +460,79 @@ func TestSec16CodeFailureDoesNotConsume(t *testing.T) {
 		}
 	})
 }
+
+// Issue 8 item 16b at /authorize: anyone can register a client, so before
+// sign-in /authorize must not tell whether a route exists or which scopes
+// it has; after sign-in a principal gets the same answer for a missing route
+// as for one it may not use.
+func TestSec16AuthorizeRevealsNoRoutes(t *testing.T) {
+	e := newEnv(t, nil)
+	c := e.publicClient("Prober")
+	q := func(route, scope string) url.Values {
+		v := e.authQuery(c)
+		v.Set("resource", e.pub+"/"+route+"/mcp")
+		v.Set("scope", scope)
+		return v
+	}
+	probes := []url.Values{
+		q("Gmail", "notes.read"),   // exists
+		q("Unknown", "notes.read"), // does not
+		q("Gmail", "admin"),        // exists, scope it does not offer
+		q("Unknown", "admin"),
+		q("GitHub", ""),
+	}
+
+	t.Run("anonymous", func(t *testing.T) {
+		for _, p := range probes {
+			r := call(t, http.MethodGet, e.authorizeURL(p), nil, "")
+			if r.status != http.StatusFound || r.header.Get("Cache-Control") != "no-store" {
+				t.Fatalf("%s: %d %v", p.Get("resource"), r.status, r.header)
+			}
+			loc := r.location(t)
+			if loc.Scheme+"://"+loc.Host+loc.Path != e.pub+"/signin" || len(loc.Query()) != 1 || len(loc.Query().Get("request")) != 32 {
+				t.Errorf("%s %q: redirected to %s, want the sign-in page", p.Get("resource"), p.Get("scope"), loc)
+			}
+		}
+	})
+
+	t.Run("principal not granted", func(t *testing.T) {
+		m := newBrowser(t)
+		e.signIn(m, malloryKey) // GitHub only
+		var want string
+		for _, p := range probes[:4] {
+			r := m.get(e.authorizeURL(p))
+			wantRedirectError(t, e, r, "access_denied")
+			if want == "" {
+				want = r.header.Get("Location")
+			}
+			if got := r.header.Get("Location"); got != want {
+				t.Errorf("%s %q: Location %s, want %s", p.Get("resource"), p.Get("scope"), got, want)
+			}
+		}
+		// The same through sign-in: the request is resolved after it.
+		for _, p := range probes[:2] {
+			fresh := newBrowser(t)
+			to := fresh.get(e.authorizeURL(p)).location(t)
+			r := fresh.post(e.pub+"/signin", url.Values{"key": {malloryKey}, "request": {to.Query().Get("request")}})
+			if r.status != http.StatusSeeOther {
+				t.Fatalf("sign in: %d %s", r.status, r.body)
+			}
+			r = fresh.get(r.location(t).String())
+			wantRedirectError(t, e, r, "access_denied")
+			if got := r.header.Get("Location"); got != want {
+				t.Errorf("%s after sign-in: Location %s, want %s", p.Get("resource"), got, want)
+			}
+		}
+	})
+
+	t.Run("principal granted", func(t *testing.T) {
+		a := newBrowser(t)
+		e.signIn(a, aliceKey) // every server
+		wantRedirectError(t, e, a.get(e.authorizeURL(q("Unknown", "notes.read"))), "access_denied")
+		wantRedirectError(t, e, a.get(e.authorizeURL(q("Gmail", "admin"))), "invalid_scope")
+		page := e.consentPage(a, q("GitHub", ""))
+		if !strings.Contains(page.body, "<code>repo</code>") || !strings.Contains(page.body, "<code>read:org</code>") {
+			t.Errorf("consent page lacks the route's scopes: %s", page.body)
+		}
+	})
+}
