@@ -287,8 +287,9 @@ func TestControlPlaneDown(t *testing.T) {
 			t.Fatalf("down: %d %q %s", resp.StatusCode, resp.Header.Get("Retry-After"), body)
 		}
 	}
+	// The metadata document is built by the data plane alone.
 	resp, body := g.do(t, "GET", "/.well-known/oauth-protected-resource/Gmail/mcp", nil, "")
-	if resp.StatusCode != 503 || body != bodyUnavailable {
+	if resp.StatusCode != 200 || body != `{"resource":"`+g.srv.URL+`/Gmail/mcp","authorization_servers":["`+g.srv.URL+`"],"bearer_methods_supported":["header"]}` {
 		t.Fatalf("PRM down: %d %s", resp.StatusCode, body)
 	}
 	resp, body = g.do(t, "GET", "/authorize?client_id=c", nil, "")
@@ -332,19 +333,24 @@ func TestProtectedResourceMetadata(t *testing.T) {
 		status int
 		body   string
 	}{
+		// No scopes_supported, and unknown routes alike: the document
+		// must not tell anonymous callers which routes exist (issue 8
+		// item 16).
 		{name: "gmail", method: "GET", path: "/.well-known/oauth-protected-resource/Gmail/mcp", status: 200,
-			body: `{"resource":"` + base + `/Gmail/mcp","authorization_servers":["` + base + `"],"scopes_supported":["gmail.read","gmail.send"],"bearer_methods_supported":["header"]}`},
+			body: `{"resource":"` + base + `/Gmail/mcp","authorization_servers":["` + base + `"],"bearer_methods_supported":["header"]}`},
 		{name: "drive", method: "GET", path: "/.well-known/oauth-protected-resource/Drive/mcp", header: map[string]string{"Origin": "http://localhost:6274"}, status: 200,
-			body: `{"resource":"` + base + `/Drive/mcp","authorization_servers":["` + base + `"],"scopes_supported":["drive.read"],"bearer_methods_supported":["header"]}`},
+			body: `{"resource":"` + base + `/Drive/mcp","authorization_servers":["` + base + `"],"bearer_methods_supported":["header"]}`},
 		{name: "no scopes", method: "GET", path: "/.well-known/oauth-protected-resource/Open/mcp", status: 200,
 			body: `{"resource":"` + base + `/Open/mcp","authorization_servers":["` + base + `"],"bearer_methods_supported":["header"]}`},
-		{name: "unknown", method: "GET", path: "/.well-known/oauth-protected-resource/Unknown/mcp", status: 404, body: bodyNotFound},
+		{name: "unknown", method: "GET", path: "/.well-known/oauth-protected-resource/Unknown/mcp", status: 200,
+			body: `{"resource":"` + base + `/Unknown/mcp","authorization_servers":["` + base + `"],"bearer_methods_supported":["header"]}`},
+		{name: "malformed route", method: "GET", path: "/.well-known/oauth-protected-resource/a%20b/mcp", status: 404, body: bodyNotFound},
 		{name: "root", method: "GET", path: "/.well-known/oauth-protected-resource", status: 404, body: bodyNotFound},
 		{name: "trailing slash", method: "GET", path: "/.well-known/oauth-protected-resource/Gmail/mcp/", status: 404, body: bodyNotFound},
 		{name: "options", method: "OPTIONS", path: "/.well-known/oauth-protected-resource/Gmail/mcp", header: map[string]string{"Origin": "http://localhost:6274"}, status: 204},
 		{name: "post", method: "POST", path: "/.well-known/oauth-protected-resource/Gmail/mcp", status: 405, body: bodyMethodNotAllow},
 		{name: "foreign origin still readable", method: "GET", path: "/.well-known/oauth-protected-resource/Gmail/mcp", header: map[string]string{"Origin": "https://evil.example"}, status: 200,
-			body: `{"resource":"` + base + `/Gmail/mcp","authorization_servers":["` + base + `"],"scopes_supported":["gmail.read","gmail.send"],"bearer_methods_supported":["header"]}`},
+			body: `{"resource":"` + base + `/Gmail/mcp","authorization_servers":["` + base + `"],"bearer_methods_supported":["header"]}`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,9 +1,7 @@
 package dataplane
 
 import (
-	"context"
 	"encoding/json"
-	"log/slog"
 	"net/http"
 	"strings"
 )
@@ -16,13 +14,19 @@ const prmPrefix = "/.well-known/oauth-protected-resource"
 type protectedResource struct {
 	Resource               string   `json:"resource"`
 	AuthorizationServers   []string `json:"authorization_servers"`
-	ScopesSupported        []string `json:"scopes_supported,omitempty"`
 	BearerMethodsSupported []string `json:"bearer_methods_supported"`
 }
 
 // serveMetadata serves the per-route protected-resource metadata. The root
 // document is 404 on purpose: a multi-route gateway has no origin-level
 // resource, and a path resource at the root would fail client validation.
+//
+// The document is the same for every well-formed route path, configured or
+// not, and names no scopes: like the 401 challenge it answers anonymous
+// callers, so it must not tell which routes exist (or which scopes one has).
+// Clients then request no scope, which the gateway's authorization server
+// grants as all of the route's scopes. It is built here, without asking the
+// control plane.
 func (p *Proxy) serveMetadata(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("Access-Control-Allow-Origin", "*")
@@ -45,23 +49,9 @@ func (p *Proxy) serveMetadata(w http.ResponseWriter, r *http.Request) {
 		writeFixed(w, http.StatusMethodNotAllowed, bodyMethodNotAllowed)
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), p.timeout)
-	defer cancel()
-	d, err := p.describe(ctx, route)
-	switch {
-	case err != nil:
-		p.log.WarnContext(ctx, "describe route failed", slog.String("route", route), slog.String("code", codeOf(err)))
-		h.Set("Retry-After", "1")
-		writeFixed(w, http.StatusServiceUnavailable, bodyUnavailable)
-		return
-	case !d.GetFound():
-		writeFixed(w, http.StatusNotFound, bodyNotFound)
-		return
-	}
 	doc, err := json.Marshal(protectedResource{
 		Resource:               p.publicBase + "/" + route + "/mcp",
 		AuthorizationServers:   []string{p.publicBase},
-		ScopesSupported:        d.GetScopes(),
 		BearerMethodsSupported: []string{"header"},
 	})
 	if err != nil { // cannot happen for these types; still never a 500

@@ -43,7 +43,7 @@ func infoFrom(ctx context.Context) *reqInfo {
 // decided records the outcome of Authorize.
 func (i *reqInfo) decided(res *authorizev1.AuthorizeResponse, err error) {
 	i.decision = decisionLabel(res, err)
-	i.configured = err == nil && res.GetDecision() != authorizev1.Decision_DECISION_NOT_FOUND &&
+	i.configured = err == nil && !res.GetUnknownRoute() && res.GetDecision() != authorizev1.Decision_DECISION_NOT_FOUND &&
 		res.GetDecision() != authorizev1.Decision_DECISION_UNSPECIFIED
 	i.principal, i.reason = res.GetPrincipal(), res.GetReason()
 	i.keyID = res.GetKeyId() // the control plane resolved it; the key is never hashed here

@@ -1,6 +1,9 @@
 // Package authorize decides, from cached state only, what the data plane does
 // with one MCP request: forward it with upstream credentials (ALLOW), answer
-// 401 with a challenge (CHALLENGE), 403 (DENY) or 404 (NOT_FOUND). Decisions
+// 401 with a challenge (CHALLENGE), 403 (DENY) or 404 (NOT_FOUND). Callers
+// learn which routes exist only by using them: without a usable credential
+// every route is challenged alike, and with one, routes the principal is not
+// granted are NOT_FOUND like missing ones. Decisions
 // are data; an error means "could not decide" and the data plane answers 503.
 package authorize
 
@@ -118,12 +121,14 @@ type identity struct {
 // Authorize decides req. It returns an error only when it could not decide
 // (invalid request, misconfigured server, token endpoint or grant store
 // failure). Outcomes, in order of precedence:
-//   - the route names no server: NOT_FOUND;
 //   - no credential: CHALLENGE without error; an unusable one (malformed
 //     Authorization, unknown/revoked/expired key, unknown/expired access
 //     token or one issued for another route, key and token of different
-//     principals, deleted principal): CHALLENGE with error invalid_token;
-//   - the principal is not granted the server: DENY;
+//     principals, deleted principal): CHALLENGE with error invalid_token.
+//     Either names the requested route's metadata URL and no scopes, on
+//     every route, existing or not (UnknownRoute tells the data plane);
+//   - the route names no server, or one the principal is not granted:
+//     NOT_FOUND (ReasonUnknownRoute, ReasonNotGranted);
 //   - tools/call of a tool the server's tool lists forbid: DENY;
 //   - oauth2 authorization_code without a usable grant: CHALLENGE without
 //     error (the credential was fine; the client must sign in upstream);
@@ -145,36 +150,49 @@ func (a *Authorizer) Authorize(ctx context.Context, req *authorizev1.AuthorizeRe
 		return nil, fmt.Errorf("%w: no route", ErrInvalidRequest)
 	}
 	id, reason, desc := a.identify(req)
-	srv, ok := a.state.Server(req.GetRoute())
-	if !ok {
-		return &authorizev1.AuthorizeResponse{
-			Decision:  authorizev1.Decision_DECISION_NOT_FOUND,
-			Principal: id.principal.GetName(),
-			KeyPrefix: id.keyPrefix,
-			KeyId:     id.keyID,
-			Reason:    ReasonUnknownRoute,
-		}, nil
-	}
-	challenge := func(id identity, reason, errCode, desc string) *authorizev1.AuthorizeResponse {
+	srv, known := a.state.Server(req.GetRoute())
+	challenge := func(id identity, reason, errCode, desc string, scopes []string) *authorizev1.AuthorizeResponse {
 		return &authorizev1.AuthorizeResponse{
 			Decision: authorizev1.Decision_DECISION_CHALLENGE,
 			Challenge: &authorizev1.Challenge{
-				ResourceMetadataUrl: ResourceMetadataURL(base, srv.Def.GetName()),
-				Scopes:              slices.Clone(srv.Def.GetScopes()),
+				ResourceMetadataUrl: ResourceMetadataURL(base, req.GetRoute()),
+				Scopes:              scopes,
 				Error:               errCode,
 				ErrorDescription:    desc,
 			},
-			Principal: id.principal.GetName(),
-			KeyPrefix: id.keyPrefix,
-			KeyId:     id.keyID,
-			Reason:    reason,
+			Principal:    id.principal.GetName(),
+			KeyPrefix:    id.keyPrefix,
+			KeyId:        id.keyID,
+			Reason:       reason,
+			UnknownRoute: !known,
 		}
 	}
 	if reason != "" {
+		// Without a usable credential every route answers alike, existing
+		// or not, and without the route's scopes: nothing tells a caller
+		// which routes exist.
 		if desc == "" {
-			return challenge(id, reason, "", ""), nil
+			return challenge(id, reason, "", "", nil), nil
 		}
-		return challenge(id, reason, ErrorInvalidToken, desc), nil
+		return challenge(id, reason, ErrorInvalidToken, desc, nil), nil
+	}
+	notFound := func(reason string) *authorizev1.AuthorizeResponse {
+		return &authorizev1.AuthorizeResponse{
+			Decision:     authorizev1.Decision_DECISION_NOT_FOUND,
+			Principal:    id.principal.GetName(),
+			KeyPrefix:    id.keyPrefix,
+			KeyId:        id.keyID,
+			Reason:       reason,
+			UnknownRoute: !known,
+		}
+	}
+	if !known {
+		return notFound(ReasonUnknownRoute), nil
+	}
+	// A principal learns only the routes it may use: one it is not granted
+	// answers like one that does not exist.
+	if !Granted(id.principal, srv.Def.GetName()) {
+		return notFound(ReasonNotGranted), nil
 	}
 	deny := func(reason string) *authorizev1.AuthorizeResponse {
 		return &authorizev1.AuthorizeResponse{
@@ -185,9 +203,6 @@ func (a *Authorizer) Authorize(ctx context.Context, req *authorizev1.AuthorizeRe
 			KeyId:     id.keyID,
 			Reason:    reason,
 		}
-	}
-	if !Granted(id.principal, srv.Def.GetName()) {
-		return deny(ReasonNotGranted), nil
 	}
 	if req.GetJsonrpcMethod() == "tools/call" && !ToolAllowed(srv.Def, req.GetToolName()) {
 		return deny(ReasonToolForbidden), nil
@@ -219,9 +234,9 @@ func (a *Authorizer) Authorize(ctx context.Context, req *authorizev1.AuthorizeRe
 			tok, err := a.grants.Token(ctx, id.principal.GetName(), srv.Def.GetName())
 			switch {
 			case errors.Is(err, ErrNoGrant):
-				return challenge(id, ReasonNoGrant, "", ""), nil
+				return challenge(id, ReasonNoGrant, "", "", slices.Clone(srv.Def.GetScopes())), nil
 			case errors.Is(err, ErrGrantUnusable):
-				return challenge(id, ReasonGrantUnusable, "", ""), nil
+				return challenge(id, ReasonGrantUnusable, "", "", slices.Clone(srv.Def.GetScopes())), nil
 			case err != nil:
 				return nil, err
 			}

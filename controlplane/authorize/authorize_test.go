@@ -186,8 +186,8 @@ func matrixState() *state {
 type credCase struct {
 	name      string
 	creds     func(route string) *authorizev1.Credentials
-	outcome   string // "ok", "none" (challenge, no error), "invalid", "deny"
-	reason    string // for "none", "invalid", "deny"
+	outcome   string // "ok", "none" (challenge, no error), "invalid", "notfound"
+	reason    string // for "none", "invalid", "notfound"
 	desc      string // for "invalid"
 	principal string
 	prefix    string
@@ -216,7 +216,7 @@ var credCases = []credCase{
 	{name: "key-deleted-principal", creds: func(string) *authorizev1.Credentials { return &authorizev1.Credentials{ApiKey: keyDave} },
 		outcome: "invalid", reason: authorize.ReasonUnknownPrincipal, desc: authorize.DescInvalidCredential, prefix: keyDave[:8]},
 	{name: "key-not-granted", creds: func(string) *authorizev1.Credentials { return &authorizev1.Credentials{ApiKey: keyCarol} },
-		outcome: "deny", reason: authorize.ReasonNotGranted, principal: "carol", prefix: keyCarol[:8]},
+		outcome: "notfound", reason: authorize.ReasonNotGranted, principal: "carol", prefix: keyCarol[:8]},
 	{name: "token", creds: func(r string) *authorizev1.Credentials {
 		return &authorizev1.Credentials{BearerToken: "tok-alice-" + r}
 	},
@@ -335,12 +335,13 @@ func TestAuthorizeMatrix(t *testing.T) {
 // expect is the table's answer for one cell, written from issue 3's list of
 // outcomes in its order of precedence.
 func expect(m mode, c credCase, g grantCase, mc methodCase) (*authorizev1.AuthorizeResponse, error) {
-	challenge := func(reason, errCode, desc string) *authorizev1.AuthorizeResponse {
+	// Scopes only once the principal is known to be granted the route.
+	challenge := func(reason, errCode, desc string, scopes []string) *authorizev1.AuthorizeResponse {
 		return &authorizev1.AuthorizeResponse{
 			Decision: authorizev1.Decision_DECISION_CHALLENGE,
 			Challenge: &authorizev1.Challenge{
 				ResourceMetadataUrl: base + "/.well-known/oauth-protected-resource/" + m.route + "/mcp",
-				Scopes:              m.scopes, Error: errCode, ErrorDescription: desc,
+				Scopes:              scopes, Error: errCode, ErrorDescription: desc,
 			},
 			Principal: c.principal, KeyPrefix: c.prefix, KeyId: keyIDOf(c.prefix), Reason: reason,
 		}
@@ -351,11 +352,12 @@ func expect(m mode, c credCase, g grantCase, mc methodCase) (*authorizev1.Author
 	}
 	switch c.outcome {
 	case "none":
-		return challenge(c.reason, "", ""), nil
+		return challenge(c.reason, "", "", nil), nil
 	case "invalid":
-		return challenge(c.reason, "invalid_token", c.desc), nil
-	case "deny":
-		return deny(c.reason), nil
+		return challenge(c.reason, "invalid_token", c.desc, nil), nil
+	case "notfound":
+		return &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_NOT_FOUND,
+			Principal: c.principal, KeyPrefix: c.prefix, KeyId: keyIDOf(c.prefix), Reason: c.reason}, nil
 	}
 	if mc.forbidden {
 		return deny(authorize.ReasonToolForbidden), nil
@@ -367,7 +369,7 @@ func expect(m mode, c credCase, g grantCase, mc methodCase) (*authorizev1.Author
 		case g.err != nil:
 			return nil, g.err
 		case g.reason != "":
-			return challenge(g.reason, "", ""), nil
+			return challenge(g.reason, "", "", m.scopes), nil
 		}
 		headers, vault = hdr("Authorization", "Bearer "+g.token+c.principal), true
 	}
@@ -419,9 +421,10 @@ func TestAuthorizeEdges(t *testing.T) {
 	key := &authorizev1.Credentials{ApiKey: keyAlice}
 	cases := []tc{
 		{name: "unknown-route", req: &authorizev1.AuthorizeRequest{Route: "nope", Credentials: key, PublicBaseUrl: base},
-			want: &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_NOT_FOUND, Principal: "alice", KeyPrefix: "mcpg_ali", KeyId: keyIDOf("mcpg_ali"), Reason: authorize.ReasonUnknownRoute}},
+			want: &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_NOT_FOUND, Principal: "alice", KeyPrefix: "mcpg_ali", KeyId: keyIDOf("mcpg_ali"), Reason: authorize.ReasonUnknownRoute, UnknownRoute: true}},
 		{name: "unknown-route-no-credential", req: &authorizev1.AuthorizeRequest{Route: "nope", PublicBaseUrl: base},
-			want: &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_NOT_FOUND, Reason: authorize.ReasonUnknownRoute}},
+			want: &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_CHALLENGE, Challenge: &authorizev1.Challenge{
+				ResourceMetadataUrl: base + "/.well-known/oauth-protected-resource/nope/mcp"}, Reason: authorize.ReasonNoCredential, UnknownRoute: true}},
 		{name: "no-route", req: &authorizev1.AuthorizeRequest{Credentials: key, PublicBaseUrl: base}, wantErr: authorize.ErrInvalidRequest},
 		{name: "bad-base", req: &authorizev1.AuthorizeRequest{Route: "none", Credentials: key, PublicBaseUrl: "gw.example.com"}, wantErr: authorize.ErrInvalidRequest},
 		{name: "passthrough-missing", req: &authorizev1.AuthorizeRequest{Route: "pass", Credentials: key, PublicBaseUrl: base},

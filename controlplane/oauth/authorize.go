@@ -101,14 +101,17 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		fail("invalid_request", "code_challenge is not a base64url SHA-256 value")
 		return
 	}
-	srv, ok := s.resolveResource(issuer(r), q.Get("resource"))
+	// Only the form of the resource and scope is checked here: whether the
+	// route exists, and its scopes, are told only to a signed-in principal
+	// that may use it (resolveRequest), never to whoever has a client.
+	route, ok := routeName(issuer(r), q.Get("resource"))
 	if !ok {
 		fail("invalid_target", "resource must be the URL of an MCP route of this gateway")
 		return
 	}
-	scopes, ok := grantScopes(srv.Def, q.Get("scope"))
+	scopes, ok := requestedScopes(q.Get("scope"))
 	if !ok {
-		fail("invalid_scope", "the requested scope is not offered by this server")
+		fail("invalid_scope", "the requested scope is malformed")
 		return
 	}
 	s.touchClient(ctx, c)
@@ -118,8 +121,8 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		RedirectUri:   redirectURI,
 		State:         state,
 		CodeChallenge: challenge,
-		Server:        srv.Def.GetName(),
-		Scopes:        scopes,
+		Server:        route,
+		Scopes:        scopes, // as requested until resolveRequest
 		ExpireTime:    timestamppb.New(s.now().Add(DefaultRequestTTL)),
 	}
 	// Nothing is stored before sign-in: the pending request travels sealed.
@@ -178,23 +181,36 @@ func canonicalResource(raw string) (string, bool) {
 // resolveResource maps a resource indicator to the server whose route it
 // names: <public>/<server>/mcp of an existing server.
 func (s *Server) resolveResource(pub, raw string) (*store.Server, bool) {
-	res, ok := canonicalResource(raw)
+	name, ok := routeName(pub, raw)
 	if !ok {
 		return nil, false
+	}
+	return s.st.Server(name)
+}
+
+// routeName is the server name a resource indicator names by its form,
+// <public>/<server>/mcp, whether or not that server exists.
+func routeName(pub, raw string) (string, bool) {
+	res, ok := canonicalResource(raw)
+	if !ok {
+		return "", false
 	}
 	base, _ := canonicalResource(pub)
 	rest, ok := strings.CutPrefix(res, base+"/")
 	if !ok {
-		return nil, false
+		return "", false
 	}
 	name, ok := strings.CutSuffix(rest, "/mcp")
 	if !ok || name == "" || strings.Contains(name, "/") {
-		return nil, false
+		return "", false
 	}
 	if n, err := url.PathUnescape(name); err == nil {
 		name = n
 	}
-	return s.st.Server(name)
+	if name == "" || len(name) > maxNameLen || unsafeText(name) {
+		return "", false
+	}
+	return name, true
 }
 
 // routeURL is the canonical resource of a server's route.
@@ -431,8 +447,8 @@ func (s *Server) consent(w http.ResponseWriter, r *http.Request) {
 	}
 	switch r.PostForm.Get("action") {
 	case "approve":
-		if !s.mayUse(sess.rec.GetPrincipal(), auth.GetServer()) {
-			redirectError(w, r, auth.GetRedirectUri(), auth.GetState(), "access_denied", "this account may not use this server")
+		if code, desc, ok := s.resolveRequest(sess.rec.GetPrincipal(), auth); !ok {
+			redirectError(w, r, auth.GetRedirectUri(), auth.GetState(), code, desc)
 			return
 		}
 		s.rememberConsent(ctx, sess.rec.GetPrincipal(), auth)
@@ -457,8 +473,14 @@ func (s *Server) mayUse(principal, server string) bool {
 	return slices.Contains(p.GetServers(), "*") || slices.Contains(p.GetServers(), server)
 }
 
-func consentName(principal, clientID, server string) string {
-	return secretID(principal + "\x1f" + clientID + "\x1f" + server)
+// consentName names a remembered consent: per principal, client, route and
+// exact redirect URI. A loopback redirect URI matches the registered one on
+// any port, so without the URI a crafted link could send a public client's
+// code silently to a listener on another port of the person's machine; the
+// URI is part of the name for every client (confidential clients' redirect
+// URIs match exactly anyway).
+func consentName(principal, clientID, server, redirectURI string) string {
+	return secretID(principal + "\x1f" + clientID + "\x1f" + server + "\x1f" + redirectURI)
 }
 
 func (s *Server) rememberConsent(ctx context.Context, principal string, auth *storev1.OAuthAuthorization) {
@@ -466,7 +488,7 @@ func (s *Server) rememberConsent(ctx context.Context, principal string, auth *st
 	if err != nil {
 		return
 	}
-	name := consentName(principal, auth.GetClientId(), auth.GetServer())
+	name := consentName(principal, auth.GetClientId(), auth.GetServer(), auth.GetRedirectUri())
 	_, rev, err := s.st.Get(ctx, KindConsent, name)
 	switch {
 	case isNotFound(err):
@@ -479,10 +501,10 @@ func (s *Server) rememberConsent(ctx context.Context, principal string, auth *st
 	}
 }
 
-// consented reports whether principal approved the client for the server
-// and scopes before.
+// consented reports whether principal approved the client for the server,
+// the exact redirect URI and the scopes before.
 func (s *Server) consented(ctx context.Context, principal string, auth *storev1.OAuthAuthorization) bool {
-	b, _, err := s.st.Get(ctx, KindConsent, consentName(principal, auth.GetClientId(), auth.GetServer()))
+	b, _, err := s.st.Get(ctx, KindConsent, consentName(principal, auth.GetClientId(), auth.GetServer(), auth.GetRedirectUri()))
 	if err != nil {
 		return false
 	}
@@ -503,9 +525,9 @@ func (s *Server) consented(ctx context.Context, principal string, auth *storev1.
 func (s *Server) showConsent(w http.ResponseWriter, r *http.Request, sess *session, reqID string, auth *storev1.OAuthAuthorization) {
 	ctx := r.Context()
 	principal := sess.rec.GetPrincipal()
-	if !s.mayUse(principal, auth.GetServer()) {
+	if code, desc, ok := s.resolveRequest(principal, auth); !ok {
 		_, _ = s.takeRequest(ctx, reqID)
-		redirectError(w, r, auth.GetRedirectUri(), auth.GetState(), "access_denied", "this account may not use this server")
+		redirectError(w, r, auth.GetRedirectUri(), auth.GetState(), code, desc)
 		return
 	}
 	if s.consented(ctx, principal, auth) {

@@ -59,18 +59,34 @@ func TestAuthorize_RedirectedErrors(t *testing.T) {
 		{"43 plain", "invalid_request", func(q url.Values) { q.Set("code_challenge_method", "plain") }},
 		{"43 no method", "invalid_request", func(q url.Values) { q.Del("code_challenge_method") }},
 		{"short challenge", "invalid_request", func(q url.Values) { q.Set("code_challenge", "abc") }},
-		{"44 unknown route", "invalid_target", func(q url.Values) { q.Set("resource", e.pub+"/Unknown/mcp") }},
 		{"44 other origin", "invalid_target", func(q url.Values) { q.Set("resource", "https://other.example/Gmail/mcp") }},
 		{"44 route without /mcp", "invalid_target", func(q url.Values) { q.Set("resource", e.pub+"/Gmail") }},
 		{"44 origin only", "invalid_target", func(q url.Values) { q.Set("resource", e.pub+"/") }},
 		{"fragment", "invalid_target", func(q url.Values) { q.Set("resource", e.pub+"/Gmail/mcp#x") }},
 		{"two resources", "invalid_target", func(q url.Values) { q.Add("resource", e.pub+"/GitHub/mcp") }},
 		{"48 resource omitted", "invalid_target", func(q url.Values) { q.Del("resource") }},
-		{"49 unsupported scope", "invalid_scope", func(q url.Values) { q.Set("scope", "admin") }},
-		{"49 other route's scope", "invalid_scope", func(q url.Values) { q.Set("scope", "notes.read repo") }},
+		{"malformed scope", "invalid_scope", func(q url.Values) { q.Set("scope", "notes.read \"x") }},
 		{"50 response_type token", "unsupported_response_type", func(q url.Values) { q.Set("response_type", "token") }},
 		{"no response_type", "invalid_request", func(q url.Values) { q.Del("response_type") }},
 		{"repeated scope", "invalid_request", func(q url.Values) { q.Add("scope", "notes.write") }},
+	}
+	// Whether the route exists and which scopes it offers is told only to
+	// a signed-in principal (TestSec16AuthorizeRevealsNoRoutes).
+	b := newBrowser(t)
+	e.signIn(b, aliceKey)
+	for _, tc := range []struct {
+		name, code string
+		mod        func(url.Values)
+	}{
+		{"44 unknown route", "access_denied", func(q url.Values) { q.Set("resource", e.pub+"/Unknown/mcp") }},
+		{"49 unsupported scope", "invalid_scope", func(q url.Values) { q.Set("scope", "admin") }},
+		{"49 other route's scope", "invalid_scope", func(q url.Values) { q.Set("scope", "notes.read repo") }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			q := e.authQuery(c)
+			tc.mod(q)
+			wantRedirectError(t, e, b.get(e.authorizeURL(q)), tc.code)
+		})
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -287,7 +303,8 @@ func TestAuthorize_Consent(t *testing.T) {
 	t.Run("38 loopback port", func(t *testing.T) {
 		q := e.authQuery(c)
 		q.Set("redirect_uri", "http://127.0.0.1:49152/cb")
-		r := b.get(e.authorizeURL(q))
+		// A port not approved before asks again (TestSec12ConsentExactRedirect).
+		r := e.approve(b, e.consentPage(b, q), "approve")
 		if r.status != http.StatusFound {
 			t.Fatalf("%d %s", r.status, r.body)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -58,9 +59,9 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 		bad("The server of this sign-in no longer exists.")
 		return
 	}
-	if iss := q.Get("iss"); iss != "" && srv.Def.GetIssuer() != "" && !issuersEqual(iss, srv.Def.GetIssuer()) {
-		s.log.WarnContext(ctx, "upstream iss mismatch", "server", rec.GetServer())
-		bad("The sign-in response came from an unexpected issuer. Nothing was saved.")
+	if !issOK(q, srv.Def.GetIssuer()) {
+		s.log.WarnContext(ctx, "upstream iss missing or mismatched", "server", rec.GetServer())
+		bad(msgBadIssuer)
 		return
 	}
 	if q.Get("error") != "" {
@@ -125,10 +126,21 @@ func exchangeErr(err error) string {
 	return "token endpoint unreachable"
 }
 
-// issuersEqual compares issuer identifiers exactly, tolerating one
-// trailing slash (https://accounts.google.com/ vs https://accounts.google.com).
-func issuersEqual(a, b string) bool {
-	return strings.TrimSuffix(a, "/") == strings.TrimSuffix(b, "/")
+// msgBadIssuer is the fixed text for an authorization response without the
+// configured upstream's iss or with another one.
+const msgBadIssuer = "The sign-in response came from an unexpected issuer. Nothing was saved."
+
+// issOK applies RFC 9207 to an upstream authorization response (success or
+// error): when the server's issuer is configured, the response must carry
+// exactly one iss equal to it by simple string comparison (section 2.4); a
+// missing iss is refused too, or an attacker's mix-up response would only
+// have to leave it out. Without a configured issuer nothing is checked.
+func issOK(q url.Values, want string) bool {
+	if want == "" {
+		return true
+	}
+	got := q["iss"]
+	return len(got) == 1 && got[0] == want
 }
 
 // storeGrants is the Grants used without a refresher: it writes grants to

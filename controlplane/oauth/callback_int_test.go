@@ -287,7 +287,7 @@ func testConnections(t *testing.T, mod func(*oauth.Config), upstreamRevocations 
 	t.Run("upstream refusal", func(t *testing.T) {
 		r := b.post(e.pub+"/connections/connect", url.Values{"server": {"Gmail"}, "csrf": {csrf}})
 		st := r.location(t).Query().Get("state")
-		r = b.get(e.pub + "/oauth/callback?" + url.Values{"error": {"access_denied"}, "state": {st}}.Encode())
+		r = b.get(e.pub + "/oauth/callback?" + url.Values{"error": {"access_denied"}, "state": {st}, "iss": {e.upURL}}.Encode())
 		if r.status != http.StatusForbidden || !strings.Contains(r.body, "cancelled or refused") {
 			t.Fatalf("%d %s", r.status, r.body)
 		}

@@ -14,20 +14,29 @@
 // Policies:
 //   - Redirect URIs: https anywhere, http only on loopback (127.0.0.1, [::1],
 //     localhost; any port at /authorize, everything else compared exactly),
-//     private-use schemes (cursor://...); never fragments, user info,
-//     javascript:, data:, file: and similar.
+//     RFC 8252 private-use schemes named by a reversed domain name
+//     (com.example.app:/cb); never fragments, user info, control or format
+//     characters, javascript:, data:, file: or any other scheme.
+//   - Client metadata (registrations and metadata documents): no control,
+//     format (bidi, zero-width), private-use or separator characters in any
+//     text field, displayed or stored; every value has a size cap.
 //   - Resources: every request names one existing route, <public>/<server>/mcp
 //     (scheme and host compared case-insensitively, default port, one
 //     trailing slash and any query dropped); the token is bound to that route.
 //     A missing resource is invalid_target: there are no all-routes tokens.
 //   - Scopes: a subset of the server's scopes; none requested means all.
+//     Before sign-in /authorize checks only the form of resource and scope:
+//     whether the route exists and which scopes it offers is told only to a
+//     signed-in principal that may use it; one that may not gets
+//     access_denied for a missing route and a forbidden one alike.
 //   - Sign-in: a gateway API key pasted into a form creates a random session
 //     id kept on an etcd lease (12 h), valid while the key is. The cookie is
 //     __Host-mcpgate_session (Secure, HttpOnly, SameSite=Lax, Path=/) on https
 //     public URLs and mcpgate_session without Secure on http ones, because
 //     browsers drop __Host- cookies that are not Secure.
-//   - Consent is remembered per (principal, client, route) and covers the
-//     scopes approved; a new client or wider scopes ask again.
+//   - Consent is remembered per (principal, client, route, exact redirect
+//     URI) and covers the scopes approved; a new client, another redirect URI
+//     (another loopback port included) or wider scopes ask again.
 //   - The upstream leg (oauth2 authorization_code routes without a usable
 //     grant) uses the server's own client id and secret, PKCE S256 and a
 //     single-use state on a 10-minute lease bound to the browser session. The
@@ -52,7 +61,9 @@
 //   - Tokens: opaque, stored only as hashes; codes live 5 minutes, access
 //     tokens 1 hour, refresh tokens rotate and their family ends 30 days after
 //     the authorization. Replaying a code or a rotated refresh token revokes
-//     the family.
+//     the family. A token request that fails a check proving possession of a
+//     code (client, redirect_uri, PKCE verifier, resource) leaves the code
+//     usable and counts against it; the fifth such failure deletes it.
 package oauth
 
 import (

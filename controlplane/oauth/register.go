@@ -2,7 +2,6 @@ package oauth
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -120,13 +119,8 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, oauthError{"invalid_client_metadata", "the body must be application/json"})
 		return
 	}
-	var md clientMetadata
-	dec := json.NewDecoder(strings.NewReader(string(body)))
-	if err := dec.Decode(&md); err != nil {
-		writeJSON(w, http.StatusBadRequest, oauthError{"invalid_client_metadata", "the body is not a JSON client metadata object"})
-		return
-	}
-	if err := validateMetadata(&md, true); err != nil {
+	md, err := parseClientMetadata(body, true)
+	if err != nil {
 		re := err.(*regError)
 		writeJSON(w, http.StatusBadRequest, oauthError{re.code, re.desc})
 		return
@@ -145,7 +139,7 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 		IssueTime:               timestamppb.New(now),
 		RenewTime:               timestamppb.New(now),
 	}
-	resp := registration{clientMetadata: md, ClientIDIssuedAt: now.Unix()}
+	resp := registration{clientMetadata: *md, ClientIDIssuedAt: now.Unix()}
 	resp.ClientID = rec.ClientId
 	if md.TokenEndpointAuthMethod != "none" {
 		secret := random(32)
@@ -174,7 +168,7 @@ func validateMetadata(md *clientMetadata, dcr bool) error {
 	if len(md.RedirectURIs) == 0 {
 		return badRedirect("redirect_uris is required")
 	}
-	if len(md.RedirectURIs) > 20 {
+	if len(md.RedirectURIs) > maxRedirectURIs {
 		return badRedirect("too many redirect_uris")
 	}
 	for _, u := range md.RedirectURIs {
@@ -216,8 +210,13 @@ func validateMetadata(md *clientMetadata, dcr bool) error {
 			return badMetadata("unsupported response type; only code is allowed")
 		}
 	}
-	if len(md.ClientName) > 200 || len(md.ClientURI) > 2000 || len(md.Scope) > 2000 {
-		return badMetadata("a metadata value is too long")
+	if len(md.ClientName) > maxNameLen || len(md.ClientURI) > maxURILen || len(md.Scope) > maxScopeLen || len(md.ClientID) > maxURILen {
+		return badMetadata(descTooLong)
+	}
+	for _, v := range []string{md.ClientName, md.ClientURI, md.Scope, md.ClientID, md.ApplicationType, md.TokenEndpointAuthMethod} {
+		if unsafeText(v) {
+			return badMetadata(descUnsafeText)
+		}
 	}
 	switch md.ApplicationType {
 	case "", "web", "native":
@@ -230,11 +229,15 @@ func validateMetadata(md *clientMetadata, dcr bool) error {
 var forbiddenSchemes = []string{"javascript", "data", "file", "vbscript", "about", "blob", "filesystem", "ftp", "ws", "wss"}
 
 // checkRedirectURI applies the redirect URI policy: https anywhere, http
-// only on loopback (any port at authorization time), private-use schemes;
-// never a fragment, user info or a script/data/file scheme.
+// only on loopback (any port at authorization time), RFC 8252 private-use
+// schemes (a reversed domain name: com.example.app:/cb); never a fragment,
+// user info, control or format characters, or any other scheme.
 func checkRedirectURI(raw string) error {
-	if len(raw) > 2000 || strings.Contains(raw, "#") {
+	if len(raw) > maxURILen || strings.Contains(raw, "#") {
 		return badRedirect("redirect URIs must not contain a fragment")
+	}
+	if unsafeText(raw) {
+		return badRedirect(descUnsafeRedirect)
 	}
 	u, err := url.Parse(raw)
 	if err != nil || u.Scheme == "" {
@@ -257,12 +260,22 @@ func checkRedirectURI(raw string) error {
 			return badRedirect("http redirect URIs must use a loopback host (127.0.0.1, [::1] or localhost)")
 		}
 	default:
+		if !privateUseScheme(scheme) && !slices.Contains(knownClientSchemes, scheme) {
+			return badRedirect(descPrivateScheme)
+		}
 		if u.Opaque == "" && u.Host == "" && u.Path == "" {
 			return badRedirect("private-use redirect URIs need a path")
 		}
 	}
 	return nil
 }
+
+// knownClientSchemes are custom schemes without the RFC 8252 section 7.1
+// reverse-DNS form that widely used MCP clients register anyway: Cursor
+// registers cursor://anysphere.cursor-mcp/oauth/callback, and refusing one
+// URI fails its whole registration. Like every private-use URI they match
+// only exactly. Anything else needs the dotted form.
+var knownClientSchemes = []string{"cursor"}
 
 func isLoopbackHost(h string) bool {
 	return h == "127.0.0.1" || h == "::1" || strings.EqualFold(h, "localhost")
@@ -368,7 +381,7 @@ func (e *cimdError) Error() string { return e.desc }
 // fetchCIMD fetches and validates a client ID metadata document.
 func (s *Server) fetchCIMD(ctx context.Context, id string) (*client, error) {
 	u, err := url.Parse(id)
-	if err != nil || u.Scheme != "https" || u.Host == "" || u.Path == "" || u.Path == "/" ||
+	if err != nil || unsafeText(id) || u.Scheme != "https" || u.Host == "" || u.Path == "" || u.Path == "/" ||
 		u.Fragment != "" || u.User != nil || strings.Contains(u.Path, "/./") || strings.Contains(u.Path, "/../") {
 		return nil, &cimdError{"The client ID is not a valid metadata document URL."}
 	}
@@ -392,15 +405,12 @@ func (s *Server) fetchCIMD(ctx context.Context, id string) (*client, error) {
 	if err != nil || len(body) > MaxBodyBytes {
 		return nil, &cimdError{"The client's metadata document is too large or unreadable."}
 	}
-	var md clientMetadata
-	if err := json.Unmarshal(body, &md); err != nil {
-		return nil, &cimdError{"The client's metadata document is not valid JSON."}
+	md, err := parseClientMetadata(body, false)
+	if err != nil {
+		return nil, &cimdError{"The client's metadata document is invalid: " + err.(*regError).desc + "."}
 	}
 	if md.ClientID != id {
 		return nil, &cimdError{"The client's metadata document names a different client_id."}
-	}
-	if err := validateMetadata(&md, false); err != nil {
-		return nil, &cimdError{"The client's metadata document is invalid: " + err.(*regError).desc + "."}
 	}
 	name := md.ClientName
 	if name == "" {
@@ -438,10 +448,15 @@ func safeClient() *http.Client {
 	}
 }
 
-// publicAddr reports whether a may be dialed for a metadata document.
+// publicAddr reports whether a may be dialed for a metadata document: a
+// global unicast address outside every special-purpose range. IPv4-mapped
+// addresses are judged by their IPv4 address; every other IPv6 form that
+// embeds or translates an IPv4 address (IPv4-compatible, SIIT, NAT64, 6to4,
+// Teredo) is refused whole, because the host behind it may be a loopback or
+// private IPv4 one.
 func publicAddr(a netip.Addr) bool {
 	a = a.Unmap()
-	if !a.IsValid() || a.IsLoopback() || a.IsPrivate() || a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast() ||
+	if !a.IsValid() || a.Zone() != "" || a.IsLoopback() || a.IsPrivate() || a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast() ||
 		a.IsMulticast() || a.IsUnspecified() || a.IsInterfaceLocalMulticast() || !a.IsGlobalUnicast() {
 		return false
 	}
@@ -453,12 +468,27 @@ func publicAddr(a netip.Addr) bool {
 	return true
 }
 
+// blockedPrefixes are special-purpose ranges (IANA IPv4 and IPv6
+// special-purpose address registries) that netip's predicates let through.
 var blockedPrefixes = []netip.Prefix{
-	netip.MustParsePrefix("0.0.0.0/8"),
-	netip.MustParsePrefix("100.64.0.0/10"),
-	netip.MustParsePrefix("192.0.0.0/24"),
-	netip.MustParsePrefix("198.18.0.0/15"),
-	netip.MustParsePrefix("240.0.0.0/4"),
-	netip.MustParsePrefix("64:ff9b::/96"),
-	netip.MustParsePrefix("2001:db8::/32"),
+	netip.MustParsePrefix("0.0.0.0/8"),       // "this network"
+	netip.MustParsePrefix("100.64.0.0/10"),   // shared address space (CGN)
+	netip.MustParsePrefix("192.0.0.0/24"),    // IETF protocol assignments
+	netip.MustParsePrefix("192.0.2.0/24"),    // documentation
+	netip.MustParsePrefix("192.88.99.0/24"),  // 6to4 relay anycast
+	netip.MustParsePrefix("198.18.0.0/15"),   // benchmarking
+	netip.MustParsePrefix("198.51.100.0/24"), // documentation
+	netip.MustParsePrefix("203.0.113.0/24"),  // documentation
+	netip.MustParsePrefix("240.0.0.0/4"),     // reserved, broadcast
+	netip.MustParsePrefix("::/96"),           // IPv4-compatible (::a.b.c.d, deprecated)
+	netip.MustParsePrefix("::ffff:0:0:0/96"), // IPv4-translated (SIIT)
+	netip.MustParsePrefix("64:ff9b::/96"),    // NAT64 well-known prefix
+	netip.MustParsePrefix("64:ff9b:1::/48"),  // NAT64 local-use prefixes
+	netip.MustParsePrefix("100::/64"),        // discard-only
+	netip.MustParsePrefix("2001::/23"),       // IETF protocol assignments, Teredo 2001::/32 included
+	netip.MustParsePrefix("2001:db8::/32"),   // documentation
+	netip.MustParsePrefix("2002::/16"),       // 6to4
+	netip.MustParsePrefix("3fff::/20"),       // documentation
+	netip.MustParsePrefix("5f00::/16"),       // SRv6 SIDs
+	netip.MustParsePrefix("fec0::/10"),       // site-local (deprecated)
 }

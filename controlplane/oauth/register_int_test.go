@@ -103,6 +103,8 @@ func TestRegister(t *testing.T) {
 		secret     bool
 	}{
 		{"25 VS Code", `{"redirect_uris":["http://127.0.0.1/","http://127.0.0.1:33418/","https://vscode.dev/redirect"],"token_endpoint_auth_method":"none","grant_types":["authorization_code","refresh_token"],"response_types":["code"],"client_name":"Visual Studio Code","application_type":"native"}`, false},
+		// Cursor's own set: cursor:// is not in the RFC 8252 reverse-DNS
+		// form, but it is a known client's scheme (knownClientSchemes).
 		{"26 Cursor", `{"redirect_uris":["cursor://anysphere.cursor-mcp/oauth/callback","https://www.cursor.com/agents/mcp/oauth/callback","http://localhost:8787/callback"],"token_endpoint_auth_method":"none","client_name":"Cursor","application_type":"web"}`, false},
 		{"27 no scope", `{"redirect_uris":["http://[::1]:9999/cb"],"token_endpoint_auth_method":"none","client_name":"Copilot CLI"}`, false},
 		{"33 client_secret_basic", `{"redirect_uris":["https://app.example/cb"],"token_endpoint_auth_method":"client_secret_basic","client_name":"Web app","scope":"repo"}`, true},

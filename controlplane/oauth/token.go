@@ -229,45 +229,11 @@ func (s *Server) exchangeCode(ctx context.Context, pub string, c *client, form u
 	case len(code) > 200:
 		return nil, errBadCode
 	}
-	id := secretID(code)
-	b, err := s.st.Take(ctx, KindCode, id)
-	if err != nil {
-		if !isNotFound(err) {
-			s.log.ErrorContext(ctx, "take code", "err", err)
-			return nil, errTokenUnavailable
-		}
-		if mb, _, err := s.st.Get(ctx, KindUsedCode, id); err == nil {
-			var used storev1.OAuthUsedCodeRecord
-			if proto.Unmarshal(mb, &used) == nil {
-				s.log.WarnContext(ctx, "authorization code replayed; revoking its tokens", "client_id", c.id)
-				s.revokeFamily(ctx, used.GetFamily())
-			}
-		}
-		return nil, errBadCode
-	}
-	var rec storev1.OAuthCodeRecord
-	if err := proto.Unmarshal(b, &rec); err != nil {
-		return nil, errBadCode
-	}
-	if mb, err := proto.Marshal(&storev1.OAuthUsedCodeRecord{Family: rec.GetFamily()}); err == nil {
-		if _, err := s.st.PutLeased(ctx, KindUsedCode, id, mb, s.cfg.RefreshTokenTTL); err != nil {
-			s.log.WarnContext(ctx, "mark code used", "err", err)
-		}
-	}
-	auth := rec.GetAuthorization()
-	switch {
-	case !s.now().Before(rec.GetExpireTime().AsTime()):
-		return nil, errBadCode
-	case auth.GetClientId() != c.id:
-		return nil, tokErr("invalid_grant", "the code was issued to another client")
-	case auth.GetRedirectUri() != redirectURI:
-		return nil, tokErr("invalid_grant", "redirect_uri differs from the authorization request")
-	case !pkceOK(verifier, auth.GetCodeChallenge()):
-		return nil, tokErr("invalid_grant", "code_verifier does not match the code challenge")
-	}
-	if terr := s.checkResource(pub, form, auth.GetServer()); terr != nil {
+	rec, terr := s.redeemCode(ctx, pub, c, secretID(code), form)
+	if terr != nil {
 		return nil, terr
 	}
+	auth := rec.GetAuthorization()
 	if _, ok := s.st.Server(auth.GetServer()); !ok {
 		return nil, errBadCode
 	}

@@ -238,6 +238,9 @@ func TestChallenge(t *testing.T) {
 	alice := s.AddUser("alice", stacktest.NotesRoute)
 	prm := s.PRMURL(stacktest.NotesRoute)
 	base := `Bearer resource_metadata="` + prm + `", scope="notes.read notes.write"`
+	// Callers without a usable credential are not told the route's scopes
+	// (issue 8 item 16).
+	anon := `Bearer resource_metadata="` + prm + `"`
 	for _, tc := range []struct {
 		name   string
 		header http.Header
@@ -247,8 +250,8 @@ func TestChallenge(t *testing.T) {
 		{"reported case: x-litellm-api-key Bearer", http.Header{"x-litellm-api-key": {"Bearer " + alice}}, base, false},
 		{"X-MCPGate-API-Key", http.Header{"X-Mcpgate-Api-Key": {alice}}, base, false},
 		{"Authorization Bearer key", http.Header{"Authorization": {"Bearer " + alice}}, base, false},
-		{"no credential", nil, base, false},
-		{"unknown key", http.Header{"X-Mcpgate-Api-Key": {"mcpg_" + strings.Repeat("x", 40)}}, base + `, error="invalid_token"`, true},
+		{"no credential", nil, anon, false},
+		{"unknown key", http.Header{"X-Mcpgate-Api-Key": {"mcpg_" + strings.Repeat("x", 40)}}, anon + `, error="invalid_token"`, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			resp, body := rawPost(t, s.RouteURL(stacktest.NotesRoute), tc.header, initializeBody)

@@ -65,11 +65,12 @@ func TestGatewaySurface(t *testing.T) {
 			t.Fatal(err)
 		}
 		if prm.Resource != s.RouteURL(stacktest.NotesRoute) || !slices.Equal(prm.AuthorizationServers, []string{s.PublicURL}) ||
-			!slices.Equal(prm.ScopesSupported, []string{"notes.read", "notes.write"}) || !slices.Equal(prm.BearerMethods, []string{"header"}) {
+			prm.ScopesSupported != nil || !slices.Equal(prm.BearerMethods, []string{"header"}) {
 			t.Errorf("metadata %+v", prm)
 		}
-		if resp, _ := do(t, http.MethodGet, s.PRMURL("nosuch"), nil, ""); resp.StatusCode != http.StatusNotFound {
-			t.Errorf("unknown route metadata: %d", resp.StatusCode)
+		// Unknown routes get the same document (issue 8 item 16).
+		if resp, body := do(t, http.MethodGet, s.PRMURL("nosuch"), nil, ""); resp.StatusCode != http.StatusOK || !strings.Contains(body, s.RouteURL("nosuch")) {
+			t.Errorf("unknown route metadata: %d %s", resp.StatusCode, body)
 		}
 	})
 

@@ -33,7 +33,9 @@ const (
 	Decision_DECISION_CHALLENGE Decision = 2
 	// 403.
 	Decision_DECISION_DENY Decision = 3
-	// The route names no server: 404.
+	// 404: the route names no server, or one the identified principal is not
+	// granted (callers learn only the routes they may use). Never for a
+	// caller without a usable credential: that is a CHALLENGE on every route.
 	Decision_DECISION_NOT_FOUND Decision = 4
 )
 
@@ -530,7 +532,11 @@ type AuthorizeResponse struct {
 	Reason string `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
 	// Id of the API key used (as `mcpgate keys list` shows it), when one
 	// resolved: data planes name it in audit events without hashing the key.
-	KeyId         string `protobuf:"bytes,8,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	KeyId string `protobuf:"bytes,8,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// The route names no server. Callers without a usable credential get the
+	// same CHALLENGE as on a configured route, so this is the only sign: for
+	// the data plane's own logs and metric labels, never for the caller.
+	UnknownRoute  bool `protobuf:"varint,16,opt,name=unknown_route,json=unknownRoute,proto3" json:"unknown_route,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -619,6 +625,13 @@ func (x *AuthorizeResponse) GetKeyId() string {
 		return x.KeyId
 	}
 	return ""
+}
+
+func (x *AuthorizeResponse) GetUnknownRoute() bool {
+	if x != nil {
+		return x.UnknownRoute
+	}
+	return false
 }
 
 type DescribeRouteRequest struct {
@@ -983,7 +996,7 @@ const file_mcpgate_authorize_v1_authorize_proto_rawDesc = "" +
 	"\x04Deny\x12\x14\n" +
 	"\x05error\x18\x01 \x01(\tR\x05error\x12\x16\n" +
 	"\x06scopes\x18\x02 \x03(\tR\x06scopes\x122\n" +
-	"\x15resource_metadata_url\x18\x03 \x01(\tR\x13resourceMetadataUrl\"\xdd\x02\n" +
+	"\x15resource_metadata_url\x18\x03 \x01(\tR\x13resourceMetadataUrl\"\x82\x03\n" +
 	"\x11AuthorizeResponse\x12:\n" +
 	"\bdecision\x18\x01 \x01(\x0e2\x1e.mcpgate.authorize.v1.DecisionR\bdecision\x121\n" +
 	"\x05allow\x18\x02 \x01(\v2\x1b.mcpgate.authorize.v1.AllowR\x05allow\x12=\n" +
@@ -993,7 +1006,8 @@ const file_mcpgate_authorize_v1_authorize_proto_rawDesc = "" +
 	"\n" +
 	"key_prefix\x18\x06 \x01(\tR\tkeyPrefix\x12\x16\n" +
 	"\x06reason\x18\a \x01(\tR\x06reason\x12\x15\n" +
-	"\x06key_id\x18\b \x01(\tR\x05keyId\",\n" +
+	"\x06key_id\x18\b \x01(\tR\x05keyId\x12#\n" +
+	"\runknown_route\x18\x10 \x01(\bR\funknownRoute\",\n" +
 	"\x14DescribeRouteRequest\x12\x14\n" +
 	"\x05route\x18\x01 \x01(\tR\x05route\"g\n" +
 	"\x15DescribeRouteResponse\x12\x14\n" +

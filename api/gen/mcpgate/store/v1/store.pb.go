@@ -901,10 +901,14 @@ type OAuthCodeRecord struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Authorization *OAuthAuthorization    `protobuf:"bytes,1,opt,name=authorization,proto3" json:"authorization,omitempty"`
 	// The token family the code starts.
-	Family        string                 `protobuf:"bytes,2,opt,name=family,proto3" json:"family,omitempty"`
-	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Family     string                 `protobuf:"bytes,2,opt,name=family,proto3" json:"family,omitempty"`
+	ExpireTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	// Token requests that named the code but failed a check that proves
+	// possession (client, redirect_uri, PKCE verifier, resource); the code is
+	// deleted when they reach the limit.
+	FailedAttempts int32 `protobuf:"varint,4,opt,name=failed_attempts,json=failedAttempts,proto3" json:"failed_attempts,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *OAuthCodeRecord) Reset() {
@@ -956,6 +960,13 @@ func (x *OAuthCodeRecord) GetExpireTime() *timestamppb.Timestamp {
 		return x.ExpireTime
 	}
 	return nil
+}
+
+func (x *OAuthCodeRecord) GetFailedAttempts() int32 {
+	if x != nil {
+		return x.FailedAttempts
+	}
+	return 0
 }
 
 // OAuthUsedCodeRecord marks a redeemed code so that a replay revokes the
@@ -1343,12 +1354,13 @@ const file_mcpgate_store_v1_store_proto_rawDesc = "" +
 	"\rauthorization\x18\x05 \x01(\v2$.mcpgate.store.v1.OAuthAuthorizationR\rauthorization\x12;\n" +
 	"\vexpire_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"expireTime\x12\x16\n" +
-	"\x06scopes\x18\a \x03(\tR\x06scopes\"\xb2\x01\n" +
+	"\x06scopes\x18\a \x03(\tR\x06scopes\"\xdb\x01\n" +
 	"\x0fOAuthCodeRecord\x12J\n" +
 	"\rauthorization\x18\x01 \x01(\v2$.mcpgate.store.v1.OAuthAuthorizationR\rauthorization\x12\x16\n" +
 	"\x06family\x18\x02 \x01(\tR\x06family\x12;\n" +
 	"\vexpire_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"expireTime\"-\n" +
+	"expireTime\x12'\n" +
+	"\x0ffailed_attempts\x18\x04 \x01(\x05R\x0efailedAttempts\"-\n" +
 	"\x13OAuthUsedCodeRecord\x12\x16\n" +
 	"\x06family\x18\x01 \x01(\tR\x06family\"_\n" +
 	"\x10OAuthIssuedToken\x12\x0e\n" +
