@@ -52,6 +52,14 @@ func (s *state) Principal(n string) (*configv1.Principal, bool) {
 	return v, ok
 }
 func (s *state) KeyByHash(h [32]byte) (*storev1.KeyRecord, bool) { v, ok := s.keys[h]; return v, ok }
+func (s *state) Key(id string) (*storev1.KeyRecord, bool) {
+	for _, k := range s.keys {
+		if k.GetKey().GetId() == id {
+			return k, true
+		}
+	}
+	return nil, false
+}
 func (s *state) AccessToken(h [32]byte) (*storev1.AccessTokenRecord, bool) {
 	v, ok := s.tokens[h]
 	return v, ok
@@ -84,8 +92,13 @@ func (s *state) addKey(plain, principal string, revoked bool, expire time.Time) 
 	s.keys[sum] = &storev1.KeyRecord{Key: k, Sha256: sum[:]}
 }
 
+// addToken adds an access token for route at base, obtained by signing in
+// with alice's key.
 func (s *state) addToken(plain, principal, route string, expire time.Time) {
-	s.tokens[store.HashKey(plain)] = &storev1.AccessTokenRecord{Principal: principal, Route: route, ExpireTime: timestamppb.New(expire)}
+	s.tokens[store.HashKey(plain)] = &storev1.AccessTokenRecord{
+		Principal: principal, Route: route, ExpireTime: timestamppb.New(expire),
+		KeyId: store.KeyID(store.HashKey(keyAlice)), Audience: authorize.ResourceURL(base, route),
+	}
 }
 
 func (s *state) addGrant(principal, server string, st vaultv1.ConnectionState, tok string, expire time.Time) {

@@ -124,6 +124,10 @@ func (s *Server) disconnect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.InfoContext(r.Context(), "connection revoked", "server", name, "principal", sess.rec.GetPrincipal(), "upstream_revoked", upstream)
+	// Disconnecting ends the MCP clients' gateway tokens for the route too.
+	if _, err := s.RevokeTokens(r.Context(), sess.rec.GetPrincipal(), "", name); err != nil {
+		s.log.WarnContext(r.Context(), "revoke tokens of a disconnected route", "server", name, "err", err)
+	}
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, issuer(r)+"/connections?done=disconnected", http.StatusSeeOther)
 }
