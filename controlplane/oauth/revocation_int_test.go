@@ -96,7 +96,9 @@ func (e *env) decide(pub string, creds *authorizev1.Credentials) *authorizev1.Au
 	return resp
 }
 
-func bearerCred(tok string) *authorizev1.Credentials { return &authorizev1.Credentials{BearerToken: tok} }
+func bearerCred(tok string) *authorizev1.Credentials {
+	return &authorizev1.Credentials{BearerToken: tok}
+}
 
 func keyCred(key string) *authorizev1.Credentials { return &authorizev1.Credentials{ApiKey: key} }
 
