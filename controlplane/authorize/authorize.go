@@ -123,8 +123,10 @@ type identity struct {
 //   - the route names no server: NOT_FOUND;
 //   - no credential: CHALLENGE without error; an unusable one (malformed
 //     Authorization, unknown/revoked/expired key, unknown/expired access
-//     token or one issued for another route, key and token of different
-//     principals, deleted principal): CHALLENGE with error invalid_token;
+//     token, one issued for another resource URL than <public base>/<route>/mcp,
+//     one whose source key is no longer usable, key and token of different
+//     principals, deleted or re-created principal): CHALLENGE with error
+//     invalid_token;
 //   - the principal is not granted the server: DENY;
 //   - tools/call of a tool the server's tool lists forbid: DENY;
 //   - oauth2 authorization_code without a usable grant: CHALLENGE without
@@ -191,11 +193,6 @@ func (a *Authorizer) Authorize(ctx context.Context, req *authorizev1.AuthorizeRe
 	if !Granted(id.principal, srv.Def.GetName()) {
 		return deny(ReasonNotGranted), nil
 	}
-	if g, ok := a.state.Grant(id.principal.GetName(), srv.Def.GetName()); ok && g.Conn.GetPrincipalUid() != id.principal.GetUid() {
-		// A grant of an earlier principal of the same name is not this
-		// principal's: it must sign in upstream itself.
-		return challenge(id, ReasonNoGrant, "", ""), nil
-	}
 	if req.GetJsonrpcMethod() == "tools/call" && !ToolAllowed(srv.Def, req.GetToolName()) {
 		return deny(ReasonToolForbidden), nil
 	}
@@ -223,6 +220,11 @@ func (a *Authorizer) Authorize(ctx context.Context, req *authorizev1.AuthorizeRe
 			}
 			authHeader, authValue = "Authorization", "Bearer "+tok
 		case configv1.OAuth2Flow_O_AUTH2_FLOW_AUTHORIZATION_CODE:
+			if g, ok := a.state.Grant(id.principal.GetName(), srv.Def.GetName()); ok && g.Conn.GetPrincipalUid() != id.principal.GetUid() {
+				// A grant of an earlier principal of the same name is not
+				// this principal's: it must sign in upstream itself.
+				return challenge(id, ReasonNoGrant, "", ""), nil
+			}
 			tok, err := a.grants.Token(ctx, id.principal.GetName(), srv.Def.GetName())
 			switch {
 			case errors.Is(err, ErrNoGrant):

@@ -95,9 +95,20 @@ func (s *state) addKey(plain, principal string, revoked bool, expire time.Time) 
 // addToken adds an access token for route at base, obtained by signing in
 // with alice's key.
 func (s *state) addToken(plain, principal, route string, expire time.Time) {
+	s.addSourcedToken(plain, principal, "", route, keyAlice, base)
+	s.tokens[store.HashKey(plain)].ExpireTime = timestamppb.New(expire)
+}
+
+// addSourcedToken adds an access token of principal (uid) for route at pub,
+// obtained by signing in with key (none when empty), valid for an hour.
+func (s *state) addSourcedToken(plain, principal, uid, route, key, pub string) {
+	var keyID string
+	if key != "" {
+		keyID = store.KeyID(store.HashKey(key))
+	}
 	s.tokens[store.HashKey(plain)] = &storev1.AccessTokenRecord{
-		Principal: principal, Route: route, ExpireTime: timestamppb.New(expire),
-		KeyId: store.KeyID(store.HashKey(keyAlice)), Audience: authorize.ResourceURL(base, route),
+		Principal: principal, PrincipalUid: uid, Route: route, ExpireTime: timestamppb.New(now.Add(time.Hour)),
+		KeyId: keyID, Audience: authorize.ResourceURL(pub, route),
 	}
 }
 
@@ -160,6 +171,8 @@ const (
 	keyExpired = "mcpg_expir_0000000000000000"
 	keyNow     = "mcpg_nowex_0000000000000000"
 	keyFuture  = "mcpg_futur_0000000000000000"
+	// erin was deleted and created again: this key is bound to her old uid.
+	keyErinOld = "mcpg_erin__0000000000000000"
 )
 
 func matrixState() *state {
@@ -192,6 +205,17 @@ func matrixState() *state {
 		s.addToken("tok-expired-"+r, "alice", r, now.Add(-time.Second))
 	}
 	s.addToken("tok-alice-elsewhere", "alice", "elsewhere", now.Add(time.Hour))
+	s.principals["erin"] = &configv1.Principal{Name: "erin", Servers: routes, Uid: "uid-erin-2"}
+	s.addKey(keyErinOld, "erin", false, time.Time{})
+	s.keys[store.HashKey(keyErinOld)].PrincipalUid = "uid-erin-1"
+	for _, r := range routes {
+		s.addSourcedToken("tok-other-base-"+r, "alice", "", r, keyAlice, "https://gw-b.example.com")
+		s.addSourcedToken("tok-revoked-key-"+r, "alice", "", r, keyRevoked, base)
+		s.addSourcedToken("tok-expired-key-"+r, "alice", "", r, keyExpired, base)
+		s.addSourcedToken("tok-no-source-"+r, "alice", "", r, "", base)
+		s.addSourcedToken("tok-bob-key-"+r, "alice", "", r, keyBob, base)
+		s.addSourcedToken("tok-erin-old-"+r, "erin", "uid-erin-1", r, keyErinOld, base)
+	}
 	return s
 }
 
@@ -242,6 +266,26 @@ var credCases = []credCase{
 	{name: "token-other-route", creds: func(string) *authorizev1.Credentials {
 		return &authorizev1.Credentials{BearerToken: "tok-alice-elsewhere"}
 	}, outcome: "invalid", reason: authorize.ReasonWrongAudience, desc: authorize.DescWrongAudience},
+	{name: "token-other-public-base", creds: func(r string) *authorizev1.Credentials {
+		return &authorizev1.Credentials{BearerToken: "tok-other-base-" + r}
+	}, outcome: "invalid", reason: authorize.ReasonWrongAudience, desc: authorize.DescWrongAudience},
+	{name: "token-of-revoked-key", creds: func(r string) *authorizev1.Credentials {
+		return &authorizev1.Credentials{BearerToken: "tok-revoked-key-" + r}
+	}, outcome: "invalid", reason: authorize.ReasonTokenSourceRevoked, desc: authorize.DescInvalidCredential},
+	{name: "token-of-expired-key", creds: func(r string) *authorizev1.Credentials {
+		return &authorizev1.Credentials{BearerToken: "tok-expired-key-" + r}
+	}, outcome: "invalid", reason: authorize.ReasonTokenSourceRevoked, desc: authorize.DescInvalidCredential},
+	{name: "token-without-source", creds: func(r string) *authorizev1.Credentials {
+		return &authorizev1.Credentials{BearerToken: "tok-no-source-" + r}
+	}, outcome: "invalid", reason: authorize.ReasonTokenSourceRevoked, desc: authorize.DescInvalidCredential},
+	{name: "token-source-of-another-principal", creds: func(r string) *authorizev1.Credentials {
+		return &authorizev1.Credentials{BearerToken: "tok-bob-key-" + r}
+	}, outcome: "invalid", reason: authorize.ReasonTokenSourceRevoked, desc: authorize.DescInvalidCredential},
+	{name: "key-of-recreated-principal", creds: func(string) *authorizev1.Credentials { return &authorizev1.Credentials{ApiKey: keyErinOld} },
+		outcome: "invalid", reason: authorize.ReasonUnknownPrincipal, desc: authorize.DescInvalidCredential, prefix: keyErinOld[:8]},
+	{name: "token-of-recreated-principal", creds: func(r string) *authorizev1.Credentials {
+		return &authorizev1.Credentials{BearerToken: "tok-erin-old-" + r}
+	}, outcome: "invalid", reason: authorize.ReasonTokenSourceRevoked, desc: authorize.DescInvalidCredential},
 	{name: "key-and-token-same-principal", creds: func(r string) *authorizev1.Credentials {
 		return &authorizev1.Credentials{ApiKey: keyAlice, BearerToken: "tok-alice-" + r}
 	}, outcome: "ok", principal: "alice", prefix: keyAlice[:8]},

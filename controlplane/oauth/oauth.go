@@ -18,8 +18,10 @@
 //     javascript:, data:, file: and similar.
 //   - Resources: every request names one existing route, <public>/<server>/mcp
 //     (scheme and host compared case-insensitively, default port, one
-//     trailing slash and any query dropped); the token is bound to that route.
-//     A missing resource is invalid_target: there are no all-routes tokens.
+//     trailing slash and any query dropped); the token's audience is that
+//     URL at the public base the authorization ran on (a data plane with
+//     another public base refuses it). A missing resource is
+//     invalid_target: there are no all-routes tokens.
 //   - Scopes: a subset of the server's scopes; none requested means all.
 //   - Sign-in: a gateway API key pasted into a form creates a random session
 //     id kept on an etcd lease (12 h), valid while the key is. The cookie is
@@ -41,7 +43,13 @@
 //   - Tokens: opaque, stored only as hashes; codes live 5 minutes, access
 //     tokens 1 hour, refresh tokens rotate and their family ends 30 days after
 //     the authorization. Replaying a code or a rotated refresh token revokes
-//     the family.
+//     the family. Every token records its source, the API key the person
+//     signed in with and the principal's uid: Authorize and the refresh
+//     grant refuse it once the key is revoked or expired or the principal
+//     deleted (re-created under the same name it has another uid), and the
+//     admin API deletes the families derived from a revoked key, a deleted
+//     principal or a revoked connection (RevokeTokens), as does
+//     disconnecting on the connections page.
 package oauth
 
 import (

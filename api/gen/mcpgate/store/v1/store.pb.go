@@ -405,7 +405,7 @@ func (x *SessionKeyRecord) GetCreateTime() *timestamppb.Timestamp {
 type AccessTokenRecord struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Principal string                 `protobuf:"bytes,1,opt,name=principal,proto3" json:"principal,omitempty"`
-	// The server name whose route (<public>/<route>/mcp) is the audience.
+	// The server name of the route the token is for (see audience).
 	Route      string                 `protobuf:"bytes,2,opt,name=route,proto3" json:"route,omitempty"`
 	ClientId   string                 `protobuf:"bytes,3,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
 	Scopes     []string               `protobuf:"bytes,4,rep,name=scopes,proto3" json:"scopes,omitempty"`
