@@ -470,14 +470,22 @@ func (s *Service) deletePrincipal(ctx context.Context, req *configv1.DeletePrinc
 // keys, tokens, sessions and grants are bound to the principal's uid, which
 // a principal created again under the same name does not get.
 func (s *Service) cascadePrincipal(ctx context.Context, name, uid string) {
+	var last int64
+	defer func() {
+		if last > 0 {
+			s.settle(ctx, last)
+		}
+	}()
 	for _, rec := range s.st.Keys() {
 		k := rec.GetKey()
 		if k.GetPrincipal() != name || rec.GetPrincipalUid() != uid {
 			continue
 		}
-		if _, err := s.st.DeleteKey(ctx, k.GetId(), k.GetRevision()); err != nil && !errors.Is(err, store.ErrNotFound) {
+		rev, err := s.st.DeleteKey(ctx, k.GetId(), k.GetRevision())
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			s.log.WarnContext(ctx, "delete key of a deleted principal", slog.String("key_id", k.GetId()), slog.Any("err", err))
 		}
+		last = max(last, rev)
 		s.revokeTokens(ctx, name, k.GetId(), "")
 	}
 	for _, g := range s.st.Grants() {
@@ -487,9 +495,11 @@ func (s *Service) cascadePrincipal(ctx context.Context, name, uid string) {
 		}
 		var err error
 		if s.revoker != nil {
-			_, err = s.revoker.Revoke(ctx, name, c.GetServer())
+			_, err = s.revoker.Revoke(ctx, name, c.GetServer()) // waits for its delete to reach the cache
 		} else {
-			_, err = s.st.DeleteGrant(ctx, name, c.GetServer(), c.GetRevision())
+			var rev int64
+			rev, err = s.st.DeleteGrant(ctx, name, c.GetServer(), c.GetRevision())
+			last = max(last, rev)
 		}
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			s.log.WarnContext(ctx, "delete grant of a deleted principal", slog.String("server", c.GetServer()), slog.Any("err", err))

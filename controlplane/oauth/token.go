@@ -527,20 +527,29 @@ func (s *Server) RevokeTokens(ctx context.Context, principal, keyID, server stri
 		s.revokeFamily(ctx, id)
 		n++
 	}
-	if server != "" {
-		return n, nil // a connection ends tokens, not sign-ins
-	}
-	sessions, err := s.st.List(ctx, KindSession)
-	if err != nil {
-		return n, err
-	}
-	for id, b := range sessions {
-		var rec storev1.OAuthSessionRecord
-		if proto.Unmarshal(b, &rec) != nil {
-			continue
+	if server == "" { // a connection ends tokens, not sign-ins
+		sessions, err := s.st.List(ctx, KindSession)
+		if err != nil {
+			return n, err
 		}
-		if (principal == "" || rec.GetPrincipal() == principal) && (keyID == "" || rec.GetKeyId() == keyID) {
-			_, _ = s.st.Delete(ctx, KindSession, id, 0)
+		for id, b := range sessions {
+			var rec storev1.OAuthSessionRecord
+			if proto.Unmarshal(b, &rec) != nil {
+				continue
+			}
+			if (principal == "" || rec.GetPrincipal() == principal) && (keyID == "" || rec.GetKeyId() == keyID) {
+				_, _ = s.st.Delete(ctx, KindSession, id, 0)
+			}
+		}
+	}
+	if n > 0 {
+		// Read your writes: this replica's next decision sees the deletes.
+		rev, err := s.st.HeadRevision(ctx)
+		if err == nil {
+			err = s.st.WaitRevision(ctx, rev)
+		}
+		if err != nil {
+			s.log.WarnContext(ctx, "revoked tokens not yet in the cache", "err", err)
 		}
 	}
 	return n, nil
