@@ -400,12 +400,12 @@ func ToolAllowed(srv *configv1.McpServer, tool string) bool {
 	return !slices.Contains(srv.GetDisallowedTools(), tool)
 }
 
-// PublicBase validates a public base URL (absolute http or https, a host, no
-// path beyond "/", no query, fragment or user info) and returns it without a
-// trailing slash.
+// PublicBase validates a public base URL (absolute http or https, a host
+// without an IPv6 zone, no path beyond "/", no query, fragment or user info)
+// and returns it without a trailing slash.
 func PublicBase(raw string) (string, error) {
 	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Opaque != "" ||
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || strings.Contains(u.Host, "%") || u.Opaque != "" ||
 		u.User != nil || (u.Path != "" && u.Path != "/") || u.RawPath != "" || u.RawQuery != "" || u.ForceQuery ||
 		u.Fragment != "" || strings.ContainsAny(raw, " \t\r\n\"\\") {
 		return "", fmt.Errorf("%w: public base URL must be an absolute http(s) origin", ErrInvalidRequest)

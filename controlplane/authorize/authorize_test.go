@@ -32,6 +32,7 @@ type state struct {
 	servers    map[string]*store.Server
 	principals map[string]*configv1.Principal
 	keys       map[[32]byte]*storev1.KeyRecord
+	keysByID   map[string]*storev1.KeyRecord
 	tokens     map[[32]byte]*storev1.AccessTokenRecord
 	grants     map[[2]string]*store.Grant
 }
@@ -41,6 +42,7 @@ func newState() *state {
 		servers:    map[string]*store.Server{},
 		principals: map[string]*configv1.Principal{},
 		keys:       map[[32]byte]*storev1.KeyRecord{},
+		keysByID:   map[string]*storev1.KeyRecord{},
 		tokens:     map[[32]byte]*storev1.AccessTokenRecord{},
 		grants:     map[[2]string]*store.Grant{},
 	}
@@ -53,12 +55,8 @@ func (s *state) Principal(n string) (*configv1.Principal, bool) {
 }
 func (s *state) KeyByHash(h [32]byte) (*storev1.KeyRecord, bool) { v, ok := s.keys[h]; return v, ok }
 func (s *state) Key(id string) (*storev1.KeyRecord, bool) {
-	for _, k := range s.keys {
-		if k.GetKey().GetId() == id {
-			return k, true
-		}
-	}
-	return nil, false
+	v, ok := s.keysByID[id]
+	return v, ok
 }
 func (s *state) AccessToken(h [32]byte) (*storev1.AccessTokenRecord, bool) {
 	v, ok := s.tokens[h]
@@ -90,6 +88,7 @@ func (s *state) addKey(plain, principal string, revoked bool, expire time.Time) 
 	}
 	sum := store.HashKey(plain)
 	s.keys[sum] = &storev1.KeyRecord{Key: k, Sha256: sum[:]}
+	s.keysByID[k.Id] = s.keys[sum]
 }
 
 // addToken adds an access token for route at base, obtained by signing in
@@ -600,10 +599,18 @@ func BenchmarkAuthorize(b *testing.B) {
 	s := matrixState()
 	s.addGrant("alice", "Gmail", vaultv1.ConnectionState_CONNECTION_STATE_ACTIVE, "grant", now.Add(time.Hour))
 	a := authorize.New(s, authorize.WithClock(clock), authorize.WithMachineTokens(fixedMachine("minted")))
-	for _, route := range []string{"bearer", "Gmail"} {
-		req := &authorizev1.AuthorizeRequest{Route: route, Credentials: &authorizev1.Credentials{ApiKey: keyAlice},
+	for _, c := range []struct {
+		name, route string
+		creds       *authorizev1.Credentials
+	}{
+		{"bearer", "bearer", &authorizev1.Credentials{ApiKey: keyAlice}},
+		{"Gmail", "Gmail", &authorizev1.Credentials{ApiKey: keyAlice}},
+		// A gateway access token: audience and source key checked too.
+		{"bearer-token", "bearer", &authorizev1.Credentials{BearerToken: "tok-alice-bearer"}},
+	} {
+		req := &authorizev1.AuthorizeRequest{Route: c.route, Credentials: c.creds,
 			HttpMethod: "POST", JsonrpcMethod: "tools/call", ToolName: "search", PublicBaseUrl: base}
-		b.Run(route, func(b *testing.B) {
+		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
