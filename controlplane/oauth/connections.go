@@ -41,10 +41,11 @@ func (s *Server) connections(w http.ResponseWriter, r *http.Request) {
 	principal := sess.rec.GetPrincipal()
 	page := connectionsPage{Principal: principal, CSRF: sess.rec.GetCsrf()}
 	connected := map[string]bool{}
+	p, _ := s.st.Principal(principal)
 	for _, g := range s.st.Grants() {
 		c := g.Conn
-		if c.GetPrincipal() != principal {
-			continue
+		if c.GetPrincipal() != principal || c.GetPrincipalUid() != p.GetUid() {
+			continue // another principal's, or an earlier one's of this name
 		}
 		connected[c.GetServer()] = true
 		state := "connected"
