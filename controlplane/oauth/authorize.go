@@ -461,7 +461,7 @@ func consentName(principal, clientID, server string) string {
 }
 
 func (s *Server) rememberConsent(ctx context.Context, principal string, auth *storev1.OAuthAuthorization) {
-	b, err := proto.Marshal(&storev1.OAuthConsentRecord{Scopes: auth.GetScopes(), CreateTime: timestamppb.New(s.now())})
+	b, err := proto.Marshal(&storev1.OAuthConsentRecord{Scopes: auth.GetScopes(), CreateTime: timestamppb.New(s.now()), PrincipalUid: s.principalUID(principal)})
 	if err != nil {
 		return
 	}
@@ -486,7 +486,7 @@ func (s *Server) consented(ctx context.Context, principal string, auth *storev1.
 		return false
 	}
 	var rec storev1.OAuthConsentRecord
-	if proto.Unmarshal(b, &rec) != nil {
+	if proto.Unmarshal(b, &rec) != nil || rec.GetPrincipalUid() != s.principalUID(principal) {
 		return false
 	}
 	for _, sc := range auth.GetScopes() {

@@ -295,6 +295,12 @@ func TestSec07RecreatedPrincipalGetsNothing(t *testing.T) {
 				t.Errorf("new principal's key on Gmail: %s %s %q, want CHALLENGE %q", resp.GetDecision(), resp.GetReason(),
 					resp.GetChallenge().GetError(), authorize.ReasonNoGrant)
 			}
+			// The old principal's remembered consent: the new one is asked.
+			b2 := newBrowser(t)
+			e.signIn(b2, k2.GetKey())
+			if r := b2.get(e.authorizeURL(e.authQuery(clientID))); r.status != http.StatusOK || !strings.Contains(r.body, `name="csrf"`) {
+				t.Errorf("authorize for the old principal's client: %d %s, want the consent page", r.status, r.header.Get("Location"))
+			}
 			// The new principal's own sign-in works and gets its own grant.
 			_, access2, _ := e.grantedTokens(k2.GetKey(), "pat")
 			wantAllow(t, e.decide(e.pub, bearerCred(access2)), "pat")

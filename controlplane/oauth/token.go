@@ -221,6 +221,13 @@ func checkResource(form url.Values, audience string) *tokenError {
 	return nil
 }
 
+// principalUID is the uid of the principal called name ("" when it has
+// none or does not exist).
+func (s *Server) principalUID(name string) string {
+	p, _ := s.st.Principal(name)
+	return p.GetUid()
+}
+
 // sourceUsable reports whether the API key an authorization or token
 // family was obtained with is still usable by its principal (see
 // authorize.SourceUsable).

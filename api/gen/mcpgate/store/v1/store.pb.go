@@ -1296,9 +1296,12 @@ func (x *OAuthRefreshRecord) GetFamily() string {
 // OAuthConsentRecord remembers that a principal approved a client for a
 // route and scopes.
 type OAuthConsentRecord struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Scopes        []string               `protobuf:"bytes,1,rep,name=scopes,proto3" json:"scopes,omitempty"`
-	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Scopes     []string               `protobuf:"bytes,1,rep,name=scopes,proto3" json:"scopes,omitempty"`
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// The uid of the principal that consented: a principal created again
+	// under the same name is asked again.
+	PrincipalUid  string `protobuf:"bytes,3,opt,name=principal_uid,json=principalUid,proto3" json:"principal_uid,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1345,6 +1348,13 @@ func (x *OAuthConsentRecord) GetCreateTime() *timestamppb.Timestamp {
 		return x.CreateTime
 	}
 	return nil
+}
+
+func (x *OAuthConsentRecord) GetPrincipalUid() string {
+	if x != nil {
+		return x.PrincipalUid
+	}
+	return ""
 }
 
 var File_mcpgate_store_v1_store_proto protoreflect.FileDescriptor
@@ -1472,11 +1482,12 @@ const file_mcpgate_store_v1_store_proto_rawDesc = "" +
 	"\baudience\x18\n" +
 	" \x01(\tR\baudience\",\n" +
 	"\x12OAuthRefreshRecord\x12\x16\n" +
-	"\x06family\x18\x01 \x01(\tR\x06family\"i\n" +
+	"\x06family\x18\x01 \x01(\tR\x06family\"\x8e\x01\n" +
 	"\x12OAuthConsentRecord\x12\x16\n" +
 	"\x06scopes\x18\x01 \x03(\tR\x06scopes\x12;\n" +
 	"\vcreate_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"createTimeB\xc1\x01\n" +
+	"createTime\x12#\n" +
+	"\rprincipal_uid\x18\x03 \x01(\tR\fprincipalUidB\xc1\x01\n" +
 	"\x14com.mcpgate.store.v1B\n" +
 	"StoreProtoP\x01Z;github.com/mcpgate/mcpgate/api/gen/mcpgate/store/v1;storev1\xa2\x02\x03MSX\xaa\x02\x10Mcpgate.Store.V1\xca\x02\x10Mcpgate\\Store\\V1\xe2\x02\x1cMcpgate\\Store\\V1\\GPBMetadata\xea\x02\x12Mcpgate::Store::V1b\x06proto3"
 
