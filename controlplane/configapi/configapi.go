@@ -555,8 +555,8 @@ func (s *Service) createKey(ctx context.Context, req *configv1.CreateKeyRequest)
 	if plaintext != "" {
 		if rec, ok := s.st.KeyByHash(store.HashKey(plaintext)); ok {
 			if rec.GetKey().GetPrincipal() != req.GetPrincipal() || rec.GetPrincipalUid() != p.GetUid() {
-				// Also a key of an earlier, deleted principal of this name:
-				// it stays dead (delete it to pin the value again).
+				// A key of an earlier, deleted principal of this name (its
+				// cascade failed) is another principal's too: it stays dead.
 				return nil, s.toConnectError(ctx, &publicError{code: connect.CodeAlreadyExists, msg: "key: already exists for another principal"})
 			}
 			return &configv1.CreateKeyResponse{ApiKey: proto.CloneOf(rec.GetKey())}, nil
