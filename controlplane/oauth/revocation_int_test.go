@@ -180,12 +180,17 @@ func TestSec06RevokedKeyRevokesTokens(t *testing.T) {
 	t.Run("disconnect-revokes-route-tokens", func(t *testing.T) {
 		e := newEnv(t, nil)
 		clientID, access, refresh := e.grantedTokens(aliceKey, "alice")
+		// A code issued before the disconnect and redeemed after it.
+		b := newBrowser(t)
+		e.signIn(b, aliceKey)
+		pending := e.code(b, e.authQuery(clientID), "alice").Query().Get("code")
 		adm := e.admin(configapi.WithTokenRevoker(e.as))
 		if _, err := adm.conns.RevokeConnection(t.Context(), &vaultv1.RevokeConnectionRequest{Principal: "alice", Server: "Gmail"}); err != nil {
 			t.Fatal(err)
 		}
 		wantInvalidToken(t, e.decide(e.pub, bearerCred(access)), authorize.ReasonUnknownToken, authorize.DescInvalidCredential)
 		wantJSONError(t, e.refreshTokens(clientID, refresh), http.StatusBadRequest, "invalid_grant")
+		wantJSONError(t, e.exchange(clientID, pending, nil), http.StatusBadRequest, "invalid_grant")
 		// The key itself still works: the person must sign in upstream again.
 		if resp := e.decide(e.pub, keyCred(aliceKey)); resp.GetDecision() != authorizev1.Decision_DECISION_CHALLENGE ||
 			resp.GetReason() != authorize.ReasonNoGrant || resp.GetChallenge().GetError() != "" {

@@ -286,12 +286,18 @@ func (s *Server) exchangeCode(ctx context.Context, c *client, form url.Values) (
 	if terr := checkResource(form, rec.GetAudience()); terr != nil {
 		return nil, terr
 	}
-	if _, ok := s.st.Server(auth.GetServer()); !ok {
+	srv, ok := s.st.Server(auth.GetServer())
+	if !ok {
 		return nil, errBadCode
 	}
 	if rec.GetAudience() == "" || !s.sourceUsable(auth.GetKeyId(), auth.GetPrincipal(), auth.GetPrincipalUid()) {
 		// The key the person signed in with was revoked (or its principal
 		// deleted) since: nothing derives from it any more.
+		return nil, errBadCode
+	}
+	if g, ok := s.st.Grant(auth.GetPrincipal(), auth.GetServer()); upstreamOAuth(srv.Def) && (!ok || g.Conn.GetPrincipalUid() != auth.GetPrincipalUid()) {
+		// The code was issued with the person's upstream grant, which was
+		// disconnected since: a family started now would outlive that.
 		return nil, errBadCode
 	}
 	fam := &storev1.OAuthFamilyRecord{
@@ -511,11 +517,13 @@ func (s *Server) revokeFamily(ctx context.Context, famID string) {
 // was revoked: those of principal (every one when principal is empty)
 // obtained with the API key keyID (any key when empty) for server (any when
 // empty), and the principal's sign-in sessions of that key. It frees
-// storage and ends the families at once; that tokens of a revoked key or a
-// deleted principal are refused does not depend on it (Authorize and
-// /token check each token's source on use, so no refresh racing with this
-// cleanup can mint a usable token). It returns how many families it
-// revoked.
+// storage and ends the families at once. That tokens of a revoked key or a
+// deleted principal are refused does not depend on it: Authorize and /token
+// check each token's source on use. For a disconnected route it is what
+// ends the tokens; a refresh racing with it cannot leave a token behind
+// (issueTokens writes the access token before the family's
+// compare-and-swap) and a code exchanged after it finds no grant. It
+// returns how many families it revoked.
 func (s *Server) RevokeTokens(ctx context.Context, principal, keyID, server string) (int, error) {
 	fams, err := s.st.List(ctx, KindFamily)
 	if err != nil {
