@@ -47,7 +47,12 @@ type Config struct {
 func NewHandler(st *store.Store, cfg Config, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	grants := refresh.New(st, cfg.Refresh, log)
-	admin := configapi.New(st, log, configapi.WithRevoker(grants))
+	// Data planes relay the OAuth authorization server's public paths here
+	// (see dataplane's relay), so every replica serves every step of a flow.
+	ocfg := cfg.OAuth
+	ocfg.Grants = grants
+	as := oauth.New(st, ocfg, log)
+	admin := configapi.New(st, log, configapi.WithRevoker(grants), configapi.WithTokenRevoker(as))
 	adminOpts := connect.WithHandlerOptions(append(slices.Clone(cfg.HandlerOptions), connect.WithInterceptors(configapi.NewAdminAuth(st)))...)
 	mux.Handle(configv1connect.NewServerServiceHandler(admin, adminOpts))
 	mux.Handle(configv1connect.NewPrincipalServiceHandler(admin, adminOpts))
@@ -58,11 +63,6 @@ func NewHandler(st *store.Store, cfg Config, log *slog.Logger) http.Handler {
 	}
 	authz := authorizeapi.New(st, log, authorizeapi.WithGrantTokens(grants))
 	mux.Handle(authorizeapi.NewHandler(authz, cfg.DataPlaneTokens, cfg.HandlerOptions...))
-	// Data planes relay the OAuth authorization server's public paths here
-	// (see dataplane's relay), so every replica serves every step of a flow.
-	ocfg := cfg.OAuth
-	ocfg.Grants = grants
-	as := oauth.New(st, ocfg, log)
 	mux.Handle(RelayPrefix+"/", authorizeapi.RequireDataPlane(cfg.DataPlaneTokens, http.StripPrefix(RelayPrefix, as)))
 	return mux
 }

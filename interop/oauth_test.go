@@ -26,7 +26,7 @@ type oauthOutput struct {
 // through the data plane — 401 → discovery → DCR → authorize → sign-in →
 // consent → upstream consent → token → tools/call with the person's
 // upstream token; a second person gets their own; revoking a connection
-// brings the 401 back for that person.
+// revokes that person's gateway token (401 invalid_token).
 func TestTypeScriptSDK_OAuth(t *testing.T) {
 	s := stacktest.Start(t)
 	people := []struct{ name, user string }{{"carol", "carol@provider"}, {"dave", "dave@provider"}}
@@ -62,7 +62,10 @@ func TestTypeScriptSDK_OAuth(t *testing.T) {
 	}
 
 	s.RevokeConnection("carol", stacktest.NotesRoute)
-	want := `Bearer resource_metadata="` + s.PRMURL(stacktest.NotesRoute) + `", scope="notes.read notes.write"`
+	// Revoking the connection revoked carol's gateway tokens for the route
+	// too (issue 8 item 6): the token itself is refused.
+	want := `Bearer resource_metadata="` + s.PRMURL(stacktest.NotesRoute) + `", ` +
+		`error="invalid_token", error_description="The credential is unknown revoked or expired."`
 	for _, p := range people {
 		req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, s.RouteURL(stacktest.NotesRoute),
 			strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`))

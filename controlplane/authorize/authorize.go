@@ -39,6 +39,7 @@ type State interface {
 	Server(name string) (*store.Server, bool)
 	Principal(name string) (*configv1.Principal, bool)
 	KeyByHash(sum [32]byte) (*storev1.KeyRecord, bool)
+	Key(id string) (*storev1.KeyRecord, bool)
 	AccessToken(sum [32]byte) (*storev1.AccessTokenRecord, bool)
 	GrantSource
 }
@@ -53,7 +54,8 @@ const (
 	ReasonExpiredKey            = "expired api key"
 	ReasonUnknownToken          = "unknown access token"
 	ReasonExpiredToken          = "expired access token"
-	ReasonWrongAudience         = "access token issued for another route"
+	ReasonWrongAudience         = "access token issued for another resource"
+	ReasonTokenSourceRevoked    = "access token's source revoked"
 	ReasonUnknownPrincipal      = "credential of an unknown principal"
 	ReasonConflictingPrincipals = "credentials of different principals"
 	ReasonNotGranted            = "principal not granted this server"
@@ -123,10 +125,12 @@ type identity struct {
 // failure). Outcomes, in order of precedence:
 //   - no credential: CHALLENGE without error; an unusable one (malformed
 //     Authorization, unknown/revoked/expired key, unknown/expired access
-//     token or one issued for another route, key and token of different
-//     principals, deleted principal): CHALLENGE with error invalid_token.
-//     Either names the requested route's metadata URL and no scopes, on
-//     every route, existing or not (UnknownRoute tells the data plane);
+//     token, one issued for another resource URL than <public base>/<route>/mcp,
+//     one whose source key is no longer usable, key and token of different
+//     principals, deleted or re-created principal): CHALLENGE with error
+//     invalid_token. Either names the requested route's metadata URL and no
+//     scopes, on every route, existing or not (UnknownRoute tells the data
+//     plane);
 //   - the route names no server, or one the principal is not granted:
 //     NOT_FOUND (ReasonUnknownRoute, ReasonNotGranted);
 //   - tools/call of a tool the server's tool lists forbid: DENY;
@@ -149,7 +153,7 @@ func (a *Authorizer) Authorize(ctx context.Context, req *authorizev1.AuthorizeRe
 	if req.GetRoute() == "" {
 		return nil, fmt.Errorf("%w: no route", ErrInvalidRequest)
 	}
-	id, reason, desc := a.identify(req)
+	id, reason, desc := a.identify(req, base)
 	srv, known := a.state.Server(req.GetRoute())
 	challenge := func(id identity, reason, errCode, desc string, scopes []string) *authorizev1.AuthorizeResponse {
 		return &authorizev1.AuthorizeResponse{
@@ -231,6 +235,11 @@ func (a *Authorizer) Authorize(ctx context.Context, req *authorizev1.AuthorizeRe
 			}
 			authHeader, authValue = "Authorization", "Bearer "+tok
 		case configv1.OAuth2Flow_O_AUTH2_FLOW_AUTHORIZATION_CODE:
+			if g, ok := a.state.Grant(id.principal.GetName(), srv.Def.GetName()); ok && g.Conn.GetPrincipalUid() != id.principal.GetUid() {
+				// A grant of an earlier principal of the same name is not
+				// this principal's: it must sign in upstream itself.
+				return challenge(id, ReasonNoGrant, "", "", slices.Clone(srv.Def.GetScopes())), nil
+			}
 			tok, err := a.grants.Token(ctx, id.principal.GetName(), srv.Def.GetName())
 			switch {
 			case errors.Is(err, ErrNoGrant):
@@ -283,8 +292,12 @@ func (a *Authorizer) Authorize(ctx context.Context, req *authorizev1.AuthorizeRe
 }
 
 // identify resolves the presented credentials. A non-empty reason means
-// CHALLENGE; desc is empty only when no credential was presented.
-func (a *Authorizer) identify(req *authorizev1.AuthorizeRequest) (id identity, reason, desc string) {
+// CHALLENGE; desc is empty only when no credential was presented. base is
+// the data plane's public base URL: an access token is accepted only for the
+// resource URL <base>/<route>/mcp it was issued for, and only while the API
+// key it was obtained with is usable (not revoked or expired, its principal
+// not deleted or re-created).
+func (a *Authorizer) identify(req *authorizev1.AuthorizeRequest, base string) (id identity, reason, desc string) {
 	c := req.GetCredentials()
 	if c.GetMalformedAuthorization() {
 		return id, ReasonMalformedAuth, DescMalformed
@@ -293,7 +306,7 @@ func (a *Authorizer) identify(req *authorizev1.AuthorizeRequest) (id identity, r
 		return id, ReasonNoCredential, ""
 	}
 	now := a.now()
-	var keyPrincipal, tokenPrincipal string
+	var keyPrincipal, tokenPrincipal, keyUID, tokenUID string
 	if k := c.GetApiKey(); k != "" {
 		rec, ok := a.state.KeyByHash(store.HashKey(k))
 		if !ok {
@@ -306,7 +319,7 @@ func (a *Authorizer) identify(req *authorizev1.AuthorizeRequest) (id identity, r
 		case exp != nil && !now.Before(exp.AsTime()):
 			return id, ReasonExpiredKey, DescInvalidCredential
 		}
-		keyPrincipal = rec.GetKey().GetPrincipal()
+		keyPrincipal, keyUID = rec.GetKey().GetPrincipal(), rec.GetPrincipalUid()
 	}
 	if t := c.GetBearerToken(); t != "" {
 		rec, ok := a.state.AccessToken(store.HashKey(t))
@@ -315,24 +328,55 @@ func (a *Authorizer) identify(req *authorizev1.AuthorizeRequest) (id identity, r
 			return id, ReasonUnknownToken, DescInvalidCredential
 		case rec.GetExpireTime() == nil || !now.Before(rec.GetExpireTime().AsTime()):
 			return id, ReasonExpiredToken, DescInvalidCredential
-		case rec.GetRoute() != req.GetRoute():
+		case rec.GetRoute() != req.GetRoute() || rec.GetAudience() != ResourceURL(base, req.GetRoute()):
 			return id, ReasonWrongAudience, DescWrongAudience
+		case !SourceUsable(a.state, rec.GetKeyId(), rec.GetPrincipal(), rec.GetPrincipalUid(), now):
+			return id, ReasonTokenSourceRevoked, DescInvalidCredential
 		}
-		tokenPrincipal = rec.GetPrincipal()
+		tokenPrincipal, tokenUID = rec.GetPrincipal(), rec.GetPrincipalUid()
 	}
-	if keyPrincipal != "" && tokenPrincipal != "" && keyPrincipal != tokenPrincipal {
+	if keyPrincipal != "" && tokenPrincipal != "" && (keyPrincipal != tokenPrincipal || keyUID != tokenUID) {
 		return id, ReasonConflictingPrincipals, DescConflicting
 	}
-	name := keyPrincipal
+	name, uid := keyPrincipal, keyUID
 	if name == "" {
-		name = tokenPrincipal
+		name, uid = tokenPrincipal, tokenUID
 	}
 	p, ok := a.state.Principal(name)
-	if !ok {
+	if !ok || p.GetUid() != uid {
 		return id, ReasonUnknownPrincipal, DescInvalidCredential
 	}
 	id.principal = p
 	return id, "", ""
+}
+
+// SourceState is what SourceUsable reads; *store.Store implements it.
+type SourceState interface {
+	Key(id string) (*storev1.KeyRecord, bool)
+	Principal(name string) (*configv1.Principal, bool)
+}
+
+// SourceUsable reports whether the API key keyID, from which a gateway
+// token or sign-in session of the principal (name, uid) derives, is still
+// usable at now: it exists, is neither revoked nor expired, was created for
+// that principal and uid, and the principal still exists with that uid.
+// Something derived from no key (issued before tokens recorded their
+// source) is not usable. Each check is a cache lookup, so revoking the key,
+// or deleting the principal, revokes everything derived from it as soon as
+// the cache follows etcd.
+func SourceUsable(st SourceState, keyID, principal, uid string, now time.Time) bool {
+	if keyID == "" {
+		return false
+	}
+	k, ok := st.Key(keyID)
+	if !ok || k.GetKey().GetRevoked() || k.GetKey().GetPrincipal() != principal || k.GetPrincipalUid() != uid {
+		return false
+	}
+	if exp := k.GetKey().GetExpireTime(); exp != nil && !now.Before(exp.AsTime()) {
+		return false
+	}
+	p, ok := st.Principal(principal)
+	return ok && p.GetUid() == uid
 }
 
 // staticAuth returns the header a static auth mode injects.
@@ -371,12 +415,12 @@ func ToolAllowed(srv *configv1.McpServer, tool string) bool {
 	return !slices.Contains(srv.GetDisallowedTools(), tool)
 }
 
-// PublicBase validates a public base URL (absolute http or https, a host, no
-// path beyond "/", no query, fragment or user info) and returns it without a
-// trailing slash.
+// PublicBase validates a public base URL (absolute http or https, a host
+// without an IPv6 zone, no path beyond "/", no query, fragment or user info)
+// and returns it without a trailing slash.
 func PublicBase(raw string) (string, error) {
 	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Opaque != "" ||
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || strings.Contains(u.Host, "%") || u.Opaque != "" ||
 		u.User != nil || (u.Path != "" && u.Path != "/") || u.RawPath != "" || u.RawQuery != "" || u.ForceQuery ||
 		u.Fragment != "" || strings.ContainsAny(raw, " \t\r\n\"\\") {
 		return "", fmt.Errorf("%w: public base URL must be an absolute http(s) origin", ErrInvalidRequest)
@@ -387,6 +431,19 @@ func PublicBase(raw string) (string, error) {
 // ResourceMetadataURL is the RFC 9728 metadata URL of route under base.
 func ResourceMetadataURL(base, route string) string {
 	return base + "/.well-known/oauth-protected-resource/" + url.PathEscape(route) + "/mcp"
+}
+
+// ResourceURL is the canonical resource URL (RFC 8707) of route under the
+// public base URL base, <base>/<route>/mcp: the audience of the gateway's
+// access tokens for the route. Scheme and host are lowercased and a default
+// port dropped, so one origin spelled two ways gives one URL.
+func ResourceURL(base, route string) string {
+	if u, err := url.Parse(base); err == nil && u.Host != "" {
+		scheme := strings.ToLower(u.Scheme)
+		host := strings.TrimSuffix(strings.ToLower(u.Host), map[string]string{"http": ":80", "https": ":443"}[scheme])
+		base = scheme + "://" + host
+	}
+	return base + "/" + url.PathEscape(route) + "/mcp"
 }
 
 // validHeaderValue reports whether v can be sent as an HTTP header value.

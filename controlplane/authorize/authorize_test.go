@@ -32,6 +32,7 @@ type state struct {
 	servers    map[string]*store.Server
 	principals map[string]*configv1.Principal
 	keys       map[[32]byte]*storev1.KeyRecord
+	keysByID   map[string]*storev1.KeyRecord
 	tokens     map[[32]byte]*storev1.AccessTokenRecord
 	grants     map[[2]string]*store.Grant
 }
@@ -41,6 +42,7 @@ func newState() *state {
 		servers:    map[string]*store.Server{},
 		principals: map[string]*configv1.Principal{},
 		keys:       map[[32]byte]*storev1.KeyRecord{},
+		keysByID:   map[string]*storev1.KeyRecord{},
 		tokens:     map[[32]byte]*storev1.AccessTokenRecord{},
 		grants:     map[[2]string]*store.Grant{},
 	}
@@ -52,6 +54,10 @@ func (s *state) Principal(n string) (*configv1.Principal, bool) {
 	return v, ok
 }
 func (s *state) KeyByHash(h [32]byte) (*storev1.KeyRecord, bool) { v, ok := s.keys[h]; return v, ok }
+func (s *state) Key(id string) (*storev1.KeyRecord, bool) {
+	v, ok := s.keysByID[id]
+	return v, ok
+}
 func (s *state) AccessToken(h [32]byte) (*storev1.AccessTokenRecord, bool) {
 	v, ok := s.tokens[h]
 	return v, ok
@@ -82,10 +88,27 @@ func (s *state) addKey(plain, principal string, revoked bool, expire time.Time) 
 	}
 	sum := store.HashKey(plain)
 	s.keys[sum] = &storev1.KeyRecord{Key: k, Sha256: sum[:]}
+	s.keysByID[k.Id] = s.keys[sum]
 }
 
+// addToken adds an access token for route at base, obtained by signing in
+// with alice's key.
 func (s *state) addToken(plain, principal, route string, expire time.Time) {
-	s.tokens[store.HashKey(plain)] = &storev1.AccessTokenRecord{Principal: principal, Route: route, ExpireTime: timestamppb.New(expire)}
+	s.addSourcedToken(plain, principal, "", route, keyAlice, base)
+	s.tokens[store.HashKey(plain)].ExpireTime = timestamppb.New(expire)
+}
+
+// addSourcedToken adds an access token of principal (uid) for route at pub,
+// obtained by signing in with key (none when empty), valid for an hour.
+func (s *state) addSourcedToken(plain, principal, uid, route, key, pub string) {
+	var keyID string
+	if key != "" {
+		keyID = store.KeyID(store.HashKey(key))
+	}
+	s.tokens[store.HashKey(plain)] = &storev1.AccessTokenRecord{
+		Principal: principal, PrincipalUid: uid, Route: route, ExpireTime: timestamppb.New(now.Add(time.Hour)),
+		KeyId: keyID, Audience: authorize.ResourceURL(pub, route),
+	}
 }
 
 func (s *state) addGrant(principal, server string, st vaultv1.ConnectionState, tok string, expire time.Time) {
@@ -147,6 +170,8 @@ const (
 	keyExpired = "mcpg_expir_0000000000000000"
 	keyNow     = "mcpg_nowex_0000000000000000"
 	keyFuture  = "mcpg_futur_0000000000000000"
+	// erin was deleted and created again: this key is bound to her old uid.
+	keyErinOld = "mcpg_erin__0000000000000000"
 )
 
 func matrixState() *state {
@@ -179,6 +204,17 @@ func matrixState() *state {
 		s.addToken("tok-expired-"+r, "alice", r, now.Add(-time.Second))
 	}
 	s.addToken("tok-alice-elsewhere", "alice", "elsewhere", now.Add(time.Hour))
+	s.principals["erin"] = &configv1.Principal{Name: "erin", Servers: routes, Uid: "uid-erin-2"}
+	s.addKey(keyErinOld, "erin", false, time.Time{})
+	s.keys[store.HashKey(keyErinOld)].PrincipalUid = "uid-erin-1"
+	for _, r := range routes {
+		s.addSourcedToken("tok-other-base-"+r, "alice", "", r, keyAlice, "https://gw-b.example.com")
+		s.addSourcedToken("tok-revoked-key-"+r, "alice", "", r, keyRevoked, base)
+		s.addSourcedToken("tok-expired-key-"+r, "alice", "", r, keyExpired, base)
+		s.addSourcedToken("tok-no-source-"+r, "alice", "", r, "", base)
+		s.addSourcedToken("tok-bob-key-"+r, "alice", "", r, keyBob, base)
+		s.addSourcedToken("tok-erin-old-"+r, "erin", "uid-erin-1", r, keyErinOld, base)
+	}
 	return s
 }
 
@@ -229,6 +265,26 @@ var credCases = []credCase{
 	{name: "token-other-route", creds: func(string) *authorizev1.Credentials {
 		return &authorizev1.Credentials{BearerToken: "tok-alice-elsewhere"}
 	}, outcome: "invalid", reason: authorize.ReasonWrongAudience, desc: authorize.DescWrongAudience},
+	{name: "token-other-public-base", creds: func(r string) *authorizev1.Credentials {
+		return &authorizev1.Credentials{BearerToken: "tok-other-base-" + r}
+	}, outcome: "invalid", reason: authorize.ReasonWrongAudience, desc: authorize.DescWrongAudience},
+	{name: "token-of-revoked-key", creds: func(r string) *authorizev1.Credentials {
+		return &authorizev1.Credentials{BearerToken: "tok-revoked-key-" + r}
+	}, outcome: "invalid", reason: authorize.ReasonTokenSourceRevoked, desc: authorize.DescInvalidCredential},
+	{name: "token-of-expired-key", creds: func(r string) *authorizev1.Credentials {
+		return &authorizev1.Credentials{BearerToken: "tok-expired-key-" + r}
+	}, outcome: "invalid", reason: authorize.ReasonTokenSourceRevoked, desc: authorize.DescInvalidCredential},
+	{name: "token-without-source", creds: func(r string) *authorizev1.Credentials {
+		return &authorizev1.Credentials{BearerToken: "tok-no-source-" + r}
+	}, outcome: "invalid", reason: authorize.ReasonTokenSourceRevoked, desc: authorize.DescInvalidCredential},
+	{name: "token-source-of-another-principal", creds: func(r string) *authorizev1.Credentials {
+		return &authorizev1.Credentials{BearerToken: "tok-bob-key-" + r}
+	}, outcome: "invalid", reason: authorize.ReasonTokenSourceRevoked, desc: authorize.DescInvalidCredential},
+	{name: "key-of-recreated-principal", creds: func(string) *authorizev1.Credentials { return &authorizev1.Credentials{ApiKey: keyErinOld} },
+		outcome: "invalid", reason: authorize.ReasonUnknownPrincipal, desc: authorize.DescInvalidCredential, prefix: keyErinOld[:8]},
+	{name: "token-of-recreated-principal", creds: func(r string) *authorizev1.Credentials {
+		return &authorizev1.Credentials{BearerToken: "tok-erin-old-" + r}
+	}, outcome: "invalid", reason: authorize.ReasonTokenSourceRevoked, desc: authorize.DescInvalidCredential},
 	{name: "key-and-token-same-principal", creds: func(r string) *authorizev1.Credentials {
 		return &authorizev1.Credentials{ApiKey: keyAlice, BearerToken: "tok-alice-" + r}
 	}, outcome: "ok", principal: "alice", prefix: keyAlice[:8]},
@@ -546,10 +602,18 @@ func BenchmarkAuthorize(b *testing.B) {
 	s := matrixState()
 	s.addGrant("alice", "Gmail", vaultv1.ConnectionState_CONNECTION_STATE_ACTIVE, "grant", now.Add(time.Hour))
 	a := authorize.New(s, authorize.WithClock(clock), authorize.WithMachineTokens(fixedMachine("minted")))
-	for _, route := range []string{"bearer", "Gmail"} {
-		req := &authorizev1.AuthorizeRequest{Route: route, Credentials: &authorizev1.Credentials{ApiKey: keyAlice},
+	for _, c := range []struct {
+		name, route string
+		creds       *authorizev1.Credentials
+	}{
+		{"bearer", "bearer", &authorizev1.Credentials{ApiKey: keyAlice}},
+		{"Gmail", "Gmail", &authorizev1.Credentials{ApiKey: keyAlice}},
+		// A gateway access token: audience and source key checked too.
+		{"bearer-token", "bearer", &authorizev1.Credentials{BearerToken: "tok-alice-bearer"}},
+	} {
+		req := &authorizev1.AuthorizeRequest{Route: c.route, Credentials: c.creds,
 			HttpMethod: "POST", JsonrpcMethod: "tools/call", ToolName: "search", PublicBaseUrl: base}
-		b.Run(route, func(b *testing.B) {
+		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {

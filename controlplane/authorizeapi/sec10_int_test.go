@@ -169,6 +169,9 @@ func TestSec10UnknownCredentialFloodCostsEtcdAConstant(t *testing.T) {
 			tok := "mcpgt_" + rand.Text()
 			if _, err := writer.PutAccessToken(t.Context(), store.HashKey(tok), &storev1.AccessTokenRecord{
 				Principal: "alice", Route: "Gmail", ExpireTime: timestamppb.New(time.Now().Add(time.Hour)),
+				// Obtained by signing in with the fresh key, for Gmail at base.
+				KeyId: store.KeyID(sum), PrincipalUid: principalUID(t, writer, "alice"),
+				Audience: authorize.ResourceURL(base, "Gmail"),
 			}); err != nil {
 				t.Fatal(err)
 			}
@@ -216,4 +219,14 @@ func BenchmarkSec10UnknownKeyFlood(b *testing.B) {
 			b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "calls/s")
 		})
 	}
+}
+
+// principalUID is the uid the store gave the principal called name.
+func principalUID(t *testing.T, st *store.Store, name string) string {
+	t.Helper()
+	p, ok := st.Principal(name)
+	if !ok {
+		t.Fatalf("principal %q unknown", name)
+	}
+	return p.GetUid()
 }

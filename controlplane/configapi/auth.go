@@ -26,7 +26,7 @@ const (
 	KeyUnknown           // no key with this hash
 	KeyRevoked           // revoked
 	KeyExpired           // past its expire_time
-	KeyOrphaned          // its principal no longer exists
+	KeyOrphaned          // its principal no longer exists (or was created again)
 )
 
 func (s KeyState) String() string {
@@ -56,7 +56,7 @@ func ResolveKey(st *store.Store, plaintext string, now time.Time) (*storev1.KeyR
 	if !ok {
 		return nil, nil, KeyUnknown
 	}
-	p, pok := st.Principal(rec.GetKey().GetPrincipal())
+	p, pok := st.PrincipalBound(rec.GetKey().GetPrincipal(), rec.GetPrincipalUid())
 	switch k := rec.GetKey(); {
 	case k.GetRevoked():
 		return rec, p, KeyRevoked
@@ -98,19 +98,21 @@ func NewKey() string {
 // displayPrefix is the part of a key shown in lists.
 func displayPrefix(key string) string { return key[:min(len(key), 10)] }
 
-// newKeyRecord builds the stored form of plaintext: hash and metadata only.
-func newKeyRecord(plaintext, principal, name string, expire *timestamppb.Timestamp, now time.Time) *storev1.KeyRecord {
+// newKeyRecord builds the stored form of plaintext, a key of p bound to its
+// uid: hash and metadata only.
+func newKeyRecord(plaintext string, p *configv1.Principal, name string, expire *timestamppb.Timestamp, now time.Time) *storev1.KeyRecord {
 	sum := store.HashKey(plaintext)
 	return &storev1.KeyRecord{
 		Key: &configv1.ApiKey{
 			Id:            store.KeyID(sum),
 			Name:          name,
-			Principal:     principal,
+			Principal:     p.GetName(),
 			DisplayPrefix: displayPrefix(plaintext),
 			CreateTime:    timestamppb.New(now),
 			ExpireTime:    expire,
 		},
-		Sha256: sum[:],
+		Sha256:       sum[:],
+		PrincipalUid: p.GetUid(),
 	}
 }
 
@@ -229,13 +231,15 @@ func ensureAdmin(ctx context.Context, st *store.Store, pinnedKey string, now tim
 	p, ok := st.Principal(AdminPrincipal)
 	switch {
 	case !ok:
-		r, err := st.PutPrincipal(ctx, &configv1.Principal{
+		p = &configv1.Principal{
 			Name:        AdminPrincipal,
 			Kind:        configv1.PrincipalKind_PRINCIPAL_KIND_SERVICE_ACCOUNT,
 			Role:        configv1.Role_ROLE_ADMIN,
 			Servers:     []string{"*"},
 			DisplayName: "Administrator",
-		}, 0)
+			Uid:         store.NewUID(),
+		}
+		r, err := st.PutPrincipal(ctx, p, 0)
 		if err != nil {
 			return "", fmt.Errorf("create admin principal: %w", err)
 		}
@@ -253,17 +257,19 @@ func ensureAdmin(ctx context.Context, st *store.Store, pinnedKey string, now tim
 		rec, _, state := ResolveKey(st, pinnedKey, now)
 		switch {
 		case state == KeyUnknown:
-			r, err := st.PutKey(ctx, newKeyRecord(pinnedKey, AdminPrincipal, "admin (pinned)", nil, now), 0)
+			r, err := st.PutKey(ctx, newKeyRecord(pinnedKey, p, "admin (pinned)", nil, now), 0)
 			if err != nil {
 				return "", fmt.Errorf("create pinned admin key: %w", err)
 			}
 			rev = max(rev, r)
 		case rec.GetKey().GetPrincipal() != AdminPrincipal:
 			return "", errors.New("the pinned admin key belongs to another principal")
-		case state == KeyRevoked || state == KeyExpired:
-			// The operator's environment is authoritative: reactivate it.
+		case state == KeyRevoked || state == KeyExpired || rec.GetPrincipalUid() != p.GetUid():
+			// The operator's environment is authoritative: reactivate it,
+			// bound to the admin principal as it is now.
 			upd := proto.CloneOf(rec)
 			upd.Key.Revoked, upd.Key.RevokeTime, upd.Key.ExpireTime = false, nil, nil
+			upd.PrincipalUid = p.GetUid()
 			r, err := st.PutKey(ctx, upd, rec.GetKey().GetRevision())
 			if err != nil {
 				return "", fmt.Errorf("reactivate pinned admin key: %w", err)
@@ -286,7 +292,7 @@ func ensureAdmin(ctx context.Context, st *store.Store, pinnedKey string, now tim
 		return "", nil
 	}
 	key := NewKey()
-	r, err := st.PutKey(ctx, newKeyRecord(key, AdminPrincipal, "admin (initial)", nil, now), 0)
+	r, err := st.PutKey(ctx, newKeyRecord(key, p, "admin (initial)", nil, now), 0)
 	if err != nil {
 		return "", fmt.Errorf("create admin key: %w", err)
 	}
@@ -303,7 +309,7 @@ func usableAdminKey(st *store.Store, now time.Time) bool {
 		if k.GetRevoked() || (k.GetExpireTime() != nil && !now.Before(k.GetExpireTime().AsTime())) {
 			continue
 		}
-		if p, ok := st.Principal(k.GetPrincipal()); ok && p.GetRole() == configv1.Role_ROLE_ADMIN {
+		if p, ok := st.PrincipalBound(k.GetPrincipal(), rec.GetPrincipalUid()); ok && p.GetRole() == configv1.Role_ROLE_ADMIN {
 			return true
 		}
 	}

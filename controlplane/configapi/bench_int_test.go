@@ -1,11 +1,18 @@
 package configapi_test
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	authorizev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1"
 	configv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1"
+	storev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/store/v1"
+	"github.com/mcpgate/mcpgate/controlplane/authorize"
 	"github.com/mcpgate/mcpgate/controlplane/configapi"
+	"github.com/mcpgate/mcpgate/controlplane/store"
 )
 
 // BenchmarkRevocationPropagation measures the time from a RevokeKey answer
@@ -45,6 +52,56 @@ func BenchmarkResolveKey(b *testing.B) {
 	for b.Loop() {
 		if _, _, s := configapi.ResolveKey(e.st, e.adminKey, now); s != configapi.KeyValid {
 			b.Fatal(s)
+		}
+	}
+}
+
+// BenchmarkTokenRevocationPropagation measures the time from a RevokeKey
+// answer on one replica to another replica's Authorize refusing a gateway
+// access token obtained with that key (issue 8 item 6): the token's source
+// check is a lookup in the same cache that key revocation reaches.
+func BenchmarkTokenRevocationPropagation(b *testing.B) {
+	e := newEnv(b)
+	other := e.newReplica()
+	ctx := b.Context()
+	e.putPrincipal("bench", configv1.Role_ROLE_MEMBER)
+	rev, err := e.st.PutServer(ctx, &configv1.McpServer{Name: "none", Url: "https://upstream.example/mcp", AuthType: configv1.AuthType_AUTH_TYPE_NONE}, nil, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := other.st.WaitRevision(ctx, rev); err != nil {
+		b.Fatal(err)
+	}
+	p, _ := e.st.Principal("bench")
+	authz := authorize.New(other.st)
+	const base = "https://gw.example.com"
+	decide := func(tok string) *authorizev1.AuthorizeResponse {
+		resp, err := authz.Authorize(ctx, &authorizev1.AuthorizeRequest{Route: "none", PublicBaseUrl: base, HttpMethod: "POST",
+			Credentials: &authorizev1.Credentials{BearerToken: tok}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return resp
+	}
+	for i := 0; b.Loop(); i++ {
+		b.StopTimer()
+		_, meta := e.createKey("bench")
+		tok := fmt.Sprintf("mcpgt_bench_%d", i)
+		if _, err := e.st.PutAccessToken(ctx, store.HashKey(tok), &storev1.AccessTokenRecord{
+			Principal: "bench", PrincipalUid: p.GetUid(), Route: "none", KeyId: meta.GetId(),
+			Audience: authorize.ResourceURL(base, "none"), ExpireTime: timestamppb.New(time.Now().Add(time.Hour)),
+		}); err != nil {
+			b.Fatal(err)
+		}
+		for decide(tok).GetDecision() != authorizev1.Decision_DECISION_ALLOW {
+			time.Sleep(100 * time.Microsecond)
+		}
+		b.StartTimer()
+		if _, err := e.admin().keys.RevokeKey(ctx, &configv1.RevokeKeyRequest{Id: meta.GetId()}); err != nil {
+			b.Fatal(err)
+		}
+		for decide(tok).GetReason() != authorize.ReasonTokenSourceRevoked {
+			time.Sleep(50 * time.Microsecond)
 		}
 	}
 }

@@ -30,6 +30,7 @@ type Service struct {
 	now func() time.Time
 
 	revoker Revoker
+	tokens  TokenRevoker
 }
 
 var (
@@ -46,11 +47,39 @@ type Revoker interface {
 	Revoke(ctx context.Context, principal, server string) (upstreamRevoked bool, err error)
 }
 
+// TokenRevoker ends, best effort, the gateway token families and sign-in
+// sessions derived from something revoked (empty arguments match
+// anything); oauth.Server implements it. Tokens of a revoked key or a
+// deleted principal are refused on use whether or not it ran.
+type TokenRevoker interface {
+	RevokeTokens(ctx context.Context, principal, keyID, server string) (int, error)
+}
+
 // Option configures the admin services.
 type Option func(*Service)
 
 // WithRevoker makes RevokeConnection revoke at the upstream too.
 func WithRevoker(r Revoker) Option { return func(s *Service) { s.revoker = r } }
+
+// WithTokenRevoker makes revoking a key or a connection and deleting a
+// principal delete the token families derived from them at once.
+func WithTokenRevoker(r TokenRevoker) Option { return func(s *Service) { s.tokens = r } }
+
+// revokeTokens runs the TokenRevoker, if any, logging its failure: the
+// write it follows has happened, and tokens are refused on use anyway.
+func (s *Service) revokeTokens(ctx context.Context, principal, keyID, server string) {
+	if s.tokens == nil {
+		return
+	}
+	n, err := s.tokens.RevokeTokens(ctx, principal, keyID, server)
+	if err != nil {
+		s.log.WarnContext(ctx, "revoke derived tokens", slog.Any("err", err))
+		return
+	}
+	if n > 0 {
+		s.log.InfoContext(ctx, "derived token families revoked", slog.Int("families", n))
+	}
+}
 
 // New returns the admin services.
 func New(st *store.Store, log *slog.Logger, opts ...Option) *Service {
@@ -379,6 +408,11 @@ func (s *Service) putPrincipal(ctx context.Context, req *configv1.PutPrincipalRe
 	if err := checkExpected("principal", exists, cur.GetRevision(), req.GetExpectedRevision()); err != nil {
 		return nil, s.toConnectError(ctx, err)
 	}
+	// The uid is output only: made at creation, kept on replace.
+	p.Uid = cur.GetUid()
+	if !exists {
+		p.Uid = store.NewUID()
+	}
 	if exists {
 		c := proto.CloneOf(cur)
 		c.Revision = 0
@@ -396,7 +430,8 @@ func (s *Service) putPrincipal(ctx context.Context, req *configv1.PutPrincipalRe
 }
 
 // DeletePrincipal implements configv1connect.PrincipalServiceHandler. The
-// principal's keys stop working with it (ResolveKey needs the principal).
+// principal's keys, tokens, sessions and grants stop working with it (they
+// are bound to its uid) and are deleted (see cascadePrincipal).
 func (s *Service) DeletePrincipal(ctx context.Context, req *configv1.DeletePrincipalRequest) (*configv1.DeletePrincipalResponse, error) {
 	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
@@ -415,6 +450,7 @@ func (s *Service) deletePrincipal(ctx context.Context, req *configv1.DeletePrinc
 	if req.GetExpectedRevision() < 0 {
 		return s.toConnectError(ctx, invalid("expected_revision: must not be negative"))
 	}
+	cur, _ := s.st.Principal(req.GetName())
 	rev, err := s.st.DeletePrincipal(ctx, req.GetName(), req.GetExpectedRevision())
 	if errors.Is(err, store.ErrNotFound) {
 		err = notFound("principal")
@@ -423,7 +459,52 @@ func (s *Service) deletePrincipal(ctx context.Context, req *configv1.DeletePrinc
 		return s.toConnectError(ctx, err)
 	}
 	s.settle(ctx, rev)
+	s.cascadePrincipal(ctx, req.GetName(), cur.GetUid())
 	return nil
+}
+
+// cascadePrincipal deletes, best effort, what a deleted principal (name,
+// uid) owned: its keys, the token families and sessions obtained with them,
+// and its vault grants (revoked at the upstream with a Revoker). It frees
+// storage; that none of it works any more does not depend on it, because
+// keys, tokens, sessions and grants are bound to the principal's uid, which
+// a principal created again under the same name does not get.
+func (s *Service) cascadePrincipal(ctx context.Context, name, uid string) {
+	var last int64
+	defer func() {
+		if last > 0 {
+			s.settle(ctx, last)
+		}
+	}()
+	for _, rec := range s.st.Keys() {
+		k := rec.GetKey()
+		if k.GetPrincipal() != name || rec.GetPrincipalUid() != uid {
+			continue
+		}
+		rev, err := s.st.DeleteKey(ctx, k.GetId(), k.GetRevision())
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			s.log.WarnContext(ctx, "delete key of a deleted principal", slog.String("key_id", k.GetId()), slog.Any("err", err))
+		}
+		last = max(last, rev)
+		s.revokeTokens(ctx, name, k.GetId(), "")
+	}
+	for _, g := range s.st.Grants() {
+		c := g.Conn
+		if c.GetPrincipal() != name || c.GetPrincipalUid() != uid {
+			continue
+		}
+		var err error
+		if s.revoker != nil {
+			_, err = s.revoker.Revoke(ctx, name, c.GetServer()) // waits for its delete to reach the cache
+		} else {
+			var rev int64
+			rev, err = s.st.DeleteGrant(ctx, name, c.GetServer(), c.GetRevision())
+			last = max(last, rev)
+		}
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			s.log.WarnContext(ctx, "delete grant of a deleted principal", slog.String("server", c.GetServer()), slog.Any("err", err))
+		}
+	}
 }
 
 // ---- API keys
@@ -466,13 +547,16 @@ func (s *Service) createKey(ctx context.Context, req *configv1.CreateKeyRequest)
 	if err := validateKeyRequest(req, now); err != nil {
 		return nil, s.toConnectError(ctx, err)
 	}
-	if _, ok := s.st.Principal(req.GetPrincipal()); !ok {
+	p, ok := s.st.Principal(req.GetPrincipal())
+	if !ok {
 		return nil, s.toConnectError(ctx, notFound("principal"))
 	}
 	plaintext := req.GetKey()
 	if plaintext != "" {
 		if rec, ok := s.st.KeyByHash(store.HashKey(plaintext)); ok {
-			if rec.GetKey().GetPrincipal() != req.GetPrincipal() {
+			if rec.GetKey().GetPrincipal() != req.GetPrincipal() || rec.GetPrincipalUid() != p.GetUid() {
+				// A key of an earlier, deleted principal of this name (its
+				// cascade failed) is another principal's too: it stays dead.
 				return nil, s.toConnectError(ctx, &publicError{code: connect.CodeAlreadyExists, msg: "key: already exists for another principal"})
 			}
 			return &configv1.CreateKeyResponse{ApiKey: proto.CloneOf(rec.GetKey())}, nil
@@ -480,7 +564,7 @@ func (s *Service) createKey(ctx context.Context, req *configv1.CreateKeyRequest)
 	} else {
 		plaintext = NewKey()
 	}
-	rec := newKeyRecord(plaintext, req.GetPrincipal(), req.GetName(), req.GetExpireTime(), now)
+	rec := newKeyRecord(plaintext, p, req.GetName(), req.GetExpireTime(), now)
 	rev, err := s.st.PutKey(ctx, rec, 0)
 	if err != nil {
 		return nil, s.toConnectError(ctx, err)
@@ -522,6 +606,7 @@ func (s *Service) revokeKey(ctx context.Context, req *configv1.RevokeKeyRequest)
 		return nil, false, s.toConnectError(ctx, err)
 	}
 	s.settle(ctx, rev)
+	s.revokeTokens(ctx, rec.GetKey().GetPrincipal(), rec.GetKey().GetId(), "")
 	k := upd.GetKey()
 	k.Revision = rev
 	return &configv1.RevokeKeyResponse{ApiKey: k}, true, nil
@@ -602,8 +687,9 @@ func (s *Service) revokeConnection(ctx context.Context, req *vaultv1.RevokeConne
 		if err != nil {
 			return false, s.toConnectError(ctx, err)
 		}
-		return upstream, nil // Revoke waited for its delete to reach the cache
-
+		// Revoke waited for its delete to reach the cache.
+		s.revokeTokens(ctx, req.GetPrincipal(), "", req.GetServer())
+		return upstream, nil
 	}
 	rev, err := s.st.DeleteGrant(ctx, req.GetPrincipal(), req.GetServer(), 0)
 	if errors.Is(err, store.ErrNotFound) {
@@ -613,5 +699,6 @@ func (s *Service) revokeConnection(ctx context.Context, req *vaultv1.RevokeConne
 		return false, s.toConnectError(ctx, err)
 	}
 	s.settle(ctx, rev)
+	s.revokeTokens(ctx, req.GetPrincipal(), "", req.GetServer())
 	return false, nil
 }

@@ -277,14 +277,7 @@ func (s *Server) session(r *http.Request) (*session, bool) {
 // usable by principal.
 func (s *Server) keyValid(keyID, principal string) bool {
 	k, ok := s.st.Key(keyID)
-	if !ok || k.GetKey().GetRevoked() || k.GetKey().GetPrincipal() != principal {
-		return false
-	}
-	if exp := k.GetKey().GetExpireTime(); exp != nil && !s.now().Before(exp.AsTime()) {
-		return false
-	}
-	_, ok = s.st.Principal(principal)
-	return ok
+	return ok && s.sourceUsable(keyID, principal, k.GetPrincipalUid())
 }
 
 type signinPage struct {
@@ -484,7 +477,7 @@ func consentName(principal, clientID, server, redirectURI string) string {
 }
 
 func (s *Server) rememberConsent(ctx context.Context, principal string, auth *storev1.OAuthAuthorization) {
-	b, err := proto.Marshal(&storev1.OAuthConsentRecord{Scopes: auth.GetScopes(), CreateTime: timestamppb.New(s.now())})
+	b, err := proto.Marshal(&storev1.OAuthConsentRecord{Scopes: auth.GetScopes(), CreateTime: timestamppb.New(s.now()), PrincipalUid: s.principalUID(principal)})
 	if err != nil {
 		return
 	}
@@ -509,7 +502,7 @@ func (s *Server) consented(ctx context.Context, principal string, auth *storev1.
 		return false
 	}
 	var rec storev1.OAuthConsentRecord
-	if proto.Unmarshal(b, &rec) != nil {
+	if proto.Unmarshal(b, &rec) != nil || rec.GetPrincipalUid() != s.principalUID(principal) {
 		return false
 	}
 	for _, sc := range auth.GetScopes() {
@@ -585,6 +578,9 @@ func (s *Server) usableGrant(principal, server string) bool {
 	if !ok || g.Conn.GetState() != vaultv1.ConnectionState_CONNECTION_STATE_ACTIVE {
 		return false
 	}
+	if p, ok := s.st.Principal(principal); !ok || p.GetUid() != g.Conn.GetPrincipalUid() {
+		return false // an earlier principal's of the same name
+	}
 	if g.Token.GetRefreshToken() != "" {
 		return true
 	}
@@ -598,6 +594,12 @@ func (s *Server) usableGrant(principal, server string) bool {
 func (s *Server) approve(w http.ResponseWriter, r *http.Request, sess *session, auth *storev1.OAuthAuthorization) {
 	auth.Principal = sess.rec.GetPrincipal()
 	s.confirmClient(r.Context(), auth.GetClientId())
+	// The source of the tokens: the key the session signed in with, bound
+	// to its principal's uid (session checked it just now).
+	auth.KeyId = sess.rec.GetKeyId()
+	if k, ok := s.st.Key(auth.KeyId); ok {
+		auth.PrincipalUid = k.GetPrincipalUid()
+	}
 	srv, ok := s.st.Server(auth.GetServer())
 	if !ok {
 		redirectError(w, r, auth.GetRedirectUri(), auth.GetState(), "invalid_target", "the server no longer exists")

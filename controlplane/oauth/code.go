@@ -23,11 +23,11 @@ var errCodeContention = tokErr("invalid_grant", "the authorization code changed 
 
 // redeemCode consumes the code named id when the request proves possession
 // of it: the code's client, its redirect_uri, a verifier matching its PKCE
-// challenge and a resource (when given) naming its route. A failed check
+// challenge and a resource (when given) equal to its audience. A failed check
 // counts against the code (compare-and-swap on its revision, keeping its
 // lease) and answers the check's error. A code that is gone but was redeemed
 // before revokes the tokens issued from it (RFC 6749 section 4.1.2).
-func (s *Server) redeemCode(ctx context.Context, pub string, c *client, id string, form url.Values) (*storev1.OAuthCodeRecord, *tokenError) {
+func (s *Server) redeemCode(ctx context.Context, c *client, id string, form url.Values) (*storev1.OAuthCodeRecord, *tokenError) {
 	for range 5 {
 		b, rev, err := s.st.Get(ctx, KindCode, id)
 		if err != nil {
@@ -48,7 +48,7 @@ func (s *Server) redeemCode(ctx context.Context, pub string, c *client, id strin
 		if err := proto.Unmarshal(b, &rec); err != nil || !s.now().Before(rec.GetExpireTime().AsTime()) {
 			return nil, errBadCode
 		}
-		if terr := s.checkCode(pub, c, &rec, form); terr != nil {
+		if terr := s.checkCode(c, &rec, form); terr != nil {
 			switch err := s.countCodeFailure(ctx, id, &rec, rev); {
 			case errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound):
 				continue // changed meanwhile: judge the request again
@@ -76,7 +76,7 @@ func (s *Server) redeemCode(ctx context.Context, pub string, c *client, id strin
 }
 
 // checkCode verifies the request's binding to the code.
-func (s *Server) checkCode(pub string, c *client, rec *storev1.OAuthCodeRecord, form url.Values) *tokenError {
+func (s *Server) checkCode(c *client, rec *storev1.OAuthCodeRecord, form url.Values) *tokenError {
 	auth := rec.GetAuthorization()
 	switch {
 	case auth.GetClientId() != c.id:
@@ -86,7 +86,7 @@ func (s *Server) checkCode(pub string, c *client, rec *storev1.OAuthCodeRecord, 
 	case !pkceOK(form.Get("code_verifier"), auth.GetCodeChallenge()):
 		return tokErr("invalid_grant", "code_verifier does not match the code challenge")
 	}
-	return s.checkResource(pub, form, auth.GetServer())
+	return checkResource(form, rec.GetAudience())
 }
 
 // countCodeFailure records one failed attempt on the code at rev, deleting

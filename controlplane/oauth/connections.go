@@ -41,10 +41,11 @@ func (s *Server) connections(w http.ResponseWriter, r *http.Request) {
 	principal := sess.rec.GetPrincipal()
 	page := connectionsPage{Principal: principal, CSRF: sess.rec.GetCsrf()}
 	connected := map[string]bool{}
+	p, _ := s.st.Principal(principal)
 	for _, g := range s.st.Grants() {
 		c := g.Conn
-		if c.GetPrincipal() != principal {
-			continue
+		if c.GetPrincipal() != principal || c.GetPrincipalUid() != p.GetUid() {
+			continue // another principal's, or an earlier one's of this name
 		}
 		connected[c.GetServer()] = true
 		state := "connected"
@@ -124,6 +125,10 @@ func (s *Server) disconnect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.InfoContext(r.Context(), "connection revoked", "server", name, "principal", sess.rec.GetPrincipal(), "upstream_revoked", upstream)
+	// Disconnecting ends the MCP clients' gateway tokens for the route too.
+	if _, err := s.RevokeTokens(r.Context(), sess.rec.GetPrincipal(), "", name); err != nil {
+		s.log.WarnContext(r.Context(), "revoke tokens of a disconnected route", "server", name, "err", err)
+	}
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, issuer(r)+"/connections?done=disconnected", http.StatusSeeOther)
 }

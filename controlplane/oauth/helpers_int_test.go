@@ -90,6 +90,7 @@ type env struct {
 	upURL string
 	clock *clock
 	logs  *syncBuffer
+	as    *oauth.Server // the authorization server behind pub
 }
 
 // newEnv seeds principals alice and bob (every server), mallory (GitHub
@@ -116,7 +117,8 @@ func newEnv(t *testing.T, mod func(*oauth.Config)) *env {
 		mod(&cfg)
 	}
 	log := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	e.pub = e.serve(oauth.New(e.st, cfg, log))
+	e.as = oauth.New(e.st, cfg, log)
+	e.pub = e.serve(e.as)
 
 	e.up = oauthdemo.New(oauthdemo.Config{
 		ClientID: "gw-client", ClientSecret: "gw-secret",

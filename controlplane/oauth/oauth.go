@@ -22,8 +22,10 @@
 //     text field, displayed or stored; every value has a size cap.
 //   - Resources: every request names one existing route, <public>/<server>/mcp
 //     (scheme and host compared case-insensitively, default port, one
-//     trailing slash and any query dropped); the token is bound to that route.
-//     A missing resource is invalid_target: there are no all-routes tokens.
+//     trailing slash and any query dropped); the token's audience is that
+//     URL at the public base the authorization ran on (a data plane with
+//     another public base refuses it). A missing resource is
+//     invalid_target: there are no all-routes tokens.
 //   - Scopes: a subset of the server's scopes; none requested means all.
 //     Before sign-in /authorize checks only the form of resource and scope:
 //     whether the route exists and which scopes it offers is told only to a
@@ -64,6 +66,13 @@
 //     the family. A token request that fails a check proving possession of a
 //     code (client, redirect_uri, PKCE verifier, resource) leaves the code
 //     usable and counts against it; the fifth such failure deletes it.
+//     Every token records its source, the API key the person
+//     signed in with and the principal's uid: Authorize and the refresh
+//     grant refuse it once the key is revoked or expired or the principal
+//     deleted (re-created under the same name it has another uid), and the
+//     admin API deletes the families derived from a revoked key, a deleted
+//     principal or a revoked connection (RevokeTokens), as does
+//     disconnecting on the connections page.
 package oauth
 
 import (

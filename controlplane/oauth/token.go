@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	storev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/store/v1"
+	"github.com/mcpgate/mcpgate/controlplane/authorize"
 	"github.com/mcpgate/mcpgate/controlplane/store"
 )
 
@@ -61,6 +62,9 @@ func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, auth *storev1
 		Authorization: auth,
 		Family:        random(16),
 		ExpireTime:    timestamppb.New(s.now().Add(s.cfg.CodeTTL)),
+		// The tokens are for the route at this public base only (RFC 8707):
+		// a data plane with another public base refuses them.
+		Audience: authorize.ResourceURL(issuer(r), auth.GetServer()),
 	}
 	b, err := proto.Marshal(rec)
 	if err == nil {
@@ -181,9 +185,9 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	}
 	var resp *tokenResponse
 	if grant == "authorization_code" {
-		resp, terr = s.exchangeCode(r.Context(), issuer(r), c, form)
+		resp, terr = s.exchangeCode(r.Context(), c, form)
 	} else {
-		resp, terr = s.refresh(r.Context(), issuer(r), c, form)
+		resp, terr = s.refresh(r.Context(), c, form)
 	}
 	if terr != nil {
 		writeTokenError(w, terr)
@@ -204,20 +208,34 @@ type tokenResponse struct {
 var errBadCode = tokErr("invalid_grant", "the authorization code is invalid, expired or already used")
 
 // checkResource validates an optional resource parameter against the
-// token's route.
-func (s *Server) checkResource(pub string, form url.Values, server string) *tokenError {
+// audience of the authorization: the canonical resource URL of its route at
+// the public base it ran on.
+func checkResource(form url.Values, audience string) *tokenError {
 	raw, ok := form["resource"]
 	if !ok {
 		return nil
 	}
-	srv, found := s.resolveResource(pub, raw[0])
-	if !found || srv.Def.GetName() != server {
+	if res, valid := canonicalResource(raw[0]); !valid || res != audience {
 		return tokErr("invalid_target", "resource does not match the authorization")
 	}
 	return nil
 }
 
-func (s *Server) exchangeCode(ctx context.Context, pub string, c *client, form url.Values) (*tokenResponse, *tokenError) {
+// principalUID is the uid of the principal called name ("" when it has
+// none or does not exist).
+func (s *Server) principalUID(name string) string {
+	p, _ := s.st.Principal(name)
+	return p.GetUid()
+}
+
+// sourceUsable reports whether the API key an authorization or token
+// family was obtained with is still usable by its principal (see
+// authorize.SourceUsable).
+func (s *Server) sourceUsable(keyID, principal, uid string) bool {
+	return authorize.SourceUsable(s.st, keyID, principal, uid, s.now())
+}
+
+func (s *Server) exchangeCode(ctx context.Context, c *client, form url.Values) (*tokenResponse, *tokenError) {
 	code, verifier, redirectURI := form.Get("code"), form.Get("code_verifier"), form.Get("redirect_uri")
 	switch {
 	case code == "":
@@ -229,20 +247,34 @@ func (s *Server) exchangeCode(ctx context.Context, pub string, c *client, form u
 	case len(code) > 200:
 		return nil, errBadCode
 	}
-	rec, terr := s.redeemCode(ctx, pub, c, secretID(code), form)
+	rec, terr := s.redeemCode(ctx, c, secretID(code), form)
 	if terr != nil {
 		return nil, terr
 	}
 	auth := rec.GetAuthorization()
-	if _, ok := s.st.Server(auth.GetServer()); !ok {
+	srv, ok := s.st.Server(auth.GetServer())
+	if !ok {
+		return nil, errBadCode
+	}
+	if rec.GetAudience() == "" || !s.sourceUsable(auth.GetKeyId(), auth.GetPrincipal(), auth.GetPrincipalUid()) {
+		// The key the person signed in with was revoked (or its principal
+		// deleted) since: nothing derives from it any more.
+		return nil, errBadCode
+	}
+	if g, ok := s.st.Grant(auth.GetPrincipal(), auth.GetServer()); upstreamOAuth(srv.Def) && (!ok || g.Conn.GetPrincipalUid() != auth.GetPrincipalUid()) {
+		// The code was issued with the person's upstream grant, which was
+		// disconnected since: a family started now would outlive that.
 		return nil, errBadCode
 	}
 	fam := &storev1.OAuthFamilyRecord{
-		Principal:  auth.GetPrincipal(),
-		ClientId:   c.id,
-		Server:     auth.GetServer(),
-		Scopes:     auth.GetScopes(),
-		ExpireTime: timestamppb.New(s.now().Add(s.cfg.RefreshTokenTTL)),
+		Principal:    auth.GetPrincipal(),
+		ClientId:     c.id,
+		Server:       auth.GetServer(),
+		Scopes:       auth.GetScopes(),
+		ExpireTime:   timestamppb.New(s.now().Add(s.cfg.RefreshTokenTTL)),
+		KeyId:        auth.GetKeyId(),
+		PrincipalUid: auth.GetPrincipalUid(),
+		Audience:     rec.GetAudience(),
 	}
 	return s.issueTokens(ctx, c, rec.GetFamily(), fam, 0, auth.GetScopes())
 }
@@ -261,8 +293,9 @@ func pkceOK(verifier, challenge string) bool {
 	return subtle.ConstantTimeCompare([]byte(base64.RawURLEncoding.EncodeToString(sum[:])), []byte(challenge)) == 1
 }
 
-// issueTokens claims a rotation of the family (create when rev is 0, else
-// compare-and-swap) and then writes the new access and refresh tokens.
+// issueTokens writes the new access token, claims a rotation of the family
+// (create when rev is 0, else compare-and-swap) and then writes the new
+// refresh token.
 func (s *Server) issueTokens(ctx context.Context, c *client, famID string, fam *storev1.OAuthFamilyRecord, rev int64, scopes []string) (*tokenResponse, *tokenError) {
 	now := s.now()
 	access := AccessTokenPrefix + random(32)
@@ -287,12 +320,35 @@ func (s *Server) issueTokens(ctx context.Context, c *client, famID string, fam *
 	if err != nil {
 		return nil, errTokenUnavailable
 	}
+	// The access token is written before the family lists it: a revocation
+	// of the family that reads it before this rotation's compare-and-swap
+	// makes that swap fail (and the token is deleted below), one that reads
+	// it after finds the token and deletes it. Either way no token outlives
+	// its family.
+	tokRev, err := s.st.PutAccessToken(ctx, sum, &storev1.AccessTokenRecord{
+		Principal:    fam.GetPrincipal(),
+		Route:        fam.GetServer(),
+		ClientId:     c.id,
+		Scopes:       scopes,
+		ExpireTime:   timestamppb.New(exp),
+		Family:       famID,
+		KeyId:        fam.GetKeyId(),
+		PrincipalUid: fam.GetPrincipalUid(),
+		Audience:     fam.GetAudience(),
+	})
+	if err != nil {
+		s.log.ErrorContext(ctx, "store access token", "err", err)
+		return nil, errTokenUnavailable
+	}
 	if rev == 0 {
 		_, err = s.st.PutLeased(ctx, KindFamily, famID, b, fam.GetExpireTime().AsTime().Sub(now))
 	} else {
 		_, err = s.st.Put(ctx, KindFamily, famID, b, rev)
 	}
 	if err != nil {
+		if _, derr := s.st.Delete(ctx, store.KindAccessToken, store.KeyID(sum), 0); derr != nil && !isNotFound(derr) {
+			s.log.ErrorContext(ctx, "delete unissued access token", "err", derr)
+		}
 		if errors.Is(err, store.ErrConflict) {
 			return nil, tokErr("invalid_grant", "the grant changed concurrently")
 		}
@@ -305,18 +361,6 @@ func (s *Server) issueTokens(ctx context.Context, c *client, famID string, fam *
 			s.log.ErrorContext(ctx, "store refresh token", "err", err)
 			return nil, errTokenUnavailable
 		}
-	}
-	tokRev, err := s.st.PutAccessToken(ctx, sum, &storev1.AccessTokenRecord{
-		Principal:  fam.GetPrincipal(),
-		Route:      fam.GetServer(),
-		ClientId:   c.id,
-		Scopes:     scopes,
-		ExpireTime: timestamppb.New(exp),
-		Family:     famID,
-	})
-	if err != nil {
-		s.log.ErrorContext(ctx, "store access token", "err", err)
-		return nil, errTokenUnavailable
 	}
 	// The client uses the token at once: let this replica's Authorize see
 	// it first (other replicas catch up on a miss, see authorizeapi).
@@ -337,7 +381,7 @@ var errBadRefresh = tokErr("invalid_grant", "the refresh token is invalid, expir
 
 // refresh rotates a refresh token; presenting a rotated-away token revokes
 // the whole family.
-func (s *Server) refresh(ctx context.Context, pub string, c *client, form url.Values) (*tokenResponse, *tokenError) {
+func (s *Server) refresh(ctx context.Context, c *client, form url.Values) (*tokenResponse, *tokenError) {
 	rt := form.Get("refresh_token")
 	if rt == "" {
 		return nil, tokErr("invalid_request", "refresh_token is required")
@@ -379,13 +423,20 @@ func (s *Server) refresh(ctx context.Context, pub string, c *client, form url.Va
 	if !s.now().Before(fam.GetExpireTime().AsTime()) {
 		return nil, errBadRefresh
 	}
+	if fam.GetAudience() == "" || !s.sourceUsable(fam.GetKeyId(), fam.GetPrincipal(), fam.GetPrincipalUid()) {
+		// The key the family was obtained with was revoked, or its
+		// principal deleted: the family is dead for good.
+		s.log.InfoContext(ctx, "refresh of a family whose source is revoked; revoking the family", "client_id", c.id, "principal", fam.GetPrincipal())
+		s.revokeFamily(ctx, rrec.GetFamily())
+		return nil, errBadRefresh
+	}
 	if _, ok := s.st.Server(fam.GetServer()); !ok {
 		return nil, errBadRefresh
 	}
 	if !s.mayUse(fam.GetPrincipal(), fam.GetServer()) {
 		return nil, errBadRefresh
 	}
-	if terr := s.checkResource(pub, form, fam.GetServer()); terr != nil {
+	if terr := checkResource(form, fam.GetAudience()); terr != nil {
 		return nil, terr
 	}
 	scopes := fam.GetScopes()
@@ -426,6 +477,63 @@ func (s *Server) revokeFamily(ctx context.Context, famID string) {
 			return
 		}
 	}
+}
+
+// RevokeTokens revokes, best effort, every token family derived from what
+// was revoked: those of principal (every one when principal is empty)
+// obtained with the API key keyID (any key when empty) for server (any when
+// empty), and the principal's sign-in sessions of that key. It frees
+// storage and ends the families at once. That tokens of a revoked key or a
+// deleted principal are refused does not depend on it: Authorize and /token
+// check each token's source on use. For a disconnected route it is what
+// ends the tokens; a refresh racing with it cannot leave a token behind
+// (issueTokens writes the access token before the family's
+// compare-and-swap) and a code exchanged after it finds no grant. It
+// returns how many families it revoked.
+func (s *Server) RevokeTokens(ctx context.Context, principal, keyID, server string) (int, error) {
+	fams, err := s.st.List(ctx, KindFamily)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for id, b := range fams {
+		var fam storev1.OAuthFamilyRecord
+		if proto.Unmarshal(b, &fam) != nil {
+			continue
+		}
+		if (principal != "" && fam.GetPrincipal() != principal) || (keyID != "" && fam.GetKeyId() != keyID) ||
+			(server != "" && fam.GetServer() != server) {
+			continue
+		}
+		s.revokeFamily(ctx, id)
+		n++
+	}
+	if server == "" { // a connection ends tokens, not sign-ins
+		sessions, err := s.st.List(ctx, KindSession)
+		if err != nil {
+			return n, err
+		}
+		for id, b := range sessions {
+			var rec storev1.OAuthSessionRecord
+			if proto.Unmarshal(b, &rec) != nil {
+				continue
+			}
+			if (principal == "" || rec.GetPrincipal() == principal) && (keyID == "" || rec.GetKeyId() == keyID) {
+				_, _ = s.st.Delete(ctx, KindSession, id, 0)
+			}
+		}
+	}
+	if n > 0 {
+		// Read your writes: this replica's next decision sees the deletes.
+		rev, err := s.st.HeadRevision(ctx)
+		if err == nil {
+			err = s.st.WaitRevision(ctx, rev)
+		}
+		if err != nil {
+			s.log.WarnContext(ctx, "revoked tokens not yet in the cache", "err", err)
+		}
+	}
+	return n, nil
 }
 
 // revoke handles POST /revoke (RFC 7009). Unknown tokens, and tokens of

@@ -7,8 +7,10 @@ package store
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -291,15 +293,40 @@ func (s *Store) Principals() []*configv1.Principal {
 	return out
 }
 
-// PutPrincipal stores p iff its revision equals expected (0 = create).
+// PutPrincipal stores p iff its revision equals expected (0 = create). A
+// principal created without a uid gets a new random one; on replace the
+// caller passes the stored uid on (it never changes).
 func (s *Store) PutPrincipal(ctx context.Context, p *configv1.Principal, expected int64) (int64, error) {
 	p = proto.CloneOf(p)
 	p.Revision = 0
+	if expected == 0 && p.GetUid() == "" {
+		p.Uid = NewUID()
+	}
 	b, err := proto.Marshal(p)
 	if err != nil {
 		return 0, fmt.Errorf("marshal principal: %w", err)
 	}
 	return s.put(ctx, key(KindPrincipal, p.GetName()), b, expected)
+}
+
+// NewUID returns a new random principal uid (128 bits, hex).
+func NewUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // never fails (crypto/rand, Go 1.24+)
+	return hex.EncodeToString(b[:])
+}
+
+// PrincipalBound returns the cached principal called name when its uid is
+// uid: the principal a key, token, session or grant bound to (name, uid)
+// belongs to. A record without a uid (written before uids existed) matches
+// only a principal without one, so a principal created again under the
+// same name, which always gets a uid, matches none of the old records.
+func (s *Store) PrincipalBound(name, uid string) (*configv1.Principal, bool) {
+	p, ok := s.Principal(name)
+	if !ok || p.GetUid() != uid {
+		return nil, false
+	}
+	return p, true
 }
 
 // DeletePrincipal deletes a principal iff its revision equals expected (0 = any).
@@ -358,14 +385,26 @@ func (s *Store) Keys() []*storev1.KeyRecord {
 }
 
 // PutKey stores a key record iff its revision equals expected (0 = create).
+// A key created without a principal uid is bound to the uid its principal
+// has now.
 func (s *Store) PutKey(ctx context.Context, r *storev1.KeyRecord, expected int64) (int64, error) {
 	r = proto.CloneOf(r)
 	r.Key.Revision = 0
+	if expected == 0 && r.GetPrincipalUid() == "" {
+		if p, ok := s.Principal(r.GetKey().GetPrincipal()); ok {
+			r.PrincipalUid = p.GetUid()
+		}
+	}
 	b, err := proto.Marshal(r)
 	if err != nil {
 		return 0, fmt.Errorf("marshal key: %w", err)
 	}
 	return s.put(ctx, key(KindKey, r.GetKey().GetId()), b, expected)
+}
+
+// DeleteKey deletes a key record iff its revision equals expected (0 = any).
+func (s *Store) DeleteKey(ctx context.Context, id string, expected int64) (int64, error) {
+	return s.del(ctx, key(KindKey, id), expected)
 }
 
 // ---- vault grants
@@ -426,10 +465,17 @@ func (s *Store) Grants() []*Grant {
 }
 
 // PutGrant seals tok and stores the grant iff its revision equals expected
-// (0 = create, -1 = unconditional).
+// (0 = create, -1 = unconditional). A connection without a principal uid is
+// bound to the uid the principal has now: every such write is a sign-in by
+// that principal, or an update of a grant it was just allowed to use.
 func (s *Store) PutGrant(ctx context.Context, conn *vaultv1.Connection, tok *storev1.UpstreamToken, expected int64) (int64, error) {
 	conn = proto.CloneOf(conn)
 	conn.Revision = 0
+	if conn.GetPrincipalUid() == "" {
+		if p, ok := s.Principal(conn.GetPrincipal()); ok {
+			conn.PrincipalUid = p.GetUid()
+		}
+	}
 	pt, err := proto.Marshal(tok)
 	if err != nil {
 		return 0, fmt.Errorf("marshal token: %w", err)

@@ -119,7 +119,10 @@ func TestGoSDK_OAuth(t *testing.T) {
 	}
 	s.RevokeConnection("alice", stacktest.NotesRoute)
 	resp, body := rawPost(t, s.RouteURL(stacktest.NotesRoute), http.Header{"Authorization": {"Bearer " + tokA}}, initializeBody)
-	want := `Bearer resource_metadata="` + s.PRMURL(stacktest.NotesRoute) + `", scope="notes.read notes.write"`
+	// Revoking the connection revoked her gateway tokens for the route too
+	// (issue 8 item 6): the token itself is now refused.
+	want := `Bearer resource_metadata="` + s.PRMURL(stacktest.NotesRoute) + `", ` +
+		`error="invalid_token", error_description="The credential is unknown revoked or expired."`
 	if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("WWW-Authenticate") != want {
 		t.Errorf("alice after revocation: %d %q %s, want 401 %q", resp.StatusCode, resp.Header.Get("WWW-Authenticate"), body, want)
 	}

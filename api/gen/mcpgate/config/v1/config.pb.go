@@ -516,13 +516,19 @@ func (x *McpServer) GetRevision() int64 {
 // Principal is a user or service account; servers lists the routes it may use
 // ("*" grants every server).
 type Principal struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Kind          PrincipalKind          `protobuf:"varint,2,opt,name=kind,proto3,enum=mcpgate.config.v1.PrincipalKind" json:"kind,omitempty"`
-	Role          Role                   `protobuf:"varint,3,opt,name=role,proto3,enum=mcpgate.config.v1.Role" json:"role,omitempty"`
-	Servers       []string               `protobuf:"bytes,4,rep,name=servers,proto3" json:"servers,omitempty"`
-	DisplayName   string                 `protobuf:"bytes,5,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
-	Revision      int64                  `protobuf:"varint,6,opt,name=revision,proto3" json:"revision,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Name        string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Kind        PrincipalKind          `protobuf:"varint,2,opt,name=kind,proto3,enum=mcpgate.config.v1.PrincipalKind" json:"kind,omitempty"`
+	Role        Role                   `protobuf:"varint,3,opt,name=role,proto3,enum=mcpgate.config.v1.Role" json:"role,omitempty"`
+	Servers     []string               `protobuf:"bytes,4,rep,name=servers,proto3" json:"servers,omitempty"`
+	DisplayName string                 `protobuf:"bytes,5,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	Revision    int64                  `protobuf:"varint,6,opt,name=revision,proto3" json:"revision,omitempty"`
+	// Immutable random id generated when the principal is created. Keys,
+	// gateway tokens, sessions and vault grants are bound to it, so a
+	// principal deleted and created again under the same name gets nothing of
+	// the old one. Output only; empty for principals created before ids
+	// existed (their records match only while the principal keeps no id).
+	Uid           string `protobuf:"bytes,7,opt,name=uid,proto3" json:"uid,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -597,6 +603,13 @@ func (x *Principal) GetRevision() int64 {
 		return x.Revision
 	}
 	return 0
+}
+
+func (x *Principal) GetUid() string {
+	if x != nil {
+		return x.Uid
+	}
+	return ""
 }
 
 // ApiKey describes a gateway API key. The key itself is shown once, at
@@ -1782,14 +1795,15 @@ const file_mcpgate_config_v1_config_proto_rawDesc = "" +
 	"\brevision\x18\x15 \x01(\x03R\brevision\x1a@\n" +
 	"\x12StaticHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xdb\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xed\x01\n" +
 	"\tPrincipal\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x124\n" +
 	"\x04kind\x18\x02 \x01(\x0e2 .mcpgate.config.v1.PrincipalKindR\x04kind\x12+\n" +
 	"\x04role\x18\x03 \x01(\x0e2\x17.mcpgate.config.v1.RoleR\x04role\x12\x18\n" +
 	"\aservers\x18\x04 \x03(\tR\aservers\x12!\n" +
 	"\fdisplay_name\x18\x05 \x01(\tR\vdisplayName\x12\x1a\n" +
-	"\brevision\x18\x06 \x01(\x03R\brevision\"\xde\x02\n" +
+	"\brevision\x18\x06 \x01(\x03R\brevision\x12\x10\n" +
+	"\x03uid\x18\a \x01(\tR\x03uid\"\xde\x02\n" +
 	"\x06ApiKey\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1c\n" +

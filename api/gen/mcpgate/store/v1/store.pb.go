@@ -145,9 +145,12 @@ func (x *ServerSecrets) GetStaticHeaders() map[string]string {
 
 // KeyRecord is an API key: its metadata and the SHA-256 of the key.
 type KeyRecord struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Key           *v1.ApiKey             `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
-	Sha256        []byte                 `protobuf:"bytes,2,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Key    *v1.ApiKey             `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Sha256 []byte                 `protobuf:"bytes,2,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	// The uid of the principal the key was created for; the key is usable
+	// only while a principal of that name has that uid.
+	PrincipalUid  string `protobuf:"bytes,3,opt,name=principal_uid,json=principalUid,proto3" json:"principal_uid,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -194,6 +197,13 @@ func (x *KeyRecord) GetSha256() []byte {
 		return x.Sha256
 	}
 	return nil
+}
+
+func (x *KeyRecord) GetPrincipalUid() string {
+	if x != nil {
+		return x.PrincipalUid
+	}
+	return ""
 }
 
 // GrantRecord is a principal's upstream OAuth grant for one server.
@@ -395,13 +405,21 @@ func (x *SessionKeyRecord) GetCreateTime() *timestamppb.Timestamp {
 type AccessTokenRecord struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Principal string                 `protobuf:"bytes,1,opt,name=principal,proto3" json:"principal,omitempty"`
-	// The server name whose route (<public>/<route>/mcp) is the audience.
+	// The server name of the route the token is for (see audience).
 	Route      string                 `protobuf:"bytes,2,opt,name=route,proto3" json:"route,omitempty"`
 	ClientId   string                 `protobuf:"bytes,3,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
 	Scopes     []string               `protobuf:"bytes,4,rep,name=scopes,proto3" json:"scopes,omitempty"`
 	ExpireTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
 	// The refresh-token family; revoking a family deletes its tokens.
-	Family        string `protobuf:"bytes,6,opt,name=family,proto3" json:"family,omitempty"`
+	Family string `protobuf:"bytes,6,opt,name=family,proto3" json:"family,omitempty"`
+	// The source the token was issued from: the id of the API key the person
+	// signed in with. The token is usable only while that key is.
+	KeyId string `protobuf:"bytes,7,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// The uid of the principal (see Principal.uid).
+	PrincipalUid string `protobuf:"bytes,8,opt,name=principal_uid,json=principalUid,proto3" json:"principal_uid,omitempty"`
+	// The canonical resource URL the token is for (RFC 8707):
+	// <public base>/<route>/mcp of the data plane it was issued through.
+	Audience      string `protobuf:"bytes,9,opt,name=audience,proto3" json:"audience,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -474,6 +492,27 @@ func (x *AccessTokenRecord) GetExpireTime() *timestamppb.Timestamp {
 func (x *AccessTokenRecord) GetFamily() string {
 	if x != nil {
 		return x.Family
+	}
+	return ""
+}
+
+func (x *AccessTokenRecord) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *AccessTokenRecord) GetPrincipalUid() string {
+	if x != nil {
+		return x.PrincipalUid
+	}
+	return ""
+}
+
+func (x *AccessTokenRecord) GetAudience() string {
+	if x != nil {
+		return x.Audience
 	}
 	return ""
 }
@@ -627,8 +666,12 @@ type OAuthAuthorization struct {
 	Server string   `protobuf:"bytes,6,opt,name=server,proto3" json:"server,omitempty"`
 	Scopes []string `protobuf:"bytes,7,rep,name=scopes,proto3" json:"scopes,omitempty"`
 	// Set once the person signed in and consented.
-	Principal     string                 `protobuf:"bytes,8,opt,name=principal,proto3" json:"principal,omitempty"`
-	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	Principal  string                 `protobuf:"bytes,8,opt,name=principal,proto3" json:"principal,omitempty"`
+	ExpireTime *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	// Set with principal: the API key the person signed in with and the
+	// principal's uid, the source of the tokens the authorization yields.
+	KeyId         string `protobuf:"bytes,10,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	PrincipalUid  string `protobuf:"bytes,11,opt,name=principal_uid,json=principalUid,proto3" json:"principal_uid,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -724,6 +767,20 @@ func (x *OAuthAuthorization) GetExpireTime() *timestamppb.Timestamp {
 		return x.ExpireTime
 	}
 	return nil
+}
+
+func (x *OAuthAuthorization) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *OAuthAuthorization) GetPrincipalUid() string {
+	if x != nil {
+		return x.PrincipalUid
+	}
+	return ""
 }
 
 // OAuthSessionRecord is a browser session of a person signed in with an API
@@ -907,8 +964,11 @@ type OAuthCodeRecord struct {
 	// possession (client, redirect_uri, PKCE verifier, resource); the code is
 	// deleted when they reach the limit.
 	FailedAttempts int32 `protobuf:"varint,4,opt,name=failed_attempts,json=failedAttempts,proto3" json:"failed_attempts,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The canonical resource URL of the route at the public base the
+	// authorization ran on: the audience of the tokens.
+	Audience      string `protobuf:"bytes,5,opt,name=audience,proto3" json:"audience,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *OAuthCodeRecord) Reset() {
@@ -967,6 +1027,13 @@ func (x *OAuthCodeRecord) GetFailedAttempts() int32 {
 		return x.FailedAttempts
 	}
 	return 0
+}
+
+func (x *OAuthCodeRecord) GetAudience() string {
+	if x != nil {
+		return x.Audience
+	}
+	return ""
 }
 
 // OAuthUsedCodeRecord marks a redeemed code so that a replay revokes the
@@ -1078,9 +1145,15 @@ type OAuthFamilyRecord struct {
 	Server    string                 `protobuf:"bytes,3,opt,name=server,proto3" json:"server,omitempty"`
 	Scopes    []string               `protobuf:"bytes,4,rep,name=scopes,proto3" json:"scopes,omitempty"`
 	// KeyID of the SHA-256 of the only refresh token that is still valid.
-	RefreshId     string                 `protobuf:"bytes,5,opt,name=refresh_id,json=refreshId,proto3" json:"refresh_id,omitempty"`
-	AccessTokens  []*OAuthIssuedToken    `protobuf:"bytes,6,rep,name=access_tokens,json=accessTokens,proto3" json:"access_tokens,omitempty"`
-	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	RefreshId    string                 `protobuf:"bytes,5,opt,name=refresh_id,json=refreshId,proto3" json:"refresh_id,omitempty"`
+	AccessTokens []*OAuthIssuedToken    `protobuf:"bytes,6,rep,name=access_tokens,json=accessTokens,proto3" json:"access_tokens,omitempty"`
+	ExpireTime   *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	// The source of the family (see AccessTokenRecord): refreshing needs the
+	// key to be usable and the principal to have this uid.
+	KeyId        string `protobuf:"bytes,8,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	PrincipalUid string `protobuf:"bytes,9,opt,name=principal_uid,json=principalUid,proto3" json:"principal_uid,omitempty"`
+	// The audience of every access token of the family.
+	Audience      string `protobuf:"bytes,10,opt,name=audience,proto3" json:"audience,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1164,6 +1237,27 @@ func (x *OAuthFamilyRecord) GetExpireTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *OAuthFamilyRecord) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *OAuthFamilyRecord) GetPrincipalUid() string {
+	if x != nil {
+		return x.PrincipalUid
+	}
+	return ""
+}
+
+func (x *OAuthFamilyRecord) GetAudience() string {
+	if x != nil {
+		return x.Audience
+	}
+	return ""
+}
+
 // OAuthRefreshRecord is a refresh token (current or rotated away), stored
 // under the KeyID of its SHA-256.
 type OAuthRefreshRecord struct {
@@ -1213,9 +1307,12 @@ func (x *OAuthRefreshRecord) GetFamily() string {
 // OAuthConsentRecord remembers that a principal approved a client for a
 // route and scopes.
 type OAuthConsentRecord struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Scopes        []string               `protobuf:"bytes,1,rep,name=scopes,proto3" json:"scopes,omitempty"`
-	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Scopes     []string               `protobuf:"bytes,1,rep,name=scopes,proto3" json:"scopes,omitempty"`
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// The uid of the principal that consented: a principal created again
+	// under the same name is asked again.
+	PrincipalUid  string `protobuf:"bytes,3,opt,name=principal_uid,json=principalUid,proto3" json:"principal_uid,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1264,6 +1361,13 @@ func (x *OAuthConsentRecord) GetCreateTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *OAuthConsentRecord) GetPrincipalUid() string {
+	if x != nil {
+		return x.PrincipalUid
+	}
+	return ""
+}
+
 var File_mcpgate_store_v1_store_proto protoreflect.FileDescriptor
 
 const file_mcpgate_store_v1_store_proto_rawDesc = "" +
@@ -1279,10 +1383,11 @@ const file_mcpgate_store_v1_store_proto_rawDesc = "" +
 	"\x0estatic_headers\x18\x03 \x03(\v22.mcpgate.store.v1.ServerSecrets.StaticHeadersEntryR\rstaticHeaders\x1a@\n" +
 	"\x12StaticHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"P\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"u\n" +
 	"\tKeyRecord\x12+\n" +
 	"\x03key\x18\x01 \x01(\v2\x19.mcpgate.config.v1.ApiKeyR\x03key\x12\x16\n" +
-	"\x06sha256\x18\x02 \x01(\fR\x06sha256\"n\n" +
+	"\x06sha256\x18\x02 \x01(\fR\x06sha256\x12#\n" +
+	"\rprincipal_uid\x18\x03 \x01(\tR\fprincipalUid\"n\n" +
 	"\vGrantRecord\x12<\n" +
 	"\n" +
 	"connection\x18\x01 \x01(\v2\x1c.mcpgate.vault.v1.ConnectionR\n" +
@@ -1300,7 +1405,7 @@ const file_mcpgate_store_v1_store_proto_rawDesc = "" +
 	"\n" +
 	"sealed_key\x18\x02 \x01(\fR\tsealedKey\x12;\n" +
 	"\vcreate_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"createTime\"\xd1\x01\n" +
+	"createTime\"\xa9\x02\n" +
 	"\x11AccessTokenRecord\x12\x1c\n" +
 	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x12\x14\n" +
 	"\x05route\x18\x02 \x01(\tR\x05route\x12\x1b\n" +
@@ -1308,7 +1413,10 @@ const file_mcpgate_store_v1_store_proto_rawDesc = "" +
 	"\x06scopes\x18\x04 \x03(\tR\x06scopes\x12;\n" +
 	"\vexpire_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"expireTime\x12\x16\n" +
-	"\x06family\x18\x06 \x01(\tR\x06family\"\xf6\x03\n" +
+	"\x06family\x18\x06 \x01(\tR\x06family\x12\x15\n" +
+	"\x06key_id\x18\a \x01(\tR\x05keyId\x12#\n" +
+	"\rprincipal_uid\x18\b \x01(\tR\fprincipalUid\x12\x1a\n" +
+	"\baudience\x18\t \x01(\tR\baudience\"\xf6\x03\n" +
 	"\x11OAuthClientRecord\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12#\n" +
 	"\rsecret_sha256\x18\x02 \x01(\fR\fsecretSha256\x12\x1f\n" +
@@ -1327,7 +1435,7 @@ const file_mcpgate_store_v1_store_proto_rawDesc = "" +
 	"\n" +
 	"issue_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\tissueTime\x129\n" +
 	"\n" +
-	"renew_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\trenewTime\"\xbd\x02\n" +
+	"renew_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\trenewTime\"\xf9\x02\n" +
 	"\x12OAuthAuthorization\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x1f\n" +
 	"\vclient_name\x18\x02 \x01(\tR\n" +
@@ -1339,7 +1447,10 @@ const file_mcpgate_store_v1_store_proto_rawDesc = "" +
 	"\x06scopes\x18\a \x03(\tR\x06scopes\x12\x1c\n" +
 	"\tprincipal\x18\b \x01(\tR\tprincipal\x12;\n" +
 	"\vexpire_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"expireTime\"\x9a\x01\n" +
+	"expireTime\x12\x15\n" +
+	"\x06key_id\x18\n" +
+	" \x01(\tR\x05keyId\x12#\n" +
+	"\rprincipal_uid\x18\v \x01(\tR\fprincipalUid\"\x9a\x01\n" +
 	"\x12OAuthSessionRecord\x12\x1c\n" +
 	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x12\x15\n" +
 	"\x06key_id\x18\x02 \x01(\tR\x05keyId\x12\x12\n" +
@@ -1354,19 +1465,20 @@ const file_mcpgate_store_v1_store_proto_rawDesc = "" +
 	"\rauthorization\x18\x05 \x01(\v2$.mcpgate.store.v1.OAuthAuthorizationR\rauthorization\x12;\n" +
 	"\vexpire_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"expireTime\x12\x16\n" +
-	"\x06scopes\x18\a \x03(\tR\x06scopes\"\xdb\x01\n" +
+	"\x06scopes\x18\a \x03(\tR\x06scopes\"\xf7\x01\n" +
 	"\x0fOAuthCodeRecord\x12J\n" +
 	"\rauthorization\x18\x01 \x01(\v2$.mcpgate.store.v1.OAuthAuthorizationR\rauthorization\x12\x16\n" +
 	"\x06family\x18\x02 \x01(\tR\x06family\x12;\n" +
 	"\vexpire_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"expireTime\x12'\n" +
-	"\x0ffailed_attempts\x18\x04 \x01(\x05R\x0efailedAttempts\"-\n" +
+	"\x0ffailed_attempts\x18\x04 \x01(\x05R\x0efailedAttempts\x12\x1a\n" +
+	"\baudience\x18\x05 \x01(\tR\baudience\"-\n" +
 	"\x13OAuthUsedCodeRecord\x12\x16\n" +
 	"\x06family\x18\x01 \x01(\tR\x06family\"_\n" +
 	"\x10OAuthIssuedToken\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12;\n" +
 	"\vexpire_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"expireTime\"\xa3\x02\n" +
+	"expireTime\"\xfb\x02\n" +
 	"\x11OAuthFamilyRecord\x12\x1c\n" +
 	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x12\x1b\n" +
 	"\tclient_id\x18\x02 \x01(\tR\bclientId\x12\x16\n" +
@@ -1376,13 +1488,18 @@ const file_mcpgate_store_v1_store_proto_rawDesc = "" +
 	"refresh_id\x18\x05 \x01(\tR\trefreshId\x12G\n" +
 	"\raccess_tokens\x18\x06 \x03(\v2\".mcpgate.store.v1.OAuthIssuedTokenR\faccessTokens\x12;\n" +
 	"\vexpire_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"expireTime\",\n" +
+	"expireTime\x12\x15\n" +
+	"\x06key_id\x18\b \x01(\tR\x05keyId\x12#\n" +
+	"\rprincipal_uid\x18\t \x01(\tR\fprincipalUid\x12\x1a\n" +
+	"\baudience\x18\n" +
+	" \x01(\tR\baudience\",\n" +
 	"\x12OAuthRefreshRecord\x12\x16\n" +
-	"\x06family\x18\x01 \x01(\tR\x06family\"i\n" +
+	"\x06family\x18\x01 \x01(\tR\x06family\"\x8e\x01\n" +
 	"\x12OAuthConsentRecord\x12\x16\n" +
 	"\x06scopes\x18\x01 \x03(\tR\x06scopes\x12;\n" +
 	"\vcreate_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"createTimeB\xc1\x01\n" +
+	"createTime\x12#\n" +
+	"\rprincipal_uid\x18\x03 \x01(\tR\fprincipalUidB\xc1\x01\n" +
 	"\x14com.mcpgate.store.v1B\n" +
 	"StoreProtoP\x01Z;github.com/mcpgate/mcpgate/api/gen/mcpgate/store/v1;storev1\xa2\x02\x03MSX\xaa\x02\x10Mcpgate.Store.V1\xca\x02\x10Mcpgate\\Store\\V1\xe2\x02\x1cMcpgate\\Store\\V1\\GPBMetadata\xea\x02\x12Mcpgate::Store::V1b\x06proto3"
 

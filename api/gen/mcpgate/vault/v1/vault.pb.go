@@ -86,8 +86,11 @@ type Connection struct {
 	AccessTokenExpireTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=access_token_expire_time,json=accessTokenExpireTime,proto3" json:"access_token_expire_time,omitempty"`
 	HasRefreshToken       bool                   `protobuf:"varint,8,opt,name=has_refresh_token,json=hasRefreshToken,proto3" json:"has_refresh_token,omitempty"`
 	Revision              int64                  `protobuf:"varint,9,opt,name=revision,proto3" json:"revision,omitempty"`
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// The uid of the principal the grant was obtained by; a grant is usable
+	// only by the principal with this uid. Output only.
+	PrincipalUid  string `protobuf:"bytes,10,opt,name=principal_uid,json=principalUid,proto3" json:"principal_uid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Connection) Reset() {
@@ -181,6 +184,13 @@ func (x *Connection) GetRevision() int64 {
 		return x.Revision
 	}
 	return 0
+}
+
+func (x *Connection) GetPrincipalUid() string {
+	if x != nil {
+		return x.PrincipalUid
+	}
+	return ""
 }
 
 type ListConnectionsRequest struct {
@@ -481,7 +491,7 @@ var File_mcpgate_vault_v1_vault_proto protoreflect.FileDescriptor
 
 const file_mcpgate_vault_v1_vault_proto_rawDesc = "" +
 	"\n" +
-	"\x1cmcpgate/vault/v1/vault.proto\x12\x10mcpgate.vault.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xaa\x03\n" +
+	"\x1cmcpgate/vault/v1/vault.proto\x12\x10mcpgate.vault.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcf\x03\n" +
 	"\n" +
 	"Connection\x12\x1c\n" +
 	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x12\x16\n" +
@@ -494,7 +504,9 @@ const file_mcpgate_vault_v1_vault_proto_rawDesc = "" +
 	"updateTime\x12S\n" +
 	"\x18access_token_expire_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x15accessTokenExpireTime\x12*\n" +
 	"\x11has_refresh_token\x18\b \x01(\bR\x0fhasRefreshToken\x12\x1a\n" +
-	"\brevision\x18\t \x01(\x03R\brevision\"N\n" +
+	"\brevision\x18\t \x01(\x03R\brevision\x12#\n" +
+	"\rprincipal_uid\x18\n" +
+	" \x01(\tR\fprincipalUid\"N\n" +
 	"\x16ListConnectionsRequest\x12\x1c\n" +
 	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x12\x16\n" +
 	"\x06server\x18\x02 \x01(\tR\x06server\"Y\n" +
