@@ -178,16 +178,6 @@ func canonicalResource(raw string) (string, bool) {
 	return scheme + "://" + host + p, true
 }
 
-// resolveResource maps a resource indicator to the server whose route it
-// names: <public>/<server>/mcp of an existing server.
-func (s *Server) resolveResource(pub, raw string) (*store.Server, bool) {
-	name, ok := routeName(pub, raw)
-	if !ok {
-		return nil, false
-	}
-	return s.st.Server(name)
-}
-
 // routeName is the server name a resource indicator names by its form,
 // <public>/<server>/mcp, whether or not that server exists.
 func routeName(pub, raw string) (string, bool) {
