@@ -168,7 +168,7 @@ func cmdServers(ctx context.Context, args []string, io stdio) error {
 		a.out.done("server %s deleted", pos[0])
 		return nil
 	}
-	return fmt.Errorf("%w: mcpgate servers list | get NAME | delete NAME", errUsage)
+	return fmt.Errorf("%w: mcpgate servers list | get NAME | delete NAME | add NAME --url URL [flags]", errUsage)
 }
 
 func cmdPrincipals(ctx context.Context, args []string, io stdio) error {
@@ -200,7 +200,7 @@ func cmdPrincipals(ctx context.Context, args []string, io stdio) error {
 		a.out.done("principal %s deleted", pos[0])
 		return nil
 	}
-	return fmt.Errorf("%w: mcpgate principals list | get NAME | delete NAME", errUsage)
+	return fmt.Errorf("%w: mcpgate principals list | get NAME | delete NAME | create NAME [--servers a,b]", errUsage)
 }
 
 func cmdKeys(ctx context.Context, args []string, io stdio) error {

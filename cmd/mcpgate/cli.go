@@ -47,7 +47,9 @@ Run:
 Administer (--control-plane URL, --admin-key KEY, -o table|json):
   mcpgate apply -f FILE
   mcpgate servers list | get NAME | delete NAME
+  mcpgate servers add NAME --url URL [--auth-type T] [--auth-value-file F|-] [--transport http|sse] [oauth2 flags]
   mcpgate principals list | get NAME | delete NAME
+  mcpgate principals create NAME [--servers a,b] [--kind user|service_account] [--role member|admin]
   mcpgate keys create --principal P [--name N] [--expires 720h] | list [--principal P] | revoke ID
   mcpgate connections list [--principal P] [--server S] | revoke --principal P --server S
   mcpgate vault rotate-key [--promote ID]   (new primary vault key; every sealed record re-encrypted online)
@@ -76,6 +78,9 @@ func run(ctx context.Context, args []string, io stdio) error {
 }
 
 func dispatch(ctx context.Context, cmd string, rest []string, io stdio) error {
+	if v, args := verb(cmd, rest); v != nil {
+		return v(ctx, args, io)
+	}
 	switch cmd {
 	case "dev":
 		return cmdDev(ctx, rest, io)
