@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -24,6 +25,10 @@ import (
 var bin string
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if f := flag.Lookup("test.fuzzworker"); f != nil && f.Value.String() == "true" {
+		os.Exit(m.Run()) // a fuzz worker runs only the fuzz target: no binary
+	}
 	dir, err := os.MkdirTemp("", "mcpgate-cli")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -44,7 +44,7 @@ var stdin io.Reader = os.Stdin
 const maxSecretFile = 64 << 10
 
 // secretFile reads the secret a --*-file flag names: "-" is stdin. One
-// trailing newline (as editors and `echo` add) is dropped. The value never
+// trailing newline, \n or \r\n (as editors and `echo` add), is dropped. The value never
 // appears in an error.
 func secretFile(flagName, path string) (string, error) {
 	var r io.Reader
@@ -65,7 +65,10 @@ func secretFile(flagName, path string) (string, error) {
 	if len(b) > maxSecretFile {
 		return "", fmt.Errorf("%w: --%s: larger than %d bytes", errUsage, flagName, maxSecretFile)
 	}
-	s := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+	s := string(b)
+	if t, ok := strings.CutSuffix(s, "\n"); ok {
+		s = strings.TrimSuffix(t, "\r")
+	}
 	if s == "" {
 		return "", fmt.Errorf("%w: --%s: empty", errUsage, flagName)
 	}
