@@ -29,7 +29,8 @@ var verbs = map[string]func(context.Context, []string, stdio) error{
 	"principals create": cmdPrincipalsCreate,
 }
 
-// verb returns the imperative verb args names, if any, and its arguments.
+// verb returns the imperative verb "cmd args[0]" names, if there is one,
+// and the arguments after it.
 func verb(cmd string, args []string) (func(context.Context, []string, stdio) error, []string) {
 	if len(args) == 0 {
 		return nil, nil
@@ -44,8 +45,8 @@ var stdin io.Reader = os.Stdin
 const maxSecretFile = 64 << 10
 
 // secretFile reads the secret a --*-file flag names: "-" is stdin. One
-// trailing newline, \n or \r\n (as editors and `echo` add), is dropped. The value never
-// appears in an error.
+// trailing newline, \n or \r\n (as editors and `echo` add), is dropped.
+// The value never appears in an error.
 func secretFile(flagName, path string) (string, error) {
 	var r io.Reader
 	if path == "-" {
