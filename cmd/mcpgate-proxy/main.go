@@ -12,7 +12,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/mcpgate/mcpgate/internal/proxyrun"
+	"github.com/mcpgate/mcpgate/dataplane/proxyrun"
 )
 
 func main() {

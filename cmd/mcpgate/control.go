@@ -14,7 +14,7 @@ import (
 	"github.com/mcpgate/mcpgate/controlplane/refresh"
 	"github.com/mcpgate/mcpgate/controlplane/store"
 	"github.com/mcpgate/mcpgate/controlplane/vault"
-	"github.com/mcpgate/mcpgate/internal/proxyrun"
+	"github.com/mcpgate/mcpgate/dataplane/proxyrun"
 )
 
 // controlConfig is `mcpgate control`'s configuration.

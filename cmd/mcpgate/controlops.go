@@ -13,12 +13,12 @@ import (
 
 	"github.com/mcpgate/mcpgate/controlplane/configapi"
 	"github.com/mcpgate/mcpgate/controlplane/store"
-	"github.com/mcpgate/mcpgate/internal/audit"
-	"github.com/mcpgate/mcpgate/internal/health"
-	"github.com/mcpgate/mcpgate/internal/httpserver"
-	"github.com/mcpgate/mcpgate/internal/metrics"
-	"github.com/mcpgate/mcpgate/internal/tlsconfig"
-	"github.com/mcpgate/mcpgate/internal/tracing"
+	"github.com/mcpgate/mcpgate/ops/audit"
+	"github.com/mcpgate/mcpgate/ops/health"
+	"github.com/mcpgate/mcpgate/ops/httpserver"
+	"github.com/mcpgate/mcpgate/ops/metrics"
+	"github.com/mcpgate/mcpgate/ops/tlsconfig"
+	"github.com/mcpgate/mcpgate/ops/tracing"
 )
 
 // controlOps are a control plane's production settings: TLS, metrics,

@@ -15,17 +15,17 @@ import (
 	"connectrpc.com/connect"
 
 	configv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1"
+	"github.com/mcpgate/mcpgate/cmd/mcpgate/config"
 	"github.com/mcpgate/mcpgate/controlplane"
 	"github.com/mcpgate/mcpgate/controlplane/configapi"
 	"github.com/mcpgate/mcpgate/controlplane/store"
 	"github.com/mcpgate/mcpgate/controlplane/vault"
-	"github.com/mcpgate/mcpgate/internal/config"
+	"github.com/mcpgate/mcpgate/dataplane/proxyrun"
 	"github.com/mcpgate/mcpgate/internal/demo"
 	"github.com/mcpgate/mcpgate/internal/devetcd"
-	"github.com/mcpgate/mcpgate/internal/health"
-	"github.com/mcpgate/mcpgate/internal/httpserver"
 	"github.com/mcpgate/mcpgate/internal/oauthdemo"
-	"github.com/mcpgate/mcpgate/internal/proxyrun"
+	"github.com/mcpgate/mcpgate/ops/health"
+	"github.com/mcpgate/mcpgate/ops/httpserver"
 )
 
 // devConfig is `mcpgate dev`'s configuration.

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/mcpgate/mcpgate/controlplane/vault"
-	"github.com/mcpgate/mcpgate/internal/tlsconfig"
+	"github.com/mcpgate/mcpgate/ops/tlsconfig"
 )
 
 // Options shape a cluster.

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/mcpgate/mcpgate/dataplane"
-	"github.com/mcpgate/mcpgate/internal/httpserver"
+	"github.com/mcpgate/mcpgate/ops/httpserver"
 )
 
 // ShutdownGrace is how long running requests get to finish on shutdown.

@@ -10,12 +10,12 @@ import (
 	"time"
 
 	"github.com/mcpgate/mcpgate/dataplane"
-	"github.com/mcpgate/mcpgate/internal/audit"
-	"github.com/mcpgate/mcpgate/internal/health"
-	"github.com/mcpgate/mcpgate/internal/httpserver"
-	"github.com/mcpgate/mcpgate/internal/metrics"
-	"github.com/mcpgate/mcpgate/internal/tlsconfig"
-	"github.com/mcpgate/mcpgate/internal/tracing"
+	"github.com/mcpgate/mcpgate/ops/audit"
+	"github.com/mcpgate/mcpgate/ops/health"
+	"github.com/mcpgate/mcpgate/ops/httpserver"
+	"github.com/mcpgate/mcpgate/ops/metrics"
+	"github.com/mcpgate/mcpgate/ops/tlsconfig"
+	"github.com/mcpgate/mcpgate/ops/tracing"
 )
 
 // Ops are the production settings of a data plane: TLS to the control
