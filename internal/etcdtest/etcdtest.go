@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
@@ -81,6 +82,21 @@ func Logger(tb testing.TB) *zap.Logger {
 // Start starts a single-member etcd in tb.TempDir, closed by tb.Cleanup.
 func Start(tb testing.TB) *Server {
 	tb.Helper()
+	return start(tb, nil)
+}
+
+// StartTLS starts a single-member etcd whose clients connect over TLS on
+// loopback TCP (https://127.0.0.1:<port>) with the server certificate
+// certFile/keyFile and must present a certificate issued by a CA in
+// clientCAFile. Clients come from the code under test (Client is for
+// plaintext servers only).
+func StartTLS(tb testing.TB, certFile, keyFile, clientCAFile string) *Server {
+	tb.Helper()
+	return start(tb, &transport.TLSInfo{CertFile: certFile, KeyFile: keyFile, TrustedCAFile: clientCAFile, ClientCertAuth: true})
+}
+
+func start(tb testing.TB, tlsInfo *transport.TLSInfo) *Server {
+	tb.Helper()
 	cfg := embed.NewConfig()
 	cfg.Name = "test"
 	cfg.Dir = filepath.Join(tb.TempDir(), "etcd")
@@ -89,6 +105,10 @@ func Start(tb testing.TB) *Server {
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(lg)
 	cfg.UnsafeNoFsync = true
 	curl, purl := unixURL(tb), unixURL(tb)
+	if tlsInfo != nil {
+		curl = url.URL{Scheme: "https", Host: "127.0.0.1:0"}
+		cfg.ClientTLSInfo = *tlsInfo
+	}
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{curl}, []url.URL{curl}
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{purl}, []url.URL{purl}
 	cfg.InitialCluster = cfg.Name + "=" + purl.String()
@@ -103,7 +123,11 @@ func Start(tb testing.TB) *Server {
 		e.Server.Stop()
 		tb.Fatal("etcd did not become ready in 20s")
 	}
-	return &Server{Etcd: e, Endpoint: curl.String(), log: lg}
+	endpoint := curl.String()
+	if tlsInfo != nil {
+		endpoint = "https://" + e.Clients[0].Addr().String()
+	}
+	return &Server{Etcd: e, Endpoint: endpoint, log: lg}
 }
 
 // Client returns a new client to s, closed by tb.Cleanup.
