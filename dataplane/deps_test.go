@@ -10,7 +10,7 @@ import (
 // control-plane package, and neither does the thin proxy binary or the
 // runner it shares with `mcpgate proxy`.
 func TestDependencies(t *testing.T) {
-	pkgs := []string{"./dataplane/...", "./cmd/mcpgate-proxy", "./internal/proxyrun"}
+	pkgs := []string{"./dataplane/...", "./cmd/mcpgate-proxy", "./dataplane/proxyrun"}
 	forbidden := []string{
 		"go.etcd.io/",
 		"github.com/mcpgate/mcpgate/controlplane",

@@ -6,8 +6,8 @@ import (
 	"time"
 
 	authorizev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1"
-	"github.com/mcpgate/mcpgate/internal/audit"
-	"github.com/mcpgate/mcpgate/internal/metrics"
+	"github.com/mcpgate/mcpgate/ops/audit"
+	"github.com/mcpgate/mcpgate/ops/metrics"
 )
 
 // reqInfo collects, while one MCP request is served, what its metrics and

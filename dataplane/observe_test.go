@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/mcpgate/mcpgate/dataplane"
-	"github.com/mcpgate/mcpgate/internal/audit"
-	"github.com/mcpgate/mcpgate/internal/metrics"
+	"github.com/mcpgate/mcpgate/ops/audit"
+	"github.com/mcpgate/mcpgate/ops/metrics"
 )
 
 // TestAuditAndMetrics: one audit event per MCP request, whatever its

@@ -18,8 +18,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mcpgate/mcpgate/internal/audit"
-	"github.com/mcpgate/mcpgate/internal/metrics"
+	"github.com/mcpgate/mcpgate/ops/audit"
+	"github.com/mcpgate/mcpgate/ops/metrics"
 )
 
 // Defaults for zero Config fields.

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/mcpgate/mcpgate/dataplane"
-	"github.com/mcpgate/mcpgate/internal/audit"
+	"github.com/mcpgate/mcpgate/ops/audit"
 )
 
 const rpcAmbiguous = `{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"invalid request: duplicate or case-variant member names"}}`

@@ -13,6 +13,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcpgate/mcpgate/internal/stacktest"
+	"github.com/mcpgate/mcpgate/internal/testenv"
 )
 
 type adminOutput struct {
@@ -52,7 +53,7 @@ func compileAdmin(t *testing.T) string {
 	bin := node(t)
 	for _, pkg := range []string{"typescript", "@connectrpc/connect-node", "@bufbuild/protobuf"} {
 		if _, err := os.Stat(filepath.Join("node_modules", pkg, "package.json")); err != nil {
-			t.Fatalf("interop/node_modules lacks %s (%v): run `bash .ci/test` (it runs npm ci in interop/)", pkg, err)
+			testenv.Missing(t, "interop/node_modules/"+pkg+" (npm ci in interop/)", err)
 		}
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), nodeTimeout)

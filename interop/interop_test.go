@@ -14,21 +14,23 @@ import (
 	"time"
 
 	"github.com/mcpgate/mcpgate/internal/stacktest"
+	"github.com/mcpgate/mcpgate/internal/testenv"
 )
 
 // nodeTimeout is a hang guard for one node run, never a timing assertion.
 const nodeTimeout = 2 * time.Minute
 
-// node returns the node binary; the test fails (never skips) without node
-// or the npm dependencies.
+// node returns the node binary. Without node or the npm dependencies the
+// test is skipped under `go test ./...` and fails under `bash .ci/test`
+// (testenv.Missing).
 func node(t *testing.T) string {
 	t.Helper()
 	bin, err := exec.LookPath("node")
 	if err != nil {
-		t.Fatalf("node not found (%v): install Node.js and run `bash .ci/test`, which installs interop/node_modules", err)
+		testenv.Missing(t, "Node.js (node)", err)
 	}
 	if _, err := os.Stat(filepath.Join("node_modules", "@modelcontextprotocol", "sdk", "package.json")); err != nil {
-		t.Fatalf("interop/node_modules lacks @modelcontextprotocol/sdk (%v): run `bash .ci/test` (it runs npm ci in interop/)", err)
+		testenv.Missing(t, "interop/node_modules/@modelcontextprotocol/sdk (npm ci in interop/)", err)
 	}
 	return bin
 }
@@ -80,6 +82,7 @@ type clientOutput struct {
 // notification (its progress handler releases the tool), DELETE, and no
 // admission credential reaching the upstream.
 func TestTypeScriptSDK_APIKey(t *testing.T) {
+	node(t) // skip (or fail) before starting a gateway
 	s := stacktest.Start(t)
 	key := s.AddUser("ts", stacktest.GateRoute)
 	var out clientOutput

@@ -12,7 +12,8 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/mcpgate/mcpgate/internal/proxyrun"
+	"github.com/mcpgate/mcpgate/dataplane/proxyrun"
+	"github.com/mcpgate/mcpgate/ops"
 )
 
 func main() {
@@ -28,23 +29,21 @@ func main() {
 	}
 }
 
-func env(name, def string) string {
-	if v, ok := os.LookupEnv(name); ok && v != "" {
-		return v
-	}
-	return def
-}
-
 func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("mcpgate-proxy", flag.ContinueOnError)
-	format := fs.String("log-format", env("MCPGATE_LOG_FORMAT", "json"), "log format: json or text")
-	level := fs.String("log-level", env("MCPGATE_LOG_LEVEL", "info"), "log level: debug, info, warn or error")
-	cfg := proxyrun.RegisterFlags(fs, env)
+	format := fs.String("log-format", "json", "log format: json or text")
+	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	cfg := proxyrun.RegisterFlags(fs)
+	ops.DocumentEnv(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() != 0 {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	warnings, err := ops.ApplyEnv(fs, os.LookupEnv)
+	if err != nil {
+		return err
 	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
@@ -61,5 +60,8 @@ func run(ctx context.Context, args []string) error {
 		return fmt.Errorf("--log-format %q: want json or text", *format)
 	}
 	slog.SetDefault(log)
+	for _, w := range warnings {
+		log.Warn(w)
+	}
 	return proxyrun.Run(ctx, cfg(), log)
 }

@@ -17,8 +17,8 @@ import (
 	"github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1/configv1connect"
 	vaultv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/vault/v1"
 	"github.com/mcpgate/mcpgate/api/gen/mcpgate/vault/v1/vaultv1connect"
+	"github.com/mcpgate/mcpgate/cmd/mcpgate/config"
 	"github.com/mcpgate/mcpgate/controlplane/vault"
-	"github.com/mcpgate/mcpgate/internal/config"
 )
 
 // DefaultControlPlane is where admin commands go without flags: the admin

@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"connectrpc.com/connect"
+
+	"github.com/mcpgate/mcpgate/ops"
 )
 
 // stdio is what a command may touch of the process.
@@ -37,7 +39,7 @@ const usage = `mcpgate — an MCP gateway
 
 Run:
   mcpgate dev [--config FILE] [--data-dir DIR] [--listen ADDR] [--admin-listen ADDR] [--public-url URL]
-  mcpgate control --etcd-endpoints URLS [--listen ADDR] [--vault-keyset FILE] [--dataplane-token T] [etcd TLS flags]
+  mcpgate control --etcd-endpoints URLS [--listen ADDR] [--vault-keyset-file FILE] [--dataplane-token T] [etcd TLS flags]
                   [--tls-cert F --tls-key F --client-ca F] [--metrics-listen ADDR] [--audit-log stdout|FILE]
                   [--otlp-endpoint URL] [--drain-timeout D]
   mcpgate proxy --control-plane URL[,URL...] --public-url URL [--listen ADDR] [--dataplane-token T]
@@ -55,8 +57,11 @@ Administer (--control-plane URL, --admin-key KEY, -o table|json):
   mcpgate vault rotate-key [--promote ID]   (new primary vault key; every sealed record re-encrypted online)
   mcpgate vault add-key --keyset FILE       (offline: add a key to promote later; for several replicas)
 
-Flags of dev, control and proxy default to MCPGATE_<FLAG> (e.g. MCPGATE_LISTEN,
-MCPGATE_DATAPLANE_TOKEN); admin commands read MCPGATE_CONTROL_PLANE and MCPGATE_ADMIN_KEY.
+Every flag --foo-bar of dev, control and proxy defaults to the variable
+MCPGATE_FOO_BAR (e.g. MCPGATE_LISTEN, MCPGATE_DATAPLANE_TOKEN); a flag wins over
+its variable. Secrets without a flag: MCPGATE_ADMIN_KEY, MCPGATE_VAULT_KEYSET
+(the keyset's contents). Admin commands read MCPGATE_CONTROL_PLANE and
+MCPGATE_ADMIN_KEY.
 Run "mcpgate COMMAND -h" for a command's flags.
 `
 
@@ -107,9 +112,9 @@ func dispatch(ctx context.Context, cmd string, rest []string, io stdio) error {
 // logFlags are the logging flags every long-running command takes.
 type logFlags struct{ format, level string }
 
-func (l *logFlags) register(fs *flag.FlagSet, io stdio) {
-	fs.StringVar(&l.format, "log-format", io.env("MCPGATE_LOG_FORMAT", "json"), "log format: json or text")
-	fs.StringVar(&l.level, "log-level", io.env("MCPGATE_LOG_LEVEL", "info"), "log level: debug, info, warn or error")
+func (l *logFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&l.format, "log-format", "json", "log format: json or text")
+	fs.StringVar(&l.level, "log-level", "info", "log level: debug, info, warn or error")
 }
 
 func (l *logFlags) logger(w io.Writer) (*slog.Logger, error) {
@@ -162,6 +167,21 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 		pos = append(pos, args[0])
 		args = args[1:]
 	}
+}
+
+// parseRun parses a long-running command's flags: each flag --foo-bar
+// defaults to the variable MCPGATE_FOO_BAR (ops.ApplyEnv), which -h lists.
+// The warnings (deprecated flags used) are for the command's logger.
+func parseRun(fs *flag.FlagSet, args []string, io stdio) (warnings []string, err error) {
+	ops.DocumentEnv(fs)
+	if _, err := parse(fs, args); err != nil {
+		return nil, err
+	}
+	warnings, err = ops.ApplyEnv(fs, io.getenv)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errUsage, err)
+	}
+	return warnings, nil
 }
 
 // errHelp: -h was given; the usage is printed, exit 0.

@@ -3,10 +3,8 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"log/slog"
-	"os"
 	"time"
 
 	"github.com/mcpgate/mcpgate/controlplane"
@@ -14,7 +12,9 @@ import (
 	"github.com/mcpgate/mcpgate/controlplane/refresh"
 	"github.com/mcpgate/mcpgate/controlplane/store"
 	"github.com/mcpgate/mcpgate/controlplane/vault"
-	"github.com/mcpgate/mcpgate/internal/proxyrun"
+	"github.com/mcpgate/mcpgate/dataplane/proxyrun"
+	"github.com/mcpgate/mcpgate/ops"
+	"github.com/mcpgate/mcpgate/ops/tlsconfig"
 )
 
 // controlConfig is `mcpgate control`'s configuration.
@@ -39,26 +39,22 @@ func cmdControl(ctx context.Context, args []string, io stdio) error {
 	var cfg controlConfig
 	var lf logFlags
 	var endpoints, tokens string
-	lf.register(fs, io)
-	fs.StringVar(&cfg.Listen, "listen", io.env("MCPGATE_LISTEN", "127.0.0.1:8081"), "control plane listener (admin API and AuthorizeService)")
-	fs.StringVar(&endpoints, "etcd-endpoints", io.env("MCPGATE_ETCD_ENDPOINTS", ""), "comma-separated etcd client URLs")
-	fs.StringVar(&cfg.EtcdCert, "etcd-cert", io.env("MCPGATE_ETCD_CERT", ""), "etcd client certificate (PEM)")
-	fs.StringVar(&cfg.EtcdKey, "etcd-key", io.env("MCPGATE_ETCD_KEY", ""), "etcd client key (PEM)")
-	fs.StringVar(&cfg.EtcdCA, "etcd-ca", io.env("MCPGATE_ETCD_CA", ""), "CA bundle for etcd's server certificate (PEM)")
-	fs.StringVar(&cfg.EtcdUsername, "etcd-username", io.env("MCPGATE_ETCD_USERNAME", ""), "etcd user")
-	fs.StringVar(&cfg.EtcdPassword, "etcd-password", "", "etcd password (default: $MCPGATE_ETCD_PASSWORD, the better place for it)")
-	fs.StringVar(&cfg.VaultKeyset, "vault-keyset", io.env("MCPGATE_VAULT_KEYSET_FILE", ""), "vault keyset file (tink JSON), shared by every replica; or MCPGATE_VAULT_KEYSET with its contents")
-	fs.StringVar(&tokens, "dataplane-token", "", "comma-separated tokens data planes present (default: $MCPGATE_DATAPLANE_TOKEN, the better place for it)")
-	cfg.Ops.register(fs, io)
-	cfg.Limits = registerLimitFlags(fs, io)
-	if _, err := parse(fs, args); err != nil {
+	lf.register(fs)
+	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:8081", "control plane listener (admin API and AuthorizeService)")
+	fs.StringVar(&endpoints, "etcd-endpoints", "", "comma-separated etcd client URLs")
+	fs.StringVar(&cfg.EtcdCert, "etcd-cert", "", "etcd client certificate (PEM; re-read when it changes on disk)")
+	fs.StringVar(&cfg.EtcdKey, "etcd-key", "", "etcd client key (PEM)")
+	fs.StringVar(&cfg.EtcdCA, "etcd-ca", "", "CA bundle for etcd's server certificate (PEM)")
+	fs.StringVar(&cfg.EtcdUsername, "etcd-username", "", "etcd user")
+	fs.StringVar(&cfg.EtcdPassword, "etcd-password", "", "etcd password (the variable is the better place for it)")
+	fs.StringVar(&cfg.VaultKeyset, "vault-keyset-file", "", "vault keyset file (tink JSON), shared by every replica; or MCPGATE_VAULT_KEYSET with its contents")
+	ops.Deprecate(fs, "vault-keyset", "vault-keyset-file")
+	fs.StringVar(&tokens, "dataplane-token", "", "comma-separated tokens data planes present (the variable is the better place for them)")
+	cfg.Ops.register(fs)
+	cfg.Limits = registerLimitFlags(fs)
+	warnings, err := parseRun(fs, args, io)
+	if err != nil {
 		return err
-	}
-	if cfg.EtcdPassword == "" {
-		cfg.EtcdPassword = io.env("MCPGATE_ETCD_PASSWORD", "")
-	}
-	if tokens == "" {
-		tokens = io.env("MCPGATE_DATAPLANE_TOKEN", "")
 	}
 	cfg.EtcdEndpoints = proxyrun.SplitList(endpoints)
 	cfg.DataPlaneToken = proxyrun.SplitList(tokens)
@@ -77,37 +73,28 @@ func cmdControl(ctx context.Context, args []string, io stdio) error {
 		return fmt.Errorf("%w: --dataplane-token (or MCPGATE_DATAPLANE_TOKEN) or --client-ca (mTLS) is required", errUsage)
 	}
 	if cfg.VaultKeyset == "" && cfg.VaultKeysetEnv == "" {
-		return fmt.Errorf("%w: --vault-keyset FILE (or MCPGATE_VAULT_KEYSET) is required", errUsage)
+		return fmt.Errorf("%w: --vault-keyset-file FILE (or MCPGATE_VAULT_KEYSET with its contents) is required", errUsage)
 	}
 	log, err := lf.logger(io.err)
 	if err != nil {
 		return err
 	}
+	for _, w := range warnings {
+		log.Warn(w)
+	}
 	return runControl(ctx, cfg, io, log)
 }
 
+// etcdTLS is the etcd client's TLS configuration (nil: plaintext): the
+// same tlsconfig.Client the data planes use, so a rotated client
+// certificate is picked up without a restart.
 func etcdTLS(cfg controlConfig) (*tls.Config, error) {
 	if cfg.EtcdCert == "" && cfg.EtcdKey == "" && cfg.EtcdCA == "" {
 		return nil, nil
 	}
-	t := &tls.Config{MinVersion: tls.VersionTLS12}
-	if cfg.EtcdCert != "" || cfg.EtcdKey != "" {
-		c, err := tls.LoadX509KeyPair(cfg.EtcdCert, cfg.EtcdKey)
-		if err != nil {
-			return nil, fmt.Errorf("etcd client certificate: %w", err)
-		}
-		t.Certificates = []tls.Certificate{c}
-	}
-	if cfg.EtcdCA != "" {
-		pem, err := os.ReadFile(cfg.EtcdCA)
-		if err != nil {
-			return nil, fmt.Errorf("etcd CA: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("etcd CA %s: no PEM certificate", cfg.EtcdCA)
-		}
-		t.RootCAs = pool
+	t, err := tlsconfig.Client(cfg.EtcdCA, cfg.EtcdCert, cfg.EtcdKey)
+	if err != nil {
+		return nil, fmt.Errorf("etcd TLS: %w", err)
 	}
 	return t, nil
 }
@@ -161,14 +148,18 @@ func runControl(ctx context.Context, cfg controlConfig, io stdio, log *slog.Logg
 func cmdProxy(ctx context.Context, args []string, io stdio) error {
 	fs := newFlagSet("proxy", io.err)
 	var lf logFlags
-	lf.register(fs, io)
-	cfg := proxyrun.RegisterFlags(fs, io.env)
-	if _, err := parse(fs, args); err != nil {
+	lf.register(fs)
+	cfg := proxyrun.RegisterFlags(fs)
+	warnings, err := parseRun(fs, args, io)
+	if err != nil {
 		return err
 	}
 	log, err := lf.logger(io.err)
 	if err != nil {
 		return err
+	}
+	for _, w := range warnings {
+		log.Warn(w)
 	}
 	return proxyrun.Run(ctx, cfg(), log)
 }

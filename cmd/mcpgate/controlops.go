@@ -13,36 +13,29 @@ import (
 
 	"github.com/mcpgate/mcpgate/controlplane/configapi"
 	"github.com/mcpgate/mcpgate/controlplane/store"
-	"github.com/mcpgate/mcpgate/internal/audit"
-	"github.com/mcpgate/mcpgate/internal/health"
-	"github.com/mcpgate/mcpgate/internal/httpserver"
-	"github.com/mcpgate/mcpgate/internal/metrics"
-	"github.com/mcpgate/mcpgate/internal/tlsconfig"
-	"github.com/mcpgate/mcpgate/internal/tracing"
+	"github.com/mcpgate/mcpgate/ops"
+	"github.com/mcpgate/mcpgate/ops/audit"
+	"github.com/mcpgate/mcpgate/ops/health"
+	"github.com/mcpgate/mcpgate/ops/httpserver"
+	"github.com/mcpgate/mcpgate/ops/metrics"
+	"github.com/mcpgate/mcpgate/ops/tlsconfig"
+	"github.com/mcpgate/mcpgate/ops/tracing"
 )
 
 // controlOps are a control plane's production settings: TLS, metrics,
 // audit, tracing and draining.
 type controlOps struct {
 	TLSCert, TLSKey, ClientCA string
-	MetricsListen             string
-	AuditLog                  string
-	OTLPEndpoint              string
-	DrainTimeout              time.Duration
+	// Flags are the settings both planes share: metrics listener, audit
+	// log, tracing, drain timeout.
+	ops.Flags
 }
 
-func (o *controlOps) register(fs *flag.FlagSet, io stdio) {
-	fs.StringVar(&o.TLSCert, "tls-cert", io.env("MCPGATE_TLS_CERT", ""), "serve the admin API and AuthorizeService over TLS with this certificate (PEM)")
-	fs.StringVar(&o.TLSKey, "tls-key", io.env("MCPGATE_TLS_KEY", ""), "key of --tls-cert (PEM)")
-	fs.StringVar(&o.ClientCA, "client-ca", io.env("MCPGATE_CLIENT_CA", ""), "CA whose client certificates authenticate data planes (mTLS; then no data-plane token is needed)")
-	fs.StringVar(&o.MetricsListen, "metrics-listen", io.env("MCPGATE_METRICS_LISTEN", ""), "listener for /metrics, /healthz and /readyz (e.g. 127.0.0.1:9091; empty: none)")
-	fs.StringVar(&o.AuditLog, "audit-log", io.env("MCPGATE_AUDIT_LOG", ""), "audit log: stdout or a file (one JSON line per admin write; empty: none)")
-	fs.StringVar(&o.OTLPEndpoint, "otlp-endpoint", io.env("MCPGATE_OTLP_ENDPOINT", ""), "OpenTelemetry collector (OTLP/gRPC URL, e.g. http://127.0.0.1:4317); tracing is off without it")
-	def := 10 * time.Second
-	if d, err := time.ParseDuration(io.env("MCPGATE_DRAIN_TIMEOUT", "")); err == nil {
-		def = d
-	}
-	fs.DurationVar(&o.DrainTimeout, "drain-timeout", def, "on SIGTERM, how long in-flight calls may run before connections close")
+func (o *controlOps) register(fs *flag.FlagSet) {
+	fs.StringVar(&o.TLSCert, "tls-cert", "", "serve the admin API and AuthorizeService over TLS with this certificate (PEM)")
+	fs.StringVar(&o.TLSKey, "tls-key", "", "key of --tls-cert (PEM)")
+	fs.StringVar(&o.ClientCA, "client-ca", "", "CA whose client certificates authenticate data planes (mTLS; then no data-plane token is needed)")
+	o.Register(fs, "127.0.0.1:9091", "admin write", "in-flight calls")
 }
 
 func (o *controlOps) validate() error {
@@ -159,7 +152,7 @@ func (c *controlServer) serve(ctx context.Context, o controlOps, listen string, 
 	c.checker.SetDraining()
 	grace := o.DrainTimeout
 	if grace <= 0 {
-		grace = 10 * time.Second
+		grace = ops.DefaultDrainTimeout
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
 	defer cancel()

@@ -15,17 +15,17 @@ import (
 	"connectrpc.com/connect"
 
 	configv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1"
+	"github.com/mcpgate/mcpgate/cmd/mcpgate/config"
 	"github.com/mcpgate/mcpgate/controlplane"
 	"github.com/mcpgate/mcpgate/controlplane/configapi"
 	"github.com/mcpgate/mcpgate/controlplane/store"
 	"github.com/mcpgate/mcpgate/controlplane/vault"
-	"github.com/mcpgate/mcpgate/internal/config"
+	"github.com/mcpgate/mcpgate/dataplane/proxyrun"
 	"github.com/mcpgate/mcpgate/internal/demo"
 	"github.com/mcpgate/mcpgate/internal/devetcd"
-	"github.com/mcpgate/mcpgate/internal/health"
-	"github.com/mcpgate/mcpgate/internal/httpserver"
 	"github.com/mcpgate/mcpgate/internal/oauthdemo"
-	"github.com/mcpgate/mcpgate/internal/proxyrun"
+	"github.com/mcpgate/mcpgate/ops/health"
+	"github.com/mcpgate/mcpgate/ops/httpserver"
 )
 
 // devConfig is `mcpgate dev`'s configuration.
@@ -62,14 +62,15 @@ func cmdDev(ctx context.Context, args []string, io stdio) error {
 	fs := newFlagSet("dev", io.err)
 	var cfg devConfig
 	var lf logFlags
-	lf.register(fs, io)
-	fs.StringVar(&cfg.ConfigFile, "config", io.env("MCPGATE_CONFIG", ""), "configuration file to apply at start (default: a demo route)")
-	fs.StringVar(&cfg.DataDir, "data-dir", io.env("MCPGATE_DATA_DIR", ".mcpgate"), "data directory (etcd data, keys)")
-	fs.StringVar(&cfg.Listen, "listen", io.env("MCPGATE_LISTEN", "127.0.0.1:8080"), "public (MCP) listener")
-	fs.StringVar(&cfg.AdminListen, "admin-listen", io.env("MCPGATE_ADMIN_LISTEN", "127.0.0.1:8081"), "control plane (admin API) listener")
-	fs.StringVar(&cfg.PublicURL, "public-url", io.env("MCPGATE_PUBLIC_URL", ""), "public base URL (default: http://<listen>, or the config's public_url)")
-	proxyrun.RegisterLimitsFlags(fs, io.env, &cfg.Limits)
-	if _, err := parse(fs, args); err != nil {
+	lf.register(fs)
+	fs.StringVar(&cfg.ConfigFile, "config", "", "configuration file to apply at start (default: a demo route)")
+	fs.StringVar(&cfg.DataDir, "data-dir", ".mcpgate", "data directory (etcd data, keys)")
+	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:8080", "public (MCP) listener")
+	fs.StringVar(&cfg.AdminListen, "admin-listen", "127.0.0.1:8081", "control plane (admin API) listener")
+	fs.StringVar(&cfg.PublicURL, "public-url", "", "public base URL (default: http://<listen>, or the config's public_url)")
+	proxyrun.RegisterLimitsFlags(fs, &cfg.Limits)
+	warnings, err := parseRun(fs, args, io)
+	if err != nil {
 		return err
 	}
 	cfg.AdminKey = io.env("MCPGATE_ADMIN_KEY", "")
@@ -78,6 +79,9 @@ func cmdDev(ctx context.Context, args []string, io stdio) error {
 	log, err := lf.logger(io.err)
 	if err != nil {
 		return err
+	}
+	for _, w := range warnings {
+		log.Warn(w)
 	}
 	return runDev(ctx, cfg, io, log)
 }

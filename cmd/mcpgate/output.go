@@ -16,7 +16,7 @@ import (
 
 	configv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1"
 	vaultv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/vault/v1"
-	"github.com/mcpgate/mcpgate/internal/config"
+	"github.com/mcpgate/mcpgate/cmd/mcpgate/config"
 )
 
 // printer writes command results as tables or JSON. Secrets are never

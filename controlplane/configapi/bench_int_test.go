@@ -25,22 +25,18 @@ func BenchmarkRevocationPropagation(b *testing.B) {
 	for b.Loop() {
 		b.StopTimer()
 		key, meta := e.createKey("bench")
-		for {
-			if _, _, s := configapi.ResolveKey(other.st, key, time.Now()); s == configapi.KeyValid {
-				break
-			}
-			time.Sleep(100 * time.Microsecond)
-		}
+		benchWait(b, "the new key on the other replica", 100*time.Microsecond, func() bool {
+			_, _, s := configapi.ResolveKey(other.st, key, time.Now())
+			return s == configapi.KeyValid
+		})
 		b.StartTimer()
 		if _, err := e.admin().keys.RevokeKey(ctx, &configv1.RevokeKeyRequest{Id: meta.GetId()}); err != nil {
 			b.Fatal(err)
 		}
-		for {
-			if _, _, s := configapi.ResolveKey(other.st, key, time.Now()); s == configapi.KeyRevoked {
-				break
-			}
-			time.Sleep(50 * time.Microsecond)
-		}
+		benchWait(b, "the revocation on the other replica", 50*time.Microsecond, func() bool {
+			_, _, s := configapi.ResolveKey(other.st, key, time.Now())
+			return s == configapi.KeyRevoked
+		})
 	}
 }
 
@@ -93,15 +89,28 @@ func BenchmarkTokenRevocationPropagation(b *testing.B) {
 		}); err != nil {
 			b.Fatal(err)
 		}
-		for decide(tok).GetDecision() != authorizev1.Decision_DECISION_ALLOW {
-			time.Sleep(100 * time.Microsecond)
-		}
+		benchWait(b, "the token allowed", 100*time.Microsecond, func() bool {
+			return decide(tok).GetDecision() == authorizev1.Decision_DECISION_ALLOW
+		})
 		b.StartTimer()
 		if _, err := e.admin().keys.RevokeKey(ctx, &configv1.RevokeKeyRequest{Id: meta.GetId()}); err != nil {
 			b.Fatal(err)
 		}
-		for decide(tok).GetReason() != authorize.ReasonTokenSourceRevoked {
-			time.Sleep(50 * time.Microsecond)
+		benchWait(b, "the token's key revoked", 50*time.Microsecond, func() bool {
+			return decide(tok).GetReason() == authorize.ReasonTokenSourceRevoked
+		})
+	}
+}
+
+// benchWait polls cond every interval until it holds; the deadline is a
+// hang guard, not a measurement.
+func benchWait(b *testing.B, what string, interval time.Duration, cond func() bool) {
+	b.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			b.Fatalf("timed out waiting for %s", what)
 		}
+		time.Sleep(interval)
 	}
 }

@@ -1,5 +1,6 @@
-// Package configapi implements the admin services: servers, principals, API
-// keys and vault connections. Secrets are write-only: no response carries a
+// Package configapi implements the admin services of configuration:
+// servers, principals and API keys (vault connections are vaultapi's).
+// Secrets are write-only: no response carries a
 // server secret, a key's plaintext (except once, at creation) or its hash.
 package configapi
 
@@ -18,8 +19,6 @@ import (
 	configv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1"
 	"github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1/configv1connect"
 	storev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/store/v1"
-	vaultv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/vault/v1"
-	"github.com/mcpgate/mcpgate/api/gen/mcpgate/vault/v1/vaultv1connect"
 	"github.com/mcpgate/mcpgate/controlplane/store"
 )
 
@@ -37,7 +36,6 @@ var (
 	_ configv1connect.ServerServiceHandler    = (*Service)(nil)
 	_ configv1connect.PrincipalServiceHandler = (*Service)(nil)
 	_ configv1connect.KeyServiceHandler       = (*Service)(nil)
-	_ vaultv1connect.ConnectionServiceHandler = (*Service)(nil)
 	_ connect.Interceptor                     = (*AdminAuth)(nil)
 )
 
@@ -635,70 +633,4 @@ func (s *Service) findKey(id string) (*storev1.KeyRecord, error) {
 		return nil, notFound("api key")
 	}
 	return match, nil
-}
-
-// ---- vault connections
-
-// ListConnections implements vaultv1connect.ConnectionServiceHandler. Only
-// connection metadata is returned, never a token.
-func (s *Service) ListConnections(ctx context.Context, req *vaultv1.ListConnectionsRequest) (*vaultv1.ListConnectionsResponse, error) {
-	out := &vaultv1.ListConnectionsResponse{}
-	for _, g := range s.st.Grants() {
-		c := g.Conn
-		if req.GetPrincipal() != "" && c.GetPrincipal() != req.GetPrincipal() {
-			continue
-		}
-		if req.GetServer() != "" && c.GetServer() != req.GetServer() {
-			continue
-		}
-		out.Connections = append(out.Connections, proto.CloneOf(c))
-	}
-	return out, nil
-}
-
-// RevokeConnection implements vaultv1connect.ConnectionServiceHandler: it
-// deletes the stored grant and, with a Revoker, revokes it at the upstream.
-func (s *Service) RevokeConnection(ctx context.Context, req *vaultv1.RevokeConnectionRequest) (*vaultv1.RevokeConnectionResponse, error) {
-	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
-	defer cancel()
-	upstream, err := s.revokeConnection(ctx, req)
-	s.audit(ctx, "revoke", "connection", req.GetPrincipal()+"/"+req.GetServer(), err)
-	if err != nil {
-		return nil, err
-	}
-	return &vaultv1.RevokeConnectionResponse{UpstreamRevoked: upstream}, nil
-}
-
-func (s *Service) revokeConnection(ctx context.Context, req *vaultv1.RevokeConnectionRequest) (bool, error) {
-	if err := validName("principal", req.GetPrincipal()); err != nil {
-		return false, s.toConnectError(ctx, err)
-	}
-	if err := validName("server", req.GetServer()); err != nil {
-		return false, s.toConnectError(ctx, err)
-	}
-	if _, ok := s.st.Grant(req.GetPrincipal(), req.GetServer()); !ok {
-		return false, s.toConnectError(ctx, notFound("connection"))
-	}
-	if s.revoker != nil {
-		upstream, err := s.revoker.Revoke(ctx, req.GetPrincipal(), req.GetServer())
-		if errors.Is(err, store.ErrNotFound) {
-			err = notFound("connection")
-		}
-		if err != nil {
-			return false, s.toConnectError(ctx, err)
-		}
-		// Revoke waited for its delete to reach the cache.
-		s.revokeTokens(ctx, req.GetPrincipal(), "", req.GetServer())
-		return upstream, nil
-	}
-	rev, err := s.st.DeleteGrant(ctx, req.GetPrincipal(), req.GetServer(), 0)
-	if errors.Is(err, store.ErrNotFound) {
-		err = notFound("connection")
-	}
-	if err != nil {
-		return false, s.toConnectError(ctx, err)
-	}
-	s.settle(ctx, rev)
-	s.revokeTokens(ctx, req.GetPrincipal(), "", req.GetServer())
-	return false, nil
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/mcpgate/mcpgate/controlplane/configapi"
 	"github.com/mcpgate/mcpgate/controlplane/store"
 	"github.com/mcpgate/mcpgate/controlplane/vault"
+	"github.com/mcpgate/mcpgate/controlplane/vaultapi"
 	"github.com/mcpgate/mcpgate/internal/etcdtest"
 )
 
@@ -98,7 +99,7 @@ func (e *env) newReplica() *replica {
 	mux.Handle(configv1connect.NewServerServiceHandler(svc, opts))
 	mux.Handle(configv1connect.NewPrincipalServiceHandler(svc, opts))
 	mux.Handle(configv1connect.NewKeyServiceHandler(svc, opts))
-	mux.Handle(vaultv1connect.NewConnectionServiceHandler(svc, opts))
+	mux.Handle(vaultv1connect.NewConnectionServiceHandler(vaultapi.NewConnections(svc, st, nil), opts))
 	hs := httptest.NewServer(mux)
 	t.Cleanup(hs.Close)
 	return &replica{st: st, url: hs.URL}

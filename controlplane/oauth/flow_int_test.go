@@ -16,6 +16,7 @@ import (
 
 	storev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/store/v1"
 	vaultv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/vault/v1"
+	"github.com/mcpgate/mcpgate/internal/testenv"
 )
 
 // TestFullFlow drives the whole authorization with a scripted browser, as an
@@ -95,13 +96,22 @@ func TestFullFlow(t *testing.T) {
 	}
 }
 
+const chromiumBin = "/usr/bin/chromium"
+
+// needChromium skips the test without Chromium, or fails it under
+// `bash .ci/test` (testenv.Missing).
+func needChromium(t *testing.T) {
+	t.Helper()
+	if _, err := os.Stat(chromiumBin); err != nil {
+		testenv.Missing(t, "Chromium ("+chromiumBin+", apt-get install -y chromium)", err)
+	}
+}
+
 // chromium runs headless Chromium against url: a screenshot and the DOM.
 func chromium(t *testing.T, target string) (png []byte, dom string) {
 	t.Helper()
-	bin := "/usr/bin/chromium"
-	if _, err := os.Stat(bin); err != nil {
-		t.Fatalf("chromium is required (apt-get install -y chromium): %v", err)
-	}
+	needChromium(t)
+	bin := chromiumBin
 	dir := t.TempDir()
 	shot := filepath.Join(dir, "page.png")
 	args := []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -144,6 +154,7 @@ func chromium(t *testing.T, target string) (png []byte, dom string) {
 // headless Chromium. Chromium has no cookie: a test relay in front of the
 // gateway adds the session cookie of a signed-in scripted browser.
 func TestPages_Chromium(t *testing.T) {
+	needChromium(t)
 	e := newEnv(t, nil)
 	id := e.registerClient(`{"redirect_uris":["http://127.0.0.1:7777/callback"],"token_endpoint_auth_method":"none","client_name":"Screenshot Client"}`)["client_id"].(string)
 	b := newBrowser(t)

@@ -20,6 +20,7 @@ import (
 	"github.com/mcpgate/mcpgate/controlplane/authorizeapi"
 	"github.com/mcpgate/mcpgate/controlplane/configapi"
 	"github.com/mcpgate/mcpgate/controlplane/oauth"
+	"github.com/mcpgate/mcpgate/controlplane/vaultapi"
 )
 
 // adminClients talks to the real admin API (Connect over HTTP, admin key
@@ -43,7 +44,7 @@ func (e *env) admin(opts ...configapi.Option) adminClients {
 	mux := http.NewServeMux()
 	mux.Handle(configv1connect.NewKeyServiceHandler(svc, o))
 	mux.Handle(configv1connect.NewPrincipalServiceHandler(svc, o))
-	mux.Handle(vaultv1connect.NewConnectionServiceHandler(svc, o))
+	mux.Handle(vaultv1connect.NewConnectionServiceHandler(vaultapi.NewConnections(svc, e.st, nil), o))
 	ts := httptest.NewServer(mux)
 	e.t.Cleanup(ts.Close)
 	auth := connect.WithInterceptors(connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {

@@ -1,6 +1,7 @@
-// Package vaultapi implements VaultService: rotating the keyset that seals
-// the control plane's secrets and re-encrypting every sealed record under
-// the new key.
+// Package vaultapi implements the vault's admin services: VaultService
+// (rotating the keyset that seals the control plane's secrets and
+// re-encrypting every sealed record under the new key) and
+// ConnectionService (listing and revoking the vault's upstream grants).
 package vaultapi
 
 import (

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/mcpgate/mcpgate/controlplane/vault"
-	"github.com/mcpgate/mcpgate/internal/tlsconfig"
+	"github.com/mcpgate/mcpgate/ops/tlsconfig"
 )
 
 // Options shape a cluster.
@@ -95,7 +95,7 @@ func Start(tb testing.TB, opts Options) *Cluster {
 		args := append([]string{"control",
 			"--listen", fmt.Sprintf("127.0.0.1:%d", listen),
 			"--etcd-endpoints", c.Etcd.Endpoints(),
-			"--vault-keyset", c.VaultKeyset,
+			"--vault-keyset-file", c.VaultKeyset,
 			"--log-format", "json",
 		}, opts.ControlArgs...)
 		audit := filepath.Join(c.Dir, fmt.Sprintf("control-%d-audit.jsonl", i))

@@ -11,7 +11,7 @@ import (
 
 	configv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1"
 	"github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1/configv1connect"
-	"github.com/mcpgate/mcpgate/internal/tlsconfig"
+	"github.com/mcpgate/mcpgate/ops/tlsconfig"
 )
 
 // TestMutualTLSBetweenPlanes runs the topology with TLS on the control

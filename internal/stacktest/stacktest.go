@@ -31,10 +31,10 @@ import (
 	"github.com/mcpgate/mcpgate/controlplane/store"
 	"github.com/mcpgate/mcpgate/controlplane/vault"
 	"github.com/mcpgate/mcpgate/dataplane"
+	"github.com/mcpgate/mcpgate/dataplane/proxyrun"
 	"github.com/mcpgate/mcpgate/internal/demo"
 	"github.com/mcpgate/mcpgate/internal/etcdtest"
 	"github.com/mcpgate/mcpgate/internal/oauthdemo"
-	"github.com/mcpgate/mcpgate/internal/proxyrun"
 )
 
 // Route names the stack creates.

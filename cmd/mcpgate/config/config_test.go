@@ -9,7 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	configv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1"
-	"github.com/mcpgate/mcpgate/internal/config"
+	"github.com/mcpgate/mcpgate/cmd/mcpgate/config"
 )
 
 func env(m map[string]string) func(string) (string, bool) {

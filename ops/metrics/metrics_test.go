@@ -17,7 +17,7 @@ import (
 
 	authorizev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1"
 	"github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1/authorizev1connect"
-	"github.com/mcpgate/mcpgate/internal/health"
+	"github.com/mcpgate/mcpgate/ops/health"
 )
 
 func TestLabels(t *testing.T) {

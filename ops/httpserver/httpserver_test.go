@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mcpgate/mcpgate/internal/httpserver"
+	"github.com/mcpgate/mcpgate/ops/httpserver"
 )
 
 // TestShutdownEndsStreams: a request that would stream forever is cut when

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/mcpgate/mcpgate/dataplane"
+	"github.com/mcpgate/mcpgate/ops"
 )
 
 // TestLimitsFlags: the upstream bounds come from MCPGATE_* variables,
@@ -18,14 +19,12 @@ func TestLimitsFlags(t *testing.T) {
 		t.Helper()
 		fs := flag.NewFlagSet("proxy", flag.ContinueOnError)
 		fs.SetOutput(io.Discard)
-		cfg := RegisterFlags(fs, func(name, def string) string {
-			if v, ok := env[name]; ok {
-				return v
-			}
-			return def
-		})
+		cfg := RegisterFlags(fs)
 		if err := fs.Parse(args); err != nil {
 			t.Fatalf("parse %q: %v", args, err)
+		}
+		if _, err := ops.ApplyEnv(fs, func(name string) (string, bool) { v, ok := env[name]; return v, ok }); err != nil {
+			t.Fatalf("env %v: %v", env, err)
 		}
 		return cfg()
 	}

@@ -131,12 +131,16 @@ func TestServeDrains(t *testing.T) {
 	<-started
 	cancel()
 	// Once draining, new connections are refused while the request runs.
+	deadline := time.Now().Add(30 * time.Second) // hang guard only
 	for {
 		conn, err := net.Dial("tcp", ln.Addr().String())
 		if err != nil {
 			break
 		}
 		conn.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("the listener still accepts connections 30s after draining began")
+		}
 		time.Sleep(5 * time.Millisecond)
 	}
 	if s := c.Status(t.Context()); s.State != Draining {

@@ -11,7 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/mcpgate/mcpgate/internal/health"
+	"github.com/mcpgate/mcpgate/ops/health"
 )
 
 // Listener is the separate metrics listener: /metrics, /healthz, /readyz.

@@ -10,12 +10,13 @@ import (
 	"time"
 
 	"github.com/mcpgate/mcpgate/dataplane"
-	"github.com/mcpgate/mcpgate/internal/audit"
-	"github.com/mcpgate/mcpgate/internal/health"
-	"github.com/mcpgate/mcpgate/internal/httpserver"
-	"github.com/mcpgate/mcpgate/internal/metrics"
-	"github.com/mcpgate/mcpgate/internal/tlsconfig"
-	"github.com/mcpgate/mcpgate/internal/tracing"
+	"github.com/mcpgate/mcpgate/ops"
+	"github.com/mcpgate/mcpgate/ops/audit"
+	"github.com/mcpgate/mcpgate/ops/health"
+	"github.com/mcpgate/mcpgate/ops/httpserver"
+	"github.com/mcpgate/mcpgate/ops/metrics"
+	"github.com/mcpgate/mcpgate/ops/tlsconfig"
+	"github.com/mcpgate/mcpgate/ops/tracing"
 )
 
 // Ops are the production settings of a data plane: TLS to the control
@@ -26,32 +27,16 @@ type Ops struct {
 	// ControlPlaneCert and ControlPlaneKey are this data plane's client
 	// certificate (mTLS: no token needed).
 	ControlPlaneCA, ControlPlaneCert, ControlPlaneKey string
-	// MetricsListen serves /metrics, /healthz and /readyz ("": none).
-	MetricsListen string
-	// AuditLog is "", "stdout" or a file path.
-	AuditLog string
-	// OTLPEndpoint turns tracing on (OTLP/gRPC collector URL).
-	OTLPEndpoint string
-	// DrainTimeout bounds in-flight requests and streams after SIGTERM
-	// (ShutdownGrace when zero).
-	DrainTimeout time.Duration
+	// Flags are the settings both planes share: metrics listener, audit
+	// log, tracing, drain timeout (ShutdownGrace when zero).
+	ops.Flags
 }
 
-func registerOpsFlags(fs *flag.FlagSet, env func(name, def string) string, o *Ops) {
-	fs.StringVar(&o.ControlPlaneCA, "control-plane-ca", env("MCPGATE_CONTROL_PLANE_CA", ""), "CA bundle verifying the control planes' TLS certificate (PEM)")
-	fs.StringVar(&o.ControlPlaneCert, "control-plane-cert", env("MCPGATE_CONTROL_PLANE_CERT", ""), "this data plane's client certificate for mTLS to the control plane (PEM)")
-	fs.StringVar(&o.ControlPlaneKey, "control-plane-key", env("MCPGATE_CONTROL_PLANE_KEY", ""), "key of --control-plane-cert (PEM)")
-	fs.StringVar(&o.MetricsListen, "metrics-listen", env("MCPGATE_METRICS_LISTEN", ""), "listener for /metrics, /healthz and /readyz (e.g. 127.0.0.1:9090; empty: none)")
-	fs.StringVar(&o.AuditLog, "audit-log", env("MCPGATE_AUDIT_LOG", ""), "audit log: stdout or a file (one JSON line per MCP request; empty: none)")
-	fs.StringVar(&o.OTLPEndpoint, "otlp-endpoint", env("MCPGATE_OTLP_ENDPOINT", ""), "OpenTelemetry collector (OTLP/gRPC URL, e.g. http://127.0.0.1:4317); tracing is off without it")
-	fs.DurationVar(&o.DrainTimeout, "drain-timeout", envDuration(env, "MCPGATE_DRAIN_TIMEOUT", 10*time.Second), "on SIGTERM, how long in-flight requests and streams may run before connections close")
-}
-
-func envDuration(env func(name, def string) string, name string, def time.Duration) time.Duration {
-	if d, err := time.ParseDuration(env(name, "")); err == nil {
-		return d
-	}
-	return def
+func registerOpsFlags(fs *flag.FlagSet, o *Ops) {
+	fs.StringVar(&o.ControlPlaneCA, "control-plane-ca", "", "CA bundle verifying the control planes' TLS certificate (PEM)")
+	fs.StringVar(&o.ControlPlaneCert, "control-plane-cert", "", "this data plane's client certificate for mTLS to the control plane (PEM)")
+	fs.StringVar(&o.ControlPlaneKey, "control-plane-key", "", "key of --control-plane-cert (PEM)")
+	o.Register(fs, "127.0.0.1:9090", "MCP request", "in-flight requests and streams")
 }
 
 // controlPlaneClient is ControlPlaneClient with the data plane's TLS

@@ -14,11 +14,11 @@ import (
 
 	configv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1"
 	"github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1/configv1connect"
+	"github.com/mcpgate/mcpgate/cmd/mcpgate/config"
 	"github.com/mcpgate/mcpgate/controlplane"
 	"github.com/mcpgate/mcpgate/controlplane/configapi"
 	"github.com/mcpgate/mcpgate/controlplane/store"
 	"github.com/mcpgate/mcpgate/controlplane/vault"
-	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/etcdtest"
 )
 

@@ -8,12 +8,11 @@ import (
 	"flag"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/mcpgate/mcpgate/dataplane"
-	"github.com/mcpgate/mcpgate/internal/httpserver"
+	"github.com/mcpgate/mcpgate/ops/httpserver"
 )
 
 // ShutdownGrace is how long running requests get to finish on shutdown.
@@ -53,44 +52,32 @@ type Limits struct {
 	MaxStreamsPerPrincipal int
 }
 
-// RegisterLimitsFlags defines the Limits flags on fs, with defaults from
-// MCPGATE_* variables; `mcpgate dev`, `mcpgate proxy` and mcpgate-proxy
-// share them.
-func RegisterLimitsFlags(fs *flag.FlagSet, env func(name, def string) string, l *Limits) {
-	fs.DurationVar(&l.UpstreamHeaderTimeout, "upstream-header-timeout",
-		envDuration(env, "MCPGATE_UPSTREAM_HEADER_TIMEOUT", dataplane.DefaultUpstreamHeaderTimeout),
+// RegisterLimitsFlags defines the Limits flags on fs (their variables are
+// applied by ops.ApplyEnv); `mcpgate dev`, `mcpgate proxy` and
+// mcpgate-proxy share them.
+func RegisterLimitsFlags(fs *flag.FlagSet, l *Limits) {
+	fs.DurationVar(&l.UpstreamHeaderTimeout, "upstream-header-timeout", dataplane.DefaultUpstreamHeaderTimeout,
 		"how long to wait for an upstream's response headers before answering 504 (a JSON-response upstream's longest tool call)")
-	fs.DurationVar(&l.MaxStreamLifetime, "max-stream-lifetime",
-		envDuration(env, "MCPGATE_MAX_STREAM_LIFETIME", dataplane.DefaultMaxStreamLifetime),
+	fs.DurationVar(&l.MaxStreamLifetime, "max-stream-lifetime", dataplane.DefaultMaxStreamLifetime,
 		"longest an upstream SSE stream (or any upstream response) is relayed; the stream then ends cleanly and clients resume with Last-Event-ID")
-	fs.IntVar(&l.MaxStreamsPerPrincipal, "max-streams-per-principal",
-		envInt(env, "MCPGATE_MAX_STREAMS_PER_PRINCIPAL", dataplane.DefaultMaxStreamsPerPrincipal),
+	fs.IntVar(&l.MaxStreamsPerPrincipal, "max-streams-per-principal", dataplane.DefaultMaxStreamsPerPrincipal,
 		"GET streams and POSTs carrying requests one principal may have in flight on this data plane; more get 429")
 }
 
-func envInt(env func(name, def string) string, name string, def int) int {
-	if n, err := strconv.Atoi(env(name, "")); err == nil {
-		return n
-	}
-	return def
-}
-
-// RegisterFlags defines the data plane's flags on fs, with defaults from
-// MCPGATE_* variables (env(name, default)); call the result after parsing.
-func RegisterFlags(fs *flag.FlagSet, env func(name, def string) string) func() Config {
+// RegisterFlags defines the data plane's flags on fs; call the result after
+// parsing and applying the variables (ops.DocumentEnv before parsing,
+// ops.ApplyEnv after: every flag --foo-bar defaults to MCPGATE_FOO_BAR).
+func RegisterFlags(fs *flag.FlagSet) func() Config {
 	var cfg Config
 	var cps, origins string
-	fs.StringVar(&cfg.Listen, "listen", env("MCPGATE_LISTEN", "127.0.0.1:8080"), "public (MCP) listener")
-	fs.StringVar(&cfg.PublicURL, "public-url", env("MCPGATE_PUBLIC_URL", ""), "public base URL clients use, e.g. https://gw.example.com (required)")
-	fs.StringVar(&cps, "control-plane", env("MCPGATE_CONTROL_PLANE", "http://127.0.0.1:8081"), "comma-separated control plane URLs")
-	fs.StringVar(&cfg.DataPlaneToken, "dataplane-token", "", "token presented to the control plane (default: $MCPGATE_DATAPLANE_TOKEN, the better place for it)")
-	fs.StringVar(&origins, "allowed-origins", env("MCPGATE_ALLOWED_ORIGINS", ""), "comma-separated browser origins accepted besides the public URL's")
-	registerOpsFlags(fs, env, &cfg.Ops)
-	RegisterLimitsFlags(fs, env, &cfg.Limits)
+	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:8080", "public (MCP) listener")
+	fs.StringVar(&cfg.PublicURL, "public-url", "", "public base URL clients use, e.g. https://gw.example.com (required)")
+	fs.StringVar(&cps, "control-plane", "http://127.0.0.1:8081", "comma-separated control plane URLs")
+	fs.StringVar(&cfg.DataPlaneToken, "dataplane-token", "", "token presented to the control plane (the variable is the better place for it)")
+	fs.StringVar(&origins, "allowed-origins", "", "comma-separated browser origins accepted besides the public URL's")
+	registerOpsFlags(fs, &cfg.Ops)
+	RegisterLimitsFlags(fs, &cfg.Limits)
 	return func() Config {
-		if cfg.DataPlaneToken == "" {
-			cfg.DataPlaneToken = env("MCPGATE_DATAPLANE_TOKEN", "")
-		}
 		cfg.ControlPlaneURLs = SplitList(cps)
 		cfg.AllowedOrigins = SplitList(origins)
 		return cfg
