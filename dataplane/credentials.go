@@ -5,11 +5,12 @@ import (
 	"strings"
 
 	authorizev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1"
+	"github.com/mcpgate/mcpgate/api/wire"
 )
 
 // Admission-credential headers. They are read here and never forwarded.
 const (
-	headerAPIKey        = "X-MCPGate-API-Key"
+	headerAPIKey        = wire.HeaderAPIKey
 	headerLiteLLMAPIKey = "X-Litellm-Api-Key"
 	apiKeyPrefix        = "mcpg_"
 )

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1/authorizev1connect"
+	"github.com/mcpgate/mcpgate/api/wire"
 
 	authorizev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1"
 )
@@ -296,7 +297,7 @@ func (p *Proxy) authorize(ctx context.Context, req *authorizev1.AuthorizeRequest
 }
 
 func (p *Proxy) prmURL(route string) string {
-	return p.publicBase + prmPrefix + "/" + route + "/mcp"
+	return wire.ResourceMetadataURL(p.publicBase, route)
 }
 
 func clientIP(r *http.Request) string {

@@ -91,13 +91,14 @@ var ErrPublicBase = errors.New("public base URL must be an absolute http(s) orig
 
 // PublicBase is the one rule for a gateway's public base URL: an absolute
 // http or https URL with a host (no IPv6 zone), no user info, no path beyond
-// "/", no query or fragment, and none of the characters space, tab, CR, LF,
-// '"' or '\' (it is quoted in challenges). It returns scheme://host[:port]
-// with scheme and host lower-cased and the scheme's default port dropped, so
-// one origin spelled two ways gives one base, one resource URL (the audience
-// of the gateway's access tokens) and one metadata URL.
+// "/", no query or fragment (not even an empty one), and none of the
+// characters space, tab, CR, LF, '"' or '\' (it is quoted in challenges).
+// It returns scheme://host[:port] with scheme and host lower-cased and the
+// scheme's default port dropped, so one origin spelled two ways gives one
+// base, one resource URL (the audience of the gateway's access tokens) and
+// one metadata URL.
 func PublicBase(raw string) (string, error) {
-	if strings.ContainsAny(raw, " \t\r\n\"\\") {
+	if strings.ContainsAny(raw, " \t\r\n\"\\#") {
 		return "", ErrPublicBase
 	}
 	u, err := url.Parse(raw)

@@ -128,6 +128,7 @@ func TestPublicBase(t *testing.T) {
 		{"https://gw.example.com?x=1", ""},
 		{"https://gw.example.com/?", ""},
 		{"https://gw.example.com#f", ""},
+		{"https://gw.example.com#", ""},
 		{"https://user:pw@gw.example.com", ""},
 		{"https://gw.example.com\"", ""},
 		{"https://gw.example.com\\", ""},
