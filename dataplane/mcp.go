@@ -450,11 +450,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, log *slog.Logger
 		handle, err := p.sealSession(ctx, sessionBinding{upstream: sid, principal: f.principal, route: f.route})
 		if err != nil {
 			log.WarnContext(ctx, "cannot seal session", slog.String("code", codeOf(err)))
-			for k := range h {
-				if k != "Access-Control-Expose-Headers" && k != "Access-Control-Allow-Origin" && k != "Vary" {
-					delete(h, k)
-				}
-			}
+			replaceUpstreamHeaders(h)
 			writeResponse(w, unavailable().withID(f.id))
 			return
 		}
@@ -479,11 +475,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, log *slog.Logger
 		if t := bytes.TrimSpace(b); len(t) > 0 && (mt == "application/json" || t[0] == '{' || t[0] == '[') {
 			if b, err = f.filter.rewrite(b); err != nil {
 				log.WarnContext(ctx, "upstream reply cannot be checked")
-				for k := range h {
-					if k != "Access-Control-Expose-Headers" && k != "Access-Control-Allow-Origin" && k != "Vary" {
-						delete(h, k)
-					}
-				}
+				replaceUpstreamHeaders(h)
 				writeFixed(w, http.StatusBadGateway, withID(rpcUpstreamUnchecked, f.id))
 				return
 			}

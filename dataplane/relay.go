@@ -34,11 +34,11 @@ func (p *Proxy) serveRelay(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	body, err := io.ReadAll(io.LimitReader(r.Body, p.maxBody+1))
 	if err != nil {
-		writeFixed(w, http.StatusBadRequest, `{"error":"invalid_request","error_description":"unreadable body"}`)
+		writeFixed(w, http.StatusBadRequest, bodyRelayUnreadable)
 		return
 	}
 	if int64(len(body)) > p.maxBody {
-		writeFixed(w, http.StatusRequestEntityTooLarge, `{"error":"invalid_request","error_description":"request body too large"}`)
+		writeFixed(w, http.StatusRequestEntityTooLarge, bodyRelayTooLarge)
 		return
 	}
 	idempotent := r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodOptions
@@ -71,8 +71,7 @@ func (p *Proxy) serveRelay(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.log.WarnContext(ctx, "oauth relay: control plane unavailable", slog.String("path", r.URL.Path))
-	w.Header().Set("Retry-After", "1")
-	writeFixed(w, http.StatusServiceUnavailable, bodyUnavailable)
+	writeResponse(w, relayUnavailable())
 }
 
 func (p *Proxy) relayOnce(ctx context.Context, r *http.Request, target string, body []byte) (*http.Response, error) {
