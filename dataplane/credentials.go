@@ -11,7 +11,7 @@ import (
 // Admission-credential headers. They are read here and never forwarded.
 const (
 	headerAPIKey        = wire.HeaderAPIKey
-	headerLiteLLMAPIKey = "X-Litellm-Api-Key"
+	headerLiteLLMAPIKey = wire.HeaderLiteLLMAPIKey
 	apiKeyPrefix        = "mcpg_"
 )
 
@@ -96,7 +96,7 @@ func first(vs []string) string {
 // passthroughValue is the X-MCP-<Server>-Authorization value for route,
 // matching the server name case-insensitively.
 func passthroughValue(h http.Header, route string) string {
-	want := "X-Mcp-" + route + "-Authorization"
+	want := wire.PassthroughHeader(route)
 	for k, vs := range h {
 		if strings.EqualFold(k, want) && len(vs) > 0 {
 			return strings.TrimSpace(vs[0])

@@ -235,6 +235,28 @@ func IsGatewayHeader(name string) bool {
 	return strings.HasPrefix(c, "X-Mcpgate-") && c != textproto.CanonicalMIMEHeaderKey(HeaderAPIKey)
 }
 
+// Admission headers: what a client presents to the gateway. They are read by
+// the data plane and never forwarded upstream (and no server's static
+// headers may set them).
+const (
+	// HeaderLiteLLMAPIKey carries a gateway API key, bare or as "Bearer <key>"
+	// (LiteLLM's header, for clients configured for it).
+	HeaderLiteLLMAPIKey = "X-Litellm-Api-Key"
+)
+
+// PassthroughHeader is the header in which a client sends its own upstream
+// credential for a passthrough server: X-MCP-<server>-Authorization (matched
+// case-insensitively).
+func PassthroughHeader(server string) string { return "X-Mcp-" + server + "-Authorization" }
+
+// IsPassthroughHeader reports whether name may be a PassthroughHeader:
+// X-Mcp-…-Authorization, conservatively including the degenerate
+// X-Mcp-Authorization.
+func IsPassthroughHeader(name string) bool {
+	c := textproto.CanonicalMIMEHeaderKey(name)
+	return strings.HasPrefix(c, "X-Mcp-") && strings.HasSuffix(c, "-Authorization")
+}
+
 // ToolVisible is the tool-visibility rule of a server with the tool lists
 // allowed and disallowed: a tool is listed (tools/list) and callable
 // (tools/call) when allowed is empty or names it, and disallowed does not.

@@ -324,3 +324,26 @@ func TestHeaderValidity(t *testing.T) {
 		}
 	}
 }
+
+func TestPassthroughHeader(t *testing.T) {
+	if got := wire.PassthroughHeader("Gmail"); got != "X-Mcp-Gmail-Authorization" {
+		t.Errorf("PassthroughHeader = %q", got)
+	}
+	for _, c := range []struct {
+		name string
+		want bool
+	}{
+		{wire.PassthroughHeader("Gmail"), true},
+		{"x-mcp-gmail-authorization", true},
+		{"X-MCP-a_b-c-Authorization", true},
+		{"X-Mcp--Authorization", true},
+		{"X-Mcp-Authorization", true},
+		{"Authorization", false},
+		{"X-Mcp-Gmail-Auth", false},
+		{wire.HeaderAPIKey, false},
+	} {
+		if got := wire.IsPassthroughHeader(c.name); got != c.want {
+			t.Errorf("IsPassthroughHeader(%q) = %v, want %v", c.name, got, c.want)
+		}
+	}
+}

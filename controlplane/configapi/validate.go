@@ -90,8 +90,8 @@ var reservedHeaders = map[string]string{
 	"Host":                "reserved",
 	"Content-Length":      "reserved",
 	"Mcp-Session-Id":      "reserved",
-	"X-Mcpgate-Api-Key":   "an admission header",
-	"X-Litellm-Api-Key":   "an admission header",
+	textproto.CanonicalMIMEHeaderKey(wire.HeaderAPIKey):        "an admission header",
+	textproto.CanonicalMIMEHeaderKey(wire.HeaderLiteLLMAPIKey): "an admission header",
 }
 
 func validStaticHeader(name, value string, authType configv1.AuthType) error {
@@ -102,7 +102,7 @@ func validStaticHeader(name, value string, authType configv1.AuthType) error {
 	if why, ok := reservedHeaders[canon]; ok {
 		return invalid("static_headers: %s is %s and cannot be set", canon, why)
 	}
-	if strings.HasPrefix(canon, "X-Mcp-") && strings.HasSuffix(canon, "-Authorization") {
+	if wire.IsPassthroughHeader(canon) {
 		return invalid("static_headers: %s is a passthrough header and cannot be set", canon)
 	}
 	if canon == "Authorization" && authType != configv1.AuthType_AUTH_TYPE_NONE {
