@@ -11,6 +11,7 @@ import (
 
 	"github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1/configv1connect"
 	"github.com/mcpgate/mcpgate/api/gen/mcpgate/vault/v1/vaultv1connect"
+	"github.com/mcpgate/mcpgate/api/wire"
 	"github.com/mcpgate/mcpgate/controlplane/authorizeapi"
 	"github.com/mcpgate/mcpgate/controlplane/configapi"
 	"github.com/mcpgate/mcpgate/controlplane/oauth"
@@ -19,9 +20,6 @@ import (
 	"github.com/mcpgate/mcpgate/controlplane/vault"
 	"github.com/mcpgate/mcpgate/controlplane/vaultapi"
 )
-
-// RelayPrefix is where data planes relay the authorization server's paths.
-const RelayPrefix = "/relay"
 
 // Config configures the control plane's handler.
 type Config struct {
@@ -63,6 +61,6 @@ func NewHandler(st *store.Store, cfg Config, log *slog.Logger) http.Handler {
 	}
 	authz := authorizeapi.New(st, log, authorizeapi.WithGrantTokens(grants))
 	mux.Handle(authorizeapi.NewHandler(authz, cfg.DataPlaneTokens, cfg.HandlerOptions...))
-	mux.Handle(RelayPrefix+"/", authorizeapi.RequireDataPlane(cfg.DataPlaneTokens, http.StripPrefix(RelayPrefix, as)))
+	mux.Handle(wire.RelayPrefix+"/", authorizeapi.RequireDataPlane(cfg.DataPlaneTokens, http.StripPrefix(wire.RelayPrefix, as)))
 	return mux
 }

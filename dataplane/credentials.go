@@ -5,12 +5,13 @@ import (
 	"strings"
 
 	authorizev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1"
+	"github.com/mcpgate/mcpgate/api/wire"
 )
 
 // Admission-credential headers. They are read here and never forwarded.
 const (
-	headerAPIKey        = "X-MCPGate-API-Key"
-	headerLiteLLMAPIKey = "X-Litellm-Api-Key"
+	headerAPIKey        = wire.HeaderAPIKey
+	headerLiteLLMAPIKey = wire.HeaderLiteLLMAPIKey
 	apiKeyPrefix        = "mcpg_"
 )
 
@@ -95,7 +96,7 @@ func first(vs []string) string {
 // passthroughValue is the X-MCP-<Server>-Authorization value for route,
 // matching the server name case-insensitively.
 func passthroughValue(h http.Header, route string) string {
-	want := "X-Mcp-" + route + "-Authorization"
+	want := wire.PassthroughHeader(route)
 	for k, vs := range h {
 		if strings.EqualFold(k, want) && len(vs) > 0 {
 			return strings.TrimSpace(vs[0])

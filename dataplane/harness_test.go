@@ -116,10 +116,9 @@ func (f *fakeCP) Authorize(ctx context.Context, req *authorizev1.AuthorizeReques
 	if rt == nil {
 		return &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_NOT_FOUND, Reason: "unknown route"}, nil
 	}
-	prm := req.GetPublicBaseUrl() + "/.well-known/oauth-protected-resource/" + req.GetRoute() + "/mcp"
 	chal := func(errCode, desc string) *authorizev1.AuthorizeResponse {
 		return &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_CHALLENGE, Challenge: &authorizev1.Challenge{
-			ResourceMetadataUrl: prm, Scopes: rt.scopes, Error: errCode, ErrorDescription: desc,
+			Scopes: rt.scopes, Error: errCode, ErrorDescription: desc,
 		}}
 	}
 	p := principalOf(c)
@@ -133,9 +132,7 @@ func (f *fakeCP) Authorize(ctx context.Context, req *authorizev1.AuthorizeReques
 		return &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_DENY, Principal: p, Deny: &authorizev1.Deny{}}, nil
 	}
 	if req.GetToolName() == "secret" {
-		return &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_DENY, Principal: p, Deny: &authorizev1.Deny{
-			Error: "insufficient_scope", Scopes: []string{"echo.admin"}, ResourceMetadataUrl: prm,
-		}}, nil
+		return &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_DENY, Principal: p, Deny: &authorizev1.Deny{}, Reason: "tool not allowed on this server"}, nil
 	}
 	allow := &authorizev1.Allow{UpstreamUrl: rt.upstream, AllowedTools: rt.allowed, DisallowedTools: rt.disallowed}
 	switch rt.mode {

@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/mcpgate/mcpgate/api/wire"
 )
 
 // JSON-RPC bodies are decoded exactly: with jsontext (case-sensitive member
@@ -382,34 +384,21 @@ func withID(body, id string) string {
 	return `{"jsonrpc":"2.0","id":` + id + `,` + body[len(nullID):]
 }
 
-// toolFilter decides which tools a tools/list result keeps.
+// toolFilter decides which tools a tools/list result keeps: those
+// wire.ToolVisible shows, the rule the control plane applies to tools/call.
 type toolFilter struct {
-	allowed    map[string]bool // nil: all
-	disallowed map[string]bool
+	allowed, disallowed []string
 }
 
 func newToolFilter(allowed, disallowed []string) *toolFilter {
 	if len(allowed) == 0 && len(disallowed) == 0 {
 		return nil
 	}
-	f := &toolFilter{disallowed: map[string]bool{}}
-	if len(allowed) > 0 {
-		f.allowed = map[string]bool{}
-		for _, t := range allowed {
-			f.allowed[t] = true
-		}
-	}
-	for _, t := range disallowed {
-		f.disallowed[t] = true
-	}
-	return f
+	return &toolFilter{allowed: allowed, disallowed: disallowed}
 }
 
 func (f *toolFilter) keep(name string) bool {
-	if f.allowed != nil && !f.allowed[name] {
-		return false
-	}
-	return !f.disallowed[name]
+	return wire.ToolVisible(f.allowed, f.disallowed, name)
 }
 
 // errUnchecked: an upstream message that cannot be decoded exactly, so its

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1/authorizev1connect"
+	"github.com/mcpgate/mcpgate/api/wire"
 
 	authorizev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1"
 )
@@ -296,7 +297,7 @@ func (p *Proxy) authorize(ctx context.Context, req *authorizev1.AuthorizeRequest
 }
 
 func (p *Proxy) prmURL(route string) string {
-	return p.publicBase + prmPrefix + "/" + route + "/mcp"
+	return wire.ResourceMetadataURL(p.publicBase, route)
 }
 
 func clientIP(r *http.Request) string {
@@ -449,11 +450,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, log *slog.Logger
 		handle, err := p.sealSession(ctx, sessionBinding{upstream: sid, principal: f.principal, route: f.route})
 		if err != nil {
 			log.WarnContext(ctx, "cannot seal session", slog.String("code", codeOf(err)))
-			for k := range h {
-				if k != "Access-Control-Expose-Headers" && k != "Access-Control-Allow-Origin" && k != "Vary" {
-					delete(h, k)
-				}
-			}
+			replaceUpstreamHeaders(h)
 			writeResponse(w, unavailable().withID(f.id))
 			return
 		}
@@ -478,11 +475,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, log *slog.Logger
 		if t := bytes.TrimSpace(b); len(t) > 0 && (mt == "application/json" || t[0] == '{' || t[0] == '[') {
 			if b, err = f.filter.rewrite(b); err != nil {
 				log.WarnContext(ctx, "upstream reply cannot be checked")
-				for k := range h {
-					if k != "Access-Control-Expose-Headers" && k != "Access-Control-Allow-Origin" && k != "Vary" {
-						delete(h, k)
-					}
-				}
+				replaceUpstreamHeaders(h)
 				writeFixed(w, http.StatusBadGateway, withID(rpcUpstreamUnchecked, f.id))
 				return
 			}

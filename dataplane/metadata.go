@@ -3,12 +3,9 @@ package dataplane
 import (
 	"encoding/json"
 	"net/http"
-	"strings"
-)
 
-// prmPrefix is the RFC 9728 well-known prefix; a route's document lives at
-// prmPrefix + "/<server>/mcp".
-const prmPrefix = "/.well-known/oauth-protected-resource"
+	"github.com/mcpgate/mcpgate/api/wire"
+)
 
 // protectedResource is the RFC 9728 document; field order is the wire order.
 type protectedResource struct {
@@ -30,9 +27,8 @@ type protectedResource struct {
 func (p *Proxy) serveMetadata(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("Access-Control-Allow-Origin", "*")
-	rest := strings.TrimPrefix(r.URL.Path, prmPrefix)
-	route, ok := parseRoute(rest)
-	if !ok || strings.HasSuffix(rest, "/") {
+	route, ok := wire.ParseMetadataPath(r.URL.Path)
+	if !ok {
 		writeFixed(w, http.StatusNotFound, bodyNotFound)
 		return
 	}
@@ -50,7 +46,7 @@ func (p *Proxy) serveMetadata(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	doc, err := json.Marshal(protectedResource{
-		Resource:               p.publicBase + "/" + route + "/mcp",
+		Resource:               wire.ResourceURL(p.publicBase, route),
 		AuthorizationServers:   []string{p.publicBase},
 		BearerMethodsSupported: []string{"header"},
 	})

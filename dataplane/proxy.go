@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mcpgate/mcpgate/api/wire"
 	"github.com/mcpgate/mcpgate/ops/audit"
 	"github.com/mcpgate/mcpgate/ops/metrics"
 )
@@ -76,8 +77,7 @@ type Config struct {
 // Proxy is the data-plane HTTP handler. Create it with New.
 type Proxy struct {
 	log            *slog.Logger
-	public         *url.URL
-	publicBase     string // scheme://host[:port], no trailing slash
+	publicBase     string // wire.PublicBase of the configured public URL
 	publicOrigin   string
 	authority      authority // what Host and Origin must name
 	origins        map[string]bool
@@ -100,15 +100,14 @@ func New(cfg Config, log *slog.Logger) (*Proxy, error) {
 	if log == nil {
 		return nil, errors.New("dataplane: nil logger")
 	}
-	pub, err := url.Parse(strings.TrimRight(cfg.PublicURL, "/"))
-	if err != nil || (pub.Scheme != "http" && pub.Scheme != "https") || pub.Host == "" {
-		return nil, fmt.Errorf("dataplane: public URL %q must be an absolute http(s) URL", cfg.PublicURL)
+	base, err := wire.PublicBase(cfg.PublicURL)
+	if err != nil {
+		return nil, fmt.Errorf("dataplane: public URL %q must be an absolute http(s) origin (no path, query or user info)", cfg.PublicURL)
 	}
-	if pub.Path != "" || pub.RawQuery != "" || pub.Fragment != "" || pub.User != nil {
-		return nil, fmt.Errorf("dataplane: public URL %q must be a bare origin (no path, query or user info)", cfg.PublicURL)
+	pub, err := url.Parse(base)
+	if err != nil {
+		return nil, fmt.Errorf("dataplane: public URL %q: %w", cfg.PublicURL, err)
 	}
-	pub.Scheme = strings.ToLower(pub.Scheme)
-	pub.Host = strings.ToLower(pub.Host)
 	if len(cfg.ControlPlaneURLs) == 0 {
 		return nil, errors.New("dataplane: no control-plane URL")
 	}
@@ -120,7 +119,6 @@ func New(cfg Config, log *slog.Logger) (*Proxy, error) {
 		}
 		origins[n] = true
 	}
-	base := pub.Scheme + "://" + pub.Host
 	auth, ok := parseAuthority(pub.Scheme, pub.Host)
 	if !ok {
 		return nil, fmt.Errorf("dataplane: public URL %q has an invalid host or port", cfg.PublicURL)
@@ -158,7 +156,6 @@ func New(cfg Config, log *slog.Logger) (*Proxy, error) {
 	}
 	p := &Proxy{
 		log:            log,
-		public:         pub,
 		publicBase:     base,
 		publicOrigin:   base,
 		authority:      auth,
@@ -345,16 +342,16 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	path := r.URL.Path
 	switch {
-	case path == prmPrefix || strings.HasPrefix(path, prmPrefix+"/"):
+	case path == wire.PRMPrefix || strings.HasPrefix(path, wire.PRMPrefix+"/"):
 		kind = "prm"
 		p.serveMetadata(w, r)
 		return
-	case isRelayPath(path):
+	case wire.IsRelayPath(path):
 		kind = "relay"
 		p.serveRelay(w, r)
 		return
 	}
-	route, ok := parseRoute(path)
+	route, ok := wire.ParseRoutePath(path)
 	if !ok {
 		kind = "not_found"
 		writeFixed(w, http.StatusNotFound, bodyNotFound)
@@ -391,35 +388,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 const (
 	exposeHeaders = "WWW-Authenticate, Mcp-Session-Id, MCP-Protocol-Version"
-	allowHeaders  = "Authorization, Content-Type, Accept, MCP-Protocol-Version, Mcp-Session-Id, Last-Event-ID, Mcp-Method, Mcp-Name, X-MCPGate-API-Key, x-litellm-api-key"
+	allowHeaders  = "Authorization, Content-Type, Accept, MCP-Protocol-Version, Mcp-Session-Id, Last-Event-ID, Mcp-Method, Mcp-Name, " + wire.HeaderAPIKey + ", x-litellm-api-key"
 )
-
-// parseRoute accepts /{server}/mcp and /{server}/mcp/ with a non-empty,
-// single-segment server name.
-func parseRoute(path string) (string, bool) {
-	rest, ok := strings.CutPrefix(path, "/")
-	if !ok {
-		return "", false
-	}
-	rest = strings.TrimSuffix(rest, "/")
-	server, tail, ok := strings.Cut(rest, "/")
-	if !ok || tail != "mcp" || !validServerName(server) {
-		return "", false
-	}
-	return server, true
-}
-
-func validServerName(s string) bool {
-	if s == "" || s == "." || s == ".." || s == ".well-known" || len(s) > 128 {
-		return false
-	}
-	for _, c := range s {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
-			return false
-		}
-	}
-	return true
-}
 
 // statusRecorder remembers the status for the request log and keeps
 // flushing available to the SSE path.

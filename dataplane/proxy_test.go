@@ -122,14 +122,13 @@ func TestProxyTable(t *testing.T) {
 		{name: "litellm key no grant", method: "POST", path: "/Gmail/mcp", header: with(map[string]string{"x-litellm-api-key": "Bearer mcpg_alice"}), body: initBody, status: 401, www: gmailChallenge, want: rpcUnauthorized},
 		{name: "gateway token no grant", method: "POST", path: "/Gmail/mcp", header: with(map[string]string{"Authorization": "Bearer tok_alice"}), body: initBody, status: 401, www: gmailChallenge, want: rpcUnauthorized},
 		{name: "no grant on route", method: "POST", path: "/Static/mcp", header: with(map[string]string{"X-MCPGate-API-Key": "mcpg_bob"}), body: initBody, status: 403, want: rpcForbidden},
-		{
-			name: "insufficient scope", method: "POST", path: "/Echo/mcp", header: with(alice), body: callBody, status: 403,
-			www: `Bearer resource_metadata="` + prm("Echo") + `", scope="echo.admin", error="insufficient_scope"`, want: rpcForbidden,
-		},
+		// A DENY is a plain 403 (issue 12: Deny's insufficient_scope
+		// fields were never set by the control plane and are gone).
+		{name: "forbidden tool", method: "POST", path: "/Echo/mcp", header: with(alice), body: callBody, status: 403, want: rpcForbidden},
 		{
 			name: "batch with forbidden tool", method: "POST", path: "/Echo/mcp", header: with(alice),
 			body:   `[{"jsonrpc":"2.0","id":1,"method":"tools/list"},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"secret"}}]`,
-			status: 403, www: `Bearer resource_metadata="` + prm("Echo") + `", scope="echo.admin", error="insufficient_scope"`, want: rpcForbidden,
+			status: 403, want: rpcForbidden,
 		},
 		{name: "unknown server", method: "POST", path: "/Unknown/mcp", header: with(alice), body: initBody, status: 404, want: rpcUnknownServer},
 		{name: "unspecified decision", method: "POST", path: "/Echo/mcp", header: with(map[string]string{"X-MCPGate-API-Key": "mcpg_unspec"}), body: initBody, status: 503, want: rpcUnavailable},
@@ -177,6 +176,11 @@ func TestProxyTable(t *testing.T) {
 			www := resp.Header.Values("WWW-Authenticate")
 			if tc.www == "" && len(www) != 0 || tc.www != "" && (len(www) != 1 || www[0] != tc.www) {
 				t.Errorf("WWW-Authenticate %q, want %q", www, tc.www)
+			}
+			// Every gateway-made answer, 403 and 404 included (issue 12), is
+			// never cached; a relayed upstream answer keeps its own headers.
+			if tc.status >= 400 && tc.name != "upstream 403 without its challenge" && resp.Header.Get("Cache-Control") != "no-store" {
+				t.Errorf("Cache-Control %q, want no-store", resp.Header.Get("Cache-Control"))
 			}
 			switch tc.want {
 			case forwarded:

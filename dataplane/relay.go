@@ -7,63 +7,42 @@ import (
 	"log/slog"
 	"net/http"
 	"net/textproto"
-	"strings"
+
+	"github.com/mcpgate/mcpgate/api/wire"
 )
 
 // The OAuth authorization server (issuer = the public URL) lives in the
-// control plane; the data plane relays its endpoints to
-// <control plane>/relay<path>?<query>, authenticated as a data plane. The
-// client's own Authorization moves to X-MCPGate-Client-Authorization.
-const (
-	relayPrefix              = "/relay"
-	headerClientAuthz        = "X-MCPGate-Client-Authorization"
-	headerPublicURL          = "X-MCPGate-Public-URL"
-	headerClientAddress      = "X-MCPGate-Client-Address"
-	relayMaxResponseBodySize = 1 << 20
-)
-
-var relayExact = map[string]bool{
-	"/.well-known/oauth-authorization-server": true,
-	"/.well-known/openid-configuration":       true,
-	"/register":                               true,
-	"/authorize":                              true,
-	"/token":                                  true,
-	"/revoke":                                 true,
-	"/signin":                                 true,
-	"/consent":                                true,
-	"/oauth":                                  true,
-	"/connections":                            true,
-}
-
-func isRelayPath(path string) bool {
-	return relayExact[path] || strings.HasPrefix(path, "/oauth/") || strings.HasPrefix(path, "/connections/")
-}
+// control plane; the data plane relays the wire.IsRelayPath endpoints to
+// <control plane>wire.RelayPrefix<path>?<query>, authenticated as a data
+// plane. The client's own Authorization moves to
+// wire.HeaderClientAuthorization.
+const relayMaxResponseBodySize = 1 << 20
 
 // isStrippedRelayHeader drops what a client must not be able to forge
-// towards the control plane: every X-MCPGate-* header except the API key
-// (which the sign-in endpoints may read), and the client's Authorization
-// (re-sent as X-MCPGate-Client-Authorization).
+// towards the control plane (wire.IsGatewayHeader: every X-MCPGate-* header
+// except the API key, which the sign-in endpoints may read) and the
+// client's Authorization (re-sent as wire.HeaderClientAuthorization).
 func isStrippedRelayHeader(k string) bool {
 	c := textproto.CanonicalMIMEHeaderKey(k)
 	if c == "Authorization" || c == "Host" || c == "Content-Length" {
 		return true
 	}
-	return strings.HasPrefix(c, "X-Mcpgate-") && c != "X-Mcpgate-Api-Key"
+	return wire.IsGatewayHeader(c)
 }
 
 func (p *Proxy) serveRelay(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	body, err := io.ReadAll(io.LimitReader(r.Body, p.maxBody+1))
 	if err != nil {
-		writeFixed(w, http.StatusBadRequest, `{"error":"invalid_request","error_description":"unreadable body"}`)
+		writeFixed(w, http.StatusBadRequest, bodyRelayUnreadable)
 		return
 	}
 	if int64(len(body)) > p.maxBody {
-		writeFixed(w, http.StatusRequestEntityTooLarge, `{"error":"invalid_request","error_description":"request body too large"}`)
+		writeFixed(w, http.StatusRequestEntityTooLarge, bodyRelayTooLarge)
 		return
 	}
 	idempotent := r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodOptions
-	target := relayPrefix + r.URL.EscapedPath()
+	target := wire.RelayPrefix + r.URL.EscapedPath()
 	if r.URL.RawQuery != "" {
 		target += "?" + r.URL.RawQuery
 	}
@@ -92,8 +71,7 @@ func (p *Proxy) serveRelay(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.log.WarnContext(ctx, "oauth relay: control plane unavailable", slog.String("path", r.URL.Path))
-	w.Header().Set("Retry-After", "1")
-	writeFixed(w, http.StatusServiceUnavailable, bodyUnavailable)
+	writeResponse(w, relayUnavailable())
 }
 
 func (p *Proxy) relayOnce(ctx context.Context, r *http.Request, target string, body []byte) (*http.Response, error) {
@@ -107,12 +85,12 @@ func (p *Proxy) relayOnce(ctx context.Context, r *http.Request, target string, b
 	}
 	copyEndToEnd(req.Header, r.Header, isStrippedRelayHeader)
 	if a := r.Header.Get("Authorization"); a != "" {
-		req.Header.Set(headerClientAuthz, a)
+		req.Header.Set(wire.HeaderClientAuthorization, a)
 	}
 	if p.cp.token != "" {
 		req.Header.Set("Authorization", "Bearer "+p.cp.token)
 	}
-	req.Header.Set(headerPublicURL, p.publicBase)
-	req.Header.Set(headerClientAddress, clientIP(r))
+	req.Header.Set(wire.HeaderPublicURL, p.publicBase)
+	req.Header.Set(wire.HeaderClientAddress, clientIP(r))
 	return p.relayClient.Do(req)
 }

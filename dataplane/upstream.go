@@ -36,15 +36,6 @@ const (
 	streamsRetryAfter = "5"
 )
 
-// Fixed answers for upstream failures and bounds (id null; echoed by
-// withID).
-const (
-	rpcUpstreamRedirect = `{"jsonrpc":"2.0","id":null,"error":{"code":-32002,"message":"upstream MCP server answered with a redirect"}}`
-	rpcUpstreamEncoding = `{"jsonrpc":"2.0","id":null,"error":{"code":-32002,"message":"upstream MCP server answered with an unsupported content encoding"}}`
-	rpcUpstreamTimeout  = `{"jsonrpc":"2.0","id":null,"error":{"code":-32002,"message":"upstream MCP server did not answer in time"}}`
-	rpcTooManyStreams   = `{"jsonrpc":"2.0","id":null,"error":{"code":-32006,"message":"too many concurrent requests for this principal"}}`
-)
-
 var (
 	// errUpstreamHeaderTimeout and errStreamLifetime are the causes with
 	// which an upstream request's context is cancelled by a bound.
@@ -144,13 +135,4 @@ func (l *streamLimiter) acquire(principal string) (release func(), ok bool) {
 			}
 		})
 	}, true
-}
-
-// tooManyStreams is the 429 answer at the per-principal bound.
-func tooManyStreams(id string) response {
-	h := http.Header{}
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
-	h.Set("Retry-After", streamsRetryAfter)
-	return response{Status: http.StatusTooManyRequests, Header: h, Body: rpcTooManyStreams}.withID(id)
 }

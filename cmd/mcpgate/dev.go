@@ -15,6 +15,7 @@ import (
 	"connectrpc.com/connect"
 
 	configv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1"
+	"github.com/mcpgate/mcpgate/api/wire"
 	"github.com/mcpgate/mcpgate/cmd/mcpgate/config"
 	"github.com/mcpgate/mcpgate/controlplane"
 	"github.com/mcpgate/mcpgate/controlplane/configapi"
@@ -181,6 +182,12 @@ func runDev(ctx context.Context, cfg devConfig, io stdio, log *slog.Logger) (err
 	}
 	if publicURL == "" {
 		publicURL = "http://" + loopbackAddr(pub.Addr())
+	}
+	// One spelling everywhere (wire.PublicBase), so the demo provider's
+	// redirect URI is the one the gateway sends; an invalid URL is refused
+	// by the data plane below.
+	if b, err := wire.PublicBase(publicURL); err == nil {
+		publicURL = b
 	}
 	proxy, err := proxyrun.Handler(proxyrun.Config{
 		PublicURL:        publicURL,
@@ -360,14 +367,14 @@ func printBanner(io stdio, b banner) {
 		}
 	}
 	if b.demoKey != "" {
-		route := b.publicURL + "/" + demoRoute + "/mcp"
+		route := wire.ResourceURL(b.publicURL, demoRoute)
 		fmt.Fprintf(w, "\nDemo route %q (tools echo, countdown) for principal %q, key %s\n", demoRoute, demoPrincipal, b.demoKey)
 		fmt.Fprintf(w, "\nTry it:\n")
 		fmt.Fprintf(w, "  curl -sS %s -H 'X-MCPGate-API-Key: %s' -H 'Content-Type: application/json' \\\n", route, b.demoKey)
 		fmt.Fprintf(w, "    -H 'Accept: application/json, text/event-stream' \\\n")
 		fmt.Fprintf(w, "    -d '{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-11-25\",\"capabilities\":{},\"clientInfo\":{\"name\":\"curl\",\"version\":\"1\"}}}'\n")
 		fmt.Fprintf(w, "  claude mcp add --transport http %s %s --header \"X-MCPGate-API-Key: %s\"\n", demoRoute, route, b.demoKey)
-		notes := b.publicURL + "/" + notesRoute + "/mcp"
+		notes := wire.ResourceURL(b.publicURL, notesRoute)
 		fmt.Fprintf(w, "\nDemo route %q: an upstream that demands OAuth from a built-in demo authorization server.\n", notesRoute)
 		fmt.Fprintf(w, "Connect Claude Code with no key at all; it gets a 401 challenge and opens your browser:\n")
 		fmt.Fprintf(w, "  claude mcp add --transport http %s %s\n", notesRoute, notes)

@@ -12,7 +12,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"net/url"
 	"slices"
 	"sort"
 	"strings"
@@ -21,6 +20,7 @@ import (
 	authorizev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1"
 	configv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1"
 	storev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/store/v1"
+	"github.com/mcpgate/mcpgate/api/wire"
 	"github.com/mcpgate/mcpgate/controlplane/store"
 )
 
@@ -128,9 +128,9 @@ type identity struct {
 //     token, one issued for another resource URL than <public base>/<route>/mcp,
 //     one whose source key is no longer usable, key and token of different
 //     principals, deleted or re-created principal): CHALLENGE with error
-//     invalid_token. Either names the requested route's metadata URL and no
-//     scopes, on every route, existing or not (UnknownRoute tells the data
-//     plane);
+//     invalid_token. Either carries no scopes (the data plane names the
+//     route's metadata URL), on every route, existing or not (UnknownRoute
+//     tells the data plane);
 //   - the route names no server, or one the principal is not granted:
 //     NOT_FOUND (ReasonUnknownRoute, ReasonNotGranted);
 //   - tools/call of a tool the server's tool lists forbid: DENY;
@@ -146,9 +146,9 @@ type identity struct {
 // Every response carries the principal and key prefix when the credential
 // resolved that far, and a fixed Reason.
 func (a *Authorizer) Authorize(ctx context.Context, req *authorizev1.AuthorizeRequest) (*authorizev1.AuthorizeResponse, error) {
-	base, err := PublicBase(req.GetPublicBaseUrl())
+	base, err := wire.PublicBase(req.GetPublicBaseUrl())
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
 	}
 	if req.GetRoute() == "" {
 		return nil, fmt.Errorf("%w: no route", ErrInvalidRequest)
@@ -159,10 +159,9 @@ func (a *Authorizer) Authorize(ctx context.Context, req *authorizev1.AuthorizeRe
 		return &authorizev1.AuthorizeResponse{
 			Decision: authorizev1.Decision_DECISION_CHALLENGE,
 			Challenge: &authorizev1.Challenge{
-				ResourceMetadataUrl: ResourceMetadataURL(base, req.GetRoute()),
-				Scopes:              scopes,
-				Error:               errCode,
-				ErrorDescription:    desc,
+				Scopes:           scopes,
+				Error:            errCode,
+				ErrorDescription: desc,
 			},
 			Principal:    id.principal.GetName(),
 			KeyPrefix:    id.keyPrefix,
@@ -208,7 +207,7 @@ func (a *Authorizer) Authorize(ctx context.Context, req *authorizev1.AuthorizeRe
 			Reason:    reason,
 		}
 	}
-	if req.GetJsonrpcMethod() == "tools/call" && !ToolAllowed(srv.Def, req.GetToolName()) {
+	if req.GetJsonrpcMethod() == "tools/call" && !wire.ToolVisible(srv.Def.GetAllowedTools(), srv.Def.GetDisallowedTools(), req.GetToolName()) {
 		return deny(ReasonToolForbidden), nil
 	}
 	allow := &authorizev1.Allow{
@@ -259,7 +258,9 @@ func (a *Authorizer) Authorize(ctx context.Context, req *authorizev1.AuthorizeRe
 		if v == "" {
 			return deny(ReasonPassthroughMissing), nil
 		}
-		if !validHeaderValue(v) {
+		// Forwarded as sent: no control characters, nothing a transport
+		// would trim.
+		if !wire.ValidHeaderValue(v) || strings.TrimSpace(v) != v {
 			return deny(ReasonPassthroughInvalid), nil
 		}
 		authHeader, authValue = "Authorization", v
@@ -328,7 +329,7 @@ func (a *Authorizer) identify(req *authorizev1.AuthorizeRequest, base string) (i
 			return id, ReasonUnknownToken, DescInvalidCredential
 		case rec.GetExpireTime() == nil || !now.Before(rec.GetExpireTime().AsTime()):
 			return id, ReasonExpiredToken, DescInvalidCredential
-		case rec.GetRoute() != req.GetRoute() || rec.GetAudience() != ResourceURL(base, req.GetRoute()):
+		case rec.GetRoute() != req.GetRoute() || rec.GetAudience() != wire.ResourceURL(base, req.GetRoute()):
 			return id, ReasonWrongAudience, DescWrongAudience
 		case !SourceUsable(a.state, rec.GetKeyId(), rec.GetPrincipal(), rec.GetPrincipalUid(), now):
 			return id, ReasonTokenSourceRevoked, DescInvalidCredential
@@ -403,55 +404,4 @@ func Granted(p *configv1.Principal, server string) bool {
 		}
 	}
 	return false
-}
-
-// ToolAllowed reports whether srv's tool lists let a client call tool: it
-// must be in allowed_tools when that list is not empty, and never in
-// disallowed_tools.
-func ToolAllowed(srv *configv1.McpServer, tool string) bool {
-	if a := srv.GetAllowedTools(); len(a) > 0 && !slices.Contains(a, tool) {
-		return false
-	}
-	return !slices.Contains(srv.GetDisallowedTools(), tool)
-}
-
-// PublicBase validates a public base URL (absolute http or https, a host
-// without an IPv6 zone, no path beyond "/", no query, fragment or user info)
-// and returns it without a trailing slash.
-func PublicBase(raw string) (string, error) {
-	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || strings.Contains(u.Host, "%") || u.Opaque != "" ||
-		u.User != nil || (u.Path != "" && u.Path != "/") || u.RawPath != "" || u.RawQuery != "" || u.ForceQuery ||
-		u.Fragment != "" || strings.ContainsAny(raw, " \t\r\n\"\\") {
-		return "", fmt.Errorf("%w: public base URL must be an absolute http(s) origin", ErrInvalidRequest)
-	}
-	return u.Scheme + "://" + u.Host, nil
-}
-
-// ResourceMetadataURL is the RFC 9728 metadata URL of route under base.
-func ResourceMetadataURL(base, route string) string {
-	return base + "/.well-known/oauth-protected-resource/" + url.PathEscape(route) + "/mcp"
-}
-
-// ResourceURL is the canonical resource URL (RFC 8707) of route under the
-// public base URL base, <base>/<route>/mcp: the audience of the gateway's
-// access tokens for the route. Scheme and host are lowercased and a default
-// port dropped, so one origin spelled two ways gives one URL.
-func ResourceURL(base, route string) string {
-	if u, err := url.Parse(base); err == nil && u.Host != "" {
-		scheme := strings.ToLower(u.Scheme)
-		host := strings.TrimSuffix(strings.ToLower(u.Host), map[string]string{"http": ":80", "https": ":443"}[scheme])
-		base = scheme + "://" + host
-	}
-	return base + "/" + url.PathEscape(route) + "/mcp"
-}
-
-// validHeaderValue reports whether v can be sent as an HTTP header value.
-func validHeaderValue(v string) bool {
-	for i := 0; i < len(v); i++ {
-		if b := v[i]; (b < 0x20 && b != '\t') || b == 0x7f {
-			return false
-		}
-	}
-	return strings.TrimSpace(v) == v
 }

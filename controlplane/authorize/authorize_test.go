@@ -17,6 +17,7 @@ import (
 	configv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1"
 	storev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/store/v1"
 	vaultv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/vault/v1"
+	"github.com/mcpgate/mcpgate/api/wire"
 	"github.com/mcpgate/mcpgate/controlplane/authorize"
 	"github.com/mcpgate/mcpgate/controlplane/store"
 )
@@ -107,7 +108,7 @@ func (s *state) addSourcedToken(plain, principal, uid, route, key, pub string) {
 	}
 	s.tokens[store.HashKey(plain)] = &storev1.AccessTokenRecord{
 		Principal: principal, PrincipalUid: uid, Route: route, ExpireTime: timestamppb.New(now.Add(time.Hour)),
-		KeyId: keyID, Audience: authorize.ResourceURL(pub, route),
+		KeyId: keyID, Audience: wire.ResourceURL(pub, route),
 	}
 }
 
@@ -396,8 +397,7 @@ func expect(m mode, c credCase, g grantCase, mc methodCase) (*authorizev1.Author
 		return &authorizev1.AuthorizeResponse{
 			Decision: authorizev1.Decision_DECISION_CHALLENGE,
 			Challenge: &authorizev1.Challenge{
-				ResourceMetadataUrl: base + "/.well-known/oauth-protected-resource/" + m.route + "/mcp",
-				Scopes:              scopes, Error: errCode, ErrorDescription: desc,
+				Scopes: scopes, Error: errCode, ErrorDescription: desc,
 			},
 			Principal: c.principal, KeyPrefix: c.prefix, KeyId: keyIDOf(c.prefix), Reason: reason,
 		}
@@ -456,8 +456,7 @@ func TestAuthorizeReportedCase(t *testing.T) {
 	want := &authorizev1.AuthorizeResponse{
 		Decision: authorizev1.Decision_DECISION_CHALLENGE,
 		Challenge: &authorizev1.Challenge{
-			ResourceMetadataUrl: "https://gw.example.com/.well-known/oauth-protected-resource/Gmail/mcp",
-			Scopes:              []string{"mail.read", "mail.send"},
+			Scopes: []string{"mail.read", "mail.send"},
 		},
 		Principal: "alice", KeyPrefix: "mcpg_ali", KeyId: keyIDOf("mcpg_ali"), Reason: "no upstream grant",
 	}
@@ -479,8 +478,7 @@ func TestAuthorizeEdges(t *testing.T) {
 		{name: "unknown-route", req: &authorizev1.AuthorizeRequest{Route: "nope", Credentials: key, PublicBaseUrl: base},
 			want: &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_NOT_FOUND, Principal: "alice", KeyPrefix: "mcpg_ali", KeyId: keyIDOf("mcpg_ali"), Reason: authorize.ReasonUnknownRoute, UnknownRoute: true}},
 		{name: "unknown-route-no-credential", req: &authorizev1.AuthorizeRequest{Route: "nope", PublicBaseUrl: base},
-			want: &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_CHALLENGE, Challenge: &authorizev1.Challenge{
-				ResourceMetadataUrl: base + "/.well-known/oauth-protected-resource/nope/mcp"}, Reason: authorize.ReasonNoCredential, UnknownRoute: true}},
+			want: &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_CHALLENGE, Challenge: &authorizev1.Challenge{}, Reason: authorize.ReasonNoCredential, UnknownRoute: true}},
 		{name: "no-route", req: &authorizev1.AuthorizeRequest{Credentials: key, PublicBaseUrl: base}, wantErr: authorize.ErrInvalidRequest},
 		{name: "bad-base", req: &authorizev1.AuthorizeRequest{Route: "none", Credentials: key, PublicBaseUrl: "gw.example.com"}, wantErr: authorize.ErrInvalidRequest},
 		{name: "passthrough-missing", req: &authorizev1.AuthorizeRequest{Route: "pass", Credentials: key, PublicBaseUrl: base},
@@ -513,13 +511,13 @@ func TestAuthorizeEdges(t *testing.T) {
 		{name: "token-without-expiry", mutate: func(s *state) { s.tokens[store.HashKey("tok-alice-none")].ExpireTime = nil },
 			req: &authorizev1.AuthorizeRequest{Route: "none", Credentials: &authorizev1.Credentials{BearerToken: "tok-alice-none"}, PublicBaseUrl: base},
 			want: &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_CHALLENGE, Challenge: &authorizev1.Challenge{
-				ResourceMetadataUrl: base + "/.well-known/oauth-protected-resource/none/mcp", Error: "invalid_token", ErrorDescription: authorize.DescInvalidCredential},
+				Error: "invalid_token", ErrorDescription: authorize.DescInvalidCredential},
 				Reason: authorize.ReasonExpiredToken}},
 		{name: "grant-without-token", mutate: func(s *state) {
 			s.addGrant("alice", "Gmail", vaultv1.ConnectionState_CONNECTION_STATE_ACTIVE, "", now.Add(time.Hour))
 		}, req: &authorizev1.AuthorizeRequest{Route: "Gmail", Credentials: key, PublicBaseUrl: base},
 			want: &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_CHALLENGE, Challenge: &authorizev1.Challenge{
-				ResourceMetadataUrl: base + "/.well-known/oauth-protected-resource/Gmail/mcp", Scopes: []string{"mail.read", "mail.send"}},
+				Scopes: []string{"mail.read", "mail.send"}},
 				Principal: "alice", KeyPrefix: "mcpg_ali", KeyId: keyIDOf("mcpg_ali"), Reason: authorize.ReasonGrantUnusable}},
 	}
 	for _, c := range cases {
@@ -543,58 +541,6 @@ func TestAuthorizeEdges(t *testing.T) {
 				t.Errorf("got %s\nwant %s", protojson.Format(got), protojson.Format(c.want))
 			}
 		})
-	}
-}
-
-func TestPublicBase(t *testing.T) {
-	for _, c := range []struct{ in, want string }{
-		{"https://gw.example.com", "https://gw.example.com"},
-		{"https://gw.example.com/", "https://gw.example.com"},
-		{"http://127.0.0.1:8080", "http://127.0.0.1:8080"},
-		{"HTTPS://gw.example.com", "https://gw.example.com"},
-		{"", ""},
-		{"gw.example.com", ""},
-		{"/relative", ""},
-		{"ftp://gw.example.com", ""},
-		{"https://", ""},
-		{"https://gw.example.com/base", ""},
-		{"https://gw.example.com?x=1", ""},
-		{"https://gw.example.com/?", ""},
-		{"https://gw.example.com#f", ""},
-		{"https://user:pw@gw.example.com", ""},
-		{"https://gw.example.com\"", ""},
-		{"mailto:a@b", ""},
-	} {
-		got, err := authorize.PublicBase(c.in)
-		if c.want == "" {
-			if !errors.Is(err, authorize.ErrInvalidRequest) {
-				t.Errorf("PublicBase(%q) = %q, %v; want ErrInvalidRequest", c.in, got, err)
-			}
-			continue
-		}
-		if err != nil || got != c.want {
-			t.Errorf("PublicBase(%q) = %q, %v; want %q", c.in, got, err, c.want)
-		}
-	}
-}
-
-func TestToolAllowed(t *testing.T) {
-	for _, c := range []struct {
-		allowed, disallowed []string
-		tool                string
-		want                bool
-	}{
-		{nil, nil, "x", true},
-		{nil, []string{"x"}, "x", false},
-		{nil, []string{"x"}, "y", true},
-		{[]string{"x"}, nil, "x", true},
-		{[]string{"x"}, nil, "y", false},
-		{[]string{"x"}, []string{"x"}, "x", false},
-	} {
-		srv := &configv1.McpServer{AllowedTools: c.allowed, DisallowedTools: c.disallowed}
-		if got := authorize.ToolAllowed(srv, c.tool); got != c.want {
-			t.Errorf("ToolAllowed(%v, %v, %q) = %v", c.allowed, c.disallowed, c.tool, got)
-		}
 	}
 }
 

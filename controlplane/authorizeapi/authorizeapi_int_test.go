@@ -213,7 +213,6 @@ func TestService(t *testing.T) {
 			t.Fatal(err)
 		}
 		if r.GetDecision() != authorizev1.Decision_DECISION_CHALLENGE || r.GetReason() != "upstream grant unusable" ||
-			r.GetChallenge().GetResourceMetadataUrl() != base+"/.well-known/oauth-protected-resource/Gmail/mcp" ||
 			r.GetChallenge().GetError() != "" {
 			t.Errorf("after report: %v", r)
 		}

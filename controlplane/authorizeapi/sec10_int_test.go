@@ -18,6 +18,7 @@ import (
 	"github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1/authorizev1connect"
 	configv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1"
 	storev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/store/v1"
+	"github.com/mcpgate/mcpgate/api/wire"
 	"github.com/mcpgate/mcpgate/controlplane/authorize"
 	"github.com/mcpgate/mcpgate/controlplane/store"
 	"github.com/mcpgate/mcpgate/controlplane/vault"
@@ -171,7 +172,7 @@ func TestSec10UnknownCredentialFloodCostsEtcdAConstant(t *testing.T) {
 				Principal: "alice", Route: "Gmail", ExpireTime: timestamppb.New(time.Now().Add(time.Hour)),
 				// Obtained by signing in with the fresh key, for Gmail at base.
 				KeyId: store.KeyID(sum), PrincipalUid: principalUID(t, writer, "alice"),
-				Audience: authorize.ResourceURL(base, "Gmail"),
+				Audience: wire.ResourceURL(base, "Gmail"),
 			}); err != nil {
 				t.Fatal(err)
 			}

@@ -10,6 +10,7 @@ import (
 	authorizev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1"
 	configv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1"
 	storev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/store/v1"
+	"github.com/mcpgate/mcpgate/api/wire"
 	"github.com/mcpgate/mcpgate/controlplane/authorize"
 	"github.com/mcpgate/mcpgate/controlplane/configapi"
 	"github.com/mcpgate/mcpgate/controlplane/store"
@@ -85,7 +86,7 @@ func BenchmarkTokenRevocationPropagation(b *testing.B) {
 		tok := fmt.Sprintf("mcpgt_bench_%d", i)
 		if _, err := e.st.PutAccessToken(ctx, store.HashKey(tok), &storev1.AccessTokenRecord{
 			Principal: "bench", PrincipalUid: p.GetUid(), Route: "none", KeyId: meta.GetId(),
-			Audience: authorize.ResourceURL(base, "none"), ExpireTime: timestamppb.New(time.Now().Add(time.Hour)),
+			Audience: wire.ResourceURL(base, "none"), ExpireTime: timestamppb.New(time.Now().Add(time.Hour)),
 		}); err != nil {
 			b.Fatal(err)
 		}

@@ -10,6 +10,7 @@ import (
 
 	configv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1"
 	storev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/store/v1"
+	"github.com/mcpgate/mcpgate/api/wire"
 )
 
 // invalidError is a validation failure. Its text is fixed by this package,
@@ -22,22 +23,18 @@ func invalid(format string, args ...any) error {
 	return &invalidError{msg: fmt.Sprintf(format, args...)}
 }
 
-var (
-	nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
-	// keyRE is the shape of a gateway API key.
-	keyRE = regexp.MustCompile(`^mcpg_[A-Za-z0-9]{32,}$`)
-)
+// keyRE is the shape of a gateway API key.
+var keyRE = regexp.MustCompile(`^mcpg_[A-Za-z0-9]{32,}$`)
 
-const nameRule = "must match ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
-
-// validName checks a server or principal name. The name itself is echoed
-// only when it is short and printable, which every valid-looking name is.
+// validName checks a server or principal name against the server-name
+// grammar of api/wire, the one the data plane routes by. The name itself is
+// never echoed.
 func validName(field, name string) error {
 	if name == "" {
 		return invalid("%s: required", field)
 	}
-	if !nameRE.MatchString(name) {
-		return invalid("%s: %s", field, nameRule)
+	if !wire.ValidServerName(name) {
+		return invalid("%s: %s", field, wire.ServerNameRule)
 	}
 	return nil
 }
@@ -93,46 +90,19 @@ var reservedHeaders = map[string]string{
 	"Host":                "reserved",
 	"Content-Length":      "reserved",
 	"Mcp-Session-Id":      "reserved",
-	"X-Mcpgate-Api-Key":   "an admission header",
-	"X-Litellm-Api-Key":   "an admission header",
-}
-
-// isToken reports whether s is an HTTP token (RFC 9110 section 5.6.2).
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
-}
-
-// validHeaderValue rejects control characters other than tab.
-func validHeaderValue(v string) bool {
-	for i := 0; i < len(v); i++ {
-		if c := v[i]; (c < 0x20 && c != '\t') || c == 0x7f {
-			return false
-		}
-	}
-	return true
+	textproto.CanonicalMIMEHeaderKey(wire.HeaderAPIKey):        "an admission header",
+	textproto.CanonicalMIMEHeaderKey(wire.HeaderLiteLLMAPIKey): "an admission header",
 }
 
 func validStaticHeader(name, value string, authType configv1.AuthType) error {
-	if !isToken(name) {
+	if !wire.ValidHeaderName(name) {
 		return invalid("static_headers: header name %q is not a valid HTTP token", truncate(name))
 	}
 	canon := textproto.CanonicalMIMEHeaderKey(name)
 	if why, ok := reservedHeaders[canon]; ok {
 		return invalid("static_headers: %s is %s and cannot be set", canon, why)
 	}
-	if strings.HasPrefix(canon, "X-Mcp-") && strings.HasSuffix(canon, "-Authorization") {
+	if wire.IsPassthroughHeader(canon) {
 		return invalid("static_headers: %s is a passthrough header and cannot be set", canon)
 	}
 	if canon == "Authorization" && authType != configv1.AuthType_AUTH_TYPE_NONE {
@@ -141,7 +111,7 @@ func validStaticHeader(name, value string, authType configv1.AuthType) error {
 	if value == "" {
 		return invalid("static_headers[%s]: value required", canon)
 	}
-	if !validHeaderValue(value) {
+	if !wire.ValidHeaderValue(value) {
 		return invalid("static_headers[%s]: value contains control characters", canon)
 	}
 	return nil
@@ -185,7 +155,7 @@ func validateServer(def *configv1.McpServer, sec *storev1.ServerSecrets) error {
 		if sec.GetAuthValue() == "" {
 			return invalid("auth_value: required for auth_type %s", authTypeName(at))
 		}
-		if !validHeaderValue(sec.GetAuthValue()) {
+		if !wire.ValidHeaderValue(sec.GetAuthValue()) {
 			return invalid("auth_value: contains control characters")
 		}
 		if at == configv1.AuthType_AUTH_TYPE_BASIC {
@@ -243,7 +213,7 @@ func validateServer(def *configv1.McpServer, sec *storev1.ServerSecrets) error {
 			return err
 		}
 	}
-	if !validHeaderValue(sec.GetClientSecret()) {
+	if !wire.ValidHeaderValue(sec.GetClientSecret()) {
 		return invalid("client_secret: contains control characters")
 	}
 	for i, sc := range def.GetScopes() {
@@ -314,7 +284,7 @@ func validatePrincipal(p *configv1.Principal) error {
 		if s == "*" {
 			continue
 		}
-		if !nameRE.MatchString(s) {
+		if !wire.ValidServerName(s) {
 			return invalid("servers[%d]: must be a server name or \"*\"", i)
 		}
 	}

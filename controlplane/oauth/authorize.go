@@ -17,6 +17,7 @@ import (
 	configv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1"
 	storev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/store/v1"
 	vaultv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/vault/v1"
+	"github.com/mcpgate/mcpgate/api/wire"
 	"github.com/mcpgate/mcpgate/controlplane/store"
 )
 
@@ -104,7 +105,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	// Only the form of the resource and scope is checked here: whether the
 	// route exists, and its scopes, are told only to a signed-in principal
 	// that may use it (resolveRequest), never to whoever has a client.
-	route, ok := routeName(issuer(r), q.Get("resource"))
+	route, ok := wire.ResourceServer(issuer(r), q.Get("resource"))
 	if !ok {
 		fail("invalid_target", "resource must be the URL of an MCP route of this gateway")
 		return
@@ -157,54 +158,6 @@ func validChallenge(v string) bool {
 	}
 	return true
 }
-
-// canonicalResource lowercases scheme and host, drops the default port,
-// any query and one trailing slash. A fragment makes it invalid.
-func canonicalResource(raw string) (string, bool) {
-	if raw == "" || strings.Contains(raw, "#") {
-		return "", false
-	}
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" || u.User != nil || u.Opaque != "" {
-		return "", false
-	}
-	scheme := strings.ToLower(u.Scheme)
-	if scheme != "http" && scheme != "https" {
-		return "", false
-	}
-	host := strings.ToLower(u.Host)
-	host = strings.TrimSuffix(host, map[string]string{"http": ":80", "https": ":443"}[scheme])
-	p := strings.TrimSuffix(u.EscapedPath(), "/")
-	return scheme + "://" + host + p, true
-}
-
-// routeName is the server name a resource indicator names by its form,
-// <public>/<server>/mcp, whether or not that server exists.
-func routeName(pub, raw string) (string, bool) {
-	res, ok := canonicalResource(raw)
-	if !ok {
-		return "", false
-	}
-	base, _ := canonicalResource(pub)
-	rest, ok := strings.CutPrefix(res, base+"/")
-	if !ok {
-		return "", false
-	}
-	name, ok := strings.CutSuffix(rest, "/mcp")
-	if !ok || name == "" || strings.Contains(name, "/") {
-		return "", false
-	}
-	if n, err := url.PathUnescape(name); err == nil {
-		name = n
-	}
-	if name == "" || len(name) > maxNameLen || unsafeText(name) {
-		return "", false
-	}
-	return name, true
-}
-
-// routeURL is the canonical resource of a server's route.
-func routeURL(pub, server string) string { return pub + "/" + url.PathEscape(server) + "/mcp" }
 
 // grantScopes checks requested scopes against the server's; empty means
 // all of the server's scopes.
@@ -540,7 +493,7 @@ func (s *Server) showConsent(w http.ResponseWriter, r *http.Request, sess *sessi
 		RedirectHost:  host,
 		LocalRedirect: local,
 		Server:        auth.GetServer(),
-		Route:         routeURL(issuer(r), auth.GetServer()),
+		Route:         wire.ResourceURL(issuer(r), auth.GetServer()),
 		Scopes:        auth.GetScopes(),
 		Principal:     principal,
 		Request:       reqID,

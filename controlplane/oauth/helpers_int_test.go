@@ -24,6 +24,7 @@ import (
 
 	configv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1"
 	storev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/store/v1"
+	"github.com/mcpgate/mcpgate/api/wire"
 	"github.com/mcpgate/mcpgate/controlplane/oauth"
 	"github.com/mcpgate/mcpgate/controlplane/refresh"
 	"github.com/mcpgate/mcpgate/controlplane/store"
@@ -165,10 +166,10 @@ func (e *env) serve(h http.Handler) string {
 		}
 		r.Header.Del("X-Test-Public-URL")
 		if p != "" {
-			r.Header.Set(oauth.HeaderPublicURL, p)
+			r.Header.Set(wire.HeaderPublicURL, p)
 		}
 		if a := r.Header.Get("Authorization"); a != "" {
-			r.Header.Set(oauth.HeaderClientAuthorization, a)
+			r.Header.Set(wire.HeaderClientAuthorization, a)
 			r.Header.Del("Authorization")
 		}
 		addr := r.Header.Get("X-Test-Addr")
@@ -176,7 +177,7 @@ func (e *env) serve(h http.Handler) string {
 			addr = "192.0.2.1"
 		}
 		r.Header.Del("X-Test-Addr")
-		r.Header.Set(oauth.HeaderClientAddress, addr)
+		r.Header.Set(wire.HeaderClientAddress, addr)
 		if standInResource(w, r, p) {
 			return
 		}

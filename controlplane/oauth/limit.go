@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/mcpgate/mcpgate/api/wire"
 )
 
 // maxLimiterEntries bounds the per-address limiters a replica keeps for one
@@ -165,7 +167,7 @@ func (s *Server) limitedSecretLookup(w http.ResponseWriter, r *http.Request) boo
 // X-MCPGate-* header a client sends before setting this one, so the header
 // is trusted; without it (a direct caller) the connection's address counts.
 func clientAddress(r *http.Request) string {
-	if a := r.Header.Get(HeaderClientAddress); a != "" {
+	if a := r.Header.Get(wire.HeaderClientAddress); a != "" {
 		return a
 	}
 	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {

@@ -7,7 +7,7 @@
 //
 // Data planes relay these paths to the control plane with the public base URL
 // of the data plane in X-MCPGate-Public-URL and the client's own
-// Authorization header moved to X-MCPGate-Client-Authorization. Every URL the
+// Authorization header moved to X-MCPGate-Client-Authorization (api/wire). Every URL the
 // server emits, the issuer included, is built from that public URL. All state
 // lives in etcd through the store, short-lived records on leases.
 //
@@ -82,21 +82,13 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"net/url"
-	"strings"
 	"time"
 
 	"golang.org/x/oauth2"
 	"golang.org/x/time/rate"
 
+	"github.com/mcpgate/mcpgate/api/wire"
 	"github.com/mcpgate/mcpgate/controlplane/store"
-)
-
-// Headers set by the data plane that relays a request.
-const (
-	HeaderPublicURL           = "X-MCPGate-Public-URL"
-	HeaderClientAuthorization = "X-MCPGate-Client-Authorization"
-	HeaderClientAddress       = "X-MCPGate-Client-Address"
 )
 
 // Kinds of records the server keeps through the store's generic methods.
@@ -284,8 +276,8 @@ type ctxKey struct{}
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	pub, ok := publicURL(r.Header.Get(HeaderPublicURL))
-	if !ok {
+	pub, err := wire.PublicBase(r.Header.Get(wire.HeaderPublicURL))
+	if err != nil {
 		http.Error(w, "missing or invalid public URL", http.StatusBadRequest)
 		return
 	}
@@ -320,18 +312,8 @@ var corsPaths = map[string]bool{
 	"/revoke":                                 true,
 }
 
-// publicURL validates an absolute http(s) URL without path, query or
-// fragment and returns it without a trailing slash.
-func publicURL(v string) (string, bool) {
-	u, err := url.Parse(v)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
-		u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
-		return "", false
-	}
-	return u.Scheme + "://" + strings.ToLower(u.Host), true
-}
-
-// issuer is the public base URL of the relaying data plane.
+// issuer is the public base URL of the relaying data plane
+// (wire.PublicBase of its wire.HeaderPublicURL).
 func issuer(r *http.Request) string { return r.Context().Value(ctxKey{}).(string) }
 
 func (s *Server) now() time.Time { return s.cfg.Now() }

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	storev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/store/v1"
+	"github.com/mcpgate/mcpgate/api/wire"
 	"github.com/mcpgate/mcpgate/controlplane/authorize"
 	"github.com/mcpgate/mcpgate/controlplane/store"
 )
@@ -64,7 +65,7 @@ func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, auth *storev1
 		ExpireTime:    timestamppb.New(s.now().Add(s.cfg.CodeTTL)),
 		// The tokens are for the route at this public base only (RFC 8707):
 		// a data plane with another public base refuses them.
-		Audience: authorize.ResourceURL(issuer(r), auth.GetServer()),
+		Audience: wire.ResourceURL(issuer(r), auth.GetServer()),
 	}
 	b, err := proto.Marshal(rec)
 	if err == nil {
@@ -105,7 +106,7 @@ func readTokenForm(r *http.Request) (url.Values, *tokenError) {
 func (s *Server) authenticateClient(ctx context.Context, r *http.Request, form url.Values) (*client, *tokenError) {
 	var id, secret string
 	basic := false
-	if h := r.Header.Get(HeaderClientAuthorization); h != "" {
+	if h := r.Header.Get(wire.HeaderClientAuthorization); h != "" {
 		scheme, cred, _ := strings.Cut(h, " ")
 		if !strings.EqualFold(scheme, "Basic") {
 			return nil, &tokenError{status: http.StatusUnauthorized, code: "invalid_client", desc: "unsupported client authentication", basic: true}
@@ -215,7 +216,7 @@ func checkResource(form url.Values, audience string) *tokenError {
 	if !ok {
 		return nil
 	}
-	if res, valid := canonicalResource(raw[0]); !valid || res != audience {
+	if res, valid := wire.CanonicalResource(raw[0]); !valid || res != audience {
 		return tokErr("invalid_target", "resource does not match the authorization")
 	}
 	return nil

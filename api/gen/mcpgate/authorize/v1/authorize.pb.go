@@ -388,10 +388,8 @@ func (x *Allow) GetVaultGrant() bool {
 }
 
 type Challenge struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// <public>/.well-known/oauth-protected-resource/<route>/mcp.
-	ResourceMetadataUrl string   `protobuf:"bytes,1,opt,name=resource_metadata_url,json=resourceMetadataUrl,proto3" json:"resource_metadata_url,omitempty"`
-	Scopes              []string `protobuf:"bytes,2,rep,name=scopes,proto3" json:"scopes,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Scopes []string               `protobuf:"bytes,2,rep,name=scopes,proto3" json:"scopes,omitempty"`
 	// "invalid_token" when a credential was presented but is unusable.
 	Error            string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
 	ErrorDescription string `protobuf:"bytes,4,opt,name=error_description,json=errorDescription,proto3" json:"error_description,omitempty"`
@@ -429,13 +427,6 @@ func (*Challenge) Descriptor() ([]byte, []int) {
 	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{4}
 }
 
-func (x *Challenge) GetResourceMetadataUrl() string {
-	if x != nil {
-		return x.ResourceMetadataUrl
-	}
-	return ""
-}
-
 func (x *Challenge) GetScopes() []string {
 	if x != nil {
 		return x.Scopes
@@ -457,14 +448,12 @@ func (x *Challenge) GetErrorDescription() string {
 	return ""
 }
 
+// Deny carries nothing: a DENY is a plain 403 (the reason is in
+// AuthorizeResponse.reason, for logs). Its former fields were never set.
 type Deny struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// "insufficient_scope" when the reason is a missing scope.
-	Error               string   `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
-	Scopes              []string `protobuf:"bytes,2,rep,name=scopes,proto3" json:"scopes,omitempty"`
-	ResourceMetadataUrl string   `protobuf:"bytes,3,opt,name=resource_metadata_url,json=resourceMetadataUrl,proto3" json:"resource_metadata_url,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Deny) Reset() {
@@ -495,27 +484,6 @@ func (x *Deny) ProtoReflect() protoreflect.Message {
 // Deprecated: Use Deny.ProtoReflect.Descriptor instead.
 func (*Deny) Descriptor() ([]byte, []int) {
 	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{5}
-}
-
-func (x *Deny) GetError() string {
-	if x != nil {
-		return x.Error
-	}
-	return ""
-}
-
-func (x *Deny) GetScopes() []string {
-	if x != nil {
-		return x.Scopes
-	}
-	return nil
-}
-
-func (x *Deny) GetResourceMetadataUrl() string {
-	if x != nil {
-		return x.ResourceMetadataUrl
-	}
-	return ""
 }
 
 type AuthorizeResponse struct {
@@ -987,16 +955,12 @@ const file_mcpgate_authorize_v1_authorize_proto_rawDesc = "" +
 	"\rallowed_tools\x18\x03 \x03(\tR\fallowedTools\x12)\n" +
 	"\x10disallowed_tools\x18\x04 \x03(\tR\x0fdisallowedTools\x12\x1f\n" +
 	"\vvault_grant\x18\x05 \x01(\bR\n" +
-	"vaultGrant\"\x9a\x01\n" +
-	"\tChallenge\x122\n" +
-	"\x15resource_metadata_url\x18\x01 \x01(\tR\x13resourceMetadataUrl\x12\x16\n" +
+	"vaultGrant\"\x83\x01\n" +
+	"\tChallenge\x12\x16\n" +
 	"\x06scopes\x18\x02 \x03(\tR\x06scopes\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12+\n" +
-	"\x11error_description\x18\x04 \x01(\tR\x10errorDescription\"h\n" +
-	"\x04Deny\x12\x14\n" +
-	"\x05error\x18\x01 \x01(\tR\x05error\x12\x16\n" +
-	"\x06scopes\x18\x02 \x03(\tR\x06scopes\x122\n" +
-	"\x15resource_metadata_url\x18\x03 \x01(\tR\x13resourceMetadataUrl\"\x82\x03\n" +
+	"\x11error_description\x18\x04 \x01(\tR\x10errorDescriptionJ\x04\b\x01\x10\x02R\x15resource_metadata_url\">\n" +
+	"\x04DenyJ\x04\b\x01\x10\x02J\x04\b\x02\x10\x03J\x04\b\x03\x10\x04R\x05errorR\x06scopesR\x15resource_metadata_url\"\x82\x03\n" +
 	"\x11AuthorizeResponse\x12:\n" +
 	"\bdecision\x18\x01 \x01(\x0e2\x1e.mcpgate.authorize.v1.DecisionR\bdecision\x121\n" +
 	"\x05allow\x18\x02 \x01(\v2\x1b.mcpgate.authorize.v1.AllowR\x05allow\x12=\n" +

@@ -7,21 +7,30 @@ import (
 	authorizev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1"
 )
 
-// Fixed response bodies. Nothing request-specific or secret ever goes into a
-// body, so these are constants.
+// Every answer the gateway makes itself, instead of relaying the upstream's
+// or the control plane's, is built here, by one function family: fixed is
+// the base (status, a fixed JSON body, Content-Type: application/json,
+// Cache-Control: no-store); challenge (401), unavailable (503) and
+// tooManyStreams (429) add their headers to it; mapDecision maps an
+// Authorize result onto them. Nothing request-specific or secret ever goes
+// into a body except the echoed JSON-RPC id, so the bodies are constants.
 const (
 	bodyNotFound         = `{"error":"not_found","error_description":"no such endpoint"}`
 	bodyBadHost          = `{"error":"forbidden","error_description":"invalid Host header"}`
 	bodyBadOrigin        = `{"error":"forbidden","error_description":"origin not allowed"}`
 	bodyMethodNotAllowed = `{"error":"method_not_allowed","error_description":"method not allowed"}`
 	bodyUnavailable      = `{"error":"temporarily_unavailable","error_description":"control plane unavailable"}`
+	bodyRelayUnreadable  = `{"error":"invalid_request","error_description":"unreadable body"}`
+	bodyRelayTooLarge    = `{"error":"invalid_request","error_description":"request body too large"}`
 
 	// JSON-RPC error bodies (id null: the gateway answers for the request as
-	// a whole, before or instead of the upstream).
+	// a whole, before or instead of the upstream; withID echoes the id of a
+	// single request).
 	rpcUnauthorized      = `{"jsonrpc":"2.0","id":null,"error":{"code":-32001,"message":"authentication required"}}`
 	rpcForbidden         = `{"jsonrpc":"2.0","id":null,"error":{"code":-32003,"message":"forbidden"}}`
 	rpcUnknownServer     = `{"jsonrpc":"2.0","id":null,"error":{"code":-32004,"message":"unknown MCP server"}}`
 	rpcUnavailable       = `{"jsonrpc":"2.0","id":null,"error":{"code":-32005,"message":"authorization temporarily unavailable"}}`
+	rpcTooManyStreams    = `{"jsonrpc":"2.0","id":null,"error":{"code":-32006,"message":"too many concurrent requests for this principal"}}`
 	rpcParseError        = `{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"parse error"}}`
 	rpcInvalidRequest    = `{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"invalid request"}}`
 	rpcAmbiguous         = `{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"invalid request: duplicate or case-variant member names"}}`
@@ -31,13 +40,56 @@ const (
 	rpcUpstreamFailed    = `{"jsonrpc":"2.0","id":null,"error":{"code":-32002,"message":"upstream MCP server unreachable"}}`
 	rpcUpstreamUnchecked = `{"jsonrpc":"2.0","id":null,"error":{"code":-32002,"message":"upstream MCP server reply could not be checked"}}`
 	rpcUpstreamRefused   = `{"jsonrpc":"2.0","id":null,"error":{"code":-32002,"message":"upstream MCP server rejected the gateway's credentials"}}`
+	rpcUpstreamRedirect  = `{"jsonrpc":"2.0","id":null,"error":{"code":-32002,"message":"upstream MCP server answered with a redirect"}}`
+	rpcUpstreamEncoding  = `{"jsonrpc":"2.0","id":null,"error":{"code":-32002,"message":"upstream MCP server answered with an unsupported content encoding"}}`
+	rpcUpstreamTimeout   = `{"jsonrpc":"2.0","id":null,"error":{"code":-32002,"message":"upstream MCP server did not answer in time"}}`
 )
 
-// response is what the data plane answers instead of forwarding.
+// response is an answer the data plane makes instead of forwarding.
 type response struct {
 	Status int
 	Header http.Header
 	Body   string
+}
+
+// fixed is the base of every gateway-made answer: status and a fixed JSON
+// body, never cached (a 401, 403 or 404 depends on the credential sent,
+// a 503 or 429 on the moment).
+func fixed(status int, body string) response {
+	h := http.Header{}
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	return response{Status: status, Header: h, Body: body}
+}
+
+// unavailable is the 503 answer when authorization could not be decided.
+func unavailable() response {
+	r := fixed(http.StatusServiceUnavailable, rpcUnavailable)
+	r.Header.Set("Retry-After", "1")
+	return r
+}
+
+// relayUnavailable is the 503 answer when no control plane took a relayed
+// OAuth request.
+func relayUnavailable() response {
+	r := fixed(http.StatusServiceUnavailable, bodyUnavailable)
+	r.Header.Set("Retry-After", "1")
+	return r
+}
+
+// tooManyStreams is the 429 answer at the per-principal bound.
+func tooManyStreams(id string) response {
+	r := fixed(http.StatusTooManyRequests, rpcTooManyStreams)
+	r.Header.Set("Retry-After", streamsRetryAfter)
+	return r.withID(id)
+}
+
+// challenge is the 401 answer: exactly one Bearer challenge naming the
+// route's metadata URL, which the data plane builds from its own public URL.
+func challenge(prmURL string, scopes []string, errCode, desc string) response {
+	r := fixed(http.StatusUnauthorized, rpcUnauthorized)
+	r.Header.Set("WWW-Authenticate", bearerChallenge(prmURL, scopes, errCode, desc))
+	return r
 }
 
 // outcome is the decision mapped to HTTP: either forward with Allow, or
@@ -72,36 +124,12 @@ func mapDecision(res *authorizev1.AuthorizeResponse, err error, prmURL string) o
 		}
 		return outcome{Response: challenge(prmURL, c.GetScopes(), c.GetError(), c.GetErrorDescription())}
 	case authorizev1.Decision_DECISION_DENY:
-		h := http.Header{}
-		if d := res.GetDeny(); d.GetError() == "insufficient_scope" {
-			h.Set("WWW-Authenticate", bearerChallenge(prmURL, d.GetScopes(), "insufficient_scope", ""))
-		}
-		h.Set("Content-Type", "application/json")
-		return outcome{Response: response{Status: http.StatusForbidden, Header: h, Body: rpcForbidden}}
+		return outcome{Response: fixed(http.StatusForbidden, rpcForbidden)}
 	case authorizev1.Decision_DECISION_NOT_FOUND:
-		h := http.Header{}
-		h.Set("Content-Type", "application/json")
-		return outcome{Response: response{Status: http.StatusNotFound, Header: h, Body: rpcUnknownServer}}
+		return outcome{Response: fixed(http.StatusNotFound, rpcUnknownServer)}
 	default:
 		return outcome{Response: unavailable()}
 	}
-}
-
-func unavailable() response {
-	h := http.Header{}
-	h.Set("Content-Type", "application/json")
-	h.Set("Retry-After", "1")
-	h.Set("Cache-Control", "no-store")
-	return response{Status: http.StatusServiceUnavailable, Header: h, Body: rpcUnavailable}
-}
-
-// challenge is the 401 answer: exactly one Bearer challenge.
-func challenge(prmURL string, scopes []string, errCode, desc string) response {
-	h := http.Header{}
-	h.Set("WWW-Authenticate", bearerChallenge(prmURL, scopes, errCode, desc))
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
-	return response{Status: http.StatusUnauthorized, Header: h, Body: rpcUnauthorized}
 }
 
 // bearerChallenge formats `Bearer resource_metadata="…", scope="…"[,
@@ -151,19 +179,27 @@ func (r response) withID(id string) response {
 	return r
 }
 
-// writeFixed writes a fixed JSON body with its status.
+// writeFixed writes fixed(status, body).
 func writeFixed(w http.ResponseWriter, status int, body string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_, _ = w.Write([]byte(body))
+	writeResponse(w, fixed(status, body))
 }
 
-// writeResponse writes a mapped response.
+// writeResponse writes a gateway-made answer.
 func writeResponse(w http.ResponseWriter, res response) {
 	for k, vs := range res.Header {
 		w.Header()[k] = vs
 	}
 	w.WriteHeader(res.Status)
 	_, _ = w.Write([]byte(res.Body))
+}
+
+// replaceUpstreamHeaders drops the upstream response headers already copied
+// to h, keeping the gateway's own CORS headers, before a gateway-made answer
+// replaces the upstream's.
+func replaceUpstreamHeaders(h http.Header) {
+	for k := range h {
+		if k != "Access-Control-Expose-Headers" && k != "Access-Control-Allow-Origin" && k != "Vary" {
+			delete(h, k)
+		}
+	}
 }

@@ -3,6 +3,8 @@ package dataplane
 import (
 	"errors"
 	"net/http"
+	"net/http/httptest"
+	"reflect"
 	"testing"
 
 	"connectrpc.com/connect"
@@ -52,13 +54,10 @@ func TestMapDecision(t *testing.T) {
 		{name: "challenge without challenge", res: &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_CHALLENGE}, status: 503, body: rpcUnavailable},
 		{name: "deny", res: &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_DENY, Deny: &authorizev1.Deny{}}, status: 403, body: rpcForbidden},
 		{name: "deny without deny", res: &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_DENY}, status: 403, body: rpcForbidden},
-		{
-			name:   "deny insufficient scope",
-			res:    &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_DENY, Deny: &authorizev1.Deny{Error: "insufficient_scope", Scopes: []string{"gmail.read", "gmail.send"}}},
-			status: 403,
-			www:    `Bearer resource_metadata="` + testPRM + `", scope="gmail.read gmail.send", error="insufficient_scope"`,
-			body:   rpcForbidden,
-		},
+		// Deny carries nothing since issue 12 (its error/scopes fields were
+		// never set by the control plane): a DENY is a plain 403 whatever
+		// its reason.
+		{name: "deny with reason", res: &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_DENY, Deny: &authorizev1.Deny{}, Reason: "tool not allowed on this server"}, status: 403, body: rpcForbidden},
 		{name: "not found", res: &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_NOT_FOUND}, status: 404, body: rpcUnknownServer},
 		{name: "unspecified", res: &authorizev1.AuthorizeResponse{}, status: 503, body: rpcUnavailable},
 		{name: "unknown number", res: &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision(99), Allow: allow}, status: 503, body: rpcUnavailable},
@@ -90,6 +89,10 @@ func TestMapDecision(t *testing.T) {
 			}
 			if r.Status == 503 && r.Header.Get("Retry-After") != "1" {
 				t.Fatalf("503 without Retry-After")
+			}
+			// Every refusal, 403 and 404 included (issue 12), is never cached.
+			if r.Header.Get("Cache-Control") != "no-store" || r.Header.Get("Content-Type") != "application/json" {
+				t.Fatalf("headers %v, want Cache-Control: no-store and Content-Type: application/json", r.Header)
 			}
 			if r.Status == http.StatusInternalServerError {
 				t.Fatalf("500")
@@ -127,5 +130,54 @@ func TestMapDecisionTotal(t *testing.T) {
 				t.Errorf("decision %d: status %d", d, out.Response.Status)
 			}
 		}
+	}
+}
+
+// TestRespondHeaders asserts the exact headers of every answer the gateway
+// makes itself (the respond.go family): one Content-Type, no caching, and
+// only the status's own extras (WWW-Authenticate on 401, Retry-After on 429
+// and 503).
+func TestRespondHeaders(t *testing.T) {
+	const id = "7"
+	cases := []struct {
+		name   string
+		res    response
+		status int
+		extra  map[string]string
+		body   string
+	}{
+		{"400 parse error", fixed(http.StatusBadRequest, rpcParseError), 400, nil, rpcParseError},
+		{"401 challenge", challenge(testPRM, []string{"gmail.read"}, "", ""), 401,
+			map[string]string{"Www-Authenticate": `Bearer resource_metadata="` + testPRM + `", scope="gmail.read"`}, rpcUnauthorized},
+		{"403 deny", mapDecision(&authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_DENY, Deny: &authorizev1.Deny{}}, nil, testPRM).Response, 403, nil, rpcForbidden},
+		{"403 bad host", fixed(http.StatusForbidden, bodyBadHost), 403, nil, bodyBadHost},
+		{"404 not found", mapDecision(&authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_NOT_FOUND}, nil, testPRM).Response, 404, nil, rpcUnknownServer},
+		{"404 no such endpoint", fixed(http.StatusNotFound, bodyNotFound), 404, nil, bodyNotFound},
+		{"405", fixed(http.StatusMethodNotAllowed, bodyMethodNotAllowed), 405, nil, bodyMethodNotAllowed},
+		{"413", fixed(http.StatusRequestEntityTooLarge, rpcTooLarge), 413, nil, rpcTooLarge},
+		{"429", tooManyStreams(""), 429, map[string]string{"Retry-After": streamsRetryAfter}, rpcTooManyStreams},
+		{"502", fixed(http.StatusBadGateway, rpcUpstreamFailed), 502, nil, rpcUpstreamFailed},
+		{"503 authorize", unavailable(), 503, map[string]string{"Retry-After": "1"}, rpcUnavailable},
+		{"503 relay", relayUnavailable(), 503, map[string]string{"Retry-After": "1"}, bodyUnavailable},
+		{"504", fixed(http.StatusGatewayTimeout, rpcUpstreamTimeout), 504, nil, rpcUpstreamTimeout},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			want := http.Header{"Content-Type": {"application/json"}, "Cache-Control": {"no-store"}}
+			for k, v := range c.extra {
+				want[k] = []string{v}
+			}
+			rec := httptest.NewRecorder()
+			writeResponse(rec, c.res.withID(id))
+			if rec.Code != c.status {
+				t.Errorf("status %d, want %d", rec.Code, c.status)
+			}
+			if got := rec.Header(); !reflect.DeepEqual(got, want) {
+				t.Errorf("headers %v, want %v", got, want)
+			}
+			if wantBody := withID(c.body, id); rec.Body.String() != wantBody {
+				t.Errorf("body %s, want %s", rec.Body.String(), wantBody)
+			}
+		})
 	}
 }
