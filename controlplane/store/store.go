@@ -286,6 +286,25 @@ func (s *Store) Principal(name string) (*configv1.Principal, bool) {
 	return cached[*configv1.Principal](s.cache, KindPrincipal, name)
 }
 
+// principalUID reads the uid of the principal called name from etcd, not
+// the cache: a key or grant written right after its principal (apply
+// creates both at once) must bind to that principal, and the cache may
+// not have seen it yet. "" when there is no such principal.
+func (s *Store) principalUID(ctx context.Context, name string) (string, error) {
+	resp, err := s.kv.Get(ctx, key(KindPrincipal, name))
+	if err != nil {
+		return "", fmt.Errorf("read principal: %w", err)
+	}
+	if len(resp.Kvs) == 0 {
+		return "", nil
+	}
+	v, err := decodePrincipal(name, resp.Kvs[0].Value, resp.Kvs[0].ModRevision)
+	if err != nil {
+		return "", err
+	}
+	return v.(*configv1.Principal).GetUid(), nil
+}
+
 // Principals returns every cached principal, sorted by name.
 func (s *Store) Principals() []*configv1.Principal {
 	out := cachedList[*configv1.Principal](s.cache, KindPrincipal)
@@ -391,9 +410,11 @@ func (s *Store) PutKey(ctx context.Context, r *storev1.KeyRecord, expected int64
 	r = proto.CloneOf(r)
 	r.Key.Revision = 0
 	if expected == 0 && r.GetPrincipalUid() == "" {
-		if p, ok := s.Principal(r.GetKey().GetPrincipal()); ok {
-			r.PrincipalUid = p.GetUid()
+		uid, err := s.principalUID(ctx, r.GetKey().GetPrincipal())
+		if err != nil {
+			return 0, err
 		}
+		r.PrincipalUid = uid
 	}
 	b, err := proto.Marshal(r)
 	if err != nil {
@@ -472,9 +493,11 @@ func (s *Store) PutGrant(ctx context.Context, conn *vaultv1.Connection, tok *sto
 	conn = proto.CloneOf(conn)
 	conn.Revision = 0
 	if conn.GetPrincipalUid() == "" {
-		if p, ok := s.Principal(conn.GetPrincipal()); ok {
-			conn.PrincipalUid = p.GetUid()
+		uid, err := s.principalUID(ctx, conn.GetPrincipal())
+		if err != nil {
+			return 0, err
 		}
+		conn.PrincipalUid = uid
 	}
 	pt, err := proto.Marshal(tok)
 	if err != nil {

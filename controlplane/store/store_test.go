@@ -279,3 +279,26 @@ func TestKeyByHashComparesWholeHash(t *testing.T) {
 		})
 	}
 }
+
+// TestKeyBindsToPrincipalWrittenJustBefore: a key created right after its
+// principal (as apply does) binds to that principal's uid even when the
+// writing store's cache has not seen the principal: here it follows
+// nothing at all. It used to take the uid from the cache and bind to "".
+func TestKeyBindsToPrincipalWrittenJustBefore(t *testing.T) {
+	cli := etcdtest.New(t)
+	st := store.New(cli, nil, slog.New(slog.DiscardHandler)) // no Run: an empty cache
+	ctx := t.Context()
+	if _, err := st.PutPrincipal(ctx, &configv1.Principal{Name: "p"}, 0); err != nil {
+		t.Fatal(err)
+	}
+	sum := store.HashKey("mcpg_fresh")
+	if _, err := st.PutKey(ctx, &storev1.KeyRecord{Key: &configv1.ApiKey{Id: store.KeyID(sum), Principal: "p"}, Sha256: sum[:]}, 0); err != nil {
+		t.Fatal(err)
+	}
+	follower := startFollowing(t, cli, slog.New(slog.DiscardHandler))
+	p, ok := follower.Principal("p")
+	k, kok := follower.Key(store.KeyID(sum))
+	if !ok || !kok || p.GetUid() == "" || k.GetPrincipalUid() != p.GetUid() {
+		t.Fatalf("principal uid %q, key bound to %q", p.GetUid(), k.GetPrincipalUid())
+	}
+}
