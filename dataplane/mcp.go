@@ -168,13 +168,7 @@ func (p *Proxy) serveMCP(w http.ResponseWriter, r *http.Request, route string) {
 		p.refuse(w, r, log, info, res, err, out, decided, parsed.ID)
 		return
 	}
-	info.decided(res, err)
-	info.method, info.tool = decided.Method, decided.Tool
-	log = log.With(slog.String("decision", res.GetDecision().String()),
-		slog.String("principal", res.GetPrincipal()),
-		slog.String("key_prefix", res.GetKeyPrefix()),
-		slog.String("reason", res.GetReason()),
-		slog.String("jsonrpc_method", decided.Method), slog.String("tool", decided.Tool))
+	log = info.record(log, res, err, decided)
 
 	// Authorized: only now may malformed input be called malformed.
 	if perr != nil {
@@ -229,17 +223,23 @@ func (p *Proxy) serveMCP(w http.ResponseWriter, r *http.Request, route string) {
 	})
 }
 
-// refuse answers a request the control plane did not allow (or could not
-// decide), recording the call the decision was about.
-func (p *Proxy) refuse(w http.ResponseWriter, r *http.Request, log *slog.Logger, info *reqInfo, res *authorizev1.AuthorizeResponse, err error, out outcome, c rpcCall, id string) {
-	ctx := r.Context()
+// record notes the decision about call c for the audit and metrics, and
+// returns log with the decision's attributes.
+func (info *reqInfo) record(log *slog.Logger, res *authorizev1.AuthorizeResponse, err error, c rpcCall) *slog.Logger {
 	info.decided(res, err)
 	info.method, info.tool = c.Method, c.Tool
-	log = log.With(slog.String("decision", res.GetDecision().String()),
+	return log.With(slog.String("decision", res.GetDecision().String()),
 		slog.String("principal", res.GetPrincipal()),
 		slog.String("key_prefix", res.GetKeyPrefix()),
 		slog.String("reason", res.GetReason()),
 		slog.String("jsonrpc_method", c.Method), slog.String("tool", c.Tool))
+}
+
+// refuse answers a request the control plane did not allow (or could not
+// decide), recording the call the decision was about.
+func (p *Proxy) refuse(w http.ResponseWriter, r *http.Request, log *slog.Logger, info *reqInfo, res *authorizev1.AuthorizeResponse, err error, out outcome, c rpcCall, id string) {
+	ctx := r.Context()
+	log = info.record(log, res, err, c)
 	if err != nil {
 		log.WarnContext(ctx, "authorize failed", slog.String("code", codeOf(err)))
 	}
