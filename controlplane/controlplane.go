@@ -13,8 +13,8 @@ import (
 	"github.com/mcpgate/mcpgate/api/gen/mcpgate/vault/v1/vaultv1connect"
 	"github.com/mcpgate/mcpgate/controlplane/authorizeapi"
 	"github.com/mcpgate/mcpgate/controlplane/configapi"
+	"github.com/mcpgate/mcpgate/controlplane/grants"
 	"github.com/mcpgate/mcpgate/controlplane/oauth"
-	"github.com/mcpgate/mcpgate/controlplane/refresh"
 	"github.com/mcpgate/mcpgate/controlplane/store"
 	"github.com/mcpgate/mcpgate/controlplane/vault"
 	"github.com/mcpgate/mcpgate/controlplane/vaultapi"
@@ -31,8 +31,8 @@ type Config struct {
 	// Keyring seals the vault; with it the VaultService (key rotation) is
 	// served.
 	Keyring *vault.Keyring
-	// Refresh configures upstream token refresh.
-	Refresh refresh.Config
+	// Grants configures obtaining upstream credentials (vault refresh).
+	Grants grants.Config
 	// HandlerOptions are given to every Connect service, outermost first
 	// (metrics and audit interceptors).
 	HandlerOptions []connect.HandlerOption
@@ -46,13 +46,13 @@ type Config struct {
 // required).
 func NewHandler(st *store.Store, cfg Config, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
-	grants := refresh.New(st, cfg.Refresh, log)
+	vaultGrants := grants.New(st, cfg.Grants, log)
 	// Data planes relay the OAuth authorization server's public paths here
 	// (see dataplane's relay), so every replica serves every step of a flow.
 	ocfg := cfg.OAuth
-	ocfg.Grants = grants
+	ocfg.Grants = vaultGrants
 	as := oauth.New(st, ocfg, log)
-	admin := configapi.New(st, log, configapi.WithRevoker(grants), configapi.WithTokenRevoker(as))
+	admin := configapi.New(st, log, configapi.WithRevoker(vaultGrants), configapi.WithTokenRevoker(as))
 	adminOpts := connect.WithHandlerOptions(append(slices.Clone(cfg.HandlerOptions), connect.WithInterceptors(configapi.NewAdminAuth(st)))...)
 	mux.Handle(configv1connect.NewServerServiceHandler(admin, adminOpts))
 	mux.Handle(configv1connect.NewPrincipalServiceHandler(admin, adminOpts))
@@ -61,7 +61,7 @@ func NewHandler(st *store.Store, cfg Config, log *slog.Logger) http.Handler {
 	if cfg.Keyring != nil {
 		mux.Handle(vaultv1connect.NewVaultServiceHandler(vaultapi.New(cfg.Keyring, st, log), adminOpts))
 	}
-	authz := authorizeapi.New(st, log, authorizeapi.WithGrantTokens(grants))
+	authz := authorizeapi.New(st, log, authorizeapi.WithGrants(vaultGrants))
 	mux.Handle(authorizeapi.NewHandler(authz, cfg.DataPlaneTokens, cfg.HandlerOptions...))
 	mux.Handle(RelayPrefix+"/", authorizeapi.RequireDataPlane(cfg.DataPlaneTokens, http.StripPrefix(RelayPrefix, as)))
 	return mux

@@ -11,7 +11,7 @@ import (
 
 	"github.com/mcpgate/mcpgate/controlplane"
 	"github.com/mcpgate/mcpgate/controlplane/configapi"
-	"github.com/mcpgate/mcpgate/controlplane/refresh"
+	"github.com/mcpgate/mcpgate/controlplane/grants"
 	"github.com/mcpgate/mcpgate/controlplane/store"
 	"github.com/mcpgate/mcpgate/controlplane/vault"
 	"github.com/mcpgate/mcpgate/internal/proxyrun"
@@ -151,7 +151,7 @@ func runControl(ctx context.Context, cfg controlConfig, io stdio, log *slog.Logg
 	h := controlplane.NewHandler(st, controlplane.Config{
 		DataPlaneTokens: cfg.DataPlaneToken,
 		Keyring:         kr,
-		Refresh:         refresh.Config{OnRefresh: ops.metrics.RecordVaultRefresh},
+		Grants:          grants.Config{OnRefresh: ops.metrics.RecordVaultRefresh},
 		HandlerOptions:  ops.handlerOptions(st),
 		OAuth:           cfg.Limits.oauth,
 	}, log)

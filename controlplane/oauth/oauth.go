@@ -147,7 +147,7 @@ const (
 	MaxRegisterBytes = 8 << 10
 )
 
-// Grants saves and revokes upstream grants in the vault; refresh.Grants
+// Grants saves and revokes upstream grants in the vault; grants.Grants
 // implements it. Store replaces any previous grant; Revoke reports whether
 // the upstream accepted the revocation and fails with an error matching
 // store.ErrNotFound when there is no grant. When Config.Grants is nil the
