@@ -34,8 +34,13 @@ type Config struct {
 	// Grants configures obtaining upstream credentials (vault refresh).
 	Grants grants.Config
 	// HandlerOptions are given to every Connect service, outermost first
-	// (metrics and audit interceptors).
+	// (the metrics interceptor).
 	HandlerOptions []connect.HandlerOption
+	// AdminHandlerOptions are given to the admin services only, after
+	// HandlerOptions (the admin audit interceptor: AuthorizeService is
+	// called by data planes, and its writes, grant refreshes, are audited by
+	// grants itself through Grants.Audit).
+	AdminHandlerOptions []connect.HandlerOption
 	// OAuth configures the authorization server (rate limits, lifetimes);
 	// its Grants is always the vault's refresher.
 	OAuth oauth.Config
@@ -53,7 +58,7 @@ func NewHandler(st *store.Store, cfg Config, log *slog.Logger) http.Handler {
 	ocfg.Grants = vaultGrants
 	as := oauth.New(st, ocfg, log)
 	admin := configapi.New(st, log, configapi.WithRevoker(vaultGrants), configapi.WithTokenRevoker(as))
-	adminOpts := connect.WithHandlerOptions(append(slices.Clone(cfg.HandlerOptions), connect.WithInterceptors(configapi.NewAdminAuth(st)))...)
+	adminOpts := connect.WithHandlerOptions(append(append(slices.Clone(cfg.HandlerOptions), cfg.AdminHandlerOptions...), connect.WithInterceptors(configapi.NewAdminAuth(st)))...)
 	mux.Handle(configv1connect.NewServerServiceHandler(admin, adminOpts))
 	mux.Handle(configv1connect.NewPrincipalServiceHandler(admin, adminOpts))
 	mux.Handle(configv1connect.NewKeyServiceHandler(admin, adminOpts))

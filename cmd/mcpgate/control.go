@@ -149,11 +149,12 @@ func runControl(ctx context.Context, cfg controlConfig, io stdio, log *slog.Logg
 		return err
 	}
 	h := controlplane.NewHandler(st, controlplane.Config{
-		DataPlaneTokens: cfg.DataPlaneToken,
-		Keyring:         kr,
-		Grants:          grants.Config{OnRefresh: ops.metrics.RecordVaultRefresh},
-		HandlerOptions:  ops.handlerOptions(st),
-		OAuth:           cfg.Limits.oauth,
+		DataPlaneTokens:     cfg.DataPlaneToken,
+		Keyring:             kr,
+		Grants:              grants.Config{OnRefresh: ops.metrics.RecordVaultRefresh, Audit: ops.audit},
+		HandlerOptions:      ops.handlerOptions(),
+		AdminHandlerOptions: ops.adminHandlerOptions(st),
+		OAuth:               cfg.Limits.oauth,
 	}, log)
 	return ops.serve(ctx, cfg.Ops, cfg.Listen, h, log)
 }
