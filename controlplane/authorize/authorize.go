@@ -350,10 +350,12 @@ func identify(st State, now time.Time, req *authorizev1.AuthorizeRequest, base s
 			return id, ReasonUnknownKey, DescInvalidCredential
 		}
 		id.keyPrefix, id.keyID = rec.GetKey().GetDisplayPrefix(), rec.GetKey().GetId()
-		switch exp := rec.GetKey().GetExpireTime(); {
-		case rec.GetKey().GetRevoked():
+		// An orphaned key falls through: its principal is checked below,
+		// after a conflict with a token's principal.
+		switch _, state := store.KeyStatus(st, rec, now); state {
+		case store.KeyRevoked:
 			return id, ReasonRevokedKey, DescInvalidCredential
-		case exp != nil && !now.Before(exp.AsTime()):
+		case store.KeyExpired:
 			return id, ReasonExpiredKey, DescInvalidCredential
 		}
 		keyPrincipal, keyUID = rec.GetKey().GetPrincipal(), rec.GetPrincipalUid()
@@ -406,14 +408,11 @@ func SourceUsable(st SourceState, keyID, principal, uid string, now time.Time) b
 		return false
 	}
 	k, ok := st.Key(keyID)
-	if !ok || k.GetKey().GetRevoked() || k.GetKey().GetPrincipal() != principal || k.GetPrincipalUid() != uid {
+	if !ok || k.GetKey().GetPrincipal() != principal || k.GetPrincipalUid() != uid {
 		return false
 	}
-	if exp := k.GetKey().GetExpireTime(); exp != nil && !now.Before(exp.AsTime()) {
-		return false
-	}
-	p, ok := st.Principal(principal)
-	return ok && p.GetUid() == uid
+	_, state := store.KeyStatus(st, k, now)
+	return state == store.KeyValid
 }
 
 // staticAuth returns the header a static auth mode injects.
