@@ -36,9 +36,6 @@ import (
 type Config struct {
 	// Margin: an access token expiring within it is refreshed. 60 s when zero.
 	Margin time.Duration
-	// LockTTL is the lease of the per-grant etcd lock in seconds (a crashed
-	// holder releases it after that long). 15 when zero.
-	LockTTL int
 	// Timeout bounds one refresh: lock, re-read, token request, write.
 	// 30 s when zero.
 	Timeout time.Duration
@@ -70,9 +67,6 @@ var _ GrantTokens = (*Grants)(nil)
 func New(st *store.Store, cfg Config, log *slog.Logger) *Grants {
 	if cfg.Margin <= 0 {
 		cfg.Margin = 60 * time.Second
-	}
-	if cfg.LockTTL <= 0 {
-		cfg.LockTTL = 15
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 30 * time.Second
@@ -171,7 +165,7 @@ func lockName(principal, server string) string { return "grant/" + principal + "
 func (g *Grants) refresh(ctx context.Context, principal, server string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, g.cfg.Timeout)
 	defer cancel()
-	unlock, err := g.st.Lock(ctx, lockName(principal, server), g.cfg.LockTTL)
+	unlock, err := g.st.Lock(ctx, lockName(principal, server))
 	if err != nil {
 		return "", fmt.Errorf("refresh %s/%s: %w", principal, server, err)
 	}
@@ -378,7 +372,7 @@ var errNoGrant = fmt.Errorf("%w: %w", ErrNoGrant, store.ErrNotFound)
 // store.ErrNotFound.
 func (g *Grants) Revoke(ctx context.Context, principal, server string) (upstreamRevoked bool, err error) {
 	// Hold the grant's lock so no refresh swaps the token under us.
-	unlock, err := g.st.Lock(ctx, lockName(principal, server), g.cfg.LockTTL)
+	unlock, err := g.st.Lock(ctx, lockName(principal, server))
 	if err != nil {
 		return false, fmt.Errorf("revoke %s/%s: %w", principal, server, err)
 	}

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -63,11 +64,17 @@ type Store struct {
 	cache   *cache
 	log     *slog.Logger
 	catchUp coalescer
+
+	lockTTL  int
+	lockMu   sync.Mutex
+	lockSess *concurrency.Session
+	lockCtx  context.Context
+	lockStop context.CancelFunc
 }
 
 // New returns a store over cli; Run must be running for reads to work.
 func New(cli *clientv3.Client, sealer Sealer, log *slog.Logger, opts ...Option) *Store {
-	s := &Store{kv: cli, seal: sealer, log: log}
+	s := &Store{kv: cli, seal: sealer, log: log, lockTTL: DefaultLockTTL}
 	s.catchUp.read = s.catchUpRead
 	s.catchUp.lim = rate.NewLimiter(DefaultCatchUpPerSecond, DefaultCatchUpBurst)
 	for _, o := range opts {
@@ -84,8 +91,12 @@ func New(cli *clientv3.Client, sealer Sealer, log *slog.Logger, opts ...Option) 
 	return s
 }
 
-// Run follows etcd into the cache until ctx ends.
-func (s *Store) Run(ctx context.Context) error { return s.cache.run(ctx) }
+// Run follows etcd into the cache until ctx ends, then ends the lock
+// session.
+func (s *Store) Run(ctx context.Context) error {
+	defer s.closeLockSession()
+	return s.cache.run(ctx)
+}
 
 // WaitRevision blocks until the cache reflects revision rev (read your writes).
 func (s *Store) WaitRevision(ctx context.Context, rev int64) error {
@@ -106,14 +117,6 @@ func (s *Store) HeadRevision(ctx context.Context) (int64, error) {
 		return 0, wrap("head revision", err)
 	}
 	return resp.Header.Revision, nil
-}
-
-// OnChange registers f to run, under the cache lock, for every watched
-// change (obj is nil on delete). f must not call back into the store.
-func (s *Store) OnChange(f func(kind, name string, obj any)) {
-	s.cache.mu.Lock()
-	defer s.cache.mu.Unlock()
-	s.cache.onApply = append(s.cache.onApply, f)
 }
 
 func key(kind, name string) string { return Prefix + kind + "/" + name }
@@ -613,20 +616,18 @@ func (s *Store) Get(ctx context.Context, kind, name string) ([]byte, int64, erro
 	return resp.Kvs[0].Value, resp.Kvs[0].ModRevision, nil
 }
 
-// Take reads and deletes <kind>/<name> atomically: exactly one caller gets
-// the value (single-use codes and states).
+// Take reads and deletes <kind>/<name> atomically, in one round trip (a
+// delete returning the deleted record): exactly one caller gets the value
+// (single-use codes and states).
 func (s *Store) Take(ctx context.Context, kind, name string) ([]byte, error) {
-	v, rev, err := s.Get(ctx, kind, name)
+	resp, err := s.kv.Delete(ctx, key(kind, name), clientv3.WithPrevKV())
 	if err != nil {
-		return nil, err
+		return nil, wrap("take "+kind, err)
 	}
-	if _, err := s.del(ctx, key(kind, name), rev); err != nil {
-		if errors.Is(err, ErrConflict) {
-			return nil, fmt.Errorf("take %s: %w", kind, ErrNotFound)
-		}
-		return nil, err
+	if resp.Deleted == 0 || len(resp.PrevKvs) == 0 {
+		return nil, fmt.Errorf("take %s: %w", kind, ErrNotFound)
 	}
-	return v, nil
+	return resp.PrevKvs[0].Value, nil
 }
 
 // Delete deletes <kind>/<name> iff its revision equals expected (0 = any).
@@ -655,24 +656,77 @@ func (s *Store) Seal(pt, ad []byte) ([]byte, error) { return s.seal.Seal(pt, ad)
 // Open opens a value sealed by Seal with the same associated data.
 func (s *Store) Open(ct, ad []byte) ([]byte, error) { return s.seal.Open(ct, ad) }
 
-// Lock takes the etcd lock called name, held on a lease of ttl seconds that
-// dies with this process. unlock releases it.
-func (s *Store) Lock(ctx context.Context, name string, ttl int) (unlock func(), err error) {
-	sess, err := concurrency.NewSession(s.kv, concurrency.WithTTL(ttl), concurrency.WithContext(ctx))
+// DefaultLockTTL is the lease, in seconds, of the store's lock session: a
+// crashed holder's locks are released after that long.
+const DefaultLockTTL = 15
+
+// WithLockTTL sets the lease of the store's lock session in seconds.
+func WithLockTTL(seconds int) Option {
+	return func(s *Store) { s.lockTTL = max(seconds, 1) }
+}
+
+// Lock takes the etcd lock called name, held on the store's one long-lived
+// lock session (a lease kept alive while this process runs, so a crashed
+// holder's locks go after the lock TTL). unlock releases it.
+func (s *Store) Lock(ctx context.Context, name string) (unlock func(), err error) {
+	sess, err := s.lockSession(ctx)
 	if err != nil {
-		return nil, wrap("lock session", err)
+		return nil, err
 	}
 	m := concurrency.NewMutex(sess, Prefix+"locks/"+name)
 	if err := m.Lock(ctx); err != nil {
-		_ = sess.Close()
 		return nil, wrap("lock "+name, err)
 	}
 	return func() {
 		uctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = m.Unlock(uctx)
-		_ = sess.Close()
 	}, nil
+}
+
+// lockSession returns the store's lock session, creating it (again, after
+// its lease was lost) when needed. Granting the lease honours ctx; keeping
+// it alive does not: the session lives until Run returns.
+func (s *Store) lockSession(ctx context.Context) (*concurrency.Session, error) {
+	s.lockMu.Lock()
+	defer s.lockMu.Unlock()
+	if s.lockSess != nil {
+		select {
+		case <-s.lockSess.Done():
+			s.lockSess = nil // lease lost: its locks are gone too
+		default:
+			return s.lockSess, nil
+		}
+	}
+	if s.lockCtx == nil {
+		s.lockCtx, s.lockStop = context.WithCancel(context.Background())
+	}
+	lease, err := s.kv.Grant(ctx, int64(s.lockTTL))
+	if err != nil {
+		return nil, wrap("lock session", err)
+	}
+	sess, err := concurrency.NewSession(s.kv, concurrency.WithLease(lease.ID), concurrency.WithContext(s.lockCtx))
+	if err != nil {
+		s.revokeLease(lease.ID)
+		return nil, wrap("lock session", err)
+	}
+	s.lockSess = sess
+	return sess, nil
+}
+
+// closeLockSession ends the lock session (its lease is revoked, releasing
+// any lock still held).
+func (s *Store) closeLockSession() {
+	s.lockMu.Lock()
+	defer s.lockMu.Unlock()
+	if s.lockSess != nil {
+		_ = s.lockSess.Close()
+		s.lockSess = nil
+	}
+	if s.lockStop != nil {
+		s.lockStop()
+		s.lockCtx, s.lockStop = nil, nil
+	}
 }
 
 // ---- gateway access tokens
