@@ -151,8 +151,8 @@ func (s *Service) createSessionKey(ctx context.Context) error {
 	}
 	rev, err := s.st.PutSessionKey(ctx, k)
 	if errors.Is(err, store.ErrConflict) {
-		// Lost the race: wait for the winner's key.
-		_, rev, err = s.st.Get(ctx, store.KindSessionKey, InitialSessionKeyID)
+		// Lost the race: wait for the winner's key (written before now).
+		rev, err = s.st.HeadRevision(ctx)
 	}
 	if err != nil {
 		return err

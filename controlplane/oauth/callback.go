@@ -9,9 +9,7 @@ import (
 	"time"
 
 	"golang.org/x/oauth2"
-	"google.golang.org/protobuf/proto"
 
-	storev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/store/v1"
 	"github.com/mcpgate/mcpgate/controlplane/grants"
 	"github.com/mcpgate/mcpgate/controlplane/store"
 )
@@ -31,14 +29,9 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 		bad("The sign-in response has no valid state. Start again.")
 		return
 	}
-	id := secretID(state)
-	b, _, err := s.st.Get(ctx, KindState, id)
-	if err != nil {
-		bad("This sign-in is unknown, expired or already finished. Start again.")
-		return
-	}
-	var rec storev1.OAuthStateRecord
-	if proto.Unmarshal(b, &rec) != nil || !s.now().Before(rec.GetExpireTime().AsTime()) {
+	sum := store.HashKey(state)
+	rec, _, err := s.st.OAuthStates().Find(ctx, sum)
+	if err != nil || !s.now().Before(rec.GetExpireTime().AsTime()) {
 		bad("This sign-in is unknown, expired or already finished. Start again.")
 		return
 	}
@@ -47,7 +40,7 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 		bad("This sign-in was started in another browser session. Start again from this browser.")
 		return
 	}
-	if _, err := s.st.Take(ctx, KindState, id); err != nil {
+	if _, err := s.st.OAuthStates().Take(ctx, sum); err != nil {
 		bad("This sign-in is unknown, expired or already finished. Start again.")
 		return
 	}

@@ -99,17 +99,18 @@ const (
 	HeaderClientAddress       = "X-MCPGate-Client-Address"
 )
 
-// Kinds of records the server keeps through the store's generic methods.
+// Kinds of the records the server keeps (through the store's typed
+// accessors, e.g. store.OAuthCodes).
 const (
-	KindClient   = "oauthclients"
-	KindRequest  = "oauthrequests" // markers of answered (used) sealed requests
-	KindCode     = "oauthcodes"
-	KindUsedCode = "oauthusedcodes"
-	KindFamily   = "oauthfamilies"
-	KindRefresh  = "oauthrefresh"
-	KindConsent  = "oauthconsents"
-	KindState    = "oauthstates"
-	KindSession  = "oauthsessions"
+	KindClient   = store.KindOAuthClient
+	KindRequest  = store.KindOAuthRequest // markers of answered (used) sealed requests
+	KindCode     = store.KindOAuthCode
+	KindUsedCode = store.KindOAuthUsedCode
+	KindFamily   = store.KindOAuthFamily
+	KindRefresh  = store.KindOAuthRefresh
+	KindConsent  = store.KindOAuthConsent
+	KindState    = store.KindOAuthState
+	KindSession  = store.KindOAuthSession
 )
 
 // Token prefixes.

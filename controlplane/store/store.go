@@ -9,7 +9,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -364,7 +363,7 @@ func (s *Store) Key(id string) (*storev1.KeyRecord, bool) {
 // compared, so a key matching only the id's prefix is not found.
 func (s *Store) KeyByHash(sum [32]byte) (*storev1.KeyRecord, bool) {
 	rec, ok := s.Key(KeyID(sum))
-	if !ok || subtle.ConstantTimeCompare(rec.GetSha256(), sum[:]) != 1 {
+	if !ok || !sameHash(rec.GetSha256(), sum) {
 		return nil, false
 	}
 	return rec, true
@@ -739,17 +738,22 @@ func decodeAccessToken(_ string, value []byte, _ int64) (any, error) {
 	return &r, nil
 }
 
-// AccessToken finds a gateway access token by the SHA-256 of its plaintext.
-// Expired tokens may linger until their lease ends: callers check expiry.
+// AccessToken finds a gateway access token by the SHA-256 of its plaintext:
+// the record under the hash's id whose stored hash is the whole of sum
+// (compared in constant time, like KeyByHash). Expired tokens may linger
+// until their lease ends: callers check expiry.
 func (s *Store) AccessToken(sum [32]byte) (*storev1.AccessTokenRecord, bool) {
-	return cached[*storev1.AccessTokenRecord](s.cache, KindAccessToken, KeyID(sum))
+	rec, ok := cached[*storev1.AccessTokenRecord](s.cache, KindAccessToken, KeyID(sum))
+	if !ok || !sameHash(rec.GetSha256(), sum) {
+		return nil, false
+	}
+	return rec, true
 }
 
-// PutAccessToken stores a gateway access token on a lease that ends with it.
+// PutAccessToken stores a gateway access token on a lease that ends with
+// it, with its whole hash sum.
 func (s *Store) PutAccessToken(ctx context.Context, sum [32]byte, r *storev1.AccessTokenRecord) (int64, error) {
-	b, err := proto.Marshal(r)
-	if err != nil {
-		return 0, fmt.Errorf("marshal access token: %w", err)
-	}
-	return s.PutLeased(ctx, KindAccessToken, KeyID(sum), b, time.Until(r.GetExpireTime().AsTime())+time.Second)
+	r = proto.CloneOf(r)
+	r.Sha256 = sum[:]
+	return s.AccessTokens().Create(ctx, sum, r, time.Until(r.GetExpireTime().AsTime())+time.Second)
 }
