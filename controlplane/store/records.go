@@ -142,7 +142,7 @@ func (r SecretRecords[T]) Find(ctx context.Context, sum [32]byte) (T, int64, err
 // reach, could name it).
 func (r SecretRecords[T]) Take(ctx context.Context, sum [32]byte) (T, error) {
 	var zero T
-	b, err := r.s.Take(ctx, r.kind, KeyID(sum))
+	b, err := r.s.take(ctx, r.kind, KeyID(sum))
 	if err != nil {
 		return zero, err
 	}

@@ -597,12 +597,6 @@ func (s *Store) revokeLease(id clientv3.LeaseID) {
 	}
 }
 
-// Put stores value at <kind>/<name> iff its revision equals expected
-// (0 = create, -1 = unconditional), keeping its lease if it has one.
-func (s *Store) Put(ctx context.Context, kind, name string, value []byte, expected int64) (int64, error) {
-	return s.put(ctx, key(kind, name), value, expected, clientv3.WithIgnoreLease())
-}
-
 // Get reads <kind>/<name> straight from etcd (linearizable).
 func (s *Store) Get(ctx context.Context, kind, name string) ([]byte, int64, error) {
 	resp, err := s.kv.Get(ctx, key(kind, name))
@@ -615,10 +609,10 @@ func (s *Store) Get(ctx context.Context, kind, name string) ([]byte, int64, erro
 	return resp.Kvs[0].Value, resp.Kvs[0].ModRevision, nil
 }
 
-// Take reads and deletes <kind>/<name> atomically, in one round trip (a
+// take reads and deletes <kind>/<name> atomically, in one round trip (a
 // delete returning the deleted record): exactly one caller gets the value
 // (single-use codes and states).
-func (s *Store) Take(ctx context.Context, kind, name string) ([]byte, error) {
+func (s *Store) take(ctx context.Context, kind, name string) ([]byte, error) {
 	resp, err := s.kv.Delete(ctx, key(kind, name), clientv3.WithPrevKV())
 	if err != nil {
 		return nil, wrap("take "+kind, err)
@@ -627,11 +621,6 @@ func (s *Store) Take(ctx context.Context, kind, name string) ([]byte, error) {
 		return nil, fmt.Errorf("take %s: %w", kind, ErrNotFound)
 	}
 	return resp.PrevKvs[0].Value, nil
-}
-
-// Delete deletes <kind>/<name> iff its revision equals expected (0 = any).
-func (s *Store) Delete(ctx context.Context, kind, name string, expected int64) (int64, error) {
-	return s.del(ctx, key(kind, name), expected)
 }
 
 // List reads every record of kind straight from etcd.
