@@ -109,47 +109,46 @@ type Decision struct {
 	// Principal is the resolved principal's name (set with every Need).
 	Principal string
 
-	challenge *authorizev1.AuthorizeResponse // the sign-in CHALLENGE, reason unset
+	// What Challenge builds the sign-in CHALLENGE from.
+	base, route string
+	id          identity
 }
 
-// Allow returns the completed ALLOW: the obtained bearer token's
-// Authorization header first, then the static headers. It must only be
-// called when d.Need is not NeedNothing.
+// Allow completes d's ALLOW with the obtained bearer token (its
+// Authorization header first, then the static headers) and returns it. It
+// must only be called once, and only when d.Need is not NeedNothing.
 func (d Decision) Allow(token string) *authorizev1.AuthorizeResponse {
-	r := cloneResponse(d.Response)
-	r.Allow.UpstreamHeaders = append([]*authorizev1.Header{{Name: "Authorization", Value: "Bearer " + token}}, r.Allow.UpstreamHeaders...)
-	return r
+	a := d.Response.GetAllow()
+	headers := make([]*authorizev1.Header, 0, len(a.GetUpstreamHeaders())+1)
+	headers = append(headers, &authorizev1.Header{Name: "Authorization", Value: "Bearer " + token})
+	a.UpstreamHeaders = append(headers, a.GetUpstreamHeaders()...)
+	return d.Response
 }
 
 // Challenge returns the CHALLENGE of a NeedVaultGrant decision whose grant is
 // missing or unusable, with reason (ReasonNoGrant or ReasonGrantUnusable):
-// the credential was fine, the principal must sign in upstream.
+// the credential was fine, the principal must sign in upstream, with the
+// server's scopes.
 func (d Decision) Challenge(reason string) *authorizev1.AuthorizeResponse {
-	r := cloneResponse(d.challenge)
-	r.Reason = reason
-	return r
+	return challengeOf(d.base, d.route, true, d.id, reason, "", "", slices.Clone(d.Server.Def.GetScopes()))
 }
 
-// cloneResponse is a shallow copy of a response under construction: the
-// decision's messages are never shared with another response.
-func cloneResponse(r *authorizev1.AuthorizeResponse) *authorizev1.AuthorizeResponse {
-	c := &authorizev1.AuthorizeResponse{
-		Decision: r.GetDecision(), Principal: r.GetPrincipal(), KeyPrefix: r.GetKeyPrefix(), KeyId: r.GetKeyId(),
-		Reason: r.GetReason(), UnknownRoute: r.GetUnknownRoute(),
+// challengeOf builds a CHALLENGE for route under base.
+func challengeOf(base, route string, known bool, id identity, reason, errCode, desc string, scopes []string) *authorizev1.AuthorizeResponse {
+	return &authorizev1.AuthorizeResponse{
+		Decision: authorizev1.Decision_DECISION_CHALLENGE,
+		Challenge: &authorizev1.Challenge{
+			ResourceMetadataUrl: ResourceMetadataURL(base, route),
+			Scopes:              scopes,
+			Error:               errCode,
+			ErrorDescription:    desc,
+		},
+		Principal:    id.principal.GetName(),
+		KeyPrefix:    id.keyPrefix,
+		KeyId:        id.keyID,
+		Reason:       reason,
+		UnknownRoute: !known,
 	}
-	if a := r.GetAllow(); a != nil {
-		c.Allow = &authorizev1.Allow{
-			UpstreamUrl: a.GetUpstreamUrl(), UpstreamHeaders: slices.Clone(a.GetUpstreamHeaders()),
-			AllowedTools: a.GetAllowedTools(), DisallowedTools: a.GetDisallowedTools(), VaultGrant: a.GetVaultGrant(),
-		}
-	}
-	if ch := r.GetChallenge(); ch != nil {
-		c.Challenge = &authorizev1.Challenge{
-			ResourceMetadataUrl: ch.GetResourceMetadataUrl(), Scopes: ch.GetScopes(),
-			Error: ch.GetError(), ErrorDescription: ch.GetErrorDescription(),
-		}
-	}
-	return c
 }
 
 // identity is what the presented credentials resolved to.
@@ -200,20 +199,7 @@ func Decide(st State, now time.Time, req *authorizev1.AuthorizeRequest) (Decisio
 	id, reason, desc := identify(st, now, req, base)
 	srv, known := st.Server(req.GetRoute())
 	challenge := func(id identity, reason, errCode, desc string, scopes []string) *authorizev1.AuthorizeResponse {
-		return &authorizev1.AuthorizeResponse{
-			Decision: authorizev1.Decision_DECISION_CHALLENGE,
-			Challenge: &authorizev1.Challenge{
-				ResourceMetadataUrl: ResourceMetadataURL(base, req.GetRoute()),
-				Scopes:              scopes,
-				Error:               errCode,
-				ErrorDescription:    desc,
-			},
-			Principal:    id.principal.GetName(),
-			KeyPrefix:    id.keyPrefix,
-			KeyId:        id.keyID,
-			Reason:       reason,
-			UnknownRoute: !known,
-		}
+		return challengeOf(base, req.GetRoute(), known, id, reason, errCode, desc, scopes)
 	}
 	done := func(r *authorizev1.AuthorizeResponse) (Decision, error) { return Decision{Response: r}, nil }
 	if reason != "" {
@@ -324,7 +310,7 @@ func Decide(st State, now time.Time, req *authorizev1.AuthorizeRequest) (Decisio
 	}, Need: need}
 	if need != NeedNothing {
 		d.Server, d.Principal = srv, id.principal.GetName()
-		d.challenge = challenge(id, "", "", "", slices.Clone(srv.Def.GetScopes()))
+		d.base, d.route, d.id = base, req.GetRoute(), id
 	}
 	return d, nil
 }
