@@ -152,7 +152,8 @@ const (
 // implements it. Store replaces any previous grant; Revoke reports whether
 // the upstream accepted the revocation and fails with an error matching
 // store.ErrNotFound when there is no grant. When Config.Grants is nil the
-// server writes grants straight to the store and revokes them only there.
+// server saves grants with grants.Save (the one way a grant is saved) and
+// revokes them only in the store.
 type Grants interface {
 	Store(ctx context.Context, principal, server string, tok *oauth2.Token, scopes []string, clientID string) error
 	Revoke(ctx context.Context, principal, server string) (bool, error)
