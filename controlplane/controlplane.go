@@ -14,8 +14,8 @@ import (
 	"github.com/mcpgate/mcpgate/api/wire"
 	"github.com/mcpgate/mcpgate/controlplane/authorizeapi"
 	"github.com/mcpgate/mcpgate/controlplane/configapi"
+	"github.com/mcpgate/mcpgate/controlplane/grants"
 	"github.com/mcpgate/mcpgate/controlplane/oauth"
-	"github.com/mcpgate/mcpgate/controlplane/refresh"
 	"github.com/mcpgate/mcpgate/controlplane/store"
 	"github.com/mcpgate/mcpgate/controlplane/vault"
 	"github.com/mcpgate/mcpgate/controlplane/vaultapi"
@@ -29,11 +29,16 @@ type Config struct {
 	// Keyring seals the vault; with it the VaultService (key rotation) is
 	// served.
 	Keyring *vault.Keyring
-	// Refresh configures upstream token refresh.
-	Refresh refresh.Config
+	// Grants configures obtaining upstream credentials (vault refresh).
+	Grants grants.Config
 	// HandlerOptions are given to every Connect service, outermost first
-	// (metrics and audit interceptors).
+	// (the metrics interceptor).
 	HandlerOptions []connect.HandlerOption
+	// AdminHandlerOptions are given to the admin services only, after
+	// HandlerOptions (the admin audit interceptor: AuthorizeService is
+	// called by data planes, and its writes, grant refreshes, are audited by
+	// grants itself through Grants.Audit).
+	AdminHandlerOptions []connect.HandlerOption
 	// OAuth configures the authorization server (rate limits, lifetimes);
 	// its Grants is always the vault's refresher.
 	OAuth oauth.Config
@@ -44,22 +49,22 @@ type Config struct {
 // required).
 func NewHandler(st *store.Store, cfg Config, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
-	grants := refresh.New(st, cfg.Refresh, log)
+	vaultGrants := grants.New(st, cfg.Grants, log)
 	// Data planes relay the OAuth authorization server's public paths here
 	// (see dataplane's relay), so every replica serves every step of a flow.
 	ocfg := cfg.OAuth
-	ocfg.Grants = grants
+	ocfg.Grants = vaultGrants
 	as := oauth.New(st, ocfg, log)
-	admin := configapi.New(st, log, configapi.WithRevoker(grants), configapi.WithTokenRevoker(as))
-	adminOpts := connect.WithHandlerOptions(append(slices.Clone(cfg.HandlerOptions), connect.WithInterceptors(configapi.NewAdminAuth(st)))...)
+	admin := configapi.New(st, log, configapi.WithRevoker(vaultGrants), configapi.WithTokenRevoker(as))
+	adminOpts := connect.WithHandlerOptions(append(append(slices.Clone(cfg.HandlerOptions), cfg.AdminHandlerOptions...), connect.WithInterceptors(configapi.NewAdminAuth(st)))...)
 	mux.Handle(configv1connect.NewServerServiceHandler(admin, adminOpts))
 	mux.Handle(configv1connect.NewPrincipalServiceHandler(admin, adminOpts))
 	mux.Handle(configv1connect.NewKeyServiceHandler(admin, adminOpts))
-	mux.Handle(vaultv1connect.NewConnectionServiceHandler(vaultapi.NewConnections(admin, st, grants), adminOpts))
+	mux.Handle(vaultv1connect.NewConnectionServiceHandler(vaultapi.NewConnections(admin, st, vaultGrants), adminOpts))
 	if cfg.Keyring != nil {
 		mux.Handle(vaultv1connect.NewVaultServiceHandler(vaultapi.New(cfg.Keyring, st, log), adminOpts))
 	}
-	authz := authorizeapi.New(st, log, authorizeapi.WithGrantTokens(grants))
+	authz := authorizeapi.New(st, log, authorizeapi.WithGrants(vaultGrants))
 	mux.Handle(authorizeapi.NewHandler(authz, cfg.DataPlaneTokens, cfg.HandlerOptions...))
 	mux.Handle(wire.RelayPrefix+"/", authorizeapi.RequireDataPlane(cfg.DataPlaneTokens, http.StripPrefix(wire.RelayPrefix, as)))
 	return mux

@@ -109,6 +109,10 @@ func (f *fakeCP) Authorize(ctx context.Context, req *authorizev1.AuthorizeReques
 		return &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision(42), Allow: &authorizev1.Allow{UpstreamUrl: "http://127.0.0.1:1/mcp"}}, nil
 	case "mcpg_err":
 		return nil, connect.NewError(connect.CodeInternal, errors.New("internal error"))
+	case "mcpg_misconfigured":
+		return nil, connect.NewError(connect.CodeFailedPrecondition, errors.New("server misconfigured"))
+	case "mcpg_unavailable":
+		return nil, connect.NewError(connect.CodeUnavailable, errors.New("upstream token endpoint unavailable"))
 	case "mcpg_slow":
 		<-ctx.Done()
 		return nil, connect.NewError(connect.CodeDeadlineExceeded, ctx.Err())

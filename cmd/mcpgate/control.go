@@ -9,7 +9,7 @@ import (
 
 	"github.com/mcpgate/mcpgate/controlplane"
 	"github.com/mcpgate/mcpgate/controlplane/configapi"
-	"github.com/mcpgate/mcpgate/controlplane/refresh"
+	"github.com/mcpgate/mcpgate/controlplane/grants"
 	"github.com/mcpgate/mcpgate/controlplane/store"
 	"github.com/mcpgate/mcpgate/controlplane/vault"
 	"github.com/mcpgate/mcpgate/dataplane/proxyrun"
@@ -136,11 +136,12 @@ func runControl(ctx context.Context, cfg controlConfig, io stdio, log *slog.Logg
 		return err
 	}
 	h := controlplane.NewHandler(st, controlplane.Config{
-		DataPlaneTokens: cfg.DataPlaneToken,
-		Keyring:         kr,
-		Refresh:         refresh.Config{OnRefresh: ops.metrics.RecordVaultRefresh},
-		HandlerOptions:  ops.handlerOptions(st),
-		OAuth:           cfg.Limits.oauth,
+		DataPlaneTokens:     cfg.DataPlaneToken,
+		Keyring:             kr,
+		Grants:              grants.Config{OnRefresh: ops.metrics.RecordVaultRefresh, Audit: ops.audit},
+		HandlerOptions:      ops.handlerOptions(),
+		AdminHandlerOptions: ops.adminHandlerOptions(st),
+		OAuth:               cfg.Limits.oauth,
 	}, log)
 	return ops.serve(ctx, cfg.Ops, cfg.Listen, h, log)
 }

@@ -109,8 +109,13 @@ func newControlServer(ctx context.Context, o controlOps, st *store.Store) (*cont
 }
 
 // handlerOptions are the Connect options every service gets.
-func (c *controlServer) handlerOptions(st *store.Store) []connect.HandlerOption {
-	return []connect.HandlerOption{connect.WithInterceptors(c.metrics.Interceptor(), audit.AdminInterceptor(c.audit, identifyAdmin(st)))}
+func (c *controlServer) handlerOptions() []connect.HandlerOption {
+	return []connect.HandlerOption{connect.WithInterceptors(c.metrics.Interceptor())}
+}
+
+// adminHandlerOptions are the Connect options of the admin services only.
+func (c *controlServer) adminHandlerOptions(st *store.Store) []connect.HandlerOption {
+	return []connect.HandlerOption{connect.WithInterceptors(audit.AdminInterceptor(c.audit, identifyAdmin(st)))}
 }
 
 // serve serves h until ctx ends, then drains.

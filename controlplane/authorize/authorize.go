@@ -1,14 +1,18 @@
-// Package authorize decides, from cached state only, what the data plane does
-// with one MCP request: forward it with upstream credentials (ALLOW), answer
-// 401 with a challenge (CHALLENGE), 403 (DENY) or 404 (NOT_FOUND). Callers
+// Package authorize decides, purely, what the data plane does with one MCP
+// request: a function of a state snapshot (State), a clock reading and the
+// request, with no network, no etcd and no token minting. The outcome is
+// forward it with upstream credentials (ALLOW), answer 401 with a challenge
+// (CHALLENGE), 403 (DENY) or 404 (NOT_FOUND). An ALLOW that needs an upstream
+// credential the gateway must first obtain (a client_credentials token, a
+// vault grant's access token) says so (Decision.Need); the Authorize handler
+// obtains it with controlplane/grants and completes the response. Callers
 // learn which routes exist only by using them: without a usable credential
 // every route is challenged alike, and with one, routes the principal is not
-// granted are NOT_FOUND like missing ones. Decisions
-// are data; an error means "could not decide" and the data plane answers 503.
+// granted are NOT_FOUND like missing ones. Decisions are data; an error means
+// "could not decide" and the data plane answers 503.
 package authorize
 
 import (
-	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -24,13 +28,15 @@ import (
 	"github.com/mcpgate/mcpgate/controlplane/store"
 )
 
-// Errors of Authorize besides those of GrantTokens and MachineTokens.
+// Errors of Decide: it could not decide.
 var (
 	// ErrInvalidRequest: the request itself is unusable (bad public base URL,
 	// no route).
 	ErrInvalidRequest = errors.New("invalid authorize request")
 	// ErrMisconfigured: the server's definition cannot produce an upstream
-	// credential (e.g. a static auth mode without its secret).
+	// credential (e.g. a static auth mode without its secret). It is
+	// deterministic: asking again gives the same answer until an admin fixes
+	// the definition.
 	ErrMisconfigured = errors.New("server misconfigured")
 )
 
@@ -41,7 +47,7 @@ type State interface {
 	KeyByHash(sum [32]byte) (*storev1.KeyRecord, bool)
 	Key(id string) (*storev1.KeyRecord, bool)
 	AccessToken(sum [32]byte) (*storev1.AccessTokenRecord, bool)
-	GrantSource
+	Grant(principal, server string) (*store.Grant, bool)
 }
 
 // Fixed reasons, one per outcome (non-secret; for logs and bodies).
@@ -77,40 +83,71 @@ const (
 	DescConflicting       = "The presented credentials belong to different principals."
 )
 
-// Authorizer decides. Build it with New; it is safe for concurrent use.
-type Authorizer struct {
-	state   State
-	grants  GrantTokens
-	machine MachineTokens
-	now     func() time.Time
+// Need is the upstream credential an ALLOW still needs.
+type Need int
+
+// Needs of a Decision.
+const (
+	// NeedNothing: Response is complete.
+	NeedNothing Need = iota
+	// NeedClientCredentials: a client_credentials token of Server.
+	NeedClientCredentials
+	// NeedVaultGrant: Principal's vault grant for Server (refreshed when
+	// needed); without a usable one the answer is a CHALLENGE (Challenge).
+	NeedVaultGrant
+)
+
+// Decision is the outcome of Decide. With NeedNothing, Response is the
+// answer. Otherwise Response is an ALLOW without its upstream credential:
+// complete it with Allow once obtained, or answer Challenge(reason) when the
+// principal has no usable vault grant.
+type Decision struct {
+	Response *authorizev1.AuthorizeResponse
+	Need     Need
+	// Server is the route's server (set with every Need).
+	Server *store.Server
+	// Principal is the resolved principal's name (set with every Need).
+	Principal string
+
+	// What Challenge builds the sign-in CHALLENGE from.
+	base, route string
+	id          identity
 }
 
-// Option configures an Authorizer.
-type Option func(*Authorizer)
+// Allow completes d's ALLOW with the obtained bearer token (its
+// Authorization header first, then the static headers) and returns it. It
+// must only be called once, and only when d.Need is not NeedNothing.
+func (d Decision) Allow(token string) *authorizev1.AuthorizeResponse {
+	a := d.Response.GetAllow()
+	headers := make([]*authorizev1.Header, 0, len(a.GetUpstreamHeaders())+1)
+	headers = append(headers, &authorizev1.Header{Name: "Authorization", Value: "Bearer " + token})
+	a.UpstreamHeaders = append(headers, a.GetUpstreamHeaders()...)
+	return d.Response
+}
 
-// WithGrantTokens replaces the default StoreGrants (e.g. with a refreshing
-// implementation).
-func WithGrantTokens(g GrantTokens) Option { return func(a *Authorizer) { a.grants = g } }
+// Challenge returns the CHALLENGE of a NeedVaultGrant decision whose grant is
+// missing or unusable, with reason (ReasonNoGrant or ReasonGrantUnusable):
+// the credential was fine, the principal must sign in upstream, with the
+// server's scopes.
+func (d Decision) Challenge(reason string) *authorizev1.AuthorizeResponse {
+	return challengeOf(d.base, d.route, true, d.id, reason, "", "", slices.Clone(d.Server.Def.GetScopes()))
+}
 
-// WithMachineTokens replaces the default in-memory ClientCredentials minter.
-func WithMachineTokens(m MachineTokens) Option { return func(a *Authorizer) { a.machine = m } }
-
-// WithClock sets the clock used for key, token and grant expiry.
-func WithClock(now func() time.Time) Option { return func(a *Authorizer) { a.now = now } }
-
-// New returns an Authorizer over state.
-func New(state State, opts ...Option) *Authorizer {
-	a := &Authorizer{state: state, now: time.Now}
-	for _, o := range opts {
-		o(a)
+// challengeOf builds a CHALLENGE for route under base.
+func challengeOf(base, route string, known bool, id identity, reason, errCode, desc string, scopes []string) *authorizev1.AuthorizeResponse {
+	return &authorizev1.AuthorizeResponse{
+		Decision: authorizev1.Decision_DECISION_CHALLENGE,
+		Challenge: &authorizev1.Challenge{
+			Scopes:           scopes,
+			Error:            errCode,
+			ErrorDescription: desc,
+		},
+		Principal:    id.principal.GetName(),
+		KeyPrefix:    id.keyPrefix,
+		KeyId:        id.keyID,
+		Reason:       reason,
+		UnknownRoute: !known,
 	}
-	if a.grants == nil {
-		a.grants = StoreGrants{Source: state, Now: a.now}
-	}
-	if a.machine == nil {
-		a.machine = &ClientCredentials{Now: a.now}
-	}
-	return a
 }
 
 // identity is what the presented credentials resolved to.
@@ -120,9 +157,9 @@ type identity struct {
 	keyID     string
 }
 
-// Authorize decides req. It returns an error only when it could not decide
-// (invalid request, misconfigured server, token endpoint or grant store
-// failure). Outcomes, in order of precedence:
+// Decide decides req over the snapshot st at now. It returns an error only
+// when it could not decide (invalid request, misconfigured server).
+// Outcomes, in order of precedence:
 //   - no credential: CHALLENGE without error; an unusable one (malformed
 //     Authorization, unknown/revoked/expired key, unknown/expired access
 //     token, one issued for another resource URL than <public base>/<route>/mcp,
@@ -134,8 +171,13 @@ type identity struct {
 //   - the route names no server, or one the principal is not granted:
 //     NOT_FOUND (ReasonUnknownRoute, ReasonNotGranted);
 //   - tools/call of a tool the server's tool lists forbid: DENY;
-//   - oauth2 authorization_code without a usable grant: CHALLENGE without
-//     error (the credential was fine; the client must sign in upstream);
+//   - oauth2 authorization_code with a grant of an earlier principal of the
+//     same name: CHALLENGE without error (ReasonNoGrant); otherwise ALLOW
+//     needing the vault grant (NeedVaultGrant; without a usable one the
+//     handler answers the CHALLENGE without error: the credential was fine,
+//     the client must sign in upstream);
+//   - oauth2 client_credentials: ALLOW needing a minted token
+//     (NeedClientCredentials);
 //   - passthrough without the client's X-MCP-<Server>-Authorization value:
 //     DENY with ReasonPassthroughMissing (a gateway challenge cannot obtain
 //     that credential, so 401 would send the client into a useless sign-in);
@@ -145,39 +187,28 @@ type identity struct {
 //
 // Every response carries the principal and key prefix when the credential
 // resolved that far, and a fixed Reason.
-func (a *Authorizer) Authorize(ctx context.Context, req *authorizev1.AuthorizeRequest) (*authorizev1.AuthorizeResponse, error) {
+func Decide(st State, now time.Time, req *authorizev1.AuthorizeRequest) (Decision, error) {
 	base, err := wire.PublicBase(req.GetPublicBaseUrl())
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
+		return Decision{}, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
 	}
 	if req.GetRoute() == "" {
-		return nil, fmt.Errorf("%w: no route", ErrInvalidRequest)
+		return Decision{}, fmt.Errorf("%w: no route", ErrInvalidRequest)
 	}
-	id, reason, desc := a.identify(req, base)
-	srv, known := a.state.Server(req.GetRoute())
+	id, reason, desc := identify(st, now, req, base)
+	srv, known := st.Server(req.GetRoute())
 	challenge := func(id identity, reason, errCode, desc string, scopes []string) *authorizev1.AuthorizeResponse {
-		return &authorizev1.AuthorizeResponse{
-			Decision: authorizev1.Decision_DECISION_CHALLENGE,
-			Challenge: &authorizev1.Challenge{
-				Scopes:           scopes,
-				Error:            errCode,
-				ErrorDescription: desc,
-			},
-			Principal:    id.principal.GetName(),
-			KeyPrefix:    id.keyPrefix,
-			KeyId:        id.keyID,
-			Reason:       reason,
-			UnknownRoute: !known,
-		}
+		return challengeOf(base, req.GetRoute(), known, id, reason, errCode, desc, scopes)
 	}
+	done := func(r *authorizev1.AuthorizeResponse) (Decision, error) { return Decision{Response: r}, nil }
 	if reason != "" {
 		// Without a usable credential every route answers alike, existing
 		// or not, and without the route's scopes: nothing tells a caller
 		// which routes exist.
 		if desc == "" {
-			return challenge(id, reason, "", "", nil), nil
+			return done(challenge(id, reason, "", "", nil))
 		}
-		return challenge(id, reason, ErrorInvalidToken, desc, nil), nil
+		return done(challenge(id, reason, ErrorInvalidToken, desc, nil))
 	}
 	notFound := func(reason string) *authorizev1.AuthorizeResponse {
 		return &authorizev1.AuthorizeResponse{
@@ -190,12 +221,12 @@ func (a *Authorizer) Authorize(ctx context.Context, req *authorizev1.AuthorizeRe
 		}
 	}
 	if !known {
-		return notFound(ReasonUnknownRoute), nil
+		return done(notFound(ReasonUnknownRoute))
 	}
 	// A principal learns only the routes it may use: one it is not granted
 	// answers like one that does not exist.
 	if !Granted(id.principal, srv.Def.GetName()) {
-		return notFound(ReasonNotGranted), nil
+		return done(notFound(ReasonNotGranted))
 	}
 	deny := func(reason string) *authorizev1.AuthorizeResponse {
 		return &authorizev1.AuthorizeResponse{
@@ -208,7 +239,7 @@ func (a *Authorizer) Authorize(ctx context.Context, req *authorizev1.AuthorizeRe
 		}
 	}
 	if req.GetJsonrpcMethod() == "tools/call" && !wire.ToolVisible(srv.Def.GetAllowedTools(), srv.Def.GetDisallowedTools(), req.GetToolName()) {
-		return deny(ReasonToolForbidden), nil
+		return done(deny(ReasonToolForbidden))
 	}
 	allow := &authorizev1.Allow{
 		UpstreamUrl:     srv.Def.GetUrl(),
@@ -216,58 +247,46 @@ func (a *Authorizer) Authorize(ctx context.Context, req *authorizev1.AuthorizeRe
 		DisallowedTools: slices.Clone(srv.Def.GetDisallowedTools()),
 	}
 	var authHeader, authValue string
+	need := NeedNothing
 	switch t, sec := srv.Def.GetAuthType(), srv.Secrets.GetAuthValue(); t {
 	case configv1.AuthType_AUTH_TYPE_UNSPECIFIED, configv1.AuthType_AUTH_TYPE_NONE:
 	case configv1.AuthType_AUTH_TYPE_API_KEY, configv1.AuthType_AUTH_TYPE_BEARER_TOKEN,
 		configv1.AuthType_AUTH_TYPE_BASIC, configv1.AuthType_AUTH_TYPE_AUTHORIZATION,
 		configv1.AuthType_AUTH_TYPE_TOKEN:
 		if sec == "" {
-			return nil, fmt.Errorf("server %q: %w: %s without auth_value", srv.Def.GetName(), ErrMisconfigured, t)
+			return Decision{}, fmt.Errorf("server %q: %w: %s without auth_value", srv.Def.GetName(), ErrMisconfigured, t)
 		}
 		authHeader, authValue = staticAuth(t, sec)
 	case configv1.AuthType_AUTH_TYPE_OAUTH2:
 		switch srv.Def.GetOauth2Flow() {
 		case configv1.OAuth2Flow_O_AUTH2_FLOW_CLIENT_CREDENTIALS:
-			tok, err := a.machine.Token(ctx, srv)
-			if err != nil {
-				return nil, err
-			}
-			authHeader, authValue = "Authorization", "Bearer "+tok
+			authHeader, need = "Authorization", NeedClientCredentials
 		case configv1.OAuth2Flow_O_AUTH2_FLOW_AUTHORIZATION_CODE:
-			if g, ok := a.state.Grant(id.principal.GetName(), srv.Def.GetName()); ok && g.Conn.GetPrincipalUid() != id.principal.GetUid() {
+			if g, ok := st.Grant(id.principal.GetName(), srv.Def.GetName()); ok && g.Conn.GetPrincipalUid() != id.principal.GetUid() {
 				// A grant of an earlier principal of the same name is not
 				// this principal's: it must sign in upstream itself.
-				return challenge(id, ReasonNoGrant, "", "", slices.Clone(srv.Def.GetScopes())), nil
+				return done(challenge(id, ReasonNoGrant, "", "", slices.Clone(srv.Def.GetScopes())))
 			}
-			tok, err := a.grants.Token(ctx, id.principal.GetName(), srv.Def.GetName())
-			switch {
-			case errors.Is(err, ErrNoGrant):
-				return challenge(id, ReasonNoGrant, "", "", slices.Clone(srv.Def.GetScopes())), nil
-			case errors.Is(err, ErrGrantUnusable):
-				return challenge(id, ReasonGrantUnusable, "", "", slices.Clone(srv.Def.GetScopes())), nil
-			case err != nil:
-				return nil, err
-			}
-			authHeader, authValue = "Authorization", "Bearer "+tok
+			authHeader, need = "Authorization", NeedVaultGrant
 			allow.VaultGrant = true
 		default:
-			return nil, fmt.Errorf("server %q: %w: oauth2 flow %s", srv.Def.GetName(), ErrMisconfigured, srv.Def.GetOauth2Flow())
+			return Decision{}, fmt.Errorf("server %q: %w: oauth2 flow %s", srv.Def.GetName(), ErrMisconfigured, srv.Def.GetOauth2Flow())
 		}
 	case configv1.AuthType_AUTH_TYPE_PASSTHROUGH:
 		v := req.GetCredentials().GetPassthroughAuthorization()
 		if v == "" {
-			return deny(ReasonPassthroughMissing), nil
+			return done(deny(ReasonPassthroughMissing))
 		}
 		// Forwarded as sent: no control characters, nothing a transport
 		// would trim.
 		if !wire.ValidHeaderValue(v) || strings.TrimSpace(v) != v {
-			return deny(ReasonPassthroughInvalid), nil
+			return done(deny(ReasonPassthroughInvalid))
 		}
 		authHeader, authValue = "Authorization", v
 	default:
-		return nil, fmt.Errorf("server %q: %w: auth type %s", srv.Def.GetName(), ErrMisconfigured, t)
+		return Decision{}, fmt.Errorf("server %q: %w: auth type %s", srv.Def.GetName(), ErrMisconfigured, t)
 	}
-	if authHeader != "" {
+	if authHeader != "" && need == NeedNothing {
 		allow.UpstreamHeaders = append(allow.UpstreamHeaders, &authorizev1.Header{Name: authHeader, Value: authValue})
 	}
 	static := srv.Secrets.GetStaticHeaders()
@@ -282,14 +301,19 @@ func (a *Authorizer) Authorize(ctx context.Context, req *authorizev1.AuthorizeRe
 	for _, n := range names {
 		allow.UpstreamHeaders = append(allow.UpstreamHeaders, &authorizev1.Header{Name: n, Value: static[n]})
 	}
-	return &authorizev1.AuthorizeResponse{
+	d := Decision{Response: &authorizev1.AuthorizeResponse{
 		Decision:  authorizev1.Decision_DECISION_ALLOW,
 		Allow:     allow,
 		Principal: id.principal.GetName(),
 		KeyPrefix: id.keyPrefix,
 		KeyId:     id.keyID,
 		Reason:    ReasonAllowed,
-	}, nil
+	}, Need: need}
+	if need != NeedNothing {
+		d.Server, d.Principal = srv, id.principal.GetName()
+		d.base, d.route, d.id = base, req.GetRoute(), id
+	}
+	return d, nil
 }
 
 // identify resolves the presented credentials. A non-empty reason means
@@ -298,7 +322,7 @@ func (a *Authorizer) Authorize(ctx context.Context, req *authorizev1.AuthorizeRe
 // resource URL <base>/<route>/mcp it was issued for, and only while the API
 // key it was obtained with is usable (not revoked or expired, its principal
 // not deleted or re-created).
-func (a *Authorizer) identify(req *authorizev1.AuthorizeRequest, base string) (id identity, reason, desc string) {
+func identify(st State, now time.Time, req *authorizev1.AuthorizeRequest, base string) (id identity, reason, desc string) {
 	c := req.GetCredentials()
 	if c.GetMalformedAuthorization() {
 		return id, ReasonMalformedAuth, DescMalformed
@@ -306,24 +330,25 @@ func (a *Authorizer) identify(req *authorizev1.AuthorizeRequest, base string) (i
 	if c.GetApiKey() == "" && c.GetBearerToken() == "" {
 		return id, ReasonNoCredential, ""
 	}
-	now := a.now()
 	var keyPrincipal, tokenPrincipal, keyUID, tokenUID string
 	if k := c.GetApiKey(); k != "" {
-		rec, ok := a.state.KeyByHash(store.HashKey(k))
+		rec, ok := st.KeyByHash(store.HashKey(k))
 		if !ok {
 			return id, ReasonUnknownKey, DescInvalidCredential
 		}
 		id.keyPrefix, id.keyID = rec.GetKey().GetDisplayPrefix(), rec.GetKey().GetId()
-		switch exp := rec.GetKey().GetExpireTime(); {
-		case rec.GetKey().GetRevoked():
+		// An orphaned key falls through: its principal is checked below,
+		// after a conflict with a token's principal.
+		switch _, state := store.KeyStatus(st, rec, now); state {
+		case store.KeyRevoked:
 			return id, ReasonRevokedKey, DescInvalidCredential
-		case exp != nil && !now.Before(exp.AsTime()):
+		case store.KeyExpired:
 			return id, ReasonExpiredKey, DescInvalidCredential
 		}
 		keyPrincipal, keyUID = rec.GetKey().GetPrincipal(), rec.GetPrincipalUid()
 	}
 	if t := c.GetBearerToken(); t != "" {
-		rec, ok := a.state.AccessToken(store.HashKey(t))
+		rec, ok := st.AccessToken(store.HashKey(t))
 		switch {
 		case !ok:
 			return id, ReasonUnknownToken, DescInvalidCredential
@@ -331,7 +356,7 @@ func (a *Authorizer) identify(req *authorizev1.AuthorizeRequest, base string) (i
 			return id, ReasonExpiredToken, DescInvalidCredential
 		case rec.GetRoute() != req.GetRoute() || rec.GetAudience() != wire.ResourceURL(base, req.GetRoute()):
 			return id, ReasonWrongAudience, DescWrongAudience
-		case !SourceUsable(a.state, rec.GetKeyId(), rec.GetPrincipal(), rec.GetPrincipalUid(), now):
+		case !SourceUsable(st, rec.GetKeyId(), rec.GetPrincipal(), rec.GetPrincipalUid(), now):
 			return id, ReasonTokenSourceRevoked, DescInvalidCredential
 		}
 		tokenPrincipal, tokenUID = rec.GetPrincipal(), rec.GetPrincipalUid()
@@ -343,7 +368,7 @@ func (a *Authorizer) identify(req *authorizev1.AuthorizeRequest, base string) (i
 	if name == "" {
 		name, uid = tokenPrincipal, tokenUID
 	}
-	p, ok := a.state.Principal(name)
+	p, ok := st.Principal(name)
 	if !ok || p.GetUid() != uid {
 		return id, ReasonUnknownPrincipal, DescInvalidCredential
 	}
@@ -370,14 +395,11 @@ func SourceUsable(st SourceState, keyID, principal, uid string, now time.Time) b
 		return false
 	}
 	k, ok := st.Key(keyID)
-	if !ok || k.GetKey().GetRevoked() || k.GetKey().GetPrincipal() != principal || k.GetPrincipalUid() != uid {
+	if !ok || k.GetKey().GetPrincipal() != principal || k.GetPrincipalUid() != uid {
 		return false
 	}
-	if exp := k.GetKey().GetExpireTime(); exp != nil && !now.Before(exp.AsTime()) {
-		return false
-	}
-	p, ok := st.Principal(principal)
-	return ok && p.GetUid() == uid
+	_, state := store.KeyStatus(st, k, now)
+	return state == store.KeyValid
 }
 
 // staticAuth returns the header a static auth mode injects.

@@ -19,6 +19,7 @@ import (
 	vaultv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/vault/v1"
 	"github.com/mcpgate/mcpgate/api/wire"
 	"github.com/mcpgate/mcpgate/controlplane/authorize"
+	"github.com/mcpgate/mcpgate/controlplane/grants"
 	"github.com/mcpgate/mcpgate/controlplane/store"
 )
 
@@ -297,31 +298,31 @@ var credCases = []credCase{
 // grantCase is a vault state; it only matters for authorization_code.
 type grantCase struct {
 	name   string
-	setup  func(s *state, p string) []authorize.Option
+	setup  func(s *state, p string) []option
 	token  string // ALLOW with this grant token
 	reason string // else CHALLENGE with this reason
 	err    error  // else this error
 }
 
 var grantCases = []grantCase{
-	{name: "no-grant", setup: func(*state, string) []authorize.Option { return nil }, reason: authorize.ReasonNoGrant},
-	{name: "active", setup: func(s *state, p string) []authorize.Option {
+	{name: "no-grant", setup: func(*state, string) []option { return nil }, reason: authorize.ReasonNoGrant},
+	{name: "active", setup: func(s *state, p string) []option {
 		s.addGrant(p, "Gmail", vaultv1.ConnectionState_CONNECTION_STATE_ACTIVE, "grant-"+p, now.Add(time.Hour))
 		return nil
 	}, token: "grant-"},
-	{name: "expired", setup: func(s *state, p string) []authorize.Option {
+	{name: "expired", setup: func(s *state, p string) []option {
 		s.addGrant(p, "Gmail", vaultv1.ConnectionState_CONNECTION_STATE_ACTIVE, "grant-"+p, now)
 		return nil
 	}, reason: authorize.ReasonGrantUnusable},
-	{name: "needs-reauth", setup: func(s *state, p string) []authorize.Option {
+	{name: "needs-reauth", setup: func(s *state, p string) []option {
 		s.addGrant(p, "Gmail", vaultv1.ConnectionState_CONNECTION_STATE_NEEDS_REAUTH, "grant-"+p, now.Add(time.Hour))
 		return nil
 	}, reason: authorize.ReasonGrantUnusable},
-	{name: "refresh-unavailable", setup: func(*state, string) []authorize.Option {
-		return []authorize.Option{authorize.WithGrantTokens(errGrants{fmt.Errorf("refresh: %w", authorize.ErrUpstreamUnavailable)})}
-	}, err: authorize.ErrUpstreamUnavailable},
-	{name: "grant-store-broken", setup: func(*state, string) []authorize.Option {
-		return []authorize.Option{authorize.WithGrantTokens(errGrants{errBroken})}
+	{name: "refresh-unavailable", setup: func(*state, string) []option {
+		return []option{withGrantTokens(errGrants{fmt.Errorf("refresh: %w", grants.ErrUpstreamUnavailable)})}
+	}, err: grants.ErrUpstreamUnavailable},
+	{name: "grant-store-broken", setup: func(*state, string) []option {
+		return []option{withGrantTokens(errGrants{errBroken})}
 	}, err: errBroken},
 }
 
@@ -354,12 +355,12 @@ func TestAuthorizeMatrix(t *testing.T) {
 				for _, mc := range methodCases {
 					name := m.route + "/" + c.name + "/" + g.name + "/" + mc.name
 					s := matrixState()
-					var opts []authorize.Option
+					var opts []option
 					for _, p := range []string{"alice", "bob", "carol"} {
 						opts = append(opts, g.setup(s, p)...)
 					}
-					opts = append(opts, authorize.WithClock(clock), authorize.WithMachineTokens(fixedMachine("minted")))
-					a := authorize.New(s, opts...)
+					opts = append(opts, withClock(clock), withMachineTokens(fixedMachine("minted")))
+					a := newAuthorizer(s, opts...)
 					creds := c.creds(m.route)
 					creds.PassthroughAuthorization = "Bearer up-pass"
 					req := &authorizev1.AuthorizeRequest{
@@ -445,7 +446,7 @@ func expect(m mode, c credCase, g grantCase, mc methodCase) (*authorizev1.Author
 // valid LiteLLM-style key on an authorization_code server without a grant
 // must be a challenge the client can act on.
 func TestAuthorizeReportedCase(t *testing.T) {
-	a := authorize.New(matrixState(), authorize.WithClock(clock))
+	a := newAuthorizer(matrixState(), withClock(clock))
 	got, err := a.Authorize(t.Context(), &authorizev1.AuthorizeRequest{
 		Route: "Gmail", Credentials: &authorizev1.Credentials{ApiKey: keyAlice},
 		HttpMethod: "POST", JsonrpcMethod: "initialize", PublicBaseUrl: "https://gw.example.com/",
@@ -526,7 +527,7 @@ func TestAuthorizeEdges(t *testing.T) {
 			if c.mutate != nil {
 				c.mutate(s)
 			}
-			a := authorize.New(s, authorize.WithClock(clock), authorize.WithMachineTokens(fixedMachine("minted")))
+			a := newAuthorizer(s, withClock(clock), withMachineTokens(fixedMachine("minted")))
 			got, err := a.Authorize(t.Context(), c.req)
 			if c.wantErr != nil {
 				if !errors.Is(err, c.wantErr) {
@@ -547,7 +548,7 @@ func TestAuthorizeEdges(t *testing.T) {
 func BenchmarkAuthorize(b *testing.B) {
 	s := matrixState()
 	s.addGrant("alice", "Gmail", vaultv1.ConnectionState_CONNECTION_STATE_ACTIVE, "grant", now.Add(time.Hour))
-	a := authorize.New(s, authorize.WithClock(clock), authorize.WithMachineTokens(fixedMachine("minted")))
+	a := newAuthorizer(s, withClock(clock), withMachineTokens(fixedMachine("minted")))
 	for _, c := range []struct {
 		name, route string
 		creds       *authorizev1.Credentials

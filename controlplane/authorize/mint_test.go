@@ -12,7 +12,7 @@ import (
 	"time"
 
 	authorizev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1"
-	"github.com/mcpgate/mcpgate/controlplane/authorize"
+	"github.com/mcpgate/mcpgate/controlplane/grants"
 )
 
 // tokenEndpoint is an OAuth 2.0 token endpoint for client_credentials that
@@ -73,7 +73,7 @@ func ccState(tokenURL string) *state {
 	return s
 }
 
-func bearerOf(t *testing.T, a *authorize.Authorizer) string {
+func bearerOf(t *testing.T, a *authorizer) string {
 	t.Helper()
 	resp, err := a.Authorize(t.Context(), &authorizev1.AuthorizeRequest{
 		Route: "cc", Credentials: &authorizev1.Credentials{ApiKey: keyAlice}, PublicBaseUrl: base, JsonrpcMethod: "tools/list",
@@ -95,7 +95,7 @@ func TestClientCredentials(t *testing.T) {
 	clk := &fakeClock{}
 	clk.ns.Store(now.UnixNano())
 	s := ccState(ts.URL + "/token")
-	a := authorize.New(s, authorize.WithClock(clk.now))
+	a := newAuthorizer(s, withClock(clk.now))
 
 	// 20 concurrent decisions while the endpoint holds the first request: one mint.
 	const n = 20
@@ -143,7 +143,7 @@ func TestClientCredentials(t *testing.T) {
 		{"short-lived-cached-half", func() { clk.advance(4 * time.Second) }, "Bearer minted-4", 4},
 		{"short-lived-renewed", func() { clk.advance(time.Second) }, "Bearer minted-5", 5},
 		{"no-expires-in", func() { ep.expiresIn.Store(0); s.servers["cc"].Def.Revision++ }, "Bearer minted-6", 6},
-		{"no-expires-in-cached", func() { clk.advance(authorize.DefaultNoExpiryTTL - time.Second) }, "Bearer minted-6", 6},
+		{"no-expires-in-cached", func() { clk.advance(grants.DefaultNoExpiryTTL - time.Second) }, "Bearer minted-6", 6},
 		{"no-expires-in-renewed", func() { clk.advance(time.Second) }, "Bearer minted-7", 7},
 	}
 	for _, st := range steps {
@@ -162,7 +162,7 @@ func TestClientCredentials(t *testing.T) {
 	_, err := a.Authorize(t.Context(), &authorizev1.AuthorizeRequest{
 		Route: "cc", Credentials: &authorizev1.Credentials{ApiKey: keyAlice}, PublicBaseUrl: base,
 	})
-	if !errors.Is(err, authorize.ErrUpstreamUnavailable) {
+	if !errors.Is(err, grants.ErrUpstreamUnavailable) {
 		t.Fatalf("failing endpoint: err %v, want ErrUpstreamUnavailable", err)
 	}
 	ep.failing.Store(false)
@@ -175,11 +175,11 @@ func TestClientCredentialsUnreachable(t *testing.T) {
 	ts := httptest.NewServer(http.NotFoundHandler())
 	url := ts.URL
 	ts.Close()
-	a := authorize.New(ccState(url+"/token"), authorize.WithClock(clock))
+	a := newAuthorizer(ccState(url+"/token"), withClock(clock))
 	_, err := a.Authorize(t.Context(), &authorizev1.AuthorizeRequest{
 		Route: "cc", Credentials: &authorizev1.Credentials{ApiKey: keyAlice}, PublicBaseUrl: base,
 	})
-	if !errors.Is(err, authorize.ErrUpstreamUnavailable) {
+	if !errors.Is(err, grants.ErrUpstreamUnavailable) {
 		t.Fatalf("err %v, want ErrUpstreamUnavailable", err)
 	}
 }

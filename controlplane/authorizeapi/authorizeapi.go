@@ -10,13 +10,11 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	authorizev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1"
 	"github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1/authorizev1connect"
-	vaultv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/vault/v1"
 	"github.com/mcpgate/mcpgate/controlplane/authorize"
+	"github.com/mcpgate/mcpgate/controlplane/grants"
 	"github.com/mcpgate/mcpgate/controlplane/store"
 )
 
@@ -25,38 +23,39 @@ import (
 // so exactly one key wins.
 const InitialSessionKeyID = "initial"
 
-// Service implements AuthorizeService over the store's cache.
+// Service implements AuthorizeService over the store's cache: the pure
+// decision (controlplane/authorize), then, for an ALLOW that needs one, the
+// upstream credential (controlplane/grants).
 type Service struct {
 	authorizev1connect.UnimplementedAuthorizeServiceHandler
 
-	st    *store.Store
-	log   *slog.Logger
-	authz *authorize.Authorizer
-	now   func() time.Time
-	aopts []authorize.Option
+	st      *store.Store
+	log     *slog.Logger
+	now     func() time.Time
+	grants  *grants.Grants
+	obtain  grants.Obtainer
+	machine grants.MachineTokens
+	tokens  grants.GrantTokens
 }
 
 // Option configures a Service.
 type Option func(*Service)
 
-// WithAuthorizeOptions passes options to the decision function (grant
-// tokens, machine tokens, clock).
-func WithAuthorizeOptions(opts ...authorize.Option) Option {
-	return func(s *Service) { s.aopts = append(s.aopts, opts...) }
+// WithGrants sets the vault's grants: they hand out (and refresh) upstream
+// tokens and mark grants unusable. Without it the service reads grants as
+// stored and never refreshes them.
+func WithGrants(g *grants.Grants) Option {
+	return func(s *Service) { s.grants, s.tokens = g, g }
 }
 
-// WithGrantTokens replaces the store-backed GrantTokens.
-func WithGrantTokens(g authorize.GrantTokens) Option {
-	return WithAuthorizeOptions(authorize.WithGrantTokens(g))
-}
+// WithGrantTokens replaces what hands out vault grants' tokens.
+func WithGrantTokens(g grants.GrantTokens) Option { return func(s *Service) { s.tokens = g } }
+
+// WithMachineTokens replaces the in-memory client_credentials minter.
+func WithMachineTokens(m grants.MachineTokens) Option { return func(s *Service) { s.machine = m } }
 
 // WithClock sets the clock of decisions and of the records this service writes.
-func WithClock(now func() time.Time) Option {
-	return func(s *Service) {
-		s.now = now
-		s.aopts = append(s.aopts, authorize.WithClock(now))
-	}
-}
+func WithClock(now func() time.Time) Option { return func(s *Service) { s.now = now } }
 
 // New returns the AuthorizeService handler.
 func New(st *store.Store, log *slog.Logger, opts ...Option) *Service {
@@ -64,11 +63,21 @@ func New(st *store.Store, log *slog.Logger, opts ...Option) *Service {
 	for _, o := range opts {
 		o(s)
 	}
-	s.authz = authorize.New(st, s.aopts...)
+	if s.grants == nil {
+		s.grants = grants.New(st, grants.Config{Now: s.now}, log)
+	}
+	if s.tokens == nil {
+		s.tokens = grants.StoreGrants{Source: st, Now: s.now}
+	}
+	if s.machine == nil {
+		s.machine = &grants.ClientCredentials{Now: s.now}
+	}
+	s.obtain = grants.Obtainer{Grants: s.tokens, Machine: s.machine}
 	return s
 }
 
-// Authorize implements AuthorizeService.
+// Authorize implements AuthorizeService: decide, then obtain the upstream
+// credential an ALLOW needs.
 //
 // A credential this replica's cache does not know may have been created a
 // moment ago on another replica (a key, or an access token issued by /token
@@ -76,10 +85,14 @@ func New(st *store.Store, log *slog.Logger, opts ...Option) *Service {
 // current revision once and the request is decided again. Known credentials
 // never touch etcd.
 func (s *Service) Authorize(ctx context.Context, req *authorizev1.AuthorizeRequest) (*authorizev1.AuthorizeResponse, error) {
-	resp, err := s.authz.Authorize(ctx, req)
-	if err == nil && (resp.GetReason() == authorize.ReasonUnknownKey || resp.GetReason() == authorize.ReasonUnknownToken) && s.catchUp(ctx) {
-		resp, err = s.authz.Authorize(ctx, req)
+	d, err := authorize.Decide(s.st, s.now(), req)
+	if err == nil && (d.Response.GetReason() == authorize.ReasonUnknownKey || d.Response.GetReason() == authorize.ReasonUnknownToken) && s.catchUp(ctx) {
+		d, err = authorize.Decide(s.st, s.now(), req)
 	}
+	if err != nil {
+		return nil, s.toConnectError(ctx, "authorize", err)
+	}
+	resp, err := s.obtain.Complete(ctx, d)
 	if err != nil {
 		return nil, s.toConnectError(ctx, "authorize", err)
 	}
@@ -138,8 +151,8 @@ func (s *Service) createSessionKey(ctx context.Context) error {
 	}
 	rev, err := s.st.PutSessionKey(ctx, k)
 	if errors.Is(err, store.ErrConflict) {
-		// Lost the race: wait for the winner's key.
-		_, rev, err = s.st.Get(ctx, store.KindSessionKey, InitialSessionKeyID)
+		// Lost the race: wait for the winner's key (written before now).
+		rev, err = s.st.HeadRevision(ctx)
 	}
 	if err != nil {
 		return err
@@ -148,34 +161,21 @@ func (s *Service) createSessionKey(ctx context.Context) error {
 }
 
 // ReportUpstreamUnauthorized implements AuthorizeService: the principal's
-// grant for the route becomes NEEDS_REAUTH, by compare-and-swap on the
-// revision it was read at. A grant that changed meanwhile (refreshed,
-// replaced, already marked) is left alone: the report was about the old one.
+// grant for the route becomes NEEDS_REAUTH (grants.MarkUnusable), by
+// compare-and-swap on the revision it was read at. A grant that changed
+// meanwhile (refreshed, replaced, already marked) is left alone: the report
+// was about the old one.
 func (s *Service) ReportUpstreamUnauthorized(ctx context.Context, req *authorizev1.ReportUpstreamUnauthorizedRequest) (*authorizev1.ReportUpstreamUnauthorizedResponse, error) {
 	if req.GetRoute() == "" || req.GetPrincipal() == "" {
 		return nil, s.toConnectError(ctx, "report", fmt.Errorf("%w: route and principal required", authorize.ErrInvalidRequest))
 	}
-	g, ok := s.st.Grant(req.GetPrincipal(), req.GetRoute())
-	if !ok || g.Conn.GetState() == vaultv1.ConnectionState_CONNECTION_STATE_NEEDS_REAUTH {
-		return &authorizev1.ReportUpstreamUnauthorizedResponse{}, nil
+	marked, err := s.grants.MarkUnusable(ctx, req.GetPrincipal(), req.GetRoute())
+	if err != nil {
+		return nil, s.toConnectError(ctx, "mark grant", err)
 	}
-	conn := proto.CloneOf(g.Conn)
-	conn.State = vaultv1.ConnectionState_CONNECTION_STATE_NEEDS_REAUTH
-	conn.UpdateTime = timestamppb.New(s.now())
-	rev, err := s.st.PutGrant(ctx, conn, g.Token, g.Revision)
-	switch {
-	case errors.Is(err, store.ErrConflict):
-		s.log.InfoContext(ctx, "grant changed before it was marked unusable",
+	if marked {
+		s.log.InfoContext(ctx, "grant marked unusable after upstream 401",
 			slog.String("principal", req.GetPrincipal()), slog.String("route", req.GetRoute()))
-		return &authorizev1.ReportUpstreamUnauthorizedResponse{}, nil
-	case err != nil:
-		return nil, s.toConnectError(ctx, "mark grant", err)
-	}
-	s.log.InfoContext(ctx, "grant marked unusable after upstream 401",
-		slog.String("principal", req.GetPrincipal()), slog.String("route", req.GetRoute()))
-	// Read your writes: the next decision on this replica sees the mark.
-	if err := s.st.WaitRevision(ctx, rev); err != nil {
-		return nil, s.toConnectError(ctx, "mark grant", err)
 	}
 	return &authorizev1.ReportUpstreamUnauthorizedResponse{}, nil
 }
@@ -188,12 +188,14 @@ func (s *Service) toConnectError(ctx context.Context, op string, err error) erro
 		return err
 	case errors.Is(err, authorize.ErrInvalidRequest):
 		return connect.NewError(connect.CodeInvalidArgument, errors.New("invalid request"))
-	case errors.Is(err, authorize.ErrUpstreamUnavailable):
+	case errors.Is(err, grants.ErrUpstreamUnavailable):
 		s.log.WarnContext(ctx, "could not decide", slog.String("op", op), slog.Any("err", err))
 		return connect.NewError(connect.CodeUnavailable, errors.New("upstream token endpoint unavailable"))
 	case errors.Is(err, authorize.ErrMisconfigured):
 		s.log.ErrorContext(ctx, "could not decide", slog.String("op", op), slog.Any("err", err))
-		return connect.NewError(connect.CodeUnavailable, errors.New("server misconfigured"))
+		// Deterministic: every replica would answer the same until an admin
+		// fixes the server, so data planes must not retry it elsewhere.
+		return connect.NewError(connect.CodeFailedPrecondition, errors.New("server misconfigured"))
 	case errors.Is(err, store.ErrUnavailable):
 		s.log.WarnContext(ctx, "store unavailable", slog.String("op", op), slog.Any("err", err))
 		return connect.NewError(connect.CodeUnavailable, errors.New("store unavailable"))

@@ -60,7 +60,13 @@ func seed(t testing.TB, st *store.Store) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.PutPrincipal(ctx, &configv1.Principal{Name: "alice", Servers: []string{"*"}}, 0); err != nil {
+	prev, err := st.PutPrincipal(ctx, &configv1.Principal{Name: "alice", Servers: []string{"*"}}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The key and grant written below are bound to the principal's uid as
+	// the cache knows it: let it know alice first.
+	if err := st.WaitRevision(ctx, prev); err != nil {
 		t.Fatal(err)
 	}
 	sum := store.HashKey(apiKey)

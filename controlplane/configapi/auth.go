@@ -17,33 +17,17 @@ import (
 	"github.com/mcpgate/mcpgate/controlplane/store"
 )
 
-// KeyState is the outcome of resolving a presented API key.
-type KeyState int
+// KeyState is the outcome of resolving a presented API key (store.KeyState).
+type KeyState = store.KeyState
 
 // Key states. Only KeyValid grants anything.
 const (
-	KeyValid    KeyState = iota
-	KeyUnknown           // no key with this hash
-	KeyRevoked           // revoked
-	KeyExpired           // past its expire_time
-	KeyOrphaned          // its principal no longer exists (or was created again)
+	KeyValid    = store.KeyValid
+	KeyUnknown  = store.KeyUnknown
+	KeyRevoked  = store.KeyRevoked
+	KeyExpired  = store.KeyExpired
+	KeyOrphaned = store.KeyOrphaned
 )
-
-func (s KeyState) String() string {
-	switch s {
-	case KeyValid:
-		return "valid"
-	case KeyUnknown:
-		return "unknown"
-	case KeyRevoked:
-		return "revoked"
-	case KeyExpired:
-		return "expired"
-	case KeyOrphaned:
-		return "orphaned"
-	}
-	return "invalid"
-}
 
 // ResolveKey looks a presented API key up in the store's cache and tells
 // whether it may be used at now. The record and principal are returned
@@ -56,16 +40,8 @@ func ResolveKey(st *store.Store, plaintext string, now time.Time) (*storev1.KeyR
 	if !ok {
 		return nil, nil, KeyUnknown
 	}
-	p, pok := st.PrincipalBound(rec.GetKey().GetPrincipal(), rec.GetPrincipalUid())
-	switch k := rec.GetKey(); {
-	case k.GetRevoked():
-		return rec, p, KeyRevoked
-	case k.GetExpireTime() != nil && !now.Before(k.GetExpireTime().AsTime()):
-		return rec, p, KeyExpired
-	case !pok:
-		return rec, nil, KeyOrphaned
-	}
-	return rec, p, KeyValid
+	p, state := store.KeyStatus(st, rec, now)
+	return rec, p, state
 }
 
 const base62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -305,11 +281,7 @@ func ensureAdmin(ctx context.Context, st *store.Store, pinnedKey string, now tim
 // usableAdminKey tells whether any valid key of an admin principal exists.
 func usableAdminKey(st *store.Store, now time.Time) bool {
 	for _, rec := range st.Keys() {
-		k := rec.GetKey()
-		if k.GetRevoked() || (k.GetExpireTime() != nil && !now.Before(k.GetExpireTime().AsTime())) {
-			continue
-		}
-		if p, ok := st.PrincipalBound(k.GetPrincipal(), rec.GetPrincipalUid()); ok && p.GetRole() == configv1.Role_ROLE_ADMIN {
+		if p, state := store.KeyStatus(st, rec, now); state == store.KeyValid && p.GetRole() == configv1.Role_ROLE_ADMIN {
 			return true
 		}
 	}

@@ -70,15 +70,14 @@ func BenchmarkTokenRevocationPropagation(b *testing.B) {
 		b.Fatal(err)
 	}
 	p, _ := e.st.Principal("bench")
-	authz := authorize.New(other.st)
 	const base = "https://gw.example.com"
 	decide := func(tok string) *authorizev1.AuthorizeResponse {
-		resp, err := authz.Authorize(ctx, &authorizev1.AuthorizeRequest{Route: "none", PublicBaseUrl: base, HttpMethod: "POST",
+		d, err := authorize.Decide(other.st, time.Now(), &authorizev1.AuthorizeRequest{Route: "none", PublicBaseUrl: base, HttpMethod: "POST",
 			Credentials: &authorizev1.Credentials{BearerToken: tok}})
 		if err != nil {
 			b.Fatal(err)
 		}
-		return resp
+		return d.Response
 	}
 	for i := 0; b.Loop(); i++ {
 		b.StopTimer()

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"golang.org/x/oauth2"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	configv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1"
@@ -201,19 +200,15 @@ func (s *Server) session(r *http.Request) (*session, bool) {
 	if err != nil || ck.Value == "" || len(ck.Value) > 100 {
 		return nil, false
 	}
-	id := secretID(ck.Value)
-	b, _, err := s.st.Get(r.Context(), KindSession, id)
-	if err != nil {
-		return nil, false
-	}
-	var rec storev1.OAuthSessionRecord
-	if proto.Unmarshal(b, &rec) != nil || !s.now().Before(rec.GetExpireTime().AsTime()) {
+	sum := store.HashKey(ck.Value)
+	rec, _, err := s.st.OAuthSessions().Find(r.Context(), sum)
+	if err != nil || !s.now().Before(rec.GetExpireTime().AsTime()) {
 		return nil, false
 	}
 	if !s.keyValid(rec.GetKeyId(), rec.GetPrincipal()) {
 		return nil, false
 	}
-	return &session{id: id, rec: &rec}, true
+	return &session{id: store.KeyID(sum), rec: rec}, true
 }
 
 // keyValid reports whether the API key a session signed in with is still
@@ -268,17 +263,15 @@ func (s *Server) signin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	value := random(32)
+	sum := store.HashKey(value)
 	rec := &storev1.OAuthSessionRecord{
 		Principal:  k.GetKey().GetPrincipal(),
 		KeyId:      k.GetKey().GetId(),
 		Csrf:       random(24),
 		ExpireTime: timestamppb.New(s.now().Add(s.cfg.SessionTTL)),
+		Sha256:     sum[:],
 	}
-	b, err := proto.Marshal(rec)
-	if err == nil {
-		_, err = s.st.PutLeased(r.Context(), KindSession, secretID(value), b, s.cfg.SessionTTL)
-	}
-	if err != nil {
+	if _, err := s.st.OAuthSessions().Create(r.Context(), sum, rec, s.cfg.SessionTTL); err != nil {
 		s.log.ErrorContext(r.Context(), "store session", "err", err)
 		s.errorPage(w, r, http.StatusServiceUnavailable, "Temporarily unavailable", "Signing in is temporarily unavailable. Try again in a moment.")
 		return
@@ -420,17 +413,15 @@ func consentName(principal, clientID, server, redirectURI string) string {
 }
 
 func (s *Server) rememberConsent(ctx context.Context, principal string, auth *storev1.OAuthAuthorization) {
-	b, err := proto.Marshal(&storev1.OAuthConsentRecord{Scopes: auth.GetScopes(), CreateTime: timestamppb.New(s.now()), PrincipalUid: s.principalUID(principal)})
-	if err != nil {
-		return
-	}
+	rec := &storev1.OAuthConsentRecord{Scopes: auth.GetScopes(), CreateTime: timestamppb.New(s.now()), PrincipalUid: s.principalUID(principal)}
 	name := consentName(principal, auth.GetClientId(), auth.GetServer(), auth.GetRedirectUri())
-	_, rev, err := s.st.Get(ctx, KindConsent, name)
+	consents := s.st.OAuthConsents()
+	_, rev, err := consents.Get(ctx, name)
 	switch {
 	case isNotFound(err):
-		_, err = s.st.PutLeased(ctx, KindConsent, name, b, s.cfg.ConsentTTL)
+		_, err = consents.PutLeased(ctx, name, rec, s.cfg.ConsentTTL, 0)
 	case err == nil:
-		_, err = s.st.PutLeasedAt(ctx, KindConsent, name, b, s.cfg.ConsentTTL, rev)
+		_, err = consents.PutLeased(ctx, name, rec, s.cfg.ConsentTTL, rev)
 	}
 	if err != nil {
 		s.log.WarnContext(ctx, "remember consent", "err", err)
@@ -440,12 +431,8 @@ func (s *Server) rememberConsent(ctx context.Context, principal string, auth *st
 // consented reports whether principal approved the client for the server,
 // the exact redirect URI and the scopes before.
 func (s *Server) consented(ctx context.Context, principal string, auth *storev1.OAuthAuthorization) bool {
-	b, _, err := s.st.Get(ctx, KindConsent, consentName(principal, auth.GetClientId(), auth.GetServer(), auth.GetRedirectUri()))
-	if err != nil {
-		return false
-	}
-	var rec storev1.OAuthConsentRecord
-	if proto.Unmarshal(b, &rec) != nil || rec.GetPrincipalUid() != s.principalUID(principal) {
+	rec, _, err := s.st.OAuthConsents().Get(ctx, consentName(principal, auth.GetClientId(), auth.GetServer(), auth.GetRedirectUri()))
+	if err != nil || rec.GetPrincipalUid() != s.principalUID(principal) {
 		return false
 	}
 	for _, sc := range auth.GetScopes() {
@@ -591,6 +578,7 @@ func (s *Server) startUpstream(w http.ResponseWriter, r *http.Request, sess *ses
 	}
 	verifier := oauth2.GenerateVerifier()
 	state := random(32)
+	sum := store.HashKey(state)
 	rec := &storev1.OAuthStateRecord{
 		Session:       sess.id,
 		Principal:     sess.rec.GetPrincipal(),
@@ -599,12 +587,9 @@ func (s *Server) startUpstream(w http.ResponseWriter, r *http.Request, sess *ses
 		Authorization: auth,
 		ExpireTime:    timestamppb.New(s.now().Add(DefaultStateTTL)),
 		Scopes:        scopes,
+		Sha256:        sum[:],
 	}
-	b, err := proto.Marshal(rec)
-	if err == nil {
-		_, err = s.st.PutLeased(ctx, KindState, secretID(state), b, DefaultStateTTL)
-	}
-	if err != nil {
+	if _, err := s.st.OAuthStates().Create(ctx, sum, rec, DefaultStateTTL); err != nil {
 		s.log.ErrorContext(ctx, "store upstream state", "err", err)
 		fail("try again in a moment")
 		return

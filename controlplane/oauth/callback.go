@@ -5,16 +5,12 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
 	"time"
 
 	"golang.org/x/oauth2"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
-	storev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/store/v1"
-	vaultv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/vault/v1"
+	"github.com/mcpgate/mcpgate/controlplane/grants"
 	"github.com/mcpgate/mcpgate/controlplane/store"
 )
 
@@ -33,14 +29,9 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 		bad("The sign-in response has no valid state. Start again.")
 		return
 	}
-	id := secretID(state)
-	b, _, err := s.st.Get(ctx, KindState, id)
-	if err != nil {
-		bad("This sign-in is unknown, expired or already finished. Start again.")
-		return
-	}
-	var rec storev1.OAuthStateRecord
-	if proto.Unmarshal(b, &rec) != nil || !s.now().Before(rec.GetExpireTime().AsTime()) {
+	sum := store.HashKey(state)
+	rec, _, err := s.st.OAuthStates().Find(ctx, sum)
+	if err != nil || !s.now().Before(rec.GetExpireTime().AsTime()) {
 		bad("This sign-in is unknown, expired or already finished. Start again.")
 		return
 	}
@@ -49,7 +40,7 @@ func (s *Server) callback(w http.ResponseWriter, r *http.Request) {
 		bad("This sign-in was started in another browser session. Start again from this browser.")
 		return
 	}
-	if _, err := s.st.Take(ctx, KindState, id); err != nil {
+	if _, err := s.st.OAuthStates().Take(ctx, sum); err != nil {
 		bad("This sign-in is unknown, expired or already finished. Start again.")
 		return
 	}
@@ -143,40 +134,16 @@ func issOK(q url.Values, want string) bool {
 	return len(got) == 1 && got[0] == want
 }
 
-// storeGrants is the Grants used without a refresher: it writes grants to
-// the store (compare-and-swap) and revokes them locally only.
+// storeGrants is the Grants used without a refresher: it saves grants like
+// the refresher does and revokes them locally only.
 type storeGrants struct {
 	st  *store.Store
 	now func() time.Time
 }
 
+// Store saves the grant the one way grants are saved (grants.Save).
 func (g storeGrants) Store(ctx context.Context, principal, server string, tok *oauth2.Token, scopes []string, clientID string) error {
-	now := g.now()
-	ut := &storev1.UpstreamToken{AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, TokenType: tok.TokenType, ClientId: clientID}
-	conn := &vaultv1.Connection{
-		Principal:       principal,
-		Server:          server,
-		Scopes:          slices.Clone(scopes),
-		State:           vaultv1.ConnectionState_CONNECTION_STATE_ACTIVE,
-		CreateTime:      timestamppb.New(now),
-		UpdateTime:      timestamppb.New(now),
-		HasRefreshToken: tok.RefreshToken != "",
-	}
-	if !tok.Expiry.IsZero() {
-		ut.Expiry = timestamppb.New(tok.Expiry)
-		conn.AccessTokenExpireTime = timestamppb.New(tok.Expiry)
-	}
-	var rev int64
-	if old, ok := g.st.Grant(principal, server); ok {
-		rev = old.Revision
-		conn.CreateTime = old.Conn.GetCreateTime()
-	}
-	rev, err := g.st.PutGrant(ctx, conn, ut, rev)
-	if errors.Is(err, store.ErrConflict) {
-		// The cache was behind etcd. A fresh sign-in replaces whatever
-		// grant is stored, so write unconditionally.
-		rev, err = g.st.PutGrant(ctx, conn, ut, -1)
-	}
+	rev, err := grants.Save(ctx, g.st, g.now(), principal, server, tok, scopes, clientID)
 	if err != nil {
 		return err
 	}

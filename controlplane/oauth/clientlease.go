@@ -5,7 +5,6 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	storev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/store/v1"
@@ -44,13 +43,13 @@ func (s *Server) confirmClient(ctx context.Context, id string) {
 	if strings.HasPrefix(id, "https://") {
 		return // a metadata document client, not stored
 	}
-	b, rev, err := s.st.Get(ctx, KindClient, id)
+	clients := s.st.OAuthClients()
+	rec, rev, err := clients.Get(ctx, id)
 	if err != nil {
 		s.log.DebugContext(ctx, "confirm client", "err", err)
 		return
 	}
-	var rec storev1.OAuthClientRecord
-	if proto.Unmarshal(b, &rec) != nil || confirmed(&rec) {
+	if confirmed(rec) {
 		return
 	}
 	now := s.now()
@@ -58,10 +57,7 @@ func (s *Server) confirmClient(ctx context.Context, id string) {
 		now = rec.GetIssueTime().AsTime().Add(time.Nanosecond)
 	}
 	rec.RenewTime = timestamppb.New(now)
-	if b, err = proto.Marshal(&rec); err == nil {
-		_, err = s.st.PutLeasedAt(ctx, KindClient, id, b, s.cfg.ClientIdleTTL, rev)
-	}
-	if err != nil {
+	if _, err := clients.PutLeased(ctx, id, rec, s.cfg.ClientIdleTTL, rev); err != nil {
 		s.log.WarnContext(ctx, "confirm client", "client_id", id, "err", err)
 	}
 }

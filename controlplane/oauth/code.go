@@ -21,35 +21,32 @@ const MaxCodeFailures = 5
 
 var errCodeContention = tokErr("invalid_grant", "the authorization code changed concurrently")
 
-// redeemCode consumes the code named id when the request proves possession
+// redeemCode consumes the code whose SHA-256 is sum when the request proves possession
 // of it: the code's client, its redirect_uri, a verifier matching its PKCE
 // challenge and a resource (when given) equal to its audience. A failed check
 // counts against the code (compare-and-swap on its revision, keeping its
 // lease) and answers the check's error. A code that is gone but was redeemed
 // before revokes the tokens issued from it (RFC 6749 section 4.1.2).
-func (s *Server) redeemCode(ctx context.Context, c *client, id string, form url.Values) (*storev1.OAuthCodeRecord, *tokenError) {
+func (s *Server) redeemCode(ctx context.Context, c *client, sum [32]byte, form url.Values) (*storev1.OAuthCodeRecord, *tokenError) {
+	codes, id := s.st.OAuthCodes(), store.KeyID(sum)
 	for range 5 {
-		b, rev, err := s.st.Get(ctx, KindCode, id)
+		rec, rev, err := codes.Find(ctx, sum)
 		if err != nil {
 			if !isNotFound(err) {
 				s.log.ErrorContext(ctx, "read code", "err", err)
 				return nil, errTokenUnavailable
 			}
-			if mb, _, err := s.st.Get(ctx, KindUsedCode, id); err == nil {
-				var used storev1.OAuthUsedCodeRecord
-				if proto.Unmarshal(mb, &used) == nil {
-					s.log.WarnContext(ctx, "authorization code replayed; revoking its tokens", "client_id", c.id)
-					s.revokeFamily(ctx, used.GetFamily())
-				}
+			if used, _, err := s.st.OAuthUsedCodes().Find(ctx, sum); err == nil {
+				s.log.WarnContext(ctx, "authorization code replayed; revoking its tokens", "client_id", c.id)
+				s.revokeFamily(ctx, used.GetFamily())
 			}
 			return nil, errBadCode
 		}
-		var rec storev1.OAuthCodeRecord
-		if err := proto.Unmarshal(b, &rec); err != nil || !s.now().Before(rec.GetExpireTime().AsTime()) {
+		if !s.now().Before(rec.GetExpireTime().AsTime()) {
 			return nil, errBadCode
 		}
-		if terr := s.checkCode(c, &rec, form); terr != nil {
-			switch err := s.countCodeFailure(ctx, id, &rec, rev); {
+		if terr := s.checkCode(c, rec, form); terr != nil {
+			switch err := s.countCodeFailure(ctx, id, rec, rev); {
 			case errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound):
 				continue // changed meanwhile: judge the request again
 			case err != nil:
@@ -58,19 +55,17 @@ func (s *Server) redeemCode(ctx context.Context, c *client, id string, form url.
 			}
 			return nil, terr
 		}
-		switch _, err := s.st.Delete(ctx, KindCode, id, rev); {
+		switch _, err := codes.Delete(ctx, id, rev); {
 		case errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound):
 			continue // a failure was counted or the code redeemed meanwhile
 		case err != nil:
 			s.log.ErrorContext(ctx, "consume code", "err", err)
 			return nil, errTokenUnavailable
 		}
-		if mb, err := proto.Marshal(&storev1.OAuthUsedCodeRecord{Family: rec.GetFamily()}); err == nil {
-			if _, err := s.st.PutLeased(ctx, KindUsedCode, id, mb, s.cfg.RefreshTokenTTL); err != nil {
-				s.log.WarnContext(ctx, "mark code used", "err", err)
-			}
+		if _, err := s.st.OAuthUsedCodes().Create(ctx, sum, &storev1.OAuthUsedCodeRecord{Family: rec.GetFamily(), Sha256: sum[:]}, s.cfg.RefreshTokenTTL); err != nil {
+			s.log.WarnContext(ctx, "mark code used", "err", err)
 		}
-		return &rec, nil
+		return rec, nil
 	}
 	return nil, errCodeContention
 }
@@ -93,8 +88,9 @@ func (s *Server) checkCode(c *client, rec *storev1.OAuthCodeRecord, form url.Val
 // it at MaxCodeFailures.
 func (s *Server) countCodeFailure(ctx context.Context, id string, rec *storev1.OAuthCodeRecord, rev int64) error {
 	n := rec.GetFailedAttempts() + 1
+	codes := s.st.OAuthCodes()
 	if n >= MaxCodeFailures {
-		_, err := s.st.Delete(ctx, KindCode, id, rev)
+		_, err := codes.Delete(ctx, id, rev)
 		if err == nil {
 			s.log.WarnContext(ctx, "authorization code deleted after failed attempts", "client_id", rec.GetAuthorization().GetClientId(), "attempts", n)
 		}
@@ -102,10 +98,6 @@ func (s *Server) countCodeFailure(ctx context.Context, id string, rec *storev1.O
 	}
 	next := proto.CloneOf(rec)
 	next.FailedAttempts = n
-	b, err := proto.Marshal(next)
-	if err != nil {
-		return err
-	}
-	_, err = s.st.Put(ctx, KindCode, id, b, rev)
+	_, err := codes.Put(ctx, id, next, rev)
 	return err
 }

@@ -25,8 +25,8 @@ import (
 	configv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1"
 	storev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/store/v1"
 	"github.com/mcpgate/mcpgate/api/wire"
+	"github.com/mcpgate/mcpgate/controlplane/grants"
 	"github.com/mcpgate/mcpgate/controlplane/oauth"
-	"github.com/mcpgate/mcpgate/controlplane/refresh"
 	"github.com/mcpgate/mcpgate/controlplane/store"
 	"github.com/mcpgate/mcpgate/controlplane/vault"
 	"github.com/mcpgate/mcpgate/internal/etcdtest"
@@ -34,7 +34,7 @@ import (
 )
 
 // The vault's refresher is what the gateway stores grants with.
-var _ oauth.Grants = (*refresh.Grants)(nil)
+var _ oauth.Grants = (*grants.Grants)(nil)
 
 // API keys of the test principals.
 const (
@@ -113,7 +113,7 @@ func newEnv(t *testing.T, mod func(*oauth.Config)) *env {
 	if err := e.st.WaitSynced(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	cfg := oauth.Config{Now: e.clock.Now, Grants: refresh.New(e.st, refresh.Config{}, slog.New(slog.DiscardHandler))}
+	cfg := oauth.Config{Now: e.clock.Now, Grants: grants.New(e.st, grants.Config{}, slog.New(slog.DiscardHandler))}
 	if mod != nil {
 		mod(&cfg)
 	}

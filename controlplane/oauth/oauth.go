@@ -91,17 +91,18 @@ import (
 	"github.com/mcpgate/mcpgate/controlplane/store"
 )
 
-// Kinds of records the server keeps through the store's generic methods.
+// Kinds of the records the server keeps (through the store's typed
+// accessors, e.g. store.OAuthCodes).
 const (
-	KindClient   = "oauthclients"
-	KindRequest  = "oauthrequests" // markers of answered (used) sealed requests
-	KindCode     = "oauthcodes"
-	KindUsedCode = "oauthusedcodes"
-	KindFamily   = "oauthfamilies"
-	KindRefresh  = "oauthrefresh"
-	KindConsent  = "oauthconsents"
-	KindState    = "oauthstates"
-	KindSession  = "oauthsessions"
+	KindClient   = store.KindOAuthClient
+	KindRequest  = store.KindOAuthRequest // markers of answered (used) sealed requests
+	KindCode     = store.KindOAuthCode
+	KindUsedCode = store.KindOAuthUsedCode
+	KindFamily   = store.KindOAuthFamily
+	KindRefresh  = store.KindOAuthRefresh
+	KindConsent  = store.KindOAuthConsent
+	KindState    = store.KindOAuthState
+	KindSession  = store.KindOAuthSession
 )
 
 // Token prefixes.
@@ -139,11 +140,12 @@ const (
 	MaxRegisterBytes = 8 << 10
 )
 
-// Grants saves and revokes upstream grants in the vault; refresh.Grants
+// Grants saves and revokes upstream grants in the vault; grants.Grants
 // implements it. Store replaces any previous grant; Revoke reports whether
 // the upstream accepted the revocation and fails with an error matching
 // store.ErrNotFound when there is no grant. When Config.Grants is nil the
-// server writes grants straight to the store and revokes them only there.
+// server saves grants with grants.Save (the one way a grant is saved) and
+// revokes them only in the store.
 type Grants interface {
 	Store(ctx context.Context, principal, server string, tok *oauth2.Token, scopes []string, clientID string) error
 	Revoke(ctx context.Context, principal, server string) (bool, error)

@@ -3,7 +3,6 @@ package oauth
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"mime"
 	"net"
@@ -149,11 +148,7 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 		zero := int64(0)
 		resp.ClientSecretExpiresAt = &zero
 	}
-	b, err := proto.Marshal(rec)
-	if err == nil {
-		_, err = s.st.PutLeased(r.Context(), KindClient, rec.ClientId, b, s.cfg.UnconfirmedClientTTL)
-	}
-	if err != nil {
+	if _, err := s.st.OAuthClients().PutLeased(r.Context(), rec.ClientId, rec, s.cfg.UnconfirmedClientTTL, 0); err != nil {
 		s.log.ErrorContext(r.Context(), "store client registration", "err", err)
 		writeJSON(w, http.StatusServiceUnavailable, oauthError{"temporarily_unavailable", "registration is temporarily unavailable"})
 		return
@@ -336,23 +331,19 @@ func (s *Server) lookupClient(ctx context.Context, id string, fetch bool) (*clie
 		}
 		return s.fetchCIMD(ctx, id)
 	}
-	b, rev, err := s.st.Get(ctx, KindClient, id)
+	rec, rev, err := s.st.OAuthClients().Get(ctx, id)
 	if err != nil {
 		if isNotFound(err) {
 			return nil, errUnknownClient
 		}
 		return nil, err
 	}
-	var rec storev1.OAuthClientRecord
-	if err := proto.Unmarshal(b, &rec); err != nil {
-		return nil, fmt.Errorf("decode client: %w", err)
-	}
 	name := rec.GetClientName()
 	if name == "" {
 		name = rec.GetClientId()
 	}
 	return &client{id: id, name: name, redirectURIs: rec.GetRedirectUris(), authMethod: rec.GetTokenEndpointAuthMethod(),
-		secretSHA256: rec.GetSecretSha256(), grantTypes: rec.GetGrantTypes(), rec: &rec, rev: rev}, nil
+		secretSHA256: rec.GetSecretSha256(), grantTypes: rec.GetGrantTypes(), rec: rec, rev: rev}, nil
 }
 
 // touchClient renews a registered client's lease at most once a day, so
@@ -363,11 +354,7 @@ func (s *Server) touchClient(ctx context.Context, c *client) {
 	}
 	rec := proto.CloneOf(c.rec)
 	rec.RenewTime = timestamppb.New(s.now())
-	b, err := proto.Marshal(rec)
-	if err != nil {
-		return
-	}
-	if _, err := s.st.PutLeasedAt(ctx, KindClient, c.id, b, s.cfg.ClientIdleTTL, c.rev); err != nil {
+	if _, err := s.st.OAuthClients().PutLeased(ctx, c.id, rec, s.cfg.ClientIdleTTL, c.rev); err != nil {
 		s.log.DebugContext(ctx, "renew client lease", "err", err)
 	}
 }

@@ -126,7 +126,7 @@ func (s *Server) takeRequest(ctx context.Context, v string) (*storev1.OAuthAutho
 	}
 	ct, _ := base64.RawURLEncoding.Strict().DecodeString(v)
 	ttl := a.GetExpireTime().AsTime().Sub(s.now()) + time.Second
-	if _, err := s.st.PutLeased(ctx, KindRequest, secretID(string(ct)), nil, ttl); err != nil {
+	if _, err := s.st.MarkOAuthRequestUsed(ctx, secretID(string(ct)), ttl); err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			return nil, errRequestGone
 		}

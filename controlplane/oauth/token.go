@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strings"
 
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	storev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/store/v1"
@@ -67,11 +66,9 @@ func (s *Server) issueCode(w http.ResponseWriter, r *http.Request, auth *storev1
 		// a data plane with another public base refuses them.
 		Audience: wire.ResourceURL(issuer(r), auth.GetServer()),
 	}
-	b, err := proto.Marshal(rec)
-	if err == nil {
-		_, err = s.st.PutLeased(r.Context(), KindCode, secretID(code), b, s.cfg.CodeTTL)
-	}
-	if err != nil {
+	sum := store.HashKey(code)
+	rec.Sha256 = sum[:]
+	if _, err := s.st.OAuthCodes().Create(r.Context(), sum, rec, s.cfg.CodeTTL); err != nil {
 		s.log.ErrorContext(r.Context(), "store authorization code", "err", err)
 		redirectError(w, r, auth.GetRedirectUri(), auth.GetState(), "temporarily_unavailable", "try again in a moment")
 		return
@@ -248,7 +245,7 @@ func (s *Server) exchangeCode(ctx context.Context, c *client, form url.Values) (
 	case len(code) > 200:
 		return nil, errBadCode
 	}
-	rec, terr := s.redeemCode(ctx, c, secretID(code), form)
+	rec, terr := s.redeemCode(ctx, c, store.HashKey(code), form)
 	if terr != nil {
 		return nil, terr
 	}
@@ -306,9 +303,11 @@ func (s *Server) issueTokens(ctx context.Context, c *client, famID string, fam *
 		exp = fexp
 	}
 	var refresh string
+	var refreshSum [32]byte
 	if slices.Contains(c.grantTypes, "refresh_token") {
 		refresh = RefreshTokenPrefix + random(32)
-		fam.RefreshId = secretID(refresh)
+		refreshSum = store.HashKey(refresh)
+		fam.RefreshId = store.KeyID(refreshSum)
 	}
 	kept := fam.AccessTokens[:0]
 	for _, t := range fam.GetAccessTokens() {
@@ -317,10 +316,6 @@ func (s *Server) issueTokens(ctx context.Context, c *client, famID string, fam *
 		}
 	}
 	fam.AccessTokens = append(kept, &storev1.OAuthIssuedToken{Id: store.KeyID(sum), ExpireTime: timestamppb.New(exp)})
-	b, err := proto.Marshal(fam)
-	if err != nil {
-		return nil, errTokenUnavailable
-	}
 	// The access token is written before the family lists it: a revocation
 	// of the family that reads it before this rotation's compare-and-swap
 	// makes that swap fail (and the token is deleted below), one that reads
@@ -342,12 +337,12 @@ func (s *Server) issueTokens(ctx context.Context, c *client, famID string, fam *
 		return nil, errTokenUnavailable
 	}
 	if rev == 0 {
-		_, err = s.st.PutLeased(ctx, KindFamily, famID, b, fam.GetExpireTime().AsTime().Sub(now))
+		_, err = s.st.OAuthFamilies().PutLeased(ctx, famID, fam, fam.GetExpireTime().AsTime().Sub(now), 0)
 	} else {
-		_, err = s.st.Put(ctx, KindFamily, famID, b, rev)
+		_, err = s.st.OAuthFamilies().Put(ctx, famID, fam, rev)
 	}
 	if err != nil {
-		if _, derr := s.st.Delete(ctx, store.KindAccessToken, store.KeyID(sum), 0); derr != nil && !isNotFound(derr) {
+		if _, derr := s.st.AccessTokens().Delete(ctx, store.KeyID(sum), 0); derr != nil && !isNotFound(derr) {
 			s.log.ErrorContext(ctx, "delete unissued access token", "err", derr)
 		}
 		if errors.Is(err, store.ErrConflict) {
@@ -357,8 +352,8 @@ func (s *Server) issueTokens(ctx context.Context, c *client, famID string, fam *
 		return nil, errTokenUnavailable
 	}
 	if refresh != "" {
-		rb, _ := proto.Marshal(&storev1.OAuthRefreshRecord{Family: famID})
-		if _, err := s.st.PutLeased(ctx, KindRefresh, fam.RefreshId, rb, fam.GetExpireTime().AsTime().Sub(now)); err != nil {
+		rrec := &storev1.OAuthRefreshRecord{Family: famID, Sha256: refreshSum[:]}
+		if _, err := s.st.OAuthRefreshTokens().Create(ctx, refreshSum, rrec, fam.GetExpireTime().AsTime().Sub(now)); err != nil {
 			s.log.ErrorContext(ctx, "store refresh token", "err", err)
 			return nil, errTokenUnavailable
 		}
@@ -390,28 +385,21 @@ func (s *Server) refresh(ctx context.Context, c *client, form url.Values) (*toke
 	if len(rt) > 200 {
 		return nil, errBadRefresh
 	}
-	rid := secretID(rt)
-	rb, _, err := s.st.Get(ctx, KindRefresh, rid)
+	rsum := store.HashKey(rt)
+	rid := store.KeyID(rsum)
+	rrec, _, err := s.st.OAuthRefreshTokens().Find(ctx, rsum)
 	if err != nil {
 		if isNotFound(err) {
 			return nil, errBadRefresh
 		}
 		return nil, errTokenUnavailable
 	}
-	var rrec storev1.OAuthRefreshRecord
-	if proto.Unmarshal(rb, &rrec) != nil {
-		return nil, errBadRefresh
-	}
-	fb, frev, err := s.st.Get(ctx, KindFamily, rrec.GetFamily())
+	fam, frev, err := s.st.OAuthFamilies().Get(ctx, rrec.GetFamily())
 	if err != nil {
 		if isNotFound(err) {
 			return nil, errBadRefresh
 		}
 		return nil, errTokenUnavailable
-	}
-	var fam storev1.OAuthFamilyRecord
-	if proto.Unmarshal(fb, &fam) != nil {
-		return nil, errBadRefresh
 	}
 	if fam.GetClientId() != c.id {
 		return nil, errBadRefresh
@@ -449,31 +437,30 @@ func (s *Server) refresh(ctx context.Context, c *client, form url.Values) (*toke
 		}
 		scopes = sc
 	}
-	return s.issueTokens(ctx, c, rrec.GetFamily(), &fam, frev, scopes)
+	return s.issueTokens(ctx, c, rrec.GetFamily(), fam, frev, scopes)
 }
 
 // revokeFamily deletes a family's access tokens, its current refresh token
 // and the family itself.
 func (s *Server) revokeFamily(ctx context.Context, famID string) {
+	families := s.st.OAuthFamilies()
 	for range 5 {
-		fb, rev, err := s.st.Get(ctx, KindFamily, famID)
+		fam, rev, err := families.Get(ctx, famID)
 		if err != nil {
-			return
-		}
-		var fam storev1.OAuthFamilyRecord
-		if proto.Unmarshal(fb, &fam) != nil {
-			_, _ = s.st.Delete(ctx, KindFamily, famID, rev)
+			if errors.Is(err, store.ErrCorrupt) {
+				_, _ = families.Delete(ctx, famID, 0)
+			}
 			return
 		}
 		for _, t := range fam.GetAccessTokens() {
-			if _, err := s.st.Delete(ctx, store.KindAccessToken, t.GetId(), 0); err != nil && !isNotFound(err) {
+			if _, err := s.st.AccessTokens().Delete(ctx, t.GetId(), 0); err != nil && !isNotFound(err) {
 				s.log.ErrorContext(ctx, "revoke access token", "err", err)
 			}
 		}
 		if fam.GetRefreshId() != "" {
-			_, _ = s.st.Delete(ctx, KindRefresh, fam.GetRefreshId(), 0)
+			_, _ = s.st.OAuthRefreshTokens().Delete(ctx, fam.GetRefreshId(), 0)
 		}
-		if _, err := s.st.Delete(ctx, KindFamily, famID, rev); err == nil || isNotFound(err) {
+		if _, err := families.Delete(ctx, famID, rev); err == nil || isNotFound(err) {
 			s.log.InfoContext(ctx, "token family revoked", "family", famID, "principal", fam.GetPrincipal())
 			return
 		}
@@ -492,16 +479,12 @@ func (s *Server) revokeFamily(ctx context.Context, famID string) {
 // compare-and-swap) and a code exchanged after it finds no grant. It
 // returns how many families it revoked.
 func (s *Server) RevokeTokens(ctx context.Context, principal, keyID, server string) (int, error) {
-	fams, err := s.st.List(ctx, KindFamily)
+	fams, err := s.st.OAuthFamilies().List(ctx)
 	if err != nil {
 		return 0, err
 	}
 	n := 0
-	for id, b := range fams {
-		var fam storev1.OAuthFamilyRecord
-		if proto.Unmarshal(b, &fam) != nil {
-			continue
-		}
+	for id, fam := range fams {
 		if (principal != "" && fam.GetPrincipal() != principal) || (keyID != "" && fam.GetKeyId() != keyID) ||
 			(server != "" && fam.GetServer() != server) {
 			continue
@@ -510,17 +493,14 @@ func (s *Server) RevokeTokens(ctx context.Context, principal, keyID, server stri
 		n++
 	}
 	if server == "" { // a connection ends tokens, not sign-ins
-		sessions, err := s.st.List(ctx, KindSession)
+		sessions := s.st.OAuthSessions()
+		all, err := sessions.List(ctx)
 		if err != nil {
 			return n, err
 		}
-		for id, b := range sessions {
-			var rec storev1.OAuthSessionRecord
-			if proto.Unmarshal(b, &rec) != nil {
-				continue
-			}
+		for id, rec := range all {
 			if (principal == "" || rec.GetPrincipal() == principal) && (keyID == "" || rec.GetKeyId() == keyID) {
-				_, _ = s.st.Delete(ctx, KindSession, id, 0)
+				_, _ = sessions.Delete(ctx, id, 0)
 			}
 		}
 	}
@@ -562,21 +542,14 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	sum := store.HashKey(tok)
-	if b, rev, err := s.st.Get(ctx, store.KindAccessToken, store.KeyID(sum)); err == nil {
-		var rec storev1.AccessTokenRecord
-		if proto.Unmarshal(b, &rec) == nil && rec.GetClientId() == c.id {
-			_, _ = s.st.Delete(ctx, store.KindAccessToken, store.KeyID(sum), rev)
+	if rec, rev, err := s.st.AccessTokens().Find(ctx, sum); err == nil {
+		if rec.GetClientId() == c.id {
+			_, _ = s.st.AccessTokens().Delete(ctx, store.KeyID(sum), rev)
 			s.log.InfoContext(ctx, "access token revoked", "client_id", c.id)
 		}
-	} else if rb, _, err := s.st.Get(ctx, KindRefresh, secretID(tok)); err == nil {
-		var rrec storev1.OAuthRefreshRecord
-		if proto.Unmarshal(rb, &rrec) == nil {
-			if fb, _, err := s.st.Get(ctx, KindFamily, rrec.GetFamily()); err == nil {
-				var fam storev1.OAuthFamilyRecord
-				if proto.Unmarshal(fb, &fam) == nil && fam.GetClientId() == c.id {
-					s.revokeFamily(ctx, rrec.GetFamily())
-				}
-			}
+	} else if rrec, _, err := s.st.OAuthRefreshTokens().Find(ctx, sum); err == nil {
+		if fam, _, err := s.st.OAuthFamilies().Get(ctx, rrec.GetFamily()); err == nil && fam.GetClientId() == c.id {
+			s.revokeFamily(ctx, rrec.GetFamily())
 		}
 	}
 	noStore(w)

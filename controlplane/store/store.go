@@ -9,12 +9,12 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
+	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -63,11 +63,17 @@ type Store struct {
 	cache   *cache
 	log     *slog.Logger
 	catchUp coalescer
+
+	lockTTL  int
+	lockMu   sync.Mutex
+	lockSess *concurrency.Session
+	lockCtx  context.Context
+	lockStop context.CancelFunc
 }
 
 // New returns a store over cli; Run must be running for reads to work.
 func New(cli *clientv3.Client, sealer Sealer, log *slog.Logger, opts ...Option) *Store {
-	s := &Store{kv: cli, seal: sealer, log: log}
+	s := &Store{kv: cli, seal: sealer, log: log, lockTTL: DefaultLockTTL}
 	s.catchUp.read = s.catchUpRead
 	s.catchUp.lim = rate.NewLimiter(DefaultCatchUpPerSecond, DefaultCatchUpBurst)
 	for _, o := range opts {
@@ -84,8 +90,12 @@ func New(cli *clientv3.Client, sealer Sealer, log *slog.Logger, opts ...Option) 
 	return s
 }
 
-// Run follows etcd into the cache until ctx ends.
-func (s *Store) Run(ctx context.Context) error { return s.cache.run(ctx) }
+// Run follows etcd into the cache until ctx ends, then ends the lock
+// session.
+func (s *Store) Run(ctx context.Context) error {
+	defer s.closeLockSession()
+	return s.cache.run(ctx)
+}
 
 // WaitRevision blocks until the cache reflects revision rev (read your writes).
 func (s *Store) WaitRevision(ctx context.Context, rev int64) error {
@@ -106,14 +116,6 @@ func (s *Store) HeadRevision(ctx context.Context) (int64, error) {
 		return 0, wrap("head revision", err)
 	}
 	return resp.Header.Revision, nil
-}
-
-// OnChange registers f to run, under the cache lock, for every watched
-// change (obj is nil on delete). f must not call back into the store.
-func (s *Store) OnChange(f func(kind, name string, obj any)) {
-	s.cache.mu.Lock()
-	defer s.cache.mu.Unlock()
-	s.cache.onApply = append(s.cache.onApply, f)
 }
 
 func key(kind, name string) string { return Prefix + kind + "/" + name }
@@ -380,7 +382,7 @@ func (s *Store) Key(id string) (*storev1.KeyRecord, bool) {
 // compared, so a key matching only the id's prefix is not found.
 func (s *Store) KeyByHash(sum [32]byte) (*storev1.KeyRecord, bool) {
 	rec, ok := s.Key(KeyID(sum))
-	if !ok || subtle.ConstantTimeCompare(rec.GetSha256(), sum[:]) != 1 {
+	if !ok || !sameHash(rec.GetSha256(), sum) {
 		return nil, false
 	}
 	return rec, true
@@ -618,12 +620,6 @@ func (s *Store) revokeLease(id clientv3.LeaseID) {
 	}
 }
 
-// Put stores value at <kind>/<name> iff its revision equals expected
-// (0 = create, -1 = unconditional), keeping its lease if it has one.
-func (s *Store) Put(ctx context.Context, kind, name string, value []byte, expected int64) (int64, error) {
-	return s.put(ctx, key(kind, name), value, expected, clientv3.WithIgnoreLease())
-}
-
 // Get reads <kind>/<name> straight from etcd (linearizable).
 func (s *Store) Get(ctx context.Context, kind, name string) ([]byte, int64, error) {
 	resp, err := s.kv.Get(ctx, key(kind, name))
@@ -636,25 +632,18 @@ func (s *Store) Get(ctx context.Context, kind, name string) ([]byte, int64, erro
 	return resp.Kvs[0].Value, resp.Kvs[0].ModRevision, nil
 }
 
-// Take reads and deletes <kind>/<name> atomically: exactly one caller gets
-// the value (single-use codes and states).
-func (s *Store) Take(ctx context.Context, kind, name string) ([]byte, error) {
-	v, rev, err := s.Get(ctx, kind, name)
+// take reads and deletes <kind>/<name> atomically, in one round trip (a
+// delete returning the deleted record): exactly one caller gets the value
+// (single-use codes and states).
+func (s *Store) take(ctx context.Context, kind, name string) ([]byte, error) {
+	resp, err := s.kv.Delete(ctx, key(kind, name), clientv3.WithPrevKV())
 	if err != nil {
-		return nil, err
+		return nil, wrap("take "+kind, err)
 	}
-	if _, err := s.del(ctx, key(kind, name), rev); err != nil {
-		if errors.Is(err, ErrConflict) {
-			return nil, fmt.Errorf("take %s: %w", kind, ErrNotFound)
-		}
-		return nil, err
+	if resp.Deleted == 0 || len(resp.PrevKvs) == 0 {
+		return nil, fmt.Errorf("take %s: %w", kind, ErrNotFound)
 	}
-	return v, nil
-}
-
-// Delete deletes <kind>/<name> iff its revision equals expected (0 = any).
-func (s *Store) Delete(ctx context.Context, kind, name string, expected int64) (int64, error) {
-	return s.del(ctx, key(kind, name), expected)
+	return resp.PrevKvs[0].Value, nil
 }
 
 // List reads every record of kind straight from etcd.
@@ -678,24 +667,77 @@ func (s *Store) Seal(pt, ad []byte) ([]byte, error) { return s.seal.Seal(pt, ad)
 // Open opens a value sealed by Seal with the same associated data.
 func (s *Store) Open(ct, ad []byte) ([]byte, error) { return s.seal.Open(ct, ad) }
 
-// Lock takes the etcd lock called name, held on a lease of ttl seconds that
-// dies with this process. unlock releases it.
-func (s *Store) Lock(ctx context.Context, name string, ttl int) (unlock func(), err error) {
-	sess, err := concurrency.NewSession(s.kv, concurrency.WithTTL(ttl), concurrency.WithContext(ctx))
+// DefaultLockTTL is the lease, in seconds, of the store's lock session: a
+// crashed holder's locks are released after that long.
+const DefaultLockTTL = 15
+
+// WithLockTTL sets the lease of the store's lock session in seconds.
+func WithLockTTL(seconds int) Option {
+	return func(s *Store) { s.lockTTL = max(seconds, 1) }
+}
+
+// Lock takes the etcd lock called name, held on the store's one long-lived
+// lock session (a lease kept alive while this process runs, so a crashed
+// holder's locks go after the lock TTL). unlock releases it.
+func (s *Store) Lock(ctx context.Context, name string) (unlock func(), err error) {
+	sess, err := s.lockSession(ctx)
 	if err != nil {
-		return nil, wrap("lock session", err)
+		return nil, err
 	}
 	m := concurrency.NewMutex(sess, Prefix+"locks/"+name)
 	if err := m.Lock(ctx); err != nil {
-		_ = sess.Close()
 		return nil, wrap("lock "+name, err)
 	}
 	return func() {
 		uctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = m.Unlock(uctx)
-		_ = sess.Close()
 	}, nil
+}
+
+// lockSession returns the store's lock session, creating it (again, after
+// its lease was lost) when needed. Granting the lease honours ctx; keeping
+// it alive does not: the session lives until Run returns.
+func (s *Store) lockSession(ctx context.Context) (*concurrency.Session, error) {
+	s.lockMu.Lock()
+	defer s.lockMu.Unlock()
+	if s.lockSess != nil {
+		select {
+		case <-s.lockSess.Done():
+			s.lockSess = nil // lease lost: its locks are gone too
+		default:
+			return s.lockSess, nil
+		}
+	}
+	if s.lockCtx == nil {
+		s.lockCtx, s.lockStop = context.WithCancel(context.Background())
+	}
+	lease, err := s.kv.Grant(ctx, int64(s.lockTTL))
+	if err != nil {
+		return nil, wrap("lock session", err)
+	}
+	sess, err := concurrency.NewSession(s.kv, concurrency.WithLease(lease.ID), concurrency.WithContext(s.lockCtx))
+	if err != nil {
+		s.revokeLease(lease.ID)
+		return nil, wrap("lock session", err)
+	}
+	s.lockSess = sess
+	return sess, nil
+}
+
+// closeLockSession ends the lock session (its lease is revoked, releasing
+// any lock still held).
+func (s *Store) closeLockSession() {
+	s.lockMu.Lock()
+	defer s.lockMu.Unlock()
+	if s.lockSess != nil {
+		_ = s.lockSess.Close()
+		s.lockSess = nil
+	}
+	if s.lockStop != nil {
+		s.lockStop()
+		s.lockCtx, s.lockStop = nil, nil
+	}
 }
 
 // ---- gateway access tokens
@@ -708,17 +750,22 @@ func decodeAccessToken(_ string, value []byte, _ int64) (any, error) {
 	return &r, nil
 }
 
-// AccessToken finds a gateway access token by the SHA-256 of its plaintext.
-// Expired tokens may linger until their lease ends: callers check expiry.
+// AccessToken finds a gateway access token by the SHA-256 of its plaintext:
+// the record under the hash's id whose stored hash is the whole of sum
+// (compared in constant time, like KeyByHash). Expired tokens may linger
+// until their lease ends: callers check expiry.
 func (s *Store) AccessToken(sum [32]byte) (*storev1.AccessTokenRecord, bool) {
-	return cached[*storev1.AccessTokenRecord](s.cache, KindAccessToken, KeyID(sum))
+	rec, ok := cached[*storev1.AccessTokenRecord](s.cache, KindAccessToken, KeyID(sum))
+	if !ok || !sameHash(rec.GetSha256(), sum) {
+		return nil, false
+	}
+	return rec, true
 }
 
-// PutAccessToken stores a gateway access token on a lease that ends with it.
+// PutAccessToken stores a gateway access token on a lease that ends with
+// it, with its whole hash sum.
 func (s *Store) PutAccessToken(ctx context.Context, sum [32]byte, r *storev1.AccessTokenRecord) (int64, error) {
-	b, err := proto.Marshal(r)
-	if err != nil {
-		return 0, fmt.Errorf("marshal access token: %w", err)
-	}
-	return s.PutLeased(ctx, KindAccessToken, KeyID(sum), b, time.Until(r.GetExpireTime().AsTime())+time.Second)
+	r = proto.CloneOf(r)
+	r.Sha256 = sum[:]
+	return s.AccessTokens().Create(ctx, sum, r, time.Until(r.GetExpireTime().AsTime())+time.Second)
 }

@@ -996,9 +996,9 @@ const file_mcpgate_authorize_v1_authorize_proto_rawDesc = "" +
 	"\rDECISION_DENY\x10\x03\x12\x16\n" +
 	"\x12DECISION_NOT_FOUND\x10\x042\xe8\x03\n" +
 	"\x10AuthorizeService\x12a\n" +
-	"\tAuthorize\x12&.mcpgate.authorize.v1.AuthorizeRequest\x1a'.mcpgate.authorize.v1.AuthorizeResponse\"\x03\x90\x02\x01\x12m\n" +
+	"\tAuthorize\x12&.mcpgate.authorize.v1.AuthorizeRequest\x1a'.mcpgate.authorize.v1.AuthorizeResponse\"\x03\x90\x02\x02\x12m\n" +
 	"\rDescribeRoute\x12*.mcpgate.authorize.v1.DescribeRouteRequest\x1a+.mcpgate.authorize.v1.DescribeRouteResponse\"\x03\x90\x02\x01\x12p\n" +
-	"\x0eGetSessionKeys\x12+.mcpgate.authorize.v1.GetSessionKeysRequest\x1a,.mcpgate.authorize.v1.GetSessionKeysResponse\"\x03\x90\x02\x01\x12\x8f\x01\n" +
+	"\x0eGetSessionKeys\x12+.mcpgate.authorize.v1.GetSessionKeysRequest\x1a,.mcpgate.authorize.v1.GetSessionKeysResponse\"\x03\x90\x02\x02\x12\x8f\x01\n" +
 	"\x1aReportUpstreamUnauthorized\x127.mcpgate.authorize.v1.ReportUpstreamUnauthorizedRequest\x1a8.mcpgate.authorize.v1.ReportUpstreamUnauthorizedResponseB\xe1\x01\n" +
 	"\x18com.mcpgate.authorize.v1B\x0eAuthorizeProtoP\x01ZCgithub.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1;authorizev1\xa2\x02\x03MAX\xaa\x02\x14Mcpgate.Authorize.V1\xca\x02\x14Mcpgate\\Authorize\\V1\xe2\x02 Mcpgate\\Authorize\\V1\\GPBMetadata\xea\x02\x16Mcpgate::Authorize::V1b\x06proto3"
 

@@ -419,7 +419,10 @@ type AccessTokenRecord struct {
 	PrincipalUid string `protobuf:"bytes,8,opt,name=principal_uid,json=principalUid,proto3" json:"principal_uid,omitempty"`
 	// The canonical resource URL the token is for (RFC 8707):
 	// <public base>/<route>/mcp of the data plane it was issued through.
-	Audience      string `protobuf:"bytes,9,opt,name=audience,proto3" json:"audience,omitempty"`
+	Audience string `protobuf:"bytes,9,opt,name=audience,proto3" json:"audience,omitempty"`
+	// The token's whole SHA-256: a lookup by the id (a prefix of it) must
+	// match all of it.
+	Sha256        []byte `protobuf:"bytes,10,opt,name=sha256,proto3" json:"sha256,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -515,6 +518,13 @@ func (x *AccessTokenRecord) GetAudience() string {
 		return x.Audience
 	}
 	return ""
+}
+
+func (x *AccessTokenRecord) GetSha256() []byte {
+	if x != nil {
+		return x.Sha256
+	}
+	return nil
 }
 
 // OAuthClientRecord is a client registered at the gateway's /register
@@ -791,8 +801,10 @@ type OAuthSessionRecord struct {
 	// The id of the API key used to sign in.
 	KeyId string `protobuf:"bytes,2,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
 	// The CSRF token of the session's forms.
-	Csrf          string                 `protobuf:"bytes,3,opt,name=csrf,proto3" json:"csrf,omitempty"`
-	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	Csrf       string                 `protobuf:"bytes,3,opt,name=csrf,proto3" json:"csrf,omitempty"`
+	ExpireTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	// The whole SHA-256 of the cookie value (see AccessTokenRecord.sha256).
+	Sha256        []byte `protobuf:"bytes,5,opt,name=sha256,proto3" json:"sha256,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -855,6 +867,13 @@ func (x *OAuthSessionRecord) GetExpireTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *OAuthSessionRecord) GetSha256() []byte {
+	if x != nil {
+		return x.Sha256
+	}
+	return nil
+}
+
 // OAuthStateRecord is a pending upstream authorization, stored under the
 // KeyID of the state's SHA-256.
 type OAuthStateRecord struct {
@@ -869,6 +888,8 @@ type OAuthStateRecord struct {
 	Authorization *OAuthAuthorization    `protobuf:"bytes,5,opt,name=authorization,proto3" json:"authorization,omitempty"`
 	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
 	Scopes        []string               `protobuf:"bytes,7,rep,name=scopes,proto3" json:"scopes,omitempty"`
+	// The whole SHA-256 of the state (see AccessTokenRecord.sha256).
+	Sha256        []byte `protobuf:"bytes,8,opt,name=sha256,proto3" json:"sha256,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -952,6 +973,13 @@ func (x *OAuthStateRecord) GetScopes() []string {
 	return nil
 }
 
+func (x *OAuthStateRecord) GetSha256() []byte {
+	if x != nil {
+		return x.Sha256
+	}
+	return nil
+}
+
 // OAuthCodeRecord is a gateway authorization code, stored under the KeyID
 // of the code's SHA-256.
 type OAuthCodeRecord struct {
@@ -966,7 +994,9 @@ type OAuthCodeRecord struct {
 	FailedAttempts int32 `protobuf:"varint,4,opt,name=failed_attempts,json=failedAttempts,proto3" json:"failed_attempts,omitempty"`
 	// The canonical resource URL of the route at the public base the
 	// authorization ran on: the audience of the tokens.
-	Audience      string `protobuf:"bytes,5,opt,name=audience,proto3" json:"audience,omitempty"`
+	Audience string `protobuf:"bytes,5,opt,name=audience,proto3" json:"audience,omitempty"`
+	// The whole SHA-256 of the code (see AccessTokenRecord.sha256).
+	Sha256        []byte `protobuf:"bytes,6,opt,name=sha256,proto3" json:"sha256,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1036,11 +1066,20 @@ func (x *OAuthCodeRecord) GetAudience() string {
 	return ""
 }
 
+func (x *OAuthCodeRecord) GetSha256() []byte {
+	if x != nil {
+		return x.Sha256
+	}
+	return nil
+}
+
 // OAuthUsedCodeRecord marks a redeemed code so that a replay revokes the
 // family it started.
 type OAuthUsedCodeRecord struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Family        string                 `protobuf:"bytes,1,opt,name=family,proto3" json:"family,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Family string                 `protobuf:"bytes,1,opt,name=family,proto3" json:"family,omitempty"`
+	// The whole SHA-256 of the code (see AccessTokenRecord.sha256).
+	Sha256        []byte `protobuf:"bytes,2,opt,name=sha256,proto3" json:"sha256,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1080,6 +1119,13 @@ func (x *OAuthUsedCodeRecord) GetFamily() string {
 		return x.Family
 	}
 	return ""
+}
+
+func (x *OAuthUsedCodeRecord) GetSha256() []byte {
+	if x != nil {
+		return x.Sha256
+	}
+	return nil
 }
 
 // OAuthIssuedToken names an access token of a family.
@@ -1261,8 +1307,10 @@ func (x *OAuthFamilyRecord) GetAudience() string {
 // OAuthRefreshRecord is a refresh token (current or rotated away), stored
 // under the KeyID of its SHA-256.
 type OAuthRefreshRecord struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Family        string                 `protobuf:"bytes,1,opt,name=family,proto3" json:"family,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Family string                 `protobuf:"bytes,1,opt,name=family,proto3" json:"family,omitempty"`
+	// The whole SHA-256 of the refresh token (see AccessTokenRecord.sha256).
+	Sha256        []byte `protobuf:"bytes,2,opt,name=sha256,proto3" json:"sha256,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1302,6 +1350,13 @@ func (x *OAuthRefreshRecord) GetFamily() string {
 		return x.Family
 	}
 	return ""
+}
+
+func (x *OAuthRefreshRecord) GetSha256() []byte {
+	if x != nil {
+		return x.Sha256
+	}
+	return nil
 }
 
 // OAuthConsentRecord remembers that a principal approved a client for a
@@ -1405,7 +1460,7 @@ const file_mcpgate_store_v1_store_proto_rawDesc = "" +
 	"\n" +
 	"sealed_key\x18\x02 \x01(\fR\tsealedKey\x12;\n" +
 	"\vcreate_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"createTime\"\xa9\x02\n" +
+	"createTime\"\xc1\x02\n" +
 	"\x11AccessTokenRecord\x12\x1c\n" +
 	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x12\x14\n" +
 	"\x05route\x18\x02 \x01(\tR\x05route\x12\x1b\n" +
@@ -1416,7 +1471,9 @@ const file_mcpgate_store_v1_store_proto_rawDesc = "" +
 	"\x06family\x18\x06 \x01(\tR\x06family\x12\x15\n" +
 	"\x06key_id\x18\a \x01(\tR\x05keyId\x12#\n" +
 	"\rprincipal_uid\x18\b \x01(\tR\fprincipalUid\x12\x1a\n" +
-	"\baudience\x18\t \x01(\tR\baudience\"\xf6\x03\n" +
+	"\baudience\x18\t \x01(\tR\baudience\x12\x16\n" +
+	"\x06sha256\x18\n" +
+	" \x01(\fR\x06sha256\"\xf6\x03\n" +
 	"\x11OAuthClientRecord\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12#\n" +
 	"\rsecret_sha256\x18\x02 \x01(\fR\fsecretSha256\x12\x1f\n" +
@@ -1450,13 +1507,14 @@ const file_mcpgate_store_v1_store_proto_rawDesc = "" +
 	"expireTime\x12\x15\n" +
 	"\x06key_id\x18\n" +
 	" \x01(\tR\x05keyId\x12#\n" +
-	"\rprincipal_uid\x18\v \x01(\tR\fprincipalUid\"\x9a\x01\n" +
+	"\rprincipal_uid\x18\v \x01(\tR\fprincipalUid\"\xb2\x01\n" +
 	"\x12OAuthSessionRecord\x12\x1c\n" +
 	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x12\x15\n" +
 	"\x06key_id\x18\x02 \x01(\tR\x05keyId\x12\x12\n" +
 	"\x04csrf\x18\x03 \x01(\tR\x04csrf\x12;\n" +
 	"\vexpire_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"expireTime\"\xa8\x02\n" +
+	"expireTime\x12\x16\n" +
+	"\x06sha256\x18\x05 \x01(\fR\x06sha256\"\xc0\x02\n" +
 	"\x10OAuthStateRecord\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\x12\x1c\n" +
 	"\tprincipal\x18\x02 \x01(\tR\tprincipal\x12\x16\n" +
@@ -1465,16 +1523,19 @@ const file_mcpgate_store_v1_store_proto_rawDesc = "" +
 	"\rauthorization\x18\x05 \x01(\v2$.mcpgate.store.v1.OAuthAuthorizationR\rauthorization\x12;\n" +
 	"\vexpire_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"expireTime\x12\x16\n" +
-	"\x06scopes\x18\a \x03(\tR\x06scopes\"\xf7\x01\n" +
+	"\x06scopes\x18\a \x03(\tR\x06scopes\x12\x16\n" +
+	"\x06sha256\x18\b \x01(\fR\x06sha256\"\x8f\x02\n" +
 	"\x0fOAuthCodeRecord\x12J\n" +
 	"\rauthorization\x18\x01 \x01(\v2$.mcpgate.store.v1.OAuthAuthorizationR\rauthorization\x12\x16\n" +
 	"\x06family\x18\x02 \x01(\tR\x06family\x12;\n" +
 	"\vexpire_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"expireTime\x12'\n" +
 	"\x0ffailed_attempts\x18\x04 \x01(\x05R\x0efailedAttempts\x12\x1a\n" +
-	"\baudience\x18\x05 \x01(\tR\baudience\"-\n" +
+	"\baudience\x18\x05 \x01(\tR\baudience\x12\x16\n" +
+	"\x06sha256\x18\x06 \x01(\fR\x06sha256\"E\n" +
 	"\x13OAuthUsedCodeRecord\x12\x16\n" +
-	"\x06family\x18\x01 \x01(\tR\x06family\"_\n" +
+	"\x06family\x18\x01 \x01(\tR\x06family\x12\x16\n" +
+	"\x06sha256\x18\x02 \x01(\fR\x06sha256\"_\n" +
 	"\x10OAuthIssuedToken\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12;\n" +
 	"\vexpire_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
@@ -1492,9 +1553,10 @@ const file_mcpgate_store_v1_store_proto_rawDesc = "" +
 	"\x06key_id\x18\b \x01(\tR\x05keyId\x12#\n" +
 	"\rprincipal_uid\x18\t \x01(\tR\fprincipalUid\x12\x1a\n" +
 	"\baudience\x18\n" +
-	" \x01(\tR\baudience\",\n" +
+	" \x01(\tR\baudience\"D\n" +
 	"\x12OAuthRefreshRecord\x12\x16\n" +
-	"\x06family\x18\x01 \x01(\tR\x06family\"\x8e\x01\n" +
+	"\x06family\x18\x01 \x01(\tR\x06family\x12\x16\n" +
+	"\x06sha256\x18\x02 \x01(\fR\x06sha256\"\x8e\x01\n" +
 	"\x12OAuthConsentRecord\x12\x16\n" +
 	"\x06scopes\x18\x01 \x03(\tR\x06scopes\x12;\n" +
 	"\vcreate_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +

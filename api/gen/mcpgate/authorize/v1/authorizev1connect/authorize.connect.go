@@ -49,8 +49,13 @@ const (
 
 // AuthorizeServiceClient is a client for the mcpgate.authorize.v1.AuthorizeService service.
 type AuthorizeServiceClient interface {
+	// Authorize decides and obtains the upstream credential an ALLOW needs,
+	// which may refresh (write) the principal's vault grant: idempotent, not
+	// free of side effects (so never sent as an HTTP GET).
 	Authorize(context.Context, *v1.AuthorizeRequest) (*v1.AuthorizeResponse, error)
 	DescribeRoute(context.Context, *v1.DescribeRouteRequest) (*v1.DescribeRouteResponse, error)
+	// GetSessionKeys creates the initial key when the ring is empty (one
+	// create-only write): idempotent, not free of side effects.
 	GetSessionKeys(context.Context, *v1.GetSessionKeysRequest) (*v1.GetSessionKeysResponse, error)
 	// ReportUpstreamUnauthorized marks the principal's vault grant for the
 	// route unusable after the upstream answered 401.
@@ -72,7 +77,7 @@ func NewAuthorizeServiceClient(httpClient connect.HTTPClient, baseURL string, op
 			httpClient,
 			baseURL+AuthorizeServiceAuthorizeProcedure,
 			connect.WithSchema(authorizeServiceMethods.ByName("Authorize")),
-			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithIdempotency(connect.IdempotencyIdempotent),
 			connect.WithClientOptions(opts...),
 		),
 		describeRoute: connect.NewClient[v1.DescribeRouteRequest, v1.DescribeRouteResponse](
@@ -86,7 +91,7 @@ func NewAuthorizeServiceClient(httpClient connect.HTTPClient, baseURL string, op
 			httpClient,
 			baseURL+AuthorizeServiceGetSessionKeysProcedure,
 			connect.WithSchema(authorizeServiceMethods.ByName("GetSessionKeys")),
-			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithIdempotency(connect.IdempotencyIdempotent),
 			connect.WithClientOptions(opts...),
 		),
 		reportUpstreamUnauthorized: connect.NewClient[v1.ReportUpstreamUnauthorizedRequest, v1.ReportUpstreamUnauthorizedResponse](
@@ -146,8 +151,13 @@ func (c *authorizeServiceClient) ReportUpstreamUnauthorized(ctx context.Context,
 // AuthorizeServiceHandler is an implementation of the mcpgate.authorize.v1.AuthorizeService
 // service.
 type AuthorizeServiceHandler interface {
+	// Authorize decides and obtains the upstream credential an ALLOW needs,
+	// which may refresh (write) the principal's vault grant: idempotent, not
+	// free of side effects (so never sent as an HTTP GET).
 	Authorize(context.Context, *v1.AuthorizeRequest) (*v1.AuthorizeResponse, error)
 	DescribeRoute(context.Context, *v1.DescribeRouteRequest) (*v1.DescribeRouteResponse, error)
+	// GetSessionKeys creates the initial key when the ring is empty (one
+	// create-only write): idempotent, not free of side effects.
 	GetSessionKeys(context.Context, *v1.GetSessionKeysRequest) (*v1.GetSessionKeysResponse, error)
 	// ReportUpstreamUnauthorized marks the principal's vault grant for the
 	// route unusable after the upstream answered 401.
@@ -165,7 +175,7 @@ func NewAuthorizeServiceHandler(svc AuthorizeServiceHandler, opts ...connect.Han
 		AuthorizeServiceAuthorizeProcedure,
 		svc.Authorize,
 		connect.WithSchema(authorizeServiceMethods.ByName("Authorize")),
-		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithIdempotency(connect.IdempotencyIdempotent),
 		connect.WithHandlerOptions(opts...),
 	)
 	authorizeServiceDescribeRouteHandler := connect.NewUnaryHandlerSimple(
@@ -179,7 +189,7 @@ func NewAuthorizeServiceHandler(svc AuthorizeServiceHandler, opts ...connect.Han
 		AuthorizeServiceGetSessionKeysProcedure,
 		svc.GetSessionKeys,
 		connect.WithSchema(authorizeServiceMethods.ByName("GetSessionKeys")),
-		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithIdempotency(connect.IdempotencyIdempotent),
 		connect.WithHandlerOptions(opts...),
 	)
 	authorizeServiceReportUpstreamUnauthorizedHandler := connect.NewUnaryHandlerSimple(

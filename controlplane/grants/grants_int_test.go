@@ -1,4 +1,4 @@
-package refresh_test
+package grants_test
 
 import (
 	"bytes"
@@ -18,8 +18,7 @@ import (
 	"golang.org/x/oauth2"
 
 	vaultv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/vault/v1"
-	"github.com/mcpgate/mcpgate/controlplane/authorize"
-	"github.com/mcpgate/mcpgate/controlplane/refresh"
+	"github.com/mcpgate/mcpgate/controlplane/grants"
 	"github.com/mcpgate/mcpgate/controlplane/store"
 	"github.com/mcpgate/mcpgate/controlplane/vault"
 	"github.com/mcpgate/mcpgate/internal/etcdtest"
@@ -39,10 +38,10 @@ type env struct {
 	conf   *oauth2.Config
 	cli    *clientv3.Client
 	stores []*store.Store
-	grants []*refresh.Grants
+	grants []*grants.Grants
 }
 
-func newEnv(t testing.TB, replicas int, cfg refresh.Config) *env {
+func newEnv(t testing.TB, replicas int, cfg grants.Config) *env {
 	t.Helper()
 	log := slog.New(slog.DiscardHandler)
 	prov := oauthdemo.New(oauthdemo.Config{ClientID: clientID, ClientSecret: clientSecret, RedirectURIs: []string{redirectURI}, Scopes: []string{"notes.read", "notes.write"}}, log)
@@ -77,7 +76,7 @@ func newEnv(t testing.TB, replicas int, cfg refresh.Config) *env {
 			t.Fatal(err)
 		}
 		e.stores = append(e.stores, st)
-		e.grants = append(e.grants, refresh.New(st, cfg, log))
+		e.grants = append(e.grants, grants.New(st, cfg, log))
 	}
 	def, sec := prov.McpServer("notes", "http://notes.invalid/mcp")
 	rev, err := e.stores[0].PutServer(t.Context(), def, sec, 0)
@@ -154,7 +153,7 @@ func (e *env) connect(t testing.TB, principal, user string, expiry time.Time) *o
 }
 
 func TestToken_RefreshExactlyOnceAcrossReplicas(t *testing.T) {
-	e := newEnv(t, 3, refresh.Config{})
+	e := newEnv(t, 3, grants.Config{})
 	old := e.connect(t, "alice", "alice", time.Now().Add(-time.Minute))
 
 	const calls = 50
@@ -220,14 +219,14 @@ func TestToken_Outcomes(t *testing.T) {
 		{name: "fresh", rotate: true, state: vaultv1.ConnectionState_CONNECTION_STATE_ACTIVE, wantKept: true},
 		{name: "rotated", rotate: true, expired: true, wantNew: true, state: vaultv1.ConnectionState_CONNECTION_STATE_ACTIVE},
 		{name: "refresh token omitted", expired: true, wantNew: true, wantKept: true, state: vaultv1.ConnectionState_CONNECTION_STATE_ACTIVE},
-		{name: "upstream 400", fail: http.StatusBadRequest, expired: true, wantErr: authorize.ErrGrantUnusable, wantKept: true, state: vaultv1.ConnectionState_CONNECTION_STATE_NEEDS_REAUTH},
-		{name: "upstream 401", fail: http.StatusUnauthorized, expired: true, wantErr: authorize.ErrGrantUnusable, wantKept: true, state: vaultv1.ConnectionState_CONNECTION_STATE_NEEDS_REAUTH},
-		{name: "upstream 503", fail: http.StatusServiceUnavailable, expired: true, wantErr: authorize.ErrUpstreamUnavailable, wantKept: true, state: vaultv1.ConnectionState_CONNECTION_STATE_ACTIVE},
-		{name: "upstream 500", fail: http.StatusInternalServerError, expired: true, wantErr: authorize.ErrUpstreamUnavailable, wantKept: true, state: vaultv1.ConnectionState_CONNECTION_STATE_ACTIVE},
+		{name: "upstream 400", fail: http.StatusBadRequest, expired: true, wantErr: grants.ErrGrantUnusable, wantKept: true, state: vaultv1.ConnectionState_CONNECTION_STATE_NEEDS_REAUTH},
+		{name: "upstream 401", fail: http.StatusUnauthorized, expired: true, wantErr: grants.ErrGrantUnusable, wantKept: true, state: vaultv1.ConnectionState_CONNECTION_STATE_NEEDS_REAUTH},
+		{name: "upstream 503", fail: http.StatusServiceUnavailable, expired: true, wantErr: grants.ErrUpstreamUnavailable, wantKept: true, state: vaultv1.ConnectionState_CONNECTION_STATE_ACTIVE},
+		{name: "upstream 500", fail: http.StatusInternalServerError, expired: true, wantErr: grants.ErrUpstreamUnavailable, wantKept: true, state: vaultv1.ConnectionState_CONNECTION_STATE_ACTIVE},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t, 1, refresh.Config{})
+			e := newEnv(t, 1, grants.Config{})
 			expiry := time.Now().Add(time.Hour)
 			if tc.expired {
 				expiry = time.Now().Add(-time.Minute)
@@ -260,7 +259,7 @@ func TestToken_Outcomes(t *testing.T) {
 			if !gr.Conn.GetHasRefreshToken() {
 				t.Fatal("has_refresh_token cleared")
 			}
-			if errors.Is(tc.wantErr, authorize.ErrUpstreamUnavailable) && gr.Revision != before.Revision {
+			if errors.Is(tc.wantErr, grants.ErrUpstreamUnavailable) && gr.Revision != before.Revision {
 				t.Fatal("grant rewritten after an upstream failure")
 			}
 			if tc.wantErr == nil {
@@ -273,7 +272,7 @@ func TestToken_Outcomes(t *testing.T) {
 				e.prov.FailTokenEndpoint(0)
 				e.sync(t, gr.Revision)
 				n := e.prov.Stats()
-				if _, err := e.grants[0].Token(t.Context(), "bob", "notes"); !errors.Is(err, authorize.ErrGrantUnusable) {
+				if _, err := e.grants[0].Token(t.Context(), "bob", "notes"); !errors.Is(err, grants.ErrGrantUnusable) {
 					t.Fatalf("after NEEDS_REAUTH: %v", err)
 				}
 				if e.prov.Stats() != n {
@@ -285,14 +284,14 @@ func TestToken_Outcomes(t *testing.T) {
 }
 
 func TestToken_NoGrant(t *testing.T) {
-	e := newEnv(t, 1, refresh.Config{})
-	if _, err := e.grants[0].Token(t.Context(), "nobody", "notes"); !errors.Is(err, authorize.ErrNoGrant) {
+	e := newEnv(t, 1, grants.Config{})
+	if _, err := e.grants[0].Token(t.Context(), "nobody", "notes"); !errors.Is(err, grants.ErrNoGrant) {
 		t.Fatalf("err = %v", err)
 	}
 }
 
 func TestToken_UpstreamUnreachable(t *testing.T) {
-	e := newEnv(t, 1, refresh.Config{})
+	e := newEnv(t, 1, grants.Config{})
 	e.connect(t, "bob", "bob", time.Now().Add(-time.Minute))
 	srv, _ := e.stores[0].Server("notes")
 	def := srv.Def
@@ -304,13 +303,13 @@ func TestToken_UpstreamUnreachable(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.sync(t, rev)
-	if _, err := e.grants[0].Token(t.Context(), "bob", "notes"); !errors.Is(err, authorize.ErrUpstreamUnavailable) {
+	if _, err := e.grants[0].Token(t.Context(), "bob", "notes"); !errors.Is(err, grants.ErrUpstreamUnavailable) {
 		t.Fatalf("err = %v", err)
 	}
 }
 
 func TestVault_NoTokenBytesInEtcd(t *testing.T) {
-	e := newEnv(t, 1, refresh.Config{})
+	e := newEnv(t, 1, grants.Config{})
 	old := e.connect(t, "alice", "alice", time.Now().Add(-time.Minute))
 	tok, err := e.grants[0].Token(t.Context(), "alice", "notes")
 	if err != nil {
@@ -345,7 +344,7 @@ func TestVault_NoTokenBytesInEtcd(t *testing.T) {
 }
 
 func TestRevoke(t *testing.T) {
-	e := newEnv(t, 2, refresh.Config{})
+	e := newEnv(t, 2, grants.Config{})
 	tok := e.connect(t, "alice", "alice", time.Now().Add(time.Hour))
 	revoked, err := e.grants[1].Revoke(t.Context(), "alice", "notes")
 	if err != nil || !revoked {
@@ -360,10 +359,10 @@ func TestRevoke(t *testing.T) {
 	if _, err := e.stores[0].GetGrant(t.Context(), "alice", "notes"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("grant still stored: %v", err)
 	}
-	if _, err := e.grants[1].Token(t.Context(), "alice", "notes"); !errors.Is(err, authorize.ErrNoGrant) {
+	if _, err := e.grants[1].Token(t.Context(), "alice", "notes"); !errors.Is(err, grants.ErrNoGrant) {
 		t.Fatalf("Token after revoke: %v", err)
 	}
-	if _, err := e.grants[0].Revoke(t.Context(), "alice", "notes"); !errors.Is(err, authorize.ErrNoGrant) || !errors.Is(err, store.ErrNotFound) {
+	if _, err := e.grants[0].Revoke(t.Context(), "alice", "notes"); !errors.Is(err, grants.ErrNoGrant) || !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("second Revoke: %v", err)
 	}
 
@@ -387,7 +386,7 @@ func TestRevoke(t *testing.T) {
 
 // BenchmarkToken_Cached is the common path: a fresh grant from the cache.
 func BenchmarkToken_Cached(b *testing.B) {
-	e := newEnv(b, 1, refresh.Config{})
+	e := newEnv(b, 1, grants.Config{})
 	e.connect(b, "alice", "alice", time.Now().Add(time.Hour))
 	b.ResetTimer()
 	for b.Loop() {
@@ -401,7 +400,7 @@ func BenchmarkToken_Cached(b *testing.B) {
 // provider's token lifetime): etcd lock, linearizable re-read, token
 // request, compare-and-swap write, cache catch-up.
 func BenchmarkToken_Refresh(b *testing.B) {
-	e := newEnv(b, 1, refresh.Config{Margin: 24 * time.Hour})
+	e := newEnv(b, 1, grants.Config{Margin: 24 * time.Hour})
 	e.connect(b, "alice", "alice", time.Now().Add(-time.Minute))
 	b.ResetTimer()
 	for b.Loop() {

@@ -1,9 +1,13 @@
-// Package refresh hands out principals' upstream access tokens from the
-// vault and refreshes them ahead of expiry, exactly once across control-plane
-// replicas: one in-process flight per grant, then an etcd lock per grant, a
-// linearizable re-read (another replica may have refreshed already) and a
-// compare-and-swap write. It also saves new grants and revokes them.
-package refresh
+// Package grants obtains upstream credentials after the decision
+// (controlplane/authorize) allowed a request: client_credentials tokens
+// minted in memory (ClientCredentials), and principals' vault grants, handed
+// out and refreshed ahead of expiry exactly once across control-plane
+// replicas: one in-process flight per grant (x/sync/singleflight), then an
+// etcd lock per grant, a linearizable re-read (another replica may have
+// refreshed already) and a compare-and-swap write. It is also the one place
+// grants are saved (after a sign-in), revoked, and marked unusable; every
+// such write is audited.
+package grants
 
 import (
 	"context"
@@ -12,11 +16,12 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/oauth2"
+	"golang.org/x/sync/singleflight"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -24,15 +29,13 @@ import (
 	vaultv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/vault/v1"
 	"github.com/mcpgate/mcpgate/controlplane/authorize"
 	"github.com/mcpgate/mcpgate/controlplane/store"
+	"github.com/mcpgate/mcpgate/ops/audit"
 )
 
 // Config tunes Grants; the zero value is usable.
 type Config struct {
 	// Margin: an access token expiring within it is refreshed. 60 s when zero.
 	Margin time.Duration
-	// LockTTL is the lease of the per-grant etcd lock in seconds (a crashed
-	// holder releases it after that long). 15 when zero.
-	LockTTL int
 	// Timeout bounds one refresh: lock, re-read, token request, write.
 	// 30 s when zero.
 	Timeout time.Duration
@@ -44,33 +47,26 @@ type Config struct {
 	// OnRefresh, when set, is told the outcome of every refresh attempt:
 	// "success", "revoked" (the upstream refused the grant) or "failed".
 	OnRefresh func(outcome string)
+	// Audit, when set, gets one event per grant write: a refresh, a save
+	// after a sign-in, a grant marked unusable. Names only, never tokens.
+	Audit *audit.Logger
 }
 
-// Grants implements authorize.GrantTokens over the store.
+// Grants implements GrantTokens over the store.
 type Grants struct {
 	st  *store.Store
 	cfg Config
 	log *slog.Logger
 
-	mu      sync.Mutex
-	flights map[string]*flight // in-process refreshes, by grant
+	flight singleflight.Group // in-process refreshes, by grant
 }
 
-type flight struct {
-	done chan struct{}
-	tok  string
-	err  error
-}
-
-var _ authorize.GrantTokens = (*Grants)(nil)
+var _ GrantTokens = (*Grants)(nil)
 
 // New returns Grants over st.
 func New(st *store.Store, cfg Config, log *slog.Logger) *Grants {
 	if cfg.Margin <= 0 {
 		cfg.Margin = 60 * time.Second
-	}
-	if cfg.LockTTL <= 0 {
-		cfg.LockTTL = 15
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 30 * time.Second
@@ -81,25 +77,25 @@ func New(st *store.Store, cfg Config, log *slog.Logger) *Grants {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Grants{st: st, cfg: cfg, log: log, flights: map[string]*flight{}}
+	return &Grants{st: st, cfg: cfg, log: log}
 }
 
 // Token returns the principal's usable upstream access token for server,
 // refreshing it first when it expires within the margin. Errors:
-// authorize.ErrNoGrant (no grant), authorize.ErrGrantUnusable (the grant is
+// ErrNoGrant (no grant), ErrGrantUnusable (the grant is
 // marked for re-authorization, has no refresh token left, or the upstream
-// refused the refresh), authorize.ErrUpstreamUnavailable (the upstream token
+// refused the refresh), ErrUpstreamUnavailable (the upstream token
 // endpoint failed or timed out; the grant is kept), or a store error.
 func (g *Grants) Token(ctx context.Context, principal, server string) (string, error) {
 	gr, ok := g.st.Grant(principal, server)
 	if !ok {
-		return "", authorize.ErrNoGrant
+		return "", ErrNoGrant
 	}
 	if tok, done, err := g.usable(gr); done {
 		return tok, err
 	}
 	tok, err := g.join(ctx, principal, server)
-	if errors.Is(err, authorize.ErrUpstreamUnavailable) && g.valid(gr) {
+	if errors.Is(err, ErrUpstreamUnavailable) && g.valid(gr) {
 		// Refreshing ahead of expiry failed, but the token still works.
 		return gr.Token.GetAccessToken(), nil
 	}
@@ -110,7 +106,7 @@ func (g *Grants) Token(ctx context.Context, principal, server string) (string, e
 // done (a refresh is needed).
 func (g *Grants) usable(gr *store.Grant) (tok string, done bool, err error) {
 	if gr.Conn.GetState() != vaultv1.ConnectionState_CONNECTION_STATE_ACTIVE {
-		return "", true, authorize.ErrGrantUnusable
+		return "", true, ErrGrantUnusable
 	}
 	at := gr.Token.GetAccessToken()
 	exp := gr.Token.GetExpiry()
@@ -121,44 +117,31 @@ func (g *Grants) usable(gr *store.Grant) (tok string, done bool, err error) {
 		if g.valid(gr) {
 			return at, true, nil
 		}
-		return "", true, authorize.ErrGrantUnusable
+		return "", true, ErrGrantUnusable
 	}
 	return "", false, nil
 }
 
 // valid reports whether the grant's access token has not expired yet.
-func (g *Grants) valid(gr *store.Grant) bool {
-	exp := gr.Token.GetExpiry()
-	return gr.Conn.GetState() == vaultv1.ConnectionState_CONNECTION_STATE_ACTIVE &&
-		gr.Token.GetAccessToken() != "" && (exp == nil || g.cfg.Now().Before(exp.AsTime()))
-}
+func (g *Grants) valid(gr *store.Grant) bool { return valid(gr, g.cfg.Now()) }
 
 // join waits for this process's refresh of the grant, starting one if none
 // is in flight. The refresh runs on its own deadline, so a caller giving up
 // does not fail the others.
 func (g *Grants) join(ctx context.Context, principal, server string) (string, error) {
-	k := principal + "\x1f" + server
-	g.mu.Lock()
-	f, ok := g.flights[k]
-	if !ok {
-		f = &flight{done: make(chan struct{})}
-		g.flights[k] = f
-		rctx := context.WithoutCancel(ctx)
-		go func() {
-			f.tok, f.err = g.refresh(rctx, principal, server)
-			if g.cfg.OnRefresh != nil {
-				g.cfg.OnRefresh(refreshOutcome(f.err))
-			}
-			g.mu.Lock()
-			delete(g.flights, k)
-			g.mu.Unlock()
-			close(f.done)
-		}()
-	}
-	g.mu.Unlock()
+	ch := g.flight.DoChan(principal+"\x1f"+server, func() (any, error) {
+		tok, err := g.refresh(context.WithoutCancel(ctx), principal, server)
+		if g.cfg.OnRefresh != nil {
+			g.cfg.OnRefresh(refreshOutcome(err))
+		}
+		return tok, err
+	})
 	select {
-	case <-f.done:
-		return f.tok, f.err
+	case r := <-ch:
+		if r.Err != nil {
+			return "", r.Err
+		}
+		return r.Val.(string), nil
 	case <-ctx.Done():
 		return "", ctx.Err()
 	}
@@ -169,7 +152,7 @@ func refreshOutcome(err error) string {
 	switch {
 	case err == nil:
 		return "success"
-	case errors.Is(err, authorize.ErrGrantUnusable), errors.Is(err, authorize.ErrNoGrant):
+	case errors.Is(err, ErrGrantUnusable), errors.Is(err, ErrNoGrant):
 		return "revoked"
 	default:
 		return "failed"
@@ -182,7 +165,7 @@ func lockName(principal, server string) string { return "grant/" + principal + "
 func (g *Grants) refresh(ctx context.Context, principal, server string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, g.cfg.Timeout)
 	defer cancel()
-	unlock, err := g.st.Lock(ctx, lockName(principal, server), g.cfg.LockTTL)
+	unlock, err := g.st.Lock(ctx, lockName(principal, server))
 	if err != nil {
 		return "", fmt.Errorf("refresh %s/%s: %w", principal, server, err)
 	}
@@ -191,7 +174,7 @@ func (g *Grants) refresh(ctx context.Context, principal, server string) (string,
 	// Another replica may have refreshed while we waited: read etcd itself.
 	gr, err := g.st.GetGrant(ctx, principal, server)
 	if errors.Is(err, store.ErrNotFound) {
-		return "", authorize.ErrNoGrant
+		return "", ErrNoGrant
 	}
 	if err != nil {
 		return "", fmt.Errorf("refresh %s/%s: %w", principal, server, err)
@@ -201,7 +184,7 @@ func (g *Grants) refresh(ctx context.Context, principal, server string) (string,
 	}
 	srv, ok := g.st.Server(server)
 	if !ok || srv.Def.GetTokenUrl() == "" {
-		return "", fmt.Errorf("refresh %s/%s: server has no token_url", principal, server)
+		return "", fmt.Errorf("refresh %s/%s: %w: server has no token_url", principal, server, authorize.ErrMisconfigured)
 	}
 	conf := &oauth2.Config{
 		ClientID:     srv.Def.GetClientId(),
@@ -214,7 +197,7 @@ func (g *Grants) refresh(ctx context.Context, principal, server string) (string,
 		return "", g.failed(ctx, gr, err)
 	}
 	if nt.AccessToken == "" {
-		return "", fmt.Errorf("refresh %s/%s: %w: empty access token", principal, server, authorize.ErrUpstreamUnavailable)
+		return "", fmt.Errorf("refresh %s/%s: %w: empty access token", principal, server, ErrUpstreamUnavailable)
 	}
 
 	now := g.cfg.Now()
@@ -240,7 +223,7 @@ func (g *Grants) refresh(ctx context.Context, principal, server string) (string,
 		// stored record wins.
 		cur, rerr := g.st.GetGrant(ctx, principal, server)
 		if errors.Is(rerr, store.ErrNotFound) {
-			return "", authorize.ErrNoGrant
+			return "", ErrNoGrant
 		}
 		if rerr != nil {
 			return "", fmt.Errorf("refresh %s/%s: %w", principal, server, rerr)
@@ -248,7 +231,7 @@ func (g *Grants) refresh(ctx context.Context, principal, server string) (string,
 		if t, done, uerr := g.usable(cur); done {
 			return t, uerr
 		}
-		return "", authorize.ErrGrantUnusable
+		return "", ErrGrantUnusable
 	case err != nil:
 		// The new token works but could not be saved; a rotated refresh
 		// token may be lost, so the next refresh may need a new sign-in.
@@ -256,6 +239,7 @@ func (g *Grants) refresh(ctx context.Context, principal, server string) (string,
 		return nt.AccessToken, nil
 	}
 	g.log.InfoContext(ctx, "upstream grant refreshed", slog.String("principal", principal), slog.String("server", server), slog.Time("expiry", nt.Expiry))
+	g.audit(ActionRefresh, principal, server, rev)
 	// Let this replica's cache catch up so the next Token is served from it.
 	wctx, wcancel := context.WithTimeout(ctx, 2*time.Second)
 	_ = g.st.WaitRevision(wctx, rev)
@@ -271,64 +255,124 @@ func (g *Grants) failed(ctx context.Context, gr *store.Grant, err error) error {
 	if errors.As(err, &re) && re.Response != nil {
 		st := re.Response.StatusCode
 		if st >= 400 && st < 500 && st != http.StatusRequestTimeout && st != http.StatusTooManyRequests {
-			conn := proto.CloneOf(gr.Conn)
-			conn.State = vaultv1.ConnectionState_CONNECTION_STATE_NEEDS_REAUTH
-			conn.UpdateTime = timestamppb.New(g.cfg.Now())
-			if _, perr := g.st.PutGrant(ctx, conn, gr.Token, gr.Revision); perr != nil {
+			if _, perr := g.mark(ctx, gr); perr != nil && !errors.Is(perr, store.ErrConflict) {
 				g.log.WarnContext(ctx, "grant not marked for re-authorization", slog.String("principal", p), slog.String("server", s), slog.Any("err", perr))
 			}
 			g.log.WarnContext(ctx, "upstream refused refresh; grant needs re-authorization",
 				slog.String("principal", p), slog.String("server", s), slog.Int("status", st), slog.String("error", re.ErrorCode))
-			return fmt.Errorf("refresh %s/%s: %w: upstream answered %d %s", p, s, authorize.ErrGrantUnusable, st, re.ErrorCode)
+			return fmt.Errorf("refresh %s/%s: %w: upstream answered %d %s", p, s, ErrGrantUnusable, st, re.ErrorCode)
 		}
 		g.log.WarnContext(ctx, "upstream token endpoint failed", slog.String("principal", p), slog.String("server", s), slog.Int("status", st))
-		return fmt.Errorf("refresh %s/%s: %w: upstream answered %d", p, s, authorize.ErrUpstreamUnavailable, st)
+		return fmt.Errorf("refresh %s/%s: %w: upstream answered %d", p, s, ErrUpstreamUnavailable, st)
 	}
 	g.log.WarnContext(ctx, "upstream token endpoint unreachable", slog.String("principal", p), slog.String("server", s), slog.Any("err", err))
-	return fmt.Errorf("refresh %s/%s: %w: %w", p, s, authorize.ErrUpstreamUnavailable, err)
+	return fmt.Errorf("refresh %s/%s: %w: %w", p, s, ErrUpstreamUnavailable, err)
 }
 
-// Store saves a new grant (after a sign-in), replacing any previous one:
-// ACTIVE, with the token sealed in the vault.
+// Store saves a new grant (after a sign-in) with Save and waits until this
+// replica's cache shows it.
 func (g *Grants) Store(ctx context.Context, principal, server string, tok *oauth2.Token, scopes []string, clientID string) error {
-	if tok == nil || tok.AccessToken == "" {
-		return errors.New("store grant: no access token")
-	}
-	now := timestamppb.New(g.cfg.Now())
-	conn := &vaultv1.Connection{
-		Principal: principal, Server: server, Scopes: scopes,
-		State:      vaultv1.ConnectionState_CONNECTION_STATE_ACTIVE,
-		CreateTime: now, UpdateTime: now,
-		HasRefreshToken: tok.RefreshToken != "",
-	}
-	ut := &storev1.UpstreamToken{AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, TokenType: tok.TokenType, ClientId: clientID}
-	if !tok.Expiry.IsZero() {
-		ut.Expiry = timestamppb.New(tok.Expiry)
-		conn.AccessTokenExpireTime = ut.Expiry
-	}
-	rev, err := g.st.PutGrant(ctx, conn, ut, -1)
+	rev, err := Save(ctx, g.st, g.cfg.Now(), principal, server, tok, scopes, clientID)
 	if err != nil {
-		return fmt.Errorf("store grant %s/%s: %w", principal, server, err)
+		return err
 	}
+	g.audit(ActionSave, principal, server, rev)
 	if err := g.st.WaitRevision(ctx, rev); err != nil {
 		return fmt.Errorf("store grant %s/%s: %w", principal, server, err)
 	}
 	return nil
 }
 
+// Save is the one way a new grant (after a sign-in) is written: ACTIVE, the
+// token sealed in the vault, replacing any previous grant of the principal
+// for server whatever its revision (a fresh sign-in wins over a stored
+// grant, refreshed or not; a concurrent refresh's compare-and-swap then
+// fails and the saved grant stands). A previous grant's create time is
+// kept: it is the same connection, renewed. It returns the write's
+// revision.
+func Save(ctx context.Context, st *store.Store, now time.Time, principal, server string, tok *oauth2.Token, scopes []string, clientID string) (int64, error) {
+	if tok == nil || tok.AccessToken == "" {
+		return 0, fmt.Errorf("store grant %s/%s: no access token", principal, server)
+	}
+	ts := timestamppb.New(now)
+	conn := &vaultv1.Connection{
+		Principal: principal, Server: server, Scopes: slices.Clone(scopes),
+		State:      vaultv1.ConnectionState_CONNECTION_STATE_ACTIVE,
+		CreateTime: ts, UpdateTime: ts,
+		HasRefreshToken: tok.RefreshToken != "",
+	}
+	if old, err := st.GetGrant(ctx, principal, server); err == nil && old.Conn.GetCreateTime() != nil {
+		conn.CreateTime = old.Conn.GetCreateTime()
+	}
+	ut := &storev1.UpstreamToken{AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, TokenType: tok.TokenType, ClientId: clientID}
+	if !tok.Expiry.IsZero() {
+		ut.Expiry = timestamppb.New(tok.Expiry)
+		conn.AccessTokenExpireTime = ut.Expiry
+	}
+	rev, err := st.PutGrant(ctx, conn, ut, -1)
+	if err != nil {
+		return 0, fmt.Errorf("store grant %s/%s: %w", principal, server, err)
+	}
+	return rev, nil
+}
+
+// MarkUnusable marks the principal's grant for server NEEDS_REAUTH (the
+// upstream refused its access token), by compare-and-swap on the revision
+// this replica's cache read it at, and waits until the cache shows the
+// mark. A grant that is missing, already marked, or changed meanwhile
+// (refreshed, replaced) is left alone: marked is false.
+func (g *Grants) MarkUnusable(ctx context.Context, principal, server string) (marked bool, err error) {
+	gr, ok := g.st.Grant(principal, server)
+	if !ok || gr.Conn.GetState() == vaultv1.ConnectionState_CONNECTION_STATE_NEEDS_REAUTH {
+		return false, nil
+	}
+	rev, err := g.mark(ctx, gr)
+	switch {
+	case errors.Is(err, store.ErrConflict):
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	// Read your writes: the next decision on this replica sees the mark.
+	return true, g.st.WaitRevision(ctx, rev)
+}
+
+// mark writes gr as NEEDS_REAUTH if it is still at its revision.
+func (g *Grants) mark(ctx context.Context, gr *store.Grant) (int64, error) {
+	conn := proto.CloneOf(gr.Conn)
+	conn.State = vaultv1.ConnectionState_CONNECTION_STATE_NEEDS_REAUTH
+	conn.UpdateTime = timestamppb.New(g.cfg.Now())
+	rev, err := g.st.PutGrant(ctx, conn, gr.Token, gr.Revision)
+	if err == nil {
+		g.audit(ActionMarkUnusable, gr.Conn.GetPrincipal(), gr.Conn.GetServer(), rev)
+	}
+	return rev, err
+}
+
+// Audited grant writes (the Procedure of their audit events).
+const (
+	ActionRefresh      = "grants/refresh"
+	ActionSave         = "grants/save"
+	ActionMarkUnusable = "grants/mark_unusable"
+)
+
+func (g *Grants) audit(action, principal, server string, rev int64) {
+	_ = g.cfg.Audit.Admin(audit.Admin{Time: g.cfg.Now(), Procedure: action, Object: principal + "/" + server, Code: "ok", Revision: rev})
+}
+
 // errNoGrant is what Revoke returns when there is nothing to revoke; it
-// matches both authorize.ErrNoGrant and store.ErrNotFound.
-var errNoGrant = fmt.Errorf("%w: %w", authorize.ErrNoGrant, store.ErrNotFound)
+// matches both ErrNoGrant and store.ErrNotFound.
+var errNoGrant = fmt.Errorf("%w: %w", ErrNoGrant, store.ErrNotFound)
 
 // Revoke deletes the principal's grant for server and, when the server has
 // a revocation_url, revokes its refresh token (or access token) at the
 // upstream (RFC 7009) with the gateway's client credentials. An upstream
 // failure is logged and reported as upstreamRevoked=false; the grant is
-// deleted either way. No grant: an error matching authorize.ErrNoGrant and
+// deleted either way. No grant: an error matching ErrNoGrant and
 // store.ErrNotFound.
 func (g *Grants) Revoke(ctx context.Context, principal, server string) (upstreamRevoked bool, err error) {
 	// Hold the grant's lock so no refresh swaps the token under us.
-	unlock, err := g.st.Lock(ctx, lockName(principal, server), g.cfg.LockTTL)
+	unlock, err := g.st.Lock(ctx, lockName(principal, server))
 	if err != nil {
 		return false, fmt.Errorf("revoke %s/%s: %w", principal, server, err)
 	}

@@ -1,4 +1,4 @@
-package authorize
+package grants
 
 import (
 	"context"
@@ -14,12 +14,6 @@ import (
 
 	"github.com/mcpgate/mcpgate/controlplane/store"
 )
-
-// MachineTokens yields the upstream access token of an oauth2
-// client_credentials server.
-type MachineTokens interface {
-	Token(ctx context.Context, srv *store.Server) (accessToken string, err error)
-}
 
 // Minting defaults.
 const (
