@@ -528,9 +528,15 @@ type Principal struct {
 	// principal deleted and created again under the same name gets nothing of
 	// the old one. Output only; empty for principals created before ids
 	// existed (their records match only while the principal keeps no id).
-	Uid           string `protobuf:"bytes,7,opt,name=uid,proto3" json:"uid,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Uid string `protobuf:"bytes,7,opt,name=uid,proto3" json:"uid,omitempty"`
+	// Groups an admin made the principal a member of.
+	Groups []string `protobuf:"bytes,8,rep,name=groups,proto3" json:"groups,omitempty"`
+	// Groups an identity provider asserted at the principal's last sign-in
+	// or token refresh through it. Output only: written by the sign-in, not
+	// by PutPrincipal.
+	AssertedGroups []*GroupAssertion `protobuf:"bytes,9,rep,name=asserted_groups,json=assertedGroups,proto3" json:"asserted_groups,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Principal) Reset() {
@@ -612,6 +618,302 @@ func (x *Principal) GetUid() string {
 	return ""
 }
 
+func (x *Principal) GetGroups() []string {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+func (x *Principal) GetAssertedGroups() []*GroupAssertion {
+	if x != nil {
+		return x.AssertedGroups
+	}
+	return nil
+}
+
+// GroupAssertion is one group membership taken from an identity
+// provider's group claim.
+type GroupAssertion struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Group string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	// The identity provider's name (IdentityProvider.name).
+	IdentityProvider string `protobuf:"bytes,2,opt,name=identity_provider,json=identityProvider,proto3" json:"identity_provider,omitempty"`
+	// When the provider last asserted it.
+	AssertTime    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=assert_time,json=assertTime,proto3" json:"assert_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupAssertion) Reset() {
+	*x = GroupAssertion{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupAssertion) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupAssertion) ProtoMessage() {}
+
+func (x *GroupAssertion) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupAssertion.ProtoReflect.Descriptor instead.
+func (*GroupAssertion) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *GroupAssertion) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *GroupAssertion) GetIdentityProvider() string {
+	if x != nil {
+		return x.IdentityProvider
+	}
+	return ""
+}
+
+func (x *GroupAssertion) GetAssertTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AssertTime
+	}
+	return nil
+}
+
+// Group grants servers to its members, like a principal's own servers.
+type Group struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Servers       []string               `protobuf:"bytes,2,rep,name=servers,proto3" json:"servers,omitempty"`
+	Description   string                 `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
+	Revision      int64                  `protobuf:"varint,4,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Group) Reset() {
+	*x = Group{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Group) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Group) ProtoMessage() {}
+
+func (x *Group) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Group.ProtoReflect.Descriptor instead.
+func (*Group) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Group) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Group) GetServers() []string {
+	if x != nil {
+		return x.Servers
+	}
+	return nil
+}
+
+func (x *Group) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *Group) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+// IdentityProvider is an OpenID Connect provider people sign in with (the
+// gateway is its relying party) and, when trust_id_jag is set, the issuer
+// of Identity Assertion JWT Authorization Grants the token endpoint
+// accepts. Its client secret is sealed like every other secret and never
+// returned.
+type IdentityProvider struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Short name, [a-z0-9-]{1,32}: it appears in URLs and audit events.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Shown as "Sign in with <display_name>".
+	DisplayName string `protobuf:"bytes,2,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	Issuer      string `protobuf:"bytes,3,opt,name=issuer,proto3" json:"issuer,omitempty"`
+	ClientId    string `protobuf:"bytes,4,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	// Requested scopes besides openid (default: email profile groups).
+	Scopes []string `protobuf:"bytes,5,rep,name=scopes,proto3" json:"scopes,omitempty"`
+	// The ID token claim that names the principal (default "email").
+	PrincipalClaim string `protobuf:"bytes,6,opt,name=principal_claim,json=principalClaim,proto3" json:"principal_claim,omitempty"`
+	// The claim that carries group names (default "groups").
+	GroupsClaim string `protobuf:"bytes,7,opt,name=groups_claim,json=groupsClaim,proto3" json:"groups_claim,omitempty"`
+	// When not empty, only people whose email is in one of these domains
+	// may sign in.
+	AllowedDomains []string `protobuf:"bytes,8,rep,name=allowed_domains,json=allowedDomains,proto3" json:"allowed_domains,omitempty"`
+	// Create a principal (kind user, no own servers) at the first sign-in of
+	// someone unknown; otherwise unknown people are refused.
+	CreatePrincipals bool `protobuf:"varint,9,opt,name=create_principals,json=createPrincipals,proto3" json:"create_principals,omitempty"`
+	// Accept ID-JAGs (urn:ietf:params:oauth:grant-type:jwt-bearer) this
+	// provider issues.
+	TrustIdJag bool `protobuf:"varint,10,opt,name=trust_id_jag,json=trustIdJag,proto3" json:"trust_id_jag,omitempty"`
+	// Output only: a client secret is stored.
+	ClientSecretSet bool  `protobuf:"varint,11,opt,name=client_secret_set,json=clientSecretSet,proto3" json:"client_secret_set,omitempty"`
+	Revision        int64 `protobuf:"varint,12,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *IdentityProvider) Reset() {
+	*x = IdentityProvider{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IdentityProvider) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IdentityProvider) ProtoMessage() {}
+
+func (x *IdentityProvider) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IdentityProvider.ProtoReflect.Descriptor instead.
+func (*IdentityProvider) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *IdentityProvider) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *IdentityProvider) GetDisplayName() string {
+	if x != nil {
+		return x.DisplayName
+	}
+	return ""
+}
+
+func (x *IdentityProvider) GetIssuer() string {
+	if x != nil {
+		return x.Issuer
+	}
+	return ""
+}
+
+func (x *IdentityProvider) GetClientId() string {
+	if x != nil {
+		return x.ClientId
+	}
+	return ""
+}
+
+func (x *IdentityProvider) GetScopes() []string {
+	if x != nil {
+		return x.Scopes
+	}
+	return nil
+}
+
+func (x *IdentityProvider) GetPrincipalClaim() string {
+	if x != nil {
+		return x.PrincipalClaim
+	}
+	return ""
+}
+
+func (x *IdentityProvider) GetGroupsClaim() string {
+	if x != nil {
+		return x.GroupsClaim
+	}
+	return ""
+}
+
+func (x *IdentityProvider) GetAllowedDomains() []string {
+	if x != nil {
+		return x.AllowedDomains
+	}
+	return nil
+}
+
+func (x *IdentityProvider) GetCreatePrincipals() bool {
+	if x != nil {
+		return x.CreatePrincipals
+	}
+	return false
+}
+
+func (x *IdentityProvider) GetTrustIdJag() bool {
+	if x != nil {
+		return x.TrustIdJag
+	}
+	return false
+}
+
+func (x *IdentityProvider) GetClientSecretSet() bool {
+	if x != nil {
+		return x.ClientSecretSet
+	}
+	return false
+}
+
+func (x *IdentityProvider) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
 // ApiKey describes a gateway API key. The key itself is shown once, at
 // creation; only its SHA-256 hash is stored.
 type ApiKey struct {
@@ -632,7 +934,7 @@ type ApiKey struct {
 
 func (x *ApiKey) Reset() {
 	*x = ApiKey{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[2]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -644,7 +946,7 @@ func (x *ApiKey) String() string {
 func (*ApiKey) ProtoMessage() {}
 
 func (x *ApiKey) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[2]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -657,7 +959,7 @@ func (x *ApiKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApiKey.ProtoReflect.Descriptor instead.
 func (*ApiKey) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{2}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ApiKey) GetId() string {
@@ -731,7 +1033,7 @@ type ListServersRequest struct {
 
 func (x *ListServersRequest) Reset() {
 	*x = ListServersRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[3]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -743,7 +1045,7 @@ func (x *ListServersRequest) String() string {
 func (*ListServersRequest) ProtoMessage() {}
 
 func (x *ListServersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[3]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -756,7 +1058,7 @@ func (x *ListServersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServersRequest.ProtoReflect.Descriptor instead.
 func (*ListServersRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{3}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{6}
 }
 
 type ListServersResponse struct {
@@ -768,7 +1070,7 @@ type ListServersResponse struct {
 
 func (x *ListServersResponse) Reset() {
 	*x = ListServersResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[4]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -780,7 +1082,7 @@ func (x *ListServersResponse) String() string {
 func (*ListServersResponse) ProtoMessage() {}
 
 func (x *ListServersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[4]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -793,7 +1095,7 @@ func (x *ListServersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServersResponse.ProtoReflect.Descriptor instead.
 func (*ListServersResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{4}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListServersResponse) GetServers() []*McpServer {
@@ -812,7 +1114,7 @@ type GetServerRequest struct {
 
 func (x *GetServerRequest) Reset() {
 	*x = GetServerRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[5]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -824,7 +1126,7 @@ func (x *GetServerRequest) String() string {
 func (*GetServerRequest) ProtoMessage() {}
 
 func (x *GetServerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[5]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -837,7 +1139,7 @@ func (x *GetServerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServerRequest.ProtoReflect.Descriptor instead.
 func (*GetServerRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{5}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetServerRequest) GetName() string {
@@ -856,7 +1158,7 @@ type GetServerResponse struct {
 
 func (x *GetServerResponse) Reset() {
 	*x = GetServerResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[6]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -868,7 +1170,7 @@ func (x *GetServerResponse) String() string {
 func (*GetServerResponse) ProtoMessage() {}
 
 func (x *GetServerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[6]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -881,7 +1183,7 @@ func (x *GetServerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServerResponse.ProtoReflect.Descriptor instead.
 func (*GetServerResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{6}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetServerResponse) GetServer() *McpServer {
@@ -904,7 +1206,7 @@ type PutServerRequest struct {
 
 func (x *PutServerRequest) Reset() {
 	*x = PutServerRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[7]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -916,7 +1218,7 @@ func (x *PutServerRequest) String() string {
 func (*PutServerRequest) ProtoMessage() {}
 
 func (x *PutServerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[7]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -929,7 +1231,7 @@ func (x *PutServerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutServerRequest.ProtoReflect.Descriptor instead.
 func (*PutServerRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{7}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PutServerRequest) GetServer() *McpServer {
@@ -964,7 +1266,7 @@ type PutServerResponse struct {
 
 func (x *PutServerResponse) Reset() {
 	*x = PutServerResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[8]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -976,7 +1278,7 @@ func (x *PutServerResponse) String() string {
 func (*PutServerResponse) ProtoMessage() {}
 
 func (x *PutServerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[8]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -989,7 +1291,7 @@ func (x *PutServerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutServerResponse.ProtoReflect.Descriptor instead.
 func (*PutServerResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{8}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PutServerResponse) GetServer() *McpServer {
@@ -1016,7 +1318,7 @@ type DeleteServerRequest struct {
 
 func (x *DeleteServerRequest) Reset() {
 	*x = DeleteServerRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[9]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1028,7 +1330,7 @@ func (x *DeleteServerRequest) String() string {
 func (*DeleteServerRequest) ProtoMessage() {}
 
 func (x *DeleteServerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[9]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1041,7 +1343,7 @@ func (x *DeleteServerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteServerRequest.ProtoReflect.Descriptor instead.
 func (*DeleteServerRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{9}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *DeleteServerRequest) GetName() string {
@@ -1066,7 +1368,7 @@ type DeleteServerResponse struct {
 
 func (x *DeleteServerResponse) Reset() {
 	*x = DeleteServerResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[10]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1078,7 +1380,7 @@ func (x *DeleteServerResponse) String() string {
 func (*DeleteServerResponse) ProtoMessage() {}
 
 func (x *DeleteServerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[10]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1091,7 +1393,7 @@ func (x *DeleteServerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteServerResponse.ProtoReflect.Descriptor instead.
 func (*DeleteServerResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{10}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{13}
 }
 
 type ListPrincipalsRequest struct {
@@ -1102,7 +1404,7 @@ type ListPrincipalsRequest struct {
 
 func (x *ListPrincipalsRequest) Reset() {
 	*x = ListPrincipalsRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[11]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1114,7 +1416,7 @@ func (x *ListPrincipalsRequest) String() string {
 func (*ListPrincipalsRequest) ProtoMessage() {}
 
 func (x *ListPrincipalsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[11]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1127,7 +1429,7 @@ func (x *ListPrincipalsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPrincipalsRequest.ProtoReflect.Descriptor instead.
 func (*ListPrincipalsRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{11}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{14}
 }
 
 type ListPrincipalsResponse struct {
@@ -1139,7 +1441,7 @@ type ListPrincipalsResponse struct {
 
 func (x *ListPrincipalsResponse) Reset() {
 	*x = ListPrincipalsResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[12]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1151,7 +1453,7 @@ func (x *ListPrincipalsResponse) String() string {
 func (*ListPrincipalsResponse) ProtoMessage() {}
 
 func (x *ListPrincipalsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[12]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1164,7 +1466,7 @@ func (x *ListPrincipalsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPrincipalsResponse.ProtoReflect.Descriptor instead.
 func (*ListPrincipalsResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{12}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListPrincipalsResponse) GetPrincipals() []*Principal {
@@ -1183,7 +1485,7 @@ type GetPrincipalRequest struct {
 
 func (x *GetPrincipalRequest) Reset() {
 	*x = GetPrincipalRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[13]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1195,7 +1497,7 @@ func (x *GetPrincipalRequest) String() string {
 func (*GetPrincipalRequest) ProtoMessage() {}
 
 func (x *GetPrincipalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[13]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1208,7 +1510,7 @@ func (x *GetPrincipalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPrincipalRequest.ProtoReflect.Descriptor instead.
 func (*GetPrincipalRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{13}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetPrincipalRequest) GetName() string {
@@ -1227,7 +1529,7 @@ type GetPrincipalResponse struct {
 
 func (x *GetPrincipalResponse) Reset() {
 	*x = GetPrincipalResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[14]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1239,7 +1541,7 @@ func (x *GetPrincipalResponse) String() string {
 func (*GetPrincipalResponse) ProtoMessage() {}
 
 func (x *GetPrincipalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[14]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1252,7 +1554,7 @@ func (x *GetPrincipalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPrincipalResponse.ProtoReflect.Descriptor instead.
 func (*GetPrincipalResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{14}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetPrincipalResponse) GetPrincipal() *Principal {
@@ -1272,7 +1574,7 @@ type PutPrincipalRequest struct {
 
 func (x *PutPrincipalRequest) Reset() {
 	*x = PutPrincipalRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[15]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1284,7 +1586,7 @@ func (x *PutPrincipalRequest) String() string {
 func (*PutPrincipalRequest) ProtoMessage() {}
 
 func (x *PutPrincipalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[15]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1297,7 +1599,7 @@ func (x *PutPrincipalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutPrincipalRequest.ProtoReflect.Descriptor instead.
 func (*PutPrincipalRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{15}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *PutPrincipalRequest) GetPrincipal() *Principal {
@@ -1324,7 +1626,7 @@ type PutPrincipalResponse struct {
 
 func (x *PutPrincipalResponse) Reset() {
 	*x = PutPrincipalResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[16]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1336,7 +1638,7 @@ func (x *PutPrincipalResponse) String() string {
 func (*PutPrincipalResponse) ProtoMessage() {}
 
 func (x *PutPrincipalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[16]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1349,7 +1651,7 @@ func (x *PutPrincipalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutPrincipalResponse.ProtoReflect.Descriptor instead.
 func (*PutPrincipalResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{16}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PutPrincipalResponse) GetPrincipal() *Principal {
@@ -1376,7 +1678,7 @@ type DeletePrincipalRequest struct {
 
 func (x *DeletePrincipalRequest) Reset() {
 	*x = DeletePrincipalRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[17]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1388,7 +1690,7 @@ func (x *DeletePrincipalRequest) String() string {
 func (*DeletePrincipalRequest) ProtoMessage() {}
 
 func (x *DeletePrincipalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[17]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1401,7 +1703,7 @@ func (x *DeletePrincipalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePrincipalRequest.ProtoReflect.Descriptor instead.
 func (*DeletePrincipalRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{17}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *DeletePrincipalRequest) GetName() string {
@@ -1426,7 +1728,7 @@ type DeletePrincipalResponse struct {
 
 func (x *DeletePrincipalResponse) Reset() {
 	*x = DeletePrincipalResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[18]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1438,7 +1740,7 @@ func (x *DeletePrincipalResponse) String() string {
 func (*DeletePrincipalResponse) ProtoMessage() {}
 
 func (x *DeletePrincipalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[18]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1451,7 +1753,7 @@ func (x *DeletePrincipalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePrincipalResponse.ProtoReflect.Descriptor instead.
 func (*DeletePrincipalResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{18}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{21}
 }
 
 type ListKeysRequest struct {
@@ -1464,7 +1766,7 @@ type ListKeysRequest struct {
 
 func (x *ListKeysRequest) Reset() {
 	*x = ListKeysRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[19]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1476,7 +1778,7 @@ func (x *ListKeysRequest) String() string {
 func (*ListKeysRequest) ProtoMessage() {}
 
 func (x *ListKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[19]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1489,7 +1791,7 @@ func (x *ListKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKeysRequest.ProtoReflect.Descriptor instead.
 func (*ListKeysRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{19}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListKeysRequest) GetPrincipal() string {
@@ -1508,7 +1810,7 @@ type ListKeysResponse struct {
 
 func (x *ListKeysResponse) Reset() {
 	*x = ListKeysResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[20]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1520,7 +1822,7 @@ func (x *ListKeysResponse) String() string {
 func (*ListKeysResponse) ProtoMessage() {}
 
 func (x *ListKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[20]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1533,7 +1835,7 @@ func (x *ListKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKeysResponse.ProtoReflect.Descriptor instead.
 func (*ListKeysResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{20}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListKeysResponse) GetKeys() []*ApiKey {
@@ -1556,7 +1858,7 @@ type CreateKeyRequest struct {
 
 func (x *CreateKeyRequest) Reset() {
 	*x = CreateKeyRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[21]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1568,7 +1870,7 @@ func (x *CreateKeyRequest) String() string {
 func (*CreateKeyRequest) ProtoMessage() {}
 
 func (x *CreateKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[21]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1581,7 +1883,7 @@ func (x *CreateKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateKeyRequest.ProtoReflect.Descriptor instead.
 func (*CreateKeyRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{21}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *CreateKeyRequest) GetPrincipal() string {
@@ -1625,7 +1927,7 @@ type CreateKeyResponse struct {
 
 func (x *CreateKeyResponse) Reset() {
 	*x = CreateKeyResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[22]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1637,7 +1939,7 @@ func (x *CreateKeyResponse) String() string {
 func (*CreateKeyResponse) ProtoMessage() {}
 
 func (x *CreateKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[22]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1650,7 +1952,7 @@ func (x *CreateKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateKeyResponse.ProtoReflect.Descriptor instead.
 func (*CreateKeyResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{22}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *CreateKeyResponse) GetApiKey() *ApiKey {
@@ -1684,7 +1986,7 @@ type RevokeKeyRequest struct {
 
 func (x *RevokeKeyRequest) Reset() {
 	*x = RevokeKeyRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[23]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1696,7 +1998,7 @@ func (x *RevokeKeyRequest) String() string {
 func (*RevokeKeyRequest) ProtoMessage() {}
 
 func (x *RevokeKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[23]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1709,7 +2011,7 @@ func (x *RevokeKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeKeyRequest.ProtoReflect.Descriptor instead.
 func (*RevokeKeyRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{23}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RevokeKeyRequest) GetId() string {
@@ -1728,7 +2030,7 @@ type RevokeKeyResponse struct {
 
 func (x *RevokeKeyResponse) Reset() {
 	*x = RevokeKeyResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[24]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1740,7 +2042,7 @@ func (x *RevokeKeyResponse) String() string {
 func (*RevokeKeyResponse) ProtoMessage() {}
 
 func (x *RevokeKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[24]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1753,7 +2055,7 @@ func (x *RevokeKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeKeyResponse.ProtoReflect.Descriptor instead.
 func (*RevokeKeyResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{24}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RevokeKeyResponse) GetApiKey() *ApiKey {
@@ -1795,7 +2097,7 @@ const file_mcpgate_config_v1_config_proto_rawDesc = "" +
 	"\brevision\x18\x15 \x01(\x03R\brevision\x1a@\n" +
 	"\x12StaticHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xed\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd1\x02\n" +
 	"\tPrincipal\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x124\n" +
 	"\x04kind\x18\x02 \x01(\x0e2 .mcpgate.config.v1.PrincipalKindR\x04kind\x12+\n" +
@@ -1803,7 +2105,34 @@ const file_mcpgate_config_v1_config_proto_rawDesc = "" +
 	"\aservers\x18\x04 \x03(\tR\aservers\x12!\n" +
 	"\fdisplay_name\x18\x05 \x01(\tR\vdisplayName\x12\x1a\n" +
 	"\brevision\x18\x06 \x01(\x03R\brevision\x12\x10\n" +
-	"\x03uid\x18\a \x01(\tR\x03uid\"\xde\x02\n" +
+	"\x03uid\x18\a \x01(\tR\x03uid\x12\x16\n" +
+	"\x06groups\x18\b \x03(\tR\x06groups\x12J\n" +
+	"\x0fasserted_groups\x18\t \x03(\v2!.mcpgate.config.v1.GroupAssertionR\x0eassertedGroups\"\x90\x01\n" +
+	"\x0eGroupAssertion\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12+\n" +
+	"\x11identity_provider\x18\x02 \x01(\tR\x10identityProvider\x12;\n" +
+	"\vassert_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"assertTime\"s\n" +
+	"\x05Group\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\aservers\x18\x02 \x03(\tR\aservers\x12 \n" +
+	"\vdescription\x18\x03 \x01(\tR\vdescription\x12\x1a\n" +
+	"\brevision\x18\x04 \x01(\x03R\brevision\"\xa2\x03\n" +
+	"\x10IdentityProvider\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
+	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12\x16\n" +
+	"\x06issuer\x18\x03 \x01(\tR\x06issuer\x12\x1b\n" +
+	"\tclient_id\x18\x04 \x01(\tR\bclientId\x12\x16\n" +
+	"\x06scopes\x18\x05 \x03(\tR\x06scopes\x12'\n" +
+	"\x0fprincipal_claim\x18\x06 \x01(\tR\x0eprincipalClaim\x12!\n" +
+	"\fgroups_claim\x18\a \x01(\tR\vgroupsClaim\x12'\n" +
+	"\x0fallowed_domains\x18\b \x03(\tR\x0eallowedDomains\x12+\n" +
+	"\x11create_principals\x18\t \x01(\bR\x10createPrincipals\x12 \n" +
+	"\ftrust_id_jag\x18\n" +
+	" \x01(\bR\n" +
+	"trustIdJag\x12*\n" +
+	"\x11client_secret_set\x18\v \x01(\bR\x0fclientSecretSet\x12\x1a\n" +
+	"\brevision\x18\f \x01(\x03R\brevision\"\xde\x02\n" +
 	"\x06ApiKey\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1c\n" +
@@ -1930,7 +2259,7 @@ func file_mcpgate_config_v1_config_proto_rawDescGZIP() []byte {
 }
 
 var file_mcpgate_config_v1_config_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_mcpgate_config_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_mcpgate_config_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_mcpgate_config_v1_config_proto_goTypes = []any{
 	(Transport)(0),                  // 0: mcpgate.config.v1.Transport
 	(AuthType)(0),                   // 1: mcpgate.config.v1.AuthType
@@ -1939,81 +2268,86 @@ var file_mcpgate_config_v1_config_proto_goTypes = []any{
 	(Role)(0),                       // 4: mcpgate.config.v1.Role
 	(*McpServer)(nil),               // 5: mcpgate.config.v1.McpServer
 	(*Principal)(nil),               // 6: mcpgate.config.v1.Principal
-	(*ApiKey)(nil),                  // 7: mcpgate.config.v1.ApiKey
-	(*ListServersRequest)(nil),      // 8: mcpgate.config.v1.ListServersRequest
-	(*ListServersResponse)(nil),     // 9: mcpgate.config.v1.ListServersResponse
-	(*GetServerRequest)(nil),        // 10: mcpgate.config.v1.GetServerRequest
-	(*GetServerResponse)(nil),       // 11: mcpgate.config.v1.GetServerResponse
-	(*PutServerRequest)(nil),        // 12: mcpgate.config.v1.PutServerRequest
-	(*PutServerResponse)(nil),       // 13: mcpgate.config.v1.PutServerResponse
-	(*DeleteServerRequest)(nil),     // 14: mcpgate.config.v1.DeleteServerRequest
-	(*DeleteServerResponse)(nil),    // 15: mcpgate.config.v1.DeleteServerResponse
-	(*ListPrincipalsRequest)(nil),   // 16: mcpgate.config.v1.ListPrincipalsRequest
-	(*ListPrincipalsResponse)(nil),  // 17: mcpgate.config.v1.ListPrincipalsResponse
-	(*GetPrincipalRequest)(nil),     // 18: mcpgate.config.v1.GetPrincipalRequest
-	(*GetPrincipalResponse)(nil),    // 19: mcpgate.config.v1.GetPrincipalResponse
-	(*PutPrincipalRequest)(nil),     // 20: mcpgate.config.v1.PutPrincipalRequest
-	(*PutPrincipalResponse)(nil),    // 21: mcpgate.config.v1.PutPrincipalResponse
-	(*DeletePrincipalRequest)(nil),  // 22: mcpgate.config.v1.DeletePrincipalRequest
-	(*DeletePrincipalResponse)(nil), // 23: mcpgate.config.v1.DeletePrincipalResponse
-	(*ListKeysRequest)(nil),         // 24: mcpgate.config.v1.ListKeysRequest
-	(*ListKeysResponse)(nil),        // 25: mcpgate.config.v1.ListKeysResponse
-	(*CreateKeyRequest)(nil),        // 26: mcpgate.config.v1.CreateKeyRequest
-	(*CreateKeyResponse)(nil),       // 27: mcpgate.config.v1.CreateKeyResponse
-	(*RevokeKeyRequest)(nil),        // 28: mcpgate.config.v1.RevokeKeyRequest
-	(*RevokeKeyResponse)(nil),       // 29: mcpgate.config.v1.RevokeKeyResponse
-	nil,                             // 30: mcpgate.config.v1.McpServer.StaticHeadersEntry
-	(*timestamppb.Timestamp)(nil),   // 31: google.protobuf.Timestamp
+	(*GroupAssertion)(nil),          // 7: mcpgate.config.v1.GroupAssertion
+	(*Group)(nil),                   // 8: mcpgate.config.v1.Group
+	(*IdentityProvider)(nil),        // 9: mcpgate.config.v1.IdentityProvider
+	(*ApiKey)(nil),                  // 10: mcpgate.config.v1.ApiKey
+	(*ListServersRequest)(nil),      // 11: mcpgate.config.v1.ListServersRequest
+	(*ListServersResponse)(nil),     // 12: mcpgate.config.v1.ListServersResponse
+	(*GetServerRequest)(nil),        // 13: mcpgate.config.v1.GetServerRequest
+	(*GetServerResponse)(nil),       // 14: mcpgate.config.v1.GetServerResponse
+	(*PutServerRequest)(nil),        // 15: mcpgate.config.v1.PutServerRequest
+	(*PutServerResponse)(nil),       // 16: mcpgate.config.v1.PutServerResponse
+	(*DeleteServerRequest)(nil),     // 17: mcpgate.config.v1.DeleteServerRequest
+	(*DeleteServerResponse)(nil),    // 18: mcpgate.config.v1.DeleteServerResponse
+	(*ListPrincipalsRequest)(nil),   // 19: mcpgate.config.v1.ListPrincipalsRequest
+	(*ListPrincipalsResponse)(nil),  // 20: mcpgate.config.v1.ListPrincipalsResponse
+	(*GetPrincipalRequest)(nil),     // 21: mcpgate.config.v1.GetPrincipalRequest
+	(*GetPrincipalResponse)(nil),    // 22: mcpgate.config.v1.GetPrincipalResponse
+	(*PutPrincipalRequest)(nil),     // 23: mcpgate.config.v1.PutPrincipalRequest
+	(*PutPrincipalResponse)(nil),    // 24: mcpgate.config.v1.PutPrincipalResponse
+	(*DeletePrincipalRequest)(nil),  // 25: mcpgate.config.v1.DeletePrincipalRequest
+	(*DeletePrincipalResponse)(nil), // 26: mcpgate.config.v1.DeletePrincipalResponse
+	(*ListKeysRequest)(nil),         // 27: mcpgate.config.v1.ListKeysRequest
+	(*ListKeysResponse)(nil),        // 28: mcpgate.config.v1.ListKeysResponse
+	(*CreateKeyRequest)(nil),        // 29: mcpgate.config.v1.CreateKeyRequest
+	(*CreateKeyResponse)(nil),       // 30: mcpgate.config.v1.CreateKeyResponse
+	(*RevokeKeyRequest)(nil),        // 31: mcpgate.config.v1.RevokeKeyRequest
+	(*RevokeKeyResponse)(nil),       // 32: mcpgate.config.v1.RevokeKeyResponse
+	nil,                             // 33: mcpgate.config.v1.McpServer.StaticHeadersEntry
+	(*timestamppb.Timestamp)(nil),   // 34: google.protobuf.Timestamp
 }
 var file_mcpgate_config_v1_config_proto_depIdxs = []int32{
 	0,  // 0: mcpgate.config.v1.McpServer.transport:type_name -> mcpgate.config.v1.Transport
 	1,  // 1: mcpgate.config.v1.McpServer.auth_type:type_name -> mcpgate.config.v1.AuthType
 	2,  // 2: mcpgate.config.v1.McpServer.oauth2_flow:type_name -> mcpgate.config.v1.OAuth2Flow
-	30, // 3: mcpgate.config.v1.McpServer.static_headers:type_name -> mcpgate.config.v1.McpServer.StaticHeadersEntry
+	33, // 3: mcpgate.config.v1.McpServer.static_headers:type_name -> mcpgate.config.v1.McpServer.StaticHeadersEntry
 	3,  // 4: mcpgate.config.v1.Principal.kind:type_name -> mcpgate.config.v1.PrincipalKind
 	4,  // 5: mcpgate.config.v1.Principal.role:type_name -> mcpgate.config.v1.Role
-	31, // 6: mcpgate.config.v1.ApiKey.create_time:type_name -> google.protobuf.Timestamp
-	31, // 7: mcpgate.config.v1.ApiKey.expire_time:type_name -> google.protobuf.Timestamp
-	31, // 8: mcpgate.config.v1.ApiKey.revoke_time:type_name -> google.protobuf.Timestamp
-	5,  // 9: mcpgate.config.v1.ListServersResponse.servers:type_name -> mcpgate.config.v1.McpServer
-	5,  // 10: mcpgate.config.v1.GetServerResponse.server:type_name -> mcpgate.config.v1.McpServer
-	5,  // 11: mcpgate.config.v1.PutServerRequest.server:type_name -> mcpgate.config.v1.McpServer
-	5,  // 12: mcpgate.config.v1.PutServerResponse.server:type_name -> mcpgate.config.v1.McpServer
-	6,  // 13: mcpgate.config.v1.ListPrincipalsResponse.principals:type_name -> mcpgate.config.v1.Principal
-	6,  // 14: mcpgate.config.v1.GetPrincipalResponse.principal:type_name -> mcpgate.config.v1.Principal
-	6,  // 15: mcpgate.config.v1.PutPrincipalRequest.principal:type_name -> mcpgate.config.v1.Principal
-	6,  // 16: mcpgate.config.v1.PutPrincipalResponse.principal:type_name -> mcpgate.config.v1.Principal
-	7,  // 17: mcpgate.config.v1.ListKeysResponse.keys:type_name -> mcpgate.config.v1.ApiKey
-	31, // 18: mcpgate.config.v1.CreateKeyRequest.expire_time:type_name -> google.protobuf.Timestamp
-	7,  // 19: mcpgate.config.v1.CreateKeyResponse.api_key:type_name -> mcpgate.config.v1.ApiKey
-	7,  // 20: mcpgate.config.v1.RevokeKeyResponse.api_key:type_name -> mcpgate.config.v1.ApiKey
-	8,  // 21: mcpgate.config.v1.ServerService.ListServers:input_type -> mcpgate.config.v1.ListServersRequest
-	10, // 22: mcpgate.config.v1.ServerService.GetServer:input_type -> mcpgate.config.v1.GetServerRequest
-	12, // 23: mcpgate.config.v1.ServerService.PutServer:input_type -> mcpgate.config.v1.PutServerRequest
-	14, // 24: mcpgate.config.v1.ServerService.DeleteServer:input_type -> mcpgate.config.v1.DeleteServerRequest
-	16, // 25: mcpgate.config.v1.PrincipalService.ListPrincipals:input_type -> mcpgate.config.v1.ListPrincipalsRequest
-	18, // 26: mcpgate.config.v1.PrincipalService.GetPrincipal:input_type -> mcpgate.config.v1.GetPrincipalRequest
-	20, // 27: mcpgate.config.v1.PrincipalService.PutPrincipal:input_type -> mcpgate.config.v1.PutPrincipalRequest
-	22, // 28: mcpgate.config.v1.PrincipalService.DeletePrincipal:input_type -> mcpgate.config.v1.DeletePrincipalRequest
-	24, // 29: mcpgate.config.v1.KeyService.ListKeys:input_type -> mcpgate.config.v1.ListKeysRequest
-	26, // 30: mcpgate.config.v1.KeyService.CreateKey:input_type -> mcpgate.config.v1.CreateKeyRequest
-	28, // 31: mcpgate.config.v1.KeyService.RevokeKey:input_type -> mcpgate.config.v1.RevokeKeyRequest
-	9,  // 32: mcpgate.config.v1.ServerService.ListServers:output_type -> mcpgate.config.v1.ListServersResponse
-	11, // 33: mcpgate.config.v1.ServerService.GetServer:output_type -> mcpgate.config.v1.GetServerResponse
-	13, // 34: mcpgate.config.v1.ServerService.PutServer:output_type -> mcpgate.config.v1.PutServerResponse
-	15, // 35: mcpgate.config.v1.ServerService.DeleteServer:output_type -> mcpgate.config.v1.DeleteServerResponse
-	17, // 36: mcpgate.config.v1.PrincipalService.ListPrincipals:output_type -> mcpgate.config.v1.ListPrincipalsResponse
-	19, // 37: mcpgate.config.v1.PrincipalService.GetPrincipal:output_type -> mcpgate.config.v1.GetPrincipalResponse
-	21, // 38: mcpgate.config.v1.PrincipalService.PutPrincipal:output_type -> mcpgate.config.v1.PutPrincipalResponse
-	23, // 39: mcpgate.config.v1.PrincipalService.DeletePrincipal:output_type -> mcpgate.config.v1.DeletePrincipalResponse
-	25, // 40: mcpgate.config.v1.KeyService.ListKeys:output_type -> mcpgate.config.v1.ListKeysResponse
-	27, // 41: mcpgate.config.v1.KeyService.CreateKey:output_type -> mcpgate.config.v1.CreateKeyResponse
-	29, // 42: mcpgate.config.v1.KeyService.RevokeKey:output_type -> mcpgate.config.v1.RevokeKeyResponse
-	32, // [32:43] is the sub-list for method output_type
-	21, // [21:32] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	7,  // 6: mcpgate.config.v1.Principal.asserted_groups:type_name -> mcpgate.config.v1.GroupAssertion
+	34, // 7: mcpgate.config.v1.GroupAssertion.assert_time:type_name -> google.protobuf.Timestamp
+	34, // 8: mcpgate.config.v1.ApiKey.create_time:type_name -> google.protobuf.Timestamp
+	34, // 9: mcpgate.config.v1.ApiKey.expire_time:type_name -> google.protobuf.Timestamp
+	34, // 10: mcpgate.config.v1.ApiKey.revoke_time:type_name -> google.protobuf.Timestamp
+	5,  // 11: mcpgate.config.v1.ListServersResponse.servers:type_name -> mcpgate.config.v1.McpServer
+	5,  // 12: mcpgate.config.v1.GetServerResponse.server:type_name -> mcpgate.config.v1.McpServer
+	5,  // 13: mcpgate.config.v1.PutServerRequest.server:type_name -> mcpgate.config.v1.McpServer
+	5,  // 14: mcpgate.config.v1.PutServerResponse.server:type_name -> mcpgate.config.v1.McpServer
+	6,  // 15: mcpgate.config.v1.ListPrincipalsResponse.principals:type_name -> mcpgate.config.v1.Principal
+	6,  // 16: mcpgate.config.v1.GetPrincipalResponse.principal:type_name -> mcpgate.config.v1.Principal
+	6,  // 17: mcpgate.config.v1.PutPrincipalRequest.principal:type_name -> mcpgate.config.v1.Principal
+	6,  // 18: mcpgate.config.v1.PutPrincipalResponse.principal:type_name -> mcpgate.config.v1.Principal
+	10, // 19: mcpgate.config.v1.ListKeysResponse.keys:type_name -> mcpgate.config.v1.ApiKey
+	34, // 20: mcpgate.config.v1.CreateKeyRequest.expire_time:type_name -> google.protobuf.Timestamp
+	10, // 21: mcpgate.config.v1.CreateKeyResponse.api_key:type_name -> mcpgate.config.v1.ApiKey
+	10, // 22: mcpgate.config.v1.RevokeKeyResponse.api_key:type_name -> mcpgate.config.v1.ApiKey
+	11, // 23: mcpgate.config.v1.ServerService.ListServers:input_type -> mcpgate.config.v1.ListServersRequest
+	13, // 24: mcpgate.config.v1.ServerService.GetServer:input_type -> mcpgate.config.v1.GetServerRequest
+	15, // 25: mcpgate.config.v1.ServerService.PutServer:input_type -> mcpgate.config.v1.PutServerRequest
+	17, // 26: mcpgate.config.v1.ServerService.DeleteServer:input_type -> mcpgate.config.v1.DeleteServerRequest
+	19, // 27: mcpgate.config.v1.PrincipalService.ListPrincipals:input_type -> mcpgate.config.v1.ListPrincipalsRequest
+	21, // 28: mcpgate.config.v1.PrincipalService.GetPrincipal:input_type -> mcpgate.config.v1.GetPrincipalRequest
+	23, // 29: mcpgate.config.v1.PrincipalService.PutPrincipal:input_type -> mcpgate.config.v1.PutPrincipalRequest
+	25, // 30: mcpgate.config.v1.PrincipalService.DeletePrincipal:input_type -> mcpgate.config.v1.DeletePrincipalRequest
+	27, // 31: mcpgate.config.v1.KeyService.ListKeys:input_type -> mcpgate.config.v1.ListKeysRequest
+	29, // 32: mcpgate.config.v1.KeyService.CreateKey:input_type -> mcpgate.config.v1.CreateKeyRequest
+	31, // 33: mcpgate.config.v1.KeyService.RevokeKey:input_type -> mcpgate.config.v1.RevokeKeyRequest
+	12, // 34: mcpgate.config.v1.ServerService.ListServers:output_type -> mcpgate.config.v1.ListServersResponse
+	14, // 35: mcpgate.config.v1.ServerService.GetServer:output_type -> mcpgate.config.v1.GetServerResponse
+	16, // 36: mcpgate.config.v1.ServerService.PutServer:output_type -> mcpgate.config.v1.PutServerResponse
+	18, // 37: mcpgate.config.v1.ServerService.DeleteServer:output_type -> mcpgate.config.v1.DeleteServerResponse
+	20, // 38: mcpgate.config.v1.PrincipalService.ListPrincipals:output_type -> mcpgate.config.v1.ListPrincipalsResponse
+	22, // 39: mcpgate.config.v1.PrincipalService.GetPrincipal:output_type -> mcpgate.config.v1.GetPrincipalResponse
+	24, // 40: mcpgate.config.v1.PrincipalService.PutPrincipal:output_type -> mcpgate.config.v1.PutPrincipalResponse
+	26, // 41: mcpgate.config.v1.PrincipalService.DeletePrincipal:output_type -> mcpgate.config.v1.DeletePrincipalResponse
+	28, // 42: mcpgate.config.v1.KeyService.ListKeys:output_type -> mcpgate.config.v1.ListKeysResponse
+	30, // 43: mcpgate.config.v1.KeyService.CreateKey:output_type -> mcpgate.config.v1.CreateKeyResponse
+	32, // 44: mcpgate.config.v1.KeyService.RevokeKey:output_type -> mcpgate.config.v1.RevokeKeyResponse
+	34, // [34:45] is the sub-list for method output_type
+	23, // [23:34] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_mcpgate_config_v1_config_proto_init() }
@@ -2027,7 +2361,7 @@ func file_mcpgate_config_v1_config_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mcpgate_config_v1_config_proto_rawDesc), len(file_mcpgate_config_v1_config_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   26,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

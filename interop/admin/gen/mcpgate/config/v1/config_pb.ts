@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file mcpgate/config/v1/config.proto.
  */
 export const file_mcpgate_config_v1_config: GenFile = /*@__PURE__*/
-  fileDesc("Ch5tY3BnYXRlL2NvbmZpZy92MS9jb25maWcucHJvdG8SEW1jcGdhdGUuY29uZmlnLnYxIoYFCglNY3BTZXJ2ZXISDAoEbmFtZRgBIAEoCRILCgN1cmwYAiABKAkSLwoJdHJhbnNwb3J0GAMgASgOMhwubWNwZ2F0ZS5jb25maWcudjEuVHJhbnNwb3J0Ei4KCWF1dGhfdHlwZRgEIAEoDjIbLm1jcGdhdGUuY29uZmlnLnYxLkF1dGhUeXBlEhIKCmF1dGhfdmFsdWUYBSABKAkSFgoOYXV0aF92YWx1ZV9zZXQYBiABKAgSMgoLb2F1dGgyX2Zsb3cYByABKA4yHS5tY3BnYXRlLmNvbmZpZy52MS5PQXV0aDJGbG93EhEKCWNsaWVudF9pZBgIIAEoCRIVCg1jbGllbnRfc2VjcmV0GAkgASgJEhkKEWNsaWVudF9zZWNyZXRfc2V0GAogASgIEhkKEWF1dGhvcml6YXRpb25fdXJsGAsgASgJEhEKCXRva2VuX3VybBgMIAEoCRIOCgZzY29wZXMYDSADKAkSRwoOc3RhdGljX2hlYWRlcnMYDiADKAsyLy5tY3BnYXRlLmNvbmZpZy52MS5NY3BTZXJ2ZXIuU3RhdGljSGVhZGVyc0VudHJ5EhsKE3N0YXRpY19oZWFkZXJfbmFtZXMYDyADKAkSFQoNYWxsb3dlZF90b29scxgQIAMoCRIYChBkaXNhbGxvd2VkX3Rvb2xzGBEgAygJEhMKC2Rlc2NyaXB0aW9uGBIgASgJEhYKDnJldm9jYXRpb25fdXJsGBMgASgJEg4KBmlzc3VlchgUIAEoCRIQCghyZXZpc2lvbhgVIAEoAxo0ChJTdGF0aWNIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASK2AQoJUHJpbmNpcGFsEgwKBG5hbWUYASABKAkSLgoEa2luZBgCIAEoDjIgLm1jcGdhdGUuY29uZmlnLnYxLlByaW5jaXBhbEtpbmQSJQoEcm9sZRgDIAEoDjIXLm1jcGdhdGUuY29uZmlnLnYxLlJvbGUSDwoHc2VydmVycxgEIAMoCRIUCgxkaXNwbGF5X25hbWUYBSABKAkSEAoIcmV2aXNpb24YBiABKAMSCwoDdWlkGAcgASgJIoMCCgZBcGlLZXkSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIRCglwcmluY2lwYWwYAyABKAkSFgoOZGlzcGxheV9wcmVmaXgYBCABKAkSLwoLY3JlYXRlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2V4cGlyZV90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdyZXZva2VkGAcgASgIEi8KC3Jldm9rZV90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghyZXZpc2lvbhgJIAEoAyIUChJMaXN0U2VydmVyc1JlcXVlc3QiRAoTTGlzdFNlcnZlcnNSZXNwb25zZRItCgdzZXJ2ZXJzGAEgAygLMhwubWNwZ2F0ZS5jb25maWcudjEuTWNwU2VydmVyIiAKEEdldFNlcnZlclJlcXVlc3QSDAoEbmFtZRgBIAEoCSJBChFHZXRTZXJ2ZXJSZXNwb25zZRIsCgZzZXJ2ZXIYASABKAsyHC5tY3BnYXRlLmNvbmZpZy52MS5NY3BTZXJ2ZXIidAoQUHV0U2VydmVyUmVxdWVzdBIsCgZzZXJ2ZXIYASABKAsyHC5tY3BnYXRlLmNvbmZpZy52MS5NY3BTZXJ2ZXISGQoRZXhwZWN0ZWRfcmV2aXNpb24YAiABKAMSFwoPcmVwbGFjZV9zZWNyZXRzGAMgASgIIlIKEVB1dFNlcnZlclJlc3BvbnNlEiwKBnNlcnZlchgBIAEoCzIcLm1jcGdhdGUuY29uZmlnLnYxLk1jcFNlcnZlchIPCgdjaGFuZ2VkGAIgASgIIj4KE0RlbGV0ZVNlcnZlclJlcXVlc3QSDAoEbmFtZRgBIAEoCRIZChFleHBlY3RlZF9yZXZpc2lvbhgCIAEoAyIWChREZWxldGVTZXJ2ZXJSZXNwb25zZSIXChVMaXN0UHJpbmNpcGFsc1JlcXVlc3QiSgoWTGlzdFByaW5jaXBhbHNSZXNwb25zZRIwCgpwcmluY2lwYWxzGAEgAygLMhwubWNwZ2F0ZS5jb25maWcudjEuUHJpbmNpcGFsIiMKE0dldFByaW5jaXBhbFJlcXVlc3QSDAoEbmFtZRgBIAEoCSJHChRHZXRQcmluY2lwYWxSZXNwb25zZRIvCglwcmluY2lwYWwYASABKAsyHC5tY3BnYXRlLmNvbmZpZy52MS5QcmluY2lwYWwiYQoTUHV0UHJpbmNpcGFsUmVxdWVzdBIvCglwcmluY2lwYWwYASABKAsyHC5tY3BnYXRlLmNvbmZpZy52MS5QcmluY2lwYWwSGQoRZXhwZWN0ZWRfcmV2aXNpb24YAiABKAMiWAoUUHV0UHJpbmNpcGFsUmVzcG9uc2USLwoJcHJpbmNpcGFsGAEgASgLMhwubWNwZ2F0ZS5jb25maWcudjEuUHJpbmNpcGFsEg8KB2NoYW5nZWQYAiABKAgiQQoWRGVsZXRlUHJpbmNpcGFsUmVxdWVzdBIMCgRuYW1lGAEgASgJEhkKEWV4cGVjdGVkX3JldmlzaW9uGAIgASgDIhkKF0RlbGV0ZVByaW5jaXBhbFJlc3BvbnNlIiQKD0xpc3RLZXlzUmVxdWVzdBIRCglwcmluY2lwYWwYASABKAkiOwoQTGlzdEtleXNSZXNwb25zZRInCgRrZXlzGAEgAygLMhkubWNwZ2F0ZS5jb25maWcudjEuQXBpS2V5InEKEENyZWF0ZUtleVJlcXVlc3QSEQoJcHJpbmNpcGFsGAEgASgJEgwKBG5hbWUYAiABKAkSLwoLZXhwaXJlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEgsKA2tleRgEIAEoCSJdChFDcmVhdGVLZXlSZXNwb25zZRIqCgdhcGlfa2V5GAEgASgLMhkubWNwZ2F0ZS5jb25maWcudjEuQXBpS2V5EgsKA2tleRgCIAEoCRIPCgdjcmVhdGVkGAMgASgIIh4KEFJldm9rZUtleVJlcXVlc3QSCgoCaWQYASABKAkiPwoRUmV2b2tlS2V5UmVzcG9uc2USKgoHYXBpX2tleRgBIAEoCzIZLm1jcGdhdGUuY29uZmlnLnYxLkFwaUtleSpNCglUcmFuc3BvcnQSGQoVVFJBTlNQT1JUX1VOU1BFQ0lGSUVEEAASEgoOVFJBTlNQT1JUX0hUVFAQARIRCg1UUkFOU1BPUlRfU1NFEAIq5AEKCEF1dGhUeXBlEhkKFUFVVEhfVFlQRV9VTlNQRUNJRklFRBAAEhIKDkFVVEhfVFlQRV9OT05FEAESFQoRQVVUSF9UWVBFX0FQSV9LRVkQAhIaChZBVVRIX1RZUEVfQkVBUkVSX1RPS0VOEAMSEwoPQVVUSF9UWVBFX0JBU0lDEAQSGwoXQVVUSF9UWVBFX0FVVEhPUklaQVRJT04QBRITCg9BVVRIX1RZUEVfVE9LRU4QBhIUChBBVVRIX1RZUEVfT0FVVEgyEAcSGQoVQVVUSF9UWVBFX1BBU1NUSFJPVUdIEAgqdAoKT0F1dGgyRmxvdxIcChhPX0FVVEgyX0ZMT1dfVU5TUEVDSUZJRUQQABIjCh9PX0FVVEgyX0ZMT1dfQVVUSE9SSVpBVElPTl9DT0RFEAESIwofT19BVVRIMl9GTE9XX0NMSUVOVF9DUkVERU5USUFMUxACKmwKDVByaW5jaXBhbEtpbmQSHgoaUFJJTkNJUEFMX0tJTkRfVU5TUEVDSUZJRUQQABIXChNQUklOQ0lQQUxfS0lORF9VU0VSEAESIgoeUFJJTkNJUEFMX0tJTkRfU0VSVklDRV9BQ0NPVU5UEAIqPQoEUm9sZRIUChBST0xFX1VOU1BFQ0lGSUVEEAASDwoLUk9MRV9NRU1CRVIQARIOCgpST0xFX0FETUlOEAIyiAMKDVNlcnZlclNlcnZpY2USYQoLTGlzdFNlcnZlcnMSJS5tY3BnYXRlLmNvbmZpZy52MS5MaXN0U2VydmVyc1JlcXVlc3QaJi5tY3BnYXRlLmNvbmZpZy52MS5MaXN0U2VydmVyc1Jlc3BvbnNlIgOQAgESWwoJR2V0U2VydmVyEiMubWNwZ2F0ZS5jb25maWcudjEuR2V0U2VydmVyUmVxdWVzdBokLm1jcGdhdGUuY29uZmlnLnYxLkdldFNlcnZlclJlc3BvbnNlIgOQAgESVgoJUHV0U2VydmVyEiMubWNwZ2F0ZS5jb25maWcudjEuUHV0U2VydmVyUmVxdWVzdBokLm1jcGdhdGUuY29uZmlnLnYxLlB1dFNlcnZlclJlc3BvbnNlEl8KDERlbGV0ZVNlcnZlchImLm1jcGdhdGUuY29uZmlnLnYxLkRlbGV0ZVNlcnZlclJlcXVlc3QaJy5tY3BnYXRlLmNvbmZpZy52MS5EZWxldGVTZXJ2ZXJSZXNwb25zZTKvAwoQUHJpbmNpcGFsU2VydmljZRJqCg5MaXN0UHJpbmNpcGFscxIoLm1jcGdhdGUuY29uZmlnLnYxLkxpc3RQcmluY2lwYWxzUmVxdWVzdBopLm1jcGdhdGUuY29uZmlnLnYxLkxpc3RQcmluY2lwYWxzUmVzcG9uc2UiA5ACARJkCgxHZXRQcmluY2lwYWwSJi5tY3BnYXRlLmNvbmZpZy52MS5HZXRQcmluY2lwYWxSZXF1ZXN0GicubWNwZ2F0ZS5jb25maWcudjEuR2V0UHJpbmNpcGFsUmVzcG9uc2UiA5ACARJfCgxQdXRQcmluY2lwYWwSJi5tY3BnYXRlLmNvbmZpZy52MS5QdXRQcmluY2lwYWxSZXF1ZXN0GicubWNwZ2F0ZS5jb25maWcudjEuUHV0UHJpbmNpcGFsUmVzcG9uc2USaAoPRGVsZXRlUHJpbmNpcGFsEikubWNwZ2F0ZS5jb25maWcudjEuRGVsZXRlUHJpbmNpcGFsUmVxdWVzdBoqLm1jcGdhdGUuY29uZmlnLnYxLkRlbGV0ZVByaW5jaXBhbFJlc3BvbnNlMpYCCgpLZXlTZXJ2aWNlElgKCExpc3RLZXlzEiIubWNwZ2F0ZS5jb25maWcudjEuTGlzdEtleXNSZXF1ZXN0GiMubWNwZ2F0ZS5jb25maWcudjEuTGlzdEtleXNSZXNwb25zZSIDkAIBElYKCUNyZWF0ZUtleRIjLm1jcGdhdGUuY29uZmlnLnYxLkNyZWF0ZUtleVJlcXVlc3QaJC5tY3BnYXRlLmNvbmZpZy52MS5DcmVhdGVLZXlSZXNwb25zZRJWCglSZXZva2VLZXkSIy5tY3BnYXRlLmNvbmZpZy52MS5SZXZva2VLZXlSZXF1ZXN0GiQubWNwZ2F0ZS5jb25maWcudjEuUmV2b2tlS2V5UmVzcG9uc2VCyQEKFWNvbS5tY3BnYXRlLmNvbmZpZy52MUILQ29uZmlnUHJvdG9QAVo9Z2l0aHViLmNvbS9tY3BnYXRlL21jcGdhdGUvYXBpL2dlbi9tY3BnYXRlL2NvbmZpZy92MTtjb25maWd2MaICA01DWKoCEU1jcGdhdGUuQ29uZmlnLlYxygIRTWNwZ2F0ZVxDb25maWdcVjHiAh1NY3BnYXRlXENvbmZpZ1xWMVxHUEJNZXRhZGF0YeoCE01jcGdhdGU6OkNvbmZpZzo6VjFiBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("Ch5tY3BnYXRlL2NvbmZpZy92MS9jb25maWcucHJvdG8SEW1jcGdhdGUuY29uZmlnLnYxIoYFCglNY3BTZXJ2ZXISDAoEbmFtZRgBIAEoCRILCgN1cmwYAiABKAkSLwoJdHJhbnNwb3J0GAMgASgOMhwubWNwZ2F0ZS5jb25maWcudjEuVHJhbnNwb3J0Ei4KCWF1dGhfdHlwZRgEIAEoDjIbLm1jcGdhdGUuY29uZmlnLnYxLkF1dGhUeXBlEhIKCmF1dGhfdmFsdWUYBSABKAkSFgoOYXV0aF92YWx1ZV9zZXQYBiABKAgSMgoLb2F1dGgyX2Zsb3cYByABKA4yHS5tY3BnYXRlLmNvbmZpZy52MS5PQXV0aDJGbG93EhEKCWNsaWVudF9pZBgIIAEoCRIVCg1jbGllbnRfc2VjcmV0GAkgASgJEhkKEWNsaWVudF9zZWNyZXRfc2V0GAogASgIEhkKEWF1dGhvcml6YXRpb25fdXJsGAsgASgJEhEKCXRva2VuX3VybBgMIAEoCRIOCgZzY29wZXMYDSADKAkSRwoOc3RhdGljX2hlYWRlcnMYDiADKAsyLy5tY3BnYXRlLmNvbmZpZy52MS5NY3BTZXJ2ZXIuU3RhdGljSGVhZGVyc0VudHJ5EhsKE3N0YXRpY19oZWFkZXJfbmFtZXMYDyADKAkSFQoNYWxsb3dlZF90b29scxgQIAMoCRIYChBkaXNhbGxvd2VkX3Rvb2xzGBEgAygJEhMKC2Rlc2NyaXB0aW9uGBIgASgJEhYKDnJldm9jYXRpb25fdXJsGBMgASgJEg4KBmlzc3VlchgUIAEoCRIQCghyZXZpc2lvbhgVIAEoAxo0ChJTdGF0aWNIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKCAgoJUHJpbmNpcGFsEgwKBG5hbWUYASABKAkSLgoEa2luZBgCIAEoDjIgLm1jcGdhdGUuY29uZmlnLnYxLlByaW5jaXBhbEtpbmQSJQoEcm9sZRgDIAEoDjIXLm1jcGdhdGUuY29uZmlnLnYxLlJvbGUSDwoHc2VydmVycxgEIAMoCRIUCgxkaXNwbGF5X25hbWUYBSABKAkSEAoIcmV2aXNpb24YBiABKAMSCwoDdWlkGAcgASgJEg4KBmdyb3VwcxgIIAMoCRI6Cg9hc3NlcnRlZF9ncm91cHMYCSADKAsyIS5tY3BnYXRlLmNvbmZpZy52MS5Hcm91cEFzc2VydGlvbiJrCg5Hcm91cEFzc2VydGlvbhINCgVncm91cBgBIAEoCRIZChFpZGVudGl0eV9wcm92aWRlchgCIAEoCRIvCgthc3NlcnRfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiTQoFR3JvdXASDAoEbmFtZRgBIAEoCRIPCgdzZXJ2ZXJzGAIgAygJEhMKC2Rlc2NyaXB0aW9uGAMgASgJEhAKCHJldmlzaW9uGAQgASgDIo8CChBJZGVudGl0eVByb3ZpZGVyEgwKBG5hbWUYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJEg4KBmlzc3VlchgDIAEoCRIRCgljbGllbnRfaWQYBCABKAkSDgoGc2NvcGVzGAUgAygJEhcKD3ByaW5jaXBhbF9jbGFpbRgGIAEoCRIUCgxncm91cHNfY2xhaW0YByABKAkSFwoPYWxsb3dlZF9kb21haW5zGAggAygJEhkKEWNyZWF0ZV9wcmluY2lwYWxzGAkgASgIEhQKDHRydXN0X2lkX2phZxgKIAEoCBIZChFjbGllbnRfc2VjcmV0X3NldBgLIAEoCBIQCghyZXZpc2lvbhgMIAEoAyKDAgoGQXBpS2V5EgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSEQoJcHJpbmNpcGFsGAMgASgJEhYKDmRpc3BsYXlfcHJlZml4GAQgASgJEi8KC2NyZWF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtleHBpcmVfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHcmV2b2tlZBgHIAEoCBIvCgtyZXZva2VfdGltZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIcmV2aXNpb24YCSABKAMiFAoSTGlzdFNlcnZlcnNSZXF1ZXN0IkQKE0xpc3RTZXJ2ZXJzUmVzcG9uc2USLQoHc2VydmVycxgBIAMoCzIcLm1jcGdhdGUuY29uZmlnLnYxLk1jcFNlcnZlciIgChBHZXRTZXJ2ZXJSZXF1ZXN0EgwKBG5hbWUYASABKAkiQQoRR2V0U2VydmVyUmVzcG9uc2USLAoGc2VydmVyGAEgASgLMhwubWNwZ2F0ZS5jb25maWcudjEuTWNwU2VydmVyInQKEFB1dFNlcnZlclJlcXVlc3QSLAoGc2VydmVyGAEgASgLMhwubWNwZ2F0ZS5jb25maWcudjEuTWNwU2VydmVyEhkKEWV4cGVjdGVkX3JldmlzaW9uGAIgASgDEhcKD3JlcGxhY2Vfc2VjcmV0cxgDIAEoCCJSChFQdXRTZXJ2ZXJSZXNwb25zZRIsCgZzZXJ2ZXIYASABKAsyHC5tY3BnYXRlLmNvbmZpZy52MS5NY3BTZXJ2ZXISDwoHY2hhbmdlZBgCIAEoCCI+ChNEZWxldGVTZXJ2ZXJSZXF1ZXN0EgwKBG5hbWUYASABKAkSGQoRZXhwZWN0ZWRfcmV2aXNpb24YAiABKAMiFgoURGVsZXRlU2VydmVyUmVzcG9uc2UiFwoVTGlzdFByaW5jaXBhbHNSZXF1ZXN0IkoKFkxpc3RQcmluY2lwYWxzUmVzcG9uc2USMAoKcHJpbmNpcGFscxgBIAMoCzIcLm1jcGdhdGUuY29uZmlnLnYxLlByaW5jaXBhbCIjChNHZXRQcmluY2lwYWxSZXF1ZXN0EgwKBG5hbWUYASABKAkiRwoUR2V0UHJpbmNpcGFsUmVzcG9uc2USLwoJcHJpbmNpcGFsGAEgASgLMhwubWNwZ2F0ZS5jb25maWcudjEuUHJpbmNpcGFsImEKE1B1dFByaW5jaXBhbFJlcXVlc3QSLwoJcHJpbmNpcGFsGAEgASgLMhwubWNwZ2F0ZS5jb25maWcudjEuUHJpbmNpcGFsEhkKEWV4cGVjdGVkX3JldmlzaW9uGAIgASgDIlgKFFB1dFByaW5jaXBhbFJlc3BvbnNlEi8KCXByaW5jaXBhbBgBIAEoCzIcLm1jcGdhdGUuY29uZmlnLnYxLlByaW5jaXBhbBIPCgdjaGFuZ2VkGAIgASgIIkEKFkRlbGV0ZVByaW5jaXBhbFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIZChFleHBlY3RlZF9yZXZpc2lvbhgCIAEoAyIZChdEZWxldGVQcmluY2lwYWxSZXNwb25zZSIkCg9MaXN0S2V5c1JlcXVlc3QSEQoJcHJpbmNpcGFsGAEgASgJIjsKEExpc3RLZXlzUmVzcG9uc2USJwoEa2V5cxgBIAMoCzIZLm1jcGdhdGUuY29uZmlnLnYxLkFwaUtleSJxChBDcmVhdGVLZXlSZXF1ZXN0EhEKCXByaW5jaXBhbBgBIAEoCRIMCgRuYW1lGAIgASgJEi8KC2V4cGlyZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBILCgNrZXkYBCABKAkiXQoRQ3JlYXRlS2V5UmVzcG9uc2USKgoHYXBpX2tleRgBIAEoCzIZLm1jcGdhdGUuY29uZmlnLnYxLkFwaUtleRILCgNrZXkYAiABKAkSDwoHY3JlYXRlZBgDIAEoCCIeChBSZXZva2VLZXlSZXF1ZXN0EgoKAmlkGAEgASgJIj8KEVJldm9rZUtleVJlc3BvbnNlEioKB2FwaV9rZXkYASABKAsyGS5tY3BnYXRlLmNvbmZpZy52MS5BcGlLZXkqTQoJVHJhbnNwb3J0EhkKFVRSQU5TUE9SVF9VTlNQRUNJRklFRBAAEhIKDlRSQU5TUE9SVF9IVFRQEAESEQoNVFJBTlNQT1JUX1NTRRACKuQBCghBdXRoVHlwZRIZChVBVVRIX1RZUEVfVU5TUEVDSUZJRUQQABISCg5BVVRIX1RZUEVfTk9ORRABEhUKEUFVVEhfVFlQRV9BUElfS0VZEAISGgoWQVVUSF9UWVBFX0JFQVJFUl9UT0tFThADEhMKD0FVVEhfVFlQRV9CQVNJQxAEEhsKF0FVVEhfVFlQRV9BVVRIT1JJWkFUSU9OEAUSEwoPQVVUSF9UWVBFX1RPS0VOEAYSFAoQQVVUSF9UWVBFX09BVVRIMhAHEhkKFUFVVEhfVFlQRV9QQVNTVEhST1VHSBAIKnQKCk9BdXRoMkZsb3cSHAoYT19BVVRIMl9GTE9XX1VOU1BFQ0lGSUVEEAASIwofT19BVVRIMl9GTE9XX0FVVEhPUklaQVRJT05fQ09ERRABEiMKH09fQVVUSDJfRkxPV19DTElFTlRfQ1JFREVOVElBTFMQAipsCg1QcmluY2lwYWxLaW5kEh4KGlBSSU5DSVBBTF9LSU5EX1VOU1BFQ0lGSUVEEAASFwoTUFJJTkNJUEFMX0tJTkRfVVNFUhABEiIKHlBSSU5DSVBBTF9LSU5EX1NFUlZJQ0VfQUNDT1VOVBACKj0KBFJvbGUSFAoQUk9MRV9VTlNQRUNJRklFRBAAEg8KC1JPTEVfTUVNQkVSEAESDgoKUk9MRV9BRE1JThACMogDCg1TZXJ2ZXJTZXJ2aWNlEmEKC0xpc3RTZXJ2ZXJzEiUubWNwZ2F0ZS5jb25maWcudjEuTGlzdFNlcnZlcnNSZXF1ZXN0GiYubWNwZ2F0ZS5jb25maWcudjEuTGlzdFNlcnZlcnNSZXNwb25zZSIDkAIBElsKCUdldFNlcnZlchIjLm1jcGdhdGUuY29uZmlnLnYxLkdldFNlcnZlclJlcXVlc3QaJC5tY3BnYXRlLmNvbmZpZy52MS5HZXRTZXJ2ZXJSZXNwb25zZSIDkAIBElYKCVB1dFNlcnZlchIjLm1jcGdhdGUuY29uZmlnLnYxLlB1dFNlcnZlclJlcXVlc3QaJC5tY3BnYXRlLmNvbmZpZy52MS5QdXRTZXJ2ZXJSZXNwb25zZRJfCgxEZWxldGVTZXJ2ZXISJi5tY3BnYXRlLmNvbmZpZy52MS5EZWxldGVTZXJ2ZXJSZXF1ZXN0GicubWNwZ2F0ZS5jb25maWcudjEuRGVsZXRlU2VydmVyUmVzcG9uc2UyrwMKEFByaW5jaXBhbFNlcnZpY2USagoOTGlzdFByaW5jaXBhbHMSKC5tY3BnYXRlLmNvbmZpZy52MS5MaXN0UHJpbmNpcGFsc1JlcXVlc3QaKS5tY3BnYXRlLmNvbmZpZy52MS5MaXN0UHJpbmNpcGFsc1Jlc3BvbnNlIgOQAgESZAoMR2V0UHJpbmNpcGFsEiYubWNwZ2F0ZS5jb25maWcudjEuR2V0UHJpbmNpcGFsUmVxdWVzdBonLm1jcGdhdGUuY29uZmlnLnYxLkdldFByaW5jaXBhbFJlc3BvbnNlIgOQAgESXwoMUHV0UHJpbmNpcGFsEiYubWNwZ2F0ZS5jb25maWcudjEuUHV0UHJpbmNpcGFsUmVxdWVzdBonLm1jcGdhdGUuY29uZmlnLnYxLlB1dFByaW5jaXBhbFJlc3BvbnNlEmgKD0RlbGV0ZVByaW5jaXBhbBIpLm1jcGdhdGUuY29uZmlnLnYxLkRlbGV0ZVByaW5jaXBhbFJlcXVlc3QaKi5tY3BnYXRlLmNvbmZpZy52MS5EZWxldGVQcmluY2lwYWxSZXNwb25zZTKWAgoKS2V5U2VydmljZRJYCghMaXN0S2V5cxIiLm1jcGdhdGUuY29uZmlnLnYxLkxpc3RLZXlzUmVxdWVzdBojLm1jcGdhdGUuY29uZmlnLnYxLkxpc3RLZXlzUmVzcG9uc2UiA5ACARJWCglDcmVhdGVLZXkSIy5tY3BnYXRlLmNvbmZpZy52MS5DcmVhdGVLZXlSZXF1ZXN0GiQubWNwZ2F0ZS5jb25maWcudjEuQ3JlYXRlS2V5UmVzcG9uc2USVgoJUmV2b2tlS2V5EiMubWNwZ2F0ZS5jb25maWcudjEuUmV2b2tlS2V5UmVxdWVzdBokLm1jcGdhdGUuY29uZmlnLnYxLlJldm9rZUtleVJlc3BvbnNlQskBChVjb20ubWNwZ2F0ZS5jb25maWcudjFCC0NvbmZpZ1Byb3RvUAFaPWdpdGh1Yi5jb20vbWNwZ2F0ZS9tY3BnYXRlL2FwaS9nZW4vbWNwZ2F0ZS9jb25maWcvdjE7Y29uZmlndjGiAgNNQ1iqAhFNY3BnYXRlLkNvbmZpZy5WMcoCEU1jcGdhdGVcQ29uZmlnXFYx4gIdTWNwZ2F0ZVxDb25maWdcVjFcR1BCTWV0YWRhdGHqAhNNY3BnYXRlOjpDb25maWc6OlYxYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * McpServer is an upstream MCP server, reachable at /<name>/mcp.
@@ -188,6 +188,22 @@ export type Principal = Message<"mcpgate.config.v1.Principal"> & {
    * @generated from field: string uid = 7;
    */
   uid: string;
+
+  /**
+   * Groups an admin made the principal a member of.
+   *
+   * @generated from field: repeated string groups = 8;
+   */
+  groups: string[];
+
+  /**
+   * Groups an identity provider asserted at the principal's last sign-in
+   * or token refresh through it. Output only: written by the sign-in, not
+   * by PutPrincipal.
+   *
+   * @generated from field: repeated mcpgate.config.v1.GroupAssertion asserted_groups = 9;
+   */
+  assertedGroups: GroupAssertion[];
 };
 
 /**
@@ -196,6 +212,173 @@ export type Principal = Message<"mcpgate.config.v1.Principal"> & {
  */
 export const PrincipalSchema: GenMessage<Principal> = /*@__PURE__*/
   messageDesc(file_mcpgate_config_v1_config, 1);
+
+/**
+ * GroupAssertion is one group membership taken from an identity
+ * provider's group claim.
+ *
+ * @generated from message mcpgate.config.v1.GroupAssertion
+ */
+export type GroupAssertion = Message<"mcpgate.config.v1.GroupAssertion"> & {
+  /**
+   * @generated from field: string group = 1;
+   */
+  group: string;
+
+  /**
+   * The identity provider's name (IdentityProvider.name).
+   *
+   * @generated from field: string identity_provider = 2;
+   */
+  identityProvider: string;
+
+  /**
+   * When the provider last asserted it.
+   *
+   * @generated from field: google.protobuf.Timestamp assert_time = 3;
+   */
+  assertTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message mcpgate.config.v1.GroupAssertion.
+ * Use `create(GroupAssertionSchema)` to create a new message.
+ */
+export const GroupAssertionSchema: GenMessage<GroupAssertion> = /*@__PURE__*/
+  messageDesc(file_mcpgate_config_v1_config, 2);
+
+/**
+ * Group grants servers to its members, like a principal's own servers.
+ *
+ * @generated from message mcpgate.config.v1.Group
+ */
+export type Group = Message<"mcpgate.config.v1.Group"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: repeated string servers = 2;
+   */
+  servers: string[];
+
+  /**
+   * @generated from field: string description = 3;
+   */
+  description: string;
+
+  /**
+   * @generated from field: int64 revision = 4;
+   */
+  revision: bigint;
+};
+
+/**
+ * Describes the message mcpgate.config.v1.Group.
+ * Use `create(GroupSchema)` to create a new message.
+ */
+export const GroupSchema: GenMessage<Group> = /*@__PURE__*/
+  messageDesc(file_mcpgate_config_v1_config, 3);
+
+/**
+ * IdentityProvider is an OpenID Connect provider people sign in with (the
+ * gateway is its relying party) and, when trust_id_jag is set, the issuer
+ * of Identity Assertion JWT Authorization Grants the token endpoint
+ * accepts. Its client secret is sealed like every other secret and never
+ * returned.
+ *
+ * @generated from message mcpgate.config.v1.IdentityProvider
+ */
+export type IdentityProvider = Message<"mcpgate.config.v1.IdentityProvider"> & {
+  /**
+   * Short name, [a-z0-9-]{1,32}: it appears in URLs and audit events.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Shown as "Sign in with <display_name>".
+   *
+   * @generated from field: string display_name = 2;
+   */
+  displayName: string;
+
+  /**
+   * @generated from field: string issuer = 3;
+   */
+  issuer: string;
+
+  /**
+   * @generated from field: string client_id = 4;
+   */
+  clientId: string;
+
+  /**
+   * Requested scopes besides openid (default: email profile groups).
+   *
+   * @generated from field: repeated string scopes = 5;
+   */
+  scopes: string[];
+
+  /**
+   * The ID token claim that names the principal (default "email").
+   *
+   * @generated from field: string principal_claim = 6;
+   */
+  principalClaim: string;
+
+  /**
+   * The claim that carries group names (default "groups").
+   *
+   * @generated from field: string groups_claim = 7;
+   */
+  groupsClaim: string;
+
+  /**
+   * When not empty, only people whose email is in one of these domains
+   * may sign in.
+   *
+   * @generated from field: repeated string allowed_domains = 8;
+   */
+  allowedDomains: string[];
+
+  /**
+   * Create a principal (kind user, no own servers) at the first sign-in of
+   * someone unknown; otherwise unknown people are refused.
+   *
+   * @generated from field: bool create_principals = 9;
+   */
+  createPrincipals: boolean;
+
+  /**
+   * Accept ID-JAGs (urn:ietf:params:oauth:grant-type:jwt-bearer) this
+   * provider issues.
+   *
+   * @generated from field: bool trust_id_jag = 10;
+   */
+  trustIdJag: boolean;
+
+  /**
+   * Output only: a client secret is stored.
+   *
+   * @generated from field: bool client_secret_set = 11;
+   */
+  clientSecretSet: boolean;
+
+  /**
+   * @generated from field: int64 revision = 12;
+   */
+  revision: bigint;
+};
+
+/**
+ * Describes the message mcpgate.config.v1.IdentityProvider.
+ * Use `create(IdentityProviderSchema)` to create a new message.
+ */
+export const IdentityProviderSchema: GenMessage<IdentityProvider> = /*@__PURE__*/
+  messageDesc(file_mcpgate_config_v1_config, 4);
 
 /**
  * ApiKey describes a gateway API key. The key itself is shown once, at
@@ -257,7 +440,7 @@ export type ApiKey = Message<"mcpgate.config.v1.ApiKey"> & {
  * Use `create(ApiKeySchema)` to create a new message.
  */
 export const ApiKeySchema: GenMessage<ApiKey> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 2);
+  messageDesc(file_mcpgate_config_v1_config, 5);
 
 /**
  * @generated from message mcpgate.config.v1.ListServersRequest
@@ -270,7 +453,7 @@ export type ListServersRequest = Message<"mcpgate.config.v1.ListServersRequest">
  * Use `create(ListServersRequestSchema)` to create a new message.
  */
 export const ListServersRequestSchema: GenMessage<ListServersRequest> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 3);
+  messageDesc(file_mcpgate_config_v1_config, 6);
 
 /**
  * @generated from message mcpgate.config.v1.ListServersResponse
@@ -287,7 +470,7 @@ export type ListServersResponse = Message<"mcpgate.config.v1.ListServersResponse
  * Use `create(ListServersResponseSchema)` to create a new message.
  */
 export const ListServersResponseSchema: GenMessage<ListServersResponse> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 4);
+  messageDesc(file_mcpgate_config_v1_config, 7);
 
 /**
  * @generated from message mcpgate.config.v1.GetServerRequest
@@ -304,7 +487,7 @@ export type GetServerRequest = Message<"mcpgate.config.v1.GetServerRequest"> & {
  * Use `create(GetServerRequestSchema)` to create a new message.
  */
 export const GetServerRequestSchema: GenMessage<GetServerRequest> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 5);
+  messageDesc(file_mcpgate_config_v1_config, 8);
 
 /**
  * @generated from message mcpgate.config.v1.GetServerResponse
@@ -321,7 +504,7 @@ export type GetServerResponse = Message<"mcpgate.config.v1.GetServerResponse"> &
  * Use `create(GetServerResponseSchema)` to create a new message.
  */
 export const GetServerResponseSchema: GenMessage<GetServerResponse> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 6);
+  messageDesc(file_mcpgate_config_v1_config, 9);
 
 /**
  * @generated from message mcpgate.config.v1.PutServerRequest
@@ -352,7 +535,7 @@ export type PutServerRequest = Message<"mcpgate.config.v1.PutServerRequest"> & {
  * Use `create(PutServerRequestSchema)` to create a new message.
  */
 export const PutServerRequestSchema: GenMessage<PutServerRequest> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 7);
+  messageDesc(file_mcpgate_config_v1_config, 10);
 
 /**
  * @generated from message mcpgate.config.v1.PutServerResponse
@@ -376,7 +559,7 @@ export type PutServerResponse = Message<"mcpgate.config.v1.PutServerResponse"> &
  * Use `create(PutServerResponseSchema)` to create a new message.
  */
 export const PutServerResponseSchema: GenMessage<PutServerResponse> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 8);
+  messageDesc(file_mcpgate_config_v1_config, 11);
 
 /**
  * @generated from message mcpgate.config.v1.DeleteServerRequest
@@ -398,7 +581,7 @@ export type DeleteServerRequest = Message<"mcpgate.config.v1.DeleteServerRequest
  * Use `create(DeleteServerRequestSchema)` to create a new message.
  */
 export const DeleteServerRequestSchema: GenMessage<DeleteServerRequest> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 9);
+  messageDesc(file_mcpgate_config_v1_config, 12);
 
 /**
  * @generated from message mcpgate.config.v1.DeleteServerResponse
@@ -411,7 +594,7 @@ export type DeleteServerResponse = Message<"mcpgate.config.v1.DeleteServerRespon
  * Use `create(DeleteServerResponseSchema)` to create a new message.
  */
 export const DeleteServerResponseSchema: GenMessage<DeleteServerResponse> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 10);
+  messageDesc(file_mcpgate_config_v1_config, 13);
 
 /**
  * @generated from message mcpgate.config.v1.ListPrincipalsRequest
@@ -424,7 +607,7 @@ export type ListPrincipalsRequest = Message<"mcpgate.config.v1.ListPrincipalsReq
  * Use `create(ListPrincipalsRequestSchema)` to create a new message.
  */
 export const ListPrincipalsRequestSchema: GenMessage<ListPrincipalsRequest> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 11);
+  messageDesc(file_mcpgate_config_v1_config, 14);
 
 /**
  * @generated from message mcpgate.config.v1.ListPrincipalsResponse
@@ -441,7 +624,7 @@ export type ListPrincipalsResponse = Message<"mcpgate.config.v1.ListPrincipalsRe
  * Use `create(ListPrincipalsResponseSchema)` to create a new message.
  */
 export const ListPrincipalsResponseSchema: GenMessage<ListPrincipalsResponse> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 12);
+  messageDesc(file_mcpgate_config_v1_config, 15);
 
 /**
  * @generated from message mcpgate.config.v1.GetPrincipalRequest
@@ -458,7 +641,7 @@ export type GetPrincipalRequest = Message<"mcpgate.config.v1.GetPrincipalRequest
  * Use `create(GetPrincipalRequestSchema)` to create a new message.
  */
 export const GetPrincipalRequestSchema: GenMessage<GetPrincipalRequest> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 13);
+  messageDesc(file_mcpgate_config_v1_config, 16);
 
 /**
  * @generated from message mcpgate.config.v1.GetPrincipalResponse
@@ -475,7 +658,7 @@ export type GetPrincipalResponse = Message<"mcpgate.config.v1.GetPrincipalRespon
  * Use `create(GetPrincipalResponseSchema)` to create a new message.
  */
 export const GetPrincipalResponseSchema: GenMessage<GetPrincipalResponse> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 14);
+  messageDesc(file_mcpgate_config_v1_config, 17);
 
 /**
  * @generated from message mcpgate.config.v1.PutPrincipalRequest
@@ -497,7 +680,7 @@ export type PutPrincipalRequest = Message<"mcpgate.config.v1.PutPrincipalRequest
  * Use `create(PutPrincipalRequestSchema)` to create a new message.
  */
 export const PutPrincipalRequestSchema: GenMessage<PutPrincipalRequest> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 15);
+  messageDesc(file_mcpgate_config_v1_config, 18);
 
 /**
  * @generated from message mcpgate.config.v1.PutPrincipalResponse
@@ -519,7 +702,7 @@ export type PutPrincipalResponse = Message<"mcpgate.config.v1.PutPrincipalRespon
  * Use `create(PutPrincipalResponseSchema)` to create a new message.
  */
 export const PutPrincipalResponseSchema: GenMessage<PutPrincipalResponse> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 16);
+  messageDesc(file_mcpgate_config_v1_config, 19);
 
 /**
  * @generated from message mcpgate.config.v1.DeletePrincipalRequest
@@ -541,7 +724,7 @@ export type DeletePrincipalRequest = Message<"mcpgate.config.v1.DeletePrincipalR
  * Use `create(DeletePrincipalRequestSchema)` to create a new message.
  */
 export const DeletePrincipalRequestSchema: GenMessage<DeletePrincipalRequest> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 17);
+  messageDesc(file_mcpgate_config_v1_config, 20);
 
 /**
  * @generated from message mcpgate.config.v1.DeletePrincipalResponse
@@ -554,7 +737,7 @@ export type DeletePrincipalResponse = Message<"mcpgate.config.v1.DeletePrincipal
  * Use `create(DeletePrincipalResponseSchema)` to create a new message.
  */
 export const DeletePrincipalResponseSchema: GenMessage<DeletePrincipalResponse> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 18);
+  messageDesc(file_mcpgate_config_v1_config, 21);
 
 /**
  * @generated from message mcpgate.config.v1.ListKeysRequest
@@ -573,7 +756,7 @@ export type ListKeysRequest = Message<"mcpgate.config.v1.ListKeysRequest"> & {
  * Use `create(ListKeysRequestSchema)` to create a new message.
  */
 export const ListKeysRequestSchema: GenMessage<ListKeysRequest> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 19);
+  messageDesc(file_mcpgate_config_v1_config, 22);
 
 /**
  * @generated from message mcpgate.config.v1.ListKeysResponse
@@ -590,7 +773,7 @@ export type ListKeysResponse = Message<"mcpgate.config.v1.ListKeysResponse"> & {
  * Use `create(ListKeysResponseSchema)` to create a new message.
  */
 export const ListKeysResponseSchema: GenMessage<ListKeysResponse> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 20);
+  messageDesc(file_mcpgate_config_v1_config, 23);
 
 /**
  * @generated from message mcpgate.config.v1.CreateKeyRequest
@@ -624,7 +807,7 @@ export type CreateKeyRequest = Message<"mcpgate.config.v1.CreateKeyRequest"> & {
  * Use `create(CreateKeyRequestSchema)` to create a new message.
  */
 export const CreateKeyRequestSchema: GenMessage<CreateKeyRequest> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 21);
+  messageDesc(file_mcpgate_config_v1_config, 24);
 
 /**
  * @generated from message mcpgate.config.v1.CreateKeyResponse
@@ -655,7 +838,7 @@ export type CreateKeyResponse = Message<"mcpgate.config.v1.CreateKeyResponse"> &
  * Use `create(CreateKeyResponseSchema)` to create a new message.
  */
 export const CreateKeyResponseSchema: GenMessage<CreateKeyResponse> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 22);
+  messageDesc(file_mcpgate_config_v1_config, 25);
 
 /**
  * @generated from message mcpgate.config.v1.RevokeKeyRequest
@@ -674,7 +857,7 @@ export type RevokeKeyRequest = Message<"mcpgate.config.v1.RevokeKeyRequest"> & {
  * Use `create(RevokeKeyRequestSchema)` to create a new message.
  */
 export const RevokeKeyRequestSchema: GenMessage<RevokeKeyRequest> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 23);
+  messageDesc(file_mcpgate_config_v1_config, 26);
 
 /**
  * @generated from message mcpgate.config.v1.RevokeKeyResponse
@@ -691,7 +874,7 @@ export type RevokeKeyResponse = Message<"mcpgate.config.v1.RevokeKeyResponse"> &
  * Use `create(RevokeKeyResponseSchema)` to create a new message.
  */
 export const RevokeKeyResponseSchema: GenMessage<RevokeKeyResponse> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 24);
+  messageDesc(file_mcpgate_config_v1_config, 27);
 
 /**
  * Transport is how the gateway talks to an upstream MCP server.
