@@ -24,7 +24,7 @@ const MaxAssertedGroups = 256
 
 // setAssertedAttempts bounds SetAssertedGroups' read-modify-write retries
 // when an admin writes the principal at the same time.
-const setAssertedAttempts = 5
+const setAssertedAttempts = 16
 
 func decodeGroup(_ string, value []byte, rev int64) (any, error) {
 	var g configv1.Group
