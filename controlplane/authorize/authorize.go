@@ -468,7 +468,7 @@ func EffectiveServers(st GroupState, p *configv1.Principal) []*configv1.Effectiv
 
 // eachGrant calls f with every server grant of p and its source (group ""
 // for p's own; a non-nil assertion for an asserted group) until f returns
-// false. A group that does not exist grants nothing.
+// false. A group that does not exist (or an empty name) grants nothing.
 func eachGrant(st GroupState, p *configv1.Principal, f func(server, group string, a *configv1.GroupAssertion) bool) {
 	for _, s := range p.GetServers() {
 		if !f(s, "", nil) {
@@ -477,7 +477,7 @@ func eachGrant(st GroupState, p *configv1.Principal, f func(server, group string
 	}
 	group := func(name string, a *configv1.GroupAssertion) bool {
 		g, ok := st.Group(name)
-		if !ok {
+		if !ok || name == "" {
 			return true
 		}
 		for _, s := range g.GetServers() {
