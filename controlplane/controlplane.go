@@ -59,6 +59,7 @@ func NewHandler(st *store.Store, cfg Config, log *slog.Logger) http.Handler {
 	adminOpts := connect.WithHandlerOptions(append(append(slices.Clone(cfg.HandlerOptions), cfg.AdminHandlerOptions...), connect.WithInterceptors(configapi.NewAdminAuth(st)))...)
 	mux.Handle(configv1connect.NewServerServiceHandler(admin, adminOpts))
 	mux.Handle(configv1connect.NewPrincipalServiceHandler(admin, adminOpts))
+	mux.Handle(configv1connect.NewGroupServiceHandler(admin, adminOpts))
 	mux.Handle(configv1connect.NewKeyServiceHandler(admin, adminOpts))
 	mux.Handle(vaultv1connect.NewConnectionServiceHandler(vaultapi.NewConnections(admin, st, vaultGrants), adminOpts))
 	if cfg.Keyring != nil {

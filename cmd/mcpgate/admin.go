@@ -47,6 +47,7 @@ func (a *adminFlags) register(fs *flag.FlagSet, io stdio) {
 type admin struct {
 	servers     configv1connect.ServerServiceClient
 	principals  configv1connect.PrincipalServiceClient
+	groups      configv1connect.GroupServiceClient
 	keys        configv1connect.KeyServiceClient
 	connections vaultv1connect.ConnectionServiceClient
 	vault       vaultv1connect.VaultServiceClient
@@ -75,6 +76,7 @@ func newAdmin(base string, hc *http.Client, opts connect.ClientOption, p *printe
 	return &admin{
 		servers:     configv1connect.NewServerServiceClient(hc, base, opts),
 		principals:  configv1connect.NewPrincipalServiceClient(hc, base, opts),
+		groups:      configv1connect.NewGroupServiceClient(hc, base, opts),
 		keys:        configv1connect.NewKeyServiceClient(hc, base, opts),
 		connections: vaultv1connect.NewConnectionServiceClient(hc, base, opts),
 		vault:       vaultv1connect.NewVaultServiceClient(hc, base, opts),
@@ -83,7 +85,7 @@ func newAdmin(base string, hc *http.Client, opts connect.ClientOption, p *printe
 }
 
 func (a *admin) configClients() config.Clients {
-	return config.Clients{Servers: a.servers, Principals: a.principals, Keys: a.keys}
+	return config.Clients{Servers: a.servers, Principals: a.principals, Groups: a.groups, Keys: a.keys}
 }
 
 // bearer sends the admin key on every call.
@@ -191,7 +193,7 @@ func cmdPrincipals(ctx context.Context, args []string, io stdio) error {
 		if err != nil {
 			return fmt.Errorf("principal %q: %w", pos[0], err)
 		}
-		a.out.principal(res.GetPrincipal())
+		a.out.principal(res.GetPrincipal(), res.GetEffectiveServers())
 		return nil
 	case sub == "delete" && len(pos) == 1:
 		if _, err := a.principals.DeletePrincipal(ctx, &configv1.DeletePrincipalRequest{Name: pos[0]}); err != nil {
@@ -201,6 +203,38 @@ func cmdPrincipals(ctx context.Context, args []string, io stdio) error {
 		return nil
 	}
 	return fmt.Errorf("%w: mcpgate principals list | get NAME | delete NAME | create NAME [--servers a,b]", errUsage)
+}
+
+func cmdGroups(ctx context.Context, args []string, io stdio) error {
+	sub, args := subcommand(args)
+	a, pos, ctx, cancel, err := adminCommand(ctx, "groups "+sub, args, io, nil)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	switch {
+	case sub == "list" && len(pos) == 0:
+		res, err := a.groups.ListGroups(ctx, &configv1.ListGroupsRequest{})
+		if err != nil {
+			return err
+		}
+		a.out.groups(res.GetGroups())
+		return nil
+	case sub == "get" && len(pos) == 1:
+		res, err := a.groups.GetGroup(ctx, &configv1.GetGroupRequest{Name: pos[0]})
+		if err != nil {
+			return fmt.Errorf("group %q: %w", pos[0], err)
+		}
+		a.out.group(res)
+		return nil
+	case sub == "delete" && len(pos) == 1:
+		if _, err := a.groups.DeleteGroup(ctx, &configv1.DeleteGroupRequest{Name: pos[0]}); err != nil {
+			return fmt.Errorf("group %q: %w", pos[0], err)
+		}
+		a.out.done("group %s deleted", pos[0])
+		return nil
+	}
+	return fmt.Errorf("%w: mcpgate groups list | get NAME | delete NAME | create NAME [--servers a,b]", errUsage)
 }
 
 func cmdKeys(ctx context.Context, args []string, io stdio) error {

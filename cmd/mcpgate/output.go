@@ -184,17 +184,68 @@ func (p *printer) principals(ps []*configv1.Principal) {
 	p.table("NAME\tKIND\tROLE\tSERVERS", rows)
 }
 
-func (p *printer) principal(x *configv1.Principal) {
+// principal prints a principal and, in a table, where each of its grants
+// comes from: its own servers, or a group an admin made it a member of, or
+// one an identity provider asserted (and when). JSON prints the principal
+// with its effective servers (the GetPrincipal response).
+func (p *printer) principal(x *configv1.Principal, eff []*configv1.EffectiveServer) {
 	if p.json {
-		p.message(x)
+		p.message(&configv1.GetPrincipalResponse{Principal: x, EffectiveServers: eff})
 		return
 	}
-	p.table("NAME\t"+x.GetName(), [][]string{
+	var asserted []string
+	for _, a := range x.GetAssertedGroups() {
+		asserted = append(asserted, fmt.Sprintf("%s (%s, %s)", a.GetGroup(), a.GetIdentityProvider(), ts(a.GetAssertTime())))
+	}
+	rows := [][]string{
 		{"kind", lower(x.GetKind(), "PRINCIPAL_KIND_")},
 		{"role", lower(x.GetRole(), "ROLE_")},
 		{"servers", list(x.GetServers())},
+		{"groups", list(x.GetGroups())},
+		{"asserted_groups", list(asserted)},
 		{"display_name", orDash(x.GetDisplayName())},
 		{"revision", fmt.Sprint(x.GetRevision())},
+	}
+	for _, e := range eff {
+		var from []string
+		for _, s := range e.GetSources() {
+			switch {
+			case s.GetGroup() == "":
+				from = append(from, "own")
+			case s.GetIdentityProvider() == "":
+				from = append(from, "group "+s.GetGroup()+" (admin)")
+			default:
+				from = append(from, fmt.Sprintf("group %s (idp %s, asserted %s)", s.GetGroup(), s.GetIdentityProvider(), ts(s.GetAssertTime())))
+			}
+		}
+		rows = append(rows, []string{"grant " + e.GetServer(), strings.Join(from, "; ")})
+	}
+	p.table("NAME\t"+x.GetName(), rows)
+}
+
+func (p *printer) groups(gs []*configv1.Group) {
+	if p.json {
+		p.message(&configv1.ListGroupsResponse{Groups: gs})
+		return
+	}
+	var rows [][]string
+	for _, g := range gs {
+		rows = append(rows, []string{g.GetName(), list(g.GetServers()), orDash(g.GetDescription())})
+	}
+	p.table("NAME\tSERVERS\tDESCRIPTION", rows)
+}
+
+func (p *printer) group(res *configv1.GetGroupResponse) {
+	if p.json {
+		p.message(res)
+		return
+	}
+	g := res.GetGroup()
+	p.table("NAME\t"+g.GetName(), [][]string{
+		{"servers", list(g.GetServers())},
+		{"description", orDash(g.GetDescription())},
+		{"members", list(res.GetMembers())},
+		{"revision", fmt.Sprint(g.GetRevision())},
 	})
 }
 

@@ -27,6 +27,7 @@ import (
 var verbs = map[string]func(context.Context, []string, stdio) error{
 	"servers add":       cmdServersAdd,
 	"principals create": cmdPrincipalsCreate,
+	"groups create":     cmdGroupsCreate,
 }
 
 // verb returns the imperative verb "cmd args[0]" names, if there is one,
@@ -226,6 +227,7 @@ func cmdPrincipalsCreate(ctx context.Context, args []string, io stdio) error {
 	p := &configv1.Principal{Kind: configv1.PrincipalKind_PRINCIPAL_KIND_USER}
 	a, pos, ctx, cancel, err := adminCommand(ctx, "principals create", args, io, func(fs *flag.FlagSet) {
 		fs.Var(listFlag{&p.Servers}, "servers", `servers it may use, comma-separated ("*": all)`)
+		fs.Var(listFlag{&p.Groups}, "groups", "groups it is a member of, comma-separated")
 		fs.Var(enumVar(&p.Kind), "kind", "one of "+enumChoices[configv1.PrincipalKind]())
 		fs.Var(enumVar(&p.Role), "role", "one of "+enumChoices[configv1.Role]()+" (default member)")
 		fs.StringVar(&p.DisplayName, "display-name", "", "display name")
@@ -235,7 +237,7 @@ func cmdPrincipalsCreate(ctx context.Context, args []string, io stdio) error {
 	}
 	defer cancel()
 	if len(pos) != 1 {
-		return fmt.Errorf("%w: mcpgate principals create NAME [--servers a,b] [--kind user|service_account] [--role member|admin] [--display-name D]", errUsage)
+		return fmt.Errorf("%w: mcpgate principals create NAME [--servers a,b] [--groups a,b] [--kind user|service_account] [--role member|admin] [--display-name D]", errUsage)
 	}
 	p.Name = pos[0]
 	res, err := a.principals.PutPrincipal(ctx, &configv1.PutPrincipalRequest{Principal: p})
@@ -249,5 +251,32 @@ func cmdPrincipalsCreate(ctx context.Context, args []string, io stdio) error {
 	got := res.GetPrincipal()
 	a.out.done("principal %s created (%s, %s; servers %s)", got.GetName(), lower(got.GetKind(), "PRINCIPAL_KIND_"),
 		lower(got.GetRole(), "ROLE_"), list(got.GetServers()))
+	return nil
+}
+
+// cmdGroupsCreate creates a group.
+func cmdGroupsCreate(ctx context.Context, args []string, io stdio) error {
+	g := &configv1.Group{}
+	a, pos, ctx, cancel, err := adminCommand(ctx, "groups create", args, io, func(fs *flag.FlagSet) {
+		fs.Var(listFlag{&g.Servers}, "servers", `servers its members may use, comma-separated ("*": all)`)
+		fs.StringVar(&g.Description, "description", "", "description")
+	})
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	if len(pos) != 1 {
+		return fmt.Errorf("%w: mcpgate groups create NAME [--servers a,b] [--description D]", errUsage)
+	}
+	g.Name = pos[0]
+	res, err := a.groups.PutGroup(ctx, &configv1.PutGroupRequest{Group: g})
+	if err != nil {
+		return createError("group", g.Name, err)
+	}
+	if a.out.json {
+		a.out.message(res)
+		return nil
+	}
+	a.out.done("group %s created (servers %s)", res.GetGroup().GetName(), list(res.GetGroup().GetServers()))
 	return nil
 }

@@ -48,6 +48,12 @@ type State interface {
 	Key(id string) (*storev1.KeyRecord, bool)
 	AccessToken(sum [32]byte) (*storev1.AccessTokenRecord, bool)
 	Grant(principal, server string) (*store.Grant, bool)
+	GroupState
+}
+
+// GroupState looks groups up; *store.Store implements it.
+type GroupState interface {
+	Group(name string) (*configv1.Group, bool)
 }
 
 // Fixed reasons, one per outcome (non-secret; for logs and bodies).
@@ -225,7 +231,7 @@ func Decide(st State, now time.Time, req *authorizev1.AuthorizeRequest) (Decisio
 	}
 	// A principal learns only the routes it may use: one it is not granted
 	// answers like one that does not exist.
-	if !Granted(id.principal, srv.Def.GetName()) {
+	if !Granted(st, id.principal, srv.Def.GetName()) {
 		return done(notFound(ReasonNotGranted))
 	}
 	deny := func(reason string) *authorizev1.AuthorizeResponse {
@@ -418,12 +424,77 @@ func staticAuth(t configv1.AuthType, v string) (name, value string) {
 	}
 }
 
-// Granted reports whether p may use server ("*" grants every server).
-func Granted(p *configv1.Principal, server string) bool {
+// Granted reports whether p may use server: its own servers, or those of a
+// group it is a member of, set by an admin (groups) or asserted by an
+// identity provider (asserted_groups); "*" grants every server. Groups are
+// looked up in st at every call, so deleting a group or removing a
+// membership takes effect on the next decision. This is the one function
+// that says what a principal may use: Decide and the authorization server's
+// checks call it.
+func Granted(st GroupState, p *configv1.Principal, server string) bool {
+	granted := false
+	eachGrant(st, p, func(s, _ string, _ *configv1.GroupAssertion) bool {
+		granted = s == "*" || s == server
+		return !granted
+	})
+	return granted
+}
+
+// EffectiveServers returns every server p may use (the grants Granted
+// honours) with where each grant comes from, sorted by server; a server's
+// sources come in order: own, then admin-set groups, then asserted ones.
+func EffectiveServers(st GroupState, p *configv1.Principal) []*configv1.EffectiveServer {
+	by := map[string]*configv1.EffectiveServer{}
+	eachGrant(st, p, func(s, group string, a *configv1.GroupAssertion) bool {
+		e := by[s]
+		if e == nil {
+			e = &configv1.EffectiveServer{Server: s}
+			by[s] = e
+		}
+		src := &configv1.GrantSource{Group: group}
+		if a != nil {
+			src.IdentityProvider, src.AssertTime = a.GetIdentityProvider(), a.GetAssertTime()
+		}
+		e.Sources = append(e.Sources, src)
+		return true
+	})
+	out := make([]*configv1.EffectiveServer, 0, len(by))
+	for _, e := range by {
+		out = append(out, e)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].GetServer() < out[j].GetServer() })
+	return out
+}
+
+// eachGrant calls f with every server grant of p and its source (group ""
+// for p's own; a non-nil assertion for an asserted group) until f returns
+// false. A group that does not exist (or an empty name) grants nothing.
+func eachGrant(st GroupState, p *configv1.Principal, f func(server, group string, a *configv1.GroupAssertion) bool) {
 	for _, s := range p.GetServers() {
-		if s == "*" || s == server {
-			return true
+		if !f(s, "", nil) {
+			return
 		}
 	}
-	return false
+	group := func(name string, a *configv1.GroupAssertion) bool {
+		g, ok := st.Group(name)
+		if !ok || name == "" {
+			return true
+		}
+		for _, s := range g.GetServers() {
+			if !f(s, name, a) {
+				return false
+			}
+		}
+		return true
+	}
+	for _, name := range p.GetGroups() {
+		if !group(name, nil) {
+			return
+		}
+	}
+	for _, a := range p.GetAssertedGroups() {
+		if !group(a.GetGroup(), a) {
+			return
+		}
+	}
 }

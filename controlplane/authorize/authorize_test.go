@@ -37,6 +37,7 @@ type state struct {
 	keysByID   map[string]*storev1.KeyRecord
 	tokens     map[[32]byte]*storev1.AccessTokenRecord
 	grants     map[[2]string]*store.Grant
+	groups     map[string]*configv1.Group
 }
 
 func newState() *state {
@@ -47,6 +48,7 @@ func newState() *state {
 		keysByID:   map[string]*storev1.KeyRecord{},
 		tokens:     map[[32]byte]*storev1.AccessTokenRecord{},
 		grants:     map[[2]string]*store.Grant{},
+		groups:     map[string]*configv1.Group{},
 	}
 }
 
@@ -64,6 +66,7 @@ func (s *state) AccessToken(h [32]byte) (*storev1.AccessTokenRecord, bool) {
 	v, ok := s.tokens[h]
 	return v, ok
 }
+func (s *state) Group(n string) (*configv1.Group, bool) { v, ok := s.groups[n]; return v, ok }
 func (s *state) Grant(p, srv string) (*store.Grant, bool) {
 	v, ok := s.grants[[2]string{p, srv}]
 	return v, ok

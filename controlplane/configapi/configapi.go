@@ -19,6 +19,7 @@ import (
 	configv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1"
 	"github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1/configv1connect"
 	storev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/store/v1"
+	"github.com/mcpgate/mcpgate/controlplane/authorize"
 	"github.com/mcpgate/mcpgate/controlplane/store"
 )
 
@@ -375,7 +376,10 @@ func (s *Service) GetPrincipal(ctx context.Context, req *configv1.GetPrincipalRe
 	if !ok {
 		return nil, s.toConnectError(ctx, notFound("principal"))
 	}
-	return &configv1.GetPrincipalResponse{Principal: proto.CloneOf(p)}, nil
+	return &configv1.GetPrincipalResponse{
+		Principal:        proto.CloneOf(p),
+		EffectiveServers: authorize.EffectiveServers(s.st, p),
+	}, nil
 }
 
 // PutPrincipal implements configv1connect.PrincipalServiceHandler.
@@ -406,8 +410,11 @@ func (s *Service) putPrincipal(ctx context.Context, req *configv1.PutPrincipalRe
 	if err := checkExpected("principal", exists, cur.GetRevision(), req.GetExpectedRevision()); err != nil {
 		return nil, s.toConnectError(ctx, err)
 	}
-	// The uid is output only: made at creation, kept on replace.
+	// The uid is output only: made at creation, kept on replace. So are
+	// the groups identity providers asserted (SetAssertedGroups writes
+	// them): a client's are ignored, the stored ones kept.
 	p.Uid = cur.GetUid()
+	p.AssertedGroups = cur.GetAssertedGroups()
 	if !exists {
 		p.Uid = store.NewUID()
 	}

@@ -98,6 +98,7 @@ func (e *env) newReplica() *replica {
 	mux := http.NewServeMux()
 	mux.Handle(configv1connect.NewServerServiceHandler(svc, opts))
 	mux.Handle(configv1connect.NewPrincipalServiceHandler(svc, opts))
+	mux.Handle(configv1connect.NewGroupServiceHandler(svc, opts))
 	mux.Handle(configv1connect.NewKeyServiceHandler(svc, opts))
 	mux.Handle(vaultv1connect.NewConnectionServiceHandler(vaultapi.NewConnections(svc, st, nil), opts))
 	hs := httptest.NewServer(mux)
@@ -122,6 +123,7 @@ func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
 type clients struct {
 	servers    configv1connect.ServerServiceClient
 	principals configv1connect.PrincipalServiceClient
+	groups     configv1connect.GroupServiceClient
 	keys       configv1connect.KeyServiceClient
 	conns      vaultv1connect.ConnectionServiceClient
 }
@@ -131,6 +133,7 @@ func (r *replica) as(key string) clients {
 	return clients{
 		servers:    configv1connect.NewServerServiceClient(hc, r.url),
 		principals: configv1connect.NewPrincipalServiceClient(hc, r.url),
+		groups:     configv1connect.NewGroupServiceClient(hc, r.url),
 		keys:       configv1connect.NewKeyServiceClient(hc, r.url),
 		conns:      vaultv1connect.NewConnectionServiceClient(hc, r.url),
 	}

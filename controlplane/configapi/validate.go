@@ -288,6 +288,11 @@ func validatePrincipal(p *configv1.Principal) error {
 			return invalid("servers[%d]: must be a server name or \"*\"", i)
 		}
 	}
+	for i, g := range p.GetGroups() {
+		if !wire.ValidServerName(g) {
+			return invalid("groups[%d]: must be a group name", i)
+		}
+	}
 	if len(p.GetDisplayName()) > 256 {
 		return invalid("display_name: longer than 256 bytes")
 	}

@@ -17,6 +17,7 @@ import (
 	storev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/store/v1"
 	vaultv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/vault/v1"
 	"github.com/mcpgate/mcpgate/api/wire"
+	"github.com/mcpgate/mcpgate/controlplane/authorize"
 	"github.com/mcpgate/mcpgate/controlplane/store"
 )
 
@@ -393,13 +394,14 @@ func (s *Server) csrfOK(sess *session, token string) bool {
 	return want != "" && subtle.ConstantTimeCompare([]byte(want), []byte(token)) == 1
 }
 
-// mayUse reports whether principal may use server's route.
+// mayUse reports whether principal may use server's route: the decision's
+// own effective-grants function (its own servers and its groups').
 func (s *Server) mayUse(principal, server string) bool {
 	p, ok := s.st.Principal(principal)
 	if !ok {
 		return false
 	}
-	return slices.Contains(p.GetServers(), "*") || slices.Contains(p.GetServers(), server)
+	return authorize.Granted(s.st, p, server)
 }
 
 // consentName names a remembered consent: per principal, client, route and

@@ -82,6 +82,7 @@ func New(cli *clientv3.Client, sealer Sealer, log *slog.Logger, opts ...Option) 
 	s.cache = newCache(cli, Prefix, map[string]decoder{
 		KindServer:      s.decodeServer,
 		KindPrincipal:   decodePrincipal,
+		KindGroup:       decodeGroup,
 		KindKey:         decodeKey,
 		KindGrant:       s.decodeGrant,
 		KindSessionKey:  s.decodeSessionKey,

@@ -113,6 +113,7 @@ type Stack struct {
 
 	Servers     configv1connect.ServerServiceClient
 	Principals  configv1connect.PrincipalServiceClient
+	Groups      configv1connect.GroupServiceClient
 	Keys        configv1connect.KeyServiceClient
 	Connections vaultv1connect.ConnectionServiceClient
 	// Authorize is an AuthorizeService client presenting the data-plane
@@ -212,6 +213,7 @@ func Start(tb testing.TB, opts ...Option) *Stack {
 	admin := connect.WithInterceptors(bearer(s.AdminKey))
 	s.Servers = configv1connect.NewServerServiceClient(hc, s.ControlURL, admin)
 	s.Principals = configv1connect.NewPrincipalServiceClient(hc, s.ControlURL, admin)
+	s.Groups = configv1connect.NewGroupServiceClient(hc, s.ControlURL, admin)
 	s.Keys = configv1connect.NewKeyServiceClient(hc, s.ControlURL, admin)
 	s.Connections = vaultv1connect.NewConnectionServiceClient(hc, s.ControlURL, admin)
 	s.Authorize = authorizev1connect.NewAuthorizeServiceClient(hc, s.ControlURL, connect.WithInterceptors(bearer(s.DataPlaneToken)))

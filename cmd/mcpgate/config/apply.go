@@ -16,6 +16,7 @@ import (
 type Clients struct {
 	Servers    configv1connect.ServerServiceClient
 	Principals configv1connect.PrincipalServiceClient
+	Groups     configv1connect.GroupServiceClient
 	Keys       configv1connect.KeyServiceClient
 }
 
@@ -42,7 +43,7 @@ func (o Outcome) String() string {
 
 // Result is the outcome for one object of the file.
 type Result struct {
-	// Kind is "server", "principal" or "key".
+	// Kind is "server", "group", "principal" or "key".
 	Kind    string
 	Name    string
 	Outcome Outcome
@@ -51,7 +52,8 @@ type Result struct {
 }
 
 // Apply makes the control plane hold what f describes: servers first, then
-// principals (whose grants name servers), then keys. Secrets in the file
+// groups (whose grants name servers), principals (whose grants name servers
+// and groups), then keys. Secrets in the file
 // replace the stored ones. Objects absent from the file are left alone.
 // It stops at the first error, which names the object; results so far are
 // returned with it.
@@ -63,6 +65,13 @@ func Apply(ctx context.Context, c Clients, f *File, now time.Time) ([]Result, er
 			return out, fmt.Errorf("server %q: %w", s.GetName(), err)
 		}
 		out = append(out, Result{Kind: "server", Name: s.GetName(), Outcome: o})
+	}
+	for _, g := range f.Groups {
+		o, err := applyGroup(ctx, c.Groups, g)
+		if err != nil {
+			return out, fmt.Errorf("group %q: %w", g.GetName(), err)
+		}
+		out = append(out, Result{Kind: "group", Name: g.GetName(), Outcome: o})
 	}
 	for _, p := range f.Principals {
 		o, err := applyPrincipal(ctx, c.Principals, p)
@@ -121,6 +130,29 @@ func applyPrincipal(ctx context.Context, c configv1connect.PrincipalServiceClien
 		return 0, err
 	}
 	res, err := c.PutPrincipal(ctx, &configv1.PutPrincipalRequest{Principal: p, ExpectedRevision: expected})
+	if err != nil {
+		return 0, err
+	}
+	switch {
+	case expected == 0:
+		return Created, nil
+	case res.GetChanged():
+		return Changed, nil
+	default:
+		return Unchanged, nil
+	}
+}
+
+func applyGroup(ctx context.Context, c configv1connect.GroupServiceClient, g *configv1.Group) (Outcome, error) {
+	var expected int64
+	got, err := c.GetGroup(ctx, &configv1.GetGroupRequest{Name: g.GetName()})
+	switch {
+	case err == nil:
+		expected = got.GetGroup().GetRevision()
+	case connect.CodeOf(err) != connect.CodeNotFound:
+		return 0, err
+	}
+	res, err := c.PutGroup(ctx, &configv1.PutGroupRequest{Group: g, ExpectedRevision: expected})
 	if err != nil {
 		return 0, err
 	}

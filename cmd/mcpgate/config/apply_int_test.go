@@ -52,6 +52,7 @@ func controlPlane(t *testing.T) config.Clients {
 	return config.Clients{
 		Servers:    configv1connect.NewServerServiceClient(hc, srv.URL, opts),
 		Principals: configv1connect.NewPrincipalServiceClient(hc, srv.URL, opts),
+		Groups:     configv1connect.NewGroupServiceClient(hc, srv.URL, opts),
 		Keys:       configv1connect.NewKeyServiceClient(hc, srv.URL, opts),
 	}
 }

@@ -31,7 +31,9 @@ type File struct {
 	// PublicURL is the data plane's public base URL (used by `mcpgate dev`).
 	PublicURL string
 	// Servers are sorted by name.
-	Servers    []*configv1.McpServer
+	Servers []*configv1.McpServer
+	// Groups are sorted by name.
+	Groups     []*configv1.Group
 	Principals []*configv1.Principal
 	Keys       []Key
 }
@@ -52,6 +54,7 @@ type Key struct {
 type fileYAML struct {
 	PublicURL  string                `yaml:"public_url"`
 	MCPServers map[string]serverYAML `yaml:"mcp_servers"`
+	Groups     map[string]groupYAML  `yaml:"groups"`
 	Principals []principalYAML       `yaml:"principals"`
 	Keys       []keyYAML             `yaml:"keys"`
 }
@@ -75,11 +78,17 @@ type serverYAML struct {
 	Issuer           string            `yaml:"issuer"`
 }
 
+type groupYAML struct {
+	Servers     []string `yaml:"servers"`
+	Description string   `yaml:"description"`
+}
+
 type principalYAML struct {
 	Name        string        `yaml:"name"`
 	Kind        principalKind `yaml:"kind"`
 	Role        role          `yaml:"role"`
 	Servers     []string      `yaml:"servers"`
+	Groups      []string      `yaml:"groups"`
 	DisplayName string        `yaml:"display_name"`
 	line        int
 }
@@ -368,6 +377,10 @@ func convert(y *fileYAML) (*File, error) {
 		})
 	}
 	slices.SortFunc(f.Servers, func(a, b *configv1.McpServer) int { return strings.Compare(a.GetName(), b.GetName()) })
+	for name, g := range y.Groups {
+		f.Groups = append(f.Groups, &configv1.Group{Name: name, Servers: g.Servers, Description: g.Description})
+	}
+	slices.SortFunc(f.Groups, func(a, b *configv1.Group) int { return strings.Compare(a.GetName(), b.GetName()) })
 	seen := map[string]int{}
 	for _, p := range y.Principals {
 		if p.Name == "" {
@@ -390,6 +403,7 @@ func convert(y *fileYAML) (*File, error) {
 			Kind:        kind,
 			Role:        r,
 			Servers:     p.Servers,
+			Groups:      p.Groups,
 			DisplayName: p.DisplayName,
 		})
 	}

@@ -1521,10 +1521,13 @@ func (x *GetPrincipalRequest) GetName() string {
 }
 
 type GetPrincipalResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Principal     *Principal             `protobuf:"bytes,1,opt,name=principal,proto3" json:"principal,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Principal *Principal             `protobuf:"bytes,1,opt,name=principal,proto3" json:"principal,omitempty"`
+	// Output only: the servers the principal may use and where each grant
+	// comes from (its own servers, or a group's), sorted by server.
+	EffectiveServers []*EffectiveServer `protobuf:"bytes,2,rep,name=effective_servers,json=effectiveServers,proto3" json:"effective_servers,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *GetPrincipalResponse) Reset() {
@@ -1564,6 +1567,132 @@ func (x *GetPrincipalResponse) GetPrincipal() *Principal {
 	return nil
 }
 
+func (x *GetPrincipalResponse) GetEffectiveServers() []*EffectiveServer {
+	if x != nil {
+		return x.EffectiveServers
+	}
+	return nil
+}
+
+// EffectiveServer is one server a principal may use and its sources.
+type EffectiveServer struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A server name or "*" (every server).
+	Server        string         `protobuf:"bytes,1,opt,name=server,proto3" json:"server,omitempty"`
+	Sources       []*GrantSource `protobuf:"bytes,2,rep,name=sources,proto3" json:"sources,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EffectiveServer) Reset() {
+	*x = EffectiveServer{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EffectiveServer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EffectiveServer) ProtoMessage() {}
+
+func (x *EffectiveServer) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EffectiveServer.ProtoReflect.Descriptor instead.
+func (*EffectiveServer) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *EffectiveServer) GetServer() string {
+	if x != nil {
+		return x.Server
+	}
+	return ""
+}
+
+func (x *EffectiveServer) GetSources() []*GrantSource {
+	if x != nil {
+		return x.Sources
+	}
+	return nil
+}
+
+// GrantSource says why a principal may use a server.
+type GrantSource struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Empty for the principal's own servers; otherwise the group granting it.
+	Group string `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	// For a group: empty when an admin set the membership, otherwise the
+	// identity provider that asserted it.
+	IdentityProvider string `protobuf:"bytes,2,opt,name=identity_provider,json=identityProvider,proto3" json:"identity_provider,omitempty"`
+	// When the identity provider last asserted the membership.
+	AssertTime    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=assert_time,json=assertTime,proto3" json:"assert_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GrantSource) Reset() {
+	*x = GrantSource{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GrantSource) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GrantSource) ProtoMessage() {}
+
+func (x *GrantSource) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GrantSource.ProtoReflect.Descriptor instead.
+func (*GrantSource) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *GrantSource) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *GrantSource) GetIdentityProvider() string {
+	if x != nil {
+		return x.IdentityProvider
+	}
+	return ""
+}
+
+func (x *GrantSource) GetAssertTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AssertTime
+	}
+	return nil
+}
+
 type PutPrincipalRequest struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
 	Principal        *Principal             `protobuf:"bytes,1,opt,name=principal,proto3" json:"principal,omitempty"`
@@ -1574,7 +1703,7 @@ type PutPrincipalRequest struct {
 
 func (x *PutPrincipalRequest) Reset() {
 	*x = PutPrincipalRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[18]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1586,7 +1715,7 @@ func (x *PutPrincipalRequest) String() string {
 func (*PutPrincipalRequest) ProtoMessage() {}
 
 func (x *PutPrincipalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[18]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1599,7 +1728,7 @@ func (x *PutPrincipalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutPrincipalRequest.ProtoReflect.Descriptor instead.
 func (*PutPrincipalRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{18}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *PutPrincipalRequest) GetPrincipal() *Principal {
@@ -1626,7 +1755,7 @@ type PutPrincipalResponse struct {
 
 func (x *PutPrincipalResponse) Reset() {
 	*x = PutPrincipalResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[19]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1638,7 +1767,7 @@ func (x *PutPrincipalResponse) String() string {
 func (*PutPrincipalResponse) ProtoMessage() {}
 
 func (x *PutPrincipalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[19]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1651,7 +1780,7 @@ func (x *PutPrincipalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutPrincipalResponse.ProtoReflect.Descriptor instead.
 func (*PutPrincipalResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{19}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *PutPrincipalResponse) GetPrincipal() *Principal {
@@ -1678,7 +1807,7 @@ type DeletePrincipalRequest struct {
 
 func (x *DeletePrincipalRequest) Reset() {
 	*x = DeletePrincipalRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[20]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1690,7 +1819,7 @@ func (x *DeletePrincipalRequest) String() string {
 func (*DeletePrincipalRequest) ProtoMessage() {}
 
 func (x *DeletePrincipalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[20]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1703,7 +1832,7 @@ func (x *DeletePrincipalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePrincipalRequest.ProtoReflect.Descriptor instead.
 func (*DeletePrincipalRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{20}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *DeletePrincipalRequest) GetName() string {
@@ -1728,7 +1857,7 @@ type DeletePrincipalResponse struct {
 
 func (x *DeletePrincipalResponse) Reset() {
 	*x = DeletePrincipalResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[21]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1740,7 +1869,7 @@ func (x *DeletePrincipalResponse) String() string {
 func (*DeletePrincipalResponse) ProtoMessage() {}
 
 func (x *DeletePrincipalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[21]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1753,7 +1882,377 @@ func (x *DeletePrincipalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePrincipalResponse.ProtoReflect.Descriptor instead.
 func (*DeletePrincipalResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{21}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{23}
+}
+
+type ListGroupsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListGroupsRequest) Reset() {
+	*x = ListGroupsRequest{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListGroupsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListGroupsRequest) ProtoMessage() {}
+
+func (x *ListGroupsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListGroupsRequest.ProtoReflect.Descriptor instead.
+func (*ListGroupsRequest) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{24}
+}
+
+type ListGroupsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Groups        []*Group               `protobuf:"bytes,1,rep,name=groups,proto3" json:"groups,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListGroupsResponse) Reset() {
+	*x = ListGroupsResponse{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListGroupsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListGroupsResponse) ProtoMessage() {}
+
+func (x *ListGroupsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListGroupsResponse.ProtoReflect.Descriptor instead.
+func (*ListGroupsResponse) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ListGroupsResponse) GetGroups() []*Group {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+type GetGroupRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetGroupRequest) Reset() {
+	*x = GetGroupRequest{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetGroupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetGroupRequest) ProtoMessage() {}
+
+func (x *GetGroupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetGroupRequest.ProtoReflect.Descriptor instead.
+func (*GetGroupRequest) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *GetGroupRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type GetGroupResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Group *Group                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	// Output only: the principals that are members (admin-set or asserted),
+	// sorted.
+	Members       []string `protobuf:"bytes,2,rep,name=members,proto3" json:"members,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetGroupResponse) Reset() {
+	*x = GetGroupResponse{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetGroupResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetGroupResponse) ProtoMessage() {}
+
+func (x *GetGroupResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetGroupResponse.ProtoReflect.Descriptor instead.
+func (*GetGroupResponse) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *GetGroupResponse) GetGroup() *Group {
+	if x != nil {
+		return x.Group
+	}
+	return nil
+}
+
+func (x *GetGroupResponse) GetMembers() []string {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+type PutGroupRequest struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Group            *Group                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	ExpectedRevision int64                  `protobuf:"varint,2,opt,name=expected_revision,json=expectedRevision,proto3" json:"expected_revision,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *PutGroupRequest) Reset() {
+	*x = PutGroupRequest{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutGroupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutGroupRequest) ProtoMessage() {}
+
+func (x *PutGroupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutGroupRequest.ProtoReflect.Descriptor instead.
+func (*PutGroupRequest) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *PutGroupRequest) GetGroup() *Group {
+	if x != nil {
+		return x.Group
+	}
+	return nil
+}
+
+func (x *PutGroupRequest) GetExpectedRevision() int64 {
+	if x != nil {
+		return x.ExpectedRevision
+	}
+	return 0
+}
+
+type PutGroupResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Group         *Group                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	Changed       bool                   `protobuf:"varint,2,opt,name=changed,proto3" json:"changed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutGroupResponse) Reset() {
+	*x = PutGroupResponse{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutGroupResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutGroupResponse) ProtoMessage() {}
+
+func (x *PutGroupResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutGroupResponse.ProtoReflect.Descriptor instead.
+func (*PutGroupResponse) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *PutGroupResponse) GetGroup() *Group {
+	if x != nil {
+		return x.Group
+	}
+	return nil
+}
+
+func (x *PutGroupResponse) GetChanged() bool {
+	if x != nil {
+		return x.Changed
+	}
+	return false
+}
+
+type DeleteGroupRequest struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Name             string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	ExpectedRevision int64                  `protobuf:"varint,2,opt,name=expected_revision,json=expectedRevision,proto3" json:"expected_revision,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *DeleteGroupRequest) Reset() {
+	*x = DeleteGroupRequest{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteGroupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteGroupRequest) ProtoMessage() {}
+
+func (x *DeleteGroupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteGroupRequest.ProtoReflect.Descriptor instead.
+func (*DeleteGroupRequest) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *DeleteGroupRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *DeleteGroupRequest) GetExpectedRevision() int64 {
+	if x != nil {
+		return x.ExpectedRevision
+	}
+	return 0
+}
+
+type DeleteGroupResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteGroupResponse) Reset() {
+	*x = DeleteGroupResponse{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteGroupResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteGroupResponse) ProtoMessage() {}
+
+func (x *DeleteGroupResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteGroupResponse.ProtoReflect.Descriptor instead.
+func (*DeleteGroupResponse) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{31}
 }
 
 type ListKeysRequest struct {
@@ -1766,7 +2265,7 @@ type ListKeysRequest struct {
 
 func (x *ListKeysRequest) Reset() {
 	*x = ListKeysRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[22]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1778,7 +2277,7 @@ func (x *ListKeysRequest) String() string {
 func (*ListKeysRequest) ProtoMessage() {}
 
 func (x *ListKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[22]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1791,7 +2290,7 @@ func (x *ListKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKeysRequest.ProtoReflect.Descriptor instead.
 func (*ListKeysRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{22}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListKeysRequest) GetPrincipal() string {
@@ -1810,7 +2309,7 @@ type ListKeysResponse struct {
 
 func (x *ListKeysResponse) Reset() {
 	*x = ListKeysResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[23]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1822,7 +2321,7 @@ func (x *ListKeysResponse) String() string {
 func (*ListKeysResponse) ProtoMessage() {}
 
 func (x *ListKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[23]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1835,7 +2334,7 @@ func (x *ListKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKeysResponse.ProtoReflect.Descriptor instead.
 func (*ListKeysResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{23}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListKeysResponse) GetKeys() []*ApiKey {
@@ -1858,7 +2357,7 @@ type CreateKeyRequest struct {
 
 func (x *CreateKeyRequest) Reset() {
 	*x = CreateKeyRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[24]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1870,7 +2369,7 @@ func (x *CreateKeyRequest) String() string {
 func (*CreateKeyRequest) ProtoMessage() {}
 
 func (x *CreateKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[24]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1883,7 +2382,7 @@ func (x *CreateKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateKeyRequest.ProtoReflect.Descriptor instead.
 func (*CreateKeyRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{24}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *CreateKeyRequest) GetPrincipal() string {
@@ -1927,7 +2426,7 @@ type CreateKeyResponse struct {
 
 func (x *CreateKeyResponse) Reset() {
 	*x = CreateKeyResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[25]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1939,7 +2438,7 @@ func (x *CreateKeyResponse) String() string {
 func (*CreateKeyResponse) ProtoMessage() {}
 
 func (x *CreateKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[25]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1952,7 +2451,7 @@ func (x *CreateKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateKeyResponse.ProtoReflect.Descriptor instead.
 func (*CreateKeyResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{25}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *CreateKeyResponse) GetApiKey() *ApiKey {
@@ -1986,7 +2485,7 @@ type RevokeKeyRequest struct {
 
 func (x *RevokeKeyRequest) Reset() {
 	*x = RevokeKeyRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[26]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1998,7 +2497,7 @@ func (x *RevokeKeyRequest) String() string {
 func (*RevokeKeyRequest) ProtoMessage() {}
 
 func (x *RevokeKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[26]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2011,7 +2510,7 @@ func (x *RevokeKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeKeyRequest.ProtoReflect.Descriptor instead.
 func (*RevokeKeyRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{26}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RevokeKeyRequest) GetId() string {
@@ -2030,7 +2529,7 @@ type RevokeKeyResponse struct {
 
 func (x *RevokeKeyResponse) Reset() {
 	*x = RevokeKeyResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[27]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2042,7 +2541,7 @@ func (x *RevokeKeyResponse) String() string {
 func (*RevokeKeyResponse) ProtoMessage() {}
 
 func (x *RevokeKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[27]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2055,7 +2554,7 @@ func (x *RevokeKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeKeyResponse.ProtoReflect.Descriptor instead.
 func (*RevokeKeyResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{27}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RevokeKeyResponse) GetApiKey() *ApiKey {
@@ -2170,9 +2669,18 @@ const file_mcpgate_config_v1_config_proto_rawDesc = "" +
 	"principals\x18\x01 \x03(\v2\x1c.mcpgate.config.v1.PrincipalR\n" +
 	"principals\")\n" +
 	"\x13GetPrincipalRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"R\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\xa3\x01\n" +
 	"\x14GetPrincipalResponse\x12:\n" +
-	"\tprincipal\x18\x01 \x01(\v2\x1c.mcpgate.config.v1.PrincipalR\tprincipal\"~\n" +
+	"\tprincipal\x18\x01 \x01(\v2\x1c.mcpgate.config.v1.PrincipalR\tprincipal\x12O\n" +
+	"\x11effective_servers\x18\x02 \x03(\v2\".mcpgate.config.v1.EffectiveServerR\x10effectiveServers\"c\n" +
+	"\x0fEffectiveServer\x12\x16\n" +
+	"\x06server\x18\x01 \x01(\tR\x06server\x128\n" +
+	"\asources\x18\x02 \x03(\v2\x1e.mcpgate.config.v1.GrantSourceR\asources\"\x8d\x01\n" +
+	"\vGrantSource\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12+\n" +
+	"\x11identity_provider\x18\x02 \x01(\tR\x10identityProvider\x12;\n" +
+	"\vassert_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"assertTime\"~\n" +
 	"\x13PutPrincipalRequest\x12:\n" +
 	"\tprincipal\x18\x01 \x01(\v2\x1c.mcpgate.config.v1.PrincipalR\tprincipal\x12+\n" +
 	"\x11expected_revision\x18\x02 \x01(\x03R\x10expectedRevision\"l\n" +
@@ -2182,7 +2690,25 @@ const file_mcpgate_config_v1_config_proto_rawDesc = "" +
 	"\x16DeletePrincipalRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12+\n" +
 	"\x11expected_revision\x18\x02 \x01(\x03R\x10expectedRevision\"\x19\n" +
-	"\x17DeletePrincipalResponse\"/\n" +
+	"\x17DeletePrincipalResponse\"\x13\n" +
+	"\x11ListGroupsRequest\"F\n" +
+	"\x12ListGroupsResponse\x120\n" +
+	"\x06groups\x18\x01 \x03(\v2\x18.mcpgate.config.v1.GroupR\x06groups\"%\n" +
+	"\x0fGetGroupRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\\\n" +
+	"\x10GetGroupResponse\x12.\n" +
+	"\x05group\x18\x01 \x01(\v2\x18.mcpgate.config.v1.GroupR\x05group\x12\x18\n" +
+	"\amembers\x18\x02 \x03(\tR\amembers\"n\n" +
+	"\x0fPutGroupRequest\x12.\n" +
+	"\x05group\x18\x01 \x01(\v2\x18.mcpgate.config.v1.GroupR\x05group\x12+\n" +
+	"\x11expected_revision\x18\x02 \x01(\x03R\x10expectedRevision\"\\\n" +
+	"\x10PutGroupResponse\x12.\n" +
+	"\x05group\x18\x01 \x01(\v2\x18.mcpgate.config.v1.GroupR\x05group\x12\x18\n" +
+	"\achanged\x18\x02 \x01(\bR\achanged\"U\n" +
+	"\x12DeleteGroupRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12+\n" +
+	"\x11expected_revision\x18\x02 \x01(\x03R\x10expectedRevision\"\x15\n" +
+	"\x13DeleteGroupResponse\"/\n" +
 	"\x0fListKeysRequest\x12\x1c\n" +
 	"\tprincipal\x18\x01 \x01(\tR\tprincipal\"A\n" +
 	"\x10ListKeysResponse\x12-\n" +
@@ -2238,7 +2764,13 @@ const file_mcpgate_config_v1_config_proto_rawDesc = "" +
 	"\x0eListPrincipals\x12(.mcpgate.config.v1.ListPrincipalsRequest\x1a).mcpgate.config.v1.ListPrincipalsResponse\"\x03\x90\x02\x01\x12d\n" +
 	"\fGetPrincipal\x12&.mcpgate.config.v1.GetPrincipalRequest\x1a'.mcpgate.config.v1.GetPrincipalResponse\"\x03\x90\x02\x01\x12_\n" +
 	"\fPutPrincipal\x12&.mcpgate.config.v1.PutPrincipalRequest\x1a'.mcpgate.config.v1.PutPrincipalResponse\x12h\n" +
-	"\x0fDeletePrincipal\x12).mcpgate.config.v1.DeletePrincipalRequest\x1a*.mcpgate.config.v1.DeletePrincipalResponse2\x96\x02\n" +
+	"\x0fDeletePrincipal\x12).mcpgate.config.v1.DeletePrincipalRequest\x1a*.mcpgate.config.v1.DeletePrincipalResponse2\xfb\x02\n" +
+	"\fGroupService\x12^\n" +
+	"\n" +
+	"ListGroups\x12$.mcpgate.config.v1.ListGroupsRequest\x1a%.mcpgate.config.v1.ListGroupsResponse\"\x03\x90\x02\x01\x12X\n" +
+	"\bGetGroup\x12\".mcpgate.config.v1.GetGroupRequest\x1a#.mcpgate.config.v1.GetGroupResponse\"\x03\x90\x02\x01\x12S\n" +
+	"\bPutGroup\x12\".mcpgate.config.v1.PutGroupRequest\x1a#.mcpgate.config.v1.PutGroupResponse\x12\\\n" +
+	"\vDeleteGroup\x12%.mcpgate.config.v1.DeleteGroupRequest\x1a&.mcpgate.config.v1.DeleteGroupResponse2\x96\x02\n" +
 	"\n" +
 	"KeyService\x12X\n" +
 	"\bListKeys\x12\".mcpgate.config.v1.ListKeysRequest\x1a#.mcpgate.config.v1.ListKeysResponse\"\x03\x90\x02\x01\x12V\n" +
@@ -2259,7 +2791,7 @@ func file_mcpgate_config_v1_config_proto_rawDescGZIP() []byte {
 }
 
 var file_mcpgate_config_v1_config_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_mcpgate_config_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_mcpgate_config_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_mcpgate_config_v1_config_proto_goTypes = []any{
 	(Transport)(0),                  // 0: mcpgate.config.v1.Transport
 	(AuthType)(0),                   // 1: mcpgate.config.v1.AuthType
@@ -2284,70 +2816,95 @@ var file_mcpgate_config_v1_config_proto_goTypes = []any{
 	(*ListPrincipalsResponse)(nil),  // 20: mcpgate.config.v1.ListPrincipalsResponse
 	(*GetPrincipalRequest)(nil),     // 21: mcpgate.config.v1.GetPrincipalRequest
 	(*GetPrincipalResponse)(nil),    // 22: mcpgate.config.v1.GetPrincipalResponse
-	(*PutPrincipalRequest)(nil),     // 23: mcpgate.config.v1.PutPrincipalRequest
-	(*PutPrincipalResponse)(nil),    // 24: mcpgate.config.v1.PutPrincipalResponse
-	(*DeletePrincipalRequest)(nil),  // 25: mcpgate.config.v1.DeletePrincipalRequest
-	(*DeletePrincipalResponse)(nil), // 26: mcpgate.config.v1.DeletePrincipalResponse
-	(*ListKeysRequest)(nil),         // 27: mcpgate.config.v1.ListKeysRequest
-	(*ListKeysResponse)(nil),        // 28: mcpgate.config.v1.ListKeysResponse
-	(*CreateKeyRequest)(nil),        // 29: mcpgate.config.v1.CreateKeyRequest
-	(*CreateKeyResponse)(nil),       // 30: mcpgate.config.v1.CreateKeyResponse
-	(*RevokeKeyRequest)(nil),        // 31: mcpgate.config.v1.RevokeKeyRequest
-	(*RevokeKeyResponse)(nil),       // 32: mcpgate.config.v1.RevokeKeyResponse
-	nil,                             // 33: mcpgate.config.v1.McpServer.StaticHeadersEntry
-	(*timestamppb.Timestamp)(nil),   // 34: google.protobuf.Timestamp
+	(*EffectiveServer)(nil),         // 23: mcpgate.config.v1.EffectiveServer
+	(*GrantSource)(nil),             // 24: mcpgate.config.v1.GrantSource
+	(*PutPrincipalRequest)(nil),     // 25: mcpgate.config.v1.PutPrincipalRequest
+	(*PutPrincipalResponse)(nil),    // 26: mcpgate.config.v1.PutPrincipalResponse
+	(*DeletePrincipalRequest)(nil),  // 27: mcpgate.config.v1.DeletePrincipalRequest
+	(*DeletePrincipalResponse)(nil), // 28: mcpgate.config.v1.DeletePrincipalResponse
+	(*ListGroupsRequest)(nil),       // 29: mcpgate.config.v1.ListGroupsRequest
+	(*ListGroupsResponse)(nil),      // 30: mcpgate.config.v1.ListGroupsResponse
+	(*GetGroupRequest)(nil),         // 31: mcpgate.config.v1.GetGroupRequest
+	(*GetGroupResponse)(nil),        // 32: mcpgate.config.v1.GetGroupResponse
+	(*PutGroupRequest)(nil),         // 33: mcpgate.config.v1.PutGroupRequest
+	(*PutGroupResponse)(nil),        // 34: mcpgate.config.v1.PutGroupResponse
+	(*DeleteGroupRequest)(nil),      // 35: mcpgate.config.v1.DeleteGroupRequest
+	(*DeleteGroupResponse)(nil),     // 36: mcpgate.config.v1.DeleteGroupResponse
+	(*ListKeysRequest)(nil),         // 37: mcpgate.config.v1.ListKeysRequest
+	(*ListKeysResponse)(nil),        // 38: mcpgate.config.v1.ListKeysResponse
+	(*CreateKeyRequest)(nil),        // 39: mcpgate.config.v1.CreateKeyRequest
+	(*CreateKeyResponse)(nil),       // 40: mcpgate.config.v1.CreateKeyResponse
+	(*RevokeKeyRequest)(nil),        // 41: mcpgate.config.v1.RevokeKeyRequest
+	(*RevokeKeyResponse)(nil),       // 42: mcpgate.config.v1.RevokeKeyResponse
+	nil,                             // 43: mcpgate.config.v1.McpServer.StaticHeadersEntry
+	(*timestamppb.Timestamp)(nil),   // 44: google.protobuf.Timestamp
 }
 var file_mcpgate_config_v1_config_proto_depIdxs = []int32{
 	0,  // 0: mcpgate.config.v1.McpServer.transport:type_name -> mcpgate.config.v1.Transport
 	1,  // 1: mcpgate.config.v1.McpServer.auth_type:type_name -> mcpgate.config.v1.AuthType
 	2,  // 2: mcpgate.config.v1.McpServer.oauth2_flow:type_name -> mcpgate.config.v1.OAuth2Flow
-	33, // 3: mcpgate.config.v1.McpServer.static_headers:type_name -> mcpgate.config.v1.McpServer.StaticHeadersEntry
+	43, // 3: mcpgate.config.v1.McpServer.static_headers:type_name -> mcpgate.config.v1.McpServer.StaticHeadersEntry
 	3,  // 4: mcpgate.config.v1.Principal.kind:type_name -> mcpgate.config.v1.PrincipalKind
 	4,  // 5: mcpgate.config.v1.Principal.role:type_name -> mcpgate.config.v1.Role
 	7,  // 6: mcpgate.config.v1.Principal.asserted_groups:type_name -> mcpgate.config.v1.GroupAssertion
-	34, // 7: mcpgate.config.v1.GroupAssertion.assert_time:type_name -> google.protobuf.Timestamp
-	34, // 8: mcpgate.config.v1.ApiKey.create_time:type_name -> google.protobuf.Timestamp
-	34, // 9: mcpgate.config.v1.ApiKey.expire_time:type_name -> google.protobuf.Timestamp
-	34, // 10: mcpgate.config.v1.ApiKey.revoke_time:type_name -> google.protobuf.Timestamp
+	44, // 7: mcpgate.config.v1.GroupAssertion.assert_time:type_name -> google.protobuf.Timestamp
+	44, // 8: mcpgate.config.v1.ApiKey.create_time:type_name -> google.protobuf.Timestamp
+	44, // 9: mcpgate.config.v1.ApiKey.expire_time:type_name -> google.protobuf.Timestamp
+	44, // 10: mcpgate.config.v1.ApiKey.revoke_time:type_name -> google.protobuf.Timestamp
 	5,  // 11: mcpgate.config.v1.ListServersResponse.servers:type_name -> mcpgate.config.v1.McpServer
 	5,  // 12: mcpgate.config.v1.GetServerResponse.server:type_name -> mcpgate.config.v1.McpServer
 	5,  // 13: mcpgate.config.v1.PutServerRequest.server:type_name -> mcpgate.config.v1.McpServer
 	5,  // 14: mcpgate.config.v1.PutServerResponse.server:type_name -> mcpgate.config.v1.McpServer
 	6,  // 15: mcpgate.config.v1.ListPrincipalsResponse.principals:type_name -> mcpgate.config.v1.Principal
 	6,  // 16: mcpgate.config.v1.GetPrincipalResponse.principal:type_name -> mcpgate.config.v1.Principal
-	6,  // 17: mcpgate.config.v1.PutPrincipalRequest.principal:type_name -> mcpgate.config.v1.Principal
-	6,  // 18: mcpgate.config.v1.PutPrincipalResponse.principal:type_name -> mcpgate.config.v1.Principal
-	10, // 19: mcpgate.config.v1.ListKeysResponse.keys:type_name -> mcpgate.config.v1.ApiKey
-	34, // 20: mcpgate.config.v1.CreateKeyRequest.expire_time:type_name -> google.protobuf.Timestamp
-	10, // 21: mcpgate.config.v1.CreateKeyResponse.api_key:type_name -> mcpgate.config.v1.ApiKey
-	10, // 22: mcpgate.config.v1.RevokeKeyResponse.api_key:type_name -> mcpgate.config.v1.ApiKey
-	11, // 23: mcpgate.config.v1.ServerService.ListServers:input_type -> mcpgate.config.v1.ListServersRequest
-	13, // 24: mcpgate.config.v1.ServerService.GetServer:input_type -> mcpgate.config.v1.GetServerRequest
-	15, // 25: mcpgate.config.v1.ServerService.PutServer:input_type -> mcpgate.config.v1.PutServerRequest
-	17, // 26: mcpgate.config.v1.ServerService.DeleteServer:input_type -> mcpgate.config.v1.DeleteServerRequest
-	19, // 27: mcpgate.config.v1.PrincipalService.ListPrincipals:input_type -> mcpgate.config.v1.ListPrincipalsRequest
-	21, // 28: mcpgate.config.v1.PrincipalService.GetPrincipal:input_type -> mcpgate.config.v1.GetPrincipalRequest
-	23, // 29: mcpgate.config.v1.PrincipalService.PutPrincipal:input_type -> mcpgate.config.v1.PutPrincipalRequest
-	25, // 30: mcpgate.config.v1.PrincipalService.DeletePrincipal:input_type -> mcpgate.config.v1.DeletePrincipalRequest
-	27, // 31: mcpgate.config.v1.KeyService.ListKeys:input_type -> mcpgate.config.v1.ListKeysRequest
-	29, // 32: mcpgate.config.v1.KeyService.CreateKey:input_type -> mcpgate.config.v1.CreateKeyRequest
-	31, // 33: mcpgate.config.v1.KeyService.RevokeKey:input_type -> mcpgate.config.v1.RevokeKeyRequest
-	12, // 34: mcpgate.config.v1.ServerService.ListServers:output_type -> mcpgate.config.v1.ListServersResponse
-	14, // 35: mcpgate.config.v1.ServerService.GetServer:output_type -> mcpgate.config.v1.GetServerResponse
-	16, // 36: mcpgate.config.v1.ServerService.PutServer:output_type -> mcpgate.config.v1.PutServerResponse
-	18, // 37: mcpgate.config.v1.ServerService.DeleteServer:output_type -> mcpgate.config.v1.DeleteServerResponse
-	20, // 38: mcpgate.config.v1.PrincipalService.ListPrincipals:output_type -> mcpgate.config.v1.ListPrincipalsResponse
-	22, // 39: mcpgate.config.v1.PrincipalService.GetPrincipal:output_type -> mcpgate.config.v1.GetPrincipalResponse
-	24, // 40: mcpgate.config.v1.PrincipalService.PutPrincipal:output_type -> mcpgate.config.v1.PutPrincipalResponse
-	26, // 41: mcpgate.config.v1.PrincipalService.DeletePrincipal:output_type -> mcpgate.config.v1.DeletePrincipalResponse
-	28, // 42: mcpgate.config.v1.KeyService.ListKeys:output_type -> mcpgate.config.v1.ListKeysResponse
-	30, // 43: mcpgate.config.v1.KeyService.CreateKey:output_type -> mcpgate.config.v1.CreateKeyResponse
-	32, // 44: mcpgate.config.v1.KeyService.RevokeKey:output_type -> mcpgate.config.v1.RevokeKeyResponse
-	34, // [34:45] is the sub-list for method output_type
-	23, // [23:34] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	23, // 17: mcpgate.config.v1.GetPrincipalResponse.effective_servers:type_name -> mcpgate.config.v1.EffectiveServer
+	24, // 18: mcpgate.config.v1.EffectiveServer.sources:type_name -> mcpgate.config.v1.GrantSource
+	44, // 19: mcpgate.config.v1.GrantSource.assert_time:type_name -> google.protobuf.Timestamp
+	6,  // 20: mcpgate.config.v1.PutPrincipalRequest.principal:type_name -> mcpgate.config.v1.Principal
+	6,  // 21: mcpgate.config.v1.PutPrincipalResponse.principal:type_name -> mcpgate.config.v1.Principal
+	8,  // 22: mcpgate.config.v1.ListGroupsResponse.groups:type_name -> mcpgate.config.v1.Group
+	8,  // 23: mcpgate.config.v1.GetGroupResponse.group:type_name -> mcpgate.config.v1.Group
+	8,  // 24: mcpgate.config.v1.PutGroupRequest.group:type_name -> mcpgate.config.v1.Group
+	8,  // 25: mcpgate.config.v1.PutGroupResponse.group:type_name -> mcpgate.config.v1.Group
+	10, // 26: mcpgate.config.v1.ListKeysResponse.keys:type_name -> mcpgate.config.v1.ApiKey
+	44, // 27: mcpgate.config.v1.CreateKeyRequest.expire_time:type_name -> google.protobuf.Timestamp
+	10, // 28: mcpgate.config.v1.CreateKeyResponse.api_key:type_name -> mcpgate.config.v1.ApiKey
+	10, // 29: mcpgate.config.v1.RevokeKeyResponse.api_key:type_name -> mcpgate.config.v1.ApiKey
+	11, // 30: mcpgate.config.v1.ServerService.ListServers:input_type -> mcpgate.config.v1.ListServersRequest
+	13, // 31: mcpgate.config.v1.ServerService.GetServer:input_type -> mcpgate.config.v1.GetServerRequest
+	15, // 32: mcpgate.config.v1.ServerService.PutServer:input_type -> mcpgate.config.v1.PutServerRequest
+	17, // 33: mcpgate.config.v1.ServerService.DeleteServer:input_type -> mcpgate.config.v1.DeleteServerRequest
+	19, // 34: mcpgate.config.v1.PrincipalService.ListPrincipals:input_type -> mcpgate.config.v1.ListPrincipalsRequest
+	21, // 35: mcpgate.config.v1.PrincipalService.GetPrincipal:input_type -> mcpgate.config.v1.GetPrincipalRequest
+	25, // 36: mcpgate.config.v1.PrincipalService.PutPrincipal:input_type -> mcpgate.config.v1.PutPrincipalRequest
+	27, // 37: mcpgate.config.v1.PrincipalService.DeletePrincipal:input_type -> mcpgate.config.v1.DeletePrincipalRequest
+	29, // 38: mcpgate.config.v1.GroupService.ListGroups:input_type -> mcpgate.config.v1.ListGroupsRequest
+	31, // 39: mcpgate.config.v1.GroupService.GetGroup:input_type -> mcpgate.config.v1.GetGroupRequest
+	33, // 40: mcpgate.config.v1.GroupService.PutGroup:input_type -> mcpgate.config.v1.PutGroupRequest
+	35, // 41: mcpgate.config.v1.GroupService.DeleteGroup:input_type -> mcpgate.config.v1.DeleteGroupRequest
+	37, // 42: mcpgate.config.v1.KeyService.ListKeys:input_type -> mcpgate.config.v1.ListKeysRequest
+	39, // 43: mcpgate.config.v1.KeyService.CreateKey:input_type -> mcpgate.config.v1.CreateKeyRequest
+	41, // 44: mcpgate.config.v1.KeyService.RevokeKey:input_type -> mcpgate.config.v1.RevokeKeyRequest
+	12, // 45: mcpgate.config.v1.ServerService.ListServers:output_type -> mcpgate.config.v1.ListServersResponse
+	14, // 46: mcpgate.config.v1.ServerService.GetServer:output_type -> mcpgate.config.v1.GetServerResponse
+	16, // 47: mcpgate.config.v1.ServerService.PutServer:output_type -> mcpgate.config.v1.PutServerResponse
+	18, // 48: mcpgate.config.v1.ServerService.DeleteServer:output_type -> mcpgate.config.v1.DeleteServerResponse
+	20, // 49: mcpgate.config.v1.PrincipalService.ListPrincipals:output_type -> mcpgate.config.v1.ListPrincipalsResponse
+	22, // 50: mcpgate.config.v1.PrincipalService.GetPrincipal:output_type -> mcpgate.config.v1.GetPrincipalResponse
+	26, // 51: mcpgate.config.v1.PrincipalService.PutPrincipal:output_type -> mcpgate.config.v1.PutPrincipalResponse
+	28, // 52: mcpgate.config.v1.PrincipalService.DeletePrincipal:output_type -> mcpgate.config.v1.DeletePrincipalResponse
+	30, // 53: mcpgate.config.v1.GroupService.ListGroups:output_type -> mcpgate.config.v1.ListGroupsResponse
+	32, // 54: mcpgate.config.v1.GroupService.GetGroup:output_type -> mcpgate.config.v1.GetGroupResponse
+	34, // 55: mcpgate.config.v1.GroupService.PutGroup:output_type -> mcpgate.config.v1.PutGroupResponse
+	36, // 56: mcpgate.config.v1.GroupService.DeleteGroup:output_type -> mcpgate.config.v1.DeleteGroupResponse
+	38, // 57: mcpgate.config.v1.KeyService.ListKeys:output_type -> mcpgate.config.v1.ListKeysResponse
+	40, // 58: mcpgate.config.v1.KeyService.CreateKey:output_type -> mcpgate.config.v1.CreateKeyResponse
+	42, // 59: mcpgate.config.v1.KeyService.RevokeKey:output_type -> mcpgate.config.v1.RevokeKeyResponse
+	45, // [45:60] is the sub-list for method output_type
+	30, // [30:45] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_mcpgate_config_v1_config_proto_init() }
@@ -2361,9 +2918,9 @@ func file_mcpgate_config_v1_config_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mcpgate_config_v1_config_proto_rawDesc), len(file_mcpgate_config_v1_config_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   29,
+			NumMessages:   39,
 			NumExtensions: 0,
-			NumServices:   3,
+			NumServices:   4,
 		},
 		GoTypes:           file_mcpgate_config_v1_config_proto_goTypes,
 		DependencyIndexes: file_mcpgate_config_v1_config_proto_depIdxs,

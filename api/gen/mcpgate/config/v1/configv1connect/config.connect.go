@@ -25,6 +25,8 @@ const (
 	ServerServiceName = "mcpgate.config.v1.ServerService"
 	// PrincipalServiceName is the fully-qualified name of the PrincipalService service.
 	PrincipalServiceName = "mcpgate.config.v1.PrincipalService"
+	// GroupServiceName is the fully-qualified name of the GroupService service.
+	GroupServiceName = "mcpgate.config.v1.GroupService"
 	// KeyServiceName is the fully-qualified name of the KeyService service.
 	KeyServiceName = "mcpgate.config.v1.KeyService"
 )
@@ -59,6 +61,15 @@ const (
 	// PrincipalServiceDeletePrincipalProcedure is the fully-qualified name of the PrincipalService's
 	// DeletePrincipal RPC.
 	PrincipalServiceDeletePrincipalProcedure = "/mcpgate.config.v1.PrincipalService/DeletePrincipal"
+	// GroupServiceListGroupsProcedure is the fully-qualified name of the GroupService's ListGroups RPC.
+	GroupServiceListGroupsProcedure = "/mcpgate.config.v1.GroupService/ListGroups"
+	// GroupServiceGetGroupProcedure is the fully-qualified name of the GroupService's GetGroup RPC.
+	GroupServiceGetGroupProcedure = "/mcpgate.config.v1.GroupService/GetGroup"
+	// GroupServicePutGroupProcedure is the fully-qualified name of the GroupService's PutGroup RPC.
+	GroupServicePutGroupProcedure = "/mcpgate.config.v1.GroupService/PutGroup"
+	// GroupServiceDeleteGroupProcedure is the fully-qualified name of the GroupService's DeleteGroup
+	// RPC.
+	GroupServiceDeleteGroupProcedure = "/mcpgate.config.v1.GroupService/DeleteGroup"
 	// KeyServiceListKeysProcedure is the fully-qualified name of the KeyService's ListKeys RPC.
 	KeyServiceListKeysProcedure = "/mcpgate.config.v1.KeyService/ListKeys"
 	// KeyServiceCreateKeyProcedure is the fully-qualified name of the KeyService's CreateKey RPC.
@@ -405,6 +416,176 @@ func (UnimplementedPrincipalServiceHandler) PutPrincipal(context.Context, *v1.Pu
 
 func (UnimplementedPrincipalServiceHandler) DeletePrincipal(context.Context, *v1.DeletePrincipalRequest) (*v1.DeletePrincipalResponse, error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("mcpgate.config.v1.PrincipalService.DeletePrincipal is not implemented"))
+}
+
+// GroupServiceClient is a client for the mcpgate.config.v1.GroupService service.
+type GroupServiceClient interface {
+	ListGroups(context.Context, *v1.ListGroupsRequest) (*v1.ListGroupsResponse, error)
+	GetGroup(context.Context, *v1.GetGroupRequest) (*v1.GetGroupResponse, error)
+	// PutGroup creates (expected_revision 0) or replaces a group.
+	PutGroup(context.Context, *v1.PutGroupRequest) (*v1.PutGroupResponse, error)
+	DeleteGroup(context.Context, *v1.DeleteGroupRequest) (*v1.DeleteGroupResponse, error)
+}
+
+// NewGroupServiceClient constructs a client for the mcpgate.config.v1.GroupService service. By
+// default, it uses the Connect protocol with the binary Protobuf Codec, asks for gzipped responses,
+// and sends uncompressed requests. To use the gRPC or gRPC-Web protocols, supply the
+// connect.WithGRPC() or connect.WithGRPCWeb() options.
+//
+// The URL supplied here should be the base URL for the Connect or gRPC server (for example,
+// http://api.acme.com or https://acme.com/grpc).
+func NewGroupServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...connect.ClientOption) GroupServiceClient {
+	baseURL = strings.TrimRight(baseURL, "/")
+	groupServiceMethods := v1.File_mcpgate_config_v1_config_proto.Services().ByName("GroupService").Methods()
+	return &groupServiceClient{
+		listGroups: connect.NewClient[v1.ListGroupsRequest, v1.ListGroupsResponse](
+			httpClient,
+			baseURL+GroupServiceListGroupsProcedure,
+			connect.WithSchema(groupServiceMethods.ByName("ListGroups")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		getGroup: connect.NewClient[v1.GetGroupRequest, v1.GetGroupResponse](
+			httpClient,
+			baseURL+GroupServiceGetGroupProcedure,
+			connect.WithSchema(groupServiceMethods.ByName("GetGroup")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		putGroup: connect.NewClient[v1.PutGroupRequest, v1.PutGroupResponse](
+			httpClient,
+			baseURL+GroupServicePutGroupProcedure,
+			connect.WithSchema(groupServiceMethods.ByName("PutGroup")),
+			connect.WithClientOptions(opts...),
+		),
+		deleteGroup: connect.NewClient[v1.DeleteGroupRequest, v1.DeleteGroupResponse](
+			httpClient,
+			baseURL+GroupServiceDeleteGroupProcedure,
+			connect.WithSchema(groupServiceMethods.ByName("DeleteGroup")),
+			connect.WithClientOptions(opts...),
+		),
+	}
+}
+
+// groupServiceClient implements GroupServiceClient.
+type groupServiceClient struct {
+	listGroups  *connect.Client[v1.ListGroupsRequest, v1.ListGroupsResponse]
+	getGroup    *connect.Client[v1.GetGroupRequest, v1.GetGroupResponse]
+	putGroup    *connect.Client[v1.PutGroupRequest, v1.PutGroupResponse]
+	deleteGroup *connect.Client[v1.DeleteGroupRequest, v1.DeleteGroupResponse]
+}
+
+// ListGroups calls mcpgate.config.v1.GroupService.ListGroups.
+func (c *groupServiceClient) ListGroups(ctx context.Context, req *v1.ListGroupsRequest) (*v1.ListGroupsResponse, error) {
+	response, err := c.listGroups.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// GetGroup calls mcpgate.config.v1.GroupService.GetGroup.
+func (c *groupServiceClient) GetGroup(ctx context.Context, req *v1.GetGroupRequest) (*v1.GetGroupResponse, error) {
+	response, err := c.getGroup.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// PutGroup calls mcpgate.config.v1.GroupService.PutGroup.
+func (c *groupServiceClient) PutGroup(ctx context.Context, req *v1.PutGroupRequest) (*v1.PutGroupResponse, error) {
+	response, err := c.putGroup.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// DeleteGroup calls mcpgate.config.v1.GroupService.DeleteGroup.
+func (c *groupServiceClient) DeleteGroup(ctx context.Context, req *v1.DeleteGroupRequest) (*v1.DeleteGroupResponse, error) {
+	response, err := c.deleteGroup.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// GroupServiceHandler is an implementation of the mcpgate.config.v1.GroupService service.
+type GroupServiceHandler interface {
+	ListGroups(context.Context, *v1.ListGroupsRequest) (*v1.ListGroupsResponse, error)
+	GetGroup(context.Context, *v1.GetGroupRequest) (*v1.GetGroupResponse, error)
+	// PutGroup creates (expected_revision 0) or replaces a group.
+	PutGroup(context.Context, *v1.PutGroupRequest) (*v1.PutGroupResponse, error)
+	DeleteGroup(context.Context, *v1.DeleteGroupRequest) (*v1.DeleteGroupResponse, error)
+}
+
+// NewGroupServiceHandler builds an HTTP handler from the service implementation. It returns the
+// path on which to mount the handler and the handler itself.
+//
+// By default, handlers support the Connect, gRPC, and gRPC-Web protocols with the binary Protobuf
+// and JSON codecs. They also support gzip compression.
+func NewGroupServiceHandler(svc GroupServiceHandler, opts ...connect.HandlerOption) (string, http.Handler) {
+	groupServiceMethods := v1.File_mcpgate_config_v1_config_proto.Services().ByName("GroupService").Methods()
+	groupServiceListGroupsHandler := connect.NewUnaryHandlerSimple(
+		GroupServiceListGroupsProcedure,
+		svc.ListGroups,
+		connect.WithSchema(groupServiceMethods.ByName("ListGroups")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	groupServiceGetGroupHandler := connect.NewUnaryHandlerSimple(
+		GroupServiceGetGroupProcedure,
+		svc.GetGroup,
+		connect.WithSchema(groupServiceMethods.ByName("GetGroup")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	groupServicePutGroupHandler := connect.NewUnaryHandlerSimple(
+		GroupServicePutGroupProcedure,
+		svc.PutGroup,
+		connect.WithSchema(groupServiceMethods.ByName("PutGroup")),
+		connect.WithHandlerOptions(opts...),
+	)
+	groupServiceDeleteGroupHandler := connect.NewUnaryHandlerSimple(
+		GroupServiceDeleteGroupProcedure,
+		svc.DeleteGroup,
+		connect.WithSchema(groupServiceMethods.ByName("DeleteGroup")),
+		connect.WithHandlerOptions(opts...),
+	)
+	return "/mcpgate.config.v1.GroupService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case GroupServiceListGroupsProcedure:
+			groupServiceListGroupsHandler.ServeHTTP(w, r)
+		case GroupServiceGetGroupProcedure:
+			groupServiceGetGroupHandler.ServeHTTP(w, r)
+		case GroupServicePutGroupProcedure:
+			groupServicePutGroupHandler.ServeHTTP(w, r)
+		case GroupServiceDeleteGroupProcedure:
+			groupServiceDeleteGroupHandler.ServeHTTP(w, r)
+		default:
+			http.NotFound(w, r)
+		}
+	})
+}
+
+// UnimplementedGroupServiceHandler returns CodeUnimplemented from all methods.
+type UnimplementedGroupServiceHandler struct{}
+
+func (UnimplementedGroupServiceHandler) ListGroups(context.Context, *v1.ListGroupsRequest) (*v1.ListGroupsResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("mcpgate.config.v1.GroupService.ListGroups is not implemented"))
+}
+
+func (UnimplementedGroupServiceHandler) GetGroup(context.Context, *v1.GetGroupRequest) (*v1.GetGroupResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("mcpgate.config.v1.GroupService.GetGroup is not implemented"))
+}
+
+func (UnimplementedGroupServiceHandler) PutGroup(context.Context, *v1.PutGroupRequest) (*v1.PutGroupResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("mcpgate.config.v1.GroupService.PutGroup is not implemented"))
+}
+
+func (UnimplementedGroupServiceHandler) DeleteGroup(context.Context, *v1.DeleteGroupRequest) (*v1.DeleteGroupResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("mcpgate.config.v1.GroupService.DeleteGroup is not implemented"))
 }
 
 // KeyServiceClient is a client for the mcpgate.config.v1.KeyService service.

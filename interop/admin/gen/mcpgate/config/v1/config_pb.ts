@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file mcpgate/config/v1/config.proto.
  */
 export const file_mcpgate_config_v1_config: GenFile = /*@__PURE__*/
-  fileDesc("Ch5tY3BnYXRlL2NvbmZpZy92MS9jb25maWcucHJvdG8SEW1jcGdhdGUuY29uZmlnLnYxIoYFCglNY3BTZXJ2ZXISDAoEbmFtZRgBIAEoCRILCgN1cmwYAiABKAkSLwoJdHJhbnNwb3J0GAMgASgOMhwubWNwZ2F0ZS5jb25maWcudjEuVHJhbnNwb3J0Ei4KCWF1dGhfdHlwZRgEIAEoDjIbLm1jcGdhdGUuY29uZmlnLnYxLkF1dGhUeXBlEhIKCmF1dGhfdmFsdWUYBSABKAkSFgoOYXV0aF92YWx1ZV9zZXQYBiABKAgSMgoLb2F1dGgyX2Zsb3cYByABKA4yHS5tY3BnYXRlLmNvbmZpZy52MS5PQXV0aDJGbG93EhEKCWNsaWVudF9pZBgIIAEoCRIVCg1jbGllbnRfc2VjcmV0GAkgASgJEhkKEWNsaWVudF9zZWNyZXRfc2V0GAogASgIEhkKEWF1dGhvcml6YXRpb25fdXJsGAsgASgJEhEKCXRva2VuX3VybBgMIAEoCRIOCgZzY29wZXMYDSADKAkSRwoOc3RhdGljX2hlYWRlcnMYDiADKAsyLy5tY3BnYXRlLmNvbmZpZy52MS5NY3BTZXJ2ZXIuU3RhdGljSGVhZGVyc0VudHJ5EhsKE3N0YXRpY19oZWFkZXJfbmFtZXMYDyADKAkSFQoNYWxsb3dlZF90b29scxgQIAMoCRIYChBkaXNhbGxvd2VkX3Rvb2xzGBEgAygJEhMKC2Rlc2NyaXB0aW9uGBIgASgJEhYKDnJldm9jYXRpb25fdXJsGBMgASgJEg4KBmlzc3VlchgUIAEoCRIQCghyZXZpc2lvbhgVIAEoAxo0ChJTdGF0aWNIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKCAgoJUHJpbmNpcGFsEgwKBG5hbWUYASABKAkSLgoEa2luZBgCIAEoDjIgLm1jcGdhdGUuY29uZmlnLnYxLlByaW5jaXBhbEtpbmQSJQoEcm9sZRgDIAEoDjIXLm1jcGdhdGUuY29uZmlnLnYxLlJvbGUSDwoHc2VydmVycxgEIAMoCRIUCgxkaXNwbGF5X25hbWUYBSABKAkSEAoIcmV2aXNpb24YBiABKAMSCwoDdWlkGAcgASgJEg4KBmdyb3VwcxgIIAMoCRI6Cg9hc3NlcnRlZF9ncm91cHMYCSADKAsyIS5tY3BnYXRlLmNvbmZpZy52MS5Hcm91cEFzc2VydGlvbiJrCg5Hcm91cEFzc2VydGlvbhINCgVncm91cBgBIAEoCRIZChFpZGVudGl0eV9wcm92aWRlchgCIAEoCRIvCgthc3NlcnRfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiTQoFR3JvdXASDAoEbmFtZRgBIAEoCRIPCgdzZXJ2ZXJzGAIgAygJEhMKC2Rlc2NyaXB0aW9uGAMgASgJEhAKCHJldmlzaW9uGAQgASgDIo8CChBJZGVudGl0eVByb3ZpZGVyEgwKBG5hbWUYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJEg4KBmlzc3VlchgDIAEoCRIRCgljbGllbnRfaWQYBCABKAkSDgoGc2NvcGVzGAUgAygJEhcKD3ByaW5jaXBhbF9jbGFpbRgGIAEoCRIUCgxncm91cHNfY2xhaW0YByABKAkSFwoPYWxsb3dlZF9kb21haW5zGAggAygJEhkKEWNyZWF0ZV9wcmluY2lwYWxzGAkgASgIEhQKDHRydXN0X2lkX2phZxgKIAEoCBIZChFjbGllbnRfc2VjcmV0X3NldBgLIAEoCBIQCghyZXZpc2lvbhgMIAEoAyKDAgoGQXBpS2V5EgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSEQoJcHJpbmNpcGFsGAMgASgJEhYKDmRpc3BsYXlfcHJlZml4GAQgASgJEi8KC2NyZWF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtleHBpcmVfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHcmV2b2tlZBgHIAEoCBIvCgtyZXZva2VfdGltZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIcmV2aXNpb24YCSABKAMiFAoSTGlzdFNlcnZlcnNSZXF1ZXN0IkQKE0xpc3RTZXJ2ZXJzUmVzcG9uc2USLQoHc2VydmVycxgBIAMoCzIcLm1jcGdhdGUuY29uZmlnLnYxLk1jcFNlcnZlciIgChBHZXRTZXJ2ZXJSZXF1ZXN0EgwKBG5hbWUYASABKAkiQQoRR2V0U2VydmVyUmVzcG9uc2USLAoGc2VydmVyGAEgASgLMhwubWNwZ2F0ZS5jb25maWcudjEuTWNwU2VydmVyInQKEFB1dFNlcnZlclJlcXVlc3QSLAoGc2VydmVyGAEgASgLMhwubWNwZ2F0ZS5jb25maWcudjEuTWNwU2VydmVyEhkKEWV4cGVjdGVkX3JldmlzaW9uGAIgASgDEhcKD3JlcGxhY2Vfc2VjcmV0cxgDIAEoCCJSChFQdXRTZXJ2ZXJSZXNwb25zZRIsCgZzZXJ2ZXIYASABKAsyHC5tY3BnYXRlLmNvbmZpZy52MS5NY3BTZXJ2ZXISDwoHY2hhbmdlZBgCIAEoCCI+ChNEZWxldGVTZXJ2ZXJSZXF1ZXN0EgwKBG5hbWUYASABKAkSGQoRZXhwZWN0ZWRfcmV2aXNpb24YAiABKAMiFgoURGVsZXRlU2VydmVyUmVzcG9uc2UiFwoVTGlzdFByaW5jaXBhbHNSZXF1ZXN0IkoKFkxpc3RQcmluY2lwYWxzUmVzcG9uc2USMAoKcHJpbmNpcGFscxgBIAMoCzIcLm1jcGdhdGUuY29uZmlnLnYxLlByaW5jaXBhbCIjChNHZXRQcmluY2lwYWxSZXF1ZXN0EgwKBG5hbWUYASABKAkiRwoUR2V0UHJpbmNpcGFsUmVzcG9uc2USLwoJcHJpbmNpcGFsGAEgASgLMhwubWNwZ2F0ZS5jb25maWcudjEuUHJpbmNpcGFsImEKE1B1dFByaW5jaXBhbFJlcXVlc3QSLwoJcHJpbmNpcGFsGAEgASgLMhwubWNwZ2F0ZS5jb25maWcudjEuUHJpbmNpcGFsEhkKEWV4cGVjdGVkX3JldmlzaW9uGAIgASgDIlgKFFB1dFByaW5jaXBhbFJlc3BvbnNlEi8KCXByaW5jaXBhbBgBIAEoCzIcLm1jcGdhdGUuY29uZmlnLnYxLlByaW5jaXBhbBIPCgdjaGFuZ2VkGAIgASgIIkEKFkRlbGV0ZVByaW5jaXBhbFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIZChFleHBlY3RlZF9yZXZpc2lvbhgCIAEoAyIZChdEZWxldGVQcmluY2lwYWxSZXNwb25zZSIkCg9MaXN0S2V5c1JlcXVlc3QSEQoJcHJpbmNpcGFsGAEgASgJIjsKEExpc3RLZXlzUmVzcG9uc2USJwoEa2V5cxgBIAMoCzIZLm1jcGdhdGUuY29uZmlnLnYxLkFwaUtleSJxChBDcmVhdGVLZXlSZXF1ZXN0EhEKCXByaW5jaXBhbBgBIAEoCRIMCgRuYW1lGAIgASgJEi8KC2V4cGlyZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBILCgNrZXkYBCABKAkiXQoRQ3JlYXRlS2V5UmVzcG9uc2USKgoHYXBpX2tleRgBIAEoCzIZLm1jcGdhdGUuY29uZmlnLnYxLkFwaUtleRILCgNrZXkYAiABKAkSDwoHY3JlYXRlZBgDIAEoCCIeChBSZXZva2VLZXlSZXF1ZXN0EgoKAmlkGAEgASgJIj8KEVJldm9rZUtleVJlc3BvbnNlEioKB2FwaV9rZXkYASABKAsyGS5tY3BnYXRlLmNvbmZpZy52MS5BcGlLZXkqTQoJVHJhbnNwb3J0EhkKFVRSQU5TUE9SVF9VTlNQRUNJRklFRBAAEhIKDlRSQU5TUE9SVF9IVFRQEAESEQoNVFJBTlNQT1JUX1NTRRACKuQBCghBdXRoVHlwZRIZChVBVVRIX1RZUEVfVU5TUEVDSUZJRUQQABISCg5BVVRIX1RZUEVfTk9ORRABEhUKEUFVVEhfVFlQRV9BUElfS0VZEAISGgoWQVVUSF9UWVBFX0JFQVJFUl9UT0tFThADEhMKD0FVVEhfVFlQRV9CQVNJQxAEEhsKF0FVVEhfVFlQRV9BVVRIT1JJWkFUSU9OEAUSEwoPQVVUSF9UWVBFX1RPS0VOEAYSFAoQQVVUSF9UWVBFX09BVVRIMhAHEhkKFUFVVEhfVFlQRV9QQVNTVEhST1VHSBAIKnQKCk9BdXRoMkZsb3cSHAoYT19BVVRIMl9GTE9XX1VOU1BFQ0lGSUVEEAASIwofT19BVVRIMl9GTE9XX0FVVEhPUklaQVRJT05fQ09ERRABEiMKH09fQVVUSDJfRkxPV19DTElFTlRfQ1JFREVOVElBTFMQAipsCg1QcmluY2lwYWxLaW5kEh4KGlBSSU5DSVBBTF9LSU5EX1VOU1BFQ0lGSUVEEAASFwoTUFJJTkNJUEFMX0tJTkRfVVNFUhABEiIKHlBSSU5DSVBBTF9LSU5EX1NFUlZJQ0VfQUNDT1VOVBACKj0KBFJvbGUSFAoQUk9MRV9VTlNQRUNJRklFRBAAEg8KC1JPTEVfTUVNQkVSEAESDgoKUk9MRV9BRE1JThACMogDCg1TZXJ2ZXJTZXJ2aWNlEmEKC0xpc3RTZXJ2ZXJzEiUubWNwZ2F0ZS5jb25maWcudjEuTGlzdFNlcnZlcnNSZXF1ZXN0GiYubWNwZ2F0ZS5jb25maWcudjEuTGlzdFNlcnZlcnNSZXNwb25zZSIDkAIBElsKCUdldFNlcnZlchIjLm1jcGdhdGUuY29uZmlnLnYxLkdldFNlcnZlclJlcXVlc3QaJC5tY3BnYXRlLmNvbmZpZy52MS5HZXRTZXJ2ZXJSZXNwb25zZSIDkAIBElYKCVB1dFNlcnZlchIjLm1jcGdhdGUuY29uZmlnLnYxLlB1dFNlcnZlclJlcXVlc3QaJC5tY3BnYXRlLmNvbmZpZy52MS5QdXRTZXJ2ZXJSZXNwb25zZRJfCgxEZWxldGVTZXJ2ZXISJi5tY3BnYXRlLmNvbmZpZy52MS5EZWxldGVTZXJ2ZXJSZXF1ZXN0GicubWNwZ2F0ZS5jb25maWcudjEuRGVsZXRlU2VydmVyUmVzcG9uc2UyrwMKEFByaW5jaXBhbFNlcnZpY2USagoOTGlzdFByaW5jaXBhbHMSKC5tY3BnYXRlLmNvbmZpZy52MS5MaXN0UHJpbmNpcGFsc1JlcXVlc3QaKS5tY3BnYXRlLmNvbmZpZy52MS5MaXN0UHJpbmNpcGFsc1Jlc3BvbnNlIgOQAgESZAoMR2V0UHJpbmNpcGFsEiYubWNwZ2F0ZS5jb25maWcudjEuR2V0UHJpbmNpcGFsUmVxdWVzdBonLm1jcGdhdGUuY29uZmlnLnYxLkdldFByaW5jaXBhbFJlc3BvbnNlIgOQAgESXwoMUHV0UHJpbmNpcGFsEiYubWNwZ2F0ZS5jb25maWcudjEuUHV0UHJpbmNpcGFsUmVxdWVzdBonLm1jcGdhdGUuY29uZmlnLnYxLlB1dFByaW5jaXBhbFJlc3BvbnNlEmgKD0RlbGV0ZVByaW5jaXBhbBIpLm1jcGdhdGUuY29uZmlnLnYxLkRlbGV0ZVByaW5jaXBhbFJlcXVlc3QaKi5tY3BnYXRlLmNvbmZpZy52MS5EZWxldGVQcmluY2lwYWxSZXNwb25zZTKWAgoKS2V5U2VydmljZRJYCghMaXN0S2V5cxIiLm1jcGdhdGUuY29uZmlnLnYxLkxpc3RLZXlzUmVxdWVzdBojLm1jcGdhdGUuY29uZmlnLnYxLkxpc3RLZXlzUmVzcG9uc2UiA5ACARJWCglDcmVhdGVLZXkSIy5tY3BnYXRlLmNvbmZpZy52MS5DcmVhdGVLZXlSZXF1ZXN0GiQubWNwZ2F0ZS5jb25maWcudjEuQ3JlYXRlS2V5UmVzcG9uc2USVgoJUmV2b2tlS2V5EiMubWNwZ2F0ZS5jb25maWcudjEuUmV2b2tlS2V5UmVxdWVzdBokLm1jcGdhdGUuY29uZmlnLnYxLlJldm9rZUtleVJlc3BvbnNlQskBChVjb20ubWNwZ2F0ZS5jb25maWcudjFCC0NvbmZpZ1Byb3RvUAFaPWdpdGh1Yi5jb20vbWNwZ2F0ZS9tY3BnYXRlL2FwaS9nZW4vbWNwZ2F0ZS9jb25maWcvdjE7Y29uZmlndjGiAgNNQ1iqAhFNY3BnYXRlLkNvbmZpZy5WMcoCEU1jcGdhdGVcQ29uZmlnXFYx4gIdTWNwZ2F0ZVxDb25maWdcVjFcR1BCTWV0YWRhdGHqAhNNY3BnYXRlOjpDb25maWc6OlYxYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("Ch5tY3BnYXRlL2NvbmZpZy92MS9jb25maWcucHJvdG8SEW1jcGdhdGUuY29uZmlnLnYxIoYFCglNY3BTZXJ2ZXISDAoEbmFtZRgBIAEoCRILCgN1cmwYAiABKAkSLwoJdHJhbnNwb3J0GAMgASgOMhwubWNwZ2F0ZS5jb25maWcudjEuVHJhbnNwb3J0Ei4KCWF1dGhfdHlwZRgEIAEoDjIbLm1jcGdhdGUuY29uZmlnLnYxLkF1dGhUeXBlEhIKCmF1dGhfdmFsdWUYBSABKAkSFgoOYXV0aF92YWx1ZV9zZXQYBiABKAgSMgoLb2F1dGgyX2Zsb3cYByABKA4yHS5tY3BnYXRlLmNvbmZpZy52MS5PQXV0aDJGbG93EhEKCWNsaWVudF9pZBgIIAEoCRIVCg1jbGllbnRfc2VjcmV0GAkgASgJEhkKEWNsaWVudF9zZWNyZXRfc2V0GAogASgIEhkKEWF1dGhvcml6YXRpb25fdXJsGAsgASgJEhEKCXRva2VuX3VybBgMIAEoCRIOCgZzY29wZXMYDSADKAkSRwoOc3RhdGljX2hlYWRlcnMYDiADKAsyLy5tY3BnYXRlLmNvbmZpZy52MS5NY3BTZXJ2ZXIuU3RhdGljSGVhZGVyc0VudHJ5EhsKE3N0YXRpY19oZWFkZXJfbmFtZXMYDyADKAkSFQoNYWxsb3dlZF90b29scxgQIAMoCRIYChBkaXNhbGxvd2VkX3Rvb2xzGBEgAygJEhMKC2Rlc2NyaXB0aW9uGBIgASgJEhYKDnJldm9jYXRpb25fdXJsGBMgASgJEg4KBmlzc3VlchgUIAEoCRIQCghyZXZpc2lvbhgVIAEoAxo0ChJTdGF0aWNIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKCAgoJUHJpbmNpcGFsEgwKBG5hbWUYASABKAkSLgoEa2luZBgCIAEoDjIgLm1jcGdhdGUuY29uZmlnLnYxLlByaW5jaXBhbEtpbmQSJQoEcm9sZRgDIAEoDjIXLm1jcGdhdGUuY29uZmlnLnYxLlJvbGUSDwoHc2VydmVycxgEIAMoCRIUCgxkaXNwbGF5X25hbWUYBSABKAkSEAoIcmV2aXNpb24YBiABKAMSCwoDdWlkGAcgASgJEg4KBmdyb3VwcxgIIAMoCRI6Cg9hc3NlcnRlZF9ncm91cHMYCSADKAsyIS5tY3BnYXRlLmNvbmZpZy52MS5Hcm91cEFzc2VydGlvbiJrCg5Hcm91cEFzc2VydGlvbhINCgVncm91cBgBIAEoCRIZChFpZGVudGl0eV9wcm92aWRlchgCIAEoCRIvCgthc3NlcnRfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiTQoFR3JvdXASDAoEbmFtZRgBIAEoCRIPCgdzZXJ2ZXJzGAIgAygJEhMKC2Rlc2NyaXB0aW9uGAMgASgJEhAKCHJldmlzaW9uGAQgASgDIo8CChBJZGVudGl0eVByb3ZpZGVyEgwKBG5hbWUYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJEg4KBmlzc3VlchgDIAEoCRIRCgljbGllbnRfaWQYBCABKAkSDgoGc2NvcGVzGAUgAygJEhcKD3ByaW5jaXBhbF9jbGFpbRgGIAEoCRIUCgxncm91cHNfY2xhaW0YByABKAkSFwoPYWxsb3dlZF9kb21haW5zGAggAygJEhkKEWNyZWF0ZV9wcmluY2lwYWxzGAkgASgIEhQKDHRydXN0X2lkX2phZxgKIAEoCBIZChFjbGllbnRfc2VjcmV0X3NldBgLIAEoCBIQCghyZXZpc2lvbhgMIAEoAyKDAgoGQXBpS2V5EgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSEQoJcHJpbmNpcGFsGAMgASgJEhYKDmRpc3BsYXlfcHJlZml4GAQgASgJEi8KC2NyZWF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtleHBpcmVfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHcmV2b2tlZBgHIAEoCBIvCgtyZXZva2VfdGltZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIcmV2aXNpb24YCSABKAMiFAoSTGlzdFNlcnZlcnNSZXF1ZXN0IkQKE0xpc3RTZXJ2ZXJzUmVzcG9uc2USLQoHc2VydmVycxgBIAMoCzIcLm1jcGdhdGUuY29uZmlnLnYxLk1jcFNlcnZlciIgChBHZXRTZXJ2ZXJSZXF1ZXN0EgwKBG5hbWUYASABKAkiQQoRR2V0U2VydmVyUmVzcG9uc2USLAoGc2VydmVyGAEgASgLMhwubWNwZ2F0ZS5jb25maWcudjEuTWNwU2VydmVyInQKEFB1dFNlcnZlclJlcXVlc3QSLAoGc2VydmVyGAEgASgLMhwubWNwZ2F0ZS5jb25maWcudjEuTWNwU2VydmVyEhkKEWV4cGVjdGVkX3JldmlzaW9uGAIgASgDEhcKD3JlcGxhY2Vfc2VjcmV0cxgDIAEoCCJSChFQdXRTZXJ2ZXJSZXNwb25zZRIsCgZzZXJ2ZXIYASABKAsyHC5tY3BnYXRlLmNvbmZpZy52MS5NY3BTZXJ2ZXISDwoHY2hhbmdlZBgCIAEoCCI+ChNEZWxldGVTZXJ2ZXJSZXF1ZXN0EgwKBG5hbWUYASABKAkSGQoRZXhwZWN0ZWRfcmV2aXNpb24YAiABKAMiFgoURGVsZXRlU2VydmVyUmVzcG9uc2UiFwoVTGlzdFByaW5jaXBhbHNSZXF1ZXN0IkoKFkxpc3RQcmluY2lwYWxzUmVzcG9uc2USMAoKcHJpbmNpcGFscxgBIAMoCzIcLm1jcGdhdGUuY29uZmlnLnYxLlByaW5jaXBhbCIjChNHZXRQcmluY2lwYWxSZXF1ZXN0EgwKBG5hbWUYASABKAkihgEKFEdldFByaW5jaXBhbFJlc3BvbnNlEi8KCXByaW5jaXBhbBgBIAEoCzIcLm1jcGdhdGUuY29uZmlnLnYxLlByaW5jaXBhbBI9ChFlZmZlY3RpdmVfc2VydmVycxgCIAMoCzIiLm1jcGdhdGUuY29uZmlnLnYxLkVmZmVjdGl2ZVNlcnZlciJSCg9FZmZlY3RpdmVTZXJ2ZXISDgoGc2VydmVyGAEgASgJEi8KB3NvdXJjZXMYAiADKAsyHi5tY3BnYXRlLmNvbmZpZy52MS5HcmFudFNvdXJjZSJoCgtHcmFudFNvdXJjZRINCgVncm91cBgBIAEoCRIZChFpZGVudGl0eV9wcm92aWRlchgCIAEoCRIvCgthc3NlcnRfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiYQoTUHV0UHJpbmNpcGFsUmVxdWVzdBIvCglwcmluY2lwYWwYASABKAsyHC5tY3BnYXRlLmNvbmZpZy52MS5QcmluY2lwYWwSGQoRZXhwZWN0ZWRfcmV2aXNpb24YAiABKAMiWAoUUHV0UHJpbmNpcGFsUmVzcG9uc2USLwoJcHJpbmNpcGFsGAEgASgLMhwubWNwZ2F0ZS5jb25maWcudjEuUHJpbmNpcGFsEg8KB2NoYW5nZWQYAiABKAgiQQoWRGVsZXRlUHJpbmNpcGFsUmVxdWVzdBIMCgRuYW1lGAEgASgJEhkKEWV4cGVjdGVkX3JldmlzaW9uGAIgASgDIhkKF0RlbGV0ZVByaW5jaXBhbFJlc3BvbnNlIhMKEUxpc3RHcm91cHNSZXF1ZXN0Ij4KEkxpc3RHcm91cHNSZXNwb25zZRIoCgZncm91cHMYASADKAsyGC5tY3BnYXRlLmNvbmZpZy52MS5Hcm91cCIfCg9HZXRHcm91cFJlcXVlc3QSDAoEbmFtZRgBIAEoCSJMChBHZXRHcm91cFJlc3BvbnNlEicKBWdyb3VwGAEgASgLMhgubWNwZ2F0ZS5jb25maWcudjEuR3JvdXASDwoHbWVtYmVycxgCIAMoCSJVCg9QdXRHcm91cFJlcXVlc3QSJwoFZ3JvdXAYASABKAsyGC5tY3BnYXRlLmNvbmZpZy52MS5Hcm91cBIZChFleHBlY3RlZF9yZXZpc2lvbhgCIAEoAyJMChBQdXRHcm91cFJlc3BvbnNlEicKBWdyb3VwGAEgASgLMhgubWNwZ2F0ZS5jb25maWcudjEuR3JvdXASDwoHY2hhbmdlZBgCIAEoCCI9ChJEZWxldGVHcm91cFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIZChFleHBlY3RlZF9yZXZpc2lvbhgCIAEoAyIVChNEZWxldGVHcm91cFJlc3BvbnNlIiQKD0xpc3RLZXlzUmVxdWVzdBIRCglwcmluY2lwYWwYASABKAkiOwoQTGlzdEtleXNSZXNwb25zZRInCgRrZXlzGAEgAygLMhkubWNwZ2F0ZS5jb25maWcudjEuQXBpS2V5InEKEENyZWF0ZUtleVJlcXVlc3QSEQoJcHJpbmNpcGFsGAEgASgJEgwKBG5hbWUYAiABKAkSLwoLZXhwaXJlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEgsKA2tleRgEIAEoCSJdChFDcmVhdGVLZXlSZXNwb25zZRIqCgdhcGlfa2V5GAEgASgLMhkubWNwZ2F0ZS5jb25maWcudjEuQXBpS2V5EgsKA2tleRgCIAEoCRIPCgdjcmVhdGVkGAMgASgIIh4KEFJldm9rZUtleVJlcXVlc3QSCgoCaWQYASABKAkiPwoRUmV2b2tlS2V5UmVzcG9uc2USKgoHYXBpX2tleRgBIAEoCzIZLm1jcGdhdGUuY29uZmlnLnYxLkFwaUtleSpNCglUcmFuc3BvcnQSGQoVVFJBTlNQT1JUX1VOU1BFQ0lGSUVEEAASEgoOVFJBTlNQT1JUX0hUVFAQARIRCg1UUkFOU1BPUlRfU1NFEAIq5AEKCEF1dGhUeXBlEhkKFUFVVEhfVFlQRV9VTlNQRUNJRklFRBAAEhIKDkFVVEhfVFlQRV9OT05FEAESFQoRQVVUSF9UWVBFX0FQSV9LRVkQAhIaChZBVVRIX1RZUEVfQkVBUkVSX1RPS0VOEAMSEwoPQVVUSF9UWVBFX0JBU0lDEAQSGwoXQVVUSF9UWVBFX0FVVEhPUklaQVRJT04QBRITCg9BVVRIX1RZUEVfVE9LRU4QBhIUChBBVVRIX1RZUEVfT0FVVEgyEAcSGQoVQVVUSF9UWVBFX1BBU1NUSFJPVUdIEAgqdAoKT0F1dGgyRmxvdxIcChhPX0FVVEgyX0ZMT1dfVU5TUEVDSUZJRUQQABIjCh9PX0FVVEgyX0ZMT1dfQVVUSE9SSVpBVElPTl9DT0RFEAESIwofT19BVVRIMl9GTE9XX0NMSUVOVF9DUkVERU5USUFMUxACKmwKDVByaW5jaXBhbEtpbmQSHgoaUFJJTkNJUEFMX0tJTkRfVU5TUEVDSUZJRUQQABIXChNQUklOQ0lQQUxfS0lORF9VU0VSEAESIgoeUFJJTkNJUEFMX0tJTkRfU0VSVklDRV9BQ0NPVU5UEAIqPQoEUm9sZRIUChBST0xFX1VOU1BFQ0lGSUVEEAASDwoLUk9MRV9NRU1CRVIQARIOCgpST0xFX0FETUlOEAIyiAMKDVNlcnZlclNlcnZpY2USYQoLTGlzdFNlcnZlcnMSJS5tY3BnYXRlLmNvbmZpZy52MS5MaXN0U2VydmVyc1JlcXVlc3QaJi5tY3BnYXRlLmNvbmZpZy52MS5MaXN0U2VydmVyc1Jlc3BvbnNlIgOQAgESWwoJR2V0U2VydmVyEiMubWNwZ2F0ZS5jb25maWcudjEuR2V0U2VydmVyUmVxdWVzdBokLm1jcGdhdGUuY29uZmlnLnYxLkdldFNlcnZlclJlc3BvbnNlIgOQAgESVgoJUHV0U2VydmVyEiMubWNwZ2F0ZS5jb25maWcudjEuUHV0U2VydmVyUmVxdWVzdBokLm1jcGdhdGUuY29uZmlnLnYxLlB1dFNlcnZlclJlc3BvbnNlEl8KDERlbGV0ZVNlcnZlchImLm1jcGdhdGUuY29uZmlnLnYxLkRlbGV0ZVNlcnZlclJlcXVlc3QaJy5tY3BnYXRlLmNvbmZpZy52MS5EZWxldGVTZXJ2ZXJSZXNwb25zZTKvAwoQUHJpbmNpcGFsU2VydmljZRJqCg5MaXN0UHJpbmNpcGFscxIoLm1jcGdhdGUuY29uZmlnLnYxLkxpc3RQcmluY2lwYWxzUmVxdWVzdBopLm1jcGdhdGUuY29uZmlnLnYxLkxpc3RQcmluY2lwYWxzUmVzcG9uc2UiA5ACARJkCgxHZXRQcmluY2lwYWwSJi5tY3BnYXRlLmNvbmZpZy52MS5HZXRQcmluY2lwYWxSZXF1ZXN0GicubWNwZ2F0ZS5jb25maWcudjEuR2V0UHJpbmNpcGFsUmVzcG9uc2UiA5ACARJfCgxQdXRQcmluY2lwYWwSJi5tY3BnYXRlLmNvbmZpZy52MS5QdXRQcmluY2lwYWxSZXF1ZXN0GicubWNwZ2F0ZS5jb25maWcudjEuUHV0UHJpbmNpcGFsUmVzcG9uc2USaAoPRGVsZXRlUHJpbmNpcGFsEikubWNwZ2F0ZS5jb25maWcudjEuRGVsZXRlUHJpbmNpcGFsUmVxdWVzdBoqLm1jcGdhdGUuY29uZmlnLnYxLkRlbGV0ZVByaW5jaXBhbFJlc3BvbnNlMvsCCgxHcm91cFNlcnZpY2USXgoKTGlzdEdyb3VwcxIkLm1jcGdhdGUuY29uZmlnLnYxLkxpc3RHcm91cHNSZXF1ZXN0GiUubWNwZ2F0ZS5jb25maWcudjEuTGlzdEdyb3Vwc1Jlc3BvbnNlIgOQAgESWAoIR2V0R3JvdXASIi5tY3BnYXRlLmNvbmZpZy52MS5HZXRHcm91cFJlcXVlc3QaIy5tY3BnYXRlLmNvbmZpZy52MS5HZXRHcm91cFJlc3BvbnNlIgOQAgESUwoIUHV0R3JvdXASIi5tY3BnYXRlLmNvbmZpZy52MS5QdXRHcm91cFJlcXVlc3QaIy5tY3BnYXRlLmNvbmZpZy52MS5QdXRHcm91cFJlc3BvbnNlElwKC0RlbGV0ZUdyb3VwEiUubWNwZ2F0ZS5jb25maWcudjEuRGVsZXRlR3JvdXBSZXF1ZXN0GiYubWNwZ2F0ZS5jb25maWcudjEuRGVsZXRlR3JvdXBSZXNwb25zZTKWAgoKS2V5U2VydmljZRJYCghMaXN0S2V5cxIiLm1jcGdhdGUuY29uZmlnLnYxLkxpc3RLZXlzUmVxdWVzdBojLm1jcGdhdGUuY29uZmlnLnYxLkxpc3RLZXlzUmVzcG9uc2UiA5ACARJWCglDcmVhdGVLZXkSIy5tY3BnYXRlLmNvbmZpZy52MS5DcmVhdGVLZXlSZXF1ZXN0GiQubWNwZ2F0ZS5jb25maWcudjEuQ3JlYXRlS2V5UmVzcG9uc2USVgoJUmV2b2tlS2V5EiMubWNwZ2F0ZS5jb25maWcudjEuUmV2b2tlS2V5UmVxdWVzdBokLm1jcGdhdGUuY29uZmlnLnYxLlJldm9rZUtleVJlc3BvbnNlQskBChVjb20ubWNwZ2F0ZS5jb25maWcudjFCC0NvbmZpZ1Byb3RvUAFaPWdpdGh1Yi5jb20vbWNwZ2F0ZS9tY3BnYXRlL2FwaS9nZW4vbWNwZ2F0ZS9jb25maWcvdjE7Y29uZmlndjGiAgNNQ1iqAhFNY3BnYXRlLkNvbmZpZy5WMcoCEU1jcGdhdGVcQ29uZmlnXFYx4gIdTWNwZ2F0ZVxDb25maWdcVjFcR1BCTWV0YWRhdGHqAhNNY3BnYXRlOjpDb25maWc6OlYxYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * McpServer is an upstream MCP server, reachable at /<name>/mcp.
@@ -651,6 +651,14 @@ export type GetPrincipalResponse = Message<"mcpgate.config.v1.GetPrincipalRespon
    * @generated from field: mcpgate.config.v1.Principal principal = 1;
    */
   principal?: Principal | undefined;
+
+  /**
+   * Output only: the servers the principal may use and where each grant
+   * comes from (its own servers, or a group's), sorted by server.
+   *
+   * @generated from field: repeated mcpgate.config.v1.EffectiveServer effective_servers = 2;
+   */
+  effectiveServers: EffectiveServer[];
 };
 
 /**
@@ -659,6 +667,68 @@ export type GetPrincipalResponse = Message<"mcpgate.config.v1.GetPrincipalRespon
  */
 export const GetPrincipalResponseSchema: GenMessage<GetPrincipalResponse> = /*@__PURE__*/
   messageDesc(file_mcpgate_config_v1_config, 17);
+
+/**
+ * EffectiveServer is one server a principal may use and its sources.
+ *
+ * @generated from message mcpgate.config.v1.EffectiveServer
+ */
+export type EffectiveServer = Message<"mcpgate.config.v1.EffectiveServer"> & {
+  /**
+   * A server name or "*" (every server).
+   *
+   * @generated from field: string server = 1;
+   */
+  server: string;
+
+  /**
+   * @generated from field: repeated mcpgate.config.v1.GrantSource sources = 2;
+   */
+  sources: GrantSource[];
+};
+
+/**
+ * Describes the message mcpgate.config.v1.EffectiveServer.
+ * Use `create(EffectiveServerSchema)` to create a new message.
+ */
+export const EffectiveServerSchema: GenMessage<EffectiveServer> = /*@__PURE__*/
+  messageDesc(file_mcpgate_config_v1_config, 18);
+
+/**
+ * GrantSource says why a principal may use a server.
+ *
+ * @generated from message mcpgate.config.v1.GrantSource
+ */
+export type GrantSource = Message<"mcpgate.config.v1.GrantSource"> & {
+  /**
+   * Empty for the principal's own servers; otherwise the group granting it.
+   *
+   * @generated from field: string group = 1;
+   */
+  group: string;
+
+  /**
+   * For a group: empty when an admin set the membership, otherwise the
+   * identity provider that asserted it.
+   *
+   * @generated from field: string identity_provider = 2;
+   */
+  identityProvider: string;
+
+  /**
+   * When the identity provider last asserted the membership.
+   *
+   * @generated from field: google.protobuf.Timestamp assert_time = 3;
+   */
+  assertTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message mcpgate.config.v1.GrantSource.
+ * Use `create(GrantSourceSchema)` to create a new message.
+ */
+export const GrantSourceSchema: GenMessage<GrantSource> = /*@__PURE__*/
+  messageDesc(file_mcpgate_config_v1_config, 19);
 
 /**
  * @generated from message mcpgate.config.v1.PutPrincipalRequest
@@ -680,7 +750,7 @@ export type PutPrincipalRequest = Message<"mcpgate.config.v1.PutPrincipalRequest
  * Use `create(PutPrincipalRequestSchema)` to create a new message.
  */
 export const PutPrincipalRequestSchema: GenMessage<PutPrincipalRequest> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 18);
+  messageDesc(file_mcpgate_config_v1_config, 20);
 
 /**
  * @generated from message mcpgate.config.v1.PutPrincipalResponse
@@ -702,7 +772,7 @@ export type PutPrincipalResponse = Message<"mcpgate.config.v1.PutPrincipalRespon
  * Use `create(PutPrincipalResponseSchema)` to create a new message.
  */
 export const PutPrincipalResponseSchema: GenMessage<PutPrincipalResponse> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 19);
+  messageDesc(file_mcpgate_config_v1_config, 21);
 
 /**
  * @generated from message mcpgate.config.v1.DeletePrincipalRequest
@@ -724,7 +794,7 @@ export type DeletePrincipalRequest = Message<"mcpgate.config.v1.DeletePrincipalR
  * Use `create(DeletePrincipalRequestSchema)` to create a new message.
  */
 export const DeletePrincipalRequestSchema: GenMessage<DeletePrincipalRequest> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 20);
+  messageDesc(file_mcpgate_config_v1_config, 22);
 
 /**
  * @generated from message mcpgate.config.v1.DeletePrincipalResponse
@@ -737,7 +807,158 @@ export type DeletePrincipalResponse = Message<"mcpgate.config.v1.DeletePrincipal
  * Use `create(DeletePrincipalResponseSchema)` to create a new message.
  */
 export const DeletePrincipalResponseSchema: GenMessage<DeletePrincipalResponse> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 21);
+  messageDesc(file_mcpgate_config_v1_config, 23);
+
+/**
+ * @generated from message mcpgate.config.v1.ListGroupsRequest
+ */
+export type ListGroupsRequest = Message<"mcpgate.config.v1.ListGroupsRequest"> & {
+};
+
+/**
+ * Describes the message mcpgate.config.v1.ListGroupsRequest.
+ * Use `create(ListGroupsRequestSchema)` to create a new message.
+ */
+export const ListGroupsRequestSchema: GenMessage<ListGroupsRequest> = /*@__PURE__*/
+  messageDesc(file_mcpgate_config_v1_config, 24);
+
+/**
+ * @generated from message mcpgate.config.v1.ListGroupsResponse
+ */
+export type ListGroupsResponse = Message<"mcpgate.config.v1.ListGroupsResponse"> & {
+  /**
+   * @generated from field: repeated mcpgate.config.v1.Group groups = 1;
+   */
+  groups: Group[];
+};
+
+/**
+ * Describes the message mcpgate.config.v1.ListGroupsResponse.
+ * Use `create(ListGroupsResponseSchema)` to create a new message.
+ */
+export const ListGroupsResponseSchema: GenMessage<ListGroupsResponse> = /*@__PURE__*/
+  messageDesc(file_mcpgate_config_v1_config, 25);
+
+/**
+ * @generated from message mcpgate.config.v1.GetGroupRequest
+ */
+export type GetGroupRequest = Message<"mcpgate.config.v1.GetGroupRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message mcpgate.config.v1.GetGroupRequest.
+ * Use `create(GetGroupRequestSchema)` to create a new message.
+ */
+export const GetGroupRequestSchema: GenMessage<GetGroupRequest> = /*@__PURE__*/
+  messageDesc(file_mcpgate_config_v1_config, 26);
+
+/**
+ * @generated from message mcpgate.config.v1.GetGroupResponse
+ */
+export type GetGroupResponse = Message<"mcpgate.config.v1.GetGroupResponse"> & {
+  /**
+   * @generated from field: mcpgate.config.v1.Group group = 1;
+   */
+  group?: Group | undefined;
+
+  /**
+   * Output only: the principals that are members (admin-set or asserted),
+   * sorted.
+   *
+   * @generated from field: repeated string members = 2;
+   */
+  members: string[];
+};
+
+/**
+ * Describes the message mcpgate.config.v1.GetGroupResponse.
+ * Use `create(GetGroupResponseSchema)` to create a new message.
+ */
+export const GetGroupResponseSchema: GenMessage<GetGroupResponse> = /*@__PURE__*/
+  messageDesc(file_mcpgate_config_v1_config, 27);
+
+/**
+ * @generated from message mcpgate.config.v1.PutGroupRequest
+ */
+export type PutGroupRequest = Message<"mcpgate.config.v1.PutGroupRequest"> & {
+  /**
+   * @generated from field: mcpgate.config.v1.Group group = 1;
+   */
+  group?: Group | undefined;
+
+  /**
+   * @generated from field: int64 expected_revision = 2;
+   */
+  expectedRevision: bigint;
+};
+
+/**
+ * Describes the message mcpgate.config.v1.PutGroupRequest.
+ * Use `create(PutGroupRequestSchema)` to create a new message.
+ */
+export const PutGroupRequestSchema: GenMessage<PutGroupRequest> = /*@__PURE__*/
+  messageDesc(file_mcpgate_config_v1_config, 28);
+
+/**
+ * @generated from message mcpgate.config.v1.PutGroupResponse
+ */
+export type PutGroupResponse = Message<"mcpgate.config.v1.PutGroupResponse"> & {
+  /**
+   * @generated from field: mcpgate.config.v1.Group group = 1;
+   */
+  group?: Group | undefined;
+
+  /**
+   * @generated from field: bool changed = 2;
+   */
+  changed: boolean;
+};
+
+/**
+ * Describes the message mcpgate.config.v1.PutGroupResponse.
+ * Use `create(PutGroupResponseSchema)` to create a new message.
+ */
+export const PutGroupResponseSchema: GenMessage<PutGroupResponse> = /*@__PURE__*/
+  messageDesc(file_mcpgate_config_v1_config, 29);
+
+/**
+ * @generated from message mcpgate.config.v1.DeleteGroupRequest
+ */
+export type DeleteGroupRequest = Message<"mcpgate.config.v1.DeleteGroupRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: int64 expected_revision = 2;
+   */
+  expectedRevision: bigint;
+};
+
+/**
+ * Describes the message mcpgate.config.v1.DeleteGroupRequest.
+ * Use `create(DeleteGroupRequestSchema)` to create a new message.
+ */
+export const DeleteGroupRequestSchema: GenMessage<DeleteGroupRequest> = /*@__PURE__*/
+  messageDesc(file_mcpgate_config_v1_config, 30);
+
+/**
+ * @generated from message mcpgate.config.v1.DeleteGroupResponse
+ */
+export type DeleteGroupResponse = Message<"mcpgate.config.v1.DeleteGroupResponse"> & {
+};
+
+/**
+ * Describes the message mcpgate.config.v1.DeleteGroupResponse.
+ * Use `create(DeleteGroupResponseSchema)` to create a new message.
+ */
+export const DeleteGroupResponseSchema: GenMessage<DeleteGroupResponse> = /*@__PURE__*/
+  messageDesc(file_mcpgate_config_v1_config, 31);
 
 /**
  * @generated from message mcpgate.config.v1.ListKeysRequest
@@ -756,7 +977,7 @@ export type ListKeysRequest = Message<"mcpgate.config.v1.ListKeysRequest"> & {
  * Use `create(ListKeysRequestSchema)` to create a new message.
  */
 export const ListKeysRequestSchema: GenMessage<ListKeysRequest> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 22);
+  messageDesc(file_mcpgate_config_v1_config, 32);
 
 /**
  * @generated from message mcpgate.config.v1.ListKeysResponse
@@ -773,7 +994,7 @@ export type ListKeysResponse = Message<"mcpgate.config.v1.ListKeysResponse"> & {
  * Use `create(ListKeysResponseSchema)` to create a new message.
  */
 export const ListKeysResponseSchema: GenMessage<ListKeysResponse> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 23);
+  messageDesc(file_mcpgate_config_v1_config, 33);
 
 /**
  * @generated from message mcpgate.config.v1.CreateKeyRequest
@@ -807,7 +1028,7 @@ export type CreateKeyRequest = Message<"mcpgate.config.v1.CreateKeyRequest"> & {
  * Use `create(CreateKeyRequestSchema)` to create a new message.
  */
 export const CreateKeyRequestSchema: GenMessage<CreateKeyRequest> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 24);
+  messageDesc(file_mcpgate_config_v1_config, 34);
 
 /**
  * @generated from message mcpgate.config.v1.CreateKeyResponse
@@ -838,7 +1059,7 @@ export type CreateKeyResponse = Message<"mcpgate.config.v1.CreateKeyResponse"> &
  * Use `create(CreateKeyResponseSchema)` to create a new message.
  */
 export const CreateKeyResponseSchema: GenMessage<CreateKeyResponse> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 25);
+  messageDesc(file_mcpgate_config_v1_config, 35);
 
 /**
  * @generated from message mcpgate.config.v1.RevokeKeyRequest
@@ -857,7 +1078,7 @@ export type RevokeKeyRequest = Message<"mcpgate.config.v1.RevokeKeyRequest"> & {
  * Use `create(RevokeKeyRequestSchema)` to create a new message.
  */
 export const RevokeKeyRequestSchema: GenMessage<RevokeKeyRequest> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 26);
+  messageDesc(file_mcpgate_config_v1_config, 36);
 
 /**
  * @generated from message mcpgate.config.v1.RevokeKeyResponse
@@ -874,7 +1095,7 @@ export type RevokeKeyResponse = Message<"mcpgate.config.v1.RevokeKeyResponse"> &
  * Use `create(RevokeKeyResponseSchema)` to create a new message.
  */
 export const RevokeKeyResponseSchema: GenMessage<RevokeKeyResponse> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 27);
+  messageDesc(file_mcpgate_config_v1_config, 37);
 
 /**
  * Transport is how the gateway talks to an upstream MCP server.
@@ -1158,6 +1379,50 @@ export const PrincipalService: GenService<{
   serviceDesc(file_mcpgate_config_v1_config, 1);
 
 /**
+ * GroupService manages groups: named sets of server grants their members
+ * (principals' admin-set groups and IdP-asserted groups) receive.
+ *
+ * @generated from service mcpgate.config.v1.GroupService
+ */
+export const GroupService: GenService<{
+  /**
+   * @generated from rpc mcpgate.config.v1.GroupService.ListGroups
+   */
+  listGroups: {
+    methodKind: "unary";
+    input: typeof ListGroupsRequestSchema;
+    output: typeof ListGroupsResponseSchema;
+  },
+  /**
+   * @generated from rpc mcpgate.config.v1.GroupService.GetGroup
+   */
+  getGroup: {
+    methodKind: "unary";
+    input: typeof GetGroupRequestSchema;
+    output: typeof GetGroupResponseSchema;
+  },
+  /**
+   * PutGroup creates (expected_revision 0) or replaces a group.
+   *
+   * @generated from rpc mcpgate.config.v1.GroupService.PutGroup
+   */
+  putGroup: {
+    methodKind: "unary";
+    input: typeof PutGroupRequestSchema;
+    output: typeof PutGroupResponseSchema;
+  },
+  /**
+   * @generated from rpc mcpgate.config.v1.GroupService.DeleteGroup
+   */
+  deleteGroup: {
+    methodKind: "unary";
+    input: typeof DeleteGroupRequestSchema;
+    output: typeof DeleteGroupResponseSchema;
+  },
+}> = /*@__PURE__*/
+  serviceDesc(file_mcpgate_config_v1_config, 2);
+
+/**
  * KeyService manages gateway API keys.
  *
  * @generated from service mcpgate.config.v1.KeyService
@@ -1190,5 +1455,5 @@ export const KeyService: GenService<{
     output: typeof RevokeKeyResponseSchema;
   },
 }> = /*@__PURE__*/
-  serviceDesc(file_mcpgate_config_v1_config, 2);
+  serviceDesc(file_mcpgate_config_v1_config, 3);
 
