@@ -356,7 +356,7 @@ func identify(st State, now time.Time, req *authorizev1.AuthorizeRequest, base s
 			return id, ReasonExpiredToken, DescInvalidCredential
 		case rec.GetRoute() != req.GetRoute() || rec.GetAudience() != wire.ResourceURL(base, req.GetRoute()):
 			return id, ReasonWrongAudience, DescWrongAudience
-		case !SourceUsable(st, rec.GetKeyId(), rec.GetPrincipal(), rec.GetPrincipalUid(), now):
+		case !TokenSourceUsable(st, rec.GetKeyId(), rec.GetIdp(), rec.GetPrincipal(), rec.GetPrincipalUid(), now):
 			return id, ReasonTokenSourceRevoked, DescInvalidCredential
 		}
 		tokenPrincipal, tokenUID = rec.GetPrincipal(), rec.GetPrincipalUid()
@@ -400,6 +400,39 @@ func SourceUsable(st SourceState, keyID, principal, uid string, now time.Time) b
 	}
 	_, state := store.KeyStatus(st, k, now)
 	return state == store.KeyValid
+}
+
+// IdPState is what IdPSourceUsable reads besides SourceState;
+// *store.Store implements it.
+type IdPState interface {
+	IdentityProvider(name string) (*configv1.IdentityProvider, bool)
+}
+
+// TokenSourceUsable reports whether the source of a gateway token or token
+// family is still usable: the API key keyID (SourceUsable) or, when keyID
+// is empty, the identity provider idp whose assertion it was issued for
+// (IdPSourceUsable).
+func TokenSourceUsable(st SourceState, keyID, idp, principal, uid string, now time.Time) bool {
+	if keyID == "" && idp != "" {
+		return IdPSourceUsable(st, idp, principal, uid)
+	}
+	return SourceUsable(st, keyID, principal, uid, now)
+}
+
+// IdPSourceUsable reports whether something derived from an identity
+// provider's assertion about the principal (name, uid) is still usable:
+// the provider is still configured and the principal still exists with
+// that uid. A state that cannot tell (no IdPState) says no: fail closed.
+func IdPSourceUsable(st SourceState, idp, principal, uid string) bool {
+	is, ok := st.(IdPState)
+	if !ok || idp == "" || uid == "" {
+		return false
+	}
+	if _, ok := is.IdentityProvider(idp); !ok {
+		return false
+	}
+	p, ok := st.Principal(principal)
+	return ok && p.GetUid() == uid
 }
 
 // staticAuth returns the header a static auth mode injects.
