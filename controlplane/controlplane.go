@@ -54,6 +54,9 @@ func NewHandler(st *store.Store, cfg Config, log *slog.Logger) http.Handler {
 	// (see dataplane's relay), so every replica serves every step of a flow.
 	ocfg := cfg.OAuth
 	ocfg.Grants = vaultGrants
+	if ocfg.Audit == nil {
+		ocfg.Audit = cfg.Grants.Audit
+	}
 	as := oauth.New(st, ocfg, log)
 	admin := configapi.New(st, log, configapi.WithRevoker(vaultGrants), configapi.WithTokenRevoker(as))
 	adminOpts := connect.WithHandlerOptions(append(append(slices.Clone(cfg.HandlerOptions), cfg.AdminHandlerOptions...), connect.WithInterceptors(configapi.NewAdminAuth(st)))...)

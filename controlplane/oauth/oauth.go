@@ -89,6 +89,7 @@ import (
 
 	"github.com/mcpgate/mcpgate/api/wire"
 	"github.com/mcpgate/mcpgate/controlplane/store"
+	"github.com/mcpgate/mcpgate/ops/audit"
 )
 
 // Kinds of the records the server keeps (through the store's typed
@@ -193,6 +194,12 @@ type Config struct {
 	ConsentTTL      time.Duration
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// Audit records the ID-JAG grants (who, which identity provider,
+	// which grant type); nil discards.
+	Audit *audit.Logger
+	// IdPClient fetches identity providers' discovery documents and key
+	// sets (ID-JAG signatures); HTTPClient when nil.
+	IdPClient *http.Client
 }
 
 // Server is the authorization server. It is an http.Handler for the paths
@@ -208,6 +215,7 @@ type Server struct {
 	authzLimit  *addrLimiter  // /authorize
 	signinLimit *addrLimiter  // /signin
 	mux         *http.ServeMux
+	keys        *keySets // identity providers' JWKS, by issuer
 }
 
 // New returns a Server over st.
@@ -252,6 +260,10 @@ func New(st *store.Store, cfg Config, log *slog.Logger) *Server {
 	if s.grants == nil {
 		s.grants = storeGrants{st: st, now: cfg.Now}
 	}
+	if cfg.IdPClient == nil {
+		cfg.IdPClient = cfg.HTTPClient
+	}
+	s.keys = newKeySets(cfg.IdPClient, cfg.Now)
 	s.limit = newAddrLimiter(cfg.RegisterPerMinute, cfg.Now)
 	s.regLimit = rate.NewLimiter(rate.Limit(float64(cfg.RegisterPerHour)/3600), cfg.RegisterPerHour)
 	s.authzLimit = newAddrLimiter(cfg.AuthorizePerMinute, cfg.Now)
