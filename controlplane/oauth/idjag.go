@@ -171,7 +171,9 @@ func (s *Server) jwtBearer(r *http.Request, c *client, form url.Values) (*tokenR
 		s.log.ErrorContext(ctx, "record used assertion", "err", err)
 		return nil, errTokenUnavailable
 	}
-	exp := now.Add(s.cfg.AccessTokenTTL)
+	// The family only lists the token for revocation; it outlives it by a
+	// minute so that it never shortens the token.
+	exp := now.Add(s.cfg.AccessTokenTTL + time.Minute)
 	fam := &storev1.OAuthFamilyRecord{
 		Principal:    p.GetName(),
 		ClientId:     c.id,

@@ -169,3 +169,87 @@ func TestIDJAGBad(t *testing.T) {
 			"the identity provider could not be reached; try again in a moment")
 	})
 }
+
+// TestIDJAGGrant: a valid ID-JAG yields an access token for its route and
+// no refresh token, from the identity provider as its source (no API key),
+// for a principal created just in time (corp) or an existing one (strict,
+// by sub); the grant is audited; a rotated IdP key is fetched again.
+func TestIDJAGGrant(t *testing.T) {
+	e := newIDJAGEnv(t)
+	r := e.redeem(e.corp.Issue(e.grant()))
+	if r.status != http.StatusOK {
+		t.Fatalf("token: %d %s", r.status, r.body)
+	}
+	body := r.json(t)
+	if body["token_type"] != "Bearer" || body["expires_in"] != float64(3600) || body["scope"] != "repo read:org" {
+		t.Errorf("body %s", r.body)
+	}
+	if _, ok := body["refresh_token"]; ok {
+		t.Errorf("refresh token issued: %s", r.body)
+	}
+	if r.header.Get("Cache-Control") != "no-store" {
+		t.Errorf("Cache-Control = %q", r.header.Get("Cache-Control"))
+	}
+	tok := body["access_token"].(string)
+	if !strings.HasPrefix(tok, oauth.AccessTokenPrefix) {
+		t.Fatalf("token %q", tok)
+	}
+	rec, ok := e.accessRecord(tok)
+	if !ok {
+		t.Fatal("no access token record")
+	}
+	p, ok := e.st.Principal("alice_example-com")
+	if !ok || p.GetUid() == "" || len(p.GetServers()) != 0 || p.GetKind() != configv1.PrincipalKind_PRINCIPAL_KIND_USER {
+		t.Fatalf("just-in-time principal %v", p)
+	}
+	if rec.GetPrincipal() != "alice_example-com" || rec.GetPrincipalUid() != p.GetUid() || rec.GetRoute() != "GitHub" ||
+		rec.GetIdp() != "corp" || rec.GetKeyId() != "" || rec.GetClientId() != e.client || rec.GetAudience() != e.pub+"/GitHub/mcp" {
+		t.Errorf("token record %v", rec)
+	}
+	line := e.audit.String()
+	for _, want := range []string{`"principal":"alice_example-com"`, `"procedure":"oauth/token ` + oauth.GrantJWTBearer + `"`, `idp:corp server:GitHub client:` + e.client, `"code":"ok"`} {
+		if !strings.Contains(line, want) {
+			t.Errorf("audit %s lacks %s", line, want)
+		}
+	}
+
+	t.Run("existing principal by sub", func(t *testing.T) {
+		g := e.grant()
+		g.Subject, g.Email, g.Scope = "alice", "", "repo"
+		r := e.redeem(e.strict.Issue(g))
+		if r.status != http.StatusOK {
+			t.Fatalf("token: %d %s", r.status, r.body)
+		}
+		rec, _ := e.accessRecord(r.json(t)["access_token"].(string))
+		alice, _ := e.st.Principal("alice")
+		if rec.GetPrincipal() != "alice" || rec.GetPrincipalUid() != alice.GetUid() || rec.GetIdp() != "strict" || strings.Join(rec.GetScopes(), " ") != "repo" {
+			t.Errorf("token record %v", rec)
+		}
+	})
+
+	t.Run("key rotation", func(t *testing.T) {
+		before := e.corp.JWKSFetches()
+		e.corp.Rotate()
+		// Within the refetch interval an unknown kid is refused without a
+		// fetch; after it the key set is fetched again.
+		wantBody(t, e.redeem(e.corp.Issue(e.grant())), http.StatusBadRequest, "invalid_grant", "the assertion's signing key is unknown to its issuer")
+		if n := e.corp.JWKSFetches(); n != before {
+			t.Errorf("%d fetches within the refetch interval", n-before)
+		}
+		e.clock.Advance(31 * time.Second)
+		if r := e.redeem(e.corp.Issue(e.grant())); r.status != http.StatusOK {
+			t.Fatalf("after rotation: %d %s", r.status, r.body)
+		}
+		if n := e.corp.JWKSFetches(); n != before+1 {
+			t.Errorf("%d fetches after rotation, want 1", n-before)
+		}
+	})
+
+	t.Run("client must register the grant", func(t *testing.T) {
+		other := e.publicClient("no-jwt-bearer")
+		r := call(t, http.MethodPost, e.pub+"/token", formHeader(), url.Values{
+			"grant_type": {oauth.GrantJWTBearer}, "assertion": {e.corp.Issue(e.grant())}, "client_id": {other},
+		}.Encode())
+		wantBody(t, r, http.StatusBadRequest, "unauthorized_client", "the client did not register this grant type")
+	})
+}
