@@ -143,3 +143,9 @@ func (s *Store) IdPToken(ctx context.Context, principal string) (*storev1.IdPTok
 
 // ErrExpired: a token to keep has already expired.
 var ErrExpired = errors.New("already expired")
+
+// DeleteIdentityProvider deletes the provider called name iff its revision
+// equals expected (0 = any).
+func (s *Store) DeleteIdentityProvider(ctx context.Context, name string, expected int64) (int64, error) {
+	return s.del(ctx, key(KindIdentityProvider, name), expected)
+}

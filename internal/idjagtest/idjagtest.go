@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -55,10 +56,54 @@ func Start(tb testing.TB) *IdP {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(set)
 	})
+	mux.HandleFunc("POST /token", p.exchange)
 	ts := httptest.NewServer(mux)
 	tb.Cleanup(ts.Close)
 	p.Issuer = ts.URL
 	return p
+}
+
+// Token exchange constants (RFC 8693, ID-JAG).
+const (
+	GrantTokenExchange = "urn:ietf:params:oauth:grant-type:token-exchange"
+	TokenTypeIDJAG     = "urn:ietf:params:oauth:token-type:id-jag"
+	TokenTypeIDToken   = "urn:ietf:params:oauth:token-type:id_token"
+)
+
+// SubjectToken is the identity token the test IdP accepts as the subject of
+// an exchange for the person sub with email (a real IdP would have issued
+// an ID token at sign-in; this one trusts the form).
+func SubjectToken(sub, email string) string { return "person:" + sub + ":" + email }
+
+// exchange is the IdP's token endpoint issuing ID-JAGs by RFC 8693 token
+// exchange: subject_token (SubjectToken) with type id_token,
+// requested_token_type id-jag, audience (the gateway's issuer), resource
+// and the requesting client's client_id.
+func (p *IdP) exchange(w http.ResponseWriter, r *http.Request) {
+	_ = r.ParseForm()
+	f := r.PostForm
+	fail := func(code string) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		_ = json.NewEncoder(w).Encode(map[string]string{"error": code})
+	}
+	if f.Get("grant_type") != GrantTokenExchange || f.Get("requested_token_type") != TokenTypeIDJAG || f.Get("subject_token_type") != TokenTypeIDToken {
+		fail("unsupported_grant_type")
+		return
+	}
+	var sub, email string
+	if parts := strings.SplitN(f.Get("subject_token"), ":", 3); len(parts) == 3 && parts[0] == "person" {
+		sub, email = parts[1], parts[2]
+	} else {
+		fail("invalid_grant")
+		return
+	}
+	jag := p.Issue(Grant{Subject: sub, Email: email, Audience: f.Get("audience"), ClientID: f.Get("client_id"), Resource: f.Get("resource"), Scope: f.Get("scope")})
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_ = json.NewEncoder(w).Encode(map[string]any{
+		"access_token": jag, "issued_token_type": TokenTypeIDJAG, "token_type": "N_A", "expires_in": 300,
+	})
 }
 
 // Rotate replaces the signing key with a new one under a new key id; the
