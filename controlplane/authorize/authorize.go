@@ -95,6 +95,11 @@ const (
 	// NeedVaultGrant: Principal's vault grant for Server (refreshed when
 	// needed); without a usable one the answer is a CHALLENGE (Challenge).
 	NeedVaultGrant
+	// NeedTokenExchange: an upstream token for Server obtained on
+	// Principal's behalf by exchanging the person's identity provider token
+	// (RFC 8693); without a usable one the answer is a CHALLENGE
+	// (Challenge), the person signs in with the IdP again.
+	NeedTokenExchange
 )
 
 // Decision is the outcome of Decide. With NeedNothing, Response is the
@@ -269,6 +274,8 @@ func Decide(st State, now time.Time, req *authorizev1.AuthorizeRequest) (Decisio
 			}
 			authHeader, need = "Authorization", NeedVaultGrant
 			allow.VaultGrant = true
+		case configv1.OAuth2Flow_O_AUTH2_FLOW_TOKEN_EXCHANGE:
+			authHeader, need = "Authorization", NeedTokenExchange
 		default:
 			return Decision{}, fmt.Errorf("server %q: %w: oauth2 flow %s", srv.Def.GetName(), ErrMisconfigured, srv.Def.GetOauth2Flow())
 		}
