@@ -91,55 +91,16 @@ func (s *Server) jwtBearer(r *http.Request, c *client, form url.Values) (*tokenR
 	if len(raw) > maxAssertionBytes {
 		return nil, errIDJAGMalformed
 	}
-	tok, err := jwt.ParseSigned(raw, idjagAlgs)
-	if err != nil || len(tok.Headers) != 1 {
-		return nil, errIDJAGMalformed
+	in := idjagInput{raw: raw, base: issuer(r), clientID: c.id, now: s.now(), idps: s.st.IdentityProviders(),
+		key: func(iss, kid string) (*jose.JSONWebKey, error) { return s.keys.key(ctx, iss, kid) }}
+	cl, idp, server, terr := checkIDJAG(in)
+	if terr != nil {
+		if terr == errIDJAGUnavailable {
+			s.log.WarnContext(ctx, "identity provider key set unavailable", "issuer", cl.Issuer)
+		}
+		return nil, terr
 	}
-	hdr := tok.Headers[0]
-	if typ, _ := hdr.ExtraHeaders[jose.HeaderType].(string); !strings.EqualFold(strings.TrimPrefix(typ, "application/"), TypIDJAG) {
-		return nil, errIDJAGTyp
-	}
-	var unverified jwt.Claims
-	if err := tok.UnsafeClaimsWithoutVerification(&unverified); err != nil {
-		return nil, errIDJAGMalformed
-	}
-	idp := s.trustedIdP(unverified.Issuer)
-	if idp == nil {
-		return nil, errIDJAGIssuer
-	}
-	key, err := s.keys.key(ctx, idp.GetIssuer(), hdr.KeyID)
-	switch {
-	case errors.Is(err, errUnknownKID):
-		return nil, errIDJAGKID
-	case err != nil:
-		s.log.WarnContext(ctx, "identity provider key set", "idp", idp.GetName(), "err", err)
-		return nil, errIDJAGUnavailable
-	}
-	var cl idjagClaims
-	if err := tok.Claims(key.Key, &cl); err != nil {
-		return nil, errIDJAGSignature
-	}
-	now := s.now()
-	// The signed iss (the unverified one chose the key set).
-	if cl.Issuer != idp.GetIssuer() {
-		return nil, errIDJAGIssuer
-	}
-	if !cl.Audience.Contains(issuer(r)) {
-		return nil, errIDJAGAudience
-	}
-	if cl.Expiry == nil || cl.IssuedAt == nil ||
-		cl.ValidateWithLeeway(jwt.Expected{Time: now}, idjagLeeway) != nil ||
-		cl.Expiry.Time().Sub(cl.IssuedAt.Time()) > maxIDJAGLifetime {
-		return nil, errIDJAGTime
-	}
-	if cl.ClientID == "" || cl.ClientID != c.id {
-		return nil, errIDJAGClient
-	}
-	res, _ := cl.Resource.(string)
-	server, ok := wire.ResourceServer(issuer(r), res)
-	if !ok {
-		return nil, errIDJAGResource
-	}
+	now := in.now
 	srv, ok := s.st.Server(server)
 	if !ok {
 		return nil, errIDJAGResource
@@ -156,7 +117,7 @@ func (s *Server) jwtBearer(r *http.Request, c *client, form url.Values) (*tokenR
 			}
 		}
 	}
-	p, terr := s.assertedPrincipal(ctx, idp, &cl)
+	p, terr := s.assertedPrincipal(ctx, idp, cl)
 	if terr != nil {
 		return nil, terr
 	}
@@ -197,18 +158,82 @@ func (s *Server) jwtBearer(r *http.Request, c *client, form url.Values) (*tokenR
 	return resp, terr
 }
 
-// trustedIdP is the configured provider with issuer iss that is trusted
-// to issue ID-JAGs, or nil.
-func (s *Server) trustedIdP(iss string) *configv1.IdentityProvider {
-	if iss == "" {
-		return nil
+// idjagInput is what checkIDJAG decides from.
+type idjagInput struct {
+	raw      string // the assertion
+	base     string // the gateway's public base URL, its issuer
+	clientID string // the authenticated client
+	now      time.Time
+	idps     []*configv1.IdentityProvider
+	// key returns the public key of issuer iss with key id kid:
+	// errUnknownKID when it has none, another error when its key set
+	// cannot be fetched.
+	key func(iss, kid string) (*jose.JSONWebKey, error)
+}
+
+// checkIDJAG verifies an ID-JAG and returns its claims, the provider that
+// issued it and the server its resource names (by form: whether the server
+// exists is the caller's check). It checks, in order: a compact JWS with an
+// allowed algorithm, typ, a configured issuer trusted for ID-JAGs, the
+// key id in that issuer's key set, the signature, aud = base, exp/iat/nbf
+// with idjagLeeway and a lifetime of at most maxIDJAGLifetime, client_id,
+// resource. A refusal is one of the fixed errIDJAG* errors (the claims are
+// then those read so far, unverified).
+func checkIDJAG(in idjagInput) (*idjagClaims, *configv1.IdentityProvider, string, *tokenError) {
+	cl := new(idjagClaims)
+	tok, err := jwt.ParseSigned(in.raw, idjagAlgs)
+	if err != nil || len(tok.Headers) != 1 {
+		return cl, nil, "", errIDJAGMalformed
 	}
-	for _, p := range s.st.IdentityProviders() {
-		if p.GetTrustIdJag() && p.GetIssuer() == iss {
-			return p
+	hdr := tok.Headers[0]
+	if typ, _ := hdr.ExtraHeaders[jose.HeaderType].(string); !strings.EqualFold(strings.TrimPrefix(typ, "application/"), TypIDJAG) {
+		return cl, nil, "", errIDJAGTyp
+	}
+	if err := tok.UnsafeClaimsWithoutVerification(cl); err != nil {
+		return cl, nil, "", errIDJAGMalformed
+	}
+	var idp *configv1.IdentityProvider
+	for _, p := range in.idps {
+		if cl.Issuer != "" && p.GetTrustIdJag() && p.GetIssuer() == cl.Issuer {
+			idp = p
+			break
 		}
 	}
-	return nil
+	if idp == nil {
+		return cl, nil, "", errIDJAGIssuer
+	}
+	key, err := in.key(idp.GetIssuer(), hdr.KeyID)
+	switch {
+	case errors.Is(err, errUnknownKID):
+		return cl, nil, "", errIDJAGKID
+	case err != nil:
+		return cl, nil, "", errIDJAGUnavailable
+	}
+	cl = new(idjagClaims)
+	if err := tok.Claims(key.Key, cl); err != nil {
+		return cl, nil, "", errIDJAGSignature
+	}
+	// The signed iss (the unverified one chose the key set).
+	if cl.Issuer != idp.GetIssuer() {
+		return cl, nil, "", errIDJAGIssuer
+	}
+	if !cl.Audience.Contains(in.base) {
+		return cl, nil, "", errIDJAGAudience
+	}
+	if cl.Expiry == nil || cl.IssuedAt == nil ||
+		cl.ValidateWithLeeway(jwt.Expected{Time: in.now}, idjagLeeway) != nil ||
+		cl.Expiry.Time().Sub(cl.IssuedAt.Time()) > maxIDJAGLifetime {
+		return cl, nil, "", errIDJAGTime
+	}
+	if cl.ClientID == "" || cl.ClientID != in.clientID {
+		return cl, nil, "", errIDJAGClient
+	}
+	res, _ := cl.Resource.(string)
+	server, ok := wire.ResourceServer(in.base, res)
+	if !ok {
+		return cl, nil, "", errIDJAGResource
+	}
+	return cl, idp, server, nil
 }
 
 // assertedPrincipal maps the verified claims of an assertion from idp to a
