@@ -25,6 +25,10 @@ import (
 // exchangeEnv is env's replicas with a token_exchange server "docs" whose
 // token endpoint mints "minted-<n>" for the subject token "idp-alice".
 func exchangeEnv(t *testing.T, replicas int) (*env, []*grants.TokenExchange, *atomic.Int64, *store.Server) {
+	return exchangeEnvTB(t, replicas)
+}
+
+func exchangeEnvTB(t testing.TB, replicas int) (*env, []*grants.TokenExchange, *atomic.Int64, *store.Server) {
 	t.Helper()
 	e := newEnv(t, replicas, grants.Config{})
 	var n atomic.Int64
@@ -129,5 +133,23 @@ func TestTokenExchange_Outcomes(t *testing.T) {
 	down.Def = &configv1.McpServer{Name: "docs", Url: srv.Def.GetUrl(), TokenUrl: "http://127.0.0.1:1/token", Revision: srv.Def.GetRevision() + 1}
 	if _, err := xs[0].Token(t.Context(), "bob", &down); !errors.Is(err, grants.ErrUpstreamUnavailable) {
 		t.Errorf("unreachable endpoint: %v", err)
+	}
+}
+
+// BenchmarkTokenExchange_Cached is the per-request cost of a token_exchange
+// route once the person's upstream token is cached (memory hit).
+func BenchmarkTokenExchange_Cached(b *testing.B) {
+	_, xs, n, srv := exchangeEnvTB(b, 1)
+	if _, err := xs[0].Token(b.Context(), "alice", srv); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := xs[0].Token(b.Context(), "alice", srv); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if n.Load() != 1 {
+		b.Fatalf("%d exchanges", n.Load())
 	}
 }
