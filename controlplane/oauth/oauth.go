@@ -73,6 +73,23 @@
 //     admin API deletes the families derived from a revoked key, a deleted
 //     principal or a revoked connection (RevokeTokens), as does
 //     disconnecting on the connections page.
+//   - Enterprise-managed authorization (idjag.go): /token accepts
+//     grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer with an ID-JAG
+//     (typ oauth-id-jag+jwt) from a configured identity provider with
+//     trust_id_jag, for a client that registered the grant. Signature by the
+//     provider's JWKS (OpenID discovery; cached an hour, refetched on an
+//     unknown kid at most every 30 s, the cached keys kept while the
+//     provider is down), iss exactly, aud = the gateway's issuer, resource =
+//     one route, client_id = the authenticated client, exp/iat/nbf with 30 s
+//     of skew and at most an hour of lifetime, jti single use (a record on a
+//     lease until the assertion expires). The subject maps to a principal
+//     by principal_claim (email or sub), allowed_domains and
+//     create_principals (PrincipalName). The answer is an access token for
+//     the route whose source is the provider (no API key; usable while the
+//     provider is configured) and no refresh token: each new token needs a
+//     new ID-JAG, so the IdP's current policy applies. No browser, no
+//     consent; each grant is audited. Every refusal is a 400 with a fixed
+//     description; an unreachable provider is a 503.
 package oauth
 
 import (
