@@ -90,7 +90,9 @@ type fixedExchange struct {
 	err error
 }
 
-func (x fixedExchange) Token(context.Context, string, *store.Server) (string, error) { return x.tok, x.err }
+func (x fixedExchange) Token(context.Context, string, *store.Server) (string, error) {
+	return x.tok, x.err
+}
 
 // TestDecideTokenExchange: a token_exchange route's ALLOW needs the
 // exchange (NeedTokenExchange); the obtained token becomes the upstream
