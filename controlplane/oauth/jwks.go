@@ -24,6 +24,8 @@ const (
 	// assertions with made-up kids makes at most one fetch per issuer per
 	// jwksMinRefresh.
 	jwksMinRefresh = 30 * time.Second
+	// jwksFetchTimeout bounds discovery plus key-set fetch.
+	jwksFetchTimeout = 10 * time.Second
 	// maxJWKSBytes bounds a discovery document or key set.
 	maxJWKSBytes = 1 << 20
 )
@@ -72,7 +74,12 @@ func (k *keySets) key(ctx context.Context, issuer, kid string) (*jose.JSONWebKey
 			return nil, errUnknownKID
 		}
 	}
-	v, err, _ := k.group.Do(issuer, func() (any, error) { return k.fetch(ctx, issuer) })
+	v, err, _ := k.group.Do(issuer, func() (any, error) {
+		// The fetch outlives any one caller: waiters share it.
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), jwksFetchTimeout)
+		defer cancel()
+		return k.fetch(fctx, issuer)
+	})
 	if err != nil {
 		if ks != nil {
 			// The provider is down: the keys fetched before still verify.
