@@ -43,13 +43,13 @@ func exchangeEnvTB(t testing.TB, replicas int) (*env, []*grants.TokenExchange, *
 		_ = json.NewEncoder(w).Encode(map[string]any{"access_token": "minted-" + strconv.FormatInt(n.Add(1), 10), "token_type": "Bearer", "expires_in": 3600})
 	}))
 	t.Cleanup(ts.Close)
-	rev, err := e.stores[0].PutServer(t.Context(), &configv1.McpServer{Name: "docs", Url: "http://docs.invalid/mcp", AuthType: configv1.AuthType_AUTH_TYPE_OAUTH2,
+	_, err := e.stores[0].PutServer(t.Context(), &configv1.McpServer{Name: "docs", Url: "http://docs.invalid/mcp", AuthType: configv1.AuthType_AUTH_TYPE_OAUTH2,
 		Oauth2Flow: configv1.OAuth2Flow_O_AUTH2_FLOW_TOKEN_EXCHANGE, ClientId: "gw", TokenUrl: ts.URL, TokenExchangeAudience: "docs-api"},
 		&storev1.ServerSecrets{ClientSecret: "gw-secret"}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rev, err = e.stores[0].PutPrincipal(t.Context(), &configv1.Principal{Name: "alice", Kind: configv1.PrincipalKind_PRINCIPAL_KIND_USER}, 0)
+	rev, err := e.stores[0].PutPrincipal(t.Context(), &configv1.Principal{Name: "alice", Kind: configv1.PrincipalKind_PRINCIPAL_KIND_USER}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
