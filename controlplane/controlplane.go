@@ -54,6 +54,9 @@ func NewHandler(st *store.Store, cfg Config, log *slog.Logger) http.Handler {
 	// (see dataplane's relay), so every replica serves every step of a flow.
 	ocfg := cfg.OAuth
 	ocfg.Grants = vaultGrants
+	if ocfg.Audit == nil {
+		ocfg.Audit = cfg.Grants.Audit
+	}
 	as := oauth.New(st, ocfg, log)
 	admin := configapi.New(st, log, configapi.WithRevoker(vaultGrants), configapi.WithTokenRevoker(as))
 	adminOpts := connect.WithHandlerOptions(append(append(slices.Clone(cfg.HandlerOptions), cfg.AdminHandlerOptions...), connect.WithInterceptors(configapi.NewAdminAuth(st)))...)
@@ -65,7 +68,7 @@ func NewHandler(st *store.Store, cfg Config, log *slog.Logger) http.Handler {
 	if cfg.Keyring != nil {
 		mux.Handle(vaultv1connect.NewVaultServiceHandler(vaultapi.New(cfg.Keyring, st, log), adminOpts))
 	}
-	authz := authorizeapi.New(st, log, authorizeapi.WithGrants(vaultGrants))
+	authz := authorizeapi.New(st, log, authorizeapi.WithGrants(vaultGrants), authorizeapi.WithTokenExchange(grants.NewTokenExchange(st, cfg.Grants, log)))
 	mux.Handle(authorizeapi.NewHandler(authz, cfg.DataPlaneTokens, cfg.HandlerOptions...))
 	mux.Handle(wire.RelayPrefix+"/", authorizeapi.RequireDataPlane(cfg.DataPlaneTokens, http.StripPrefix(wire.RelayPrefix, as)))
 	return mux

@@ -101,6 +101,11 @@ const (
 	// NeedVaultGrant: Principal's vault grant for Server (refreshed when
 	// needed); without a usable one the answer is a CHALLENGE (Challenge).
 	NeedVaultGrant
+	// NeedTokenExchange: an upstream token for Server obtained on
+	// Principal's behalf by exchanging the person's identity provider token
+	// (RFC 8693); without a usable one the answer is a CHALLENGE
+	// (Challenge), the person signs in with the IdP again.
+	NeedTokenExchange
 )
 
 // Decision is the outcome of Decide. With NeedNothing, Response is the
@@ -275,6 +280,8 @@ func Decide(st State, now time.Time, req *authorizev1.AuthorizeRequest) (Decisio
 			}
 			authHeader, need = "Authorization", NeedVaultGrant
 			allow.VaultGrant = true
+		case configv1.OAuth2Flow_O_AUTH2_FLOW_TOKEN_EXCHANGE:
+			authHeader, need = "Authorization", NeedTokenExchange
 		default:
 			return Decision{}, fmt.Errorf("server %q: %w: oauth2 flow %s", srv.Def.GetName(), ErrMisconfigured, srv.Def.GetOauth2Flow())
 		}
@@ -362,7 +369,7 @@ func identify(st State, now time.Time, req *authorizev1.AuthorizeRequest, base s
 			return id, ReasonExpiredToken, DescInvalidCredential
 		case rec.GetRoute() != req.GetRoute() || rec.GetAudience() != wire.ResourceURL(base, req.GetRoute()):
 			return id, ReasonWrongAudience, DescWrongAudience
-		case !SourceUsable(st, rec.GetKeyId(), rec.GetPrincipal(), rec.GetPrincipalUid(), now):
+		case !TokenSourceUsable(st, rec.GetKeyId(), rec.GetIdp(), rec.GetPrincipal(), rec.GetPrincipalUid(), now):
 			return id, ReasonTokenSourceRevoked, DescInvalidCredential
 		}
 		tokenPrincipal, tokenUID = rec.GetPrincipal(), rec.GetPrincipalUid()
@@ -406,6 +413,39 @@ func SourceUsable(st SourceState, keyID, principal, uid string, now time.Time) b
 	}
 	_, state := store.KeyStatus(st, k, now)
 	return state == store.KeyValid
+}
+
+// IdPState is what IdPSourceUsable reads besides SourceState;
+// *store.Store implements it.
+type IdPState interface {
+	IdentityProvider(name string) (*configv1.IdentityProvider, bool)
+}
+
+// TokenSourceUsable reports whether the source of a gateway token or token
+// family is still usable: the API key keyID (SourceUsable) or, when keyID
+// is empty, the identity provider idp whose assertion it was issued for
+// (IdPSourceUsable).
+func TokenSourceUsable(st SourceState, keyID, idp, principal, uid string, now time.Time) bool {
+	if keyID == "" && idp != "" {
+		return IdPSourceUsable(st, idp, principal, uid)
+	}
+	return SourceUsable(st, keyID, principal, uid, now)
+}
+
+// IdPSourceUsable reports whether something derived from an identity
+// provider's assertion about the principal (name, uid) is still usable:
+// the provider is still configured and the principal still exists with
+// that uid. A state that cannot tell (no IdPState) says no: fail closed.
+func IdPSourceUsable(st SourceState, idp, principal, uid string) bool {
+	is, ok := st.(IdPState)
+	if !ok || idp == "" || uid == "" {
+		return false
+	}
+	if _, ok := is.IdentityProvider(idp); !ok {
+		return false
+	}
+	p, ok := st.Principal(principal)
+	return ok && p.GetUid() == uid
 }
 
 // staticAuth returns the header a static auth mode injects.

@@ -36,6 +36,7 @@ type Service struct {
 	obtain  grants.Obtainer
 	machine grants.MachineTokens
 	tokens  grants.GrantTokens
+	exch    grants.ExchangeTokens
 }
 
 // Option configures a Service.
@@ -53,6 +54,9 @@ func WithGrantTokens(g grants.GrantTokens) Option { return func(s *Service) { s.
 
 // WithMachineTokens replaces the in-memory client_credentials minter.
 func WithMachineTokens(m grants.MachineTokens) Option { return func(s *Service) { s.machine = m } }
+
+// WithTokenExchange sets what obtains token_exchange servers' tokens.
+func WithTokenExchange(x grants.ExchangeTokens) Option { return func(s *Service) { s.exch = x } }
 
 // WithClock sets the clock of decisions and of the records this service writes.
 func WithClock(now func() time.Time) Option { return func(s *Service) { s.now = now } }
@@ -72,7 +76,10 @@ func New(st *store.Store, log *slog.Logger, opts ...Option) *Service {
 	if s.machine == nil {
 		s.machine = &grants.ClientCredentials{Now: s.now}
 	}
-	s.obtain = grants.Obtainer{Grants: s.tokens, Machine: s.machine}
+	if s.exch == nil {
+		s.exch = grants.NewTokenExchange(st, grants.Config{Now: s.now}, log)
+	}
+	s.obtain = grants.Obtainer{Grants: s.tokens, Machine: s.machine, Exchange: s.exch}
 	return s
 }
 

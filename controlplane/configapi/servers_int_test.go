@@ -66,7 +66,7 @@ func TestServerValidation(t *testing.T) {
 		{"none with value", with(func(s *configv1.McpServer) { s.AuthValue = "x" }), "auth_value: not allowed with auth_type none"},
 		{"passthrough with value", with(func(s *configv1.McpServer) { s.AuthType, s.AuthValue = configv1.AuthType_AUTH_TYPE_PASSTHROUGH, "x" }), "auth_value: not allowed with auth_type passthrough"},
 		{"oauth2 without flow", oauth(0, func(s *configv1.McpServer) {}), "oauth2_flow: required for auth_type oauth2"},
-		{"oauth2 bad flow", oauth(7, func(s *configv1.McpServer) {}), "oauth2_flow: must be authorization_code or client_credentials"},
+		{"oauth2 bad flow", oauth(7, func(s *configv1.McpServer) {}), "oauth2_flow: must be authorization_code, client_credentials or token_exchange"},
 		{"oauth2 without client id", oauth(ac, func(s *configv1.McpServer) { s.ClientId = "" }), "client_id: required for auth_type oauth2"},
 		{"oauth2 without token url", oauth(ac, func(s *configv1.McpServer) { s.TokenUrl = "" }), "token_url: required for auth_type oauth2"},
 		{"code without authorization url", oauth(ac, func(s *configv1.McpServer) { s.AuthorizationUrl = "" }), "authorization_url: required for oauth2_flow authorization_code"},

@@ -181,10 +181,11 @@ func validateServer(def *configv1.McpServer, sec *storev1.ServerSecrets) error {
 			if sec.GetClientSecret() == "" {
 				return invalid("client_secret: required for oauth2_flow client_credentials")
 			}
+		case configv1.OAuth2Flow_O_AUTH2_FLOW_TOKEN_EXCHANGE:
 		case configv1.OAuth2Flow_O_AUTH2_FLOW_UNSPECIFIED:
 			return invalid("oauth2_flow: required for auth_type oauth2")
 		default:
-			return invalid("oauth2_flow: must be authorization_code or client_credentials")
+			return invalid("oauth2_flow: must be authorization_code, client_credentials or token_exchange")
 		}
 		if def.GetClientId() == "" {
 			return invalid("client_id: required for auth_type oauth2")

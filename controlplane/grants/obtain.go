@@ -40,6 +40,9 @@ type MachineTokens interface {
 type Obtainer struct {
 	Grants  GrantTokens
 	Machine MachineTokens
+	// Exchange obtains token_exchange servers' tokens; nil: such a
+	// decision fails (misconfigured).
+	Exchange ExchangeTokens
 }
 
 // Complete returns the response of d: d's own when it needs nothing, the
@@ -56,6 +59,20 @@ func (o Obtainer) Complete(ctx context.Context, d authorize.Decision) (*authoriz
 		return d.Allow(tok), nil
 	case authorize.NeedVaultGrant:
 		tok, err := o.Grants.Token(ctx, d.Principal, d.Server.Def.GetName())
+		switch {
+		case errors.Is(err, ErrNoGrant):
+			return d.Challenge(authorize.ReasonNoGrant), nil
+		case errors.Is(err, ErrGrantUnusable):
+			return d.Challenge(authorize.ReasonGrantUnusable), nil
+		case err != nil:
+			return nil, err
+		}
+		return d.Allow(tok), nil
+	case authorize.NeedTokenExchange:
+		if o.Exchange == nil {
+			return nil, fmt.Errorf("%w: no token exchange configured", authorize.ErrMisconfigured)
+		}
+		tok, err := o.Exchange.Token(ctx, d.Principal, d.Server)
 		switch {
 		case errors.Is(err, ErrNoGrant):
 			return d.Challenge(authorize.ReasonNoGrant), nil

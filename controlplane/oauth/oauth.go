@@ -73,6 +73,23 @@
 //     admin API deletes the families derived from a revoked key, a deleted
 //     principal or a revoked connection (RevokeTokens), as does
 //     disconnecting on the connections page.
+//   - Enterprise-managed authorization (idjag.go): /token accepts
+//     grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer with an ID-JAG
+//     (typ oauth-id-jag+jwt) from a configured identity provider with
+//     trust_id_jag, for a client that registered the grant. Signature by the
+//     provider's JWKS (OpenID discovery; cached an hour, refetched on an
+//     unknown kid at most every 30 s, the cached keys kept while the
+//     provider is down), iss exactly, aud = the gateway's issuer, resource =
+//     one route, client_id = the authenticated client, exp/iat/nbf with 30 s
+//     of skew and at most an hour of lifetime, jti single use (a record on a
+//     lease until the assertion expires). The subject maps to a principal
+//     by principal_claim (email or sub), allowed_domains and
+//     create_principals (PrincipalName). The answer is an access token for
+//     the route whose source is the provider (no API key; usable while the
+//     provider is configured) and no refresh token: each new token needs a
+//     new ID-JAG, so the IdP's current policy applies. No browser, no
+//     consent; each grant is audited. Every refusal is a 400 with a fixed
+//     description; an unreachable provider is a 503.
 package oauth
 
 import (
@@ -89,6 +106,7 @@ import (
 
 	"github.com/mcpgate/mcpgate/api/wire"
 	"github.com/mcpgate/mcpgate/controlplane/store"
+	"github.com/mcpgate/mcpgate/ops/audit"
 )
 
 // Kinds of the records the server keeps (through the store's typed
@@ -193,6 +211,12 @@ type Config struct {
 	ConsentTTL      time.Duration
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// Audit records the ID-JAG grants (who, which identity provider,
+	// which grant type); nil discards.
+	Audit *audit.Logger
+	// IdPClient fetches identity providers' discovery documents and key
+	// sets (ID-JAG signatures); HTTPClient when nil.
+	IdPClient *http.Client
 }
 
 // Server is the authorization server. It is an http.Handler for the paths
@@ -208,6 +232,7 @@ type Server struct {
 	authzLimit  *addrLimiter  // /authorize
 	signinLimit *addrLimiter  // /signin
 	mux         *http.ServeMux
+	keys        *keySets // identity providers' JWKS, by issuer
 }
 
 // New returns a Server over st.
@@ -252,6 +277,10 @@ func New(st *store.Store, cfg Config, log *slog.Logger) *Server {
 	if s.grants == nil {
 		s.grants = storeGrants{st: st, now: cfg.Now}
 	}
+	if cfg.IdPClient == nil {
+		cfg.IdPClient = cfg.HTTPClient
+	}
+	s.keys = newKeySets(cfg.IdPClient, cfg.Now)
 	s.limit = newAddrLimiter(cfg.RegisterPerMinute, cfg.Now)
 	s.regLimit = rate.NewLimiter(rate.Limit(float64(cfg.RegisterPerHour)/3600), cfg.RegisterPerHour)
 	s.authzLimit = newAddrLimiter(cfg.AuthorizePerMinute, cfg.Now)

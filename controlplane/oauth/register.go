@@ -47,7 +47,7 @@ func (s *Server) metadata(w http.ResponseWriter, r *http.Request) {
 		"revocation_endpoint":                            iss + "/revoke",
 		"response_types_supported":                       []string{"code"},
 		"response_modes_supported":                       []string{"query"},
-		"grant_types_supported":                          []string{"authorization_code", "refresh_token"},
+		"grant_types_supported":                          []string{"authorization_code", "refresh_token", GrantJWTBearer},
 		"code_challenge_methods_supported":               []string{"S256"},
 		"token_endpoint_auth_methods_supported":          []string{"none", "client_secret_basic", "client_secret_post"},
 		"revocation_endpoint_auth_methods_supported":     []string{"none", "client_secret_basic", "client_secret_post"},
@@ -190,8 +190,8 @@ func validateMetadata(md *clientMetadata, dcr bool) error {
 		md.GrantTypes = []string{"authorization_code"}
 	}
 	for _, g := range md.GrantTypes {
-		if g != "authorization_code" && g != "refresh_token" {
-			return badMetadata("unsupported grant type; only authorization_code and refresh_token are allowed")
+		if g != "authorization_code" && g != "refresh_token" && g != GrantJWTBearer {
+			return badMetadata("unsupported grant type; only authorization_code, refresh_token and " + GrantJWTBearer + " are allowed")
 		}
 	}
 	if !slices.Contains(md.GrantTypes, "authorization_code") {

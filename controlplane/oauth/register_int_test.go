@@ -52,7 +52,7 @@ func TestMetadata(t *testing.T) {
 			if got := strs("response_types_supported"); !slices.Equal(got, []string{"code"}) {
 				t.Errorf("response_types_supported = %v", got)
 			}
-			if got := strs("grant_types_supported"); !slices.Equal(got, []string{"authorization_code", "refresh_token"}) {
+			if got := strs("grant_types_supported"); !slices.Equal(got, []string{"authorization_code", "refresh_token", oauth.GrantJWTBearer}) {
 				t.Errorf("grant_types_supported = %v", got)
 			}
 			if got := strs("token_endpoint_auth_methods_supported"); !slices.Contains(got, "none") || !slices.Contains(got, "client_secret_basic") || !slices.Contains(got, "client_secret_post") {

@@ -168,8 +168,8 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		writeTokenError(w, tokErr("invalid_request", "grant_type is required"))
 		return
 	}
-	if grant != "authorization_code" && grant != "refresh_token" {
-		writeTokenError(w, tokErr("unsupported_grant_type", "only authorization_code and refresh_token are supported"))
+	if grant != "authorization_code" && grant != "refresh_token" && grant != GrantJWTBearer {
+		writeTokenError(w, tokErr("unsupported_grant_type", "only authorization_code, refresh_token and "+GrantJWTBearer+" are supported"))
 		return
 	}
 	c, terr := s.authenticateClient(r.Context(), r, form)
@@ -182,9 +182,12 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var resp *tokenResponse
-	if grant == "authorization_code" {
+	switch grant {
+	case "authorization_code":
 		resp, terr = s.exchangeCode(r.Context(), c, form)
-	} else {
+	case GrantJWTBearer:
+		resp, terr = s.jwtBearer(r, c, form)
+	default:
 		resp, terr = s.refresh(r.Context(), c, form)
 	}
 	if terr != nil {
@@ -331,6 +334,7 @@ func (s *Server) issueTokens(ctx context.Context, c *client, famID string, fam *
 		KeyId:        fam.GetKeyId(),
 		PrincipalUid: fam.GetPrincipalUid(),
 		Audience:     fam.GetAudience(),
+		Idp:          fam.GetIdp(),
 	})
 	if err != nil {
 		s.log.ErrorContext(ctx, "store access token", "err", err)
@@ -412,7 +416,7 @@ func (s *Server) refresh(ctx context.Context, c *client, form url.Values) (*toke
 	if !s.now().Before(fam.GetExpireTime().AsTime()) {
 		return nil, errBadRefresh
 	}
-	if fam.GetAudience() == "" || !s.sourceUsable(fam.GetKeyId(), fam.GetPrincipal(), fam.GetPrincipalUid()) {
+	if fam.GetAudience() == "" || !s.tokenSourceUsable(fam.GetKeyId(), fam.GetIdp(), fam.GetPrincipal(), fam.GetPrincipalUid()) {
 		// The key the family was obtained with was revoked, or its
 		// principal deleted: the family is dead for good.
 		s.log.InfoContext(ctx, "refresh of a family whose source is revoked; revoking the family", "client_id", c.id, "principal", fam.GetPrincipal())

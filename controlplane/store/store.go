@@ -80,13 +80,14 @@ func New(cli *clientv3.Client, sealer Sealer, log *slog.Logger, opts ...Option) 
 		o(s)
 	}
 	s.cache = newCache(cli, Prefix, map[string]decoder{
-		KindServer:      s.decodeServer,
-		KindPrincipal:   decodePrincipal,
-		KindGroup:       decodeGroup,
-		KindKey:         decodeKey,
-		KindGrant:       s.decodeGrant,
-		KindSessionKey:  s.decodeSessionKey,
-		KindAccessToken: decodeAccessToken,
+		KindServer:           s.decodeServer,
+		KindPrincipal:        decodePrincipal,
+		KindGroup:            decodeGroup,
+		KindKey:              decodeKey,
+		KindGrant:            s.decodeGrant,
+		KindSessionKey:       s.decodeSessionKey,
+		KindAccessToken:      decodeAccessToken,
+		KindIdentityProvider: decodeIdentityProvider,
 	}, log)
 	return s
 }

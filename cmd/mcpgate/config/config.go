@@ -60,22 +60,24 @@ type fileYAML struct {
 }
 
 type serverYAML struct {
-	URL              string            `yaml:"url"`
-	Transport        transport         `yaml:"transport"`
-	AuthType         authType          `yaml:"auth_type"`
-	AuthValue        string            `yaml:"auth_value"`
-	OAuth2Flow       oauth2Flow        `yaml:"oauth2_flow"`
-	ClientID         string            `yaml:"client_id"`
-	ClientSecret     string            `yaml:"client_secret"`
-	AuthorizationURL string            `yaml:"authorization_url"`
-	TokenURL         string            `yaml:"token_url"`
-	Scopes           []string          `yaml:"scopes"`
-	StaticHeaders    map[string]string `yaml:"static_headers"`
-	AllowedTools     []string          `yaml:"allowed_tools"`
-	DisallowedTools  []string          `yaml:"disallowed_tools"`
-	Description      string            `yaml:"description"`
-	RevocationURL    string            `yaml:"revocation_url"`
-	Issuer           string            `yaml:"issuer"`
+	URL              string     `yaml:"url"`
+	Transport        transport  `yaml:"transport"`
+	AuthType         authType   `yaml:"auth_type"`
+	AuthValue        string     `yaml:"auth_value"`
+	OAuth2Flow       oauth2Flow `yaml:"oauth2_flow"`
+	ClientID         string     `yaml:"client_id"`
+	ClientSecret     string     `yaml:"client_secret"`
+	AuthorizationURL string     `yaml:"authorization_url"`
+	TokenURL         string     `yaml:"token_url"`
+	// TokenExchangeAudience: the audience of oauth2_flow token_exchange.
+	TokenExchangeAudience string            `yaml:"token_exchange_audience"`
+	Scopes                []string          `yaml:"scopes"`
+	StaticHeaders         map[string]string `yaml:"static_headers"`
+	AllowedTools          []string          `yaml:"allowed_tools"`
+	DisallowedTools       []string          `yaml:"disallowed_tools"`
+	Description           string            `yaml:"description"`
+	RevocationURL         string            `yaml:"revocation_url"`
+	Issuer                string            `yaml:"issuer"`
 }
 
 type groupYAML struct {
@@ -170,6 +172,7 @@ func (f *oauth2Flow) UnmarshalYAML(n *yaml.Node) error {
 	v, err := enumValue(n, "oauth2_flow", map[string]configv1.OAuth2Flow{
 		"authorization_code": configv1.OAuth2Flow_O_AUTH2_FLOW_AUTHORIZATION_CODE,
 		"client_credentials": configv1.OAuth2Flow_O_AUTH2_FLOW_CLIENT_CREDENTIALS,
+		"token_exchange":     configv1.OAuth2Flow_O_AUTH2_FLOW_TOKEN_EXCHANGE,
 	})
 	*f = oauth2Flow(v)
 	return err
@@ -357,23 +360,24 @@ func convert(y *fileYAML) (*File, error) {
 			at = configv1.AuthType_AUTH_TYPE_NONE
 		}
 		f.Servers = append(f.Servers, &configv1.McpServer{
-			Name:             name,
-			Url:              s.URL,
-			Transport:        tr,
-			AuthType:         at,
-			AuthValue:        s.AuthValue,
-			Oauth2Flow:       configv1.OAuth2Flow(s.OAuth2Flow),
-			ClientId:         s.ClientID,
-			ClientSecret:     s.ClientSecret,
-			AuthorizationUrl: s.AuthorizationURL,
-			TokenUrl:         s.TokenURL,
-			Scopes:           s.Scopes,
-			StaticHeaders:    s.StaticHeaders,
-			AllowedTools:     s.AllowedTools,
-			DisallowedTools:  s.DisallowedTools,
-			Description:      s.Description,
-			RevocationUrl:    s.RevocationURL,
-			Issuer:           s.Issuer,
+			Name:                  name,
+			Url:                   s.URL,
+			Transport:             tr,
+			AuthType:              at,
+			AuthValue:             s.AuthValue,
+			Oauth2Flow:            configv1.OAuth2Flow(s.OAuth2Flow),
+			ClientId:              s.ClientID,
+			ClientSecret:          s.ClientSecret,
+			AuthorizationUrl:      s.AuthorizationURL,
+			TokenUrl:              s.TokenURL,
+			TokenExchangeAudience: s.TokenExchangeAudience,
+			Scopes:                s.Scopes,
+			StaticHeaders:         s.StaticHeaders,
+			AllowedTools:          s.AllowedTools,
+			DisallowedTools:       s.DisallowedTools,
+			Description:           s.Description,
+			RevocationUrl:         s.RevocationURL,
+			Issuer:                s.Issuer,
 		})
 	}
 	slices.SortFunc(f.Servers, func(a, b *configv1.McpServer) int { return strings.Compare(a.GetName(), b.GetName()) })

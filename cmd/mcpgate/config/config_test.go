@@ -142,7 +142,7 @@ func TestParse_Errors(t *testing.T) {
 		{"empty env name", "public_url: os.environ/\n", nil, `line 1: "os.environ/" names no environment variable`},
 		{"bad transport", "mcp_servers:\n  a:\n    transport: stdio\n", nil, `line 3: transport "stdio" is not one of http, sse`},
 		{"bad auth_type", "mcp_servers:\n  a:\n    auth_type: magic\n", nil, `line 3: auth_type "magic" is not one of`},
-		{"bad oauth2_flow", "mcp_servers:\n  a:\n    oauth2_flow: implicit\n", nil, `line 3: oauth2_flow "implicit" is not one of authorization_code, client_credentials`},
+		{"bad oauth2_flow", "mcp_servers:\n  a:\n    oauth2_flow: implicit\n", nil, `line 3: oauth2_flow "implicit" is not one of authorization_code, client_credentials, token_exchange`},
 		{"bad kind", "principals:\n  - name: a\n    kind: robot\n", nil, `line 3: kind "robot" is not one of service_account, user`},
 		{"bad role", "principals:\n  - name: a\n    role: root\n", nil, `line 3: role "root" is not one of admin, member`},
 		{"bad expires", "keys:\n  - principal: a\n    name: n\n    expires: tomorrow\n", nil, `line 4: expires "tomorrow" is neither`},

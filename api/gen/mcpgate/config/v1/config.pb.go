@@ -158,6 +158,9 @@ const (
 	OAuth2Flow_O_AUTH2_FLOW_AUTHORIZATION_CODE OAuth2Flow = 1
 	// The control plane mints a machine token.
 	OAuth2Flow_O_AUTH2_FLOW_CLIENT_CREDENTIALS OAuth2Flow = 2
+	// The control plane exchanges the person's identity provider token at
+	// token_url for an upstream token (RFC 8693, on behalf of the person).
+	OAuth2Flow_O_AUTH2_FLOW_TOKEN_EXCHANGE OAuth2Flow = 3
 )
 
 // Enum value maps for OAuth2Flow.
@@ -166,11 +169,13 @@ var (
 		0: "O_AUTH2_FLOW_UNSPECIFIED",
 		1: "O_AUTH2_FLOW_AUTHORIZATION_CODE",
 		2: "O_AUTH2_FLOW_CLIENT_CREDENTIALS",
+		3: "O_AUTH2_FLOW_TOKEN_EXCHANGE",
 	}
 	OAuth2Flow_value = map[string]int32{
 		"O_AUTH2_FLOW_UNSPECIFIED":        0,
 		"O_AUTH2_FLOW_AUTHORIZATION_CODE": 1,
 		"O_AUTH2_FLOW_CLIENT_CREDENTIALS": 2,
+		"O_AUTH2_FLOW_TOKEN_EXCHANGE":     3,
 	}
 )
 
@@ -331,9 +336,12 @@ type McpServer struct {
 	// Upstream issuer, checked against the callback's iss (RFC 9207), optional.
 	Issuer string `protobuf:"bytes,20,opt,name=issuer,proto3" json:"issuer,omitempty"`
 	// etcd ModRevision of the stored object. Output only.
-	Revision      int64 `protobuf:"varint,21,opt,name=revision,proto3" json:"revision,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Revision int64 `protobuf:"varint,21,opt,name=revision,proto3" json:"revision,omitempty"`
+	// The audience requested in a token exchange (oauth2_flow
+	// token_exchange), optional.
+	TokenExchangeAudience string `protobuf:"bytes,22,opt,name=token_exchange_audience,json=tokenExchangeAudience,proto3" json:"token_exchange_audience,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *McpServer) Reset() {
@@ -511,6 +519,13 @@ func (x *McpServer) GetRevision() int64 {
 		return x.Revision
 	}
 	return 0
+}
+
+func (x *McpServer) GetTokenExchangeAudience() string {
+	if x != nil {
+		return x.TokenExchangeAudience
+	}
+	return ""
 }
 
 // Principal is a user or service account; servers lists the routes it may use
@@ -2568,7 +2583,7 @@ var File_mcpgate_config_v1_config_proto protoreflect.FileDescriptor
 
 const file_mcpgate_config_v1_config_proto_rawDesc = "" +
 	"\n" +
-	"\x1emcpgate/config/v1/config.proto\x12\x11mcpgate.config.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x93\a\n" +
+	"\x1emcpgate/config/v1/config.proto\x12\x11mcpgate.config.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcb\a\n" +
 	"\tMcpServer\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03url\x18\x02 \x01(\tR\x03url\x12:\n" +
@@ -2593,7 +2608,8 @@ const file_mcpgate_config_v1_config_proto_rawDesc = "" +
 	"\vdescription\x18\x12 \x01(\tR\vdescription\x12%\n" +
 	"\x0erevocation_url\x18\x13 \x01(\tR\rrevocationUrl\x12\x16\n" +
 	"\x06issuer\x18\x14 \x01(\tR\x06issuer\x12\x1a\n" +
-	"\brevision\x18\x15 \x01(\x03R\brevision\x1a@\n" +
+	"\brevision\x18\x15 \x01(\x03R\brevision\x126\n" +
+	"\x17token_exchange_audience\x18\x16 \x01(\tR\x15tokenExchangeAudience\x1a@\n" +
 	"\x12StaticHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd1\x02\n" +
@@ -2740,12 +2756,13 @@ const file_mcpgate_config_v1_config_proto_rawDesc = "" +
 	"\x17AUTH_TYPE_AUTHORIZATION\x10\x05\x12\x13\n" +
 	"\x0fAUTH_TYPE_TOKEN\x10\x06\x12\x14\n" +
 	"\x10AUTH_TYPE_OAUTH2\x10\a\x12\x19\n" +
-	"\x15AUTH_TYPE_PASSTHROUGH\x10\b*t\n" +
+	"\x15AUTH_TYPE_PASSTHROUGH\x10\b*\x95\x01\n" +
 	"\n" +
 	"OAuth2Flow\x12\x1c\n" +
 	"\x18O_AUTH2_FLOW_UNSPECIFIED\x10\x00\x12#\n" +
 	"\x1fO_AUTH2_FLOW_AUTHORIZATION_CODE\x10\x01\x12#\n" +
-	"\x1fO_AUTH2_FLOW_CLIENT_CREDENTIALS\x10\x02*l\n" +
+	"\x1fO_AUTH2_FLOW_CLIENT_CREDENTIALS\x10\x02\x12\x1f\n" +
+	"\x1bO_AUTH2_FLOW_TOKEN_EXCHANGE\x10\x03*l\n" +
 	"\rPrincipalKind\x12\x1e\n" +
 	"\x1aPRINCIPAL_KIND_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13PRINCIPAL_KIND_USER\x10\x01\x12\"\n" +

@@ -422,7 +422,12 @@ type AccessTokenRecord struct {
 	Audience string `protobuf:"bytes,9,opt,name=audience,proto3" json:"audience,omitempty"`
 	// The token's whole SHA-256: a lookup by the id (a prefix of it) must
 	// match all of it.
-	Sha256        []byte `protobuf:"bytes,10,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	Sha256 []byte `protobuf:"bytes,10,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	// The identity provider the token derives from (an ID-JAG it issued,
+	// or a sign-in with it), when the source is not an API key (key_id is
+	// then empty): the token is usable while that provider is configured and
+	// the principal exists with principal_uid.
+	Idp           string `protobuf:"bytes,11,opt,name=idp,proto3" json:"idp,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -525,6 +530,13 @@ func (x *AccessTokenRecord) GetSha256() []byte {
 		return x.Sha256
 	}
 	return nil
+}
+
+func (x *AccessTokenRecord) GetIdp() string {
+	if x != nil {
+		return x.Idp
+	}
+	return ""
 }
 
 // OAuthClientRecord is a client registered at the gateway's /register
@@ -1199,7 +1211,9 @@ type OAuthFamilyRecord struct {
 	KeyId        string `protobuf:"bytes,8,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
 	PrincipalUid string `protobuf:"bytes,9,opt,name=principal_uid,json=principalUid,proto3" json:"principal_uid,omitempty"`
 	// The audience of every access token of the family.
-	Audience      string `protobuf:"bytes,10,opt,name=audience,proto3" json:"audience,omitempty"`
+	Audience string `protobuf:"bytes,10,opt,name=audience,proto3" json:"audience,omitempty"`
+	// The identity provider of an IdP-sourced family (key_id empty).
+	Idp           string `protobuf:"bytes,11,opt,name=idp,proto3" json:"idp,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1300,6 +1314,13 @@ func (x *OAuthFamilyRecord) GetPrincipalUid() string {
 func (x *OAuthFamilyRecord) GetAudience() string {
 	if x != nil {
 		return x.Audience
+	}
+	return ""
+}
+
+func (x *OAuthFamilyRecord) GetIdp() string {
+	if x != nil {
+		return x.Idp
 	}
 	return ""
 }
@@ -1423,6 +1444,268 @@ func (x *OAuthConsentRecord) GetPrincipalUid() string {
 	return ""
 }
 
+// UsedAssertionRecord marks an identity assertion (an ID-JAG) as redeemed,
+// stored under the KeyID of the SHA-256 of "<issuer> <jti>" on a lease that
+// ends when the assertion expires.
+type UsedAssertionRecord struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	IdentityProvider string                 `protobuf:"bytes,1,opt,name=identity_provider,json=identityProvider,proto3" json:"identity_provider,omitempty"`
+	// The whole SHA-256 (see AccessTokenRecord.sha256).
+	Sha256        []byte `protobuf:"bytes,2,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UsedAssertionRecord) Reset() {
+	*x = UsedAssertionRecord{}
+	mi := &file_mcpgate_store_v1_store_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UsedAssertionRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UsedAssertionRecord) ProtoMessage() {}
+
+func (x *UsedAssertionRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_store_v1_store_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UsedAssertionRecord.ProtoReflect.Descriptor instead.
+func (*UsedAssertionRecord) Descriptor() ([]byte, []int) {
+	return file_mcpgate_store_v1_store_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *UsedAssertionRecord) GetIdentityProvider() string {
+	if x != nil {
+		return x.IdentityProvider
+	}
+	return ""
+}
+
+func (x *UsedAssertionRecord) GetSha256() []byte {
+	if x != nil {
+		return x.Sha256
+	}
+	return nil
+}
+
+// IdPTokenRecord is a person's identity provider token, kept after sign-in
+// for token exchanges (RFC 8693) on their behalf; stored under the
+// principal's name.
+type IdPTokenRecord struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Principal        string                 `protobuf:"bytes,1,opt,name=principal,proto3" json:"principal,omitempty"`
+	PrincipalUid     string                 `protobuf:"bytes,2,opt,name=principal_uid,json=principalUid,proto3" json:"principal_uid,omitempty"`
+	IdentityProvider string                 `protobuf:"bytes,3,opt,name=identity_provider,json=identityProvider,proto3" json:"identity_provider,omitempty"`
+	// A sealed IdPToken.
+	SealedToken   []byte `protobuf:"bytes,4,opt,name=sealed_token,json=sealedToken,proto3" json:"sealed_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IdPTokenRecord) Reset() {
+	*x = IdPTokenRecord{}
+	mi := &file_mcpgate_store_v1_store_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IdPTokenRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IdPTokenRecord) ProtoMessage() {}
+
+func (x *IdPTokenRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_store_v1_store_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IdPTokenRecord.ProtoReflect.Descriptor instead.
+func (*IdPTokenRecord) Descriptor() ([]byte, []int) {
+	return file_mcpgate_store_v1_store_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *IdPTokenRecord) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
+}
+
+func (x *IdPTokenRecord) GetPrincipalUid() string {
+	if x != nil {
+		return x.PrincipalUid
+	}
+	return ""
+}
+
+func (x *IdPTokenRecord) GetIdentityProvider() string {
+	if x != nil {
+		return x.IdentityProvider
+	}
+	return ""
+}
+
+func (x *IdPTokenRecord) GetSealedToken() []byte {
+	if x != nil {
+		return x.SealedToken
+	}
+	return nil
+}
+
+// IdPToken is the secret part of an IdPTokenRecord.
+type IdPToken struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The token presented as the subject token of an exchange.
+	SubjectToken string `protobuf:"bytes,1,opt,name=subject_token,json=subjectToken,proto3" json:"subject_token,omitempty"`
+	// Its RFC 8693 type, e.g. urn:ietf:params:oauth:token-type:id_token.
+	SubjectTokenType string                 `protobuf:"bytes,2,opt,name=subject_token_type,json=subjectTokenType,proto3" json:"subject_token_type,omitempty"`
+	Expiry           *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expiry,proto3" json:"expiry,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *IdPToken) Reset() {
+	*x = IdPToken{}
+	mi := &file_mcpgate_store_v1_store_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IdPToken) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IdPToken) ProtoMessage() {}
+
+func (x *IdPToken) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_store_v1_store_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IdPToken.ProtoReflect.Descriptor instead.
+func (*IdPToken) Descriptor() ([]byte, []int) {
+	return file_mcpgate_store_v1_store_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *IdPToken) GetSubjectToken() string {
+	if x != nil {
+		return x.SubjectToken
+	}
+	return ""
+}
+
+func (x *IdPToken) GetSubjectTokenType() string {
+	if x != nil {
+		return x.SubjectTokenType
+	}
+	return ""
+}
+
+func (x *IdPToken) GetExpiry() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Expiry
+	}
+	return nil
+}
+
+// ExchangedTokenRecord caches an upstream token obtained by a token
+// exchange for (principal, server), sealed, on a lease ending with it.
+type ExchangedTokenRecord struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Principal    string                 `protobuf:"bytes,1,opt,name=principal,proto3" json:"principal,omitempty"`
+	Server       string                 `protobuf:"bytes,2,opt,name=server,proto3" json:"server,omitempty"`
+	PrincipalUid string                 `protobuf:"bytes,3,opt,name=principal_uid,json=principalUid,proto3" json:"principal_uid,omitempty"`
+	// A sealed UpstreamToken.
+	SealedToken   []byte `protobuf:"bytes,4,opt,name=sealed_token,json=sealedToken,proto3" json:"sealed_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExchangedTokenRecord) Reset() {
+	*x = ExchangedTokenRecord{}
+	mi := &file_mcpgate_store_v1_store_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExchangedTokenRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExchangedTokenRecord) ProtoMessage() {}
+
+func (x *ExchangedTokenRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_store_v1_store_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExchangedTokenRecord.ProtoReflect.Descriptor instead.
+func (*ExchangedTokenRecord) Descriptor() ([]byte, []int) {
+	return file_mcpgate_store_v1_store_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ExchangedTokenRecord) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
+}
+
+func (x *ExchangedTokenRecord) GetServer() string {
+	if x != nil {
+		return x.Server
+	}
+	return ""
+}
+
+func (x *ExchangedTokenRecord) GetPrincipalUid() string {
+	if x != nil {
+		return x.PrincipalUid
+	}
+	return ""
+}
+
+func (x *ExchangedTokenRecord) GetSealedToken() []byte {
+	if x != nil {
+		return x.SealedToken
+	}
+	return nil
+}
+
 var File_mcpgate_store_v1_store_proto protoreflect.FileDescriptor
 
 const file_mcpgate_store_v1_store_proto_rawDesc = "" +
@@ -1460,7 +1743,7 @@ const file_mcpgate_store_v1_store_proto_rawDesc = "" +
 	"\n" +
 	"sealed_key\x18\x02 \x01(\fR\tsealedKey\x12;\n" +
 	"\vcreate_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"createTime\"\xc1\x02\n" +
+	"createTime\"\xd3\x02\n" +
 	"\x11AccessTokenRecord\x12\x1c\n" +
 	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x12\x14\n" +
 	"\x05route\x18\x02 \x01(\tR\x05route\x12\x1b\n" +
@@ -1473,7 +1756,8 @@ const file_mcpgate_store_v1_store_proto_rawDesc = "" +
 	"\rprincipal_uid\x18\b \x01(\tR\fprincipalUid\x12\x1a\n" +
 	"\baudience\x18\t \x01(\tR\baudience\x12\x16\n" +
 	"\x06sha256\x18\n" +
-	" \x01(\fR\x06sha256\"\xf6\x03\n" +
+	" \x01(\fR\x06sha256\x12\x10\n" +
+	"\x03idp\x18\v \x01(\tR\x03idp\"\xf6\x03\n" +
 	"\x11OAuthClientRecord\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12#\n" +
 	"\rsecret_sha256\x18\x02 \x01(\fR\fsecretSha256\x12\x1f\n" +
@@ -1539,7 +1823,7 @@ const file_mcpgate_store_v1_store_proto_rawDesc = "" +
 	"\x10OAuthIssuedToken\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12;\n" +
 	"\vexpire_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"expireTime\"\xfb\x02\n" +
+	"expireTime\"\x8d\x03\n" +
 	"\x11OAuthFamilyRecord\x12\x1c\n" +
 	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x12\x1b\n" +
 	"\tclient_id\x18\x02 \x01(\tR\bclientId\x12\x16\n" +
@@ -1553,7 +1837,8 @@ const file_mcpgate_store_v1_store_proto_rawDesc = "" +
 	"\x06key_id\x18\b \x01(\tR\x05keyId\x12#\n" +
 	"\rprincipal_uid\x18\t \x01(\tR\fprincipalUid\x12\x1a\n" +
 	"\baudience\x18\n" +
-	" \x01(\tR\baudience\"D\n" +
+	" \x01(\tR\baudience\x12\x10\n" +
+	"\x03idp\x18\v \x01(\tR\x03idp\"D\n" +
 	"\x12OAuthRefreshRecord\x12\x16\n" +
 	"\x06family\x18\x01 \x01(\tR\x06family\x12\x16\n" +
 	"\x06sha256\x18\x02 \x01(\fR\x06sha256\"\x8e\x01\n" +
@@ -1561,7 +1846,24 @@ const file_mcpgate_store_v1_store_proto_rawDesc = "" +
 	"\x06scopes\x18\x01 \x03(\tR\x06scopes\x12;\n" +
 	"\vcreate_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12#\n" +
-	"\rprincipal_uid\x18\x03 \x01(\tR\fprincipalUidB\xc1\x01\n" +
+	"\rprincipal_uid\x18\x03 \x01(\tR\fprincipalUid\"Z\n" +
+	"\x13UsedAssertionRecord\x12+\n" +
+	"\x11identity_provider\x18\x01 \x01(\tR\x10identityProvider\x12\x16\n" +
+	"\x06sha256\x18\x02 \x01(\fR\x06sha256\"\xa3\x01\n" +
+	"\x0eIdPTokenRecord\x12\x1c\n" +
+	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x12#\n" +
+	"\rprincipal_uid\x18\x02 \x01(\tR\fprincipalUid\x12+\n" +
+	"\x11identity_provider\x18\x03 \x01(\tR\x10identityProvider\x12!\n" +
+	"\fsealed_token\x18\x04 \x01(\fR\vsealedToken\"\x91\x01\n" +
+	"\bIdPToken\x12#\n" +
+	"\rsubject_token\x18\x01 \x01(\tR\fsubjectToken\x12,\n" +
+	"\x12subject_token_type\x18\x02 \x01(\tR\x10subjectTokenType\x122\n" +
+	"\x06expiry\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x06expiry\"\x94\x01\n" +
+	"\x14ExchangedTokenRecord\x12\x1c\n" +
+	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x12\x16\n" +
+	"\x06server\x18\x02 \x01(\tR\x06server\x12#\n" +
+	"\rprincipal_uid\x18\x03 \x01(\tR\fprincipalUid\x12!\n" +
+	"\fsealed_token\x18\x04 \x01(\fR\vsealedTokenB\xc1\x01\n" +
 	"\x14com.mcpgate.store.v1B\n" +
 	"StoreProtoP\x01Z;github.com/mcpgate/mcpgate/api/gen/mcpgate/store/v1;storev1\xa2\x02\x03MSX\xaa\x02\x10Mcpgate.Store.V1\xca\x02\x10Mcpgate\\Store\\V1\xe2\x02\x1cMcpgate\\Store\\V1\\GPBMetadata\xea\x02\x12Mcpgate::Store::V1b\x06proto3"
 
@@ -1577,7 +1879,7 @@ func file_mcpgate_store_v1_store_proto_rawDescGZIP() []byte {
 	return file_mcpgate_store_v1_store_proto_rawDescData
 }
 
-var file_mcpgate_store_v1_store_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_mcpgate_store_v1_store_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_mcpgate_store_v1_store_proto_goTypes = []any{
 	(*ServerRecord)(nil),          // 0: mcpgate.store.v1.ServerRecord
 	(*ServerSecrets)(nil),         // 1: mcpgate.store.v1.ServerSecrets
@@ -1596,37 +1898,42 @@ var file_mcpgate_store_v1_store_proto_goTypes = []any{
 	(*OAuthFamilyRecord)(nil),     // 14: mcpgate.store.v1.OAuthFamilyRecord
 	(*OAuthRefreshRecord)(nil),    // 15: mcpgate.store.v1.OAuthRefreshRecord
 	(*OAuthConsentRecord)(nil),    // 16: mcpgate.store.v1.OAuthConsentRecord
-	nil,                           // 17: mcpgate.store.v1.ServerSecrets.StaticHeadersEntry
-	(*v1.McpServer)(nil),          // 18: mcpgate.config.v1.McpServer
-	(*v1.ApiKey)(nil),             // 19: mcpgate.config.v1.ApiKey
-	(*v11.Connection)(nil),        // 20: mcpgate.vault.v1.Connection
-	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
+	(*UsedAssertionRecord)(nil),   // 17: mcpgate.store.v1.UsedAssertionRecord
+	(*IdPTokenRecord)(nil),        // 18: mcpgate.store.v1.IdPTokenRecord
+	(*IdPToken)(nil),              // 19: mcpgate.store.v1.IdPToken
+	(*ExchangedTokenRecord)(nil),  // 20: mcpgate.store.v1.ExchangedTokenRecord
+	nil,                           // 21: mcpgate.store.v1.ServerSecrets.StaticHeadersEntry
+	(*v1.McpServer)(nil),          // 22: mcpgate.config.v1.McpServer
+	(*v1.ApiKey)(nil),             // 23: mcpgate.config.v1.ApiKey
+	(*v11.Connection)(nil),        // 24: mcpgate.vault.v1.Connection
+	(*timestamppb.Timestamp)(nil), // 25: google.protobuf.Timestamp
 }
 var file_mcpgate_store_v1_store_proto_depIdxs = []int32{
-	18, // 0: mcpgate.store.v1.ServerRecord.server:type_name -> mcpgate.config.v1.McpServer
-	17, // 1: mcpgate.store.v1.ServerSecrets.static_headers:type_name -> mcpgate.store.v1.ServerSecrets.StaticHeadersEntry
-	19, // 2: mcpgate.store.v1.KeyRecord.key:type_name -> mcpgate.config.v1.ApiKey
-	20, // 3: mcpgate.store.v1.GrantRecord.connection:type_name -> mcpgate.vault.v1.Connection
-	21, // 4: mcpgate.store.v1.UpstreamToken.expiry:type_name -> google.protobuf.Timestamp
-	21, // 5: mcpgate.store.v1.SessionKeyRecord.create_time:type_name -> google.protobuf.Timestamp
-	21, // 6: mcpgate.store.v1.AccessTokenRecord.expire_time:type_name -> google.protobuf.Timestamp
-	21, // 7: mcpgate.store.v1.OAuthClientRecord.issue_time:type_name -> google.protobuf.Timestamp
-	21, // 8: mcpgate.store.v1.OAuthClientRecord.renew_time:type_name -> google.protobuf.Timestamp
-	21, // 9: mcpgate.store.v1.OAuthAuthorization.expire_time:type_name -> google.protobuf.Timestamp
-	21, // 10: mcpgate.store.v1.OAuthSessionRecord.expire_time:type_name -> google.protobuf.Timestamp
+	22, // 0: mcpgate.store.v1.ServerRecord.server:type_name -> mcpgate.config.v1.McpServer
+	21, // 1: mcpgate.store.v1.ServerSecrets.static_headers:type_name -> mcpgate.store.v1.ServerSecrets.StaticHeadersEntry
+	23, // 2: mcpgate.store.v1.KeyRecord.key:type_name -> mcpgate.config.v1.ApiKey
+	24, // 3: mcpgate.store.v1.GrantRecord.connection:type_name -> mcpgate.vault.v1.Connection
+	25, // 4: mcpgate.store.v1.UpstreamToken.expiry:type_name -> google.protobuf.Timestamp
+	25, // 5: mcpgate.store.v1.SessionKeyRecord.create_time:type_name -> google.protobuf.Timestamp
+	25, // 6: mcpgate.store.v1.AccessTokenRecord.expire_time:type_name -> google.protobuf.Timestamp
+	25, // 7: mcpgate.store.v1.OAuthClientRecord.issue_time:type_name -> google.protobuf.Timestamp
+	25, // 8: mcpgate.store.v1.OAuthClientRecord.renew_time:type_name -> google.protobuf.Timestamp
+	25, // 9: mcpgate.store.v1.OAuthAuthorization.expire_time:type_name -> google.protobuf.Timestamp
+	25, // 10: mcpgate.store.v1.OAuthSessionRecord.expire_time:type_name -> google.protobuf.Timestamp
 	8,  // 11: mcpgate.store.v1.OAuthStateRecord.authorization:type_name -> mcpgate.store.v1.OAuthAuthorization
-	21, // 12: mcpgate.store.v1.OAuthStateRecord.expire_time:type_name -> google.protobuf.Timestamp
+	25, // 12: mcpgate.store.v1.OAuthStateRecord.expire_time:type_name -> google.protobuf.Timestamp
 	8,  // 13: mcpgate.store.v1.OAuthCodeRecord.authorization:type_name -> mcpgate.store.v1.OAuthAuthorization
-	21, // 14: mcpgate.store.v1.OAuthCodeRecord.expire_time:type_name -> google.protobuf.Timestamp
-	21, // 15: mcpgate.store.v1.OAuthIssuedToken.expire_time:type_name -> google.protobuf.Timestamp
+	25, // 14: mcpgate.store.v1.OAuthCodeRecord.expire_time:type_name -> google.protobuf.Timestamp
+	25, // 15: mcpgate.store.v1.OAuthIssuedToken.expire_time:type_name -> google.protobuf.Timestamp
 	13, // 16: mcpgate.store.v1.OAuthFamilyRecord.access_tokens:type_name -> mcpgate.store.v1.OAuthIssuedToken
-	21, // 17: mcpgate.store.v1.OAuthFamilyRecord.expire_time:type_name -> google.protobuf.Timestamp
-	21, // 18: mcpgate.store.v1.OAuthConsentRecord.create_time:type_name -> google.protobuf.Timestamp
-	19, // [19:19] is the sub-list for method output_type
-	19, // [19:19] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	25, // 17: mcpgate.store.v1.OAuthFamilyRecord.expire_time:type_name -> google.protobuf.Timestamp
+	25, // 18: mcpgate.store.v1.OAuthConsentRecord.create_time:type_name -> google.protobuf.Timestamp
+	25, // 19: mcpgate.store.v1.IdPToken.expiry:type_name -> google.protobuf.Timestamp
+	20, // [20:20] is the sub-list for method output_type
+	20, // [20:20] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_mcpgate_store_v1_store_proto_init() }
@@ -1640,7 +1947,7 @@ func file_mcpgate_store_v1_store_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mcpgate_store_v1_store_proto_rawDesc), len(file_mcpgate_store_v1_store_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   18,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
