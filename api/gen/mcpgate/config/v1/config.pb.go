@@ -796,8 +796,10 @@ type IdentityProvider struct {
 	// Output only: a client secret is stored.
 	ClientSecretSet bool  `protobuf:"varint,11,opt,name=client_secret_set,json=clientSecretSet,proto3" json:"client_secret_set,omitempty"`
 	Revision        int64 `protobuf:"varint,12,opt,name=revision,proto3" json:"revision,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Write only: the client secret (PutIdentityProvider); never returned.
+	ClientSecret  string `protobuf:"bytes,13,opt,name=client_secret,json=clientSecret,proto3" json:"client_secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *IdentityProvider) Reset() {
@@ -912,6 +914,13 @@ func (x *IdentityProvider) GetRevision() int64 {
 		return x.Revision
 	}
 	return 0
+}
+
+func (x *IdentityProvider) GetClientSecret() string {
+	if x != nil {
+		return x.ClientSecret
+	}
+	return ""
 }
 
 // ApiKey describes a gateway API key. The key itself is shown once, at
@@ -2065,6 +2074,367 @@ func (x *RevokeKeyResponse) GetApiKey() *ApiKey {
 	return nil
 }
 
+type ListIdentityProvidersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListIdentityProvidersRequest) Reset() {
+	*x = ListIdentityProvidersRequest{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListIdentityProvidersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListIdentityProvidersRequest) ProtoMessage() {}
+
+func (x *ListIdentityProvidersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListIdentityProvidersRequest.ProtoReflect.Descriptor instead.
+func (*ListIdentityProvidersRequest) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{28}
+}
+
+type ListIdentityProvidersResponse struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	IdentityProviders []*IdentityProvider    `protobuf:"bytes,1,rep,name=identity_providers,json=identityProviders,proto3" json:"identity_providers,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *ListIdentityProvidersResponse) Reset() {
+	*x = ListIdentityProvidersResponse{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListIdentityProvidersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListIdentityProvidersResponse) ProtoMessage() {}
+
+func (x *ListIdentityProvidersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListIdentityProvidersResponse.ProtoReflect.Descriptor instead.
+func (*ListIdentityProvidersResponse) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *ListIdentityProvidersResponse) GetIdentityProviders() []*IdentityProvider {
+	if x != nil {
+		return x.IdentityProviders
+	}
+	return nil
+}
+
+type GetIdentityProviderRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetIdentityProviderRequest) Reset() {
+	*x = GetIdentityProviderRequest{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetIdentityProviderRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetIdentityProviderRequest) ProtoMessage() {}
+
+func (x *GetIdentityProviderRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetIdentityProviderRequest.ProtoReflect.Descriptor instead.
+func (*GetIdentityProviderRequest) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *GetIdentityProviderRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type GetIdentityProviderResponse struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	IdentityProvider *IdentityProvider      `protobuf:"bytes,1,opt,name=identity_provider,json=identityProvider,proto3" json:"identity_provider,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *GetIdentityProviderResponse) Reset() {
+	*x = GetIdentityProviderResponse{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetIdentityProviderResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetIdentityProviderResponse) ProtoMessage() {}
+
+func (x *GetIdentityProviderResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetIdentityProviderResponse.ProtoReflect.Descriptor instead.
+func (*GetIdentityProviderResponse) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *GetIdentityProviderResponse) GetIdentityProvider() *IdentityProvider {
+	if x != nil {
+		return x.IdentityProvider
+	}
+	return nil
+}
+
+type PutIdentityProviderRequest struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	IdentityProvider *IdentityProvider      `protobuf:"bytes,1,opt,name=identity_provider,json=identityProvider,proto3" json:"identity_provider,omitempty"`
+	// 0 creates; otherwise the revision last read (compare-and-swap).
+	ExpectedRevision int64 `protobuf:"varint,2,opt,name=expected_revision,json=expectedRevision,proto3" json:"expected_revision,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *PutIdentityProviderRequest) Reset() {
+	*x = PutIdentityProviderRequest{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutIdentityProviderRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutIdentityProviderRequest) ProtoMessage() {}
+
+func (x *PutIdentityProviderRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutIdentityProviderRequest.ProtoReflect.Descriptor instead.
+func (*PutIdentityProviderRequest) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *PutIdentityProviderRequest) GetIdentityProvider() *IdentityProvider {
+	if x != nil {
+		return x.IdentityProvider
+	}
+	return nil
+}
+
+func (x *PutIdentityProviderRequest) GetExpectedRevision() int64 {
+	if x != nil {
+		return x.ExpectedRevision
+	}
+	return 0
+}
+
+type PutIdentityProviderResponse struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	IdentityProvider *IdentityProvider      `protobuf:"bytes,1,opt,name=identity_provider,json=identityProvider,proto3" json:"identity_provider,omitempty"`
+	Changed          bool                   `protobuf:"varint,2,opt,name=changed,proto3" json:"changed,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *PutIdentityProviderResponse) Reset() {
+	*x = PutIdentityProviderResponse{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutIdentityProviderResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutIdentityProviderResponse) ProtoMessage() {}
+
+func (x *PutIdentityProviderResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutIdentityProviderResponse.ProtoReflect.Descriptor instead.
+func (*PutIdentityProviderResponse) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *PutIdentityProviderResponse) GetIdentityProvider() *IdentityProvider {
+	if x != nil {
+		return x.IdentityProvider
+	}
+	return nil
+}
+
+func (x *PutIdentityProviderResponse) GetChanged() bool {
+	if x != nil {
+		return x.Changed
+	}
+	return false
+}
+
+type DeleteIdentityProviderRequest struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Name             string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	ExpectedRevision int64                  `protobuf:"varint,2,opt,name=expected_revision,json=expectedRevision,proto3" json:"expected_revision,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *DeleteIdentityProviderRequest) Reset() {
+	*x = DeleteIdentityProviderRequest{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteIdentityProviderRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteIdentityProviderRequest) ProtoMessage() {}
+
+func (x *DeleteIdentityProviderRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteIdentityProviderRequest.ProtoReflect.Descriptor instead.
+func (*DeleteIdentityProviderRequest) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *DeleteIdentityProviderRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *DeleteIdentityProviderRequest) GetExpectedRevision() int64 {
+	if x != nil {
+		return x.ExpectedRevision
+	}
+	return 0
+}
+
+type DeleteIdentityProviderResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteIdentityProviderResponse) Reset() {
+	*x = DeleteIdentityProviderResponse{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteIdentityProviderResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteIdentityProviderResponse) ProtoMessage() {}
+
+func (x *DeleteIdentityProviderResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteIdentityProviderResponse.ProtoReflect.Descriptor instead.
+func (*DeleteIdentityProviderResponse) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{35}
+}
+
 var File_mcpgate_config_v1_config_proto protoreflect.FileDescriptor
 
 const file_mcpgate_config_v1_config_proto_rawDesc = "" +
@@ -2117,7 +2487,7 @@ const file_mcpgate_config_v1_config_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aservers\x18\x02 \x03(\tR\aservers\x12 \n" +
 	"\vdescription\x18\x03 \x01(\tR\vdescription\x12\x1a\n" +
-	"\brevision\x18\x04 \x01(\x03R\brevision\"\xa2\x03\n" +
+	"\brevision\x18\x04 \x01(\x03R\brevision\"\xc7\x03\n" +
 	"\x10IdentityProvider\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12\x16\n" +
@@ -2132,7 +2502,8 @@ const file_mcpgate_config_v1_config_proto_rawDesc = "" +
 	" \x01(\bR\n" +
 	"trustIdJag\x12*\n" +
 	"\x11client_secret_set\x18\v \x01(\bR\x0fclientSecretSet\x12\x1a\n" +
-	"\brevision\x18\f \x01(\x03R\brevision\"\xde\x02\n" +
+	"\brevision\x18\f \x01(\x03R\brevision\x12#\n" +
+	"\rclient_secret\x18\r \x01(\tR\fclientSecret\"\xde\x02\n" +
 	"\x06ApiKey\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1c\n" +
@@ -2200,7 +2571,24 @@ const file_mcpgate_config_v1_config_proto_rawDesc = "" +
 	"\x10RevokeKeyRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"G\n" +
 	"\x11RevokeKeyResponse\x122\n" +
-	"\aapi_key\x18\x01 \x01(\v2\x19.mcpgate.config.v1.ApiKeyR\x06apiKey*M\n" +
+	"\aapi_key\x18\x01 \x01(\v2\x19.mcpgate.config.v1.ApiKeyR\x06apiKey\"\x1e\n" +
+	"\x1cListIdentityProvidersRequest\"s\n" +
+	"\x1dListIdentityProvidersResponse\x12R\n" +
+	"\x12identity_providers\x18\x01 \x03(\v2#.mcpgate.config.v1.IdentityProviderR\x11identityProviders\"0\n" +
+	"\x1aGetIdentityProviderRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"o\n" +
+	"\x1bGetIdentityProviderResponse\x12P\n" +
+	"\x11identity_provider\x18\x01 \x01(\v2#.mcpgate.config.v1.IdentityProviderR\x10identityProvider\"\x9b\x01\n" +
+	"\x1aPutIdentityProviderRequest\x12P\n" +
+	"\x11identity_provider\x18\x01 \x01(\v2#.mcpgate.config.v1.IdentityProviderR\x10identityProvider\x12+\n" +
+	"\x11expected_revision\x18\x02 \x01(\x03R\x10expectedRevision\"\x89\x01\n" +
+	"\x1bPutIdentityProviderResponse\x12P\n" +
+	"\x11identity_provider\x18\x01 \x01(\v2#.mcpgate.config.v1.IdentityProviderR\x10identityProvider\x12\x18\n" +
+	"\achanged\x18\x02 \x01(\bR\achanged\"`\n" +
+	"\x1dDeleteIdentityProviderRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12+\n" +
+	"\x11expected_revision\x18\x02 \x01(\x03R\x10expectedRevision\" \n" +
+	"\x1eDeleteIdentityProviderResponse*M\n" +
 	"\tTransport\x12\x19\n" +
 	"\x15TRANSPORT_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eTRANSPORT_HTTP\x10\x01\x12\x11\n" +
@@ -2243,7 +2631,12 @@ const file_mcpgate_config_v1_config_proto_rawDesc = "" +
 	"KeyService\x12X\n" +
 	"\bListKeys\x12\".mcpgate.config.v1.ListKeysRequest\x1a#.mcpgate.config.v1.ListKeysResponse\"\x03\x90\x02\x01\x12V\n" +
 	"\tCreateKey\x12#.mcpgate.config.v1.CreateKeyRequest\x1a$.mcpgate.config.v1.CreateKeyResponse\x12V\n" +
-	"\tRevokeKey\x12#.mcpgate.config.v1.RevokeKeyRequest\x1a$.mcpgate.config.v1.RevokeKeyResponseB\xc9\x01\n" +
+	"\tRevokeKey\x12#.mcpgate.config.v1.RevokeKeyRequest\x1a$.mcpgate.config.v1.RevokeKeyResponse2\x8a\x04\n" +
+	"\x17IdentityProviderService\x12\x7f\n" +
+	"\x15ListIdentityProviders\x12/.mcpgate.config.v1.ListIdentityProvidersRequest\x1a0.mcpgate.config.v1.ListIdentityProvidersResponse\"\x03\x90\x02\x01\x12y\n" +
+	"\x13GetIdentityProvider\x12-.mcpgate.config.v1.GetIdentityProviderRequest\x1a..mcpgate.config.v1.GetIdentityProviderResponse\"\x03\x90\x02\x01\x12t\n" +
+	"\x13PutIdentityProvider\x12-.mcpgate.config.v1.PutIdentityProviderRequest\x1a..mcpgate.config.v1.PutIdentityProviderResponse\x12}\n" +
+	"\x16DeleteIdentityProvider\x120.mcpgate.config.v1.DeleteIdentityProviderRequest\x1a1.mcpgate.config.v1.DeleteIdentityProviderResponseB\xc9\x01\n" +
 	"\x15com.mcpgate.config.v1B\vConfigProtoP\x01Z=github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1;configv1\xa2\x02\x03MCX\xaa\x02\x11Mcpgate.Config.V1\xca\x02\x11Mcpgate\\Config\\V1\xe2\x02\x1dMcpgate\\Config\\V1\\GPBMetadata\xea\x02\x13Mcpgate::Config::V1b\x06proto3"
 
 var (
@@ -2259,56 +2652,64 @@ func file_mcpgate_config_v1_config_proto_rawDescGZIP() []byte {
 }
 
 var file_mcpgate_config_v1_config_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_mcpgate_config_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_mcpgate_config_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_mcpgate_config_v1_config_proto_goTypes = []any{
-	(Transport)(0),                  // 0: mcpgate.config.v1.Transport
-	(AuthType)(0),                   // 1: mcpgate.config.v1.AuthType
-	(OAuth2Flow)(0),                 // 2: mcpgate.config.v1.OAuth2Flow
-	(PrincipalKind)(0),              // 3: mcpgate.config.v1.PrincipalKind
-	(Role)(0),                       // 4: mcpgate.config.v1.Role
-	(*McpServer)(nil),               // 5: mcpgate.config.v1.McpServer
-	(*Principal)(nil),               // 6: mcpgate.config.v1.Principal
-	(*GroupAssertion)(nil),          // 7: mcpgate.config.v1.GroupAssertion
-	(*Group)(nil),                   // 8: mcpgate.config.v1.Group
-	(*IdentityProvider)(nil),        // 9: mcpgate.config.v1.IdentityProvider
-	(*ApiKey)(nil),                  // 10: mcpgate.config.v1.ApiKey
-	(*ListServersRequest)(nil),      // 11: mcpgate.config.v1.ListServersRequest
-	(*ListServersResponse)(nil),     // 12: mcpgate.config.v1.ListServersResponse
-	(*GetServerRequest)(nil),        // 13: mcpgate.config.v1.GetServerRequest
-	(*GetServerResponse)(nil),       // 14: mcpgate.config.v1.GetServerResponse
-	(*PutServerRequest)(nil),        // 15: mcpgate.config.v1.PutServerRequest
-	(*PutServerResponse)(nil),       // 16: mcpgate.config.v1.PutServerResponse
-	(*DeleteServerRequest)(nil),     // 17: mcpgate.config.v1.DeleteServerRequest
-	(*DeleteServerResponse)(nil),    // 18: mcpgate.config.v1.DeleteServerResponse
-	(*ListPrincipalsRequest)(nil),   // 19: mcpgate.config.v1.ListPrincipalsRequest
-	(*ListPrincipalsResponse)(nil),  // 20: mcpgate.config.v1.ListPrincipalsResponse
-	(*GetPrincipalRequest)(nil),     // 21: mcpgate.config.v1.GetPrincipalRequest
-	(*GetPrincipalResponse)(nil),    // 22: mcpgate.config.v1.GetPrincipalResponse
-	(*PutPrincipalRequest)(nil),     // 23: mcpgate.config.v1.PutPrincipalRequest
-	(*PutPrincipalResponse)(nil),    // 24: mcpgate.config.v1.PutPrincipalResponse
-	(*DeletePrincipalRequest)(nil),  // 25: mcpgate.config.v1.DeletePrincipalRequest
-	(*DeletePrincipalResponse)(nil), // 26: mcpgate.config.v1.DeletePrincipalResponse
-	(*ListKeysRequest)(nil),         // 27: mcpgate.config.v1.ListKeysRequest
-	(*ListKeysResponse)(nil),        // 28: mcpgate.config.v1.ListKeysResponse
-	(*CreateKeyRequest)(nil),        // 29: mcpgate.config.v1.CreateKeyRequest
-	(*CreateKeyResponse)(nil),       // 30: mcpgate.config.v1.CreateKeyResponse
-	(*RevokeKeyRequest)(nil),        // 31: mcpgate.config.v1.RevokeKeyRequest
-	(*RevokeKeyResponse)(nil),       // 32: mcpgate.config.v1.RevokeKeyResponse
-	nil,                             // 33: mcpgate.config.v1.McpServer.StaticHeadersEntry
-	(*timestamppb.Timestamp)(nil),   // 34: google.protobuf.Timestamp
+	(Transport)(0),                         // 0: mcpgate.config.v1.Transport
+	(AuthType)(0),                          // 1: mcpgate.config.v1.AuthType
+	(OAuth2Flow)(0),                        // 2: mcpgate.config.v1.OAuth2Flow
+	(PrincipalKind)(0),                     // 3: mcpgate.config.v1.PrincipalKind
+	(Role)(0),                              // 4: mcpgate.config.v1.Role
+	(*McpServer)(nil),                      // 5: mcpgate.config.v1.McpServer
+	(*Principal)(nil),                      // 6: mcpgate.config.v1.Principal
+	(*GroupAssertion)(nil),                 // 7: mcpgate.config.v1.GroupAssertion
+	(*Group)(nil),                          // 8: mcpgate.config.v1.Group
+	(*IdentityProvider)(nil),               // 9: mcpgate.config.v1.IdentityProvider
+	(*ApiKey)(nil),                         // 10: mcpgate.config.v1.ApiKey
+	(*ListServersRequest)(nil),             // 11: mcpgate.config.v1.ListServersRequest
+	(*ListServersResponse)(nil),            // 12: mcpgate.config.v1.ListServersResponse
+	(*GetServerRequest)(nil),               // 13: mcpgate.config.v1.GetServerRequest
+	(*GetServerResponse)(nil),              // 14: mcpgate.config.v1.GetServerResponse
+	(*PutServerRequest)(nil),               // 15: mcpgate.config.v1.PutServerRequest
+	(*PutServerResponse)(nil),              // 16: mcpgate.config.v1.PutServerResponse
+	(*DeleteServerRequest)(nil),            // 17: mcpgate.config.v1.DeleteServerRequest
+	(*DeleteServerResponse)(nil),           // 18: mcpgate.config.v1.DeleteServerResponse
+	(*ListPrincipalsRequest)(nil),          // 19: mcpgate.config.v1.ListPrincipalsRequest
+	(*ListPrincipalsResponse)(nil),         // 20: mcpgate.config.v1.ListPrincipalsResponse
+	(*GetPrincipalRequest)(nil),            // 21: mcpgate.config.v1.GetPrincipalRequest
+	(*GetPrincipalResponse)(nil),           // 22: mcpgate.config.v1.GetPrincipalResponse
+	(*PutPrincipalRequest)(nil),            // 23: mcpgate.config.v1.PutPrincipalRequest
+	(*PutPrincipalResponse)(nil),           // 24: mcpgate.config.v1.PutPrincipalResponse
+	(*DeletePrincipalRequest)(nil),         // 25: mcpgate.config.v1.DeletePrincipalRequest
+	(*DeletePrincipalResponse)(nil),        // 26: mcpgate.config.v1.DeletePrincipalResponse
+	(*ListKeysRequest)(nil),                // 27: mcpgate.config.v1.ListKeysRequest
+	(*ListKeysResponse)(nil),               // 28: mcpgate.config.v1.ListKeysResponse
+	(*CreateKeyRequest)(nil),               // 29: mcpgate.config.v1.CreateKeyRequest
+	(*CreateKeyResponse)(nil),              // 30: mcpgate.config.v1.CreateKeyResponse
+	(*RevokeKeyRequest)(nil),               // 31: mcpgate.config.v1.RevokeKeyRequest
+	(*RevokeKeyResponse)(nil),              // 32: mcpgate.config.v1.RevokeKeyResponse
+	(*ListIdentityProvidersRequest)(nil),   // 33: mcpgate.config.v1.ListIdentityProvidersRequest
+	(*ListIdentityProvidersResponse)(nil),  // 34: mcpgate.config.v1.ListIdentityProvidersResponse
+	(*GetIdentityProviderRequest)(nil),     // 35: mcpgate.config.v1.GetIdentityProviderRequest
+	(*GetIdentityProviderResponse)(nil),    // 36: mcpgate.config.v1.GetIdentityProviderResponse
+	(*PutIdentityProviderRequest)(nil),     // 37: mcpgate.config.v1.PutIdentityProviderRequest
+	(*PutIdentityProviderResponse)(nil),    // 38: mcpgate.config.v1.PutIdentityProviderResponse
+	(*DeleteIdentityProviderRequest)(nil),  // 39: mcpgate.config.v1.DeleteIdentityProviderRequest
+	(*DeleteIdentityProviderResponse)(nil), // 40: mcpgate.config.v1.DeleteIdentityProviderResponse
+	nil,                                    // 41: mcpgate.config.v1.McpServer.StaticHeadersEntry
+	(*timestamppb.Timestamp)(nil),          // 42: google.protobuf.Timestamp
 }
 var file_mcpgate_config_v1_config_proto_depIdxs = []int32{
 	0,  // 0: mcpgate.config.v1.McpServer.transport:type_name -> mcpgate.config.v1.Transport
 	1,  // 1: mcpgate.config.v1.McpServer.auth_type:type_name -> mcpgate.config.v1.AuthType
 	2,  // 2: mcpgate.config.v1.McpServer.oauth2_flow:type_name -> mcpgate.config.v1.OAuth2Flow
-	33, // 3: mcpgate.config.v1.McpServer.static_headers:type_name -> mcpgate.config.v1.McpServer.StaticHeadersEntry
+	41, // 3: mcpgate.config.v1.McpServer.static_headers:type_name -> mcpgate.config.v1.McpServer.StaticHeadersEntry
 	3,  // 4: mcpgate.config.v1.Principal.kind:type_name -> mcpgate.config.v1.PrincipalKind
 	4,  // 5: mcpgate.config.v1.Principal.role:type_name -> mcpgate.config.v1.Role
 	7,  // 6: mcpgate.config.v1.Principal.asserted_groups:type_name -> mcpgate.config.v1.GroupAssertion
-	34, // 7: mcpgate.config.v1.GroupAssertion.assert_time:type_name -> google.protobuf.Timestamp
-	34, // 8: mcpgate.config.v1.ApiKey.create_time:type_name -> google.protobuf.Timestamp
-	34, // 9: mcpgate.config.v1.ApiKey.expire_time:type_name -> google.protobuf.Timestamp
-	34, // 10: mcpgate.config.v1.ApiKey.revoke_time:type_name -> google.protobuf.Timestamp
+	42, // 7: mcpgate.config.v1.GroupAssertion.assert_time:type_name -> google.protobuf.Timestamp
+	42, // 8: mcpgate.config.v1.ApiKey.create_time:type_name -> google.protobuf.Timestamp
+	42, // 9: mcpgate.config.v1.ApiKey.expire_time:type_name -> google.protobuf.Timestamp
+	42, // 10: mcpgate.config.v1.ApiKey.revoke_time:type_name -> google.protobuf.Timestamp
 	5,  // 11: mcpgate.config.v1.ListServersResponse.servers:type_name -> mcpgate.config.v1.McpServer
 	5,  // 12: mcpgate.config.v1.GetServerResponse.server:type_name -> mcpgate.config.v1.McpServer
 	5,  // 13: mcpgate.config.v1.PutServerRequest.server:type_name -> mcpgate.config.v1.McpServer
@@ -2318,36 +2719,48 @@ var file_mcpgate_config_v1_config_proto_depIdxs = []int32{
 	6,  // 17: mcpgate.config.v1.PutPrincipalRequest.principal:type_name -> mcpgate.config.v1.Principal
 	6,  // 18: mcpgate.config.v1.PutPrincipalResponse.principal:type_name -> mcpgate.config.v1.Principal
 	10, // 19: mcpgate.config.v1.ListKeysResponse.keys:type_name -> mcpgate.config.v1.ApiKey
-	34, // 20: mcpgate.config.v1.CreateKeyRequest.expire_time:type_name -> google.protobuf.Timestamp
+	42, // 20: mcpgate.config.v1.CreateKeyRequest.expire_time:type_name -> google.protobuf.Timestamp
 	10, // 21: mcpgate.config.v1.CreateKeyResponse.api_key:type_name -> mcpgate.config.v1.ApiKey
 	10, // 22: mcpgate.config.v1.RevokeKeyResponse.api_key:type_name -> mcpgate.config.v1.ApiKey
-	11, // 23: mcpgate.config.v1.ServerService.ListServers:input_type -> mcpgate.config.v1.ListServersRequest
-	13, // 24: mcpgate.config.v1.ServerService.GetServer:input_type -> mcpgate.config.v1.GetServerRequest
-	15, // 25: mcpgate.config.v1.ServerService.PutServer:input_type -> mcpgate.config.v1.PutServerRequest
-	17, // 26: mcpgate.config.v1.ServerService.DeleteServer:input_type -> mcpgate.config.v1.DeleteServerRequest
-	19, // 27: mcpgate.config.v1.PrincipalService.ListPrincipals:input_type -> mcpgate.config.v1.ListPrincipalsRequest
-	21, // 28: mcpgate.config.v1.PrincipalService.GetPrincipal:input_type -> mcpgate.config.v1.GetPrincipalRequest
-	23, // 29: mcpgate.config.v1.PrincipalService.PutPrincipal:input_type -> mcpgate.config.v1.PutPrincipalRequest
-	25, // 30: mcpgate.config.v1.PrincipalService.DeletePrincipal:input_type -> mcpgate.config.v1.DeletePrincipalRequest
-	27, // 31: mcpgate.config.v1.KeyService.ListKeys:input_type -> mcpgate.config.v1.ListKeysRequest
-	29, // 32: mcpgate.config.v1.KeyService.CreateKey:input_type -> mcpgate.config.v1.CreateKeyRequest
-	31, // 33: mcpgate.config.v1.KeyService.RevokeKey:input_type -> mcpgate.config.v1.RevokeKeyRequest
-	12, // 34: mcpgate.config.v1.ServerService.ListServers:output_type -> mcpgate.config.v1.ListServersResponse
-	14, // 35: mcpgate.config.v1.ServerService.GetServer:output_type -> mcpgate.config.v1.GetServerResponse
-	16, // 36: mcpgate.config.v1.ServerService.PutServer:output_type -> mcpgate.config.v1.PutServerResponse
-	18, // 37: mcpgate.config.v1.ServerService.DeleteServer:output_type -> mcpgate.config.v1.DeleteServerResponse
-	20, // 38: mcpgate.config.v1.PrincipalService.ListPrincipals:output_type -> mcpgate.config.v1.ListPrincipalsResponse
-	22, // 39: mcpgate.config.v1.PrincipalService.GetPrincipal:output_type -> mcpgate.config.v1.GetPrincipalResponse
-	24, // 40: mcpgate.config.v1.PrincipalService.PutPrincipal:output_type -> mcpgate.config.v1.PutPrincipalResponse
-	26, // 41: mcpgate.config.v1.PrincipalService.DeletePrincipal:output_type -> mcpgate.config.v1.DeletePrincipalResponse
-	28, // 42: mcpgate.config.v1.KeyService.ListKeys:output_type -> mcpgate.config.v1.ListKeysResponse
-	30, // 43: mcpgate.config.v1.KeyService.CreateKey:output_type -> mcpgate.config.v1.CreateKeyResponse
-	32, // 44: mcpgate.config.v1.KeyService.RevokeKey:output_type -> mcpgate.config.v1.RevokeKeyResponse
-	34, // [34:45] is the sub-list for method output_type
-	23, // [23:34] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	9,  // 23: mcpgate.config.v1.ListIdentityProvidersResponse.identity_providers:type_name -> mcpgate.config.v1.IdentityProvider
+	9,  // 24: mcpgate.config.v1.GetIdentityProviderResponse.identity_provider:type_name -> mcpgate.config.v1.IdentityProvider
+	9,  // 25: mcpgate.config.v1.PutIdentityProviderRequest.identity_provider:type_name -> mcpgate.config.v1.IdentityProvider
+	9,  // 26: mcpgate.config.v1.PutIdentityProviderResponse.identity_provider:type_name -> mcpgate.config.v1.IdentityProvider
+	11, // 27: mcpgate.config.v1.ServerService.ListServers:input_type -> mcpgate.config.v1.ListServersRequest
+	13, // 28: mcpgate.config.v1.ServerService.GetServer:input_type -> mcpgate.config.v1.GetServerRequest
+	15, // 29: mcpgate.config.v1.ServerService.PutServer:input_type -> mcpgate.config.v1.PutServerRequest
+	17, // 30: mcpgate.config.v1.ServerService.DeleteServer:input_type -> mcpgate.config.v1.DeleteServerRequest
+	19, // 31: mcpgate.config.v1.PrincipalService.ListPrincipals:input_type -> mcpgate.config.v1.ListPrincipalsRequest
+	21, // 32: mcpgate.config.v1.PrincipalService.GetPrincipal:input_type -> mcpgate.config.v1.GetPrincipalRequest
+	23, // 33: mcpgate.config.v1.PrincipalService.PutPrincipal:input_type -> mcpgate.config.v1.PutPrincipalRequest
+	25, // 34: mcpgate.config.v1.PrincipalService.DeletePrincipal:input_type -> mcpgate.config.v1.DeletePrincipalRequest
+	27, // 35: mcpgate.config.v1.KeyService.ListKeys:input_type -> mcpgate.config.v1.ListKeysRequest
+	29, // 36: mcpgate.config.v1.KeyService.CreateKey:input_type -> mcpgate.config.v1.CreateKeyRequest
+	31, // 37: mcpgate.config.v1.KeyService.RevokeKey:input_type -> mcpgate.config.v1.RevokeKeyRequest
+	33, // 38: mcpgate.config.v1.IdentityProviderService.ListIdentityProviders:input_type -> mcpgate.config.v1.ListIdentityProvidersRequest
+	35, // 39: mcpgate.config.v1.IdentityProviderService.GetIdentityProvider:input_type -> mcpgate.config.v1.GetIdentityProviderRequest
+	37, // 40: mcpgate.config.v1.IdentityProviderService.PutIdentityProvider:input_type -> mcpgate.config.v1.PutIdentityProviderRequest
+	39, // 41: mcpgate.config.v1.IdentityProviderService.DeleteIdentityProvider:input_type -> mcpgate.config.v1.DeleteIdentityProviderRequest
+	12, // 42: mcpgate.config.v1.ServerService.ListServers:output_type -> mcpgate.config.v1.ListServersResponse
+	14, // 43: mcpgate.config.v1.ServerService.GetServer:output_type -> mcpgate.config.v1.GetServerResponse
+	16, // 44: mcpgate.config.v1.ServerService.PutServer:output_type -> mcpgate.config.v1.PutServerResponse
+	18, // 45: mcpgate.config.v1.ServerService.DeleteServer:output_type -> mcpgate.config.v1.DeleteServerResponse
+	20, // 46: mcpgate.config.v1.PrincipalService.ListPrincipals:output_type -> mcpgate.config.v1.ListPrincipalsResponse
+	22, // 47: mcpgate.config.v1.PrincipalService.GetPrincipal:output_type -> mcpgate.config.v1.GetPrincipalResponse
+	24, // 48: mcpgate.config.v1.PrincipalService.PutPrincipal:output_type -> mcpgate.config.v1.PutPrincipalResponse
+	26, // 49: mcpgate.config.v1.PrincipalService.DeletePrincipal:output_type -> mcpgate.config.v1.DeletePrincipalResponse
+	28, // 50: mcpgate.config.v1.KeyService.ListKeys:output_type -> mcpgate.config.v1.ListKeysResponse
+	30, // 51: mcpgate.config.v1.KeyService.CreateKey:output_type -> mcpgate.config.v1.CreateKeyResponse
+	32, // 52: mcpgate.config.v1.KeyService.RevokeKey:output_type -> mcpgate.config.v1.RevokeKeyResponse
+	34, // 53: mcpgate.config.v1.IdentityProviderService.ListIdentityProviders:output_type -> mcpgate.config.v1.ListIdentityProvidersResponse
+	36, // 54: mcpgate.config.v1.IdentityProviderService.GetIdentityProvider:output_type -> mcpgate.config.v1.GetIdentityProviderResponse
+	38, // 55: mcpgate.config.v1.IdentityProviderService.PutIdentityProvider:output_type -> mcpgate.config.v1.PutIdentityProviderResponse
+	40, // 56: mcpgate.config.v1.IdentityProviderService.DeleteIdentityProvider:output_type -> mcpgate.config.v1.DeleteIdentityProviderResponse
+	42, // [42:57] is the sub-list for method output_type
+	27, // [27:42] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_mcpgate_config_v1_config_proto_init() }
@@ -2361,9 +2774,9 @@ func file_mcpgate_config_v1_config_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mcpgate_config_v1_config_proto_rawDesc), len(file_mcpgate_config_v1_config_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   29,
+			NumMessages:   37,
 			NumExtensions: 0,
-			NumServices:   3,
+			NumServices:   4,
 		},
 		GoTypes:           file_mcpgate_config_v1_config_proto_goTypes,
 		DependencyIndexes: file_mcpgate_config_v1_config_proto_depIdxs,
