@@ -356,7 +356,7 @@ func identify(st State, now time.Time, req *authorizev1.AuthorizeRequest, base s
 			return id, ReasonExpiredToken, DescInvalidCredential
 		case rec.GetRoute() != req.GetRoute() || rec.GetAudience() != wire.ResourceURL(base, req.GetRoute()):
 			return id, ReasonWrongAudience, DescWrongAudience
-		case !SourceUsable(st, rec.GetKeyId(), rec.GetPrincipal(), rec.GetPrincipalUid(), now):
+		case !TokenSourceUsable(st, rec.GetKeyId(), rec.GetIdp(), rec.GetPrincipal(), rec.GetPrincipalUid(), now):
 			return id, ReasonTokenSourceRevoked, DescInvalidCredential
 		}
 		tokenPrincipal, tokenUID = rec.GetPrincipal(), rec.GetPrincipalUid()
@@ -374,6 +374,35 @@ func identify(st State, now time.Time, req *authorizev1.AuthorizeRequest, base s
 	}
 	id.principal = p
 	return id, "", ""
+}
+
+// IdPSourceState is what TokenSourceUsable reads besides SourceState for
+// a source that is an identity-provider sign-in; *store.Store implements
+// it.
+type IdPSourceState interface {
+	IdentityProvider(name string) (*store.IdentityProvider, bool)
+}
+
+// TokenSourceUsable reports whether the source of a gateway token, sign-in
+// session or authorization is still usable: an API key (keyID, see
+// SourceUsable) or an identity-provider sign-in (idp set, keyID empty).
+// An IdP source is usable while that provider is still configured and the
+// principal (name, uid) still exists with that uid: deleting the provider
+// or the principal revokes everything signed in through it. A state that
+// cannot tell (no IdPSourceState) fails closed.
+func TokenSourceUsable(st SourceState, keyID, idp, principal, uid string, now time.Time) bool {
+	if idp == "" {
+		return SourceUsable(st, keyID, principal, uid, now)
+	}
+	is, ok := st.(IdPSourceState)
+	if !ok || keyID != "" {
+		return false
+	}
+	if _, ok := is.IdentityProvider(idp); !ok {
+		return false
+	}
+	p, ok := st.Principal(principal)
+	return ok && p.GetUid() == uid
 }
 
 // SourceState is what SourceUsable reads; *store.Store implements it.

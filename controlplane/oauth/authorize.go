@@ -205,7 +205,11 @@ func (s *Server) session(r *http.Request) (*session, bool) {
 	if err != nil || !s.now().Before(rec.GetExpireTime().AsTime()) {
 		return nil, false
 	}
-	if !s.keyValid(rec.GetKeyId(), rec.GetPrincipal()) {
+	if rec.GetIdp() != "" {
+		if !s.sourceUsable("", rec.GetIdp(), rec.GetPrincipal(), rec.GetPrincipalUid()) {
+			return nil, false
+		}
+	} else if !s.keyValid(rec.GetKeyId(), rec.GetPrincipal()) {
 		return nil, false
 	}
 	return &session{id: store.KeyID(sum), rec: rec}, true
@@ -215,7 +219,7 @@ func (s *Server) session(r *http.Request) (*session, bool) {
 // usable by principal.
 func (s *Server) keyValid(keyID, principal string) bool {
 	k, ok := s.st.Key(keyID)
-	return ok && s.sourceUsable(keyID, principal, k.GetPrincipalUid())
+	return ok && s.sourceUsable(keyID, "", principal, k.GetPrincipalUid())
 }
 
 type signinPage struct {
@@ -526,8 +530,12 @@ func (s *Server) approve(w http.ResponseWriter, r *http.Request, sess *session, 
 	s.confirmClient(r.Context(), auth.GetClientId())
 	// The source of the tokens: the key the session signed in with, bound
 	// to its principal's uid (session checked it just now).
+	// An IdP sign-in's source is the provider, bound to the uid the
+	// session recorded.
 	auth.KeyId = sess.rec.GetKeyId()
-	if k, ok := s.st.Key(auth.KeyId); ok {
+	if idp := sess.rec.GetIdp(); idp != "" {
+		auth.KeyId, auth.Idp, auth.PrincipalUid = "", idp, sess.rec.GetPrincipalUid()
+	} else if k, ok := s.st.Key(auth.KeyId); ok {
 		auth.PrincipalUid = k.GetPrincipalUid()
 	}
 	srv, ok := s.st.Server(auth.GetServer())

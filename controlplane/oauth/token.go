@@ -229,8 +229,8 @@ func (s *Server) principalUID(name string) string {
 // sourceUsable reports whether the API key an authorization or token
 // family was obtained with is still usable by its principal (see
 // authorize.SourceUsable).
-func (s *Server) sourceUsable(keyID, principal, uid string) bool {
-	return authorize.SourceUsable(s.st, keyID, principal, uid, s.now())
+func (s *Server) sourceUsable(keyID, idp, principal, uid string) bool {
+	return authorize.TokenSourceUsable(s.st, keyID, idp, principal, uid, s.now())
 }
 
 func (s *Server) exchangeCode(ctx context.Context, c *client, form url.Values) (*tokenResponse, *tokenError) {
@@ -254,7 +254,7 @@ func (s *Server) exchangeCode(ctx context.Context, c *client, form url.Values) (
 	if !ok {
 		return nil, errBadCode
 	}
-	if rec.GetAudience() == "" || !s.sourceUsable(auth.GetKeyId(), auth.GetPrincipal(), auth.GetPrincipalUid()) {
+	if rec.GetAudience() == "" || !s.sourceUsable(auth.GetKeyId(), auth.GetIdp(), auth.GetPrincipal(), auth.GetPrincipalUid()) {
 		// The key the person signed in with was revoked (or its principal
 		// deleted) since: nothing derives from it any more.
 		return nil, errBadCode
@@ -271,6 +271,7 @@ func (s *Server) exchangeCode(ctx context.Context, c *client, form url.Values) (
 		Scopes:       auth.GetScopes(),
 		ExpireTime:   timestamppb.New(s.now().Add(s.cfg.RefreshTokenTTL)),
 		KeyId:        auth.GetKeyId(),
+		Idp:          auth.GetIdp(),
 		PrincipalUid: auth.GetPrincipalUid(),
 		Audience:     rec.GetAudience(),
 	}
@@ -329,6 +330,7 @@ func (s *Server) issueTokens(ctx context.Context, c *client, famID string, fam *
 		ExpireTime:   timestamppb.New(exp),
 		Family:       famID,
 		KeyId:        fam.GetKeyId(),
+		Idp:          fam.GetIdp(),
 		PrincipalUid: fam.GetPrincipalUid(),
 		Audience:     fam.GetAudience(),
 	})
@@ -412,7 +414,7 @@ func (s *Server) refresh(ctx context.Context, c *client, form url.Values) (*toke
 	if !s.now().Before(fam.GetExpireTime().AsTime()) {
 		return nil, errBadRefresh
 	}
-	if fam.GetAudience() == "" || !s.sourceUsable(fam.GetKeyId(), fam.GetPrincipal(), fam.GetPrincipalUid()) {
+	if fam.GetAudience() == "" || !s.sourceUsable(fam.GetKeyId(), fam.GetIdp(), fam.GetPrincipal(), fam.GetPrincipalUid()) {
 		// The key the family was obtained with was revoked, or its
 		// principal deleted: the family is dead for good.
 		s.log.InfoContext(ctx, "refresh of a family whose source is revoked; revoking the family", "client_id", c.id, "principal", fam.GetPrincipal())

@@ -80,12 +80,13 @@ func New(cli *clientv3.Client, sealer Sealer, log *slog.Logger, opts ...Option) 
 		o(s)
 	}
 	s.cache = newCache(cli, Prefix, map[string]decoder{
-		KindServer:      s.decodeServer,
-		KindPrincipal:   decodePrincipal,
-		KindKey:         decodeKey,
-		KindGrant:       s.decodeGrant,
-		KindSessionKey:  s.decodeSessionKey,
-		KindAccessToken: decodeAccessToken,
+		KindServer:           s.decodeServer,
+		KindPrincipal:        decodePrincipal,
+		KindKey:              decodeKey,
+		KindGrant:            s.decodeGrant,
+		KindSessionKey:       s.decodeSessionKey,
+		KindAccessToken:      decodeAccessToken,
+		KindIdentityProvider: s.decodeIdentityProvider,
 	}, log)
 	return s
 }
