@@ -226,6 +226,43 @@ type signinPage struct {
 	Request string
 	Next    string
 	Error   string
+	// ClientName names the application of a pending request.
+	ClientName string
+	// Providers are the configured identity providers.
+	Providers []signinProvider
+	// KeyForm shows the API-key form (off with signin.api_key: false).
+	KeyForm bool
+}
+
+type signinProvider struct {
+	DisplayName string
+	Href        string
+}
+
+// fill completes a sign-in page: the client of the pending request (when
+// it opens), one button per identity provider, and the key form.
+func (s *Server) fill(page *signinPage) {
+	if a, err := s.openRequest(page.Request); err == nil {
+		page.ClientName = a.GetClientName()
+		if page.ClientName == "" {
+			page.ClientName = a.GetClientId()
+		}
+	}
+	page.KeyForm = !s.cfg.KeySigninOff
+	for _, idp := range s.st.IdentityProviders() {
+		q := url.Values{"idp": {idp.Def.GetName()}}
+		if page.Request != "" {
+			q.Set("request", page.Request)
+		}
+		if page.Next != "" {
+			q.Set("next", page.Next)
+		}
+		name := idp.Def.GetDisplayName()
+		if name == "" {
+			name = idp.Def.GetName()
+		}
+		page.Providers = append(page.Providers, signinProvider{DisplayName: name, Href: "oauth/idp/start?" + q.Encode()})
+	}
 }
 
 // signin shows the sign-in form and signs a person in with an API key.
@@ -240,7 +277,9 @@ func (s *Server) signin(w http.ResponseWriter, r *http.Request) {
 			s.requestGone(w, r)
 			return
 		}
-		s.render(w, r, http.StatusOK, "signin.html", signinPage{Request: q.Get("request"), Next: nextPage(q.Get("next"))})
+		page := signinPage{Request: q.Get("request"), Next: nextPage(q.Get("next"))}
+		s.fill(&page)
+		s.render(w, r, http.StatusOK, "signin.html", page)
 		return
 	case http.MethodPost:
 	default:
@@ -259,22 +298,35 @@ func (s *Server) signin(w http.ResponseWriter, r *http.Request) {
 		s.requestGone(w, r)
 		return
 	}
+	if s.cfg.KeySigninOff {
+		s.fill(&page)
+		page.Error = "Signing in with an API key is switched off on this gateway. Sign in with your identity provider."
+		s.render(w, r, http.StatusForbidden, "signin.html", page)
+		return
+	}
 	key := strings.TrimSpace(r.PostForm.Get("key"))
 	k, ok := s.st.KeyByHash(store.HashKey(key))
 	if key == "" || !ok || !s.keyValid(k.GetKey().GetId(), k.GetKey().GetPrincipal()) {
+		s.fill(&page)
 		page.Error = "That key is not valid. Paste a current gateway API key."
 		s.render(w, r, http.StatusForbidden, "signin.html", page)
 		return
 	}
+	s.startSession(w, r, &storev1.OAuthSessionRecord{
+		Principal: k.GetKey().GetPrincipal(),
+		KeyId:     k.GetKey().GetId(),
+	}, page.Request, page.Next)
+}
+
+// startSession stores a browser session for rec (a key or IdP sign-in),
+// sets its cookie and continues to the consent page of the pending
+// request, or to the connections page.
+func (s *Server) startSession(w http.ResponseWriter, r *http.Request, rec *storev1.OAuthSessionRecord, request, _ string) {
 	value := random(32)
 	sum := store.HashKey(value)
-	rec := &storev1.OAuthSessionRecord{
-		Principal:  k.GetKey().GetPrincipal(),
-		KeyId:      k.GetKey().GetId(),
-		Csrf:       random(24),
-		ExpireTime: timestamppb.New(s.now().Add(s.cfg.SessionTTL)),
-		Sha256:     sum[:],
-	}
+	rec.Csrf = random(24)
+	rec.ExpireTime = timestamppb.New(s.now().Add(s.cfg.SessionTTL))
+	rec.Sha256 = sum[:]
 	if _, err := s.st.OAuthSessions().Create(r.Context(), sum, rec, s.cfg.SessionTTL); err != nil {
 		s.log.ErrorContext(r.Context(), "store session", "err", err)
 		s.errorPage(w, r, http.StatusServiceUnavailable, "Temporarily unavailable", "Signing in is temporarily unavailable. Try again in a moment.")
@@ -292,8 +344,8 @@ func (s *Server) signin(w http.ResponseWriter, r *http.Request) {
 	})
 	s.log.InfoContext(r.Context(), "signed in", "principal", rec.Principal)
 	to := pub + "/connections"
-	if page.Request != "" {
-		to = pub + "/consent?request=" + url.QueryEscape(page.Request)
+	if request != "" {
+		to = pub + "/consent?request=" + url.QueryEscape(request)
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, to, http.StatusSeeOther)

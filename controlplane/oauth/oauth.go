@@ -193,6 +193,13 @@ type Config struct {
 	ConsentTTL      time.Duration
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// KeySigninOff hides the API-key form of the sign-in page and refuses
+	// key sign-ins (signin.api_key: false): people sign in only with a
+	// configured identity provider.
+	KeySigninOff bool
+	// IdPHTTPClient calls identity providers (discovery, JWKS, token
+	// endpoint); HTTPClient when nil.
+	IdPHTTPClient *http.Client
 }
 
 // Server is the authorization server. It is an http.Handler for the paths
@@ -206,7 +213,8 @@ type Server struct {
 	regLimit    *rate.Limiter // /register, all addresses
 	lookupLimit *addrLimiter  // /token, /revoke, /consent, /oauth/callback, /connections
 	authzLimit  *addrLimiter  // /authorize
-	signinLimit *addrLimiter  // /signin
+	signinLimit *addrLimiter  // /signin, /oauth/idp/start, /oauth/idp/callback
+	idps        providers     // discovered identity providers
 	mux         *http.ServeMux
 }
 
@@ -242,6 +250,9 @@ func New(st *store.Store, cfg Config, log *slog.Logger) *Server {
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: 15 * time.Second}
 	}
+	if cfg.IdPHTTPClient == nil {
+		cfg.IdPHTTPClient = cfg.HTTPClient
+	}
 	if cfg.CIMDClient == nil {
 		cfg.CIMDClient = safeClient()
 	}
@@ -265,6 +276,8 @@ func New(st *store.Store, cfg Config, log *slog.Logger) *Server {
 	mux.HandleFunc("/signin", s.signin)
 	mux.HandleFunc("/consent", s.consent)
 	mux.HandleFunc("/oauth/callback", s.callback)
+	mux.HandleFunc(idpStartPath, s.idpStart)
+	mux.HandleFunc(IdPCallbackPath, s.idpCallback)
 	mux.HandleFunc("/token", s.token)
 	mux.HandleFunc("/revoke", s.revoke)
 	mux.HandleFunc("/connections", s.connections)
