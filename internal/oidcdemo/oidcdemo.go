@@ -150,7 +150,7 @@ func (u users) GetUserByID(id string) *storage.User {
 	return nil
 }
 func (u users) GetUserByUsername(name string) *storage.User { return u.byName[strings.ToLower(name)] }
-func (u users) ExampleClientID() string                   { return "" }
+func (u users) ExampleClientID() string                     { return "" }
 
 func demoUsers() users {
 	mk := func(id, email, first string) *storage.User {
@@ -241,8 +241,8 @@ func (s *groupStorage) SetUserinfoFromScopes(ctx context.Context, ui *oidc.UserI
 type idTokenClaims struct{ *storage.Client }
 
 func (idTokenClaims) IDTokenUserinfoClaimsAssertion() bool { return true }
-func (idTokenClaims) LoginURL(id string) string           { return "/login?authRequestID=" + id }
-func (idTokenClaims) IsScopeAllowed(scope string) bool    { return scope == "groups" }
+func (idTokenClaims) LoginURL(id string) string            { return "/login?authRequestID=" + id }
+func (idTokenClaims) IsScopeAllowed(scope string) bool     { return scope == "groups" }
 
 // newHandler builds the OpenID Provider and its login page.
 func newHandler(issuer string, clients []Client, log *slog.Logger) (http.Handler, *groupStorage, error) {
