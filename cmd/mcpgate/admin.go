@@ -48,6 +48,7 @@ type admin struct {
 	servers     configv1connect.ServerServiceClient
 	principals  configv1connect.PrincipalServiceClient
 	keys        configv1connect.KeyServiceClient
+	idps        configv1connect.IdentityProviderServiceClient
 	connections vaultv1connect.ConnectionServiceClient
 	vault       vaultv1connect.VaultServiceClient
 	out         *printer
@@ -76,6 +77,7 @@ func newAdmin(base string, hc *http.Client, opts connect.ClientOption, p *printe
 		servers:     configv1connect.NewServerServiceClient(hc, base, opts),
 		principals:  configv1connect.NewPrincipalServiceClient(hc, base, opts),
 		keys:        configv1connect.NewKeyServiceClient(hc, base, opts),
+		idps:        configv1connect.NewIdentityProviderServiceClient(hc, base, opts),
 		connections: vaultv1connect.NewConnectionServiceClient(hc, base, opts),
 		vault:       vaultv1connect.NewVaultServiceClient(hc, base, opts),
 		out:         p,
@@ -83,7 +85,7 @@ func newAdmin(base string, hc *http.Client, opts connect.ClientOption, p *printe
 }
 
 func (a *admin) configClients() config.Clients {
-	return config.Clients{Servers: a.servers, Principals: a.principals, Keys: a.keys}
+	return config.Clients{Servers: a.servers, Principals: a.principals, Keys: a.keys, IdentityProviders: a.idps}
 }
 
 // bearer sends the admin key on every call.
