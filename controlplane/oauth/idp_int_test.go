@@ -448,3 +448,24 @@ func TestIdP_CallbackRelayed(t *testing.T) {
 		t.Fatal("IdP paths are not relayed")
 	}
 }
+
+// TestIdP_SigninPage_Chromium renders the sign-in page of an authorization
+// request with two identity providers in headless Chromium: the client's
+// name and both buttons are on the page (the screenshot is kept with
+// MCPGATE_SCREENSHOT_DIR).
+func TestIdP_SigninPage_Chromium(t *testing.T) {
+	needChromium(t)
+	e := newIdPEnv(t, nil)
+	e.putIdP(&configv1.IdentityProvider{Name: "okta", DisplayName: "Okta Workforce", Issuer: "https://example.okta.com", ClientId: "0oa1"})
+	id := e.publicClient("Screenshot Client")
+	r := call(t, http.MethodGet, e.authorizeURL(e.authQuery(id)), nil, "")
+	png, dom := chromium(t, r.location(t).String())
+	for _, want := range []string{"Screenshot Client", "Sign in with Demo IdP", "Sign in with Okta Workforce", `name="key"`} {
+		if !strings.Contains(dom, want) {
+			t.Errorf("DOM lacks %q: %s", want, dom)
+		}
+	}
+	if len(png) < 5000 {
+		t.Errorf("screenshot of %d bytes is too small to show the page", len(png))
+	}
+}
