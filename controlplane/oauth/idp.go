@@ -122,7 +122,7 @@ func idpOAuthConfig(pub string, idp *store.IdentityProvider, p *oidc.Provider) *
 	scopes := []string{oidc.ScopeOpenID}
 	req := idp.Def.GetScopes()
 	if len(req) == 0 {
-		req = []string{"email", "profile", "groups"}
+		req = []string{"email", "profile", "groups", "offline_access"}
 	}
 	for _, sc := range req {
 		if sc != oidc.ScopeOpenID {
@@ -341,6 +341,13 @@ func (s *Server) idpCallback(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, r, status, "Not signed in", msg)
 		return
 	}
+	if tok.RefreshToken != "" {
+		// Kept sealed so that a gateway refresh re-asserts the groups.
+		if _, err := s.st.PutIdPGrant(ctx, &store.IdPGrant{Principal: p2.GetName(), PrincipalUID: p2.GetUid(),
+			IdP: idp.Def.GetName(), RefreshToken: tok.RefreshToken, UpdateTime: s.now()}, -1); err != nil {
+			s.log.WarnContext(ctx, "store identity provider grant", "err", err)
+		}
+	}
 	rec := &storev1.OAuthSessionRecord{
 		Principal:    p2.GetName(),
 		Idp:          idp.Def.GetName(),
@@ -520,4 +527,88 @@ func (s *Server) idpPrincipal(ctx context.Context, def *configv1.IdentityProvide
 		return nil, http.StatusForbidden, msgIdPNotMember
 	}
 	return p, 0, ""
+}
+
+// reassert refreshes the person's grant at the identity provider a token
+// family was signed in with and records the groups it asserts now, so a
+// person removed from a group at the provider loses it at the next gateway
+// refresh. Exactly once across replicas: an etcd lock per (principal,
+// provider) and a compare-and-swap of the rotated refresh token. Without a
+// provider refresh token (the provider issued none) the refresh is refused:
+// the person signs in again, which asserts the groups afresh. A provider
+// that refuses the refresh token, or now maps the person elsewhere, ends
+// the family (errBadRefresh); one that is down is errTokenUnavailable.
+func (s *Server) reassert(ctx context.Context, principal, uid, idpName string) *tokenError {
+	idp, ok := s.st.IdentityProvider(idpName)
+	if !ok {
+		return errBadRefresh
+	}
+	unlock, err := s.st.Lock(ctx, "idp-refresh/"+secretID(principal+"\x1f"+idpName))
+	if err != nil {
+		return errTokenUnavailable
+	}
+	defer unlock()
+	g, rev, err := s.st.IdPGrant(ctx, principal, idpName)
+	switch {
+	case isNotFound(err):
+		return errBadRefresh
+	case err != nil:
+		return errTokenUnavailable
+	case g.PrincipalUID != uid || g.RefreshToken == "":
+		return errBadRefresh
+	}
+	p, err := s.provider(ctx, idp.Def)
+	if err != nil {
+		return errTokenUnavailable
+	}
+	cfg := idpOAuthConfig("", idp, p)
+	hctx, cancel := context.WithTimeout(context.WithValue(ctx, oauth2.HTTPClient, s.cfg.IdPHTTPClient), 15*time.Second)
+	defer cancel()
+	tok, err := cfg.TokenSource(hctx, &oauth2.Token{RefreshToken: g.RefreshToken, Expiry: time.Unix(1, 0)}).Token()
+	if err != nil {
+		var re *oauth2.RetrieveError
+		if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode < 500 {
+			s.log.InfoContext(ctx, "identity provider refused the refresh token", "idp", idpName, "principal", principal, "error", re.ErrorCode)
+			_, _ = s.st.DeleteIdPGrant(ctx, principal, idpName, rev)
+			return errBadRefresh
+		}
+		s.log.WarnContext(ctx, "identity provider refresh failed", "idp", idpName, "err", redactNetErr(err))
+		return errTokenUnavailable
+	}
+	var claims map[string]any
+	if raw, _ := tok.Extra("id_token").(string); raw != "" {
+		vctx := oidc.ClientContext(hctx, s.cfg.IdPHTTPClient)
+		idt, err := p.VerifierContext(vctx, &oidc.Config{ClientID: idp.Def.GetClientId(), Now: s.now}).Verify(vctx, raw)
+		if err != nil || idt.Claims(&claims) != nil {
+			s.log.InfoContext(ctx, "refreshed ID token refused", "idp", idpName, "err", err)
+			return errBadRefresh
+		}
+	} else {
+		ui, err := p.UserInfo(oidc.ClientContext(hctx, s.cfg.IdPHTTPClient), oauth2.StaticTokenSource(tok))
+		if err != nil || ui.Claims(&claims) != nil {
+			return errTokenUnavailable
+		}
+	}
+	id, _, msg := mapIdentity(idp.Def, claims)
+	if msg != "" || id.name != principal {
+		s.log.InfoContext(ctx, "identity provider no longer signs this person in", "idp", idpName, "principal", principal)
+		return errBadRefresh
+	}
+	if pr, ok := s.st.PrincipalBound(principal, uid); !ok || !strings.EqualFold(pr.GetDisplayName(), id.claim) {
+		return errBadRefresh
+	}
+	if err := s.st.SetAssertedGroups(ctx, principal, idpName, id.groups, s.now()); err != nil {
+		return errTokenUnavailable
+	}
+	if tok.RefreshToken != "" && tok.RefreshToken != g.RefreshToken {
+		g.RefreshToken, g.UpdateTime = tok.RefreshToken, s.now()
+		if _, err := s.st.PutIdPGrant(ctx, g, rev); err != nil {
+			s.log.WarnContext(ctx, "store rotated identity provider grant", "err", err)
+		}
+	}
+	if rev, err := s.st.HeadRevision(ctx); err == nil {
+		_ = s.st.WaitRevision(ctx, rev)
+	}
+	s.log.InfoContext(ctx, "groups re-asserted at refresh", "idp", idpName, "principal", principal, "groups", len(id.groups))
+	return nil
 }

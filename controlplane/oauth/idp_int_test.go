@@ -469,3 +469,71 @@ func TestIdP_SigninPage_Chromium(t *testing.T) {
 		t.Errorf("screenshot of %d bytes is too small to show the page", len(png))
 	}
 }
+
+// TestIdP_RefreshReassertsGroups: a gateway refresh of tokens signed in
+// with an identity provider refreshes at the provider and records the
+// groups it asserts now (a person removed from a group there loses it at
+// the next refresh); without the provider's refresh token the family ends.
+func TestIdP_RefreshReassertsGroups(t *testing.T) {
+	e := newIdPEnv(t, nil)
+	clientID := e.publicClient("Claude Code")
+	rev, err := e.st.PutPrincipal(t.Context(), &configv1.Principal{Name: "ada_demo-example", DisplayName: oidcdemo.Ada,
+		Kind: configv1.PrincipalKind_PRINCIPAL_KIND_USER, Servers: []string{"GitHub"}}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.wait(rev)
+	q := e.authQuery(clientID)
+	q.Set("resource", e.pub+"/GitHub/mcp")
+	q.Set("scope", "repo")
+	b := newBrowser(t)
+	cb := e.idpLogin(b, e.startIdP(b, q, "Demo IdP"), oidcdemo.Ada)
+	r := b.get(cb.String())
+	if r.status != http.StatusSeeOther {
+		t.Fatalf("callback: %d %s", r.status, r.body)
+	}
+	r = e.approve(b, b.get(r.location(t).String()), "approve")
+	if r.status != http.StatusFound {
+		t.Fatalf("approve: %d %s", r.status, r.body)
+	}
+	tok := e.exchange(clientID, r.location(t).Query().Get("code"), url.Values{"resource": {e.pub + "/GitHub/mcp"}})
+	if tok.status != http.StatusOK {
+		t.Fatalf("token: %d %s", tok.status, tok.body)
+	}
+	rt := tok.json(t)["refresh_token"].(string)
+	groups := func() []string {
+		p, _ := e.st.Principal("ada_demo-example")
+		var out []string
+		for _, a := range p.GetAssertedGroups() {
+			out = append(out, a.GetIdentityProvider()+":"+a.GetGroup())
+		}
+		return out
+	}
+	if g := groups(); len(g) != 1 || g[0] != "demo:release" {
+		t.Fatalf("groups after sign-in: %v", g)
+	}
+	refresh := func() response {
+		return call(t, http.MethodPost, e.pub+"/token", formHeader(), url.Values{"grant_type": {"refresh_token"},
+			"refresh_token": {rt}, "client_id": {clientID}}.Encode())
+	}
+	// Ada leaves release and joins readers at the provider.
+	e.idp.SetGroups(oidcdemo.Ada, []string{"readers"})
+	r = refresh()
+	if r.status != http.StatusOK {
+		t.Fatalf("refresh: %d %s", r.status, r.body)
+	}
+	rt = r.json(t)["refresh_token"].(string)
+	if g := groups(); len(g) != 1 || g[0] != "demo:readers" {
+		t.Fatalf("groups after refresh: %v", g)
+	}
+	// No more provider grant: the next refresh is refused and ends the
+	// family.
+	if _, err := e.st.DeleteIdPGrant(t.Context(), "ada_demo-example", "demo", 0); err != nil {
+		t.Fatal(err)
+	}
+	r = refresh()
+	if r.status != http.StatusBadRequest || r.json(t)["error"] != "invalid_grant" ||
+		r.json(t)["error_description"] != "the refresh token is invalid, expired or revoked" {
+		t.Fatalf("refresh without a provider grant: %d %s", r.status, r.body)
+	}
+}

@@ -421,6 +421,16 @@ func (s *Server) refresh(ctx context.Context, c *client, form url.Values) (*toke
 		s.revokeFamily(ctx, rrec.GetFamily())
 		return nil, errBadRefresh
 	}
+	if fam.GetIdp() != "" {
+		// Signed in with an identity provider: ask it again, so groups
+		// the person lost there are lost here too.
+		if terr := s.reassert(ctx, fam.GetPrincipal(), fam.GetPrincipalUid(), fam.GetIdp()); terr != nil {
+			if terr == errBadRefresh {
+				s.revokeFamily(ctx, rrec.GetFamily())
+			}
+			return nil, terr
+		}
+	}
 	if _, ok := s.st.Server(fam.GetServer()); !ok {
 		return nil, errBadRefresh
 	}
