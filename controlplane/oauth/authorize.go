@@ -237,6 +237,8 @@ type signinPage struct {
 type signinProvider struct {
 	DisplayName string
 	Href        string
+	// Down: its last discovery failed (within a minute).
+	Down bool
 }
 
 // fill completes a sign-in page: the client of the pending request (when
@@ -261,7 +263,8 @@ func (s *Server) fill(page *signinPage) {
 		if name == "" {
 			name = idp.Def.GetName()
 		}
-		page.Providers = append(page.Providers, signinProvider{DisplayName: name, Href: "oauth/idp/start?" + q.Encode()})
+		page.Providers = append(page.Providers, signinProvider{DisplayName: name, Href: "oauth/idp/start?" + q.Encode(),
+			Down: s.idpDown(idp.Def.GetIssuer())})
 	}
 }
 

@@ -79,7 +79,20 @@ func idpCookieName(pub string) string {
 type providers struct {
 	mu     sync.Mutex
 	byIss  map[string]cachedProvider
+	failed map[string]time.Time // issuer → last failed discovery
 	flight singleflight.Group
+}
+
+// idpDownFor is how long the sign-in page says a provider whose discovery
+// failed is not reachable.
+const idpDownFor = time.Minute
+
+// down reports whether discovering iss failed within idpDownFor.
+func (s *Server) idpDown(iss string) bool {
+	s.idps.mu.Lock()
+	defer s.idps.mu.Unlock()
+	at, ok := s.idps.failed[iss]
+	return ok && s.now().Sub(at) < idpDownFor
 }
 
 type cachedProvider struct {
@@ -101,9 +114,16 @@ func (s *Server) provider(ctx context.Context, def *configv1.IdentityProvider) (
 		defer cancel()
 		p, err := oidc.NewProvider(oidc.ClientContext(dctx, s.cfg.IdPHTTPClient), iss)
 		if err != nil {
+			s.idps.mu.Lock()
+			if s.idps.failed == nil {
+				s.idps.failed = map[string]time.Time{}
+			}
+			s.idps.failed[iss] = s.now()
+			s.idps.mu.Unlock()
 			return nil, err
 		}
 		s.idps.mu.Lock()
+		delete(s.idps.failed, iss)
 		if s.idps.byIss == nil {
 			s.idps.byIss = map[string]cachedProvider{}
 		}

@@ -403,6 +403,12 @@ func TestIdP_BadAnswers(t *testing.T) {
 		if r.status != http.StatusServiceUnavailable || !strings.Contains(r.body, msgIdPDown) {
 			t.Fatalf("%d %s", r.status, r.body)
 		}
+		// The sign-in page says so now; the other providers are not affected.
+		page := b.get(e.pub + "/signin?next=connections")
+		if page.status != http.StatusOK || !strings.Contains(page.body, `<p class="warn">Down is not reachable right now. Try again in a moment, or sign in another way.</p>`) ||
+			strings.Contains(page.body, "Demo IdP is not reachable") {
+			t.Fatalf("sign-in page: %d %s", page.status, page.body)
+		}
 	})
 	t.Run("unknown idp", func(t *testing.T) {
 		r := newBrowser(t).get(e.pub + "/oauth/idp/start?idp=nope")
