@@ -137,7 +137,22 @@ func (s *Service) deleteIdP(ctx context.Context, req *configv1.DeleteIdentityPro
 	}
 	s.settle(ctx, rev)
 	s.log.InfoContext(ctx, "identity provider deleted", slog.String("name", req.GetName()))
+	// Sessions and tokens signed in through it are refused from now on
+	// (their source is gone); the refresh tokens it issued go at once.
+	if err := s.st.DeleteIdPGrantsFor(ctx, req.GetName()); err != nil {
+		s.log.WarnContext(ctx, "delete identity provider grants", slog.Any("err", err))
+	}
 	return nil
+}
+
+// cascadeIdPSignIns ends what a deleted principal signed in to through
+// identity providers: its providers' refresh tokens and its token families
+// and sessions (refused on use anyway: their uid is gone).
+func (s *Service) cascadeIdPSignIns(ctx context.Context, name string) {
+	if err := s.st.DeleteIdPGrantsOf(ctx, name); err != nil {
+		s.log.WarnContext(ctx, "delete identity provider grants of a deleted principal", slog.Any("err", err))
+	}
+	s.revokeTokens(ctx, name, "", "")
 }
 
 // ValidateIdentityProvider checks a definition (secret split off into

@@ -98,3 +98,48 @@ func containsBytes(b []byte, s string) bool {
 	}
 	return false
 }
+
+// Identity-provider grants are sealed and go with their principal or
+// provider.
+func TestIdPGrants(t *testing.T) {
+	srv := etcdtest.Start(t)
+	st := startFollowing(t, srv.Client(t), slog.New(slog.DiscardHandler))
+	ctx := t.Context()
+	for _, g := range []*store.IdPGrant{
+		{Principal: "ada", PrincipalUID: "u1", IdP: "okta", RefreshToken: "rt-ada-okta"},
+		{Principal: "ada", PrincipalUID: "u1", IdP: "entra", RefreshToken: "rt-ada-entra"},
+		{Principal: "adam", PrincipalUID: "u2", IdP: "okta", RefreshToken: "rt-adam-okta"},
+	} {
+		if _, err := st.PutIdPGrant(ctx, g, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	raw, err := st.List(ctx, store.KindIdPGrant)
+	if err != nil || len(raw) != 3 {
+		t.Fatalf("list: %d %v", len(raw), err)
+	}
+	for _, v := range raw {
+		if containsBytes(v, "rt-") {
+			t.Fatal("refresh token stored in the clear")
+		}
+	}
+	g, _, err := st.IdPGrant(ctx, "ada", "okta")
+	if err != nil || g.RefreshToken != "rt-ada-okta" || g.PrincipalUID != "u1" || g.IdP != "okta" {
+		t.Fatalf("get: %+v %v", g, err)
+	}
+	if err := st.DeleteIdPGrantsOf(ctx, "ada"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := st.IdPGrant(ctx, "adam", "okta"); err != nil {
+		t.Fatalf("adam's grant went with ada's: %v", err)
+	}
+	if _, _, err := st.IdPGrant(ctx, "ada", "entra"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("ada's grant stayed: %v", err)
+	}
+	if err := st.DeleteIdPGrantsFor(ctx, "okta"); err != nil {
+		t.Fatal(err)
+	}
+	if raw, _ := st.List(ctx, store.KindIdPGrant); len(raw) != 0 {
+		t.Fatalf("%d grants left", len(raw))
+	}
+}

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -82,4 +84,28 @@ func (s *Store) IdPGrant(ctx context.Context, principal, idp string) (*IdPGrant,
 // expected (0 = any).
 func (s *Store) DeleteIdPGrant(ctx context.Context, principal, idp string, expected int64) (int64, error) {
 	return s.del(ctx, key(KindIdPGrant, idpGrantName(principal, idp)), expected)
+}
+
+// DeleteIdPGrantsOf deletes every identity-provider grant of principal
+// (the principal was deleted).
+func (s *Store) DeleteIdPGrantsOf(ctx context.Context, principal string) error {
+	_, err := s.kv.Delete(ctx, key(KindIdPGrant, idpGrantName(principal, "")), clientv3.WithPrefix())
+	return wrap("delete idp grants", err)
+}
+
+// DeleteIdPGrantsFor deletes every grant at identity provider idp (the
+// provider was deleted).
+func (s *Store) DeleteIdPGrantsFor(ctx context.Context, idp string) error {
+	all, err := s.List(ctx, KindIdPGrant)
+	if err != nil {
+		return err
+	}
+	for name := range all {
+		if _, p, ok := strings.Cut(name, "\x1f"); ok && p == idp {
+			if _, err := s.del(ctx, key(KindIdPGrant, name), 0); err != nil && !errors.Is(err, ErrNotFound) {
+				return err
+			}
+		}
+	}
+	return nil
 }
