@@ -373,9 +373,32 @@ func TestIdP_BadAnswers(t *testing.T) {
 		// The same answer with the same sign-in cookie, in a fresh browser.
 		b2 := newBrowser(t)
 		b2.c.Jar.SetCookies(mustURL(t, e.pub), ck)
+		// The provider refuses its used code before the gateway's marker
+		// is reached: a fixed 403, no session.
 		r := b2.get(cb.String())
-		if r.status == http.StatusSeeOther || r.status >= 500 || !strings.Contains(r.body, `class="error"`) {
+		if r.status != http.StatusForbidden || !strings.Contains(r.body, `<p class="error">`+msgIdPRefused+`</p>`) ||
+			strings.Contains(strings.Join(r.header["Set-Cookie"], "\n"), "mcpgate_session=") {
 			t.Fatalf("replay: %d %s", r.status, r.body)
+		}
+	})
+	t.Run("replayed state with a fresh code", func(t *testing.T) {
+		// The same authorization request (state, nonce, PKCE) run twice
+		// at the provider gives two valid codes for one state: the second
+		// callback finds the single-use marker of the first.
+		b := newBrowser(t)
+		start := e.startIdP(b, e.authQuery(clientID), "Demo IdP")
+		cb1 := e.idpLogin(b, start, oidcdemo.Ada)
+		cb2 := e.idpLogin(b, start, oidcdemo.Ada)
+		ck := b.c.Jar.Cookies(mustURL(t, e.pub))
+		if r := b.get(cb1.String()); r.status != http.StatusSeeOther {
+			t.Fatalf("first callback: %d %s", r.status, r.body)
+		}
+		b2 := newBrowser(t)
+		b2.c.Jar.SetCookies(mustURL(t, e.pub), ck)
+		r := b2.get(cb2.String())
+		if r.status != http.StatusBadRequest || !strings.Contains(r.body, `<p class="error">`+msgIdPExpired+`</p>`) ||
+			strings.Contains(strings.Join(r.header["Set-Cookie"], "\n"), "mcpgate_session=") {
+			t.Fatalf("replayed state: %d %s", r.status, r.body)
 		}
 	})
 	t.Run("state mismatch and no cookie", func(t *testing.T) {
