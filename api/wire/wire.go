@@ -205,6 +205,10 @@ const (
 	HeaderClientAddress = "X-MCPGate-Client-Address"
 )
 
+// IdPCallbackPath is the identity providers' redirect URI on the public
+// URL (relayed: it is under /oauth/).
+const IdPCallbackPath = "/oauth/idp/callback"
+
 // relayExact are the relayed paths besides those under /oauth/ and
 // /connections/.
 var relayExact = map[string]bool{

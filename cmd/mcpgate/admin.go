@@ -49,6 +49,7 @@ type admin struct {
 	principals  configv1connect.PrincipalServiceClient
 	groups      configv1connect.GroupServiceClient
 	keys        configv1connect.KeyServiceClient
+	idps        configv1connect.IdentityProviderServiceClient
 	connections vaultv1connect.ConnectionServiceClient
 	vault       vaultv1connect.VaultServiceClient
 	out         *printer
@@ -78,6 +79,7 @@ func newAdmin(base string, hc *http.Client, opts connect.ClientOption, p *printe
 		principals:  configv1connect.NewPrincipalServiceClient(hc, base, opts),
 		groups:      configv1connect.NewGroupServiceClient(hc, base, opts),
 		keys:        configv1connect.NewKeyServiceClient(hc, base, opts),
+		idps:        configv1connect.NewIdentityProviderServiceClient(hc, base, opts),
 		connections: vaultv1connect.NewConnectionServiceClient(hc, base, opts),
 		vault:       vaultv1connect.NewVaultServiceClient(hc, base, opts),
 		out:         p,
@@ -85,7 +87,7 @@ func newAdmin(base string, hc *http.Client, opts connect.ClientOption, p *printe
 }
 
 func (a *admin) configClients() config.Clients {
-	return config.Clients{Servers: a.servers, Principals: a.principals, Groups: a.groups, Keys: a.keys}
+	return config.Clients{Servers: a.servers, Principals: a.principals, Groups: a.groups, Keys: a.keys, IdentityProviders: a.idps}
 }
 
 // bearer sends the admin key on every call.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"html"
 	"io"
 	"net"
 	"net/http"
@@ -232,6 +233,32 @@ func TestCLI(t *testing.T) {
 	}
 	env := []string{"GH_TOKEN=" + ghToken, "TEAM_SECRET=" + teamSecret, "BOT_KEY=" + botKey}
 
+	t.Run("demo identity provider", func(t *testing.T) {
+		iss := regexp.MustCompile(`Sign in with Demo IdP" \(a built-in OpenID provider at (http://127\.0\.0\.1:\d+)\)`).FindStringSubmatch(g.banner)
+		pub := regexp.MustCompile(`gateway \(MCP\):\s+(http://127\.0\.0\.1:\d+)`).FindStringSubmatch(g.banner)
+		if iss == nil || pub == nil || !strings.Contains(g.banner, "ada@demo.example") {
+			t.Fatalf("banner lacks the demo IdP:\n%s", g.banner)
+		}
+		c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		resp, err := c.Get(pub[1] + "/signin?next=connections")
+		if err != nil {
+			t.Fatal(err)
+		}
+		page, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		m := regexp.MustCompile(`<a class="idp" href="([^"]*)">Sign in with Demo IdP</a>`).FindSubmatch(page)
+		if resp.StatusCode != http.StatusOK || m == nil {
+			t.Fatalf("sign-in page: %d %s", resp.StatusCode, page)
+		}
+		resp, err = c.Get(pub[1] + "/" + html.UnescapeString(string(m[1])))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusFound || !strings.HasPrefix(resp.Header.Get("Location"), iss[1]+"/") {
+			t.Fatalf("start: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+		}
+	})
 	t.Run("demo route through the gateway", func(t *testing.T) {
 		demoKey := regexp.MustCompile(`key (mcpg_[A-Za-z0-9]+)`).FindStringSubmatch(g.banner)
 		route := regexp.MustCompile(`http://127\.0\.0\.1:\d+/echo/mcp`).FindString(g.banner)

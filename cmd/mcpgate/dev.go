@@ -19,12 +19,14 @@ import (
 	"github.com/mcpgate/mcpgate/cmd/mcpgate/config"
 	"github.com/mcpgate/mcpgate/controlplane"
 	"github.com/mcpgate/mcpgate/controlplane/configapi"
+	"github.com/mcpgate/mcpgate/controlplane/oauth"
 	"github.com/mcpgate/mcpgate/controlplane/store"
 	"github.com/mcpgate/mcpgate/controlplane/vault"
 	"github.com/mcpgate/mcpgate/dataplane/proxyrun"
 	"github.com/mcpgate/mcpgate/internal/demo"
 	"github.com/mcpgate/mcpgate/internal/devetcd"
 	"github.com/mcpgate/mcpgate/internal/oauthdemo"
+	"github.com/mcpgate/mcpgate/internal/oidcdemo"
 	"github.com/mcpgate/mcpgate/ops/health"
 	"github.com/mcpgate/mcpgate/ops/httpserver"
 )
@@ -164,7 +166,9 @@ func runDev(ctx context.Context, cfg devConfig, io stdio, log *slog.Logger) (err
 	// /healthz and /readyz on both listeners; both planes share the
 	// in-process cache, so one readiness answers for both.
 	ready := health.NewChecker(health.ControlPlane(cacheHealth(st)))
-	control, err := httpserver.Listen(cfg.AdminListen, health.Wrap(controlplane.NewHandler(st, controlplane.Config{DataPlaneTokens: []string{dpToken}, Keyring: kr}, log), ready))
+	// signin.api_key: false in the config file switches key sign-in off.
+	ocfg := oauth.Config{KeySigninOff: file != nil && file.SigninAPIKey != nil && !*file.SigninAPIKey}
+	control, err := httpserver.Listen(cfg.AdminListen, health.Wrap(controlplane.NewHandler(st, controlplane.Config{DataPlaneTokens: []string{dpToken}, Keyring: kr, OAuth: ocfg}, log), ready))
 	if err != nil {
 		return err
 	}
@@ -219,7 +223,7 @@ func runDev(ctx context.Context, cfg devConfig, io stdio, log *slog.Logger) (err
 	controlURL := "http://" + loopbackAddr(control.Addr())
 	adm := newAdmin(controlURL, &http.Client{}, connect.WithClientOptions(connect.WithInterceptors(bearer(adminKey))), &printer{w: io.out})
 	var applied []config.Result
-	var demoKey string
+	var demoKey, demoIdPIssuer string
 	if file != nil {
 		applied, err = config.Apply(ctx, adm.configClients(), file, time.Now())
 		if err != nil {
@@ -234,7 +238,19 @@ func runDev(ctx context.Context, cfg devConfig, io stdio, log *slog.Logger) (err
 			return err
 		}
 		stops = append(stops, func(c context.Context) { logErr(log, notes.Close(c)) })
-		if _, err = config.Apply(ctx, adm.configClients(), demoConfig(up.URL, notes.Server(notesRoute), demoKey), time.Now()); err != nil {
+		// The demo identity provider (in memory: a new client secret per run).
+		idpSecret := configapi.NewKey()
+		idp, err := oidcdemo.Start(oidcdemo.Config{Log: log, Clients: []oidcdemo.Client{{
+			ID: demoIdPClient, Secret: idpSecret, RedirectURIs: []string{publicURL + wire.IdPCallbackPath},
+		}}})
+		if err != nil {
+			return err
+		}
+		stops = append(stops, func(context.Context) { logErr(log, idp.Close()) })
+		demoIdPIssuer = idp.Issuer()
+		dc := demoConfig(up.URL, notes.Server(notesRoute), demoKey)
+		addDemoIdP(dc, idp.Issuer(), idpSecret)
+		if _, err = config.Apply(ctx, adm.configClients(), dc, time.Now()); err != nil {
 			return fmt.Errorf("demo setup: %w", err)
 		}
 	}
@@ -242,7 +258,7 @@ func runDev(ctx context.Context, cfg devConfig, io stdio, log *slog.Logger) (err
 	printBanner(io, banner{
 		dir: dir, cwd: cwd, publicURL: publicURL, listen: pub.Addr(), control: controlURL,
 		newAdminKey: newAdminKey, adminKeyPinned: cfg.AdminKey != "", demoKey: demoKey,
-		configFile: cfg.ConfigFile, applied: applied,
+		configFile: cfg.ConfigFile, applied: applied, idpIssuer: demoIdPIssuer,
 	})
 	log.Info("mcpgate dev ready", slog.String("public_url", publicURL), slog.String("control_plane", controlURL))
 
@@ -334,6 +350,33 @@ func demoConfig(upstreamURL string, notes *configv1.McpServer, key string) *conf
 	}
 }
 
+// The demo identity provider's client at the gateway.
+const (
+	demoIdPName   = "demo-idp"
+	demoIdPClient = "mcpgate-dev"
+)
+
+// addDemoIdP configures the demo identity provider ("Demo IdP", people
+// created at first sign-in) and the two groups its people are in: the
+// provider asserts ada in release (granted echo and notes) and bob in
+// readers (granted echo), so each person's grants come from their group.
+func addDemoIdP(f *config.File, issuer, secret string) {
+	f.IdentityProviders = append(f.IdentityProviders, &configv1.IdentityProvider{
+		Name: demoIdPName, DisplayName: "Demo IdP", Issuer: issuer, ClientId: demoIdPClient, ClientSecret: secret,
+		CreatePrincipals: true,
+	})
+	f.Groups = append(f.Groups,
+		&configv1.Group{Name: demoGroupReaders, Servers: []string{demoRoute}, Description: "Demo IdP people who may read (bob)"},
+		&configv1.Group{Name: demoGroupRelease, Servers: []string{demoRoute, notesRoute}, Description: "Demo IdP release managers (ada)"},
+	)
+}
+
+// The demo identity provider's groups (oidcdemo asserts them).
+const (
+	demoGroupRelease = "release"
+	demoGroupReaders = "readers"
+)
+
 type banner struct {
 	dir, cwd, publicURL, listen, control string
 	newAdminKey                          string
@@ -341,6 +384,7 @@ type banner struct {
 	demoKey                              string
 	configFile                           string
 	applied                              []config.Result
+	idpIssuer                            string
 }
 
 func printBanner(io stdio, b banner) {
@@ -379,6 +423,11 @@ func printBanner(io stdio, b banner) {
 		fmt.Fprintf(w, "Connect Claude Code with no key at all; it gets a 401 challenge and opens your browser:\n")
 		fmt.Fprintf(w, "  claude mcp add --transport http %s %s\n", notesRoute, notes)
 		fmt.Fprintf(w, "  (sign in by pasting the demo key above, approve, then approve at the demo provider)\n")
+		if b.idpIssuer != "" {
+			fmt.Fprintf(w, "Or choose \"Sign in with Demo IdP\" (a built-in OpenID provider at %s):\n", b.idpIssuer)
+			fmt.Fprintf(w, "  %s (group %s: echo and notes) or %s (group %s: echo), password %q\n", oidcdemo.Ada, demoGroupRelease, oidcdemo.Bob, demoGroupReaders, oidcdemo.Password)
+			fmt.Fprintf(w, "  (people are created at first sign-in; their grants come from the groups the IdP asserts: mcpgate groups list)\n")
+		}
 		fmt.Fprintf(w, "Your connections: %s/connections\n", b.publicURL)
 	}
 	rel, err := filepath.Rel(b.cwd, b.dir)

@@ -35,6 +35,17 @@ func registerLimitFlags(fs *flag.FlagSet) *limitFlags {
 	for _, f := range ints {
 		fs.IntVar(f.p, f.name, f.def, f.meaning+", per control-plane replica")
 	}
+	fs.BoolFunc("signin-api-key", "people may sign in to the authorization server with a gateway API key (default true; false: only with a configured identity provider)", func(v string) error {
+		switch v {
+		case "true", "1":
+			l.oauth.KeySigninOff = false
+		case "false", "0":
+			l.oauth.KeySigninOff = true
+		default:
+			return fmt.Errorf("must be true or false")
+		}
+		return nil
+	})
 	fs.Float64Var(&l.catchUp, "catchup-reads-per-second", store.DefaultCatchUpPerSecond,
 		"etcd reads per second, per replica, that requests with unknown credentials may cause, shared by all of them")
 	return l

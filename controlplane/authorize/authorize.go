@@ -418,16 +418,18 @@ func SourceUsable(st SourceState, keyID, principal, uid string, now time.Time) b
 // IdPState is what IdPSourceUsable reads besides SourceState;
 // *store.Store implements it.
 type IdPState interface {
-	IdentityProvider(name string) (*configv1.IdentityProvider, bool)
+	IdentityProvider(name string) (*store.IdentityProvider, bool)
 }
 
-// TokenSourceUsable reports whether the source of a gateway token or token
-// family is still usable: the API key keyID (SourceUsable) or, when keyID
-// is empty, the identity provider idp whose assertion it was issued for
-// (IdPSourceUsable).
+// TokenSourceUsable reports whether the source of a gateway token, token
+// family, sign-in session or authorization is still usable: an API key
+// (keyID, see SourceUsable) or an identity provider (idp set, keyID
+// empty) that the person signed in with or whose assertion (ID-JAG) the
+// token was issued for (IdPSourceUsable). Both set, or neither, fails
+// closed. This is the one source check of every path.
 func TokenSourceUsable(st SourceState, keyID, idp, principal, uid string, now time.Time) bool {
-	if keyID == "" && idp != "" {
-		return IdPSourceUsable(st, idp, principal, uid)
+	if idp != "" {
+		return keyID == "" && IdPSourceUsable(st, idp, principal, uid)
 	}
 	return SourceUsable(st, keyID, principal, uid, now)
 }

@@ -15,16 +15,16 @@ import (
 // idpState is a state with configured identity providers.
 type idpState struct {
 	*state
-	idps map[string]*configv1.IdentityProvider
+	idps map[string]*store.IdentityProvider
 }
 
-func (s idpState) IdentityProvider(n string) (*configv1.IdentityProvider, bool) {
+func (s idpState) IdentityProvider(n string) (*store.IdentityProvider, bool) {
 	v, ok := s.idps[n]
 	return v, ok
 }
 
 func newIdPState() idpState {
-	s := idpState{state: newState(), idps: map[string]*configv1.IdentityProvider{"corp": {Name: "corp", TrustIdJag: true}}}
+	s := idpState{state: newState(), idps: map[string]*store.IdentityProvider{"corp": {Def: &configv1.IdentityProvider{Name: "corp", TrustIdJag: true}}}}
 	s.principals["alice"] = &configv1.Principal{Name: "alice", Uid: "uid-alice", Servers: []string{"*"}}
 	s.servers["plain"] = &store.Server{Def: &configv1.McpServer{Name: "plain", Url: "http://plain.invalid/mcp"}}
 	s.servers["docs"] = &store.Server{Def: &configv1.McpServer{Name: "docs", Url: "http://docs.invalid/mcp", AuthType: configv1.AuthType_AUTH_TYPE_OAUTH2,

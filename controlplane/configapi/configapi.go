@@ -510,6 +510,7 @@ func (s *Service) cascadePrincipal(ctx context.Context, name, uid string) {
 			s.log.WarnContext(ctx, "delete grant of a deleted principal", slog.String("server", c.GetServer()), slog.Any("err", err))
 		}
 	}
+	s.cascadeIdPSignIns(ctx, name)
 }
 
 // ---- API keys

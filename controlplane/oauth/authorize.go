@@ -206,7 +206,11 @@ func (s *Server) session(r *http.Request) (*session, bool) {
 	if err != nil || !s.now().Before(rec.GetExpireTime().AsTime()) {
 		return nil, false
 	}
-	if !s.keyValid(rec.GetKeyId(), rec.GetPrincipal()) {
+	if rec.GetIdp() != "" {
+		if !s.sourceUsable("", rec.GetIdp(), rec.GetPrincipal(), rec.GetPrincipalUid()) {
+			return nil, false
+		}
+	} else if !s.keyValid(rec.GetKeyId(), rec.GetPrincipal()) {
 		return nil, false
 	}
 	return &session{id: store.KeyID(sum), rec: rec}, true
@@ -216,13 +220,53 @@ func (s *Server) session(r *http.Request) (*session, bool) {
 // usable by principal.
 func (s *Server) keyValid(keyID, principal string) bool {
 	k, ok := s.st.Key(keyID)
-	return ok && s.sourceUsable(keyID, principal, k.GetPrincipalUid())
+	return ok && s.sourceUsable(keyID, "", principal, k.GetPrincipalUid())
 }
 
 type signinPage struct {
 	Request string
 	Next    string
 	Error   string
+	// ClientName names the application of a pending request.
+	ClientName string
+	// Providers are the configured identity providers.
+	Providers []signinProvider
+	// KeyForm shows the API-key form (off with signin.api_key: false).
+	KeyForm bool
+}
+
+type signinProvider struct {
+	DisplayName string
+	Href        string
+	// Down: its last discovery failed (within a minute).
+	Down bool
+}
+
+// fill completes a sign-in page: the client of the pending request (when
+// it opens), one button per identity provider, and the key form.
+func (s *Server) fill(page *signinPage) {
+	if a, err := s.openRequest(page.Request); err == nil {
+		page.ClientName = a.GetClientName()
+		if page.ClientName == "" {
+			page.ClientName = a.GetClientId()
+		}
+	}
+	page.KeyForm = !s.cfg.KeySigninOff
+	for _, idp := range s.st.IdentityProviders() {
+		q := url.Values{"idp": {idp.Def.GetName()}}
+		if page.Request != "" {
+			q.Set("request", page.Request)
+		}
+		if page.Next != "" {
+			q.Set("next", page.Next)
+		}
+		name := idp.Def.GetDisplayName()
+		if name == "" {
+			name = idp.Def.GetName()
+		}
+		page.Providers = append(page.Providers, signinProvider{DisplayName: name, Href: "oauth/idp/start?" + q.Encode(),
+			Down: s.idpDown(idp.Def.GetIssuer())})
+	}
 }
 
 // signin shows the sign-in form and signs a person in with an API key.
@@ -237,7 +281,9 @@ func (s *Server) signin(w http.ResponseWriter, r *http.Request) {
 			s.requestGone(w, r)
 			return
 		}
-		s.render(w, r, http.StatusOK, "signin.html", signinPage{Request: q.Get("request"), Next: nextPage(q.Get("next"))})
+		page := signinPage{Request: q.Get("request"), Next: nextPage(q.Get("next"))}
+		s.fill(&page)
+		s.render(w, r, http.StatusOK, "signin.html", page)
 		return
 	case http.MethodPost:
 	default:
@@ -256,22 +302,35 @@ func (s *Server) signin(w http.ResponseWriter, r *http.Request) {
 		s.requestGone(w, r)
 		return
 	}
+	if s.cfg.KeySigninOff {
+		s.fill(&page)
+		page.Error = "Signing in with an API key is switched off on this gateway. Sign in with your identity provider."
+		s.render(w, r, http.StatusForbidden, "signin.html", page)
+		return
+	}
 	key := strings.TrimSpace(r.PostForm.Get("key"))
 	k, ok := s.st.KeyByHash(store.HashKey(key))
 	if key == "" || !ok || !s.keyValid(k.GetKey().GetId(), k.GetKey().GetPrincipal()) {
+		s.fill(&page)
 		page.Error = "That key is not valid. Paste a current gateway API key."
 		s.render(w, r, http.StatusForbidden, "signin.html", page)
 		return
 	}
+	s.startSession(w, r, &storev1.OAuthSessionRecord{
+		Principal: k.GetKey().GetPrincipal(),
+		KeyId:     k.GetKey().GetId(),
+	}, page.Request, page.Next)
+}
+
+// startSession stores a browser session for rec (a key or IdP sign-in),
+// sets its cookie and continues to the consent page of the pending
+// request, or to the connections page.
+func (s *Server) startSession(w http.ResponseWriter, r *http.Request, rec *storev1.OAuthSessionRecord, request, _ string) {
 	value := random(32)
 	sum := store.HashKey(value)
-	rec := &storev1.OAuthSessionRecord{
-		Principal:  k.GetKey().GetPrincipal(),
-		KeyId:      k.GetKey().GetId(),
-		Csrf:       random(24),
-		ExpireTime: timestamppb.New(s.now().Add(s.cfg.SessionTTL)),
-		Sha256:     sum[:],
-	}
+	rec.Csrf = random(24)
+	rec.ExpireTime = timestamppb.New(s.now().Add(s.cfg.SessionTTL))
+	rec.Sha256 = sum[:]
 	if _, err := s.st.OAuthSessions().Create(r.Context(), sum, rec, s.cfg.SessionTTL); err != nil {
 		s.log.ErrorContext(r.Context(), "store session", "err", err)
 		s.errorPage(w, r, http.StatusServiceUnavailable, "Temporarily unavailable", "Signing in is temporarily unavailable. Try again in a moment.")
@@ -289,8 +348,8 @@ func (s *Server) signin(w http.ResponseWriter, r *http.Request) {
 	})
 	s.log.InfoContext(r.Context(), "signed in", "principal", rec.Principal)
 	to := pub + "/connections"
-	if page.Request != "" {
-		to = pub + "/consent?request=" + url.QueryEscape(page.Request)
+	if request != "" {
+		to = pub + "/consent?request=" + url.QueryEscape(request)
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, to, http.StatusSeeOther)
@@ -528,8 +587,12 @@ func (s *Server) approve(w http.ResponseWriter, r *http.Request, sess *session, 
 	s.confirmClient(r.Context(), auth.GetClientId())
 	// The source of the tokens: the key the session signed in with, bound
 	// to its principal's uid (session checked it just now).
+	// An IdP sign-in's source is the provider, bound to the uid the
+	// session recorded.
 	auth.KeyId = sess.rec.GetKeyId()
-	if k, ok := s.st.Key(auth.KeyId); ok {
+	if idp := sess.rec.GetIdp(); idp != "" {
+		auth.KeyId, auth.Idp, auth.PrincipalUid = "", idp, sess.rec.GetPrincipalUid()
+	} else if k, ok := s.st.Key(auth.KeyId); ok {
 		auth.PrincipalUid = k.GetPrincipalUid()
 	}
 	srv, ok := s.st.Server(auth.GetServer())

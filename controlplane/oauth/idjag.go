@@ -16,7 +16,6 @@ import (
 	configv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1"
 	storev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/store/v1"
 	"github.com/mcpgate/mcpgate/api/wire"
-	"github.com/mcpgate/mcpgate/controlplane/authorize"
 	"github.com/mcpgate/mcpgate/controlplane/store"
 	"github.com/mcpgate/mcpgate/ops/audit"
 )
@@ -91,7 +90,7 @@ func (s *Server) jwtBearer(r *http.Request, c *client, form url.Values) (*tokenR
 	if len(raw) > maxAssertionBytes {
 		return nil, errIDJAGMalformed
 	}
-	in := idjagInput{raw: raw, base: issuer(r), clientID: c.id, now: s.now(), idps: s.st.IdentityProviders(),
+	in := idjagInput{raw: raw, base: issuer(r), clientID: c.id, now: s.now(), idps: idpDefs(s.st.IdentityProviders()),
 		key: func(iss, kid string) (*jose.JSONWebKey, error) { return s.keys.key(ctx, iss, kid) }}
 	cl, idp, server, terr := checkIDJAG(in)
 	if terr != nil {
@@ -241,7 +240,7 @@ func checkIDJAG(in idjagInput) (*idjagClaims, *configv1.IdentityProvider, string
 // idp.allowed_domains is set the email's domain must be one of them; an
 // unknown person is created (kind user, no own servers) only when
 // idp.create_principals is set. A claim value that is not a valid
-// principal name (an email address is not) is mapped by principalName.
+// principal name (an email address is not) is mapped by PrincipalName.
 func (s *Server) assertedPrincipal(ctx context.Context, idp *configv1.IdentityProvider, cl *idjagClaims) (*configv1.Principal, *tokenError) {
 	claim := idp.GetPrincipalClaim()
 	if claim == "" {
@@ -295,34 +294,11 @@ func (s *Server) assertedPrincipal(ctx context.Context, idp *configv1.IdentityPr
 	return nil, errTokenUnavailable
 }
 
-// PrincipalName maps an identity claim to a principal name: a value that
-// already is a valid name is kept; an email address local@domain becomes
-// local_domain with every character outside [A-Za-z0-9_-] replaced by '-'
-// (alice@example.com → alice_example-com), lower-cased. Anything else, or
-// a result longer than a name may be, is refused.
-func PrincipalName(v string) (string, bool) {
-	if wire.ValidServerName(v) {
-		return v, true
+// idpDefs are the public definitions of the configured providers.
+func idpDefs(idps []*store.IdentityProvider) []*configv1.IdentityProvider {
+	out := make([]*configv1.IdentityProvider, len(idps))
+	for i, p := range idps {
+		out[i] = p.Def
 	}
-	local, domain, ok := strings.Cut(v, "@")
-	if !ok || local == "" || domain == "" || strings.Contains(domain, "@") {
-		return "", false
-	}
-	var b strings.Builder
-	for _, r := range strings.ToLower(local) + "_" + strings.ToLower(domain) {
-		switch {
-		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '_', r == '-':
-			b.WriteRune(r)
-		default:
-			b.WriteByte('-')
-		}
-	}
-	n := b.String()
-	return n, wire.ValidServerName(n)
-}
-
-// idpSourceUsable reports whether an IdP-sourced family may still be used
-// (see authorize.TokenSourceUsable).
-func (s *Server) tokenSourceUsable(keyID, idp, principal, uid string) bool {
-	return authorize.TokenSourceUsable(s.st, keyID, idp, principal, uid, s.now())
+	return out
 }

@@ -45,7 +45,7 @@ func newIDJAGEnv(t *testing.T) *idjagEnv {
 
 func (e *idjagEnv) putIdP(p *configv1.IdentityProvider) {
 	e.t.Helper()
-	rev, err := e.st.PutIdentityProvider(e.t.Context(), p, 0)
+	rev, err := e.st.PutIdentityProvider(e.t.Context(), p, "", 0)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -214,9 +214,14 @@ type Config struct {
 	// Audit records the ID-JAG grants (who, which identity provider,
 	// which grant type); nil discards.
 	Audit *audit.Logger
-	// IdPClient fetches identity providers' discovery documents and key
-	// sets (ID-JAG signatures); HTTPClient when nil.
+	// IdPClient calls identity providers: discovery documents, key sets
+	// (ID-JAG and ID-token signatures), token and userinfo endpoints;
+	// HTTPClient when nil.
 	IdPClient *http.Client
+	// KeySigninOff hides the API-key form of the sign-in page and refuses
+	// key sign-ins (signin.api_key: false): people sign in only with a
+	// configured identity provider.
+	KeySigninOff bool
 }
 
 // Server is the authorization server. It is an http.Handler for the paths
@@ -230,7 +235,8 @@ type Server struct {
 	regLimit    *rate.Limiter // /register, all addresses
 	lookupLimit *addrLimiter  // /token, /revoke, /consent, /oauth/callback, /connections
 	authzLimit  *addrLimiter  // /authorize
-	signinLimit *addrLimiter  // /signin
+	signinLimit *addrLimiter  // /signin, /oauth/idp/start, /oauth/idp/callback
+	idps        providers     // discovered identity providers
 	mux         *http.ServeMux
 	keys        *keySets // identity providers' JWKS, by issuer
 }
@@ -267,6 +273,9 @@ func New(st *store.Store, cfg Config, log *slog.Logger) *Server {
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: 15 * time.Second}
 	}
+	if cfg.IdPClient == nil {
+		cfg.IdPClient = cfg.HTTPClient
+	}
 	if cfg.CIMDClient == nil {
 		cfg.CIMDClient = safeClient()
 	}
@@ -276,9 +285,6 @@ func New(st *store.Store, cfg Config, log *slog.Logger) *Server {
 	s := &Server{st: st, cfg: cfg, log: log, grants: cfg.Grants}
 	if s.grants == nil {
 		s.grants = storeGrants{st: st, now: cfg.Now}
-	}
-	if cfg.IdPClient == nil {
-		cfg.IdPClient = cfg.HTTPClient
 	}
 	s.keys = newKeySets(cfg.IdPClient, cfg.Now)
 	s.limit = newAddrLimiter(cfg.RegisterPerMinute, cfg.Now)
@@ -294,6 +300,8 @@ func New(st *store.Store, cfg Config, log *slog.Logger) *Server {
 	mux.HandleFunc("/signin", s.signin)
 	mux.HandleFunc("/consent", s.consent)
 	mux.HandleFunc("/oauth/callback", s.callback)
+	mux.HandleFunc(idpStartPath, s.idpStart)
+	mux.HandleFunc(IdPCallbackPath, s.idpCallback)
 	mux.HandleFunc("/token", s.token)
 	mux.HandleFunc("/revoke", s.revoke)
 	mux.HandleFunc("/connections", s.connections)

@@ -229,11 +229,11 @@ func (s *Server) principalUID(name string) string {
 	return p.GetUid()
 }
 
-// sourceUsable reports whether the API key an authorization or token
-// family was obtained with is still usable by its principal (see
-// authorize.SourceUsable).
-func (s *Server) sourceUsable(keyID, principal, uid string) bool {
-	return authorize.SourceUsable(s.st, keyID, principal, uid, s.now())
+// sourceUsable reports whether the source an authorization, token family
+// or session was obtained with (an API key or an identity provider) is
+// still usable by its principal (see authorize.TokenSourceUsable).
+func (s *Server) sourceUsable(keyID, idp, principal, uid string) bool {
+	return authorize.TokenSourceUsable(s.st, keyID, idp, principal, uid, s.now())
 }
 
 func (s *Server) exchangeCode(ctx context.Context, c *client, form url.Values) (*tokenResponse, *tokenError) {
@@ -257,7 +257,7 @@ func (s *Server) exchangeCode(ctx context.Context, c *client, form url.Values) (
 	if !ok {
 		return nil, errBadCode
 	}
-	if rec.GetAudience() == "" || !s.sourceUsable(auth.GetKeyId(), auth.GetPrincipal(), auth.GetPrincipalUid()) {
+	if rec.GetAudience() == "" || !s.sourceUsable(auth.GetKeyId(), auth.GetIdp(), auth.GetPrincipal(), auth.GetPrincipalUid()) {
 		// The key the person signed in with was revoked (or its principal
 		// deleted) since: nothing derives from it any more.
 		return nil, errBadCode
@@ -274,6 +274,7 @@ func (s *Server) exchangeCode(ctx context.Context, c *client, form url.Values) (
 		Scopes:       auth.GetScopes(),
 		ExpireTime:   timestamppb.New(s.now().Add(s.cfg.RefreshTokenTTL)),
 		KeyId:        auth.GetKeyId(),
+		Idp:          auth.GetIdp(),
 		PrincipalUid: auth.GetPrincipalUid(),
 		Audience:     rec.GetAudience(),
 	}
@@ -332,9 +333,9 @@ func (s *Server) issueTokens(ctx context.Context, c *client, famID string, fam *
 		ExpireTime:   timestamppb.New(exp),
 		Family:       famID,
 		KeyId:        fam.GetKeyId(),
+		Idp:          fam.GetIdp(),
 		PrincipalUid: fam.GetPrincipalUid(),
 		Audience:     fam.GetAudience(),
-		Idp:          fam.GetIdp(),
 	})
 	if err != nil {
 		s.log.ErrorContext(ctx, "store access token", "err", err)
@@ -416,12 +417,22 @@ func (s *Server) refresh(ctx context.Context, c *client, form url.Values) (*toke
 	if !s.now().Before(fam.GetExpireTime().AsTime()) {
 		return nil, errBadRefresh
 	}
-	if fam.GetAudience() == "" || !s.tokenSourceUsable(fam.GetKeyId(), fam.GetIdp(), fam.GetPrincipal(), fam.GetPrincipalUid()) {
+	if fam.GetAudience() == "" || !s.sourceUsable(fam.GetKeyId(), fam.GetIdp(), fam.GetPrincipal(), fam.GetPrincipalUid()) {
 		// The key the family was obtained with was revoked, or its
 		// principal deleted: the family is dead for good.
 		s.log.InfoContext(ctx, "refresh of a family whose source is revoked; revoking the family", "client_id", c.id, "principal", fam.GetPrincipal())
 		s.revokeFamily(ctx, rrec.GetFamily())
 		return nil, errBadRefresh
+	}
+	if fam.GetIdp() != "" {
+		// Signed in with an identity provider: ask it again, so groups
+		// the person lost there are lost here too.
+		if terr := s.reassert(ctx, fam.GetPrincipal(), fam.GetPrincipalUid(), fam.GetIdp()); terr != nil {
+			if terr == errBadRefresh {
+				s.revokeFamily(ctx, rrec.GetFamily())
+			}
+			return nil, terr
+		}
 	}
 	if _, ok := s.st.Server(fam.GetServer()); !ok {
 		return nil, errBadRefresh

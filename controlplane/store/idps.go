@@ -4,19 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"time"
 
 	"google.golang.org/protobuf/proto"
 
-	configv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1"
 	storev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/store/v1"
 )
 
 // Kinds of the identity-provider records.
 const (
 	// KindIdentityProvider holds the configured identity providers
-	// (cached), by name.
+	// (cached), by name, as IdentityProviderRecords (see idp.go).
 	KindIdentityProvider = "identityproviders"
 	// KindUsedAssertion marks redeemed identity assertions (ID-JAG jti),
 	// on leases ending with the assertion.
@@ -28,41 +26,6 @@ const (
 	// sealed, on leases ending with the token.
 	KindExchangedToken = "exchangedtokens"
 )
-
-func decodeIdentityProvider(_ string, value []byte, rev int64) (any, error) {
-	var p configv1.IdentityProvider
-	if err := proto.Unmarshal(value, &p); err != nil {
-		return nil, fmt.Errorf("decode identity provider: %w", err)
-	}
-	p.Revision = rev
-	return &p, nil
-}
-
-// IdentityProvider returns the cached identity provider called name.
-func (s *Store) IdentityProvider(name string) (*configv1.IdentityProvider, bool) {
-	return cached[*configv1.IdentityProvider](s.cache, KindIdentityProvider, name)
-}
-
-// IdentityProviders returns every cached identity provider, sorted by name.
-func (s *Store) IdentityProviders() []*configv1.IdentityProvider {
-	out := cachedList[*configv1.IdentityProvider](s.cache, KindIdentityProvider)
-	sort.Slice(out, func(i, j int) bool { return out[i].GetName() < out[j].GetName() })
-	return out
-}
-
-// PutIdentityProvider stores p (without its client secret, which this
-// accessor does not keep) iff the stored revision equals expected (0 =
-// create, -1 = unconditional). It is the minimal writer the ID-JAG grant's
-// tests use until the identity-provider admin API lands.
-func (s *Store) PutIdentityProvider(ctx context.Context, p *configv1.IdentityProvider, expected int64) (int64, error) {
-	p = proto.CloneOf(p)
-	p.Revision, p.ClientSecretSet = 0, false
-	b, err := proto.Marshal(p)
-	if err != nil {
-		return 0, fmt.Errorf("marshal identity provider: %w", err)
-	}
-	return s.put(ctx, key(KindIdentityProvider, p.GetName()), b, expected)
-}
 
 // UsedAssertions mark redeemed identity assertions, by the SHA-256 of
 // AssertionID(issuer, jti).
@@ -143,9 +106,3 @@ func (s *Store) IdPToken(ctx context.Context, principal string) (*storev1.IdPTok
 
 // ErrExpired: a token to keep has already expired.
 var ErrExpired = errors.New("already expired")
-
-// DeleteIdentityProvider deletes the provider called name iff its revision
-// equals expected (0 = any).
-func (s *Store) DeleteIdentityProvider(ctx context.Context, name string, expected int64) (int64, error) {
-	return s.del(ctx, key(KindIdentityProvider, name), expected)
-}

@@ -87,7 +87,7 @@ func New(cli *clientv3.Client, sealer Sealer, log *slog.Logger, opts ...Option) 
 		KindGrant:            s.decodeGrant,
 		KindSessionKey:       s.decodeSessionKey,
 		KindAccessToken:      decodeAccessToken,
-		KindIdentityProvider: decodeIdentityProvider,
+		KindIdentityProvider: s.decodeIdentityProvider,
 	}, log)
 	return s
 }

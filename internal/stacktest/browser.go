@@ -22,6 +22,13 @@ import (
 type Browser struct {
 	Key  string
 	User string
+	// IdP, when set, is the display name of the identity provider to sign
+	// in with ("Sign in with <IdP>" on the gateway's sign-in page) instead
+	// of pasting Key; IdPUser and IdPPassword fill in the provider's login
+	// form (internal/oidcdemo's: username and password).
+	IdP         string
+	IdPUser     string
+	IdPPassword string
 	// Pages holds every HTML page shown, in order.
 	Pages  []Page
 	client *http.Client
@@ -62,6 +69,8 @@ func (b *Browser) Fetcher(redirectURI string) auth.AuthorizationCodeFetcher {
 var (
 	formRE   = regexp.MustCompile(`(?is)<form[^>]*method="post"[^>]*action="([^"]*)"[^>]*>(.*?)</form>`)
 	hiddenRE = regexp.MustCompile(`(?i)<input type="hidden" name="([^"]+)" value="([^"]*)"`)
+	// idpLinkRE is a provider button of the gateway's sign-in page.
+	idpLinkRE = regexp.MustCompile(`<a class="idp" href="([^"]*)">Sign in with ([^<]*)</a>`)
 )
 
 // Authorize opens authURL and walks the flow until a redirect to a URL
@@ -102,6 +111,25 @@ func (b *Browser) Authorize(ctx context.Context, authURL, redirectURI string) (*
 			return nil, fmt.Errorf("%s %s: status %d: %s", method, target, resp.StatusCode, page)
 		}
 		b.Pages = append(b.Pages, Page{URL: target, Body: string(page)})
+		if b.IdP != "" {
+			if l := idpLinkRE.FindAllStringSubmatch(string(page), -1); l != nil {
+				found := false
+				for _, m := range l {
+					if html.UnescapeString(m[2]) == b.IdP {
+						to, err := base.Parse(html.UnescapeString(m[1]))
+						if err != nil {
+							return nil, err
+						}
+						method, target, form, found = http.MethodGet, to.String(), nil, true
+						break
+					}
+				}
+				if found {
+					continue
+				}
+				return nil, fmt.Errorf("%s: no \"Sign in with %s\" button", target, b.IdP)
+			}
+		}
 		m := formRE.FindStringSubmatch(string(page))
 		if m == nil {
 			return nil, fmt.Errorf("%s: no form on page: %s", target, page)
@@ -115,6 +143,9 @@ func (b *Browser) Authorize(ctx context.Context, authURL, redirectURI string) (*
 			form.Set(h[1], html.UnescapeString(h[2]))
 		}
 		switch inner := m[2]; {
+		case strings.Contains(inner, `name="username"`):
+			form.Set("username", b.IdPUser)
+			form.Set("password", b.IdPPassword)
 		case strings.Contains(inner, `name="key"`):
 			form.Set("key", b.Key)
 		case strings.Contains(inner, `name="user"`):

@@ -54,7 +54,7 @@ func TestGoSDK_IDJAG(t *testing.T) {
 	s := stacktest.Start(t)
 	s.AddUser("alice", stacktest.EchoRoute)
 	idp := idjagtest.Start(t)
-	rev, err := s.Store.PutIdentityProvider(t.Context(), &configv1.IdentityProvider{Name: "corp", Issuer: idp.Issuer, TrustIdJag: true, PrincipalClaim: "sub"}, 0)
+	rev, err := s.Store.PutIdentityProvider(t.Context(), &configv1.IdentityProvider{Name: "corp", Issuer: idp.Issuer, TrustIdJag: true, PrincipalClaim: "sub"}, "", 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,8 @@ type Clients struct {
 	Principals configv1connect.PrincipalServiceClient
 	Groups     configv1connect.GroupServiceClient
 	Keys       configv1connect.KeyServiceClient
+	// IdentityProviders is needed only for files with identity_providers.
+	IdentityProviders configv1connect.IdentityProviderServiceClient
 }
 
 // Outcome tells what Apply did to one object.
@@ -72,6 +74,13 @@ func Apply(ctx context.Context, c Clients, f *File, now time.Time) ([]Result, er
 			return out, fmt.Errorf("group %q: %w", g.GetName(), err)
 		}
 		out = append(out, Result{Kind: "group", Name: g.GetName(), Outcome: o})
+	}
+	for _, p := range f.IdentityProviders {
+		o, err := applyIdP(ctx, c.IdentityProviders, p)
+		if err != nil {
+			return out, fmt.Errorf("identity provider %q: %w", p.GetName(), err)
+		}
+		out = append(out, Result{Kind: "identity_provider", Name: p.GetName(), Outcome: o})
 	}
 	for _, p := range f.Principals {
 		o, err := applyPrincipal(ctx, c.Principals, p)

@@ -36,6 +36,12 @@ type File struct {
 	Groups     []*configv1.Group
 	Principals []*configv1.Principal
 	Keys       []Key
+	// IdentityProviders are the OpenID providers people sign in with.
+	IdentityProviders []*configv1.IdentityProvider
+	// SigninAPIKey is signin.api_key when the file sets it: whether people
+	// may sign in with a gateway API key (a control-plane setting that
+	// `mcpgate dev` applies; apply does not).
+	SigninAPIKey *bool
 }
 
 // Key is an API key the file asks for.
@@ -57,6 +63,9 @@ type fileYAML struct {
 	Groups     map[string]groupYAML  `yaml:"groups"`
 	Principals []principalYAML       `yaml:"principals"`
 	Keys       []keyYAML             `yaml:"keys"`
+	// IdentityProviders is identity_providers:.
+	IdentityProviders []identityProviderYAML `yaml:"identity_providers"`
+	Signin            signinYAML             `yaml:"signin"`
 }
 
 type serverYAML struct {
@@ -349,7 +358,12 @@ func resolveEnv(n *yaml.Node, lookupEnv func(string) (string, bool)) error {
 }
 
 func convert(y *fileYAML) (*File, error) {
-	f := &File{PublicURL: y.PublicURL}
+	f := &File{PublicURL: y.PublicURL, SigninAPIKey: y.Signin.APIKey}
+	idps, err := convertIdPs(y.IdentityProviders)
+	if err != nil {
+		return nil, err
+	}
+	f.IdentityProviders = idps
 	for name, s := range y.MCPServers {
 		tr := configv1.Transport(s.Transport)
 		if tr == configv1.Transport_TRANSPORT_UNSPECIFIED {

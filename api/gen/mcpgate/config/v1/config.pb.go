@@ -811,8 +811,10 @@ type IdentityProvider struct {
 	// Output only: a client secret is stored.
 	ClientSecretSet bool  `protobuf:"varint,11,opt,name=client_secret_set,json=clientSecretSet,proto3" json:"client_secret_set,omitempty"`
 	Revision        int64 `protobuf:"varint,12,opt,name=revision,proto3" json:"revision,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Write only: the client secret (PutIdentityProvider); never returned.
+	ClientSecret  string `protobuf:"bytes,13,opt,name=client_secret,json=clientSecret,proto3" json:"client_secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *IdentityProvider) Reset() {
@@ -927,6 +929,13 @@ func (x *IdentityProvider) GetRevision() int64 {
 		return x.Revision
 	}
 	return 0
+}
+
+func (x *IdentityProvider) GetClientSecret() string {
+	if x != nil {
+		return x.ClientSecret
+	}
+	return ""
 }
 
 // ApiKey describes a gateway API key. The key itself is shown once, at
@@ -2579,6 +2588,367 @@ func (x *RevokeKeyResponse) GetApiKey() *ApiKey {
 	return nil
 }
 
+type ListIdentityProvidersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListIdentityProvidersRequest) Reset() {
+	*x = ListIdentityProvidersRequest{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListIdentityProvidersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListIdentityProvidersRequest) ProtoMessage() {}
+
+func (x *ListIdentityProvidersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListIdentityProvidersRequest.ProtoReflect.Descriptor instead.
+func (*ListIdentityProvidersRequest) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{38}
+}
+
+type ListIdentityProvidersResponse struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	IdentityProviders []*IdentityProvider    `protobuf:"bytes,1,rep,name=identity_providers,json=identityProviders,proto3" json:"identity_providers,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *ListIdentityProvidersResponse) Reset() {
+	*x = ListIdentityProvidersResponse{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListIdentityProvidersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListIdentityProvidersResponse) ProtoMessage() {}
+
+func (x *ListIdentityProvidersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListIdentityProvidersResponse.ProtoReflect.Descriptor instead.
+func (*ListIdentityProvidersResponse) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *ListIdentityProvidersResponse) GetIdentityProviders() []*IdentityProvider {
+	if x != nil {
+		return x.IdentityProviders
+	}
+	return nil
+}
+
+type GetIdentityProviderRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetIdentityProviderRequest) Reset() {
+	*x = GetIdentityProviderRequest{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetIdentityProviderRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetIdentityProviderRequest) ProtoMessage() {}
+
+func (x *GetIdentityProviderRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetIdentityProviderRequest.ProtoReflect.Descriptor instead.
+func (*GetIdentityProviderRequest) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *GetIdentityProviderRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type GetIdentityProviderResponse struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	IdentityProvider *IdentityProvider      `protobuf:"bytes,1,opt,name=identity_provider,json=identityProvider,proto3" json:"identity_provider,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *GetIdentityProviderResponse) Reset() {
+	*x = GetIdentityProviderResponse{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetIdentityProviderResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetIdentityProviderResponse) ProtoMessage() {}
+
+func (x *GetIdentityProviderResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetIdentityProviderResponse.ProtoReflect.Descriptor instead.
+func (*GetIdentityProviderResponse) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *GetIdentityProviderResponse) GetIdentityProvider() *IdentityProvider {
+	if x != nil {
+		return x.IdentityProvider
+	}
+	return nil
+}
+
+type PutIdentityProviderRequest struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	IdentityProvider *IdentityProvider      `protobuf:"bytes,1,opt,name=identity_provider,json=identityProvider,proto3" json:"identity_provider,omitempty"`
+	// 0 creates; otherwise the revision last read (compare-and-swap).
+	ExpectedRevision int64 `protobuf:"varint,2,opt,name=expected_revision,json=expectedRevision,proto3" json:"expected_revision,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *PutIdentityProviderRequest) Reset() {
+	*x = PutIdentityProviderRequest{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutIdentityProviderRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutIdentityProviderRequest) ProtoMessage() {}
+
+func (x *PutIdentityProviderRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutIdentityProviderRequest.ProtoReflect.Descriptor instead.
+func (*PutIdentityProviderRequest) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *PutIdentityProviderRequest) GetIdentityProvider() *IdentityProvider {
+	if x != nil {
+		return x.IdentityProvider
+	}
+	return nil
+}
+
+func (x *PutIdentityProviderRequest) GetExpectedRevision() int64 {
+	if x != nil {
+		return x.ExpectedRevision
+	}
+	return 0
+}
+
+type PutIdentityProviderResponse struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	IdentityProvider *IdentityProvider      `protobuf:"bytes,1,opt,name=identity_provider,json=identityProvider,proto3" json:"identity_provider,omitempty"`
+	Changed          bool                   `protobuf:"varint,2,opt,name=changed,proto3" json:"changed,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *PutIdentityProviderResponse) Reset() {
+	*x = PutIdentityProviderResponse{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutIdentityProviderResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutIdentityProviderResponse) ProtoMessage() {}
+
+func (x *PutIdentityProviderResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutIdentityProviderResponse.ProtoReflect.Descriptor instead.
+func (*PutIdentityProviderResponse) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *PutIdentityProviderResponse) GetIdentityProvider() *IdentityProvider {
+	if x != nil {
+		return x.IdentityProvider
+	}
+	return nil
+}
+
+func (x *PutIdentityProviderResponse) GetChanged() bool {
+	if x != nil {
+		return x.Changed
+	}
+	return false
+}
+
+type DeleteIdentityProviderRequest struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Name             string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	ExpectedRevision int64                  `protobuf:"varint,2,opt,name=expected_revision,json=expectedRevision,proto3" json:"expected_revision,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *DeleteIdentityProviderRequest) Reset() {
+	*x = DeleteIdentityProviderRequest{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteIdentityProviderRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteIdentityProviderRequest) ProtoMessage() {}
+
+func (x *DeleteIdentityProviderRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteIdentityProviderRequest.ProtoReflect.Descriptor instead.
+func (*DeleteIdentityProviderRequest) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *DeleteIdentityProviderRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *DeleteIdentityProviderRequest) GetExpectedRevision() int64 {
+	if x != nil {
+		return x.ExpectedRevision
+	}
+	return 0
+}
+
+type DeleteIdentityProviderResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteIdentityProviderResponse) Reset() {
+	*x = DeleteIdentityProviderResponse{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteIdentityProviderResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteIdentityProviderResponse) ProtoMessage() {}
+
+func (x *DeleteIdentityProviderResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteIdentityProviderResponse.ProtoReflect.Descriptor instead.
+func (*DeleteIdentityProviderResponse) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{45}
+}
+
 var File_mcpgate_config_v1_config_proto protoreflect.FileDescriptor
 
 const file_mcpgate_config_v1_config_proto_rawDesc = "" +
@@ -2632,7 +3002,7 @@ const file_mcpgate_config_v1_config_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aservers\x18\x02 \x03(\tR\aservers\x12 \n" +
 	"\vdescription\x18\x03 \x01(\tR\vdescription\x12\x1a\n" +
-	"\brevision\x18\x04 \x01(\x03R\brevision\"\xa2\x03\n" +
+	"\brevision\x18\x04 \x01(\x03R\brevision\"\xc7\x03\n" +
 	"\x10IdentityProvider\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12\x16\n" +
@@ -2647,7 +3017,8 @@ const file_mcpgate_config_v1_config_proto_rawDesc = "" +
 	" \x01(\bR\n" +
 	"trustIdJag\x12*\n" +
 	"\x11client_secret_set\x18\v \x01(\bR\x0fclientSecretSet\x12\x1a\n" +
-	"\brevision\x18\f \x01(\x03R\brevision\"\xde\x02\n" +
+	"\brevision\x18\f \x01(\x03R\brevision\x12#\n" +
+	"\rclient_secret\x18\r \x01(\tR\fclientSecret\"\xde\x02\n" +
 	"\x06ApiKey\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1c\n" +
@@ -2742,7 +3113,24 @@ const file_mcpgate_config_v1_config_proto_rawDesc = "" +
 	"\x10RevokeKeyRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"G\n" +
 	"\x11RevokeKeyResponse\x122\n" +
-	"\aapi_key\x18\x01 \x01(\v2\x19.mcpgate.config.v1.ApiKeyR\x06apiKey*M\n" +
+	"\aapi_key\x18\x01 \x01(\v2\x19.mcpgate.config.v1.ApiKeyR\x06apiKey\"\x1e\n" +
+	"\x1cListIdentityProvidersRequest\"s\n" +
+	"\x1dListIdentityProvidersResponse\x12R\n" +
+	"\x12identity_providers\x18\x01 \x03(\v2#.mcpgate.config.v1.IdentityProviderR\x11identityProviders\"0\n" +
+	"\x1aGetIdentityProviderRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"o\n" +
+	"\x1bGetIdentityProviderResponse\x12P\n" +
+	"\x11identity_provider\x18\x01 \x01(\v2#.mcpgate.config.v1.IdentityProviderR\x10identityProvider\"\x9b\x01\n" +
+	"\x1aPutIdentityProviderRequest\x12P\n" +
+	"\x11identity_provider\x18\x01 \x01(\v2#.mcpgate.config.v1.IdentityProviderR\x10identityProvider\x12+\n" +
+	"\x11expected_revision\x18\x02 \x01(\x03R\x10expectedRevision\"\x89\x01\n" +
+	"\x1bPutIdentityProviderResponse\x12P\n" +
+	"\x11identity_provider\x18\x01 \x01(\v2#.mcpgate.config.v1.IdentityProviderR\x10identityProvider\x12\x18\n" +
+	"\achanged\x18\x02 \x01(\bR\achanged\"`\n" +
+	"\x1dDeleteIdentityProviderRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12+\n" +
+	"\x11expected_revision\x18\x02 \x01(\x03R\x10expectedRevision\" \n" +
+	"\x1eDeleteIdentityProviderResponse*M\n" +
 	"\tTransport\x12\x19\n" +
 	"\x15TRANSPORT_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eTRANSPORT_HTTP\x10\x01\x12\x11\n" +
@@ -2792,7 +3180,12 @@ const file_mcpgate_config_v1_config_proto_rawDesc = "" +
 	"KeyService\x12X\n" +
 	"\bListKeys\x12\".mcpgate.config.v1.ListKeysRequest\x1a#.mcpgate.config.v1.ListKeysResponse\"\x03\x90\x02\x01\x12V\n" +
 	"\tCreateKey\x12#.mcpgate.config.v1.CreateKeyRequest\x1a$.mcpgate.config.v1.CreateKeyResponse\x12V\n" +
-	"\tRevokeKey\x12#.mcpgate.config.v1.RevokeKeyRequest\x1a$.mcpgate.config.v1.RevokeKeyResponseB\xc9\x01\n" +
+	"\tRevokeKey\x12#.mcpgate.config.v1.RevokeKeyRequest\x1a$.mcpgate.config.v1.RevokeKeyResponse2\x8a\x04\n" +
+	"\x17IdentityProviderService\x12\x7f\n" +
+	"\x15ListIdentityProviders\x12/.mcpgate.config.v1.ListIdentityProvidersRequest\x1a0.mcpgate.config.v1.ListIdentityProvidersResponse\"\x03\x90\x02\x01\x12y\n" +
+	"\x13GetIdentityProvider\x12-.mcpgate.config.v1.GetIdentityProviderRequest\x1a..mcpgate.config.v1.GetIdentityProviderResponse\"\x03\x90\x02\x01\x12t\n" +
+	"\x13PutIdentityProvider\x12-.mcpgate.config.v1.PutIdentityProviderRequest\x1a..mcpgate.config.v1.PutIdentityProviderResponse\x12}\n" +
+	"\x16DeleteIdentityProvider\x120.mcpgate.config.v1.DeleteIdentityProviderRequest\x1a1.mcpgate.config.v1.DeleteIdentityProviderResponseB\xc9\x01\n" +
 	"\x15com.mcpgate.config.v1B\vConfigProtoP\x01Z=github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1;configv1\xa2\x02\x03MCX\xaa\x02\x11Mcpgate.Config.V1\xca\x02\x11Mcpgate\\Config\\V1\xe2\x02\x1dMcpgate\\Config\\V1\\GPBMetadata\xea\x02\x13Mcpgate::Config::V1b\x06proto3"
 
 var (
@@ -2808,66 +3201,74 @@ func file_mcpgate_config_v1_config_proto_rawDescGZIP() []byte {
 }
 
 var file_mcpgate_config_v1_config_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_mcpgate_config_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_mcpgate_config_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_mcpgate_config_v1_config_proto_goTypes = []any{
-	(Transport)(0),                  // 0: mcpgate.config.v1.Transport
-	(AuthType)(0),                   // 1: mcpgate.config.v1.AuthType
-	(OAuth2Flow)(0),                 // 2: mcpgate.config.v1.OAuth2Flow
-	(PrincipalKind)(0),              // 3: mcpgate.config.v1.PrincipalKind
-	(Role)(0),                       // 4: mcpgate.config.v1.Role
-	(*McpServer)(nil),               // 5: mcpgate.config.v1.McpServer
-	(*Principal)(nil),               // 6: mcpgate.config.v1.Principal
-	(*GroupAssertion)(nil),          // 7: mcpgate.config.v1.GroupAssertion
-	(*Group)(nil),                   // 8: mcpgate.config.v1.Group
-	(*IdentityProvider)(nil),        // 9: mcpgate.config.v1.IdentityProvider
-	(*ApiKey)(nil),                  // 10: mcpgate.config.v1.ApiKey
-	(*ListServersRequest)(nil),      // 11: mcpgate.config.v1.ListServersRequest
-	(*ListServersResponse)(nil),     // 12: mcpgate.config.v1.ListServersResponse
-	(*GetServerRequest)(nil),        // 13: mcpgate.config.v1.GetServerRequest
-	(*GetServerResponse)(nil),       // 14: mcpgate.config.v1.GetServerResponse
-	(*PutServerRequest)(nil),        // 15: mcpgate.config.v1.PutServerRequest
-	(*PutServerResponse)(nil),       // 16: mcpgate.config.v1.PutServerResponse
-	(*DeleteServerRequest)(nil),     // 17: mcpgate.config.v1.DeleteServerRequest
-	(*DeleteServerResponse)(nil),    // 18: mcpgate.config.v1.DeleteServerResponse
-	(*ListPrincipalsRequest)(nil),   // 19: mcpgate.config.v1.ListPrincipalsRequest
-	(*ListPrincipalsResponse)(nil),  // 20: mcpgate.config.v1.ListPrincipalsResponse
-	(*GetPrincipalRequest)(nil),     // 21: mcpgate.config.v1.GetPrincipalRequest
-	(*GetPrincipalResponse)(nil),    // 22: mcpgate.config.v1.GetPrincipalResponse
-	(*EffectiveServer)(nil),         // 23: mcpgate.config.v1.EffectiveServer
-	(*GrantSource)(nil),             // 24: mcpgate.config.v1.GrantSource
-	(*PutPrincipalRequest)(nil),     // 25: mcpgate.config.v1.PutPrincipalRequest
-	(*PutPrincipalResponse)(nil),    // 26: mcpgate.config.v1.PutPrincipalResponse
-	(*DeletePrincipalRequest)(nil),  // 27: mcpgate.config.v1.DeletePrincipalRequest
-	(*DeletePrincipalResponse)(nil), // 28: mcpgate.config.v1.DeletePrincipalResponse
-	(*ListGroupsRequest)(nil),       // 29: mcpgate.config.v1.ListGroupsRequest
-	(*ListGroupsResponse)(nil),      // 30: mcpgate.config.v1.ListGroupsResponse
-	(*GetGroupRequest)(nil),         // 31: mcpgate.config.v1.GetGroupRequest
-	(*GetGroupResponse)(nil),        // 32: mcpgate.config.v1.GetGroupResponse
-	(*PutGroupRequest)(nil),         // 33: mcpgate.config.v1.PutGroupRequest
-	(*PutGroupResponse)(nil),        // 34: mcpgate.config.v1.PutGroupResponse
-	(*DeleteGroupRequest)(nil),      // 35: mcpgate.config.v1.DeleteGroupRequest
-	(*DeleteGroupResponse)(nil),     // 36: mcpgate.config.v1.DeleteGroupResponse
-	(*ListKeysRequest)(nil),         // 37: mcpgate.config.v1.ListKeysRequest
-	(*ListKeysResponse)(nil),        // 38: mcpgate.config.v1.ListKeysResponse
-	(*CreateKeyRequest)(nil),        // 39: mcpgate.config.v1.CreateKeyRequest
-	(*CreateKeyResponse)(nil),       // 40: mcpgate.config.v1.CreateKeyResponse
-	(*RevokeKeyRequest)(nil),        // 41: mcpgate.config.v1.RevokeKeyRequest
-	(*RevokeKeyResponse)(nil),       // 42: mcpgate.config.v1.RevokeKeyResponse
-	nil,                             // 43: mcpgate.config.v1.McpServer.StaticHeadersEntry
-	(*timestamppb.Timestamp)(nil),   // 44: google.protobuf.Timestamp
+	(Transport)(0),                         // 0: mcpgate.config.v1.Transport
+	(AuthType)(0),                          // 1: mcpgate.config.v1.AuthType
+	(OAuth2Flow)(0),                        // 2: mcpgate.config.v1.OAuth2Flow
+	(PrincipalKind)(0),                     // 3: mcpgate.config.v1.PrincipalKind
+	(Role)(0),                              // 4: mcpgate.config.v1.Role
+	(*McpServer)(nil),                      // 5: mcpgate.config.v1.McpServer
+	(*Principal)(nil),                      // 6: mcpgate.config.v1.Principal
+	(*GroupAssertion)(nil),                 // 7: mcpgate.config.v1.GroupAssertion
+	(*Group)(nil),                          // 8: mcpgate.config.v1.Group
+	(*IdentityProvider)(nil),               // 9: mcpgate.config.v1.IdentityProvider
+	(*ApiKey)(nil),                         // 10: mcpgate.config.v1.ApiKey
+	(*ListServersRequest)(nil),             // 11: mcpgate.config.v1.ListServersRequest
+	(*ListServersResponse)(nil),            // 12: mcpgate.config.v1.ListServersResponse
+	(*GetServerRequest)(nil),               // 13: mcpgate.config.v1.GetServerRequest
+	(*GetServerResponse)(nil),              // 14: mcpgate.config.v1.GetServerResponse
+	(*PutServerRequest)(nil),               // 15: mcpgate.config.v1.PutServerRequest
+	(*PutServerResponse)(nil),              // 16: mcpgate.config.v1.PutServerResponse
+	(*DeleteServerRequest)(nil),            // 17: mcpgate.config.v1.DeleteServerRequest
+	(*DeleteServerResponse)(nil),           // 18: mcpgate.config.v1.DeleteServerResponse
+	(*ListPrincipalsRequest)(nil),          // 19: mcpgate.config.v1.ListPrincipalsRequest
+	(*ListPrincipalsResponse)(nil),         // 20: mcpgate.config.v1.ListPrincipalsResponse
+	(*GetPrincipalRequest)(nil),            // 21: mcpgate.config.v1.GetPrincipalRequest
+	(*GetPrincipalResponse)(nil),           // 22: mcpgate.config.v1.GetPrincipalResponse
+	(*EffectiveServer)(nil),                // 23: mcpgate.config.v1.EffectiveServer
+	(*GrantSource)(nil),                    // 24: mcpgate.config.v1.GrantSource
+	(*PutPrincipalRequest)(nil),            // 25: mcpgate.config.v1.PutPrincipalRequest
+	(*PutPrincipalResponse)(nil),           // 26: mcpgate.config.v1.PutPrincipalResponse
+	(*DeletePrincipalRequest)(nil),         // 27: mcpgate.config.v1.DeletePrincipalRequest
+	(*DeletePrincipalResponse)(nil),        // 28: mcpgate.config.v1.DeletePrincipalResponse
+	(*ListGroupsRequest)(nil),              // 29: mcpgate.config.v1.ListGroupsRequest
+	(*ListGroupsResponse)(nil),             // 30: mcpgate.config.v1.ListGroupsResponse
+	(*GetGroupRequest)(nil),                // 31: mcpgate.config.v1.GetGroupRequest
+	(*GetGroupResponse)(nil),               // 32: mcpgate.config.v1.GetGroupResponse
+	(*PutGroupRequest)(nil),                // 33: mcpgate.config.v1.PutGroupRequest
+	(*PutGroupResponse)(nil),               // 34: mcpgate.config.v1.PutGroupResponse
+	(*DeleteGroupRequest)(nil),             // 35: mcpgate.config.v1.DeleteGroupRequest
+	(*DeleteGroupResponse)(nil),            // 36: mcpgate.config.v1.DeleteGroupResponse
+	(*ListKeysRequest)(nil),                // 37: mcpgate.config.v1.ListKeysRequest
+	(*ListKeysResponse)(nil),               // 38: mcpgate.config.v1.ListKeysResponse
+	(*CreateKeyRequest)(nil),               // 39: mcpgate.config.v1.CreateKeyRequest
+	(*CreateKeyResponse)(nil),              // 40: mcpgate.config.v1.CreateKeyResponse
+	(*RevokeKeyRequest)(nil),               // 41: mcpgate.config.v1.RevokeKeyRequest
+	(*RevokeKeyResponse)(nil),              // 42: mcpgate.config.v1.RevokeKeyResponse
+	(*ListIdentityProvidersRequest)(nil),   // 43: mcpgate.config.v1.ListIdentityProvidersRequest
+	(*ListIdentityProvidersResponse)(nil),  // 44: mcpgate.config.v1.ListIdentityProvidersResponse
+	(*GetIdentityProviderRequest)(nil),     // 45: mcpgate.config.v1.GetIdentityProviderRequest
+	(*GetIdentityProviderResponse)(nil),    // 46: mcpgate.config.v1.GetIdentityProviderResponse
+	(*PutIdentityProviderRequest)(nil),     // 47: mcpgate.config.v1.PutIdentityProviderRequest
+	(*PutIdentityProviderResponse)(nil),    // 48: mcpgate.config.v1.PutIdentityProviderResponse
+	(*DeleteIdentityProviderRequest)(nil),  // 49: mcpgate.config.v1.DeleteIdentityProviderRequest
+	(*DeleteIdentityProviderResponse)(nil), // 50: mcpgate.config.v1.DeleteIdentityProviderResponse
+	nil,                                    // 51: mcpgate.config.v1.McpServer.StaticHeadersEntry
+	(*timestamppb.Timestamp)(nil),          // 52: google.protobuf.Timestamp
 }
 var file_mcpgate_config_v1_config_proto_depIdxs = []int32{
 	0,  // 0: mcpgate.config.v1.McpServer.transport:type_name -> mcpgate.config.v1.Transport
 	1,  // 1: mcpgate.config.v1.McpServer.auth_type:type_name -> mcpgate.config.v1.AuthType
 	2,  // 2: mcpgate.config.v1.McpServer.oauth2_flow:type_name -> mcpgate.config.v1.OAuth2Flow
-	43, // 3: mcpgate.config.v1.McpServer.static_headers:type_name -> mcpgate.config.v1.McpServer.StaticHeadersEntry
+	51, // 3: mcpgate.config.v1.McpServer.static_headers:type_name -> mcpgate.config.v1.McpServer.StaticHeadersEntry
 	3,  // 4: mcpgate.config.v1.Principal.kind:type_name -> mcpgate.config.v1.PrincipalKind
 	4,  // 5: mcpgate.config.v1.Principal.role:type_name -> mcpgate.config.v1.Role
 	7,  // 6: mcpgate.config.v1.Principal.asserted_groups:type_name -> mcpgate.config.v1.GroupAssertion
-	44, // 7: mcpgate.config.v1.GroupAssertion.assert_time:type_name -> google.protobuf.Timestamp
-	44, // 8: mcpgate.config.v1.ApiKey.create_time:type_name -> google.protobuf.Timestamp
-	44, // 9: mcpgate.config.v1.ApiKey.expire_time:type_name -> google.protobuf.Timestamp
-	44, // 10: mcpgate.config.v1.ApiKey.revoke_time:type_name -> google.protobuf.Timestamp
+	52, // 7: mcpgate.config.v1.GroupAssertion.assert_time:type_name -> google.protobuf.Timestamp
+	52, // 8: mcpgate.config.v1.ApiKey.create_time:type_name -> google.protobuf.Timestamp
+	52, // 9: mcpgate.config.v1.ApiKey.expire_time:type_name -> google.protobuf.Timestamp
+	52, // 10: mcpgate.config.v1.ApiKey.revoke_time:type_name -> google.protobuf.Timestamp
 	5,  // 11: mcpgate.config.v1.ListServersResponse.servers:type_name -> mcpgate.config.v1.McpServer
 	5,  // 12: mcpgate.config.v1.GetServerResponse.server:type_name -> mcpgate.config.v1.McpServer
 	5,  // 13: mcpgate.config.v1.PutServerRequest.server:type_name -> mcpgate.config.v1.McpServer
@@ -2876,7 +3277,7 @@ var file_mcpgate_config_v1_config_proto_depIdxs = []int32{
 	6,  // 16: mcpgate.config.v1.GetPrincipalResponse.principal:type_name -> mcpgate.config.v1.Principal
 	23, // 17: mcpgate.config.v1.GetPrincipalResponse.effective_servers:type_name -> mcpgate.config.v1.EffectiveServer
 	24, // 18: mcpgate.config.v1.EffectiveServer.sources:type_name -> mcpgate.config.v1.GrantSource
-	44, // 19: mcpgate.config.v1.GrantSource.assert_time:type_name -> google.protobuf.Timestamp
+	52, // 19: mcpgate.config.v1.GrantSource.assert_time:type_name -> google.protobuf.Timestamp
 	6,  // 20: mcpgate.config.v1.PutPrincipalRequest.principal:type_name -> mcpgate.config.v1.Principal
 	6,  // 21: mcpgate.config.v1.PutPrincipalResponse.principal:type_name -> mcpgate.config.v1.Principal
 	8,  // 22: mcpgate.config.v1.ListGroupsResponse.groups:type_name -> mcpgate.config.v1.Group
@@ -2884,44 +3285,56 @@ var file_mcpgate_config_v1_config_proto_depIdxs = []int32{
 	8,  // 24: mcpgate.config.v1.PutGroupRequest.group:type_name -> mcpgate.config.v1.Group
 	8,  // 25: mcpgate.config.v1.PutGroupResponse.group:type_name -> mcpgate.config.v1.Group
 	10, // 26: mcpgate.config.v1.ListKeysResponse.keys:type_name -> mcpgate.config.v1.ApiKey
-	44, // 27: mcpgate.config.v1.CreateKeyRequest.expire_time:type_name -> google.protobuf.Timestamp
+	52, // 27: mcpgate.config.v1.CreateKeyRequest.expire_time:type_name -> google.protobuf.Timestamp
 	10, // 28: mcpgate.config.v1.CreateKeyResponse.api_key:type_name -> mcpgate.config.v1.ApiKey
 	10, // 29: mcpgate.config.v1.RevokeKeyResponse.api_key:type_name -> mcpgate.config.v1.ApiKey
-	11, // 30: mcpgate.config.v1.ServerService.ListServers:input_type -> mcpgate.config.v1.ListServersRequest
-	13, // 31: mcpgate.config.v1.ServerService.GetServer:input_type -> mcpgate.config.v1.GetServerRequest
-	15, // 32: mcpgate.config.v1.ServerService.PutServer:input_type -> mcpgate.config.v1.PutServerRequest
-	17, // 33: mcpgate.config.v1.ServerService.DeleteServer:input_type -> mcpgate.config.v1.DeleteServerRequest
-	19, // 34: mcpgate.config.v1.PrincipalService.ListPrincipals:input_type -> mcpgate.config.v1.ListPrincipalsRequest
-	21, // 35: mcpgate.config.v1.PrincipalService.GetPrincipal:input_type -> mcpgate.config.v1.GetPrincipalRequest
-	25, // 36: mcpgate.config.v1.PrincipalService.PutPrincipal:input_type -> mcpgate.config.v1.PutPrincipalRequest
-	27, // 37: mcpgate.config.v1.PrincipalService.DeletePrincipal:input_type -> mcpgate.config.v1.DeletePrincipalRequest
-	29, // 38: mcpgate.config.v1.GroupService.ListGroups:input_type -> mcpgate.config.v1.ListGroupsRequest
-	31, // 39: mcpgate.config.v1.GroupService.GetGroup:input_type -> mcpgate.config.v1.GetGroupRequest
-	33, // 40: mcpgate.config.v1.GroupService.PutGroup:input_type -> mcpgate.config.v1.PutGroupRequest
-	35, // 41: mcpgate.config.v1.GroupService.DeleteGroup:input_type -> mcpgate.config.v1.DeleteGroupRequest
-	37, // 42: mcpgate.config.v1.KeyService.ListKeys:input_type -> mcpgate.config.v1.ListKeysRequest
-	39, // 43: mcpgate.config.v1.KeyService.CreateKey:input_type -> mcpgate.config.v1.CreateKeyRequest
-	41, // 44: mcpgate.config.v1.KeyService.RevokeKey:input_type -> mcpgate.config.v1.RevokeKeyRequest
-	12, // 45: mcpgate.config.v1.ServerService.ListServers:output_type -> mcpgate.config.v1.ListServersResponse
-	14, // 46: mcpgate.config.v1.ServerService.GetServer:output_type -> mcpgate.config.v1.GetServerResponse
-	16, // 47: mcpgate.config.v1.ServerService.PutServer:output_type -> mcpgate.config.v1.PutServerResponse
-	18, // 48: mcpgate.config.v1.ServerService.DeleteServer:output_type -> mcpgate.config.v1.DeleteServerResponse
-	20, // 49: mcpgate.config.v1.PrincipalService.ListPrincipals:output_type -> mcpgate.config.v1.ListPrincipalsResponse
-	22, // 50: mcpgate.config.v1.PrincipalService.GetPrincipal:output_type -> mcpgate.config.v1.GetPrincipalResponse
-	26, // 51: mcpgate.config.v1.PrincipalService.PutPrincipal:output_type -> mcpgate.config.v1.PutPrincipalResponse
-	28, // 52: mcpgate.config.v1.PrincipalService.DeletePrincipal:output_type -> mcpgate.config.v1.DeletePrincipalResponse
-	30, // 53: mcpgate.config.v1.GroupService.ListGroups:output_type -> mcpgate.config.v1.ListGroupsResponse
-	32, // 54: mcpgate.config.v1.GroupService.GetGroup:output_type -> mcpgate.config.v1.GetGroupResponse
-	34, // 55: mcpgate.config.v1.GroupService.PutGroup:output_type -> mcpgate.config.v1.PutGroupResponse
-	36, // 56: mcpgate.config.v1.GroupService.DeleteGroup:output_type -> mcpgate.config.v1.DeleteGroupResponse
-	38, // 57: mcpgate.config.v1.KeyService.ListKeys:output_type -> mcpgate.config.v1.ListKeysResponse
-	40, // 58: mcpgate.config.v1.KeyService.CreateKey:output_type -> mcpgate.config.v1.CreateKeyResponse
-	42, // 59: mcpgate.config.v1.KeyService.RevokeKey:output_type -> mcpgate.config.v1.RevokeKeyResponse
-	45, // [45:60] is the sub-list for method output_type
-	30, // [30:45] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	9,  // 30: mcpgate.config.v1.ListIdentityProvidersResponse.identity_providers:type_name -> mcpgate.config.v1.IdentityProvider
+	9,  // 31: mcpgate.config.v1.GetIdentityProviderResponse.identity_provider:type_name -> mcpgate.config.v1.IdentityProvider
+	9,  // 32: mcpgate.config.v1.PutIdentityProviderRequest.identity_provider:type_name -> mcpgate.config.v1.IdentityProvider
+	9,  // 33: mcpgate.config.v1.PutIdentityProviderResponse.identity_provider:type_name -> mcpgate.config.v1.IdentityProvider
+	11, // 34: mcpgate.config.v1.ServerService.ListServers:input_type -> mcpgate.config.v1.ListServersRequest
+	13, // 35: mcpgate.config.v1.ServerService.GetServer:input_type -> mcpgate.config.v1.GetServerRequest
+	15, // 36: mcpgate.config.v1.ServerService.PutServer:input_type -> mcpgate.config.v1.PutServerRequest
+	17, // 37: mcpgate.config.v1.ServerService.DeleteServer:input_type -> mcpgate.config.v1.DeleteServerRequest
+	19, // 38: mcpgate.config.v1.PrincipalService.ListPrincipals:input_type -> mcpgate.config.v1.ListPrincipalsRequest
+	21, // 39: mcpgate.config.v1.PrincipalService.GetPrincipal:input_type -> mcpgate.config.v1.GetPrincipalRequest
+	25, // 40: mcpgate.config.v1.PrincipalService.PutPrincipal:input_type -> mcpgate.config.v1.PutPrincipalRequest
+	27, // 41: mcpgate.config.v1.PrincipalService.DeletePrincipal:input_type -> mcpgate.config.v1.DeletePrincipalRequest
+	29, // 42: mcpgate.config.v1.GroupService.ListGroups:input_type -> mcpgate.config.v1.ListGroupsRequest
+	31, // 43: mcpgate.config.v1.GroupService.GetGroup:input_type -> mcpgate.config.v1.GetGroupRequest
+	33, // 44: mcpgate.config.v1.GroupService.PutGroup:input_type -> mcpgate.config.v1.PutGroupRequest
+	35, // 45: mcpgate.config.v1.GroupService.DeleteGroup:input_type -> mcpgate.config.v1.DeleteGroupRequest
+	37, // 46: mcpgate.config.v1.KeyService.ListKeys:input_type -> mcpgate.config.v1.ListKeysRequest
+	39, // 47: mcpgate.config.v1.KeyService.CreateKey:input_type -> mcpgate.config.v1.CreateKeyRequest
+	41, // 48: mcpgate.config.v1.KeyService.RevokeKey:input_type -> mcpgate.config.v1.RevokeKeyRequest
+	43, // 49: mcpgate.config.v1.IdentityProviderService.ListIdentityProviders:input_type -> mcpgate.config.v1.ListIdentityProvidersRequest
+	45, // 50: mcpgate.config.v1.IdentityProviderService.GetIdentityProvider:input_type -> mcpgate.config.v1.GetIdentityProviderRequest
+	47, // 51: mcpgate.config.v1.IdentityProviderService.PutIdentityProvider:input_type -> mcpgate.config.v1.PutIdentityProviderRequest
+	49, // 52: mcpgate.config.v1.IdentityProviderService.DeleteIdentityProvider:input_type -> mcpgate.config.v1.DeleteIdentityProviderRequest
+	12, // 53: mcpgate.config.v1.ServerService.ListServers:output_type -> mcpgate.config.v1.ListServersResponse
+	14, // 54: mcpgate.config.v1.ServerService.GetServer:output_type -> mcpgate.config.v1.GetServerResponse
+	16, // 55: mcpgate.config.v1.ServerService.PutServer:output_type -> mcpgate.config.v1.PutServerResponse
+	18, // 56: mcpgate.config.v1.ServerService.DeleteServer:output_type -> mcpgate.config.v1.DeleteServerResponse
+	20, // 57: mcpgate.config.v1.PrincipalService.ListPrincipals:output_type -> mcpgate.config.v1.ListPrincipalsResponse
+	22, // 58: mcpgate.config.v1.PrincipalService.GetPrincipal:output_type -> mcpgate.config.v1.GetPrincipalResponse
+	26, // 59: mcpgate.config.v1.PrincipalService.PutPrincipal:output_type -> mcpgate.config.v1.PutPrincipalResponse
+	28, // 60: mcpgate.config.v1.PrincipalService.DeletePrincipal:output_type -> mcpgate.config.v1.DeletePrincipalResponse
+	30, // 61: mcpgate.config.v1.GroupService.ListGroups:output_type -> mcpgate.config.v1.ListGroupsResponse
+	32, // 62: mcpgate.config.v1.GroupService.GetGroup:output_type -> mcpgate.config.v1.GetGroupResponse
+	34, // 63: mcpgate.config.v1.GroupService.PutGroup:output_type -> mcpgate.config.v1.PutGroupResponse
+	36, // 64: mcpgate.config.v1.GroupService.DeleteGroup:output_type -> mcpgate.config.v1.DeleteGroupResponse
+	38, // 65: mcpgate.config.v1.KeyService.ListKeys:output_type -> mcpgate.config.v1.ListKeysResponse
+	40, // 66: mcpgate.config.v1.KeyService.CreateKey:output_type -> mcpgate.config.v1.CreateKeyResponse
+	42, // 67: mcpgate.config.v1.KeyService.RevokeKey:output_type -> mcpgate.config.v1.RevokeKeyResponse
+	44, // 68: mcpgate.config.v1.IdentityProviderService.ListIdentityProviders:output_type -> mcpgate.config.v1.ListIdentityProvidersResponse
+	46, // 69: mcpgate.config.v1.IdentityProviderService.GetIdentityProvider:output_type -> mcpgate.config.v1.GetIdentityProviderResponse
+	48, // 70: mcpgate.config.v1.IdentityProviderService.PutIdentityProvider:output_type -> mcpgate.config.v1.PutIdentityProviderResponse
+	50, // 71: mcpgate.config.v1.IdentityProviderService.DeleteIdentityProvider:output_type -> mcpgate.config.v1.DeleteIdentityProviderResponse
+	53, // [53:72] is the sub-list for method output_type
+	34, // [34:53] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_mcpgate_config_v1_config_proto_init() }
@@ -2935,9 +3348,9 @@ func file_mcpgate_config_v1_config_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mcpgate_config_v1_config_proto_rawDesc), len(file_mcpgate_config_v1_config_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   39,
+			NumMessages:   47,
 			NumExtensions: 0,
-			NumServices:   4,
+			NumServices:   5,
 		},
 		GoTypes:           file_mcpgate_config_v1_config_proto_goTypes,
 		DependencyIndexes: file_mcpgate_config_v1_config_proto_depIdxs,

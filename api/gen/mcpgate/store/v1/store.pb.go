@@ -692,8 +692,11 @@ type OAuthAuthorization struct {
 	ExpireTime *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
 	// Set with principal: the API key the person signed in with and the
 	// principal's uid, the source of the tokens the authorization yields.
-	KeyId         string `protobuf:"bytes,10,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
-	PrincipalUid  string `protobuf:"bytes,11,opt,name=principal_uid,json=principalUid,proto3" json:"principal_uid,omitempty"`
+	KeyId        string `protobuf:"bytes,10,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	PrincipalUid string `protobuf:"bytes,11,opt,name=principal_uid,json=principalUid,proto3" json:"principal_uid,omitempty"`
+	// Set with principal when the person signed in with an identity
+	// provider instead of an API key (key_id empty).
+	Idp           string `protobuf:"bytes,12,opt,name=idp,proto3" json:"idp,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -805,6 +808,13 @@ func (x *OAuthAuthorization) GetPrincipalUid() string {
 	return ""
 }
 
+func (x *OAuthAuthorization) GetIdp() string {
+	if x != nil {
+		return x.Idp
+	}
+	return ""
+}
+
 // OAuthSessionRecord is a browser session of a person signed in with an API
 // key, stored under the KeyID of the cookie value's SHA-256.
 type OAuthSessionRecord struct {
@@ -816,7 +826,12 @@ type OAuthSessionRecord struct {
 	Csrf       string                 `protobuf:"bytes,3,opt,name=csrf,proto3" json:"csrf,omitempty"`
 	ExpireTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
 	// The whole SHA-256 of the cookie value (see AccessTokenRecord.sha256).
-	Sha256        []byte `protobuf:"bytes,5,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	Sha256 []byte `protobuf:"bytes,5,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	// Set when the person signed in with an identity provider (key_id
+	// empty): its name, the subject it asserted and the principal's uid.
+	Idp           string `protobuf:"bytes,6,opt,name=idp,proto3" json:"idp,omitempty"`
+	IdpSubject    string `protobuf:"bytes,7,opt,name=idp_subject,json=idpSubject,proto3" json:"idp_subject,omitempty"`
+	PrincipalUid  string `protobuf:"bytes,8,opt,name=principal_uid,json=principalUid,proto3" json:"principal_uid,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -884,6 +899,27 @@ func (x *OAuthSessionRecord) GetSha256() []byte {
 		return x.Sha256
 	}
 	return nil
+}
+
+func (x *OAuthSessionRecord) GetIdp() string {
+	if x != nil {
+		return x.Idp
+	}
+	return ""
+}
+
+func (x *OAuthSessionRecord) GetIdpSubject() string {
+	if x != nil {
+		return x.IdpSubject
+	}
+	return ""
+}
+
+func (x *OAuthSessionRecord) GetPrincipalUid() string {
+	if x != nil {
+		return x.PrincipalUid
+	}
+	return ""
 }
 
 // OAuthStateRecord is a pending upstream authorization, stored under the
@@ -1706,6 +1742,203 @@ func (x *ExchangedTokenRecord) GetSealedToken() []byte {
 	return nil
 }
 
+// IdentityProviderRecord is a configured OpenID provider: the definition
+// with client_secret_set cleared and its client secret sealed.
+type IdentityProviderRecord struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	IdentityProvider *v1.IdentityProvider   `protobuf:"bytes,1,opt,name=identity_provider,json=identityProvider,proto3" json:"identity_provider,omitempty"`
+	// A sealed IdentityProviderSecrets.
+	SealedSecrets []byte `protobuf:"bytes,2,opt,name=sealed_secrets,json=sealedSecrets,proto3" json:"sealed_secrets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IdentityProviderRecord) Reset() {
+	*x = IdentityProviderRecord{}
+	mi := &file_mcpgate_store_v1_store_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IdentityProviderRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IdentityProviderRecord) ProtoMessage() {}
+
+func (x *IdentityProviderRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_store_v1_store_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IdentityProviderRecord.ProtoReflect.Descriptor instead.
+func (*IdentityProviderRecord) Descriptor() ([]byte, []int) {
+	return file_mcpgate_store_v1_store_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *IdentityProviderRecord) GetIdentityProvider() *v1.IdentityProvider {
+	if x != nil {
+		return x.IdentityProvider
+	}
+	return nil
+}
+
+func (x *IdentityProviderRecord) GetSealedSecrets() []byte {
+	if x != nil {
+		return x.SealedSecrets
+	}
+	return nil
+}
+
+// IdentityProviderSecrets are the write-only fields of an identity
+// provider.
+type IdentityProviderSecrets struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClientSecret  string                 `protobuf:"bytes,1,opt,name=client_secret,json=clientSecret,proto3" json:"client_secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IdentityProviderSecrets) Reset() {
+	*x = IdentityProviderSecrets{}
+	mi := &file_mcpgate_store_v1_store_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IdentityProviderSecrets) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IdentityProviderSecrets) ProtoMessage() {}
+
+func (x *IdentityProviderSecrets) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_store_v1_store_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IdentityProviderSecrets.ProtoReflect.Descriptor instead.
+func (*IdentityProviderSecrets) Descriptor() ([]byte, []int) {
+	return file_mcpgate_store_v1_store_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *IdentityProviderSecrets) GetClientSecret() string {
+	if x != nil {
+		return x.ClientSecret
+	}
+	return ""
+}
+
+// IdPSignInState is what an identity-provider sign-in carries sealed in a
+// short-lived browser cookie between /oauth/idp/start and the callback:
+// nothing is stored before the person signed in.
+type IdPSignInState struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Idp          string                 `protobuf:"bytes,1,opt,name=idp,proto3" json:"idp,omitempty"`
+	State        string                 `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	Nonce        string                 `protobuf:"bytes,3,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	CodeVerifier string                 `protobuf:"bytes,4,opt,name=code_verifier,json=codeVerifier,proto3" json:"code_verifier,omitempty"`
+	// The sealed pending authorization request, if any.
+	Request       string                 `protobuf:"bytes,5,opt,name=request,proto3" json:"request,omitempty"`
+	Next          string                 `protobuf:"bytes,6,opt,name=next,proto3" json:"next,omitempty"`
+	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IdPSignInState) Reset() {
+	*x = IdPSignInState{}
+	mi := &file_mcpgate_store_v1_store_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IdPSignInState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IdPSignInState) ProtoMessage() {}
+
+func (x *IdPSignInState) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_store_v1_store_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IdPSignInState.ProtoReflect.Descriptor instead.
+func (*IdPSignInState) Descriptor() ([]byte, []int) {
+	return file_mcpgate_store_v1_store_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *IdPSignInState) GetIdp() string {
+	if x != nil {
+		return x.Idp
+	}
+	return ""
+}
+
+func (x *IdPSignInState) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *IdPSignInState) GetNonce() string {
+	if x != nil {
+		return x.Nonce
+	}
+	return ""
+}
+
+func (x *IdPSignInState) GetCodeVerifier() string {
+	if x != nil {
+		return x.CodeVerifier
+	}
+	return ""
+}
+
+func (x *IdPSignInState) GetRequest() string {
+	if x != nil {
+		return x.Request
+	}
+	return ""
+}
+
+func (x *IdPSignInState) GetNext() string {
+	if x != nil {
+		return x.Next
+	}
+	return ""
+}
+
+func (x *IdPSignInState) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
 var File_mcpgate_store_v1_store_proto protoreflect.FileDescriptor
 
 const file_mcpgate_store_v1_store_proto_rawDesc = "" +
@@ -1776,7 +2009,7 @@ const file_mcpgate_store_v1_store_proto_rawDesc = "" +
 	"\n" +
 	"issue_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\tissueTime\x129\n" +
 	"\n" +
-	"renew_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\trenewTime\"\xf9\x02\n" +
+	"renew_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\trenewTime\"\x8b\x03\n" +
 	"\x12OAuthAuthorization\x12\x1b\n" +
 	"\tclient_id\x18\x01 \x01(\tR\bclientId\x12\x1f\n" +
 	"\vclient_name\x18\x02 \x01(\tR\n" +
@@ -1791,14 +2024,19 @@ const file_mcpgate_store_v1_store_proto_rawDesc = "" +
 	"expireTime\x12\x15\n" +
 	"\x06key_id\x18\n" +
 	" \x01(\tR\x05keyId\x12#\n" +
-	"\rprincipal_uid\x18\v \x01(\tR\fprincipalUid\"\xb2\x01\n" +
+	"\rprincipal_uid\x18\v \x01(\tR\fprincipalUid\x12\x10\n" +
+	"\x03idp\x18\f \x01(\tR\x03idp\"\x8a\x02\n" +
 	"\x12OAuthSessionRecord\x12\x1c\n" +
 	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x12\x15\n" +
 	"\x06key_id\x18\x02 \x01(\tR\x05keyId\x12\x12\n" +
 	"\x04csrf\x18\x03 \x01(\tR\x04csrf\x12;\n" +
 	"\vexpire_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"expireTime\x12\x16\n" +
-	"\x06sha256\x18\x05 \x01(\fR\x06sha256\"\xc0\x02\n" +
+	"\x06sha256\x18\x05 \x01(\fR\x06sha256\x12\x10\n" +
+	"\x03idp\x18\x06 \x01(\tR\x03idp\x12\x1f\n" +
+	"\vidp_subject\x18\a \x01(\tR\n" +
+	"idpSubject\x12#\n" +
+	"\rprincipal_uid\x18\b \x01(\tR\fprincipalUid\"\xc0\x02\n" +
 	"\x10OAuthStateRecord\x12\x18\n" +
 	"\asession\x18\x01 \x01(\tR\asession\x12\x1c\n" +
 	"\tprincipal\x18\x02 \x01(\tR\tprincipal\x12\x16\n" +
@@ -1863,7 +2101,21 @@ const file_mcpgate_store_v1_store_proto_rawDesc = "" +
 	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x12\x16\n" +
 	"\x06server\x18\x02 \x01(\tR\x06server\x12#\n" +
 	"\rprincipal_uid\x18\x03 \x01(\tR\fprincipalUid\x12!\n" +
-	"\fsealed_token\x18\x04 \x01(\fR\vsealedTokenB\xc1\x01\n" +
+	"\fsealed_token\x18\x04 \x01(\fR\vsealedToken\"\x91\x01\n" +
+	"\x16IdentityProviderRecord\x12P\n" +
+	"\x11identity_provider\x18\x01 \x01(\v2#.mcpgate.config.v1.IdentityProviderR\x10identityProvider\x12%\n" +
+	"\x0esealed_secrets\x18\x02 \x01(\fR\rsealedSecrets\">\n" +
+	"\x17IdentityProviderSecrets\x12#\n" +
+	"\rclient_secret\x18\x01 \x01(\tR\fclientSecret\"\xde\x01\n" +
+	"\x0eIdPSignInState\x12\x10\n" +
+	"\x03idp\x18\x01 \x01(\tR\x03idp\x12\x14\n" +
+	"\x05state\x18\x02 \x01(\tR\x05state\x12\x14\n" +
+	"\x05nonce\x18\x03 \x01(\tR\x05nonce\x12#\n" +
+	"\rcode_verifier\x18\x04 \x01(\tR\fcodeVerifier\x12\x18\n" +
+	"\arequest\x18\x05 \x01(\tR\arequest\x12\x12\n" +
+	"\x04next\x18\x06 \x01(\tR\x04next\x12;\n" +
+	"\vexpire_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTimeB\xc1\x01\n" +
 	"\x14com.mcpgate.store.v1B\n" +
 	"StoreProtoP\x01Z;github.com/mcpgate/mcpgate/api/gen/mcpgate/store/v1;storev1\xa2\x02\x03MSX\xaa\x02\x10Mcpgate.Store.V1\xca\x02\x10Mcpgate\\Store\\V1\xe2\x02\x1cMcpgate\\Store\\V1\\GPBMetadata\xea\x02\x12Mcpgate::Store::V1b\x06proto3"
 
@@ -1879,61 +2131,67 @@ func file_mcpgate_store_v1_store_proto_rawDescGZIP() []byte {
 	return file_mcpgate_store_v1_store_proto_rawDescData
 }
 
-var file_mcpgate_store_v1_store_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_mcpgate_store_v1_store_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_mcpgate_store_v1_store_proto_goTypes = []any{
-	(*ServerRecord)(nil),          // 0: mcpgate.store.v1.ServerRecord
-	(*ServerSecrets)(nil),         // 1: mcpgate.store.v1.ServerSecrets
-	(*KeyRecord)(nil),             // 2: mcpgate.store.v1.KeyRecord
-	(*GrantRecord)(nil),           // 3: mcpgate.store.v1.GrantRecord
-	(*UpstreamToken)(nil),         // 4: mcpgate.store.v1.UpstreamToken
-	(*SessionKeyRecord)(nil),      // 5: mcpgate.store.v1.SessionKeyRecord
-	(*AccessTokenRecord)(nil),     // 6: mcpgate.store.v1.AccessTokenRecord
-	(*OAuthClientRecord)(nil),     // 7: mcpgate.store.v1.OAuthClientRecord
-	(*OAuthAuthorization)(nil),    // 8: mcpgate.store.v1.OAuthAuthorization
-	(*OAuthSessionRecord)(nil),    // 9: mcpgate.store.v1.OAuthSessionRecord
-	(*OAuthStateRecord)(nil),      // 10: mcpgate.store.v1.OAuthStateRecord
-	(*OAuthCodeRecord)(nil),       // 11: mcpgate.store.v1.OAuthCodeRecord
-	(*OAuthUsedCodeRecord)(nil),   // 12: mcpgate.store.v1.OAuthUsedCodeRecord
-	(*OAuthIssuedToken)(nil),      // 13: mcpgate.store.v1.OAuthIssuedToken
-	(*OAuthFamilyRecord)(nil),     // 14: mcpgate.store.v1.OAuthFamilyRecord
-	(*OAuthRefreshRecord)(nil),    // 15: mcpgate.store.v1.OAuthRefreshRecord
-	(*OAuthConsentRecord)(nil),    // 16: mcpgate.store.v1.OAuthConsentRecord
-	(*UsedAssertionRecord)(nil),   // 17: mcpgate.store.v1.UsedAssertionRecord
-	(*IdPTokenRecord)(nil),        // 18: mcpgate.store.v1.IdPTokenRecord
-	(*IdPToken)(nil),              // 19: mcpgate.store.v1.IdPToken
-	(*ExchangedTokenRecord)(nil),  // 20: mcpgate.store.v1.ExchangedTokenRecord
-	nil,                           // 21: mcpgate.store.v1.ServerSecrets.StaticHeadersEntry
-	(*v1.McpServer)(nil),          // 22: mcpgate.config.v1.McpServer
-	(*v1.ApiKey)(nil),             // 23: mcpgate.config.v1.ApiKey
-	(*v11.Connection)(nil),        // 24: mcpgate.vault.v1.Connection
-	(*timestamppb.Timestamp)(nil), // 25: google.protobuf.Timestamp
+	(*ServerRecord)(nil),            // 0: mcpgate.store.v1.ServerRecord
+	(*ServerSecrets)(nil),           // 1: mcpgate.store.v1.ServerSecrets
+	(*KeyRecord)(nil),               // 2: mcpgate.store.v1.KeyRecord
+	(*GrantRecord)(nil),             // 3: mcpgate.store.v1.GrantRecord
+	(*UpstreamToken)(nil),           // 4: mcpgate.store.v1.UpstreamToken
+	(*SessionKeyRecord)(nil),        // 5: mcpgate.store.v1.SessionKeyRecord
+	(*AccessTokenRecord)(nil),       // 6: mcpgate.store.v1.AccessTokenRecord
+	(*OAuthClientRecord)(nil),       // 7: mcpgate.store.v1.OAuthClientRecord
+	(*OAuthAuthorization)(nil),      // 8: mcpgate.store.v1.OAuthAuthorization
+	(*OAuthSessionRecord)(nil),      // 9: mcpgate.store.v1.OAuthSessionRecord
+	(*OAuthStateRecord)(nil),        // 10: mcpgate.store.v1.OAuthStateRecord
+	(*OAuthCodeRecord)(nil),         // 11: mcpgate.store.v1.OAuthCodeRecord
+	(*OAuthUsedCodeRecord)(nil),     // 12: mcpgate.store.v1.OAuthUsedCodeRecord
+	(*OAuthIssuedToken)(nil),        // 13: mcpgate.store.v1.OAuthIssuedToken
+	(*OAuthFamilyRecord)(nil),       // 14: mcpgate.store.v1.OAuthFamilyRecord
+	(*OAuthRefreshRecord)(nil),      // 15: mcpgate.store.v1.OAuthRefreshRecord
+	(*OAuthConsentRecord)(nil),      // 16: mcpgate.store.v1.OAuthConsentRecord
+	(*UsedAssertionRecord)(nil),     // 17: mcpgate.store.v1.UsedAssertionRecord
+	(*IdPTokenRecord)(nil),          // 18: mcpgate.store.v1.IdPTokenRecord
+	(*IdPToken)(nil),                // 19: mcpgate.store.v1.IdPToken
+	(*ExchangedTokenRecord)(nil),    // 20: mcpgate.store.v1.ExchangedTokenRecord
+	(*IdentityProviderRecord)(nil),  // 21: mcpgate.store.v1.IdentityProviderRecord
+	(*IdentityProviderSecrets)(nil), // 22: mcpgate.store.v1.IdentityProviderSecrets
+	(*IdPSignInState)(nil),          // 23: mcpgate.store.v1.IdPSignInState
+	nil,                             // 24: mcpgate.store.v1.ServerSecrets.StaticHeadersEntry
+	(*v1.McpServer)(nil),            // 25: mcpgate.config.v1.McpServer
+	(*v1.ApiKey)(nil),               // 26: mcpgate.config.v1.ApiKey
+	(*v11.Connection)(nil),          // 27: mcpgate.vault.v1.Connection
+	(*timestamppb.Timestamp)(nil),   // 28: google.protobuf.Timestamp
+	(*v1.IdentityProvider)(nil),     // 29: mcpgate.config.v1.IdentityProvider
 }
 var file_mcpgate_store_v1_store_proto_depIdxs = []int32{
-	22, // 0: mcpgate.store.v1.ServerRecord.server:type_name -> mcpgate.config.v1.McpServer
-	21, // 1: mcpgate.store.v1.ServerSecrets.static_headers:type_name -> mcpgate.store.v1.ServerSecrets.StaticHeadersEntry
-	23, // 2: mcpgate.store.v1.KeyRecord.key:type_name -> mcpgate.config.v1.ApiKey
-	24, // 3: mcpgate.store.v1.GrantRecord.connection:type_name -> mcpgate.vault.v1.Connection
-	25, // 4: mcpgate.store.v1.UpstreamToken.expiry:type_name -> google.protobuf.Timestamp
-	25, // 5: mcpgate.store.v1.SessionKeyRecord.create_time:type_name -> google.protobuf.Timestamp
-	25, // 6: mcpgate.store.v1.AccessTokenRecord.expire_time:type_name -> google.protobuf.Timestamp
-	25, // 7: mcpgate.store.v1.OAuthClientRecord.issue_time:type_name -> google.protobuf.Timestamp
-	25, // 8: mcpgate.store.v1.OAuthClientRecord.renew_time:type_name -> google.protobuf.Timestamp
-	25, // 9: mcpgate.store.v1.OAuthAuthorization.expire_time:type_name -> google.protobuf.Timestamp
-	25, // 10: mcpgate.store.v1.OAuthSessionRecord.expire_time:type_name -> google.protobuf.Timestamp
+	25, // 0: mcpgate.store.v1.ServerRecord.server:type_name -> mcpgate.config.v1.McpServer
+	24, // 1: mcpgate.store.v1.ServerSecrets.static_headers:type_name -> mcpgate.store.v1.ServerSecrets.StaticHeadersEntry
+	26, // 2: mcpgate.store.v1.KeyRecord.key:type_name -> mcpgate.config.v1.ApiKey
+	27, // 3: mcpgate.store.v1.GrantRecord.connection:type_name -> mcpgate.vault.v1.Connection
+	28, // 4: mcpgate.store.v1.UpstreamToken.expiry:type_name -> google.protobuf.Timestamp
+	28, // 5: mcpgate.store.v1.SessionKeyRecord.create_time:type_name -> google.protobuf.Timestamp
+	28, // 6: mcpgate.store.v1.AccessTokenRecord.expire_time:type_name -> google.protobuf.Timestamp
+	28, // 7: mcpgate.store.v1.OAuthClientRecord.issue_time:type_name -> google.protobuf.Timestamp
+	28, // 8: mcpgate.store.v1.OAuthClientRecord.renew_time:type_name -> google.protobuf.Timestamp
+	28, // 9: mcpgate.store.v1.OAuthAuthorization.expire_time:type_name -> google.protobuf.Timestamp
+	28, // 10: mcpgate.store.v1.OAuthSessionRecord.expire_time:type_name -> google.protobuf.Timestamp
 	8,  // 11: mcpgate.store.v1.OAuthStateRecord.authorization:type_name -> mcpgate.store.v1.OAuthAuthorization
-	25, // 12: mcpgate.store.v1.OAuthStateRecord.expire_time:type_name -> google.protobuf.Timestamp
+	28, // 12: mcpgate.store.v1.OAuthStateRecord.expire_time:type_name -> google.protobuf.Timestamp
 	8,  // 13: mcpgate.store.v1.OAuthCodeRecord.authorization:type_name -> mcpgate.store.v1.OAuthAuthorization
-	25, // 14: mcpgate.store.v1.OAuthCodeRecord.expire_time:type_name -> google.protobuf.Timestamp
-	25, // 15: mcpgate.store.v1.OAuthIssuedToken.expire_time:type_name -> google.protobuf.Timestamp
+	28, // 14: mcpgate.store.v1.OAuthCodeRecord.expire_time:type_name -> google.protobuf.Timestamp
+	28, // 15: mcpgate.store.v1.OAuthIssuedToken.expire_time:type_name -> google.protobuf.Timestamp
 	13, // 16: mcpgate.store.v1.OAuthFamilyRecord.access_tokens:type_name -> mcpgate.store.v1.OAuthIssuedToken
-	25, // 17: mcpgate.store.v1.OAuthFamilyRecord.expire_time:type_name -> google.protobuf.Timestamp
-	25, // 18: mcpgate.store.v1.OAuthConsentRecord.create_time:type_name -> google.protobuf.Timestamp
-	25, // 19: mcpgate.store.v1.IdPToken.expiry:type_name -> google.protobuf.Timestamp
-	20, // [20:20] is the sub-list for method output_type
-	20, // [20:20] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	28, // 17: mcpgate.store.v1.OAuthFamilyRecord.expire_time:type_name -> google.protobuf.Timestamp
+	28, // 18: mcpgate.store.v1.OAuthConsentRecord.create_time:type_name -> google.protobuf.Timestamp
+	28, // 19: mcpgate.store.v1.IdPToken.expiry:type_name -> google.protobuf.Timestamp
+	29, // 20: mcpgate.store.v1.IdentityProviderRecord.identity_provider:type_name -> mcpgate.config.v1.IdentityProvider
+	28, // 21: mcpgate.store.v1.IdPSignInState.expire_time:type_name -> google.protobuf.Timestamp
+	22, // [22:22] is the sub-list for method output_type
+	22, // [22:22] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_mcpgate_store_v1_store_proto_init() }
@@ -1947,7 +2205,7 @@ func file_mcpgate_store_v1_store_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mcpgate_store_v1_store_proto_rawDesc), len(file_mcpgate_store_v1_store_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   22,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -29,6 +29,8 @@ const (
 	GroupServiceName = "mcpgate.config.v1.GroupService"
 	// KeyServiceName is the fully-qualified name of the KeyService service.
 	KeyServiceName = "mcpgate.config.v1.KeyService"
+	// IdentityProviderServiceName is the fully-qualified name of the IdentityProviderService service.
+	IdentityProviderServiceName = "mcpgate.config.v1.IdentityProviderService"
 )
 
 // These constants are the fully-qualified names of the RPCs defined in this package. They're
@@ -76,6 +78,18 @@ const (
 	KeyServiceCreateKeyProcedure = "/mcpgate.config.v1.KeyService/CreateKey"
 	// KeyServiceRevokeKeyProcedure is the fully-qualified name of the KeyService's RevokeKey RPC.
 	KeyServiceRevokeKeyProcedure = "/mcpgate.config.v1.KeyService/RevokeKey"
+	// IdentityProviderServiceListIdentityProvidersProcedure is the fully-qualified name of the
+	// IdentityProviderService's ListIdentityProviders RPC.
+	IdentityProviderServiceListIdentityProvidersProcedure = "/mcpgate.config.v1.IdentityProviderService/ListIdentityProviders"
+	// IdentityProviderServiceGetIdentityProviderProcedure is the fully-qualified name of the
+	// IdentityProviderService's GetIdentityProvider RPC.
+	IdentityProviderServiceGetIdentityProviderProcedure = "/mcpgate.config.v1.IdentityProviderService/GetIdentityProvider"
+	// IdentityProviderServicePutIdentityProviderProcedure is the fully-qualified name of the
+	// IdentityProviderService's PutIdentityProvider RPC.
+	IdentityProviderServicePutIdentityProviderProcedure = "/mcpgate.config.v1.IdentityProviderService/PutIdentityProvider"
+	// IdentityProviderServiceDeleteIdentityProviderProcedure is the fully-qualified name of the
+	// IdentityProviderService's DeleteIdentityProvider RPC.
+	IdentityProviderServiceDeleteIdentityProviderProcedure = "/mcpgate.config.v1.IdentityProviderService/DeleteIdentityProvider"
 )
 
 // ServerServiceClient is a client for the mcpgate.config.v1.ServerService service.
@@ -724,4 +738,178 @@ func (UnimplementedKeyServiceHandler) CreateKey(context.Context, *v1.CreateKeyRe
 
 func (UnimplementedKeyServiceHandler) RevokeKey(context.Context, *v1.RevokeKeyRequest) (*v1.RevokeKeyResponse, error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("mcpgate.config.v1.KeyService.RevokeKey is not implemented"))
+}
+
+// IdentityProviderServiceClient is a client for the mcpgate.config.v1.IdentityProviderService
+// service.
+type IdentityProviderServiceClient interface {
+	ListIdentityProviders(context.Context, *v1.ListIdentityProvidersRequest) (*v1.ListIdentityProvidersResponse, error)
+	GetIdentityProvider(context.Context, *v1.GetIdentityProviderRequest) (*v1.GetIdentityProviderResponse, error)
+	// PutIdentityProvider creates (expected_revision 0) or replaces a
+	// provider. An empty client_secret on replace keeps the stored one.
+	PutIdentityProvider(context.Context, *v1.PutIdentityProviderRequest) (*v1.PutIdentityProviderResponse, error)
+	DeleteIdentityProvider(context.Context, *v1.DeleteIdentityProviderRequest) (*v1.DeleteIdentityProviderResponse, error)
+}
+
+// NewIdentityProviderServiceClient constructs a client for the
+// mcpgate.config.v1.IdentityProviderService service. By default, it uses the Connect protocol with
+// the binary Protobuf Codec, asks for gzipped responses, and sends uncompressed requests. To use
+// the gRPC or gRPC-Web protocols, supply the connect.WithGRPC() or connect.WithGRPCWeb() options.
+//
+// The URL supplied here should be the base URL for the Connect or gRPC server (for example,
+// http://api.acme.com or https://acme.com/grpc).
+func NewIdentityProviderServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...connect.ClientOption) IdentityProviderServiceClient {
+	baseURL = strings.TrimRight(baseURL, "/")
+	identityProviderServiceMethods := v1.File_mcpgate_config_v1_config_proto.Services().ByName("IdentityProviderService").Methods()
+	return &identityProviderServiceClient{
+		listIdentityProviders: connect.NewClient[v1.ListIdentityProvidersRequest, v1.ListIdentityProvidersResponse](
+			httpClient,
+			baseURL+IdentityProviderServiceListIdentityProvidersProcedure,
+			connect.WithSchema(identityProviderServiceMethods.ByName("ListIdentityProviders")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		getIdentityProvider: connect.NewClient[v1.GetIdentityProviderRequest, v1.GetIdentityProviderResponse](
+			httpClient,
+			baseURL+IdentityProviderServiceGetIdentityProviderProcedure,
+			connect.WithSchema(identityProviderServiceMethods.ByName("GetIdentityProvider")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		putIdentityProvider: connect.NewClient[v1.PutIdentityProviderRequest, v1.PutIdentityProviderResponse](
+			httpClient,
+			baseURL+IdentityProviderServicePutIdentityProviderProcedure,
+			connect.WithSchema(identityProviderServiceMethods.ByName("PutIdentityProvider")),
+			connect.WithClientOptions(opts...),
+		),
+		deleteIdentityProvider: connect.NewClient[v1.DeleteIdentityProviderRequest, v1.DeleteIdentityProviderResponse](
+			httpClient,
+			baseURL+IdentityProviderServiceDeleteIdentityProviderProcedure,
+			connect.WithSchema(identityProviderServiceMethods.ByName("DeleteIdentityProvider")),
+			connect.WithClientOptions(opts...),
+		),
+	}
+}
+
+// identityProviderServiceClient implements IdentityProviderServiceClient.
+type identityProviderServiceClient struct {
+	listIdentityProviders  *connect.Client[v1.ListIdentityProvidersRequest, v1.ListIdentityProvidersResponse]
+	getIdentityProvider    *connect.Client[v1.GetIdentityProviderRequest, v1.GetIdentityProviderResponse]
+	putIdentityProvider    *connect.Client[v1.PutIdentityProviderRequest, v1.PutIdentityProviderResponse]
+	deleteIdentityProvider *connect.Client[v1.DeleteIdentityProviderRequest, v1.DeleteIdentityProviderResponse]
+}
+
+// ListIdentityProviders calls mcpgate.config.v1.IdentityProviderService.ListIdentityProviders.
+func (c *identityProviderServiceClient) ListIdentityProviders(ctx context.Context, req *v1.ListIdentityProvidersRequest) (*v1.ListIdentityProvidersResponse, error) {
+	response, err := c.listIdentityProviders.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// GetIdentityProvider calls mcpgate.config.v1.IdentityProviderService.GetIdentityProvider.
+func (c *identityProviderServiceClient) GetIdentityProvider(ctx context.Context, req *v1.GetIdentityProviderRequest) (*v1.GetIdentityProviderResponse, error) {
+	response, err := c.getIdentityProvider.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// PutIdentityProvider calls mcpgate.config.v1.IdentityProviderService.PutIdentityProvider.
+func (c *identityProviderServiceClient) PutIdentityProvider(ctx context.Context, req *v1.PutIdentityProviderRequest) (*v1.PutIdentityProviderResponse, error) {
+	response, err := c.putIdentityProvider.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// DeleteIdentityProvider calls mcpgate.config.v1.IdentityProviderService.DeleteIdentityProvider.
+func (c *identityProviderServiceClient) DeleteIdentityProvider(ctx context.Context, req *v1.DeleteIdentityProviderRequest) (*v1.DeleteIdentityProviderResponse, error) {
+	response, err := c.deleteIdentityProvider.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// IdentityProviderServiceHandler is an implementation of the
+// mcpgate.config.v1.IdentityProviderService service.
+type IdentityProviderServiceHandler interface {
+	ListIdentityProviders(context.Context, *v1.ListIdentityProvidersRequest) (*v1.ListIdentityProvidersResponse, error)
+	GetIdentityProvider(context.Context, *v1.GetIdentityProviderRequest) (*v1.GetIdentityProviderResponse, error)
+	// PutIdentityProvider creates (expected_revision 0) or replaces a
+	// provider. An empty client_secret on replace keeps the stored one.
+	PutIdentityProvider(context.Context, *v1.PutIdentityProviderRequest) (*v1.PutIdentityProviderResponse, error)
+	DeleteIdentityProvider(context.Context, *v1.DeleteIdentityProviderRequest) (*v1.DeleteIdentityProviderResponse, error)
+}
+
+// NewIdentityProviderServiceHandler builds an HTTP handler from the service implementation. It
+// returns the path on which to mount the handler and the handler itself.
+//
+// By default, handlers support the Connect, gRPC, and gRPC-Web protocols with the binary Protobuf
+// and JSON codecs. They also support gzip compression.
+func NewIdentityProviderServiceHandler(svc IdentityProviderServiceHandler, opts ...connect.HandlerOption) (string, http.Handler) {
+	identityProviderServiceMethods := v1.File_mcpgate_config_v1_config_proto.Services().ByName("IdentityProviderService").Methods()
+	identityProviderServiceListIdentityProvidersHandler := connect.NewUnaryHandlerSimple(
+		IdentityProviderServiceListIdentityProvidersProcedure,
+		svc.ListIdentityProviders,
+		connect.WithSchema(identityProviderServiceMethods.ByName("ListIdentityProviders")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	identityProviderServiceGetIdentityProviderHandler := connect.NewUnaryHandlerSimple(
+		IdentityProviderServiceGetIdentityProviderProcedure,
+		svc.GetIdentityProvider,
+		connect.WithSchema(identityProviderServiceMethods.ByName("GetIdentityProvider")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	identityProviderServicePutIdentityProviderHandler := connect.NewUnaryHandlerSimple(
+		IdentityProviderServicePutIdentityProviderProcedure,
+		svc.PutIdentityProvider,
+		connect.WithSchema(identityProviderServiceMethods.ByName("PutIdentityProvider")),
+		connect.WithHandlerOptions(opts...),
+	)
+	identityProviderServiceDeleteIdentityProviderHandler := connect.NewUnaryHandlerSimple(
+		IdentityProviderServiceDeleteIdentityProviderProcedure,
+		svc.DeleteIdentityProvider,
+		connect.WithSchema(identityProviderServiceMethods.ByName("DeleteIdentityProvider")),
+		connect.WithHandlerOptions(opts...),
+	)
+	return "/mcpgate.config.v1.IdentityProviderService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case IdentityProviderServiceListIdentityProvidersProcedure:
+			identityProviderServiceListIdentityProvidersHandler.ServeHTTP(w, r)
+		case IdentityProviderServiceGetIdentityProviderProcedure:
+			identityProviderServiceGetIdentityProviderHandler.ServeHTTP(w, r)
+		case IdentityProviderServicePutIdentityProviderProcedure:
+			identityProviderServicePutIdentityProviderHandler.ServeHTTP(w, r)
+		case IdentityProviderServiceDeleteIdentityProviderProcedure:
+			identityProviderServiceDeleteIdentityProviderHandler.ServeHTTP(w, r)
+		default:
+			http.NotFound(w, r)
+		}
+	})
+}
+
+// UnimplementedIdentityProviderServiceHandler returns CodeUnimplemented from all methods.
+type UnimplementedIdentityProviderServiceHandler struct{}
+
+func (UnimplementedIdentityProviderServiceHandler) ListIdentityProviders(context.Context, *v1.ListIdentityProvidersRequest) (*v1.ListIdentityProvidersResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("mcpgate.config.v1.IdentityProviderService.ListIdentityProviders is not implemented"))
+}
+
+func (UnimplementedIdentityProviderServiceHandler) GetIdentityProvider(context.Context, *v1.GetIdentityProviderRequest) (*v1.GetIdentityProviderResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("mcpgate.config.v1.IdentityProviderService.GetIdentityProvider is not implemented"))
+}
+
+func (UnimplementedIdentityProviderServiceHandler) PutIdentityProvider(context.Context, *v1.PutIdentityProviderRequest) (*v1.PutIdentityProviderResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("mcpgate.config.v1.IdentityProviderService.PutIdentityProvider is not implemented"))
+}
+
+func (UnimplementedIdentityProviderServiceHandler) DeleteIdentityProvider(context.Context, *v1.DeleteIdentityProviderRequest) (*v1.DeleteIdentityProviderResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("mcpgate.config.v1.IdentityProviderService.DeleteIdentityProvider is not implemented"))
 }
