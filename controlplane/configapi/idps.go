@@ -2,6 +2,7 @@ package configapi
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"net/url"
@@ -142,15 +143,32 @@ func (s *Service) deleteIdP(ctx context.Context, req *configv1.DeleteIdentityPro
 	if err := s.st.DeleteIdPGrantsFor(ctx, req.GetName()); err != nil {
 		s.log.WarnContext(ctx, "delete identity provider grants", slog.Any("err", err))
 	}
+	// So do the people's tokens kept from it for token exchanges.
+	if toks, err := s.st.IdPTokens().List(ctx); err != nil {
+		s.log.WarnContext(ctx, "list identity provider tokens", slog.Any("err", err))
+	} else {
+		for principal, rec := range toks {
+			if rec.GetIdentityProvider() != req.GetName() {
+				continue
+			}
+			if _, err := s.st.IdPTokens().Delete(ctx, principal, 0); err != nil && !errors.Is(err, store.ErrNotFound) {
+				s.log.WarnContext(ctx, "delete identity provider token", slog.Any("err", err))
+			}
+		}
+	}
 	return nil
 }
 
 // cascadeIdPSignIns ends what a deleted principal signed in to through
-// identity providers: its providers' refresh tokens and its token families
+// identity providers: its providers' refresh tokens, the IdP token kept for
+// token exchanges, and its token families
 // and sessions (refused on use anyway: their uid is gone).
 func (s *Service) cascadeIdPSignIns(ctx context.Context, name string) {
 	if err := s.st.DeleteIdPGrantsOf(ctx, name); err != nil {
 		s.log.WarnContext(ctx, "delete identity provider grants of a deleted principal", slog.Any("err", err))
+	}
+	if _, err := s.st.IdPTokens().Delete(ctx, name, 0); err != nil && !errors.Is(err, store.ErrNotFound) {
+		s.log.WarnContext(ctx, "delete identity provider token of a deleted principal", slog.Any("err", err))
 	}
 	s.revokeTokens(ctx, name, "", "")
 }

@@ -2,6 +2,7 @@ package configapi_test
 
 import (
 	"bytes"
+	"errors"
 	"strings"
 	"testing"
 
@@ -9,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	configv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1"
+	storev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/store/v1"
 	"github.com/mcpgate/mcpgate/controlplane/store"
 )
 
@@ -69,8 +71,30 @@ func TestIdentityProviders_CRUD(t *testing.T) {
 	wantCode(t, err, connect.CodeAborted, "revision conflict; re-read and retry")
 	_, err = c.DeleteIdentityProvider(ctx, &configv1.DeleteIdentityProviderRequest{Name: "okta", ExpectedRevision: got.GetRevision()})
 	wantCode(t, err, connect.CodeAborted, "revision conflict; re-read and retry")
+	// The people's tokens kept for token exchanges go with their provider
+	// (ann's, from okta) or their principal (ben's).
+	for _, k := range [][2]string{{"ann", "okta"}, {"ben", "entra"}, {"cid", "entra"}} {
+		if _, err := e.st.SaveIdPToken(ctx, k[0], "uid-"+k[0], k[1], &storev1.IdPToken{SubjectToken: "tok-" + k[0]}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if _, err = c.DeleteIdentityProvider(ctx, &configv1.DeleteIdentityProviderRequest{Name: "okta", ExpectedRevision: r2.GetIdentityProvider().GetRevision()}); err != nil {
 		t.Fatal(err)
+	}
+	if _, _, err := e.st.IdPToken(ctx, "ann"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("ann's okta token after okta was deleted: %v", err)
+	}
+	if _, err := e.admin().principals.PutPrincipal(ctx, &configv1.PutPrincipalRequest{Principal: &configv1.Principal{Name: "ben", Kind: configv1.PrincipalKind_PRINCIPAL_KIND_USER}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.admin().principals.DeletePrincipal(ctx, &configv1.DeletePrincipalRequest{Name: "ben"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.st.IdPToken(ctx, "ben"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("ben's token after ben was deleted: %v", err)
+	}
+	if _, tok, err := e.st.IdPToken(ctx, "cid"); err != nil || tok.GetSubjectToken() != "tok-cid" {
+		t.Fatalf("cid's entra token: %v %v", tok, err)
 	}
 	_, err = c.GetIdentityProvider(ctx, &configv1.GetIdentityProviderRequest{Name: "okta"})
 	wantCode(t, err, connect.CodeNotFound, "identity provider not found")

@@ -17,6 +17,7 @@ import (
 
 	configv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1"
 	"github.com/mcpgate/mcpgate/api/wire"
+	"github.com/mcpgate/mcpgate/controlplane/grants"
 	"github.com/mcpgate/mcpgate/controlplane/oauth"
 	"github.com/mcpgate/mcpgate/internal/oidcdemo"
 )
@@ -278,6 +279,14 @@ func TestIdP_SignInConsentToken(t *testing.T) {
 	p, _ := e.st.Principal("ada_demo-example")
 	if len(p.GetAssertedGroups()) != 1 || p.GetAssertedGroups()[0].GetGroup() != "release" || p.GetAssertedGroups()[0].GetIdentityProvider() != "demo" {
 		t.Fatalf("asserted groups: %v", p.GetAssertedGroups())
+	}
+	// The sign-in kept the verified ID token, sealed, as the subject token
+	// of token_exchange upstreams.
+	irec, itok, err := e.st.IdPToken(t.Context(), "ada_demo-example")
+	if err != nil || irec.GetIdentityProvider() != "demo" || irec.GetPrincipalUid() != p.GetUid() ||
+		itok.GetSubjectTokenType() != grants.TokenTypeIDToken || strings.Count(itok.GetSubjectToken(), ".") != 2 ||
+		!itok.GetExpiry().AsTime().After(time.Now()) {
+		t.Fatalf("kept IdP token: %v %v %v", irec, itok, err)
 	}
 	// The refresh grant works while the IdP is configured...
 	rt := tok.json(t)["refresh_token"].(string)
