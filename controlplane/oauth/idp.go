@@ -101,6 +101,22 @@ type cachedProvider struct {
 	at time.Time
 }
 
+// jwksURI is the jwks_uri of issuer from its cached discovery (provider):
+// the ID-JAG key sets (keySets) use the discovery the sign-in uses.
+func (s *Server) jwksURI(ctx context.Context, issuer string) (string, error) {
+	p, err := s.provider(ctx, &configv1.IdentityProvider{Issuer: issuer})
+	if err != nil {
+		return "", err
+	}
+	var disc struct {
+		JWKSURI string `json:"jwks_uri"`
+	}
+	if err := p.Claims(&disc); err != nil {
+		return "", err
+	}
+	return disc.JWKSURI, nil
+}
+
 // provider discovers (or returns the cached) provider of def.
 func (s *Server) provider(ctx context.Context, def *configv1.IdentityProvider) (*oidc.Provider, error) {
 	iss := def.GetIssuer()

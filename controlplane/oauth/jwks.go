@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
@@ -46,9 +45,13 @@ var (
 type keySets struct {
 	client *http.Client
 	now    func() time.Time
-	group  singleflight.Group
-	mu     sync.Mutex
-	sets   map[string]*keySet
+	// discover returns issuer's jwks_uri from its (cached) OpenID
+	// discovery document: the same discovery the sign-in uses (see
+	// Server.provider), so each issuer is discovered once.
+	discover func(ctx context.Context, issuer string) (string, error)
+	group    singleflight.Group
+	mu       sync.Mutex
+	sets     map[string]*keySet
 }
 
 type keySet struct {
@@ -56,8 +59,8 @@ type keySet struct {
 	fetched time.Time
 }
 
-func newKeySets(client *http.Client, now func() time.Time) *keySets {
-	return &keySets{client: client, now: now, sets: map[string]*keySet{}}
+func newKeySets(client *http.Client, now func() time.Time, discover func(context.Context, string) (string, error)) *keySets {
+	return &keySets{client: client, now: now, discover: discover, sets: map[string]*keySet{}}
 }
 
 // key returns the public key of issuer with key id kid.
@@ -110,18 +113,15 @@ func find(ks *keySet, kid string) *jose.JSONWebKey {
 
 // fetch discovers issuer's jwks_uri and fetches the key set.
 func (k *keySets) fetch(ctx context.Context, issuer string) (*keySet, error) {
-	var disc struct {
-		Issuer  string `json:"issuer"`
-		JWKSURI string `json:"jwks_uri"`
+	uri, err := k.discover(ctx, issuer)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errIdPUnavailable, err)
 	}
-	if err := k.getJSON(ctx, strings.TrimSuffix(issuer, "/")+"/.well-known/openid-configuration", &disc); err != nil {
-		return nil, err
-	}
-	if disc.Issuer != issuer || disc.JWKSURI == "" {
-		return nil, fmt.Errorf("%w: discovery names another issuer or no jwks_uri", errIdPUnavailable)
+	if uri == "" {
+		return nil, fmt.Errorf("%w: discovery names no jwks_uri", errIdPUnavailable)
 	}
 	ks := &keySet{fetched: k.now()}
-	if err := k.getJSON(ctx, disc.JWKSURI, &ks.keys); err != nil {
+	if err := k.getJSON(ctx, uri, &ks.keys); err != nil {
 		return nil, err
 	}
 	return ks, nil

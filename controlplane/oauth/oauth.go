@@ -286,7 +286,7 @@ func New(st *store.Store, cfg Config, log *slog.Logger) *Server {
 	if s.grants == nil {
 		s.grants = storeGrants{st: st, now: cfg.Now}
 	}
-	s.keys = newKeySets(cfg.IdPClient, cfg.Now)
+	s.keys = newKeySets(cfg.IdPClient, cfg.Now, s.jwksURI)
 	s.limit = newAddrLimiter(cfg.RegisterPerMinute, cfg.Now)
 	s.regLimit = rate.NewLimiter(rate.Limit(float64(cfg.RegisterPerHour)/3600), cfg.RegisterPerHour)
 	s.authzLimit = newAddrLimiter(cfg.AuthorizePerMinute, cfg.Now)
