@@ -43,7 +43,8 @@ func idpClient(t *testing.T, s *stacktest.Stack, email, upstreamUser string) (*m
 // with the official Go SDK client: 401 → discovery → registration →
 // "Sign in with Demo IdP" → IdP login → consent → upstream consent →
 // tools/call reaching the upstream with the person's own upstream token.
-// Bob, signed in just in time with no grant of the route, is refused at
+// Both are created at first sign-in and granted only through the groups
+// the IdP asserts: Bob (group readers, not granted notes) is refused at
 // the consent step (access_denied) and gets no token.
 func TestGoSDK_IdPSignIn(t *testing.T) {
 	s := stacktest.Start(t)
@@ -61,13 +62,18 @@ func TestGoSDK_IdPSignIn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Ada's grant of notes stands for her group's (groups are another part
-	// of issue 9); an admin created her for SSO (display name = email).
-	if _, err := s.Principals.PutPrincipal(ctx, &configv1.PutPrincipalRequest{Principal: &configv1.Principal{
-		Name: "ada_demo-example", DisplayName: oidcdemo.Ada, Kind: configv1.PrincipalKind_PRINCIPAL_KIND_USER,
-		Role: configv1.Role_ROLE_MEMBER, Servers: []string{stacktest.NotesRoute},
-	}}); err != nil {
-		t.Fatal(err)
+	// Ada and Bob are created at their first sign-in with no own servers:
+	// the groups the demo IdP asserts grant them, release (Ada) notes and
+	// readers (Bob) only echo.
+	for _, g := range []*configv1.Group{
+		{Name: "release", Servers: []string{stacktest.NotesRoute, stacktest.EchoRoute}},
+		{Name: "readers", Servers: []string{stacktest.EchoRoute}},
+	} {
+		res, err := s.Groups.PutGroup(ctx, &configv1.PutGroupRequest{Group: g})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rev = max(rev, res.GetGroup().GetRevision())
 	}
 	if err := s.Store.WaitRevision(ctx, rev); err != nil {
 		t.Fatal(err)
@@ -101,12 +107,12 @@ func TestGoSDK_IdPSignIn(t *testing.T) {
 	}
 	assertNoAdmission(t, s.Notes, tok, s.DataPlaneToken)
 	p, ok := s.Store.Principal("ada_demo-example")
-	if !ok || len(p.GetAssertedGroups()) != 1 || p.GetAssertedGroups()[0].GetGroup() != "release" {
+	if !ok || len(p.GetServers()) != 0 || len(p.GetAssertedGroups()) != 1 || p.GetAssertedGroups()[0].GetGroup() != "release" {
 		t.Errorf("ada's asserted groups: %v", p.GetAssertedGroups())
 	}
 
-	// Bob signs in (created just in time, group readers) but is granted
-	// nothing: the authorization ends in access_denied, no token.
+	// Bob signs in (created just in time, group readers) but his group is
+	// not granted notes: the authorization ends in access_denied, no token.
 	_, _, _, err = idpClient(t, s, oidcdemo.Bob, "bob@provider")
 	if err == nil || !strings.Contains(err.Error(), "access_denied") {
 		t.Fatalf("bob: err = %v, want access_denied", err)
