@@ -267,7 +267,11 @@ func (s *Server) assertedPrincipal(ctx context.Context, idp *configv1.IdentityPr
 		return nil, errIDJAGPrincipal
 	}
 	if p, ok := s.st.Principal(name); ok {
-		if p.GetUid() == "" {
+		// As at an IdP sign-in (idpPrincipal): different claims may map to
+		// one name, so a principal whose display_name is another claim is
+		// someone else's; a service account is never asserted as a person.
+		if p.GetUid() == "" || p.GetKind() == configv1.PrincipalKind_PRINCIPAL_KIND_SERVICE_ACCOUNT ||
+			(p.GetDisplayName() != "" && !strings.EqualFold(p.GetDisplayName(), val)) {
 			return nil, errIDJAGPrincipal
 		}
 		return p, nil

@@ -104,6 +104,16 @@ func TestIDJAGBad(t *testing.T) {
 	)
 	with := func(mod func(*idjagtest.Grant)) idjagtest.Grant { g := e.grant(); mod(&g); return g }
 	now := time.Now()
+	for _, p := range []*configv1.Principal{
+		{Name: "carol", Kind: configv1.PrincipalKind_PRINCIPAL_KIND_USER, DisplayName: "carol@elsewhere.example", Servers: []string{"*"}},
+		{Name: "ci", Kind: configv1.PrincipalKind_PRINCIPAL_KIND_SERVICE_ACCOUNT, Servers: []string{"*"}},
+	} {
+		rev, err := e.st.PutPrincipal(t.Context(), p, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.wait(rev)
+	}
 	for _, tc := range []struct {
 		name, assertion string
 		code, desc      string
@@ -129,6 +139,10 @@ func TestIDJAGBad(t *testing.T) {
 		{"disallowed domain", e.corp.Issue(with(func(g *idjagtest.Grant) { g.Email = "eve@evil.example" })), "invalid_grant", descPrincipal},
 		{"no email where domains are restricted", e.corp.Issue(with(func(g *idjagtest.Grant) { g.Email = "" })), "invalid_grant", descPrincipal},
 		{"unknown person, no just-in-time creation", e.strict.Issue(with(func(g *idjagtest.Grant) { g.Subject = "nobody" })), "invalid_grant", descPrincipal},
+		// As at an IdP sign-in: a principal whose display_name is another
+		// claim, or a service account, is never the asserted person.
+		{"principal of another claim", e.strict.Issue(with(func(g *idjagtest.Grant) { g.Subject = "carol" })), "invalid_grant", descPrincipal},
+		{"service account", e.strict.Issue(with(func(g *idjagtest.Grant) { g.Subject = "ci" })), "invalid_grant", descPrincipal},
 		{"no jti", e.corp.Issue(with(func(g *idjagtest.Grant) { g.Extra = map[string]any{"jti": nil} })), "invalid_grant", descJTI},
 		{"scope beyond the route's", e.corp.Issue(with(func(g *idjagtest.Grant) { g.Scope = "repo admin" })), "invalid_scope", "the assertion's scope exceeds the route's scopes"},
 		{"not a JWT", "not-a-jwt", "invalid_grant", descMalformed},
