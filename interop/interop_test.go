@@ -38,6 +38,16 @@ func node(t *testing.T) string {
 // runScript runs a script with env and decodes its one JSON output line.
 func runScript(t *testing.T, script string, env map[string]string, out any) {
 	t.Helper()
+	if stderr, err := runScriptErr(t, script, env, out); err != nil {
+		t.Fatalf("node %s failed: %v; output %+v; stderr %s", script, err, out, stderr)
+	}
+}
+
+// runScriptErr runs a script with env, decodes its one JSON output line
+// (failing the test when there is none) and returns the script's stderr
+// and exit error: for scripts expected to fail.
+func runScriptErr(t *testing.T, script string, env map[string]string, out any) (string, error) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), nodeTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, node(t), script)
@@ -51,9 +61,7 @@ func runScript(t *testing.T, script string, env map[string]string, out any) {
 	if jerr := json.Unmarshal(bytes.TrimSpace(stdout.Bytes()), out); jerr != nil {
 		t.Fatalf("node %s: %v; output %q; stderr %s; decode: %v", script, err, stdout.String(), stderr.String(), jerr)
 	}
-	if err != nil {
-		t.Fatalf("node %s failed: %v; output %s; stderr %s", script, err, stdout.String(), stderr.String())
-	}
+	return stderr.String(), err
 }
 
 type clientOutput struct {

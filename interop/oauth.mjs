@@ -6,9 +6,14 @@
 // gateway API key into the sign-in form, approves the gateway's consent
 // (CSRF field from the page) and the demo provider's consent (as an
 // upstream user), and keeps the code the gateway redirects back with.
+// With MCPGATE_IDP set it signs in with that identity provider instead of
+// a key: it follows the sign-in page's "Sign in with <IdP>" button and
+// fills in the provider's login form.
 // Configured by environment variables:
 //   MCPGATE_URL    the route URL, e.g. http://127.0.0.1:8080/notes/mcp
 //   MCPGATE_KEY    the person's gateway API key (pasted at sign-in only)
+//   MCPGATE_IDP    the display name of the identity provider to sign in with
+//   MCPGATE_IDP_USER, MCPGATE_IDP_PASSWORD   the login at that provider
 //   MCPGATE_USER   the upstream user to approve as at the demo provider
 //   MCPGATE_TOOL   the tool to call once connected (default whoami)
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
@@ -20,11 +25,16 @@ const redirectUrl = "http://127.0.0.1:53683/callback";
 
 // A scripted browser: manual redirects and a per-host cookie store.
 class Browser {
-  constructor(key, user) {
+  constructor(key, user, idp) {
     this.key = key;
     this.user = user;
+    this.idp = idp; // { name, user, password } or undefined
     this.cookies = new Map(); // host → Map(name → value)
     this.pages = [];
+    // What the browser did on each page, in order: "signin-idp" (followed
+    // the provider's button), "idp-login", "signin-key", "consent" (the
+    // gateway's), "upstream-consent" (the upstream provider's).
+    this.actions = [];
   }
 
   cookieHeader(u) {
@@ -77,17 +87,39 @@ class Browser {
       }
       if (res.status !== 200) throw new Error(`${method} ${target}: status ${res.status}: ${text}`);
       this.pages.push({ url: target, body: text });
+      if (this.idp) {
+        const links = [...text.matchAll(/<a class="idp" href="([^"]*)">Sign in with ([^<]*)<\/a>/g)];
+        if (links.length > 0) {
+          const l = links.find((x) => unescapeHTML(x[2]) === this.idp.name);
+          if (!l) throw new Error(`${target}: no "Sign in with ${this.idp.name}" button`);
+          this.actions.push("signin-idp");
+          method = "GET";
+          target = new URL(unescapeHTML(l[1]), at).toString();
+          form = undefined;
+          continue;
+        }
+      }
       const m = /<form[^>]*method="post"[^>]*action="([^"]*)"[^>]*>([\s\S]*?)<\/form>/i.exec(text);
       if (!m) throw new Error(`${target}: no form on page`);
       form = {};
       for (const h of m[2].matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)"/gi)) {
         form[h[1]] = unescapeHTML(h[2]);
       }
-      if (m[2].includes('name="key"')) form.key = this.key;
-      else if (m[2].includes('name="user"')) {
+      if (m[2].includes('name="username"') && this.idp) {
+        this.actions.push("idp-login");
+        form.username = this.idp.user;
+        form.password = this.idp.password;
+      } else if (m[2].includes('name="key"')) {
+        this.actions.push("signin-key");
+        form.key = this.key;
+      } else if (m[2].includes('name="user"')) {
+        this.actions.push("upstream-consent");
         form.user = this.user;
         form.action = "approve";
-      } else form.action = "approve";
+      } else {
+        this.actions.push("consent");
+        form.action = "approve";
+      }
       method = "POST";
       target = new URL(unescapeHTML(m[1]), at).toString();
     }
@@ -105,7 +137,10 @@ function unescapeHTML(s) {
     .replace(/&amp;/g, "&");
 }
 
-const browser = new Browser(process.env.MCPGATE_KEY, process.env.MCPGATE_USER || "alice");
+const idp = process.env.MCPGATE_IDP
+  ? { name: process.env.MCPGATE_IDP, user: process.env.MCPGATE_IDP_USER, password: process.env.MCPGATE_IDP_PASSWORD }
+  : undefined;
+const browser = new Browser(process.env.MCPGATE_KEY, process.env.MCPGATE_USER || "alice", idp);
 const out = { ok: false, steps: [] };
 
 // The in-memory OAuthClientProvider the SDK drives.
@@ -174,5 +209,7 @@ try {
 } catch (err) {
   out.error = String(err && err.stack ? err.stack : err);
 }
+out.browserActions = browser.actions;
+out.pages = browser.pages.map((p) => ({ url: p.url, body: p.body }));
 process.stdout.write(JSON.stringify(out) + "\n");
 process.exit(out.ok ? 0 : 1);
