@@ -123,10 +123,20 @@ func TestProvider_IDJAG(t *testing.T) {
 	if a, b := mustJSON(t, claims), mustJSON(t, want); a != b {
 		t.Errorf("claims\n got %s\nwant %s", a, b)
 	}
-	// Each exchange is a new assertion (the gateway uses the jti once).
-	_, _, again := exchange(t, p, "rp", "rp-secret", jagForm(idToken))
-	if again["access_token"] == body["access_token"] {
-		t.Error("the same ID-JAG twice")
+	// Each exchange is a new assertion (the gateway uses the jti once);
+	// the client may authenticate with client_secret_post too.
+	form := jagForm(idToken)
+	form.Set("client_id", "rp")
+	form.Set("client_secret", "rp-secret")
+	resp, err = http.PostForm(p.Issuer()+"/oauth/token", form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var again map[string]any
+	err = json.NewDecoder(resp.Body).Decode(&again)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || again["issued_token_type"] != oidcdemo.TokenTypeIDJAG || again["access_token"] == body["access_token"] {
+		t.Errorf("client_secret_post exchange: %d %v %v", resp.StatusCode, again, err)
 	}
 }
 
