@@ -4,6 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -11,6 +14,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +25,8 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcpgate/mcpgate/internal/idjagtest"
 )
 
 var bin string
@@ -257,6 +263,50 @@ func TestCLI(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusFound || !strings.HasPrefix(resp.Header.Get("Location"), iss[1]+"/") {
 			t.Fatalf("start: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+		}
+
+		// The demo IdP is trusted for ID-JAGs: an assertion naming it as
+		// issuer gets as far as its key set (an untrusted issuer is refused
+		// before that).
+		reg, err := http.Post(pub[1]+"/register", "application/json", strings.NewReader(`{"redirect_uris":["http://127.0.0.1/cb"],`+
+			`"grant_types":["authorization_code","urn:ietf:params:oauth:grant-type:jwt-bearer"],"token_endpoint_auth_method":"client_secret_basic"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var client struct {
+			ID     string `json:"client_id"`
+			Secret string `json:"client_secret"`
+		}
+		err = json.NewDecoder(reg.Body).Decode(&client)
+		reg.Body.Close()
+		if err != nil || reg.StatusCode != http.StatusCreated {
+			t.Fatalf("register: %d %v", reg.StatusCode, err)
+		}
+		key, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := time.Now()
+		for _, tc := range []struct{ issuer, desc string }{
+			{iss[1], "the assertion's signing key is unknown to its issuer"},
+			{"https://idp.example", "the assertion's issuer is not a trusted identity provider"},
+		} {
+			jag := idjagtest.Sign(key, "not-a-demo-key", idjagtest.Typ, map[string]any{"iss": tc.issuer, "sub": "demo-ada", "aud": pub[1],
+				"client_id": client.ID, "resource": pub[1] + "/echo/mcp", "jti": "j1", "iat": now.Unix(), "exp": now.Add(time.Minute).Unix()})
+			req, _ := http.NewRequest(http.MethodPost, pub[1]+"/token", strings.NewReader(url.Values{
+				"grant_type": {"urn:ietf:params:oauth:grant-type:jwt-bearer"}, "assertion": {jag}}.Encode()))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.SetBasicAuth(url.QueryEscape(client.ID), url.QueryEscape(client.Secret))
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var body map[string]any
+			_ = json.NewDecoder(resp.Body).Decode(&body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusBadRequest || body["error"] != "invalid_grant" || body["error_description"] != tc.desc {
+				t.Errorf("ID-JAG from %s: %d %v", tc.issuer, resp.StatusCode, body)
+			}
 		}
 	})
 	t.Run("demo route through the gateway", func(t *testing.T) {

@@ -360,10 +360,13 @@ const (
 // created at first sign-in) and the two groups its people are in: the
 // provider asserts ada in release (granted echo and notes) and bob in
 // readers (granted echo), so each person's grants come from their group.
+// The gateway also trusts the ID-JAGs it issues (trust_id_jag), so an agent
+// with no browser can exchange a demo person's ID token for one and redeem
+// it at /token (docs/identity.md, "ID-JAG with the demo IdP").
 func addDemoIdP(f *config.File, issuer, secret string) {
 	f.IdentityProviders = append(f.IdentityProviders, &configv1.IdentityProvider{
 		Name: demoIdPName, DisplayName: "Demo IdP", Issuer: issuer, ClientId: demoIdPClient, ClientSecret: secret,
-		CreatePrincipals: true,
+		CreatePrincipals: true, TrustIdJag: true,
 	})
 	f.Groups = append(f.Groups,
 		&configv1.Group{Name: demoGroupReaders, Servers: []string{demoRoute}, Description: "Demo IdP people who may read (bob)"},

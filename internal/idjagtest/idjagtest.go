@@ -1,7 +1,9 @@
 // Package idjagtest is a test identity provider that issues Identity
 // Assertion JWT Authorization Grants (ID-JAGs): a real signer (go-jose,
 // RS256) behind an httptest server serving OpenID discovery and the JWKS.
-// It stands in for the demo IdP until that one issues ID-JAGs.
+// The demo IdP (internal/oidcdemo) issues real ID-JAGs; this one signs any
+// claims asked for (wrong typ, foreign key, rotated key, odd lifetimes), for
+// the gateway's refusal tests.
 package idjagtest
 
 import (

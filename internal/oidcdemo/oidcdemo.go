@@ -9,6 +9,9 @@
 //	bob@demo.example  groups: readers
 //
 // The ID token carries email, email_verified, name and the "groups" claim.
+// The token endpoint also issues Identity Assertion JWT Authorization
+// Grants (ID-JAGs) by RFC 8693 token exchange of such an ID token
+// (idjag.go).
 // Groups can be changed while it runs (SetGroups), so tests can remove
 // someone from a group at the provider.
 package oidcdemo
@@ -297,6 +300,8 @@ func newHandler(issuer string, clients []Client, log *slog.Logger) (http.Handler
 			w.WriteHeader(http.StatusMethodNotAllowed)
 		}
 	})
+	jag := &idjagIssuer{issuer: issuer, provider: provider, st: st, log: log, now: time.Now}
+	mux.HandleFunc("POST "+provider.TokenEndpoint().Relative(), jag.tokenEndpoint)
 	mux.Handle("/", provider)
 	return mux, st, nil
 }

@@ -23,6 +23,13 @@ const redirect = "http://127.0.0.1:1/cb"
 // verified ID token's claims.
 func signIn(t *testing.T, p *oidcdemo.Provider, user, password string) (map[string]any, int) {
 	t.Helper()
+	_, claims, status := signInToken(t, p, user, password)
+	return claims, status
+}
+
+// signInToken is signIn that also returns the raw ID token.
+func signInToken(t *testing.T, p *oidcdemo.Provider, user, password string) (string, map[string]any, int) {
+	t.Helper()
 	ctx := context.Background()
 	prov, err := oidc.NewProvider(ctx, p.Issuer())
 	if err != nil {
@@ -55,7 +62,7 @@ func signIn(t *testing.T, p *oidcdemo.Provider, user, password string) (map[stri
 	}
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusFound {
-		return nil, resp.StatusCode
+		return "", nil, resp.StatusCode
 	}
 	for range 5 {
 		loc, _ := resp.Request.URL.Parse(resp.Header.Get("Location"))
@@ -70,13 +77,14 @@ func signIn(t *testing.T, p *oidcdemo.Provider, user, password string) (map[stri
 			if tok.RefreshToken == "" {
 				t.Error("no refresh token with offline_access")
 			}
-			idt, err := prov.Verifier(&oidc.Config{ClientID: "rp"}).Verify(ctx, tok.Extra("id_token").(string))
+			raw := tok.Extra("id_token").(string)
+			idt, err := prov.Verifier(&oidc.Config{ClientID: "rp"}).Verify(ctx, raw)
 			if err != nil || idt.Nonce != "n0nce" {
 				t.Fatalf("ID token: %v nonce %q", err, idt.Nonce)
 			}
 			var claims map[string]any
 			_ = idt.Claims(&claims)
-			return claims, http.StatusOK
+			return raw, claims, http.StatusOK
 		}
 		if resp, err = c.Get(loc.String()); err != nil {
 			t.Fatal(err)
@@ -84,7 +92,7 @@ func signIn(t *testing.T, p *oidcdemo.Provider, user, password string) (map[stri
 		resp.Body.Close()
 	}
 	t.Fatal("no redirect to the client")
-	return nil, 0
+	return "", nil, 0
 }
 
 func TestProvider_SignInGroups(t *testing.T) {
