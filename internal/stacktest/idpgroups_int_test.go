@@ -1,11 +1,13 @@
 package stacktest_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,13 +19,32 @@ import (
 	"github.com/mcpgate/mcpgate/controlplane"
 	"github.com/mcpgate/mcpgate/internal/oidcdemo"
 	"github.com/mcpgate/mcpgate/internal/stacktest"
+	"github.com/mcpgate/mcpgate/ops/audit"
 )
+
+// lockedBuffer is an audit destination tests read while servers write.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
 
 // idpGroupsTTL is the gateway's access-token lifetime in
 // TestIdPGroupChangeAtRefresh. golang.org/x/oauth2 (the Go SDK's token
 // source) treats a token as expired 10 s before its expiry, so a lifetime
 // above that lets the SDK use its token before refreshing it.
-const idpGroupsTTL = 13 * time.Second
+const idpGroupsTTL = 15 * time.Second
 
 // TestIdPGroupChangeAtRefresh: removing a person from a group at the
 // identity provider takes effect at their next gateway refresh, that is
@@ -38,8 +59,10 @@ const idpGroupsTTL = 13 * time.Second
 // (404, issue 8 item 16) while echo (readers) still answers. Bob (group
 // readers) is refused notes the same way and lists exactly echo's tools.
 func TestIdPGroupChangeAtRefresh(t *testing.T) {
+	auditLog := &lockedBuffer{}
 	s := stacktest.Start(t, stacktest.WithControlPlaneConfig(func(c *controlplane.Config) {
 		c.OAuth.AccessTokenTTL = idpGroupsTTL
+		c.OAuth.Audit = audit.New(auditLog)
 	}))
 	idp, err := oidcdemo.Start(oidcdemo.Config{Clients: []oidcdemo.Client{{
 		ID: "gw", Secret: "gw-secret", RedirectURIs: []string{s.PublicURL + wire.IdPCallbackPath},
@@ -153,6 +176,26 @@ func TestIdPGroupChangeAtRefresh(t *testing.T) {
 	}
 	if got, want := assertedGroups("ada_demo-example"), []string{"demo:readers"}; !slices.Equal(got, want) {
 		t.Fatalf("after the refresh ada's asserted groups = %v, want %v", got, want)
+	}
+	// The control plane's audit log has her sign-in and the re-assertion
+	// that changed her groups (and, on a slow machine, a refresh of the SDK
+	// before the change, which changed nothing).
+	unchanged := `:"idp","event":"reassert","idp":"demo","principal":"ada_demo-example","subject":"ada@demo.example","outcome":"ok"}`
+	var adaEvents []string
+	for line := range strings.Lines(auditLog.String()) {
+		if _, rest, _ := strings.Cut(line, `"kind"`); strings.TrimSpace(rest) == unchanged {
+			continue
+		}
+		if strings.Contains(line, `"principal":"ada_demo-example"`) {
+			_, rest, _ := strings.Cut(line, `"kind"`) // without the time
+			adaEvents = append(adaEvents, strings.TrimSpace(rest))
+		}
+	}
+	if want := []string{
+		`:"idp","event":"signin","idp":"demo","principal":"ada_demo-example","subject":"ada@demo.example","outcome":"ok","created":true,"groups_added":["release"]}`,
+		`:"idp","event":"reassert","idp":"demo","principal":"ada_demo-example","subject":"ada@demo.example","outcome":"ok","groups_added":["readers"],"groups_removed":["release"]}`,
+	}; !slices.Equal(adaEvents, want) {
+		t.Fatalf("ada's audit events:\n%s\nwant\n%s", strings.Join(adaEvents, "\n"), strings.Join(want, "\n"))
 	}
 	// The SDK client's next notes call fails: it has no usable token.
 	if _, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "whoami"}); err == nil {
