@@ -387,7 +387,6 @@ func (s *Server) idpCallback(w http.ResponseWriter, r *http.Request) {
 		refuse(status, "Not signed in", msg, signinReason(msg))
 		return
 	}
-	ev.Principal = id.name
 	p2, created, prev, status, msg := s.idpPrincipal(ctx, idp.Def, id)
 	if msg != "" {
 		refuse(status, "Not signed in", msg, signinReason(msg))
@@ -408,7 +407,7 @@ func (s *Server) idpCallback(w http.ResponseWriter, r *http.Request) {
 		PrincipalUid: p2.GetUid(),
 	}
 	s.log.InfoContext(ctx, "signed in with identity provider", "principal", p2.GetName(), "idp", idp.Def.GetName(), "groups", len(id.groups))
-	ev.Outcome, ev.Created = audit.IdPOK, created
+	ev.Principal, ev.Outcome, ev.Created = p2.GetName(), audit.IdPOK, created
 	ev.GroupsAdded, ev.GroupsRemoved = groupChanges(prev, assertedBy(p2, idp.Def.GetName()))
 	s.auditIdP(ev)
 	s.startSession(w, r, rec, st.GetRequest(), st.GetNext())
