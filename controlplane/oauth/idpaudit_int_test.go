@@ -17,14 +17,16 @@ import (
 
 // TestIdP_Audit: identity-provider sign-ins (who, which provider, the
 // outcome with a fixed reason, whether the principal was created just in
-// time, the groups asserted) and the re-assertion of groups at a gateway
-// refresh (groups added and removed) are written to the audit log, and no
-// line holds a code, a token or a secret.
+// time, the groups asserted; a refused domain, an unregistered person)
+// and the re-assertion of groups at a gateway refresh (groups added and
+// removed) are written to the audit log, and no line holds a code, a
+// token or a secret.
 func TestIdP_Audit(t *testing.T) {
 	buf := &syncBuffer{}
 	e := newIdPEnv(t, func(c *oauth.Config) { c.Audit = audit.New(buf) })
 	e.putIdP(&configv1.IdentityProvider{Name: "strict", DisplayName: "Strict", Issuer: e.idp.Issuer(), ClientId: "gw",
 		CreatePrincipals: true, AllowedDomains: []string{"corp.example"}})
+	e.putIdP(&configv1.IdentityProvider{Name: "closed", DisplayName: "Closed", Issuer: e.idp.Issuer(), ClientId: "gw"})
 	clientID := e.publicClient("Claude Code")
 	// events returns the audit lines written since the last call, each
 	// without its time (checked to be RFC 3339 and recent).
@@ -75,8 +77,16 @@ func TestIdP_Audit(t *testing.T) {
 	}
 	wantEvents("refused domain",
 		`{"event":"signin","idp":"strict","kind":"idp","outcome":"refused","reason":"domain_not_allowed","subject":"ada@demo.example"}`)
+	// An unknown person at a provider that creates nobody.
+	b = newBrowser(t)
+	cb = e.idpLogin(b, e.startIdP(b, e.authQuery(clientID), "Closed"), oidcdemo.Ada)
+	if r := b.get(cb.String()); r.status != http.StatusForbidden || !strings.Contains(r.body, `<p class="error">`+msgIdPNotMember+`</p>`) {
+		t.Fatalf("closed callback: %d %s", r.status, r.body)
+	}
+	wantEvents("not registered",
+		`{"event":"signin","idp":"closed","kind":"idp","outcome":"refused","reason":"not_registered","subject":"ada@demo.example"}`)
 	if _, ok := e.st.Principal("ada_demo-example"); ok {
-		t.Fatal("the refused sign-in created ada")
+		t.Fatal("a refused sign-in created ada")
 	}
 
 	// Ada (pre-created for SSO: not created again) signs in, gets tokens,
