@@ -53,11 +53,13 @@ const idpGroupsTTL = 15 * time.Second
 // client and calls a notes tool; the IdP moves her to readers. Until her
 // access token expires it keeps working and her groups are unchanged.
 // Once it has expired the data plane challenges it (401); the SDK's
-// refresh makes the gateway re-assert her groups at the IdP (now readers)
-// and is refused (invalid_grant: notes is no longer granted), and from
-// then on notes answers her exactly like a route that does not exist
-// (404, issue 8 item 16) while echo (readers) still answers. Bob (group
-// readers) is refused notes the same way and lists exactly echo's tools.
+// refresh makes the gateway re-assert her groups at the IdP (now readers,
+// audited) and is refused (invalid_grant: notes is no longer granted);
+// the SDK client's next call authorizes again and is refused
+// (access_denied); and notes answers her, with a credential still valid,
+// exactly like a route that does not exist (404, issue 8 item 16) while
+// echo (readers) still answers. Bob (group readers) is refused notes the
+// same way and lists exactly echo's tools.
 func TestIdPGroupChangeAtRefresh(t *testing.T) {
 	auditLog := &lockedBuffer{}
 	s := stacktest.Start(t, stacktest.WithControlPlaneConfig(func(c *controlplane.Config) {
@@ -197,9 +199,12 @@ func TestIdPGroupChangeAtRefresh(t *testing.T) {
 	}; !slices.Equal(adaEvents, want) {
 		t.Fatalf("ada's audit events:\n%s\nwant\n%s", strings.Join(adaEvents, "\n"), strings.Join(want, "\n"))
 	}
-	// The SDK client's next notes call fails: it has no usable token.
-	if _, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "whoami"}); err == nil {
-		t.Fatal("ada's SDK client still calls notes after the refresh")
+	// The SDK client's next notes call fails: without a usable token it
+	// authorizes again in its browser (a fresh IdP sign-in, readers), and
+	// the gateway refuses notes at the authorization step.
+	_, err = cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "whoami"})
+	if err == nil || !strings.Contains(err.Error(), "authorization error access_denied: this account may not use this server") {
+		t.Fatalf("ada's SDK notes call after the refresh: %v, want access_denied", err)
 	}
 
 	// Through the data plane with a credential still valid (an API key an
