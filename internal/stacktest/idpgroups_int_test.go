@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -17,6 +18,7 @@ import (
 	configv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1"
 	"github.com/mcpgate/mcpgate/api/wire"
 	"github.com/mcpgate/mcpgate/controlplane"
+	"github.com/mcpgate/mcpgate/controlplane/store"
 	"github.com/mcpgate/mcpgate/internal/oidcdemo"
 	"github.com/mcpgate/mcpgate/internal/stacktest"
 	"github.com/mcpgate/mcpgate/ops/audit"
@@ -47,19 +49,19 @@ func (l *lockedBuffer) String() string {
 const idpGroupsTTL = 15 * time.Second
 
 // TestIdPGroupChangeAtRefresh: removing a person from a group at the
-// identity provider takes effect at their next gateway refresh, that is
-// after at most one access-token lifetime (issue 9, "Done when"). Ada
-// signs in with the demo IdP (group release: notes) through the Go SDK
-// client and calls a notes tool; the IdP moves her to readers. Until her
-// access token expires it keeps working and her groups are unchanged.
-// Once it has expired the data plane challenges it (401); the SDK's
-// refresh makes the gateway re-assert her groups at the IdP (now readers,
-// audited) and is refused (invalid_grant: notes is no longer granted);
-// the SDK client's next call authorizes again and is refused
-// (access_denied); and notes answers her, with a credential still valid,
-// exactly like a route that does not exist (404, issue 8 item 16) while
-// echo (readers) still answers. Bob (group readers) is refused notes the
-// same way and lists exactly echo's tools.
+// identity provider takes effect at their next gateway refresh, so after at
+// most one access-token lifetime (issue 9, "Done when"). Ada signs in with
+// the demo IdP (group release: notes) through the Go SDK client, calls a
+// notes tool, and signs in a second client on notes; the IdP moves her to
+// readers. Her access token keeps working (nothing asked the IdP yet). The
+// second client's refresh makes the gateway re-assert her groups at the
+// IdP (now readers, audited) and is refused (invalid_grant: notes is no
+// longer granted); from then on her first token, still valid, gets exactly
+// the answer of a route that does not exist (404, issue 8 item 16). Once
+// it has expired the data plane challenges it (401), the SDK's refresh is
+// refused, and the SDK client's next call authorizes again and ends in
+// access_denied; echo (readers) still answers her. Bob (group readers) is
+// refused notes the same way and lists exactly echo's tools.
 func TestIdPGroupChangeAtRefresh(t *testing.T) {
 	auditLog := &lockedBuffer{}
 	s := stacktest.Start(t, stacktest.WithControlPlaneConfig(func(c *controlplane.Config) {
@@ -142,8 +144,28 @@ func TestIdPGroupChangeAtRefresh(t *testing.T) {
 		t.Fatalf("ada's asserted groups = %v, want %v", got, want)
 	}
 
-	// The IdP moves Ada to readers. Her access token keeps working until it
-	// expires (at most one access-token lifetime): nothing asked the IdP yet.
+	// A second client of Ada's on notes (another token family), e.g. her
+	// second editor.
+	cs2, h2, _, err := idpClient(t, s, oidcdemo.Ada, "ada@provider")
+	if err != nil {
+		t.Fatalf("second client: %v", err)
+	}
+	defer cs2.Close()
+	ts2, err := h2.TokenSource(t.Context())
+	if err != nil || ts2 == nil {
+		t.Fatalf("token source: %v", err)
+	}
+	tok2, err := ts2.Token()
+	if err != nil || tok2.RefreshToken == "" {
+		t.Fatalf("second client's token: %v %v", tok2, err)
+	}
+	rec2, ok := s.Store.AccessToken(store.HashKey(tok2.AccessToken))
+	if !ok {
+		t.Fatal("second client's access token is not in the store")
+	}
+
+	// The IdP moves Ada to readers. Her access token keeps working until a
+	// refresh asks the IdP (at most one access-token lifetime).
 	idp.SetGroups(oidcdemo.Ada, []string{"readers"})
 	if got := call(stacktest.NotesRoute, bearerH(tok.AccessToken)); got.status != http.StatusOK || !strings.Contains(got.body, `"protocolVersion"`) {
 		t.Fatalf("notes before expiry: %+v, want 200 with an initialize result", got)
@@ -151,13 +173,35 @@ func TestIdPGroupChangeAtRefresh(t *testing.T) {
 	if got, want := assertedGroups("ada_demo-example"), []string{"demo:release"}; !slices.Equal(got, want) {
 		t.Fatalf("before the refresh ada's asserted groups = %v, want %v", got, want)
 	}
+	unknown := call("nosuch", keyH(s.NewKey("ada_demo-example")))
+	if unknown.status != http.StatusNotFound {
+		t.Fatalf("unknown route: %+v, want 404", unknown)
+	}
 
-	// After one lifetime the data plane challenges the expired token.
+	// The second client refreshes early (the refresh_token grant over HTTP,
+	// relayed by the data plane): the gateway re-asserts her groups at the
+	// IdP and refuses a notes token. From then on her first client's token,
+	// still valid, gets the answer of a route that does not exist.
+	code, body := postForm(t, s.PublicURL+"/token", url.Values{"grant_type": {"refresh_token"},
+		"refresh_token": {tok2.RefreshToken}, "client_id": {rec2.GetClientId()}}, "", "")
+	if code != http.StatusBadRequest || len(body) != 2 || body["error"] != "invalid_grant" ||
+		body["error_description"] != "the refresh token is invalid, expired or revoked" {
+		t.Fatalf("second client's refresh: %d %v, want 400 invalid_grant", code, body)
+	}
+	if got, want := assertedGroups("ada_demo-example"), []string{"demo:readers"}; !slices.Equal(got, want) {
+		t.Fatalf("after the refresh ada's asserted groups = %v, want %v", got, want)
+	}
+	if got := call(stacktest.NotesRoute, bearerH(tok.AccessToken)); got != unknown {
+		t.Fatalf("ada's valid token on notes after the re-assertion:\n %+v\nunknown route answers\n %+v", got, unknown)
+	}
+
+	// After one lifetime the data plane challenges the expired token (a
+	// credential that is not valid learns nothing about routes).
 	deadline := time.Now().Add(idpGroupsTTL + 30*time.Second)
 	var expired answer
 	for {
 		expired = call(stacktest.NotesRoute, bearerH(tok.AccessToken))
-		if expired.status != http.StatusOK || time.Now().After(deadline) {
+		if expired != unknown || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(250 * time.Millisecond)
@@ -169,7 +213,7 @@ func TestIdPGroupChangeAtRefresh(t *testing.T) {
 	}
 
 	// The SDK's token source refreshes: the gateway re-asserts Ada's groups
-	// at the IdP (readers now) and refuses a notes token.
+	// at the IdP (still readers) and refuses a notes token.
 	_, err = ts.Token()
 	var re *oauth2.RetrieveError
 	if !errors.As(err, &re) || re.Response.StatusCode != http.StatusBadRequest || re.ErrorCode != "invalid_grant" ||
@@ -179,9 +223,10 @@ func TestIdPGroupChangeAtRefresh(t *testing.T) {
 	if got, want := assertedGroups("ada_demo-example"), []string{"demo:readers"}; !slices.Equal(got, want) {
 		t.Fatalf("after the refresh ada's asserted groups = %v, want %v", got, want)
 	}
-	// The control plane's audit log has her sign-in and the re-assertion
-	// that changed her groups (and, on a slow machine, a refresh of the SDK
-	// before the change, which changed nothing).
+	// The control plane's audit log has her two sign-ins and the
+	// re-assertion that changed her groups (re-assertions that changed
+	// nothing are left out: the SDK's refresh, and on a slow machine one
+	// before the change).
 	unchanged := `:"idp","event":"reassert","idp":"demo","principal":"ada_demo-example","subject":"ada@demo.example","outcome":"ok"}`
 	var adaEvents []string
 	for line := range strings.Lines(auditLog.String()) {
@@ -195,6 +240,7 @@ func TestIdPGroupChangeAtRefresh(t *testing.T) {
 	}
 	if want := []string{
 		`:"idp","event":"signin","idp":"demo","principal":"ada_demo-example","subject":"ada@demo.example","outcome":"ok","created":true,"groups_added":["release"]}`,
+		`:"idp","event":"signin","idp":"demo","principal":"ada_demo-example","subject":"ada@demo.example","outcome":"ok"}`,
 		`:"idp","event":"reassert","idp":"demo","principal":"ada_demo-example","subject":"ada@demo.example","outcome":"ok","groups_added":["readers"],"groups_removed":["release"]}`,
 	}; !slices.Equal(adaEvents, want) {
 		t.Fatalf("ada's audit events:\n%s\nwant\n%s", strings.Join(adaEvents, "\n"), strings.Join(want, "\n"))
@@ -207,13 +253,9 @@ func TestIdPGroupChangeAtRefresh(t *testing.T) {
 		t.Fatalf("ada's SDK notes call after the refresh: %v, want access_denied", err)
 	}
 
-	// Through the data plane with a credential still valid (an API key an
-	// admin creates for her), notes answers Ada exactly like an unknown
-	// route; echo, granted to readers, answers.
-	unknown := call("nosuch", keyH(s.NewKey("ada_demo-example")))
-	if unknown.status != http.StatusNotFound {
-		t.Fatalf("unknown route: %+v, want 404", unknown)
-	}
+	// With a credential still valid (an API key an admin creates for her),
+	// notes answers Ada like an unknown route; echo, granted to readers,
+	// answers.
 	adaKey := s.NewKey("ada_demo-example")
 	if got := call(stacktest.NotesRoute, keyH(adaKey)); got != unknown {
 		t.Fatalf("ada on notes after the refresh:\n %+v\nunknown route answers\n %+v", got, unknown)
