@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -22,6 +23,7 @@ import (
 	"github.com/mcpgate/mcpgate/api/wire"
 	"github.com/mcpgate/mcpgate/controlplane/grants"
 	"github.com/mcpgate/mcpgate/controlplane/store"
+	"github.com/mcpgate/mcpgate/ops/audit"
 )
 
 // Sign-in with an identity provider (OpenID Connect relying party).
@@ -287,27 +289,38 @@ func (s *Server) idpCallback(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, r, http.StatusBadRequest, "Sign-in expired", msgIdPExpired)
 		return
 	}
+	// From here on the sign-in is audited: which provider, who, the
+	// outcome and a fixed reason (never a code or a token).
+	ev := audit.IdP{Event: audit.IdPSignIn, IdP: st.GetIdp()}
+	refuse := func(status int, title, msg, reason string) {
+		ev.Outcome, ev.Reason = audit.IdPRefused, reason
+		if status >= http.StatusInternalServerError {
+			ev.Outcome = audit.IdPFailed
+		}
+		s.auditIdP(ev)
+		s.errorPage(w, r, status, title, msg)
+	}
 	if q.Get("error") != "" {
 		clearIdPCookie(w, pub)
-		s.errorPage(w, r, http.StatusForbidden, "Not signed in", msgIdPRefused)
+		refuse(http.StatusForbidden, "Not signed in", msgIdPRefused, "idp_error")
 		return
 	}
 	idp, ok := s.st.IdentityProvider(st.GetIdp())
 	if !ok {
 		clearIdPCookie(w, pub)
-		s.errorPage(w, r, http.StatusNotFound, "Unknown identity provider", msgIdPUnknown)
+		refuse(http.StatusNotFound, "Unknown identity provider", msgIdPUnknown, "idp_unknown")
 		return
 	}
 	p, err := s.provider(ctx, idp.Def)
 	if err != nil {
 		s.log.WarnContext(ctx, "identity provider discovery failed", "idp", idp.Def.GetName(), "err", err)
-		s.errorPage(w, r, http.StatusServiceUnavailable, "Identity provider unavailable", msgIdPDown)
+		refuse(http.StatusServiceUnavailable, "Identity provider unavailable", msgIdPDown, "idp_unreachable")
 		return
 	}
 	cfg := idpOAuthConfig(pub, idp, p)
 	code := q.Get("code")
 	if code == "" || len(code) > 2048 {
-		s.errorPage(w, r, http.StatusBadRequest, "Not signed in", msgIdPInvalid)
+		refuse(http.StatusBadRequest, "Not signed in", msgIdPInvalid, "invalid_answer")
 		return
 	}
 	xctx, cancel := context.WithTimeout(context.WithValue(ctx, oauth2.HTTPClient, s.cfg.IdPClient), 15*time.Second)
@@ -318,17 +331,17 @@ func (s *Server) idpCallback(w http.ResponseWriter, r *http.Request) {
 		if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode < 500 {
 			s.log.InfoContext(ctx, "identity provider refused the code", "idp", idp.Def.GetName(), "error", re.ErrorCode)
 			clearIdPCookie(w, pub)
-			s.errorPage(w, r, http.StatusForbidden, "Not signed in", msgIdPRefused)
+			refuse(http.StatusForbidden, "Not signed in", msgIdPRefused, "code_refused")
 			return
 		}
 		s.log.WarnContext(ctx, "identity provider token endpoint failed", "idp", idp.Def.GetName(), "err", redactNetErr(err))
-		s.errorPage(w, r, http.StatusServiceUnavailable, "Identity provider unavailable", msgIdPDown)
+		refuse(http.StatusServiceUnavailable, "Identity provider unavailable", msgIdPDown, "idp_unreachable")
 		return
 	}
 	raw, _ := tok.Extra("id_token").(string)
 	if raw == "" {
 		clearIdPCookie(w, pub)
-		s.errorPage(w, r, http.StatusBadRequest, "Not signed in", msgIdPInvalid)
+		refuse(http.StatusBadRequest, "Not signed in", msgIdPInvalid, "invalid_id_token")
 		return
 	}
 	vctx := oidc.ClientContext(ctx, s.cfg.IdPClient)
@@ -337,16 +350,16 @@ func (s *Server) idpCallback(w http.ResponseWriter, r *http.Request) {
 		clearIdPCookie(w, pub)
 		var te *oidc.TokenExpiredError
 		if errors.As(err, &te) {
-			s.errorPage(w, r, http.StatusBadRequest, "Not signed in", msgIdPTokenOld)
+			refuse(http.StatusBadRequest, "Not signed in", msgIdPTokenOld, "id_token_expired")
 			return
 		}
 		s.log.InfoContext(ctx, "ID token refused", "idp", idp.Def.GetName(), "err", err)
-		s.errorPage(w, r, http.StatusBadRequest, "Not signed in", msgIdPInvalid)
+		refuse(http.StatusBadRequest, "Not signed in", msgIdPInvalid, "invalid_id_token")
 		return
 	}
 	if idt.Nonce == "" || idt.Nonce != st.GetNonce() {
 		clearIdPCookie(w, pub)
-		s.errorPage(w, r, http.StatusBadRequest, "Not signed in", msgIdPInvalid)
+		refuse(http.StatusBadRequest, "Not signed in", msgIdPInvalid, "nonce_mismatch")
 		return
 	}
 	// The person signed in: from now on the state is single use.
@@ -355,27 +368,28 @@ func (s *Server) idpCallback(w http.ResponseWriter, r *http.Request) {
 	if _, err := s.st.MarkOAuthRequestUsed(ctx, "idp-"+secretID(string(ct)), ttl); err != nil {
 		clearIdPCookie(w, pub)
 		if errors.Is(err, store.ErrConflict) {
-			s.errorPage(w, r, http.StatusBadRequest, "Sign-in expired", msgIdPExpired)
+			refuse(http.StatusBadRequest, "Sign-in expired", msgIdPExpired, "replayed")
 			return
 		}
-		s.errorPage(w, r, http.StatusServiceUnavailable, "Temporarily unavailable", "Signing in is temporarily unavailable. Try again in a moment.")
+		refuse(http.StatusServiceUnavailable, "Temporarily unavailable", "Signing in is temporarily unavailable. Try again in a moment.", "unavailable")
 		return
 	}
 	clearIdPCookie(w, pub)
 	var claims map[string]any
 	if err := idt.Claims(&claims); err != nil {
-		s.errorPage(w, r, http.StatusBadRequest, "Not signed in", msgIdPInvalid)
+		refuse(http.StatusBadRequest, "Not signed in", msgIdPInvalid, "invalid_id_token")
 		return
 	}
 	id, status, msg := mapIdentity(idp.Def, claims)
+	ev.Subject = id.claim
 	if msg != "" {
 		s.log.InfoContext(ctx, "identity provider sign-in refused", "idp", idp.Def.GetName(), "reason", msg)
-		s.errorPage(w, r, status, "Not signed in", msg)
+		refuse(status, "Not signed in", msg, signinReason(msg))
 		return
 	}
-	p2, status, msg := s.idpPrincipal(ctx, idp.Def, id)
+	p2, created, prev, status, msg := s.idpPrincipal(ctx, idp.Def, id)
 	if msg != "" {
-		s.errorPage(w, r, status, "Not signed in", msg)
+		refuse(status, "Not signed in", msg, signinReason(msg))
 		return
 	}
 	if tok.RefreshToken != "" {
@@ -393,6 +407,9 @@ func (s *Server) idpCallback(w http.ResponseWriter, r *http.Request) {
 		PrincipalUid: p2.GetUid(),
 	}
 	s.log.InfoContext(ctx, "signed in with identity provider", "principal", p2.GetName(), "idp", idp.Def.GetName(), "groups", len(id.groups))
+	ev.Principal, ev.Outcome, ev.Created = p2.GetName(), audit.IdPOK, created
+	ev.GroupsAdded, ev.GroupsRemoved = groupChanges(prev, assertedBy(p2, idp.Def.GetName()))
+	s.auditIdP(ev)
 	s.startSession(w, r, rec, st.GetRequest(), st.GetNext())
 }
 
@@ -410,6 +427,53 @@ func (s *Server) saveIdPToken(ctx context.Context, p *configv1.Principal, idp, r
 	if _, err := s.st.SaveIdPToken(ctx, p.GetName(), p.GetUid(), idp, tok); err != nil {
 		s.log.WarnContext(ctx, "keep identity provider token for token exchange", "idp", idp, "principal", p.GetName(), "err", err)
 	}
+}
+
+// auditIdP writes an identity-provider event to the audit log.
+func (s *Server) auditIdP(ev audit.IdP) {
+	ev.Time = s.now()
+	if err := s.cfg.Audit.IdP(ev); err != nil {
+		s.log.Error("audit identity provider event", "err", err)
+	}
+}
+
+// signinReason is the audit reason of a refused sign-in's fixed message.
+func signinReason(msg string) string {
+	switch msg {
+	case msgIdPNoName:
+		return "no_principal_claim"
+	case msgIdPDomain:
+		return "domain_not_allowed"
+	case msgIdPNotMember:
+		return "not_registered"
+	}
+	return "unavailable"
+}
+
+// assertedBy lists the groups idp asserts for p (sorted, as stored).
+func assertedBy(p *configv1.Principal, idp string) []string {
+	var out []string
+	for _, a := range p.GetAssertedGroups() {
+		if a.GetIdentityProvider() == idp {
+			out = append(out, a.GetGroup())
+		}
+	}
+	return out
+}
+
+// groupChanges is what turned the asserted groups prev into cur.
+func groupChanges(prev, cur []string) (added, removed []string) {
+	for _, g := range cur {
+		if !slices.Contains(prev, g) {
+			added = append(added, g)
+		}
+	}
+	for _, g := range prev {
+		if !slices.Contains(cur, g) {
+			removed = append(removed, g)
+		}
+	}
+	return added, removed
 }
 
 // redactNetErr keeps a network error's kind, not its URL (which may carry
@@ -436,7 +500,8 @@ type identity struct {
 // mapIdentity applies an identity provider's claim mapping to verified
 // ID token claims: the principal claim (default email, which must then be
 // verified: email_verified true), the allowed email domains and the group
-// claim (default groups). A refusal is a status and a fixed message.
+// claim (default groups). A refusal is a status and a fixed message (with
+// the claim's value, when it was read, for the audit log).
 func mapIdentity(def *configv1.IdentityProvider, claims map[string]any) (identity, int, string) {
 	pc := def.GetPrincipalClaim()
 	if pc == "" {
@@ -448,7 +513,7 @@ func mapIdentity(def *configv1.IdentityProvider, claims map[string]any) (identit
 		return identity{}, http.StatusForbidden, msgIdPNoName
 	}
 	if pc == "email" && !claimTrue(claims["email_verified"]) {
-		return identity{}, http.StatusForbidden, msgIdPNoName
+		return identity{claim: v}, http.StatusForbidden, msgIdPNoName
 	}
 	if len(def.GetAllowedDomains()) > 0 {
 		email, _ := claims["email"].(string)
@@ -463,12 +528,12 @@ func mapIdentity(def *configv1.IdentityProvider, claims map[string]any) (identit
 			}
 		}
 		if !allowed || (pc != "email" && !claimTrue(claims["email_verified"])) {
-			return identity{}, http.StatusForbidden, msgIdPDomain
+			return identity{claim: v}, http.StatusForbidden, msgIdPDomain
 		}
 	}
 	name, ok := PrincipalName(v)
 	if !ok {
-		return identity{}, http.StatusForbidden, msgIdPNoName
+		return identity{claim: v}, http.StatusForbidden, msgIdPNoName
 	}
 	gc := def.GetGroupsClaim()
 	if gc == "" {
@@ -527,11 +592,15 @@ func PrincipalName(claim string) (string, bool) {
 
 // idpPrincipal finds or (create_principals) creates the principal of a
 // verified identity and records the groups the provider asserted. The
-// principal returned is current in the cache.
-func (s *Server) idpPrincipal(ctx context.Context, def *configv1.IdentityProvider, id identity) (*configv1.Principal, int, string) {
-	unavailable := func(err error) (*configv1.Principal, int, string) {
+// principal returned is current in the cache; created says the sign-in
+// created it, prev lists the groups the provider asserted before.
+func (s *Server) idpPrincipal(ctx context.Context, def *configv1.IdentityProvider, id identity) (p *configv1.Principal, created bool, prev []string, status int, msg string) {
+	unavailable := func(err error) (*configv1.Principal, bool, []string, int, string) {
 		s.log.ErrorContext(ctx, "identity provider sign-in", "err", err)
-		return nil, http.StatusServiceUnavailable, "Signing in is temporarily unavailable. Try again in a moment."
+		return nil, false, nil, http.StatusServiceUnavailable, "Signing in is temporarily unavailable. Try again in a moment."
+	}
+	notMember := func() (*configv1.Principal, bool, []string, int, string) {
+		return nil, false, nil, http.StatusForbidden, msgIdPNotMember
 	}
 	mismatch := func(p *configv1.Principal) bool {
 		// A service account never signs in as a person; a principal whose
@@ -549,7 +618,7 @@ func (s *Server) idpPrincipal(ctx context.Context, def *configv1.IdentityProvide
 	p, ok := s.st.Principal(id.name)
 	if !ok {
 		if !def.GetCreatePrincipals() {
-			return nil, http.StatusForbidden, msgIdPNotMember
+			return notMember()
 		}
 		_, err := s.st.PutPrincipal(ctx, &configv1.Principal{
 			Name:        id.name,
@@ -557,22 +626,26 @@ func (s *Server) idpPrincipal(ctx context.Context, def *configv1.IdentityProvide
 			Role:        configv1.Role_ROLE_MEMBER,
 			DisplayName: id.claim,
 		}, 0)
-		if err != nil && !errors.Is(err, store.ErrConflict) {
+		switch {
+		case err == nil:
+			created = true
+		case !errors.Is(err, store.ErrConflict):
 			return unavailable(err)
 		}
 		if err := caughtUp(); err != nil {
 			return unavailable(err)
 		}
 		if p, ok = s.st.Principal(id.name); !ok {
-			return nil, http.StatusForbidden, msgIdPNotMember
+			return notMember()
 		}
 	}
 	if mismatch(p) {
-		return nil, http.StatusForbidden, msgIdPNotMember
+		return notMember()
 	}
+	prev = assertedBy(p, def.GetName())
 	if err := s.st.SetAssertedGroups(ctx, id.name, def.GetName(), id.groups, s.now()); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return nil, http.StatusForbidden, msgIdPNotMember
+			return notMember()
 		}
 		return unavailable(err)
 	}
@@ -580,9 +653,9 @@ func (s *Server) idpPrincipal(ctx context.Context, def *configv1.IdentityProvide
 		return unavailable(err)
 	}
 	if p, ok = s.st.Principal(id.name); !ok || mismatch(p) {
-		return nil, http.StatusForbidden, msgIdPNotMember
+		return notMember()
 	}
-	return p, 0, ""
+	return p, created, prev, 0, ""
 }
 
 // reassert refreshes the person's grant at the identity provider a token
@@ -594,28 +667,46 @@ func (s *Server) idpPrincipal(ctx context.Context, def *configv1.IdentityProvide
 // the person signs in again, which asserts the groups afresh. A provider
 // that refuses the refresh token, or now maps the person elsewhere, ends
 // the family (errBadRefresh); one that is down is errTokenUnavailable.
-func (s *Server) reassert(ctx context.Context, principal, uid, idpName string) *tokenError {
+func (s *Server) reassert(ctx context.Context, principal, uid, idpName string) (terr *tokenError) {
+	// Audited: who, which provider, the outcome (a fixed reason when not
+	// ok) and the groups added and removed.
+	ev := audit.IdP{Event: audit.IdPReassert, IdP: idpName, Principal: principal}
+	defer func() {
+		switch terr {
+		case nil:
+			ev.Outcome = audit.IdPOK
+		case errBadRefresh:
+			ev.Outcome = audit.IdPRefused
+		default:
+			ev.Outcome = audit.IdPFailed
+		}
+		s.auditIdP(ev)
+	}()
+	fail := func(reason string, e *tokenError) *tokenError {
+		ev.Reason = reason
+		return e
+	}
 	idp, ok := s.st.IdentityProvider(idpName)
 	if !ok {
-		return errBadRefresh
+		return fail("idp_unknown", errBadRefresh)
 	}
 	unlock, err := s.st.Lock(ctx, "idp-refresh/"+secretID(principal+"\x1f"+idpName))
 	if err != nil {
-		return errTokenUnavailable
+		return fail("unavailable", errTokenUnavailable)
 	}
 	defer unlock()
 	g, rev, err := s.st.IdPGrant(ctx, principal, idpName)
 	switch {
 	case isNotFound(err):
-		return errBadRefresh
+		return fail("no_idp_grant", errBadRefresh)
 	case err != nil:
-		return errTokenUnavailable
+		return fail("unavailable", errTokenUnavailable)
 	case g.PrincipalUID != uid || g.RefreshToken == "":
-		return errBadRefresh
+		return fail("no_idp_grant", errBadRefresh)
 	}
 	p, err := s.provider(ctx, idp.Def)
 	if err != nil {
-		return errTokenUnavailable
+		return fail("idp_unreachable", errTokenUnavailable)
 	}
 	cfg := idpOAuthConfig("", idp, p)
 	hctx, cancel := context.WithTimeout(context.WithValue(ctx, oauth2.HTTPClient, s.cfg.IdPClient), 15*time.Second)
@@ -626,10 +717,10 @@ func (s *Server) reassert(ctx context.Context, principal, uid, idpName string) *
 		if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode < 500 {
 			s.log.InfoContext(ctx, "identity provider refused the refresh token", "idp", idpName, "principal", principal, "error", re.ErrorCode)
 			_, _ = s.st.DeleteIdPGrant(ctx, principal, idpName, rev)
-			return errBadRefresh
+			return fail("refresh_refused", errBadRefresh)
 		}
 		s.log.WarnContext(ctx, "identity provider refresh failed", "idp", idpName, "err", redactNetErr(err))
-		return errTokenUnavailable
+		return fail("idp_unreachable", errTokenUnavailable)
 	}
 	var (
 		claims map[string]any
@@ -641,25 +732,27 @@ func (s *Server) reassert(ctx context.Context, principal, uid, idpName string) *
 		idt, err = p.VerifierContext(vctx, &oidc.Config{ClientID: idp.Def.GetClientId(), Now: s.now}).Verify(vctx, rawIDT)
 		if err != nil || idt.Claims(&claims) != nil {
 			s.log.InfoContext(ctx, "refreshed ID token refused", "idp", idpName, "err", err)
-			return errBadRefresh
+			return fail("invalid_id_token", errBadRefresh)
 		}
 	} else {
 		ui, err := p.UserInfo(oidc.ClientContext(hctx, s.cfg.IdPClient), oauth2.StaticTokenSource(tok))
 		if err != nil || ui.Claims(&claims) != nil {
-			return errTokenUnavailable
+			return fail("idp_unreachable", errTokenUnavailable)
 		}
 	}
 	id, _, msg := mapIdentity(idp.Def, claims)
+	ev.Subject = id.claim
 	if msg != "" || id.name != principal {
 		s.log.InfoContext(ctx, "identity provider no longer signs this person in", "idp", idpName, "principal", principal)
-		return errBadRefresh
+		return fail("identity_changed", errBadRefresh)
 	}
 	pr, ok := s.st.PrincipalBound(principal, uid)
 	if !ok || !strings.EqualFold(pr.GetDisplayName(), id.claim) {
-		return errBadRefresh
+		return fail("identity_changed", errBadRefresh)
 	}
+	prev := assertedBy(pr, idpName)
 	if err := s.st.SetAssertedGroups(ctx, principal, idpName, id.groups, s.now()); err != nil {
-		return errTokenUnavailable
+		return fail("unavailable", errTokenUnavailable)
 	}
 	if idt != nil {
 		s.saveIdPToken(ctx, pr, idpName, rawIDT, idt.Expiry)
@@ -672,6 +765,9 @@ func (s *Server) reassert(ctx context.Context, principal, uid, idpName string) *
 	}
 	if rev, err := s.st.HeadRevision(ctx); err == nil {
 		_ = s.st.WaitRevision(ctx, rev)
+	}
+	if cur, ok := s.st.Principal(principal); ok {
+		ev.GroupsAdded, ev.GroupsRemoved = groupChanges(prev, assertedBy(cur, idpName))
 	}
 	s.log.InfoContext(ctx, "groups re-asserted at refresh", "idp", idpName, "principal", principal, "groups", len(id.groups))
 	return nil

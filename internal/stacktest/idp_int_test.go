@@ -20,6 +20,12 @@ import (
 // browser signs in with the demo IdP as email.
 func idpClient(t *testing.T, s *stacktest.Stack, email, upstreamUser string) (*mcp.ClientSession, *auth.AuthorizationCodeHandler, *stacktest.Browser, error) {
 	t.Helper()
+	return idpClientOn(t, s, stacktest.NotesRoute, email, upstreamUser)
+}
+
+// idpClientOn is idpClient on route.
+func idpClientOn(t *testing.T, s *stacktest.Stack, route, email, upstreamUser string) (*mcp.ClientSession, *auth.AuthorizationCodeHandler, *stacktest.Browser, error) {
+	t.Helper()
 	redirect := "http://127.0.0.1:53683/callback"
 	b := stacktest.NewBrowser("", upstreamUser)
 	b.IdP, b.IdPUser, b.IdPPassword = "Demo IdP", email, oidcdemo.Password
@@ -35,7 +41,7 @@ func idpClient(t *testing.T, s *stacktest.Stack, email, upstreamUser string) (*m
 		t.Fatal(err)
 	}
 	client := mcp.NewClient(&mcp.Implementation{Name: "stacktest-sso", Version: "1"}, nil)
-	cs, err := client.Connect(t.Context(), &mcp.StreamableClientTransport{Endpoint: s.RouteURL(stacktest.NotesRoute), OAuthHandler: h}, nil)
+	cs, err := client.Connect(t.Context(), &mcp.StreamableClientTransport{Endpoint: s.RouteURL(route), OAuthHandler: h}, nil)
 	return cs, h, b, err
 }
 

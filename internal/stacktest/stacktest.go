@@ -57,6 +57,14 @@ type options struct {
 	authorizeTimeout time.Duration
 	routes           func(*http.ServeMux)
 	dpConfig         func(*dataplane.Config)
+	cpConfig         func(*controlplane.Config)
+}
+
+// WithControlPlaneConfig lets mod adjust the control plane's configuration
+// before it starts (DataPlaneTokens and Keyring are set), e.g. a short
+// OAuth.AccessTokenTTL.
+func WithControlPlaneConfig(mod func(*controlplane.Config)) Option {
+	return func(o *options) { o.cpConfig = mod }
 }
 
 // WithDataPlaneConfig lets mod adjust the data plane's configuration
@@ -160,7 +168,11 @@ func Start(tb testing.TB, opts ...Option) *Stack {
 	}
 
 	// Control plane.
-	cpHandler := controlplane.NewHandler(s.Store, controlplane.Config{DataPlaneTokens: []string{s.DataPlaneToken}, Keyring: kr}, o.log)
+	cpCfg := controlplane.Config{DataPlaneTokens: []string{s.DataPlaneToken}, Keyring: kr}
+	if o.cpConfig != nil {
+		o.cpConfig(&cpCfg)
+	}
+	cpHandler := controlplane.NewHandler(s.Store, cpCfg, o.log)
 	s.cp = &controlServer{h: cpHandler}
 	s.cp.start(tb, "127.0.0.1:0")
 	tb.Cleanup(s.cp.stop)

@@ -1,6 +1,7 @@
 // Package audit writes the gateway's audit trail: exactly one JSON line per
-// MCP request served by a data plane and one per admin write on a control
-// plane. Events are typed records with no free-form fields, so no header,
+// MCP request served by a data plane, one per admin write on a control
+// plane and one per identity-provider event (a sign-in, or the re-assertion
+// of a person's groups at a gateway refresh). Events are typed records with no free-form fields, so no header,
 // credential, token or argument can reach the log: credentials appear only
 // as a key id prefix, sessions only as a hash of their handle.
 package audit
@@ -22,7 +23,22 @@ import (
 const (
 	KindRequest = "mcp_request"
 	KindAdmin   = "admin_write"
+	KindIdP     = "idp"
 )
+
+// IdP events and outcomes.
+const (
+	IdPSignIn   = "signin"   // /oauth/idp/callback
+	IdPReassert = "reassert" // groups asserted again at a gateway refresh
+
+	IdPOK      = "ok"      // signed in, or groups re-asserted
+	IdPRefused = "refused" // the person is not signed in / the refresh is refused
+	IdPFailed  = "failed"  // the provider or the store could not be reached
+)
+
+// maxGroups bounds the group lists of an IdP event (the store keeps at
+// most 256 asserted groups per principal).
+const maxGroups = 256
 
 // maxField bounds every string field: clients choose tool names and
 // routes.
@@ -56,6 +72,41 @@ type Admin struct {
 	Object    string // the object's name or id, when the request names one
 	Code      string // "ok" or the Connect code
 	Revision  int64  // etcd revision of the write, when known
+}
+
+// IdP is one identity-provider event on a control plane. It names who
+// (the principal and the claim the provider asserted), never a token.
+type IdP struct {
+	Time  time.Time
+	Event string // IdPSignIn or IdPReassert
+	IdP   string // the identity provider's configured name
+	// Principal the person maps to ("" when the sign-in was refused before
+	// a principal was known).
+	Principal string
+	// Subject is the principal claim's value the provider asserted (e.g.
+	// the email), when it was read.
+	Subject string
+	Outcome string // IdPOK, IdPRefused or IdPFailed
+	Reason  string // a fixed reason code when not IdPOK
+	// Created is set when the sign-in created the principal (just in time).
+	Created bool
+	// GroupsAdded and GroupsRemoved are the provider's asserted groups
+	// that this event added to or removed from the principal.
+	GroupsAdded, GroupsRemoved []string
+}
+
+type idpLine struct {
+	Time          string   `json:"time"`
+	Kind          string   `json:"kind"`
+	Event         string   `json:"event"`
+	IdP           string   `json:"idp"`
+	Principal     string   `json:"principal,omitempty"`
+	Subject       string   `json:"subject,omitempty"`
+	Outcome       string   `json:"outcome"`
+	Reason        string   `json:"reason,omitempty"`
+	Created       bool     `json:"created,omitempty"`
+	GroupsAdded   []string `json:"groups_added,omitempty"`
+	GroupsRemoved []string `json:"groups_removed,omitempty"`
 }
 
 type requestLine struct {
@@ -167,6 +218,38 @@ func (l *Logger) Admin(ev Admin) error {
 		Code:      clip(ev.Code),
 		Revision:  ev.Revision,
 	})
+}
+
+// IdP writes one identity-provider event.
+func (l *Logger) IdP(ev IdP) error {
+	if l == nil {
+		return nil
+	}
+	return l.write(idpLine{
+		Time:          l.stamp(ev.Time),
+		Kind:          KindIdP,
+		Event:         clip(ev.Event),
+		IdP:           clip(ev.IdP),
+		Principal:     clip(ev.Principal),
+		Subject:       clip(ev.Subject),
+		Outcome:       clip(ev.Outcome),
+		Reason:        clip(ev.Reason),
+		Created:       ev.Created,
+		GroupsAdded:   clipAll(ev.GroupsAdded),
+		GroupsRemoved: clipAll(ev.GroupsRemoved),
+	})
+}
+
+// clipAll bounds a list of client- or provider-chosen names.
+func clipAll(ss []string) []string {
+	if len(ss) == 0 {
+		return nil
+	}
+	out := make([]string, 0, min(len(ss), maxGroups))
+	for _, s := range ss[:min(len(ss), maxGroups)] {
+		out = append(out, clip(s))
+	}
+	return out
 }
 
 func (l *Logger) stamp(t time.Time) string {

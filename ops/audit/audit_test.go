@@ -209,3 +209,42 @@ func TestAdminInterceptor(t *testing.T) {
 		}
 	}
 }
+
+func TestIdPEvent(t *testing.T) {
+	var buf bytes.Buffer
+	l := New(&buf)
+	at := time.Date(2026, 11, 30, 13, 0, 0, 0, time.UTC)
+	many := make([]string, 300)
+	for i := range many {
+		many[i] = "g"
+	}
+	if err := l.IdP(IdP{Time: at, Event: IdPSignIn, IdP: "okta", Principal: "ada_corp-example", Subject: "ada@corp.example",
+		Outcome: IdPOK, Created: true, GroupsAdded: []string{"release", strings.Repeat("x", 200)}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.IdP(IdP{Time: at, Event: IdPReassert, IdP: "okta", Principal: "ada_corp-example", Outcome: IdPRefused,
+		Reason: "identity_changed", GroupsRemoved: many}); err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n")
+	want0 := `{"time":"2026-11-30T13:00:00Z","kind":"idp","event":"signin","idp":"okta","principal":"ada_corp-example",` +
+		`"subject":"ada@corp.example","outcome":"ok","created":true,"groups_added":["release","` + strings.Repeat("x", 128) + `…"]}`
+	if len(got) != 2 || got[0] != want0 {
+		t.Fatalf("line 1:\n%s\nwant\n%s", got[0], want0)
+	}
+	var ev struct {
+		Outcome, Reason string
+		Removed         []string `json:"groups_removed"`
+		Added           []string `json:"groups_added"`
+	}
+	if err := json.Unmarshal([]byte(got[1]), &ev); err != nil {
+		t.Fatal(err)
+	}
+	if ev.Outcome != "refused" || ev.Reason != "identity_changed" || len(ev.Removed) != maxGroups || ev.Added != nil {
+		t.Fatalf("line 2: %s", got[1])
+	}
+	var nilLogger *Logger
+	if err := nilLogger.IdP(IdP{Event: IdPSignIn}); err != nil {
+		t.Fatal(err)
+	}
+}
