@@ -55,7 +55,7 @@ func extractCredentials(h http.Header, route string) *authorizev1.Credentials {
 // scheme, whatever follows it.
 func isBearerScheme(v string) bool {
 	scheme, _, _ := strings.Cut(strings.TrimSpace(v), " ")
-	return strings.EqualFold(scheme, "Bearer")
+	return wire.FoldEqual(scheme, "Bearer")
 }
 
 // bearerValue returns the token of "Bearer <token>" (scheme
@@ -63,7 +63,7 @@ func isBearerScheme(v string) bool {
 // token.
 func bearerValue(v string) (string, bool) {
 	scheme, tok, ok := strings.Cut(strings.TrimSpace(v), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
+	if !ok || !wire.FoldEqual(scheme, "Bearer") {
 		return "", false
 	}
 	tok = strings.TrimSpace(tok)
@@ -79,7 +79,7 @@ func bearerValue(v string) (string, bool) {
 func valuesFold(h http.Header, name string) []string {
 	var out []string
 	for k, vs := range h {
-		if strings.EqualFold(k, name) {
+		if wire.FoldEqual(k, name) {
 			out = append(out, vs...)
 		}
 	}
@@ -98,7 +98,7 @@ func first(vs []string) string {
 func passthroughValue(h http.Header, route string) string {
 	want := wire.PassthroughHeader(route)
 	for k, vs := range h {
-		if strings.EqualFold(k, want) && len(vs) > 0 {
+		if wire.FoldEqual(k, want) && len(vs) > 0 {
 			return strings.TrimSpace(vs[0])
 		}
 	}

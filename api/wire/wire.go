@@ -253,6 +253,30 @@ const (
 // case-insensitively).
 func PassthroughHeader(server string) string { return "X-Mcp-" + server + "-Authorization" }
 
+// FoldEqual reports whether a and b are equal under ASCII case folding,
+// the way HTTP compares header names and authentication schemes (RFC 9110
+// sections 5.1 and 11.1). Unlike strings.EqualFold it folds no other
+// letter: "K" (U+212A KELVIN SIGN) is not "k" and "İ" is not "i". Written
+// here because the standard library keeps its ASCII fold internal.
+func FoldEqual(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
 // IsPassthroughHeader reports whether name may be a PassthroughHeader:
 // X-Mcp-…-Authorization, conservatively including the degenerate
 // X-Mcp-Authorization.

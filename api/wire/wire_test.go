@@ -347,3 +347,26 @@ func TestPassthroughHeader(t *testing.T) {
 		}
 	}
 }
+
+// TestFoldEqual: header names and auth schemes fold ASCII letters only
+// (found by FuzzExtractCredentials: strings.EqualFold matched "İ" and the
+// Kelvin sign to ASCII letters, which no HTTP peer does).
+func TestFoldEqual(t *testing.T) {
+	for _, c := range []struct {
+		a, b string
+		want bool
+	}{
+		{"X-Mcp-Gmail-Authorization", "x-mcp-gmail-authorization", true},
+		{"Bearer", "bEARER", true},
+		{"", "", true},
+		{"Kube", "\u212aube", false}, // KELVIN SIGN
+		{"i", "\u0130", false},       // LATIN CAPITAL LETTER I WITH DOT ABOVE
+		{"ſ", "s", false},            // LATIN SMALL LETTER LONG S
+		{"a", "ab", false},
+		{"X-Mcp-A-Authorization", "X-Mcp-B-Authorization", false},
+	} {
+		if got := wire.FoldEqual(c.a, c.b); got != c.want {
+			t.Errorf("FoldEqual(%q, %q) = %v, want %v", c.a, c.b, got, c.want)
+		}
+	}
+}
