@@ -173,7 +173,7 @@ func (x *idjagIssuer) exchange(r *http.Request) (*oidc.TokenExchangeResponse, *e
 			IssuedAt: jwt.NewNumericDate(now), Expiry: jwt.NewNumericDate(now.Add(IDJAGLifetime)),
 		},
 		ClientID: client.GetID(), Resource: req.Resource[0], Scope: req.Scopes.String(),
-		Email: user.Email, EmailVerified: user.EmailVerified,
+		Email: user.Email, EmailVerified: user.EmailVerified, Groups: x.st.groupsOf(claims.Subject),
 	}
 	jag, err := jwt.Signed(signer).Claims(out).Serialize()
 	if err != nil {
@@ -193,8 +193,9 @@ type idjagClaims struct {
 	ClientID      string `json:"client_id"`
 	Resource      string `json:"resource"`
 	Scope         string `json:"scope,omitempty"`
-	Email         string `json:"email"`
-	EmailVerified bool   `json:"email_verified"`
+	Email         string   `json:"email"`
+	EmailVerified bool     `json:"email_verified"`
+	Groups        []string `json:"groups"`
 }
 
 // fail writes a fixed OAuth error answer.
