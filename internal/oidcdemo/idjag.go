@@ -190,9 +190,9 @@ func (x *idjagIssuer) exchange(r *http.Request) (*oidc.TokenExchangeResponse, *e
 // idjagClaims are the claims of an issued ID-JAG.
 type idjagClaims struct {
 	jwt.Claims
-	ClientID      string `json:"client_id"`
-	Resource      string `json:"resource"`
-	Scope         string `json:"scope,omitempty"`
+	ClientID      string   `json:"client_id"`
+	Resource      string   `json:"resource"`
+	Scope         string   `json:"scope,omitempty"`
 	Email         string   `json:"email"`
 	EmailVerified bool     `json:"email_verified"`
 	Groups        []string `json:"groups"`
