@@ -71,6 +71,8 @@ type idjagClaims struct {
 	Resource any    `json:"resource"`
 	Scope    string `json:"scope"`
 	Email    string `json:"email"`
+	// all are every signed claim, for the provider's groups claim.
+	all map[string]any
 }
 
 // jwtBearer handles grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer
@@ -130,6 +132,18 @@ func (s *Server) jwtBearer(r *http.Request, c *client, form url.Values) (*tokenR
 		}
 		s.log.ErrorContext(ctx, "record used assertion", "err", err)
 		return nil, errTokenUnavailable
+	}
+	// Like a sign-in, an assertion that carries the provider's groups claim
+	// records the groups it asserts now (replacing that provider's earlier
+	// assertion), so a person created by the assertion gets their groups'
+	// grants at once and one who left a group loses its grants.
+	if groups, ok := claimGroups(idp, cl.all); ok {
+		if err := s.st.SetAssertedGroups(ctx, p.GetName(), idp.GetName(), groups, now); err != nil {
+			s.log.ErrorContext(ctx, "record asserted groups", "err", err)
+			return nil, errTokenUnavailable
+		}
+		// This replica's decisions see the groups before the token is used.
+		_ = s.st.CatchUp(ctx)
 	}
 	// The family only lists the token for revocation; it outlives it by a
 	// minute so that it never shortens the token.
@@ -209,7 +223,7 @@ func checkIDJAG(in idjagInput) (*idjagClaims, *configv1.IdentityProvider, string
 		return cl, nil, "", errIDJAGUnavailable
 	}
 	cl = new(idjagClaims)
-	if err := tok.Claims(key.Key, cl); err != nil {
+	if err := tok.Claims(key.Key, cl, &cl.all); err != nil {
 		return cl, nil, "", errIDJAGSignature
 	}
 	// The signed iss (the unverified one chose the key set).

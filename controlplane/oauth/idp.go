@@ -535,24 +535,33 @@ func mapIdentity(def *configv1.IdentityProvider, claims map[string]any) (identit
 	if !ok {
 		return identity{claim: v}, http.StatusForbidden, msgIdPNoName
 	}
+	groups, _ := claimGroups(def, claims)
+	return identity{claim: v, name: name, groups: groups}, 0, ""
+}
+
+// claimGroups reads the group names in def's groups claim (default
+// "groups") of verified claims: a list of strings, or one string as some
+// providers send it; at most 256 names of at most 256 bytes. present is
+// false when the claim is absent.
+func claimGroups(def *configv1.IdentityProvider, claims map[string]any) (groups []string, present bool) {
 	gc := def.GetGroupsClaim()
 	if gc == "" {
 		gc = "groups"
 	}
-	var groups []string
-	switch g := claims[gc].(type) {
+	raw, present := claims[gc]
+	switch g := raw.(type) {
 	case []any:
 		for _, x := range g {
 			if s, ok := x.(string); ok && s != "" && len(groups) < 256 && len(s) <= 256 {
 				groups = append(groups, s)
 			}
 		}
-	case string: // some providers send one group as a string
+	case string:
 		if g != "" && len(g) <= 256 {
 			groups = []string{g}
 		}
 	}
-	return identity{claim: v, name: name, groups: groups}, 0, ""
+	return groups, present
 }
 
 func claimTrue(v any) bool {

@@ -173,7 +173,7 @@ func (x *idjagIssuer) exchange(r *http.Request) (*oidc.TokenExchangeResponse, *e
 			IssuedAt: jwt.NewNumericDate(now), Expiry: jwt.NewNumericDate(now.Add(IDJAGLifetime)),
 		},
 		ClientID: client.GetID(), Resource: req.Resource[0], Scope: req.Scopes.String(),
-		Email: user.Email, EmailVerified: user.EmailVerified,
+		Email: user.Email, EmailVerified: user.EmailVerified, Groups: x.st.groupsOf(claims.Subject),
 	}
 	jag, err := jwt.Signed(signer).Claims(out).Serialize()
 	if err != nil {
@@ -190,11 +190,12 @@ func (x *idjagIssuer) exchange(r *http.Request) (*oidc.TokenExchangeResponse, *e
 // idjagClaims are the claims of an issued ID-JAG.
 type idjagClaims struct {
 	jwt.Claims
-	ClientID      string `json:"client_id"`
-	Resource      string `json:"resource"`
-	Scope         string `json:"scope,omitempty"`
-	Email         string `json:"email"`
-	EmailVerified bool   `json:"email_verified"`
+	ClientID      string   `json:"client_id"`
+	Resource      string   `json:"resource"`
+	Scope         string   `json:"scope,omitempty"`
+	Email         string   `json:"email"`
+	EmailVerified bool     `json:"email_verified"`
+	Groups        []string `json:"groups"`
 }
 
 // fail writes a fixed OAuth error answer.

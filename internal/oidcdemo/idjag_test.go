@@ -118,7 +118,7 @@ func TestProvider_IDJAG(t *testing.T) {
 	delete(claims, "jti")
 	want := map[string]any{
 		"iss": p.Issuer(), "sub": "demo-ada", "aud": gatewayIssuer, "client_id": "rp", "resource": route,
-		"scope": "notes.read", "email": oidcdemo.Ada, "email_verified": true,
+		"scope": "notes.read", "email": oidcdemo.Ada, "email_verified": true, "groups": []any{"release"},
 	}
 	if a, b := mustJSON(t, claims), mustJSON(t, want); a != b {
 		t.Errorf("claims\n got %s\nwant %s", a, b)

@@ -104,26 +104,19 @@ func TestGoSDK_IDJAGDemoIdP(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = idp.Close() })
 	rev, err := s.Store.PutIdentityProvider(ctx, &configv1.IdentityProvider{
-		Name: "demo", DisplayName: "Demo IdP", Issuer: idp.Issuer(), TrustIdJag: true,
+		Name: "demo", DisplayName: "Demo IdP", Issuer: idp.Issuer(), TrustIdJag: true, CreatePrincipals: true,
 	}, "", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Ada is known to the gateway (display_name = her email, as sign-in
-	// maps people) and in group release, which grants echo: an ID-JAG
-	// names a person but asserts no groups.
+	// Group release grants echo. Ada is unknown to the gateway: the ID-JAG
+	// creates her, and the groups it asserts (release, at the demo IdP)
+	// are what grant her echo.
 	g, err := s.Groups.PutGroup(ctx, &configv1.PutGroupRequest{Group: &configv1.Group{Name: "release", Servers: []string{stacktest.EchoRoute}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ada, err := s.Principals.PutPrincipal(ctx, &configv1.PutPrincipalRequest{Principal: &configv1.Principal{
-		Name: "ada_demo-example", DisplayName: oidcdemo.Ada, Kind: configv1.PrincipalKind_PRINCIPAL_KIND_USER,
-		Role: configv1.Role_ROLE_MEMBER, Groups: []string{"release"},
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Store.WaitRevision(ctx, max(rev, g.GetGroup().GetRevision(), ada.GetPrincipal().GetRevision())); err != nil {
+	if err := s.Store.WaitRevision(ctx, max(rev, g.GetGroup().GetRevision())); err != nil {
 		t.Fatal(err)
 	}
 
@@ -203,6 +196,12 @@ func TestGoSDK_IDJAGDemoIdP(t *testing.T) {
 	})
 	if err != nil || dec.GetDecision() != authorizev1.Decision_DECISION_ALLOW || dec.GetPrincipal() != "ada_demo-example" {
 		t.Errorf("decision for the token: %v %v", dec, err)
+	}
+	// She was created by the assertion, with no servers of her own, and
+	// her group is the one the demo IdP asserted in it.
+	if p, ok := s.Store.Principal("ada_demo-example"); !ok || len(p.GetServers()) != 0 || len(p.GetGroups()) != 0 ||
+		len(p.GetAssertedGroups()) != 1 || p.GetAssertedGroups()[0].GetGroup() != "release" || p.GetAssertedGroups()[0].GetIdentityProvider() != "demo" {
+		t.Errorf("ada after the assertion: %v", p)
 	}
 
 	// Another client cannot exchange Ada's ID token (it was issued to the
