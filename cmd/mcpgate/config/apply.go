@@ -107,72 +107,33 @@ func keyLabel(k Key) string {
 }
 
 func applyServer(ctx context.Context, c configv1connect.ServerServiceClient, s *configv1.McpServer) (Outcome, error) {
-	var expected int64
-	got, err := c.GetServer(ctx, &configv1.GetServerRequest{Name: s.GetName()})
-	switch {
-	case err == nil:
-		expected = got.GetServer().GetRevision()
-	case connect.CodeOf(err) != connect.CodeNotFound:
-		return 0, err
-	}
-	res, err := c.PutServer(ctx, &configv1.PutServerRequest{Server: s, ExpectedRevision: expected, ReplaceSecrets: true})
-	if err != nil {
-		return 0, err
-	}
-	switch {
-	case expected == 0:
-		return Created, nil
-	case res.GetChanged():
-		return Changed, nil
-	default:
-		return Unchanged, nil
-	}
+	return upsert(func() (int64, error) {
+		got, err := c.GetServer(ctx, &configv1.GetServerRequest{Name: s.GetName()})
+		return got.GetServer().GetRevision(), err
+	}, func(expected int64) (bool, error) {
+		res, err := c.PutServer(ctx, &configv1.PutServerRequest{Server: s, ExpectedRevision: expected, ReplaceSecrets: true})
+		return res.GetChanged(), err
+	})
 }
 
 func applyPrincipal(ctx context.Context, c configv1connect.PrincipalServiceClient, p *configv1.Principal) (Outcome, error) {
-	var expected int64
-	got, err := c.GetPrincipal(ctx, &configv1.GetPrincipalRequest{Name: p.GetName()})
-	switch {
-	case err == nil:
-		expected = got.GetPrincipal().GetRevision()
-	case connect.CodeOf(err) != connect.CodeNotFound:
-		return 0, err
-	}
-	res, err := c.PutPrincipal(ctx, &configv1.PutPrincipalRequest{Principal: p, ExpectedRevision: expected})
-	if err != nil {
-		return 0, err
-	}
-	switch {
-	case expected == 0:
-		return Created, nil
-	case res.GetChanged():
-		return Changed, nil
-	default:
-		return Unchanged, nil
-	}
+	return upsert(func() (int64, error) {
+		got, err := c.GetPrincipal(ctx, &configv1.GetPrincipalRequest{Name: p.GetName()})
+		return got.GetPrincipal().GetRevision(), err
+	}, func(expected int64) (bool, error) {
+		res, err := c.PutPrincipal(ctx, &configv1.PutPrincipalRequest{Principal: p, ExpectedRevision: expected})
+		return res.GetChanged(), err
+	})
 }
 
 func applyGroup(ctx context.Context, c configv1connect.GroupServiceClient, g *configv1.Group) (Outcome, error) {
-	var expected int64
-	got, err := c.GetGroup(ctx, &configv1.GetGroupRequest{Name: g.GetName()})
-	switch {
-	case err == nil:
-		expected = got.GetGroup().GetRevision()
-	case connect.CodeOf(err) != connect.CodeNotFound:
-		return 0, err
-	}
-	res, err := c.PutGroup(ctx, &configv1.PutGroupRequest{Group: g, ExpectedRevision: expected})
-	if err != nil {
-		return 0, err
-	}
-	switch {
-	case expected == 0:
-		return Created, nil
-	case res.GetChanged():
-		return Changed, nil
-	default:
-		return Unchanged, nil
-	}
+	return upsert(func() (int64, error) {
+		got, err := c.GetGroup(ctx, &configv1.GetGroupRequest{Name: g.GetName()})
+		return got.GetGroup().GetRevision(), err
+	}, func(expected int64) (bool, error) {
+		res, err := c.PutGroup(ctx, &configv1.PutGroupRequest{Group: g, ExpectedRevision: expected})
+		return res.GetChanged(), err
+	})
 }
 
 func applyKey(ctx context.Context, c configv1connect.KeyServiceClient, k Key, now time.Time) (Result, error) {
@@ -213,4 +174,28 @@ func applyKey(ctx context.Context, c configv1connect.KeyServiceClient, k Key, no
 		r.Outcome = Created
 	}
 	return r, nil
+}
+
+// upsert creates or replaces one object: get reads its revision (a
+// NotFound error: it does not exist yet), put writes it expecting that
+// revision (0: create) and reports whether the stored object changed.
+func upsert(get func() (int64, error), put func(expected int64) (changed bool, err error)) (Outcome, error) {
+	expected, err := get()
+	if err != nil {
+		if connect.CodeOf(err) != connect.CodeNotFound {
+			return 0, err
+		}
+		expected = 0
+	}
+	changed, err := put(expected)
+	switch {
+	case err != nil:
+		return 0, err
+	case expected == 0:
+		return Created, nil
+	case changed:
+		return Changed, nil
+	default:
+		return Unchanged, nil
+	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"connectrpc.com/connect"
 	"go.yaml.in/yaml/v3"
 
 	configv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1"
@@ -76,24 +75,11 @@ func applyIdP(ctx context.Context, c configv1connect.IdentityProviderServiceClie
 	if c == nil {
 		return 0, fmt.Errorf("no identity provider client")
 	}
-	var expected int64
-	got, err := c.GetIdentityProvider(ctx, &configv1.GetIdentityProviderRequest{Name: p.GetName()})
-	switch {
-	case err == nil:
-		expected = got.GetIdentityProvider().GetRevision()
-	case connect.CodeOf(err) != connect.CodeNotFound:
-		return 0, err
-	}
-	res, err := c.PutIdentityProvider(ctx, &configv1.PutIdentityProviderRequest{IdentityProvider: p, ExpectedRevision: expected})
-	if err != nil {
-		return 0, err
-	}
-	switch {
-	case expected == 0:
-		return Created, nil
-	case res.GetChanged():
-		return Changed, nil
-	default:
-		return Unchanged, nil
-	}
+	return upsert(func() (int64, error) {
+		got, err := c.GetIdentityProvider(ctx, &configv1.GetIdentityProviderRequest{Name: p.GetName()})
+		return got.GetIdentityProvider().GetRevision(), err
+	}, func(expected int64) (bool, error) {
+		res, err := c.PutIdentityProvider(ctx, &configv1.PutIdentityProviderRequest{IdentityProvider: p, ExpectedRevision: expected})
+		return res.GetChanged(), err
+	})
 }
