@@ -59,29 +59,13 @@ func (o Obtainer) Complete(ctx context.Context, d authorize.Decision) (*authoriz
 		return d.Allow(tok), nil
 	case authorize.NeedVaultGrant:
 		tok, err := o.Grants.Token(ctx, d.Principal, d.Server.Def.GetName())
-		switch {
-		case errors.Is(err, ErrNoGrant):
-			return d.Challenge(authorize.ReasonNoGrant), nil
-		case errors.Is(err, ErrGrantUnusable):
-			return d.Challenge(authorize.ReasonGrantUnusable), nil
-		case err != nil:
-			return nil, err
-		}
-		return d.Allow(tok), nil
+		return personal(d, tok, err)
 	case authorize.NeedTokenExchange:
 		if o.Exchange == nil {
 			return nil, fmt.Errorf("%w: no token exchange configured", authorize.ErrMisconfigured)
 		}
 		tok, err := o.Exchange.Token(ctx, d.Principal, d.Server)
-		switch {
-		case errors.Is(err, ErrNoGrant):
-			return d.Challenge(authorize.ReasonNoGrant), nil
-		case errors.Is(err, ErrGrantUnusable):
-			return d.Challenge(authorize.ReasonGrantUnusable), nil
-		case err != nil:
-			return nil, err
-		}
-		return d.Allow(tok), nil
+		return personal(d, tok, err)
 	case authorize.NeedNothing:
 		return d.Response, nil
 	default:
@@ -126,4 +110,19 @@ func valid(gr *store.Grant, now time.Time) bool {
 	exp := gr.Token.GetExpiry()
 	return gr.Conn.GetState() == vaultv1.ConnectionState_CONNECTION_STATE_ACTIVE &&
 		gr.Token.GetAccessToken() != "" && (exp == nil || now.Before(exp.AsTime()))
+}
+
+// personal completes d with a credential of the person's own (a vault
+// grant or an exchanged token): the person must sign in upstream when
+// there is none or it cannot be used.
+func personal(d authorize.Decision, tok string, err error) (*authorizev1.AuthorizeResponse, error) {
+	switch {
+	case errors.Is(err, ErrNoGrant):
+		return d.Challenge(authorize.ReasonNoGrant), nil
+	case errors.Is(err, ErrGrantUnusable):
+		return d.Challenge(authorize.ReasonGrantUnusable), nil
+	case err != nil:
+		return nil, err
+	}
+	return d.Allow(tok), nil
 }
