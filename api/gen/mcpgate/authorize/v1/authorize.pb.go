@@ -172,6 +172,10 @@ type AuthorizeRequest struct {
 	ClientAddress string `protobuf:"bytes,6,opt,name=client_address,json=clientAddress,proto3" json:"client_address,omitempty"`
 	// The data plane's public base URL, e.g. https://gw.example.com.
 	PublicBaseUrl string `protobuf:"bytes,7,opt,name=public_base_url,json=publicBaseUrl,proto3" json:"public_base_url,omitempty"`
+	// params.uri of a resources/read (exactly as the client sent it).
+	ResourceUri string `protobuf:"bytes,8,opt,name=resource_uri,json=resourceUri,proto3" json:"resource_uri,omitempty"`
+	// params.name of a prompts/get.
+	PromptName    string `protobuf:"bytes,9,opt,name=prompt_name,json=promptName,proto3" json:"prompt_name,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -251,6 +255,20 @@ func (x *AuthorizeRequest) GetClientAddress() string {
 func (x *AuthorizeRequest) GetPublicBaseUrl() string {
 	if x != nil {
 		return x.PublicBaseUrl
+	}
+	return ""
+}
+
+func (x *AuthorizeRequest) GetResourceUri() string {
+	if x != nil {
+		return x.ResourceUri
+	}
+	return ""
+}
+
+func (x *AuthorizeRequest) GetPromptName() string {
+	if x != nil {
+		return x.PromptName
 	}
 	return ""
 }
@@ -936,7 +954,7 @@ const file_mcpgate_authorize_v1_authorize_proto_rawDesc = "" +
 	"\aapi_key\x18\x01 \x01(\tR\x06apiKey\x12!\n" +
 	"\fbearer_token\x18\x02 \x01(\tR\vbearerToken\x127\n" +
 	"\x17malformed_authorization\x18\x03 \x01(\bR\x16malformedAuthorization\x12;\n" +
-	"\x19passthrough_authorization\x18\x04 \x01(\tR\x18passthroughAuthorization\"\xa1\x02\n" +
+	"\x19passthrough_authorization\x18\x04 \x01(\tR\x18passthroughAuthorization\"\xe5\x02\n" +
 	"\x10AuthorizeRequest\x12\x14\n" +
 	"\x05route\x18\x01 \x01(\tR\x05route\x12C\n" +
 	"\vcredentials\x18\x02 \x01(\v2!.mcpgate.authorize.v1.CredentialsR\vcredentials\x12\x1f\n" +
@@ -945,7 +963,10 @@ const file_mcpgate_authorize_v1_authorize_proto_rawDesc = "" +
 	"\x0ejsonrpc_method\x18\x04 \x01(\tR\rjsonrpcMethod\x12\x1b\n" +
 	"\ttool_name\x18\x05 \x01(\tR\btoolName\x12%\n" +
 	"\x0eclient_address\x18\x06 \x01(\tR\rclientAddress\x12&\n" +
-	"\x0fpublic_base_url\x18\a \x01(\tR\rpublicBaseUrl\"2\n" +
+	"\x0fpublic_base_url\x18\a \x01(\tR\rpublicBaseUrl\x12!\n" +
+	"\fresource_uri\x18\b \x01(\tR\vresourceUri\x12\x1f\n" +
+	"\vprompt_name\x18\t \x01(\tR\n" +
+	"promptName\"2\n" +
 	"\x06Header\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value\"\xe4\x01\n" +
