@@ -36,6 +36,9 @@ type cache struct {
 	lastErr error
 	errAt   time.Time
 	onApply []func(kind, name string, obj any)
+	// probeEvery and probeTimeout bound how long a silently cut link goes
+	// unnoticed; relistTimeout bounds one list attempt.
+	probeEvery, probeTimeout, relistTimeout time.Duration
 }
 
 func newCache(kv *clientv3.Client, prefix string, decoders map[string]decoder, log *slog.Logger) *cache {
@@ -46,6 +49,10 @@ func newCache(kv *clientv3.Client, prefix string, decoders map[string]decoder, l
 		log:      log,
 		objs:     map[string]map[string]any{},
 		changed:  make(chan struct{}),
+
+		probeEvery:    time.Second,
+		probeTimeout:  1500 * time.Millisecond,
+		relistTimeout: 3 * time.Second,
 	}
 }
 
@@ -72,12 +79,12 @@ func (c *cache) run(ctx context.Context) error {
 			return ctx.Err()
 		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, 2*time.Second)
+		backoff = min(backoff*2, 500*time.Millisecond)
 	}
 }
 
 func (c *cache) listAndWatch(ctx context.Context) error {
-	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	lctx, cancel := context.WithTimeout(ctx, c.relistTimeout)
 	resp, err := c.kv.Get(lctx, c.prefix, clientv3.WithPrefix())
 	cancel()
 	if err != nil {
@@ -107,7 +114,42 @@ func (c *cache) listAndWatch(ctx context.Context) error {
 	wctx, wcancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer wcancel()
 	wch := c.kv.Watch(wctx, c.prefix, clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1), clientv3.WithProgressNotify())
-	for wr := range wch {
+	// A watch does not notice a link that silently drops everything (a
+	// cut WAN): the client keeps reconnecting underneath and the channel
+	// just stays quiet. The probe notices within probeEvery+probeTimeout,
+	// ends this watch (the replica reports degraded) and the relist after
+	// the link returns is the catch-up.
+	unreachable := make(chan error, 1)
+	go func() {
+		t := time.NewTicker(c.probeEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-wctx.Done():
+				return
+			case <-t.C:
+			}
+			pctx, pcancel := context.WithTimeout(wctx, c.probeTimeout)
+			_, err := c.kv.Get(pctx, c.prefix, clientv3.WithCountOnly(), clientv3.WithLimit(1))
+			pcancel()
+			if err != nil && wctx.Err() == nil {
+				unreachable <- err
+				wcancel()
+				return
+			}
+		}
+	}()
+	for {
+		var wr clientv3.WatchResponse
+		var open bool
+		select {
+		case err := <-unreachable:
+			return fmt.Errorf("etcd unreachable: %w", err)
+		case wr, open = <-wch:
+		}
+		if !open {
+			break
+		}
 		if err := wr.Err(); err != nil {
 			return fmt.Errorf("watch %s: %w", c.prefix, err)
 		}
@@ -144,6 +186,11 @@ func (c *cache) listAndWatch(ctx context.Context) error {
 		}
 		c.notifyLocked()
 		c.mu.Unlock()
+	}
+	select {
+	case err := <-unreachable:
+		return fmt.Errorf("etcd unreachable: %w", err)
+	default:
 	}
 	if ctx.Err() != nil {
 		return ctx.Err()

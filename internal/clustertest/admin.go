@@ -20,7 +20,10 @@ type Admin struct {
 }
 
 // Admin returns an admin client for control plane i.
-func (c *Cluster) Admin(i int) *Admin {
+func (c *Cluster) Admin(i int) *Admin { return c.AdminOf(c.Controls[i]) }
+
+// AdminOf returns an admin client for control plane n (near or far).
+func (c *Cluster) AdminOf(n *Node) *Admin {
 	key := c.AdminKey
 	auth := connect.WithInterceptors(connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
 		return func(ctx context.Context, r connect.AnyRequest) (connect.AnyResponse, error) {
@@ -29,7 +32,7 @@ func (c *Cluster) Admin(i int) *Admin {
 		}
 	}))
 	hc := c.HTTPClient()
-	u := c.Controls[i].URL
+	u := n.URL
 	return &Admin{
 		Servers:    configv1connect.NewServerServiceClient(hc, u, auth),
 		Principals: configv1connect.NewPrincipalServiceClient(hc, u, auth),
@@ -70,8 +73,13 @@ func (a *Admin) Principal(ctx context.Context, name string, routes ...string) (k
 // CLI runs `mcpgate args...` against control plane i with the admin key
 // and returns its combined output and exit code.
 func (c *Cluster) CLI(ctx context.Context, i int, args ...string) (string, int) {
+	return c.CLIOf(ctx, c.Controls[i], args...)
+}
+
+// CLIOf runs `mcpgate args...` against control plane n (near or far).
+func (c *Cluster) CLIOf(ctx context.Context, n *Node, args ...string) (string, int) {
 	cmd := exec.CommandContext(ctx, c.Bin.Mcpgate, args...)
-	cmd.Env = append(cmd.Environ(), "MCPGATE_CONTROL_PLANE="+c.Controls[i].URL, "MCPGATE_ADMIN_KEY="+c.AdminKey)
+	cmd.Env = append(cmd.Environ(), "MCPGATE_CONTROL_PLANE="+n.URL, "MCPGATE_ADMIN_KEY="+c.AdminKey)
 	if c.PKI != nil {
 		cmd.Env = append(cmd.Env, "SSL_CERT_FILE="+c.PKI.CA)
 	}

@@ -7,6 +7,7 @@ import (
 	"math/big"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -25,6 +26,10 @@ type Options struct {
 	// planes with client certificates (one per data plane) instead of the
 	// shared token.
 	TLS bool
+	// FarControls control planes run in a "far region": they reach etcd
+	// through Cluster.WAN (toxiproxy), and FarProxies data planes there use
+	// only them. Both default to 0.
+	FarControls, FarProxies int
 }
 
 // Node is an mcpgate process with its listener.
@@ -51,6 +56,10 @@ type Cluster struct {
 	VaultKeyset    string
 	// PKI is set with Options.TLS.
 	PKI *tlsconfig.Files
+	// WAN is the far region's link to etcd (set with Options.FarControls).
+	WAN *WAN
+	// FarControls and FarProxies are the far region's replicas.
+	FarControls, FarProxies []*Node
 }
 
 // Start builds the binaries (once), starts a three-member etcd cluster,
@@ -77,7 +86,7 @@ func Start(tb testing.TB, opts Options) *Cluster {
 	scheme := "http"
 	if opts.TLS {
 		var dps []string
-		for i := range opts.Proxies {
+		for i := range opts.Proxies + opts.FarProxies {
 			dps = append(dps, fmt.Sprintf("dp-%d", i))
 		}
 		pki, err := tlsconfig.WritePKI(filepath.Join(c.Dir, "pki"), []string{"127.0.0.1", "localhost"}, dps...)
@@ -88,40 +97,53 @@ func Start(tb testing.TB, opts Options) *Cluster {
 	}
 	c.Etcd = StartEtcd(tb, c.Bin.Etcd, c.Dir, 3)
 
-	ports := freePorts(tb, 2*(opts.Controls+opts.Proxies))
+	ports := freePorts(tb, 2*(opts.Controls+opts.Proxies+opts.FarControls+opts.FarProxies))
 	next := func() int { p := ports[0]; ports = ports[1:]; return p }
-	for i := range opts.Controls {
+	if opts.FarControls > 0 {
+		var targets []string
+		for _, u := range c.Etcd.ClientURLs {
+			targets = append(targets, strings.TrimPrefix(u, "http://"))
+		}
+		c.WAN = StartWAN(tb, targets)
+	}
+	newControl := func(name, endpoints string) *Node {
 		listen, metrics := next(), next()
 		args := append([]string{"control",
 			"--listen", fmt.Sprintf("127.0.0.1:%d", listen),
-			"--etcd-endpoints", c.Etcd.Endpoints(),
+			"--etcd-endpoints", endpoints,
 			"--vault-keyset-file", c.VaultKeyset,
 			"--log-format", "json",
 		}, opts.ControlArgs...)
-		audit := filepath.Join(c.Dir, fmt.Sprintf("control-%d-audit.jsonl", i))
+		audit := filepath.Join(c.Dir, name+"-audit.jsonl")
 		args = append(args, "--metrics-listen", fmt.Sprintf("127.0.0.1:%d", metrics), "--audit-log", audit)
 		env := []string{"MCPGATE_ADMIN_KEY=" + c.AdminKey, "MCPGATE_DATAPLANE_TOKEN=" + c.DataPlaneToken}
 		if opts.TLS {
 			args = append(args, "--tls-cert", c.PKI.ServerCert, "--tls-key", c.PKI.ServerKey, "--client-ca", c.PKI.CA)
 			env = env[:1] // data planes authenticate with certificates only
 		}
-		c.Controls = append(c.Controls, &Node{
-			Process:    newProcess(tb, c.Dir, fmt.Sprintf("control-%d", i), c.Bin.Mcpgate, args, env),
+		return &Node{
+			Process:    newProcess(tb, c.Dir, name, c.Bin.Mcpgate, args, env),
 			URL:        fmt.Sprintf("%s://127.0.0.1:%d", scheme, listen),
 			MetricsURL: fmt.Sprintf("http://127.0.0.1:%d", metrics),
 			AuditLog:   audit,
-		})
+		}
 	}
-	for i := range opts.Proxies {
+	for i := range opts.Controls {
+		c.Controls = append(c.Controls, newControl(fmt.Sprintf("control-%d", i), c.Etcd.Endpoints()))
+	}
+	for i := range opts.FarControls {
+		c.FarControls = append(c.FarControls, newControl(fmt.Sprintf("far-control-%d", i), c.WAN.Endpoints()))
+	}
+	newProxy := func(name string, i int, controls []string) *Node {
 		listen, metrics := next(), next()
 		url := fmt.Sprintf("http://127.0.0.1:%d", listen)
 		args := append([]string{"proxy",
 			"--listen", fmt.Sprintf("127.0.0.1:%d", listen),
 			"--public-url", url,
-			"--control-plane", strings.Join(c.ControlURLs(), ","),
+			"--control-plane", strings.Join(controls, ","),
 			"--log-format", "json",
 		}, opts.ProxyArgs...)
-		audit := filepath.Join(c.Dir, fmt.Sprintf("proxy-%d-audit.jsonl", i))
+		audit := filepath.Join(c.Dir, name+"-audit.jsonl")
 		args = append(args, "--metrics-listen", fmt.Sprintf("127.0.0.1:%d", metrics), "--audit-log", audit)
 		env := []string{"MCPGATE_DATAPLANE_TOKEN=" + c.DataPlaneToken}
 		if opts.TLS {
@@ -129,33 +151,45 @@ func Start(tb testing.TB, opts Options) *Cluster {
 				"--control-plane-cert", c.PKI.ClientCerts[i], "--control-plane-key", c.PKI.ClientKeys[i])
 			env = nil
 		}
-		c.Proxies = append(c.Proxies, &Node{
-			Process:    newProcess(tb, c.Dir, fmt.Sprintf("proxy-%d", i), c.Bin.Mcpgate, args, env),
+		return &Node{
+			Process:    newProcess(tb, c.Dir, name, c.Bin.Mcpgate, args, env),
 			URL:        url,
 			MetricsURL: fmt.Sprintf("http://127.0.0.1:%d", metrics),
 			AuditLog:   audit,
-		})
+		}
+	}
+	for i := range opts.Proxies {
+		c.Proxies = append(c.Proxies, newProxy(fmt.Sprintf("proxy-%d", i), i, c.ControlURLs()))
+	}
+	var far []string
+	for _, n := range c.FarControls {
+		far = append(far, n.URL)
+	}
+	for i := range opts.FarProxies {
+		c.FarProxies = append(c.FarProxies, newProxy(fmt.Sprintf("far-proxy-%d", i), opts.Proxies+i, far))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	// All replicas start at once on the empty cluster and race to create
 	// the admin principal and key, as a fresh deployment does.
-	for _, n := range c.Controls {
+	controls := append(slices.Clone(c.Controls), c.FarControls...)
+	proxies := append(slices.Clone(c.Proxies), c.FarProxies...)
+	for _, n := range controls {
 		if err := n.Start(); err != nil {
 			tb.Fatal(err)
 		}
 	}
-	for _, n := range c.Controls {
+	for _, n := range controls {
 		if err := n.WaitReady(ctx); err != nil {
 			tb.Fatal(err)
 		}
 	}
-	for _, n := range c.Proxies {
+	for _, n := range proxies {
 		if err := n.Start(); err != nil {
 			tb.Fatal(err)
 		}
 	}
-	for _, n := range c.Proxies {
+	for _, n := range proxies {
 		if err := n.WaitReady(ctx); err != nil {
 			tb.Fatal(err)
 		}
