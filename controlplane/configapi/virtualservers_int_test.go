@@ -40,7 +40,9 @@ func TestVirtualServerValidation(t *testing.T) {
 		f(v)
 		return v
 	}
-	member := func(server string) *configv1.VirtualServerMember { return &configv1.VirtualServerMember{Server: server} }
+	member := func(server string) *configv1.VirtualServerMember {
+		return &configv1.VirtualServerMember{Server: server}
+	}
 	for _, tc := range []struct {
 		name string
 		v    *configv1.VirtualServer
