@@ -177,3 +177,20 @@ func decideAggregate(st State, base string, id identity, name string, members []
 	}
 	return d, nil
 }
+
+// UsableServer reports whether p may use server on its own route or
+// through a virtual server of vss it is granted that has server as a
+// member: what the connections page offers to connect (an aggregate
+// member's CHALLENGE sends the person there).
+func UsableServer(st GroupState, vss []*configv1.VirtualServer, p *configv1.Principal, server string) bool {
+	if Granted(st, p, server) {
+		return true
+	}
+	for _, vs := range vss {
+		if slices.ContainsFunc(vs.GetMembers(), func(m *configv1.VirtualServerMember) bool { return m.GetServer() == server }) &&
+			Granted(st, p, vs.GetName()) {
+			return true
+		}
+	}
+	return false
+}
