@@ -25,6 +25,9 @@ const (
 	// PRMPrefix is the RFC 9728 well-known prefix; a route's protected-resource
 	// metadata lives at PRMPrefix + RoutePath(server).
 	PRMPrefix = "/.well-known/oauth-protected-resource"
+	// RootPath is the root aggregate's MCP endpoint: every server the
+	// principal is granted, as one server. Its route name is "".
+	RootPath = MCPSuffix
 )
 
 // Server names.
@@ -55,19 +58,28 @@ func ValidServerName(s string) bool {
 	return true
 }
 
-// RoutePath is the path of server's MCP endpoint, /<server>/mcp.
+// RoutePath is the path of server's MCP endpoint, /<server>/mcp, or RootPath
+// for the root aggregate's route "".
 func RoutePath(server string) string {
+	if server == "" {
+		return RootPath
+	}
 	return "/" + url.PathEscape(server) + MCPSuffix
 }
 
-// ParseRoutePath returns the server named by an (unescaped) request path
-// /<server>/mcp or /<server>/mcp/, where <server> is a valid server name.
+// ParseRoutePath returns the route named by an (unescaped) request path:
+// the server or virtual server of /<server>/mcp or /<server>/mcp/, where
+// <server> is a valid server name, or "" for the root aggregate's /mcp or
+// /mcp/.
 func ParseRoutePath(path string) (string, bool) {
 	rest, ok := strings.CutPrefix(path, "/")
 	if !ok {
 		return "", false
 	}
 	rest = strings.TrimSuffix(rest, "/")
+	if "/"+rest == RootPath {
+		return "", true
+	}
 	server, ok := strings.CutSuffix(rest, MCPSuffix)
 	if !ok || !ValidServerName(server) {
 		return "", false
@@ -75,9 +87,9 @@ func ParseRoutePath(path string) (string, bool) {
 	return server, true
 }
 
-// ParseMetadataPath returns the server whose protected-resource metadata an
-// (unescaped) request path names: exactly PRMPrefix + RoutePath(server), no
-// trailing slash.
+// ParseMetadataPath returns the route whose protected-resource metadata an
+// (unescaped) request path names: exactly PRMPrefix + RoutePath(route), no
+// trailing slash ("" for the root aggregate's PRMPrefix + "/mcp").
 func ParseMetadataPath(path string) (string, bool) {
 	rest, ok := strings.CutPrefix(path, PRMPrefix)
 	if !ok || strings.HasSuffix(rest, "/") {
@@ -124,7 +136,7 @@ func origin(scheme, host string) string {
 }
 
 // ResourceURL is the canonical resource URL (RFC 8707) of server's route,
-// <base>/<server>/mcp: the resource the metadata document names and the
+// <base>/<server>/mcp (<base>/mcp for the root aggregate, server ""): the resource the metadata document names and the
 // audience the gateway's access tokens are issued for and checked against.
 // base goes through PublicBase's normalisation (kept as is when invalid).
 func ResourceURL(base, server string) string {
@@ -135,7 +147,8 @@ func ResourceURL(base, server string) string {
 }
 
 // ResourceMetadataURL is the RFC 9728 metadata URL of server's route,
-// <base>/.well-known/oauth-protected-resource/<server>/mcp, the URL of the
+// <base>/.well-known/oauth-protected-resource/<server>/mcp (…/mcp for the
+// root aggregate, server ""), the URL of the
 // gateway's Bearer challenges. base is normalised like ResourceURL's.
 func ResourceMetadataURL(base, server string) string {
 	if b, err := PublicBase(base); err == nil {
@@ -161,9 +174,10 @@ func CanonicalResource(raw string) (string, bool) {
 	return origin(u.Scheme, u.Host) + strings.TrimSuffix(u.EscapedPath(), "/"), true
 }
 
-// ResourceServer returns the server a resource indicator names by its form,
+// ResourceServer returns the route a resource indicator names by its form,
 // <base>/<server>/mcp (compared after CanonicalResource), whether or not that
-// server exists. The name must be a valid server name.
+// server or virtual server exists, or "" for the root aggregate's
+// <base>/mcp. The name must be a valid server name.
 func ResourceServer(base, raw string) (string, bool) {
 	res, ok := CanonicalResource(raw)
 	if !ok {
@@ -172,6 +186,9 @@ func ResourceServer(base, raw string) (string, bool) {
 	b, ok := CanonicalResource(base)
 	if !ok {
 		return "", false
+	}
+	if res == b+RootPath {
+		return "", true
 	}
 	rest, ok := strings.CutPrefix(res, b+"/")
 	if !ok {
@@ -302,3 +319,66 @@ func ValidHeaderName(name string) bool { return httpguts.ValidHeaderFieldName(na
 // ValidHeaderValue reports whether v can be sent as an HTTP field value: no
 // control characters other than horizontal tab (obs-text is allowed).
 func ValidHeaderValue(v string) bool { return httpguts.ValidHeaderFieldValue(v) }
+
+// Tool names (MCP 2025-11-25, SEP-986): 1 to 128 characters of
+// [A-Za-z0-9_.-], case-sensitive.
+const (
+	MaxToolNameLen = 128
+	ToolNameRule   = "must be 1 to 128 characters of A-Z, a-z, 0-9, '_', '-' and '.'"
+)
+
+// ValidToolName reports whether s is a tool name under the MCP tool-name
+// rules (SEP-986 as the 2025-11-25 specification states it): 1 to 128
+// characters, each an ASCII letter or digit, '_', '-' or '.'.
+func ValidToolName(s string) bool {
+	if s == "" || len(s) > MaxToolNameLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_', c == '-', c == '.':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// DefaultToolSeparator joins a member server's name and an upstream tool or
+// prompt name in the default exposed name <server>__<name>.
+const DefaultToolSeparator = "__"
+
+// DefaultToolPrefix is the exposed-name prefix of a member server that
+// configures none: <server>__.
+func DefaultToolPrefix(server string) string { return server + DefaultToolSeparator }
+
+// ExposedName is the name an aggregate exposes an upstream tool or prompt
+// under: renames[upstream] when present, else prefix + upstream.
+func ExposedName(prefix string, renames map[string]string, upstream string) string {
+	if r, ok := renames[upstream]; ok {
+		return r
+	}
+	return prefix + upstream
+}
+
+// UpstreamName inverts ExposedName for one member: the upstream name the
+// member's exposed name stands for, and whether exposed is one of the
+// member's names. A rename target resolves to its source; a name in the
+// prefix space resolves by stripping the prefix unless the upstream name it
+// leaves is itself renamed (its exposed name is then the rename only).
+func UpstreamName(prefix string, renames map[string]string, exposed string) (string, bool) {
+	for up, ex := range renames {
+		if ex == exposed {
+			return up, true
+		}
+	}
+	up, ok := strings.CutPrefix(exposed, prefix)
+	if !ok || up == "" {
+		return "", false
+	}
+	if _, renamed := renames[up]; renamed {
+		return "", false
+	}
+	return up, true
+}

@@ -39,34 +39,40 @@ func TestValidServerName(t *testing.T) {
 	}
 }
 
+// notRoute marks a path that names no route (it is no server name).
+const notRoute = "-"
+
 func TestRoutePath(t *testing.T) {
 	for _, c := range []struct {
 		path   string
-		server string // "" = not a route
+		server string // notRoute = not a route; "" = the root aggregate
 	}{
 		{"/Gmail/mcp", "Gmail"},
 		{"/Gmail/mcp/", "Gmail"},
 		{"/a_b-c/mcp", "a_b-c"},
 		{"/" + strings.Repeat("a", 64) + "/mcp", strings.Repeat("a", 64)},
-		{"/" + strings.Repeat("a", 65) + "/mcp", ""},
-		{"/a.b/mcp", ""},
-		{"/./mcp", ""},
-		{"/../mcp", ""},
-		{"/.well-known/mcp", ""},
-		{"//mcp", ""},
+		{"/" + strings.Repeat("a", 65) + "/mcp", notRoute},
+		{"/a.b/mcp", notRoute},
+		{"/./mcp", notRoute},
+		{"/../mcp", notRoute},
+		{"/.well-known/mcp", notRoute},
+		{"//mcp", notRoute},
 		{"/mcp", ""},
-		{"/", ""},
-		{"", ""},
-		{"Gmail/mcp", ""},
-		{"/Gmail/mcp//", ""},
-		{"/Gmail/MCP", ""},
-		{"/Gmail/mcpx", ""},
-		{"/Gmail/other", ""},
-		{"/a/b/mcp", ""},
-		{"/Gmail/mcp/x", ""},
+		{"/mcp/", ""},
+		{"/mcp//", notRoute},
+		{"/MCP", notRoute},
+		{"/", notRoute},
+		{"", notRoute},
+		{"Gmail/mcp", notRoute},
+		{"/Gmail/mcp//", notRoute},
+		{"/Gmail/MCP", notRoute},
+		{"/Gmail/mcpx", notRoute},
+		{"/Gmail/other", notRoute},
+		{"/a/b/mcp", notRoute},
+		{"/Gmail/mcp/x", notRoute},
 	} {
 		got, ok := wire.ParseRoutePath(c.path)
-		if ok != (c.server != "") || got != c.server {
+		if ok != (c.server != notRoute) || (ok && got != c.server) || (!ok && got != "") {
 			t.Errorf("ParseRoutePath(%q) = %q, %v; want %q", c.path, got, ok, c.server)
 		}
 		if ok {
@@ -78,6 +84,9 @@ func TestRoutePath(t *testing.T) {
 	if got := wire.RoutePath("Gmail"); got != "/Gmail/mcp" {
 		t.Errorf("RoutePath = %q", got)
 	}
+	if got := wire.RoutePath(""); got != "/mcp" || wire.RootPath != "/mcp" {
+		t.Errorf("RoutePath(root) = %q", got)
+	}
 }
 
 func TestParseMetadataPath(t *testing.T) {
@@ -86,15 +95,17 @@ func TestParseMetadataPath(t *testing.T) {
 		server string
 	}{
 		{"/.well-known/oauth-protected-resource/Gmail/mcp", "Gmail"},
-		{"/.well-known/oauth-protected-resource/Gmail/mcp/", ""},
-		{"/.well-known/oauth-protected-resource", ""},
-		{"/.well-known/oauth-protected-resource/", ""},
-		{"/.well-known/oauth-protected-resource/a.b/mcp", ""},
-		{"/.well-known/oauth-protected-resourceX/Gmail/mcp", ""},
-		{"/Gmail/mcp", ""},
+		{"/.well-known/oauth-protected-resource/Gmail/mcp/", notRoute},
+		{"/.well-known/oauth-protected-resource", notRoute},
+		{"/.well-known/oauth-protected-resource/", notRoute},
+		{"/.well-known/oauth-protected-resource/a.b/mcp", notRoute},
+		{"/.well-known/oauth-protected-resourceX/Gmail/mcp", notRoute},
+		{"/Gmail/mcp", notRoute},
+		{"/.well-known/oauth-protected-resource/mcp", ""}, // the root aggregate
+		{"/.well-known/oauth-protected-resource/mcp/", notRoute},
 	} {
 		got, ok := wire.ParseMetadataPath(c.path)
-		if ok != (c.server != "") || got != c.server {
+		if ok != (c.server != notRoute) || (ok && got != c.server) || (!ok && got != "") {
 			t.Errorf("ParseMetadataPath(%q) = %q, %v; want %q", c.path, got, ok, c.server)
 		}
 	}
@@ -195,21 +206,24 @@ func TestResourceServer(t *testing.T) {
 		{base, "https://gw.example.com/%47mail/mcp", "Gmail"},
 		{"HTTPS://GW.example.com:443", "https://gw.example.com/Gmail/mcp", "Gmail"},
 		{base, "https://gw.example.com/Nope/mcp", "Nope"}, // by form; existence is checked later
-		{base, "https://gw.example.com/a.b/mcp", ""},
-		{base, "https://gw.example.com/a%2Fb/mcp", ""},
-		{base, "https://gw.example.com/x%2Fmcp", ""},
-		{base, "https://gw.example.com/Gmail/mcp//", ""},
-		{base, "https://gw.example.com//mcp", ""},
-		{base, "https://gw.example.com/mcp", ""},
-		{base, "https://gw.example.com/a/b/mcp", ""},
-		{base, "https://other.example.com/Gmail/mcp", ""},
-		{base, "https://gw.example.com.evil/Gmail/mcp", ""},
-		{base, "http://gw.example.com/Gmail/mcp", ""},
-		{base, "https://gw.example.com/Gmail/mcp#f", ""},
-		{base, "", ""},
+		{base, "https://gw.example.com/a.b/mcp", notRoute},
+		{base, "https://gw.example.com/a%2Fb/mcp", notRoute},
+		{base, "https://gw.example.com/x%2Fmcp", notRoute},
+		{base, "https://gw.example.com/Gmail/mcp//", notRoute},
+		{base, "https://gw.example.com//mcp", notRoute},
+		{base, "https://gw.example.com/mcp", ""}, // the root aggregate
+		{base, "HTTPS://GW.EXAMPLE.COM:443/mcp/", ""},
+		{base, "https://gw.example.com/mcp/mcp", "mcp"},
+		{base, "https://gw.example.com/MCP", notRoute},
+		{base, "https://gw.example.com/a/b/mcp", notRoute},
+		{base, "https://other.example.com/Gmail/mcp", notRoute},
+		{base, "https://gw.example.com.evil/Gmail/mcp", notRoute},
+		{base, "http://gw.example.com/Gmail/mcp", notRoute},
+		{base, "https://gw.example.com/Gmail/mcp#f", notRoute},
+		{base, "", notRoute},
 	} {
 		got, ok := wire.ResourceServer(c.base, c.in)
-		if ok != (c.want != "") || got != c.want {
+		if ok != (c.want != notRoute) || (ok && got != c.want) || (!ok && got != "") {
 			t.Errorf("ResourceServer(%q, %q) = %q, %v; want %q", c.base, c.in, got, ok, c.want)
 		}
 	}
@@ -367,6 +381,78 @@ func TestFoldEqual(t *testing.T) {
 	} {
 		if got := wire.FoldEqual(c.a, c.b); got != c.want {
 			t.Errorf("FoldEqual(%q, %q) = %v, want %v", c.a, c.b, got, c.want)
+		}
+	}
+}
+
+func TestRootAggregateURLs(t *testing.T) {
+	const base = "HTTPS://GW.Example.com:443/"
+	if got := wire.ResourceURL(base, ""); got != "https://gw.example.com/mcp" {
+		t.Errorf("ResourceURL(root) = %q", got)
+	}
+	if got := wire.ResourceMetadataURL(base, ""); got != "https://gw.example.com/.well-known/oauth-protected-resource/mcp" {
+		t.Errorf("ResourceMetadataURL(root) = %q", got)
+	}
+}
+
+func TestValidToolName(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want bool
+	}{
+		{"getUser", true},
+		{"DATA_EXPORT_v2", true},
+		{"admin.tools.list", true},
+		{"a-b", true},
+		{"echo__echo", true},
+		{"-", true},
+		{strings.Repeat("a", 128), true},
+		{strings.Repeat("a", 129), false},
+		{"", false},
+		{"user-profile/update", false}, // '/' was dropped from the final rule
+		{"a b", false},
+		{"a,b", false},
+		{"é", false},
+		{"a\x00", false},
+		{"a:b", false},
+	} {
+		if got := wire.ValidToolName(c.in); got != c.want {
+			t.Errorf("ValidToolName(%q) = %v, want %v", c.in, got, c.want)
+		}
+	}
+}
+
+func TestExposedName(t *testing.T) {
+	renames := map[string]string{"search": "find", "add": "notes__plus"}
+	for _, c := range []struct{ upstream, want string }{
+		{"echo", "notes__echo"},
+		{"search", "find"},
+		{"add", "notes__plus"},
+		{"", "notes__"},
+	} {
+		if got := wire.ExposedName("notes__", renames, c.upstream); got != c.want {
+			t.Errorf("ExposedName(%q) = %q, want %q", c.upstream, got, c.want)
+		}
+	}
+	if got := wire.ExposedName(wire.DefaultToolPrefix("echo"), nil, "echo"); got != "echo__echo" {
+		t.Errorf("default ExposedName = %q", got)
+	}
+	for _, c := range []struct {
+		exposed, want string
+		ok            bool
+	}{
+		{"notes__echo", "echo", true},
+		{"find", "search", true},
+		{"notes__plus", "add", true},
+		{"notes__search", "", false}, // renamed away: only "find" names it
+		{"notes__add", "", false},
+		{"notes__", "", false},
+		{"echo", "", false},
+		{"Notes__echo", "", false},
+	} {
+		got, ok := wire.UpstreamName("notes__", renames, c.exposed)
+		if got != c.want || ok != c.ok {
+			t.Errorf("UpstreamName(%q) = %q, %v; want %q, %v", c.exposed, got, ok, c.want, c.ok)
 		}
 	}
 }

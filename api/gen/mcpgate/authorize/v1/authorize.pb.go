@@ -161,7 +161,8 @@ func (x *Credentials) GetPassthroughAuthorization() string {
 
 type AuthorizeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The server name from /<route>/mcp.
+	// The server or virtual server name from /<route>/mcp; empty for the root
+	// aggregate /mcp (together with root_aggregate).
 	Route       string       `protobuf:"bytes,1,opt,name=route,proto3" json:"route,omitempty"`
 	Credentials *Credentials `protobuf:"bytes,2,opt,name=credentials,proto3" json:"credentials,omitempty"`
 	HttpMethod  string       `protobuf:"bytes,3,opt,name=http_method,json=httpMethod,proto3" json:"http_method,omitempty"`
@@ -175,7 +176,13 @@ type AuthorizeRequest struct {
 	// params.uri of a resources/read (exactly as the client sent it).
 	ResourceUri string `protobuf:"bytes,8,opt,name=resource_uri,json=resourceUri,proto3" json:"resource_uri,omitempty"`
 	// params.name of a prompts/get.
-	PromptName    string `protobuf:"bytes,9,opt,name=prompt_name,json=promptName,proto3" json:"prompt_name,omitempty"`
+	PromptName string `protobuf:"bytes,9,opt,name=prompt_name,json=promptName,proto3" json:"prompt_name,omitempty"`
+	// The request is for the root aggregate /mcp (route is empty).
+	RootAggregate bool `protobuf:"varint,180,opt,name=root_aggregate,json=rootAggregate,proto3" json:"root_aggregate,omitempty"`
+	// On an aggregate route: restrict the decision to this member server
+	// (resources/read after the data plane un-rewrote the URI, and messages
+	// that go to one member: cancellation, elicitation answers).
+	Member        string `protobuf:"bytes,181,opt,name=member,proto3" json:"member,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -269,6 +276,20 @@ func (x *AuthorizeRequest) GetResourceUri() string {
 func (x *AuthorizeRequest) GetPromptName() string {
 	if x != nil {
 		return x.PromptName
+	}
+	return ""
+}
+
+func (x *AuthorizeRequest) GetRootAggregate() bool {
+	if x != nil {
+		return x.RootAggregate
+	}
+	return false
+}
+
+func (x *AuthorizeRequest) GetMember() string {
+	if x != nil {
+		return x.Member
 	}
 	return ""
 }
@@ -411,8 +432,12 @@ type Challenge struct {
 	// "invalid_token" when a credential was presented but is unusable.
 	Error            string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
 	ErrorDescription string `protobuf:"bytes,4,opt,name=error_description,json=errorDescription,proto3" json:"error_description,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// On an aggregate member's CHALLENGE (the member needs the person's own
+	// upstream connection): the gateway page where the person connects that
+	// server, built from the public base URL.
+	ConnectUrl    string `protobuf:"bytes,180,opt,name=connect_url,json=connectUrl,proto3" json:"connect_url,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Challenge) Reset() {
@@ -462,6 +487,13 @@ func (x *Challenge) GetError() string {
 func (x *Challenge) GetErrorDescription() string {
 	if x != nil {
 		return x.ErrorDescription
+	}
+	return ""
+}
+
+func (x *Challenge) GetConnectUrl() string {
+	if x != nil {
+		return x.ConnectUrl
 	}
 	return ""
 }
@@ -522,7 +554,11 @@ type AuthorizeResponse struct {
 	// The route names no server. Callers without a usable credential get the
 	// same CHALLENGE as on a configured route, so this is the only sign: for
 	// the data plane's own logs and metric labels, never for the caller.
-	UnknownRoute  bool `protobuf:"varint,16,opt,name=unknown_route,json=unknownRoute,proto3" json:"unknown_route,omitempty"`
+	UnknownRoute bool `protobuf:"varint,16,opt,name=unknown_route,json=unknownRoute,proto3" json:"unknown_route,omitempty"`
+	// Set iff the route is an aggregate (/mcp or a virtual server) and the
+	// decision is ALLOW: the members the principal may use, each with its own
+	// decision for this request.
+	Aggregate     *Aggregate `protobuf:"bytes,180,opt,name=aggregate,proto3" json:"aggregate,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -620,6 +656,180 @@ func (x *AuthorizeResponse) GetUnknownRoute() bool {
 	return false
 }
 
+func (x *AuthorizeResponse) GetAggregate() *Aggregate {
+	if x != nil {
+		return x.Aggregate
+	}
+	return nil
+}
+
+// Aggregate describes an aggregate route's members for one request. For
+// tools/call and prompts/get the control plane resolves the exposed name:
+// members holds only the owning member (with upstream_name set), or none
+// when no member owns the name. For other methods every usable member (or
+// only AuthorizeRequest.member when set).
+type Aggregate struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Members []*AggregateMember     `protobuf:"bytes,1,rep,name=members,proto3" json:"members,omitempty"`
+	// The virtual server's name; empty for the root aggregate.
+	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Aggregate) Reset() {
+	*x = Aggregate{}
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Aggregate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Aggregate) ProtoMessage() {}
+
+func (x *Aggregate) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Aggregate.ProtoReflect.Descriptor instead.
+func (*Aggregate) Descriptor() ([]byte, []int) {
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *Aggregate) GetMembers() []*AggregateMember {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *Aggregate) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type AggregateMember struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The member server's name.
+	Server string `protobuf:"bytes,1,opt,name=server,proto3" json:"server,omitempty"`
+	// Exposed name = renames[upstream] if present, else tool_prefix + upstream.
+	ToolPrefix string `protobuf:"bytes,2,opt,name=tool_prefix,json=toolPrefix,proto3" json:"tool_prefix,omitempty"`
+	// Upstream name -> exposed name, for tools and prompts.
+	Renames map[string]string `protobuf:"bytes,3,rep,name=renames,proto3" json:"renames,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The virtual server's per-member tool filter (upstream names), applied
+	// on top of the member decision's own allowed/disallowed tools.
+	IncludeTools []string `protobuf:"bytes,4,rep,name=include_tools,json=includeTools,proto3" json:"include_tools,omitempty"`
+	ExcludeTools []string `protobuf:"bytes,5,rep,name=exclude_tools,json=excludeTools,proto3" json:"exclude_tools,omitempty"`
+	// The member's own decision for this request, exactly as its per-server
+	// route would decide it (ALLOW, DENY, or CHALLENGE with connect_url).
+	Decision *AuthorizeResponse `protobuf:"bytes,6,opt,name=decision,proto3" json:"decision,omitempty"`
+	// For tools/call and prompts/get: the upstream's name for the exposed name.
+	UpstreamName string `protobuf:"bytes,7,opt,name=upstream_name,json=upstreamName,proto3" json:"upstream_name,omitempty"`
+	// The name the merged instructions use for this member.
+	InstructionsName string `protobuf:"bytes,8,opt,name=instructions_name,json=instructionsName,proto3" json:"instructions_name,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *AggregateMember) Reset() {
+	*x = AggregateMember{}
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AggregateMember) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AggregateMember) ProtoMessage() {}
+
+func (x *AggregateMember) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AggregateMember.ProtoReflect.Descriptor instead.
+func (*AggregateMember) Descriptor() ([]byte, []int) {
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *AggregateMember) GetServer() string {
+	if x != nil {
+		return x.Server
+	}
+	return ""
+}
+
+func (x *AggregateMember) GetToolPrefix() string {
+	if x != nil {
+		return x.ToolPrefix
+	}
+	return ""
+}
+
+func (x *AggregateMember) GetRenames() map[string]string {
+	if x != nil {
+		return x.Renames
+	}
+	return nil
+}
+
+func (x *AggregateMember) GetIncludeTools() []string {
+	if x != nil {
+		return x.IncludeTools
+	}
+	return nil
+}
+
+func (x *AggregateMember) GetExcludeTools() []string {
+	if x != nil {
+		return x.ExcludeTools
+	}
+	return nil
+}
+
+func (x *AggregateMember) GetDecision() *AuthorizeResponse {
+	if x != nil {
+		return x.Decision
+	}
+	return nil
+}
+
+func (x *AggregateMember) GetUpstreamName() string {
+	if x != nil {
+		return x.UpstreamName
+	}
+	return ""
+}
+
+func (x *AggregateMember) GetInstructionsName() string {
+	if x != nil {
+		return x.InstructionsName
+	}
+	return ""
+}
+
 type DescribeRouteRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Route         string                 `protobuf:"bytes,1,opt,name=route,proto3" json:"route,omitempty"`
@@ -629,7 +839,7 @@ type DescribeRouteRequest struct {
 
 func (x *DescribeRouteRequest) Reset() {
 	*x = DescribeRouteRequest{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[7]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -641,7 +851,7 @@ func (x *DescribeRouteRequest) String() string {
 func (*DescribeRouteRequest) ProtoMessage() {}
 
 func (x *DescribeRouteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[7]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -654,7 +864,7 @@ func (x *DescribeRouteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeRouteRequest.ProtoReflect.Descriptor instead.
 func (*DescribeRouteRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{7}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DescribeRouteRequest) GetRoute() string {
@@ -675,7 +885,7 @@ type DescribeRouteResponse struct {
 
 func (x *DescribeRouteResponse) Reset() {
 	*x = DescribeRouteResponse{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[8]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -687,7 +897,7 @@ func (x *DescribeRouteResponse) String() string {
 func (*DescribeRouteResponse) ProtoMessage() {}
 
 func (x *DescribeRouteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[8]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -700,7 +910,7 @@ func (x *DescribeRouteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeRouteResponse.ProtoReflect.Descriptor instead.
 func (*DescribeRouteResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{8}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DescribeRouteResponse) GetFound() bool {
@@ -732,7 +942,7 @@ type GetSessionKeysRequest struct {
 
 func (x *GetSessionKeysRequest) Reset() {
 	*x = GetSessionKeysRequest{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[9]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -744,7 +954,7 @@ func (x *GetSessionKeysRequest) String() string {
 func (*GetSessionKeysRequest) ProtoMessage() {}
 
 func (x *GetSessionKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[9]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -757,7 +967,7 @@ func (x *GetSessionKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSessionKeysRequest.ProtoReflect.Descriptor instead.
 func (*GetSessionKeysRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{9}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{11}
 }
 
 type SessionKey struct {
@@ -770,7 +980,7 @@ type SessionKey struct {
 
 func (x *SessionKey) Reset() {
 	*x = SessionKey{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[10]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -782,7 +992,7 @@ func (x *SessionKey) String() string {
 func (*SessionKey) ProtoMessage() {}
 
 func (x *SessionKey) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[10]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -795,7 +1005,7 @@ func (x *SessionKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionKey.ProtoReflect.Descriptor instead.
 func (*SessionKey) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{10}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SessionKey) GetId() string {
@@ -822,7 +1032,7 @@ type GetSessionKeysResponse struct {
 
 func (x *GetSessionKeysResponse) Reset() {
 	*x = GetSessionKeysResponse{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[11]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -834,7 +1044,7 @@ func (x *GetSessionKeysResponse) String() string {
 func (*GetSessionKeysResponse) ProtoMessage() {}
 
 func (x *GetSessionKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[11]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -847,7 +1057,7 @@ func (x *GetSessionKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSessionKeysResponse.ProtoReflect.Descriptor instead.
 func (*GetSessionKeysResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{11}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetSessionKeysResponse) GetKeys() []*SessionKey {
@@ -867,7 +1077,7 @@ type ReportUpstreamUnauthorizedRequest struct {
 
 func (x *ReportUpstreamUnauthorizedRequest) Reset() {
 	*x = ReportUpstreamUnauthorizedRequest{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[12]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -879,7 +1089,7 @@ func (x *ReportUpstreamUnauthorizedRequest) String() string {
 func (*ReportUpstreamUnauthorizedRequest) ProtoMessage() {}
 
 func (x *ReportUpstreamUnauthorizedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[12]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -892,7 +1102,7 @@ func (x *ReportUpstreamUnauthorizedRequest) ProtoReflect() protoreflect.Message 
 
 // Deprecated: Use ReportUpstreamUnauthorizedRequest.ProtoReflect.Descriptor instead.
 func (*ReportUpstreamUnauthorizedRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{12}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ReportUpstreamUnauthorizedRequest) GetRoute() string {
@@ -917,7 +1127,7 @@ type ReportUpstreamUnauthorizedResponse struct {
 
 func (x *ReportUpstreamUnauthorizedResponse) Reset() {
 	*x = ReportUpstreamUnauthorizedResponse{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[13]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -929,7 +1139,7 @@ func (x *ReportUpstreamUnauthorizedResponse) String() string {
 func (*ReportUpstreamUnauthorizedResponse) ProtoMessage() {}
 
 func (x *ReportUpstreamUnauthorizedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[13]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -942,7 +1152,7 @@ func (x *ReportUpstreamUnauthorizedResponse) ProtoReflect() protoreflect.Message
 
 // Deprecated: Use ReportUpstreamUnauthorizedResponse.ProtoReflect.Descriptor instead.
 func (*ReportUpstreamUnauthorizedResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{13}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{15}
 }
 
 var File_mcpgate_authorize_v1_authorize_proto protoreflect.FileDescriptor
@@ -954,7 +1164,7 @@ const file_mcpgate_authorize_v1_authorize_proto_rawDesc = "" +
 	"\aapi_key\x18\x01 \x01(\tR\x06apiKey\x12!\n" +
 	"\fbearer_token\x18\x02 \x01(\tR\vbearerToken\x127\n" +
 	"\x17malformed_authorization\x18\x03 \x01(\bR\x16malformedAuthorization\x12;\n" +
-	"\x19passthrough_authorization\x18\x04 \x01(\tR\x18passthroughAuthorization\"\xe5\x02\n" +
+	"\x19passthrough_authorization\x18\x04 \x01(\tR\x18passthroughAuthorization\"\xa6\x03\n" +
 	"\x10AuthorizeRequest\x12\x14\n" +
 	"\x05route\x18\x01 \x01(\tR\x05route\x12C\n" +
 	"\vcredentials\x18\x02 \x01(\v2!.mcpgate.authorize.v1.CredentialsR\vcredentials\x12\x1f\n" +
@@ -966,7 +1176,9 @@ const file_mcpgate_authorize_v1_authorize_proto_rawDesc = "" +
 	"\x0fpublic_base_url\x18\a \x01(\tR\rpublicBaseUrl\x12!\n" +
 	"\fresource_uri\x18\b \x01(\tR\vresourceUri\x12\x1f\n" +
 	"\vprompt_name\x18\t \x01(\tR\n" +
-	"promptName\"2\n" +
+	"promptName\x12&\n" +
+	"\x0eroot_aggregate\x18\xb4\x01 \x01(\bR\rrootAggregate\x12\x17\n" +
+	"\x06member\x18\xb5\x01 \x01(\tR\x06member\"2\n" +
 	"\x06Header\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value\"\xe4\x01\n" +
@@ -976,12 +1188,14 @@ const file_mcpgate_authorize_v1_authorize_proto_rawDesc = "" +
 	"\rallowed_tools\x18\x03 \x03(\tR\fallowedTools\x12)\n" +
 	"\x10disallowed_tools\x18\x04 \x03(\tR\x0fdisallowedTools\x12\x1f\n" +
 	"\vvault_grant\x18\x05 \x01(\bR\n" +
-	"vaultGrant\"\x83\x01\n" +
+	"vaultGrant\"\xa5\x01\n" +
 	"\tChallenge\x12\x16\n" +
 	"\x06scopes\x18\x02 \x03(\tR\x06scopes\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12+\n" +
-	"\x11error_description\x18\x04 \x01(\tR\x10errorDescriptionJ\x04\b\x01\x10\x02R\x15resource_metadata_url\">\n" +
-	"\x04DenyJ\x04\b\x01\x10\x02J\x04\b\x02\x10\x03J\x04\b\x03\x10\x04R\x05errorR\x06scopesR\x15resource_metadata_url\"\x82\x03\n" +
+	"\x11error_description\x18\x04 \x01(\tR\x10errorDescription\x12 \n" +
+	"\vconnect_url\x18\xb4\x01 \x01(\tR\n" +
+	"connectUrlJ\x04\b\x01\x10\x02R\x15resource_metadata_url\">\n" +
+	"\x04DenyJ\x04\b\x01\x10\x02J\x04\b\x02\x10\x03J\x04\b\x03\x10\x04R\x05errorR\x06scopesR\x15resource_metadata_url\"\xc2\x03\n" +
 	"\x11AuthorizeResponse\x12:\n" +
 	"\bdecision\x18\x01 \x01(\x0e2\x1e.mcpgate.authorize.v1.DecisionR\bdecision\x121\n" +
 	"\x05allow\x18\x02 \x01(\v2\x1b.mcpgate.authorize.v1.AllowR\x05allow\x12=\n" +
@@ -992,7 +1206,24 @@ const file_mcpgate_authorize_v1_authorize_proto_rawDesc = "" +
 	"key_prefix\x18\x06 \x01(\tR\tkeyPrefix\x12\x16\n" +
 	"\x06reason\x18\a \x01(\tR\x06reason\x12\x15\n" +
 	"\x06key_id\x18\b \x01(\tR\x05keyId\x12#\n" +
-	"\runknown_route\x18\x10 \x01(\bR\funknownRoute\",\n" +
+	"\runknown_route\x18\x10 \x01(\bR\funknownRoute\x12>\n" +
+	"\taggregate\x18\xb4\x01 \x01(\v2\x1f.mcpgate.authorize.v1.AggregateR\taggregate\"`\n" +
+	"\tAggregate\x12?\n" +
+	"\amembers\x18\x01 \x03(\v2%.mcpgate.authorize.v1.AggregateMemberR\amembers\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"\xb5\x03\n" +
+	"\x0fAggregateMember\x12\x16\n" +
+	"\x06server\x18\x01 \x01(\tR\x06server\x12\x1f\n" +
+	"\vtool_prefix\x18\x02 \x01(\tR\n" +
+	"toolPrefix\x12L\n" +
+	"\arenames\x18\x03 \x03(\v22.mcpgate.authorize.v1.AggregateMember.RenamesEntryR\arenames\x12#\n" +
+	"\rinclude_tools\x18\x04 \x03(\tR\fincludeTools\x12#\n" +
+	"\rexclude_tools\x18\x05 \x03(\tR\fexcludeTools\x12C\n" +
+	"\bdecision\x18\x06 \x01(\v2'.mcpgate.authorize.v1.AuthorizeResponseR\bdecision\x12#\n" +
+	"\rupstream_name\x18\a \x01(\tR\fupstreamName\x12+\n" +
+	"\x11instructions_name\x18\b \x01(\tR\x10instructionsName\x1a:\n" +
+	"\fRenamesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\",\n" +
 	"\x14DescribeRouteRequest\x12\x14\n" +
 	"\x05route\x18\x01 \x01(\tR\x05route\"g\n" +
 	"\x15DescribeRouteResponse\x12\x14\n" +
@@ -1036,7 +1267,7 @@ func file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP() []byte {
 }
 
 var file_mcpgate_authorize_v1_authorize_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_mcpgate_authorize_v1_authorize_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_mcpgate_authorize_v1_authorize_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_mcpgate_authorize_v1_authorize_proto_goTypes = []any{
 	(Decision)(0),                              // 0: mcpgate.authorize.v1.Decision
 	(*Credentials)(nil),                        // 1: mcpgate.authorize.v1.Credentials
@@ -1046,13 +1277,16 @@ var file_mcpgate_authorize_v1_authorize_proto_goTypes = []any{
 	(*Challenge)(nil),                          // 5: mcpgate.authorize.v1.Challenge
 	(*Deny)(nil),                               // 6: mcpgate.authorize.v1.Deny
 	(*AuthorizeResponse)(nil),                  // 7: mcpgate.authorize.v1.AuthorizeResponse
-	(*DescribeRouteRequest)(nil),               // 8: mcpgate.authorize.v1.DescribeRouteRequest
-	(*DescribeRouteResponse)(nil),              // 9: mcpgate.authorize.v1.DescribeRouteResponse
-	(*GetSessionKeysRequest)(nil),              // 10: mcpgate.authorize.v1.GetSessionKeysRequest
-	(*SessionKey)(nil),                         // 11: mcpgate.authorize.v1.SessionKey
-	(*GetSessionKeysResponse)(nil),             // 12: mcpgate.authorize.v1.GetSessionKeysResponse
-	(*ReportUpstreamUnauthorizedRequest)(nil),  // 13: mcpgate.authorize.v1.ReportUpstreamUnauthorizedRequest
-	(*ReportUpstreamUnauthorizedResponse)(nil), // 14: mcpgate.authorize.v1.ReportUpstreamUnauthorizedResponse
+	(*Aggregate)(nil),                          // 8: mcpgate.authorize.v1.Aggregate
+	(*AggregateMember)(nil),                    // 9: mcpgate.authorize.v1.AggregateMember
+	(*DescribeRouteRequest)(nil),               // 10: mcpgate.authorize.v1.DescribeRouteRequest
+	(*DescribeRouteResponse)(nil),              // 11: mcpgate.authorize.v1.DescribeRouteResponse
+	(*GetSessionKeysRequest)(nil),              // 12: mcpgate.authorize.v1.GetSessionKeysRequest
+	(*SessionKey)(nil),                         // 13: mcpgate.authorize.v1.SessionKey
+	(*GetSessionKeysResponse)(nil),             // 14: mcpgate.authorize.v1.GetSessionKeysResponse
+	(*ReportUpstreamUnauthorizedRequest)(nil),  // 15: mcpgate.authorize.v1.ReportUpstreamUnauthorizedRequest
+	(*ReportUpstreamUnauthorizedResponse)(nil), // 16: mcpgate.authorize.v1.ReportUpstreamUnauthorizedResponse
+	nil, // 17: mcpgate.authorize.v1.AggregateMember.RenamesEntry
 }
 var file_mcpgate_authorize_v1_authorize_proto_depIdxs = []int32{
 	1,  // 0: mcpgate.authorize.v1.AuthorizeRequest.credentials:type_name -> mcpgate.authorize.v1.Credentials
@@ -1061,20 +1295,24 @@ var file_mcpgate_authorize_v1_authorize_proto_depIdxs = []int32{
 	4,  // 3: mcpgate.authorize.v1.AuthorizeResponse.allow:type_name -> mcpgate.authorize.v1.Allow
 	5,  // 4: mcpgate.authorize.v1.AuthorizeResponse.challenge:type_name -> mcpgate.authorize.v1.Challenge
 	6,  // 5: mcpgate.authorize.v1.AuthorizeResponse.deny:type_name -> mcpgate.authorize.v1.Deny
-	11, // 6: mcpgate.authorize.v1.GetSessionKeysResponse.keys:type_name -> mcpgate.authorize.v1.SessionKey
-	2,  // 7: mcpgate.authorize.v1.AuthorizeService.Authorize:input_type -> mcpgate.authorize.v1.AuthorizeRequest
-	8,  // 8: mcpgate.authorize.v1.AuthorizeService.DescribeRoute:input_type -> mcpgate.authorize.v1.DescribeRouteRequest
-	10, // 9: mcpgate.authorize.v1.AuthorizeService.GetSessionKeys:input_type -> mcpgate.authorize.v1.GetSessionKeysRequest
-	13, // 10: mcpgate.authorize.v1.AuthorizeService.ReportUpstreamUnauthorized:input_type -> mcpgate.authorize.v1.ReportUpstreamUnauthorizedRequest
-	7,  // 11: mcpgate.authorize.v1.AuthorizeService.Authorize:output_type -> mcpgate.authorize.v1.AuthorizeResponse
-	9,  // 12: mcpgate.authorize.v1.AuthorizeService.DescribeRoute:output_type -> mcpgate.authorize.v1.DescribeRouteResponse
-	12, // 13: mcpgate.authorize.v1.AuthorizeService.GetSessionKeys:output_type -> mcpgate.authorize.v1.GetSessionKeysResponse
-	14, // 14: mcpgate.authorize.v1.AuthorizeService.ReportUpstreamUnauthorized:output_type -> mcpgate.authorize.v1.ReportUpstreamUnauthorizedResponse
-	11, // [11:15] is the sub-list for method output_type
-	7,  // [7:11] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	8,  // 6: mcpgate.authorize.v1.AuthorizeResponse.aggregate:type_name -> mcpgate.authorize.v1.Aggregate
+	9,  // 7: mcpgate.authorize.v1.Aggregate.members:type_name -> mcpgate.authorize.v1.AggregateMember
+	17, // 8: mcpgate.authorize.v1.AggregateMember.renames:type_name -> mcpgate.authorize.v1.AggregateMember.RenamesEntry
+	7,  // 9: mcpgate.authorize.v1.AggregateMember.decision:type_name -> mcpgate.authorize.v1.AuthorizeResponse
+	13, // 10: mcpgate.authorize.v1.GetSessionKeysResponse.keys:type_name -> mcpgate.authorize.v1.SessionKey
+	2,  // 11: mcpgate.authorize.v1.AuthorizeService.Authorize:input_type -> mcpgate.authorize.v1.AuthorizeRequest
+	10, // 12: mcpgate.authorize.v1.AuthorizeService.DescribeRoute:input_type -> mcpgate.authorize.v1.DescribeRouteRequest
+	12, // 13: mcpgate.authorize.v1.AuthorizeService.GetSessionKeys:input_type -> mcpgate.authorize.v1.GetSessionKeysRequest
+	15, // 14: mcpgate.authorize.v1.AuthorizeService.ReportUpstreamUnauthorized:input_type -> mcpgate.authorize.v1.ReportUpstreamUnauthorizedRequest
+	7,  // 15: mcpgate.authorize.v1.AuthorizeService.Authorize:output_type -> mcpgate.authorize.v1.AuthorizeResponse
+	11, // 16: mcpgate.authorize.v1.AuthorizeService.DescribeRoute:output_type -> mcpgate.authorize.v1.DescribeRouteResponse
+	14, // 17: mcpgate.authorize.v1.AuthorizeService.GetSessionKeys:output_type -> mcpgate.authorize.v1.GetSessionKeysResponse
+	16, // 18: mcpgate.authorize.v1.AuthorizeService.ReportUpstreamUnauthorized:output_type -> mcpgate.authorize.v1.ReportUpstreamUnauthorizedResponse
+	15, // [15:19] is the sub-list for method output_type
+	11, // [11:15] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_mcpgate_authorize_v1_authorize_proto_init() }
@@ -1088,7 +1326,7 @@ func file_mcpgate_authorize_v1_authorize_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mcpgate_authorize_v1_authorize_proto_rawDesc), len(file_mcpgate_authorize_v1_authorize_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   14,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
