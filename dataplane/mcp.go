@@ -68,6 +68,7 @@ func (p *Proxy) serveMCP(w http.ResponseWriter, r *http.Request, route string) {
 		HttpMethod:    r.Method,
 		ClientAddress: clientIP(r),
 		PublicBaseUrl: p.publicBase,
+		RootAggregate: route == "",
 	}
 
 	presented := creds.GetApiKey() != "" || creds.GetBearerToken() != ""
@@ -156,6 +157,20 @@ func (p *Proxy) serveMCP(w http.ResponseWriter, r *http.Request, route string) {
 		}
 		req := proto.CloneOf(base)
 		req.JsonrpcMethod, req.ToolName = c.Method, c.Tool
+		if !parsed.Batch {
+			// The names policy and aggregates resolve (the exposed name, on
+			// an aggregate route).
+			switch f := parsed.First; c.Method {
+			case "prompts/get":
+				if f.HasName {
+					req.PromptName = f.Name
+				}
+			case "resources/read":
+				if f.HasURI {
+					req.ResourceUri = f.URI
+				}
+			}
+		}
 		res, err = p.authorize(actx, req)
 		if err != nil || res.GetDecision() != authorizev1.Decision_DECISION_ALLOW {
 			decided = c
@@ -181,6 +196,11 @@ func (p *Proxy) serveMCP(w http.ResponseWriter, r *http.Request, route string) {
 	}
 	if r.Method == http.MethodPost && !headersMatchBody(r.Header, parsed) {
 		writeFixed(w, http.StatusBadRequest, withID(rpcHeaderMismatch, parsed.ID))
+		return
+	}
+
+	if res.GetAggregate() != nil {
+		p.serveAggregate(w, r, log, route, res, base, parsed)
 		return
 	}
 
