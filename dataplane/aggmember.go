@@ -34,6 +34,10 @@ var (
 	errMemberNoStream = errors.New("member has no GET stream")
 )
 
+// drainTimeout bounds reading what follows a member's response on its
+// event stream.
+const drainTimeout = 5 * time.Second
+
 // memberTarget is where and how a member is reached.
 type memberTarget struct {
 	server  string
@@ -142,8 +146,13 @@ func (h *httpMembers) exchange(ctx context.Context, t memberTarget, sid string, 
 	if err != nil {
 		return nil, "", err
 	}
-	defer cancel(nil)
-	defer resp.Body.Close()
+	drained := false
+	defer func() {
+		if !drained {
+			resp.Body.Close()
+			cancel(nil)
+		}
+	}()
 	if err := h.statusErr(resp, sid); err != nil {
 		return nil, "", err
 	}
@@ -182,8 +191,18 @@ func (h *httpMembers) exchange(ctx context.Context, t memberTarget, sid string, 
 	if reply == nil {
 		return nil, "", errMemberFailed
 	}
-	_ = err
-	return reply, newSID, nil
+	// The member ends its stream after the response: read to its end, off
+	// the caller's path, so the connection is reused (closing an unread
+	// body closes the connection).
+	drained = true
+	go func() {
+		t := time.AfterFunc(drainTimeout, func() { cancel(nil) })
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxEventBytes))
+		t.Stop()
+		resp.Body.Close()
+		cancel(nil)
+	}()
+	return reply, newSID, err
 }
 
 func (h *httpMembers) stream(ctx context.Context, t memberTarget, sid string, sink func(jsontext.Value)) error {
@@ -272,3 +291,4 @@ func compactID(id jsontext.Value) []byte {
 	}
 	return v
 }
+

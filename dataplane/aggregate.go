@@ -733,6 +733,11 @@ func (p *Proxy) routed(w http.ResponseWriter, r *http.Request, ac *aggCall, m *a
 	if ctx.Err() != nil {
 		return
 	}
+	if errors.Is(err, errMemberAuth) && m.GetDecision().GetAllow().GetVaultGrant() {
+		// As on the member's own route: the grant is reported unusable, so
+		// the next call gets the member's CHALLENGE (URL elicitation).
+		p.reportUnauthorized(ctx, m.GetServer(), ac.principal, ac.log)
+	}
 	if err != nil {
 		ac.log.WarnContext(ctx, "member call failed", slog.String("member", m.GetServer()), slog.String("error", err.Error()))
 		sse.event(rpcErrorMsg(id, -32002, "member server "+m.GetServer()+" unavailable"))

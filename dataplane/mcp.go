@@ -664,13 +664,9 @@ func (p *Proxy) upstreamUnauthorized(w http.ResponseWriter, r *http.Request, log
 		writeFixed(w, http.StatusBadGateway, withID(rpcUpstreamRefused, f.id))
 		return
 	}
+	p.reportUnauthorized(ctx, f.route, f.principal, log)
 	cctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
-	if _, err := call(cctx, p.cp, func(ctx context.Context, c authorizev1connect.AuthorizeServiceClient) (*authorizev1.ReportUpstreamUnauthorizedResponse, error) {
-		return c.ReportUpstreamUnauthorized(ctx, &authorizev1.ReportUpstreamUnauthorizedRequest{Route: f.route, Principal: f.principal})
-	}); err != nil {
-		log.WarnContext(ctx, "report upstream unauthorized failed", slog.String("code", codeOf(err)))
-	}
 	d, err := p.describe(cctx, f.route)
 	switch {
 	case err != nil:
@@ -680,6 +676,18 @@ func (p *Proxy) upstreamUnauthorized(w http.ResponseWriter, r *http.Request, log
 	default:
 		log.InfoContext(ctx, "upstream grant rejected; challenging")
 		writeResponse(w, challenge(p.prmURL(f.route), d.GetScopes(), "", "").withID(f.id))
+	}
+}
+
+// reportUnauthorized tells the control plane that server refused
+// principal's vault grant.
+func (p *Proxy) reportUnauthorized(ctx context.Context, server, principal string, log *slog.Logger) {
+	cctx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
+	if _, err := call(cctx, p.cp, func(ctx context.Context, c authorizev1connect.AuthorizeServiceClient) (*authorizev1.ReportUpstreamUnauthorizedResponse, error) {
+		return c.ReportUpstreamUnauthorized(ctx, &authorizev1.ReportUpstreamUnauthorizedRequest{Route: server, Principal: principal})
+	}); err != nil {
+		log.WarnContext(ctx, "report upstream unauthorized failed", slog.String("code", codeOf(err)))
 	}
 }
 
