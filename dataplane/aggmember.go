@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/go-json-experiment/json"
@@ -177,11 +178,14 @@ func (h *httpMembers) exchange(ctx context.Context, t memberTarget, sid string, 
 		if !v.IsValid() {
 			return true // not JSON: skipped
 		}
-		var m aggMsg
+		var m struct {
+			ID     jsontext.Value `json:"id"`
+			Method string         `json:"method"`
+		}
 		if json.Unmarshal(v, &m) != nil {
 			return true
 		}
-		if m.Method == "" && m.ID != nil && bytes.Equal(compactID(m.ID), compactID(id)) {
+		if m.Method == "" && m.ID != nil && sameID(m.ID, id) {
 			reply = v
 			return false
 		}
@@ -242,11 +246,19 @@ func (h *httpMembers) end(ctx context.Context, t memberTarget, sid string) {
 	resp.Body.Close()
 }
 
+// sseReaders are the buffers readSSE reads member streams with.
+var sseReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
+
 // readSSE calls fn with the data of each event of an event stream until fn
 // returns false or the stream ends; events larger than maxEventBytes end
 // it.
 func readSSE(body io.Reader, fn func(data []byte) bool) error {
-	br := bufio.NewReaderSize(body, 64<<10)
+	br := sseReaders.Get().(*bufio.Reader)
+	br.Reset(body)
+	defer func() {
+		br.Reset(nil)
+		sseReaders.Put(br)
+	}()
 	var data []byte
 	has := false
 	for {
@@ -281,6 +293,11 @@ func readSSE(body io.Reader, fn func(data []byte) bool) error {
 			return err
 		}
 	}
+}
+
+// sameID compares two JSON-RPC ids.
+func sameID(a, b jsontext.Value) bool {
+	return bytes.Equal(a, b) || bytes.Equal(compactID(a), compactID(b))
 }
 
 // compactID is id without insignificant whitespace, for comparing ids.

@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -8,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -740,7 +742,7 @@ func (p *Proxy) routed(w http.ResponseWriter, r *http.Request, ac *aggCall, m *a
 	}
 	if err != nil {
 		ac.log.WarnContext(ctx, "member call failed", slog.String("member", m.GetServer()), slog.String("error", err.Error()))
-		sse.event(rpcErrorMsg(id, -32002, "member server "+m.GetServer()+" unavailable"))
+		sse.final(rpcErrorMsg(id, -32002, "member server "+m.GetServer()+" unavailable"))
 		return
 	}
 	if rewrite != nil {
@@ -752,7 +754,7 @@ func (p *Proxy) routed(w http.ResponseWriter, r *http.Request, ac *aggCall, m *a
 			}
 		}
 	}
-	sse.event(reply)
+	sse.final(reply)
 }
 
 // fromMember translates a message a member sent the client: notifications
@@ -982,10 +984,34 @@ func (s *sseOut) start() {
 	s.startLocked()
 }
 
+// final writes the answer: as the stream's last event when it started,
+// else as a plain JSON reply (one write, no stream).
+func (s *sseOut) final(v jsontext.Value) {
+	s.mu.Lock()
+	started := s.started
+	s.started = true // nothing may start a stream after the answer
+	s.mu.Unlock()
+	if !started {
+		writeJSON(s.w, v)
+		return
+	}
+	s.write(v)
+}
+
 func (s *sseOut) event(v jsontext.Value) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.startLocked()
+	s.writeLocked(v)
+}
+
+func (s *sseOut) write(v jsontext.Value) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.writeLocked(v)
+}
+
+func (s *sseOut) writeLocked(v jsontext.Value) {
 	_, _ = s.w.Write([]byte("event: message\ndata: "))
 	_, _ = s.w.Write(v)
 	_, _ = s.w.Write([]byte("\n\n"))
@@ -994,36 +1020,75 @@ func (s *sseOut) event(v jsontext.Value) {
 
 // rpcRequest is a JSON-RPC request (a notification when id is nil).
 func rpcRequest(id jsontext.Value, method string, params jsontext.Value) []byte {
-	b, _ := json.Marshal(aggMsg{JSONRPC: "2.0", ID: id, Method: method, Params: params})
-	return b
+	b := make([]byte, 0, len(id)+len(method)+len(params)+48)
+	b = append(b, `{"jsonrpc":"2.0"`...)
+	if id != nil {
+		b = append(b, `,"id":`...)
+		b = append(b, id...)
+	}
+	b = append(b, `,"method":`...)
+	b, _ = jsontext.AppendQuote(b, method)
+	if params != nil {
+		b = append(b, `,"params":`...)
+		b = append(b, params...)
+	}
+	return append(b, '}')
 }
 
 // setParam returns params with member k set to s.
 func setParam(params jsontext.Value, k, s string) (jsontext.Value, bool) {
-	m := map[string]jsontext.Value{}
-	if params != nil && json.Unmarshal(params, &m) != nil {
+	var out bytes.Buffer
+	out.Grow(len(params) + len(s) + 16)
+	enc := jsontext.NewEncoder(&out)
+	if params == nil {
+		params = jsontext.Value(`{}`)
+	}
+	dec := jsontext.NewDecoder(bytes.NewReader(params))
+	if t, err := dec.ReadToken(); err != nil || t.Kind() != '{' || enc.WriteToken(t) != nil {
 		return nil, false
 	}
-	setString(m, k, s)
-	b, err := json.Marshal(m, json.Deterministic(true))
-	return b, err == nil
+	for dec.PeekKind() != '}' {
+		nt, err := dec.ReadToken()
+		if err != nil {
+			return nil, false
+		}
+		name := nt.String()
+		v, err := dec.ReadValue()
+		if err != nil {
+			return nil, false
+		}
+		if name == k {
+			continue // replaced below
+		}
+		if enc.WriteToken(jsontext.String(name)) != nil || enc.WriteValue(v) != nil {
+			return nil, false
+		}
+	}
+	if _, err := dec.ReadToken(); err != nil {
+		return nil, false
+	}
+	if enc.WriteToken(jsontext.String(k)) != nil || enc.WriteToken(jsontext.String(s)) != nil || enc.WriteToken(jsontext.EndObject) != nil {
+		return nil, false
+	}
+	return bytes.TrimSuffix(out.Bytes(), []byte("\n")), true
 }
 
 func rpcErrorData(id jsontext.Value, code int, message string, data jsontext.Value) jsontext.Value {
 	if id == nil {
 		id = jsontext.Value("null")
 	}
-	type rpcError struct {
-		Code    int            `json:"code"`
-		Message string         `json:"message"`
-		Data    jsontext.Value `json:"data,omitzero"`
+	b := make([]byte, 0, len(id)+len(message)+len(data)+64)
+	b = append(b, `{"jsonrpc":"2.0","id":`...)
+	b = append(b, id...)
+	b = append(b, `,"error":{"code":`...)
+	b = strconv.AppendInt(b, int64(code), 10)
+	b = append(b, `,"message":`...)
+	b, _ = jsontext.AppendQuote(b, message)
+	if data != nil {
+		b = append(b, `,"data":`...)
+		b = append(b, data...)
 	}
-	b, _ := json.Marshal(struct {
-		JSONRPC string         `json:"jsonrpc"`
-		ID      jsontext.Value `json:"id"`
-		Error   rpcError       `json:"error"`
-	}{"2.0", id, rpcError{code, message, data}})
-	return b
+	return append(b, "}}"...)
 }
 
 func rpcErrorMsg(id jsontext.Value, code int, message string) jsontext.Value {
@@ -1042,6 +1107,10 @@ func writeRPCError(w http.ResponseWriter, id jsontext.Value, code int, message s
 }
 
 func writeResult(w http.ResponseWriter, id, result jsontext.Value) {
-	b, _ := json.Marshal(aggMsg{JSONRPC: "2.0", ID: id, Result: result})
-	writeJSON(w, b)
+	b := make([]byte, 0, len(id)+len(result)+40)
+	b = append(b, `{"jsonrpc":"2.0","id":`...)
+	b = append(b, id...)
+	b = append(b, `,"result":`...)
+	b = append(b, result...)
+	writeJSON(w, append(b, '}'))
 }

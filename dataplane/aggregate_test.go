@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"runtime/pprof"
 
 	"net/http"
 	"net/http/httptest"
@@ -22,6 +24,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/mcpgate/mcpgate/api/wire"
+	"github.com/mcpgate/mcpgate/dataplane"
 
 	authorizev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1"
 )
@@ -694,23 +697,26 @@ const rpcInvalid = `{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":
 // BenchmarkAggregateCallTool compares a tools/call through the root
 // aggregate /mcp with the same call through the member's own route
 // /echo/mcp, on one stack (fake control plane over real Connect, SSE
-// upstream), and a direct call without the gateway. Besides ns/op and
-// allocs/op (the whole process: client, gateway, fake control plane and
-// upstream) it reports the process CPU time per call (cpu_us/op); the
-// gateway's share is the difference to "direct".
+// upstream). ns/op and allocs/op cover the whole process (client, gateway,
+// fake control plane, upstream). The gateway's own CPU is isolated with
+// profiler labels: the gateway's server, its connections and every
+// goroutine they start (upstream and control-plane connections included)
+// carry side=gateway, so
+//
+//	go test ./dataplane/ -run XXX -bench BenchmarkAggregateCallTool/server -benchtime=4000x -cpuprofile s.cpu
+//	go tool pprof -tagfocus side=gateway -top s.cpu | head -3
+//
+// gives the gateway's CPU for the run (divide by the iterations).
 func BenchmarkAggregateCallTool(b *testing.B) {
-	for _, via := range []string{"direct", "server", "aggregate"} {
+	for _, via := range []string{"server", "aggregate"} {
 		b.Run(via, func(b *testing.B) {
 			cp := newFakeCP(b)
 			up := newUpstream(b, false)
 			cp.setRoute("echo", &route{mode: "static", upstream: up.url(), principals: map[string]bool{"alice": true}})
-			endpoint, tool := up.url(), "echo"
-			if via != "direct" {
-				g := newGateway(b, cp, nil)
-				endpoint = g.srv.URL + "/echo/mcp"
-				if via == "aggregate" {
-					endpoint, tool = g.srv.URL+"/mcp", "echo__echo"
-				}
+			g := newLabeledGateway(b, cp)
+			endpoint, tool := g+"/echo/mcp", "echo"
+			if via == "aggregate" {
+				endpoint, tool = g+"/mcp", "echo__echo"
 			}
 			kt := &keyTransport{header: "X-MCPGate-API-Key", value: "mcpg_alice"}
 			c := mcp.NewClient(&mcp.Implementation{Name: "bench", Version: "1"}, nil)
@@ -721,15 +727,40 @@ func BenchmarkAggregateCallTool(b *testing.B) {
 			defer cs.Close()
 			params := &mcp.CallToolParams{Name: tool, Arguments: map[string]any{"text": "x"}}
 			b.ReportAllocs()
-			cpu0 := processCPU()
-			n := 0
 			for b.Loop() {
 				if _, err := cs.CallTool(b.Context(), params); err != nil {
 					b.Fatal(err)
 				}
-				n++
 			}
-			b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(n), "cpu_us/op")
 		})
 	}
+}
+
+// newLabeledGateway serves a Proxy whose server goroutines (and all they
+// start) carry the profiler label side=gateway; it returns the base URL.
+func newLabeledGateway(b *testing.B, cp *fakeCP) string {
+	var ready atomic.Pointer[dataplane.Proxy]
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ready.Load().ServeHTTP(w, r)
+	}))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	pprof.Do(ctx, pprof.Labels("side", "gateway"), func(ctx context.Context) {
+		srv.Start()
+		p, err := dataplane.New(dataplane.Config{PublicURL: srv.URL, ControlPlaneURLs: []string{cp.srv.URL}, DataPlaneToken: dpToken}, slog.New(slog.DiscardHandler))
+		if err != nil {
+			b.Fatal(err)
+		}
+		ready.Store(p)
+		go func() {
+			defer close(done)
+			_ = p.Run(ctx)
+		}()
+	})
+	b.Cleanup(func() {
+		srv.Close()
+		cancel()
+		<-done
+	})
+	return srv.URL
 }
