@@ -308,4 +308,3 @@ func compactID(id jsontext.Value) []byte {
 	}
 	return v
 }
-
