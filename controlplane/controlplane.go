@@ -63,6 +63,7 @@ func NewHandler(st *store.Store, cfg Config, log *slog.Logger) http.Handler {
 	mux.Handle(configv1connect.NewServerServiceHandler(admin, adminOpts))
 	mux.Handle(configv1connect.NewPrincipalServiceHandler(admin, adminOpts))
 	mux.Handle(configv1connect.NewGroupServiceHandler(admin, adminOpts))
+	mux.Handle(configv1connect.NewVirtualServerServiceHandler(admin, adminOpts))
 	mux.Handle(configv1connect.NewKeyServiceHandler(admin, adminOpts))
 	mux.Handle(configv1connect.NewIdentityProviderServiceHandler(admin, adminOpts))
 	mux.Handle(vaultv1connect.NewConnectionServiceHandler(vaultapi.NewConnections(admin, st, vaultGrants), adminOpts))

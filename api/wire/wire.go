@@ -241,6 +241,17 @@ var relayExact = map[string]bool{
 	"/connections":                            true,
 }
 
+// ConnectURL is the gateway page where a signed-in person connects their
+// own upstream account for server (the connections page, which starts the
+// upstream sign-in from a CSRF-protected form): the URL an aggregate names
+// when a member needs that connection.
+func ConnectURL(base, server string) string {
+	if b, err := PublicBase(base); err == nil {
+		base = b
+	}
+	return base + "/connections?" + url.Values{"connect": {server}}.Encode()
+}
+
 // IsRelayPath reports whether a data plane relays path to the control
 // plane's authorization server.
 func IsRelayPath(path string) bool {

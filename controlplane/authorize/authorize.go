@@ -120,9 +120,21 @@ type Decision struct {
 	// Principal is the resolved principal's name (set with every Need).
 	Principal string
 
+	// Members are the per-member decisions of an aggregate route's ALLOW,
+	// in the order of Response.Aggregate.Members: each is completed like a
+	// server route's decision and its response becomes that member's
+	// decision (grants.Obtainer.Complete).
+	Members []Decision
+	// Omitted names aggregate members left out because their decision
+	// could not be made (a misconfigured server), for logs.
+	Omitted []string
+
 	// What Challenge builds the sign-in CHALLENGE from.
 	base, route string
 	id          identity
+	// connect is the gateway page where the person connects Server (set
+	// on aggregate members): Challenge names it.
+	connect string
 }
 
 // Allow completes d's ALLOW with the obtained bearer token (its
@@ -141,7 +153,11 @@ func (d Decision) Allow(token string) *authorizev1.AuthorizeResponse {
 // the credential was fine, the principal must sign in upstream, with the
 // server's scopes.
 func (d Decision) Challenge(reason string) *authorizev1.AuthorizeResponse {
-	return challengeOf(d.base, d.route, true, d.id, reason, "", "", slices.Clone(d.Server.Def.GetScopes()))
+	r := challengeOf(d.base, d.route, true, d.id, reason, "", "", slices.Clone(d.Server.Def.GetScopes()))
+	if d.Need == NeedVaultGrant {
+		r.Challenge.ConnectUrl = d.connect
+	}
+	return r
 }
 
 // challengeOf builds a CHALLENGE for route under base.
@@ -203,11 +219,23 @@ func Decide(st State, now time.Time, req *authorizev1.AuthorizeRequest) (Decisio
 	if err != nil {
 		return Decision{}, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
 	}
-	if req.GetRoute() == "" {
+	root := req.GetRootAggregate()
+	switch {
+	case req.GetRoute() == "" && !root:
 		return Decision{}, fmt.Errorf("%w: no route", ErrInvalidRequest)
+	case req.GetRoute() != "" && root:
+		return Decision{}, fmt.Errorf("%w: root aggregate with a route", ErrInvalidRequest)
 	}
 	id, reason, desc := identify(st, now, req, base)
 	srv, known := st.Server(req.GetRoute())
+	var vs *configv1.VirtualServer
+	as, aggregates := st.(AggregateState)
+	switch {
+	case root:
+		known = aggregates
+	case !known && aggregates:
+		vs, known = as.VirtualServer(req.GetRoute())
+	}
 	challenge := func(id identity, reason, errCode, desc string, scopes []string) *authorizev1.AuthorizeResponse {
 		return challengeOf(base, req.GetRoute(), known, id, reason, errCode, desc, scopes)
 	}
@@ -234,11 +262,29 @@ func Decide(st State, now time.Time, req *authorizev1.AuthorizeRequest) (Decisio
 	if !known {
 		return done(notFound(ReasonUnknownRoute))
 	}
+	if root || vs != nil {
+		members := aggregateMembers(st, as, id.principal, vs)
+		// A principal learns only the aggregates it may use: the root
+		// one when it is granted any server, a virtual server when it is
+		// granted that virtual server.
+		if (root && len(members) == 0) || (vs != nil && !Granted(st, id.principal, vs.GetName())) {
+			return done(notFound(ReasonNotGranted))
+		}
+		return decideAggregate(st, base, id, vs.GetName(), members, req)
+	}
 	// A principal learns only the routes it may use: one it is not granted
 	// answers like one that does not exist.
 	if !Granted(st, id.principal, srv.Def.GetName()) {
 		return done(notFound(ReasonNotGranted))
 	}
+	return decideServer(st, base, id, srv, req)
+}
+
+// decideServer is the decision for server srv once the principal (id) is
+// known to be granted it: a server route's, and each member's of an
+// aggregate route (with req's tool or prompt name the upstream's).
+func decideServer(st State, base string, id identity, srv *store.Server, req *authorizev1.AuthorizeRequest) (Decision, error) {
+	done := func(r *authorizev1.AuthorizeResponse) (Decision, error) { return Decision{Response: r}, nil }
 	deny := func(reason string) *authorizev1.AuthorizeResponse {
 		return &authorizev1.AuthorizeResponse{
 			Decision:  authorizev1.Decision_DECISION_DENY,
@@ -276,7 +322,7 @@ func Decide(st State, now time.Time, req *authorizev1.AuthorizeRequest) (Decisio
 			if g, ok := st.Grant(id.principal.GetName(), srv.Def.GetName()); ok && g.Conn.GetPrincipalUid() != id.principal.GetUid() {
 				// A grant of an earlier principal of the same name is not
 				// this principal's: it must sign in upstream itself.
-				return done(challenge(id, ReasonNoGrant, "", "", slices.Clone(srv.Def.GetScopes())))
+				return done(challengeOf(base, srv.Def.GetName(), true, id, ReasonNoGrant, "", "", slices.Clone(srv.Def.GetScopes())))
 			}
 			authHeader, need = "Authorization", NeedVaultGrant
 			allow.VaultGrant = true
@@ -324,7 +370,7 @@ func Decide(st State, now time.Time, req *authorizev1.AuthorizeRequest) (Decisio
 	}, Need: need}
 	if need != NeedNothing {
 		d.Server, d.Principal = srv, id.principal.GetName()
-		d.base, d.route, d.id = base, req.GetRoute(), id
+		d.base, d.route, d.id = base, srv.Def.GetName(), id
 	}
 	return d, nil
 }

@@ -79,7 +79,7 @@ func New(st *store.Store, log *slog.Logger, opts ...Option) *Service {
 	if s.exch == nil {
 		s.exch = grants.NewTokenExchange(st, grants.Config{Now: s.now}, log)
 	}
-	s.obtain = grants.Obtainer{Grants: s.tokens, Machine: s.machine, Exchange: s.exch}
+	s.obtain = grants.Obtainer{Grants: s.tokens, Machine: s.machine, Exchange: s.exch, Log: log}
 	return s
 }
 
@@ -99,6 +99,9 @@ func (s *Service) Authorize(ctx context.Context, req *authorizev1.AuthorizeReque
 	if err != nil {
 		return nil, s.toConnectError(ctx, "authorize", err)
 	}
+	for _, m := range d.Omitted {
+		s.log.WarnContext(ctx, "aggregate member left out: could not decide", slog.String("server", m))
+	}
 	resp, err := s.obtain.Complete(ctx, d)
 	if err != nil {
 		return nil, s.toConnectError(ctx, "authorize", err)
@@ -117,9 +120,21 @@ func (s *Service) catchUp(ctx context.Context) bool {
 }
 
 // DescribeRoute implements AuthorizeService.
+// The root aggregate (route "") is always found, without scopes; a virtual
+// server is described like a server.
 func (s *Service) DescribeRoute(_ context.Context, req *authorizev1.DescribeRouteRequest) (*authorizev1.DescribeRouteResponse, error) {
+	if req.GetRoute() == "" {
+		return &authorizev1.DescribeRouteResponse{Found: true, Description: "All the servers you may use, as one."}, nil
+	}
 	srv, ok := s.st.Server(req.GetRoute())
 	if !ok {
+		if vs, ok := s.st.VirtualServer(req.GetRoute()); ok {
+			return &authorizev1.DescribeRouteResponse{
+				Found:       true,
+				Scopes:      append([]string(nil), vs.GetScopes()...),
+				Description: vs.GetDescription(),
+			}, nil
+		}
 		return &authorizev1.DescribeRouteResponse{}, nil
 	}
 	return &authorizev1.DescribeRouteResponse{

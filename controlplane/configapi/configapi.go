@@ -241,6 +241,11 @@ func (s *Service) putServer(ctx context.Context, req *configv1.PutServerRequest)
 	if err := checkExpected("mcp server", exists, curRev, req.GetExpectedRevision()); err != nil {
 		return nil, false, s.toConnectError(ctx, err)
 	}
+	if !exists {
+		if err := s.checkServerName(def.GetName()); err != nil {
+			return nil, false, s.toConnectError(ctx, err)
+		}
+	}
 	sec := &storev1.ServerSecrets{
 		AuthValue:     def.GetAuthValue(),
 		ClientSecret:  def.GetClientSecret(),
@@ -344,6 +349,9 @@ func (s *Service) deleteServer(ctx context.Context, req *configv1.DeleteServerRe
 	}
 	if req.GetExpectedRevision() < 0 {
 		return s.toConnectError(ctx, invalid("expected_revision: must not be negative"))
+	}
+	if err := s.checkServerUnreferenced(req.GetName()); err != nil {
+		return s.toConnectError(ctx, err)
 	}
 	rev, err := s.st.DeleteServer(ctx, req.GetName(), req.GetExpectedRevision())
 	if errors.Is(err, store.ErrNotFound) {

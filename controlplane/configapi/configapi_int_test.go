@@ -99,6 +99,7 @@ func (e *env) newReplica() *replica {
 	mux.Handle(configv1connect.NewServerServiceHandler(svc, opts))
 	mux.Handle(configv1connect.NewPrincipalServiceHandler(svc, opts))
 	mux.Handle(configv1connect.NewGroupServiceHandler(svc, opts))
+	mux.Handle(configv1connect.NewVirtualServerServiceHandler(svc, opts))
 	mux.Handle(configv1connect.NewKeyServiceHandler(svc, opts))
 	mux.Handle(configv1connect.NewIdentityProviderServiceHandler(svc, opts))
 	mux.Handle(vaultv1connect.NewConnectionServiceHandler(vaultapi.NewConnections(svc, st, nil), opts))
@@ -125,6 +126,7 @@ type clients struct {
 	servers    configv1connect.ServerServiceClient
 	principals configv1connect.PrincipalServiceClient
 	groups     configv1connect.GroupServiceClient
+	virtual    configv1connect.VirtualServerServiceClient
 	keys       configv1connect.KeyServiceClient
 	idps       configv1connect.IdentityProviderServiceClient
 	conns      vaultv1connect.ConnectionServiceClient
@@ -136,6 +138,7 @@ func (r *replica) as(key string) clients {
 		servers:    configv1connect.NewServerServiceClient(hc, r.url),
 		principals: configv1connect.NewPrincipalServiceClient(hc, r.url),
 		groups:     configv1connect.NewGroupServiceClient(hc, r.url),
+		virtual:    configv1connect.NewVirtualServerServiceClient(hc, r.url),
 		keys:       configv1connect.NewKeyServiceClient(hc, r.url),
 		idps:       configv1connect.NewIdentityProviderServiceClient(hc, r.url),
 		conns:      vaultv1connect.NewConnectionServiceClient(hc, r.url),

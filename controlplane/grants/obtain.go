@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	authorizev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1"
 	vaultv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/vault/v1"
@@ -43,6 +46,8 @@ type Obtainer struct {
 	// Exchange obtains token_exchange servers' tokens; nil: such a
 	// decision fails (misconfigured).
 	Exchange ExchangeTokens
+	// Log receives the aggregate members left out; nil: not logged.
+	Log *slog.Logger
 }
 
 // Complete returns the response of d: d's own when it needs nothing, the
@@ -50,6 +55,9 @@ type Obtainer struct {
 // principal's vault grant is missing (ReasonNoGrant) or unusable
 // (ReasonGrantUnusable). Any other failure is returned (could not decide).
 func (o Obtainer) Complete(ctx context.Context, d authorize.Decision) (*authorizev1.AuthorizeResponse, error) {
+	if len(d.Members) > 0 {
+		return o.completeAggregate(ctx, d)
+	}
 	switch d.Need {
 	case authorize.NeedClientCredentials:
 		tok, err := o.Machine.Token(ctx, d.Server)
@@ -71,6 +79,59 @@ func (o Obtainer) Complete(ctx context.Context, d authorize.Decision) (*authoriz
 	default:
 		return nil, fmt.Errorf("%w: unknown need %d", authorize.ErrMisconfigured, d.Need)
 	}
+}
+
+// MaxParallelObtains bounds how many members' upstream credentials one
+// aggregate decision obtains at once.
+const MaxParallelObtains = 8
+
+// completeAggregate completes each member decision of an aggregate ALLOW
+// exactly as Complete completes a server route's (one obtain per member,
+// at most MaxParallelObtains at once) and sets it as that member's
+// decision. With one member its failure is the answer's (could not
+// decide), as on the member's route; with several, a member whose
+// credential could not be obtained is left out (logged by the caller from
+// the returned names) so that it never breaks the others.
+func (o Obtainer) completeAggregate(ctx context.Context, d authorize.Decision) (*authorizev1.AuthorizeResponse, error) {
+	members := d.Response.GetAggregate().GetMembers()
+	if len(members) != len(d.Members) {
+		return nil, fmt.Errorf("%w: %d member decisions for %d members", authorize.ErrInvalidRequest, len(d.Members), len(members))
+	}
+	resps := make([]*authorizev1.AuthorizeResponse, len(members))
+	errs := make([]error, len(members))
+	var g errgroup.Group
+	g.SetLimit(MaxParallelObtains)
+	for i, md := range d.Members {
+		if md.Need == authorize.NeedNothing {
+			resps[i] = md.Response
+			continue
+		}
+		g.Go(func() error {
+			resps[i], errs[i] = o.Complete(ctx, md)
+			return nil
+		})
+	}
+	_ = g.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	kept := members[:0]
+	for i, m := range members {
+		if errs[i] != nil {
+			if len(members) == 1 {
+				return nil, errs[i]
+			}
+			if o.Log != nil {
+				o.Log.WarnContext(ctx, "aggregate member left out: upstream credential not obtained",
+					slog.String("server", m.GetServer()), slog.String("principal", d.Response.GetPrincipal()), slog.Any("err", errs[i]))
+			}
+			continue
+		}
+		m.Decision = resps[i]
+		kept = append(kept, m)
+	}
+	d.Response.Aggregate.Members = kept
+	return d.Response, nil
 }
 
 // GrantSource is the cached grant lookup StoreGrants reads; *store.Store

@@ -83,6 +83,7 @@ func New(cli *clientv3.Client, sealer Sealer, log *slog.Logger, opts ...Option) 
 		KindServer:           s.decodeServer,
 		KindPrincipal:        decodePrincipal,
 		KindGroup:            decodeGroup,
+		KindVirtualServer:    decodeVirtualServer,
 		KindKey:              decodeKey,
 		KindGrant:            s.decodeGrant,
 		KindSessionKey:       s.decodeSessionKey,
@@ -266,7 +267,9 @@ func (s *Store) PutServer(ctx context.Context, def *configv1.McpServer, sec *sto
 	if err != nil {
 		return 0, fmt.Errorf("marshal server: %w", err)
 	}
-	return s.put(ctx, key(KindServer, def.GetName()), b, expected)
+	// A server may not take a virtual server's name (one namespace).
+	return s.putIf(ctx, key(KindServer, def.GetName()), b, expected,
+		clientv3.Compare(clientv3.CreateRevision(key(KindVirtualServer, def.GetName())), "=", 0))
 }
 
 // DeleteServer deletes a server iff its revision equals expected (0 = any).

@@ -780,6 +780,181 @@ func (x *Group) GetRevision() int64 {
 	return 0
 }
 
+// VirtualServer is a named, curated set of servers served as one MCP
+// server at /<name>/mcp (its name shares the servers' namespace). It is
+// granted like a server (principals' and groups' servers name it), and a
+// principal granted it may use its members through it. Tools and prompts
+// are exposed as renames[upstream], else <prefix><upstream>.
+type VirtualServer struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Name        string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Description string                 `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
+	Members     []*VirtualServerMember `protobuf:"bytes,3,rep,name=members,proto3" json:"members,omitempty"`
+	// Joins a member's server name and upstream names in the default prefix
+	// <server><tool_separator>; empty means "__".
+	ToolSeparator string `protobuf:"bytes,4,opt,name=tool_separator,json=toolSeparator,proto3" json:"tool_separator,omitempty"`
+	// OAuth scopes of the virtual server's route (its challenge and tokens).
+	Scopes []string `protobuf:"bytes,5,rep,name=scopes,proto3" json:"scopes,omitempty"`
+	// etcd ModRevision of the stored object. Output only.
+	Revision      int64 `protobuf:"varint,6,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VirtualServer) Reset() {
+	*x = VirtualServer{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VirtualServer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VirtualServer) ProtoMessage() {}
+
+func (x *VirtualServer) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VirtualServer.ProtoReflect.Descriptor instead.
+func (*VirtualServer) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *VirtualServer) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *VirtualServer) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *VirtualServer) GetMembers() []*VirtualServerMember {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *VirtualServer) GetToolSeparator() string {
+	if x != nil {
+		return x.ToolSeparator
+	}
+	return ""
+}
+
+func (x *VirtualServer) GetScopes() []string {
+	if x != nil {
+		return x.Scopes
+	}
+	return nil
+}
+
+func (x *VirtualServer) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+// VirtualServerMember is one server of a virtual server.
+type VirtualServerMember struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Server string                 `protobuf:"bytes,1,opt,name=server,proto3" json:"server,omitempty"`
+	// Upstream tool names: when set, only these tools are exposed.
+	IncludeTools []string `protobuf:"bytes,2,rep,name=include_tools,json=includeTools,proto3" json:"include_tools,omitempty"`
+	// Upstream tool names never exposed.
+	ExcludeTools []string `protobuf:"bytes,3,rep,name=exclude_tools,json=excludeTools,proto3" json:"exclude_tools,omitempty"`
+	// Upstream tool or prompt name -> exposed name.
+	Renames map[string]string `protobuf:"bytes,4,rep,name=renames,proto3" json:"renames,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Overrides the default prefix <server><tool_separator>; may be empty
+	// when set (upstream names exposed as they are).
+	ToolPrefix    *string `protobuf:"bytes,5,opt,name=tool_prefix,json=toolPrefix,proto3,oneof" json:"tool_prefix,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VirtualServerMember) Reset() {
+	*x = VirtualServerMember{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VirtualServerMember) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VirtualServerMember) ProtoMessage() {}
+
+func (x *VirtualServerMember) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VirtualServerMember.ProtoReflect.Descriptor instead.
+func (*VirtualServerMember) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *VirtualServerMember) GetServer() string {
+	if x != nil {
+		return x.Server
+	}
+	return ""
+}
+
+func (x *VirtualServerMember) GetIncludeTools() []string {
+	if x != nil {
+		return x.IncludeTools
+	}
+	return nil
+}
+
+func (x *VirtualServerMember) GetExcludeTools() []string {
+	if x != nil {
+		return x.ExcludeTools
+	}
+	return nil
+}
+
+func (x *VirtualServerMember) GetRenames() map[string]string {
+	if x != nil {
+		return x.Renames
+	}
+	return nil
+}
+
+func (x *VirtualServerMember) GetToolPrefix() string {
+	if x != nil && x.ToolPrefix != nil {
+		return *x.ToolPrefix
+	}
+	return ""
+}
+
 // IdentityProvider is an OpenID Connect provider people sign in with (the
 // gateway is its relying party) and, when trust_id_jag is set, the issuer
 // of Identity Assertion JWT Authorization Grants the token endpoint
@@ -819,7 +994,7 @@ type IdentityProvider struct {
 
 func (x *IdentityProvider) Reset() {
 	*x = IdentityProvider{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[4]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -831,7 +1006,7 @@ func (x *IdentityProvider) String() string {
 func (*IdentityProvider) ProtoMessage() {}
 
 func (x *IdentityProvider) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[4]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -844,7 +1019,7 @@ func (x *IdentityProvider) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IdentityProvider.ProtoReflect.Descriptor instead.
 func (*IdentityProvider) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{4}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *IdentityProvider) GetName() string {
@@ -958,7 +1133,7 @@ type ApiKey struct {
 
 func (x *ApiKey) Reset() {
 	*x = ApiKey{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[5]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -970,7 +1145,7 @@ func (x *ApiKey) String() string {
 func (*ApiKey) ProtoMessage() {}
 
 func (x *ApiKey) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[5]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -983,7 +1158,7 @@ func (x *ApiKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApiKey.ProtoReflect.Descriptor instead.
 func (*ApiKey) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{5}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ApiKey) GetId() string {
@@ -1057,7 +1232,7 @@ type ListServersRequest struct {
 
 func (x *ListServersRequest) Reset() {
 	*x = ListServersRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[6]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1069,7 +1244,7 @@ func (x *ListServersRequest) String() string {
 func (*ListServersRequest) ProtoMessage() {}
 
 func (x *ListServersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[6]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1082,7 +1257,7 @@ func (x *ListServersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServersRequest.ProtoReflect.Descriptor instead.
 func (*ListServersRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{6}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{8}
 }
 
 type ListServersResponse struct {
@@ -1094,7 +1269,7 @@ type ListServersResponse struct {
 
 func (x *ListServersResponse) Reset() {
 	*x = ListServersResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[7]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1106,7 +1281,7 @@ func (x *ListServersResponse) String() string {
 func (*ListServersResponse) ProtoMessage() {}
 
 func (x *ListServersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[7]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1119,7 +1294,7 @@ func (x *ListServersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServersResponse.ProtoReflect.Descriptor instead.
 func (*ListServersResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{7}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListServersResponse) GetServers() []*McpServer {
@@ -1138,7 +1313,7 @@ type GetServerRequest struct {
 
 func (x *GetServerRequest) Reset() {
 	*x = GetServerRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[8]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1150,7 +1325,7 @@ func (x *GetServerRequest) String() string {
 func (*GetServerRequest) ProtoMessage() {}
 
 func (x *GetServerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[8]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1163,7 +1338,7 @@ func (x *GetServerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServerRequest.ProtoReflect.Descriptor instead.
 func (*GetServerRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{8}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetServerRequest) GetName() string {
@@ -1182,7 +1357,7 @@ type GetServerResponse struct {
 
 func (x *GetServerResponse) Reset() {
 	*x = GetServerResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[9]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1194,7 +1369,7 @@ func (x *GetServerResponse) String() string {
 func (*GetServerResponse) ProtoMessage() {}
 
 func (x *GetServerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[9]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1207,7 +1382,7 @@ func (x *GetServerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServerResponse.ProtoReflect.Descriptor instead.
 func (*GetServerResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{9}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetServerResponse) GetServer() *McpServer {
@@ -1230,7 +1405,7 @@ type PutServerRequest struct {
 
 func (x *PutServerRequest) Reset() {
 	*x = PutServerRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[10]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1242,7 +1417,7 @@ func (x *PutServerRequest) String() string {
 func (*PutServerRequest) ProtoMessage() {}
 
 func (x *PutServerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[10]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1255,7 +1430,7 @@ func (x *PutServerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutServerRequest.ProtoReflect.Descriptor instead.
 func (*PutServerRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{10}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PutServerRequest) GetServer() *McpServer {
@@ -1290,7 +1465,7 @@ type PutServerResponse struct {
 
 func (x *PutServerResponse) Reset() {
 	*x = PutServerResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[11]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1302,7 +1477,7 @@ func (x *PutServerResponse) String() string {
 func (*PutServerResponse) ProtoMessage() {}
 
 func (x *PutServerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[11]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1315,7 +1490,7 @@ func (x *PutServerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutServerResponse.ProtoReflect.Descriptor instead.
 func (*PutServerResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{11}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PutServerResponse) GetServer() *McpServer {
@@ -1342,7 +1517,7 @@ type DeleteServerRequest struct {
 
 func (x *DeleteServerRequest) Reset() {
 	*x = DeleteServerRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[12]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1354,7 +1529,7 @@ func (x *DeleteServerRequest) String() string {
 func (*DeleteServerRequest) ProtoMessage() {}
 
 func (x *DeleteServerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[12]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1367,7 +1542,7 @@ func (x *DeleteServerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteServerRequest.ProtoReflect.Descriptor instead.
 func (*DeleteServerRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{12}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DeleteServerRequest) GetName() string {
@@ -1392,7 +1567,7 @@ type DeleteServerResponse struct {
 
 func (x *DeleteServerResponse) Reset() {
 	*x = DeleteServerResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[13]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1404,7 +1579,7 @@ func (x *DeleteServerResponse) String() string {
 func (*DeleteServerResponse) ProtoMessage() {}
 
 func (x *DeleteServerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[13]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1417,7 +1592,7 @@ func (x *DeleteServerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteServerResponse.ProtoReflect.Descriptor instead.
 func (*DeleteServerResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{13}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{15}
 }
 
 type ListPrincipalsRequest struct {
@@ -1428,7 +1603,7 @@ type ListPrincipalsRequest struct {
 
 func (x *ListPrincipalsRequest) Reset() {
 	*x = ListPrincipalsRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[14]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1440,7 +1615,7 @@ func (x *ListPrincipalsRequest) String() string {
 func (*ListPrincipalsRequest) ProtoMessage() {}
 
 func (x *ListPrincipalsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[14]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1453,7 +1628,7 @@ func (x *ListPrincipalsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPrincipalsRequest.ProtoReflect.Descriptor instead.
 func (*ListPrincipalsRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{14}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{16}
 }
 
 type ListPrincipalsResponse struct {
@@ -1465,7 +1640,7 @@ type ListPrincipalsResponse struct {
 
 func (x *ListPrincipalsResponse) Reset() {
 	*x = ListPrincipalsResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[15]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1477,7 +1652,7 @@ func (x *ListPrincipalsResponse) String() string {
 func (*ListPrincipalsResponse) ProtoMessage() {}
 
 func (x *ListPrincipalsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[15]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1490,7 +1665,7 @@ func (x *ListPrincipalsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPrincipalsResponse.ProtoReflect.Descriptor instead.
 func (*ListPrincipalsResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{15}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListPrincipalsResponse) GetPrincipals() []*Principal {
@@ -1509,7 +1684,7 @@ type GetPrincipalRequest struct {
 
 func (x *GetPrincipalRequest) Reset() {
 	*x = GetPrincipalRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[16]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1521,7 +1696,7 @@ func (x *GetPrincipalRequest) String() string {
 func (*GetPrincipalRequest) ProtoMessage() {}
 
 func (x *GetPrincipalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[16]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1534,7 +1709,7 @@ func (x *GetPrincipalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPrincipalRequest.ProtoReflect.Descriptor instead.
 func (*GetPrincipalRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{16}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetPrincipalRequest) GetName() string {
@@ -1556,7 +1731,7 @@ type GetPrincipalResponse struct {
 
 func (x *GetPrincipalResponse) Reset() {
 	*x = GetPrincipalResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[17]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1568,7 +1743,7 @@ func (x *GetPrincipalResponse) String() string {
 func (*GetPrincipalResponse) ProtoMessage() {}
 
 func (x *GetPrincipalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[17]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1581,7 +1756,7 @@ func (x *GetPrincipalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPrincipalResponse.ProtoReflect.Descriptor instead.
 func (*GetPrincipalResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{17}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetPrincipalResponse) GetPrincipal() *Principal {
@@ -1610,7 +1785,7 @@ type EffectiveServer struct {
 
 func (x *EffectiveServer) Reset() {
 	*x = EffectiveServer{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[18]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1622,7 +1797,7 @@ func (x *EffectiveServer) String() string {
 func (*EffectiveServer) ProtoMessage() {}
 
 func (x *EffectiveServer) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[18]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1635,7 +1810,7 @@ func (x *EffectiveServer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EffectiveServer.ProtoReflect.Descriptor instead.
 func (*EffectiveServer) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{18}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *EffectiveServer) GetServer() string {
@@ -1668,7 +1843,7 @@ type GrantSource struct {
 
 func (x *GrantSource) Reset() {
 	*x = GrantSource{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[19]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1680,7 +1855,7 @@ func (x *GrantSource) String() string {
 func (*GrantSource) ProtoMessage() {}
 
 func (x *GrantSource) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[19]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1693,7 +1868,7 @@ func (x *GrantSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GrantSource.ProtoReflect.Descriptor instead.
 func (*GrantSource) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{19}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GrantSource) GetGroup() string {
@@ -1727,7 +1902,7 @@ type PutPrincipalRequest struct {
 
 func (x *PutPrincipalRequest) Reset() {
 	*x = PutPrincipalRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[20]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1739,7 +1914,7 @@ func (x *PutPrincipalRequest) String() string {
 func (*PutPrincipalRequest) ProtoMessage() {}
 
 func (x *PutPrincipalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[20]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1752,7 +1927,7 @@ func (x *PutPrincipalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutPrincipalRequest.ProtoReflect.Descriptor instead.
 func (*PutPrincipalRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{20}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *PutPrincipalRequest) GetPrincipal() *Principal {
@@ -1779,7 +1954,7 @@ type PutPrincipalResponse struct {
 
 func (x *PutPrincipalResponse) Reset() {
 	*x = PutPrincipalResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[21]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1791,7 +1966,7 @@ func (x *PutPrincipalResponse) String() string {
 func (*PutPrincipalResponse) ProtoMessage() {}
 
 func (x *PutPrincipalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[21]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1804,7 +1979,7 @@ func (x *PutPrincipalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutPrincipalResponse.ProtoReflect.Descriptor instead.
 func (*PutPrincipalResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{21}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *PutPrincipalResponse) GetPrincipal() *Principal {
@@ -1831,7 +2006,7 @@ type DeletePrincipalRequest struct {
 
 func (x *DeletePrincipalRequest) Reset() {
 	*x = DeletePrincipalRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[22]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1843,7 +2018,7 @@ func (x *DeletePrincipalRequest) String() string {
 func (*DeletePrincipalRequest) ProtoMessage() {}
 
 func (x *DeletePrincipalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[22]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1856,7 +2031,7 @@ func (x *DeletePrincipalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePrincipalRequest.ProtoReflect.Descriptor instead.
 func (*DeletePrincipalRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{22}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *DeletePrincipalRequest) GetName() string {
@@ -1881,7 +2056,7 @@ type DeletePrincipalResponse struct {
 
 func (x *DeletePrincipalResponse) Reset() {
 	*x = DeletePrincipalResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[23]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1893,7 +2068,7 @@ func (x *DeletePrincipalResponse) String() string {
 func (*DeletePrincipalResponse) ProtoMessage() {}
 
 func (x *DeletePrincipalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[23]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1906,7 +2081,7 @@ func (x *DeletePrincipalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePrincipalResponse.ProtoReflect.Descriptor instead.
 func (*DeletePrincipalResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{23}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{25}
 }
 
 type ListGroupsRequest struct {
@@ -1917,7 +2092,7 @@ type ListGroupsRequest struct {
 
 func (x *ListGroupsRequest) Reset() {
 	*x = ListGroupsRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[24]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1929,7 +2104,7 @@ func (x *ListGroupsRequest) String() string {
 func (*ListGroupsRequest) ProtoMessage() {}
 
 func (x *ListGroupsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[24]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1942,7 +2117,7 @@ func (x *ListGroupsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGroupsRequest.ProtoReflect.Descriptor instead.
 func (*ListGroupsRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{24}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{26}
 }
 
 type ListGroupsResponse struct {
@@ -1954,7 +2129,7 @@ type ListGroupsResponse struct {
 
 func (x *ListGroupsResponse) Reset() {
 	*x = ListGroupsResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[25]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1966,7 +2141,7 @@ func (x *ListGroupsResponse) String() string {
 func (*ListGroupsResponse) ProtoMessage() {}
 
 func (x *ListGroupsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[25]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1979,7 +2154,7 @@ func (x *ListGroupsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGroupsResponse.ProtoReflect.Descriptor instead.
 func (*ListGroupsResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{25}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListGroupsResponse) GetGroups() []*Group {
@@ -1998,7 +2173,7 @@ type GetGroupRequest struct {
 
 func (x *GetGroupRequest) Reset() {
 	*x = GetGroupRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[26]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2010,7 +2185,7 @@ func (x *GetGroupRequest) String() string {
 func (*GetGroupRequest) ProtoMessage() {}
 
 func (x *GetGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[26]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2023,7 +2198,7 @@ func (x *GetGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetGroupRequest.ProtoReflect.Descriptor instead.
 func (*GetGroupRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{26}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetGroupRequest) GetName() string {
@@ -2045,7 +2220,7 @@ type GetGroupResponse struct {
 
 func (x *GetGroupResponse) Reset() {
 	*x = GetGroupResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[27]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2057,7 +2232,7 @@ func (x *GetGroupResponse) String() string {
 func (*GetGroupResponse) ProtoMessage() {}
 
 func (x *GetGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[27]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2070,7 +2245,7 @@ func (x *GetGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetGroupResponse.ProtoReflect.Descriptor instead.
 func (*GetGroupResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{27}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GetGroupResponse) GetGroup() *Group {
@@ -2097,7 +2272,7 @@ type PutGroupRequest struct {
 
 func (x *PutGroupRequest) Reset() {
 	*x = PutGroupRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[28]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2109,7 +2284,7 @@ func (x *PutGroupRequest) String() string {
 func (*PutGroupRequest) ProtoMessage() {}
 
 func (x *PutGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[28]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2122,7 +2297,7 @@ func (x *PutGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutGroupRequest.ProtoReflect.Descriptor instead.
 func (*PutGroupRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{28}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *PutGroupRequest) GetGroup() *Group {
@@ -2149,7 +2324,7 @@ type PutGroupResponse struct {
 
 func (x *PutGroupResponse) Reset() {
 	*x = PutGroupResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[29]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2161,7 +2336,7 @@ func (x *PutGroupResponse) String() string {
 func (*PutGroupResponse) ProtoMessage() {}
 
 func (x *PutGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[29]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2174,7 +2349,7 @@ func (x *PutGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutGroupResponse.ProtoReflect.Descriptor instead.
 func (*PutGroupResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{29}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *PutGroupResponse) GetGroup() *Group {
@@ -2201,7 +2376,7 @@ type DeleteGroupRequest struct {
 
 func (x *DeleteGroupRequest) Reset() {
 	*x = DeleteGroupRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[30]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2213,7 +2388,7 @@ func (x *DeleteGroupRequest) String() string {
 func (*DeleteGroupRequest) ProtoMessage() {}
 
 func (x *DeleteGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[30]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2226,7 +2401,7 @@ func (x *DeleteGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteGroupRequest.ProtoReflect.Descriptor instead.
 func (*DeleteGroupRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{30}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *DeleteGroupRequest) GetName() string {
@@ -2251,7 +2426,7 @@ type DeleteGroupResponse struct {
 
 func (x *DeleteGroupResponse) Reset() {
 	*x = DeleteGroupResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[31]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2263,7 +2438,7 @@ func (x *DeleteGroupResponse) String() string {
 func (*DeleteGroupResponse) ProtoMessage() {}
 
 func (x *DeleteGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[31]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2276,7 +2451,369 @@ func (x *DeleteGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteGroupResponse.ProtoReflect.Descriptor instead.
 func (*DeleteGroupResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{31}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{33}
+}
+
+type ListVirtualServersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListVirtualServersRequest) Reset() {
+	*x = ListVirtualServersRequest{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListVirtualServersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListVirtualServersRequest) ProtoMessage() {}
+
+func (x *ListVirtualServersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListVirtualServersRequest.ProtoReflect.Descriptor instead.
+func (*ListVirtualServersRequest) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{34}
+}
+
+type ListVirtualServersResponse struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	VirtualServers []*VirtualServer       `protobuf:"bytes,1,rep,name=virtual_servers,json=virtualServers,proto3" json:"virtual_servers,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ListVirtualServersResponse) Reset() {
+	*x = ListVirtualServersResponse{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListVirtualServersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListVirtualServersResponse) ProtoMessage() {}
+
+func (x *ListVirtualServersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListVirtualServersResponse.ProtoReflect.Descriptor instead.
+func (*ListVirtualServersResponse) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *ListVirtualServersResponse) GetVirtualServers() []*VirtualServer {
+	if x != nil {
+		return x.VirtualServers
+	}
+	return nil
+}
+
+type GetVirtualServerRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetVirtualServerRequest) Reset() {
+	*x = GetVirtualServerRequest{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetVirtualServerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetVirtualServerRequest) ProtoMessage() {}
+
+func (x *GetVirtualServerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetVirtualServerRequest.ProtoReflect.Descriptor instead.
+func (*GetVirtualServerRequest) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *GetVirtualServerRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type GetVirtualServerResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	VirtualServer *VirtualServer         `protobuf:"bytes,1,opt,name=virtual_server,json=virtualServer,proto3" json:"virtual_server,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetVirtualServerResponse) Reset() {
+	*x = GetVirtualServerResponse{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetVirtualServerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetVirtualServerResponse) ProtoMessage() {}
+
+func (x *GetVirtualServerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetVirtualServerResponse.ProtoReflect.Descriptor instead.
+func (*GetVirtualServerResponse) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *GetVirtualServerResponse) GetVirtualServer() *VirtualServer {
+	if x != nil {
+		return x.VirtualServer
+	}
+	return nil
+}
+
+type PutVirtualServerRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	VirtualServer *VirtualServer         `protobuf:"bytes,1,opt,name=virtual_server,json=virtualServer,proto3" json:"virtual_server,omitempty"`
+	// 0 creates; otherwise the revision last read (compare-and-swap).
+	ExpectedRevision int64 `protobuf:"varint,2,opt,name=expected_revision,json=expectedRevision,proto3" json:"expected_revision,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *PutVirtualServerRequest) Reset() {
+	*x = PutVirtualServerRequest{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutVirtualServerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutVirtualServerRequest) ProtoMessage() {}
+
+func (x *PutVirtualServerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutVirtualServerRequest.ProtoReflect.Descriptor instead.
+func (*PutVirtualServerRequest) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *PutVirtualServerRequest) GetVirtualServer() *VirtualServer {
+	if x != nil {
+		return x.VirtualServer
+	}
+	return nil
+}
+
+func (x *PutVirtualServerRequest) GetExpectedRevision() int64 {
+	if x != nil {
+		return x.ExpectedRevision
+	}
+	return 0
+}
+
+type PutVirtualServerResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	VirtualServer *VirtualServer         `protobuf:"bytes,1,opt,name=virtual_server,json=virtualServer,proto3" json:"virtual_server,omitempty"`
+	// False when the stored object already equalled the request.
+	Changed       bool `protobuf:"varint,2,opt,name=changed,proto3" json:"changed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutVirtualServerResponse) Reset() {
+	*x = PutVirtualServerResponse{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutVirtualServerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutVirtualServerResponse) ProtoMessage() {}
+
+func (x *PutVirtualServerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutVirtualServerResponse.ProtoReflect.Descriptor instead.
+func (*PutVirtualServerResponse) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *PutVirtualServerResponse) GetVirtualServer() *VirtualServer {
+	if x != nil {
+		return x.VirtualServer
+	}
+	return nil
+}
+
+func (x *PutVirtualServerResponse) GetChanged() bool {
+	if x != nil {
+		return x.Changed
+	}
+	return false
+}
+
+type DeleteVirtualServerRequest struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Name             string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	ExpectedRevision int64                  `protobuf:"varint,2,opt,name=expected_revision,json=expectedRevision,proto3" json:"expected_revision,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *DeleteVirtualServerRequest) Reset() {
+	*x = DeleteVirtualServerRequest{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteVirtualServerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteVirtualServerRequest) ProtoMessage() {}
+
+func (x *DeleteVirtualServerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteVirtualServerRequest.ProtoReflect.Descriptor instead.
+func (*DeleteVirtualServerRequest) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *DeleteVirtualServerRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *DeleteVirtualServerRequest) GetExpectedRevision() int64 {
+	if x != nil {
+		return x.ExpectedRevision
+	}
+	return 0
+}
+
+type DeleteVirtualServerResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteVirtualServerResponse) Reset() {
+	*x = DeleteVirtualServerResponse{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteVirtualServerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteVirtualServerResponse) ProtoMessage() {}
+
+func (x *DeleteVirtualServerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteVirtualServerResponse.ProtoReflect.Descriptor instead.
+func (*DeleteVirtualServerResponse) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{41}
 }
 
 type ListKeysRequest struct {
@@ -2289,7 +2826,7 @@ type ListKeysRequest struct {
 
 func (x *ListKeysRequest) Reset() {
 	*x = ListKeysRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[32]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2301,7 +2838,7 @@ func (x *ListKeysRequest) String() string {
 func (*ListKeysRequest) ProtoMessage() {}
 
 func (x *ListKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[32]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2314,7 +2851,7 @@ func (x *ListKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKeysRequest.ProtoReflect.Descriptor instead.
 func (*ListKeysRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{32}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ListKeysRequest) GetPrincipal() string {
@@ -2333,7 +2870,7 @@ type ListKeysResponse struct {
 
 func (x *ListKeysResponse) Reset() {
 	*x = ListKeysResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[33]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2345,7 +2882,7 @@ func (x *ListKeysResponse) String() string {
 func (*ListKeysResponse) ProtoMessage() {}
 
 func (x *ListKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[33]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2358,7 +2895,7 @@ func (x *ListKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKeysResponse.ProtoReflect.Descriptor instead.
 func (*ListKeysResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{33}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ListKeysResponse) GetKeys() []*ApiKey {
@@ -2381,7 +2918,7 @@ type CreateKeyRequest struct {
 
 func (x *CreateKeyRequest) Reset() {
 	*x = CreateKeyRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[34]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2393,7 +2930,7 @@ func (x *CreateKeyRequest) String() string {
 func (*CreateKeyRequest) ProtoMessage() {}
 
 func (x *CreateKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[34]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2406,7 +2943,7 @@ func (x *CreateKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateKeyRequest.ProtoReflect.Descriptor instead.
 func (*CreateKeyRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{34}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *CreateKeyRequest) GetPrincipal() string {
@@ -2450,7 +2987,7 @@ type CreateKeyResponse struct {
 
 func (x *CreateKeyResponse) Reset() {
 	*x = CreateKeyResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[35]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2462,7 +2999,7 @@ func (x *CreateKeyResponse) String() string {
 func (*CreateKeyResponse) ProtoMessage() {}
 
 func (x *CreateKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[35]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2475,7 +3012,7 @@ func (x *CreateKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateKeyResponse.ProtoReflect.Descriptor instead.
 func (*CreateKeyResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{35}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *CreateKeyResponse) GetApiKey() *ApiKey {
@@ -2509,7 +3046,7 @@ type RevokeKeyRequest struct {
 
 func (x *RevokeKeyRequest) Reset() {
 	*x = RevokeKeyRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[36]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2521,7 +3058,7 @@ func (x *RevokeKeyRequest) String() string {
 func (*RevokeKeyRequest) ProtoMessage() {}
 
 func (x *RevokeKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[36]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2534,7 +3071,7 @@ func (x *RevokeKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeKeyRequest.ProtoReflect.Descriptor instead.
 func (*RevokeKeyRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{36}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *RevokeKeyRequest) GetId() string {
@@ -2553,7 +3090,7 @@ type RevokeKeyResponse struct {
 
 func (x *RevokeKeyResponse) Reset() {
 	*x = RevokeKeyResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[37]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2565,7 +3102,7 @@ func (x *RevokeKeyResponse) String() string {
 func (*RevokeKeyResponse) ProtoMessage() {}
 
 func (x *RevokeKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[37]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2578,7 +3115,7 @@ func (x *RevokeKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeKeyResponse.ProtoReflect.Descriptor instead.
 func (*RevokeKeyResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{37}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *RevokeKeyResponse) GetApiKey() *ApiKey {
@@ -2596,7 +3133,7 @@ type ListIdentityProvidersRequest struct {
 
 func (x *ListIdentityProvidersRequest) Reset() {
 	*x = ListIdentityProvidersRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[38]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2608,7 +3145,7 @@ func (x *ListIdentityProvidersRequest) String() string {
 func (*ListIdentityProvidersRequest) ProtoMessage() {}
 
 func (x *ListIdentityProvidersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[38]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2621,7 +3158,7 @@ func (x *ListIdentityProvidersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListIdentityProvidersRequest.ProtoReflect.Descriptor instead.
 func (*ListIdentityProvidersRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{38}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{48}
 }
 
 type ListIdentityProvidersResponse struct {
@@ -2633,7 +3170,7 @@ type ListIdentityProvidersResponse struct {
 
 func (x *ListIdentityProvidersResponse) Reset() {
 	*x = ListIdentityProvidersResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[39]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2645,7 +3182,7 @@ func (x *ListIdentityProvidersResponse) String() string {
 func (*ListIdentityProvidersResponse) ProtoMessage() {}
 
 func (x *ListIdentityProvidersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[39]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2658,7 +3195,7 @@ func (x *ListIdentityProvidersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListIdentityProvidersResponse.ProtoReflect.Descriptor instead.
 func (*ListIdentityProvidersResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{39}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ListIdentityProvidersResponse) GetIdentityProviders() []*IdentityProvider {
@@ -2677,7 +3214,7 @@ type GetIdentityProviderRequest struct {
 
 func (x *GetIdentityProviderRequest) Reset() {
 	*x = GetIdentityProviderRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[40]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2689,7 +3226,7 @@ func (x *GetIdentityProviderRequest) String() string {
 func (*GetIdentityProviderRequest) ProtoMessage() {}
 
 func (x *GetIdentityProviderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[40]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2702,7 +3239,7 @@ func (x *GetIdentityProviderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetIdentityProviderRequest.ProtoReflect.Descriptor instead.
 func (*GetIdentityProviderRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{40}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *GetIdentityProviderRequest) GetName() string {
@@ -2721,7 +3258,7 @@ type GetIdentityProviderResponse struct {
 
 func (x *GetIdentityProviderResponse) Reset() {
 	*x = GetIdentityProviderResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[41]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2733,7 +3270,7 @@ func (x *GetIdentityProviderResponse) String() string {
 func (*GetIdentityProviderResponse) ProtoMessage() {}
 
 func (x *GetIdentityProviderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[41]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2746,7 +3283,7 @@ func (x *GetIdentityProviderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetIdentityProviderResponse.ProtoReflect.Descriptor instead.
 func (*GetIdentityProviderResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{41}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *GetIdentityProviderResponse) GetIdentityProvider() *IdentityProvider {
@@ -2767,7 +3304,7 @@ type PutIdentityProviderRequest struct {
 
 func (x *PutIdentityProviderRequest) Reset() {
 	*x = PutIdentityProviderRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[42]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2779,7 +3316,7 @@ func (x *PutIdentityProviderRequest) String() string {
 func (*PutIdentityProviderRequest) ProtoMessage() {}
 
 func (x *PutIdentityProviderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[42]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2792,7 +3329,7 @@ func (x *PutIdentityProviderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutIdentityProviderRequest.ProtoReflect.Descriptor instead.
 func (*PutIdentityProviderRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{42}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *PutIdentityProviderRequest) GetIdentityProvider() *IdentityProvider {
@@ -2819,7 +3356,7 @@ type PutIdentityProviderResponse struct {
 
 func (x *PutIdentityProviderResponse) Reset() {
 	*x = PutIdentityProviderResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[43]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2831,7 +3368,7 @@ func (x *PutIdentityProviderResponse) String() string {
 func (*PutIdentityProviderResponse) ProtoMessage() {}
 
 func (x *PutIdentityProviderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[43]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2844,7 +3381,7 @@ func (x *PutIdentityProviderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutIdentityProviderResponse.ProtoReflect.Descriptor instead.
 func (*PutIdentityProviderResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{43}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *PutIdentityProviderResponse) GetIdentityProvider() *IdentityProvider {
@@ -2871,7 +3408,7 @@ type DeleteIdentityProviderRequest struct {
 
 func (x *DeleteIdentityProviderRequest) Reset() {
 	*x = DeleteIdentityProviderRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[44]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2883,7 +3420,7 @@ func (x *DeleteIdentityProviderRequest) String() string {
 func (*DeleteIdentityProviderRequest) ProtoMessage() {}
 
 func (x *DeleteIdentityProviderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[44]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2896,7 +3433,7 @@ func (x *DeleteIdentityProviderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteIdentityProviderRequest.ProtoReflect.Descriptor instead.
 func (*DeleteIdentityProviderRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{44}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *DeleteIdentityProviderRequest) GetName() string {
@@ -2921,7 +3458,7 @@ type DeleteIdentityProviderResponse struct {
 
 func (x *DeleteIdentityProviderResponse) Reset() {
 	*x = DeleteIdentityProviderResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[45]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2933,7 +3470,7 @@ func (x *DeleteIdentityProviderResponse) String() string {
 func (*DeleteIdentityProviderResponse) ProtoMessage() {}
 
 func (x *DeleteIdentityProviderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[45]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2946,7 +3483,7 @@ func (x *DeleteIdentityProviderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteIdentityProviderResponse.ProtoReflect.Descriptor instead.
 func (*DeleteIdentityProviderResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{45}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{55}
 }
 
 var File_mcpgate_config_v1_config_proto protoreflect.FileDescriptor
@@ -3002,7 +3539,25 @@ const file_mcpgate_config_v1_config_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aservers\x18\x02 \x03(\tR\aservers\x12 \n" +
 	"\vdescription\x18\x03 \x01(\tR\vdescription\x12\x1a\n" +
-	"\brevision\x18\x04 \x01(\x03R\brevision\"\xc7\x03\n" +
+	"\brevision\x18\x04 \x01(\x03R\brevision\"\xe2\x01\n" +
+	"\rVirtualServer\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
+	"\vdescription\x18\x02 \x01(\tR\vdescription\x12@\n" +
+	"\amembers\x18\x03 \x03(\v2&.mcpgate.config.v1.VirtualServerMemberR\amembers\x12%\n" +
+	"\x0etool_separator\x18\x04 \x01(\tR\rtoolSeparator\x12\x16\n" +
+	"\x06scopes\x18\x05 \x03(\tR\x06scopes\x12\x1a\n" +
+	"\brevision\x18\x06 \x01(\x03R\brevision\"\xb8\x02\n" +
+	"\x13VirtualServerMember\x12\x16\n" +
+	"\x06server\x18\x01 \x01(\tR\x06server\x12#\n" +
+	"\rinclude_tools\x18\x02 \x03(\tR\fincludeTools\x12#\n" +
+	"\rexclude_tools\x18\x03 \x03(\tR\fexcludeTools\x12M\n" +
+	"\arenames\x18\x04 \x03(\v23.mcpgate.config.v1.VirtualServerMember.RenamesEntryR\arenames\x12$\n" +
+	"\vtool_prefix\x18\x05 \x01(\tH\x00R\n" +
+	"toolPrefix\x88\x01\x01\x1a:\n" +
+	"\fRenamesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x0e\n" +
+	"\f_tool_prefix\"\xc7\x03\n" +
 	"\x10IdentityProvider\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12\x16\n" +
@@ -3095,7 +3650,24 @@ const file_mcpgate_config_v1_config_proto_rawDesc = "" +
 	"\x12DeleteGroupRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12+\n" +
 	"\x11expected_revision\x18\x02 \x01(\x03R\x10expectedRevision\"\x15\n" +
-	"\x13DeleteGroupResponse\"/\n" +
+	"\x13DeleteGroupResponse\"\x1b\n" +
+	"\x19ListVirtualServersRequest\"g\n" +
+	"\x1aListVirtualServersResponse\x12I\n" +
+	"\x0fvirtual_servers\x18\x01 \x03(\v2 .mcpgate.config.v1.VirtualServerR\x0evirtualServers\"-\n" +
+	"\x17GetVirtualServerRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"c\n" +
+	"\x18GetVirtualServerResponse\x12G\n" +
+	"\x0evirtual_server\x18\x01 \x01(\v2 .mcpgate.config.v1.VirtualServerR\rvirtualServer\"\x8f\x01\n" +
+	"\x17PutVirtualServerRequest\x12G\n" +
+	"\x0evirtual_server\x18\x01 \x01(\v2 .mcpgate.config.v1.VirtualServerR\rvirtualServer\x12+\n" +
+	"\x11expected_revision\x18\x02 \x01(\x03R\x10expectedRevision\"}\n" +
+	"\x18PutVirtualServerResponse\x12G\n" +
+	"\x0evirtual_server\x18\x01 \x01(\v2 .mcpgate.config.v1.VirtualServerR\rvirtualServer\x12\x18\n" +
+	"\achanged\x18\x02 \x01(\bR\achanged\"]\n" +
+	"\x1aDeleteVirtualServerRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12+\n" +
+	"\x11expected_revision\x18\x02 \x01(\x03R\x10expectedRevision\"\x1d\n" +
+	"\x1bDeleteVirtualServerResponse\"/\n" +
 	"\x0fListKeysRequest\x12\x1c\n" +
 	"\tprincipal\x18\x01 \x01(\tR\tprincipal\"A\n" +
 	"\x10ListKeysResponse\x12-\n" +
@@ -3175,7 +3747,12 @@ const file_mcpgate_config_v1_config_proto_rawDesc = "" +
 	"ListGroups\x12$.mcpgate.config.v1.ListGroupsRequest\x1a%.mcpgate.config.v1.ListGroupsResponse\"\x03\x90\x02\x01\x12X\n" +
 	"\bGetGroup\x12\".mcpgate.config.v1.GetGroupRequest\x1a#.mcpgate.config.v1.GetGroupResponse\"\x03\x90\x02\x01\x12S\n" +
 	"\bPutGroup\x12\".mcpgate.config.v1.PutGroupRequest\x1a#.mcpgate.config.v1.PutGroupResponse\x12\\\n" +
-	"\vDeleteGroup\x12%.mcpgate.config.v1.DeleteGroupRequest\x1a&.mcpgate.config.v1.DeleteGroupResponse2\x96\x02\n" +
+	"\vDeleteGroup\x12%.mcpgate.config.v1.DeleteGroupRequest\x1a&.mcpgate.config.v1.DeleteGroupResponse2\xe3\x03\n" +
+	"\x14VirtualServerService\x12v\n" +
+	"\x12ListVirtualServers\x12,.mcpgate.config.v1.ListVirtualServersRequest\x1a-.mcpgate.config.v1.ListVirtualServersResponse\"\x03\x90\x02\x01\x12p\n" +
+	"\x10GetVirtualServer\x12*.mcpgate.config.v1.GetVirtualServerRequest\x1a+.mcpgate.config.v1.GetVirtualServerResponse\"\x03\x90\x02\x01\x12k\n" +
+	"\x10PutVirtualServer\x12*.mcpgate.config.v1.PutVirtualServerRequest\x1a+.mcpgate.config.v1.PutVirtualServerResponse\x12t\n" +
+	"\x13DeleteVirtualServer\x12-.mcpgate.config.v1.DeleteVirtualServerRequest\x1a..mcpgate.config.v1.DeleteVirtualServerResponse2\x96\x02\n" +
 	"\n" +
 	"KeyService\x12X\n" +
 	"\bListKeys\x12\".mcpgate.config.v1.ListKeysRequest\x1a#.mcpgate.config.v1.ListKeysResponse\"\x03\x90\x02\x01\x12V\n" +
@@ -3201,7 +3778,7 @@ func file_mcpgate_config_v1_config_proto_rawDescGZIP() []byte {
 }
 
 var file_mcpgate_config_v1_config_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_mcpgate_config_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
+var file_mcpgate_config_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 58)
 var file_mcpgate_config_v1_config_proto_goTypes = []any{
 	(Transport)(0),                         // 0: mcpgate.config.v1.Transport
 	(AuthType)(0),                          // 1: mcpgate.config.v1.AuthType
@@ -3212,129 +3789,154 @@ var file_mcpgate_config_v1_config_proto_goTypes = []any{
 	(*Principal)(nil),                      // 6: mcpgate.config.v1.Principal
 	(*GroupAssertion)(nil),                 // 7: mcpgate.config.v1.GroupAssertion
 	(*Group)(nil),                          // 8: mcpgate.config.v1.Group
-	(*IdentityProvider)(nil),               // 9: mcpgate.config.v1.IdentityProvider
-	(*ApiKey)(nil),                         // 10: mcpgate.config.v1.ApiKey
-	(*ListServersRequest)(nil),             // 11: mcpgate.config.v1.ListServersRequest
-	(*ListServersResponse)(nil),            // 12: mcpgate.config.v1.ListServersResponse
-	(*GetServerRequest)(nil),               // 13: mcpgate.config.v1.GetServerRequest
-	(*GetServerResponse)(nil),              // 14: mcpgate.config.v1.GetServerResponse
-	(*PutServerRequest)(nil),               // 15: mcpgate.config.v1.PutServerRequest
-	(*PutServerResponse)(nil),              // 16: mcpgate.config.v1.PutServerResponse
-	(*DeleteServerRequest)(nil),            // 17: mcpgate.config.v1.DeleteServerRequest
-	(*DeleteServerResponse)(nil),           // 18: mcpgate.config.v1.DeleteServerResponse
-	(*ListPrincipalsRequest)(nil),          // 19: mcpgate.config.v1.ListPrincipalsRequest
-	(*ListPrincipalsResponse)(nil),         // 20: mcpgate.config.v1.ListPrincipalsResponse
-	(*GetPrincipalRequest)(nil),            // 21: mcpgate.config.v1.GetPrincipalRequest
-	(*GetPrincipalResponse)(nil),           // 22: mcpgate.config.v1.GetPrincipalResponse
-	(*EffectiveServer)(nil),                // 23: mcpgate.config.v1.EffectiveServer
-	(*GrantSource)(nil),                    // 24: mcpgate.config.v1.GrantSource
-	(*PutPrincipalRequest)(nil),            // 25: mcpgate.config.v1.PutPrincipalRequest
-	(*PutPrincipalResponse)(nil),           // 26: mcpgate.config.v1.PutPrincipalResponse
-	(*DeletePrincipalRequest)(nil),         // 27: mcpgate.config.v1.DeletePrincipalRequest
-	(*DeletePrincipalResponse)(nil),        // 28: mcpgate.config.v1.DeletePrincipalResponse
-	(*ListGroupsRequest)(nil),              // 29: mcpgate.config.v1.ListGroupsRequest
-	(*ListGroupsResponse)(nil),             // 30: mcpgate.config.v1.ListGroupsResponse
-	(*GetGroupRequest)(nil),                // 31: mcpgate.config.v1.GetGroupRequest
-	(*GetGroupResponse)(nil),               // 32: mcpgate.config.v1.GetGroupResponse
-	(*PutGroupRequest)(nil),                // 33: mcpgate.config.v1.PutGroupRequest
-	(*PutGroupResponse)(nil),               // 34: mcpgate.config.v1.PutGroupResponse
-	(*DeleteGroupRequest)(nil),             // 35: mcpgate.config.v1.DeleteGroupRequest
-	(*DeleteGroupResponse)(nil),            // 36: mcpgate.config.v1.DeleteGroupResponse
-	(*ListKeysRequest)(nil),                // 37: mcpgate.config.v1.ListKeysRequest
-	(*ListKeysResponse)(nil),               // 38: mcpgate.config.v1.ListKeysResponse
-	(*CreateKeyRequest)(nil),               // 39: mcpgate.config.v1.CreateKeyRequest
-	(*CreateKeyResponse)(nil),              // 40: mcpgate.config.v1.CreateKeyResponse
-	(*RevokeKeyRequest)(nil),               // 41: mcpgate.config.v1.RevokeKeyRequest
-	(*RevokeKeyResponse)(nil),              // 42: mcpgate.config.v1.RevokeKeyResponse
-	(*ListIdentityProvidersRequest)(nil),   // 43: mcpgate.config.v1.ListIdentityProvidersRequest
-	(*ListIdentityProvidersResponse)(nil),  // 44: mcpgate.config.v1.ListIdentityProvidersResponse
-	(*GetIdentityProviderRequest)(nil),     // 45: mcpgate.config.v1.GetIdentityProviderRequest
-	(*GetIdentityProviderResponse)(nil),    // 46: mcpgate.config.v1.GetIdentityProviderResponse
-	(*PutIdentityProviderRequest)(nil),     // 47: mcpgate.config.v1.PutIdentityProviderRequest
-	(*PutIdentityProviderResponse)(nil),    // 48: mcpgate.config.v1.PutIdentityProviderResponse
-	(*DeleteIdentityProviderRequest)(nil),  // 49: mcpgate.config.v1.DeleteIdentityProviderRequest
-	(*DeleteIdentityProviderResponse)(nil), // 50: mcpgate.config.v1.DeleteIdentityProviderResponse
-	nil,                                    // 51: mcpgate.config.v1.McpServer.StaticHeadersEntry
-	(*timestamppb.Timestamp)(nil),          // 52: google.protobuf.Timestamp
+	(*VirtualServer)(nil),                  // 9: mcpgate.config.v1.VirtualServer
+	(*VirtualServerMember)(nil),            // 10: mcpgate.config.v1.VirtualServerMember
+	(*IdentityProvider)(nil),               // 11: mcpgate.config.v1.IdentityProvider
+	(*ApiKey)(nil),                         // 12: mcpgate.config.v1.ApiKey
+	(*ListServersRequest)(nil),             // 13: mcpgate.config.v1.ListServersRequest
+	(*ListServersResponse)(nil),            // 14: mcpgate.config.v1.ListServersResponse
+	(*GetServerRequest)(nil),               // 15: mcpgate.config.v1.GetServerRequest
+	(*GetServerResponse)(nil),              // 16: mcpgate.config.v1.GetServerResponse
+	(*PutServerRequest)(nil),               // 17: mcpgate.config.v1.PutServerRequest
+	(*PutServerResponse)(nil),              // 18: mcpgate.config.v1.PutServerResponse
+	(*DeleteServerRequest)(nil),            // 19: mcpgate.config.v1.DeleteServerRequest
+	(*DeleteServerResponse)(nil),           // 20: mcpgate.config.v1.DeleteServerResponse
+	(*ListPrincipalsRequest)(nil),          // 21: mcpgate.config.v1.ListPrincipalsRequest
+	(*ListPrincipalsResponse)(nil),         // 22: mcpgate.config.v1.ListPrincipalsResponse
+	(*GetPrincipalRequest)(nil),            // 23: mcpgate.config.v1.GetPrincipalRequest
+	(*GetPrincipalResponse)(nil),           // 24: mcpgate.config.v1.GetPrincipalResponse
+	(*EffectiveServer)(nil),                // 25: mcpgate.config.v1.EffectiveServer
+	(*GrantSource)(nil),                    // 26: mcpgate.config.v1.GrantSource
+	(*PutPrincipalRequest)(nil),            // 27: mcpgate.config.v1.PutPrincipalRequest
+	(*PutPrincipalResponse)(nil),           // 28: mcpgate.config.v1.PutPrincipalResponse
+	(*DeletePrincipalRequest)(nil),         // 29: mcpgate.config.v1.DeletePrincipalRequest
+	(*DeletePrincipalResponse)(nil),        // 30: mcpgate.config.v1.DeletePrincipalResponse
+	(*ListGroupsRequest)(nil),              // 31: mcpgate.config.v1.ListGroupsRequest
+	(*ListGroupsResponse)(nil),             // 32: mcpgate.config.v1.ListGroupsResponse
+	(*GetGroupRequest)(nil),                // 33: mcpgate.config.v1.GetGroupRequest
+	(*GetGroupResponse)(nil),               // 34: mcpgate.config.v1.GetGroupResponse
+	(*PutGroupRequest)(nil),                // 35: mcpgate.config.v1.PutGroupRequest
+	(*PutGroupResponse)(nil),               // 36: mcpgate.config.v1.PutGroupResponse
+	(*DeleteGroupRequest)(nil),             // 37: mcpgate.config.v1.DeleteGroupRequest
+	(*DeleteGroupResponse)(nil),            // 38: mcpgate.config.v1.DeleteGroupResponse
+	(*ListVirtualServersRequest)(nil),      // 39: mcpgate.config.v1.ListVirtualServersRequest
+	(*ListVirtualServersResponse)(nil),     // 40: mcpgate.config.v1.ListVirtualServersResponse
+	(*GetVirtualServerRequest)(nil),        // 41: mcpgate.config.v1.GetVirtualServerRequest
+	(*GetVirtualServerResponse)(nil),       // 42: mcpgate.config.v1.GetVirtualServerResponse
+	(*PutVirtualServerRequest)(nil),        // 43: mcpgate.config.v1.PutVirtualServerRequest
+	(*PutVirtualServerResponse)(nil),       // 44: mcpgate.config.v1.PutVirtualServerResponse
+	(*DeleteVirtualServerRequest)(nil),     // 45: mcpgate.config.v1.DeleteVirtualServerRequest
+	(*DeleteVirtualServerResponse)(nil),    // 46: mcpgate.config.v1.DeleteVirtualServerResponse
+	(*ListKeysRequest)(nil),                // 47: mcpgate.config.v1.ListKeysRequest
+	(*ListKeysResponse)(nil),               // 48: mcpgate.config.v1.ListKeysResponse
+	(*CreateKeyRequest)(nil),               // 49: mcpgate.config.v1.CreateKeyRequest
+	(*CreateKeyResponse)(nil),              // 50: mcpgate.config.v1.CreateKeyResponse
+	(*RevokeKeyRequest)(nil),               // 51: mcpgate.config.v1.RevokeKeyRequest
+	(*RevokeKeyResponse)(nil),              // 52: mcpgate.config.v1.RevokeKeyResponse
+	(*ListIdentityProvidersRequest)(nil),   // 53: mcpgate.config.v1.ListIdentityProvidersRequest
+	(*ListIdentityProvidersResponse)(nil),  // 54: mcpgate.config.v1.ListIdentityProvidersResponse
+	(*GetIdentityProviderRequest)(nil),     // 55: mcpgate.config.v1.GetIdentityProviderRequest
+	(*GetIdentityProviderResponse)(nil),    // 56: mcpgate.config.v1.GetIdentityProviderResponse
+	(*PutIdentityProviderRequest)(nil),     // 57: mcpgate.config.v1.PutIdentityProviderRequest
+	(*PutIdentityProviderResponse)(nil),    // 58: mcpgate.config.v1.PutIdentityProviderResponse
+	(*DeleteIdentityProviderRequest)(nil),  // 59: mcpgate.config.v1.DeleteIdentityProviderRequest
+	(*DeleteIdentityProviderResponse)(nil), // 60: mcpgate.config.v1.DeleteIdentityProviderResponse
+	nil,                                    // 61: mcpgate.config.v1.McpServer.StaticHeadersEntry
+	nil,                                    // 62: mcpgate.config.v1.VirtualServerMember.RenamesEntry
+	(*timestamppb.Timestamp)(nil),          // 63: google.protobuf.Timestamp
 }
 var file_mcpgate_config_v1_config_proto_depIdxs = []int32{
 	0,  // 0: mcpgate.config.v1.McpServer.transport:type_name -> mcpgate.config.v1.Transport
 	1,  // 1: mcpgate.config.v1.McpServer.auth_type:type_name -> mcpgate.config.v1.AuthType
 	2,  // 2: mcpgate.config.v1.McpServer.oauth2_flow:type_name -> mcpgate.config.v1.OAuth2Flow
-	51, // 3: mcpgate.config.v1.McpServer.static_headers:type_name -> mcpgate.config.v1.McpServer.StaticHeadersEntry
+	61, // 3: mcpgate.config.v1.McpServer.static_headers:type_name -> mcpgate.config.v1.McpServer.StaticHeadersEntry
 	3,  // 4: mcpgate.config.v1.Principal.kind:type_name -> mcpgate.config.v1.PrincipalKind
 	4,  // 5: mcpgate.config.v1.Principal.role:type_name -> mcpgate.config.v1.Role
 	7,  // 6: mcpgate.config.v1.Principal.asserted_groups:type_name -> mcpgate.config.v1.GroupAssertion
-	52, // 7: mcpgate.config.v1.GroupAssertion.assert_time:type_name -> google.protobuf.Timestamp
-	52, // 8: mcpgate.config.v1.ApiKey.create_time:type_name -> google.protobuf.Timestamp
-	52, // 9: mcpgate.config.v1.ApiKey.expire_time:type_name -> google.protobuf.Timestamp
-	52, // 10: mcpgate.config.v1.ApiKey.revoke_time:type_name -> google.protobuf.Timestamp
-	5,  // 11: mcpgate.config.v1.ListServersResponse.servers:type_name -> mcpgate.config.v1.McpServer
-	5,  // 12: mcpgate.config.v1.GetServerResponse.server:type_name -> mcpgate.config.v1.McpServer
-	5,  // 13: mcpgate.config.v1.PutServerRequest.server:type_name -> mcpgate.config.v1.McpServer
-	5,  // 14: mcpgate.config.v1.PutServerResponse.server:type_name -> mcpgate.config.v1.McpServer
-	6,  // 15: mcpgate.config.v1.ListPrincipalsResponse.principals:type_name -> mcpgate.config.v1.Principal
-	6,  // 16: mcpgate.config.v1.GetPrincipalResponse.principal:type_name -> mcpgate.config.v1.Principal
-	23, // 17: mcpgate.config.v1.GetPrincipalResponse.effective_servers:type_name -> mcpgate.config.v1.EffectiveServer
-	24, // 18: mcpgate.config.v1.EffectiveServer.sources:type_name -> mcpgate.config.v1.GrantSource
-	52, // 19: mcpgate.config.v1.GrantSource.assert_time:type_name -> google.protobuf.Timestamp
-	6,  // 20: mcpgate.config.v1.PutPrincipalRequest.principal:type_name -> mcpgate.config.v1.Principal
-	6,  // 21: mcpgate.config.v1.PutPrincipalResponse.principal:type_name -> mcpgate.config.v1.Principal
-	8,  // 22: mcpgate.config.v1.ListGroupsResponse.groups:type_name -> mcpgate.config.v1.Group
-	8,  // 23: mcpgate.config.v1.GetGroupResponse.group:type_name -> mcpgate.config.v1.Group
-	8,  // 24: mcpgate.config.v1.PutGroupRequest.group:type_name -> mcpgate.config.v1.Group
-	8,  // 25: mcpgate.config.v1.PutGroupResponse.group:type_name -> mcpgate.config.v1.Group
-	10, // 26: mcpgate.config.v1.ListKeysResponse.keys:type_name -> mcpgate.config.v1.ApiKey
-	52, // 27: mcpgate.config.v1.CreateKeyRequest.expire_time:type_name -> google.protobuf.Timestamp
-	10, // 28: mcpgate.config.v1.CreateKeyResponse.api_key:type_name -> mcpgate.config.v1.ApiKey
-	10, // 29: mcpgate.config.v1.RevokeKeyResponse.api_key:type_name -> mcpgate.config.v1.ApiKey
-	9,  // 30: mcpgate.config.v1.ListIdentityProvidersResponse.identity_providers:type_name -> mcpgate.config.v1.IdentityProvider
-	9,  // 31: mcpgate.config.v1.GetIdentityProviderResponse.identity_provider:type_name -> mcpgate.config.v1.IdentityProvider
-	9,  // 32: mcpgate.config.v1.PutIdentityProviderRequest.identity_provider:type_name -> mcpgate.config.v1.IdentityProvider
-	9,  // 33: mcpgate.config.v1.PutIdentityProviderResponse.identity_provider:type_name -> mcpgate.config.v1.IdentityProvider
-	11, // 34: mcpgate.config.v1.ServerService.ListServers:input_type -> mcpgate.config.v1.ListServersRequest
-	13, // 35: mcpgate.config.v1.ServerService.GetServer:input_type -> mcpgate.config.v1.GetServerRequest
-	15, // 36: mcpgate.config.v1.ServerService.PutServer:input_type -> mcpgate.config.v1.PutServerRequest
-	17, // 37: mcpgate.config.v1.ServerService.DeleteServer:input_type -> mcpgate.config.v1.DeleteServerRequest
-	19, // 38: mcpgate.config.v1.PrincipalService.ListPrincipals:input_type -> mcpgate.config.v1.ListPrincipalsRequest
-	21, // 39: mcpgate.config.v1.PrincipalService.GetPrincipal:input_type -> mcpgate.config.v1.GetPrincipalRequest
-	25, // 40: mcpgate.config.v1.PrincipalService.PutPrincipal:input_type -> mcpgate.config.v1.PutPrincipalRequest
-	27, // 41: mcpgate.config.v1.PrincipalService.DeletePrincipal:input_type -> mcpgate.config.v1.DeletePrincipalRequest
-	29, // 42: mcpgate.config.v1.GroupService.ListGroups:input_type -> mcpgate.config.v1.ListGroupsRequest
-	31, // 43: mcpgate.config.v1.GroupService.GetGroup:input_type -> mcpgate.config.v1.GetGroupRequest
-	33, // 44: mcpgate.config.v1.GroupService.PutGroup:input_type -> mcpgate.config.v1.PutGroupRequest
-	35, // 45: mcpgate.config.v1.GroupService.DeleteGroup:input_type -> mcpgate.config.v1.DeleteGroupRequest
-	37, // 46: mcpgate.config.v1.KeyService.ListKeys:input_type -> mcpgate.config.v1.ListKeysRequest
-	39, // 47: mcpgate.config.v1.KeyService.CreateKey:input_type -> mcpgate.config.v1.CreateKeyRequest
-	41, // 48: mcpgate.config.v1.KeyService.RevokeKey:input_type -> mcpgate.config.v1.RevokeKeyRequest
-	43, // 49: mcpgate.config.v1.IdentityProviderService.ListIdentityProviders:input_type -> mcpgate.config.v1.ListIdentityProvidersRequest
-	45, // 50: mcpgate.config.v1.IdentityProviderService.GetIdentityProvider:input_type -> mcpgate.config.v1.GetIdentityProviderRequest
-	47, // 51: mcpgate.config.v1.IdentityProviderService.PutIdentityProvider:input_type -> mcpgate.config.v1.PutIdentityProviderRequest
-	49, // 52: mcpgate.config.v1.IdentityProviderService.DeleteIdentityProvider:input_type -> mcpgate.config.v1.DeleteIdentityProviderRequest
-	12, // 53: mcpgate.config.v1.ServerService.ListServers:output_type -> mcpgate.config.v1.ListServersResponse
-	14, // 54: mcpgate.config.v1.ServerService.GetServer:output_type -> mcpgate.config.v1.GetServerResponse
-	16, // 55: mcpgate.config.v1.ServerService.PutServer:output_type -> mcpgate.config.v1.PutServerResponse
-	18, // 56: mcpgate.config.v1.ServerService.DeleteServer:output_type -> mcpgate.config.v1.DeleteServerResponse
-	20, // 57: mcpgate.config.v1.PrincipalService.ListPrincipals:output_type -> mcpgate.config.v1.ListPrincipalsResponse
-	22, // 58: mcpgate.config.v1.PrincipalService.GetPrincipal:output_type -> mcpgate.config.v1.GetPrincipalResponse
-	26, // 59: mcpgate.config.v1.PrincipalService.PutPrincipal:output_type -> mcpgate.config.v1.PutPrincipalResponse
-	28, // 60: mcpgate.config.v1.PrincipalService.DeletePrincipal:output_type -> mcpgate.config.v1.DeletePrincipalResponse
-	30, // 61: mcpgate.config.v1.GroupService.ListGroups:output_type -> mcpgate.config.v1.ListGroupsResponse
-	32, // 62: mcpgate.config.v1.GroupService.GetGroup:output_type -> mcpgate.config.v1.GetGroupResponse
-	34, // 63: mcpgate.config.v1.GroupService.PutGroup:output_type -> mcpgate.config.v1.PutGroupResponse
-	36, // 64: mcpgate.config.v1.GroupService.DeleteGroup:output_type -> mcpgate.config.v1.DeleteGroupResponse
-	38, // 65: mcpgate.config.v1.KeyService.ListKeys:output_type -> mcpgate.config.v1.ListKeysResponse
-	40, // 66: mcpgate.config.v1.KeyService.CreateKey:output_type -> mcpgate.config.v1.CreateKeyResponse
-	42, // 67: mcpgate.config.v1.KeyService.RevokeKey:output_type -> mcpgate.config.v1.RevokeKeyResponse
-	44, // 68: mcpgate.config.v1.IdentityProviderService.ListIdentityProviders:output_type -> mcpgate.config.v1.ListIdentityProvidersResponse
-	46, // 69: mcpgate.config.v1.IdentityProviderService.GetIdentityProvider:output_type -> mcpgate.config.v1.GetIdentityProviderResponse
-	48, // 70: mcpgate.config.v1.IdentityProviderService.PutIdentityProvider:output_type -> mcpgate.config.v1.PutIdentityProviderResponse
-	50, // 71: mcpgate.config.v1.IdentityProviderService.DeleteIdentityProvider:output_type -> mcpgate.config.v1.DeleteIdentityProviderResponse
-	53, // [53:72] is the sub-list for method output_type
-	34, // [34:53] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	63, // 7: mcpgate.config.v1.GroupAssertion.assert_time:type_name -> google.protobuf.Timestamp
+	10, // 8: mcpgate.config.v1.VirtualServer.members:type_name -> mcpgate.config.v1.VirtualServerMember
+	62, // 9: mcpgate.config.v1.VirtualServerMember.renames:type_name -> mcpgate.config.v1.VirtualServerMember.RenamesEntry
+	63, // 10: mcpgate.config.v1.ApiKey.create_time:type_name -> google.protobuf.Timestamp
+	63, // 11: mcpgate.config.v1.ApiKey.expire_time:type_name -> google.protobuf.Timestamp
+	63, // 12: mcpgate.config.v1.ApiKey.revoke_time:type_name -> google.protobuf.Timestamp
+	5,  // 13: mcpgate.config.v1.ListServersResponse.servers:type_name -> mcpgate.config.v1.McpServer
+	5,  // 14: mcpgate.config.v1.GetServerResponse.server:type_name -> mcpgate.config.v1.McpServer
+	5,  // 15: mcpgate.config.v1.PutServerRequest.server:type_name -> mcpgate.config.v1.McpServer
+	5,  // 16: mcpgate.config.v1.PutServerResponse.server:type_name -> mcpgate.config.v1.McpServer
+	6,  // 17: mcpgate.config.v1.ListPrincipalsResponse.principals:type_name -> mcpgate.config.v1.Principal
+	6,  // 18: mcpgate.config.v1.GetPrincipalResponse.principal:type_name -> mcpgate.config.v1.Principal
+	25, // 19: mcpgate.config.v1.GetPrincipalResponse.effective_servers:type_name -> mcpgate.config.v1.EffectiveServer
+	26, // 20: mcpgate.config.v1.EffectiveServer.sources:type_name -> mcpgate.config.v1.GrantSource
+	63, // 21: mcpgate.config.v1.GrantSource.assert_time:type_name -> google.protobuf.Timestamp
+	6,  // 22: mcpgate.config.v1.PutPrincipalRequest.principal:type_name -> mcpgate.config.v1.Principal
+	6,  // 23: mcpgate.config.v1.PutPrincipalResponse.principal:type_name -> mcpgate.config.v1.Principal
+	8,  // 24: mcpgate.config.v1.ListGroupsResponse.groups:type_name -> mcpgate.config.v1.Group
+	8,  // 25: mcpgate.config.v1.GetGroupResponse.group:type_name -> mcpgate.config.v1.Group
+	8,  // 26: mcpgate.config.v1.PutGroupRequest.group:type_name -> mcpgate.config.v1.Group
+	8,  // 27: mcpgate.config.v1.PutGroupResponse.group:type_name -> mcpgate.config.v1.Group
+	9,  // 28: mcpgate.config.v1.ListVirtualServersResponse.virtual_servers:type_name -> mcpgate.config.v1.VirtualServer
+	9,  // 29: mcpgate.config.v1.GetVirtualServerResponse.virtual_server:type_name -> mcpgate.config.v1.VirtualServer
+	9,  // 30: mcpgate.config.v1.PutVirtualServerRequest.virtual_server:type_name -> mcpgate.config.v1.VirtualServer
+	9,  // 31: mcpgate.config.v1.PutVirtualServerResponse.virtual_server:type_name -> mcpgate.config.v1.VirtualServer
+	12, // 32: mcpgate.config.v1.ListKeysResponse.keys:type_name -> mcpgate.config.v1.ApiKey
+	63, // 33: mcpgate.config.v1.CreateKeyRequest.expire_time:type_name -> google.protobuf.Timestamp
+	12, // 34: mcpgate.config.v1.CreateKeyResponse.api_key:type_name -> mcpgate.config.v1.ApiKey
+	12, // 35: mcpgate.config.v1.RevokeKeyResponse.api_key:type_name -> mcpgate.config.v1.ApiKey
+	11, // 36: mcpgate.config.v1.ListIdentityProvidersResponse.identity_providers:type_name -> mcpgate.config.v1.IdentityProvider
+	11, // 37: mcpgate.config.v1.GetIdentityProviderResponse.identity_provider:type_name -> mcpgate.config.v1.IdentityProvider
+	11, // 38: mcpgate.config.v1.PutIdentityProviderRequest.identity_provider:type_name -> mcpgate.config.v1.IdentityProvider
+	11, // 39: mcpgate.config.v1.PutIdentityProviderResponse.identity_provider:type_name -> mcpgate.config.v1.IdentityProvider
+	13, // 40: mcpgate.config.v1.ServerService.ListServers:input_type -> mcpgate.config.v1.ListServersRequest
+	15, // 41: mcpgate.config.v1.ServerService.GetServer:input_type -> mcpgate.config.v1.GetServerRequest
+	17, // 42: mcpgate.config.v1.ServerService.PutServer:input_type -> mcpgate.config.v1.PutServerRequest
+	19, // 43: mcpgate.config.v1.ServerService.DeleteServer:input_type -> mcpgate.config.v1.DeleteServerRequest
+	21, // 44: mcpgate.config.v1.PrincipalService.ListPrincipals:input_type -> mcpgate.config.v1.ListPrincipalsRequest
+	23, // 45: mcpgate.config.v1.PrincipalService.GetPrincipal:input_type -> mcpgate.config.v1.GetPrincipalRequest
+	27, // 46: mcpgate.config.v1.PrincipalService.PutPrincipal:input_type -> mcpgate.config.v1.PutPrincipalRequest
+	29, // 47: mcpgate.config.v1.PrincipalService.DeletePrincipal:input_type -> mcpgate.config.v1.DeletePrincipalRequest
+	31, // 48: mcpgate.config.v1.GroupService.ListGroups:input_type -> mcpgate.config.v1.ListGroupsRequest
+	33, // 49: mcpgate.config.v1.GroupService.GetGroup:input_type -> mcpgate.config.v1.GetGroupRequest
+	35, // 50: mcpgate.config.v1.GroupService.PutGroup:input_type -> mcpgate.config.v1.PutGroupRequest
+	37, // 51: mcpgate.config.v1.GroupService.DeleteGroup:input_type -> mcpgate.config.v1.DeleteGroupRequest
+	39, // 52: mcpgate.config.v1.VirtualServerService.ListVirtualServers:input_type -> mcpgate.config.v1.ListVirtualServersRequest
+	41, // 53: mcpgate.config.v1.VirtualServerService.GetVirtualServer:input_type -> mcpgate.config.v1.GetVirtualServerRequest
+	43, // 54: mcpgate.config.v1.VirtualServerService.PutVirtualServer:input_type -> mcpgate.config.v1.PutVirtualServerRequest
+	45, // 55: mcpgate.config.v1.VirtualServerService.DeleteVirtualServer:input_type -> mcpgate.config.v1.DeleteVirtualServerRequest
+	47, // 56: mcpgate.config.v1.KeyService.ListKeys:input_type -> mcpgate.config.v1.ListKeysRequest
+	49, // 57: mcpgate.config.v1.KeyService.CreateKey:input_type -> mcpgate.config.v1.CreateKeyRequest
+	51, // 58: mcpgate.config.v1.KeyService.RevokeKey:input_type -> mcpgate.config.v1.RevokeKeyRequest
+	53, // 59: mcpgate.config.v1.IdentityProviderService.ListIdentityProviders:input_type -> mcpgate.config.v1.ListIdentityProvidersRequest
+	55, // 60: mcpgate.config.v1.IdentityProviderService.GetIdentityProvider:input_type -> mcpgate.config.v1.GetIdentityProviderRequest
+	57, // 61: mcpgate.config.v1.IdentityProviderService.PutIdentityProvider:input_type -> mcpgate.config.v1.PutIdentityProviderRequest
+	59, // 62: mcpgate.config.v1.IdentityProviderService.DeleteIdentityProvider:input_type -> mcpgate.config.v1.DeleteIdentityProviderRequest
+	14, // 63: mcpgate.config.v1.ServerService.ListServers:output_type -> mcpgate.config.v1.ListServersResponse
+	16, // 64: mcpgate.config.v1.ServerService.GetServer:output_type -> mcpgate.config.v1.GetServerResponse
+	18, // 65: mcpgate.config.v1.ServerService.PutServer:output_type -> mcpgate.config.v1.PutServerResponse
+	20, // 66: mcpgate.config.v1.ServerService.DeleteServer:output_type -> mcpgate.config.v1.DeleteServerResponse
+	22, // 67: mcpgate.config.v1.PrincipalService.ListPrincipals:output_type -> mcpgate.config.v1.ListPrincipalsResponse
+	24, // 68: mcpgate.config.v1.PrincipalService.GetPrincipal:output_type -> mcpgate.config.v1.GetPrincipalResponse
+	28, // 69: mcpgate.config.v1.PrincipalService.PutPrincipal:output_type -> mcpgate.config.v1.PutPrincipalResponse
+	30, // 70: mcpgate.config.v1.PrincipalService.DeletePrincipal:output_type -> mcpgate.config.v1.DeletePrincipalResponse
+	32, // 71: mcpgate.config.v1.GroupService.ListGroups:output_type -> mcpgate.config.v1.ListGroupsResponse
+	34, // 72: mcpgate.config.v1.GroupService.GetGroup:output_type -> mcpgate.config.v1.GetGroupResponse
+	36, // 73: mcpgate.config.v1.GroupService.PutGroup:output_type -> mcpgate.config.v1.PutGroupResponse
+	38, // 74: mcpgate.config.v1.GroupService.DeleteGroup:output_type -> mcpgate.config.v1.DeleteGroupResponse
+	40, // 75: mcpgate.config.v1.VirtualServerService.ListVirtualServers:output_type -> mcpgate.config.v1.ListVirtualServersResponse
+	42, // 76: mcpgate.config.v1.VirtualServerService.GetVirtualServer:output_type -> mcpgate.config.v1.GetVirtualServerResponse
+	44, // 77: mcpgate.config.v1.VirtualServerService.PutVirtualServer:output_type -> mcpgate.config.v1.PutVirtualServerResponse
+	46, // 78: mcpgate.config.v1.VirtualServerService.DeleteVirtualServer:output_type -> mcpgate.config.v1.DeleteVirtualServerResponse
+	48, // 79: mcpgate.config.v1.KeyService.ListKeys:output_type -> mcpgate.config.v1.ListKeysResponse
+	50, // 80: mcpgate.config.v1.KeyService.CreateKey:output_type -> mcpgate.config.v1.CreateKeyResponse
+	52, // 81: mcpgate.config.v1.KeyService.RevokeKey:output_type -> mcpgate.config.v1.RevokeKeyResponse
+	54, // 82: mcpgate.config.v1.IdentityProviderService.ListIdentityProviders:output_type -> mcpgate.config.v1.ListIdentityProvidersResponse
+	56, // 83: mcpgate.config.v1.IdentityProviderService.GetIdentityProvider:output_type -> mcpgate.config.v1.GetIdentityProviderResponse
+	58, // 84: mcpgate.config.v1.IdentityProviderService.PutIdentityProvider:output_type -> mcpgate.config.v1.PutIdentityProviderResponse
+	60, // 85: mcpgate.config.v1.IdentityProviderService.DeleteIdentityProvider:output_type -> mcpgate.config.v1.DeleteIdentityProviderResponse
+	63, // [63:86] is the sub-list for method output_type
+	40, // [40:63] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_mcpgate_config_v1_config_proto_init() }
@@ -3342,15 +3944,16 @@ func file_mcpgate_config_v1_config_proto_init() {
 	if File_mcpgate_config_v1_config_proto != nil {
 		return
 	}
+	file_mcpgate_config_v1_config_proto_msgTypes[5].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mcpgate_config_v1_config_proto_rawDesc), len(file_mcpgate_config_v1_config_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   47,
+			NumMessages:   58,
 			NumExtensions: 0,
-			NumServices:   5,
+			NumServices:   6,
 		},
 		GoTypes:           file_mcpgate_config_v1_config_proto_goTypes,
 		DependencyIndexes: file_mcpgate_config_v1_config_proto_depIdxs,

@@ -27,6 +27,8 @@ const (
 	PrincipalServiceName = "mcpgate.config.v1.PrincipalService"
 	// GroupServiceName is the fully-qualified name of the GroupService service.
 	GroupServiceName = "mcpgate.config.v1.GroupService"
+	// VirtualServerServiceName is the fully-qualified name of the VirtualServerService service.
+	VirtualServerServiceName = "mcpgate.config.v1.VirtualServerService"
 	// KeyServiceName is the fully-qualified name of the KeyService service.
 	KeyServiceName = "mcpgate.config.v1.KeyService"
 	// IdentityProviderServiceName is the fully-qualified name of the IdentityProviderService service.
@@ -72,6 +74,18 @@ const (
 	// GroupServiceDeleteGroupProcedure is the fully-qualified name of the GroupService's DeleteGroup
 	// RPC.
 	GroupServiceDeleteGroupProcedure = "/mcpgate.config.v1.GroupService/DeleteGroup"
+	// VirtualServerServiceListVirtualServersProcedure is the fully-qualified name of the
+	// VirtualServerService's ListVirtualServers RPC.
+	VirtualServerServiceListVirtualServersProcedure = "/mcpgate.config.v1.VirtualServerService/ListVirtualServers"
+	// VirtualServerServiceGetVirtualServerProcedure is the fully-qualified name of the
+	// VirtualServerService's GetVirtualServer RPC.
+	VirtualServerServiceGetVirtualServerProcedure = "/mcpgate.config.v1.VirtualServerService/GetVirtualServer"
+	// VirtualServerServicePutVirtualServerProcedure is the fully-qualified name of the
+	// VirtualServerService's PutVirtualServer RPC.
+	VirtualServerServicePutVirtualServerProcedure = "/mcpgate.config.v1.VirtualServerService/PutVirtualServer"
+	// VirtualServerServiceDeleteVirtualServerProcedure is the fully-qualified name of the
+	// VirtualServerService's DeleteVirtualServer RPC.
+	VirtualServerServiceDeleteVirtualServerProcedure = "/mcpgate.config.v1.VirtualServerService/DeleteVirtualServer"
 	// KeyServiceListKeysProcedure is the fully-qualified name of the KeyService's ListKeys RPC.
 	KeyServiceListKeysProcedure = "/mcpgate.config.v1.KeyService/ListKeys"
 	// KeyServiceCreateKeyProcedure is the fully-qualified name of the KeyService's CreateKey RPC.
@@ -600,6 +614,179 @@ func (UnimplementedGroupServiceHandler) PutGroup(context.Context, *v1.PutGroupRe
 
 func (UnimplementedGroupServiceHandler) DeleteGroup(context.Context, *v1.DeleteGroupRequest) (*v1.DeleteGroupResponse, error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("mcpgate.config.v1.GroupService.DeleteGroup is not implemented"))
+}
+
+// VirtualServerServiceClient is a client for the mcpgate.config.v1.VirtualServerService service.
+type VirtualServerServiceClient interface {
+	ListVirtualServers(context.Context, *v1.ListVirtualServersRequest) (*v1.ListVirtualServersResponse, error)
+	GetVirtualServer(context.Context, *v1.GetVirtualServerRequest) (*v1.GetVirtualServerResponse, error)
+	// PutVirtualServer creates (expected_revision 0) or replaces a virtual
+	// server.
+	PutVirtualServer(context.Context, *v1.PutVirtualServerRequest) (*v1.PutVirtualServerResponse, error)
+	DeleteVirtualServer(context.Context, *v1.DeleteVirtualServerRequest) (*v1.DeleteVirtualServerResponse, error)
+}
+
+// NewVirtualServerServiceClient constructs a client for the mcpgate.config.v1.VirtualServerService
+// service. By default, it uses the Connect protocol with the binary Protobuf Codec, asks for
+// gzipped responses, and sends uncompressed requests. To use the gRPC or gRPC-Web protocols, supply
+// the connect.WithGRPC() or connect.WithGRPCWeb() options.
+//
+// The URL supplied here should be the base URL for the Connect or gRPC server (for example,
+// http://api.acme.com or https://acme.com/grpc).
+func NewVirtualServerServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...connect.ClientOption) VirtualServerServiceClient {
+	baseURL = strings.TrimRight(baseURL, "/")
+	virtualServerServiceMethods := v1.File_mcpgate_config_v1_config_proto.Services().ByName("VirtualServerService").Methods()
+	return &virtualServerServiceClient{
+		listVirtualServers: connect.NewClient[v1.ListVirtualServersRequest, v1.ListVirtualServersResponse](
+			httpClient,
+			baseURL+VirtualServerServiceListVirtualServersProcedure,
+			connect.WithSchema(virtualServerServiceMethods.ByName("ListVirtualServers")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		getVirtualServer: connect.NewClient[v1.GetVirtualServerRequest, v1.GetVirtualServerResponse](
+			httpClient,
+			baseURL+VirtualServerServiceGetVirtualServerProcedure,
+			connect.WithSchema(virtualServerServiceMethods.ByName("GetVirtualServer")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		putVirtualServer: connect.NewClient[v1.PutVirtualServerRequest, v1.PutVirtualServerResponse](
+			httpClient,
+			baseURL+VirtualServerServicePutVirtualServerProcedure,
+			connect.WithSchema(virtualServerServiceMethods.ByName("PutVirtualServer")),
+			connect.WithClientOptions(opts...),
+		),
+		deleteVirtualServer: connect.NewClient[v1.DeleteVirtualServerRequest, v1.DeleteVirtualServerResponse](
+			httpClient,
+			baseURL+VirtualServerServiceDeleteVirtualServerProcedure,
+			connect.WithSchema(virtualServerServiceMethods.ByName("DeleteVirtualServer")),
+			connect.WithClientOptions(opts...),
+		),
+	}
+}
+
+// virtualServerServiceClient implements VirtualServerServiceClient.
+type virtualServerServiceClient struct {
+	listVirtualServers  *connect.Client[v1.ListVirtualServersRequest, v1.ListVirtualServersResponse]
+	getVirtualServer    *connect.Client[v1.GetVirtualServerRequest, v1.GetVirtualServerResponse]
+	putVirtualServer    *connect.Client[v1.PutVirtualServerRequest, v1.PutVirtualServerResponse]
+	deleteVirtualServer *connect.Client[v1.DeleteVirtualServerRequest, v1.DeleteVirtualServerResponse]
+}
+
+// ListVirtualServers calls mcpgate.config.v1.VirtualServerService.ListVirtualServers.
+func (c *virtualServerServiceClient) ListVirtualServers(ctx context.Context, req *v1.ListVirtualServersRequest) (*v1.ListVirtualServersResponse, error) {
+	response, err := c.listVirtualServers.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// GetVirtualServer calls mcpgate.config.v1.VirtualServerService.GetVirtualServer.
+func (c *virtualServerServiceClient) GetVirtualServer(ctx context.Context, req *v1.GetVirtualServerRequest) (*v1.GetVirtualServerResponse, error) {
+	response, err := c.getVirtualServer.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// PutVirtualServer calls mcpgate.config.v1.VirtualServerService.PutVirtualServer.
+func (c *virtualServerServiceClient) PutVirtualServer(ctx context.Context, req *v1.PutVirtualServerRequest) (*v1.PutVirtualServerResponse, error) {
+	response, err := c.putVirtualServer.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// DeleteVirtualServer calls mcpgate.config.v1.VirtualServerService.DeleteVirtualServer.
+func (c *virtualServerServiceClient) DeleteVirtualServer(ctx context.Context, req *v1.DeleteVirtualServerRequest) (*v1.DeleteVirtualServerResponse, error) {
+	response, err := c.deleteVirtualServer.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// VirtualServerServiceHandler is an implementation of the mcpgate.config.v1.VirtualServerService
+// service.
+type VirtualServerServiceHandler interface {
+	ListVirtualServers(context.Context, *v1.ListVirtualServersRequest) (*v1.ListVirtualServersResponse, error)
+	GetVirtualServer(context.Context, *v1.GetVirtualServerRequest) (*v1.GetVirtualServerResponse, error)
+	// PutVirtualServer creates (expected_revision 0) or replaces a virtual
+	// server.
+	PutVirtualServer(context.Context, *v1.PutVirtualServerRequest) (*v1.PutVirtualServerResponse, error)
+	DeleteVirtualServer(context.Context, *v1.DeleteVirtualServerRequest) (*v1.DeleteVirtualServerResponse, error)
+}
+
+// NewVirtualServerServiceHandler builds an HTTP handler from the service implementation. It returns
+// the path on which to mount the handler and the handler itself.
+//
+// By default, handlers support the Connect, gRPC, and gRPC-Web protocols with the binary Protobuf
+// and JSON codecs. They also support gzip compression.
+func NewVirtualServerServiceHandler(svc VirtualServerServiceHandler, opts ...connect.HandlerOption) (string, http.Handler) {
+	virtualServerServiceMethods := v1.File_mcpgate_config_v1_config_proto.Services().ByName("VirtualServerService").Methods()
+	virtualServerServiceListVirtualServersHandler := connect.NewUnaryHandlerSimple(
+		VirtualServerServiceListVirtualServersProcedure,
+		svc.ListVirtualServers,
+		connect.WithSchema(virtualServerServiceMethods.ByName("ListVirtualServers")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	virtualServerServiceGetVirtualServerHandler := connect.NewUnaryHandlerSimple(
+		VirtualServerServiceGetVirtualServerProcedure,
+		svc.GetVirtualServer,
+		connect.WithSchema(virtualServerServiceMethods.ByName("GetVirtualServer")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	virtualServerServicePutVirtualServerHandler := connect.NewUnaryHandlerSimple(
+		VirtualServerServicePutVirtualServerProcedure,
+		svc.PutVirtualServer,
+		connect.WithSchema(virtualServerServiceMethods.ByName("PutVirtualServer")),
+		connect.WithHandlerOptions(opts...),
+	)
+	virtualServerServiceDeleteVirtualServerHandler := connect.NewUnaryHandlerSimple(
+		VirtualServerServiceDeleteVirtualServerProcedure,
+		svc.DeleteVirtualServer,
+		connect.WithSchema(virtualServerServiceMethods.ByName("DeleteVirtualServer")),
+		connect.WithHandlerOptions(opts...),
+	)
+	return "/mcpgate.config.v1.VirtualServerService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case VirtualServerServiceListVirtualServersProcedure:
+			virtualServerServiceListVirtualServersHandler.ServeHTTP(w, r)
+		case VirtualServerServiceGetVirtualServerProcedure:
+			virtualServerServiceGetVirtualServerHandler.ServeHTTP(w, r)
+		case VirtualServerServicePutVirtualServerProcedure:
+			virtualServerServicePutVirtualServerHandler.ServeHTTP(w, r)
+		case VirtualServerServiceDeleteVirtualServerProcedure:
+			virtualServerServiceDeleteVirtualServerHandler.ServeHTTP(w, r)
+		default:
+			http.NotFound(w, r)
+		}
+	})
+}
+
+// UnimplementedVirtualServerServiceHandler returns CodeUnimplemented from all methods.
+type UnimplementedVirtualServerServiceHandler struct{}
+
+func (UnimplementedVirtualServerServiceHandler) ListVirtualServers(context.Context, *v1.ListVirtualServersRequest) (*v1.ListVirtualServersResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("mcpgate.config.v1.VirtualServerService.ListVirtualServers is not implemented"))
+}
+
+func (UnimplementedVirtualServerServiceHandler) GetVirtualServer(context.Context, *v1.GetVirtualServerRequest) (*v1.GetVirtualServerResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("mcpgate.config.v1.VirtualServerService.GetVirtualServer is not implemented"))
+}
+
+func (UnimplementedVirtualServerServiceHandler) PutVirtualServer(context.Context, *v1.PutVirtualServerRequest) (*v1.PutVirtualServerResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("mcpgate.config.v1.VirtualServerService.PutVirtualServer is not implemented"))
+}
+
+func (UnimplementedVirtualServerServiceHandler) DeleteVirtualServer(context.Context, *v1.DeleteVirtualServerRequest) (*v1.DeleteVirtualServerResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("mcpgate.config.v1.VirtualServerService.DeleteVirtualServer is not implemented"))
 }
 
 // KeyServiceClient is a client for the mcpgate.config.v1.KeyService service.

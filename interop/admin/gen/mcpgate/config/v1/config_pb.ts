@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file mcpgate/config/v1/config.proto.
  */
 export const file_mcpgate_config_v1_config: GenFile = /*@__PURE__*/
-  fileDesc("Ch5tY3BnYXRlL2NvbmZpZy92MS9jb25maWcucHJvdG8SEW1jcGdhdGUuY29uZmlnLnYxIqcFCglNY3BTZXJ2ZXISDAoEbmFtZRgBIAEoCRILCgN1cmwYAiABKAkSLwoJdHJhbnNwb3J0GAMgASgOMhwubWNwZ2F0ZS5jb25maWcudjEuVHJhbnNwb3J0Ei4KCWF1dGhfdHlwZRgEIAEoDjIbLm1jcGdhdGUuY29uZmlnLnYxLkF1dGhUeXBlEhIKCmF1dGhfdmFsdWUYBSABKAkSFgoOYXV0aF92YWx1ZV9zZXQYBiABKAgSMgoLb2F1dGgyX2Zsb3cYByABKA4yHS5tY3BnYXRlLmNvbmZpZy52MS5PQXV0aDJGbG93EhEKCWNsaWVudF9pZBgIIAEoCRIVCg1jbGllbnRfc2VjcmV0GAkgASgJEhkKEWNsaWVudF9zZWNyZXRfc2V0GAogASgIEhkKEWF1dGhvcml6YXRpb25fdXJsGAsgASgJEhEKCXRva2VuX3VybBgMIAEoCRIOCgZzY29wZXMYDSADKAkSRwoOc3RhdGljX2hlYWRlcnMYDiADKAsyLy5tY3BnYXRlLmNvbmZpZy52MS5NY3BTZXJ2ZXIuU3RhdGljSGVhZGVyc0VudHJ5EhsKE3N0YXRpY19oZWFkZXJfbmFtZXMYDyADKAkSFQoNYWxsb3dlZF90b29scxgQIAMoCRIYChBkaXNhbGxvd2VkX3Rvb2xzGBEgAygJEhMKC2Rlc2NyaXB0aW9uGBIgASgJEhYKDnJldm9jYXRpb25fdXJsGBMgASgJEg4KBmlzc3VlchgUIAEoCRIQCghyZXZpc2lvbhgVIAEoAxIfChd0b2tlbl9leGNoYW5nZV9hdWRpZW5jZRgWIAEoCRo0ChJTdGF0aWNIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKCAgoJUHJpbmNpcGFsEgwKBG5hbWUYASABKAkSLgoEa2luZBgCIAEoDjIgLm1jcGdhdGUuY29uZmlnLnYxLlByaW5jaXBhbEtpbmQSJQoEcm9sZRgDIAEoDjIXLm1jcGdhdGUuY29uZmlnLnYxLlJvbGUSDwoHc2VydmVycxgEIAMoCRIUCgxkaXNwbGF5X25hbWUYBSABKAkSEAoIcmV2aXNpb24YBiABKAMSCwoDdWlkGAcgASgJEg4KBmdyb3VwcxgIIAMoCRI6Cg9hc3NlcnRlZF9ncm91cHMYCSADKAsyIS5tY3BnYXRlLmNvbmZpZy52MS5Hcm91cEFzc2VydGlvbiJrCg5Hcm91cEFzc2VydGlvbhINCgVncm91cBgBIAEoCRIZChFpZGVudGl0eV9wcm92aWRlchgCIAEoCRIvCgthc3NlcnRfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiTQoFR3JvdXASDAoEbmFtZRgBIAEoCRIPCgdzZXJ2ZXJzGAIgAygJEhMKC2Rlc2NyaXB0aW9uGAMgASgJEhAKCHJldmlzaW9uGAQgASgDIqYCChBJZGVudGl0eVByb3ZpZGVyEgwKBG5hbWUYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJEg4KBmlzc3VlchgDIAEoCRIRCgljbGllbnRfaWQYBCABKAkSDgoGc2NvcGVzGAUgAygJEhcKD3ByaW5jaXBhbF9jbGFpbRgGIAEoCRIUCgxncm91cHNfY2xhaW0YByABKAkSFwoPYWxsb3dlZF9kb21haW5zGAggAygJEhkKEWNyZWF0ZV9wcmluY2lwYWxzGAkgASgIEhQKDHRydXN0X2lkX2phZxgKIAEoCBIZChFjbGllbnRfc2VjcmV0X3NldBgLIAEoCBIQCghyZXZpc2lvbhgMIAEoAxIVCg1jbGllbnRfc2VjcmV0GA0gASgJIoMCCgZBcGlLZXkSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIRCglwcmluY2lwYWwYAyABKAkSFgoOZGlzcGxheV9wcmVmaXgYBCABKAkSLwoLY3JlYXRlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2V4cGlyZV90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdyZXZva2VkGAcgASgIEi8KC3Jldm9rZV90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghyZXZpc2lvbhgJIAEoAyIUChJMaXN0U2VydmVyc1JlcXVlc3QiRAoTTGlzdFNlcnZlcnNSZXNwb25zZRItCgdzZXJ2ZXJzGAEgAygLMhwubWNwZ2F0ZS5jb25maWcudjEuTWNwU2VydmVyIiAKEEdldFNlcnZlclJlcXVlc3QSDAoEbmFtZRgBIAEoCSJBChFHZXRTZXJ2ZXJSZXNwb25zZRIsCgZzZXJ2ZXIYASABKAsyHC5tY3BnYXRlLmNvbmZpZy52MS5NY3BTZXJ2ZXIidAoQUHV0U2VydmVyUmVxdWVzdBIsCgZzZXJ2ZXIYASABKAsyHC5tY3BnYXRlLmNvbmZpZy52MS5NY3BTZXJ2ZXISGQoRZXhwZWN0ZWRfcmV2aXNpb24YAiABKAMSFwoPcmVwbGFjZV9zZWNyZXRzGAMgASgIIlIKEVB1dFNlcnZlclJlc3BvbnNlEiwKBnNlcnZlchgBIAEoCzIcLm1jcGdhdGUuY29uZmlnLnYxLk1jcFNlcnZlchIPCgdjaGFuZ2VkGAIgASgIIj4KE0RlbGV0ZVNlcnZlclJlcXVlc3QSDAoEbmFtZRgBIAEoCRIZChFleHBlY3RlZF9yZXZpc2lvbhgCIAEoAyIWChREZWxldGVTZXJ2ZXJSZXNwb25zZSIXChVMaXN0UHJpbmNpcGFsc1JlcXVlc3QiSgoWTGlzdFByaW5jaXBhbHNSZXNwb25zZRIwCgpwcmluY2lwYWxzGAEgAygLMhwubWNwZ2F0ZS5jb25maWcudjEuUHJpbmNpcGFsIiMKE0dldFByaW5jaXBhbFJlcXVlc3QSDAoEbmFtZRgBIAEoCSKGAQoUR2V0UHJpbmNpcGFsUmVzcG9uc2USLwoJcHJpbmNpcGFsGAEgASgLMhwubWNwZ2F0ZS5jb25maWcudjEuUHJpbmNpcGFsEj0KEWVmZmVjdGl2ZV9zZXJ2ZXJzGAIgAygLMiIubWNwZ2F0ZS5jb25maWcudjEuRWZmZWN0aXZlU2VydmVyIlIKD0VmZmVjdGl2ZVNlcnZlchIOCgZzZXJ2ZXIYASABKAkSLwoHc291cmNlcxgCIAMoCzIeLm1jcGdhdGUuY29uZmlnLnYxLkdyYW50U291cmNlImgKC0dyYW50U291cmNlEg0KBWdyb3VwGAEgASgJEhkKEWlkZW50aXR5X3Byb3ZpZGVyGAIgASgJEi8KC2Fzc2VydF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJhChNQdXRQcmluY2lwYWxSZXF1ZXN0Ei8KCXByaW5jaXBhbBgBIAEoCzIcLm1jcGdhdGUuY29uZmlnLnYxLlByaW5jaXBhbBIZChFleHBlY3RlZF9yZXZpc2lvbhgCIAEoAyJYChRQdXRQcmluY2lwYWxSZXNwb25zZRIvCglwcmluY2lwYWwYASABKAsyHC5tY3BnYXRlLmNvbmZpZy52MS5QcmluY2lwYWwSDwoHY2hhbmdlZBgCIAEoCCJBChZEZWxldGVQcmluY2lwYWxSZXF1ZXN0EgwKBG5hbWUYASABKAkSGQoRZXhwZWN0ZWRfcmV2aXNpb24YAiABKAMiGQoXRGVsZXRlUHJpbmNpcGFsUmVzcG9uc2UiEwoRTGlzdEdyb3Vwc1JlcXVlc3QiPgoSTGlzdEdyb3Vwc1Jlc3BvbnNlEigKBmdyb3VwcxgBIAMoCzIYLm1jcGdhdGUuY29uZmlnLnYxLkdyb3VwIh8KD0dldEdyb3VwUmVxdWVzdBIMCgRuYW1lGAEgASgJIkwKEEdldEdyb3VwUmVzcG9uc2USJwoFZ3JvdXAYASABKAsyGC5tY3BnYXRlLmNvbmZpZy52MS5Hcm91cBIPCgdtZW1iZXJzGAIgAygJIlUKD1B1dEdyb3VwUmVxdWVzdBInCgVncm91cBgBIAEoCzIYLm1jcGdhdGUuY29uZmlnLnYxLkdyb3VwEhkKEWV4cGVjdGVkX3JldmlzaW9uGAIgASgDIkwKEFB1dEdyb3VwUmVzcG9uc2USJwoFZ3JvdXAYASABKAsyGC5tY3BnYXRlLmNvbmZpZy52MS5Hcm91cBIPCgdjaGFuZ2VkGAIgASgIIj0KEkRlbGV0ZUdyb3VwUmVxdWVzdBIMCgRuYW1lGAEgASgJEhkKEWV4cGVjdGVkX3JldmlzaW9uGAIgASgDIhUKE0RlbGV0ZUdyb3VwUmVzcG9uc2UiJAoPTGlzdEtleXNSZXF1ZXN0EhEKCXByaW5jaXBhbBgBIAEoCSI7ChBMaXN0S2V5c1Jlc3BvbnNlEicKBGtleXMYASADKAsyGS5tY3BnYXRlLmNvbmZpZy52MS5BcGlLZXkicQoQQ3JlYXRlS2V5UmVxdWVzdBIRCglwcmluY2lwYWwYASABKAkSDAoEbmFtZRgCIAEoCRIvCgtleHBpcmVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASCwoDa2V5GAQgASgJIl0KEUNyZWF0ZUtleVJlc3BvbnNlEioKB2FwaV9rZXkYASABKAsyGS5tY3BnYXRlLmNvbmZpZy52MS5BcGlLZXkSCwoDa2V5GAIgASgJEg8KB2NyZWF0ZWQYAyABKAgiHgoQUmV2b2tlS2V5UmVxdWVzdBIKCgJpZBgBIAEoCSI/ChFSZXZva2VLZXlSZXNwb25zZRIqCgdhcGlfa2V5GAEgASgLMhkubWNwZ2F0ZS5jb25maWcudjEuQXBpS2V5Ih4KHExpc3RJZGVudGl0eVByb3ZpZGVyc1JlcXVlc3QiYAodTGlzdElkZW50aXR5UHJvdmlkZXJzUmVzcG9uc2USPwoSaWRlbnRpdHlfcHJvdmlkZXJzGAEgAygLMiMubWNwZ2F0ZS5jb25maWcudjEuSWRlbnRpdHlQcm92aWRlciIqChpHZXRJZGVudGl0eVByb3ZpZGVyUmVxdWVzdBIMCgRuYW1lGAEgASgJIl0KG0dldElkZW50aXR5UHJvdmlkZXJSZXNwb25zZRI+ChFpZGVudGl0eV9wcm92aWRlchgBIAEoCzIjLm1jcGdhdGUuY29uZmlnLnYxLklkZW50aXR5UHJvdmlkZXIidwoaUHV0SWRlbnRpdHlQcm92aWRlclJlcXVlc3QSPgoRaWRlbnRpdHlfcHJvdmlkZXIYASABKAsyIy5tY3BnYXRlLmNvbmZpZy52MS5JZGVudGl0eVByb3ZpZGVyEhkKEWV4cGVjdGVkX3JldmlzaW9uGAIgASgDIm4KG1B1dElkZW50aXR5UHJvdmlkZXJSZXNwb25zZRI+ChFpZGVudGl0eV9wcm92aWRlchgBIAEoCzIjLm1jcGdhdGUuY29uZmlnLnYxLklkZW50aXR5UHJvdmlkZXISDwoHY2hhbmdlZBgCIAEoCCJICh1EZWxldGVJZGVudGl0eVByb3ZpZGVyUmVxdWVzdBIMCgRuYW1lGAEgASgJEhkKEWV4cGVjdGVkX3JldmlzaW9uGAIgASgDIiAKHkRlbGV0ZUlkZW50aXR5UHJvdmlkZXJSZXNwb25zZSpNCglUcmFuc3BvcnQSGQoVVFJBTlNQT1JUX1VOU1BFQ0lGSUVEEAASEgoOVFJBTlNQT1JUX0hUVFAQARIRCg1UUkFOU1BPUlRfU1NFEAIq5AEKCEF1dGhUeXBlEhkKFUFVVEhfVFlQRV9VTlNQRUNJRklFRBAAEhIKDkFVVEhfVFlQRV9OT05FEAESFQoRQVVUSF9UWVBFX0FQSV9LRVkQAhIaChZBVVRIX1RZUEVfQkVBUkVSX1RPS0VOEAMSEwoPQVVUSF9UWVBFX0JBU0lDEAQSGwoXQVVUSF9UWVBFX0FVVEhPUklaQVRJT04QBRITCg9BVVRIX1RZUEVfVE9LRU4QBhIUChBBVVRIX1RZUEVfT0FVVEgyEAcSGQoVQVVUSF9UWVBFX1BBU1NUSFJPVUdIEAgqlQEKCk9BdXRoMkZsb3cSHAoYT19BVVRIMl9GTE9XX1VOU1BFQ0lGSUVEEAASIwofT19BVVRIMl9GTE9XX0FVVEhPUklaQVRJT05fQ09ERRABEiMKH09fQVVUSDJfRkxPV19DTElFTlRfQ1JFREVOVElBTFMQAhIfChtPX0FVVEgyX0ZMT1dfVE9LRU5fRVhDSEFOR0UQAypsCg1QcmluY2lwYWxLaW5kEh4KGlBSSU5DSVBBTF9LSU5EX1VOU1BFQ0lGSUVEEAASFwoTUFJJTkNJUEFMX0tJTkRfVVNFUhABEiIKHlBSSU5DSVBBTF9LSU5EX1NFUlZJQ0VfQUNDT1VOVBACKj0KBFJvbGUSFAoQUk9MRV9VTlNQRUNJRklFRBAAEg8KC1JPTEVfTUVNQkVSEAESDgoKUk9MRV9BRE1JThACMogDCg1TZXJ2ZXJTZXJ2aWNlEmEKC0xpc3RTZXJ2ZXJzEiUubWNwZ2F0ZS5jb25maWcudjEuTGlzdFNlcnZlcnNSZXF1ZXN0GiYubWNwZ2F0ZS5jb25maWcudjEuTGlzdFNlcnZlcnNSZXNwb25zZSIDkAIBElsKCUdldFNlcnZlchIjLm1jcGdhdGUuY29uZmlnLnYxLkdldFNlcnZlclJlcXVlc3QaJC5tY3BnYXRlLmNvbmZpZy52MS5HZXRTZXJ2ZXJSZXNwb25zZSIDkAIBElYKCVB1dFNlcnZlchIjLm1jcGdhdGUuY29uZmlnLnYxLlB1dFNlcnZlclJlcXVlc3QaJC5tY3BnYXRlLmNvbmZpZy52MS5QdXRTZXJ2ZXJSZXNwb25zZRJfCgxEZWxldGVTZXJ2ZXISJi5tY3BnYXRlLmNvbmZpZy52MS5EZWxldGVTZXJ2ZXJSZXF1ZXN0GicubWNwZ2F0ZS5jb25maWcudjEuRGVsZXRlU2VydmVyUmVzcG9uc2UyrwMKEFByaW5jaXBhbFNlcnZpY2USagoOTGlzdFByaW5jaXBhbHMSKC5tY3BnYXRlLmNvbmZpZy52MS5MaXN0UHJpbmNpcGFsc1JlcXVlc3QaKS5tY3BnYXRlLmNvbmZpZy52MS5MaXN0UHJpbmNpcGFsc1Jlc3BvbnNlIgOQAgESZAoMR2V0UHJpbmNpcGFsEiYubWNwZ2F0ZS5jb25maWcudjEuR2V0UHJpbmNpcGFsUmVxdWVzdBonLm1jcGdhdGUuY29uZmlnLnYxLkdldFByaW5jaXBhbFJlc3BvbnNlIgOQAgESXwoMUHV0UHJpbmNpcGFsEiYubWNwZ2F0ZS5jb25maWcudjEuUHV0UHJpbmNpcGFsUmVxdWVzdBonLm1jcGdhdGUuY29uZmlnLnYxLlB1dFByaW5jaXBhbFJlc3BvbnNlEmgKD0RlbGV0ZVByaW5jaXBhbBIpLm1jcGdhdGUuY29uZmlnLnYxLkRlbGV0ZVByaW5jaXBhbFJlcXVlc3QaKi5tY3BnYXRlLmNvbmZpZy52MS5EZWxldGVQcmluY2lwYWxSZXNwb25zZTL7AgoMR3JvdXBTZXJ2aWNlEl4KCkxpc3RHcm91cHMSJC5tY3BnYXRlLmNvbmZpZy52MS5MaXN0R3JvdXBzUmVxdWVzdBolLm1jcGdhdGUuY29uZmlnLnYxLkxpc3RHcm91cHNSZXNwb25zZSIDkAIBElgKCEdldEdyb3VwEiIubWNwZ2F0ZS5jb25maWcudjEuR2V0R3JvdXBSZXF1ZXN0GiMubWNwZ2F0ZS5jb25maWcudjEuR2V0R3JvdXBSZXNwb25zZSIDkAIBElMKCFB1dEdyb3VwEiIubWNwZ2F0ZS5jb25maWcudjEuUHV0R3JvdXBSZXF1ZXN0GiMubWNwZ2F0ZS5jb25maWcudjEuUHV0R3JvdXBSZXNwb25zZRJcCgtEZWxldGVHcm91cBIlLm1jcGdhdGUuY29uZmlnLnYxLkRlbGV0ZUdyb3VwUmVxdWVzdBomLm1jcGdhdGUuY29uZmlnLnYxLkRlbGV0ZUdyb3VwUmVzcG9uc2UylgIKCktleVNlcnZpY2USWAoITGlzdEtleXMSIi5tY3BnYXRlLmNvbmZpZy52MS5MaXN0S2V5c1JlcXVlc3QaIy5tY3BnYXRlLmNvbmZpZy52MS5MaXN0S2V5c1Jlc3BvbnNlIgOQAgESVgoJQ3JlYXRlS2V5EiMubWNwZ2F0ZS5jb25maWcudjEuQ3JlYXRlS2V5UmVxdWVzdBokLm1jcGdhdGUuY29uZmlnLnYxLkNyZWF0ZUtleVJlc3BvbnNlElYKCVJldm9rZUtleRIjLm1jcGdhdGUuY29uZmlnLnYxLlJldm9rZUtleVJlcXVlc3QaJC5tY3BnYXRlLmNvbmZpZy52MS5SZXZva2VLZXlSZXNwb25zZTKKBAoXSWRlbnRpdHlQcm92aWRlclNlcnZpY2USfwoVTGlzdElkZW50aXR5UHJvdmlkZXJzEi8ubWNwZ2F0ZS5jb25maWcudjEuTGlzdElkZW50aXR5UHJvdmlkZXJzUmVxdWVzdBowLm1jcGdhdGUuY29uZmlnLnYxLkxpc3RJZGVudGl0eVByb3ZpZGVyc1Jlc3BvbnNlIgOQAgESeQoTR2V0SWRlbnRpdHlQcm92aWRlchItLm1jcGdhdGUuY29uZmlnLnYxLkdldElkZW50aXR5UHJvdmlkZXJSZXF1ZXN0Gi4ubWNwZ2F0ZS5jb25maWcudjEuR2V0SWRlbnRpdHlQcm92aWRlclJlc3BvbnNlIgOQAgESdAoTUHV0SWRlbnRpdHlQcm92aWRlchItLm1jcGdhdGUuY29uZmlnLnYxLlB1dElkZW50aXR5UHJvdmlkZXJSZXF1ZXN0Gi4ubWNwZ2F0ZS5jb25maWcudjEuUHV0SWRlbnRpdHlQcm92aWRlclJlc3BvbnNlEn0KFkRlbGV0ZUlkZW50aXR5UHJvdmlkZXISMC5tY3BnYXRlLmNvbmZpZy52MS5EZWxldGVJZGVudGl0eVByb3ZpZGVyUmVxdWVzdBoxLm1jcGdhdGUuY29uZmlnLnYxLkRlbGV0ZUlkZW50aXR5UHJvdmlkZXJSZXNwb25zZULJAQoVY29tLm1jcGdhdGUuY29uZmlnLnYxQgtDb25maWdQcm90b1ABWj1naXRodWIuY29tL21jcGdhdGUvbWNwZ2F0ZS9hcGkvZ2VuL21jcGdhdGUvY29uZmlnL3YxO2NvbmZpZ3YxogIDTUNYqgIRTWNwZ2F0ZS5Db25maWcuVjHKAhFNY3BnYXRlXENvbmZpZ1xWMeICHU1jcGdhdGVcQ29uZmlnXFYxXEdQQk1ldGFkYXRh6gITTWNwZ2F0ZTo6Q29uZmlnOjpWMWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("Ch5tY3BnYXRlL2NvbmZpZy92MS9jb25maWcucHJvdG8SEW1jcGdhdGUuY29uZmlnLnYxIqcFCglNY3BTZXJ2ZXISDAoEbmFtZRgBIAEoCRILCgN1cmwYAiABKAkSLwoJdHJhbnNwb3J0GAMgASgOMhwubWNwZ2F0ZS5jb25maWcudjEuVHJhbnNwb3J0Ei4KCWF1dGhfdHlwZRgEIAEoDjIbLm1jcGdhdGUuY29uZmlnLnYxLkF1dGhUeXBlEhIKCmF1dGhfdmFsdWUYBSABKAkSFgoOYXV0aF92YWx1ZV9zZXQYBiABKAgSMgoLb2F1dGgyX2Zsb3cYByABKA4yHS5tY3BnYXRlLmNvbmZpZy52MS5PQXV0aDJGbG93EhEKCWNsaWVudF9pZBgIIAEoCRIVCg1jbGllbnRfc2VjcmV0GAkgASgJEhkKEWNsaWVudF9zZWNyZXRfc2V0GAogASgIEhkKEWF1dGhvcml6YXRpb25fdXJsGAsgASgJEhEKCXRva2VuX3VybBgMIAEoCRIOCgZzY29wZXMYDSADKAkSRwoOc3RhdGljX2hlYWRlcnMYDiADKAsyLy5tY3BnYXRlLmNvbmZpZy52MS5NY3BTZXJ2ZXIuU3RhdGljSGVhZGVyc0VudHJ5EhsKE3N0YXRpY19oZWFkZXJfbmFtZXMYDyADKAkSFQoNYWxsb3dlZF90b29scxgQIAMoCRIYChBkaXNhbGxvd2VkX3Rvb2xzGBEgAygJEhMKC2Rlc2NyaXB0aW9uGBIgASgJEhYKDnJldm9jYXRpb25fdXJsGBMgASgJEg4KBmlzc3VlchgUIAEoCRIQCghyZXZpc2lvbhgVIAEoAxIfChd0b2tlbl9leGNoYW5nZV9hdWRpZW5jZRgWIAEoCRo0ChJTdGF0aWNIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKCAgoJUHJpbmNpcGFsEgwKBG5hbWUYASABKAkSLgoEa2luZBgCIAEoDjIgLm1jcGdhdGUuY29uZmlnLnYxLlByaW5jaXBhbEtpbmQSJQoEcm9sZRgDIAEoDjIXLm1jcGdhdGUuY29uZmlnLnYxLlJvbGUSDwoHc2VydmVycxgEIAMoCRIUCgxkaXNwbGF5X25hbWUYBSABKAkSEAoIcmV2aXNpb24YBiABKAMSCwoDdWlkGAcgASgJEg4KBmdyb3VwcxgIIAMoCRI6Cg9hc3NlcnRlZF9ncm91cHMYCSADKAsyIS5tY3BnYXRlLmNvbmZpZy52MS5Hcm91cEFzc2VydGlvbiJrCg5Hcm91cEFzc2VydGlvbhINCgVncm91cBgBIAEoCRIZChFpZGVudGl0eV9wcm92aWRlchgCIAEoCRIvCgthc3NlcnRfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiTQoFR3JvdXASDAoEbmFtZRgBIAEoCRIPCgdzZXJ2ZXJzGAIgAygJEhMKC2Rlc2NyaXB0aW9uGAMgASgJEhAKCHJldmlzaW9uGAQgASgDIqUBCg1WaXJ0dWFsU2VydmVyEgwKBG5hbWUYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkSNwoHbWVtYmVycxgDIAMoCzImLm1jcGdhdGUuY29uZmlnLnYxLlZpcnR1YWxTZXJ2ZXJNZW1iZXISFgoOdG9vbF9zZXBhcmF0b3IYBCABKAkSDgoGc2NvcGVzGAUgAygJEhAKCHJldmlzaW9uGAYgASgDIvMBChNWaXJ0dWFsU2VydmVyTWVtYmVyEg4KBnNlcnZlchgBIAEoCRIVCg1pbmNsdWRlX3Rvb2xzGAIgAygJEhUKDWV4Y2x1ZGVfdG9vbHMYAyADKAkSRAoHcmVuYW1lcxgEIAMoCzIzLm1jcGdhdGUuY29uZmlnLnYxLlZpcnR1YWxTZXJ2ZXJNZW1iZXIuUmVuYW1lc0VudHJ5EhgKC3Rvb2xfcHJlZml4GAUgASgJSACIAQEaLgoMUmVuYW1lc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCDgoMX3Rvb2xfcHJlZml4IqYCChBJZGVudGl0eVByb3ZpZGVyEgwKBG5hbWUYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJEg4KBmlzc3VlchgDIAEoCRIRCgljbGllbnRfaWQYBCABKAkSDgoGc2NvcGVzGAUgAygJEhcKD3ByaW5jaXBhbF9jbGFpbRgGIAEoCRIUCgxncm91cHNfY2xhaW0YByABKAkSFwoPYWxsb3dlZF9kb21haW5zGAggAygJEhkKEWNyZWF0ZV9wcmluY2lwYWxzGAkgASgIEhQKDHRydXN0X2lkX2phZxgKIAEoCBIZChFjbGllbnRfc2VjcmV0X3NldBgLIAEoCBIQCghyZXZpc2lvbhgMIAEoAxIVCg1jbGllbnRfc2VjcmV0GA0gASgJIoMCCgZBcGlLZXkSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIRCglwcmluY2lwYWwYAyABKAkSFgoOZGlzcGxheV9wcmVmaXgYBCABKAkSLwoLY3JlYXRlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2V4cGlyZV90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdyZXZva2VkGAcgASgIEi8KC3Jldm9rZV90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghyZXZpc2lvbhgJIAEoAyIUChJMaXN0U2VydmVyc1JlcXVlc3QiRAoTTGlzdFNlcnZlcnNSZXNwb25zZRItCgdzZXJ2ZXJzGAEgAygLMhwubWNwZ2F0ZS5jb25maWcudjEuTWNwU2VydmVyIiAKEEdldFNlcnZlclJlcXVlc3QSDAoEbmFtZRgBIAEoCSJBChFHZXRTZXJ2ZXJSZXNwb25zZRIsCgZzZXJ2ZXIYASABKAsyHC5tY3BnYXRlLmNvbmZpZy52MS5NY3BTZXJ2ZXIidAoQUHV0U2VydmVyUmVxdWVzdBIsCgZzZXJ2ZXIYASABKAsyHC5tY3BnYXRlLmNvbmZpZy52MS5NY3BTZXJ2ZXISGQoRZXhwZWN0ZWRfcmV2aXNpb24YAiABKAMSFwoPcmVwbGFjZV9zZWNyZXRzGAMgASgIIlIKEVB1dFNlcnZlclJlc3BvbnNlEiwKBnNlcnZlchgBIAEoCzIcLm1jcGdhdGUuY29uZmlnLnYxLk1jcFNlcnZlchIPCgdjaGFuZ2VkGAIgASgIIj4KE0RlbGV0ZVNlcnZlclJlcXVlc3QSDAoEbmFtZRgBIAEoCRIZChFleHBlY3RlZF9yZXZpc2lvbhgCIAEoAyIWChREZWxldGVTZXJ2ZXJSZXNwb25zZSIXChVMaXN0UHJpbmNpcGFsc1JlcXVlc3QiSgoWTGlzdFByaW5jaXBhbHNSZXNwb25zZRIwCgpwcmluY2lwYWxzGAEgAygLMhwubWNwZ2F0ZS5jb25maWcudjEuUHJpbmNpcGFsIiMKE0dldFByaW5jaXBhbFJlcXVlc3QSDAoEbmFtZRgBIAEoCSKGAQoUR2V0UHJpbmNpcGFsUmVzcG9uc2USLwoJcHJpbmNpcGFsGAEgASgLMhwubWNwZ2F0ZS5jb25maWcudjEuUHJpbmNpcGFsEj0KEWVmZmVjdGl2ZV9zZXJ2ZXJzGAIgAygLMiIubWNwZ2F0ZS5jb25maWcudjEuRWZmZWN0aXZlU2VydmVyIlIKD0VmZmVjdGl2ZVNlcnZlchIOCgZzZXJ2ZXIYASABKAkSLwoHc291cmNlcxgCIAMoCzIeLm1jcGdhdGUuY29uZmlnLnYxLkdyYW50U291cmNlImgKC0dyYW50U291cmNlEg0KBWdyb3VwGAEgASgJEhkKEWlkZW50aXR5X3Byb3ZpZGVyGAIgASgJEi8KC2Fzc2VydF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJhChNQdXRQcmluY2lwYWxSZXF1ZXN0Ei8KCXByaW5jaXBhbBgBIAEoCzIcLm1jcGdhdGUuY29uZmlnLnYxLlByaW5jaXBhbBIZChFleHBlY3RlZF9yZXZpc2lvbhgCIAEoAyJYChRQdXRQcmluY2lwYWxSZXNwb25zZRIvCglwcmluY2lwYWwYASABKAsyHC5tY3BnYXRlLmNvbmZpZy52MS5QcmluY2lwYWwSDwoHY2hhbmdlZBgCIAEoCCJBChZEZWxldGVQcmluY2lwYWxSZXF1ZXN0EgwKBG5hbWUYASABKAkSGQoRZXhwZWN0ZWRfcmV2aXNpb24YAiABKAMiGQoXRGVsZXRlUHJpbmNpcGFsUmVzcG9uc2UiEwoRTGlzdEdyb3Vwc1JlcXVlc3QiPgoSTGlzdEdyb3Vwc1Jlc3BvbnNlEigKBmdyb3VwcxgBIAMoCzIYLm1jcGdhdGUuY29uZmlnLnYxLkdyb3VwIh8KD0dldEdyb3VwUmVxdWVzdBIMCgRuYW1lGAEgASgJIkwKEEdldEdyb3VwUmVzcG9uc2USJwoFZ3JvdXAYASABKAsyGC5tY3BnYXRlLmNvbmZpZy52MS5Hcm91cBIPCgdtZW1iZXJzGAIgAygJIlUKD1B1dEdyb3VwUmVxdWVzdBInCgVncm91cBgBIAEoCzIYLm1jcGdhdGUuY29uZmlnLnYxLkdyb3VwEhkKEWV4cGVjdGVkX3JldmlzaW9uGAIgASgDIkwKEFB1dEdyb3VwUmVzcG9uc2USJwoFZ3JvdXAYASABKAsyGC5tY3BnYXRlLmNvbmZpZy52MS5Hcm91cBIPCgdjaGFuZ2VkGAIgASgIIj0KEkRlbGV0ZUdyb3VwUmVxdWVzdBIMCgRuYW1lGAEgASgJEhkKEWV4cGVjdGVkX3JldmlzaW9uGAIgASgDIhUKE0RlbGV0ZUdyb3VwUmVzcG9uc2UiGwoZTGlzdFZpcnR1YWxTZXJ2ZXJzUmVxdWVzdCJXChpMaXN0VmlydHVhbFNlcnZlcnNSZXNwb25zZRI5Cg92aXJ0dWFsX3NlcnZlcnMYASADKAsyIC5tY3BnYXRlLmNvbmZpZy52MS5WaXJ0dWFsU2VydmVyIicKF0dldFZpcnR1YWxTZXJ2ZXJSZXF1ZXN0EgwKBG5hbWUYASABKAkiVAoYR2V0VmlydHVhbFNlcnZlclJlc3BvbnNlEjgKDnZpcnR1YWxfc2VydmVyGAEgASgLMiAubWNwZ2F0ZS5jb25maWcudjEuVmlydHVhbFNlcnZlciJuChdQdXRWaXJ0dWFsU2VydmVyUmVxdWVzdBI4Cg52aXJ0dWFsX3NlcnZlchgBIAEoCzIgLm1jcGdhdGUuY29uZmlnLnYxLlZpcnR1YWxTZXJ2ZXISGQoRZXhwZWN0ZWRfcmV2aXNpb24YAiABKAMiZQoYUHV0VmlydHVhbFNlcnZlclJlc3BvbnNlEjgKDnZpcnR1YWxfc2VydmVyGAEgASgLMiAubWNwZ2F0ZS5jb25maWcudjEuVmlydHVhbFNlcnZlchIPCgdjaGFuZ2VkGAIgASgIIkUKGkRlbGV0ZVZpcnR1YWxTZXJ2ZXJSZXF1ZXN0EgwKBG5hbWUYASABKAkSGQoRZXhwZWN0ZWRfcmV2aXNpb24YAiABKAMiHQobRGVsZXRlVmlydHVhbFNlcnZlclJlc3BvbnNlIiQKD0xpc3RLZXlzUmVxdWVzdBIRCglwcmluY2lwYWwYASABKAkiOwoQTGlzdEtleXNSZXNwb25zZRInCgRrZXlzGAEgAygLMhkubWNwZ2F0ZS5jb25maWcudjEuQXBpS2V5InEKEENyZWF0ZUtleVJlcXVlc3QSEQoJcHJpbmNpcGFsGAEgASgJEgwKBG5hbWUYAiABKAkSLwoLZXhwaXJlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEgsKA2tleRgEIAEoCSJdChFDcmVhdGVLZXlSZXNwb25zZRIqCgdhcGlfa2V5GAEgASgLMhkubWNwZ2F0ZS5jb25maWcudjEuQXBpS2V5EgsKA2tleRgCIAEoCRIPCgdjcmVhdGVkGAMgASgIIh4KEFJldm9rZUtleVJlcXVlc3QSCgoCaWQYASABKAkiPwoRUmV2b2tlS2V5UmVzcG9uc2USKgoHYXBpX2tleRgBIAEoCzIZLm1jcGdhdGUuY29uZmlnLnYxLkFwaUtleSIeChxMaXN0SWRlbnRpdHlQcm92aWRlcnNSZXF1ZXN0ImAKHUxpc3RJZGVudGl0eVByb3ZpZGVyc1Jlc3BvbnNlEj8KEmlkZW50aXR5X3Byb3ZpZGVycxgBIAMoCzIjLm1jcGdhdGUuY29uZmlnLnYxLklkZW50aXR5UHJvdmlkZXIiKgoaR2V0SWRlbnRpdHlQcm92aWRlclJlcXVlc3QSDAoEbmFtZRgBIAEoCSJdChtHZXRJZGVudGl0eVByb3ZpZGVyUmVzcG9uc2USPgoRaWRlbnRpdHlfcHJvdmlkZXIYASABKAsyIy5tY3BnYXRlLmNvbmZpZy52MS5JZGVudGl0eVByb3ZpZGVyIncKGlB1dElkZW50aXR5UHJvdmlkZXJSZXF1ZXN0Ej4KEWlkZW50aXR5X3Byb3ZpZGVyGAEgASgLMiMubWNwZ2F0ZS5jb25maWcudjEuSWRlbnRpdHlQcm92aWRlchIZChFleHBlY3RlZF9yZXZpc2lvbhgCIAEoAyJuChtQdXRJZGVudGl0eVByb3ZpZGVyUmVzcG9uc2USPgoRaWRlbnRpdHlfcHJvdmlkZXIYASABKAsyIy5tY3BnYXRlLmNvbmZpZy52MS5JZGVudGl0eVByb3ZpZGVyEg8KB2NoYW5nZWQYAiABKAgiSAodRGVsZXRlSWRlbnRpdHlQcm92aWRlclJlcXVlc3QSDAoEbmFtZRgBIAEoCRIZChFleHBlY3RlZF9yZXZpc2lvbhgCIAEoAyIgCh5EZWxldGVJZGVudGl0eVByb3ZpZGVyUmVzcG9uc2UqTQoJVHJhbnNwb3J0EhkKFVRSQU5TUE9SVF9VTlNQRUNJRklFRBAAEhIKDlRSQU5TUE9SVF9IVFRQEAESEQoNVFJBTlNQT1JUX1NTRRACKuQBCghBdXRoVHlwZRIZChVBVVRIX1RZUEVfVU5TUEVDSUZJRUQQABISCg5BVVRIX1RZUEVfTk9ORRABEhUKEUFVVEhfVFlQRV9BUElfS0VZEAISGgoWQVVUSF9UWVBFX0JFQVJFUl9UT0tFThADEhMKD0FVVEhfVFlQRV9CQVNJQxAEEhsKF0FVVEhfVFlQRV9BVVRIT1JJWkFUSU9OEAUSEwoPQVVUSF9UWVBFX1RPS0VOEAYSFAoQQVVUSF9UWVBFX09BVVRIMhAHEhkKFUFVVEhfVFlQRV9QQVNTVEhST1VHSBAIKpUBCgpPQXV0aDJGbG93EhwKGE9fQVVUSDJfRkxPV19VTlNQRUNJRklFRBAAEiMKH09fQVVUSDJfRkxPV19BVVRIT1JJWkFUSU9OX0NPREUQARIjCh9PX0FVVEgyX0ZMT1dfQ0xJRU5UX0NSRURFTlRJQUxTEAISHwobT19BVVRIMl9GTE9XX1RPS0VOX0VYQ0hBTkdFEAMqbAoNUHJpbmNpcGFsS2luZBIeChpQUklOQ0lQQUxfS0lORF9VTlNQRUNJRklFRBAAEhcKE1BSSU5DSVBBTF9LSU5EX1VTRVIQARIiCh5QUklOQ0lQQUxfS0lORF9TRVJWSUNFX0FDQ09VTlQQAio9CgRSb2xlEhQKEFJPTEVfVU5TUEVDSUZJRUQQABIPCgtST0xFX01FTUJFUhABEg4KClJPTEVfQURNSU4QAjKIAwoNU2VydmVyU2VydmljZRJhCgtMaXN0U2VydmVycxIlLm1jcGdhdGUuY29uZmlnLnYxLkxpc3RTZXJ2ZXJzUmVxdWVzdBomLm1jcGdhdGUuY29uZmlnLnYxLkxpc3RTZXJ2ZXJzUmVzcG9uc2UiA5ACARJbCglHZXRTZXJ2ZXISIy5tY3BnYXRlLmNvbmZpZy52MS5HZXRTZXJ2ZXJSZXF1ZXN0GiQubWNwZ2F0ZS5jb25maWcudjEuR2V0U2VydmVyUmVzcG9uc2UiA5ACARJWCglQdXRTZXJ2ZXISIy5tY3BnYXRlLmNvbmZpZy52MS5QdXRTZXJ2ZXJSZXF1ZXN0GiQubWNwZ2F0ZS5jb25maWcudjEuUHV0U2VydmVyUmVzcG9uc2USXwoMRGVsZXRlU2VydmVyEiYubWNwZ2F0ZS5jb25maWcudjEuRGVsZXRlU2VydmVyUmVxdWVzdBonLm1jcGdhdGUuY29uZmlnLnYxLkRlbGV0ZVNlcnZlclJlc3BvbnNlMq8DChBQcmluY2lwYWxTZXJ2aWNlEmoKDkxpc3RQcmluY2lwYWxzEigubWNwZ2F0ZS5jb25maWcudjEuTGlzdFByaW5jaXBhbHNSZXF1ZXN0GikubWNwZ2F0ZS5jb25maWcudjEuTGlzdFByaW5jaXBhbHNSZXNwb25zZSIDkAIBEmQKDEdldFByaW5jaXBhbBImLm1jcGdhdGUuY29uZmlnLnYxLkdldFByaW5jaXBhbFJlcXVlc3QaJy5tY3BnYXRlLmNvbmZpZy52MS5HZXRQcmluY2lwYWxSZXNwb25zZSIDkAIBEl8KDFB1dFByaW5jaXBhbBImLm1jcGdhdGUuY29uZmlnLnYxLlB1dFByaW5jaXBhbFJlcXVlc3QaJy5tY3BnYXRlLmNvbmZpZy52MS5QdXRQcmluY2lwYWxSZXNwb25zZRJoCg9EZWxldGVQcmluY2lwYWwSKS5tY3BnYXRlLmNvbmZpZy52MS5EZWxldGVQcmluY2lwYWxSZXF1ZXN0GioubWNwZ2F0ZS5jb25maWcudjEuRGVsZXRlUHJpbmNpcGFsUmVzcG9uc2Uy+wIKDEdyb3VwU2VydmljZRJeCgpMaXN0R3JvdXBzEiQubWNwZ2F0ZS5jb25maWcudjEuTGlzdEdyb3Vwc1JlcXVlc3QaJS5tY3BnYXRlLmNvbmZpZy52MS5MaXN0R3JvdXBzUmVzcG9uc2UiA5ACARJYCghHZXRHcm91cBIiLm1jcGdhdGUuY29uZmlnLnYxLkdldEdyb3VwUmVxdWVzdBojLm1jcGdhdGUuY29uZmlnLnYxLkdldEdyb3VwUmVzcG9uc2UiA5ACARJTCghQdXRHcm91cBIiLm1jcGdhdGUuY29uZmlnLnYxLlB1dEdyb3VwUmVxdWVzdBojLm1jcGdhdGUuY29uZmlnLnYxLlB1dEdyb3VwUmVzcG9uc2USXAoLRGVsZXRlR3JvdXASJS5tY3BnYXRlLmNvbmZpZy52MS5EZWxldGVHcm91cFJlcXVlc3QaJi5tY3BnYXRlLmNvbmZpZy52MS5EZWxldGVHcm91cFJlc3BvbnNlMuMDChRWaXJ0dWFsU2VydmVyU2VydmljZRJ2ChJMaXN0VmlydHVhbFNlcnZlcnMSLC5tY3BnYXRlLmNvbmZpZy52MS5MaXN0VmlydHVhbFNlcnZlcnNSZXF1ZXN0Gi0ubWNwZ2F0ZS5jb25maWcudjEuTGlzdFZpcnR1YWxTZXJ2ZXJzUmVzcG9uc2UiA5ACARJwChBHZXRWaXJ0dWFsU2VydmVyEioubWNwZ2F0ZS5jb25maWcudjEuR2V0VmlydHVhbFNlcnZlclJlcXVlc3QaKy5tY3BnYXRlLmNvbmZpZy52MS5HZXRWaXJ0dWFsU2VydmVyUmVzcG9uc2UiA5ACARJrChBQdXRWaXJ0dWFsU2VydmVyEioubWNwZ2F0ZS5jb25maWcudjEuUHV0VmlydHVhbFNlcnZlclJlcXVlc3QaKy5tY3BnYXRlLmNvbmZpZy52MS5QdXRWaXJ0dWFsU2VydmVyUmVzcG9uc2USdAoTRGVsZXRlVmlydHVhbFNlcnZlchItLm1jcGdhdGUuY29uZmlnLnYxLkRlbGV0ZVZpcnR1YWxTZXJ2ZXJSZXF1ZXN0Gi4ubWNwZ2F0ZS5jb25maWcudjEuRGVsZXRlVmlydHVhbFNlcnZlclJlc3BvbnNlMpYCCgpLZXlTZXJ2aWNlElgKCExpc3RLZXlzEiIubWNwZ2F0ZS5jb25maWcudjEuTGlzdEtleXNSZXF1ZXN0GiMubWNwZ2F0ZS5jb25maWcudjEuTGlzdEtleXNSZXNwb25zZSIDkAIBElYKCUNyZWF0ZUtleRIjLm1jcGdhdGUuY29uZmlnLnYxLkNyZWF0ZUtleVJlcXVlc3QaJC5tY3BnYXRlLmNvbmZpZy52MS5DcmVhdGVLZXlSZXNwb25zZRJWCglSZXZva2VLZXkSIy5tY3BnYXRlLmNvbmZpZy52MS5SZXZva2VLZXlSZXF1ZXN0GiQubWNwZ2F0ZS5jb25maWcudjEuUmV2b2tlS2V5UmVzcG9uc2UyigQKF0lkZW50aXR5UHJvdmlkZXJTZXJ2aWNlEn8KFUxpc3RJZGVudGl0eVByb3ZpZGVycxIvLm1jcGdhdGUuY29uZmlnLnYxLkxpc3RJZGVudGl0eVByb3ZpZGVyc1JlcXVlc3QaMC5tY3BnYXRlLmNvbmZpZy52MS5MaXN0SWRlbnRpdHlQcm92aWRlcnNSZXNwb25zZSIDkAIBEnkKE0dldElkZW50aXR5UHJvdmlkZXISLS5tY3BnYXRlLmNvbmZpZy52MS5HZXRJZGVudGl0eVByb3ZpZGVyUmVxdWVzdBouLm1jcGdhdGUuY29uZmlnLnYxLkdldElkZW50aXR5UHJvdmlkZXJSZXNwb25zZSIDkAIBEnQKE1B1dElkZW50aXR5UHJvdmlkZXISLS5tY3BnYXRlLmNvbmZpZy52MS5QdXRJZGVudGl0eVByb3ZpZGVyUmVxdWVzdBouLm1jcGdhdGUuY29uZmlnLnYxLlB1dElkZW50aXR5UHJvdmlkZXJSZXNwb25zZRJ9ChZEZWxldGVJZGVudGl0eVByb3ZpZGVyEjAubWNwZ2F0ZS5jb25maWcudjEuRGVsZXRlSWRlbnRpdHlQcm92aWRlclJlcXVlc3QaMS5tY3BnYXRlLmNvbmZpZy52MS5EZWxldGVJZGVudGl0eVByb3ZpZGVyUmVzcG9uc2VCyQEKFWNvbS5tY3BnYXRlLmNvbmZpZy52MUILQ29uZmlnUHJvdG9QAVo9Z2l0aHViLmNvbS9tY3BnYXRlL21jcGdhdGUvYXBpL2dlbi9tY3BnYXRlL2NvbmZpZy92MTtjb25maWd2MaICA01DWKoCEU1jcGdhdGUuQ29uZmlnLlYxygIRTWNwZ2F0ZVxDb25maWdcVjHiAh1NY3BnYXRlXENvbmZpZ1xWMVxHUEJNZXRhZGF0YeoCE01jcGdhdGU6OkNvbmZpZzo6VjFiBnByb3RvMw", [file_google_protobuf_timestamp]);
 
 /**
  * McpServer is an upstream MCP server, reachable at /<name>/mcp.
@@ -290,6 +290,109 @@ export const GroupSchema: GenMessage<Group> = /*@__PURE__*/
   messageDesc(file_mcpgate_config_v1_config, 3);
 
 /**
+ * VirtualServer is a named, curated set of servers served as one MCP
+ * server at /<name>/mcp (its name shares the servers' namespace). It is
+ * granted like a server (principals' and groups' servers name it), and a
+ * principal granted it may use its members through it. Tools and prompts
+ * are exposed as renames[upstream], else <prefix><upstream>.
+ *
+ * @generated from message mcpgate.config.v1.VirtualServer
+ */
+export type VirtualServer = Message<"mcpgate.config.v1.VirtualServer"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: string description = 2;
+   */
+  description: string;
+
+  /**
+   * @generated from field: repeated mcpgate.config.v1.VirtualServerMember members = 3;
+   */
+  members: VirtualServerMember[];
+
+  /**
+   * Joins a member's server name and upstream names in the default prefix
+   * <server><tool_separator>; empty means "__".
+   *
+   * @generated from field: string tool_separator = 4;
+   */
+  toolSeparator: string;
+
+  /**
+   * OAuth scopes of the virtual server's route (its challenge and tokens).
+   *
+   * @generated from field: repeated string scopes = 5;
+   */
+  scopes: string[];
+
+  /**
+   * etcd ModRevision of the stored object. Output only.
+   *
+   * @generated from field: int64 revision = 6;
+   */
+  revision: bigint;
+};
+
+/**
+ * Describes the message mcpgate.config.v1.VirtualServer.
+ * Use `create(VirtualServerSchema)` to create a new message.
+ */
+export const VirtualServerSchema: GenMessage<VirtualServer> = /*@__PURE__*/
+  messageDesc(file_mcpgate_config_v1_config, 4);
+
+/**
+ * VirtualServerMember is one server of a virtual server.
+ *
+ * @generated from message mcpgate.config.v1.VirtualServerMember
+ */
+export type VirtualServerMember = Message<"mcpgate.config.v1.VirtualServerMember"> & {
+  /**
+   * @generated from field: string server = 1;
+   */
+  server: string;
+
+  /**
+   * Upstream tool names: when set, only these tools are exposed.
+   *
+   * @generated from field: repeated string include_tools = 2;
+   */
+  includeTools: string[];
+
+  /**
+   * Upstream tool names never exposed.
+   *
+   * @generated from field: repeated string exclude_tools = 3;
+   */
+  excludeTools: string[];
+
+  /**
+   * Upstream tool or prompt name -> exposed name.
+   *
+   * @generated from field: map<string, string> renames = 4;
+   */
+  renames: { [key: string]: string };
+
+  /**
+   * Overrides the default prefix <server><tool_separator>; may be empty
+   * when set (upstream names exposed as they are).
+   *
+   * @generated from field: optional string tool_prefix = 5;
+   */
+  toolPrefix?: string | undefined;
+};
+
+/**
+ * Describes the message mcpgate.config.v1.VirtualServerMember.
+ * Use `create(VirtualServerMemberSchema)` to create a new message.
+ */
+export const VirtualServerMemberSchema: GenMessage<VirtualServerMember> = /*@__PURE__*/
+  messageDesc(file_mcpgate_config_v1_config, 5);
+
+/**
  * IdentityProvider is an OpenID Connect provider people sign in with (the
  * gateway is its relying party) and, when trust_id_jag is set, the issuer
  * of Identity Assertion JWT Authorization Grants the token endpoint
@@ -393,7 +496,7 @@ export type IdentityProvider = Message<"mcpgate.config.v1.IdentityProvider"> & {
  * Use `create(IdentityProviderSchema)` to create a new message.
  */
 export const IdentityProviderSchema: GenMessage<IdentityProvider> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 4);
+  messageDesc(file_mcpgate_config_v1_config, 6);
 
 /**
  * ApiKey describes a gateway API key. The key itself is shown once, at
@@ -455,7 +558,7 @@ export type ApiKey = Message<"mcpgate.config.v1.ApiKey"> & {
  * Use `create(ApiKeySchema)` to create a new message.
  */
 export const ApiKeySchema: GenMessage<ApiKey> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 5);
+  messageDesc(file_mcpgate_config_v1_config, 7);
 
 /**
  * @generated from message mcpgate.config.v1.ListServersRequest
@@ -468,7 +571,7 @@ export type ListServersRequest = Message<"mcpgate.config.v1.ListServersRequest">
  * Use `create(ListServersRequestSchema)` to create a new message.
  */
 export const ListServersRequestSchema: GenMessage<ListServersRequest> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 6);
+  messageDesc(file_mcpgate_config_v1_config, 8);
 
 /**
  * @generated from message mcpgate.config.v1.ListServersResponse
@@ -485,7 +588,7 @@ export type ListServersResponse = Message<"mcpgate.config.v1.ListServersResponse
  * Use `create(ListServersResponseSchema)` to create a new message.
  */
 export const ListServersResponseSchema: GenMessage<ListServersResponse> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 7);
+  messageDesc(file_mcpgate_config_v1_config, 9);
 
 /**
  * @generated from message mcpgate.config.v1.GetServerRequest
@@ -502,7 +605,7 @@ export type GetServerRequest = Message<"mcpgate.config.v1.GetServerRequest"> & {
  * Use `create(GetServerRequestSchema)` to create a new message.
  */
 export const GetServerRequestSchema: GenMessage<GetServerRequest> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 8);
+  messageDesc(file_mcpgate_config_v1_config, 10);
 
 /**
  * @generated from message mcpgate.config.v1.GetServerResponse
@@ -519,7 +622,7 @@ export type GetServerResponse = Message<"mcpgate.config.v1.GetServerResponse"> &
  * Use `create(GetServerResponseSchema)` to create a new message.
  */
 export const GetServerResponseSchema: GenMessage<GetServerResponse> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 9);
+  messageDesc(file_mcpgate_config_v1_config, 11);
 
 /**
  * @generated from message mcpgate.config.v1.PutServerRequest
@@ -550,7 +653,7 @@ export type PutServerRequest = Message<"mcpgate.config.v1.PutServerRequest"> & {
  * Use `create(PutServerRequestSchema)` to create a new message.
  */
 export const PutServerRequestSchema: GenMessage<PutServerRequest> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 10);
+  messageDesc(file_mcpgate_config_v1_config, 12);
 
 /**
  * @generated from message mcpgate.config.v1.PutServerResponse
@@ -574,7 +677,7 @@ export type PutServerResponse = Message<"mcpgate.config.v1.PutServerResponse"> &
  * Use `create(PutServerResponseSchema)` to create a new message.
  */
 export const PutServerResponseSchema: GenMessage<PutServerResponse> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 11);
+  messageDesc(file_mcpgate_config_v1_config, 13);
 
 /**
  * @generated from message mcpgate.config.v1.DeleteServerRequest
@@ -596,7 +699,7 @@ export type DeleteServerRequest = Message<"mcpgate.config.v1.DeleteServerRequest
  * Use `create(DeleteServerRequestSchema)` to create a new message.
  */
 export const DeleteServerRequestSchema: GenMessage<DeleteServerRequest> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 12);
+  messageDesc(file_mcpgate_config_v1_config, 14);
 
 /**
  * @generated from message mcpgate.config.v1.DeleteServerResponse
@@ -609,7 +712,7 @@ export type DeleteServerResponse = Message<"mcpgate.config.v1.DeleteServerRespon
  * Use `create(DeleteServerResponseSchema)` to create a new message.
  */
 export const DeleteServerResponseSchema: GenMessage<DeleteServerResponse> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 13);
+  messageDesc(file_mcpgate_config_v1_config, 15);
 
 /**
  * @generated from message mcpgate.config.v1.ListPrincipalsRequest
@@ -622,7 +725,7 @@ export type ListPrincipalsRequest = Message<"mcpgate.config.v1.ListPrincipalsReq
  * Use `create(ListPrincipalsRequestSchema)` to create a new message.
  */
 export const ListPrincipalsRequestSchema: GenMessage<ListPrincipalsRequest> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 14);
+  messageDesc(file_mcpgate_config_v1_config, 16);
 
 /**
  * @generated from message mcpgate.config.v1.ListPrincipalsResponse
@@ -639,7 +742,7 @@ export type ListPrincipalsResponse = Message<"mcpgate.config.v1.ListPrincipalsRe
  * Use `create(ListPrincipalsResponseSchema)` to create a new message.
  */
 export const ListPrincipalsResponseSchema: GenMessage<ListPrincipalsResponse> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 15);
+  messageDesc(file_mcpgate_config_v1_config, 17);
 
 /**
  * @generated from message mcpgate.config.v1.GetPrincipalRequest
@@ -656,7 +759,7 @@ export type GetPrincipalRequest = Message<"mcpgate.config.v1.GetPrincipalRequest
  * Use `create(GetPrincipalRequestSchema)` to create a new message.
  */
 export const GetPrincipalRequestSchema: GenMessage<GetPrincipalRequest> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 16);
+  messageDesc(file_mcpgate_config_v1_config, 18);
 
 /**
  * @generated from message mcpgate.config.v1.GetPrincipalResponse
@@ -681,7 +784,7 @@ export type GetPrincipalResponse = Message<"mcpgate.config.v1.GetPrincipalRespon
  * Use `create(GetPrincipalResponseSchema)` to create a new message.
  */
 export const GetPrincipalResponseSchema: GenMessage<GetPrincipalResponse> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 17);
+  messageDesc(file_mcpgate_config_v1_config, 19);
 
 /**
  * EffectiveServer is one server a principal may use and its sources.
@@ -707,7 +810,7 @@ export type EffectiveServer = Message<"mcpgate.config.v1.EffectiveServer"> & {
  * Use `create(EffectiveServerSchema)` to create a new message.
  */
 export const EffectiveServerSchema: GenMessage<EffectiveServer> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 18);
+  messageDesc(file_mcpgate_config_v1_config, 20);
 
 /**
  * GrantSource says why a principal may use a server.
@@ -743,7 +846,7 @@ export type GrantSource = Message<"mcpgate.config.v1.GrantSource"> & {
  * Use `create(GrantSourceSchema)` to create a new message.
  */
 export const GrantSourceSchema: GenMessage<GrantSource> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 19);
+  messageDesc(file_mcpgate_config_v1_config, 21);
 
 /**
  * @generated from message mcpgate.config.v1.PutPrincipalRequest
@@ -765,7 +868,7 @@ export type PutPrincipalRequest = Message<"mcpgate.config.v1.PutPrincipalRequest
  * Use `create(PutPrincipalRequestSchema)` to create a new message.
  */
 export const PutPrincipalRequestSchema: GenMessage<PutPrincipalRequest> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 20);
+  messageDesc(file_mcpgate_config_v1_config, 22);
 
 /**
  * @generated from message mcpgate.config.v1.PutPrincipalResponse
@@ -787,7 +890,7 @@ export type PutPrincipalResponse = Message<"mcpgate.config.v1.PutPrincipalRespon
  * Use `create(PutPrincipalResponseSchema)` to create a new message.
  */
 export const PutPrincipalResponseSchema: GenMessage<PutPrincipalResponse> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 21);
+  messageDesc(file_mcpgate_config_v1_config, 23);
 
 /**
  * @generated from message mcpgate.config.v1.DeletePrincipalRequest
@@ -809,7 +912,7 @@ export type DeletePrincipalRequest = Message<"mcpgate.config.v1.DeletePrincipalR
  * Use `create(DeletePrincipalRequestSchema)` to create a new message.
  */
 export const DeletePrincipalRequestSchema: GenMessage<DeletePrincipalRequest> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 22);
+  messageDesc(file_mcpgate_config_v1_config, 24);
 
 /**
  * @generated from message mcpgate.config.v1.DeletePrincipalResponse
@@ -822,7 +925,7 @@ export type DeletePrincipalResponse = Message<"mcpgate.config.v1.DeletePrincipal
  * Use `create(DeletePrincipalResponseSchema)` to create a new message.
  */
 export const DeletePrincipalResponseSchema: GenMessage<DeletePrincipalResponse> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 23);
+  messageDesc(file_mcpgate_config_v1_config, 25);
 
 /**
  * @generated from message mcpgate.config.v1.ListGroupsRequest
@@ -835,7 +938,7 @@ export type ListGroupsRequest = Message<"mcpgate.config.v1.ListGroupsRequest"> &
  * Use `create(ListGroupsRequestSchema)` to create a new message.
  */
 export const ListGroupsRequestSchema: GenMessage<ListGroupsRequest> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 24);
+  messageDesc(file_mcpgate_config_v1_config, 26);
 
 /**
  * @generated from message mcpgate.config.v1.ListGroupsResponse
@@ -852,7 +955,7 @@ export type ListGroupsResponse = Message<"mcpgate.config.v1.ListGroupsResponse">
  * Use `create(ListGroupsResponseSchema)` to create a new message.
  */
 export const ListGroupsResponseSchema: GenMessage<ListGroupsResponse> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 25);
+  messageDesc(file_mcpgate_config_v1_config, 27);
 
 /**
  * @generated from message mcpgate.config.v1.GetGroupRequest
@@ -869,7 +972,7 @@ export type GetGroupRequest = Message<"mcpgate.config.v1.GetGroupRequest"> & {
  * Use `create(GetGroupRequestSchema)` to create a new message.
  */
 export const GetGroupRequestSchema: GenMessage<GetGroupRequest> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 26);
+  messageDesc(file_mcpgate_config_v1_config, 28);
 
 /**
  * @generated from message mcpgate.config.v1.GetGroupResponse
@@ -894,7 +997,7 @@ export type GetGroupResponse = Message<"mcpgate.config.v1.GetGroupResponse"> & {
  * Use `create(GetGroupResponseSchema)` to create a new message.
  */
 export const GetGroupResponseSchema: GenMessage<GetGroupResponse> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 27);
+  messageDesc(file_mcpgate_config_v1_config, 29);
 
 /**
  * @generated from message mcpgate.config.v1.PutGroupRequest
@@ -916,7 +1019,7 @@ export type PutGroupRequest = Message<"mcpgate.config.v1.PutGroupRequest"> & {
  * Use `create(PutGroupRequestSchema)` to create a new message.
  */
 export const PutGroupRequestSchema: GenMessage<PutGroupRequest> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 28);
+  messageDesc(file_mcpgate_config_v1_config, 30);
 
 /**
  * @generated from message mcpgate.config.v1.PutGroupResponse
@@ -938,7 +1041,7 @@ export type PutGroupResponse = Message<"mcpgate.config.v1.PutGroupResponse"> & {
  * Use `create(PutGroupResponseSchema)` to create a new message.
  */
 export const PutGroupResponseSchema: GenMessage<PutGroupResponse> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 29);
+  messageDesc(file_mcpgate_config_v1_config, 31);
 
 /**
  * @generated from message mcpgate.config.v1.DeleteGroupRequest
@@ -960,7 +1063,7 @@ export type DeleteGroupRequest = Message<"mcpgate.config.v1.DeleteGroupRequest">
  * Use `create(DeleteGroupRequestSchema)` to create a new message.
  */
 export const DeleteGroupRequestSchema: GenMessage<DeleteGroupRequest> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 30);
+  messageDesc(file_mcpgate_config_v1_config, 32);
 
 /**
  * @generated from message mcpgate.config.v1.DeleteGroupResponse
@@ -973,7 +1076,154 @@ export type DeleteGroupResponse = Message<"mcpgate.config.v1.DeleteGroupResponse
  * Use `create(DeleteGroupResponseSchema)` to create a new message.
  */
 export const DeleteGroupResponseSchema: GenMessage<DeleteGroupResponse> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 31);
+  messageDesc(file_mcpgate_config_v1_config, 33);
+
+/**
+ * @generated from message mcpgate.config.v1.ListVirtualServersRequest
+ */
+export type ListVirtualServersRequest = Message<"mcpgate.config.v1.ListVirtualServersRequest"> & {
+};
+
+/**
+ * Describes the message mcpgate.config.v1.ListVirtualServersRequest.
+ * Use `create(ListVirtualServersRequestSchema)` to create a new message.
+ */
+export const ListVirtualServersRequestSchema: GenMessage<ListVirtualServersRequest> = /*@__PURE__*/
+  messageDesc(file_mcpgate_config_v1_config, 34);
+
+/**
+ * @generated from message mcpgate.config.v1.ListVirtualServersResponse
+ */
+export type ListVirtualServersResponse = Message<"mcpgate.config.v1.ListVirtualServersResponse"> & {
+  /**
+   * @generated from field: repeated mcpgate.config.v1.VirtualServer virtual_servers = 1;
+   */
+  virtualServers: VirtualServer[];
+};
+
+/**
+ * Describes the message mcpgate.config.v1.ListVirtualServersResponse.
+ * Use `create(ListVirtualServersResponseSchema)` to create a new message.
+ */
+export const ListVirtualServersResponseSchema: GenMessage<ListVirtualServersResponse> = /*@__PURE__*/
+  messageDesc(file_mcpgate_config_v1_config, 35);
+
+/**
+ * @generated from message mcpgate.config.v1.GetVirtualServerRequest
+ */
+export type GetVirtualServerRequest = Message<"mcpgate.config.v1.GetVirtualServerRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message mcpgate.config.v1.GetVirtualServerRequest.
+ * Use `create(GetVirtualServerRequestSchema)` to create a new message.
+ */
+export const GetVirtualServerRequestSchema: GenMessage<GetVirtualServerRequest> = /*@__PURE__*/
+  messageDesc(file_mcpgate_config_v1_config, 36);
+
+/**
+ * @generated from message mcpgate.config.v1.GetVirtualServerResponse
+ */
+export type GetVirtualServerResponse = Message<"mcpgate.config.v1.GetVirtualServerResponse"> & {
+  /**
+   * @generated from field: mcpgate.config.v1.VirtualServer virtual_server = 1;
+   */
+  virtualServer?: VirtualServer | undefined;
+};
+
+/**
+ * Describes the message mcpgate.config.v1.GetVirtualServerResponse.
+ * Use `create(GetVirtualServerResponseSchema)` to create a new message.
+ */
+export const GetVirtualServerResponseSchema: GenMessage<GetVirtualServerResponse> = /*@__PURE__*/
+  messageDesc(file_mcpgate_config_v1_config, 37);
+
+/**
+ * @generated from message mcpgate.config.v1.PutVirtualServerRequest
+ */
+export type PutVirtualServerRequest = Message<"mcpgate.config.v1.PutVirtualServerRequest"> & {
+  /**
+   * @generated from field: mcpgate.config.v1.VirtualServer virtual_server = 1;
+   */
+  virtualServer?: VirtualServer | undefined;
+
+  /**
+   * 0 creates; otherwise the revision last read (compare-and-swap).
+   *
+   * @generated from field: int64 expected_revision = 2;
+   */
+  expectedRevision: bigint;
+};
+
+/**
+ * Describes the message mcpgate.config.v1.PutVirtualServerRequest.
+ * Use `create(PutVirtualServerRequestSchema)` to create a new message.
+ */
+export const PutVirtualServerRequestSchema: GenMessage<PutVirtualServerRequest> = /*@__PURE__*/
+  messageDesc(file_mcpgate_config_v1_config, 38);
+
+/**
+ * @generated from message mcpgate.config.v1.PutVirtualServerResponse
+ */
+export type PutVirtualServerResponse = Message<"mcpgate.config.v1.PutVirtualServerResponse"> & {
+  /**
+   * @generated from field: mcpgate.config.v1.VirtualServer virtual_server = 1;
+   */
+  virtualServer?: VirtualServer | undefined;
+
+  /**
+   * False when the stored object already equalled the request.
+   *
+   * @generated from field: bool changed = 2;
+   */
+  changed: boolean;
+};
+
+/**
+ * Describes the message mcpgate.config.v1.PutVirtualServerResponse.
+ * Use `create(PutVirtualServerResponseSchema)` to create a new message.
+ */
+export const PutVirtualServerResponseSchema: GenMessage<PutVirtualServerResponse> = /*@__PURE__*/
+  messageDesc(file_mcpgate_config_v1_config, 39);
+
+/**
+ * @generated from message mcpgate.config.v1.DeleteVirtualServerRequest
+ */
+export type DeleteVirtualServerRequest = Message<"mcpgate.config.v1.DeleteVirtualServerRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: int64 expected_revision = 2;
+   */
+  expectedRevision: bigint;
+};
+
+/**
+ * Describes the message mcpgate.config.v1.DeleteVirtualServerRequest.
+ * Use `create(DeleteVirtualServerRequestSchema)` to create a new message.
+ */
+export const DeleteVirtualServerRequestSchema: GenMessage<DeleteVirtualServerRequest> = /*@__PURE__*/
+  messageDesc(file_mcpgate_config_v1_config, 40);
+
+/**
+ * @generated from message mcpgate.config.v1.DeleteVirtualServerResponse
+ */
+export type DeleteVirtualServerResponse = Message<"mcpgate.config.v1.DeleteVirtualServerResponse"> & {
+};
+
+/**
+ * Describes the message mcpgate.config.v1.DeleteVirtualServerResponse.
+ * Use `create(DeleteVirtualServerResponseSchema)` to create a new message.
+ */
+export const DeleteVirtualServerResponseSchema: GenMessage<DeleteVirtualServerResponse> = /*@__PURE__*/
+  messageDesc(file_mcpgate_config_v1_config, 41);
 
 /**
  * @generated from message mcpgate.config.v1.ListKeysRequest
@@ -992,7 +1242,7 @@ export type ListKeysRequest = Message<"mcpgate.config.v1.ListKeysRequest"> & {
  * Use `create(ListKeysRequestSchema)` to create a new message.
  */
 export const ListKeysRequestSchema: GenMessage<ListKeysRequest> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 32);
+  messageDesc(file_mcpgate_config_v1_config, 42);
 
 /**
  * @generated from message mcpgate.config.v1.ListKeysResponse
@@ -1009,7 +1259,7 @@ export type ListKeysResponse = Message<"mcpgate.config.v1.ListKeysResponse"> & {
  * Use `create(ListKeysResponseSchema)` to create a new message.
  */
 export const ListKeysResponseSchema: GenMessage<ListKeysResponse> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 33);
+  messageDesc(file_mcpgate_config_v1_config, 43);
 
 /**
  * @generated from message mcpgate.config.v1.CreateKeyRequest
@@ -1043,7 +1293,7 @@ export type CreateKeyRequest = Message<"mcpgate.config.v1.CreateKeyRequest"> & {
  * Use `create(CreateKeyRequestSchema)` to create a new message.
  */
 export const CreateKeyRequestSchema: GenMessage<CreateKeyRequest> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 34);
+  messageDesc(file_mcpgate_config_v1_config, 44);
 
 /**
  * @generated from message mcpgate.config.v1.CreateKeyResponse
@@ -1074,7 +1324,7 @@ export type CreateKeyResponse = Message<"mcpgate.config.v1.CreateKeyResponse"> &
  * Use `create(CreateKeyResponseSchema)` to create a new message.
  */
 export const CreateKeyResponseSchema: GenMessage<CreateKeyResponse> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 35);
+  messageDesc(file_mcpgate_config_v1_config, 45);
 
 /**
  * @generated from message mcpgate.config.v1.RevokeKeyRequest
@@ -1093,7 +1343,7 @@ export type RevokeKeyRequest = Message<"mcpgate.config.v1.RevokeKeyRequest"> & {
  * Use `create(RevokeKeyRequestSchema)` to create a new message.
  */
 export const RevokeKeyRequestSchema: GenMessage<RevokeKeyRequest> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 36);
+  messageDesc(file_mcpgate_config_v1_config, 46);
 
 /**
  * @generated from message mcpgate.config.v1.RevokeKeyResponse
@@ -1110,7 +1360,7 @@ export type RevokeKeyResponse = Message<"mcpgate.config.v1.RevokeKeyResponse"> &
  * Use `create(RevokeKeyResponseSchema)` to create a new message.
  */
 export const RevokeKeyResponseSchema: GenMessage<RevokeKeyResponse> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 37);
+  messageDesc(file_mcpgate_config_v1_config, 47);
 
 /**
  * @generated from message mcpgate.config.v1.ListIdentityProvidersRequest
@@ -1123,7 +1373,7 @@ export type ListIdentityProvidersRequest = Message<"mcpgate.config.v1.ListIdenti
  * Use `create(ListIdentityProvidersRequestSchema)` to create a new message.
  */
 export const ListIdentityProvidersRequestSchema: GenMessage<ListIdentityProvidersRequest> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 38);
+  messageDesc(file_mcpgate_config_v1_config, 48);
 
 /**
  * @generated from message mcpgate.config.v1.ListIdentityProvidersResponse
@@ -1140,7 +1390,7 @@ export type ListIdentityProvidersResponse = Message<"mcpgate.config.v1.ListIdent
  * Use `create(ListIdentityProvidersResponseSchema)` to create a new message.
  */
 export const ListIdentityProvidersResponseSchema: GenMessage<ListIdentityProvidersResponse> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 39);
+  messageDesc(file_mcpgate_config_v1_config, 49);
 
 /**
  * @generated from message mcpgate.config.v1.GetIdentityProviderRequest
@@ -1157,7 +1407,7 @@ export type GetIdentityProviderRequest = Message<"mcpgate.config.v1.GetIdentityP
  * Use `create(GetIdentityProviderRequestSchema)` to create a new message.
  */
 export const GetIdentityProviderRequestSchema: GenMessage<GetIdentityProviderRequest> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 40);
+  messageDesc(file_mcpgate_config_v1_config, 50);
 
 /**
  * @generated from message mcpgate.config.v1.GetIdentityProviderResponse
@@ -1174,7 +1424,7 @@ export type GetIdentityProviderResponse = Message<"mcpgate.config.v1.GetIdentity
  * Use `create(GetIdentityProviderResponseSchema)` to create a new message.
  */
 export const GetIdentityProviderResponseSchema: GenMessage<GetIdentityProviderResponse> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 41);
+  messageDesc(file_mcpgate_config_v1_config, 51);
 
 /**
  * @generated from message mcpgate.config.v1.PutIdentityProviderRequest
@@ -1198,7 +1448,7 @@ export type PutIdentityProviderRequest = Message<"mcpgate.config.v1.PutIdentityP
  * Use `create(PutIdentityProviderRequestSchema)` to create a new message.
  */
 export const PutIdentityProviderRequestSchema: GenMessage<PutIdentityProviderRequest> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 42);
+  messageDesc(file_mcpgate_config_v1_config, 52);
 
 /**
  * @generated from message mcpgate.config.v1.PutIdentityProviderResponse
@@ -1220,7 +1470,7 @@ export type PutIdentityProviderResponse = Message<"mcpgate.config.v1.PutIdentity
  * Use `create(PutIdentityProviderResponseSchema)` to create a new message.
  */
 export const PutIdentityProviderResponseSchema: GenMessage<PutIdentityProviderResponse> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 43);
+  messageDesc(file_mcpgate_config_v1_config, 53);
 
 /**
  * @generated from message mcpgate.config.v1.DeleteIdentityProviderRequest
@@ -1242,7 +1492,7 @@ export type DeleteIdentityProviderRequest = Message<"mcpgate.config.v1.DeleteIde
  * Use `create(DeleteIdentityProviderRequestSchema)` to create a new message.
  */
 export const DeleteIdentityProviderRequestSchema: GenMessage<DeleteIdentityProviderRequest> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 44);
+  messageDesc(file_mcpgate_config_v1_config, 54);
 
 /**
  * @generated from message mcpgate.config.v1.DeleteIdentityProviderResponse
@@ -1255,7 +1505,7 @@ export type DeleteIdentityProviderResponse = Message<"mcpgate.config.v1.DeleteId
  * Use `create(DeleteIdentityProviderResponseSchema)` to create a new message.
  */
 export const DeleteIdentityProviderResponseSchema: GenMessage<DeleteIdentityProviderResponse> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 45);
+  messageDesc(file_mcpgate_config_v1_config, 55);
 
 /**
  * Transport is how the gateway talks to an upstream MCP server.
@@ -1591,6 +1841,50 @@ export const GroupService: GenService<{
   serviceDesc(file_mcpgate_config_v1_config, 2);
 
 /**
+ * VirtualServerService manages virtual servers.
+ *
+ * @generated from service mcpgate.config.v1.VirtualServerService
+ */
+export const VirtualServerService: GenService<{
+  /**
+   * @generated from rpc mcpgate.config.v1.VirtualServerService.ListVirtualServers
+   */
+  listVirtualServers: {
+    methodKind: "unary";
+    input: typeof ListVirtualServersRequestSchema;
+    output: typeof ListVirtualServersResponseSchema;
+  },
+  /**
+   * @generated from rpc mcpgate.config.v1.VirtualServerService.GetVirtualServer
+   */
+  getVirtualServer: {
+    methodKind: "unary";
+    input: typeof GetVirtualServerRequestSchema;
+    output: typeof GetVirtualServerResponseSchema;
+  },
+  /**
+   * PutVirtualServer creates (expected_revision 0) or replaces a virtual
+   * server.
+   *
+   * @generated from rpc mcpgate.config.v1.VirtualServerService.PutVirtualServer
+   */
+  putVirtualServer: {
+    methodKind: "unary";
+    input: typeof PutVirtualServerRequestSchema;
+    output: typeof PutVirtualServerResponseSchema;
+  },
+  /**
+   * @generated from rpc mcpgate.config.v1.VirtualServerService.DeleteVirtualServer
+   */
+  deleteVirtualServer: {
+    methodKind: "unary";
+    input: typeof DeleteVirtualServerRequestSchema;
+    output: typeof DeleteVirtualServerResponseSchema;
+  },
+}> = /*@__PURE__*/
+  serviceDesc(file_mcpgate_config_v1_config, 3);
+
+/**
  * KeyService manages gateway API keys.
  *
  * @generated from service mcpgate.config.v1.KeyService
@@ -1623,7 +1917,7 @@ export const KeyService: GenService<{
     output: typeof RevokeKeyResponseSchema;
   },
 }> = /*@__PURE__*/
-  serviceDesc(file_mcpgate_config_v1_config, 3);
+  serviceDesc(file_mcpgate_config_v1_config, 4);
 
 /**
  * IdentityProviderService manages the OpenID providers people sign in
@@ -1668,5 +1962,5 @@ export const IdentityProviderService: GenService<{
     output: typeof DeleteIdentityProviderResponseSchema;
   },
 }> = /*@__PURE__*/
-  serviceDesc(file_mcpgate_config_v1_config, 4);
+  serviceDesc(file_mcpgate_config_v1_config, 5);
 
