@@ -719,8 +719,11 @@ func (p *Proxy) routed(w http.ResponseWriter, r *http.Request, ac *aggCall, m *a
 		return
 	case authorizev1.Decision_DECISION_DENY:
 		// One member's policy refuses this call: a JSON-RPC error, not a
-		// 403 that would look like the whole aggregate refused.
-		writeRPCError(w, id, -32003, "forbidden")
+		// 403 that would look like the whole aggregate refused. Not the
+		// gateway's -32003 either: the Go SDK reads that code as its own
+		// "client is closing". -32602, as for a name the principal
+		// cannot see.
+		writeRPCError(w, id, -32602, "Not allowed")
 		return
 	default:
 		writeRPCError(w, id, -32602, "Unknown tool")

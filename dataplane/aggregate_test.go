@@ -356,10 +356,10 @@ func TestAggregateSDK(t *testing.T) {
 		t.Fatalf("echo__echo: %v %v", res, err)
 	}
 	// Policy still applies, on the upstream name.
-	if _, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "echo__secret", Arguments: map[string]any{}}); err == nil {
-		t.Errorf("echo__secret allowed")
-	}
 	var rpcErr *jsonrpc.Error
+	if _, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "echo__secret", Arguments: map[string]any{}}); !errors.As(err, &rpcErr) || rpcErr.Code != -32602 || rpcErr.Message != "Not allowed" {
+		t.Errorf("echo__secret: %v, want -32602 Not allowed", err)
+	}
 	if _, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "nobody__x", Arguments: map[string]any{}}); !errors.As(err, &rpcErr) || rpcErr.Code != -32602 {
 		t.Errorf("unknown tool: %v", err)
 	}
