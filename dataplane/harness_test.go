@@ -45,6 +45,7 @@ type fakeCP struct {
 
 	mu        sync.Mutex
 	routes    map[string]*route
+	virtuals  map[string][]aggDef // aggregate routes besides the root "" (aggregate_test.go)
 	keys      []*authorizev1.SessionKey
 	requests  []*authorizev1.AuthorizeRequest
 	reports   []*authorizev1.ReportUpstreamUnauthorizedRequest
@@ -116,6 +117,9 @@ func (f *fakeCP) Authorize(ctx context.Context, req *authorizev1.AuthorizeReques
 	case "mcpg_slow":
 		<-ctx.Done()
 		return nil, connect.NewError(connect.CodeDeadlineExceeded, ctx.Err())
+	}
+	if res, ok := f.authorizeAggregate(ctx, req); ok {
+		return res, nil
 	}
 	if rt == nil {
 		return &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_NOT_FOUND, Reason: "unknown route"}, nil

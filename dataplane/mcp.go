@@ -68,6 +68,7 @@ func (p *Proxy) serveMCP(w http.ResponseWriter, r *http.Request, route string) {
 		HttpMethod:    r.Method,
 		ClientAddress: clientIP(r),
 		PublicBaseUrl: p.publicBase,
+		RootAggregate: route == "",
 	}
 
 	presented := creds.GetApiKey() != "" || creds.GetBearerToken() != ""
@@ -156,6 +157,20 @@ func (p *Proxy) serveMCP(w http.ResponseWriter, r *http.Request, route string) {
 		}
 		req := proto.CloneOf(base)
 		req.JsonrpcMethod, req.ToolName = c.Method, c.Tool
+		if !parsed.Batch {
+			// The names policy and aggregates resolve (the exposed name, on
+			// an aggregate route).
+			switch f := parsed.First; c.Method {
+			case "prompts/get":
+				if f.HasName {
+					req.PromptName = f.Name
+				}
+			case "resources/read":
+				if f.HasURI {
+					req.ResourceUri = f.URI
+				}
+			}
+		}
 		res, err = p.authorize(actx, req)
 		if err != nil || res.GetDecision() != authorizev1.Decision_DECISION_ALLOW {
 			decided = c
@@ -181,6 +196,11 @@ func (p *Proxy) serveMCP(w http.ResponseWriter, r *http.Request, route string) {
 	}
 	if r.Method == http.MethodPost && !headersMatchBody(r.Header, parsed) {
 		writeFixed(w, http.StatusBadRequest, withID(rpcHeaderMismatch, parsed.ID))
+		return
+	}
+
+	if res.GetAggregate() != nil {
+		p.serveAggregate(w, r, log, route, res, base, parsed)
 		return
 	}
 
@@ -644,13 +664,9 @@ func (p *Proxy) upstreamUnauthorized(w http.ResponseWriter, r *http.Request, log
 		writeFixed(w, http.StatusBadGateway, withID(rpcUpstreamRefused, f.id))
 		return
 	}
+	p.reportUnauthorized(ctx, f.route, f.principal, log)
 	cctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
-	if _, err := call(cctx, p.cp, func(ctx context.Context, c authorizev1connect.AuthorizeServiceClient) (*authorizev1.ReportUpstreamUnauthorizedResponse, error) {
-		return c.ReportUpstreamUnauthorized(ctx, &authorizev1.ReportUpstreamUnauthorizedRequest{Route: f.route, Principal: f.principal})
-	}); err != nil {
-		log.WarnContext(ctx, "report upstream unauthorized failed", slog.String("code", codeOf(err)))
-	}
 	d, err := p.describe(cctx, f.route)
 	switch {
 	case err != nil:
@@ -660,6 +676,18 @@ func (p *Proxy) upstreamUnauthorized(w http.ResponseWriter, r *http.Request, log
 	default:
 		log.InfoContext(ctx, "upstream grant rejected; challenging")
 		writeResponse(w, challenge(p.prmURL(f.route), d.GetScopes(), "", "").withID(f.id))
+	}
+}
+
+// reportUnauthorized tells the control plane that server refused
+// principal's vault grant.
+func (p *Proxy) reportUnauthorized(ctx context.Context, server, principal string, log *slog.Logger) {
+	cctx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
+	if _, err := call(cctx, p.cp, func(ctx context.Context, c authorizev1connect.AuthorizeServiceClient) (*authorizev1.ReportUpstreamUnauthorizedResponse, error) {
+		return c.ReportUpstreamUnauthorized(ctx, &authorizev1.ReportUpstreamUnauthorizedRequest{Route: server, Principal: principal})
+	}); err != nil {
+		log.WarnContext(ctx, "report upstream unauthorized failed", slog.String("code", codeOf(err)))
 	}
 }
 

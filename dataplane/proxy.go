@@ -92,6 +92,8 @@ type Proxy struct {
 	relayClient    *http.Client
 	metrics        *metrics.DataPlane
 	audit          *audit.Logger
+	members        memberTransport // aggregate routes' members
+	reopened       *sessionMap     // aggregate members reopened by this process
 }
 
 // New validates cfg and returns a Proxy. Call Run to keep its session keys
@@ -172,6 +174,8 @@ func New(cfg Config, log *slog.Logger) (*Proxy, error) {
 		audit:          cfg.Audit,
 	}
 	p.keys = newKeyRing(cp, log)
+	p.members = &httpMembers{client: up, headerTimeout: cfg.UpstreamHeaderTimeout, lifetime: cfg.MaxStreamLifetime, record: cfg.Metrics.RecordUpstream}
+	p.reopened = newSessionMap(maxReopened)
 	return p, nil
 }
 

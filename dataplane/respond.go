@@ -112,6 +112,11 @@ func mapDecision(res *authorizev1.AuthorizeResponse, err error, prmURL string) o
 	}
 	switch res.GetDecision() {
 	case authorizev1.Decision_DECISION_ALLOW:
+		if res.GetAggregate() != nil {
+			// An aggregate route: the data plane answers as the MCP
+			// server, from the members' own decisions.
+			return outcome{Forward: true}
+		}
 		a := res.GetAllow()
 		if a == nil || a.GetUpstreamUrl() == "" {
 			return outcome{Response: unavailable()}
