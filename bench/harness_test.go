@@ -299,7 +299,11 @@ func startBare(t *testing.T) path {
 		t.Fatal(err)
 	}
 	rp := &httputil.ReverseProxy{
-		Rewrite:   func(r *httputil.ProxyRequest) { r.SetURL(target); r.Out.URL.Path = target.Path; r.Out.Host = target.Host },
+		Rewrite: func(r *httputil.ProxyRequest) {
+			r.SetURL(target)
+			r.Out.URL.Path = target.Path
+			r.Out.Host = target.Host
+		},
 		Transport: loadTransport(),
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
