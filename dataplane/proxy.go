@@ -51,8 +51,8 @@ type Config struct {
 	// ControlPlaneClient is used for control-plane calls and the OAuth relay
 	// (http.DefaultClient's transport when nil).
 	ControlPlaneClient *http.Client
-	// UpstreamClient is used to reach upstream MCP servers (a clone of
-	// http.DefaultTransport when nil). It never follows redirects, whatever
+	// UpstreamClient is used to reach upstream MCP servers
+	// (NewUpstreamTransport when nil). It never follows redirects, whatever
 	// its CheckRedirect: they would carry injected secrets.
 	UpstreamClient *http.Client
 	// UpstreamHeaderTimeout bounds the wait for an upstream's response
@@ -144,7 +144,7 @@ func New(cfg Config, log *slog.Logger) (*Proxy, error) {
 	if cfg.MaxStreamsPerPrincipal <= 0 {
 		cfg.MaxStreamsPerPrincipal = DefaultMaxStreamsPerPrincipal
 	}
-	up := &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	up := &http.Client{Transport: NewUpstreamTransport()}
 	if cfg.UpstreamClient != nil {
 		c := *cfg.UpstreamClient
 		up = &c
