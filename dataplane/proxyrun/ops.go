@@ -89,6 +89,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	defer al.Close()
 	m := metrics.NewDataPlane()
+	metrics.CountAuditDrops(m.Registry, al.Dropped)
 	cp, err := controlPlaneClient(cfg.Ops, tr)
 	if err != nil {
 		return err

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/mcpgate/mcpgate/dataplane"
+	"github.com/mcpgate/mcpgate/ops/audit"
+	"github.com/mcpgate/mcpgate/ops/metrics"
 	"github.com/mcpgate/mcpgate/ops/httpserver"
 )
 
@@ -159,6 +161,12 @@ func NewControlPlaneClient(protocol string) (*http.Client, error) {
 // Handler builds the data plane for cfg (without metrics, audit or
 // tracing: Run adds those).
 func Handler(cfg Config, log *slog.Logger) (*dataplane.Proxy, error) {
+	return HandlerObserved(cfg, nil, nil, log)
+}
+
+// HandlerObserved is Handler recording metrics on m and one audit event per
+// MCP request on al (either may be nil), for `mcpgate dev`.
+func HandlerObserved(cfg Config, m *metrics.DataPlane, al *audit.Logger, log *slog.Logger) (*dataplane.Proxy, error) {
 	if err := check(cfg); err != nil {
 		return nil, err
 	}
@@ -172,6 +180,8 @@ func Handler(cfg Config, log *slog.Logger) (*dataplane.Proxy, error) {
 		DataPlaneToken:         cfg.DataPlaneToken,
 		AllowedOrigins:         cfg.AllowedOrigins,
 		ControlPlaneClient:     cp,
+		Metrics:                m,
+		Audit:                  al,
 		UpstreamHeaderTimeout:  cfg.Limits.UpstreamHeaderTimeout,
 		MaxStreamLifetime:      cfg.Limits.MaxStreamLifetime,
 		MaxStreamsPerPrincipal: cfg.Limits.MaxStreamsPerPrincipal,
