@@ -28,6 +28,8 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	authorizev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1"
+	"github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1/authorizev1connect"
 	configv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1"
 	"github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1/configv1connect"
 	"github.com/mcpgate/mcpgate/controlplane"
@@ -41,6 +43,7 @@ import (
 	"github.com/mcpgate/mcpgate/ops/audit"
 	"github.com/mcpgate/mcpgate/ops/httpserver"
 	"github.com/mcpgate/mcpgate/ops/metrics"
+	"github.com/mcpgate/mcpgate/ops/tlsconfig"
 )
 
 // Harness settings (go test ./bench -run TestBenchHarness -v -args -rounds=5 -calls1=2000 -calls16=20000).
@@ -266,7 +269,7 @@ func (l countingListener) Accept() (net.Conn, error) {
 
 // startEcho serves the Go SDK echo tool, stateless with JSON responses, on
 // its own loopback listener.
-func startEcho(t *testing.T) (string, *atomic.Int64) {
+func startEcho(t testing.TB) (string, *atomic.Int64) {
 	t.Helper()
 	srv := mcp.NewServer(&mcp.Implementation{Name: "echo", Version: "1"}, nil)
 	type in struct {
@@ -287,12 +290,12 @@ func startEcho(t *testing.T) (string, *atomic.Int64) {
 	return "http://" + ln.Addr().String() + "/mcp", &n
 }
 
-func startDirect(t *testing.T) path {
+func startDirect(t testing.TB) path {
 	u, n := startEcho(t)
 	return path{name: "direct", url: u, accepts: n}
 }
 
-func startBare(t *testing.T) path {
+func startBare(t testing.TB) path {
 	up, n := startEcho(t)
 	target, err := url.Parse(up)
 	if err != nil {
@@ -317,7 +320,7 @@ func startBare(t *testing.T) path {
 }
 
 // fileLogger logs at Info to a file, as the binaries log to stderr.
-func fileLogger(t *testing.T, dir, name string) *slog.Logger {
+func fileLogger(t testing.TB, dir, name string) *slog.Logger {
 	f, err := os.Create(filepath.Join(dir, name+".log"))
 	if err != nil {
 		t.Fatal(err)
@@ -327,7 +330,7 @@ func fileLogger(t *testing.T, dir, name string) *slog.Logger {
 }
 
 // runStore runs st's cache until the test ends and waits for its sync.
-func runStore(t *testing.T, st *store.Store, log *slog.Logger) {
+func runStore(t testing.TB, st *store.Store, log *slog.Logger) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -345,7 +348,7 @@ func runStore(t *testing.T, st *store.Store, log *slog.Logger) {
 }
 
 // serve runs srv until the test ends.
-func serve(t *testing.T, srv *httpserver.Server) {
+func serve(t testing.TB, srv *httpserver.Server) {
 	go func() { _ = srv.Serve() }()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -355,7 +358,7 @@ func serve(t *testing.T, srv *httpserver.Server) {
 }
 
 // provision creates the echo route, a member granted it and a key.
-func provision(t *testing.T, controlURL, adminKey, upstream string) string {
+func provision(t testing.TB, controlURL, adminKey, upstream string) string {
 	t.Helper()
 	ctx := context.Background()
 	hc := &http.Client{}
@@ -388,7 +391,15 @@ func provision(t *testing.T, controlURL, adminKey, upstream string) string {
 // controlPlane starts the store over cli and a control plane on its own
 // loopback listener; it returns the control URL, the data-plane token and
 // a key for the echo route at upstream.
-func controlPlane(t *testing.T, cli *clientv3.Client, log *slog.Logger, upstream string, opsOn bool, auditPath string) (string, string) {
+func controlPlane(t testing.TB, cli *clientv3.Client, log *slog.Logger, upstream string, opsOn bool, auditPath string) (string, string) {
+	u, _, tk := controlPlaneTLS(t, cli, log, upstream, opsOn, auditPath, nil)
+	return u, tk
+}
+
+// controlPlaneTLS is controlPlane with, when pki is set, a second listener
+// for the same control plane over TLS (client certificates verified when
+// given, as `mcpgate control --tls-cert --client-ca`).
+func controlPlaneTLS(t testing.TB, cli *clientv3.Client, log *slog.Logger, upstream string, opsOn bool, auditPath string, pki *tlsconfig.Files) (string, string, string) {
 	t.Helper()
 	kr, err := vault.Generate()
 	if err != nil {
@@ -412,19 +423,33 @@ func controlPlane(t *testing.T, cli *clientv3.Client, log *slog.Logger, upstream
 		cfg.HandlerOptions = []connect.HandlerOption{connect.WithInterceptors(m.Interceptor())}
 		cfg.AdminHandlerOptions = []connect.HandlerOption{connect.WithInterceptors(audit.AdminInterceptor(al, nil))}
 	}
-	srv, err := httpserver.Listen("127.0.0.1:0", controlplane.NewHandler(st, cfg, log))
+	h := controlplane.NewHandler(st, cfg, log)
+	srv, err := httpserver.Listen("127.0.0.1:0", h)
 	if err != nil {
 		t.Fatal(err)
 	}
 	serve(t, srv)
 	controlURL := srv.URL()
-	return controlURL, token + "\x00" + provision(t, controlURL, adminKey, upstream)
+	var tlsURL string
+	if pki != nil {
+		tc, err := tlsconfig.ServerClientCertOptional(pki.ServerCert, pki.ServerKey, pki.CA)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts, err := httpserver.ListenTLS("127.0.0.1:0", h, tc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		serve(t, ts)
+		tlsURL = "https://" + ts.Addr()
+	}
+	return controlURL, tlsURL, token + "\x00" + provision(t, controlURL, adminKey, upstream)
 }
 
 // startDev is `mcpgate dev`'s shape in one process: etcd embedded with an
 // in-memory client, the control plane and the data plane (proxyrun.Handler)
 // on their own listeners, logging at Info.
-func startDev(t *testing.T, logDir string) path {
+func startDev(t testing.TB, logDir string) path {
 	up, n := startEcho(t)
 	log := fileLogger(t, logDir, "dev")
 	cli, stop, err := devetcd.Start(context.Background(), t.TempDir())
@@ -453,7 +478,7 @@ func startDev(t *testing.T, logDir string) path {
 // startSplit is the production shape: etcd serving over a socket, a control
 // plane with metrics and audit, and a data plane run by proxyrun.Run (as
 // `mcpgate proxy`: metrics, audit log to a file), each on its own listener.
-func startSplit(t *testing.T, logDir string) path {
+func startSplit(t testing.TB, logDir string) path {
 	up, n := startEcho(t)
 	cli := etcdtest.New(t)
 	controlURL, tk := controlPlane(t, cli, fileLogger(t, logDir, "control"), up, true, filepath.Join(logDir, "control-audit.log"))
@@ -488,4 +513,104 @@ func startSplit(t *testing.T, logDir string) path {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return p
+}
+
+// BenchmarkAuthorizeHop measures the data plane's Authorize call over
+// loopback to a control plane on its production listener, with HTTP/1.1
+// (a pool of connections) and HTTP/2 (h2c, one connection), one call at a
+// time and 16 in flight, alternating batches of both protocols in every
+// iteration; it reports wall and process CPU (both planes) per call and
+// the h2/http1 ratios.
+func BenchmarkAuthorizeHop(b *testing.B) {
+	up, _ := startEcho(b)
+	log := slog.New(slog.DiscardHandler)
+	pki, err := tlsconfig.WritePKI(b.TempDir(), []string{"127.0.0.1"}, "dataplane")
+	if err != nil {
+		b.Fatal(err)
+	}
+	plainURL, tlsURL, tk := controlPlaneTLS(b, etcdtest.New(b), log, up, true, filepath.Join(b.TempDir(), "audit.log"), pki)
+	token, key, _ := strings.Cut(tk, "\x00")
+	req := &authorizev1.AuthorizeRequest{
+		Route: harnessRoute, Credentials: &authorizev1.Credentials{ApiKey: key}, HttpMethod: http.MethodPost,
+		JsonrpcMethod: "tools/call", ToolName: "echo", ClientAddress: "127.0.0.1", PublicBaseUrl: "http://127.0.0.1:1",
+	}
+	auth := connect.WithInterceptors(connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, r connect.AnyRequest) (connect.AnyResponse, error) {
+			r.Header().Set("Authorization", "Bearer "+token)
+			return next(ctx, r)
+		}
+	}))
+	protos := []string{proxyrun.ProtocolHTTP1, proxyrun.ProtocolHTTP2}
+	clients := map[string]authorizev1connect.AuthorizeServiceClient{}
+	for _, tlsOn := range []bool{false, true} {
+		for _, proto := range protos {
+			hc, err := proxyrun.NewControlPlaneClient(proto)
+			if err != nil {
+				b.Fatal(err)
+			}
+			u := plainURL
+			if tlsOn { // as proxyrun with --control-plane-ca/-cert/-key (mTLS)
+				tc, err := tlsconfig.Client(pki.CA, pki.ClientCerts[0], pki.ClientKeys[0])
+				if err != nil {
+					b.Fatal(err)
+				}
+				hc.Transport.(*http.Transport).TLSClientConfig = tc
+				u = tlsURL
+			}
+			// As the data plane builds its client (dataplane/controlplane.go).
+			cl := authorizev1connect.NewAuthorizeServiceClient(hc, u, auth, connect.WithAcceptCompression("gzip", nil, nil))
+			res, err := cl.Authorize(context.Background(), req)
+			if err != nil || res.GetDecision() != authorizev1.Decision_DECISION_ALLOW {
+				b.Fatalf("Authorize: %v %v", res, err)
+			}
+			clients[fmt.Sprint(tlsOn, proto)] = cl
+		}
+	}
+	// batch makes n calls over c goroutines; it returns wall and CPU seconds.
+	batch := func(cl authorizev1connect.AuthorizeServiceClient, c, n int) (float64, float64) {
+		c0, t0 := cpuSeconds(), time.Now()
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for range c {
+			wg.Go(func() {
+				for next.Add(1) <= int64(n) {
+					if _, err := cl.Authorize(context.Background(), req); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		return time.Since(t0).Seconds(), cpuSeconds() - c0
+	}
+	const perBatch = 400
+	for _, tlsOn := range []bool{false, true} {
+		for _, c := range []int{1, 16} {
+			name := fmt.Sprintf("plain/c=%d", c)
+			if tlsOn {
+				name = fmt.Sprintf("mtls/c=%d", c)
+			}
+			b.Run(name, func(b *testing.B) {
+				var wall, cpu [2]float64
+				var calls int
+				for b.Loop() { // alternate, so both protocols see the same machine load
+					for i, proto := range protos {
+						w, u := batch(clients[fmt.Sprint(tlsOn, proto)], c, perBatch)
+						wall[i] += w
+						cpu[i] += u
+					}
+					calls += perBatch
+				}
+				per := func(s float64) float64 { return s / float64(calls) * 1e6 }
+				b.ReportMetric(per(wall[0]), "http1-wall-µs/call")
+				b.ReportMetric(per(wall[1]), "h2-wall-µs/call")
+				b.ReportMetric(per(cpu[0]), "http1-cpu-µs/call")
+				b.ReportMetric(per(cpu[1]), "h2-cpu-µs/call")
+				b.ReportMetric(wall[1]/wall[0], "wall-h2/http1")
+				b.ReportMetric(cpu[1]/cpu[0], "cpu-h2/http1")
+				b.ReportMetric(0, "ns/op")
+			})
+		}
+	}
 }

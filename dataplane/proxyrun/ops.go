@@ -27,7 +27,7 @@ type Ops struct {
 	// ControlPlaneCert and ControlPlaneKey are this data plane's client
 	// certificate (mTLS: no token needed).
 	ControlPlaneCA, ControlPlaneCert, ControlPlaneKey string
-	// ControlPlaneProtocol is ProtocolHTTP2 or ProtocolHTTP1 (""
+	// ControlPlaneProtocol is ProtocolHTTP1 or ProtocolHTTP2 (""
 	// is DefaultControlPlaneProtocol).
 	ControlPlaneProtocol string
 	// Flags are the settings both planes share: metrics listener, audit
@@ -40,7 +40,7 @@ func registerOpsFlags(fs *flag.FlagSet, o *Ops) {
 	fs.StringVar(&o.ControlPlaneCert, "control-plane-cert", "", "this data plane's client certificate for mTLS to the control plane (PEM)")
 	fs.StringVar(&o.ControlPlaneKey, "control-plane-key", "", "key of --control-plane-cert (PEM)")
 	fs.StringVar(&o.ControlPlaneProtocol, "control-plane-protocol", DefaultControlPlaneProtocol,
-		"protocol to the control plane: h2 (one multiplexed connection per replica; h2c on http://, HTTP/2 over TLS on https://) or http1 (a pool of HTTP/1.1 connections)")
+		"protocol to the control plane: http1 (a pool of kept-alive HTTP/1.1 connections; the least CPU per call) or h2 (one multiplexed connection per replica: h2c on http://, HTTP/2 over TLS on https://)")
 	o.Register(fs, "127.0.0.1:9090", "MCP request", "in-flight requests and streams")
 }
 
