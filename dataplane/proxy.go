@@ -155,7 +155,7 @@ func New(cfg Config, log *slog.Logger) (*Proxy, error) {
 		return nil, err
 	}
 	p := &Proxy{
-		log:            log,
+		log:            newLazyLogger(log),
 		publicBase:     base,
 		publicOrigin:   base,
 		authority:      auth,
