@@ -13,8 +13,10 @@ func TestLazyAttrsLogsLikeWith(t *testing.T) {
 	run := func(wrap func(*slog.Logger) *slog.Logger) string {
 		var buf bytes.Buffer
 		base := wrap(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{
-			Level:       slog.LevelInfo,
-			ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr { return map[bool]slog.Attr{true: {}, false: a}[a.Key == slog.TimeKey] },
+			Level: slog.LevelInfo,
+			ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+				return map[bool]slog.Attr{true: {}, false: a}[a.Key == slog.TimeKey]
+			},
 		})))
 		parent := base.With(slog.String("route", "r"), slog.String("http_method", "POST"))
 		a := parent.With(slog.String("decision", "allow"))

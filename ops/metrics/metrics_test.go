@@ -293,7 +293,7 @@ func TestAuditDropsExported(t *testing.T) {
 	}
 	CountAuditDrops(dp.Registry, al.Dropped)
 	_ = al.Request(audit.Request{Route: "r"})
-	<-w.entered // the writer holds one event
+	<-w.entered                               // the writer holds one event
 	_ = al.Request(audit.Request{Route: "r"}) // queued
 	for range 3 {
 		if err := al.Request(audit.Request{Route: "r"}); !errors.Is(err, audit.ErrDropped) {
