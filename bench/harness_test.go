@@ -102,8 +102,10 @@ func TestBenchHarness(t *testing.T) {
 		}
 	}
 	samples := make([][]sample, len(paths))
-	for range *hRounds {
-		for i, p := range paths {
+	for r := range *hRounds {
+		for j := range paths { // each round starts one path later: no path is always first
+			i := (r + j) % len(paths)
+			p := paths[i]
 			s, err := measurePath(client, p)
 			if err != nil {
 				t.Fatalf("%s: %v", p.name, err)
