@@ -129,6 +129,13 @@ type Flags struct {
 	DrainTimeout time.Duration
 }
 
+// RegisterMetricsAudit defines --metrics-listen and --audit-log only (what
+// `mcpgate dev` takes of Flags).
+func (o *Flags) RegisterMetricsAudit(fs *flag.FlagSet, metricsExample, audited string) {
+	fs.StringVar(&o.MetricsListen, "metrics-listen", "", "listener for /metrics, /healthz and /readyz (e.g. "+metricsExample+"; empty: none)")
+	fs.StringVar(&o.AuditLog, "audit-log", "", "audit log: stdout or a file (one JSON line per "+audited+"; empty: none)")
+}
+
 // DefaultDrainTimeout is --drain-timeout's default.
 const DefaultDrainTimeout = 10 * time.Second
 
@@ -136,8 +143,7 @@ const DefaultDrainTimeout = 10 * time.Second
 // address for the help text; audited says what one audit line records;
 // drained what draining waits for.
 func (o *Flags) Register(fs *flag.FlagSet, metricsExample, audited, drained string) {
-	fs.StringVar(&o.MetricsListen, "metrics-listen", "", "listener for /metrics, /healthz and /readyz (e.g. "+metricsExample+"; empty: none)")
-	fs.StringVar(&o.AuditLog, "audit-log", "", "audit log: stdout or a file (one JSON line per "+audited+"; empty: none)")
+	o.RegisterMetricsAudit(fs, metricsExample, audited)
 	fs.StringVar(&o.OTLPEndpoint, "otlp-endpoint", "", "OpenTelemetry collector (OTLP/gRPC URL, e.g. http://127.0.0.1:4317); tracing is off without it")
 	fs.DurationVar(&o.DrainTimeout, "drain-timeout", DefaultDrainTimeout, "on SIGTERM, how long "+drained+" may run before connections close")
 }

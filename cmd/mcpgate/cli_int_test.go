@@ -215,7 +215,7 @@ func TestCLI(t *testing.T) {
 	dir := t.TempDir()
 	admin := freeAddr(t)
 	g := startDev(t, dir, admin)
-	for _, want := range []string{"New admin key", "Demo route \"echo\"", "claude mcp add --transport http echo", "X-MCPGate-API-Key: mcpg_"} {
+	for _, want := range []string{"New admin key", "  metrics:        off", "Demo route \"echo\"", "claude mcp add --transport http echo", "X-MCPGate-API-Key: mcpg_"} {
 		if !strings.Contains(g.banner, want) {
 			t.Errorf("banner lacks %q:\n%s", want, g.banner)
 		}

@@ -100,10 +100,12 @@ func newControlServer(ctx context.Context, o controlOps, st *store.Store) (*cont
 		_ = tr.Shutdown(ctx)
 		return nil, err
 	}
+	m := metrics.NewControlPlane(cacheStats(st))
+	metrics.CountAuditDrops(m.Registry, al.Dropped)
 	return &controlServer{
 		tracer:  tr,
 		audit:   al,
-		metrics: metrics.NewControlPlane(cacheStats(st)),
+		metrics: m,
 		checker: health.NewChecker(health.ControlPlane(cacheHealth(st))),
 	}, nil
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/mcpgate/mcpgate/cmd/mcpgate/config"
 	"github.com/mcpgate/mcpgate/controlplane"
 	"github.com/mcpgate/mcpgate/controlplane/configapi"
+	"github.com/mcpgate/mcpgate/controlplane/grants"
 	"github.com/mcpgate/mcpgate/controlplane/oauth"
 	"github.com/mcpgate/mcpgate/controlplane/store"
 	"github.com/mcpgate/mcpgate/controlplane/vault"
@@ -27,8 +28,11 @@ import (
 	"github.com/mcpgate/mcpgate/internal/devetcd"
 	"github.com/mcpgate/mcpgate/internal/oauthdemo"
 	"github.com/mcpgate/mcpgate/internal/oidcdemo"
+	"github.com/mcpgate/mcpgate/ops"
+	"github.com/mcpgate/mcpgate/ops/audit"
 	"github.com/mcpgate/mcpgate/ops/health"
 	"github.com/mcpgate/mcpgate/ops/httpserver"
+	"github.com/mcpgate/mcpgate/ops/metrics"
 )
 
 // devConfig is `mcpgate dev`'s configuration.
@@ -47,6 +51,9 @@ type devConfig struct {
 	DataPlaneToken string
 	// Limits bound the data plane's upstream exchanges.
 	Limits proxyrun.Limits
+	// Ops: only MetricsListen and AuditLog (--metrics-listen, --audit-log,
+	// as `control` and `proxy` take them).
+	Ops ops.Flags
 }
 
 // Files `mcpgate dev` keeps in its data directory, all 0600.
@@ -74,6 +81,7 @@ func cmdDev(ctx context.Context, args []string, io stdio) error {
 	fs.StringVar(&cfg.AdminListen, "admin-listen", "127.0.0.1:8081", "control plane (admin API) listener")
 	fs.StringVar(&cfg.PublicURL, "public-url", "", "public base URL (default: http://<listen>, or the config's public_url)")
 	proxyrun.RegisterLimitsFlags(fs, &cfg.Limits)
+	cfg.Ops.RegisterMetricsAudit(fs, "127.0.0.1:9090", "MCP request, admin write or identity-provider event")
 	warnings, err := parseRun(fs, args, io)
 	if err != nil {
 		return err
@@ -156,6 +164,16 @@ func runDev(ctx context.Context, cfg devConfig, io stdio, log *slog.Logger) (err
 		}
 	}
 
+	// The audit log closes (writing what is queued) after both planes stop.
+	al, err := audit.Open(cfg.Ops.AuditLog)
+	if err != nil {
+		return err
+	}
+	stops = append(stops, func(context.Context) { logErr(log, al.Close()) })
+	// One process, one /metrics: both planes' collectors on one registry.
+	dpMetrics, cpMetrics := metrics.NewShared(cacheStats(st))
+	metrics.CountAuditDrops(dpMetrics.Registry, al.Dropped)
+
 	// The demo upstream stops after the data plane in front of it.
 	var up *demo.Upstream
 	if file == nil {
@@ -170,7 +188,14 @@ func runDev(ctx context.Context, cfg devConfig, io stdio, log *slog.Logger) (err
 	ready := health.NewChecker(health.ControlPlane(cacheHealth(st)))
 	// signin.api_key: false in the config file switches key sign-in off.
 	ocfg := oauth.Config{KeySigninOff: file != nil && file.SigninAPIKey != nil && !*file.SigninAPIKey}
-	control, err := httpserver.Listen(cfg.AdminListen, health.Wrap(controlplane.NewHandler(st, controlplane.Config{DataPlaneTokens: []string{dpToken}, Keyring: kr, OAuth: ocfg}, log), ready))
+	control, err := httpserver.Listen(cfg.AdminListen, health.Wrap(controlplane.NewHandler(st, controlplane.Config{
+		DataPlaneTokens:     []string{dpToken},
+		Keyring:             kr,
+		Grants:              grants.Config{OnRefresh: cpMetrics.RecordVaultRefresh, Audit: al},
+		HandlerOptions:      []connect.HandlerOption{connect.WithInterceptors(cpMetrics.Interceptor())},
+		AdminHandlerOptions: []connect.HandlerOption{connect.WithInterceptors(audit.AdminInterceptor(al, identifyAdmin(st)))},
+		OAuth:               ocfg,
+	}, log), ready))
 	if err != nil {
 		return err
 	}
@@ -195,12 +220,12 @@ func runDev(ctx context.Context, cfg devConfig, io stdio, log *slog.Logger) (err
 	if b, err := wire.PublicBase(publicURL); err == nil {
 		publicURL = b
 	}
-	proxy, err := proxyrun.Handler(proxyrun.Config{
+	proxy, err := proxyrun.HandlerObserved(proxyrun.Config{
 		PublicURL:        publicURL,
 		ControlPlaneURLs: []string{"http://" + loopbackAddr(control.Addr())},
 		DataPlaneToken:   dpToken,
 		Limits:           cfg.Limits,
-	}, log)
+	}, dpMetrics, al, log)
 	if err != nil {
 		_ = pub.Close()
 		return err
@@ -221,6 +246,16 @@ func runDev(ctx context.Context, cfg devConfig, io stdio, log *slog.Logger) (err
 		case <-c.Done():
 		}
 	})
+
+	var metricsURL string
+	if cfg.Ops.MetricsListen != "" {
+		ml, err := metrics.Listen(cfg.Ops.MetricsListen, dpMetrics.Registry, ready, log)
+		if err != nil {
+			return err
+		}
+		stops = append(stops, func(c context.Context) { logErr(log, ml.Close(c)) })
+		metricsURL = "http://" + loopbackAddr(ml.Addr()) + "/metrics"
+	}
 
 	controlURL := "http://" + loopbackAddr(control.Addr())
 	adm := newAdmin(controlURL, &http.Client{}, connect.WithClientOptions(connect.WithInterceptors(bearer(adminKey))), &printer{w: io.out})
@@ -261,6 +296,7 @@ func runDev(ctx context.Context, cfg devConfig, io stdio, log *slog.Logger) (err
 		dir: dir, cwd: cwd, publicURL: publicURL, listen: pub.Addr(), control: controlURL,
 		newAdminKey: newAdminKey, adminKeyPinned: cfg.AdminKey != "", demoKey: demoKey,
 		configFile: cfg.ConfigFile, applied: applied, idpIssuer: demoIdPIssuer,
+		metrics: metricsURL, auditLog: cfg.Ops.AuditLog,
 	})
 	log.Info("mcpgate dev ready", slog.String("public_url", publicURL), slog.String("control_plane", controlURL))
 
@@ -395,6 +431,8 @@ type banner struct {
 	configFile                           string
 	applied                              []config.Result
 	idpIssuer                            string
+	metrics                              string // the /metrics URL, "" when off
+	auditLog                             string // --audit-log, "" when off
 }
 
 func printBanner(io stdio, b banner) {
@@ -403,6 +441,14 @@ func printBanner(io stdio, b banner) {
 	fmt.Fprintf(w, "  data directory: %s (etcd, vault keyset, keys; restarts keep every object)\n", b.dir)
 	fmt.Fprintf(w, "  gateway (MCP):  %s  (listening on %s)\n", b.publicURL, b.listen)
 	fmt.Fprintf(w, "  control plane:  %s  (admin API, Connect)\n", b.control)
+	if b.metrics != "" {
+		fmt.Fprintf(w, "  metrics:        %s  (both planes; /healthz and /readyz too)\n", b.metrics)
+	} else {
+		fmt.Fprintf(w, "  metrics:        off (--metrics-listen 127.0.0.1:9090 serves them)\n")
+	}
+	if b.auditLog != "" {
+		fmt.Fprintf(w, "  audit log:      %s\n", b.auditLog)
+	}
 	switch {
 	case b.newAdminKey != "":
 		fmt.Fprintf(w, "\nNew admin key (shown once, also saved to %s):\n  %s\n", filepath.Join(b.dir, adminKeyFile), b.newAdminKey)

@@ -4,6 +4,8 @@ import (
 	"flag"
 	"io"
 	"log/slog"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -56,5 +58,55 @@ func TestLimitsFlags(t *testing.T) {
 	cfg.Limits.MaxStreamsPerPrincipal = 0
 	if _, err := Handler(cfg, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
 		t.Errorf("Handler: %v", err)
+	}
+}
+
+// TestControlPlaneProtocol: --control-plane-protocol (and its variable)
+// chooses the client's protocols, HTTP/1.1 by default; an unknown value is
+// refused before anything starts.
+func TestControlPlaneProtocol(t *testing.T) {
+	parse := func(t *testing.T, env map[string]string, args ...string) Config {
+		t.Helper()
+		fs := flag.NewFlagSet("proxy", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		cfg := RegisterFlags(fs)
+		if err := fs.Parse(args); err != nil {
+			t.Fatalf("parse %q: %v", args, err)
+		}
+		if _, err := ops.ApplyEnv(fs, func(name string) (string, bool) { v, ok := env[name]; return v, ok }); err != nil {
+			t.Fatalf("env %v: %v", env, err)
+		}
+		return cfg()
+	}
+	if got := parse(t, nil).Ops.ControlPlaneProtocol; got != ProtocolHTTP1 {
+		t.Errorf("default %q, want %q", got, ProtocolHTTP1)
+	}
+	if got := parse(t, map[string]string{"MCPGATE_CONTROL_PLANE_PROTOCOL": "h2"}).Ops.ControlPlaneProtocol; got != ProtocolHTTP2 {
+		t.Errorf("from env %q, want %q", got, ProtocolHTTP2)
+	}
+	for _, tc := range []struct {
+		protocol          string
+		http1, h2c, h2tls bool
+	}{
+		{"", true, false, false},
+		{ProtocolHTTP1, true, false, false},
+		{ProtocolHTTP2, false, true, true},
+	} {
+		hc, err := NewControlPlaneClient(tc.protocol)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.protocol, err)
+		}
+		tr := hc.Transport.(*http.Transport)
+		p := tr.Protocols
+		if p == nil || p.HTTP1() != tc.http1 || p.UnencryptedHTTP2() != tc.h2c || p.HTTP2() != tc.h2tls {
+			t.Errorf("%q: protocols %v", tc.protocol, p)
+		}
+		if tr.MaxIdleConnsPerHost < dataplane.DefaultMaxStreamsPerPrincipal {
+			t.Errorf("%q: %d idle connections per host: steady load would dial", tc.protocol, tr.MaxIdleConnsPerHost)
+		}
+	}
+	cfg := parse(t, map[string]string{"MCPGATE_PUBLIC_URL": "http://127.0.0.1:8080", "MCPGATE_DATAPLANE_TOKEN": "t"}, "--control-plane-protocol=spdy")
+	if _, err := Handler(cfg, slog.New(slog.NewTextHandler(io.Discard, nil))); err == nil || !strings.Contains(err.Error(), `control-plane protocol "spdy": want http1 or h2`) {
+		t.Errorf("unknown protocol: %v", err)
 	}
 }

@@ -27,6 +27,9 @@ type Ops struct {
 	// ControlPlaneCert and ControlPlaneKey are this data plane's client
 	// certificate (mTLS: no token needed).
 	ControlPlaneCA, ControlPlaneCert, ControlPlaneKey string
+	// ControlPlaneProtocol is ProtocolHTTP1 or ProtocolHTTP2 (""
+	// is DefaultControlPlaneProtocol).
+	ControlPlaneProtocol string
 	// Flags are the settings both planes share: metrics listener, audit
 	// log, tracing, drain timeout (ShutdownGrace when zero).
 	ops.Flags
@@ -36,21 +39,24 @@ func registerOpsFlags(fs *flag.FlagSet, o *Ops) {
 	fs.StringVar(&o.ControlPlaneCA, "control-plane-ca", "", "CA bundle verifying the control planes' TLS certificate (PEM)")
 	fs.StringVar(&o.ControlPlaneCert, "control-plane-cert", "", "this data plane's client certificate for mTLS to the control plane (PEM)")
 	fs.StringVar(&o.ControlPlaneKey, "control-plane-key", "", "key of --control-plane-cert (PEM)")
+	fs.StringVar(&o.ControlPlaneProtocol, "control-plane-protocol", DefaultControlPlaneProtocol,
+		"protocol to the control plane: http1 (a pool of kept-alive HTTP/1.1 connections; the least CPU per call) or h2 (one multiplexed connection per replica: h2c on http://, HTTP/2 over TLS on https://)")
 	o.Register(fs, "127.0.0.1:9090", "MCP request", "in-flight requests and streams")
 }
 
 // controlPlaneClient is ControlPlaneClient with the data plane's TLS
 // settings and tracing.
 func controlPlaneClient(o Ops, tr *tracing.Tracer) (*http.Client, error) {
-	hc := ControlPlaneClient()
+	hc, err := NewControlPlaneClient(o.ControlPlaneProtocol)
+	if err != nil {
+		return nil, err
+	}
 	if o.ControlPlaneCA != "" || o.ControlPlaneCert != "" || o.ControlPlaneKey != "" {
 		cfg, err := tlsconfig.Client(o.ControlPlaneCA, o.ControlPlaneCert, o.ControlPlaneKey)
 		if err != nil {
 			return nil, fmt.Errorf("control-plane TLS: %w", err)
 		}
-		t := hc.Transport.(*http.Transport)
-		t.TLSClientConfig = cfg
-		t.ForceAttemptHTTP2 = true
+		hc.Transport.(*http.Transport).TLSClientConfig = cfg
 	}
 	hc.Transport = tr.Transport(hc.Transport)
 	return hc, nil
@@ -62,7 +68,7 @@ func upstreamClient(tr *tracing.Tracer) *http.Client {
 		return nil
 	}
 	return &http.Client{
-		Transport:     tr.Transport(http.DefaultTransport.(*http.Transport).Clone()),
+		Transport:     tr.Transport(dataplane.NewUpstreamTransport()),
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 }
@@ -83,6 +89,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	defer al.Close()
 	m := metrics.NewDataPlane()
+	metrics.CountAuditDrops(m.Registry, al.Dropped)
 	cp, err := controlPlaneClient(cfg.Ops, tr)
 	if err != nil {
 		return err

@@ -173,7 +173,7 @@ func Start(tb testing.TB, opts ...Option) *Stack {
 		o.cpConfig(&cpCfg)
 	}
 	cpHandler := controlplane.NewHandler(s.Store, cpCfg, o.log)
-	s.cp = &controlServer{h: cpHandler}
+	s.cp = &controlServer{h: cpHandler, held: make(chan struct{}, 1024)}
 	s.cp.start(tb, "127.0.0.1:0")
 	tb.Cleanup(s.cp.stop)
 	s.ControlURL = "http://" + s.cp.addr
@@ -342,6 +342,14 @@ func (s *Stack) PauseControlPlane() (release func()) {
 	}
 }
 
+// WaitControlPlaneHeld waits until n requests are being held by
+// PauseControlPlane (counting from the first pause of the stack).
+func (s *Stack) WaitControlPlaneHeld(n int) {
+	for range n {
+		<-s.cp.held
+	}
+}
+
 // StopControlPlane closes the control plane's listener and connections.
 func (s *Stack) StopControlPlane() { s.cp.stop() }
 
@@ -386,6 +394,7 @@ func bearer(token string) connect.UnaryInterceptorFunc {
 type controlServer struct {
 	h     http.Handler
 	pause atomic.Pointer[chan struct{}]
+	held  chan struct{} // one send per request the pause holds
 	mu    sync.Mutex
 	addr  string
 	srv   *http.Server
@@ -407,6 +416,10 @@ func (c *controlServer) start(tb testing.TB, addr string) {
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if p := c.pause.Load(); p != nil {
 			select {
+			case c.held <- struct{}{}:
+			default:
+			}
+			select {
 			case <-*p:
 			case <-r.Context().Done():
 				return
@@ -414,7 +427,11 @@ func (c *controlServer) start(tb testing.TB, addr string) {
 		}
 		c.h.ServeHTTP(w, r)
 	})
-	c.srv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	// HTTP/1.1 and h2c, as ops/httpserver serves a control plane.
+	var protos http.Protocols
+	protos.SetHTTP1(true)
+	protos.SetUnencryptedHTTP2(true)
+	c.srv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, Protocols: &protos}
 	c.done = make(chan struct{})
 	srv, done := c.srv, c.done
 	go func() { defer close(done); _ = srv.Serve(ln) }()

@@ -10,11 +10,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
@@ -137,47 +139,143 @@ type adminLine struct {
 	Revision  int64  `json:"revision,omitempty"`
 }
 
-// Logger writes events as JSON lines. A nil *Logger discards them. Writes
-// are serialised so concurrent events never interleave.
+// Logger writes events as JSON lines. A nil *Logger discards them.
+//
+// A Logger from New writes each event before returning (serialised, so
+// concurrent events never interleave). A Logger from NewBuffered or Open
+// never makes its caller wait for the writer: an event is encoded on the
+// caller's goroutine and queued; one writer goroutine writes the queue in
+// order, batching what has piled up into one write. When the queue is full
+// (the writer is stuck or slower than the traffic) the event is dropped and
+// counted (Dropped, exported as mcpgate_audit_dropped_events_total), and
+// the caller gets ErrDropped: the request path is never held up by the
+// audit sink, and nothing is lost silently. Close writes what is queued.
 type Logger struct {
-	mu     sync.Mutex
+	mu     sync.RWMutex // New: serialises writes; buffered: guards closed (senders share it)
 	w      io.Writer
 	closer io.Closer
 	now    func() time.Time
+
+	// Buffered loggers only.
+	queue   chan []byte
+	closed  bool
+	done    chan struct{}
+	dropped atomic.Uint64
 }
 
-// New writes events to w.
+// DefaultBufferEvents is the queue length of Open's loggers: at 10,000
+// requests a second, a writer may stall for most of a second before
+// anything is dropped.
+const DefaultBufferEvents = 8192
+
+// maxBatch bounds one write of queued events.
+const maxBatch = 256 << 10
+
+// ErrDropped is returned when a buffered logger's queue is full or the
+// logger is closed; the event is counted in Dropped.
+var ErrDropped = errors.New("audit: event dropped (queue full or logger closed)")
+
+// New writes events to w synchronously.
 func New(w io.Writer) *Logger { return &Logger{w: w, now: time.Now} }
 
-// Open returns a logger for dest: "" disables auditing (nil logger),
-// "stdout" and "-" write to standard output, "stderr" to standard error, and
-// anything else is a file path opened for appending (created 0600).
+// NewBuffered writes events to w from one writer goroutine through a queue
+// of size events (DefaultBufferEvents when size <= 0). Close it to write
+// what is queued and stop the goroutine.
+func NewBuffered(w io.Writer, size int) *Logger {
+	if size <= 0 {
+		size = DefaultBufferEvents
+	}
+	l := &Logger{w: w, now: time.Now, queue: make(chan []byte, size), done: make(chan struct{})}
+	go l.writeLoop()
+	return l
+}
+
+// Open returns a buffered logger (NewBuffered) for dest: "" disables
+// auditing (nil logger), "stdout" and "-" write to standard output,
+// "stderr" to standard error, and anything else is a file path opened for
+// appending (created 0600).
 func Open(dest string) (*Logger, error) {
 	switch dest {
 	case "":
 		return nil, nil
 	case "stdout", "-":
-		return New(os.Stdout), nil
+		return NewBuffered(os.Stdout, 0), nil
 	case "stderr":
-		return New(os.Stderr), nil
+		return NewBuffered(os.Stderr, 0), nil
 	}
 	f, err := os.OpenFile(dest, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open audit log: %w", err)
 	}
-	l := New(f)
+	l := NewBuffered(f, 0)
 	l.closer = f
 	return l, nil
 }
 
-// Close closes the file Open opened.
+// Dropped is the number of events a buffered logger did not write: queue
+// full, logger closed, or the write failed. Zero for a nil logger.
+func (l *Logger) Dropped() uint64 {
+	if l == nil {
+		return 0
+	}
+	return l.dropped.Load()
+}
+
+// Close writes the queued events (buffered loggers), then closes the file
+// Open opened. Events after Close are dropped (and counted).
 func (l *Logger) Close() error {
-	if l == nil || l.closer == nil {
+	if l == nil {
+		return nil
+	}
+	if l.queue != nil {
+		l.mu.Lock()
+		if !l.closed {
+			l.closed = true
+			close(l.queue)
+		}
+		l.mu.Unlock()
+		<-l.done
+	}
+	if l.closer == nil {
 		return nil
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.closer.Close()
+	c := l.closer
+	l.closer = nil
+	if c == nil {
+		return nil
+	}
+	return c.Close()
+}
+
+// writeLoop writes the queue in order, batching what is waiting.
+func (l *Logger) writeLoop() {
+	defer close(l.done)
+	var buf []byte
+	for line := range l.queue {
+		buf = append(buf[:0], line...)
+		n := 1
+	batch:
+		for len(buf) < maxBatch {
+			select {
+			case more, ok := <-l.queue:
+				if !ok {
+					break batch
+				}
+				buf = append(buf, more...)
+				n++
+			default:
+				break batch
+			}
+		}
+		if _, err := l.w.Write(buf); err != nil {
+			l.dropped.Add(uint64(n))
+		}
+		if cap(buf) > 4*maxBatch {
+			buf = nil
+		}
+	}
 }
 
 // Request writes one MCP request event.
@@ -265,12 +363,30 @@ func (l *Logger) write(v any) error {
 		return fmt.Errorf("audit: %w", err)
 	}
 	b = append(b, '\n')
+	if l.queue != nil {
+		return l.enqueue(b)
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if _, err := l.w.Write(b); err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
 	return nil
+}
+
+// enqueue hands line to the writer goroutine without waiting for it.
+func (l *Logger) enqueue(line []byte) error {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if !l.closed {
+		select {
+		case l.queue <- line:
+			return nil
+		default:
+		}
+	}
+	l.dropped.Add(1)
+	return ErrDropped
 }
 
 // KeyIDPrefix is the first 8 characters of a key id: enough to find the key

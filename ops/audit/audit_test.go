@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -246,5 +247,123 @@ func TestIdPEvent(t *testing.T) {
 	var nilLogger *Logger
 	if err := nilLogger.IdP(IdP{Event: IdPSignIn}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestBufferedWritesEveryEventInOrder: a buffered logger whose writer
+// keeps up writes every event, in the order they were logged, and Close
+// writes what is still queued.
+func TestBufferedWritesEveryEventInOrder(t *testing.T) {
+	var buf bytes.Buffer
+	l := NewBuffered(&buf, 0)
+	const n = 2000 // well within DefaultBufferEvents: nothing can be dropped
+	for i := range n {
+		if err := l.Request(Request{Route: "r", Decision: "allow", Status: 200, Tool: strconv.Itoa(i)}); err != nil {
+			t.Fatalf("event %d: %v", i, err)
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got := lines(t, buf.Bytes())
+	if len(got) != n {
+		t.Fatalf("%d lines, want %d", len(got), n)
+	}
+	for i, ev := range got {
+		if ev["tool"] != strconv.Itoa(i) || ev["kind"] != KindRequest {
+			t.Fatalf("line %d is %v, want tool %d", i, ev, i)
+		}
+	}
+	if d := l.Dropped(); d != 0 {
+		t.Errorf("Dropped() = %d, want 0", d)
+	}
+	if err := l.Request(Request{Route: "late"}); !errors.Is(err, ErrDropped) || l.Dropped() != 1 {
+		t.Errorf("event after Close: %v, dropped %d; want ErrDropped, 1", err, l.Dropped())
+	}
+	if err := l.Close(); err != nil { // idempotent
+		t.Errorf("second Close: %v", err)
+	}
+}
+
+// stuckWriter blocks every Write until released, and signals the first.
+type stuckWriter struct {
+	entered chan struct{}
+	release chan struct{}
+	once    sync.Once
+	mu      sync.Mutex
+	buf     bytes.Buffer
+}
+
+func (w *stuckWriter) Write(b []byte) (int, error) {
+	w.once.Do(func() { close(w.entered) })
+	<-w.release
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.Write(b)
+}
+
+// TestBufferedBlockedWriterDropsAndCounts: while the writer is stuck, every
+// event returns at once (the request path never waits on the audit sink);
+// those beyond the queue are dropped and counted, never silently; once
+// the writer moves again, the queued ones are written in order.
+func TestBufferedBlockedWriterDropsAndCounts(t *testing.T) {
+	w := &stuckWriter{entered: make(chan struct{}), release: make(chan struct{})}
+	const queue = 4
+	l := NewBuffered(w, queue)
+	if err := l.Request(Request{Route: "r", Tool: "0"}); err != nil {
+		t.Fatal(err)
+	}
+	<-w.entered // the writer holds event 0 and is stuck in Write
+	for i := 1; i <= queue; i++ {
+		if err := l.Request(Request{Route: "r", Tool: strconv.Itoa(i)}); err != nil {
+			t.Fatalf("event %d with room in the queue: %v", i, err)
+		}
+	}
+	const extra = 3
+	for i := range extra {
+		if err := l.Request(Request{Route: "r", Tool: "dropped"}); !errors.Is(err, ErrDropped) {
+			t.Fatalf("event %d beyond the queue: %v, want ErrDropped", i, err)
+		}
+	}
+	if err := l.Admin(Admin{Procedure: "/p", Code: "ok"}); !errors.Is(err, ErrDropped) {
+		t.Fatalf("admin event beyond the queue: %v, want ErrDropped", err)
+	}
+	if d := l.Dropped(); d != extra+1 {
+		t.Errorf("Dropped() = %d, want %d", d, extra+1)
+	}
+	close(w.release)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got := lines(t, w.buf.Bytes())
+	if len(got) != queue+1 {
+		t.Fatalf("%d lines written, want %d", len(got), queue+1)
+	}
+	for i, ev := range got {
+		if ev["tool"] != strconv.Itoa(i) {
+			t.Errorf("line %d is %v, want tool %d", i, ev, i)
+		}
+	}
+}
+
+// failingWriter fails every write.
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("disk full") }
+
+// TestBufferedWriteErrorsCount: events the writer failed to write count as
+// dropped.
+func TestBufferedWriteErrorsCount(t *testing.T) {
+	l := NewBuffered(failingWriter{}, 0)
+	for range 5 {
+		if err := l.Request(Request{Route: "r"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if d := l.Dropped(); d != 5 {
+		t.Errorf("Dropped() = %d, want 5", d)
 	}
 }

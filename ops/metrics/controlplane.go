@@ -42,8 +42,12 @@ type ControlPlane struct {
 // NewControlPlane returns the control plane's collectors on a fresh
 // registry. cache may be nil.
 func NewControlPlane(cache CacheSource) *ControlPlane {
+	return newControlPlane(newRegistry(), cache)
+}
+
+func newControlPlane(reg *prometheus.Registry, cache CacheSource) *ControlPlane {
 	m := &ControlPlane{
-		Registry: newRegistry(),
+		Registry: reg,
 		decisions: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: namespace, Subsystem: "controlplane", Name: "authorize_duration_seconds",
 			Help:    "Authorize decision latency inside the control plane, by decision.",

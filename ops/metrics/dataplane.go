@@ -19,9 +19,11 @@ type DataPlane struct {
 
 // NewDataPlane returns the data plane's collectors on a fresh registry
 // (with the Go and process collectors).
-func NewDataPlane() *DataPlane {
+func NewDataPlane() *DataPlane { return newDataPlane(newRegistry()) }
+
+func newDataPlane(reg *prometheus.Registry) *DataPlane {
 	m := &DataPlane{
-		Registry: newRegistry(),
+		Registry: reg,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: "dataplane", Name: "requests_total",
 			Help: "MCP requests by route (configured servers only), MCP method, decision and HTTP status.",

@@ -110,6 +110,25 @@ func Handler(reg *prometheus.Registry) http.Handler {
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
 }
 
+// NewShared returns both planes' collectors on one registry, for a process
+// that runs both (`mcpgate dev`): one /metrics shows everything. cache may
+// be nil.
+func NewShared(cache CacheSource) (*DataPlane, *ControlPlane) {
+	reg := newRegistry()
+	return newDataPlane(reg), newControlPlane(reg, cache)
+}
+
+// CountAuditDrops exports dropped, the audit log's count of events it
+// could not write (audit.Logger.Dropped), on reg as
+// mcpgate_audit_dropped_events_total. Register it once per registry, also
+// when auditing is off (a nil logger's count stays 0).
+func CountAuditDrops(reg *prometheus.Registry, dropped func() uint64) {
+	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: "audit", Name: "dropped_events_total",
+		Help: "Audit events not written: the audit log's queue was full (its writer stuck or too slow), the log was closed, or the write failed.",
+	}, func() float64 { return float64(dropped()) }))
+}
+
 func newRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(

@@ -17,6 +17,7 @@ import (
 
 	authorizev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1"
 	"github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1/authorizev1connect"
+	"github.com/mcpgate/mcpgate/ops/audit"
 	"github.com/mcpgate/mcpgate/ops/health"
 )
 
@@ -264,5 +265,62 @@ func TestListener(t *testing.T) {
 		if resp.StatusCode != 200 || !strings.Contains(string(b), want) {
 			t.Errorf("%s: %d %q, want 200 containing %q", path, resp.StatusCode, b, want)
 		}
+	}
+}
+
+// stuck blocks every Write until release closes.
+type stuck struct{ entered, release chan struct{} }
+
+func (s stuck) Write(b []byte) (int, error) {
+	select {
+	case s.entered <- struct{}{}:
+	default:
+	}
+	<-s.release
+	return len(b), nil
+}
+
+// TestAuditDropsExported: events a stuck audit log drops show on /metrics
+// as mcpgate_audit_dropped_events_total; with both planes on one registry
+// (NewShared) the counter and both planes' families are exported once.
+func TestAuditDropsExported(t *testing.T) {
+	w := stuck{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	al := audit.NewBuffered(w, 1)
+	defer func() { close(w.release); _ = al.Close() }()
+	dp, cp := NewShared(nil)
+	if dp.Registry != cp.Registry {
+		t.Fatal("NewShared: two registries")
+	}
+	CountAuditDrops(dp.Registry, al.Dropped)
+	_ = al.Request(audit.Request{Route: "r"})
+	<-w.entered                               // the writer holds one event
+	_ = al.Request(audit.Request{Route: "r"}) // queued
+	for range 3 {
+		if err := al.Request(audit.Request{Route: "r"}); !errors.Is(err, audit.ErrDropped) {
+			t.Fatalf("event beyond a full queue: %v", err)
+		}
+	}
+	dp.RecordAuthorize(DecisionAllow, time.Millisecond)
+	cp.RecordDecision(DecisionAllow, time.Millisecond)
+	rec := httptest.NewRecorder()
+	Handler(dp.Registry).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	body := rec.Body.String()
+	for _, want := range []string{
+		"\nmcpgate_audit_dropped_events_total 3\n",
+		"\nmcpgate_dataplane_authorize_duration_seconds_count{decision=\"allow\"} 1\n",
+		"\nmcpgate_controlplane_authorize_duration_seconds_count{decision=\"allow\"} 1\n",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", strings.TrimSpace(want))
+		}
+	}
+
+	var nilLog *audit.Logger
+	reg := NewDataPlane().Registry
+	CountAuditDrops(reg, nilLog.Dropped) // auditing off: exported, 0
+	rec = httptest.NewRecorder()
+	Handler(reg).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	if !strings.Contains(rec.Body.String(), "\nmcpgate_audit_dropped_events_total 0\n") {
+		t.Error("auditing off: counter not exported as 0")
 	}
 }
