@@ -179,12 +179,38 @@ func (p *Proxy) serveMCP(w http.ResponseWriter, r *http.Request, route string) {
 		writeFixed(w, http.StatusBadRequest, withID(rpcParseError, parsed.ID))
 		return
 	}
-	if r.Method == http.MethodPost && !headersMatchBody(r.Header, parsed) {
-		writeFixed(w, http.StatusBadRequest, withID(rpcHeaderMismatch, parsed.ID))
-		return
+	var cls classification
+	if r.Method == http.MethodPost {
+		if cls = classifyRequest(r.Header, parsed); cls.Status != 0 {
+			log.InfoContext(ctx, "request refused by protocol rules", slog.Int("status", cls.Status))
+			writeFixed(w, cls.Status, withID(cls.Refusal, parsed.ID))
+			return
+		}
 	}
 
 	principal := res.GetPrincipal()
+	fwdBody := parsed.Canonical // exactly what was authorized
+	if hasRequestState(parsed) {
+		var ok bool
+		if fwdBody, ok = p.openRetryState(w, r, log, parsed, principal, route); !ok {
+			return
+		}
+	}
+	var sealer *stateSealer
+	if m := parsed.First; cls.Modern && m.IsCall && needsName(m.Method) {
+		sctx, scancel := context.WithTimeout(ctx, p.timeout)
+		ks, err := p.keys.current(sctx)
+		scancel()
+		if err != nil {
+			log.WarnContext(ctx, "session keys unavailable", slog.String("code", codeOf(err)))
+			writeResponse(w, unavailable().withID(parsed.ID))
+			return
+		}
+		sealer = &stateSealer{ks: ks, bind: stateBinding{
+			principal: principal, route: route, method: m.Method, name: msgName(m),
+			expires: time.Now().Add(p.stateLifetime),
+		}}
+	}
 	upstreamSession, clientHandle := "", ""
 	if h := r.Header.Get(headerSessionID); h != "" {
 		sctx, scancel := context.WithTimeout(ctx, p.timeout)
@@ -212,12 +238,12 @@ func (p *Proxy) serveMCP(w http.ResponseWriter, r *http.Request, route string) {
 		route:     route,
 		principal: principal,
 		allow:     out.Allow,
-		body:      parsed.Canonical, // exactly what was authorized
+		body:      fwdBody,
 		session:   upstreamSession,
 		handle:    clientHandle,
 		// Every reply is filtered whatever the request: ids cannot be
 		// trusted to match (issue 8 item 2).
-		filter:    newToolFilter(out.Allow.GetAllowedTools(), out.Allow.GetDisallowedTools()),
+		rewriter:  replyRewriterFor(newToolFilter(out.Allow.GetAllowedTools(), out.Allow.GetDisallowedTools()), sealer),
 		id:        parsed.ID,
 		mayStream: mayStream(r.Method, parsed.Calls),
 	})
@@ -323,11 +349,11 @@ type fwd struct {
 	principal string
 	allow     *authorizev1.Allow
 	body      []byte
-	session   string      // upstream Mcp-Session-Id, if any
-	handle    string      // the client's handle for session
-	id        string      // the JSON-RPC id of a single request, for error answers
-	filter    *toolFilter // nil: nothing to filter
-	mayStream bool        // counts against the principal's concurrent-stream bound
+	session   string          // upstream Mcp-Session-Id, if any
+	handle    string          // the client's handle for session
+	id        string          // the JSON-RPC id of a single request, for error answers
+	rewriter  messageRewriter // nil: replies are relayed as they are
+	mayStream bool            // counts against the principal's concurrent-stream bound
 }
 
 // isStrippedRequestHeader reports headers never sent upstream. The rule is
@@ -463,7 +489,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, log *slog.Logger
 		h.Set("Cache-Control", "no-cache")
 		w.WriteHeader(resp.StatusCode)
 		p.streamSSE(uctx, w, resp.Body, log, f)
-	case f.filter != nil:
+	case f.rewriter != nil:
 		// A JSON reply (or anything a lenient client might parse as
 		// JSON) is filtered whole; what cannot be checked is not relayed.
 		b, err := io.ReadAll(io.LimitReader(resp.Body, maxEventBytes+1))
@@ -473,7 +499,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, log *slog.Logger
 			return
 		}
 		if t := bytes.TrimSpace(b); len(t) > 0 && (mt == "application/json" || t[0] == '{' || t[0] == '[') {
-			if b, err = f.filter.rewrite(b); err != nil {
+			if b, err = f.rewriter.rewrite(b); err != nil {
 				log.WarnContext(ctx, "upstream reply cannot be checked")
 				replaceUpstreamHeaders(h)
 				writeFixed(w, http.StatusBadGateway, withID(rpcUpstreamUnchecked, f.id))
@@ -512,9 +538,9 @@ func (p *Proxy) streamSSE(uctx context.Context, w http.ResponseWriter, body io.R
 	var event []byte
 	emit := func() bool {
 		out := event
-		if f.filter != nil {
+		if f.rewriter != nil {
 			var err error
-			if out, err = rewriteEvent(event, f.filter); err != nil {
+			if out, err = rewriteEvent(event, f.rewriter); err != nil {
 				log.WarnContext(context.Background(), "upstream SSE event cannot be checked")
 				_, _ = w.Write([]byte("event: message\ndata: " + withID(rpcUpstreamUnchecked, f.id) + "\n\n"))
 				_ = rc.Flush()
@@ -579,7 +605,7 @@ func isBlankLine(l []byte) bool {
 // or with blank data, is returned as is; one whose data is not exactly
 // decodable JSON-RPC, or that holds a lone \r (which SSE parsers take for
 // a line end the gateway did not see), is errUnchecked.
-func rewriteEvent(event []byte, filter *toolFilter) ([]byte, error) {
+func rewriteEvent(event []byte, filter messageRewriter) ([]byte, error) {
 	if i := bytes.IndexByte(event, '\r'); i >= 0 {
 		for j := i; j < len(event); j++ {
 			if event[j] == '\r' && (j+1 == len(event) || event[j+1] != '\n') {

@@ -67,6 +67,10 @@ type Config struct {
 	// requests one principal may have in flight on this data plane; past it
 	// the client gets 429 (DefaultMaxStreamsPerPrincipal when zero).
 	MaxStreamsPerPrincipal int
+	// RequestStateLifetime bounds how long a multi-round-trip requestState
+	// the gateway sealed may be retried (DefaultRequestStateLifetime when
+	// zero).
+	RequestStateLifetime time.Duration
 	// Metrics records requests, Authorize calls and upstream round trips
 	// (nil: none).
 	Metrics *metrics.DataPlane
@@ -85,6 +89,7 @@ type Proxy struct {
 	timeout        time.Duration
 	headerTimeout  time.Duration
 	streamLifetime time.Duration
+	stateLifetime  time.Duration
 	streams        *streamLimiter
 	cp             *controlPlane
 	keys           *keyRing
@@ -141,6 +146,9 @@ func New(cfg Config, log *slog.Logger) (*Proxy, error) {
 	if cfg.MaxStreamLifetime <= 0 {
 		cfg.MaxStreamLifetime = DefaultMaxStreamLifetime
 	}
+	if cfg.RequestStateLifetime <= 0 {
+		cfg.RequestStateLifetime = DefaultRequestStateLifetime
+	}
 	if cfg.MaxStreamsPerPrincipal <= 0 {
 		cfg.MaxStreamsPerPrincipal = DefaultMaxStreamsPerPrincipal
 	}
@@ -164,6 +172,7 @@ func New(cfg Config, log *slog.Logger) (*Proxy, error) {
 		timeout:        cfg.AuthorizeTimeout,
 		headerTimeout:  cfg.UpstreamHeaderTimeout,
 		streamLifetime: cfg.MaxStreamLifetime,
+		stateLifetime:  cfg.RequestStateLifetime,
 		streams:        newStreamLimiter(cfg.MaxStreamsPerPrincipal),
 		cp:             cp,
 		upstream:       up,
