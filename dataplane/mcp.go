@@ -19,6 +19,7 @@ import (
 
 	"github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1/authorizev1connect"
 	"github.com/mcpgate/mcpgate/api/wire"
+	"github.com/mcpgate/mcpgate/dataplane/bridge"
 
 	authorizev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1"
 )
@@ -234,7 +235,7 @@ func (p *Proxy) serveMCP(w http.ResponseWriter, r *http.Request, route string) {
 		clientHandle = h
 	}
 
-	p.forward(w, r, log, fwd{
+	f := fwd{
 		route:     route,
 		principal: principal,
 		allow:     out.Allow,
@@ -246,7 +247,19 @@ func (p *Proxy) serveMCP(w http.ResponseWriter, r *http.Request, route string) {
 		rewriter:  replyRewriterFor(newToolFilter(out.Allow.GetAllowedTools(), out.Allow.GetDisallowedTools()), sealer),
 		id:        parsed.ID,
 		mayStream: mayStream(r.Method, parsed.Calls),
-	})
+		modern:    cls.Modern,
+		discover:  parsed.First.Method == "server/discover",
+	}
+	if cls.Modern && p.versions.Legacy(out.Allow.GetUpstreamUrl()) {
+		p.serveBridged(w, r, log, f, parsed)
+		return
+	}
+	if p.forward(w, r, log, f) == fwdLegacy {
+		// The upstream turned the 2026-07-28 request down as a 2025-only
+		// server (nothing was processed): bridge it, and from now on.
+		log.InfoContext(ctx, "upstream speaks only 2025-11-25; bridging 2026-07-28 requests")
+		p.serveBridged(w, r, log, f, parsed)
+	}
 }
 
 // record notes the decision about call c for the audit and metrics, and
@@ -354,7 +367,24 @@ type fwd struct {
 	id        string          // the JSON-RPC id of a single request, for error answers
 	rewriter  messageRewriter // nil: replies are relayed as they are
 	mayStream bool            // counts against the principal's concurrent-stream bound
+	// modern: a 2026-07-28 request; an upstream answering it as a
+	// 2025-only server is reported as fwdLegacy instead of relayed.
+	modern bool
+	// discover: the request is server/discover.
+	discover bool
+	// bridged: the request goes on a bridge session (2026-07-28 client,
+	// 2025-only upstream); a 404 is reported as fwdStale instead of relayed.
+	bridged bool
 }
+
+// fwdResult is what forward did.
+type fwdResult int
+
+const (
+	fwdDone   fwdResult = iota // answered the client
+	fwdLegacy                  // nothing written: the upstream speaks only 2025-11-25
+	fwdStale                   // nothing written: the bridge session is gone upstream
+)
 
 // isStrippedRequestHeader reports headers never sent upstream. The rule is
 // an allowlist (ARCHITECTURE.md: any header not explicitly allowed stays at
@@ -394,14 +424,14 @@ func copyEndToEnd(dst, src http.Header, skip func(string) bool) {
 	}
 }
 
-func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, log *slog.Logger, f fwd) {
+func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, log *slog.Logger, f fwd) fwdResult {
 	ctx := r.Context()
 	if f.mayStream {
 		release, ok := p.streams.acquire(f.principal)
 		if !ok {
 			log.InfoContext(ctx, "too many concurrent streams for the principal")
 			writeResponse(w, tooManyStreams(f.id))
-			return
+			return fwdDone
 		}
 		defer release() // before ServeHTTP returns, so before the client sees the end
 	}
@@ -418,9 +448,12 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, log *slog.Logger
 	if err != nil {
 		log.ErrorContext(ctx, "bad upstream URL from control plane")
 		writeFixed(w, http.StatusBadGateway, withID(rpcUpstreamFailed, f.id))
-		return
+		return fwdDone
 	}
 	copyEndToEnd(up.Header, r.Header, isStrippedRequestHeader)
+	if f.bridged {
+		up.Header.Set(headerProtocolVersion, bridge.Version20251125)
+	}
 	if f.session != "" {
 		up.Header.Set(headerSessionID, f.session)
 	}
@@ -442,35 +475,63 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, log *slog.Logger
 	p.metrics.RecordUpstream(f.route, upStatus, time.Since(upStart))
 	switch {
 	case ctx.Err() != nil:
-		return // the client is gone
+		return fwdDone // the client is gone
 	case timedOut:
 		log.WarnContext(ctx, "upstream response headers timed out")
 		writeFixed(w, http.StatusGatewayTimeout, withID(rpcUpstreamTimeout, f.id))
-		return
+		return fwdDone
 	case err != nil:
 		log.WarnContext(ctx, "upstream unreachable")
 		writeFixed(w, http.StatusBadGateway, withID(rpcUpstreamFailed, f.id))
-		return
+		return fwdDone
 	case resp.StatusCode >= 300 && resp.StatusCode < 400:
 		// Never relayed: a client following it would re-send its request,
 		// gateway credentials included, wherever the upstream pointed.
 		log.WarnContext(ctx, "upstream answered with a redirect", slog.Int("upstream_status", resp.StatusCode))
 		writeFixed(w, http.StatusBadGateway, withID(rpcUpstreamRedirect, f.id))
-		return
+		return fwdDone
+	case f.bridged && resp.StatusCode == http.StatusNotFound:
+		return fwdStale
+	case f.modern && !f.bridged && resp.StatusCode == http.StatusBadRequest:
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, smallBody))
+		if bridge.IsLegacyRejection(resp.StatusCode, b) {
+			p.versions.SetLegacy(f.allow.GetUpstreamUrl())
+			return fwdLegacy
+		}
+		resp.Body = io.NopCloser(io.MultiReader(bytes.NewReader(b), resp.Body))
+	case f.modern && !f.bridged && f.discover && resp.StatusCode == http.StatusOK:
+		// A 2025-only server may answer server/discover listing only
+		// older versions (the Go SDK's stateful servers do).
+		b, err := io.ReadAll(io.LimitReader(resp.Body, maxEventBytes+1))
+		if err != nil || len(b) > maxEventBytes {
+			log.WarnContext(ctx, "upstream reply unreadable")
+			writeFixed(w, http.StatusBadGateway, withID(rpcUpstreamFailed, f.id))
+			return fwdDone
+		}
+		if bridge.IsLegacyDiscover(resp.Header.Get("Content-Type"), b) {
+			p.versions.SetLegacy(f.allow.GetUpstreamUrl())
+			return fwdLegacy
+		}
+		resp.Body = io.NopCloser(bytes.NewReader(b))
+	}
+	switch {
 	case resp.StatusCode == http.StatusUnauthorized:
 		p.upstreamUnauthorized(w, r, log, f)
-		return
+		return fwdDone
 	case encodedBody(resp.Header):
 		log.WarnContext(ctx, "upstream answered with an unsupported content encoding")
 		writeFixed(w, http.StatusBadGateway, withID(rpcUpstreamEncoding, f.id))
-		return
+		return fwdDone
 	}
 	lifetime := time.AfterFunc(p.streamLifetime, func() { ucancel(errStreamLifetime) })
 	defer lifetime.Stop()
 
 	h := w.Header()
 	copyResponseHeaders(h, resp.Header)
-	if sid := resp.Header.Get(headerSessionID); sid != "" && sid == f.session {
+	if f.bridged || f.modern {
+		// 2026-07-28 has no sessions; a bridge session stays the gateway's.
+		h.Del(headerSessionID)
+	} else if sid := resp.Header.Get(headerSessionID); sid != "" && sid == f.session {
 		h.Set(headerSessionID, f.handle) // same session: keep the client's handle stable
 	} else if sid != "" {
 		handle, err := p.sealSession(ctx, sessionBinding{upstream: sid, principal: f.principal, route: f.route})
@@ -478,7 +539,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, log *slog.Logger
 			log.WarnContext(ctx, "cannot seal session", slog.String("code", codeOf(err)))
 			replaceUpstreamHeaders(h)
 			writeResponse(w, unavailable().withID(f.id))
-			return
+			return fwdDone
 		}
 		h.Set(headerSessionID, handle)
 	}
@@ -496,14 +557,14 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, log *slog.Logger
 		if err != nil || len(b) > maxEventBytes {
 			log.WarnContext(ctx, "upstream reply unreadable")
 			writeFixed(w, http.StatusBadGateway, withID(rpcUpstreamFailed, f.id))
-			return
+			return fwdDone
 		}
 		if t := bytes.TrimSpace(b); len(t) > 0 && (mt == "application/json" || t[0] == '{' || t[0] == '[') {
 			if b, err = f.rewriter.rewrite(b); err != nil {
 				log.WarnContext(ctx, "upstream reply cannot be checked")
 				replaceUpstreamHeaders(h)
 				writeFixed(w, http.StatusBadGateway, withID(rpcUpstreamUnchecked, f.id))
-				return
+				return fwdDone
 			}
 		}
 		w.WriteHeader(resp.StatusCode)
@@ -513,6 +574,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, log *slog.Logger
 		_, _ = io.Copy(w, resp.Body)
 	}
 	log.InfoContext(ctx, "forwarded", slog.Int("upstream_status", resp.StatusCode))
+	return fwdDone
 }
 
 func (p *Proxy) sealSession(ctx context.Context, s sessionBinding) (string, error) {

@@ -209,7 +209,9 @@ func TestProtocol2025Unchanged(t *testing.T) {
 // TestSDKClients2026And2025 runs a 2026-07-28 Go SDK client (stateless
 // discovery) and a 2025-11-25 Go SDK client on the same per-server route
 // at once, against a 2026 upstream (Go SDK, Stateless) and a 2025-only one
-// (Go SDK, stateful): both list and call on both.
+// (Go SDK, stateful): both list and call on both. The 2026 client speaks
+// 2026-07-28 on both routes: the gateway bridges it to the 2025-only
+// upstream (server/discover answered from the upstream's initialize).
 func TestSDKClients2026And2025(t *testing.T) {
 	for _, jsonResponse := range []bool{true, false} {
 		t.Run(fmt.Sprintf("json=%v", jsonResponse), func(t *testing.T) {
@@ -248,8 +250,8 @@ func TestSDKClients2026And2025(t *testing.T) {
 						}
 						got := cs.InitializeResult().ProtocolVersion
 						want := "2025-11-25"
-						if rt == "New" && version == "" {
-							want = "2026-07-28"
+						if version == "" {
+							want = "2026-07-28" // on Old through the bridge
 						}
 						if got != want {
 							t.Errorf("%s %q negotiated %q, want %q", rt, version, got, want)
@@ -268,6 +270,27 @@ func TestSDKClients2026And2025(t *testing.T) {
 			}
 			if modern != 3 {
 				t.Errorf("2026 upstream saw %d modern tools/call, want 3", modern)
+			}
+			// The 2025-only upstream got the 2026 client's calls on one
+			// bridge session, opened with the client's own clientInfo, and
+			// never a 2026 request beyond the probing server/discover.
+			bridgeInits, calls := 0, 0
+			for _, r := range up25.requests() {
+				if strings.Contains(r.body, `"id":"mcpgate-bridge-init"`) {
+					bridgeInits++
+					if !strings.Contains(r.body, `"protocolVersion":"2025-11-25"`) || !strings.Contains(r.body, `"clientInfo":{"name":"c","version":"1"}`) {
+						t.Errorf("bridge initialize %s", r.body)
+					}
+				}
+				if strings.Contains(r.body, "io.modelcontextprotocol/protocolVersion") && !strings.Contains(r.body, `"server/discover"`) {
+					t.Errorf("2025-only upstream got a 2026 request: %s", r.body)
+				}
+				if strings.Contains(r.body, `"tools/call"`) {
+					calls++
+				}
+			}
+			if bridgeInits != 1 || calls != 6 {
+				t.Errorf("2025-only upstream: %d bridge sessions, %d calls; want 1 and 6", bridgeInits, calls)
 			}
 		})
 	}

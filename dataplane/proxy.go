@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/mcpgate/mcpgate/api/wire"
+	"github.com/mcpgate/mcpgate/dataplane/bridge"
 	"github.com/mcpgate/mcpgate/ops/audit"
 	"github.com/mcpgate/mcpgate/ops/metrics"
 )
@@ -71,6 +72,10 @@ type Config struct {
 	// the gateway sealed may be retried (DefaultRequestStateLifetime when
 	// zero).
 	RequestStateLifetime time.Duration
+	// MaxBridgeSessions bounds the upstream sessions this data plane keeps
+	// open for 2026-07-28 clients of 2025-only upstreams
+	// (bridge.DefaultMaxSessions when zero).
+	MaxBridgeSessions int
 	// Metrics records requests, Authorize calls and upstream round trips
 	// (nil: none).
 	Metrics *metrics.DataPlane
@@ -90,6 +95,8 @@ type Proxy struct {
 	headerTimeout  time.Duration
 	streamLifetime time.Duration
 	stateLifetime  time.Duration
+	versions       *bridge.Versions
+	bridged        *bridge.Sessions
 	streams        *streamLimiter
 	cp             *controlPlane
 	keys           *keyRing
@@ -181,6 +188,8 @@ func New(cfg Config, log *slog.Logger) (*Proxy, error) {
 		audit:          cfg.Audit,
 	}
 	p.keys = newKeyRing(cp, log)
+	p.versions = &bridge.Versions{}
+	p.bridged = bridge.NewSessions(up, cfg.MaxBridgeSessions)
 	return p, nil
 }
 
