@@ -556,3 +556,52 @@ func TestCacheScopePrivateNotShared(t *testing.T) {
 		}
 	}
 }
+
+// TestBridgeSessionReopenedOn404: when the 2025-only upstream forgets the
+// bridge session (here: ended with DELETE behind the gateway's back), the
+// next 2026-07-28 call is answered on a new session, transparently.
+func TestBridgeSessionReopenedOn404(t *testing.T) {
+	cp := newFakeCP(t)
+	up := newUpstream(t, true)
+	cp.setRoute("Old", &route{mode: "none", upstream: up.url(), principals: map[string]bool{"alice": true}})
+	g := newGateway(t, cp, nil)
+	call := func() {
+		t.Helper()
+		resp, body := g.do(t, "POST", "/Old/mcp", modernHeaders("mcpg_alice", "tools/call", "echo"), modernCall("tools/call", `"name":"echo","arguments":{"text":"hi"}`))
+		if resp.StatusCode != 200 || !strings.Contains(body, `"echo: hi"`) || resp.Header.Get("Mcp-Session-Id") != "" {
+			t.Fatalf("call: %d %v %s", resp.StatusCode, resp.Header, body)
+		}
+	}
+	call() // probes (forwarded as is, refused), then bridges
+	sessions := func() []string {
+		var ids []string
+		for _, r := range up.requests() {
+			if strings.Contains(r.body, `"id":"mcpgate-bridge-init"`) {
+				continue
+			}
+			if id := r.header.Get("Mcp-Session-Id"); id != "" && !slices.Contains(ids, id) {
+				ids = append(ids, id)
+			}
+		}
+		return ids
+	}
+	first := sessions()
+	if len(first) != 1 {
+		t.Fatalf("bridge sessions %v", first)
+	}
+	call() // same session
+	if got := sessions(); len(got) != 1 {
+		t.Fatalf("second call opened a session: %v", got)
+	}
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodDelete, up.url(), nil)
+	req.Header.Set("Mcp-Session-Id", first[0])
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	call() // 404 upstream, reopened, answered
+	if got := sessions(); len(got) != 2 || got[0] != first[0] {
+		t.Fatalf("sessions after expiry %v", got)
+	}
+}

@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"bytes"
+	"io"
 
 	"github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
@@ -38,6 +39,9 @@ func members(v []byte) ([]member, error) {
 	}
 	if _, err := dec.ReadToken(); err != nil {
 		return nil, ErrMalformed
+	}
+	if _, err := dec.ReadToken(); err != io.EOF {
+		return nil, ErrMalformed // exactly one object
 	}
 	return out, nil
 }
