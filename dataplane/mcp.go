@@ -212,7 +212,7 @@ func (p *Proxy) serveMCP(w http.ResponseWriter, r *http.Request, route string) {
 			expires: time.Now().Add(p.stateLifetime),
 		}}
 	}
-	upstreamSession, clientHandle := "", ""
+	upstreamSession, clientHandle, bridgeMeta := "", "", ""
 	if h := r.Header.Get(headerSessionID); h != "" {
 		sctx, scancel := context.WithTimeout(ctx, p.timeout)
 		s, err := p.keys.openHandle(sctx, h)
@@ -233,6 +233,7 @@ func (p *Proxy) serveMCP(w http.ResponseWriter, r *http.Request, route string) {
 		}
 		upstreamSession = s.upstream
 		clientHandle = h
+		bridgeMeta = s.bridge
 	}
 
 	f := fwd{
@@ -250,15 +251,32 @@ func (p *Proxy) serveMCP(w http.ResponseWriter, r *http.Request, route string) {
 		modern:    cls.Modern,
 		discover:  parsed.First.Method == "server/discover",
 	}
+	if bridgeMeta != "" && !cls.Modern {
+		p.serveUpgraded(w, r, log, f, parsed, bridgeMeta)
+		return
+	}
+	if r.Method == http.MethodPost && !cls.Modern && !parsed.Batch && parsed.First.IsCall &&
+		parsed.First.Method == "initialize" && clientHandle == "" && p.initializeOnModern(w, r, log, f, parsed) {
+		return
+	}
 	if cls.Modern && p.versions.Legacy(out.Allow.GetUpstreamUrl()) {
 		p.serveBridged(w, r, log, f, parsed)
 		return
 	}
-	if p.forward(w, r, log, f) == fwdLegacy {
+	if r.Method == http.MethodPost && !cls.Modern && p.versions.ModernOnly(out.Allow.GetUpstreamUrl()) {
+		p.serveUpgraded(w, r, log, f, parsed, noClientMeta)
+		return
+	}
+	f.legacyClient = r.Method == http.MethodPost && !cls.Modern
+	switch p.forward(w, r, log, f) {
+	case fwdLegacy:
 		// The upstream turned the 2026-07-28 request down as a 2025-only
 		// server (nothing was processed): bridge it, and from now on.
 		log.InfoContext(ctx, "upstream speaks only 2025-11-25; bridging 2026-07-28 requests")
 		p.serveBridged(w, r, log, f, parsed)
+	case fwdModernOnly:
+		log.InfoContext(ctx, "upstream speaks only 2026-07-28; sending 2025-11-25 requests as 2026-07-28")
+		p.serveUpgraded(w, r, log, f, parsed, noClientMeta)
 	}
 }
 
@@ -375,6 +393,13 @@ type fwd struct {
 	// bridged: the request goes on a bridge session (2026-07-28 client,
 	// 2025-only upstream); a 404 is reported as fwdStale instead of relayed.
 	bridged bool
+	// upgraded: a 2025-11-25 client's request sent as 2026-07-28 to an
+	// upstream that speaks only that, with these Mcp-Method / Mcp-Name.
+	upgraded         bool
+	upMethod, upName string
+	// legacyClient: a 2025-style POST; an upstream refusing it as a
+	// 2026-07-28-only server is reported as fwdModernOnly.
+	legacyClient bool
 }
 
 // fwdResult is what forward did.
@@ -384,6 +409,7 @@ const (
 	fwdDone   fwdResult = iota // answered the client
 	fwdLegacy                  // nothing written: the upstream speaks only 2025-11-25
 	fwdStale                   // nothing written: the bridge session is gone upstream
+	fwdModernOnly              // nothing written: the upstream speaks only 2026-07-28
 )
 
 // isStrippedRequestHeader reports headers never sent upstream. The rule is
@@ -454,6 +480,14 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, log *slog.Logger
 	if f.bridged {
 		up.Header.Set(headerProtocolVersion, bridge.Version20251125)
 	}
+	if f.upgraded {
+		up.Header.Set(headerProtocolVersion, bridge.Version20260728)
+		up.Header.Set(headerMcpMethod, f.upMethod)
+		up.Header.Del(headerMcpName)
+		if f.upName != "" {
+			up.Header.Set(headerMcpName, f.upName)
+		}
+	}
 	if f.session != "" {
 		up.Header.Set(headerSessionID, f.session)
 	}
@@ -497,6 +531,13 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, log *slog.Logger
 		if bridge.IsLegacyRejection(resp.StatusCode, b) {
 			p.versions.SetLegacy(f.allow.GetUpstreamUrl())
 			return fwdLegacy
+		}
+		resp.Body = io.NopCloser(io.MultiReader(bytes.NewReader(b), resp.Body))
+	case f.legacyClient && resp.StatusCode == http.StatusBadRequest:
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, smallBody))
+		if bridge.IsModernOnlyRejection(resp.StatusCode, b) {
+			p.versions.SetModernOnly(f.allow.GetUpstreamUrl())
+			return fwdModernOnly
 		}
 		resp.Body = io.NopCloser(io.MultiReader(bytes.NewReader(b), resp.Body))
 	case f.modern && !f.bridged && f.discover && resp.StatusCode == http.StatusOK:

@@ -605,3 +605,88 @@ func TestBridgeSessionReopenedOn404(t *testing.T) {
 		t.Fatalf("sessions after expiry %v", got)
 	}
 }
+
+// newUpstreamOnly2026 is a Go SDK server (stateless) restricted to
+// 2026-07-28: it answers a 2025 initialize but refuses every later 2025
+// request with 400.
+func newUpstreamOnly2026(t testing.TB) *upstream2026 {
+	t.Helper()
+	u := &upstream2026{}
+	s := mcp.NewServer(&mcp.Implementation{Name: "only-2026", Version: "3"}, &mcp.ServerOptions{SupportedProtocolVersions: []string{"2026-07-28"}, Instructions: "new only"})
+	mcp.AddTool(s, &mcp.Tool{Name: "echo", Description: "echoes"}, func(_ context.Context, _ *mcp.CallToolRequest, in echoIn) (*mcp.CallToolResult, any, error) {
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "echo: " + in.Text}}}, nil, nil
+	})
+	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, &mcp.StreamableHTTPOptions{Stateless: true})
+	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(b))
+		u.mu.Lock()
+		u.bodies = append(u.bodies, r.Method+" "+r.Header.Get("Mcp-Protocol-Version")+" "+string(b))
+		u.mu.Unlock()
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(u.srv.Close)
+	return u
+}
+
+// TestReverseBridge2025ClientOn2026OnlyUpstream: 2025-11-25 Go SDK clients
+// on a route whose upstream speaks only 2026-07-28. The first client's
+// initialize reaches the upstream (nothing is known yet); its first list is
+// refused by the upstream as a 2025 request and sent again as 2026-07-28;
+// from then on the gateway answers initialize from the upstream's
+// server/discover with a sealed handle carrying the client's capabilities
+// and info, and sends every request as 2026-07-28. A 2026-07-28 client uses
+// the same route at the same time.
+func TestReverseBridge2025ClientOn2026OnlyUpstream(t *testing.T) {
+	cp := newFakeCP(t)
+	up := newUpstreamOnly2026(t)
+	cp.setRoute("New", &route{mode: "none", upstream: up.url(), principals: map[string]bool{"alice": true}})
+	g := newGateway(t, cp, nil)
+	use := func(name, version string) *mcp.ClientSession {
+		t.Helper()
+		kt := &keyTransport{header: "X-MCPGate-API-Key", value: "mcpg_alice"}
+		c := mcp.NewClient(&mcp.Implementation{Name: name, Version: "1"}, nil)
+		cs, err := c.Connect(t.Context(), &mcp.StreamableClientTransport{Endpoint: g.srv.URL + "/New/mcp", HTTPClient: &http.Client{Transport: kt}, MaxRetries: -1}, &mcp.ClientSessionOptions{ProtocolVersion: version})
+		if err != nil {
+			t.Fatalf("%s connect: %v", name, err)
+		}
+		tools, err := cs.ListTools(t.Context(), nil)
+		if err != nil || len(tools.Tools) != 1 {
+			t.Fatalf("%s tools/list: %v %v", name, tools, err)
+		}
+		res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": name}})
+		if err != nil || res.Content[0].(*mcp.TextContent).Text != "echo: "+name {
+			t.Fatalf("%s tools/call: %v %v", name, res, err)
+		}
+		return cs
+	}
+	first := use("first", "2025-11-25")
+	modern := use("modern", "")
+	second := use("second", "2025-11-25")
+	if got := second.InitializeResult(); got.ProtocolVersion != "2025-11-25" || got.Instructions != "new only" || got.ServerInfo.Name != "only-2026" {
+		t.Errorf("second initialize %+v", got)
+	}
+	if got := modern.InitializeResult().ProtocolVersion; got != "2026-07-28" {
+		t.Errorf("modern client negotiated %q", got)
+	}
+	for _, cs := range []*mcp.ClientSession{first, modern, second} {
+		if err := cs.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	}
+	inits, secondCall := 0, ""
+	for _, b := range up.bodies {
+		if strings.Contains(b, `"method":"initialize"`) {
+			inits++
+		}
+		if strings.Contains(b, `"tools/call"`) && strings.Contains(b, `"second"`) {
+			secondCall = b
+		}
+	}
+	if inits != 1 {
+		t.Errorf("upstream saw %d initialize, want only the first client's", inits)
+	}
+	if !strings.HasPrefix(secondCall, "POST 2026-07-28 ") || !strings.Contains(secondCall, `"io.modelcontextprotocol/clientInfo":{"name":"second","version":"1"}`) {
+		t.Errorf("second client's call reached the upstream as %s", secondCall)
+	}
+}

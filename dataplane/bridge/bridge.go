@@ -64,47 +64,105 @@ var (
 // maxReply bounds an initialize reply held in memory.
 const maxReply = 1 << 20
 
-// Versions is a per-process record of upstreams known to speak only
-// 2025-11-25. The zero value is ready; it holds at most max entries
-// (DefaultMaxVersions when zero), forgetting the oldest.
+// Versions is a per-process record of what upstreams speak: those known
+// to speak only 2025-11-25 (they refused a 2026-07-28 request as such) and
+// those known to speak only 2026-07-28 (they refused a 2025-style request
+// as such). Nothing is probed ahead: an upstream's own refusal of a request
+// it did not process teaches the gateway. The zero value is ready;
+// it holds at most Max upstreams (DefaultMaxVersions when zero),
+// forgetting the oldest.
 type Versions struct {
 	Max int
 
-	mu     sync.Mutex
-	legacy map[string]bool
-	order  []string
+	mu    sync.Mutex
+	state map[string]uint8
+	order []string
 }
+
+const (
+	stLegacy     uint8 = 1 << iota // speaks only 2025-11-25
+	stModernOnly                   // speaks only 2026-07-28 or later
+)
 
 // DefaultMaxVersions bounds Versions.
 const DefaultMaxVersions = 4096
 
-// Legacy reports whether url is known to speak only 2025-11-25.
-func (v *Versions) Legacy(url string) bool {
+func (v *Versions) get(url string) uint8 {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	return v.legacy[url]
+	return v.state[url]
 }
 
-// SetLegacy records that url speaks only 2025-11-25.
-func (v *Versions) SetLegacy(url string) {
+func (v *Versions) set(url string, bits uint8) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if v.legacy == nil {
-		v.legacy = map[string]bool{}
+	if v.state == nil {
+		v.state = map[string]uint8{}
 	}
-	if v.legacy[url] {
-		return
+	if _, ok := v.state[url]; !ok {
+		limit := v.Max
+		if limit <= 0 {
+			limit = DefaultMaxVersions
+		}
+		for len(v.order) >= limit {
+			delete(v.state, v.order[0])
+			v.order = v.order[1:]
+		}
+		v.order = append(v.order, url)
 	}
-	limit := v.Max
-	if limit <= 0 {
-		limit = DefaultMaxVersions
+	v.state[url] |= bits
+}
+
+// Legacy reports whether url is known to speak only 2025-11-25.
+func (v *Versions) Legacy(url string) bool { return v.get(url)&stLegacy != 0 }
+
+// SetLegacy records that url speaks only 2025-11-25.
+func (v *Versions) SetLegacy(url string) { v.set(url, stLegacy) }
+
+// ModernOnly reports whether url is known to speak only 2026-07-28 or
+// later.
+func (v *Versions) ModernOnly(url string) bool { return v.get(url)&stModernOnly != 0 }
+
+// SetModernOnly records that url speaks only 2026-07-28 or later.
+func (v *Versions) SetModernOnly(url string) { v.set(url, stModernOnly) }
+
+// IsModernOnlyRejection reports whether an upstream's answer to a
+// 2025-style request says it speaks only 2026-07-28 or later: HTTP 400
+// with the Go SDK's plain-text "Unsupported protocol version (supported
+// versions: …)", or JSON-RPC error -32022 with data.supported, listing no
+// version older than 2026-07-28.
+func IsModernOnlyRejection(status int, body []byte) bool {
+	if status != http.StatusBadRequest {
+		return false
 	}
-	for len(v.order) >= limit {
-		delete(v.legacy, v.order[0])
-		v.order = v.order[1:]
+	var supported []string
+	const sdkText = "Bad Request: Unsupported protocol version (supported versions: "
+	if t, ok := strings.CutPrefix(strings.TrimSpace(string(body)), sdkText); ok {
+		list, ok := strings.CutSuffix(t, ")")
+		if !ok {
+			return false
+		}
+		supported = strings.Split(list, ",")
+	} else {
+		var msg struct {
+			Error *struct {
+				Code int64 `json:"code"`
+				Data *struct {
+					Supported []string `json:"supported"`
+				} `json:"data"`
+			} `json:"error"`
+		}
+		if err := unmarshal(body, &msg); err != nil || msg.Error == nil || msg.Error.Code != -32022 || msg.Error.Data == nil {
+			return false
+		}
+		supported = msg.Error.Data.Supported
 	}
-	v.legacy[url] = true
-	v.order = append(v.order, url)
+	for _, s := range supported {
+		if strings.TrimSpace(s) < Version20260728 {
+			return false
+		}
+	}
+	return len(supported) > 0
 }
 
 // IsLegacyRejection reports whether an upstream's answer to a 2026-07-28

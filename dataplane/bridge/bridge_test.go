@@ -180,6 +180,18 @@ func FuzzBridgeParsers(f *testing.F) {
 			_ = m.Digest()
 		}
 		_, _ = Discover("1", b)
+		_, _ = InitializeFromDiscover("1", "2025-11-25", b)
+		IsModernOnlyRejection(400, b)
+		if m, _, err := ClientMetaOfInitialize(b); err == nil {
+			if enc, err := EncodeMeta(m); err == nil {
+				if back, err := DecodeMeta(enc); err != nil || !bytes.Equal(back.Capabilities, m.Capabilities) || !bytes.Equal(back.ClientInfo, m.ClientInfo) {
+					t.Fatalf("meta round trip %s: %+v %v", enc, back, err)
+				}
+				if up, err := Upgrade(b, m); err == nil && !json.Valid(up) {
+					t.Fatalf("Upgrade output %q", up)
+				}
+			}
+		}
 		out, err := Downgrade(b)
 		if err != nil {
 			return
@@ -200,4 +212,66 @@ func FuzzBridgeParsers(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestUpgrade(t *testing.T) {
+	m, err := DecodeMeta(`{"caps":{"elicitation":{}},"info":{"name":"c","version":"1"}}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if enc, err := EncodeMeta(m); err != nil || enc != `{"caps":{"elicitation":{}},"info":{"name":"c","version":"1"}}` {
+		t.Errorf("EncodeMeta = %s, %v", enc, err)
+	}
+	cases := []struct{ in, want string }{
+		{
+			`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`,
+			`{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{"elicitation":{}},"io.modelcontextprotocol/clientInfo":{"name":"c","version":"1"}}}}`,
+		},
+		{
+			`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"e","_meta":{"progressToken":3,"io.modelcontextprotocol/protocolVersion":"2099-01-01"}}}`,
+			`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"e","_meta":{"progressToken":3,"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{"elicitation":{}},"io.modelcontextprotocol/clientInfo":{"name":"c","version":"1"}}}}`,
+		},
+	}
+	for _, tc := range cases {
+		if got, err := Upgrade([]byte(tc.in), m); err != nil || string(got) != tc.want {
+			t.Errorf("Upgrade(%s) = %s, %v", tc.in, got, err)
+		}
+	}
+	if _, err := Upgrade([]byte(`{"jsonrpc":"2.0","id":1,"method":"x","params":[]}`), m); err != ErrMalformed {
+		t.Errorf("array params: %v", err)
+	}
+	if _, err := DecodeMeta(`{"caps":[]}`); err != ErrMalformed {
+		t.Errorf("DecodeMeta array caps: %v", err)
+	}
+}
+
+func TestInitializeFromDiscover(t *testing.T) {
+	disc := jsontext.Value(`{"supportedVersions":["2026-07-28"],"capabilities":{"tools":{}},"instructions":"hi","_meta":{"io.modelcontextprotocol/serverInfo":{"name":"s","version":"3"}}}`)
+	for requested, version := range map[string]string{"2025-06-18": "2025-06-18", "2024-01-01": "2025-11-25", "2026-07-28": "2025-11-25"} {
+		got, err := InitializeFromDiscover("7", requested, disc)
+		want := `{"jsonrpc":"2.0","id":7,"result":{"protocolVersion":"` + version + `","capabilities":{"tools":{}},"serverInfo":{"name":"s","version":"3"},"instructions":"hi"}}`
+		if err != nil || string(got) != want {
+			t.Errorf("InitializeFromDiscover(%s) = %s, %v", requested, got, err)
+		}
+	}
+}
+
+func TestIsModernOnlyRejection(t *testing.T) {
+	for _, tc := range []struct {
+		status int
+		body   string
+		want   bool
+	}{
+		{400, "Bad Request: Unsupported protocol version (supported versions: 2026-07-28)\n", true},
+		{400, "Bad Request: Unsupported protocol version (supported versions: 2026-07-28,2025-11-25)\n", false},
+		{400, "Bad Request: Unsupported protocol version (supported versions: )\n", false},
+		{404, "Bad Request: Unsupported protocol version (supported versions: 2026-07-28)\n", false},
+		{400, `{"jsonrpc":"2.0","id":1,"error":{"code":-32022,"message":"x","data":{"supported":["2026-07-28"]}}}`, true},
+		{400, `{"jsonrpc":"2.0","id":1,"error":{"code":-32022,"message":"x","data":{"supported":["2025-11-25"]}}}`, false},
+		{400, `Bad Request: missing session ID`, false},
+	} {
+		if got := IsModernOnlyRejection(tc.status, []byte(tc.body)); got != tc.want {
+			t.Errorf("IsModernOnlyRejection(%d, %q) = %v", tc.status, tc.body, got)
+		}
+	}
 }
