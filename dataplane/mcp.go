@@ -406,10 +406,10 @@ type fwd struct {
 type fwdResult int
 
 const (
-	fwdDone   fwdResult = iota // answered the client
-	fwdLegacy                  // nothing written: the upstream speaks only 2025-11-25
-	fwdStale                   // nothing written: the bridge session is gone upstream
-	fwdModernOnly              // nothing written: the upstream speaks only 2026-07-28
+	fwdDone       fwdResult = iota // answered the client
+	fwdLegacy                      // nothing written: the upstream speaks only 2025-11-25
+	fwdStale                       // nothing written: the bridge session is gone upstream
+	fwdModernOnly                  // nothing written: the upstream speaks only 2026-07-28
 )
 
 // isStrippedRequestHeader reports headers never sent upstream. The rule is
