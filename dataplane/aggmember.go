@@ -8,7 +8,6 @@ import (
 	"io"
 	"mime"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/go-json-experiment/json"
@@ -245,9 +244,6 @@ func (h *httpMembers) end(ctx context.Context, t memberTarget, sid string) {
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
 }
-
-// sseReaders are the buffers readSSE reads member streams with.
-var sseReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
 
 // readSSE calls fn with the data of each event of an event stream until fn
 // returns false or the stream ends; events larger than maxEventBytes end

@@ -41,7 +41,8 @@ const maxJSONDepth = 128
 // Member names the gateway reads, per object.
 var (
 	messageMembers = []string{"jsonrpc", "method", "id", "params", "result", "error"}
-	paramsMembers  = []string{"name", "uri"}
+	paramsMembers  = []string{"name", "uri", "_meta", "requestState"}
+	metaMembers    = []string{metaKeyProtocolVersion}
 	resultMembers  = []string{"tools"}
 	toolMembers    = []string{"name"}
 )
@@ -61,6 +62,16 @@ type rpcMsg struct {
 	HasName   bool
 	URI       string // params.uri, when a string
 	HasURI    bool
+	// IsCall: a request with an id (not a notification, not a response).
+	IsCall bool
+	// MetaVersion is params._meta["io.modelcontextprotocol/protocolVersion"]
+	// when a string; MetaVersionSet when the member is there at all.
+	MetaVersion    string
+	MetaVersionSet bool
+	// State is params.requestState (a multi-round-trip retry), when a
+	// string; HasState when the member is there at all.
+	State    string
+	HasState bool
 }
 
 // rpcBody is a parsed POST body.
@@ -69,6 +80,8 @@ type rpcBody struct {
 	Batch bool
 	// First is the first (for a single request, the only) message.
 	First rpcMsg
+	// Msgs are all messages, in order.
+	Msgs []rpcMsg
 	// ID is the compact id of a single request (not a batch, not a
 	// notification): the gateway's own error answers echo it, so clients
 	// match them to their request instead of dropping the session.
@@ -137,6 +150,7 @@ func parseBody(b []byte) (rpcBody, error) {
 	}
 	out.Canonical = bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 	out.First = msgs[0]
+	out.Msgs = msgs
 	seen := map[rpcCall]bool{}
 	for _, m := range msgs {
 		c := rpcCall{Method: m.Method}
@@ -177,28 +191,35 @@ func variantOf(name string, members []string) bool {
 			return false
 		}
 	}
-	loose := name
-	if strings.ContainsAny(name, "-_") {
-		loose = strings.Map(func(r rune) rune {
-			if r == '-' || r == '_' {
-				return -1
-			}
-			return r
-		}, name)
-	}
+	loose := looseName(name)
 	for _, m := range members {
-		// No member read has '-' or '_': folding loose covers name too.
-		if strings.EqualFold(loose, m) {
+		if strings.EqualFold(loose, looseName(m)) {
 			return true
 		}
 	}
 	return false
 }
 
+// looseName is name without '-' and '_', as a dash/underscore-ignoring
+// decoder compares it.
+func looseName(name string) string {
+	if !strings.ContainsAny(name, "-_") {
+		return name
+	}
+	return strings.Map(func(r rune) rune {
+		if r == '-' || r == '_' {
+			return -1
+		}
+		return r
+	}, name)
+}
+
 // walker decodes tokens and re-encodes each one as it is read.
 type walker struct {
 	dec *jsontext.Decoder
 	enc *jsontext.Encoder
+	// state, when set, is written instead of a string params.requestState.
+	state *string
 }
 
 func (w *walker) token() (jsontext.Token, error) {
@@ -279,6 +300,7 @@ func (w *walker) message() (rpcMsg, error) {
 			}
 			m.Method, m.HasMethod = v, true
 		case "id":
+			m.IsCall = true
 			switch w.dec.PeekKind() {
 			case '"':
 				t, err := w.token()
@@ -297,6 +319,7 @@ func (w *walker) message() (rpcMsg, error) {
 				}
 				m.ID = t.String() // the client's exact number spelling
 			case 'n':
+				m.IsCall = false // a null id only answers an unparsable request
 				if _, err := w.token(); err != nil {
 					return m, err
 				}
@@ -334,6 +357,7 @@ func (w *walker) message() (rpcMsg, error) {
 	if !version {
 		return m, errRPCInvalid
 	}
+	m.IsCall = m.IsCall && m.HasMethod
 	return m, nil
 }
 
@@ -364,10 +388,74 @@ func (w *walker) params(m *rpcMsg) error {
 				return err
 			}
 			m.URI, m.HasURI = v, ok
+		case "_meta":
+			if w.dec.PeekKind() != '{' {
+				if err := w.skip(); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := w.meta(m); err != nil {
+				return err
+			}
+		case "requestState":
+			m.HasState = true
+			if w.state != nil && w.dec.PeekKind() == '"' {
+				t, err := w.dec.ReadToken()
+				if err != nil {
+					return classify(err)
+				}
+				m.State = t.String()
+				if err := w.enc.WriteToken(jsontext.String(*w.state)); err != nil {
+					return errRPCParse
+				}
+				continue
+			}
+			v, ok, err := w.str()
+			if err != nil {
+				return err
+			}
+			m.State = v
+			if !ok {
+				m.State = ""
+			}
 		default:
 			if err := w.skip(); err != nil {
 				return err
 			}
+		}
+	}
+	_, err := w.token() // '}'
+	return err
+}
+
+// meta reads a params._meta object, noting the protocol version.
+func (w *walker) meta(m *rpcMsg) error {
+	if _, err := w.token(); err != nil { // '{'
+		return err
+	}
+	for w.dec.PeekKind() != '}' {
+		nt, err := w.token()
+		if err != nil {
+			return err
+		}
+		name := nt.String()
+		if variantOf(name, metaMembers) {
+			return errRPCAmbiguous
+		}
+		if name != metaKeyProtocolVersion {
+			if err := w.skip(); err != nil {
+				return err
+			}
+			continue
+		}
+		v, ok, err := w.str()
+		if err != nil {
+			return err
+		}
+		m.MetaVersion, m.MetaVersionSet = v, true
+		if !ok {
+			m.MetaVersion = ""
 		}
 	}
 	_, err := w.token() // '}'
@@ -412,6 +500,18 @@ var errUnchecked = errors.New("upstream message cannot be checked")
 // JSON-RPC (duplicate names, case variants of the members read, invalid
 // UTF-8, trailing data, result.tools not an array) is errUnchecked.
 func (f *toolFilter) rewrite(msg []byte) ([]byte, error) {
+	return rewriteMessages(msg, f.rewriteOne)
+}
+
+// messageRewriter rewrites an upstream message (an object or a batch array).
+type messageRewriter interface {
+	rewrite(msg []byte) ([]byte, error)
+}
+
+// rewriteMessages applies one to every message of msg (an object or a batch
+// array); msg itself is returned when nothing changed. Anything that is not
+// exactly decodable JSON is errUnchecked.
+func rewriteMessages(msg []byte, one func(jsontext.Value) (jsontext.Value, bool, error)) ([]byte, error) {
 	dec := jsontext.NewDecoder(bytes.NewReader(msg))
 	switch dec.PeekKind() {
 	case '{':
@@ -423,7 +523,7 @@ func (f *toolFilter) rewrite(msg []byte) ([]byte, error) {
 		if _, err := dec.ReadToken(); err != io.EOF {
 			return nil, errUnchecked
 		}
-		n, changed, err := f.rewriteOne(v)
+		n, changed, err := one(v)
 		if err != nil {
 			return nil, err
 		}
@@ -445,7 +545,7 @@ func (f *toolFilter) rewrite(msg []byte) ([]byte, error) {
 			if err != nil {
 				return nil, errUnchecked
 			}
-			n, changed, err := f.rewriteOne(v.Clone())
+			n, changed, err := one(v.Clone())
 			if err != nil {
 				return nil, err
 			}

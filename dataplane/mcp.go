@@ -20,6 +20,7 @@ import (
 
 	"github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1/authorizev1connect"
 	"github.com/mcpgate/mcpgate/api/wire"
+	"github.com/mcpgate/mcpgate/dataplane/bridge"
 
 	authorizev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1"
 )
@@ -195,9 +196,13 @@ func (p *Proxy) serveMCP(w http.ResponseWriter, r *http.Request, route string) {
 		writeFixed(w, http.StatusBadRequest, withID(rpcParseError, parsed.ID))
 		return
 	}
-	if r.Method == http.MethodPost && !headersMatchBody(r.Header, parsed) {
-		writeFixed(w, http.StatusBadRequest, withID(rpcHeaderMismatch, parsed.ID))
-		return
+	var cls classification
+	if r.Method == http.MethodPost {
+		if cls = classifyRequest(r.Header, parsed); cls.Status != 0 {
+			log.InfoContext(ctx, "request refused by protocol rules", slog.Int("status", cls.Status))
+			writeFixed(w, cls.Status, withID(cls.Refusal, parsed.ID))
+			return
+		}
 	}
 
 	if res.GetAggregate() != nil {
@@ -206,7 +211,29 @@ func (p *Proxy) serveMCP(w http.ResponseWriter, r *http.Request, route string) {
 	}
 
 	principal := res.GetPrincipal()
-	upstreamSession, clientHandle := "", ""
+	fwdBody := parsed.Canonical // exactly what was authorized
+	if hasRequestState(parsed) {
+		var ok bool
+		if fwdBody, ok = p.openRetryState(w, r, log, parsed, principal, route); !ok {
+			return
+		}
+	}
+	var sealer *stateSealer
+	if m := parsed.First; cls.Modern && m.IsCall && needsName(m.Method) {
+		sctx, scancel := context.WithTimeout(ctx, p.timeout)
+		ks, err := p.keys.current(sctx)
+		scancel()
+		if err != nil {
+			log.WarnContext(ctx, "session keys unavailable", slog.String("code", codeOf(err)))
+			writeResponse(w, unavailable().withID(parsed.ID))
+			return
+		}
+		sealer = &stateSealer{ks: ks, bind: stateBinding{
+			principal: principal, route: route, method: m.Method, name: msgName(m),
+			expires: time.Now().Add(p.stateLifetime),
+		}}
+	}
+	upstreamSession, clientHandle, bridgeMeta := "", "", ""
 	if h := r.Header.Get(headerSessionID); h != "" {
 		sctx, scancel := context.WithTimeout(ctx, p.timeout)
 		s, err := p.keys.openHandle(sctx, h)
@@ -227,21 +254,51 @@ func (p *Proxy) serveMCP(w http.ResponseWriter, r *http.Request, route string) {
 		}
 		upstreamSession = s.upstream
 		clientHandle = h
+		bridgeMeta = s.bridge
 	}
 
-	p.forward(w, r, log, fwd{
+	f := fwd{
 		route:     route,
 		principal: principal,
 		allow:     out.Allow,
-		body:      parsed.Canonical, // exactly what was authorized
+		body:      fwdBody,
 		session:   upstreamSession,
 		handle:    clientHandle,
 		// Every reply is filtered whatever the request: ids cannot be
 		// trusted to match (issue 8 item 2).
-		filter:    newToolFilter(out.Allow.GetAllowedTools(), out.Allow.GetDisallowedTools()),
+		rewriter:  replyRewriterFor(newToolFilter(out.Allow.GetAllowedTools(), out.Allow.GetDisallowedTools()), sealer),
 		id:        parsed.ID,
 		mayStream: mayStream(r.Method, parsed.Calls),
-	})
+		modern:    cls.Modern,
+		discover:  parsed.First.Method == "server/discover",
+	}
+	if bridgeMeta != "" && !cls.Modern {
+		p.serveUpgraded(w, r, log, f, parsed, bridgeMeta)
+		return
+	}
+	if r.Method == http.MethodPost && !cls.Modern && !parsed.Batch && parsed.First.IsCall &&
+		parsed.First.Method == "initialize" && clientHandle == "" && p.initializeOnModern(w, r, log, f, parsed) {
+		return
+	}
+	if cls.Modern && p.versions.Legacy(out.Allow.GetUpstreamUrl()) {
+		p.serveBridged(w, r, log, f, parsed)
+		return
+	}
+	if r.Method == http.MethodPost && !cls.Modern && p.versions.ModernOnly(out.Allow.GetUpstreamUrl()) {
+		p.serveUpgraded(w, r, log, f, parsed, noClientMeta)
+		return
+	}
+	f.legacyClient = r.Method == http.MethodPost && !cls.Modern
+	switch p.forward(w, r, log, f) {
+	case fwdLegacy:
+		// The upstream turned the 2026-07-28 request down as a 2025-only
+		// server (nothing was processed): bridge it, and from now on.
+		log.InfoContext(ctx, "upstream speaks only 2025-11-25; bridging 2026-07-28 requests")
+		p.serveBridged(w, r, log, f, parsed)
+	case fwdModernOnly:
+		log.InfoContext(ctx, "upstream speaks only 2026-07-28; sending 2025-11-25 requests as 2026-07-28")
+		p.serveUpgraded(w, r, log, f, parsed, noClientMeta)
+	}
 }
 
 // record notes the decision about call c for the audit and metrics, and
@@ -344,12 +401,37 @@ type fwd struct {
 	principal string
 	allow     *authorizev1.Allow
 	body      []byte
-	session   string      // upstream Mcp-Session-Id, if any
-	handle    string      // the client's handle for session
-	id        string      // the JSON-RPC id of a single request, for error answers
-	filter    *toolFilter // nil: nothing to filter
-	mayStream bool        // counts against the principal's concurrent-stream bound
+	session   string          // upstream Mcp-Session-Id, if any
+	handle    string          // the client's handle for session
+	id        string          // the JSON-RPC id of a single request, for error answers
+	rewriter  messageRewriter // nil: replies are relayed as they are
+	mayStream bool            // counts against the principal's concurrent-stream bound
+	// modern: a 2026-07-28 request; an upstream answering it as a
+	// 2025-only server is reported as fwdLegacy instead of relayed.
+	modern bool
+	// discover: the request is server/discover.
+	discover bool
+	// bridged: the request goes on a bridge session (2026-07-28 client,
+	// 2025-only upstream); a 404 is reported as fwdStale instead of relayed.
+	bridged bool
+	// upgraded: a 2025-11-25 client's request sent as 2026-07-28 to an
+	// upstream that speaks only that, with these Mcp-Method / Mcp-Name.
+	upgraded         bool
+	upMethod, upName string
+	// legacyClient: a 2025-style POST; an upstream refusing it as a
+	// 2026-07-28-only server is reported as fwdModernOnly.
+	legacyClient bool
 }
+
+// fwdResult is what forward did.
+type fwdResult int
+
+const (
+	fwdDone       fwdResult = iota // answered the client
+	fwdLegacy                      // nothing written: the upstream speaks only 2025-11-25
+	fwdStale                       // nothing written: the bridge session is gone upstream
+	fwdModernOnly                  // nothing written: the upstream speaks only 2026-07-28
+)
 
 // isStrippedRequestHeader reports headers never sent upstream. The rule is
 // an allowlist (ARCHITECTURE.md: any header not explicitly allowed stays at
@@ -389,14 +471,14 @@ func copyEndToEnd(dst, src http.Header, skip func(string) bool) {
 	}
 }
 
-func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, log *slog.Logger, f fwd) {
+func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, log *slog.Logger, f fwd) fwdResult {
 	ctx := r.Context()
 	if f.mayStream {
 		release, ok := p.streams.acquire(f.principal)
 		if !ok {
 			log.InfoContext(ctx, "too many concurrent streams for the principal")
 			writeResponse(w, tooManyStreams(f.id))
-			return
+			return fwdDone
 		}
 		defer release() // before ServeHTTP returns, so before the client sees the end
 	}
@@ -413,9 +495,20 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, log *slog.Logger
 	if err != nil {
 		log.ErrorContext(ctx, "bad upstream URL from control plane")
 		writeFixed(w, http.StatusBadGateway, withID(rpcUpstreamFailed, f.id))
-		return
+		return fwdDone
 	}
 	copyEndToEnd(up.Header, r.Header, isStrippedRequestHeader)
+	if f.bridged {
+		up.Header.Set(headerProtocolVersion, bridge.Version20251125)
+	}
+	if f.upgraded {
+		up.Header.Set(headerProtocolVersion, bridge.Version20260728)
+		up.Header.Set(headerMcpMethod, f.upMethod)
+		up.Header.Del(headerMcpName)
+		if f.upName != "" {
+			up.Header.Set(headerMcpName, f.upName)
+		}
+	}
 	if f.session != "" {
 		up.Header.Set(headerSessionID, f.session)
 	}
@@ -437,35 +530,70 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, log *slog.Logger
 	p.metrics.RecordUpstream(f.route, upStatus, time.Since(upStart))
 	switch {
 	case ctx.Err() != nil:
-		return // the client is gone
+		return fwdDone // the client is gone
 	case timedOut:
 		log.WarnContext(ctx, "upstream response headers timed out")
 		writeFixed(w, http.StatusGatewayTimeout, withID(rpcUpstreamTimeout, f.id))
-		return
+		return fwdDone
 	case err != nil:
 		log.WarnContext(ctx, "upstream unreachable")
 		writeFixed(w, http.StatusBadGateway, withID(rpcUpstreamFailed, f.id))
-		return
+		return fwdDone
 	case resp.StatusCode >= 300 && resp.StatusCode < 400:
 		// Never relayed: a client following it would re-send its request,
 		// gateway credentials included, wherever the upstream pointed.
 		log.WarnContext(ctx, "upstream answered with a redirect", slog.Int("upstream_status", resp.StatusCode))
 		writeFixed(w, http.StatusBadGateway, withID(rpcUpstreamRedirect, f.id))
-		return
+		return fwdDone
+	case f.bridged && resp.StatusCode == http.StatusNotFound:
+		return fwdStale
+	case f.modern && !f.bridged && resp.StatusCode == http.StatusBadRequest:
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, smallBody))
+		if bridge.IsLegacyRejection(resp.StatusCode, b) {
+			p.versions.SetLegacy(f.allow.GetUpstreamUrl())
+			return fwdLegacy
+		}
+		resp.Body = io.NopCloser(io.MultiReader(bytes.NewReader(b), resp.Body))
+	case f.legacyClient && resp.StatusCode == http.StatusBadRequest:
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, smallBody))
+		if bridge.IsModernOnlyRejection(resp.StatusCode, b) {
+			p.versions.SetModernOnly(f.allow.GetUpstreamUrl())
+			return fwdModernOnly
+		}
+		resp.Body = io.NopCloser(io.MultiReader(bytes.NewReader(b), resp.Body))
+	case f.modern && !f.bridged && f.discover && resp.StatusCode == http.StatusOK:
+		// A 2025-only server may answer server/discover listing only
+		// older versions (the Go SDK's stateful servers do).
+		b, err := io.ReadAll(io.LimitReader(resp.Body, maxEventBytes+1))
+		if err != nil || len(b) > maxEventBytes {
+			log.WarnContext(ctx, "upstream reply unreadable")
+			writeFixed(w, http.StatusBadGateway, withID(rpcUpstreamFailed, f.id))
+			return fwdDone
+		}
+		if bridge.IsLegacyDiscover(resp.Header.Get("Content-Type"), b) {
+			p.versions.SetLegacy(f.allow.GetUpstreamUrl())
+			return fwdLegacy
+		}
+		resp.Body = io.NopCloser(bytes.NewReader(b))
+	}
+	switch {
 	case resp.StatusCode == http.StatusUnauthorized:
 		p.upstreamUnauthorized(w, r, log, f)
-		return
+		return fwdDone
 	case encodedBody(resp.Header):
 		log.WarnContext(ctx, "upstream answered with an unsupported content encoding")
 		writeFixed(w, http.StatusBadGateway, withID(rpcUpstreamEncoding, f.id))
-		return
+		return fwdDone
 	}
 	lifetime := time.AfterFunc(p.streamLifetime, func() { ucancel(errStreamLifetime) })
 	defer lifetime.Stop()
 
 	h := w.Header()
 	copyResponseHeaders(h, resp.Header)
-	if sid := resp.Header.Get(headerSessionID); sid != "" && sid == f.session {
+	if f.bridged || f.modern {
+		// 2026-07-28 has no sessions; a bridge session stays the gateway's.
+		h.Del(headerSessionID)
+	} else if sid := resp.Header.Get(headerSessionID); sid != "" && sid == f.session {
 		h.Set(headerSessionID, f.handle) // same session: keep the client's handle stable
 	} else if sid != "" {
 		handle, err := p.sealSession(ctx, sessionBinding{upstream: sid, principal: f.principal, route: f.route})
@@ -473,7 +601,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, log *slog.Logger
 			log.WarnContext(ctx, "cannot seal session", slog.String("code", codeOf(err)))
 			replaceUpstreamHeaders(h)
 			writeResponse(w, unavailable().withID(f.id))
-			return
+			return fwdDone
 		}
 		h.Set(headerSessionID, handle)
 	}
@@ -484,21 +612,21 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, log *slog.Logger
 		h.Set("Cache-Control", "no-cache")
 		w.WriteHeader(resp.StatusCode)
 		p.streamSSE(uctx, w, resp.Body, log, f)
-	case f.filter != nil:
+	case f.rewriter != nil:
 		// A JSON reply (or anything a lenient client might parse as
 		// JSON) is filtered whole; what cannot be checked is not relayed.
 		b, err := io.ReadAll(io.LimitReader(resp.Body, maxEventBytes+1))
 		if err != nil || len(b) > maxEventBytes {
 			log.WarnContext(ctx, "upstream reply unreadable")
 			writeFixed(w, http.StatusBadGateway, withID(rpcUpstreamFailed, f.id))
-			return
+			return fwdDone
 		}
 		if t := bytes.TrimSpace(b); len(t) > 0 && (mt == "application/json" || t[0] == '{' || t[0] == '[') {
-			if b, err = f.filter.rewrite(b); err != nil {
+			if b, err = f.rewriter.rewrite(b); err != nil {
 				log.WarnContext(ctx, "upstream reply cannot be checked")
 				replaceUpstreamHeaders(h)
 				writeFixed(w, http.StatusBadGateway, withID(rpcUpstreamUnchecked, f.id))
-				return
+				return fwdDone
 			}
 		}
 		w.WriteHeader(resp.StatusCode)
@@ -511,6 +639,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, log *slog.Logger
 	}
 	// Debug: the audit log is the per-request record.
 	log.LogAttrs(ctx, slog.LevelDebug, "forwarded", slog.Int("upstream_status", resp.StatusCode))
+	return fwdDone
 }
 
 // Buffers reused across requests: a fresh 32 KiB copy buffer per JSON
@@ -546,9 +675,9 @@ func (p *Proxy) streamSSE(uctx context.Context, w http.ResponseWriter, body io.R
 	var event []byte
 	emit := func() bool {
 		out := event
-		if f.filter != nil {
+		if f.rewriter != nil {
 			var err error
-			if out, err = rewriteEvent(event, f.filter); err != nil {
+			if out, err = rewriteEvent(event, f.rewriter); err != nil {
 				log.WarnContext(context.Background(), "upstream SSE event cannot be checked")
 				_, _ = w.Write([]byte("event: message\ndata: " + withID(rpcUpstreamUnchecked, f.id) + "\n\n"))
 				_ = rc.Flush()
@@ -613,7 +742,7 @@ func isBlankLine(l []byte) bool {
 // or with blank data, is returned as is; one whose data is not exactly
 // decodable JSON-RPC, or that holds a lone \r (which SSE parsers take for
 // a line end the gateway did not see), is errUnchecked.
-func rewriteEvent(event []byte, filter *toolFilter) ([]byte, error) {
+func rewriteEvent(event []byte, filter messageRewriter) ([]byte, error) {
 	if i := bytes.IndexByte(event, '\r'); i >= 0 {
 		for j := i; j < len(event); j++ {
 			if event[j] == '\r' && (j+1 == len(event) || event[j+1] != '\n') {

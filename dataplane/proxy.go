@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/mcpgate/mcpgate/api/wire"
+	"github.com/mcpgate/mcpgate/dataplane/bridge"
 	"github.com/mcpgate/mcpgate/ops/audit"
 	"github.com/mcpgate/mcpgate/ops/metrics"
 )
@@ -67,6 +68,14 @@ type Config struct {
 	// requests one principal may have in flight on this data plane; past it
 	// the client gets 429 (DefaultMaxStreamsPerPrincipal when zero).
 	MaxStreamsPerPrincipal int
+	// RequestStateLifetime bounds how long a multi-round-trip requestState
+	// the gateway sealed may be retried (DefaultRequestStateLifetime when
+	// zero).
+	RequestStateLifetime time.Duration
+	// MaxBridgeSessions bounds the upstream sessions this data plane keeps
+	// open for 2026-07-28 clients of 2025-only upstreams
+	// (bridge.DefaultMaxSessions when zero).
+	MaxBridgeSessions int
 	// Metrics records requests, Authorize calls and upstream round trips
 	// (nil: none).
 	Metrics *metrics.DataPlane
@@ -85,6 +94,9 @@ type Proxy struct {
 	timeout        time.Duration
 	headerTimeout  time.Duration
 	streamLifetime time.Duration
+	stateLifetime  time.Duration
+	versions       *bridge.Versions
+	bridged        *bridge.Sessions
 	streams        *streamLimiter
 	cp             *controlPlane
 	keys           *keyRing
@@ -143,6 +155,9 @@ func New(cfg Config, log *slog.Logger) (*Proxy, error) {
 	if cfg.MaxStreamLifetime <= 0 {
 		cfg.MaxStreamLifetime = DefaultMaxStreamLifetime
 	}
+	if cfg.RequestStateLifetime <= 0 {
+		cfg.RequestStateLifetime = DefaultRequestStateLifetime
+	}
 	if cfg.MaxStreamsPerPrincipal <= 0 {
 		cfg.MaxStreamsPerPrincipal = DefaultMaxStreamsPerPrincipal
 	}
@@ -166,6 +181,7 @@ func New(cfg Config, log *slog.Logger) (*Proxy, error) {
 		timeout:        cfg.AuthorizeTimeout,
 		headerTimeout:  cfg.UpstreamHeaderTimeout,
 		streamLifetime: cfg.MaxStreamLifetime,
+		stateLifetime:  cfg.RequestStateLifetime,
 		streams:        newStreamLimiter(cfg.MaxStreamsPerPrincipal),
 		cp:             cp,
 		upstream:       up,
@@ -176,6 +192,8 @@ func New(cfg Config, log *slog.Logger) (*Proxy, error) {
 	p.keys = newKeyRing(cp, log)
 	p.members = &httpMembers{client: up, headerTimeout: cfg.UpstreamHeaderTimeout, lifetime: cfg.MaxStreamLifetime, record: cfg.Metrics.RecordUpstream}
 	p.reopened = newSessionMap(maxReopened)
+	p.versions = &bridge.Versions{}
+	p.bridged = bridge.NewSessions(up, cfg.MaxBridgeSessions)
 	return p, nil
 }
 

@@ -171,6 +171,10 @@ type sessionBinding struct {
 	upstream  string
 	principal string
 	route     string
+	// bridge, when set, marks a 2025-11-25 client's session on a
+	// 2026-07-28-only upstream: the client's capabilities and info
+	// (bridge.EncodeMeta); upstream is then empty.
+	bridge string
 }
 
 func appendField(b []byte, s string) []byte {
@@ -195,6 +199,9 @@ func (ks *keySet) seal(s sessionBinding) (string, error) {
 	pt = appendField(pt, s.upstream)
 	pt = appendField(pt, s.principal)
 	pt = appendField(pt, s.route)
+	if s.bridge != "" {
+		pt = appendField(pt, s.bridge)
+	}
 	out := []byte{byte(len(k.id))}
 	out = append(out, k.id...)
 	nonce := make([]byte, k.aead.NonceSize())
@@ -238,8 +245,14 @@ func (ks *keySet) open(handle string) (sessionBinding, error) {
 	s.upstream, pt, ok1 = readField(pt)
 	s.principal, pt, ok2 = readField(pt)
 	s.route, pt, ok3 = readField(pt)
-	if !ok1 || !ok2 || !ok3 || len(pt) != 0 {
+	if !ok1 || !ok2 || !ok3 {
 		return sessionBinding{}, errBadHandle
+	}
+	if len(pt) != 0 { // a bridge session (handles without it stay valid)
+		var ok4 bool
+		if s.bridge, pt, ok4 = readField(pt); !ok4 || s.bridge == "" || len(pt) != 0 {
+			return sessionBinding{}, errBadHandle
+		}
 	}
 	return s, nil
 }

@@ -1,0 +1,166 @@
+package dataplane
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+
+	"github.com/mcpgate/mcpgate/dataplane/bridge"
+)
+
+// serveBridged serves a 2026-07-28 request on an upstream that speaks only
+// 2025-11-25 (dataplane/bridge): server/discover is answered from the
+// upstream's initialize result; anything else goes, without the 2026 _meta
+// keys, on the upstream session opened for (principal, route, upstream,
+// client _meta), opened again once when the upstream forgot it.
+func (p *Proxy) serveBridged(w http.ResponseWriter, r *http.Request, log *slog.Logger, f fwd, b rpcBody) {
+	ctx := r.Context()
+	meta, err := bridge.ClientMetaOf(b.Canonical)
+	if err != nil {
+		writeFixed(w, http.StatusBadRequest, withID(rpcInvalidRequest, f.id))
+		return
+	}
+	url := f.allow.GetUpstreamUrl()
+	key := bridge.Key{Principal: f.principal, Route: f.route, URL: url, Digest: meta.Digest()}
+	header := http.Header{}
+	for _, h := range f.allow.GetUpstreamHeaders() {
+		header.Set(h.GetName(), h.GetValue())
+	}
+	body, err := bridge.Downgrade(f.body)
+	if err != nil {
+		writeFixed(w, http.StatusBadRequest, withID(rpcInvalidRequest, f.id))
+		return
+	}
+	for range 2 {
+		octx, cancel := context.WithTimeout(ctx, p.headerTimeout)
+		s, err := p.bridged.Open(octx, key, url, header, meta)
+		cancel()
+		if err != nil {
+			log.WarnContext(ctx, "bridge session not opened")
+			writeFixed(w, http.StatusBadGateway, withID(rpcUpstreamFailed, f.id))
+			return
+		}
+		if b.First.Method == "server/discover" {
+			out, err := bridge.Discover(f.id, s.Init)
+			if err != nil {
+				log.WarnContext(ctx, "upstream initialize result unusable")
+				writeFixed(w, http.StatusBadGateway, withID(rpcUpstreamUnchecked, f.id))
+				return
+			}
+			log.InfoContext(ctx, "server/discover answered from the upstream's initialize")
+			writeResponse(w, response{Status: http.StatusOK, Header: fixed(0, "").Header, Body: string(out)})
+			return
+		}
+		g := f
+		g.body, g.session, g.bridged = body, s.ID, true
+		if p.forward(w, r, log, g) != fwdStale {
+			return
+		}
+		log.InfoContext(ctx, "bridge session gone upstream; opening a new one")
+		p.bridged.Drop(key, s)
+	}
+	writeFixed(w, http.StatusBadGateway, withID(rpcUpstreamFailed, f.id))
+}
+
+// initializeOnModern answers a 2025-style initialize itself when the
+// upstream is known to speak only 2026-07-28: from the upstream's
+// server/discover, with a session handle that carries the client's
+// capabilities and info. It reports false, having written nothing, when the
+// initialize is to be forwarded.
+func (p *Proxy) initializeOnModern(w http.ResponseWriter, r *http.Request, log *slog.Logger, f fwd, b rpcBody) bool {
+	ctx := r.Context()
+	url := f.allow.GetUpstreamUrl()
+	if !p.versions.ModernOnly(url) {
+		return false
+	}
+	meta, requested, err := bridge.ClientMetaOfInitialize(b.Canonical)
+	if err != nil {
+		writeFixed(w, http.StatusBadRequest, withID(rpcInvalidRequest, f.id))
+		return true
+	}
+	header := http.Header{}
+	for _, h := range f.allow.GetUpstreamHeaders() {
+		header.Set(h.GetName(), h.GetValue())
+	}
+	pctx, cancel := context.WithTimeout(ctx, p.headerTimeout)
+	disc, modernOnly, err := bridge.ProbeDiscover(pctx, p.upstream, url, header, meta)
+	cancel()
+	if err != nil || disc == nil {
+		log.WarnContext(ctx, "upstream server/discover failed")
+		writeFixed(w, http.StatusBadGateway, withID(rpcUpstreamFailed, f.id))
+		return true
+	}
+	if !modernOnly {
+		return false // it learnt 2025-11-25 since: forward
+	}
+	out, err := bridge.InitializeFromDiscover(f.id, requested, disc)
+	if err != nil {
+		log.WarnContext(ctx, "upstream discover result unusable")
+		writeFixed(w, http.StatusBadGateway, withID(rpcUpstreamUnchecked, f.id))
+		return true
+	}
+	enc, err := bridge.EncodeMeta(meta)
+	if err != nil {
+		writeFixed(w, http.StatusBadRequest, withID(rpcInvalidRequest, f.id))
+		return true
+	}
+	handle, err := p.sealSession(ctx, sessionBinding{principal: f.principal, route: f.route, bridge: enc})
+	if err != nil {
+		log.WarnContext(ctx, "cannot seal session", slog.String("code", codeOf(err)))
+		writeResponse(w, unavailable().withID(f.id))
+		return true
+	}
+	res := fixed(http.StatusOK, string(out))
+	res.Header.Set(headerSessionID, handle)
+	log.InfoContext(ctx, "initialize answered from the upstream's server/discover (2026-07-28-only upstream)")
+	writeResponse(w, res)
+	return true
+}
+
+// noClientMeta is the bridge meta of a 2025 client whose initialize went
+// to the upstream before the gateway knew it speaks only 2026-07-28: no
+// declared capabilities (so the upstream asks it for nothing the gateway
+// could not relay).
+const noClientMeta = `{"caps":{}}`
+
+// serveUpgraded serves a request of a 2025-11-25 client's bridge session
+// on a 2026-07-28-only upstream: calls are sent as 2026-07-28 requests with
+// the client's _meta; what 2026-07-28 removed is answered here (ping,
+// notifications/initialized, DELETE); there is no GET stream (405).
+func (p *Proxy) serveUpgraded(w http.ResponseWriter, r *http.Request, log *slog.Logger, f fwd, b rpcBody, enc string) {
+	meta, err := bridge.DecodeMeta(enc)
+	if err != nil {
+		writeFixed(w, http.StatusNotFound, withID(rpcUnknownSession, f.id))
+		return
+	}
+	m := b.First
+	switch {
+	case r.Method == http.MethodGet:
+		writeFixed(w, http.StatusMethodNotAllowed, bodyMethodNotAllowed)
+		return
+	case r.Method == http.MethodDelete:
+		w.WriteHeader(http.StatusNoContent) // nothing is held upstream
+		return
+	case b.Batch:
+		writeFixed(w, http.StatusBadRequest, rpcInvalidRequest)
+		return
+	case !m.HasMethod || m.Method == "notifications/initialized":
+		w.WriteHeader(http.StatusAccepted) // responses and the handshake's end stay here
+		return
+	case m.IsCall && m.Method == "ping":
+		writeResponse(w, fixed(http.StatusOK, `{"jsonrpc":"2.0","id":`+f.id+`,"result":{}}`))
+		return
+	}
+	g := f
+	g.upgraded, g.upMethod, g.session, g.handle = true, m.Method, "", ""
+	if needsName(m.Method) {
+		g.upName = msgName(m)
+	}
+	if m.IsCall {
+		if g.body, err = bridge.Upgrade(f.body, meta); err != nil {
+			writeFixed(w, http.StatusBadRequest, withID(rpcInvalidRequest, f.id))
+			return
+		}
+	}
+	p.forward(w, r, log, g)
+}
