@@ -83,6 +83,7 @@ func New(cli *clientv3.Client, sealer Sealer, log *slog.Logger, opts ...Option) 
 		KindServer:           s.decodeServer,
 		KindPrincipal:        decodePrincipal,
 		KindGroup:            decodeGroup,
+		KindPolicy:           decodePolicySet,
 		KindKey:              decodeKey,
 		KindGrant:            s.decodeGrant,
 		KindSessionKey:       s.decodeSessionKey,

@@ -84,6 +84,117 @@ func (Decision) EnumDescriptor() ([]byte, []int) {
 	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{0}
 }
 
+// PolicyKind is what a visibility rule's glob names.
+type PolicyKind int32
+
+const (
+	PolicyKind_POLICY_KIND_UNSPECIFIED PolicyKind = 0
+	PolicyKind_POLICY_KIND_TOOL        PolicyKind = 1
+	PolicyKind_POLICY_KIND_RESOURCE    PolicyKind = 2
+	PolicyKind_POLICY_KIND_PROMPT      PolicyKind = 3
+)
+
+// Enum value maps for PolicyKind.
+var (
+	PolicyKind_name = map[int32]string{
+		0: "POLICY_KIND_UNSPECIFIED",
+		1: "POLICY_KIND_TOOL",
+		2: "POLICY_KIND_RESOURCE",
+		3: "POLICY_KIND_PROMPT",
+	}
+	PolicyKind_value = map[string]int32{
+		"POLICY_KIND_UNSPECIFIED": 0,
+		"POLICY_KIND_TOOL":        1,
+		"POLICY_KIND_RESOURCE":    2,
+		"POLICY_KIND_PROMPT":      3,
+	}
+)
+
+func (x PolicyKind) Enum() *PolicyKind {
+	p := new(PolicyKind)
+	*p = x
+	return p
+}
+
+func (x PolicyKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PolicyKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_mcpgate_authorize_v1_authorize_proto_enumTypes[1].Descriptor()
+}
+
+func (PolicyKind) Type() protoreflect.EnumType {
+	return &file_mcpgate_authorize_v1_authorize_proto_enumTypes[1]
+}
+
+func (x PolicyKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PolicyKind.Descriptor instead.
+func (PolicyKind) EnumDescriptor() ([]byte, []int) {
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{1}
+}
+
+// VisibilityEffect is what a compiled rule does for this principal.
+type VisibilityEffect int32
+
+const (
+	VisibilityEffect_VISIBILITY_EFFECT_UNSPECIFIED VisibilityEffect = 0
+	// An ALLOW rule naming this principal: matching names are visible.
+	VisibilityEffect_VISIBILITY_EFFECT_ALLOW VisibilityEffect = 1
+	// A DENY rule naming this principal: matching names are hidden and
+	// refused, whatever else matches.
+	VisibilityEffect_VISIBILITY_EFFECT_DENY VisibilityEffect = 2
+	// An ALLOW rule naming others: matching names are restricted, visible
+	// only when an ALLOW entry matches too.
+	VisibilityEffect_VISIBILITY_EFFECT_RESTRICT VisibilityEffect = 3
+)
+
+// Enum value maps for VisibilityEffect.
+var (
+	VisibilityEffect_name = map[int32]string{
+		0: "VISIBILITY_EFFECT_UNSPECIFIED",
+		1: "VISIBILITY_EFFECT_ALLOW",
+		2: "VISIBILITY_EFFECT_DENY",
+		3: "VISIBILITY_EFFECT_RESTRICT",
+	}
+	VisibilityEffect_value = map[string]int32{
+		"VISIBILITY_EFFECT_UNSPECIFIED": 0,
+		"VISIBILITY_EFFECT_ALLOW":       1,
+		"VISIBILITY_EFFECT_DENY":        2,
+		"VISIBILITY_EFFECT_RESTRICT":    3,
+	}
+)
+
+func (x VisibilityEffect) Enum() *VisibilityEffect {
+	p := new(VisibilityEffect)
+	*p = x
+	return p
+}
+
+func (x VisibilityEffect) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (VisibilityEffect) Descriptor() protoreflect.EnumDescriptor {
+	return file_mcpgate_authorize_v1_authorize_proto_enumTypes[2].Descriptor()
+}
+
+func (VisibilityEffect) Type() protoreflect.EnumType {
+	return &file_mcpgate_authorize_v1_authorize_proto_enumTypes[2]
+}
+
+func (x VisibilityEffect) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use VisibilityEffect.Descriptor instead.
+func (VisibilityEffect) EnumDescriptor() ([]byte, []int) {
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{2}
+}
+
 // Credentials are what the client presented to the gateway, as extracted by
 // the data plane. They are never forwarded upstream.
 type Credentials struct {
@@ -335,7 +446,11 @@ type Allow struct {
 	DisallowedTools []string `protobuf:"bytes,4,rep,name=disallowed_tools,json=disallowedTools,proto3" json:"disallowed_tools,omitempty"`
 	// The upstream credential is the principal's vault grant: an upstream 401
 	// must become the gateway's own challenge.
-	VaultGrant    bool `protobuf:"varint,5,opt,name=vault_grant,json=vaultGrant,proto3" json:"vault_grant,omitempty"`
+	VaultGrant bool `protobuf:"varint,5,opt,name=vault_grant,json=vaultGrant,proto3" json:"vault_grant,omitempty"`
+	// The policy rules that apply to this principal on this server, compiled
+	// (docs/policy.md): api/wire.Visible decides with them which tools,
+	// resources and prompts the principal sees and may call.
+	Visibility    []*VisibilityRule `protobuf:"bytes,100,rep,name=visibility,proto3" json:"visibility,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -405,6 +520,83 @@ func (x *Allow) GetVaultGrant() bool {
 	return false
 }
 
+func (x *Allow) GetVisibility() []*VisibilityRule {
+	if x != nil {
+		return x.Visibility
+	}
+	return nil
+}
+
+// VisibilityRule is one glob of one policy rule, compiled for one
+// principal and server.
+type VisibilityRule struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Kind          PolicyKind             `protobuf:"varint,1,opt,name=kind,proto3,enum=mcpgate.authorize.v1.PolicyKind" json:"kind,omitempty"`
+	Glob          string                 `protobuf:"bytes,2,opt,name=glob,proto3" json:"glob,omitempty"`
+	Effect        VisibilityEffect       `protobuf:"varint,3,opt,name=effect,proto3,enum=mcpgate.authorize.v1.VisibilityEffect" json:"effect,omitempty"`
+	RuleId        string                 `protobuf:"bytes,4,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VisibilityRule) Reset() {
+	*x = VisibilityRule{}
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VisibilityRule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VisibilityRule) ProtoMessage() {}
+
+func (x *VisibilityRule) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VisibilityRule.ProtoReflect.Descriptor instead.
+func (*VisibilityRule) Descriptor() ([]byte, []int) {
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *VisibilityRule) GetKind() PolicyKind {
+	if x != nil {
+		return x.Kind
+	}
+	return PolicyKind_POLICY_KIND_UNSPECIFIED
+}
+
+func (x *VisibilityRule) GetGlob() string {
+	if x != nil {
+		return x.Glob
+	}
+	return ""
+}
+
+func (x *VisibilityRule) GetEffect() VisibilityEffect {
+	if x != nil {
+		return x.Effect
+	}
+	return VisibilityEffect_VISIBILITY_EFFECT_UNSPECIFIED
+}
+
+func (x *VisibilityRule) GetRuleId() string {
+	if x != nil {
+		return x.RuleId
+	}
+	return ""
+}
+
 type Challenge struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Scopes []string               `protobuf:"bytes,2,rep,name=scopes,proto3" json:"scopes,omitempty"`
@@ -417,7 +609,7 @@ type Challenge struct {
 
 func (x *Challenge) Reset() {
 	*x = Challenge{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[4]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -429,7 +621,7 @@ func (x *Challenge) String() string {
 func (*Challenge) ProtoMessage() {}
 
 func (x *Challenge) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[4]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -442,7 +634,7 @@ func (x *Challenge) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Challenge.ProtoReflect.Descriptor instead.
 func (*Challenge) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{4}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Challenge) GetScopes() []string {
@@ -476,7 +668,7 @@ type Deny struct {
 
 func (x *Deny) Reset() {
 	*x = Deny{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[5]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -488,7 +680,7 @@ func (x *Deny) String() string {
 func (*Deny) ProtoMessage() {}
 
 func (x *Deny) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[5]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -501,7 +693,7 @@ func (x *Deny) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Deny.ProtoReflect.Descriptor instead.
 func (*Deny) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{5}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{6}
 }
 
 type AuthorizeResponse struct {
@@ -522,14 +714,17 @@ type AuthorizeResponse struct {
 	// The route names no server. Callers without a usable credential get the
 	// same CHALLENGE as on a configured route, so this is the only sign: for
 	// the data plane's own logs and metric labels, never for the caller.
-	UnknownRoute  bool `protobuf:"varint,16,opt,name=unknown_route,json=unknownRoute,proto3" json:"unknown_route,omitempty"`
+	UnknownRoute bool `protobuf:"varint,16,opt,name=unknown_route,json=unknownRoute,proto3" json:"unknown_route,omitempty"`
+	// The policy rule behind a DENY (a policy id, or "server:allowed_tools" /
+	// "server:disallowed_tools" for the server's tool lists), for audit.
+	RuleId        string `protobuf:"bytes,100,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AuthorizeResponse) Reset() {
 	*x = AuthorizeResponse{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[6]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -541,7 +736,7 @@ func (x *AuthorizeResponse) String() string {
 func (*AuthorizeResponse) ProtoMessage() {}
 
 func (x *AuthorizeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[6]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -554,7 +749,7 @@ func (x *AuthorizeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorizeResponse.ProtoReflect.Descriptor instead.
 func (*AuthorizeResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{6}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *AuthorizeResponse) GetDecision() Decision {
@@ -620,6 +815,13 @@ func (x *AuthorizeResponse) GetUnknownRoute() bool {
 	return false
 }
 
+func (x *AuthorizeResponse) GetRuleId() string {
+	if x != nil {
+		return x.RuleId
+	}
+	return ""
+}
+
 type DescribeRouteRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Route         string                 `protobuf:"bytes,1,opt,name=route,proto3" json:"route,omitempty"`
@@ -629,7 +831,7 @@ type DescribeRouteRequest struct {
 
 func (x *DescribeRouteRequest) Reset() {
 	*x = DescribeRouteRequest{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[7]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -641,7 +843,7 @@ func (x *DescribeRouteRequest) String() string {
 func (*DescribeRouteRequest) ProtoMessage() {}
 
 func (x *DescribeRouteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[7]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -654,7 +856,7 @@ func (x *DescribeRouteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeRouteRequest.ProtoReflect.Descriptor instead.
 func (*DescribeRouteRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{7}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *DescribeRouteRequest) GetRoute() string {
@@ -675,7 +877,7 @@ type DescribeRouteResponse struct {
 
 func (x *DescribeRouteResponse) Reset() {
 	*x = DescribeRouteResponse{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[8]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -687,7 +889,7 @@ func (x *DescribeRouteResponse) String() string {
 func (*DescribeRouteResponse) ProtoMessage() {}
 
 func (x *DescribeRouteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[8]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -700,7 +902,7 @@ func (x *DescribeRouteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeRouteResponse.ProtoReflect.Descriptor instead.
 func (*DescribeRouteResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{8}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DescribeRouteResponse) GetFound() bool {
@@ -732,7 +934,7 @@ type GetSessionKeysRequest struct {
 
 func (x *GetSessionKeysRequest) Reset() {
 	*x = GetSessionKeysRequest{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[9]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -744,7 +946,7 @@ func (x *GetSessionKeysRequest) String() string {
 func (*GetSessionKeysRequest) ProtoMessage() {}
 
 func (x *GetSessionKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[9]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -757,7 +959,7 @@ func (x *GetSessionKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSessionKeysRequest.ProtoReflect.Descriptor instead.
 func (*GetSessionKeysRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{9}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{10}
 }
 
 type SessionKey struct {
@@ -770,7 +972,7 @@ type SessionKey struct {
 
 func (x *SessionKey) Reset() {
 	*x = SessionKey{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[10]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -782,7 +984,7 @@ func (x *SessionKey) String() string {
 func (*SessionKey) ProtoMessage() {}
 
 func (x *SessionKey) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[10]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -795,7 +997,7 @@ func (x *SessionKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionKey.ProtoReflect.Descriptor instead.
 func (*SessionKey) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{10}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SessionKey) GetId() string {
@@ -822,7 +1024,7 @@ type GetSessionKeysResponse struct {
 
 func (x *GetSessionKeysResponse) Reset() {
 	*x = GetSessionKeysResponse{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[11]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -834,7 +1036,7 @@ func (x *GetSessionKeysResponse) String() string {
 func (*GetSessionKeysResponse) ProtoMessage() {}
 
 func (x *GetSessionKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[11]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -847,7 +1049,7 @@ func (x *GetSessionKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSessionKeysResponse.ProtoReflect.Descriptor instead.
 func (*GetSessionKeysResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{11}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetSessionKeysResponse) GetKeys() []*SessionKey {
@@ -867,7 +1069,7 @@ type ReportUpstreamUnauthorizedRequest struct {
 
 func (x *ReportUpstreamUnauthorizedRequest) Reset() {
 	*x = ReportUpstreamUnauthorizedRequest{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[12]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -879,7 +1081,7 @@ func (x *ReportUpstreamUnauthorizedRequest) String() string {
 func (*ReportUpstreamUnauthorizedRequest) ProtoMessage() {}
 
 func (x *ReportUpstreamUnauthorizedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[12]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -892,7 +1094,7 @@ func (x *ReportUpstreamUnauthorizedRequest) ProtoReflect() protoreflect.Message 
 
 // Deprecated: Use ReportUpstreamUnauthorizedRequest.ProtoReflect.Descriptor instead.
 func (*ReportUpstreamUnauthorizedRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{12}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ReportUpstreamUnauthorizedRequest) GetRoute() string {
@@ -917,7 +1119,7 @@ type ReportUpstreamUnauthorizedResponse struct {
 
 func (x *ReportUpstreamUnauthorizedResponse) Reset() {
 	*x = ReportUpstreamUnauthorizedResponse{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[13]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -929,7 +1131,7 @@ func (x *ReportUpstreamUnauthorizedResponse) String() string {
 func (*ReportUpstreamUnauthorizedResponse) ProtoMessage() {}
 
 func (x *ReportUpstreamUnauthorizedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[13]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -942,7 +1144,7 @@ func (x *ReportUpstreamUnauthorizedResponse) ProtoReflect() protoreflect.Message
 
 // Deprecated: Use ReportUpstreamUnauthorizedResponse.ProtoReflect.Descriptor instead.
 func (*ReportUpstreamUnauthorizedResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{13}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{14}
 }
 
 var File_mcpgate_authorize_v1_authorize_proto protoreflect.FileDescriptor
@@ -969,19 +1171,27 @@ const file_mcpgate_authorize_v1_authorize_proto_rawDesc = "" +
 	"promptName\"2\n" +
 	"\x06Header\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value\"\xe4\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\"\xaa\x02\n" +
 	"\x05Allow\x12!\n" +
 	"\fupstream_url\x18\x01 \x01(\tR\vupstreamUrl\x12G\n" +
 	"\x10upstream_headers\x18\x02 \x03(\v2\x1c.mcpgate.authorize.v1.HeaderR\x0fupstreamHeaders\x12#\n" +
 	"\rallowed_tools\x18\x03 \x03(\tR\fallowedTools\x12)\n" +
 	"\x10disallowed_tools\x18\x04 \x03(\tR\x0fdisallowedTools\x12\x1f\n" +
 	"\vvault_grant\x18\x05 \x01(\bR\n" +
-	"vaultGrant\"\x83\x01\n" +
+	"vaultGrant\x12D\n" +
+	"\n" +
+	"visibility\x18d \x03(\v2$.mcpgate.authorize.v1.VisibilityRuleR\n" +
+	"visibility\"\xb3\x01\n" +
+	"\x0eVisibilityRule\x124\n" +
+	"\x04kind\x18\x01 \x01(\x0e2 .mcpgate.authorize.v1.PolicyKindR\x04kind\x12\x12\n" +
+	"\x04glob\x18\x02 \x01(\tR\x04glob\x12>\n" +
+	"\x06effect\x18\x03 \x01(\x0e2&.mcpgate.authorize.v1.VisibilityEffectR\x06effect\x12\x17\n" +
+	"\arule_id\x18\x04 \x01(\tR\x06ruleId\"\x83\x01\n" +
 	"\tChallenge\x12\x16\n" +
 	"\x06scopes\x18\x02 \x03(\tR\x06scopes\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12+\n" +
 	"\x11error_description\x18\x04 \x01(\tR\x10errorDescriptionJ\x04\b\x01\x10\x02R\x15resource_metadata_url\">\n" +
-	"\x04DenyJ\x04\b\x01\x10\x02J\x04\b\x02\x10\x03J\x04\b\x03\x10\x04R\x05errorR\x06scopesR\x15resource_metadata_url\"\x82\x03\n" +
+	"\x04DenyJ\x04\b\x01\x10\x02J\x04\b\x02\x10\x03J\x04\b\x03\x10\x04R\x05errorR\x06scopesR\x15resource_metadata_url\"\x9b\x03\n" +
 	"\x11AuthorizeResponse\x12:\n" +
 	"\bdecision\x18\x01 \x01(\x0e2\x1e.mcpgate.authorize.v1.DecisionR\bdecision\x121\n" +
 	"\x05allow\x18\x02 \x01(\v2\x1b.mcpgate.authorize.v1.AllowR\x05allow\x12=\n" +
@@ -992,7 +1202,8 @@ const file_mcpgate_authorize_v1_authorize_proto_rawDesc = "" +
 	"key_prefix\x18\x06 \x01(\tR\tkeyPrefix\x12\x16\n" +
 	"\x06reason\x18\a \x01(\tR\x06reason\x12\x15\n" +
 	"\x06key_id\x18\b \x01(\tR\x05keyId\x12#\n" +
-	"\runknown_route\x18\x10 \x01(\bR\funknownRoute\",\n" +
+	"\runknown_route\x18\x10 \x01(\bR\funknownRoute\x12\x17\n" +
+	"\arule_id\x18d \x01(\tR\x06ruleId\",\n" +
 	"\x14DescribeRouteRequest\x12\x14\n" +
 	"\x05route\x18\x01 \x01(\tR\x05route\"g\n" +
 	"\x15DescribeRouteResponse\x12\x14\n" +
@@ -1015,7 +1226,18 @@ const file_mcpgate_authorize_v1_authorize_proto_rawDesc = "" +
 	"\x0eDECISION_ALLOW\x10\x01\x12\x16\n" +
 	"\x12DECISION_CHALLENGE\x10\x02\x12\x11\n" +
 	"\rDECISION_DENY\x10\x03\x12\x16\n" +
-	"\x12DECISION_NOT_FOUND\x10\x042\xe8\x03\n" +
+	"\x12DECISION_NOT_FOUND\x10\x04*q\n" +
+	"\n" +
+	"PolicyKind\x12\x1b\n" +
+	"\x17POLICY_KIND_UNSPECIFIED\x10\x00\x12\x14\n" +
+	"\x10POLICY_KIND_TOOL\x10\x01\x12\x18\n" +
+	"\x14POLICY_KIND_RESOURCE\x10\x02\x12\x16\n" +
+	"\x12POLICY_KIND_PROMPT\x10\x03*\x8e\x01\n" +
+	"\x10VisibilityEffect\x12!\n" +
+	"\x1dVISIBILITY_EFFECT_UNSPECIFIED\x10\x00\x12\x1b\n" +
+	"\x17VISIBILITY_EFFECT_ALLOW\x10\x01\x12\x1a\n" +
+	"\x16VISIBILITY_EFFECT_DENY\x10\x02\x12\x1e\n" +
+	"\x1aVISIBILITY_EFFECT_RESTRICT\x10\x032\xe8\x03\n" +
 	"\x10AuthorizeService\x12a\n" +
 	"\tAuthorize\x12&.mcpgate.authorize.v1.AuthorizeRequest\x1a'.mcpgate.authorize.v1.AuthorizeResponse\"\x03\x90\x02\x02\x12m\n" +
 	"\rDescribeRoute\x12*.mcpgate.authorize.v1.DescribeRouteRequest\x1a+.mcpgate.authorize.v1.DescribeRouteResponse\"\x03\x90\x02\x01\x12p\n" +
@@ -1035,46 +1257,52 @@ func file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP() []byte {
 	return file_mcpgate_authorize_v1_authorize_proto_rawDescData
 }
 
-var file_mcpgate_authorize_v1_authorize_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_mcpgate_authorize_v1_authorize_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_mcpgate_authorize_v1_authorize_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_mcpgate_authorize_v1_authorize_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_mcpgate_authorize_v1_authorize_proto_goTypes = []any{
 	(Decision)(0),                              // 0: mcpgate.authorize.v1.Decision
-	(*Credentials)(nil),                        // 1: mcpgate.authorize.v1.Credentials
-	(*AuthorizeRequest)(nil),                   // 2: mcpgate.authorize.v1.AuthorizeRequest
-	(*Header)(nil),                             // 3: mcpgate.authorize.v1.Header
-	(*Allow)(nil),                              // 4: mcpgate.authorize.v1.Allow
-	(*Challenge)(nil),                          // 5: mcpgate.authorize.v1.Challenge
-	(*Deny)(nil),                               // 6: mcpgate.authorize.v1.Deny
-	(*AuthorizeResponse)(nil),                  // 7: mcpgate.authorize.v1.AuthorizeResponse
-	(*DescribeRouteRequest)(nil),               // 8: mcpgate.authorize.v1.DescribeRouteRequest
-	(*DescribeRouteResponse)(nil),              // 9: mcpgate.authorize.v1.DescribeRouteResponse
-	(*GetSessionKeysRequest)(nil),              // 10: mcpgate.authorize.v1.GetSessionKeysRequest
-	(*SessionKey)(nil),                         // 11: mcpgate.authorize.v1.SessionKey
-	(*GetSessionKeysResponse)(nil),             // 12: mcpgate.authorize.v1.GetSessionKeysResponse
-	(*ReportUpstreamUnauthorizedRequest)(nil),  // 13: mcpgate.authorize.v1.ReportUpstreamUnauthorizedRequest
-	(*ReportUpstreamUnauthorizedResponse)(nil), // 14: mcpgate.authorize.v1.ReportUpstreamUnauthorizedResponse
+	(PolicyKind)(0),                            // 1: mcpgate.authorize.v1.PolicyKind
+	(VisibilityEffect)(0),                      // 2: mcpgate.authorize.v1.VisibilityEffect
+	(*Credentials)(nil),                        // 3: mcpgate.authorize.v1.Credentials
+	(*AuthorizeRequest)(nil),                   // 4: mcpgate.authorize.v1.AuthorizeRequest
+	(*Header)(nil),                             // 5: mcpgate.authorize.v1.Header
+	(*Allow)(nil),                              // 6: mcpgate.authorize.v1.Allow
+	(*VisibilityRule)(nil),                     // 7: mcpgate.authorize.v1.VisibilityRule
+	(*Challenge)(nil),                          // 8: mcpgate.authorize.v1.Challenge
+	(*Deny)(nil),                               // 9: mcpgate.authorize.v1.Deny
+	(*AuthorizeResponse)(nil),                  // 10: mcpgate.authorize.v1.AuthorizeResponse
+	(*DescribeRouteRequest)(nil),               // 11: mcpgate.authorize.v1.DescribeRouteRequest
+	(*DescribeRouteResponse)(nil),              // 12: mcpgate.authorize.v1.DescribeRouteResponse
+	(*GetSessionKeysRequest)(nil),              // 13: mcpgate.authorize.v1.GetSessionKeysRequest
+	(*SessionKey)(nil),                         // 14: mcpgate.authorize.v1.SessionKey
+	(*GetSessionKeysResponse)(nil),             // 15: mcpgate.authorize.v1.GetSessionKeysResponse
+	(*ReportUpstreamUnauthorizedRequest)(nil),  // 16: mcpgate.authorize.v1.ReportUpstreamUnauthorizedRequest
+	(*ReportUpstreamUnauthorizedResponse)(nil), // 17: mcpgate.authorize.v1.ReportUpstreamUnauthorizedResponse
 }
 var file_mcpgate_authorize_v1_authorize_proto_depIdxs = []int32{
-	1,  // 0: mcpgate.authorize.v1.AuthorizeRequest.credentials:type_name -> mcpgate.authorize.v1.Credentials
-	3,  // 1: mcpgate.authorize.v1.Allow.upstream_headers:type_name -> mcpgate.authorize.v1.Header
-	0,  // 2: mcpgate.authorize.v1.AuthorizeResponse.decision:type_name -> mcpgate.authorize.v1.Decision
-	4,  // 3: mcpgate.authorize.v1.AuthorizeResponse.allow:type_name -> mcpgate.authorize.v1.Allow
-	5,  // 4: mcpgate.authorize.v1.AuthorizeResponse.challenge:type_name -> mcpgate.authorize.v1.Challenge
-	6,  // 5: mcpgate.authorize.v1.AuthorizeResponse.deny:type_name -> mcpgate.authorize.v1.Deny
-	11, // 6: mcpgate.authorize.v1.GetSessionKeysResponse.keys:type_name -> mcpgate.authorize.v1.SessionKey
-	2,  // 7: mcpgate.authorize.v1.AuthorizeService.Authorize:input_type -> mcpgate.authorize.v1.AuthorizeRequest
-	8,  // 8: mcpgate.authorize.v1.AuthorizeService.DescribeRoute:input_type -> mcpgate.authorize.v1.DescribeRouteRequest
-	10, // 9: mcpgate.authorize.v1.AuthorizeService.GetSessionKeys:input_type -> mcpgate.authorize.v1.GetSessionKeysRequest
-	13, // 10: mcpgate.authorize.v1.AuthorizeService.ReportUpstreamUnauthorized:input_type -> mcpgate.authorize.v1.ReportUpstreamUnauthorizedRequest
-	7,  // 11: mcpgate.authorize.v1.AuthorizeService.Authorize:output_type -> mcpgate.authorize.v1.AuthorizeResponse
-	9,  // 12: mcpgate.authorize.v1.AuthorizeService.DescribeRoute:output_type -> mcpgate.authorize.v1.DescribeRouteResponse
-	12, // 13: mcpgate.authorize.v1.AuthorizeService.GetSessionKeys:output_type -> mcpgate.authorize.v1.GetSessionKeysResponse
-	14, // 14: mcpgate.authorize.v1.AuthorizeService.ReportUpstreamUnauthorized:output_type -> mcpgate.authorize.v1.ReportUpstreamUnauthorizedResponse
-	11, // [11:15] is the sub-list for method output_type
-	7,  // [7:11] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	3,  // 0: mcpgate.authorize.v1.AuthorizeRequest.credentials:type_name -> mcpgate.authorize.v1.Credentials
+	5,  // 1: mcpgate.authorize.v1.Allow.upstream_headers:type_name -> mcpgate.authorize.v1.Header
+	7,  // 2: mcpgate.authorize.v1.Allow.visibility:type_name -> mcpgate.authorize.v1.VisibilityRule
+	1,  // 3: mcpgate.authorize.v1.VisibilityRule.kind:type_name -> mcpgate.authorize.v1.PolicyKind
+	2,  // 4: mcpgate.authorize.v1.VisibilityRule.effect:type_name -> mcpgate.authorize.v1.VisibilityEffect
+	0,  // 5: mcpgate.authorize.v1.AuthorizeResponse.decision:type_name -> mcpgate.authorize.v1.Decision
+	6,  // 6: mcpgate.authorize.v1.AuthorizeResponse.allow:type_name -> mcpgate.authorize.v1.Allow
+	8,  // 7: mcpgate.authorize.v1.AuthorizeResponse.challenge:type_name -> mcpgate.authorize.v1.Challenge
+	9,  // 8: mcpgate.authorize.v1.AuthorizeResponse.deny:type_name -> mcpgate.authorize.v1.Deny
+	14, // 9: mcpgate.authorize.v1.GetSessionKeysResponse.keys:type_name -> mcpgate.authorize.v1.SessionKey
+	4,  // 10: mcpgate.authorize.v1.AuthorizeService.Authorize:input_type -> mcpgate.authorize.v1.AuthorizeRequest
+	11, // 11: mcpgate.authorize.v1.AuthorizeService.DescribeRoute:input_type -> mcpgate.authorize.v1.DescribeRouteRequest
+	13, // 12: mcpgate.authorize.v1.AuthorizeService.GetSessionKeys:input_type -> mcpgate.authorize.v1.GetSessionKeysRequest
+	16, // 13: mcpgate.authorize.v1.AuthorizeService.ReportUpstreamUnauthorized:input_type -> mcpgate.authorize.v1.ReportUpstreamUnauthorizedRequest
+	10, // 14: mcpgate.authorize.v1.AuthorizeService.Authorize:output_type -> mcpgate.authorize.v1.AuthorizeResponse
+	12, // 15: mcpgate.authorize.v1.AuthorizeService.DescribeRoute:output_type -> mcpgate.authorize.v1.DescribeRouteResponse
+	15, // 16: mcpgate.authorize.v1.AuthorizeService.GetSessionKeys:output_type -> mcpgate.authorize.v1.GetSessionKeysResponse
+	17, // 17: mcpgate.authorize.v1.AuthorizeService.ReportUpstreamUnauthorized:output_type -> mcpgate.authorize.v1.ReportUpstreamUnauthorizedResponse
+	14, // [14:18] is the sub-list for method output_type
+	10, // [10:14] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_mcpgate_authorize_v1_authorize_proto_init() }
@@ -1087,8 +1315,8 @@ func file_mcpgate_authorize_v1_authorize_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mcpgate_authorize_v1_authorize_proto_rawDesc), len(file_mcpgate_authorize_v1_authorize_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   14,
+			NumEnums:      3,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

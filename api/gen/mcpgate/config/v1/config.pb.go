@@ -308,6 +308,60 @@ func (Role) EnumDescriptor() ([]byte, []int) {
 	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{4}
 }
 
+// PolicyEffect is what a policy rule does to the calls it matches.
+type PolicyEffect int32
+
+const (
+	PolicyEffect_POLICY_EFFECT_UNSPECIFIED PolicyEffect = 0
+	// Matching tools/resources/prompts become restricted: only the
+	// principals and groups of ALLOW rules matching them may see and call
+	// them on that server.
+	PolicyEffect_POLICY_EFFECT_ALLOW PolicyEffect = 1
+	// Matching principals/groups may neither see nor call them. Deny wins.
+	PolicyEffect_POLICY_EFFECT_DENY PolicyEffect = 2
+)
+
+// Enum value maps for PolicyEffect.
+var (
+	PolicyEffect_name = map[int32]string{
+		0: "POLICY_EFFECT_UNSPECIFIED",
+		1: "POLICY_EFFECT_ALLOW",
+		2: "POLICY_EFFECT_DENY",
+	}
+	PolicyEffect_value = map[string]int32{
+		"POLICY_EFFECT_UNSPECIFIED": 0,
+		"POLICY_EFFECT_ALLOW":       1,
+		"POLICY_EFFECT_DENY":        2,
+	}
+)
+
+func (x PolicyEffect) Enum() *PolicyEffect {
+	p := new(PolicyEffect)
+	*p = x
+	return p
+}
+
+func (x PolicyEffect) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PolicyEffect) Descriptor() protoreflect.EnumDescriptor {
+	return file_mcpgate_config_v1_config_proto_enumTypes[5].Descriptor()
+}
+
+func (PolicyEffect) Type() protoreflect.EnumType {
+	return &file_mcpgate_config_v1_config_proto_enumTypes[5]
+}
+
+func (x PolicyEffect) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PolicyEffect.Descriptor instead.
+func (PolicyEffect) EnumDescriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{5}
+}
+
 // McpServer is an upstream MCP server, reachable at /<name>/mcp.
 // Secret fields (auth_value, client_secret, static_headers values) are
 // write-only: responses clear them and set the matching *_set flags.
@@ -2949,6 +3003,700 @@ func (*DeleteIdentityProviderResponse) Descriptor() ([]byte, []int) {
 	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{45}
 }
 
+// Policy is one rule of the ordered policy list (docs/policy.md). Every
+// matcher is a glob: `*` matches any run of characters (including none and
+// "/"), `?` exactly one character, everything else itself; `[`, `]` and `\`
+// are reserved. A rule needs at least one of principals/groups, at least one
+// server, and at least one of tools/resources/prompts.
+type Policy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// [a-z0-9][a-z0-9._-]{0,63}, unique in the list; named by DENY decisions
+	// and audit events.
+	Id          string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Description string `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
+	// Principal names (globs).
+	Principals []string `protobuf:"bytes,3,rep,name=principals,proto3" json:"principals,omitempty"`
+	// Group names (globs), matched against the principal's effective groups
+	// (admin-set and IdP-asserted).
+	Groups []string `protobuf:"bytes,4,rep,name=groups,proto3" json:"groups,omitempty"`
+	// Server or virtual-server names (globs).
+	Servers []string `protobuf:"bytes,5,rep,name=servers,proto3" json:"servers,omitempty"`
+	// Tool names (globs).
+	Tools []string `protobuf:"bytes,6,rep,name=tools,proto3" json:"tools,omitempty"`
+	// Resource URIs (globs).
+	Resources []string `protobuf:"bytes,7,rep,name=resources,proto3" json:"resources,omitempty"`
+	// Prompt names (globs).
+	Prompts       []string     `protobuf:"bytes,8,rep,name=prompts,proto3" json:"prompts,omitempty"`
+	Effect        PolicyEffect `protobuf:"varint,9,opt,name=effect,proto3,enum=mcpgate.config.v1.PolicyEffect" json:"effect,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Policy) Reset() {
+	*x = Policy{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Policy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Policy) ProtoMessage() {}
+
+func (x *Policy) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Policy.ProtoReflect.Descriptor instead.
+func (*Policy) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *Policy) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Policy) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *Policy) GetPrincipals() []string {
+	if x != nil {
+		return x.Principals
+	}
+	return nil
+}
+
+func (x *Policy) GetGroups() []string {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+func (x *Policy) GetServers() []string {
+	if x != nil {
+		return x.Servers
+	}
+	return nil
+}
+
+func (x *Policy) GetTools() []string {
+	if x != nil {
+		return x.Tools
+	}
+	return nil
+}
+
+func (x *Policy) GetResources() []string {
+	if x != nil {
+		return x.Resources
+	}
+	return nil
+}
+
+func (x *Policy) GetPrompts() []string {
+	if x != nil {
+		return x.Prompts
+	}
+	return nil
+}
+
+func (x *Policy) GetEffect() PolicyEffect {
+	if x != nil {
+		return x.Effect
+	}
+	return PolicyEffect_POLICY_EFFECT_UNSPECIFIED
+}
+
+// PolicySet is the whole ordered policy list, stored as one object.
+type PolicySet struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Policies []*Policy              `protobuf:"bytes,1,rep,name=policies,proto3" json:"policies,omitempty"`
+	// etcd ModRevision of the stored list; 0 when none is stored. Output only.
+	Revision      int64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PolicySet) Reset() {
+	*x = PolicySet{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PolicySet) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PolicySet) ProtoMessage() {}
+
+func (x *PolicySet) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PolicySet.ProtoReflect.Descriptor instead.
+func (*PolicySet) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *PolicySet) GetPolicies() []*Policy {
+	if x != nil {
+		return x.Policies
+	}
+	return nil
+}
+
+func (x *PolicySet) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+type ListPoliciesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPoliciesRequest) Reset() {
+	*x = ListPoliciesRequest{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPoliciesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPoliciesRequest) ProtoMessage() {}
+
+func (x *ListPoliciesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPoliciesRequest.ProtoReflect.Descriptor instead.
+func (*ListPoliciesRequest) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{48}
+}
+
+type ListPoliciesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Policies      []*Policy              `protobuf:"bytes,1,rep,name=policies,proto3" json:"policies,omitempty"`
+	Revision      int64                  `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPoliciesResponse) Reset() {
+	*x = ListPoliciesResponse{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPoliciesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPoliciesResponse) ProtoMessage() {}
+
+func (x *ListPoliciesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPoliciesResponse.ProtoReflect.Descriptor instead.
+func (*ListPoliciesResponse) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *ListPoliciesResponse) GetPolicies() []*Policy {
+	if x != nil {
+		return x.Policies
+	}
+	return nil
+}
+
+func (x *ListPoliciesResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+type PutPoliciesRequest struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Policies         []*Policy              `protobuf:"bytes,1,rep,name=policies,proto3" json:"policies,omitempty"`
+	ExpectedRevision int64                  `protobuf:"varint,2,opt,name=expected_revision,json=expectedRevision,proto3" json:"expected_revision,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *PutPoliciesRequest) Reset() {
+	*x = PutPoliciesRequest{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutPoliciesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutPoliciesRequest) ProtoMessage() {}
+
+func (x *PutPoliciesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutPoliciesRequest.ProtoReflect.Descriptor instead.
+func (*PutPoliciesRequest) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *PutPoliciesRequest) GetPolicies() []*Policy {
+	if x != nil {
+		return x.Policies
+	}
+	return nil
+}
+
+func (x *PutPoliciesRequest) GetExpectedRevision() int64 {
+	if x != nil {
+		return x.ExpectedRevision
+	}
+	return 0
+}
+
+type PutPoliciesResponse struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Policies []*Policy              `protobuf:"bytes,1,rep,name=policies,proto3" json:"policies,omitempty"`
+	Revision int64                  `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	// False when the stored list already equalled the request.
+	Changed       bool `protobuf:"varint,3,opt,name=changed,proto3" json:"changed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutPoliciesResponse) Reset() {
+	*x = PutPoliciesResponse{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutPoliciesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutPoliciesResponse) ProtoMessage() {}
+
+func (x *PutPoliciesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutPoliciesResponse.ProtoReflect.Descriptor instead.
+func (*PutPoliciesResponse) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *PutPoliciesResponse) GetPolicies() []*Policy {
+	if x != nil {
+		return x.Policies
+	}
+	return nil
+}
+
+func (x *PutPoliciesResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *PutPoliciesResponse) GetChanged() bool {
+	if x != nil {
+		return x.Changed
+	}
+	return false
+}
+
+type DeletePolicyRequest struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Id               string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	ExpectedRevision int64                  `protobuf:"varint,2,opt,name=expected_revision,json=expectedRevision,proto3" json:"expected_revision,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *DeletePolicyRequest) Reset() {
+	*x = DeletePolicyRequest{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeletePolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeletePolicyRequest) ProtoMessage() {}
+
+func (x *DeletePolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeletePolicyRequest.ProtoReflect.Descriptor instead.
+func (*DeletePolicyRequest) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *DeletePolicyRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *DeletePolicyRequest) GetExpectedRevision() int64 {
+	if x != nil {
+		return x.ExpectedRevision
+	}
+	return 0
+}
+
+type DeletePolicyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Revision      int64                  `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeletePolicyResponse) Reset() {
+	*x = DeletePolicyResponse{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeletePolicyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeletePolicyResponse) ProtoMessage() {}
+
+func (x *DeletePolicyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeletePolicyResponse.ProtoReflect.Descriptor instead.
+func (*DeletePolicyResponse) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *DeletePolicyResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+type ExplainRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Principal string                 `protobuf:"bytes,1,opt,name=principal,proto3" json:"principal,omitempty"`
+	// The route's server name.
+	Server string `protobuf:"bytes,2,opt,name=server,proto3" json:"server,omitempty"`
+	// JSON-RPC method; defaults to tools/call with tool, resources/read with
+	// resource, prompts/get with prompt.
+	Method        string `protobuf:"bytes,3,opt,name=method,proto3" json:"method,omitempty"`
+	Tool          string `protobuf:"bytes,4,opt,name=tool,proto3" json:"tool,omitempty"`
+	Resource      string `protobuf:"bytes,5,opt,name=resource,proto3" json:"resource,omitempty"`
+	Prompt        string `protobuf:"bytes,6,opt,name=prompt,proto3" json:"prompt,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExplainRequest) Reset() {
+	*x = ExplainRequest{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExplainRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExplainRequest) ProtoMessage() {}
+
+func (x *ExplainRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExplainRequest.ProtoReflect.Descriptor instead.
+func (*ExplainRequest) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *ExplainRequest) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
+}
+
+func (x *ExplainRequest) GetServer() string {
+	if x != nil {
+		return x.Server
+	}
+	return ""
+}
+
+func (x *ExplainRequest) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *ExplainRequest) GetTool() string {
+	if x != nil {
+		return x.Tool
+	}
+	return ""
+}
+
+func (x *ExplainRequest) GetResource() string {
+	if x != nil {
+		return x.Resource
+	}
+	return ""
+}
+
+func (x *ExplainRequest) GetPrompt() string {
+	if x != nil {
+		return x.Prompt
+	}
+	return ""
+}
+
+// ExplainStep is one check that contributed to the decision.
+type ExplainStep struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// grant, rule, server_tools, auth (and scope, limit, pin).
+	Kind string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	// What the step is about: a server, a rule id, an auth mode.
+	Subject       string `protobuf:"bytes,2,opt,name=subject,proto3" json:"subject,omitempty"`
+	Detail        string `protobuf:"bytes,3,opt,name=detail,proto3" json:"detail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExplainStep) Reset() {
+	*x = ExplainStep{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExplainStep) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExplainStep) ProtoMessage() {}
+
+func (x *ExplainStep) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExplainStep.ProtoReflect.Descriptor instead.
+func (*ExplainStep) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *ExplainStep) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *ExplainStep) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *ExplainStep) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+type ExplainResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// allow, challenge, deny or not_found.
+	Decision string `protobuf:"bytes,1,opt,name=decision,proto3" json:"decision,omitempty"`
+	// The decision's fixed reason.
+	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The rule that denied, when one did.
+	RuleId        string         `protobuf:"bytes,3,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	Steps         []*ExplainStep `protobuf:"bytes,4,rep,name=steps,proto3" json:"steps,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExplainResponse) Reset() {
+	*x = ExplainResponse{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExplainResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExplainResponse) ProtoMessage() {}
+
+func (x *ExplainResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExplainResponse.ProtoReflect.Descriptor instead.
+func (*ExplainResponse) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *ExplainResponse) GetDecision() string {
+	if x != nil {
+		return x.Decision
+	}
+	return ""
+}
+
+func (x *ExplainResponse) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ExplainResponse) GetRuleId() string {
+	if x != nil {
+		return x.RuleId
+	}
+	return ""
+}
+
+func (x *ExplainResponse) GetSteps() []*ExplainStep {
+	if x != nil {
+		return x.Steps
+	}
+	return nil
+}
+
 var File_mcpgate_config_v1_config_proto protoreflect.FileDescriptor
 
 const file_mcpgate_config_v1_config_proto_rawDesc = "" +
@@ -3130,7 +3878,54 @@ const file_mcpgate_config_v1_config_proto_rawDesc = "" +
 	"\x1dDeleteIdentityProviderRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12+\n" +
 	"\x11expected_revision\x18\x02 \x01(\x03R\x10expectedRevision\" \n" +
-	"\x1eDeleteIdentityProviderResponse*M\n" +
+	"\x1eDeleteIdentityProviderResponse\"\x93\x02\n" +
+	"\x06Policy\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12 \n" +
+	"\vdescription\x18\x02 \x01(\tR\vdescription\x12\x1e\n" +
+	"\n" +
+	"principals\x18\x03 \x03(\tR\n" +
+	"principals\x12\x16\n" +
+	"\x06groups\x18\x04 \x03(\tR\x06groups\x12\x18\n" +
+	"\aservers\x18\x05 \x03(\tR\aservers\x12\x14\n" +
+	"\x05tools\x18\x06 \x03(\tR\x05tools\x12\x1c\n" +
+	"\tresources\x18\a \x03(\tR\tresources\x12\x18\n" +
+	"\aprompts\x18\b \x03(\tR\aprompts\x127\n" +
+	"\x06effect\x18\t \x01(\x0e2\x1f.mcpgate.config.v1.PolicyEffectR\x06effect\"^\n" +
+	"\tPolicySet\x125\n" +
+	"\bpolicies\x18\x01 \x03(\v2\x19.mcpgate.config.v1.PolicyR\bpolicies\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\"\x15\n" +
+	"\x13ListPoliciesRequest\"i\n" +
+	"\x14ListPoliciesResponse\x125\n" +
+	"\bpolicies\x18\x01 \x03(\v2\x19.mcpgate.config.v1.PolicyR\bpolicies\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\"x\n" +
+	"\x12PutPoliciesRequest\x125\n" +
+	"\bpolicies\x18\x01 \x03(\v2\x19.mcpgate.config.v1.PolicyR\bpolicies\x12+\n" +
+	"\x11expected_revision\x18\x02 \x01(\x03R\x10expectedRevision\"\x82\x01\n" +
+	"\x13PutPoliciesResponse\x125\n" +
+	"\bpolicies\x18\x01 \x03(\v2\x19.mcpgate.config.v1.PolicyR\bpolicies\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\x12\x18\n" +
+	"\achanged\x18\x03 \x01(\bR\achanged\"R\n" +
+	"\x13DeletePolicyRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12+\n" +
+	"\x11expected_revision\x18\x02 \x01(\x03R\x10expectedRevision\"2\n" +
+	"\x14DeletePolicyResponse\x12\x1a\n" +
+	"\brevision\x18\x01 \x01(\x03R\brevision\"\xa6\x01\n" +
+	"\x0eExplainRequest\x12\x1c\n" +
+	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x12\x16\n" +
+	"\x06server\x18\x02 \x01(\tR\x06server\x12\x16\n" +
+	"\x06method\x18\x03 \x01(\tR\x06method\x12\x12\n" +
+	"\x04tool\x18\x04 \x01(\tR\x04tool\x12\x1a\n" +
+	"\bresource\x18\x05 \x01(\tR\bresource\x12\x16\n" +
+	"\x06prompt\x18\x06 \x01(\tR\x06prompt\"S\n" +
+	"\vExplainStep\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x18\n" +
+	"\asubject\x18\x02 \x01(\tR\asubject\x12\x16\n" +
+	"\x06detail\x18\x03 \x01(\tR\x06detail\"\x94\x01\n" +
+	"\x0fExplainResponse\x12\x1a\n" +
+	"\bdecision\x18\x01 \x01(\tR\bdecision\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x17\n" +
+	"\arule_id\x18\x03 \x01(\tR\x06ruleId\x124\n" +
+	"\x05steps\x18\x04 \x03(\v2\x1e.mcpgate.config.v1.ExplainStepR\x05steps*M\n" +
 	"\tTransport\x12\x19\n" +
 	"\x15TRANSPORT_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eTRANSPORT_HTTP\x10\x01\x12\x11\n" +
@@ -3159,7 +3954,11 @@ const file_mcpgate_config_v1_config_proto_rawDesc = "" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vROLE_MEMBER\x10\x01\x12\x0e\n" +
 	"\n" +
-	"ROLE_ADMIN\x10\x022\x88\x03\n" +
+	"ROLE_ADMIN\x10\x02*^\n" +
+	"\fPolicyEffect\x12\x1d\n" +
+	"\x19POLICY_EFFECT_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13POLICY_EFFECT_ALLOW\x10\x01\x12\x16\n" +
+	"\x12POLICY_EFFECT_DENY\x10\x022\x88\x03\n" +
 	"\rServerService\x12a\n" +
 	"\vListServers\x12%.mcpgate.config.v1.ListServersRequest\x1a&.mcpgate.config.v1.ListServersResponse\"\x03\x90\x02\x01\x12[\n" +
 	"\tGetServer\x12#.mcpgate.config.v1.GetServerRequest\x1a$.mcpgate.config.v1.GetServerResponse\"\x03\x90\x02\x01\x12V\n" +
@@ -3185,7 +3984,13 @@ const file_mcpgate_config_v1_config_proto_rawDesc = "" +
 	"\x15ListIdentityProviders\x12/.mcpgate.config.v1.ListIdentityProvidersRequest\x1a0.mcpgate.config.v1.ListIdentityProvidersResponse\"\x03\x90\x02\x01\x12y\n" +
 	"\x13GetIdentityProvider\x12-.mcpgate.config.v1.GetIdentityProviderRequest\x1a..mcpgate.config.v1.GetIdentityProviderResponse\"\x03\x90\x02\x01\x12t\n" +
 	"\x13PutIdentityProvider\x12-.mcpgate.config.v1.PutIdentityProviderRequest\x1a..mcpgate.config.v1.PutIdentityProviderResponse\x12}\n" +
-	"\x16DeleteIdentityProvider\x120.mcpgate.config.v1.DeleteIdentityProviderRequest\x1a1.mcpgate.config.v1.DeleteIdentityProviderResponseB\xc9\x01\n" +
+	"\x16DeleteIdentityProvider\x120.mcpgate.config.v1.DeleteIdentityProviderRequest\x1a1.mcpgate.config.v1.DeleteIdentityProviderResponse2\xb4\x02\n" +
+	"\rPolicyService\x12d\n" +
+	"\fListPolicies\x12&.mcpgate.config.v1.ListPoliciesRequest\x1a'.mcpgate.config.v1.ListPoliciesResponse\"\x03\x90\x02\x01\x12\\\n" +
+	"\vPutPolicies\x12%.mcpgate.config.v1.PutPoliciesRequest\x1a&.mcpgate.config.v1.PutPoliciesResponse\x12_\n" +
+	"\fDeletePolicy\x12&.mcpgate.config.v1.DeletePolicyRequest\x1a'.mcpgate.config.v1.DeletePolicyResponse2g\n" +
+	"\x0eExplainService\x12U\n" +
+	"\aExplain\x12!.mcpgate.config.v1.ExplainRequest\x1a\".mcpgate.config.v1.ExplainResponse\"\x03\x90\x02\x01B\xc9\x01\n" +
 	"\x15com.mcpgate.config.v1B\vConfigProtoP\x01Z=github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1;configv1\xa2\x02\x03MCX\xaa\x02\x11Mcpgate.Config.V1\xca\x02\x11Mcpgate\\Config\\V1\xe2\x02\x1dMcpgate\\Config\\V1\\GPBMetadata\xea\x02\x13Mcpgate::Config::V1b\x06proto3"
 
 var (
@@ -3200,141 +4005,167 @@ func file_mcpgate_config_v1_config_proto_rawDescGZIP() []byte {
 	return file_mcpgate_config_v1_config_proto_rawDescData
 }
 
-var file_mcpgate_config_v1_config_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_mcpgate_config_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
+var file_mcpgate_config_v1_config_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
+var file_mcpgate_config_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 58)
 var file_mcpgate_config_v1_config_proto_goTypes = []any{
 	(Transport)(0),                         // 0: mcpgate.config.v1.Transport
 	(AuthType)(0),                          // 1: mcpgate.config.v1.AuthType
 	(OAuth2Flow)(0),                        // 2: mcpgate.config.v1.OAuth2Flow
 	(PrincipalKind)(0),                     // 3: mcpgate.config.v1.PrincipalKind
 	(Role)(0),                              // 4: mcpgate.config.v1.Role
-	(*McpServer)(nil),                      // 5: mcpgate.config.v1.McpServer
-	(*Principal)(nil),                      // 6: mcpgate.config.v1.Principal
-	(*GroupAssertion)(nil),                 // 7: mcpgate.config.v1.GroupAssertion
-	(*Group)(nil),                          // 8: mcpgate.config.v1.Group
-	(*IdentityProvider)(nil),               // 9: mcpgate.config.v1.IdentityProvider
-	(*ApiKey)(nil),                         // 10: mcpgate.config.v1.ApiKey
-	(*ListServersRequest)(nil),             // 11: mcpgate.config.v1.ListServersRequest
-	(*ListServersResponse)(nil),            // 12: mcpgate.config.v1.ListServersResponse
-	(*GetServerRequest)(nil),               // 13: mcpgate.config.v1.GetServerRequest
-	(*GetServerResponse)(nil),              // 14: mcpgate.config.v1.GetServerResponse
-	(*PutServerRequest)(nil),               // 15: mcpgate.config.v1.PutServerRequest
-	(*PutServerResponse)(nil),              // 16: mcpgate.config.v1.PutServerResponse
-	(*DeleteServerRequest)(nil),            // 17: mcpgate.config.v1.DeleteServerRequest
-	(*DeleteServerResponse)(nil),           // 18: mcpgate.config.v1.DeleteServerResponse
-	(*ListPrincipalsRequest)(nil),          // 19: mcpgate.config.v1.ListPrincipalsRequest
-	(*ListPrincipalsResponse)(nil),         // 20: mcpgate.config.v1.ListPrincipalsResponse
-	(*GetPrincipalRequest)(nil),            // 21: mcpgate.config.v1.GetPrincipalRequest
-	(*GetPrincipalResponse)(nil),           // 22: mcpgate.config.v1.GetPrincipalResponse
-	(*EffectiveServer)(nil),                // 23: mcpgate.config.v1.EffectiveServer
-	(*GrantSource)(nil),                    // 24: mcpgate.config.v1.GrantSource
-	(*PutPrincipalRequest)(nil),            // 25: mcpgate.config.v1.PutPrincipalRequest
-	(*PutPrincipalResponse)(nil),           // 26: mcpgate.config.v1.PutPrincipalResponse
-	(*DeletePrincipalRequest)(nil),         // 27: mcpgate.config.v1.DeletePrincipalRequest
-	(*DeletePrincipalResponse)(nil),        // 28: mcpgate.config.v1.DeletePrincipalResponse
-	(*ListGroupsRequest)(nil),              // 29: mcpgate.config.v1.ListGroupsRequest
-	(*ListGroupsResponse)(nil),             // 30: mcpgate.config.v1.ListGroupsResponse
-	(*GetGroupRequest)(nil),                // 31: mcpgate.config.v1.GetGroupRequest
-	(*GetGroupResponse)(nil),               // 32: mcpgate.config.v1.GetGroupResponse
-	(*PutGroupRequest)(nil),                // 33: mcpgate.config.v1.PutGroupRequest
-	(*PutGroupResponse)(nil),               // 34: mcpgate.config.v1.PutGroupResponse
-	(*DeleteGroupRequest)(nil),             // 35: mcpgate.config.v1.DeleteGroupRequest
-	(*DeleteGroupResponse)(nil),            // 36: mcpgate.config.v1.DeleteGroupResponse
-	(*ListKeysRequest)(nil),                // 37: mcpgate.config.v1.ListKeysRequest
-	(*ListKeysResponse)(nil),               // 38: mcpgate.config.v1.ListKeysResponse
-	(*CreateKeyRequest)(nil),               // 39: mcpgate.config.v1.CreateKeyRequest
-	(*CreateKeyResponse)(nil),              // 40: mcpgate.config.v1.CreateKeyResponse
-	(*RevokeKeyRequest)(nil),               // 41: mcpgate.config.v1.RevokeKeyRequest
-	(*RevokeKeyResponse)(nil),              // 42: mcpgate.config.v1.RevokeKeyResponse
-	(*ListIdentityProvidersRequest)(nil),   // 43: mcpgate.config.v1.ListIdentityProvidersRequest
-	(*ListIdentityProvidersResponse)(nil),  // 44: mcpgate.config.v1.ListIdentityProvidersResponse
-	(*GetIdentityProviderRequest)(nil),     // 45: mcpgate.config.v1.GetIdentityProviderRequest
-	(*GetIdentityProviderResponse)(nil),    // 46: mcpgate.config.v1.GetIdentityProviderResponse
-	(*PutIdentityProviderRequest)(nil),     // 47: mcpgate.config.v1.PutIdentityProviderRequest
-	(*PutIdentityProviderResponse)(nil),    // 48: mcpgate.config.v1.PutIdentityProviderResponse
-	(*DeleteIdentityProviderRequest)(nil),  // 49: mcpgate.config.v1.DeleteIdentityProviderRequest
-	(*DeleteIdentityProviderResponse)(nil), // 50: mcpgate.config.v1.DeleteIdentityProviderResponse
-	nil,                                    // 51: mcpgate.config.v1.McpServer.StaticHeadersEntry
-	(*timestamppb.Timestamp)(nil),          // 52: google.protobuf.Timestamp
+	(PolicyEffect)(0),                      // 5: mcpgate.config.v1.PolicyEffect
+	(*McpServer)(nil),                      // 6: mcpgate.config.v1.McpServer
+	(*Principal)(nil),                      // 7: mcpgate.config.v1.Principal
+	(*GroupAssertion)(nil),                 // 8: mcpgate.config.v1.GroupAssertion
+	(*Group)(nil),                          // 9: mcpgate.config.v1.Group
+	(*IdentityProvider)(nil),               // 10: mcpgate.config.v1.IdentityProvider
+	(*ApiKey)(nil),                         // 11: mcpgate.config.v1.ApiKey
+	(*ListServersRequest)(nil),             // 12: mcpgate.config.v1.ListServersRequest
+	(*ListServersResponse)(nil),            // 13: mcpgate.config.v1.ListServersResponse
+	(*GetServerRequest)(nil),               // 14: mcpgate.config.v1.GetServerRequest
+	(*GetServerResponse)(nil),              // 15: mcpgate.config.v1.GetServerResponse
+	(*PutServerRequest)(nil),               // 16: mcpgate.config.v1.PutServerRequest
+	(*PutServerResponse)(nil),              // 17: mcpgate.config.v1.PutServerResponse
+	(*DeleteServerRequest)(nil),            // 18: mcpgate.config.v1.DeleteServerRequest
+	(*DeleteServerResponse)(nil),           // 19: mcpgate.config.v1.DeleteServerResponse
+	(*ListPrincipalsRequest)(nil),          // 20: mcpgate.config.v1.ListPrincipalsRequest
+	(*ListPrincipalsResponse)(nil),         // 21: mcpgate.config.v1.ListPrincipalsResponse
+	(*GetPrincipalRequest)(nil),            // 22: mcpgate.config.v1.GetPrincipalRequest
+	(*GetPrincipalResponse)(nil),           // 23: mcpgate.config.v1.GetPrincipalResponse
+	(*EffectiveServer)(nil),                // 24: mcpgate.config.v1.EffectiveServer
+	(*GrantSource)(nil),                    // 25: mcpgate.config.v1.GrantSource
+	(*PutPrincipalRequest)(nil),            // 26: mcpgate.config.v1.PutPrincipalRequest
+	(*PutPrincipalResponse)(nil),           // 27: mcpgate.config.v1.PutPrincipalResponse
+	(*DeletePrincipalRequest)(nil),         // 28: mcpgate.config.v1.DeletePrincipalRequest
+	(*DeletePrincipalResponse)(nil),        // 29: mcpgate.config.v1.DeletePrincipalResponse
+	(*ListGroupsRequest)(nil),              // 30: mcpgate.config.v1.ListGroupsRequest
+	(*ListGroupsResponse)(nil),             // 31: mcpgate.config.v1.ListGroupsResponse
+	(*GetGroupRequest)(nil),                // 32: mcpgate.config.v1.GetGroupRequest
+	(*GetGroupResponse)(nil),               // 33: mcpgate.config.v1.GetGroupResponse
+	(*PutGroupRequest)(nil),                // 34: mcpgate.config.v1.PutGroupRequest
+	(*PutGroupResponse)(nil),               // 35: mcpgate.config.v1.PutGroupResponse
+	(*DeleteGroupRequest)(nil),             // 36: mcpgate.config.v1.DeleteGroupRequest
+	(*DeleteGroupResponse)(nil),            // 37: mcpgate.config.v1.DeleteGroupResponse
+	(*ListKeysRequest)(nil),                // 38: mcpgate.config.v1.ListKeysRequest
+	(*ListKeysResponse)(nil),               // 39: mcpgate.config.v1.ListKeysResponse
+	(*CreateKeyRequest)(nil),               // 40: mcpgate.config.v1.CreateKeyRequest
+	(*CreateKeyResponse)(nil),              // 41: mcpgate.config.v1.CreateKeyResponse
+	(*RevokeKeyRequest)(nil),               // 42: mcpgate.config.v1.RevokeKeyRequest
+	(*RevokeKeyResponse)(nil),              // 43: mcpgate.config.v1.RevokeKeyResponse
+	(*ListIdentityProvidersRequest)(nil),   // 44: mcpgate.config.v1.ListIdentityProvidersRequest
+	(*ListIdentityProvidersResponse)(nil),  // 45: mcpgate.config.v1.ListIdentityProvidersResponse
+	(*GetIdentityProviderRequest)(nil),     // 46: mcpgate.config.v1.GetIdentityProviderRequest
+	(*GetIdentityProviderResponse)(nil),    // 47: mcpgate.config.v1.GetIdentityProviderResponse
+	(*PutIdentityProviderRequest)(nil),     // 48: mcpgate.config.v1.PutIdentityProviderRequest
+	(*PutIdentityProviderResponse)(nil),    // 49: mcpgate.config.v1.PutIdentityProviderResponse
+	(*DeleteIdentityProviderRequest)(nil),  // 50: mcpgate.config.v1.DeleteIdentityProviderRequest
+	(*DeleteIdentityProviderResponse)(nil), // 51: mcpgate.config.v1.DeleteIdentityProviderResponse
+	(*Policy)(nil),                         // 52: mcpgate.config.v1.Policy
+	(*PolicySet)(nil),                      // 53: mcpgate.config.v1.PolicySet
+	(*ListPoliciesRequest)(nil),            // 54: mcpgate.config.v1.ListPoliciesRequest
+	(*ListPoliciesResponse)(nil),           // 55: mcpgate.config.v1.ListPoliciesResponse
+	(*PutPoliciesRequest)(nil),             // 56: mcpgate.config.v1.PutPoliciesRequest
+	(*PutPoliciesResponse)(nil),            // 57: mcpgate.config.v1.PutPoliciesResponse
+	(*DeletePolicyRequest)(nil),            // 58: mcpgate.config.v1.DeletePolicyRequest
+	(*DeletePolicyResponse)(nil),           // 59: mcpgate.config.v1.DeletePolicyResponse
+	(*ExplainRequest)(nil),                 // 60: mcpgate.config.v1.ExplainRequest
+	(*ExplainStep)(nil),                    // 61: mcpgate.config.v1.ExplainStep
+	(*ExplainResponse)(nil),                // 62: mcpgate.config.v1.ExplainResponse
+	nil,                                    // 63: mcpgate.config.v1.McpServer.StaticHeadersEntry
+	(*timestamppb.Timestamp)(nil),          // 64: google.protobuf.Timestamp
 }
 var file_mcpgate_config_v1_config_proto_depIdxs = []int32{
 	0,  // 0: mcpgate.config.v1.McpServer.transport:type_name -> mcpgate.config.v1.Transport
 	1,  // 1: mcpgate.config.v1.McpServer.auth_type:type_name -> mcpgate.config.v1.AuthType
 	2,  // 2: mcpgate.config.v1.McpServer.oauth2_flow:type_name -> mcpgate.config.v1.OAuth2Flow
-	51, // 3: mcpgate.config.v1.McpServer.static_headers:type_name -> mcpgate.config.v1.McpServer.StaticHeadersEntry
+	63, // 3: mcpgate.config.v1.McpServer.static_headers:type_name -> mcpgate.config.v1.McpServer.StaticHeadersEntry
 	3,  // 4: mcpgate.config.v1.Principal.kind:type_name -> mcpgate.config.v1.PrincipalKind
 	4,  // 5: mcpgate.config.v1.Principal.role:type_name -> mcpgate.config.v1.Role
-	7,  // 6: mcpgate.config.v1.Principal.asserted_groups:type_name -> mcpgate.config.v1.GroupAssertion
-	52, // 7: mcpgate.config.v1.GroupAssertion.assert_time:type_name -> google.protobuf.Timestamp
-	52, // 8: mcpgate.config.v1.ApiKey.create_time:type_name -> google.protobuf.Timestamp
-	52, // 9: mcpgate.config.v1.ApiKey.expire_time:type_name -> google.protobuf.Timestamp
-	52, // 10: mcpgate.config.v1.ApiKey.revoke_time:type_name -> google.protobuf.Timestamp
-	5,  // 11: mcpgate.config.v1.ListServersResponse.servers:type_name -> mcpgate.config.v1.McpServer
-	5,  // 12: mcpgate.config.v1.GetServerResponse.server:type_name -> mcpgate.config.v1.McpServer
-	5,  // 13: mcpgate.config.v1.PutServerRequest.server:type_name -> mcpgate.config.v1.McpServer
-	5,  // 14: mcpgate.config.v1.PutServerResponse.server:type_name -> mcpgate.config.v1.McpServer
-	6,  // 15: mcpgate.config.v1.ListPrincipalsResponse.principals:type_name -> mcpgate.config.v1.Principal
-	6,  // 16: mcpgate.config.v1.GetPrincipalResponse.principal:type_name -> mcpgate.config.v1.Principal
-	23, // 17: mcpgate.config.v1.GetPrincipalResponse.effective_servers:type_name -> mcpgate.config.v1.EffectiveServer
-	24, // 18: mcpgate.config.v1.EffectiveServer.sources:type_name -> mcpgate.config.v1.GrantSource
-	52, // 19: mcpgate.config.v1.GrantSource.assert_time:type_name -> google.protobuf.Timestamp
-	6,  // 20: mcpgate.config.v1.PutPrincipalRequest.principal:type_name -> mcpgate.config.v1.Principal
-	6,  // 21: mcpgate.config.v1.PutPrincipalResponse.principal:type_name -> mcpgate.config.v1.Principal
-	8,  // 22: mcpgate.config.v1.ListGroupsResponse.groups:type_name -> mcpgate.config.v1.Group
-	8,  // 23: mcpgate.config.v1.GetGroupResponse.group:type_name -> mcpgate.config.v1.Group
-	8,  // 24: mcpgate.config.v1.PutGroupRequest.group:type_name -> mcpgate.config.v1.Group
-	8,  // 25: mcpgate.config.v1.PutGroupResponse.group:type_name -> mcpgate.config.v1.Group
-	10, // 26: mcpgate.config.v1.ListKeysResponse.keys:type_name -> mcpgate.config.v1.ApiKey
-	52, // 27: mcpgate.config.v1.CreateKeyRequest.expire_time:type_name -> google.protobuf.Timestamp
-	10, // 28: mcpgate.config.v1.CreateKeyResponse.api_key:type_name -> mcpgate.config.v1.ApiKey
-	10, // 29: mcpgate.config.v1.RevokeKeyResponse.api_key:type_name -> mcpgate.config.v1.ApiKey
-	9,  // 30: mcpgate.config.v1.ListIdentityProvidersResponse.identity_providers:type_name -> mcpgate.config.v1.IdentityProvider
-	9,  // 31: mcpgate.config.v1.GetIdentityProviderResponse.identity_provider:type_name -> mcpgate.config.v1.IdentityProvider
-	9,  // 32: mcpgate.config.v1.PutIdentityProviderRequest.identity_provider:type_name -> mcpgate.config.v1.IdentityProvider
-	9,  // 33: mcpgate.config.v1.PutIdentityProviderResponse.identity_provider:type_name -> mcpgate.config.v1.IdentityProvider
-	11, // 34: mcpgate.config.v1.ServerService.ListServers:input_type -> mcpgate.config.v1.ListServersRequest
-	13, // 35: mcpgate.config.v1.ServerService.GetServer:input_type -> mcpgate.config.v1.GetServerRequest
-	15, // 36: mcpgate.config.v1.ServerService.PutServer:input_type -> mcpgate.config.v1.PutServerRequest
-	17, // 37: mcpgate.config.v1.ServerService.DeleteServer:input_type -> mcpgate.config.v1.DeleteServerRequest
-	19, // 38: mcpgate.config.v1.PrincipalService.ListPrincipals:input_type -> mcpgate.config.v1.ListPrincipalsRequest
-	21, // 39: mcpgate.config.v1.PrincipalService.GetPrincipal:input_type -> mcpgate.config.v1.GetPrincipalRequest
-	25, // 40: mcpgate.config.v1.PrincipalService.PutPrincipal:input_type -> mcpgate.config.v1.PutPrincipalRequest
-	27, // 41: mcpgate.config.v1.PrincipalService.DeletePrincipal:input_type -> mcpgate.config.v1.DeletePrincipalRequest
-	29, // 42: mcpgate.config.v1.GroupService.ListGroups:input_type -> mcpgate.config.v1.ListGroupsRequest
-	31, // 43: mcpgate.config.v1.GroupService.GetGroup:input_type -> mcpgate.config.v1.GetGroupRequest
-	33, // 44: mcpgate.config.v1.GroupService.PutGroup:input_type -> mcpgate.config.v1.PutGroupRequest
-	35, // 45: mcpgate.config.v1.GroupService.DeleteGroup:input_type -> mcpgate.config.v1.DeleteGroupRequest
-	37, // 46: mcpgate.config.v1.KeyService.ListKeys:input_type -> mcpgate.config.v1.ListKeysRequest
-	39, // 47: mcpgate.config.v1.KeyService.CreateKey:input_type -> mcpgate.config.v1.CreateKeyRequest
-	41, // 48: mcpgate.config.v1.KeyService.RevokeKey:input_type -> mcpgate.config.v1.RevokeKeyRequest
-	43, // 49: mcpgate.config.v1.IdentityProviderService.ListIdentityProviders:input_type -> mcpgate.config.v1.ListIdentityProvidersRequest
-	45, // 50: mcpgate.config.v1.IdentityProviderService.GetIdentityProvider:input_type -> mcpgate.config.v1.GetIdentityProviderRequest
-	47, // 51: mcpgate.config.v1.IdentityProviderService.PutIdentityProvider:input_type -> mcpgate.config.v1.PutIdentityProviderRequest
-	49, // 52: mcpgate.config.v1.IdentityProviderService.DeleteIdentityProvider:input_type -> mcpgate.config.v1.DeleteIdentityProviderRequest
-	12, // 53: mcpgate.config.v1.ServerService.ListServers:output_type -> mcpgate.config.v1.ListServersResponse
-	14, // 54: mcpgate.config.v1.ServerService.GetServer:output_type -> mcpgate.config.v1.GetServerResponse
-	16, // 55: mcpgate.config.v1.ServerService.PutServer:output_type -> mcpgate.config.v1.PutServerResponse
-	18, // 56: mcpgate.config.v1.ServerService.DeleteServer:output_type -> mcpgate.config.v1.DeleteServerResponse
-	20, // 57: mcpgate.config.v1.PrincipalService.ListPrincipals:output_type -> mcpgate.config.v1.ListPrincipalsResponse
-	22, // 58: mcpgate.config.v1.PrincipalService.GetPrincipal:output_type -> mcpgate.config.v1.GetPrincipalResponse
-	26, // 59: mcpgate.config.v1.PrincipalService.PutPrincipal:output_type -> mcpgate.config.v1.PutPrincipalResponse
-	28, // 60: mcpgate.config.v1.PrincipalService.DeletePrincipal:output_type -> mcpgate.config.v1.DeletePrincipalResponse
-	30, // 61: mcpgate.config.v1.GroupService.ListGroups:output_type -> mcpgate.config.v1.ListGroupsResponse
-	32, // 62: mcpgate.config.v1.GroupService.GetGroup:output_type -> mcpgate.config.v1.GetGroupResponse
-	34, // 63: mcpgate.config.v1.GroupService.PutGroup:output_type -> mcpgate.config.v1.PutGroupResponse
-	36, // 64: mcpgate.config.v1.GroupService.DeleteGroup:output_type -> mcpgate.config.v1.DeleteGroupResponse
-	38, // 65: mcpgate.config.v1.KeyService.ListKeys:output_type -> mcpgate.config.v1.ListKeysResponse
-	40, // 66: mcpgate.config.v1.KeyService.CreateKey:output_type -> mcpgate.config.v1.CreateKeyResponse
-	42, // 67: mcpgate.config.v1.KeyService.RevokeKey:output_type -> mcpgate.config.v1.RevokeKeyResponse
-	44, // 68: mcpgate.config.v1.IdentityProviderService.ListIdentityProviders:output_type -> mcpgate.config.v1.ListIdentityProvidersResponse
-	46, // 69: mcpgate.config.v1.IdentityProviderService.GetIdentityProvider:output_type -> mcpgate.config.v1.GetIdentityProviderResponse
-	48, // 70: mcpgate.config.v1.IdentityProviderService.PutIdentityProvider:output_type -> mcpgate.config.v1.PutIdentityProviderResponse
-	50, // 71: mcpgate.config.v1.IdentityProviderService.DeleteIdentityProvider:output_type -> mcpgate.config.v1.DeleteIdentityProviderResponse
-	53, // [53:72] is the sub-list for method output_type
-	34, // [34:53] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	8,  // 6: mcpgate.config.v1.Principal.asserted_groups:type_name -> mcpgate.config.v1.GroupAssertion
+	64, // 7: mcpgate.config.v1.GroupAssertion.assert_time:type_name -> google.protobuf.Timestamp
+	64, // 8: mcpgate.config.v1.ApiKey.create_time:type_name -> google.protobuf.Timestamp
+	64, // 9: mcpgate.config.v1.ApiKey.expire_time:type_name -> google.protobuf.Timestamp
+	64, // 10: mcpgate.config.v1.ApiKey.revoke_time:type_name -> google.protobuf.Timestamp
+	6,  // 11: mcpgate.config.v1.ListServersResponse.servers:type_name -> mcpgate.config.v1.McpServer
+	6,  // 12: mcpgate.config.v1.GetServerResponse.server:type_name -> mcpgate.config.v1.McpServer
+	6,  // 13: mcpgate.config.v1.PutServerRequest.server:type_name -> mcpgate.config.v1.McpServer
+	6,  // 14: mcpgate.config.v1.PutServerResponse.server:type_name -> mcpgate.config.v1.McpServer
+	7,  // 15: mcpgate.config.v1.ListPrincipalsResponse.principals:type_name -> mcpgate.config.v1.Principal
+	7,  // 16: mcpgate.config.v1.GetPrincipalResponse.principal:type_name -> mcpgate.config.v1.Principal
+	24, // 17: mcpgate.config.v1.GetPrincipalResponse.effective_servers:type_name -> mcpgate.config.v1.EffectiveServer
+	25, // 18: mcpgate.config.v1.EffectiveServer.sources:type_name -> mcpgate.config.v1.GrantSource
+	64, // 19: mcpgate.config.v1.GrantSource.assert_time:type_name -> google.protobuf.Timestamp
+	7,  // 20: mcpgate.config.v1.PutPrincipalRequest.principal:type_name -> mcpgate.config.v1.Principal
+	7,  // 21: mcpgate.config.v1.PutPrincipalResponse.principal:type_name -> mcpgate.config.v1.Principal
+	9,  // 22: mcpgate.config.v1.ListGroupsResponse.groups:type_name -> mcpgate.config.v1.Group
+	9,  // 23: mcpgate.config.v1.GetGroupResponse.group:type_name -> mcpgate.config.v1.Group
+	9,  // 24: mcpgate.config.v1.PutGroupRequest.group:type_name -> mcpgate.config.v1.Group
+	9,  // 25: mcpgate.config.v1.PutGroupResponse.group:type_name -> mcpgate.config.v1.Group
+	11, // 26: mcpgate.config.v1.ListKeysResponse.keys:type_name -> mcpgate.config.v1.ApiKey
+	64, // 27: mcpgate.config.v1.CreateKeyRequest.expire_time:type_name -> google.protobuf.Timestamp
+	11, // 28: mcpgate.config.v1.CreateKeyResponse.api_key:type_name -> mcpgate.config.v1.ApiKey
+	11, // 29: mcpgate.config.v1.RevokeKeyResponse.api_key:type_name -> mcpgate.config.v1.ApiKey
+	10, // 30: mcpgate.config.v1.ListIdentityProvidersResponse.identity_providers:type_name -> mcpgate.config.v1.IdentityProvider
+	10, // 31: mcpgate.config.v1.GetIdentityProviderResponse.identity_provider:type_name -> mcpgate.config.v1.IdentityProvider
+	10, // 32: mcpgate.config.v1.PutIdentityProviderRequest.identity_provider:type_name -> mcpgate.config.v1.IdentityProvider
+	10, // 33: mcpgate.config.v1.PutIdentityProviderResponse.identity_provider:type_name -> mcpgate.config.v1.IdentityProvider
+	5,  // 34: mcpgate.config.v1.Policy.effect:type_name -> mcpgate.config.v1.PolicyEffect
+	52, // 35: mcpgate.config.v1.PolicySet.policies:type_name -> mcpgate.config.v1.Policy
+	52, // 36: mcpgate.config.v1.ListPoliciesResponse.policies:type_name -> mcpgate.config.v1.Policy
+	52, // 37: mcpgate.config.v1.PutPoliciesRequest.policies:type_name -> mcpgate.config.v1.Policy
+	52, // 38: mcpgate.config.v1.PutPoliciesResponse.policies:type_name -> mcpgate.config.v1.Policy
+	61, // 39: mcpgate.config.v1.ExplainResponse.steps:type_name -> mcpgate.config.v1.ExplainStep
+	12, // 40: mcpgate.config.v1.ServerService.ListServers:input_type -> mcpgate.config.v1.ListServersRequest
+	14, // 41: mcpgate.config.v1.ServerService.GetServer:input_type -> mcpgate.config.v1.GetServerRequest
+	16, // 42: mcpgate.config.v1.ServerService.PutServer:input_type -> mcpgate.config.v1.PutServerRequest
+	18, // 43: mcpgate.config.v1.ServerService.DeleteServer:input_type -> mcpgate.config.v1.DeleteServerRequest
+	20, // 44: mcpgate.config.v1.PrincipalService.ListPrincipals:input_type -> mcpgate.config.v1.ListPrincipalsRequest
+	22, // 45: mcpgate.config.v1.PrincipalService.GetPrincipal:input_type -> mcpgate.config.v1.GetPrincipalRequest
+	26, // 46: mcpgate.config.v1.PrincipalService.PutPrincipal:input_type -> mcpgate.config.v1.PutPrincipalRequest
+	28, // 47: mcpgate.config.v1.PrincipalService.DeletePrincipal:input_type -> mcpgate.config.v1.DeletePrincipalRequest
+	30, // 48: mcpgate.config.v1.GroupService.ListGroups:input_type -> mcpgate.config.v1.ListGroupsRequest
+	32, // 49: mcpgate.config.v1.GroupService.GetGroup:input_type -> mcpgate.config.v1.GetGroupRequest
+	34, // 50: mcpgate.config.v1.GroupService.PutGroup:input_type -> mcpgate.config.v1.PutGroupRequest
+	36, // 51: mcpgate.config.v1.GroupService.DeleteGroup:input_type -> mcpgate.config.v1.DeleteGroupRequest
+	38, // 52: mcpgate.config.v1.KeyService.ListKeys:input_type -> mcpgate.config.v1.ListKeysRequest
+	40, // 53: mcpgate.config.v1.KeyService.CreateKey:input_type -> mcpgate.config.v1.CreateKeyRequest
+	42, // 54: mcpgate.config.v1.KeyService.RevokeKey:input_type -> mcpgate.config.v1.RevokeKeyRequest
+	44, // 55: mcpgate.config.v1.IdentityProviderService.ListIdentityProviders:input_type -> mcpgate.config.v1.ListIdentityProvidersRequest
+	46, // 56: mcpgate.config.v1.IdentityProviderService.GetIdentityProvider:input_type -> mcpgate.config.v1.GetIdentityProviderRequest
+	48, // 57: mcpgate.config.v1.IdentityProviderService.PutIdentityProvider:input_type -> mcpgate.config.v1.PutIdentityProviderRequest
+	50, // 58: mcpgate.config.v1.IdentityProviderService.DeleteIdentityProvider:input_type -> mcpgate.config.v1.DeleteIdentityProviderRequest
+	54, // 59: mcpgate.config.v1.PolicyService.ListPolicies:input_type -> mcpgate.config.v1.ListPoliciesRequest
+	56, // 60: mcpgate.config.v1.PolicyService.PutPolicies:input_type -> mcpgate.config.v1.PutPoliciesRequest
+	58, // 61: mcpgate.config.v1.PolicyService.DeletePolicy:input_type -> mcpgate.config.v1.DeletePolicyRequest
+	60, // 62: mcpgate.config.v1.ExplainService.Explain:input_type -> mcpgate.config.v1.ExplainRequest
+	13, // 63: mcpgate.config.v1.ServerService.ListServers:output_type -> mcpgate.config.v1.ListServersResponse
+	15, // 64: mcpgate.config.v1.ServerService.GetServer:output_type -> mcpgate.config.v1.GetServerResponse
+	17, // 65: mcpgate.config.v1.ServerService.PutServer:output_type -> mcpgate.config.v1.PutServerResponse
+	19, // 66: mcpgate.config.v1.ServerService.DeleteServer:output_type -> mcpgate.config.v1.DeleteServerResponse
+	21, // 67: mcpgate.config.v1.PrincipalService.ListPrincipals:output_type -> mcpgate.config.v1.ListPrincipalsResponse
+	23, // 68: mcpgate.config.v1.PrincipalService.GetPrincipal:output_type -> mcpgate.config.v1.GetPrincipalResponse
+	27, // 69: mcpgate.config.v1.PrincipalService.PutPrincipal:output_type -> mcpgate.config.v1.PutPrincipalResponse
+	29, // 70: mcpgate.config.v1.PrincipalService.DeletePrincipal:output_type -> mcpgate.config.v1.DeletePrincipalResponse
+	31, // 71: mcpgate.config.v1.GroupService.ListGroups:output_type -> mcpgate.config.v1.ListGroupsResponse
+	33, // 72: mcpgate.config.v1.GroupService.GetGroup:output_type -> mcpgate.config.v1.GetGroupResponse
+	35, // 73: mcpgate.config.v1.GroupService.PutGroup:output_type -> mcpgate.config.v1.PutGroupResponse
+	37, // 74: mcpgate.config.v1.GroupService.DeleteGroup:output_type -> mcpgate.config.v1.DeleteGroupResponse
+	39, // 75: mcpgate.config.v1.KeyService.ListKeys:output_type -> mcpgate.config.v1.ListKeysResponse
+	41, // 76: mcpgate.config.v1.KeyService.CreateKey:output_type -> mcpgate.config.v1.CreateKeyResponse
+	43, // 77: mcpgate.config.v1.KeyService.RevokeKey:output_type -> mcpgate.config.v1.RevokeKeyResponse
+	45, // 78: mcpgate.config.v1.IdentityProviderService.ListIdentityProviders:output_type -> mcpgate.config.v1.ListIdentityProvidersResponse
+	47, // 79: mcpgate.config.v1.IdentityProviderService.GetIdentityProvider:output_type -> mcpgate.config.v1.GetIdentityProviderResponse
+	49, // 80: mcpgate.config.v1.IdentityProviderService.PutIdentityProvider:output_type -> mcpgate.config.v1.PutIdentityProviderResponse
+	51, // 81: mcpgate.config.v1.IdentityProviderService.DeleteIdentityProvider:output_type -> mcpgate.config.v1.DeleteIdentityProviderResponse
+	55, // 82: mcpgate.config.v1.PolicyService.ListPolicies:output_type -> mcpgate.config.v1.ListPoliciesResponse
+	57, // 83: mcpgate.config.v1.PolicyService.PutPolicies:output_type -> mcpgate.config.v1.PutPoliciesResponse
+	59, // 84: mcpgate.config.v1.PolicyService.DeletePolicy:output_type -> mcpgate.config.v1.DeletePolicyResponse
+	62, // 85: mcpgate.config.v1.ExplainService.Explain:output_type -> mcpgate.config.v1.ExplainResponse
+	63, // [63:86] is the sub-list for method output_type
+	40, // [40:63] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_mcpgate_config_v1_config_proto_init() }
@@ -3347,10 +4178,10 @@ func file_mcpgate_config_v1_config_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mcpgate_config_v1_config_proto_rawDesc), len(file_mcpgate_config_v1_config_proto_rawDesc)),
-			NumEnums:      5,
-			NumMessages:   47,
+			NumEnums:      6,
+			NumMessages:   58,
 			NumExtensions: 0,
-			NumServices:   5,
+			NumServices:   7,
 		},
 		GoTypes:           file_mcpgate_config_v1_config_proto_goTypes,
 		DependencyIndexes: file_mcpgate_config_v1_config_proto_depIdxs,

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file mcpgate/config/v1/config.proto.
  */
 export const file_mcpgate_config_v1_config: GenFile = /*@__PURE__*/
-  fileDesc("Ch5tY3BnYXRlL2NvbmZpZy92MS9jb25maWcucHJvdG8SEW1jcGdhdGUuY29uZmlnLnYxIqcFCglNY3BTZXJ2ZXISDAoEbmFtZRgBIAEoCRILCgN1cmwYAiABKAkSLwoJdHJhbnNwb3J0GAMgASgOMhwubWNwZ2F0ZS5jb25maWcudjEuVHJhbnNwb3J0Ei4KCWF1dGhfdHlwZRgEIAEoDjIbLm1jcGdhdGUuY29uZmlnLnYxLkF1dGhUeXBlEhIKCmF1dGhfdmFsdWUYBSABKAkSFgoOYXV0aF92YWx1ZV9zZXQYBiABKAgSMgoLb2F1dGgyX2Zsb3cYByABKA4yHS5tY3BnYXRlLmNvbmZpZy52MS5PQXV0aDJGbG93EhEKCWNsaWVudF9pZBgIIAEoCRIVCg1jbGllbnRfc2VjcmV0GAkgASgJEhkKEWNsaWVudF9zZWNyZXRfc2V0GAogASgIEhkKEWF1dGhvcml6YXRpb25fdXJsGAsgASgJEhEKCXRva2VuX3VybBgMIAEoCRIOCgZzY29wZXMYDSADKAkSRwoOc3RhdGljX2hlYWRlcnMYDiADKAsyLy5tY3BnYXRlLmNvbmZpZy52MS5NY3BTZXJ2ZXIuU3RhdGljSGVhZGVyc0VudHJ5EhsKE3N0YXRpY19oZWFkZXJfbmFtZXMYDyADKAkSFQoNYWxsb3dlZF90b29scxgQIAMoCRIYChBkaXNhbGxvd2VkX3Rvb2xzGBEgAygJEhMKC2Rlc2NyaXB0aW9uGBIgASgJEhYKDnJldm9jYXRpb25fdXJsGBMgASgJEg4KBmlzc3VlchgUIAEoCRIQCghyZXZpc2lvbhgVIAEoAxIfChd0b2tlbl9leGNoYW5nZV9hdWRpZW5jZRgWIAEoCRo0ChJTdGF0aWNIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKCAgoJUHJpbmNpcGFsEgwKBG5hbWUYASABKAkSLgoEa2luZBgCIAEoDjIgLm1jcGdhdGUuY29uZmlnLnYxLlByaW5jaXBhbEtpbmQSJQoEcm9sZRgDIAEoDjIXLm1jcGdhdGUuY29uZmlnLnYxLlJvbGUSDwoHc2VydmVycxgEIAMoCRIUCgxkaXNwbGF5X25hbWUYBSABKAkSEAoIcmV2aXNpb24YBiABKAMSCwoDdWlkGAcgASgJEg4KBmdyb3VwcxgIIAMoCRI6Cg9hc3NlcnRlZF9ncm91cHMYCSADKAsyIS5tY3BnYXRlLmNvbmZpZy52MS5Hcm91cEFzc2VydGlvbiJrCg5Hcm91cEFzc2VydGlvbhINCgVncm91cBgBIAEoCRIZChFpZGVudGl0eV9wcm92aWRlchgCIAEoCRIvCgthc3NlcnRfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiTQoFR3JvdXASDAoEbmFtZRgBIAEoCRIPCgdzZXJ2ZXJzGAIgAygJEhMKC2Rlc2NyaXB0aW9uGAMgASgJEhAKCHJldmlzaW9uGAQgASgDIqYCChBJZGVudGl0eVByb3ZpZGVyEgwKBG5hbWUYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJEg4KBmlzc3VlchgDIAEoCRIRCgljbGllbnRfaWQYBCABKAkSDgoGc2NvcGVzGAUgAygJEhcKD3ByaW5jaXBhbF9jbGFpbRgGIAEoCRIUCgxncm91cHNfY2xhaW0YByABKAkSFwoPYWxsb3dlZF9kb21haW5zGAggAygJEhkKEWNyZWF0ZV9wcmluY2lwYWxzGAkgASgIEhQKDHRydXN0X2lkX2phZxgKIAEoCBIZChFjbGllbnRfc2VjcmV0X3NldBgLIAEoCBIQCghyZXZpc2lvbhgMIAEoAxIVCg1jbGllbnRfc2VjcmV0GA0gASgJIoMCCgZBcGlLZXkSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIRCglwcmluY2lwYWwYAyABKAkSFgoOZGlzcGxheV9wcmVmaXgYBCABKAkSLwoLY3JlYXRlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2V4cGlyZV90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdyZXZva2VkGAcgASgIEi8KC3Jldm9rZV90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghyZXZpc2lvbhgJIAEoAyIUChJMaXN0U2VydmVyc1JlcXVlc3QiRAoTTGlzdFNlcnZlcnNSZXNwb25zZRItCgdzZXJ2ZXJzGAEgAygLMhwubWNwZ2F0ZS5jb25maWcudjEuTWNwU2VydmVyIiAKEEdldFNlcnZlclJlcXVlc3QSDAoEbmFtZRgBIAEoCSJBChFHZXRTZXJ2ZXJSZXNwb25zZRIsCgZzZXJ2ZXIYASABKAsyHC5tY3BnYXRlLmNvbmZpZy52MS5NY3BTZXJ2ZXIidAoQUHV0U2VydmVyUmVxdWVzdBIsCgZzZXJ2ZXIYASABKAsyHC5tY3BnYXRlLmNvbmZpZy52MS5NY3BTZXJ2ZXISGQoRZXhwZWN0ZWRfcmV2aXNpb24YAiABKAMSFwoPcmVwbGFjZV9zZWNyZXRzGAMgASgIIlIKEVB1dFNlcnZlclJlc3BvbnNlEiwKBnNlcnZlchgBIAEoCzIcLm1jcGdhdGUuY29uZmlnLnYxLk1jcFNlcnZlchIPCgdjaGFuZ2VkGAIgASgIIj4KE0RlbGV0ZVNlcnZlclJlcXVlc3QSDAoEbmFtZRgBIAEoCRIZChFleHBlY3RlZF9yZXZpc2lvbhgCIAEoAyIWChREZWxldGVTZXJ2ZXJSZXNwb25zZSIXChVMaXN0UHJpbmNpcGFsc1JlcXVlc3QiSgoWTGlzdFByaW5jaXBhbHNSZXNwb25zZRIwCgpwcmluY2lwYWxzGAEgAygLMhwubWNwZ2F0ZS5jb25maWcudjEuUHJpbmNpcGFsIiMKE0dldFByaW5jaXBhbFJlcXVlc3QSDAoEbmFtZRgBIAEoCSKGAQoUR2V0UHJpbmNpcGFsUmVzcG9uc2USLwoJcHJpbmNpcGFsGAEgASgLMhwubWNwZ2F0ZS5jb25maWcudjEuUHJpbmNpcGFsEj0KEWVmZmVjdGl2ZV9zZXJ2ZXJzGAIgAygLMiIubWNwZ2F0ZS5jb25maWcudjEuRWZmZWN0aXZlU2VydmVyIlIKD0VmZmVjdGl2ZVNlcnZlchIOCgZzZXJ2ZXIYASABKAkSLwoHc291cmNlcxgCIAMoCzIeLm1jcGdhdGUuY29uZmlnLnYxLkdyYW50U291cmNlImgKC0dyYW50U291cmNlEg0KBWdyb3VwGAEgASgJEhkKEWlkZW50aXR5X3Byb3ZpZGVyGAIgASgJEi8KC2Fzc2VydF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJhChNQdXRQcmluY2lwYWxSZXF1ZXN0Ei8KCXByaW5jaXBhbBgBIAEoCzIcLm1jcGdhdGUuY29uZmlnLnYxLlByaW5jaXBhbBIZChFleHBlY3RlZF9yZXZpc2lvbhgCIAEoAyJYChRQdXRQcmluY2lwYWxSZXNwb25zZRIvCglwcmluY2lwYWwYASABKAsyHC5tY3BnYXRlLmNvbmZpZy52MS5QcmluY2lwYWwSDwoHY2hhbmdlZBgCIAEoCCJBChZEZWxldGVQcmluY2lwYWxSZXF1ZXN0EgwKBG5hbWUYASABKAkSGQoRZXhwZWN0ZWRfcmV2aXNpb24YAiABKAMiGQoXRGVsZXRlUHJpbmNpcGFsUmVzcG9uc2UiEwoRTGlzdEdyb3Vwc1JlcXVlc3QiPgoSTGlzdEdyb3Vwc1Jlc3BvbnNlEigKBmdyb3VwcxgBIAMoCzIYLm1jcGdhdGUuY29uZmlnLnYxLkdyb3VwIh8KD0dldEdyb3VwUmVxdWVzdBIMCgRuYW1lGAEgASgJIkwKEEdldEdyb3VwUmVzcG9uc2USJwoFZ3JvdXAYASABKAsyGC5tY3BnYXRlLmNvbmZpZy52MS5Hcm91cBIPCgdtZW1iZXJzGAIgAygJIlUKD1B1dEdyb3VwUmVxdWVzdBInCgVncm91cBgBIAEoCzIYLm1jcGdhdGUuY29uZmlnLnYxLkdyb3VwEhkKEWV4cGVjdGVkX3JldmlzaW9uGAIgASgDIkwKEFB1dEdyb3VwUmVzcG9uc2USJwoFZ3JvdXAYASABKAsyGC5tY3BnYXRlLmNvbmZpZy52MS5Hcm91cBIPCgdjaGFuZ2VkGAIgASgIIj0KEkRlbGV0ZUdyb3VwUmVxdWVzdBIMCgRuYW1lGAEgASgJEhkKEWV4cGVjdGVkX3JldmlzaW9uGAIgASgDIhUKE0RlbGV0ZUdyb3VwUmVzcG9uc2UiJAoPTGlzdEtleXNSZXF1ZXN0EhEKCXByaW5jaXBhbBgBIAEoCSI7ChBMaXN0S2V5c1Jlc3BvbnNlEicKBGtleXMYASADKAsyGS5tY3BnYXRlLmNvbmZpZy52MS5BcGlLZXkicQoQQ3JlYXRlS2V5UmVxdWVzdBIRCglwcmluY2lwYWwYASABKAkSDAoEbmFtZRgCIAEoCRIvCgtleHBpcmVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASCwoDa2V5GAQgASgJIl0KEUNyZWF0ZUtleVJlc3BvbnNlEioKB2FwaV9rZXkYASABKAsyGS5tY3BnYXRlLmNvbmZpZy52MS5BcGlLZXkSCwoDa2V5GAIgASgJEg8KB2NyZWF0ZWQYAyABKAgiHgoQUmV2b2tlS2V5UmVxdWVzdBIKCgJpZBgBIAEoCSI/ChFSZXZva2VLZXlSZXNwb25zZRIqCgdhcGlfa2V5GAEgASgLMhkubWNwZ2F0ZS5jb25maWcudjEuQXBpS2V5Ih4KHExpc3RJZGVudGl0eVByb3ZpZGVyc1JlcXVlc3QiYAodTGlzdElkZW50aXR5UHJvdmlkZXJzUmVzcG9uc2USPwoSaWRlbnRpdHlfcHJvdmlkZXJzGAEgAygLMiMubWNwZ2F0ZS5jb25maWcudjEuSWRlbnRpdHlQcm92aWRlciIqChpHZXRJZGVudGl0eVByb3ZpZGVyUmVxdWVzdBIMCgRuYW1lGAEgASgJIl0KG0dldElkZW50aXR5UHJvdmlkZXJSZXNwb25zZRI+ChFpZGVudGl0eV9wcm92aWRlchgBIAEoCzIjLm1jcGdhdGUuY29uZmlnLnYxLklkZW50aXR5UHJvdmlkZXIidwoaUHV0SWRlbnRpdHlQcm92aWRlclJlcXVlc3QSPgoRaWRlbnRpdHlfcHJvdmlkZXIYASABKAsyIy5tY3BnYXRlLmNvbmZpZy52MS5JZGVudGl0eVByb3ZpZGVyEhkKEWV4cGVjdGVkX3JldmlzaW9uGAIgASgDIm4KG1B1dElkZW50aXR5UHJvdmlkZXJSZXNwb25zZRI+ChFpZGVudGl0eV9wcm92aWRlchgBIAEoCzIjLm1jcGdhdGUuY29uZmlnLnYxLklkZW50aXR5UHJvdmlkZXISDwoHY2hhbmdlZBgCIAEoCCJICh1EZWxldGVJZGVudGl0eVByb3ZpZGVyUmVxdWVzdBIMCgRuYW1lGAEgASgJEhkKEWV4cGVjdGVkX3JldmlzaW9uGAIgASgDIiAKHkRlbGV0ZUlkZW50aXR5UHJvdmlkZXJSZXNwb25zZSpNCglUcmFuc3BvcnQSGQoVVFJBTlNQT1JUX1VOU1BFQ0lGSUVEEAASEgoOVFJBTlNQT1JUX0hUVFAQARIRCg1UUkFOU1BPUlRfU1NFEAIq5AEKCEF1dGhUeXBlEhkKFUFVVEhfVFlQRV9VTlNQRUNJRklFRBAAEhIKDkFVVEhfVFlQRV9OT05FEAESFQoRQVVUSF9UWVBFX0FQSV9LRVkQAhIaChZBVVRIX1RZUEVfQkVBUkVSX1RPS0VOEAMSEwoPQVVUSF9UWVBFX0JBU0lDEAQSGwoXQVVUSF9UWVBFX0FVVEhPUklaQVRJT04QBRITCg9BVVRIX1RZUEVfVE9LRU4QBhIUChBBVVRIX1RZUEVfT0FVVEgyEAcSGQoVQVVUSF9UWVBFX1BBU1NUSFJPVUdIEAgqlQEKCk9BdXRoMkZsb3cSHAoYT19BVVRIMl9GTE9XX1VOU1BFQ0lGSUVEEAASIwofT19BVVRIMl9GTE9XX0FVVEhPUklaQVRJT05fQ09ERRABEiMKH09fQVVUSDJfRkxPV19DTElFTlRfQ1JFREVOVElBTFMQAhIfChtPX0FVVEgyX0ZMT1dfVE9LRU5fRVhDSEFOR0UQAypsCg1QcmluY2lwYWxLaW5kEh4KGlBSSU5DSVBBTF9LSU5EX1VOU1BFQ0lGSUVEEAASFwoTUFJJTkNJUEFMX0tJTkRfVVNFUhABEiIKHlBSSU5DSVBBTF9LSU5EX1NFUlZJQ0VfQUNDT1VOVBACKj0KBFJvbGUSFAoQUk9MRV9VTlNQRUNJRklFRBAAEg8KC1JPTEVfTUVNQkVSEAESDgoKUk9MRV9BRE1JThACMogDCg1TZXJ2ZXJTZXJ2aWNlEmEKC0xpc3RTZXJ2ZXJzEiUubWNwZ2F0ZS5jb25maWcudjEuTGlzdFNlcnZlcnNSZXF1ZXN0GiYubWNwZ2F0ZS5jb25maWcudjEuTGlzdFNlcnZlcnNSZXNwb25zZSIDkAIBElsKCUdldFNlcnZlchIjLm1jcGdhdGUuY29uZmlnLnYxLkdldFNlcnZlclJlcXVlc3QaJC5tY3BnYXRlLmNvbmZpZy52MS5HZXRTZXJ2ZXJSZXNwb25zZSIDkAIBElYKCVB1dFNlcnZlchIjLm1jcGdhdGUuY29uZmlnLnYxLlB1dFNlcnZlclJlcXVlc3QaJC5tY3BnYXRlLmNvbmZpZy52MS5QdXRTZXJ2ZXJSZXNwb25zZRJfCgxEZWxldGVTZXJ2ZXISJi5tY3BnYXRlLmNvbmZpZy52MS5EZWxldGVTZXJ2ZXJSZXF1ZXN0GicubWNwZ2F0ZS5jb25maWcudjEuRGVsZXRlU2VydmVyUmVzcG9uc2UyrwMKEFByaW5jaXBhbFNlcnZpY2USagoOTGlzdFByaW5jaXBhbHMSKC5tY3BnYXRlLmNvbmZpZy52MS5MaXN0UHJpbmNpcGFsc1JlcXVlc3QaKS5tY3BnYXRlLmNvbmZpZy52MS5MaXN0UHJpbmNpcGFsc1Jlc3BvbnNlIgOQAgESZAoMR2V0UHJpbmNpcGFsEiYubWNwZ2F0ZS5jb25maWcudjEuR2V0UHJpbmNpcGFsUmVxdWVzdBonLm1jcGdhdGUuY29uZmlnLnYxLkdldFByaW5jaXBhbFJlc3BvbnNlIgOQAgESXwoMUHV0UHJpbmNpcGFsEiYubWNwZ2F0ZS5jb25maWcudjEuUHV0UHJpbmNpcGFsUmVxdWVzdBonLm1jcGdhdGUuY29uZmlnLnYxLlB1dFByaW5jaXBhbFJlc3BvbnNlEmgKD0RlbGV0ZVByaW5jaXBhbBIpLm1jcGdhdGUuY29uZmlnLnYxLkRlbGV0ZVByaW5jaXBhbFJlcXVlc3QaKi5tY3BnYXRlLmNvbmZpZy52MS5EZWxldGVQcmluY2lwYWxSZXNwb25zZTL7AgoMR3JvdXBTZXJ2aWNlEl4KCkxpc3RHcm91cHMSJC5tY3BnYXRlLmNvbmZpZy52MS5MaXN0R3JvdXBzUmVxdWVzdBolLm1jcGdhdGUuY29uZmlnLnYxLkxpc3RHcm91cHNSZXNwb25zZSIDkAIBElgKCEdldEdyb3VwEiIubWNwZ2F0ZS5jb25maWcudjEuR2V0R3JvdXBSZXF1ZXN0GiMubWNwZ2F0ZS5jb25maWcudjEuR2V0R3JvdXBSZXNwb25zZSIDkAIBElMKCFB1dEdyb3VwEiIubWNwZ2F0ZS5jb25maWcudjEuUHV0R3JvdXBSZXF1ZXN0GiMubWNwZ2F0ZS5jb25maWcudjEuUHV0R3JvdXBSZXNwb25zZRJcCgtEZWxldGVHcm91cBIlLm1jcGdhdGUuY29uZmlnLnYxLkRlbGV0ZUdyb3VwUmVxdWVzdBomLm1jcGdhdGUuY29uZmlnLnYxLkRlbGV0ZUdyb3VwUmVzcG9uc2UylgIKCktleVNlcnZpY2USWAoITGlzdEtleXMSIi5tY3BnYXRlLmNvbmZpZy52MS5MaXN0S2V5c1JlcXVlc3QaIy5tY3BnYXRlLmNvbmZpZy52MS5MaXN0S2V5c1Jlc3BvbnNlIgOQAgESVgoJQ3JlYXRlS2V5EiMubWNwZ2F0ZS5jb25maWcudjEuQ3JlYXRlS2V5UmVxdWVzdBokLm1jcGdhdGUuY29uZmlnLnYxLkNyZWF0ZUtleVJlc3BvbnNlElYKCVJldm9rZUtleRIjLm1jcGdhdGUuY29uZmlnLnYxLlJldm9rZUtleVJlcXVlc3QaJC5tY3BnYXRlLmNvbmZpZy52MS5SZXZva2VLZXlSZXNwb25zZTKKBAoXSWRlbnRpdHlQcm92aWRlclNlcnZpY2USfwoVTGlzdElkZW50aXR5UHJvdmlkZXJzEi8ubWNwZ2F0ZS5jb25maWcudjEuTGlzdElkZW50aXR5UHJvdmlkZXJzUmVxdWVzdBowLm1jcGdhdGUuY29uZmlnLnYxLkxpc3RJZGVudGl0eVByb3ZpZGVyc1Jlc3BvbnNlIgOQAgESeQoTR2V0SWRlbnRpdHlQcm92aWRlchItLm1jcGdhdGUuY29uZmlnLnYxLkdldElkZW50aXR5UHJvdmlkZXJSZXF1ZXN0Gi4ubWNwZ2F0ZS5jb25maWcudjEuR2V0SWRlbnRpdHlQcm92aWRlclJlc3BvbnNlIgOQAgESdAoTUHV0SWRlbnRpdHlQcm92aWRlchItLm1jcGdhdGUuY29uZmlnLnYxLlB1dElkZW50aXR5UHJvdmlkZXJSZXF1ZXN0Gi4ubWNwZ2F0ZS5jb25maWcudjEuUHV0SWRlbnRpdHlQcm92aWRlclJlc3BvbnNlEn0KFkRlbGV0ZUlkZW50aXR5UHJvdmlkZXISMC5tY3BnYXRlLmNvbmZpZy52MS5EZWxldGVJZGVudGl0eVByb3ZpZGVyUmVxdWVzdBoxLm1jcGdhdGUuY29uZmlnLnYxLkRlbGV0ZUlkZW50aXR5UHJvdmlkZXJSZXNwb25zZULJAQoVY29tLm1jcGdhdGUuY29uZmlnLnYxQgtDb25maWdQcm90b1ABWj1naXRodWIuY29tL21jcGdhdGUvbWNwZ2F0ZS9hcGkvZ2VuL21jcGdhdGUvY29uZmlnL3YxO2NvbmZpZ3YxogIDTUNYqgIRTWNwZ2F0ZS5Db25maWcuVjHKAhFNY3BnYXRlXENvbmZpZ1xWMeICHU1jcGdhdGVcQ29uZmlnXFYxXEdQQk1ldGFkYXRh6gITTWNwZ2F0ZTo6Q29uZmlnOjpWMWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("Ch5tY3BnYXRlL2NvbmZpZy92MS9jb25maWcucHJvdG8SEW1jcGdhdGUuY29uZmlnLnYxIqcFCglNY3BTZXJ2ZXISDAoEbmFtZRgBIAEoCRILCgN1cmwYAiABKAkSLwoJdHJhbnNwb3J0GAMgASgOMhwubWNwZ2F0ZS5jb25maWcudjEuVHJhbnNwb3J0Ei4KCWF1dGhfdHlwZRgEIAEoDjIbLm1jcGdhdGUuY29uZmlnLnYxLkF1dGhUeXBlEhIKCmF1dGhfdmFsdWUYBSABKAkSFgoOYXV0aF92YWx1ZV9zZXQYBiABKAgSMgoLb2F1dGgyX2Zsb3cYByABKA4yHS5tY3BnYXRlLmNvbmZpZy52MS5PQXV0aDJGbG93EhEKCWNsaWVudF9pZBgIIAEoCRIVCg1jbGllbnRfc2VjcmV0GAkgASgJEhkKEWNsaWVudF9zZWNyZXRfc2V0GAogASgIEhkKEWF1dGhvcml6YXRpb25fdXJsGAsgASgJEhEKCXRva2VuX3VybBgMIAEoCRIOCgZzY29wZXMYDSADKAkSRwoOc3RhdGljX2hlYWRlcnMYDiADKAsyLy5tY3BnYXRlLmNvbmZpZy52MS5NY3BTZXJ2ZXIuU3RhdGljSGVhZGVyc0VudHJ5EhsKE3N0YXRpY19oZWFkZXJfbmFtZXMYDyADKAkSFQoNYWxsb3dlZF90b29scxgQIAMoCRIYChBkaXNhbGxvd2VkX3Rvb2xzGBEgAygJEhMKC2Rlc2NyaXB0aW9uGBIgASgJEhYKDnJldm9jYXRpb25fdXJsGBMgASgJEg4KBmlzc3VlchgUIAEoCRIQCghyZXZpc2lvbhgVIAEoAxIfChd0b2tlbl9leGNoYW5nZV9hdWRpZW5jZRgWIAEoCRo0ChJTdGF0aWNIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKCAgoJUHJpbmNpcGFsEgwKBG5hbWUYASABKAkSLgoEa2luZBgCIAEoDjIgLm1jcGdhdGUuY29uZmlnLnYxLlByaW5jaXBhbEtpbmQSJQoEcm9sZRgDIAEoDjIXLm1jcGdhdGUuY29uZmlnLnYxLlJvbGUSDwoHc2VydmVycxgEIAMoCRIUCgxkaXNwbGF5X25hbWUYBSABKAkSEAoIcmV2aXNpb24YBiABKAMSCwoDdWlkGAcgASgJEg4KBmdyb3VwcxgIIAMoCRI6Cg9hc3NlcnRlZF9ncm91cHMYCSADKAsyIS5tY3BnYXRlLmNvbmZpZy52MS5Hcm91cEFzc2VydGlvbiJrCg5Hcm91cEFzc2VydGlvbhINCgVncm91cBgBIAEoCRIZChFpZGVudGl0eV9wcm92aWRlchgCIAEoCRIvCgthc3NlcnRfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiTQoFR3JvdXASDAoEbmFtZRgBIAEoCRIPCgdzZXJ2ZXJzGAIgAygJEhMKC2Rlc2NyaXB0aW9uGAMgASgJEhAKCHJldmlzaW9uGAQgASgDIqYCChBJZGVudGl0eVByb3ZpZGVyEgwKBG5hbWUYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJEg4KBmlzc3VlchgDIAEoCRIRCgljbGllbnRfaWQYBCABKAkSDgoGc2NvcGVzGAUgAygJEhcKD3ByaW5jaXBhbF9jbGFpbRgGIAEoCRIUCgxncm91cHNfY2xhaW0YByABKAkSFwoPYWxsb3dlZF9kb21haW5zGAggAygJEhkKEWNyZWF0ZV9wcmluY2lwYWxzGAkgASgIEhQKDHRydXN0X2lkX2phZxgKIAEoCBIZChFjbGllbnRfc2VjcmV0X3NldBgLIAEoCBIQCghyZXZpc2lvbhgMIAEoAxIVCg1jbGllbnRfc2VjcmV0GA0gASgJIoMCCgZBcGlLZXkSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIRCglwcmluY2lwYWwYAyABKAkSFgoOZGlzcGxheV9wcmVmaXgYBCABKAkSLwoLY3JlYXRlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2V4cGlyZV90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdyZXZva2VkGAcgASgIEi8KC3Jldm9rZV90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghyZXZpc2lvbhgJIAEoAyIUChJMaXN0U2VydmVyc1JlcXVlc3QiRAoTTGlzdFNlcnZlcnNSZXNwb25zZRItCgdzZXJ2ZXJzGAEgAygLMhwubWNwZ2F0ZS5jb25maWcudjEuTWNwU2VydmVyIiAKEEdldFNlcnZlclJlcXVlc3QSDAoEbmFtZRgBIAEoCSJBChFHZXRTZXJ2ZXJSZXNwb25zZRIsCgZzZXJ2ZXIYASABKAsyHC5tY3BnYXRlLmNvbmZpZy52MS5NY3BTZXJ2ZXIidAoQUHV0U2VydmVyUmVxdWVzdBIsCgZzZXJ2ZXIYASABKAsyHC5tY3BnYXRlLmNvbmZpZy52MS5NY3BTZXJ2ZXISGQoRZXhwZWN0ZWRfcmV2aXNpb24YAiABKAMSFwoPcmVwbGFjZV9zZWNyZXRzGAMgASgIIlIKEVB1dFNlcnZlclJlc3BvbnNlEiwKBnNlcnZlchgBIAEoCzIcLm1jcGdhdGUuY29uZmlnLnYxLk1jcFNlcnZlchIPCgdjaGFuZ2VkGAIgASgIIj4KE0RlbGV0ZVNlcnZlclJlcXVlc3QSDAoEbmFtZRgBIAEoCRIZChFleHBlY3RlZF9yZXZpc2lvbhgCIAEoAyIWChREZWxldGVTZXJ2ZXJSZXNwb25zZSIXChVMaXN0UHJpbmNpcGFsc1JlcXVlc3QiSgoWTGlzdFByaW5jaXBhbHNSZXNwb25zZRIwCgpwcmluY2lwYWxzGAEgAygLMhwubWNwZ2F0ZS5jb25maWcudjEuUHJpbmNpcGFsIiMKE0dldFByaW5jaXBhbFJlcXVlc3QSDAoEbmFtZRgBIAEoCSKGAQoUR2V0UHJpbmNpcGFsUmVzcG9uc2USLwoJcHJpbmNpcGFsGAEgASgLMhwubWNwZ2F0ZS5jb25maWcudjEuUHJpbmNpcGFsEj0KEWVmZmVjdGl2ZV9zZXJ2ZXJzGAIgAygLMiIubWNwZ2F0ZS5jb25maWcudjEuRWZmZWN0aXZlU2VydmVyIlIKD0VmZmVjdGl2ZVNlcnZlchIOCgZzZXJ2ZXIYASABKAkSLwoHc291cmNlcxgCIAMoCzIeLm1jcGdhdGUuY29uZmlnLnYxLkdyYW50U291cmNlImgKC0dyYW50U291cmNlEg0KBWdyb3VwGAEgASgJEhkKEWlkZW50aXR5X3Byb3ZpZGVyGAIgASgJEi8KC2Fzc2VydF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJhChNQdXRQcmluY2lwYWxSZXF1ZXN0Ei8KCXByaW5jaXBhbBgBIAEoCzIcLm1jcGdhdGUuY29uZmlnLnYxLlByaW5jaXBhbBIZChFleHBlY3RlZF9yZXZpc2lvbhgCIAEoAyJYChRQdXRQcmluY2lwYWxSZXNwb25zZRIvCglwcmluY2lwYWwYASABKAsyHC5tY3BnYXRlLmNvbmZpZy52MS5QcmluY2lwYWwSDwoHY2hhbmdlZBgCIAEoCCJBChZEZWxldGVQcmluY2lwYWxSZXF1ZXN0EgwKBG5hbWUYASABKAkSGQoRZXhwZWN0ZWRfcmV2aXNpb24YAiABKAMiGQoXRGVsZXRlUHJpbmNpcGFsUmVzcG9uc2UiEwoRTGlzdEdyb3Vwc1JlcXVlc3QiPgoSTGlzdEdyb3Vwc1Jlc3BvbnNlEigKBmdyb3VwcxgBIAMoCzIYLm1jcGdhdGUuY29uZmlnLnYxLkdyb3VwIh8KD0dldEdyb3VwUmVxdWVzdBIMCgRuYW1lGAEgASgJIkwKEEdldEdyb3VwUmVzcG9uc2USJwoFZ3JvdXAYASABKAsyGC5tY3BnYXRlLmNvbmZpZy52MS5Hcm91cBIPCgdtZW1iZXJzGAIgAygJIlUKD1B1dEdyb3VwUmVxdWVzdBInCgVncm91cBgBIAEoCzIYLm1jcGdhdGUuY29uZmlnLnYxLkdyb3VwEhkKEWV4cGVjdGVkX3JldmlzaW9uGAIgASgDIkwKEFB1dEdyb3VwUmVzcG9uc2USJwoFZ3JvdXAYASABKAsyGC5tY3BnYXRlLmNvbmZpZy52MS5Hcm91cBIPCgdjaGFuZ2VkGAIgASgIIj0KEkRlbGV0ZUdyb3VwUmVxdWVzdBIMCgRuYW1lGAEgASgJEhkKEWV4cGVjdGVkX3JldmlzaW9uGAIgASgDIhUKE0RlbGV0ZUdyb3VwUmVzcG9uc2UiJAoPTGlzdEtleXNSZXF1ZXN0EhEKCXByaW5jaXBhbBgBIAEoCSI7ChBMaXN0S2V5c1Jlc3BvbnNlEicKBGtleXMYASADKAsyGS5tY3BnYXRlLmNvbmZpZy52MS5BcGlLZXkicQoQQ3JlYXRlS2V5UmVxdWVzdBIRCglwcmluY2lwYWwYASABKAkSDAoEbmFtZRgCIAEoCRIvCgtleHBpcmVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASCwoDa2V5GAQgASgJIl0KEUNyZWF0ZUtleVJlc3BvbnNlEioKB2FwaV9rZXkYASABKAsyGS5tY3BnYXRlLmNvbmZpZy52MS5BcGlLZXkSCwoDa2V5GAIgASgJEg8KB2NyZWF0ZWQYAyABKAgiHgoQUmV2b2tlS2V5UmVxdWVzdBIKCgJpZBgBIAEoCSI/ChFSZXZva2VLZXlSZXNwb25zZRIqCgdhcGlfa2V5GAEgASgLMhkubWNwZ2F0ZS5jb25maWcudjEuQXBpS2V5Ih4KHExpc3RJZGVudGl0eVByb3ZpZGVyc1JlcXVlc3QiYAodTGlzdElkZW50aXR5UHJvdmlkZXJzUmVzcG9uc2USPwoSaWRlbnRpdHlfcHJvdmlkZXJzGAEgAygLMiMubWNwZ2F0ZS5jb25maWcudjEuSWRlbnRpdHlQcm92aWRlciIqChpHZXRJZGVudGl0eVByb3ZpZGVyUmVxdWVzdBIMCgRuYW1lGAEgASgJIl0KG0dldElkZW50aXR5UHJvdmlkZXJSZXNwb25zZRI+ChFpZGVudGl0eV9wcm92aWRlchgBIAEoCzIjLm1jcGdhdGUuY29uZmlnLnYxLklkZW50aXR5UHJvdmlkZXIidwoaUHV0SWRlbnRpdHlQcm92aWRlclJlcXVlc3QSPgoRaWRlbnRpdHlfcHJvdmlkZXIYASABKAsyIy5tY3BnYXRlLmNvbmZpZy52MS5JZGVudGl0eVByb3ZpZGVyEhkKEWV4cGVjdGVkX3JldmlzaW9uGAIgASgDIm4KG1B1dElkZW50aXR5UHJvdmlkZXJSZXNwb25zZRI+ChFpZGVudGl0eV9wcm92aWRlchgBIAEoCzIjLm1jcGdhdGUuY29uZmlnLnYxLklkZW50aXR5UHJvdmlkZXISDwoHY2hhbmdlZBgCIAEoCCJICh1EZWxldGVJZGVudGl0eVByb3ZpZGVyUmVxdWVzdBIMCgRuYW1lGAEgASgJEhkKEWV4cGVjdGVkX3JldmlzaW9uGAIgASgDIiAKHkRlbGV0ZUlkZW50aXR5UHJvdmlkZXJSZXNwb25zZSLCAQoGUG9saWN5EgoKAmlkGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJEhIKCnByaW5jaXBhbHMYAyADKAkSDgoGZ3JvdXBzGAQgAygJEg8KB3NlcnZlcnMYBSADKAkSDQoFdG9vbHMYBiADKAkSEQoJcmVzb3VyY2VzGAcgAygJEg8KB3Byb21wdHMYCCADKAkSLwoGZWZmZWN0GAkgASgOMh8ubWNwZ2F0ZS5jb25maWcudjEuUG9saWN5RWZmZWN0IkoKCVBvbGljeVNldBIrCghwb2xpY2llcxgBIAMoCzIZLm1jcGdhdGUuY29uZmlnLnYxLlBvbGljeRIQCghyZXZpc2lvbhgCIAEoAyIVChNMaXN0UG9saWNpZXNSZXF1ZXN0IlUKFExpc3RQb2xpY2llc1Jlc3BvbnNlEisKCHBvbGljaWVzGAEgAygLMhkubWNwZ2F0ZS5jb25maWcudjEuUG9saWN5EhAKCHJldmlzaW9uGAIgASgDIlwKElB1dFBvbGljaWVzUmVxdWVzdBIrCghwb2xpY2llcxgBIAMoCzIZLm1jcGdhdGUuY29uZmlnLnYxLlBvbGljeRIZChFleHBlY3RlZF9yZXZpc2lvbhgCIAEoAyJlChNQdXRQb2xpY2llc1Jlc3BvbnNlEisKCHBvbGljaWVzGAEgAygLMhkubWNwZ2F0ZS5jb25maWcudjEuUG9saWN5EhAKCHJldmlzaW9uGAIgASgDEg8KB2NoYW5nZWQYAyABKAgiPAoTRGVsZXRlUG9saWN5UmVxdWVzdBIKCgJpZBgBIAEoCRIZChFleHBlY3RlZF9yZXZpc2lvbhgCIAEoAyIoChREZWxldGVQb2xpY3lSZXNwb25zZRIQCghyZXZpc2lvbhgBIAEoAyJzCg5FeHBsYWluUmVxdWVzdBIRCglwcmluY2lwYWwYASABKAkSDgoGc2VydmVyGAIgASgJEg4KBm1ldGhvZBgDIAEoCRIMCgR0b29sGAQgASgJEhAKCHJlc291cmNlGAUgASgJEg4KBnByb21wdBgGIAEoCSI8CgtFeHBsYWluU3RlcBIMCgRraW5kGAEgASgJEg8KB3N1YmplY3QYAiABKAkSDgoGZGV0YWlsGAMgASgJInMKD0V4cGxhaW5SZXNwb25zZRIQCghkZWNpc2lvbhgBIAEoCRIOCgZyZWFzb24YAiABKAkSDwoHcnVsZV9pZBgDIAEoCRItCgVzdGVwcxgEIAMoCzIeLm1jcGdhdGUuY29uZmlnLnYxLkV4cGxhaW5TdGVwKk0KCVRyYW5zcG9ydBIZChVUUkFOU1BPUlRfVU5TUEVDSUZJRUQQABISCg5UUkFOU1BPUlRfSFRUUBABEhEKDVRSQU5TUE9SVF9TU0UQAirkAQoIQXV0aFR5cGUSGQoVQVVUSF9UWVBFX1VOU1BFQ0lGSUVEEAASEgoOQVVUSF9UWVBFX05PTkUQARIVChFBVVRIX1RZUEVfQVBJX0tFWRACEhoKFkFVVEhfVFlQRV9CRUFSRVJfVE9LRU4QAxITCg9BVVRIX1RZUEVfQkFTSUMQBBIbChdBVVRIX1RZUEVfQVVUSE9SSVpBVElPThAFEhMKD0FVVEhfVFlQRV9UT0tFThAGEhQKEEFVVEhfVFlQRV9PQVVUSDIQBxIZChVBVVRIX1RZUEVfUEFTU1RIUk9VR0gQCCqVAQoKT0F1dGgyRmxvdxIcChhPX0FVVEgyX0ZMT1dfVU5TUEVDSUZJRUQQABIjCh9PX0FVVEgyX0ZMT1dfQVVUSE9SSVpBVElPTl9DT0RFEAESIwofT19BVVRIMl9GTE9XX0NMSUVOVF9DUkVERU5USUFMUxACEh8KG09fQVVUSDJfRkxPV19UT0tFTl9FWENIQU5HRRADKmwKDVByaW5jaXBhbEtpbmQSHgoaUFJJTkNJUEFMX0tJTkRfVU5TUEVDSUZJRUQQABIXChNQUklOQ0lQQUxfS0lORF9VU0VSEAESIgoeUFJJTkNJUEFMX0tJTkRfU0VSVklDRV9BQ0NPVU5UEAIqPQoEUm9sZRIUChBST0xFX1VOU1BFQ0lGSUVEEAASDwoLUk9MRV9NRU1CRVIQARIOCgpST0xFX0FETUlOEAIqXgoMUG9saWN5RWZmZWN0Eh0KGVBPTElDWV9FRkZFQ1RfVU5TUEVDSUZJRUQQABIXChNQT0xJQ1lfRUZGRUNUX0FMTE9XEAESFgoSUE9MSUNZX0VGRkVDVF9ERU5ZEAIyiAMKDVNlcnZlclNlcnZpY2USYQoLTGlzdFNlcnZlcnMSJS5tY3BnYXRlLmNvbmZpZy52MS5MaXN0U2VydmVyc1JlcXVlc3QaJi5tY3BnYXRlLmNvbmZpZy52MS5MaXN0U2VydmVyc1Jlc3BvbnNlIgOQAgESWwoJR2V0U2VydmVyEiMubWNwZ2F0ZS5jb25maWcudjEuR2V0U2VydmVyUmVxdWVzdBokLm1jcGdhdGUuY29uZmlnLnYxLkdldFNlcnZlclJlc3BvbnNlIgOQAgESVgoJUHV0U2VydmVyEiMubWNwZ2F0ZS5jb25maWcudjEuUHV0U2VydmVyUmVxdWVzdBokLm1jcGdhdGUuY29uZmlnLnYxLlB1dFNlcnZlclJlc3BvbnNlEl8KDERlbGV0ZVNlcnZlchImLm1jcGdhdGUuY29uZmlnLnYxLkRlbGV0ZVNlcnZlclJlcXVlc3QaJy5tY3BnYXRlLmNvbmZpZy52MS5EZWxldGVTZXJ2ZXJSZXNwb25zZTKvAwoQUHJpbmNpcGFsU2VydmljZRJqCg5MaXN0UHJpbmNpcGFscxIoLm1jcGdhdGUuY29uZmlnLnYxLkxpc3RQcmluY2lwYWxzUmVxdWVzdBopLm1jcGdhdGUuY29uZmlnLnYxLkxpc3RQcmluY2lwYWxzUmVzcG9uc2UiA5ACARJkCgxHZXRQcmluY2lwYWwSJi5tY3BnYXRlLmNvbmZpZy52MS5HZXRQcmluY2lwYWxSZXF1ZXN0GicubWNwZ2F0ZS5jb25maWcudjEuR2V0UHJpbmNpcGFsUmVzcG9uc2UiA5ACARJfCgxQdXRQcmluY2lwYWwSJi5tY3BnYXRlLmNvbmZpZy52MS5QdXRQcmluY2lwYWxSZXF1ZXN0GicubWNwZ2F0ZS5jb25maWcudjEuUHV0UHJpbmNpcGFsUmVzcG9uc2USaAoPRGVsZXRlUHJpbmNpcGFsEikubWNwZ2F0ZS5jb25maWcudjEuRGVsZXRlUHJpbmNpcGFsUmVxdWVzdBoqLm1jcGdhdGUuY29uZmlnLnYxLkRlbGV0ZVByaW5jaXBhbFJlc3BvbnNlMvsCCgxHcm91cFNlcnZpY2USXgoKTGlzdEdyb3VwcxIkLm1jcGdhdGUuY29uZmlnLnYxLkxpc3RHcm91cHNSZXF1ZXN0GiUubWNwZ2F0ZS5jb25maWcudjEuTGlzdEdyb3Vwc1Jlc3BvbnNlIgOQAgESWAoIR2V0R3JvdXASIi5tY3BnYXRlLmNvbmZpZy52MS5HZXRHcm91cFJlcXVlc3QaIy5tY3BnYXRlLmNvbmZpZy52MS5HZXRHcm91cFJlc3BvbnNlIgOQAgESUwoIUHV0R3JvdXASIi5tY3BnYXRlLmNvbmZpZy52MS5QdXRHcm91cFJlcXVlc3QaIy5tY3BnYXRlLmNvbmZpZy52MS5QdXRHcm91cFJlc3BvbnNlElwKC0RlbGV0ZUdyb3VwEiUubWNwZ2F0ZS5jb25maWcudjEuRGVsZXRlR3JvdXBSZXF1ZXN0GiYubWNwZ2F0ZS5jb25maWcudjEuRGVsZXRlR3JvdXBSZXNwb25zZTKWAgoKS2V5U2VydmljZRJYCghMaXN0S2V5cxIiLm1jcGdhdGUuY29uZmlnLnYxLkxpc3RLZXlzUmVxdWVzdBojLm1jcGdhdGUuY29uZmlnLnYxLkxpc3RLZXlzUmVzcG9uc2UiA5ACARJWCglDcmVhdGVLZXkSIy5tY3BnYXRlLmNvbmZpZy52MS5DcmVhdGVLZXlSZXF1ZXN0GiQubWNwZ2F0ZS5jb25maWcudjEuQ3JlYXRlS2V5UmVzcG9uc2USVgoJUmV2b2tlS2V5EiMubWNwZ2F0ZS5jb25maWcudjEuUmV2b2tlS2V5UmVxdWVzdBokLm1jcGdhdGUuY29uZmlnLnYxLlJldm9rZUtleVJlc3BvbnNlMooEChdJZGVudGl0eVByb3ZpZGVyU2VydmljZRJ/ChVMaXN0SWRlbnRpdHlQcm92aWRlcnMSLy5tY3BnYXRlLmNvbmZpZy52MS5MaXN0SWRlbnRpdHlQcm92aWRlcnNSZXF1ZXN0GjAubWNwZ2F0ZS5jb25maWcudjEuTGlzdElkZW50aXR5UHJvdmlkZXJzUmVzcG9uc2UiA5ACARJ5ChNHZXRJZGVudGl0eVByb3ZpZGVyEi0ubWNwZ2F0ZS5jb25maWcudjEuR2V0SWRlbnRpdHlQcm92aWRlclJlcXVlc3QaLi5tY3BnYXRlLmNvbmZpZy52MS5HZXRJZGVudGl0eVByb3ZpZGVyUmVzcG9uc2UiA5ACARJ0ChNQdXRJZGVudGl0eVByb3ZpZGVyEi0ubWNwZ2F0ZS5jb25maWcudjEuUHV0SWRlbnRpdHlQcm92aWRlclJlcXVlc3QaLi5tY3BnYXRlLmNvbmZpZy52MS5QdXRJZGVudGl0eVByb3ZpZGVyUmVzcG9uc2USfQoWRGVsZXRlSWRlbnRpdHlQcm92aWRlchIwLm1jcGdhdGUuY29uZmlnLnYxLkRlbGV0ZUlkZW50aXR5UHJvdmlkZXJSZXF1ZXN0GjEubWNwZ2F0ZS5jb25maWcudjEuRGVsZXRlSWRlbnRpdHlQcm92aWRlclJlc3BvbnNlMrQCCg1Qb2xpY3lTZXJ2aWNlEmQKDExpc3RQb2xpY2llcxImLm1jcGdhdGUuY29uZmlnLnYxLkxpc3RQb2xpY2llc1JlcXVlc3QaJy5tY3BnYXRlLmNvbmZpZy52MS5MaXN0UG9saWNpZXNSZXNwb25zZSIDkAIBElwKC1B1dFBvbGljaWVzEiUubWNwZ2F0ZS5jb25maWcudjEuUHV0UG9saWNpZXNSZXF1ZXN0GiYubWNwZ2F0ZS5jb25maWcudjEuUHV0UG9saWNpZXNSZXNwb25zZRJfCgxEZWxldGVQb2xpY3kSJi5tY3BnYXRlLmNvbmZpZy52MS5EZWxldGVQb2xpY3lSZXF1ZXN0GicubWNwZ2F0ZS5jb25maWcudjEuRGVsZXRlUG9saWN5UmVzcG9uc2UyZwoORXhwbGFpblNlcnZpY2USVQoHRXhwbGFpbhIhLm1jcGdhdGUuY29uZmlnLnYxLkV4cGxhaW5SZXF1ZXN0GiIubWNwZ2F0ZS5jb25maWcudjEuRXhwbGFpblJlc3BvbnNlIgOQAgFCyQEKFWNvbS5tY3BnYXRlLmNvbmZpZy52MUILQ29uZmlnUHJvdG9QAVo9Z2l0aHViLmNvbS9tY3BnYXRlL21jcGdhdGUvYXBpL2dlbi9tY3BnYXRlL2NvbmZpZy92MTtjb25maWd2MaICA01DWKoCEU1jcGdhdGUuQ29uZmlnLlYxygIRTWNwZ2F0ZVxDb25maWdcVjHiAh1NY3BnYXRlXENvbmZpZ1xWMVxHUEJNZXRhZGF0YeoCE01jcGdhdGU6OkNvbmZpZzo6VjFiBnByb3RvMw", [file_google_protobuf_timestamp]);
 
 /**
  * McpServer is an upstream MCP server, reachable at /<name>/mcp.
@@ -1258,6 +1258,354 @@ export const DeleteIdentityProviderResponseSchema: GenMessage<DeleteIdentityProv
   messageDesc(file_mcpgate_config_v1_config, 45);
 
 /**
+ * Policy is one rule of the ordered policy list (docs/policy.md). Every
+ * matcher is a glob: `*` matches any run of characters (including none and
+ * "/"), `?` exactly one character, everything else itself; `[`, `]` and `\`
+ * are reserved. A rule needs at least one of principals/groups, at least one
+ * server, and at least one of tools/resources/prompts.
+ *
+ * @generated from message mcpgate.config.v1.Policy
+ */
+export type Policy = Message<"mcpgate.config.v1.Policy"> & {
+  /**
+   * [a-z0-9][a-z0-9._-]{0,63}, unique in the list; named by DENY decisions
+   * and audit events.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: string description = 2;
+   */
+  description: string;
+
+  /**
+   * Principal names (globs).
+   *
+   * @generated from field: repeated string principals = 3;
+   */
+  principals: string[];
+
+  /**
+   * Group names (globs), matched against the principal's effective groups
+   * (admin-set and IdP-asserted).
+   *
+   * @generated from field: repeated string groups = 4;
+   */
+  groups: string[];
+
+  /**
+   * Server or virtual-server names (globs).
+   *
+   * @generated from field: repeated string servers = 5;
+   */
+  servers: string[];
+
+  /**
+   * Tool names (globs).
+   *
+   * @generated from field: repeated string tools = 6;
+   */
+  tools: string[];
+
+  /**
+   * Resource URIs (globs).
+   *
+   * @generated from field: repeated string resources = 7;
+   */
+  resources: string[];
+
+  /**
+   * Prompt names (globs).
+   *
+   * @generated from field: repeated string prompts = 8;
+   */
+  prompts: string[];
+
+  /**
+   * @generated from field: mcpgate.config.v1.PolicyEffect effect = 9;
+   */
+  effect: PolicyEffect;
+};
+
+/**
+ * Describes the message mcpgate.config.v1.Policy.
+ * Use `create(PolicySchema)` to create a new message.
+ */
+export const PolicySchema: GenMessage<Policy> = /*@__PURE__*/
+  messageDesc(file_mcpgate_config_v1_config, 46);
+
+/**
+ * PolicySet is the whole ordered policy list, stored as one object.
+ *
+ * @generated from message mcpgate.config.v1.PolicySet
+ */
+export type PolicySet = Message<"mcpgate.config.v1.PolicySet"> & {
+  /**
+   * @generated from field: repeated mcpgate.config.v1.Policy policies = 1;
+   */
+  policies: Policy[];
+
+  /**
+   * etcd ModRevision of the stored list; 0 when none is stored. Output only.
+   *
+   * @generated from field: int64 revision = 2;
+   */
+  revision: bigint;
+};
+
+/**
+ * Describes the message mcpgate.config.v1.PolicySet.
+ * Use `create(PolicySetSchema)` to create a new message.
+ */
+export const PolicySetSchema: GenMessage<PolicySet> = /*@__PURE__*/
+  messageDesc(file_mcpgate_config_v1_config, 47);
+
+/**
+ * @generated from message mcpgate.config.v1.ListPoliciesRequest
+ */
+export type ListPoliciesRequest = Message<"mcpgate.config.v1.ListPoliciesRequest"> & {
+};
+
+/**
+ * Describes the message mcpgate.config.v1.ListPoliciesRequest.
+ * Use `create(ListPoliciesRequestSchema)` to create a new message.
+ */
+export const ListPoliciesRequestSchema: GenMessage<ListPoliciesRequest> = /*@__PURE__*/
+  messageDesc(file_mcpgate_config_v1_config, 48);
+
+/**
+ * @generated from message mcpgate.config.v1.ListPoliciesResponse
+ */
+export type ListPoliciesResponse = Message<"mcpgate.config.v1.ListPoliciesResponse"> & {
+  /**
+   * @generated from field: repeated mcpgate.config.v1.Policy policies = 1;
+   */
+  policies: Policy[];
+
+  /**
+   * @generated from field: int64 revision = 2;
+   */
+  revision: bigint;
+};
+
+/**
+ * Describes the message mcpgate.config.v1.ListPoliciesResponse.
+ * Use `create(ListPoliciesResponseSchema)` to create a new message.
+ */
+export const ListPoliciesResponseSchema: GenMessage<ListPoliciesResponse> = /*@__PURE__*/
+  messageDesc(file_mcpgate_config_v1_config, 49);
+
+/**
+ * @generated from message mcpgate.config.v1.PutPoliciesRequest
+ */
+export type PutPoliciesRequest = Message<"mcpgate.config.v1.PutPoliciesRequest"> & {
+  /**
+   * @generated from field: repeated mcpgate.config.v1.Policy policies = 1;
+   */
+  policies: Policy[];
+
+  /**
+   * @generated from field: int64 expected_revision = 2;
+   */
+  expectedRevision: bigint;
+};
+
+/**
+ * Describes the message mcpgate.config.v1.PutPoliciesRequest.
+ * Use `create(PutPoliciesRequestSchema)` to create a new message.
+ */
+export const PutPoliciesRequestSchema: GenMessage<PutPoliciesRequest> = /*@__PURE__*/
+  messageDesc(file_mcpgate_config_v1_config, 50);
+
+/**
+ * @generated from message mcpgate.config.v1.PutPoliciesResponse
+ */
+export type PutPoliciesResponse = Message<"mcpgate.config.v1.PutPoliciesResponse"> & {
+  /**
+   * @generated from field: repeated mcpgate.config.v1.Policy policies = 1;
+   */
+  policies: Policy[];
+
+  /**
+   * @generated from field: int64 revision = 2;
+   */
+  revision: bigint;
+
+  /**
+   * False when the stored list already equalled the request.
+   *
+   * @generated from field: bool changed = 3;
+   */
+  changed: boolean;
+};
+
+/**
+ * Describes the message mcpgate.config.v1.PutPoliciesResponse.
+ * Use `create(PutPoliciesResponseSchema)` to create a new message.
+ */
+export const PutPoliciesResponseSchema: GenMessage<PutPoliciesResponse> = /*@__PURE__*/
+  messageDesc(file_mcpgate_config_v1_config, 51);
+
+/**
+ * @generated from message mcpgate.config.v1.DeletePolicyRequest
+ */
+export type DeletePolicyRequest = Message<"mcpgate.config.v1.DeletePolicyRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: int64 expected_revision = 2;
+   */
+  expectedRevision: bigint;
+};
+
+/**
+ * Describes the message mcpgate.config.v1.DeletePolicyRequest.
+ * Use `create(DeletePolicyRequestSchema)` to create a new message.
+ */
+export const DeletePolicyRequestSchema: GenMessage<DeletePolicyRequest> = /*@__PURE__*/
+  messageDesc(file_mcpgate_config_v1_config, 52);
+
+/**
+ * @generated from message mcpgate.config.v1.DeletePolicyResponse
+ */
+export type DeletePolicyResponse = Message<"mcpgate.config.v1.DeletePolicyResponse"> & {
+  /**
+   * @generated from field: int64 revision = 1;
+   */
+  revision: bigint;
+};
+
+/**
+ * Describes the message mcpgate.config.v1.DeletePolicyResponse.
+ * Use `create(DeletePolicyResponseSchema)` to create a new message.
+ */
+export const DeletePolicyResponseSchema: GenMessage<DeletePolicyResponse> = /*@__PURE__*/
+  messageDesc(file_mcpgate_config_v1_config, 53);
+
+/**
+ * @generated from message mcpgate.config.v1.ExplainRequest
+ */
+export type ExplainRequest = Message<"mcpgate.config.v1.ExplainRequest"> & {
+  /**
+   * @generated from field: string principal = 1;
+   */
+  principal: string;
+
+  /**
+   * The route's server name.
+   *
+   * @generated from field: string server = 2;
+   */
+  server: string;
+
+  /**
+   * JSON-RPC method; defaults to tools/call with tool, resources/read with
+   * resource, prompts/get with prompt.
+   *
+   * @generated from field: string method = 3;
+   */
+  method: string;
+
+  /**
+   * @generated from field: string tool = 4;
+   */
+  tool: string;
+
+  /**
+   * @generated from field: string resource = 5;
+   */
+  resource: string;
+
+  /**
+   * @generated from field: string prompt = 6;
+   */
+  prompt: string;
+};
+
+/**
+ * Describes the message mcpgate.config.v1.ExplainRequest.
+ * Use `create(ExplainRequestSchema)` to create a new message.
+ */
+export const ExplainRequestSchema: GenMessage<ExplainRequest> = /*@__PURE__*/
+  messageDesc(file_mcpgate_config_v1_config, 54);
+
+/**
+ * ExplainStep is one check that contributed to the decision.
+ *
+ * @generated from message mcpgate.config.v1.ExplainStep
+ */
+export type ExplainStep = Message<"mcpgate.config.v1.ExplainStep"> & {
+  /**
+   * grant, rule, server_tools, auth (and scope, limit, pin).
+   *
+   * @generated from field: string kind = 1;
+   */
+  kind: string;
+
+  /**
+   * What the step is about: a server, a rule id, an auth mode.
+   *
+   * @generated from field: string subject = 2;
+   */
+  subject: string;
+
+  /**
+   * @generated from field: string detail = 3;
+   */
+  detail: string;
+};
+
+/**
+ * Describes the message mcpgate.config.v1.ExplainStep.
+ * Use `create(ExplainStepSchema)` to create a new message.
+ */
+export const ExplainStepSchema: GenMessage<ExplainStep> = /*@__PURE__*/
+  messageDesc(file_mcpgate_config_v1_config, 55);
+
+/**
+ * @generated from message mcpgate.config.v1.ExplainResponse
+ */
+export type ExplainResponse = Message<"mcpgate.config.v1.ExplainResponse"> & {
+  /**
+   * allow, challenge, deny or not_found.
+   *
+   * @generated from field: string decision = 1;
+   */
+  decision: string;
+
+  /**
+   * The decision's fixed reason.
+   *
+   * @generated from field: string reason = 2;
+   */
+  reason: string;
+
+  /**
+   * The rule that denied, when one did.
+   *
+   * @generated from field: string rule_id = 3;
+   */
+  ruleId: string;
+
+  /**
+   * @generated from field: repeated mcpgate.config.v1.ExplainStep steps = 4;
+   */
+  steps: ExplainStep[];
+};
+
+/**
+ * Describes the message mcpgate.config.v1.ExplainResponse.
+ * Use `create(ExplainResponseSchema)` to create a new message.
+ */
+export const ExplainResponseSchema: GenMessage<ExplainResponse> = /*@__PURE__*/
+  messageDesc(file_mcpgate_config_v1_config, 56);
+
+/**
  * Transport is how the gateway talks to an upstream MCP server.
  *
  * @generated from enum mcpgate.config.v1.Transport
@@ -1460,6 +1808,40 @@ export enum Role {
  */
 export const RoleSchema: GenEnum<Role> = /*@__PURE__*/
   enumDesc(file_mcpgate_config_v1_config, 4);
+
+/**
+ * PolicyEffect is what a policy rule does to the calls it matches.
+ *
+ * @generated from enum mcpgate.config.v1.PolicyEffect
+ */
+export enum PolicyEffect {
+  /**
+   * @generated from enum value: POLICY_EFFECT_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Matching tools/resources/prompts become restricted: only the
+   * principals and groups of ALLOW rules matching them may see and call
+   * them on that server.
+   *
+   * @generated from enum value: POLICY_EFFECT_ALLOW = 1;
+   */
+  ALLOW = 1,
+
+  /**
+   * Matching principals/groups may neither see nor call them. Deny wins.
+   *
+   * @generated from enum value: POLICY_EFFECT_DENY = 2;
+   */
+  DENY = 2,
+}
+
+/**
+ * Describes the enum mcpgate.config.v1.PolicyEffect.
+ */
+export const PolicyEffectSchema: GenEnum<PolicyEffect> = /*@__PURE__*/
+  enumDesc(file_mcpgate_config_v1_config, 5);
 
 /**
  * ServerService manages MCP server definitions.
@@ -1669,4 +2051,63 @@ export const IdentityProviderService: GenService<{
   },
 }> = /*@__PURE__*/
   serviceDesc(file_mcpgate_config_v1_config, 4);
+
+/**
+ * PolicyService manages the ordered policy list. The list is one object
+ * with one revision: a write replaces it whole (compare-and-swap), so
+ * rules are validated together (unique ids) and never interleave.
+ *
+ * @generated from service mcpgate.config.v1.PolicyService
+ */
+export const PolicyService: GenService<{
+  /**
+   * @generated from rpc mcpgate.config.v1.PolicyService.ListPolicies
+   */
+  listPolicies: {
+    methodKind: "unary";
+    input: typeof ListPoliciesRequestSchema;
+    output: typeof ListPoliciesResponseSchema;
+  },
+  /**
+   * PutPolicies replaces the whole ordered list. expected_revision is the
+   * list's revision last read (0 when none is stored).
+   *
+   * @generated from rpc mcpgate.config.v1.PolicyService.PutPolicies
+   */
+  putPolicies: {
+    methodKind: "unary";
+    input: typeof PutPoliciesRequestSchema;
+    output: typeof PutPoliciesResponseSchema;
+  },
+  /**
+   * DeletePolicy removes one rule by id (compare-and-swap on the list's
+   * revision when expected_revision is set, 0 = any).
+   *
+   * @generated from rpc mcpgate.config.v1.PolicyService.DeletePolicy
+   */
+  deletePolicy: {
+    methodKind: "unary";
+    input: typeof DeletePolicyRequestSchema;
+    output: typeof DeletePolicyResponseSchema;
+  },
+}> = /*@__PURE__*/
+  serviceDesc(file_mcpgate_config_v1_config, 5);
+
+/**
+ * ExplainService answers "what would the gateway decide, and why" without
+ * calling the upstream, consuming quota or writing anything.
+ *
+ * @generated from service mcpgate.config.v1.ExplainService
+ */
+export const ExplainService: GenService<{
+  /**
+   * @generated from rpc mcpgate.config.v1.ExplainService.Explain
+   */
+  explain: {
+    methodKind: "unary";
+    input: typeof ExplainRequestSchema;
+    output: typeof ExplainResponseSchema;
+  },
+}> = /*@__PURE__*/
+  serviceDesc(file_mcpgate_config_v1_config, 6);
 
