@@ -156,6 +156,7 @@ func (p *Proxy) serveMCP(w http.ResponseWriter, r *http.Request, route string) {
 		}
 		req := proto.CloneOf(base)
 		req.JsonrpcMethod, req.ToolName = c.Method, c.Tool
+		req.ResourceUri, req.PromptName = c.Resource, c.Prompt
 		res, err = p.authorize(actx, req)
 		if err != nil || res.GetDecision() != authorizev1.Decision_DECISION_ALLOW {
 			decided = c
@@ -217,7 +218,7 @@ func (p *Proxy) serveMCP(w http.ResponseWriter, r *http.Request, route string) {
 		handle:    clientHandle,
 		// Every reply is filtered whatever the request: ids cannot be
 		// trusted to match (issue 8 item 2).
-		filter:    newToolFilter(out.Allow.GetAllowedTools(), out.Allow.GetDisallowedTools()),
+		filter:    newListFilter(out.Allow),
 		id:        parsed.ID,
 		mayStream: mayStream(r.Method, parsed.Calls),
 	})
@@ -232,7 +233,8 @@ func (info *reqInfo) record(log *slog.Logger, res *authorizev1.AuthorizeResponse
 		slog.String("principal", res.GetPrincipal()),
 		slog.String("key_prefix", res.GetKeyPrefix()),
 		slog.String("reason", res.GetReason()),
-		slog.String("jsonrpc_method", c.Method), slog.String("tool", c.Tool))
+		slog.String("jsonrpc_method", c.Method), slog.String("tool", c.Tool),
+		slog.String("rule_id", res.GetRuleId()))
 }
 
 // refuse answers a request the control plane did not allow (or could not
