@@ -20,6 +20,8 @@ type Clients struct {
 	Keys       configv1connect.KeyServiceClient
 	// IdentityProviders is needed only for files with identity_providers.
 	IdentityProviders configv1connect.IdentityProviderServiceClient
+	// Policies is needed only for files with policies.
+	Policies configv1connect.PolicyServiceClient
 }
 
 // Outcome tells what Apply did to one object.
@@ -55,7 +57,8 @@ type Result struct {
 
 // Apply makes the control plane hold what f describes: servers first, then
 // groups (whose grants name servers), principals (whose grants name servers
-// and groups), then keys. Secrets in the file
+// and groups), the policy list (replaced whole when the file has
+// policies:), then keys. Secrets in the file
 // replace the stored ones. Objects absent from the file are left alone.
 // It stops at the first error, which names the object; results so far are
 // returned with it.
@@ -88,6 +91,13 @@ func Apply(ctx context.Context, c Clients, f *File, now time.Time) ([]Result, er
 			return out, fmt.Errorf("principal %q: %w", p.GetName(), err)
 		}
 		out = append(out, Result{Kind: "principal", Name: p.GetName(), Outcome: o})
+	}
+	if f.Policies != nil {
+		o, err := applyPolicies(ctx, c.Policies, f.Policies)
+		if err != nil {
+			return out, fmt.Errorf("policies: %w", err)
+		}
+		out = append(out, Result{Kind: "policies", Name: fmt.Sprintf("%d rules", len(f.Policies)), Outcome: o})
 	}
 	for _, k := range f.Keys {
 		r, err := applyKey(ctx, c.Keys, k, now)
@@ -132,6 +142,18 @@ func applyGroup(ctx context.Context, c configv1connect.GroupServiceClient, g *co
 		return got.GetGroup().GetRevision(), err
 	}, func(expected int64) (bool, error) {
 		res, err := c.PutGroup(ctx, &configv1.PutGroupRequest{Group: g, ExpectedRevision: expected})
+		return res.GetChanged(), err
+	})
+}
+
+// applyPolicies replaces the whole ordered policy list: the list's
+// revision is read, then written expecting it (0: none stored yet).
+func applyPolicies(ctx context.Context, c configv1connect.PolicyServiceClient, ps []*configv1.Policy) (Outcome, error) {
+	return upsert(func() (int64, error) {
+		got, err := c.ListPolicies(ctx, &configv1.ListPoliciesRequest{})
+		return got.GetRevision(), err
+	}, func(expected int64) (bool, error) {
+		res, err := c.PutPolicies(ctx, &configv1.PutPoliciesRequest{Policies: ps, ExpectedRevision: expected})
 		return res.GetChanged(), err
 	})
 }
