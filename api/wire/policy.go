@@ -56,7 +56,7 @@ func ValidGlob(g string) error {
 // It runs in O(len(g)·len(s)) at worst: the classic single-backtrack
 // wildcard algorithm, no recursion.
 func GlobMatch(g, s string) bool {
-	if !strings.ContainsAny(g, "*?") {
+	if !hasWildcard(g) {
 		return g == s
 	}
 	gi, si := 0, 0
@@ -93,6 +93,17 @@ func GlobMatch(g, s string) bool {
 		gi++
 	}
 	return gi == len(g)
+}
+
+// hasWildcard reports whether g holds '*' or '?' (a byte loop: cheaper
+// than strings.ContainsAny on the decision's hot path).
+func hasWildcard(g string) bool {
+	for i := 0; i < len(g); i++ {
+		if g[i] == '*' || g[i] == '?' {
+			return true
+		}
+	}
+	return false
 }
 
 // GlobAny reports whether s matches one of gs.

@@ -3,6 +3,8 @@ package authorize
 import (
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	authorizev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1"
 	configv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1"
@@ -121,11 +123,19 @@ var policyKinds = [...]authorizev1.PolicyKind{
 // others and rules of other servers drop out. The result, with the
 // server's tool lists, is what api/wire.Visible decides with.
 func CompileVisibility(ps *configv1.PolicySet, name string, groups []string, server string) []*authorizev1.VisibilityRule {
-	var out []*authorizev1.VisibilityRule
-	for _, r := range ps.GetPolicies() {
-		if !wire.GlobAny(r.GetServers(), server) {
-			continue
-		}
+	if len(ps.GetPolicies()) == 0 {
+		return nil
+	}
+	rules := indexOf(ps).forServer(server)
+	n := 0
+	for _, r := range rules {
+		n += len(r.GetTools()) + len(r.GetResources()) + len(r.GetPrompts())
+	}
+	// One allocation for every entry: they are created in place, never
+	// copied.
+	slab := make([]authorizev1.VisibilityRule, n)
+	out := make([]*authorizev1.VisibilityRule, 0, n)
+	for _, r := range rules {
 		applies := ruleApplies(r, name, groups)
 		var effect authorizev1.VisibilityEffect
 		switch r.GetEffect() {
@@ -146,11 +156,59 @@ func CompileVisibility(ps *configv1.PolicySet, name string, groups []string, ser
 		}
 		for _, k := range policyKinds {
 			for _, g := range kindGlobs(r, k) {
-				out = append(out, &authorizev1.VisibilityRule{Kind: k, Glob: g, Effect: effect, RuleId: r.GetId()})
+				v := &slab[len(out)]
+				v.Kind, v.Glob, v.Effect, v.RuleId = k, g, effect, r.GetId()
+				out = append(out, v)
 			}
 		}
 	}
 	return out
+}
+
+// policyIndex memoizes, for one immutable policy list (the store's cached
+// snapshot: every change is a new *PolicySet), the rules that target each
+// server, in order. It is a pure function of the list, so Decide stays
+// pure; the servers' globs are matched once per server and list instead of
+// at every decision.
+type policyIndex struct {
+	ps       *configv1.PolicySet
+	byServer sync.Map // server name → []*configv1.Policy
+}
+
+// maxIndexedServers bounds the memo (route names come from requests only
+// after the server exists, but stay safe).
+const maxIndexedServers = 4096
+
+var (
+	lastIndex    atomic.Pointer[policyIndex]
+	indexEntries atomic.Int64
+)
+
+// indexOf returns the memo of ps, replacing the previous list's.
+func indexOf(ps *configv1.PolicySet) *policyIndex {
+	if ix := lastIndex.Load(); ix != nil && ix.ps == ps {
+		return ix
+	}
+	ix := &policyIndex{ps: ps}
+	lastIndex.Store(ix)
+	indexEntries.Store(0)
+	return ix
+}
+
+func (ix *policyIndex) forServer(server string) []*configv1.Policy {
+	if v, ok := ix.byServer.Load(server); ok {
+		return v.([]*configv1.Policy)
+	}
+	var rules []*configv1.Policy
+	for _, r := range ix.ps.GetPolicies() {
+		if wire.GlobAny(r.GetServers(), server) {
+			rules = append(rules, r)
+		}
+	}
+	if indexEntries.Add(1) <= maxIndexedServers {
+		ix.byServer.Store(server, rules)
+	}
+	return rules
 }
 
 // callTarget is the kind and name a call method acts on: tools/call's
