@@ -81,6 +81,14 @@ func explainRequest(req *configv1.ExplainRequest) (*authorizev1.AuthorizeRequest
 		return nil, err
 	}
 	set := 0
+	for _, v := range []string{req.GetTool(), req.GetResource(), req.GetPrompt()} {
+		if v != "" {
+			set++
+		}
+	}
+	if set > 1 {
+		return nil, invalid("tool, resource, prompt: at most one")
+	}
 	method := req.GetMethod()
 	for _, t := range []struct{ v, method string }{
 		{req.GetTool(), "tools/call"}, {req.GetResource(), "resources/read"}, {req.GetPrompt(), "prompts/get"},
@@ -88,7 +96,6 @@ func explainRequest(req *configv1.ExplainRequest) (*authorizev1.AuthorizeRequest
 		if t.v == "" {
 			continue
 		}
-		set++
 		if len(t.v) > maxExplainName || strings.ContainsFunc(t.v, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
 			return nil, invalid("tool, resource, prompt: longer than 1024 bytes or holds control characters")
 		}
@@ -100,8 +107,6 @@ func explainRequest(req *configv1.ExplainRequest) (*authorizev1.AuthorizeRequest
 		}
 	}
 	switch {
-	case set > 1:
-		return nil, invalid("tool, resource, prompt: at most one")
 	case method == "":
 		return nil, invalid("method: required without a tool, resource or prompt")
 	case len(method) > 128 || strings.ContainsFunc(method, func(r rune) bool { return r <= 0x20 || r >= 0x7f }):
