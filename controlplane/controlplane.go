@@ -66,6 +66,8 @@ func NewHandler(st *store.Store, cfg Config, log *slog.Logger) http.Handler {
 	mux.Handle(configv1connect.NewVirtualServerServiceHandler(admin, adminOpts))
 	mux.Handle(configv1connect.NewKeyServiceHandler(admin, adminOpts))
 	mux.Handle(configv1connect.NewIdentityProviderServiceHandler(admin, adminOpts))
+	mux.Handle(configv1connect.NewPolicyServiceHandler(admin, adminOpts))
+	mux.Handle(configv1connect.NewExplainServiceHandler(admin, adminOpts))
 	mux.Handle(vaultv1connect.NewConnectionServiceHandler(vaultapi.NewConnections(admin, st, vaultGrants), adminOpts))
 	if cfg.Keyring != nil {
 		mux.Handle(vaultv1connect.NewVaultServiceHandler(vaultapi.New(cfg.Keyring, st, log), adminOpts))

@@ -434,9 +434,16 @@ func setString(item map[string]jsontext.Value, k, s string) {
 // member's include/exclude lists and its decision's allowed/disallowed
 // tools.
 func toolListed(m *authorizev1.AggregateMember, n string) bool {
-	a := m.GetDecision().GetAllow()
 	return wire.ToolVisible(m.GetIncludeTools(), m.GetExcludeTools(), n) &&
-		wire.ToolVisible(a.GetAllowedTools(), a.GetDisallowedTools(), n)
+		memberVisible(m, authorizev1.PolicyKind_POLICY_KIND_TOOL, n)
+}
+
+// memberVisible is the member decision's visibility (the server's tool
+// lists and the principal's policy rules), the function its calls are
+// decided with.
+func memberVisible(m *authorizev1.AggregateMember, kind authorizev1.PolicyKind, n string) bool {
+	ok, _ := wire.Visible(m.GetDecision().GetAllow(), kind, n)
+	return ok
 }
 
 func rewriteTool(m *authorizev1.AggregateMember, item map[string]jsontext.Value) bool {
@@ -454,7 +461,7 @@ func rewriteTool(m *authorizev1.AggregateMember, item map[string]jsontext.Value)
 
 func rewritePrompt(m *authorizev1.AggregateMember, item map[string]jsontext.Value) bool {
 	n, ok := stringField(item, "name")
-	if !ok {
+	if !ok || !memberVisible(m, authorizev1.PolicyKind_POLICY_KIND_PROMPT, n) {
 		return false
 	}
 	setString(item, "name", wire.ExposedName(m.GetToolPrefix(), m.GetRenames(), n))
@@ -464,7 +471,7 @@ func rewritePrompt(m *authorizev1.AggregateMember, item map[string]jsontext.Valu
 func rewriteURIField(k string) func(*authorizev1.AggregateMember, map[string]jsontext.Value) bool {
 	return func(m *authorizev1.AggregateMember, item map[string]jsontext.Value) bool {
 		u, ok := stringField(item, k)
-		if !ok {
+		if !ok || !memberVisible(m, authorizev1.PolicyKind_POLICY_KIND_RESOURCE, u) {
 			return false
 		}
 		setString(item, k, wire.ExposedURI(m.GetServer(), u))

@@ -33,6 +33,11 @@ func fuzzBodies() []string {
 		`{"jsonrpc":"2.0","id":"x","result":{"content":[]}}`,
 		`[{"jsonrpc":"2.0","id":1,"method":"tools/list"},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"a"}}]`,
 		`{"jsonrpc":"2.0","id":3,"method":"resources/read","params":{"uri":"file:///x"}}`,
+		`{"jsonrpc":"2.0","id":4,"method":"prompts/get","params":{"name":"greet","arguments":{}}}`,
+		`[{"jsonrpc":"2.0","id":5,"method":"resources/read","params":{"uri":"file:///a"}},{"jsonrpc":"2.0","id":6,"method":"prompts/get","params":{"name":"p"}}]`,
+		`{"jsonrpc":"2.0","id":7,"method":"resources/read","params":{"uri":"file:///x","URI":"file:///y"}}`,
+		`{"jsonrpc":"2.0","id":8,"method":"prompts/get","params":{"name":"a","Name":"b"}}`,
+		`{"jsonrpc":"2.0","id":9,"method":"resources/read","params":{}}`,
 	}
 	for _, a := range sec01Attacks {
 		out = append(out, a.body)
@@ -83,6 +88,7 @@ func foldingDecoderCalls(t *testing.T, b []byte, batch bool) []rpcCall {
 		Method *string `json:"method"`
 		Params *struct {
 			Name *string `json:"name"`
+			URI  *string `json:"uri"`
 		} `json:"params"`
 	}
 	var msgs []msg
@@ -103,8 +109,16 @@ func foldingDecoderCalls(t *testing.T, b []byte, batch bool) []rpcCall {
 		if m.Method != nil {
 			c.Method = *m.Method
 		}
-		if c.Method == "tools/call" && m.Params != nil && m.Params.Name != nil {
-			c.Tool = *m.Params.Name
+		if m.Params != nil && m.Params.Name != nil {
+			switch c.Method {
+			case "tools/call":
+				c.Tool = *m.Params.Name
+			case "prompts/get":
+				c.Prompt = *m.Params.Name
+			}
+		}
+		if c.Method == "resources/read" && m.Params != nil && m.Params.URI != nil {
+			c.Resource = *m.Params.URI
 		}
 		out = append(out, c)
 	}
@@ -132,16 +146,25 @@ func sdkCalls(b []byte) []rpcCall {
 			continue
 		}
 		c := rpcCall{Method: req.Method}
-		if c.Method == "tools/call" {
+		switch c.Method {
+		case "tools/call", "resources/read", "prompts/get":
 			var p struct {
 				Name string `json:"name"`
+				URI  string `json:"uri"`
 			}
 			dec := segjson.NewDecoder(bytes.NewReader(req.Params))
 			dec.DontMatchCaseInsensitiveStructFields()
 			if err := dec.Decode(&p); err != nil {
 				continue
 			}
-			c.Tool = p.Name
+			switch c.Method {
+			case "tools/call":
+				c.Tool = p.Name
+			case "resources/read":
+				c.Resource = p.URI
+			default:
+				c.Prompt = p.Name
+			}
 		}
 		out = append(out, c)
 	}
@@ -170,6 +193,7 @@ rl.on('line', (l) => {
       return {
         method: typeof m.method === 'string' ? m.method : null,
         name: (p !== null && typeof p === 'object' && typeof p.name === 'string') ? p.name : null,
+        uri: (p !== null && typeof p === 'object' && typeof p.uri === 'string') ? p.uri : null,
       };
     })};
   } catch (e) {
@@ -203,6 +227,7 @@ func startNode(tb testing.TB) *nodeParser {
 type nodeCall struct {
 	Method *string `json:"method"`
 	Name   *string `json:"name"`
+	URI    *string `json:"uri"`
 }
 
 // parse returns ok=false when JSON.parse throws, else the calls.
@@ -257,11 +282,21 @@ func FuzzParseBodyDifferential(f *testing.F) {
 					continue
 				}
 				c := rpcCall{Method: *nc.Method}
-				if c.Method == "tools/call" {
+				switch c.Method {
+				case "tools/call", "prompts/get":
 					if nc.Name == nil {
-						t.Fatalf("JSON.parse finds no tool name in %q; the gateway authorized %v", in, got.Calls)
+						t.Fatalf("JSON.parse finds no name in %q; the gateway authorized %v", in, got.Calls)
 					}
-					c.Tool = *nc.Name
+					if c.Method == "tools/call" {
+						c.Tool = *nc.Name
+					} else {
+						c.Prompt = *nc.Name
+					}
+				case "resources/read":
+					if nc.URI == nil {
+						t.Fatalf("JSON.parse finds no uri in %q; the gateway authorized %v", in, got.Calls)
+					}
+					c.Resource = *nc.URI
 				}
 				if !slices.Contains(got.Calls, c) {
 					t.Fatalf("JSON.parse reads %+v from %q; the gateway authorized %v", c, in, got.Calls)

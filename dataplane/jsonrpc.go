@@ -8,6 +8,7 @@ import (
 
 	"github.com/go-json-experiment/json/jsontext"
 
+	authorizev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1"
 	"github.com/mcpgate/mcpgate/api/wire"
 )
 
@@ -43,14 +44,16 @@ var (
 	messageMembers = []string{"jsonrpc", "method", "id", "params", "result", "error"}
 	paramsMembers  = []string{"name", "uri", "_meta", "requestState"}
 	metaMembers    = []string{metaKeyProtocolVersion}
-	resultMembers  = []string{"tools"}
+	resultMembers  = []string{"tools", "resources", "resourceTemplates", "prompts"}
 	toolMembers    = []string{"name"}
 )
 
 // rpcCall is what authorization needs from one JSON-RPC message.
 type rpcCall struct {
-	Method string
-	Tool   string // params.name of tools/call
+	Method   string
+	Tool     string // params.name of tools/call
+	Resource string // params.uri of resources/read
+	Prompt   string // params.name of prompts/get
 }
 
 // rpcMsg is what the gateway read from one message.
@@ -154,11 +157,24 @@ func parseBody(b []byte) (rpcBody, error) {
 	seen := map[rpcCall]bool{}
 	for _, m := range msgs {
 		c := rpcCall{Method: m.Method}
-		if m.Method == "tools/call" {
+		// What a call acts on is what policy decides on: without it there
+		// is nothing to authorize.
+		switch m.Method {
+		case "tools/call":
 			if !m.HasName {
-				return rpcBody{}, errRPCInvalid // nothing to authorize
+				return rpcBody{}, errRPCInvalid
 			}
 			c.Tool = m.Name
+		case "resources/read":
+			if !m.HasURI {
+				return rpcBody{}, errRPCInvalid
+			}
+			c.Resource = m.URI
+		case "prompts/get":
+			if !m.HasName {
+				return rpcBody{}, errRPCInvalid
+			}
+			c.Prompt = m.Name
 		}
 		if !seen[c] {
 			seen[c] = true
@@ -472,21 +488,53 @@ func withID(body, id string) string {
 	return `{"jsonrpc":"2.0","id":` + id + `,` + body[len(nullID):]
 }
 
-// toolFilter decides which tools a tools/list result keeps: those
-// wire.ToolVisible shows, the rule the control plane applies to tools/call.
+// toolFilter decides which tools, resources, resource templates and
+// prompts a list result keeps: those api/wire.Visible shows for the ALLOW
+// (the server's tool lists and the principal's compiled policy rules), the
+// very function the control plane decides tools/call, resources/read and
+// prompts/get with. A principal never sees what it cannot call.
 type toolFilter struct {
-	allowed, disallowed []string
+	allow *authorizev1.Allow
 }
 
-func newToolFilter(allowed, disallowed []string) *toolFilter {
-	if len(allowed) == 0 && len(disallowed) == 0 {
+// newListFilter returns the filter of an ALLOW, nil when nothing is
+// filtered.
+func newListFilter(a *authorizev1.Allow) *toolFilter {
+	if !wire.Filters(a) {
 		return nil
 	}
-	return &toolFilter{allowed: allowed, disallowed: disallowed}
+	return &toolFilter{allow: a}
+}
+
+// newToolFilter is the filter of the server tool lists alone.
+func newToolFilter(allowed, disallowed []string) *toolFilter {
+	return newListFilter(&authorizev1.Allow{AllowedTools: allowed, DisallowedTools: disallowed})
 }
 
 func (f *toolFilter) keep(name string) bool {
-	return wire.ToolVisible(f.allowed, f.disallowed, name)
+	return f.keepKind(authorizev1.PolicyKind_POLICY_KIND_TOOL, name)
+}
+
+func (f *toolFilter) keepKind(kind authorizev1.PolicyKind, name string) bool {
+	ok, _ := wire.Visible(f.allow, kind, name)
+	return ok
+}
+
+// listMember is one list a result may carry: its member name, the member
+// of each entry naming it, and the kind policy matches it as.
+type listMember struct {
+	list, key string
+	kind      authorizev1.PolicyKind
+}
+
+// listMembers are the lists filtered in a result: tools/list,
+// resources/list, resources/templates/list (a template is matched by its
+// uriTemplate string) and prompts/list.
+var listMembers = []listMember{
+	{"tools", "name", authorizev1.PolicyKind_POLICY_KIND_TOOL},
+	{"resources", "uri", authorizev1.PolicyKind_POLICY_KIND_RESOURCE},
+	{"resourceTemplates", "uriTemplate", authorizev1.PolicyKind_POLICY_KIND_RESOURCE},
+	{"prompts", "name", authorizev1.PolicyKind_POLICY_KIND_PROMPT},
 }
 
 // errUnchecked: an upstream message that cannot be decoded exactly, so its
@@ -640,7 +688,8 @@ func encodeObject(ms []member) (jsontext.Value, error) {
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
-// rewriteOne filters result.tools of one message object.
+// rewriteOne filters result.tools, result.resources,
+// result.resourceTemplates and result.prompts of one message object.
 func (f *toolFilter) rewriteOne(v jsontext.Value) (jsontext.Value, bool, error) {
 	top, err := objectMembers(v, messageMembers)
 	if err != nil {
@@ -654,39 +703,22 @@ func (f *toolFilter) rewriteOne(v jsontext.Value) (jsontext.Value, bool, error) 
 	if err != nil {
 		return nil, false, err
 	}
-	ti := find(res, "tools")
-	if ti < 0 {
-		return v, false, nil
-	}
-	tools := res[ti].value
-	if tools.Kind() != '[' {
-		return nil, false, errUnchecked
-	}
-	dec := jsontext.NewDecoder(bytes.NewReader(tools))
-	if _, err := dec.ReadToken(); err != nil {
-		return nil, false, errUnchecked
-	}
-	var buf bytes.Buffer
-	enc := jsontext.NewEncoder(&buf)
-	if err := enc.WriteToken(jsontext.BeginArray); err != nil {
-		return nil, false, errUnchecked
-	}
-	for dec.PeekKind() != ']' {
-		tv, err := dec.ReadValue()
-		if err != nil {
-			return nil, false, errUnchecked
-		}
-		if !f.keepTool(tv) {
+	changed := false
+	for _, lm := range listMembers {
+		li := find(res, lm.list)
+		if li < 0 {
 			continue
 		}
-		if err := enc.WriteValue(tv); err != nil {
-			return nil, false, errUnchecked
+		n, err := f.filterList(res[li].value, lm)
+		if err != nil {
+			return nil, false, err
 		}
+		res[li].value = n
+		changed = true
 	}
-	if err := enc.WriteToken(jsontext.EndArray); err != nil {
-		return nil, false, errUnchecked
+	if !changed {
+		return v, false, nil
 	}
-	res[ti].value = bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 	if top[ri].value, err = encodeObject(res); err != nil {
 		return nil, false, errUnchecked
 	}
@@ -697,18 +729,56 @@ func (f *toolFilter) rewriteOne(v jsontext.Value) (jsontext.Value, bool, error) 
 	return out, true, nil
 }
 
-// keepTool reports whether a tool entry passes the filter: it must be an
-// object with exactly one name member, a string, that the lists allow.
-// What cannot be checked is dropped (fail closed).
+// filterList keeps the entries of one list that pass the filter.
+func (f *toolFilter) filterList(list jsontext.Value, lm listMember) (jsontext.Value, error) {
+	if list.Kind() != '[' {
+		return nil, errUnchecked
+	}
+	dec := jsontext.NewDecoder(bytes.NewReader(list))
+	if _, err := dec.ReadToken(); err != nil {
+		return nil, errUnchecked
+	}
+	var buf bytes.Buffer
+	enc := jsontext.NewEncoder(&buf)
+	if err := enc.WriteToken(jsontext.BeginArray); err != nil {
+		return nil, errUnchecked
+	}
+	for dec.PeekKind() != ']' {
+		ev, err := dec.ReadValue()
+		if err != nil {
+			return nil, errUnchecked
+		}
+		if !f.keepEntry(ev, lm) {
+			continue
+		}
+		if err := enc.WriteValue(ev); err != nil {
+			return nil, errUnchecked
+		}
+	}
+	if err := enc.WriteToken(jsontext.EndArray); err != nil {
+		return nil, errUnchecked
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
+// keepTool reports whether a tools/list entry passes the filter.
 func (f *toolFilter) keepTool(tv jsontext.Value) bool {
+	return f.keepEntry(tv, listMembers[0])
+}
+
+// keepEntry reports whether a list entry passes the filter: it must be
+// an object with exactly one key member (name, uri or uriTemplate), a
+// string, that the filter shows. What cannot be checked is dropped (fail
+// closed).
+func (f *toolFilter) keepEntry(tv jsontext.Value, lm listMember) bool {
 	if tv.Kind() != '{' {
 		return false
 	}
-	ms, err := objectMembers(tv, toolMembers)
+	ms, err := objectMembers(tv, []string{lm.key})
 	if err != nil {
 		return false
 	}
-	i := find(ms, "name")
+	i := find(ms, lm.key)
 	if i < 0 || ms[i].value.Kind() != '"' {
 		return false
 	}
@@ -716,5 +786,5 @@ func (f *toolFilter) keepTool(tv jsontext.Value) bool {
 	if err != nil {
 		return false
 	}
-	return f.keep(string(name))
+	return f.keepKind(lm.kind, string(name))
 }

@@ -159,20 +159,7 @@ func (p *Proxy) serveMCP(w http.ResponseWriter, r *http.Request, route string) {
 		}
 		req := proto.CloneOf(base)
 		req.JsonrpcMethod, req.ToolName = c.Method, c.Tool
-		if !parsed.Batch {
-			// The names policy and aggregates resolve (the exposed name, on
-			// an aggregate route).
-			switch f := parsed.First; c.Method {
-			case "prompts/get":
-				if f.HasName {
-					req.PromptName = f.Name
-				}
-			case "resources/read":
-				if f.HasURI {
-					req.ResourceUri = f.URI
-				}
-			}
-		}
+		req.ResourceUri, req.PromptName = c.Resource, c.Prompt
 		res, err = p.authorize(actx, req)
 		if err != nil || res.GetDecision() != authorizev1.Decision_DECISION_ALLOW {
 			decided = c
@@ -266,7 +253,7 @@ func (p *Proxy) serveMCP(w http.ResponseWriter, r *http.Request, route string) {
 		handle:    clientHandle,
 		// Every reply is filtered whatever the request: ids cannot be
 		// trusted to match (issue 8 item 2).
-		rewriter:  replyRewriterFor(newToolFilter(out.Allow.GetAllowedTools(), out.Allow.GetDisallowedTools()), sealer),
+		rewriter:  replyRewriterFor(newListFilter(out.Allow), sealer),
 		id:        parsed.ID,
 		mayStream: mayStream(r.Method, parsed.Calls),
 		modern:    cls.Modern,
@@ -310,7 +297,8 @@ func (info *reqInfo) record(log *slog.Logger, res *authorizev1.AuthorizeResponse
 		slog.String("principal", res.GetPrincipal()),
 		slog.String("key_prefix", res.GetKeyPrefix()),
 		slog.String("reason", res.GetReason()),
-		slog.String("jsonrpc_method", c.Method), slog.String("tool", c.Tool))
+		slog.String("jsonrpc_method", c.Method), slog.String("tool", c.Tool),
+		slog.String("rule_id", res.GetRuleId()))
 }
 
 // refuse answers a request the control plane did not allow (or could not

@@ -19,6 +19,7 @@ type reqInfo struct {
 	tool       string
 	decision   string // a metrics.Decision* label
 	reason     string
+	rule       string // the policy rule behind a deny
 	principal  string
 	keyID      string
 	session    string // the gateway session handle the client sent
@@ -45,7 +46,7 @@ func (i *reqInfo) decided(res *authorizev1.AuthorizeResponse, err error) {
 	i.decision = decisionLabel(res, err)
 	i.configured = err == nil && !res.GetUnknownRoute() && res.GetDecision() != authorizev1.Decision_DECISION_NOT_FOUND &&
 		res.GetDecision() != authorizev1.Decision_DECISION_UNSPECIFIED
-	i.principal, i.reason = res.GetPrincipal(), res.GetReason()
+	i.principal, i.reason, i.rule = res.GetPrincipal(), res.GetReason(), res.GetRuleId()
 	i.keyID = res.GetKeyId() // the control plane resolved it; the key is never hashed here
 	if err != nil {
 		i.reason = "control plane unavailable"
@@ -70,7 +71,7 @@ func (p *Proxy) observe(info *reqInfo, status int, session string, d time.Durati
 	}
 	_ = p.audit.Request(audit.Request{
 		Principal: info.principal, KeyID: info.keyID, Route: info.route,
-		Method: info.method, Tool: info.tool, Decision: info.decision, Reason: info.reason,
+		Method: info.method, Tool: info.tool, Decision: info.decision, Reason: info.reason, Rule: info.rule,
 		Status: status, Upstream: info.upstream, Latency: d,
 		SessionID: info.session, DataPlane: p.publicBase,
 	})

@@ -51,6 +51,8 @@ type admin struct {
 	virtual     configv1connect.VirtualServerServiceClient
 	keys        configv1connect.KeyServiceClient
 	idps        configv1connect.IdentityProviderServiceClient
+	policies    configv1connect.PolicyServiceClient
+	explain     configv1connect.ExplainServiceClient
 	connections vaultv1connect.ConnectionServiceClient
 	vault       vaultv1connect.VaultServiceClient
 	out         *printer
@@ -82,6 +84,8 @@ func newAdmin(base string, hc *http.Client, opts connect.ClientOption, p *printe
 		virtual:     configv1connect.NewVirtualServerServiceClient(hc, base, opts),
 		keys:        configv1connect.NewKeyServiceClient(hc, base, opts),
 		idps:        configv1connect.NewIdentityProviderServiceClient(hc, base, opts),
+		policies:    configv1connect.NewPolicyServiceClient(hc, base, opts),
+		explain:     configv1connect.NewExplainServiceClient(hc, base, opts),
 		connections: vaultv1connect.NewConnectionServiceClient(hc, base, opts),
 		vault:       vaultv1connect.NewVaultServiceClient(hc, base, opts),
 		out:         p,
@@ -89,7 +93,7 @@ func newAdmin(base string, hc *http.Client, opts connect.ClientOption, p *printe
 }
 
 func (a *admin) configClients() config.Clients {
-	return config.Clients{Servers: a.servers, Principals: a.principals, Groups: a.groups, Keys: a.keys, IdentityProviders: a.idps, VirtualServers: a.virtual}
+	return config.Clients{Servers: a.servers, Principals: a.principals, Groups: a.groups, Keys: a.keys, IdentityProviders: a.idps, VirtualServers: a.virtual, Policies: a.policies}
 }
 
 // bearer sends the admin key on every call.

@@ -57,6 +57,8 @@ Administer (--control-plane URL, --admin-key KEY, -o table|json):
   mcpgate virtual-servers list | get NAME | delete NAME
   mcpgate virtual-servers add NAME --members a,b [--separator S] [--scopes a,b] [--description D]
   mcpgate keys create --principal P [--name N] [--expires 720h] | list [--principal P] | revoke ID
+  mcpgate policies list | apply -f FILE | delete ID   (FILE's policies: replaces the ordered list)
+  mcpgate explain --principal P --server S [--tool T | --resource URI | --prompt N | --method M]
   mcpgate connections list [--principal P] [--server S] | revoke --principal P --server S
   mcpgate vault rotate-key [--promote ID]   (new primary vault key; every sealed record re-encrypted online)
   mcpgate vault add-key --keyset FILE       (offline: add a key to promote later; for several replicas)
@@ -111,6 +113,10 @@ func dispatch(ctx context.Context, cmd string, rest []string, io stdio) error {
 		return cmdKeys(ctx, rest, io)
 	case "connections":
 		return cmdConnections(ctx, rest, io)
+	case "policies":
+		return cmdPolicies(ctx, rest, io)
+	case "explain":
+		return cmdExplain(ctx, rest, io)
 	case "vault":
 		return cmdVault(ctx, rest, io)
 	}

@@ -155,7 +155,7 @@ func decideAggregate(st State, base string, id identity, name string, members []
 		case "prompts/get":
 			mreq.PromptName = upstream
 		}
-		md, err := decideServer(st, base, id, m.srv, mreq)
+		md, err := decideServer(st, base, id, m.srv, mreq, nil)
 		if err != nil {
 			if single {
 				return Decision{}, err

@@ -49,6 +49,7 @@ type State interface {
 	AccessToken(sum [32]byte) (*storev1.AccessTokenRecord, bool)
 	Grant(principal, server string) (*store.Grant, bool)
 	GroupState
+	PolicyState
 }
 
 // GroupState looks groups up; *store.Store implements it.
@@ -227,6 +228,44 @@ func Decide(st State, now time.Time, req *authorizev1.AuthorizeRequest) (Decisio
 		return Decision{}, fmt.Errorf("%w: root aggregate with a route", ErrInvalidRequest)
 	}
 	id, reason, desc := identify(st, now, req, base)
+	if reason != "" {
+		_, known := st.Server(req.GetRoute())
+		// Without a usable credential every route answers alike, existing
+		// or not, and without the route's scopes: nothing tells a caller
+		// which routes exist.
+		if desc == "" {
+			return Decision{Response: challengeOf(base, req.GetRoute(), known, id, reason, "", "", nil)}, nil
+		}
+		return Decision{Response: challengeOf(base, req.GetRoute(), known, id, reason, ErrorInvalidToken, desc, nil)}, nil
+	}
+	return decide(st, req, base, id, nil)
+}
+
+// ErrUnknownPrincipal: Explain was asked about a principal that does not
+// exist.
+var ErrUnknownPrincipal = errors.New("unknown principal")
+
+// Explain decides req (route, JSON-RPC method and tool/resource/prompt;
+// its credentials are ignored) as if the principal called principal had
+// presented a usable credential, and records every step in tr. It is as
+// pure as Decide: nothing is minted, refreshed or written; an ALLOW that
+// needs an upstream credential is returned with its Need unmet (the
+// caller tells whether the grant exists).
+func Explain(st State, principal string, req *authorizev1.AuthorizeRequest, tr *Trace) (Decision, error) {
+	if req.GetRoute() == "" {
+		return Decision{}, fmt.Errorf("%w: no route", ErrInvalidRequest)
+	}
+	p, ok := st.Principal(principal)
+	if !ok {
+		return Decision{}, ErrUnknownPrincipal
+	}
+	return decide(st, req, "", identity{principal: p}, tr)
+}
+
+// decide is Decide for an identified principal, recording its steps in tr
+// (nil on the hot path).
+func decide(st State, req *authorizev1.AuthorizeRequest, base string, id identity, tr *Trace) (Decision, error) {
+	root := req.GetRootAggregate()
 	srv, known := st.Server(req.GetRoute())
 	var vs *configv1.VirtualServer
 	as, aggregates := st.(AggregateState)
@@ -236,19 +275,7 @@ func Decide(st State, now time.Time, req *authorizev1.AuthorizeRequest) (Decisio
 	case !known && aggregates:
 		vs, known = as.VirtualServer(req.GetRoute())
 	}
-	challenge := func(id identity, reason, errCode, desc string, scopes []string) *authorizev1.AuthorizeResponse {
-		return challengeOf(base, req.GetRoute(), known, id, reason, errCode, desc, scopes)
-	}
 	done := func(r *authorizev1.AuthorizeResponse) (Decision, error) { return Decision{Response: r}, nil }
-	if reason != "" {
-		// Without a usable credential every route answers alike, existing
-		// or not, and without the route's scopes: nothing tells a caller
-		// which routes exist.
-		if desc == "" {
-			return done(challenge(id, reason, "", "", nil))
-		}
-		return done(challenge(id, reason, ErrorInvalidToken, desc, nil))
-	}
 	notFound := func(reason string) *authorizev1.AuthorizeResponse {
 		return &authorizev1.AuthorizeResponse{
 			Decision:     authorizev1.Decision_DECISION_NOT_FOUND,
@@ -260,6 +287,7 @@ func Decide(st State, now time.Time, req *authorizev1.AuthorizeRequest) (Decisio
 		}
 	}
 	if !known {
+		tr.Add(StepGrant, req.GetRoute(), "no such server")
 		return done(notFound(ReasonUnknownRoute))
 	}
 	if root || vs != nil {
@@ -274,16 +302,17 @@ func Decide(st State, now time.Time, req *authorizev1.AuthorizeRequest) (Decisio
 	}
 	// A principal learns only the routes it may use: one it is not granted
 	// answers like one that does not exist.
+	traceGrant(tr, st, id.principal, srv.Def.GetName())
 	if !Granted(st, id.principal, srv.Def.GetName()) {
 		return done(notFound(ReasonNotGranted))
 	}
-	return decideServer(st, base, id, srv, req)
+	return decideServer(st, base, id, srv, req, tr)
 }
 
 // decideServer is the decision for server srv once the principal (id) is
 // known to be granted it: a server route's, and each member's of an
 // aggregate route (with req's tool or prompt name the upstream's).
-func decideServer(st State, base string, id identity, srv *store.Server, req *authorizev1.AuthorizeRequest) (Decision, error) {
+func decideServer(st State, base string, id identity, srv *store.Server, req *authorizev1.AuthorizeRequest, tr *Trace) (Decision, error) {
 	done := func(r *authorizev1.AuthorizeResponse) (Decision, error) { return Decision{Response: r}, nil }
 	deny := func(reason string) *authorizev1.AuthorizeResponse {
 		return &authorizev1.AuthorizeResponse{
@@ -295,18 +324,32 @@ func decideServer(st State, base string, id identity, srv *store.Server, req *au
 			Reason:    reason,
 		}
 	}
-	if req.GetJsonrpcMethod() == "tools/call" && !wire.ToolVisible(srv.Def.GetAllowedTools(), srv.Def.GetDisallowedTools(), req.GetToolName()) {
-		return done(deny(ReasonToolForbidden))
+	// Policies: compiled for this principal and server, carried by the
+	// ALLOW for list filtering, and decided by the same function for calls.
+	ps := st.Policies()
+	var groups []string
+	if len(ps.GetPolicies()) > 0 {
+		groups = EffectiveGroups(st, id.principal)
 	}
 	allow := &authorizev1.Allow{
 		UpstreamUrl:     srv.Def.GetUrl(),
 		AllowedTools:    slices.Clone(srv.Def.GetAllowedTools()),
 		DisallowedTools: slices.Clone(srv.Def.GetDisallowedTools()),
+		Visibility:      CompileVisibility(ps, id.principal.GetName(), groups, srv.Def.GetName()),
+	}
+	if kind, name, ok := callTarget(req); ok {
+		traceRules(tr, ps, srv.Def, id.principal.GetName(), groups, kind, name)
+		if visible, rule := wire.Visible(allow, kind, name); !visible {
+			r := deny(denyReason(allow.GetVisibility(), rule))
+			r.RuleId = rule
+			return done(r)
+		}
 	}
 	var authHeader, authValue string
 	need := NeedNothing
 	switch t, sec := srv.Def.GetAuthType(), srv.Secrets.GetAuthValue(); t {
 	case configv1.AuthType_AUTH_TYPE_UNSPECIFIED, configv1.AuthType_AUTH_TYPE_NONE:
+		tr.Add(StepAuth, "none", "no upstream credential")
 	case configv1.AuthType_AUTH_TYPE_API_KEY, configv1.AuthType_AUTH_TYPE_BEARER_TOKEN,
 		configv1.AuthType_AUTH_TYPE_BASIC, configv1.AuthType_AUTH_TYPE_AUTHORIZATION,
 		configv1.AuthType_AUTH_TYPE_TOKEN:
@@ -314,25 +357,30 @@ func decideServer(st State, base string, id identity, srv *store.Server, req *au
 			return Decision{}, fmt.Errorf("server %q: %w: %s without auth_value", srv.Def.GetName(), ErrMisconfigured, t)
 		}
 		authHeader, authValue = staticAuth(t, sec)
+		tr.Add(StepAuth, authModeName(t), "static credential configured")
 	case configv1.AuthType_AUTH_TYPE_OAUTH2:
 		switch srv.Def.GetOauth2Flow() {
 		case configv1.OAuth2Flow_O_AUTH2_FLOW_CLIENT_CREDENTIALS:
 			authHeader, need = "Authorization", NeedClientCredentials
+			tr.Add(StepAuth, "oauth2 client_credentials", "machine token minted per call")
 		case configv1.OAuth2Flow_O_AUTH2_FLOW_AUTHORIZATION_CODE:
 			if g, ok := st.Grant(id.principal.GetName(), srv.Def.GetName()); ok && g.Conn.GetPrincipalUid() != id.principal.GetUid() {
 				// A grant of an earlier principal of the same name is not
 				// this principal's: it must sign in upstream itself.
+				tr.Add(StepAuth, "oauth2 authorization_code", "vault grant belongs to an earlier principal of this name")
 				return done(challengeOf(base, srv.Def.GetName(), true, id, ReasonNoGrant, "", "", slices.Clone(srv.Def.GetScopes())))
 			}
 			authHeader, need = "Authorization", NeedVaultGrant
 			allow.VaultGrant = true
 		case configv1.OAuth2Flow_O_AUTH2_FLOW_TOKEN_EXCHANGE:
 			authHeader, need = "Authorization", NeedTokenExchange
+			tr.Add(StepAuth, "oauth2 token_exchange", "upstream token exchanged for the person's identity provider token per call")
 		default:
 			return Decision{}, fmt.Errorf("server %q: %w: oauth2 flow %s", srv.Def.GetName(), ErrMisconfigured, srv.Def.GetOauth2Flow())
 		}
 	case configv1.AuthType_AUTH_TYPE_PASSTHROUGH:
 		v := req.GetCredentials().GetPassthroughAuthorization()
+		tr.Add(StepAuth, "passthrough", "the client's own X-MCP-"+srv.Def.GetName()+"-Authorization is forwarded")
 		if v == "" {
 			return done(deny(ReasonPassthroughMissing))
 		}
@@ -585,4 +633,9 @@ func eachGrant(st GroupState, p *configv1.Principal, f func(server, group string
 			return
 		}
 	}
+}
+
+// authModeName names a static auth mode in trace steps ("api_key").
+func authModeName(t configv1.AuthType) string {
+	return strings.ToLower(strings.TrimPrefix(t.String(), "AUTH_TYPE_"))
 }

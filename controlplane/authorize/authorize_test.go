@@ -38,6 +38,7 @@ type state struct {
 	tokens     map[[32]byte]*storev1.AccessTokenRecord
 	grants     map[[2]string]*store.Grant
 	groups     map[string]*configv1.Group
+	policies   *configv1.PolicySet
 }
 
 func newState() *state {
@@ -67,6 +68,7 @@ func (s *state) AccessToken(h [32]byte) (*storev1.AccessTokenRecord, bool) {
 	return v, ok
 }
 func (s *state) Group(n string) (*configv1.Group, bool) { v, ok := s.groups[n]; return v, ok }
+func (s *state) Policies() *configv1.PolicySet          { return s.policies }
 func (s *state) Grant(p, srv string) (*store.Grant, bool) {
 	v, ok := s.grants[[2]string{p, srv}]
 	return v, ok
@@ -334,15 +336,16 @@ var errBroken = errors.New("broken")
 type methodCase struct {
 	name, method, tool string
 	forbidden          bool
+	rule               string // the rule id a forbidden call's DENY names
 }
 
 var methodCases = []methodCase{
 	{name: "initialize", method: "initialize"},
 	{name: "tools-list", method: "tools/list"},
 	{name: "call-allowed", method: "tools/call", tool: "search"},
-	{name: "call-disallowed", method: "tools/call", tool: "delete", forbidden: true},
-	{name: "call-unlisted", method: "tools/call", tool: "rm", forbidden: true},
-	{name: "call-no-name", method: "tools/call", forbidden: true},
+	{name: "call-disallowed", method: "tools/call", tool: "delete", forbidden: true, rule: wire.RuleServerDisallowedTools},
+	{name: "call-unlisted", method: "tools/call", tool: "rm", forbidden: true, rule: wire.RuleServerAllowedTools},
+	{name: "call-no-name", method: "tools/call", forbidden: true, rule: wire.RuleServerAllowedTools},
 	{name: "get-stream", method: ""},
 	{name: "discover", method: "server/discover"},
 	{name: "tool-name-outside-call", method: "prompts/get", tool: "rm"},
@@ -420,7 +423,9 @@ func expect(m mode, c credCase, g grantCase, mc methodCase) (*authorizev1.Author
 			Principal: c.principal, KeyPrefix: c.prefix, KeyId: keyIDOf(c.prefix), Reason: c.reason}, nil
 	}
 	if mc.forbidden {
-		return deny(authorize.ReasonToolForbidden), nil
+		r := deny(authorize.ReasonToolForbidden)
+		r.RuleId = mc.rule
+		return r, nil
 	}
 	headers := m.headers
 	vault := false

@@ -102,6 +102,8 @@ func (e *env) newReplica() *replica {
 	mux.Handle(configv1connect.NewVirtualServerServiceHandler(svc, opts))
 	mux.Handle(configv1connect.NewKeyServiceHandler(svc, opts))
 	mux.Handle(configv1connect.NewIdentityProviderServiceHandler(svc, opts))
+	mux.Handle(configv1connect.NewPolicyServiceHandler(svc, opts))
+	mux.Handle(configv1connect.NewExplainServiceHandler(svc, opts))
 	mux.Handle(vaultv1connect.NewConnectionServiceHandler(vaultapi.NewConnections(svc, st, nil), opts))
 	hs := httptest.NewServer(mux)
 	t.Cleanup(hs.Close)
@@ -130,6 +132,8 @@ type clients struct {
 	keys       configv1connect.KeyServiceClient
 	idps       configv1connect.IdentityProviderServiceClient
 	conns      vaultv1connect.ConnectionServiceClient
+	policies   configv1connect.PolicyServiceClient
+	explain    configv1connect.ExplainServiceClient
 }
 
 func (r *replica) as(key string) clients {
@@ -142,6 +146,8 @@ func (r *replica) as(key string) clients {
 		keys:       configv1connect.NewKeyServiceClient(hc, r.url),
 		idps:       configv1connect.NewIdentityProviderServiceClient(hc, r.url),
 		conns:      vaultv1connect.NewConnectionServiceClient(hc, r.url),
+		policies:   configv1connect.NewPolicyServiceClient(hc, r.url),
+		explain:    configv1connect.NewExplainServiceClient(hc, r.url),
 	}
 }
 

@@ -84,6 +84,7 @@ func New(cli *clientv3.Client, sealer Sealer, log *slog.Logger, opts ...Option) 
 		KindPrincipal:        decodePrincipal,
 		KindGroup:            decodeGroup,
 		KindVirtualServer:    decodeVirtualServer,
+		KindPolicy:           decodePolicySet,
 		KindKey:              decodeKey,
 		KindGrant:            s.decodeGrant,
 		KindSessionKey:       s.decodeSessionKey,

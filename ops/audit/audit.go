@@ -58,6 +58,7 @@ type Request struct {
 	Tool      string // params.name of tools/call
 	Decision  string // allow, challenge, deny, not_found, error, rejected
 	Reason    string // the control plane's reason code, or the data plane's
+	Rule      string // the policy rule behind a deny (a policy id or server:<list>)
 	Status    int    // HTTP status sent to the client
 	Upstream  int    // upstream HTTP status (0: not forwarded)
 	Latency   time.Duration
@@ -121,6 +122,7 @@ type requestLine struct {
 	Tool        string  `json:"tool,omitempty"`
 	Decision    string  `json:"decision"`
 	Reason      string  `json:"reason,omitempty"`
+	Rule        string  `json:"rule_id,omitempty"`
 	Status      int     `json:"status"`
 	Upstream    int     `json:"upstream_status,omitempty"`
 	LatencyMS   float64 `json:"latency_ms"`
@@ -293,6 +295,7 @@ func (l *Logger) Request(ev Request) error {
 		Tool:        clip(ev.Tool),
 		Decision:    clip(ev.Decision),
 		Reason:      clip(ev.Reason),
+		Rule:        clip(ev.Rule),
 		Status:      ev.Status,
 		Upstream:    ev.Upstream,
 		LatencyMS:   float64(ev.Latency.Microseconds()) / 1000,

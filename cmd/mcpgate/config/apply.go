@@ -22,6 +22,8 @@ type Clients struct {
 	IdentityProviders configv1connect.IdentityProviderServiceClient
 	// VirtualServers is needed only for files with virtual_servers.
 	VirtualServers configv1connect.VirtualServerServiceClient
+	// Policies is needed only for files with policies.
+	Policies configv1connect.PolicyServiceClient
 }
 
 // Outcome tells what Apply did to one object.
@@ -58,7 +60,8 @@ type Result struct {
 
 // Apply makes the control plane hold what f describes: servers first, then
 // virtual servers (whose members are servers), groups (whose grants name
-// servers), principals (whose grants name servers and groups), then keys. Secrets in the file
+// servers), principals (whose grants name servers and groups), the policy
+// list (replaced whole when the file has policies:), then keys. Secrets in the file
 // replace the stored ones. Objects absent from the file are left alone.
 // It stops at the first error, which names the object; results so far are
 // returned with it.
@@ -98,6 +101,13 @@ func Apply(ctx context.Context, c Clients, f *File, now time.Time) ([]Result, er
 			return out, fmt.Errorf("principal %q: %w", p.GetName(), err)
 		}
 		out = append(out, Result{Kind: "principal", Name: p.GetName(), Outcome: o})
+	}
+	if f.Policies != nil {
+		o, err := applyPolicies(ctx, c.Policies, f.Policies)
+		if err != nil {
+			return out, fmt.Errorf("policies: %w", err)
+		}
+		out = append(out, Result{Kind: "policies", Name: fmt.Sprintf("%d rules", len(f.Policies)), Outcome: o})
 	}
 	for _, k := range f.Keys {
 		r, err := applyKey(ctx, c.Keys, k, now)
@@ -152,6 +162,18 @@ func applyVirtualServer(ctx context.Context, c configv1connect.VirtualServerServ
 		return got.GetVirtualServer().GetRevision(), err
 	}, func(expected int64) (bool, error) {
 		res, err := c.PutVirtualServer(ctx, &configv1.PutVirtualServerRequest{VirtualServer: v, ExpectedRevision: expected})
+		return res.GetChanged(), err
+	})
+}
+
+// applyPolicies replaces the whole ordered policy list: the list's
+// revision is read, then written expecting it (0: none stored yet).
+func applyPolicies(ctx context.Context, c configv1connect.PolicyServiceClient, ps []*configv1.Policy) (Outcome, error) {
+	return upsert(func() (int64, error) {
+		got, err := c.ListPolicies(ctx, &configv1.ListPoliciesRequest{})
+		return got.GetRevision(), err
+	}, func(expected int64) (bool, error) {
+		res, err := c.PutPolicies(ctx, &configv1.PutPoliciesRequest{Policies: ps, ExpectedRevision: expected})
 		return res.GetChanged(), err
 	})
 }

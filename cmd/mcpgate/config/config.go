@@ -40,6 +40,10 @@ type File struct {
 	IdentityProviders []*configv1.IdentityProvider
 	// VirtualServers are sorted by name.
 	VirtualServers []*configv1.VirtualServer
+	// Policies is the ordered policy list (docs/policy.md); nil when the
+	// file has no policies: key (apply leaves the stored list alone), empty
+	// when it has `policies: []` (apply clears the list).
+	Policies []*configv1.Policy
 	// SigninAPIKey is signin.api_key when the file sets it: whether people
 	// may sign in with a gateway API key (a control-plane setting that
 	// `mcpgate dev` applies; apply does not).
@@ -70,6 +74,7 @@ type fileYAML struct {
 	// IdentityProviders is identity_providers:.
 	IdentityProviders []identityProviderYAML `yaml:"identity_providers"`
 	Signin            signinYAML             `yaml:"signin"`
+	Policies          *[]policyYAML          `yaml:"policies"`
 }
 
 type serverYAML struct {
@@ -204,6 +209,30 @@ func (f *oauth2Flow) UnmarshalYAML(n *yaml.Node) error {
 		"token_exchange":     configv1.OAuth2Flow_O_AUTH2_FLOW_TOKEN_EXCHANGE,
 	})
 	*f = oauth2Flow(v)
+	return err
+}
+
+// policyYAML is one rule of policies: (docs/policy.md).
+type policyYAML struct {
+	ID          string       `yaml:"id"`
+	Description string       `yaml:"description"`
+	Principals  []string     `yaml:"principals"`
+	Groups      []string     `yaml:"groups"`
+	Servers     []string     `yaml:"servers"`
+	Tools       []string     `yaml:"tools"`
+	Resources   []string     `yaml:"resources"`
+	Prompts     []string     `yaml:"prompts"`
+	Effect      policyEffect `yaml:"effect"`
+}
+
+type policyEffect configv1.PolicyEffect
+
+func (e *policyEffect) UnmarshalYAML(n *yaml.Node) error {
+	v, err := enumValue(n, "effect", map[string]configv1.PolicyEffect{
+		"allow": configv1.PolicyEffect_POLICY_EFFECT_ALLOW,
+		"deny":  configv1.PolicyEffect_POLICY_EFFECT_DENY,
+	})
+	*e = policyEffect(v)
 	return err
 }
 
@@ -454,6 +483,18 @@ func convert(y *fileYAML) (*File, error) {
 			Groups:      p.Groups,
 			DisplayName: p.DisplayName,
 		})
+	}
+	if y.Policies != nil {
+		// The control plane validates the rules (one place); the file
+		// only keeps their order.
+		f.Policies = make([]*configv1.Policy, 0, len(*y.Policies))
+		for _, p := range *y.Policies {
+			f.Policies = append(f.Policies, &configv1.Policy{
+				Id: p.ID, Description: p.Description, Principals: p.Principals, Groups: p.Groups,
+				Servers: p.Servers, Tools: p.Tools, Resources: p.Resources, Prompts: p.Prompts,
+				Effect: configv1.PolicyEffect(p.Effect),
+			})
+		}
 	}
 	for _, k := range y.Keys {
 		if k.Principal == "" {

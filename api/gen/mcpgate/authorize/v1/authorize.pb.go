@@ -84,6 +84,117 @@ func (Decision) EnumDescriptor() ([]byte, []int) {
 	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{0}
 }
 
+// PolicyKind is what a visibility rule's glob names.
+type PolicyKind int32
+
+const (
+	PolicyKind_POLICY_KIND_UNSPECIFIED PolicyKind = 0
+	PolicyKind_POLICY_KIND_TOOL        PolicyKind = 1
+	PolicyKind_POLICY_KIND_RESOURCE    PolicyKind = 2
+	PolicyKind_POLICY_KIND_PROMPT      PolicyKind = 3
+)
+
+// Enum value maps for PolicyKind.
+var (
+	PolicyKind_name = map[int32]string{
+		0: "POLICY_KIND_UNSPECIFIED",
+		1: "POLICY_KIND_TOOL",
+		2: "POLICY_KIND_RESOURCE",
+		3: "POLICY_KIND_PROMPT",
+	}
+	PolicyKind_value = map[string]int32{
+		"POLICY_KIND_UNSPECIFIED": 0,
+		"POLICY_KIND_TOOL":        1,
+		"POLICY_KIND_RESOURCE":    2,
+		"POLICY_KIND_PROMPT":      3,
+	}
+)
+
+func (x PolicyKind) Enum() *PolicyKind {
+	p := new(PolicyKind)
+	*p = x
+	return p
+}
+
+func (x PolicyKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PolicyKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_mcpgate_authorize_v1_authorize_proto_enumTypes[1].Descriptor()
+}
+
+func (PolicyKind) Type() protoreflect.EnumType {
+	return &file_mcpgate_authorize_v1_authorize_proto_enumTypes[1]
+}
+
+func (x PolicyKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PolicyKind.Descriptor instead.
+func (PolicyKind) EnumDescriptor() ([]byte, []int) {
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{1}
+}
+
+// VisibilityEffect is what a compiled rule does for this principal.
+type VisibilityEffect int32
+
+const (
+	VisibilityEffect_VISIBILITY_EFFECT_UNSPECIFIED VisibilityEffect = 0
+	// An ALLOW rule naming this principal: matching names are visible.
+	VisibilityEffect_VISIBILITY_EFFECT_ALLOW VisibilityEffect = 1
+	// A DENY rule naming this principal: matching names are hidden and
+	// refused, whatever else matches.
+	VisibilityEffect_VISIBILITY_EFFECT_DENY VisibilityEffect = 2
+	// An ALLOW rule naming others: matching names are restricted, visible
+	// only when an ALLOW entry matches too.
+	VisibilityEffect_VISIBILITY_EFFECT_RESTRICT VisibilityEffect = 3
+)
+
+// Enum value maps for VisibilityEffect.
+var (
+	VisibilityEffect_name = map[int32]string{
+		0: "VISIBILITY_EFFECT_UNSPECIFIED",
+		1: "VISIBILITY_EFFECT_ALLOW",
+		2: "VISIBILITY_EFFECT_DENY",
+		3: "VISIBILITY_EFFECT_RESTRICT",
+	}
+	VisibilityEffect_value = map[string]int32{
+		"VISIBILITY_EFFECT_UNSPECIFIED": 0,
+		"VISIBILITY_EFFECT_ALLOW":       1,
+		"VISIBILITY_EFFECT_DENY":        2,
+		"VISIBILITY_EFFECT_RESTRICT":    3,
+	}
+)
+
+func (x VisibilityEffect) Enum() *VisibilityEffect {
+	p := new(VisibilityEffect)
+	*p = x
+	return p
+}
+
+func (x VisibilityEffect) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (VisibilityEffect) Descriptor() protoreflect.EnumDescriptor {
+	return file_mcpgate_authorize_v1_authorize_proto_enumTypes[2].Descriptor()
+}
+
+func (VisibilityEffect) Type() protoreflect.EnumType {
+	return &file_mcpgate_authorize_v1_authorize_proto_enumTypes[2]
+}
+
+func (x VisibilityEffect) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use VisibilityEffect.Descriptor instead.
+func (VisibilityEffect) EnumDescriptor() ([]byte, []int) {
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{2}
+}
+
 // Credentials are what the client presented to the gateway, as extracted by
 // the data plane. They are never forwarded upstream.
 type Credentials struct {
@@ -356,7 +467,11 @@ type Allow struct {
 	DisallowedTools []string `protobuf:"bytes,4,rep,name=disallowed_tools,json=disallowedTools,proto3" json:"disallowed_tools,omitempty"`
 	// The upstream credential is the principal's vault grant: an upstream 401
 	// must become the gateway's own challenge.
-	VaultGrant    bool `protobuf:"varint,5,opt,name=vault_grant,json=vaultGrant,proto3" json:"vault_grant,omitempty"`
+	VaultGrant bool `protobuf:"varint,5,opt,name=vault_grant,json=vaultGrant,proto3" json:"vault_grant,omitempty"`
+	// The policy rules that apply to this principal on this server, compiled
+	// (docs/policy.md): api/wire.Visible decides with them which tools,
+	// resources and prompts the principal sees and may call.
+	Visibility    []*VisibilityRule `protobuf:"bytes,100,rep,name=visibility,proto3" json:"visibility,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -426,6 +541,83 @@ func (x *Allow) GetVaultGrant() bool {
 	return false
 }
 
+func (x *Allow) GetVisibility() []*VisibilityRule {
+	if x != nil {
+		return x.Visibility
+	}
+	return nil
+}
+
+// VisibilityRule is one glob of one policy rule, compiled for one
+// principal and server.
+type VisibilityRule struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Kind          PolicyKind             `protobuf:"varint,1,opt,name=kind,proto3,enum=mcpgate.authorize.v1.PolicyKind" json:"kind,omitempty"`
+	Glob          string                 `protobuf:"bytes,2,opt,name=glob,proto3" json:"glob,omitempty"`
+	Effect        VisibilityEffect       `protobuf:"varint,3,opt,name=effect,proto3,enum=mcpgate.authorize.v1.VisibilityEffect" json:"effect,omitempty"`
+	RuleId        string                 `protobuf:"bytes,4,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VisibilityRule) Reset() {
+	*x = VisibilityRule{}
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VisibilityRule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VisibilityRule) ProtoMessage() {}
+
+func (x *VisibilityRule) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VisibilityRule.ProtoReflect.Descriptor instead.
+func (*VisibilityRule) Descriptor() ([]byte, []int) {
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *VisibilityRule) GetKind() PolicyKind {
+	if x != nil {
+		return x.Kind
+	}
+	return PolicyKind_POLICY_KIND_UNSPECIFIED
+}
+
+func (x *VisibilityRule) GetGlob() string {
+	if x != nil {
+		return x.Glob
+	}
+	return ""
+}
+
+func (x *VisibilityRule) GetEffect() VisibilityEffect {
+	if x != nil {
+		return x.Effect
+	}
+	return VisibilityEffect_VISIBILITY_EFFECT_UNSPECIFIED
+}
+
+func (x *VisibilityRule) GetRuleId() string {
+	if x != nil {
+		return x.RuleId
+	}
+	return ""
+}
+
 type Challenge struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Scopes []string               `protobuf:"bytes,2,rep,name=scopes,proto3" json:"scopes,omitempty"`
@@ -442,7 +634,7 @@ type Challenge struct {
 
 func (x *Challenge) Reset() {
 	*x = Challenge{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[4]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -454,7 +646,7 @@ func (x *Challenge) String() string {
 func (*Challenge) ProtoMessage() {}
 
 func (x *Challenge) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[4]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -467,7 +659,7 @@ func (x *Challenge) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Challenge.ProtoReflect.Descriptor instead.
 func (*Challenge) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{4}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Challenge) GetScopes() []string {
@@ -508,7 +700,7 @@ type Deny struct {
 
 func (x *Deny) Reset() {
 	*x = Deny{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[5]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -520,7 +712,7 @@ func (x *Deny) String() string {
 func (*Deny) ProtoMessage() {}
 
 func (x *Deny) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[5]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -533,7 +725,7 @@ func (x *Deny) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Deny.ProtoReflect.Descriptor instead.
 func (*Deny) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{5}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{6}
 }
 
 type AuthorizeResponse struct {
@@ -555,6 +747,9 @@ type AuthorizeResponse struct {
 	// same CHALLENGE as on a configured route, so this is the only sign: for
 	// the data plane's own logs and metric labels, never for the caller.
 	UnknownRoute bool `protobuf:"varint,16,opt,name=unknown_route,json=unknownRoute,proto3" json:"unknown_route,omitempty"`
+	// The policy rule behind a DENY (a policy id, or "server:allowed_tools" /
+	// "server:disallowed_tools" for the server's tool lists), for audit.
+	RuleId string `protobuf:"bytes,100,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
 	// Set iff the route is an aggregate (/mcp or a virtual server) and the
 	// decision is ALLOW: the members the principal may use, each with its own
 	// decision for this request.
@@ -565,7 +760,7 @@ type AuthorizeResponse struct {
 
 func (x *AuthorizeResponse) Reset() {
 	*x = AuthorizeResponse{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[6]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -577,7 +772,7 @@ func (x *AuthorizeResponse) String() string {
 func (*AuthorizeResponse) ProtoMessage() {}
 
 func (x *AuthorizeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[6]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -590,7 +785,7 @@ func (x *AuthorizeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorizeResponse.ProtoReflect.Descriptor instead.
 func (*AuthorizeResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{6}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *AuthorizeResponse) GetDecision() Decision {
@@ -656,6 +851,13 @@ func (x *AuthorizeResponse) GetUnknownRoute() bool {
 	return false
 }
 
+func (x *AuthorizeResponse) GetRuleId() string {
+	if x != nil {
+		return x.RuleId
+	}
+	return ""
+}
+
 func (x *AuthorizeResponse) GetAggregate() *Aggregate {
 	if x != nil {
 		return x.Aggregate
@@ -679,7 +881,7 @@ type Aggregate struct {
 
 func (x *Aggregate) Reset() {
 	*x = Aggregate{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[7]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -691,7 +893,7 @@ func (x *Aggregate) String() string {
 func (*Aggregate) ProtoMessage() {}
 
 func (x *Aggregate) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[7]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -704,7 +906,7 @@ func (x *Aggregate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Aggregate.ProtoReflect.Descriptor instead.
 func (*Aggregate) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{7}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Aggregate) GetMembers() []*AggregateMember {
@@ -746,7 +948,7 @@ type AggregateMember struct {
 
 func (x *AggregateMember) Reset() {
 	*x = AggregateMember{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[8]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -758,7 +960,7 @@ func (x *AggregateMember) String() string {
 func (*AggregateMember) ProtoMessage() {}
 
 func (x *AggregateMember) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[8]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -771,7 +973,7 @@ func (x *AggregateMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AggregateMember.ProtoReflect.Descriptor instead.
 func (*AggregateMember) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{8}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *AggregateMember) GetServer() string {
@@ -839,7 +1041,7 @@ type DescribeRouteRequest struct {
 
 func (x *DescribeRouteRequest) Reset() {
 	*x = DescribeRouteRequest{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[9]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -851,7 +1053,7 @@ func (x *DescribeRouteRequest) String() string {
 func (*DescribeRouteRequest) ProtoMessage() {}
 
 func (x *DescribeRouteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[9]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -864,7 +1066,7 @@ func (x *DescribeRouteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeRouteRequest.ProtoReflect.Descriptor instead.
 func (*DescribeRouteRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{9}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DescribeRouteRequest) GetRoute() string {
@@ -885,7 +1087,7 @@ type DescribeRouteResponse struct {
 
 func (x *DescribeRouteResponse) Reset() {
 	*x = DescribeRouteResponse{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[10]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -897,7 +1099,7 @@ func (x *DescribeRouteResponse) String() string {
 func (*DescribeRouteResponse) ProtoMessage() {}
 
 func (x *DescribeRouteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[10]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -910,7 +1112,7 @@ func (x *DescribeRouteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeRouteResponse.ProtoReflect.Descriptor instead.
 func (*DescribeRouteResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{10}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *DescribeRouteResponse) GetFound() bool {
@@ -942,7 +1144,7 @@ type GetSessionKeysRequest struct {
 
 func (x *GetSessionKeysRequest) Reset() {
 	*x = GetSessionKeysRequest{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[11]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -954,7 +1156,7 @@ func (x *GetSessionKeysRequest) String() string {
 func (*GetSessionKeysRequest) ProtoMessage() {}
 
 func (x *GetSessionKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[11]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -967,7 +1169,7 @@ func (x *GetSessionKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSessionKeysRequest.ProtoReflect.Descriptor instead.
 func (*GetSessionKeysRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{11}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{12}
 }
 
 type SessionKey struct {
@@ -980,7 +1182,7 @@ type SessionKey struct {
 
 func (x *SessionKey) Reset() {
 	*x = SessionKey{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[12]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -992,7 +1194,7 @@ func (x *SessionKey) String() string {
 func (*SessionKey) ProtoMessage() {}
 
 func (x *SessionKey) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[12]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1005,7 +1207,7 @@ func (x *SessionKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionKey.ProtoReflect.Descriptor instead.
 func (*SessionKey) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{12}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SessionKey) GetId() string {
@@ -1032,7 +1234,7 @@ type GetSessionKeysResponse struct {
 
 func (x *GetSessionKeysResponse) Reset() {
 	*x = GetSessionKeysResponse{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[13]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1044,7 +1246,7 @@ func (x *GetSessionKeysResponse) String() string {
 func (*GetSessionKeysResponse) ProtoMessage() {}
 
 func (x *GetSessionKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[13]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1057,7 +1259,7 @@ func (x *GetSessionKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSessionKeysResponse.ProtoReflect.Descriptor instead.
 func (*GetSessionKeysResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{13}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetSessionKeysResponse) GetKeys() []*SessionKey {
@@ -1077,7 +1279,7 @@ type ReportUpstreamUnauthorizedRequest struct {
 
 func (x *ReportUpstreamUnauthorizedRequest) Reset() {
 	*x = ReportUpstreamUnauthorizedRequest{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[14]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1089,7 +1291,7 @@ func (x *ReportUpstreamUnauthorizedRequest) String() string {
 func (*ReportUpstreamUnauthorizedRequest) ProtoMessage() {}
 
 func (x *ReportUpstreamUnauthorizedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[14]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1102,7 +1304,7 @@ func (x *ReportUpstreamUnauthorizedRequest) ProtoReflect() protoreflect.Message 
 
 // Deprecated: Use ReportUpstreamUnauthorizedRequest.ProtoReflect.Descriptor instead.
 func (*ReportUpstreamUnauthorizedRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{14}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ReportUpstreamUnauthorizedRequest) GetRoute() string {
@@ -1127,7 +1329,7 @@ type ReportUpstreamUnauthorizedResponse struct {
 
 func (x *ReportUpstreamUnauthorizedResponse) Reset() {
 	*x = ReportUpstreamUnauthorizedResponse{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[15]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1139,7 +1341,7 @@ func (x *ReportUpstreamUnauthorizedResponse) String() string {
 func (*ReportUpstreamUnauthorizedResponse) ProtoMessage() {}
 
 func (x *ReportUpstreamUnauthorizedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[15]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1152,7 +1354,7 @@ func (x *ReportUpstreamUnauthorizedResponse) ProtoReflect() protoreflect.Message
 
 // Deprecated: Use ReportUpstreamUnauthorizedResponse.ProtoReflect.Descriptor instead.
 func (*ReportUpstreamUnauthorizedResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{15}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{16}
 }
 
 var File_mcpgate_authorize_v1_authorize_proto protoreflect.FileDescriptor
@@ -1181,21 +1383,29 @@ const file_mcpgate_authorize_v1_authorize_proto_rawDesc = "" +
 	"\x06member\x18\xb5\x01 \x01(\tR\x06member\"2\n" +
 	"\x06Header\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value\"\xe4\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\"\xaa\x02\n" +
 	"\x05Allow\x12!\n" +
 	"\fupstream_url\x18\x01 \x01(\tR\vupstreamUrl\x12G\n" +
 	"\x10upstream_headers\x18\x02 \x03(\v2\x1c.mcpgate.authorize.v1.HeaderR\x0fupstreamHeaders\x12#\n" +
 	"\rallowed_tools\x18\x03 \x03(\tR\fallowedTools\x12)\n" +
 	"\x10disallowed_tools\x18\x04 \x03(\tR\x0fdisallowedTools\x12\x1f\n" +
 	"\vvault_grant\x18\x05 \x01(\bR\n" +
-	"vaultGrant\"\xa5\x01\n" +
+	"vaultGrant\x12D\n" +
+	"\n" +
+	"visibility\x18d \x03(\v2$.mcpgate.authorize.v1.VisibilityRuleR\n" +
+	"visibility\"\xb3\x01\n" +
+	"\x0eVisibilityRule\x124\n" +
+	"\x04kind\x18\x01 \x01(\x0e2 .mcpgate.authorize.v1.PolicyKindR\x04kind\x12\x12\n" +
+	"\x04glob\x18\x02 \x01(\tR\x04glob\x12>\n" +
+	"\x06effect\x18\x03 \x01(\x0e2&.mcpgate.authorize.v1.VisibilityEffectR\x06effect\x12\x17\n" +
+	"\arule_id\x18\x04 \x01(\tR\x06ruleId\"\xa5\x01\n" +
 	"\tChallenge\x12\x16\n" +
 	"\x06scopes\x18\x02 \x03(\tR\x06scopes\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12+\n" +
 	"\x11error_description\x18\x04 \x01(\tR\x10errorDescription\x12 \n" +
 	"\vconnect_url\x18\xb4\x01 \x01(\tR\n" +
 	"connectUrlJ\x04\b\x01\x10\x02R\x15resource_metadata_url\">\n" +
-	"\x04DenyJ\x04\b\x01\x10\x02J\x04\b\x02\x10\x03J\x04\b\x03\x10\x04R\x05errorR\x06scopesR\x15resource_metadata_url\"\xc2\x03\n" +
+	"\x04DenyJ\x04\b\x01\x10\x02J\x04\b\x02\x10\x03J\x04\b\x03\x10\x04R\x05errorR\x06scopesR\x15resource_metadata_url\"\xdb\x03\n" +
 	"\x11AuthorizeResponse\x12:\n" +
 	"\bdecision\x18\x01 \x01(\x0e2\x1e.mcpgate.authorize.v1.DecisionR\bdecision\x121\n" +
 	"\x05allow\x18\x02 \x01(\v2\x1b.mcpgate.authorize.v1.AllowR\x05allow\x12=\n" +
@@ -1206,7 +1416,8 @@ const file_mcpgate_authorize_v1_authorize_proto_rawDesc = "" +
 	"key_prefix\x18\x06 \x01(\tR\tkeyPrefix\x12\x16\n" +
 	"\x06reason\x18\a \x01(\tR\x06reason\x12\x15\n" +
 	"\x06key_id\x18\b \x01(\tR\x05keyId\x12#\n" +
-	"\runknown_route\x18\x10 \x01(\bR\funknownRoute\x12>\n" +
+	"\runknown_route\x18\x10 \x01(\bR\funknownRoute\x12\x17\n" +
+	"\arule_id\x18d \x01(\tR\x06ruleId\x12>\n" +
 	"\taggregate\x18\xb4\x01 \x01(\v2\x1f.mcpgate.authorize.v1.AggregateR\taggregate\"`\n" +
 	"\tAggregate\x12?\n" +
 	"\amembers\x18\x01 \x03(\v2%.mcpgate.authorize.v1.AggregateMemberR\amembers\x12\x12\n" +
@@ -1246,7 +1457,18 @@ const file_mcpgate_authorize_v1_authorize_proto_rawDesc = "" +
 	"\x0eDECISION_ALLOW\x10\x01\x12\x16\n" +
 	"\x12DECISION_CHALLENGE\x10\x02\x12\x11\n" +
 	"\rDECISION_DENY\x10\x03\x12\x16\n" +
-	"\x12DECISION_NOT_FOUND\x10\x042\xe8\x03\n" +
+	"\x12DECISION_NOT_FOUND\x10\x04*q\n" +
+	"\n" +
+	"PolicyKind\x12\x1b\n" +
+	"\x17POLICY_KIND_UNSPECIFIED\x10\x00\x12\x14\n" +
+	"\x10POLICY_KIND_TOOL\x10\x01\x12\x18\n" +
+	"\x14POLICY_KIND_RESOURCE\x10\x02\x12\x16\n" +
+	"\x12POLICY_KIND_PROMPT\x10\x03*\x8e\x01\n" +
+	"\x10VisibilityEffect\x12!\n" +
+	"\x1dVISIBILITY_EFFECT_UNSPECIFIED\x10\x00\x12\x1b\n" +
+	"\x17VISIBILITY_EFFECT_ALLOW\x10\x01\x12\x1a\n" +
+	"\x16VISIBILITY_EFFECT_DENY\x10\x02\x12\x1e\n" +
+	"\x1aVISIBILITY_EFFECT_RESTRICT\x10\x032\xe8\x03\n" +
 	"\x10AuthorizeService\x12a\n" +
 	"\tAuthorize\x12&.mcpgate.authorize.v1.AuthorizeRequest\x1a'.mcpgate.authorize.v1.AuthorizeResponse\"\x03\x90\x02\x02\x12m\n" +
 	"\rDescribeRoute\x12*.mcpgate.authorize.v1.DescribeRouteRequest\x1a+.mcpgate.authorize.v1.DescribeRouteResponse\"\x03\x90\x02\x01\x12p\n" +
@@ -1266,53 +1488,59 @@ func file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP() []byte {
 	return file_mcpgate_authorize_v1_authorize_proto_rawDescData
 }
 
-var file_mcpgate_authorize_v1_authorize_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_mcpgate_authorize_v1_authorize_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_mcpgate_authorize_v1_authorize_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_mcpgate_authorize_v1_authorize_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_mcpgate_authorize_v1_authorize_proto_goTypes = []any{
 	(Decision)(0),                              // 0: mcpgate.authorize.v1.Decision
-	(*Credentials)(nil),                        // 1: mcpgate.authorize.v1.Credentials
-	(*AuthorizeRequest)(nil),                   // 2: mcpgate.authorize.v1.AuthorizeRequest
-	(*Header)(nil),                             // 3: mcpgate.authorize.v1.Header
-	(*Allow)(nil),                              // 4: mcpgate.authorize.v1.Allow
-	(*Challenge)(nil),                          // 5: mcpgate.authorize.v1.Challenge
-	(*Deny)(nil),                               // 6: mcpgate.authorize.v1.Deny
-	(*AuthorizeResponse)(nil),                  // 7: mcpgate.authorize.v1.AuthorizeResponse
-	(*Aggregate)(nil),                          // 8: mcpgate.authorize.v1.Aggregate
-	(*AggregateMember)(nil),                    // 9: mcpgate.authorize.v1.AggregateMember
-	(*DescribeRouteRequest)(nil),               // 10: mcpgate.authorize.v1.DescribeRouteRequest
-	(*DescribeRouteResponse)(nil),              // 11: mcpgate.authorize.v1.DescribeRouteResponse
-	(*GetSessionKeysRequest)(nil),              // 12: mcpgate.authorize.v1.GetSessionKeysRequest
-	(*SessionKey)(nil),                         // 13: mcpgate.authorize.v1.SessionKey
-	(*GetSessionKeysResponse)(nil),             // 14: mcpgate.authorize.v1.GetSessionKeysResponse
-	(*ReportUpstreamUnauthorizedRequest)(nil),  // 15: mcpgate.authorize.v1.ReportUpstreamUnauthorizedRequest
-	(*ReportUpstreamUnauthorizedResponse)(nil), // 16: mcpgate.authorize.v1.ReportUpstreamUnauthorizedResponse
-	nil, // 17: mcpgate.authorize.v1.AggregateMember.RenamesEntry
+	(PolicyKind)(0),                            // 1: mcpgate.authorize.v1.PolicyKind
+	(VisibilityEffect)(0),                      // 2: mcpgate.authorize.v1.VisibilityEffect
+	(*Credentials)(nil),                        // 3: mcpgate.authorize.v1.Credentials
+	(*AuthorizeRequest)(nil),                   // 4: mcpgate.authorize.v1.AuthorizeRequest
+	(*Header)(nil),                             // 5: mcpgate.authorize.v1.Header
+	(*Allow)(nil),                              // 6: mcpgate.authorize.v1.Allow
+	(*VisibilityRule)(nil),                     // 7: mcpgate.authorize.v1.VisibilityRule
+	(*Challenge)(nil),                          // 8: mcpgate.authorize.v1.Challenge
+	(*Deny)(nil),                               // 9: mcpgate.authorize.v1.Deny
+	(*AuthorizeResponse)(nil),                  // 10: mcpgate.authorize.v1.AuthorizeResponse
+	(*Aggregate)(nil),                          // 11: mcpgate.authorize.v1.Aggregate
+	(*AggregateMember)(nil),                    // 12: mcpgate.authorize.v1.AggregateMember
+	(*DescribeRouteRequest)(nil),               // 13: mcpgate.authorize.v1.DescribeRouteRequest
+	(*DescribeRouteResponse)(nil),              // 14: mcpgate.authorize.v1.DescribeRouteResponse
+	(*GetSessionKeysRequest)(nil),              // 15: mcpgate.authorize.v1.GetSessionKeysRequest
+	(*SessionKey)(nil),                         // 16: mcpgate.authorize.v1.SessionKey
+	(*GetSessionKeysResponse)(nil),             // 17: mcpgate.authorize.v1.GetSessionKeysResponse
+	(*ReportUpstreamUnauthorizedRequest)(nil),  // 18: mcpgate.authorize.v1.ReportUpstreamUnauthorizedRequest
+	(*ReportUpstreamUnauthorizedResponse)(nil), // 19: mcpgate.authorize.v1.ReportUpstreamUnauthorizedResponse
+	nil, // 20: mcpgate.authorize.v1.AggregateMember.RenamesEntry
 }
 var file_mcpgate_authorize_v1_authorize_proto_depIdxs = []int32{
-	1,  // 0: mcpgate.authorize.v1.AuthorizeRequest.credentials:type_name -> mcpgate.authorize.v1.Credentials
-	3,  // 1: mcpgate.authorize.v1.Allow.upstream_headers:type_name -> mcpgate.authorize.v1.Header
-	0,  // 2: mcpgate.authorize.v1.AuthorizeResponse.decision:type_name -> mcpgate.authorize.v1.Decision
-	4,  // 3: mcpgate.authorize.v1.AuthorizeResponse.allow:type_name -> mcpgate.authorize.v1.Allow
-	5,  // 4: mcpgate.authorize.v1.AuthorizeResponse.challenge:type_name -> mcpgate.authorize.v1.Challenge
-	6,  // 5: mcpgate.authorize.v1.AuthorizeResponse.deny:type_name -> mcpgate.authorize.v1.Deny
-	8,  // 6: mcpgate.authorize.v1.AuthorizeResponse.aggregate:type_name -> mcpgate.authorize.v1.Aggregate
-	9,  // 7: mcpgate.authorize.v1.Aggregate.members:type_name -> mcpgate.authorize.v1.AggregateMember
-	17, // 8: mcpgate.authorize.v1.AggregateMember.renames:type_name -> mcpgate.authorize.v1.AggregateMember.RenamesEntry
-	7,  // 9: mcpgate.authorize.v1.AggregateMember.decision:type_name -> mcpgate.authorize.v1.AuthorizeResponse
-	13, // 10: mcpgate.authorize.v1.GetSessionKeysResponse.keys:type_name -> mcpgate.authorize.v1.SessionKey
-	2,  // 11: mcpgate.authorize.v1.AuthorizeService.Authorize:input_type -> mcpgate.authorize.v1.AuthorizeRequest
-	10, // 12: mcpgate.authorize.v1.AuthorizeService.DescribeRoute:input_type -> mcpgate.authorize.v1.DescribeRouteRequest
-	12, // 13: mcpgate.authorize.v1.AuthorizeService.GetSessionKeys:input_type -> mcpgate.authorize.v1.GetSessionKeysRequest
-	15, // 14: mcpgate.authorize.v1.AuthorizeService.ReportUpstreamUnauthorized:input_type -> mcpgate.authorize.v1.ReportUpstreamUnauthorizedRequest
-	7,  // 15: mcpgate.authorize.v1.AuthorizeService.Authorize:output_type -> mcpgate.authorize.v1.AuthorizeResponse
-	11, // 16: mcpgate.authorize.v1.AuthorizeService.DescribeRoute:output_type -> mcpgate.authorize.v1.DescribeRouteResponse
-	14, // 17: mcpgate.authorize.v1.AuthorizeService.GetSessionKeys:output_type -> mcpgate.authorize.v1.GetSessionKeysResponse
-	16, // 18: mcpgate.authorize.v1.AuthorizeService.ReportUpstreamUnauthorized:output_type -> mcpgate.authorize.v1.ReportUpstreamUnauthorizedResponse
-	15, // [15:19] is the sub-list for method output_type
-	11, // [11:15] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	3,  // 0: mcpgate.authorize.v1.AuthorizeRequest.credentials:type_name -> mcpgate.authorize.v1.Credentials
+	5,  // 1: mcpgate.authorize.v1.Allow.upstream_headers:type_name -> mcpgate.authorize.v1.Header
+	7,  // 2: mcpgate.authorize.v1.Allow.visibility:type_name -> mcpgate.authorize.v1.VisibilityRule
+	1,  // 3: mcpgate.authorize.v1.VisibilityRule.kind:type_name -> mcpgate.authorize.v1.PolicyKind
+	2,  // 4: mcpgate.authorize.v1.VisibilityRule.effect:type_name -> mcpgate.authorize.v1.VisibilityEffect
+	0,  // 5: mcpgate.authorize.v1.AuthorizeResponse.decision:type_name -> mcpgate.authorize.v1.Decision
+	6,  // 6: mcpgate.authorize.v1.AuthorizeResponse.allow:type_name -> mcpgate.authorize.v1.Allow
+	8,  // 7: mcpgate.authorize.v1.AuthorizeResponse.challenge:type_name -> mcpgate.authorize.v1.Challenge
+	9,  // 8: mcpgate.authorize.v1.AuthorizeResponse.deny:type_name -> mcpgate.authorize.v1.Deny
+	11, // 9: mcpgate.authorize.v1.AuthorizeResponse.aggregate:type_name -> mcpgate.authorize.v1.Aggregate
+	12, // 10: mcpgate.authorize.v1.Aggregate.members:type_name -> mcpgate.authorize.v1.AggregateMember
+	20, // 11: mcpgate.authorize.v1.AggregateMember.renames:type_name -> mcpgate.authorize.v1.AggregateMember.RenamesEntry
+	10, // 12: mcpgate.authorize.v1.AggregateMember.decision:type_name -> mcpgate.authorize.v1.AuthorizeResponse
+	16, // 13: mcpgate.authorize.v1.GetSessionKeysResponse.keys:type_name -> mcpgate.authorize.v1.SessionKey
+	4,  // 14: mcpgate.authorize.v1.AuthorizeService.Authorize:input_type -> mcpgate.authorize.v1.AuthorizeRequest
+	13, // 15: mcpgate.authorize.v1.AuthorizeService.DescribeRoute:input_type -> mcpgate.authorize.v1.DescribeRouteRequest
+	15, // 16: mcpgate.authorize.v1.AuthorizeService.GetSessionKeys:input_type -> mcpgate.authorize.v1.GetSessionKeysRequest
+	18, // 17: mcpgate.authorize.v1.AuthorizeService.ReportUpstreamUnauthorized:input_type -> mcpgate.authorize.v1.ReportUpstreamUnauthorizedRequest
+	10, // 18: mcpgate.authorize.v1.AuthorizeService.Authorize:output_type -> mcpgate.authorize.v1.AuthorizeResponse
+	14, // 19: mcpgate.authorize.v1.AuthorizeService.DescribeRoute:output_type -> mcpgate.authorize.v1.DescribeRouteResponse
+	17, // 20: mcpgate.authorize.v1.AuthorizeService.GetSessionKeys:output_type -> mcpgate.authorize.v1.GetSessionKeysResponse
+	19, // 21: mcpgate.authorize.v1.AuthorizeService.ReportUpstreamUnauthorized:output_type -> mcpgate.authorize.v1.ReportUpstreamUnauthorizedResponse
+	18, // [18:22] is the sub-list for method output_type
+	14, // [14:18] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_mcpgate_authorize_v1_authorize_proto_init() }
@@ -1325,8 +1553,8 @@ func file_mcpgate_authorize_v1_authorize_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mcpgate_authorize_v1_authorize_proto_rawDesc), len(file_mcpgate_authorize_v1_authorize_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   17,
+			NumEnums:      3,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

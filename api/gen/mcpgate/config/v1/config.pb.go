@@ -308,6 +308,60 @@ func (Role) EnumDescriptor() ([]byte, []int) {
 	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{4}
 }
 
+// PolicyEffect is what a policy rule does to the calls it matches.
+type PolicyEffect int32
+
+const (
+	PolicyEffect_POLICY_EFFECT_UNSPECIFIED PolicyEffect = 0
+	// Matching tools/resources/prompts become restricted: only the
+	// principals and groups of ALLOW rules matching them may see and call
+	// them on that server.
+	PolicyEffect_POLICY_EFFECT_ALLOW PolicyEffect = 1
+	// Matching principals/groups may neither see nor call them. Deny wins.
+	PolicyEffect_POLICY_EFFECT_DENY PolicyEffect = 2
+)
+
+// Enum value maps for PolicyEffect.
+var (
+	PolicyEffect_name = map[int32]string{
+		0: "POLICY_EFFECT_UNSPECIFIED",
+		1: "POLICY_EFFECT_ALLOW",
+		2: "POLICY_EFFECT_DENY",
+	}
+	PolicyEffect_value = map[string]int32{
+		"POLICY_EFFECT_UNSPECIFIED": 0,
+		"POLICY_EFFECT_ALLOW":       1,
+		"POLICY_EFFECT_DENY":        2,
+	}
+)
+
+func (x PolicyEffect) Enum() *PolicyEffect {
+	p := new(PolicyEffect)
+	*p = x
+	return p
+}
+
+func (x PolicyEffect) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PolicyEffect) Descriptor() protoreflect.EnumDescriptor {
+	return file_mcpgate_config_v1_config_proto_enumTypes[5].Descriptor()
+}
+
+func (PolicyEffect) Type() protoreflect.EnumType {
+	return &file_mcpgate_config_v1_config_proto_enumTypes[5]
+}
+
+func (x PolicyEffect) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PolicyEffect.Descriptor instead.
+func (PolicyEffect) EnumDescriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{5}
+}
+
 // McpServer is an upstream MCP server, reachable at /<name>/mcp.
 // Secret fields (auth_value, client_secret, static_headers values) are
 // write-only: responses clear them and set the matching *_set flags.
@@ -3486,6 +3540,700 @@ func (*DeleteIdentityProviderResponse) Descriptor() ([]byte, []int) {
 	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{55}
 }
 
+// Policy is one rule of the ordered policy list (docs/policy.md). Every
+// matcher is a glob: `*` matches any run of characters (including none and
+// "/"), `?` exactly one character, everything else itself; `[`, `]` and `\`
+// are reserved. A rule needs at least one of principals/groups, at least one
+// server, and at least one of tools/resources/prompts.
+type Policy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// [a-z0-9][a-z0-9._-]{0,63}, unique in the list; named by DENY decisions
+	// and audit events.
+	Id          string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Description string `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
+	// Principal names (globs).
+	Principals []string `protobuf:"bytes,3,rep,name=principals,proto3" json:"principals,omitempty"`
+	// Group names (globs), matched against the principal's effective groups
+	// (admin-set and IdP-asserted).
+	Groups []string `protobuf:"bytes,4,rep,name=groups,proto3" json:"groups,omitempty"`
+	// Server or virtual-server names (globs).
+	Servers []string `protobuf:"bytes,5,rep,name=servers,proto3" json:"servers,omitempty"`
+	// Tool names (globs).
+	Tools []string `protobuf:"bytes,6,rep,name=tools,proto3" json:"tools,omitempty"`
+	// Resource URIs (globs).
+	Resources []string `protobuf:"bytes,7,rep,name=resources,proto3" json:"resources,omitempty"`
+	// Prompt names (globs).
+	Prompts       []string     `protobuf:"bytes,8,rep,name=prompts,proto3" json:"prompts,omitempty"`
+	Effect        PolicyEffect `protobuf:"varint,9,opt,name=effect,proto3,enum=mcpgate.config.v1.PolicyEffect" json:"effect,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Policy) Reset() {
+	*x = Policy{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Policy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Policy) ProtoMessage() {}
+
+func (x *Policy) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Policy.ProtoReflect.Descriptor instead.
+func (*Policy) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *Policy) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Policy) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *Policy) GetPrincipals() []string {
+	if x != nil {
+		return x.Principals
+	}
+	return nil
+}
+
+func (x *Policy) GetGroups() []string {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+func (x *Policy) GetServers() []string {
+	if x != nil {
+		return x.Servers
+	}
+	return nil
+}
+
+func (x *Policy) GetTools() []string {
+	if x != nil {
+		return x.Tools
+	}
+	return nil
+}
+
+func (x *Policy) GetResources() []string {
+	if x != nil {
+		return x.Resources
+	}
+	return nil
+}
+
+func (x *Policy) GetPrompts() []string {
+	if x != nil {
+		return x.Prompts
+	}
+	return nil
+}
+
+func (x *Policy) GetEffect() PolicyEffect {
+	if x != nil {
+		return x.Effect
+	}
+	return PolicyEffect_POLICY_EFFECT_UNSPECIFIED
+}
+
+// PolicySet is the whole ordered policy list, stored as one object.
+type PolicySet struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Policies []*Policy              `protobuf:"bytes,1,rep,name=policies,proto3" json:"policies,omitempty"`
+	// etcd ModRevision of the stored list; 0 when none is stored. Output only.
+	Revision      int64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PolicySet) Reset() {
+	*x = PolicySet{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PolicySet) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PolicySet) ProtoMessage() {}
+
+func (x *PolicySet) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PolicySet.ProtoReflect.Descriptor instead.
+func (*PolicySet) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *PolicySet) GetPolicies() []*Policy {
+	if x != nil {
+		return x.Policies
+	}
+	return nil
+}
+
+func (x *PolicySet) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+type ListPoliciesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPoliciesRequest) Reset() {
+	*x = ListPoliciesRequest{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPoliciesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPoliciesRequest) ProtoMessage() {}
+
+func (x *ListPoliciesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPoliciesRequest.ProtoReflect.Descriptor instead.
+func (*ListPoliciesRequest) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{58}
+}
+
+type ListPoliciesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Policies      []*Policy              `protobuf:"bytes,1,rep,name=policies,proto3" json:"policies,omitempty"`
+	Revision      int64                  `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPoliciesResponse) Reset() {
+	*x = ListPoliciesResponse{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPoliciesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPoliciesResponse) ProtoMessage() {}
+
+func (x *ListPoliciesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPoliciesResponse.ProtoReflect.Descriptor instead.
+func (*ListPoliciesResponse) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *ListPoliciesResponse) GetPolicies() []*Policy {
+	if x != nil {
+		return x.Policies
+	}
+	return nil
+}
+
+func (x *ListPoliciesResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+type PutPoliciesRequest struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Policies         []*Policy              `protobuf:"bytes,1,rep,name=policies,proto3" json:"policies,omitempty"`
+	ExpectedRevision int64                  `protobuf:"varint,2,opt,name=expected_revision,json=expectedRevision,proto3" json:"expected_revision,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *PutPoliciesRequest) Reset() {
+	*x = PutPoliciesRequest{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutPoliciesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutPoliciesRequest) ProtoMessage() {}
+
+func (x *PutPoliciesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutPoliciesRequest.ProtoReflect.Descriptor instead.
+func (*PutPoliciesRequest) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{60}
+}
+
+func (x *PutPoliciesRequest) GetPolicies() []*Policy {
+	if x != nil {
+		return x.Policies
+	}
+	return nil
+}
+
+func (x *PutPoliciesRequest) GetExpectedRevision() int64 {
+	if x != nil {
+		return x.ExpectedRevision
+	}
+	return 0
+}
+
+type PutPoliciesResponse struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Policies []*Policy              `protobuf:"bytes,1,rep,name=policies,proto3" json:"policies,omitempty"`
+	Revision int64                  `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	// False when the stored list already equalled the request.
+	Changed       bool `protobuf:"varint,3,opt,name=changed,proto3" json:"changed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutPoliciesResponse) Reset() {
+	*x = PutPoliciesResponse{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutPoliciesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutPoliciesResponse) ProtoMessage() {}
+
+func (x *PutPoliciesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutPoliciesResponse.ProtoReflect.Descriptor instead.
+func (*PutPoliciesResponse) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{61}
+}
+
+func (x *PutPoliciesResponse) GetPolicies() []*Policy {
+	if x != nil {
+		return x.Policies
+	}
+	return nil
+}
+
+func (x *PutPoliciesResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *PutPoliciesResponse) GetChanged() bool {
+	if x != nil {
+		return x.Changed
+	}
+	return false
+}
+
+type DeletePolicyRequest struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Id               string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	ExpectedRevision int64                  `protobuf:"varint,2,opt,name=expected_revision,json=expectedRevision,proto3" json:"expected_revision,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *DeletePolicyRequest) Reset() {
+	*x = DeletePolicyRequest{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeletePolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeletePolicyRequest) ProtoMessage() {}
+
+func (x *DeletePolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeletePolicyRequest.ProtoReflect.Descriptor instead.
+func (*DeletePolicyRequest) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *DeletePolicyRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *DeletePolicyRequest) GetExpectedRevision() int64 {
+	if x != nil {
+		return x.ExpectedRevision
+	}
+	return 0
+}
+
+type DeletePolicyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Revision      int64                  `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeletePolicyResponse) Reset() {
+	*x = DeletePolicyResponse{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeletePolicyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeletePolicyResponse) ProtoMessage() {}
+
+func (x *DeletePolicyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeletePolicyResponse.ProtoReflect.Descriptor instead.
+func (*DeletePolicyResponse) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *DeletePolicyResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+type ExplainRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Principal string                 `protobuf:"bytes,1,opt,name=principal,proto3" json:"principal,omitempty"`
+	// The route's server name.
+	Server string `protobuf:"bytes,2,opt,name=server,proto3" json:"server,omitempty"`
+	// JSON-RPC method; defaults to tools/call with tool, resources/read with
+	// resource, prompts/get with prompt.
+	Method        string `protobuf:"bytes,3,opt,name=method,proto3" json:"method,omitempty"`
+	Tool          string `protobuf:"bytes,4,opt,name=tool,proto3" json:"tool,omitempty"`
+	Resource      string `protobuf:"bytes,5,opt,name=resource,proto3" json:"resource,omitempty"`
+	Prompt        string `protobuf:"bytes,6,opt,name=prompt,proto3" json:"prompt,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExplainRequest) Reset() {
+	*x = ExplainRequest{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[64]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExplainRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExplainRequest) ProtoMessage() {}
+
+func (x *ExplainRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[64]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExplainRequest.ProtoReflect.Descriptor instead.
+func (*ExplainRequest) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{64}
+}
+
+func (x *ExplainRequest) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
+}
+
+func (x *ExplainRequest) GetServer() string {
+	if x != nil {
+		return x.Server
+	}
+	return ""
+}
+
+func (x *ExplainRequest) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *ExplainRequest) GetTool() string {
+	if x != nil {
+		return x.Tool
+	}
+	return ""
+}
+
+func (x *ExplainRequest) GetResource() string {
+	if x != nil {
+		return x.Resource
+	}
+	return ""
+}
+
+func (x *ExplainRequest) GetPrompt() string {
+	if x != nil {
+		return x.Prompt
+	}
+	return ""
+}
+
+// ExplainStep is one check that contributed to the decision.
+type ExplainStep struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// grant, rule, server_tools, auth (and scope, limit, pin).
+	Kind string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	// What the step is about: a server, a rule id, an auth mode.
+	Subject       string `protobuf:"bytes,2,opt,name=subject,proto3" json:"subject,omitempty"`
+	Detail        string `protobuf:"bytes,3,opt,name=detail,proto3" json:"detail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExplainStep) Reset() {
+	*x = ExplainStep{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[65]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExplainStep) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExplainStep) ProtoMessage() {}
+
+func (x *ExplainStep) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[65]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExplainStep.ProtoReflect.Descriptor instead.
+func (*ExplainStep) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{65}
+}
+
+func (x *ExplainStep) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *ExplainStep) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *ExplainStep) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+type ExplainResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// allow, challenge, deny or not_found.
+	Decision string `protobuf:"bytes,1,opt,name=decision,proto3" json:"decision,omitempty"`
+	// The decision's fixed reason.
+	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The rule that denied, when one did.
+	RuleId        string         `protobuf:"bytes,3,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	Steps         []*ExplainStep `protobuf:"bytes,4,rep,name=steps,proto3" json:"steps,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExplainResponse) Reset() {
+	*x = ExplainResponse{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[66]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExplainResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExplainResponse) ProtoMessage() {}
+
+func (x *ExplainResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[66]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExplainResponse.ProtoReflect.Descriptor instead.
+func (*ExplainResponse) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{66}
+}
+
+func (x *ExplainResponse) GetDecision() string {
+	if x != nil {
+		return x.Decision
+	}
+	return ""
+}
+
+func (x *ExplainResponse) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ExplainResponse) GetRuleId() string {
+	if x != nil {
+		return x.RuleId
+	}
+	return ""
+}
+
+func (x *ExplainResponse) GetSteps() []*ExplainStep {
+	if x != nil {
+		return x.Steps
+	}
+	return nil
+}
+
 var File_mcpgate_config_v1_config_proto protoreflect.FileDescriptor
 
 const file_mcpgate_config_v1_config_proto_rawDesc = "" +
@@ -3702,7 +4450,54 @@ const file_mcpgate_config_v1_config_proto_rawDesc = "" +
 	"\x1dDeleteIdentityProviderRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12+\n" +
 	"\x11expected_revision\x18\x02 \x01(\x03R\x10expectedRevision\" \n" +
-	"\x1eDeleteIdentityProviderResponse*M\n" +
+	"\x1eDeleteIdentityProviderResponse\"\x93\x02\n" +
+	"\x06Policy\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12 \n" +
+	"\vdescription\x18\x02 \x01(\tR\vdescription\x12\x1e\n" +
+	"\n" +
+	"principals\x18\x03 \x03(\tR\n" +
+	"principals\x12\x16\n" +
+	"\x06groups\x18\x04 \x03(\tR\x06groups\x12\x18\n" +
+	"\aservers\x18\x05 \x03(\tR\aservers\x12\x14\n" +
+	"\x05tools\x18\x06 \x03(\tR\x05tools\x12\x1c\n" +
+	"\tresources\x18\a \x03(\tR\tresources\x12\x18\n" +
+	"\aprompts\x18\b \x03(\tR\aprompts\x127\n" +
+	"\x06effect\x18\t \x01(\x0e2\x1f.mcpgate.config.v1.PolicyEffectR\x06effect\"^\n" +
+	"\tPolicySet\x125\n" +
+	"\bpolicies\x18\x01 \x03(\v2\x19.mcpgate.config.v1.PolicyR\bpolicies\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\"\x15\n" +
+	"\x13ListPoliciesRequest\"i\n" +
+	"\x14ListPoliciesResponse\x125\n" +
+	"\bpolicies\x18\x01 \x03(\v2\x19.mcpgate.config.v1.PolicyR\bpolicies\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\"x\n" +
+	"\x12PutPoliciesRequest\x125\n" +
+	"\bpolicies\x18\x01 \x03(\v2\x19.mcpgate.config.v1.PolicyR\bpolicies\x12+\n" +
+	"\x11expected_revision\x18\x02 \x01(\x03R\x10expectedRevision\"\x82\x01\n" +
+	"\x13PutPoliciesResponse\x125\n" +
+	"\bpolicies\x18\x01 \x03(\v2\x19.mcpgate.config.v1.PolicyR\bpolicies\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\x12\x18\n" +
+	"\achanged\x18\x03 \x01(\bR\achanged\"R\n" +
+	"\x13DeletePolicyRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12+\n" +
+	"\x11expected_revision\x18\x02 \x01(\x03R\x10expectedRevision\"2\n" +
+	"\x14DeletePolicyResponse\x12\x1a\n" +
+	"\brevision\x18\x01 \x01(\x03R\brevision\"\xa6\x01\n" +
+	"\x0eExplainRequest\x12\x1c\n" +
+	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x12\x16\n" +
+	"\x06server\x18\x02 \x01(\tR\x06server\x12\x16\n" +
+	"\x06method\x18\x03 \x01(\tR\x06method\x12\x12\n" +
+	"\x04tool\x18\x04 \x01(\tR\x04tool\x12\x1a\n" +
+	"\bresource\x18\x05 \x01(\tR\bresource\x12\x16\n" +
+	"\x06prompt\x18\x06 \x01(\tR\x06prompt\"S\n" +
+	"\vExplainStep\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x18\n" +
+	"\asubject\x18\x02 \x01(\tR\asubject\x12\x16\n" +
+	"\x06detail\x18\x03 \x01(\tR\x06detail\"\x94\x01\n" +
+	"\x0fExplainResponse\x12\x1a\n" +
+	"\bdecision\x18\x01 \x01(\tR\bdecision\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x17\n" +
+	"\arule_id\x18\x03 \x01(\tR\x06ruleId\x124\n" +
+	"\x05steps\x18\x04 \x03(\v2\x1e.mcpgate.config.v1.ExplainStepR\x05steps*M\n" +
 	"\tTransport\x12\x19\n" +
 	"\x15TRANSPORT_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eTRANSPORT_HTTP\x10\x01\x12\x11\n" +
@@ -3731,7 +4526,11 @@ const file_mcpgate_config_v1_config_proto_rawDesc = "" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vROLE_MEMBER\x10\x01\x12\x0e\n" +
 	"\n" +
-	"ROLE_ADMIN\x10\x022\x88\x03\n" +
+	"ROLE_ADMIN\x10\x02*^\n" +
+	"\fPolicyEffect\x12\x1d\n" +
+	"\x19POLICY_EFFECT_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13POLICY_EFFECT_ALLOW\x10\x01\x12\x16\n" +
+	"\x12POLICY_EFFECT_DENY\x10\x022\x88\x03\n" +
 	"\rServerService\x12a\n" +
 	"\vListServers\x12%.mcpgate.config.v1.ListServersRequest\x1a&.mcpgate.config.v1.ListServersResponse\"\x03\x90\x02\x01\x12[\n" +
 	"\tGetServer\x12#.mcpgate.config.v1.GetServerRequest\x1a$.mcpgate.config.v1.GetServerResponse\"\x03\x90\x02\x01\x12V\n" +
@@ -3762,7 +4561,13 @@ const file_mcpgate_config_v1_config_proto_rawDesc = "" +
 	"\x15ListIdentityProviders\x12/.mcpgate.config.v1.ListIdentityProvidersRequest\x1a0.mcpgate.config.v1.ListIdentityProvidersResponse\"\x03\x90\x02\x01\x12y\n" +
 	"\x13GetIdentityProvider\x12-.mcpgate.config.v1.GetIdentityProviderRequest\x1a..mcpgate.config.v1.GetIdentityProviderResponse\"\x03\x90\x02\x01\x12t\n" +
 	"\x13PutIdentityProvider\x12-.mcpgate.config.v1.PutIdentityProviderRequest\x1a..mcpgate.config.v1.PutIdentityProviderResponse\x12}\n" +
-	"\x16DeleteIdentityProvider\x120.mcpgate.config.v1.DeleteIdentityProviderRequest\x1a1.mcpgate.config.v1.DeleteIdentityProviderResponseB\xc9\x01\n" +
+	"\x16DeleteIdentityProvider\x120.mcpgate.config.v1.DeleteIdentityProviderRequest\x1a1.mcpgate.config.v1.DeleteIdentityProviderResponse2\xb4\x02\n" +
+	"\rPolicyService\x12d\n" +
+	"\fListPolicies\x12&.mcpgate.config.v1.ListPoliciesRequest\x1a'.mcpgate.config.v1.ListPoliciesResponse\"\x03\x90\x02\x01\x12\\\n" +
+	"\vPutPolicies\x12%.mcpgate.config.v1.PutPoliciesRequest\x1a&.mcpgate.config.v1.PutPoliciesResponse\x12_\n" +
+	"\fDeletePolicy\x12&.mcpgate.config.v1.DeletePolicyRequest\x1a'.mcpgate.config.v1.DeletePolicyResponse2g\n" +
+	"\x0eExplainService\x12U\n" +
+	"\aExplain\x12!.mcpgate.config.v1.ExplainRequest\x1a\".mcpgate.config.v1.ExplainResponse\"\x03\x90\x02\x01B\xc9\x01\n" +
 	"\x15com.mcpgate.config.v1B\vConfigProtoP\x01Z=github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1;configv1\xa2\x02\x03MCX\xaa\x02\x11Mcpgate.Config.V1\xca\x02\x11Mcpgate\\Config\\V1\xe2\x02\x1dMcpgate\\Config\\V1\\GPBMetadata\xea\x02\x13Mcpgate::Config::V1b\x06proto3"
 
 var (
@@ -3777,166 +4582,192 @@ func file_mcpgate_config_v1_config_proto_rawDescGZIP() []byte {
 	return file_mcpgate_config_v1_config_proto_rawDescData
 }
 
-var file_mcpgate_config_v1_config_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_mcpgate_config_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 58)
+var file_mcpgate_config_v1_config_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
+var file_mcpgate_config_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 69)
 var file_mcpgate_config_v1_config_proto_goTypes = []any{
 	(Transport)(0),                         // 0: mcpgate.config.v1.Transport
 	(AuthType)(0),                          // 1: mcpgate.config.v1.AuthType
 	(OAuth2Flow)(0),                        // 2: mcpgate.config.v1.OAuth2Flow
 	(PrincipalKind)(0),                     // 3: mcpgate.config.v1.PrincipalKind
 	(Role)(0),                              // 4: mcpgate.config.v1.Role
-	(*McpServer)(nil),                      // 5: mcpgate.config.v1.McpServer
-	(*Principal)(nil),                      // 6: mcpgate.config.v1.Principal
-	(*GroupAssertion)(nil),                 // 7: mcpgate.config.v1.GroupAssertion
-	(*Group)(nil),                          // 8: mcpgate.config.v1.Group
-	(*VirtualServer)(nil),                  // 9: mcpgate.config.v1.VirtualServer
-	(*VirtualServerMember)(nil),            // 10: mcpgate.config.v1.VirtualServerMember
-	(*IdentityProvider)(nil),               // 11: mcpgate.config.v1.IdentityProvider
-	(*ApiKey)(nil),                         // 12: mcpgate.config.v1.ApiKey
-	(*ListServersRequest)(nil),             // 13: mcpgate.config.v1.ListServersRequest
-	(*ListServersResponse)(nil),            // 14: mcpgate.config.v1.ListServersResponse
-	(*GetServerRequest)(nil),               // 15: mcpgate.config.v1.GetServerRequest
-	(*GetServerResponse)(nil),              // 16: mcpgate.config.v1.GetServerResponse
-	(*PutServerRequest)(nil),               // 17: mcpgate.config.v1.PutServerRequest
-	(*PutServerResponse)(nil),              // 18: mcpgate.config.v1.PutServerResponse
-	(*DeleteServerRequest)(nil),            // 19: mcpgate.config.v1.DeleteServerRequest
-	(*DeleteServerResponse)(nil),           // 20: mcpgate.config.v1.DeleteServerResponse
-	(*ListPrincipalsRequest)(nil),          // 21: mcpgate.config.v1.ListPrincipalsRequest
-	(*ListPrincipalsResponse)(nil),         // 22: mcpgate.config.v1.ListPrincipalsResponse
-	(*GetPrincipalRequest)(nil),            // 23: mcpgate.config.v1.GetPrincipalRequest
-	(*GetPrincipalResponse)(nil),           // 24: mcpgate.config.v1.GetPrincipalResponse
-	(*EffectiveServer)(nil),                // 25: mcpgate.config.v1.EffectiveServer
-	(*GrantSource)(nil),                    // 26: mcpgate.config.v1.GrantSource
-	(*PutPrincipalRequest)(nil),            // 27: mcpgate.config.v1.PutPrincipalRequest
-	(*PutPrincipalResponse)(nil),           // 28: mcpgate.config.v1.PutPrincipalResponse
-	(*DeletePrincipalRequest)(nil),         // 29: mcpgate.config.v1.DeletePrincipalRequest
-	(*DeletePrincipalResponse)(nil),        // 30: mcpgate.config.v1.DeletePrincipalResponse
-	(*ListGroupsRequest)(nil),              // 31: mcpgate.config.v1.ListGroupsRequest
-	(*ListGroupsResponse)(nil),             // 32: mcpgate.config.v1.ListGroupsResponse
-	(*GetGroupRequest)(nil),                // 33: mcpgate.config.v1.GetGroupRequest
-	(*GetGroupResponse)(nil),               // 34: mcpgate.config.v1.GetGroupResponse
-	(*PutGroupRequest)(nil),                // 35: mcpgate.config.v1.PutGroupRequest
-	(*PutGroupResponse)(nil),               // 36: mcpgate.config.v1.PutGroupResponse
-	(*DeleteGroupRequest)(nil),             // 37: mcpgate.config.v1.DeleteGroupRequest
-	(*DeleteGroupResponse)(nil),            // 38: mcpgate.config.v1.DeleteGroupResponse
-	(*ListVirtualServersRequest)(nil),      // 39: mcpgate.config.v1.ListVirtualServersRequest
-	(*ListVirtualServersResponse)(nil),     // 40: mcpgate.config.v1.ListVirtualServersResponse
-	(*GetVirtualServerRequest)(nil),        // 41: mcpgate.config.v1.GetVirtualServerRequest
-	(*GetVirtualServerResponse)(nil),       // 42: mcpgate.config.v1.GetVirtualServerResponse
-	(*PutVirtualServerRequest)(nil),        // 43: mcpgate.config.v1.PutVirtualServerRequest
-	(*PutVirtualServerResponse)(nil),       // 44: mcpgate.config.v1.PutVirtualServerResponse
-	(*DeleteVirtualServerRequest)(nil),     // 45: mcpgate.config.v1.DeleteVirtualServerRequest
-	(*DeleteVirtualServerResponse)(nil),    // 46: mcpgate.config.v1.DeleteVirtualServerResponse
-	(*ListKeysRequest)(nil),                // 47: mcpgate.config.v1.ListKeysRequest
-	(*ListKeysResponse)(nil),               // 48: mcpgate.config.v1.ListKeysResponse
-	(*CreateKeyRequest)(nil),               // 49: mcpgate.config.v1.CreateKeyRequest
-	(*CreateKeyResponse)(nil),              // 50: mcpgate.config.v1.CreateKeyResponse
-	(*RevokeKeyRequest)(nil),               // 51: mcpgate.config.v1.RevokeKeyRequest
-	(*RevokeKeyResponse)(nil),              // 52: mcpgate.config.v1.RevokeKeyResponse
-	(*ListIdentityProvidersRequest)(nil),   // 53: mcpgate.config.v1.ListIdentityProvidersRequest
-	(*ListIdentityProvidersResponse)(nil),  // 54: mcpgate.config.v1.ListIdentityProvidersResponse
-	(*GetIdentityProviderRequest)(nil),     // 55: mcpgate.config.v1.GetIdentityProviderRequest
-	(*GetIdentityProviderResponse)(nil),    // 56: mcpgate.config.v1.GetIdentityProviderResponse
-	(*PutIdentityProviderRequest)(nil),     // 57: mcpgate.config.v1.PutIdentityProviderRequest
-	(*PutIdentityProviderResponse)(nil),    // 58: mcpgate.config.v1.PutIdentityProviderResponse
-	(*DeleteIdentityProviderRequest)(nil),  // 59: mcpgate.config.v1.DeleteIdentityProviderRequest
-	(*DeleteIdentityProviderResponse)(nil), // 60: mcpgate.config.v1.DeleteIdentityProviderResponse
-	nil,                                    // 61: mcpgate.config.v1.McpServer.StaticHeadersEntry
-	nil,                                    // 62: mcpgate.config.v1.VirtualServerMember.RenamesEntry
-	(*timestamppb.Timestamp)(nil),          // 63: google.protobuf.Timestamp
+	(PolicyEffect)(0),                      // 5: mcpgate.config.v1.PolicyEffect
+	(*McpServer)(nil),                      // 6: mcpgate.config.v1.McpServer
+	(*Principal)(nil),                      // 7: mcpgate.config.v1.Principal
+	(*GroupAssertion)(nil),                 // 8: mcpgate.config.v1.GroupAssertion
+	(*Group)(nil),                          // 9: mcpgate.config.v1.Group
+	(*VirtualServer)(nil),                  // 10: mcpgate.config.v1.VirtualServer
+	(*VirtualServerMember)(nil),            // 11: mcpgate.config.v1.VirtualServerMember
+	(*IdentityProvider)(nil),               // 12: mcpgate.config.v1.IdentityProvider
+	(*ApiKey)(nil),                         // 13: mcpgate.config.v1.ApiKey
+	(*ListServersRequest)(nil),             // 14: mcpgate.config.v1.ListServersRequest
+	(*ListServersResponse)(nil),            // 15: mcpgate.config.v1.ListServersResponse
+	(*GetServerRequest)(nil),               // 16: mcpgate.config.v1.GetServerRequest
+	(*GetServerResponse)(nil),              // 17: mcpgate.config.v1.GetServerResponse
+	(*PutServerRequest)(nil),               // 18: mcpgate.config.v1.PutServerRequest
+	(*PutServerResponse)(nil),              // 19: mcpgate.config.v1.PutServerResponse
+	(*DeleteServerRequest)(nil),            // 20: mcpgate.config.v1.DeleteServerRequest
+	(*DeleteServerResponse)(nil),           // 21: mcpgate.config.v1.DeleteServerResponse
+	(*ListPrincipalsRequest)(nil),          // 22: mcpgate.config.v1.ListPrincipalsRequest
+	(*ListPrincipalsResponse)(nil),         // 23: mcpgate.config.v1.ListPrincipalsResponse
+	(*GetPrincipalRequest)(nil),            // 24: mcpgate.config.v1.GetPrincipalRequest
+	(*GetPrincipalResponse)(nil),           // 25: mcpgate.config.v1.GetPrincipalResponse
+	(*EffectiveServer)(nil),                // 26: mcpgate.config.v1.EffectiveServer
+	(*GrantSource)(nil),                    // 27: mcpgate.config.v1.GrantSource
+	(*PutPrincipalRequest)(nil),            // 28: mcpgate.config.v1.PutPrincipalRequest
+	(*PutPrincipalResponse)(nil),           // 29: mcpgate.config.v1.PutPrincipalResponse
+	(*DeletePrincipalRequest)(nil),         // 30: mcpgate.config.v1.DeletePrincipalRequest
+	(*DeletePrincipalResponse)(nil),        // 31: mcpgate.config.v1.DeletePrincipalResponse
+	(*ListGroupsRequest)(nil),              // 32: mcpgate.config.v1.ListGroupsRequest
+	(*ListGroupsResponse)(nil),             // 33: mcpgate.config.v1.ListGroupsResponse
+	(*GetGroupRequest)(nil),                // 34: mcpgate.config.v1.GetGroupRequest
+	(*GetGroupResponse)(nil),               // 35: mcpgate.config.v1.GetGroupResponse
+	(*PutGroupRequest)(nil),                // 36: mcpgate.config.v1.PutGroupRequest
+	(*PutGroupResponse)(nil),               // 37: mcpgate.config.v1.PutGroupResponse
+	(*DeleteGroupRequest)(nil),             // 38: mcpgate.config.v1.DeleteGroupRequest
+	(*DeleteGroupResponse)(nil),            // 39: mcpgate.config.v1.DeleteGroupResponse
+	(*ListVirtualServersRequest)(nil),      // 40: mcpgate.config.v1.ListVirtualServersRequest
+	(*ListVirtualServersResponse)(nil),     // 41: mcpgate.config.v1.ListVirtualServersResponse
+	(*GetVirtualServerRequest)(nil),        // 42: mcpgate.config.v1.GetVirtualServerRequest
+	(*GetVirtualServerResponse)(nil),       // 43: mcpgate.config.v1.GetVirtualServerResponse
+	(*PutVirtualServerRequest)(nil),        // 44: mcpgate.config.v1.PutVirtualServerRequest
+	(*PutVirtualServerResponse)(nil),       // 45: mcpgate.config.v1.PutVirtualServerResponse
+	(*DeleteVirtualServerRequest)(nil),     // 46: mcpgate.config.v1.DeleteVirtualServerRequest
+	(*DeleteVirtualServerResponse)(nil),    // 47: mcpgate.config.v1.DeleteVirtualServerResponse
+	(*ListKeysRequest)(nil),                // 48: mcpgate.config.v1.ListKeysRequest
+	(*ListKeysResponse)(nil),               // 49: mcpgate.config.v1.ListKeysResponse
+	(*CreateKeyRequest)(nil),               // 50: mcpgate.config.v1.CreateKeyRequest
+	(*CreateKeyResponse)(nil),              // 51: mcpgate.config.v1.CreateKeyResponse
+	(*RevokeKeyRequest)(nil),               // 52: mcpgate.config.v1.RevokeKeyRequest
+	(*RevokeKeyResponse)(nil),              // 53: mcpgate.config.v1.RevokeKeyResponse
+	(*ListIdentityProvidersRequest)(nil),   // 54: mcpgate.config.v1.ListIdentityProvidersRequest
+	(*ListIdentityProvidersResponse)(nil),  // 55: mcpgate.config.v1.ListIdentityProvidersResponse
+	(*GetIdentityProviderRequest)(nil),     // 56: mcpgate.config.v1.GetIdentityProviderRequest
+	(*GetIdentityProviderResponse)(nil),    // 57: mcpgate.config.v1.GetIdentityProviderResponse
+	(*PutIdentityProviderRequest)(nil),     // 58: mcpgate.config.v1.PutIdentityProviderRequest
+	(*PutIdentityProviderResponse)(nil),    // 59: mcpgate.config.v1.PutIdentityProviderResponse
+	(*DeleteIdentityProviderRequest)(nil),  // 60: mcpgate.config.v1.DeleteIdentityProviderRequest
+	(*DeleteIdentityProviderResponse)(nil), // 61: mcpgate.config.v1.DeleteIdentityProviderResponse
+	(*Policy)(nil),                         // 62: mcpgate.config.v1.Policy
+	(*PolicySet)(nil),                      // 63: mcpgate.config.v1.PolicySet
+	(*ListPoliciesRequest)(nil),            // 64: mcpgate.config.v1.ListPoliciesRequest
+	(*ListPoliciesResponse)(nil),           // 65: mcpgate.config.v1.ListPoliciesResponse
+	(*PutPoliciesRequest)(nil),             // 66: mcpgate.config.v1.PutPoliciesRequest
+	(*PutPoliciesResponse)(nil),            // 67: mcpgate.config.v1.PutPoliciesResponse
+	(*DeletePolicyRequest)(nil),            // 68: mcpgate.config.v1.DeletePolicyRequest
+	(*DeletePolicyResponse)(nil),           // 69: mcpgate.config.v1.DeletePolicyResponse
+	(*ExplainRequest)(nil),                 // 70: mcpgate.config.v1.ExplainRequest
+	(*ExplainStep)(nil),                    // 71: mcpgate.config.v1.ExplainStep
+	(*ExplainResponse)(nil),                // 72: mcpgate.config.v1.ExplainResponse
+	nil,                                    // 73: mcpgate.config.v1.McpServer.StaticHeadersEntry
+	nil,                                    // 74: mcpgate.config.v1.VirtualServerMember.RenamesEntry
+	(*timestamppb.Timestamp)(nil),          // 75: google.protobuf.Timestamp
 }
 var file_mcpgate_config_v1_config_proto_depIdxs = []int32{
 	0,  // 0: mcpgate.config.v1.McpServer.transport:type_name -> mcpgate.config.v1.Transport
 	1,  // 1: mcpgate.config.v1.McpServer.auth_type:type_name -> mcpgate.config.v1.AuthType
 	2,  // 2: mcpgate.config.v1.McpServer.oauth2_flow:type_name -> mcpgate.config.v1.OAuth2Flow
-	61, // 3: mcpgate.config.v1.McpServer.static_headers:type_name -> mcpgate.config.v1.McpServer.StaticHeadersEntry
+	73, // 3: mcpgate.config.v1.McpServer.static_headers:type_name -> mcpgate.config.v1.McpServer.StaticHeadersEntry
 	3,  // 4: mcpgate.config.v1.Principal.kind:type_name -> mcpgate.config.v1.PrincipalKind
 	4,  // 5: mcpgate.config.v1.Principal.role:type_name -> mcpgate.config.v1.Role
-	7,  // 6: mcpgate.config.v1.Principal.asserted_groups:type_name -> mcpgate.config.v1.GroupAssertion
-	63, // 7: mcpgate.config.v1.GroupAssertion.assert_time:type_name -> google.protobuf.Timestamp
-	10, // 8: mcpgate.config.v1.VirtualServer.members:type_name -> mcpgate.config.v1.VirtualServerMember
-	62, // 9: mcpgate.config.v1.VirtualServerMember.renames:type_name -> mcpgate.config.v1.VirtualServerMember.RenamesEntry
-	63, // 10: mcpgate.config.v1.ApiKey.create_time:type_name -> google.protobuf.Timestamp
-	63, // 11: mcpgate.config.v1.ApiKey.expire_time:type_name -> google.protobuf.Timestamp
-	63, // 12: mcpgate.config.v1.ApiKey.revoke_time:type_name -> google.protobuf.Timestamp
-	5,  // 13: mcpgate.config.v1.ListServersResponse.servers:type_name -> mcpgate.config.v1.McpServer
-	5,  // 14: mcpgate.config.v1.GetServerResponse.server:type_name -> mcpgate.config.v1.McpServer
-	5,  // 15: mcpgate.config.v1.PutServerRequest.server:type_name -> mcpgate.config.v1.McpServer
-	5,  // 16: mcpgate.config.v1.PutServerResponse.server:type_name -> mcpgate.config.v1.McpServer
-	6,  // 17: mcpgate.config.v1.ListPrincipalsResponse.principals:type_name -> mcpgate.config.v1.Principal
-	6,  // 18: mcpgate.config.v1.GetPrincipalResponse.principal:type_name -> mcpgate.config.v1.Principal
-	25, // 19: mcpgate.config.v1.GetPrincipalResponse.effective_servers:type_name -> mcpgate.config.v1.EffectiveServer
-	26, // 20: mcpgate.config.v1.EffectiveServer.sources:type_name -> mcpgate.config.v1.GrantSource
-	63, // 21: mcpgate.config.v1.GrantSource.assert_time:type_name -> google.protobuf.Timestamp
-	6,  // 22: mcpgate.config.v1.PutPrincipalRequest.principal:type_name -> mcpgate.config.v1.Principal
-	6,  // 23: mcpgate.config.v1.PutPrincipalResponse.principal:type_name -> mcpgate.config.v1.Principal
-	8,  // 24: mcpgate.config.v1.ListGroupsResponse.groups:type_name -> mcpgate.config.v1.Group
-	8,  // 25: mcpgate.config.v1.GetGroupResponse.group:type_name -> mcpgate.config.v1.Group
-	8,  // 26: mcpgate.config.v1.PutGroupRequest.group:type_name -> mcpgate.config.v1.Group
-	8,  // 27: mcpgate.config.v1.PutGroupResponse.group:type_name -> mcpgate.config.v1.Group
-	9,  // 28: mcpgate.config.v1.ListVirtualServersResponse.virtual_servers:type_name -> mcpgate.config.v1.VirtualServer
-	9,  // 29: mcpgate.config.v1.GetVirtualServerResponse.virtual_server:type_name -> mcpgate.config.v1.VirtualServer
-	9,  // 30: mcpgate.config.v1.PutVirtualServerRequest.virtual_server:type_name -> mcpgate.config.v1.VirtualServer
-	9,  // 31: mcpgate.config.v1.PutVirtualServerResponse.virtual_server:type_name -> mcpgate.config.v1.VirtualServer
-	12, // 32: mcpgate.config.v1.ListKeysResponse.keys:type_name -> mcpgate.config.v1.ApiKey
-	63, // 33: mcpgate.config.v1.CreateKeyRequest.expire_time:type_name -> google.protobuf.Timestamp
-	12, // 34: mcpgate.config.v1.CreateKeyResponse.api_key:type_name -> mcpgate.config.v1.ApiKey
-	12, // 35: mcpgate.config.v1.RevokeKeyResponse.api_key:type_name -> mcpgate.config.v1.ApiKey
-	11, // 36: mcpgate.config.v1.ListIdentityProvidersResponse.identity_providers:type_name -> mcpgate.config.v1.IdentityProvider
-	11, // 37: mcpgate.config.v1.GetIdentityProviderResponse.identity_provider:type_name -> mcpgate.config.v1.IdentityProvider
-	11, // 38: mcpgate.config.v1.PutIdentityProviderRequest.identity_provider:type_name -> mcpgate.config.v1.IdentityProvider
-	11, // 39: mcpgate.config.v1.PutIdentityProviderResponse.identity_provider:type_name -> mcpgate.config.v1.IdentityProvider
-	13, // 40: mcpgate.config.v1.ServerService.ListServers:input_type -> mcpgate.config.v1.ListServersRequest
-	15, // 41: mcpgate.config.v1.ServerService.GetServer:input_type -> mcpgate.config.v1.GetServerRequest
-	17, // 42: mcpgate.config.v1.ServerService.PutServer:input_type -> mcpgate.config.v1.PutServerRequest
-	19, // 43: mcpgate.config.v1.ServerService.DeleteServer:input_type -> mcpgate.config.v1.DeleteServerRequest
-	21, // 44: mcpgate.config.v1.PrincipalService.ListPrincipals:input_type -> mcpgate.config.v1.ListPrincipalsRequest
-	23, // 45: mcpgate.config.v1.PrincipalService.GetPrincipal:input_type -> mcpgate.config.v1.GetPrincipalRequest
-	27, // 46: mcpgate.config.v1.PrincipalService.PutPrincipal:input_type -> mcpgate.config.v1.PutPrincipalRequest
-	29, // 47: mcpgate.config.v1.PrincipalService.DeletePrincipal:input_type -> mcpgate.config.v1.DeletePrincipalRequest
-	31, // 48: mcpgate.config.v1.GroupService.ListGroups:input_type -> mcpgate.config.v1.ListGroupsRequest
-	33, // 49: mcpgate.config.v1.GroupService.GetGroup:input_type -> mcpgate.config.v1.GetGroupRequest
-	35, // 50: mcpgate.config.v1.GroupService.PutGroup:input_type -> mcpgate.config.v1.PutGroupRequest
-	37, // 51: mcpgate.config.v1.GroupService.DeleteGroup:input_type -> mcpgate.config.v1.DeleteGroupRequest
-	39, // 52: mcpgate.config.v1.VirtualServerService.ListVirtualServers:input_type -> mcpgate.config.v1.ListVirtualServersRequest
-	41, // 53: mcpgate.config.v1.VirtualServerService.GetVirtualServer:input_type -> mcpgate.config.v1.GetVirtualServerRequest
-	43, // 54: mcpgate.config.v1.VirtualServerService.PutVirtualServer:input_type -> mcpgate.config.v1.PutVirtualServerRequest
-	45, // 55: mcpgate.config.v1.VirtualServerService.DeleteVirtualServer:input_type -> mcpgate.config.v1.DeleteVirtualServerRequest
-	47, // 56: mcpgate.config.v1.KeyService.ListKeys:input_type -> mcpgate.config.v1.ListKeysRequest
-	49, // 57: mcpgate.config.v1.KeyService.CreateKey:input_type -> mcpgate.config.v1.CreateKeyRequest
-	51, // 58: mcpgate.config.v1.KeyService.RevokeKey:input_type -> mcpgate.config.v1.RevokeKeyRequest
-	53, // 59: mcpgate.config.v1.IdentityProviderService.ListIdentityProviders:input_type -> mcpgate.config.v1.ListIdentityProvidersRequest
-	55, // 60: mcpgate.config.v1.IdentityProviderService.GetIdentityProvider:input_type -> mcpgate.config.v1.GetIdentityProviderRequest
-	57, // 61: mcpgate.config.v1.IdentityProviderService.PutIdentityProvider:input_type -> mcpgate.config.v1.PutIdentityProviderRequest
-	59, // 62: mcpgate.config.v1.IdentityProviderService.DeleteIdentityProvider:input_type -> mcpgate.config.v1.DeleteIdentityProviderRequest
-	14, // 63: mcpgate.config.v1.ServerService.ListServers:output_type -> mcpgate.config.v1.ListServersResponse
-	16, // 64: mcpgate.config.v1.ServerService.GetServer:output_type -> mcpgate.config.v1.GetServerResponse
-	18, // 65: mcpgate.config.v1.ServerService.PutServer:output_type -> mcpgate.config.v1.PutServerResponse
-	20, // 66: mcpgate.config.v1.ServerService.DeleteServer:output_type -> mcpgate.config.v1.DeleteServerResponse
-	22, // 67: mcpgate.config.v1.PrincipalService.ListPrincipals:output_type -> mcpgate.config.v1.ListPrincipalsResponse
-	24, // 68: mcpgate.config.v1.PrincipalService.GetPrincipal:output_type -> mcpgate.config.v1.GetPrincipalResponse
-	28, // 69: mcpgate.config.v1.PrincipalService.PutPrincipal:output_type -> mcpgate.config.v1.PutPrincipalResponse
-	30, // 70: mcpgate.config.v1.PrincipalService.DeletePrincipal:output_type -> mcpgate.config.v1.DeletePrincipalResponse
-	32, // 71: mcpgate.config.v1.GroupService.ListGroups:output_type -> mcpgate.config.v1.ListGroupsResponse
-	34, // 72: mcpgate.config.v1.GroupService.GetGroup:output_type -> mcpgate.config.v1.GetGroupResponse
-	36, // 73: mcpgate.config.v1.GroupService.PutGroup:output_type -> mcpgate.config.v1.PutGroupResponse
-	38, // 74: mcpgate.config.v1.GroupService.DeleteGroup:output_type -> mcpgate.config.v1.DeleteGroupResponse
-	40, // 75: mcpgate.config.v1.VirtualServerService.ListVirtualServers:output_type -> mcpgate.config.v1.ListVirtualServersResponse
-	42, // 76: mcpgate.config.v1.VirtualServerService.GetVirtualServer:output_type -> mcpgate.config.v1.GetVirtualServerResponse
-	44, // 77: mcpgate.config.v1.VirtualServerService.PutVirtualServer:output_type -> mcpgate.config.v1.PutVirtualServerResponse
-	46, // 78: mcpgate.config.v1.VirtualServerService.DeleteVirtualServer:output_type -> mcpgate.config.v1.DeleteVirtualServerResponse
-	48, // 79: mcpgate.config.v1.KeyService.ListKeys:output_type -> mcpgate.config.v1.ListKeysResponse
-	50, // 80: mcpgate.config.v1.KeyService.CreateKey:output_type -> mcpgate.config.v1.CreateKeyResponse
-	52, // 81: mcpgate.config.v1.KeyService.RevokeKey:output_type -> mcpgate.config.v1.RevokeKeyResponse
-	54, // 82: mcpgate.config.v1.IdentityProviderService.ListIdentityProviders:output_type -> mcpgate.config.v1.ListIdentityProvidersResponse
-	56, // 83: mcpgate.config.v1.IdentityProviderService.GetIdentityProvider:output_type -> mcpgate.config.v1.GetIdentityProviderResponse
-	58, // 84: mcpgate.config.v1.IdentityProviderService.PutIdentityProvider:output_type -> mcpgate.config.v1.PutIdentityProviderResponse
-	60, // 85: mcpgate.config.v1.IdentityProviderService.DeleteIdentityProvider:output_type -> mcpgate.config.v1.DeleteIdentityProviderResponse
-	63, // [63:86] is the sub-list for method output_type
-	40, // [40:63] is the sub-list for method input_type
-	40, // [40:40] is the sub-list for extension type_name
-	40, // [40:40] is the sub-list for extension extendee
-	0,  // [0:40] is the sub-list for field type_name
+	8,  // 6: mcpgate.config.v1.Principal.asserted_groups:type_name -> mcpgate.config.v1.GroupAssertion
+	75, // 7: mcpgate.config.v1.GroupAssertion.assert_time:type_name -> google.protobuf.Timestamp
+	11, // 8: mcpgate.config.v1.VirtualServer.members:type_name -> mcpgate.config.v1.VirtualServerMember
+	74, // 9: mcpgate.config.v1.VirtualServerMember.renames:type_name -> mcpgate.config.v1.VirtualServerMember.RenamesEntry
+	75, // 10: mcpgate.config.v1.ApiKey.create_time:type_name -> google.protobuf.Timestamp
+	75, // 11: mcpgate.config.v1.ApiKey.expire_time:type_name -> google.protobuf.Timestamp
+	75, // 12: mcpgate.config.v1.ApiKey.revoke_time:type_name -> google.protobuf.Timestamp
+	6,  // 13: mcpgate.config.v1.ListServersResponse.servers:type_name -> mcpgate.config.v1.McpServer
+	6,  // 14: mcpgate.config.v1.GetServerResponse.server:type_name -> mcpgate.config.v1.McpServer
+	6,  // 15: mcpgate.config.v1.PutServerRequest.server:type_name -> mcpgate.config.v1.McpServer
+	6,  // 16: mcpgate.config.v1.PutServerResponse.server:type_name -> mcpgate.config.v1.McpServer
+	7,  // 17: mcpgate.config.v1.ListPrincipalsResponse.principals:type_name -> mcpgate.config.v1.Principal
+	7,  // 18: mcpgate.config.v1.GetPrincipalResponse.principal:type_name -> mcpgate.config.v1.Principal
+	26, // 19: mcpgate.config.v1.GetPrincipalResponse.effective_servers:type_name -> mcpgate.config.v1.EffectiveServer
+	27, // 20: mcpgate.config.v1.EffectiveServer.sources:type_name -> mcpgate.config.v1.GrantSource
+	75, // 21: mcpgate.config.v1.GrantSource.assert_time:type_name -> google.protobuf.Timestamp
+	7,  // 22: mcpgate.config.v1.PutPrincipalRequest.principal:type_name -> mcpgate.config.v1.Principal
+	7,  // 23: mcpgate.config.v1.PutPrincipalResponse.principal:type_name -> mcpgate.config.v1.Principal
+	9,  // 24: mcpgate.config.v1.ListGroupsResponse.groups:type_name -> mcpgate.config.v1.Group
+	9,  // 25: mcpgate.config.v1.GetGroupResponse.group:type_name -> mcpgate.config.v1.Group
+	9,  // 26: mcpgate.config.v1.PutGroupRequest.group:type_name -> mcpgate.config.v1.Group
+	9,  // 27: mcpgate.config.v1.PutGroupResponse.group:type_name -> mcpgate.config.v1.Group
+	10, // 28: mcpgate.config.v1.ListVirtualServersResponse.virtual_servers:type_name -> mcpgate.config.v1.VirtualServer
+	10, // 29: mcpgate.config.v1.GetVirtualServerResponse.virtual_server:type_name -> mcpgate.config.v1.VirtualServer
+	10, // 30: mcpgate.config.v1.PutVirtualServerRequest.virtual_server:type_name -> mcpgate.config.v1.VirtualServer
+	10, // 31: mcpgate.config.v1.PutVirtualServerResponse.virtual_server:type_name -> mcpgate.config.v1.VirtualServer
+	13, // 32: mcpgate.config.v1.ListKeysResponse.keys:type_name -> mcpgate.config.v1.ApiKey
+	75, // 33: mcpgate.config.v1.CreateKeyRequest.expire_time:type_name -> google.protobuf.Timestamp
+	13, // 34: mcpgate.config.v1.CreateKeyResponse.api_key:type_name -> mcpgate.config.v1.ApiKey
+	13, // 35: mcpgate.config.v1.RevokeKeyResponse.api_key:type_name -> mcpgate.config.v1.ApiKey
+	12, // 36: mcpgate.config.v1.ListIdentityProvidersResponse.identity_providers:type_name -> mcpgate.config.v1.IdentityProvider
+	12, // 37: mcpgate.config.v1.GetIdentityProviderResponse.identity_provider:type_name -> mcpgate.config.v1.IdentityProvider
+	12, // 38: mcpgate.config.v1.PutIdentityProviderRequest.identity_provider:type_name -> mcpgate.config.v1.IdentityProvider
+	12, // 39: mcpgate.config.v1.PutIdentityProviderResponse.identity_provider:type_name -> mcpgate.config.v1.IdentityProvider
+	5,  // 40: mcpgate.config.v1.Policy.effect:type_name -> mcpgate.config.v1.PolicyEffect
+	62, // 41: mcpgate.config.v1.PolicySet.policies:type_name -> mcpgate.config.v1.Policy
+	62, // 42: mcpgate.config.v1.ListPoliciesResponse.policies:type_name -> mcpgate.config.v1.Policy
+	62, // 43: mcpgate.config.v1.PutPoliciesRequest.policies:type_name -> mcpgate.config.v1.Policy
+	62, // 44: mcpgate.config.v1.PutPoliciesResponse.policies:type_name -> mcpgate.config.v1.Policy
+	71, // 45: mcpgate.config.v1.ExplainResponse.steps:type_name -> mcpgate.config.v1.ExplainStep
+	14, // 46: mcpgate.config.v1.ServerService.ListServers:input_type -> mcpgate.config.v1.ListServersRequest
+	16, // 47: mcpgate.config.v1.ServerService.GetServer:input_type -> mcpgate.config.v1.GetServerRequest
+	18, // 48: mcpgate.config.v1.ServerService.PutServer:input_type -> mcpgate.config.v1.PutServerRequest
+	20, // 49: mcpgate.config.v1.ServerService.DeleteServer:input_type -> mcpgate.config.v1.DeleteServerRequest
+	22, // 50: mcpgate.config.v1.PrincipalService.ListPrincipals:input_type -> mcpgate.config.v1.ListPrincipalsRequest
+	24, // 51: mcpgate.config.v1.PrincipalService.GetPrincipal:input_type -> mcpgate.config.v1.GetPrincipalRequest
+	28, // 52: mcpgate.config.v1.PrincipalService.PutPrincipal:input_type -> mcpgate.config.v1.PutPrincipalRequest
+	30, // 53: mcpgate.config.v1.PrincipalService.DeletePrincipal:input_type -> mcpgate.config.v1.DeletePrincipalRequest
+	32, // 54: mcpgate.config.v1.GroupService.ListGroups:input_type -> mcpgate.config.v1.ListGroupsRequest
+	34, // 55: mcpgate.config.v1.GroupService.GetGroup:input_type -> mcpgate.config.v1.GetGroupRequest
+	36, // 56: mcpgate.config.v1.GroupService.PutGroup:input_type -> mcpgate.config.v1.PutGroupRequest
+	38, // 57: mcpgate.config.v1.GroupService.DeleteGroup:input_type -> mcpgate.config.v1.DeleteGroupRequest
+	40, // 58: mcpgate.config.v1.VirtualServerService.ListVirtualServers:input_type -> mcpgate.config.v1.ListVirtualServersRequest
+	42, // 59: mcpgate.config.v1.VirtualServerService.GetVirtualServer:input_type -> mcpgate.config.v1.GetVirtualServerRequest
+	44, // 60: mcpgate.config.v1.VirtualServerService.PutVirtualServer:input_type -> mcpgate.config.v1.PutVirtualServerRequest
+	46, // 61: mcpgate.config.v1.VirtualServerService.DeleteVirtualServer:input_type -> mcpgate.config.v1.DeleteVirtualServerRequest
+	48, // 62: mcpgate.config.v1.KeyService.ListKeys:input_type -> mcpgate.config.v1.ListKeysRequest
+	50, // 63: mcpgate.config.v1.KeyService.CreateKey:input_type -> mcpgate.config.v1.CreateKeyRequest
+	52, // 64: mcpgate.config.v1.KeyService.RevokeKey:input_type -> mcpgate.config.v1.RevokeKeyRequest
+	54, // 65: mcpgate.config.v1.IdentityProviderService.ListIdentityProviders:input_type -> mcpgate.config.v1.ListIdentityProvidersRequest
+	56, // 66: mcpgate.config.v1.IdentityProviderService.GetIdentityProvider:input_type -> mcpgate.config.v1.GetIdentityProviderRequest
+	58, // 67: mcpgate.config.v1.IdentityProviderService.PutIdentityProvider:input_type -> mcpgate.config.v1.PutIdentityProviderRequest
+	60, // 68: mcpgate.config.v1.IdentityProviderService.DeleteIdentityProvider:input_type -> mcpgate.config.v1.DeleteIdentityProviderRequest
+	64, // 69: mcpgate.config.v1.PolicyService.ListPolicies:input_type -> mcpgate.config.v1.ListPoliciesRequest
+	66, // 70: mcpgate.config.v1.PolicyService.PutPolicies:input_type -> mcpgate.config.v1.PutPoliciesRequest
+	68, // 71: mcpgate.config.v1.PolicyService.DeletePolicy:input_type -> mcpgate.config.v1.DeletePolicyRequest
+	70, // 72: mcpgate.config.v1.ExplainService.Explain:input_type -> mcpgate.config.v1.ExplainRequest
+	15, // 73: mcpgate.config.v1.ServerService.ListServers:output_type -> mcpgate.config.v1.ListServersResponse
+	17, // 74: mcpgate.config.v1.ServerService.GetServer:output_type -> mcpgate.config.v1.GetServerResponse
+	19, // 75: mcpgate.config.v1.ServerService.PutServer:output_type -> mcpgate.config.v1.PutServerResponse
+	21, // 76: mcpgate.config.v1.ServerService.DeleteServer:output_type -> mcpgate.config.v1.DeleteServerResponse
+	23, // 77: mcpgate.config.v1.PrincipalService.ListPrincipals:output_type -> mcpgate.config.v1.ListPrincipalsResponse
+	25, // 78: mcpgate.config.v1.PrincipalService.GetPrincipal:output_type -> mcpgate.config.v1.GetPrincipalResponse
+	29, // 79: mcpgate.config.v1.PrincipalService.PutPrincipal:output_type -> mcpgate.config.v1.PutPrincipalResponse
+	31, // 80: mcpgate.config.v1.PrincipalService.DeletePrincipal:output_type -> mcpgate.config.v1.DeletePrincipalResponse
+	33, // 81: mcpgate.config.v1.GroupService.ListGroups:output_type -> mcpgate.config.v1.ListGroupsResponse
+	35, // 82: mcpgate.config.v1.GroupService.GetGroup:output_type -> mcpgate.config.v1.GetGroupResponse
+	37, // 83: mcpgate.config.v1.GroupService.PutGroup:output_type -> mcpgate.config.v1.PutGroupResponse
+	39, // 84: mcpgate.config.v1.GroupService.DeleteGroup:output_type -> mcpgate.config.v1.DeleteGroupResponse
+	41, // 85: mcpgate.config.v1.VirtualServerService.ListVirtualServers:output_type -> mcpgate.config.v1.ListVirtualServersResponse
+	43, // 86: mcpgate.config.v1.VirtualServerService.GetVirtualServer:output_type -> mcpgate.config.v1.GetVirtualServerResponse
+	45, // 87: mcpgate.config.v1.VirtualServerService.PutVirtualServer:output_type -> mcpgate.config.v1.PutVirtualServerResponse
+	47, // 88: mcpgate.config.v1.VirtualServerService.DeleteVirtualServer:output_type -> mcpgate.config.v1.DeleteVirtualServerResponse
+	49, // 89: mcpgate.config.v1.KeyService.ListKeys:output_type -> mcpgate.config.v1.ListKeysResponse
+	51, // 90: mcpgate.config.v1.KeyService.CreateKey:output_type -> mcpgate.config.v1.CreateKeyResponse
+	53, // 91: mcpgate.config.v1.KeyService.RevokeKey:output_type -> mcpgate.config.v1.RevokeKeyResponse
+	55, // 92: mcpgate.config.v1.IdentityProviderService.ListIdentityProviders:output_type -> mcpgate.config.v1.ListIdentityProvidersResponse
+	57, // 93: mcpgate.config.v1.IdentityProviderService.GetIdentityProvider:output_type -> mcpgate.config.v1.GetIdentityProviderResponse
+	59, // 94: mcpgate.config.v1.IdentityProviderService.PutIdentityProvider:output_type -> mcpgate.config.v1.PutIdentityProviderResponse
+	61, // 95: mcpgate.config.v1.IdentityProviderService.DeleteIdentityProvider:output_type -> mcpgate.config.v1.DeleteIdentityProviderResponse
+	65, // 96: mcpgate.config.v1.PolicyService.ListPolicies:output_type -> mcpgate.config.v1.ListPoliciesResponse
+	67, // 97: mcpgate.config.v1.PolicyService.PutPolicies:output_type -> mcpgate.config.v1.PutPoliciesResponse
+	69, // 98: mcpgate.config.v1.PolicyService.DeletePolicy:output_type -> mcpgate.config.v1.DeletePolicyResponse
+	72, // 99: mcpgate.config.v1.ExplainService.Explain:output_type -> mcpgate.config.v1.ExplainResponse
+	73, // [73:100] is the sub-list for method output_type
+	46, // [46:73] is the sub-list for method input_type
+	46, // [46:46] is the sub-list for extension type_name
+	46, // [46:46] is the sub-list for extension extendee
+	0,  // [0:46] is the sub-list for field type_name
 }
 
 func init() { file_mcpgate_config_v1_config_proto_init() }
@@ -3950,10 +4781,10 @@ func file_mcpgate_config_v1_config_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mcpgate_config_v1_config_proto_rawDesc), len(file_mcpgate_config_v1_config_proto_rawDesc)),
-			NumEnums:      5,
-			NumMessages:   58,
+			NumEnums:      6,
+			NumMessages:   69,
 			NumExtensions: 0,
-			NumServices:   6,
+			NumServices:   8,
 		},
 		GoTypes:           file_mcpgate_config_v1_config_proto_goTypes,
 		DependencyIndexes: file_mcpgate_config_v1_config_proto_depIdxs,

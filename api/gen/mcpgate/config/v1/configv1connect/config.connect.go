@@ -33,6 +33,10 @@ const (
 	KeyServiceName = "mcpgate.config.v1.KeyService"
 	// IdentityProviderServiceName is the fully-qualified name of the IdentityProviderService service.
 	IdentityProviderServiceName = "mcpgate.config.v1.IdentityProviderService"
+	// PolicyServiceName is the fully-qualified name of the PolicyService service.
+	PolicyServiceName = "mcpgate.config.v1.PolicyService"
+	// ExplainServiceName is the fully-qualified name of the ExplainService service.
+	ExplainServiceName = "mcpgate.config.v1.ExplainService"
 )
 
 // These constants are the fully-qualified names of the RPCs defined in this package. They're
@@ -104,6 +108,17 @@ const (
 	// IdentityProviderServiceDeleteIdentityProviderProcedure is the fully-qualified name of the
 	// IdentityProviderService's DeleteIdentityProvider RPC.
 	IdentityProviderServiceDeleteIdentityProviderProcedure = "/mcpgate.config.v1.IdentityProviderService/DeleteIdentityProvider"
+	// PolicyServiceListPoliciesProcedure is the fully-qualified name of the PolicyService's
+	// ListPolicies RPC.
+	PolicyServiceListPoliciesProcedure = "/mcpgate.config.v1.PolicyService/ListPolicies"
+	// PolicyServicePutPoliciesProcedure is the fully-qualified name of the PolicyService's PutPolicies
+	// RPC.
+	PolicyServicePutPoliciesProcedure = "/mcpgate.config.v1.PolicyService/PutPolicies"
+	// PolicyServiceDeletePolicyProcedure is the fully-qualified name of the PolicyService's
+	// DeletePolicy RPC.
+	PolicyServiceDeletePolicyProcedure = "/mcpgate.config.v1.PolicyService/DeletePolicy"
+	// ExplainServiceExplainProcedure is the fully-qualified name of the ExplainService's Explain RPC.
+	ExplainServiceExplainProcedure = "/mcpgate.config.v1.ExplainService/Explain"
 )
 
 // ServerServiceClient is a client for the mcpgate.config.v1.ServerService service.
@@ -1099,4 +1114,224 @@ func (UnimplementedIdentityProviderServiceHandler) PutIdentityProvider(context.C
 
 func (UnimplementedIdentityProviderServiceHandler) DeleteIdentityProvider(context.Context, *v1.DeleteIdentityProviderRequest) (*v1.DeleteIdentityProviderResponse, error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("mcpgate.config.v1.IdentityProviderService.DeleteIdentityProvider is not implemented"))
+}
+
+// PolicyServiceClient is a client for the mcpgate.config.v1.PolicyService service.
+type PolicyServiceClient interface {
+	ListPolicies(context.Context, *v1.ListPoliciesRequest) (*v1.ListPoliciesResponse, error)
+	// PutPolicies replaces the whole ordered list. expected_revision is the
+	// list's revision last read (0 when none is stored).
+	PutPolicies(context.Context, *v1.PutPoliciesRequest) (*v1.PutPoliciesResponse, error)
+	// DeletePolicy removes one rule by id (compare-and-swap on the list's
+	// revision when expected_revision is set, 0 = any).
+	DeletePolicy(context.Context, *v1.DeletePolicyRequest) (*v1.DeletePolicyResponse, error)
+}
+
+// NewPolicyServiceClient constructs a client for the mcpgate.config.v1.PolicyService service. By
+// default, it uses the Connect protocol with the binary Protobuf Codec, asks for gzipped responses,
+// and sends uncompressed requests. To use the gRPC or gRPC-Web protocols, supply the
+// connect.WithGRPC() or connect.WithGRPCWeb() options.
+//
+// The URL supplied here should be the base URL for the Connect or gRPC server (for example,
+// http://api.acme.com or https://acme.com/grpc).
+func NewPolicyServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...connect.ClientOption) PolicyServiceClient {
+	baseURL = strings.TrimRight(baseURL, "/")
+	policyServiceMethods := v1.File_mcpgate_config_v1_config_proto.Services().ByName("PolicyService").Methods()
+	return &policyServiceClient{
+		listPolicies: connect.NewClient[v1.ListPoliciesRequest, v1.ListPoliciesResponse](
+			httpClient,
+			baseURL+PolicyServiceListPoliciesProcedure,
+			connect.WithSchema(policyServiceMethods.ByName("ListPolicies")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		putPolicies: connect.NewClient[v1.PutPoliciesRequest, v1.PutPoliciesResponse](
+			httpClient,
+			baseURL+PolicyServicePutPoliciesProcedure,
+			connect.WithSchema(policyServiceMethods.ByName("PutPolicies")),
+			connect.WithClientOptions(opts...),
+		),
+		deletePolicy: connect.NewClient[v1.DeletePolicyRequest, v1.DeletePolicyResponse](
+			httpClient,
+			baseURL+PolicyServiceDeletePolicyProcedure,
+			connect.WithSchema(policyServiceMethods.ByName("DeletePolicy")),
+			connect.WithClientOptions(opts...),
+		),
+	}
+}
+
+// policyServiceClient implements PolicyServiceClient.
+type policyServiceClient struct {
+	listPolicies *connect.Client[v1.ListPoliciesRequest, v1.ListPoliciesResponse]
+	putPolicies  *connect.Client[v1.PutPoliciesRequest, v1.PutPoliciesResponse]
+	deletePolicy *connect.Client[v1.DeletePolicyRequest, v1.DeletePolicyResponse]
+}
+
+// ListPolicies calls mcpgate.config.v1.PolicyService.ListPolicies.
+func (c *policyServiceClient) ListPolicies(ctx context.Context, req *v1.ListPoliciesRequest) (*v1.ListPoliciesResponse, error) {
+	response, err := c.listPolicies.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// PutPolicies calls mcpgate.config.v1.PolicyService.PutPolicies.
+func (c *policyServiceClient) PutPolicies(ctx context.Context, req *v1.PutPoliciesRequest) (*v1.PutPoliciesResponse, error) {
+	response, err := c.putPolicies.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// DeletePolicy calls mcpgate.config.v1.PolicyService.DeletePolicy.
+func (c *policyServiceClient) DeletePolicy(ctx context.Context, req *v1.DeletePolicyRequest) (*v1.DeletePolicyResponse, error) {
+	response, err := c.deletePolicy.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// PolicyServiceHandler is an implementation of the mcpgate.config.v1.PolicyService service.
+type PolicyServiceHandler interface {
+	ListPolicies(context.Context, *v1.ListPoliciesRequest) (*v1.ListPoliciesResponse, error)
+	// PutPolicies replaces the whole ordered list. expected_revision is the
+	// list's revision last read (0 when none is stored).
+	PutPolicies(context.Context, *v1.PutPoliciesRequest) (*v1.PutPoliciesResponse, error)
+	// DeletePolicy removes one rule by id (compare-and-swap on the list's
+	// revision when expected_revision is set, 0 = any).
+	DeletePolicy(context.Context, *v1.DeletePolicyRequest) (*v1.DeletePolicyResponse, error)
+}
+
+// NewPolicyServiceHandler builds an HTTP handler from the service implementation. It returns the
+// path on which to mount the handler and the handler itself.
+//
+// By default, handlers support the Connect, gRPC, and gRPC-Web protocols with the binary Protobuf
+// and JSON codecs. They also support gzip compression.
+func NewPolicyServiceHandler(svc PolicyServiceHandler, opts ...connect.HandlerOption) (string, http.Handler) {
+	policyServiceMethods := v1.File_mcpgate_config_v1_config_proto.Services().ByName("PolicyService").Methods()
+	policyServiceListPoliciesHandler := connect.NewUnaryHandlerSimple(
+		PolicyServiceListPoliciesProcedure,
+		svc.ListPolicies,
+		connect.WithSchema(policyServiceMethods.ByName("ListPolicies")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	policyServicePutPoliciesHandler := connect.NewUnaryHandlerSimple(
+		PolicyServicePutPoliciesProcedure,
+		svc.PutPolicies,
+		connect.WithSchema(policyServiceMethods.ByName("PutPolicies")),
+		connect.WithHandlerOptions(opts...),
+	)
+	policyServiceDeletePolicyHandler := connect.NewUnaryHandlerSimple(
+		PolicyServiceDeletePolicyProcedure,
+		svc.DeletePolicy,
+		connect.WithSchema(policyServiceMethods.ByName("DeletePolicy")),
+		connect.WithHandlerOptions(opts...),
+	)
+	return "/mcpgate.config.v1.PolicyService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case PolicyServiceListPoliciesProcedure:
+			policyServiceListPoliciesHandler.ServeHTTP(w, r)
+		case PolicyServicePutPoliciesProcedure:
+			policyServicePutPoliciesHandler.ServeHTTP(w, r)
+		case PolicyServiceDeletePolicyProcedure:
+			policyServiceDeletePolicyHandler.ServeHTTP(w, r)
+		default:
+			http.NotFound(w, r)
+		}
+	})
+}
+
+// UnimplementedPolicyServiceHandler returns CodeUnimplemented from all methods.
+type UnimplementedPolicyServiceHandler struct{}
+
+func (UnimplementedPolicyServiceHandler) ListPolicies(context.Context, *v1.ListPoliciesRequest) (*v1.ListPoliciesResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("mcpgate.config.v1.PolicyService.ListPolicies is not implemented"))
+}
+
+func (UnimplementedPolicyServiceHandler) PutPolicies(context.Context, *v1.PutPoliciesRequest) (*v1.PutPoliciesResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("mcpgate.config.v1.PolicyService.PutPolicies is not implemented"))
+}
+
+func (UnimplementedPolicyServiceHandler) DeletePolicy(context.Context, *v1.DeletePolicyRequest) (*v1.DeletePolicyResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("mcpgate.config.v1.PolicyService.DeletePolicy is not implemented"))
+}
+
+// ExplainServiceClient is a client for the mcpgate.config.v1.ExplainService service.
+type ExplainServiceClient interface {
+	Explain(context.Context, *v1.ExplainRequest) (*v1.ExplainResponse, error)
+}
+
+// NewExplainServiceClient constructs a client for the mcpgate.config.v1.ExplainService service. By
+// default, it uses the Connect protocol with the binary Protobuf Codec, asks for gzipped responses,
+// and sends uncompressed requests. To use the gRPC or gRPC-Web protocols, supply the
+// connect.WithGRPC() or connect.WithGRPCWeb() options.
+//
+// The URL supplied here should be the base URL for the Connect or gRPC server (for example,
+// http://api.acme.com or https://acme.com/grpc).
+func NewExplainServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...connect.ClientOption) ExplainServiceClient {
+	baseURL = strings.TrimRight(baseURL, "/")
+	explainServiceMethods := v1.File_mcpgate_config_v1_config_proto.Services().ByName("ExplainService").Methods()
+	return &explainServiceClient{
+		explain: connect.NewClient[v1.ExplainRequest, v1.ExplainResponse](
+			httpClient,
+			baseURL+ExplainServiceExplainProcedure,
+			connect.WithSchema(explainServiceMethods.ByName("Explain")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+	}
+}
+
+// explainServiceClient implements ExplainServiceClient.
+type explainServiceClient struct {
+	explain *connect.Client[v1.ExplainRequest, v1.ExplainResponse]
+}
+
+// Explain calls mcpgate.config.v1.ExplainService.Explain.
+func (c *explainServiceClient) Explain(ctx context.Context, req *v1.ExplainRequest) (*v1.ExplainResponse, error) {
+	response, err := c.explain.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// ExplainServiceHandler is an implementation of the mcpgate.config.v1.ExplainService service.
+type ExplainServiceHandler interface {
+	Explain(context.Context, *v1.ExplainRequest) (*v1.ExplainResponse, error)
+}
+
+// NewExplainServiceHandler builds an HTTP handler from the service implementation. It returns the
+// path on which to mount the handler and the handler itself.
+//
+// By default, handlers support the Connect, gRPC, and gRPC-Web protocols with the binary Protobuf
+// and JSON codecs. They also support gzip compression.
+func NewExplainServiceHandler(svc ExplainServiceHandler, opts ...connect.HandlerOption) (string, http.Handler) {
+	explainServiceMethods := v1.File_mcpgate_config_v1_config_proto.Services().ByName("ExplainService").Methods()
+	explainServiceExplainHandler := connect.NewUnaryHandlerSimple(
+		ExplainServiceExplainProcedure,
+		svc.Explain,
+		connect.WithSchema(explainServiceMethods.ByName("Explain")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	return "/mcpgate.config.v1.ExplainService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case ExplainServiceExplainProcedure:
+			explainServiceExplainHandler.ServeHTTP(w, r)
+		default:
+			http.NotFound(w, r)
+		}
+	})
+}
+
+// UnimplementedExplainServiceHandler returns CodeUnimplemented from all methods.
+type UnimplementedExplainServiceHandler struct{}
+
+func (UnimplementedExplainServiceHandler) Explain(context.Context, *v1.ExplainRequest) (*v1.ExplainResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("mcpgate.config.v1.ExplainService.Explain is not implemented"))
 }

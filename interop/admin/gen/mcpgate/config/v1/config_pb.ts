@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file mcpgate/config/v1/config.proto.
  */
 export const file_mcpgate_config_v1_config: GenFile = /*@__PURE__*/
-  fileDesc("Ch5tY3BnYXRlL2NvbmZpZy92MS9jb25maWcucHJvdG8SEW1jcGdhdGUuY29uZmlnLnYxIqcFCglNY3BTZXJ2ZXISDAoEbmFtZRgBIAEoCRILCgN1cmwYAiABKAkSLwoJdHJhbnNwb3J0GAMgASgOMhwubWNwZ2F0ZS5jb25maWcudjEuVHJhbnNwb3J0Ei4KCWF1dGhfdHlwZRgEIAEoDjIbLm1jcGdhdGUuY29uZmlnLnYxLkF1dGhUeXBlEhIKCmF1dGhfdmFsdWUYBSABKAkSFgoOYXV0aF92YWx1ZV9zZXQYBiABKAgSMgoLb2F1dGgyX2Zsb3cYByABKA4yHS5tY3BnYXRlLmNvbmZpZy52MS5PQXV0aDJGbG93EhEKCWNsaWVudF9pZBgIIAEoCRIVCg1jbGllbnRfc2VjcmV0GAkgASgJEhkKEWNsaWVudF9zZWNyZXRfc2V0GAogASgIEhkKEWF1dGhvcml6YXRpb25fdXJsGAsgASgJEhEKCXRva2VuX3VybBgMIAEoCRIOCgZzY29wZXMYDSADKAkSRwoOc3RhdGljX2hlYWRlcnMYDiADKAsyLy5tY3BnYXRlLmNvbmZpZy52MS5NY3BTZXJ2ZXIuU3RhdGljSGVhZGVyc0VudHJ5EhsKE3N0YXRpY19oZWFkZXJfbmFtZXMYDyADKAkSFQoNYWxsb3dlZF90b29scxgQIAMoCRIYChBkaXNhbGxvd2VkX3Rvb2xzGBEgAygJEhMKC2Rlc2NyaXB0aW9uGBIgASgJEhYKDnJldm9jYXRpb25fdXJsGBMgASgJEg4KBmlzc3VlchgUIAEoCRIQCghyZXZpc2lvbhgVIAEoAxIfChd0b2tlbl9leGNoYW5nZV9hdWRpZW5jZRgWIAEoCRo0ChJTdGF0aWNIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKCAgoJUHJpbmNpcGFsEgwKBG5hbWUYASABKAkSLgoEa2luZBgCIAEoDjIgLm1jcGdhdGUuY29uZmlnLnYxLlByaW5jaXBhbEtpbmQSJQoEcm9sZRgDIAEoDjIXLm1jcGdhdGUuY29uZmlnLnYxLlJvbGUSDwoHc2VydmVycxgEIAMoCRIUCgxkaXNwbGF5X25hbWUYBSABKAkSEAoIcmV2aXNpb24YBiABKAMSCwoDdWlkGAcgASgJEg4KBmdyb3VwcxgIIAMoCRI6Cg9hc3NlcnRlZF9ncm91cHMYCSADKAsyIS5tY3BnYXRlLmNvbmZpZy52MS5Hcm91cEFzc2VydGlvbiJrCg5Hcm91cEFzc2VydGlvbhINCgVncm91cBgBIAEoCRIZChFpZGVudGl0eV9wcm92aWRlchgCIAEoCRIvCgthc3NlcnRfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiTQoFR3JvdXASDAoEbmFtZRgBIAEoCRIPCgdzZXJ2ZXJzGAIgAygJEhMKC2Rlc2NyaXB0aW9uGAMgASgJEhAKCHJldmlzaW9uGAQgASgDIqUBCg1WaXJ0dWFsU2VydmVyEgwKBG5hbWUYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkSNwoHbWVtYmVycxgDIAMoCzImLm1jcGdhdGUuY29uZmlnLnYxLlZpcnR1YWxTZXJ2ZXJNZW1iZXISFgoOdG9vbF9zZXBhcmF0b3IYBCABKAkSDgoGc2NvcGVzGAUgAygJEhAKCHJldmlzaW9uGAYgASgDIvMBChNWaXJ0dWFsU2VydmVyTWVtYmVyEg4KBnNlcnZlchgBIAEoCRIVCg1pbmNsdWRlX3Rvb2xzGAIgAygJEhUKDWV4Y2x1ZGVfdG9vbHMYAyADKAkSRAoHcmVuYW1lcxgEIAMoCzIzLm1jcGdhdGUuY29uZmlnLnYxLlZpcnR1YWxTZXJ2ZXJNZW1iZXIuUmVuYW1lc0VudHJ5EhgKC3Rvb2xfcHJlZml4GAUgASgJSACIAQEaLgoMUmVuYW1lc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCDgoMX3Rvb2xfcHJlZml4IqYCChBJZGVudGl0eVByb3ZpZGVyEgwKBG5hbWUYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJEg4KBmlzc3VlchgDIAEoCRIRCgljbGllbnRfaWQYBCABKAkSDgoGc2NvcGVzGAUgAygJEhcKD3ByaW5jaXBhbF9jbGFpbRgGIAEoCRIUCgxncm91cHNfY2xhaW0YByABKAkSFwoPYWxsb3dlZF9kb21haW5zGAggAygJEhkKEWNyZWF0ZV9wcmluY2lwYWxzGAkgASgIEhQKDHRydXN0X2lkX2phZxgKIAEoCBIZChFjbGllbnRfc2VjcmV0X3NldBgLIAEoCBIQCghyZXZpc2lvbhgMIAEoAxIVCg1jbGllbnRfc2VjcmV0GA0gASgJIoMCCgZBcGlLZXkSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIRCglwcmluY2lwYWwYAyABKAkSFgoOZGlzcGxheV9wcmVmaXgYBCABKAkSLwoLY3JlYXRlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2V4cGlyZV90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdyZXZva2VkGAcgASgIEi8KC3Jldm9rZV90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghyZXZpc2lvbhgJIAEoAyIUChJMaXN0U2VydmVyc1JlcXVlc3QiRAoTTGlzdFNlcnZlcnNSZXNwb25zZRItCgdzZXJ2ZXJzGAEgAygLMhwubWNwZ2F0ZS5jb25maWcudjEuTWNwU2VydmVyIiAKEEdldFNlcnZlclJlcXVlc3QSDAoEbmFtZRgBIAEoCSJBChFHZXRTZXJ2ZXJSZXNwb25zZRIsCgZzZXJ2ZXIYASABKAsyHC5tY3BnYXRlLmNvbmZpZy52MS5NY3BTZXJ2ZXIidAoQUHV0U2VydmVyUmVxdWVzdBIsCgZzZXJ2ZXIYASABKAsyHC5tY3BnYXRlLmNvbmZpZy52MS5NY3BTZXJ2ZXISGQoRZXhwZWN0ZWRfcmV2aXNpb24YAiABKAMSFwoPcmVwbGFjZV9zZWNyZXRzGAMgASgIIlIKEVB1dFNlcnZlclJlc3BvbnNlEiwKBnNlcnZlchgBIAEoCzIcLm1jcGdhdGUuY29uZmlnLnYxLk1jcFNlcnZlchIPCgdjaGFuZ2VkGAIgASgIIj4KE0RlbGV0ZVNlcnZlclJlcXVlc3QSDAoEbmFtZRgBIAEoCRIZChFleHBlY3RlZF9yZXZpc2lvbhgCIAEoAyIWChREZWxldGVTZXJ2ZXJSZXNwb25zZSIXChVMaXN0UHJpbmNpcGFsc1JlcXVlc3QiSgoWTGlzdFByaW5jaXBhbHNSZXNwb25zZRIwCgpwcmluY2lwYWxzGAEgAygLMhwubWNwZ2F0ZS5jb25maWcudjEuUHJpbmNpcGFsIiMKE0dldFByaW5jaXBhbFJlcXVlc3QSDAoEbmFtZRgBIAEoCSKGAQoUR2V0UHJpbmNpcGFsUmVzcG9uc2USLwoJcHJpbmNpcGFsGAEgASgLMhwubWNwZ2F0ZS5jb25maWcudjEuUHJpbmNpcGFsEj0KEWVmZmVjdGl2ZV9zZXJ2ZXJzGAIgAygLMiIubWNwZ2F0ZS5jb25maWcudjEuRWZmZWN0aXZlU2VydmVyIlIKD0VmZmVjdGl2ZVNlcnZlchIOCgZzZXJ2ZXIYASABKAkSLwoHc291cmNlcxgCIAMoCzIeLm1jcGdhdGUuY29uZmlnLnYxLkdyYW50U291cmNlImgKC0dyYW50U291cmNlEg0KBWdyb3VwGAEgASgJEhkKEWlkZW50aXR5X3Byb3ZpZGVyGAIgASgJEi8KC2Fzc2VydF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJhChNQdXRQcmluY2lwYWxSZXF1ZXN0Ei8KCXByaW5jaXBhbBgBIAEoCzIcLm1jcGdhdGUuY29uZmlnLnYxLlByaW5jaXBhbBIZChFleHBlY3RlZF9yZXZpc2lvbhgCIAEoAyJYChRQdXRQcmluY2lwYWxSZXNwb25zZRIvCglwcmluY2lwYWwYASABKAsyHC5tY3BnYXRlLmNvbmZpZy52MS5QcmluY2lwYWwSDwoHY2hhbmdlZBgCIAEoCCJBChZEZWxldGVQcmluY2lwYWxSZXF1ZXN0EgwKBG5hbWUYASABKAkSGQoRZXhwZWN0ZWRfcmV2aXNpb24YAiABKAMiGQoXRGVsZXRlUHJpbmNpcGFsUmVzcG9uc2UiEwoRTGlzdEdyb3Vwc1JlcXVlc3QiPgoSTGlzdEdyb3Vwc1Jlc3BvbnNlEigKBmdyb3VwcxgBIAMoCzIYLm1jcGdhdGUuY29uZmlnLnYxLkdyb3VwIh8KD0dldEdyb3VwUmVxdWVzdBIMCgRuYW1lGAEgASgJIkwKEEdldEdyb3VwUmVzcG9uc2USJwoFZ3JvdXAYASABKAsyGC5tY3BnYXRlLmNvbmZpZy52MS5Hcm91cBIPCgdtZW1iZXJzGAIgAygJIlUKD1B1dEdyb3VwUmVxdWVzdBInCgVncm91cBgBIAEoCzIYLm1jcGdhdGUuY29uZmlnLnYxLkdyb3VwEhkKEWV4cGVjdGVkX3JldmlzaW9uGAIgASgDIkwKEFB1dEdyb3VwUmVzcG9uc2USJwoFZ3JvdXAYASABKAsyGC5tY3BnYXRlLmNvbmZpZy52MS5Hcm91cBIPCgdjaGFuZ2VkGAIgASgIIj0KEkRlbGV0ZUdyb3VwUmVxdWVzdBIMCgRuYW1lGAEgASgJEhkKEWV4cGVjdGVkX3JldmlzaW9uGAIgASgDIhUKE0RlbGV0ZUdyb3VwUmVzcG9uc2UiGwoZTGlzdFZpcnR1YWxTZXJ2ZXJzUmVxdWVzdCJXChpMaXN0VmlydHVhbFNlcnZlcnNSZXNwb25zZRI5Cg92aXJ0dWFsX3NlcnZlcnMYASADKAsyIC5tY3BnYXRlLmNvbmZpZy52MS5WaXJ0dWFsU2VydmVyIicKF0dldFZpcnR1YWxTZXJ2ZXJSZXF1ZXN0EgwKBG5hbWUYASABKAkiVAoYR2V0VmlydHVhbFNlcnZlclJlc3BvbnNlEjgKDnZpcnR1YWxfc2VydmVyGAEgASgLMiAubWNwZ2F0ZS5jb25maWcudjEuVmlydHVhbFNlcnZlciJuChdQdXRWaXJ0dWFsU2VydmVyUmVxdWVzdBI4Cg52aXJ0dWFsX3NlcnZlchgBIAEoCzIgLm1jcGdhdGUuY29uZmlnLnYxLlZpcnR1YWxTZXJ2ZXISGQoRZXhwZWN0ZWRfcmV2aXNpb24YAiABKAMiZQoYUHV0VmlydHVhbFNlcnZlclJlc3BvbnNlEjgKDnZpcnR1YWxfc2VydmVyGAEgASgLMiAubWNwZ2F0ZS5jb25maWcudjEuVmlydHVhbFNlcnZlchIPCgdjaGFuZ2VkGAIgASgIIkUKGkRlbGV0ZVZpcnR1YWxTZXJ2ZXJSZXF1ZXN0EgwKBG5hbWUYASABKAkSGQoRZXhwZWN0ZWRfcmV2aXNpb24YAiABKAMiHQobRGVsZXRlVmlydHVhbFNlcnZlclJlc3BvbnNlIiQKD0xpc3RLZXlzUmVxdWVzdBIRCglwcmluY2lwYWwYASABKAkiOwoQTGlzdEtleXNSZXNwb25zZRInCgRrZXlzGAEgAygLMhkubWNwZ2F0ZS5jb25maWcudjEuQXBpS2V5InEKEENyZWF0ZUtleVJlcXVlc3QSEQoJcHJpbmNpcGFsGAEgASgJEgwKBG5hbWUYAiABKAkSLwoLZXhwaXJlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEgsKA2tleRgEIAEoCSJdChFDcmVhdGVLZXlSZXNwb25zZRIqCgdhcGlfa2V5GAEgASgLMhkubWNwZ2F0ZS5jb25maWcudjEuQXBpS2V5EgsKA2tleRgCIAEoCRIPCgdjcmVhdGVkGAMgASgIIh4KEFJldm9rZUtleVJlcXVlc3QSCgoCaWQYASABKAkiPwoRUmV2b2tlS2V5UmVzcG9uc2USKgoHYXBpX2tleRgBIAEoCzIZLm1jcGdhdGUuY29uZmlnLnYxLkFwaUtleSIeChxMaXN0SWRlbnRpdHlQcm92aWRlcnNSZXF1ZXN0ImAKHUxpc3RJZGVudGl0eVByb3ZpZGVyc1Jlc3BvbnNlEj8KEmlkZW50aXR5X3Byb3ZpZGVycxgBIAMoCzIjLm1jcGdhdGUuY29uZmlnLnYxLklkZW50aXR5UHJvdmlkZXIiKgoaR2V0SWRlbnRpdHlQcm92aWRlclJlcXVlc3QSDAoEbmFtZRgBIAEoCSJdChtHZXRJZGVudGl0eVByb3ZpZGVyUmVzcG9uc2USPgoRaWRlbnRpdHlfcHJvdmlkZXIYASABKAsyIy5tY3BnYXRlLmNvbmZpZy52MS5JZGVudGl0eVByb3ZpZGVyIncKGlB1dElkZW50aXR5UHJvdmlkZXJSZXF1ZXN0Ej4KEWlkZW50aXR5X3Byb3ZpZGVyGAEgASgLMiMubWNwZ2F0ZS5jb25maWcudjEuSWRlbnRpdHlQcm92aWRlchIZChFleHBlY3RlZF9yZXZpc2lvbhgCIAEoAyJuChtQdXRJZGVudGl0eVByb3ZpZGVyUmVzcG9uc2USPgoRaWRlbnRpdHlfcHJvdmlkZXIYASABKAsyIy5tY3BnYXRlLmNvbmZpZy52MS5JZGVudGl0eVByb3ZpZGVyEg8KB2NoYW5nZWQYAiABKAgiSAodRGVsZXRlSWRlbnRpdHlQcm92aWRlclJlcXVlc3QSDAoEbmFtZRgBIAEoCRIZChFleHBlY3RlZF9yZXZpc2lvbhgCIAEoAyIgCh5EZWxldGVJZGVudGl0eVByb3ZpZGVyUmVzcG9uc2UqTQoJVHJhbnNwb3J0EhkKFVRSQU5TUE9SVF9VTlNQRUNJRklFRBAAEhIKDlRSQU5TUE9SVF9IVFRQEAESEQoNVFJBTlNQT1JUX1NTRRACKuQBCghBdXRoVHlwZRIZChVBVVRIX1RZUEVfVU5TUEVDSUZJRUQQABISCg5BVVRIX1RZUEVfTk9ORRABEhUKEUFVVEhfVFlQRV9BUElfS0VZEAISGgoWQVVUSF9UWVBFX0JFQVJFUl9UT0tFThADEhMKD0FVVEhfVFlQRV9CQVNJQxAEEhsKF0FVVEhfVFlQRV9BVVRIT1JJWkFUSU9OEAUSEwoPQVVUSF9UWVBFX1RPS0VOEAYSFAoQQVVUSF9UWVBFX09BVVRIMhAHEhkKFUFVVEhfVFlQRV9QQVNTVEhST1VHSBAIKpUBCgpPQXV0aDJGbG93EhwKGE9fQVVUSDJfRkxPV19VTlNQRUNJRklFRBAAEiMKH09fQVVUSDJfRkxPV19BVVRIT1JJWkFUSU9OX0NPREUQARIjCh9PX0FVVEgyX0ZMT1dfQ0xJRU5UX0NSRURFTlRJQUxTEAISHwobT19BVVRIMl9GTE9XX1RPS0VOX0VYQ0hBTkdFEAMqbAoNUHJpbmNpcGFsS2luZBIeChpQUklOQ0lQQUxfS0lORF9VTlNQRUNJRklFRBAAEhcKE1BSSU5DSVBBTF9LSU5EX1VTRVIQARIiCh5QUklOQ0lQQUxfS0lORF9TRVJWSUNFX0FDQ09VTlQQAio9CgRSb2xlEhQKEFJPTEVfVU5TUEVDSUZJRUQQABIPCgtST0xFX01FTUJFUhABEg4KClJPTEVfQURNSU4QAjKIAwoNU2VydmVyU2VydmljZRJhCgtMaXN0U2VydmVycxIlLm1jcGdhdGUuY29uZmlnLnYxLkxpc3RTZXJ2ZXJzUmVxdWVzdBomLm1jcGdhdGUuY29uZmlnLnYxLkxpc3RTZXJ2ZXJzUmVzcG9uc2UiA5ACARJbCglHZXRTZXJ2ZXISIy5tY3BnYXRlLmNvbmZpZy52MS5HZXRTZXJ2ZXJSZXF1ZXN0GiQubWNwZ2F0ZS5jb25maWcudjEuR2V0U2VydmVyUmVzcG9uc2UiA5ACARJWCglQdXRTZXJ2ZXISIy5tY3BnYXRlLmNvbmZpZy52MS5QdXRTZXJ2ZXJSZXF1ZXN0GiQubWNwZ2F0ZS5jb25maWcudjEuUHV0U2VydmVyUmVzcG9uc2USXwoMRGVsZXRlU2VydmVyEiYubWNwZ2F0ZS5jb25maWcudjEuRGVsZXRlU2VydmVyUmVxdWVzdBonLm1jcGdhdGUuY29uZmlnLnYxLkRlbGV0ZVNlcnZlclJlc3BvbnNlMq8DChBQcmluY2lwYWxTZXJ2aWNlEmoKDkxpc3RQcmluY2lwYWxzEigubWNwZ2F0ZS5jb25maWcudjEuTGlzdFByaW5jaXBhbHNSZXF1ZXN0GikubWNwZ2F0ZS5jb25maWcudjEuTGlzdFByaW5jaXBhbHNSZXNwb25zZSIDkAIBEmQKDEdldFByaW5jaXBhbBImLm1jcGdhdGUuY29uZmlnLnYxLkdldFByaW5jaXBhbFJlcXVlc3QaJy5tY3BnYXRlLmNvbmZpZy52MS5HZXRQcmluY2lwYWxSZXNwb25zZSIDkAIBEl8KDFB1dFByaW5jaXBhbBImLm1jcGdhdGUuY29uZmlnLnYxLlB1dFByaW5jaXBhbFJlcXVlc3QaJy5tY3BnYXRlLmNvbmZpZy52MS5QdXRQcmluY2lwYWxSZXNwb25zZRJoCg9EZWxldGVQcmluY2lwYWwSKS5tY3BnYXRlLmNvbmZpZy52MS5EZWxldGVQcmluY2lwYWxSZXF1ZXN0GioubWNwZ2F0ZS5jb25maWcudjEuRGVsZXRlUHJpbmNpcGFsUmVzcG9uc2Uy+wIKDEdyb3VwU2VydmljZRJeCgpMaXN0R3JvdXBzEiQubWNwZ2F0ZS5jb25maWcudjEuTGlzdEdyb3Vwc1JlcXVlc3QaJS5tY3BnYXRlLmNvbmZpZy52MS5MaXN0R3JvdXBzUmVzcG9uc2UiA5ACARJYCghHZXRHcm91cBIiLm1jcGdhdGUuY29uZmlnLnYxLkdldEdyb3VwUmVxdWVzdBojLm1jcGdhdGUuY29uZmlnLnYxLkdldEdyb3VwUmVzcG9uc2UiA5ACARJTCghQdXRHcm91cBIiLm1jcGdhdGUuY29uZmlnLnYxLlB1dEdyb3VwUmVxdWVzdBojLm1jcGdhdGUuY29uZmlnLnYxLlB1dEdyb3VwUmVzcG9uc2USXAoLRGVsZXRlR3JvdXASJS5tY3BnYXRlLmNvbmZpZy52MS5EZWxldGVHcm91cFJlcXVlc3QaJi5tY3BnYXRlLmNvbmZpZy52MS5EZWxldGVHcm91cFJlc3BvbnNlMuMDChRWaXJ0dWFsU2VydmVyU2VydmljZRJ2ChJMaXN0VmlydHVhbFNlcnZlcnMSLC5tY3BnYXRlLmNvbmZpZy52MS5MaXN0VmlydHVhbFNlcnZlcnNSZXF1ZXN0Gi0ubWNwZ2F0ZS5jb25maWcudjEuTGlzdFZpcnR1YWxTZXJ2ZXJzUmVzcG9uc2UiA5ACARJwChBHZXRWaXJ0dWFsU2VydmVyEioubWNwZ2F0ZS5jb25maWcudjEuR2V0VmlydHVhbFNlcnZlclJlcXVlc3QaKy5tY3BnYXRlLmNvbmZpZy52MS5HZXRWaXJ0dWFsU2VydmVyUmVzcG9uc2UiA5ACARJrChBQdXRWaXJ0dWFsU2VydmVyEioubWNwZ2F0ZS5jb25maWcudjEuUHV0VmlydHVhbFNlcnZlclJlcXVlc3QaKy5tY3BnYXRlLmNvbmZpZy52MS5QdXRWaXJ0dWFsU2VydmVyUmVzcG9uc2USdAoTRGVsZXRlVmlydHVhbFNlcnZlchItLm1jcGdhdGUuY29uZmlnLnYxLkRlbGV0ZVZpcnR1YWxTZXJ2ZXJSZXF1ZXN0Gi4ubWNwZ2F0ZS5jb25maWcudjEuRGVsZXRlVmlydHVhbFNlcnZlclJlc3BvbnNlMpYCCgpLZXlTZXJ2aWNlElgKCExpc3RLZXlzEiIubWNwZ2F0ZS5jb25maWcudjEuTGlzdEtleXNSZXF1ZXN0GiMubWNwZ2F0ZS5jb25maWcudjEuTGlzdEtleXNSZXNwb25zZSIDkAIBElYKCUNyZWF0ZUtleRIjLm1jcGdhdGUuY29uZmlnLnYxLkNyZWF0ZUtleVJlcXVlc3QaJC5tY3BnYXRlLmNvbmZpZy52MS5DcmVhdGVLZXlSZXNwb25zZRJWCglSZXZva2VLZXkSIy5tY3BnYXRlLmNvbmZpZy52MS5SZXZva2VLZXlSZXF1ZXN0GiQubWNwZ2F0ZS5jb25maWcudjEuUmV2b2tlS2V5UmVzcG9uc2UyigQKF0lkZW50aXR5UHJvdmlkZXJTZXJ2aWNlEn8KFUxpc3RJZGVudGl0eVByb3ZpZGVycxIvLm1jcGdhdGUuY29uZmlnLnYxLkxpc3RJZGVudGl0eVByb3ZpZGVyc1JlcXVlc3QaMC5tY3BnYXRlLmNvbmZpZy52MS5MaXN0SWRlbnRpdHlQcm92aWRlcnNSZXNwb25zZSIDkAIBEnkKE0dldElkZW50aXR5UHJvdmlkZXISLS5tY3BnYXRlLmNvbmZpZy52MS5HZXRJZGVudGl0eVByb3ZpZGVyUmVxdWVzdBouLm1jcGdhdGUuY29uZmlnLnYxLkdldElkZW50aXR5UHJvdmlkZXJSZXNwb25zZSIDkAIBEnQKE1B1dElkZW50aXR5UHJvdmlkZXISLS5tY3BnYXRlLmNvbmZpZy52MS5QdXRJZGVudGl0eVByb3ZpZGVyUmVxdWVzdBouLm1jcGdhdGUuY29uZmlnLnYxLlB1dElkZW50aXR5UHJvdmlkZXJSZXNwb25zZRJ9ChZEZWxldGVJZGVudGl0eVByb3ZpZGVyEjAubWNwZ2F0ZS5jb25maWcudjEuRGVsZXRlSWRlbnRpdHlQcm92aWRlclJlcXVlc3QaMS5tY3BnYXRlLmNvbmZpZy52MS5EZWxldGVJZGVudGl0eVByb3ZpZGVyUmVzcG9uc2VCyQEKFWNvbS5tY3BnYXRlLmNvbmZpZy52MUILQ29uZmlnUHJvdG9QAVo9Z2l0aHViLmNvbS9tY3BnYXRlL21jcGdhdGUvYXBpL2dlbi9tY3BnYXRlL2NvbmZpZy92MTtjb25maWd2MaICA01DWKoCEU1jcGdhdGUuQ29uZmlnLlYxygIRTWNwZ2F0ZVxDb25maWdcVjHiAh1NY3BnYXRlXENvbmZpZ1xWMVxHUEJNZXRhZGF0YeoCE01jcGdhdGU6OkNvbmZpZzo6VjFiBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("Ch5tY3BnYXRlL2NvbmZpZy92MS9jb25maWcucHJvdG8SEW1jcGdhdGUuY29uZmlnLnYxIqcFCglNY3BTZXJ2ZXISDAoEbmFtZRgBIAEoCRILCgN1cmwYAiABKAkSLwoJdHJhbnNwb3J0GAMgASgOMhwubWNwZ2F0ZS5jb25maWcudjEuVHJhbnNwb3J0Ei4KCWF1dGhfdHlwZRgEIAEoDjIbLm1jcGdhdGUuY29uZmlnLnYxLkF1dGhUeXBlEhIKCmF1dGhfdmFsdWUYBSABKAkSFgoOYXV0aF92YWx1ZV9zZXQYBiABKAgSMgoLb2F1dGgyX2Zsb3cYByABKA4yHS5tY3BnYXRlLmNvbmZpZy52MS5PQXV0aDJGbG93EhEKCWNsaWVudF9pZBgIIAEoCRIVCg1jbGllbnRfc2VjcmV0GAkgASgJEhkKEWNsaWVudF9zZWNyZXRfc2V0GAogASgIEhkKEWF1dGhvcml6YXRpb25fdXJsGAsgASgJEhEKCXRva2VuX3VybBgMIAEoCRIOCgZzY29wZXMYDSADKAkSRwoOc3RhdGljX2hlYWRlcnMYDiADKAsyLy5tY3BnYXRlLmNvbmZpZy52MS5NY3BTZXJ2ZXIuU3RhdGljSGVhZGVyc0VudHJ5EhsKE3N0YXRpY19oZWFkZXJfbmFtZXMYDyADKAkSFQoNYWxsb3dlZF90b29scxgQIAMoCRIYChBkaXNhbGxvd2VkX3Rvb2xzGBEgAygJEhMKC2Rlc2NyaXB0aW9uGBIgASgJEhYKDnJldm9jYXRpb25fdXJsGBMgASgJEg4KBmlzc3VlchgUIAEoCRIQCghyZXZpc2lvbhgVIAEoAxIfChd0b2tlbl9leGNoYW5nZV9hdWRpZW5jZRgWIAEoCRo0ChJTdGF0aWNIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKCAgoJUHJpbmNpcGFsEgwKBG5hbWUYASABKAkSLgoEa2luZBgCIAEoDjIgLm1jcGdhdGUuY29uZmlnLnYxLlByaW5jaXBhbEtpbmQSJQoEcm9sZRgDIAEoDjIXLm1jcGdhdGUuY29uZmlnLnYxLlJvbGUSDwoHc2VydmVycxgEIAMoCRIUCgxkaXNwbGF5X25hbWUYBSABKAkSEAoIcmV2aXNpb24YBiABKAMSCwoDdWlkGAcgASgJEg4KBmdyb3VwcxgIIAMoCRI6Cg9hc3NlcnRlZF9ncm91cHMYCSADKAsyIS5tY3BnYXRlLmNvbmZpZy52MS5Hcm91cEFzc2VydGlvbiJrCg5Hcm91cEFzc2VydGlvbhINCgVncm91cBgBIAEoCRIZChFpZGVudGl0eV9wcm92aWRlchgCIAEoCRIvCgthc3NlcnRfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiTQoFR3JvdXASDAoEbmFtZRgBIAEoCRIPCgdzZXJ2ZXJzGAIgAygJEhMKC2Rlc2NyaXB0aW9uGAMgASgJEhAKCHJldmlzaW9uGAQgASgDIqUBCg1WaXJ0dWFsU2VydmVyEgwKBG5hbWUYASABKAkSEwoLZGVzY3JpcHRpb24YAiABKAkSNwoHbWVtYmVycxgDIAMoCzImLm1jcGdhdGUuY29uZmlnLnYxLlZpcnR1YWxTZXJ2ZXJNZW1iZXISFgoOdG9vbF9zZXBhcmF0b3IYBCABKAkSDgoGc2NvcGVzGAUgAygJEhAKCHJldmlzaW9uGAYgASgDIvMBChNWaXJ0dWFsU2VydmVyTWVtYmVyEg4KBnNlcnZlchgBIAEoCRIVCg1pbmNsdWRlX3Rvb2xzGAIgAygJEhUKDWV4Y2x1ZGVfdG9vbHMYAyADKAkSRAoHcmVuYW1lcxgEIAMoCzIzLm1jcGdhdGUuY29uZmlnLnYxLlZpcnR1YWxTZXJ2ZXJNZW1iZXIuUmVuYW1lc0VudHJ5EhgKC3Rvb2xfcHJlZml4GAUgASgJSACIAQEaLgoMUmVuYW1lc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCDgoMX3Rvb2xfcHJlZml4IqYCChBJZGVudGl0eVByb3ZpZGVyEgwKBG5hbWUYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJEg4KBmlzc3VlchgDIAEoCRIRCgljbGllbnRfaWQYBCABKAkSDgoGc2NvcGVzGAUgAygJEhcKD3ByaW5jaXBhbF9jbGFpbRgGIAEoCRIUCgxncm91cHNfY2xhaW0YByABKAkSFwoPYWxsb3dlZF9kb21haW5zGAggAygJEhkKEWNyZWF0ZV9wcmluY2lwYWxzGAkgASgIEhQKDHRydXN0X2lkX2phZxgKIAEoCBIZChFjbGllbnRfc2VjcmV0X3NldBgLIAEoCBIQCghyZXZpc2lvbhgMIAEoAxIVCg1jbGllbnRfc2VjcmV0GA0gASgJIoMCCgZBcGlLZXkSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIRCglwcmluY2lwYWwYAyABKAkSFgoOZGlzcGxheV9wcmVmaXgYBCABKAkSLwoLY3JlYXRlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2V4cGlyZV90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdyZXZva2VkGAcgASgIEi8KC3Jldm9rZV90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghyZXZpc2lvbhgJIAEoAyIUChJMaXN0U2VydmVyc1JlcXVlc3QiRAoTTGlzdFNlcnZlcnNSZXNwb25zZRItCgdzZXJ2ZXJzGAEgAygLMhwubWNwZ2F0ZS5jb25maWcudjEuTWNwU2VydmVyIiAKEEdldFNlcnZlclJlcXVlc3QSDAoEbmFtZRgBIAEoCSJBChFHZXRTZXJ2ZXJSZXNwb25zZRIsCgZzZXJ2ZXIYASABKAsyHC5tY3BnYXRlLmNvbmZpZy52MS5NY3BTZXJ2ZXIidAoQUHV0U2VydmVyUmVxdWVzdBIsCgZzZXJ2ZXIYASABKAsyHC5tY3BnYXRlLmNvbmZpZy52MS5NY3BTZXJ2ZXISGQoRZXhwZWN0ZWRfcmV2aXNpb24YAiABKAMSFwoPcmVwbGFjZV9zZWNyZXRzGAMgASgIIlIKEVB1dFNlcnZlclJlc3BvbnNlEiwKBnNlcnZlchgBIAEoCzIcLm1jcGdhdGUuY29uZmlnLnYxLk1jcFNlcnZlchIPCgdjaGFuZ2VkGAIgASgIIj4KE0RlbGV0ZVNlcnZlclJlcXVlc3QSDAoEbmFtZRgBIAEoCRIZChFleHBlY3RlZF9yZXZpc2lvbhgCIAEoAyIWChREZWxldGVTZXJ2ZXJSZXNwb25zZSIXChVMaXN0UHJpbmNpcGFsc1JlcXVlc3QiSgoWTGlzdFByaW5jaXBhbHNSZXNwb25zZRIwCgpwcmluY2lwYWxzGAEgAygLMhwubWNwZ2F0ZS5jb25maWcudjEuUHJpbmNpcGFsIiMKE0dldFByaW5jaXBhbFJlcXVlc3QSDAoEbmFtZRgBIAEoCSKGAQoUR2V0UHJpbmNpcGFsUmVzcG9uc2USLwoJcHJpbmNpcGFsGAEgASgLMhwubWNwZ2F0ZS5jb25maWcudjEuUHJpbmNpcGFsEj0KEWVmZmVjdGl2ZV9zZXJ2ZXJzGAIgAygLMiIubWNwZ2F0ZS5jb25maWcudjEuRWZmZWN0aXZlU2VydmVyIlIKD0VmZmVjdGl2ZVNlcnZlchIOCgZzZXJ2ZXIYASABKAkSLwoHc291cmNlcxgCIAMoCzIeLm1jcGdhdGUuY29uZmlnLnYxLkdyYW50U291cmNlImgKC0dyYW50U291cmNlEg0KBWdyb3VwGAEgASgJEhkKEWlkZW50aXR5X3Byb3ZpZGVyGAIgASgJEi8KC2Fzc2VydF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJhChNQdXRQcmluY2lwYWxSZXF1ZXN0Ei8KCXByaW5jaXBhbBgBIAEoCzIcLm1jcGdhdGUuY29uZmlnLnYxLlByaW5jaXBhbBIZChFleHBlY3RlZF9yZXZpc2lvbhgCIAEoAyJYChRQdXRQcmluY2lwYWxSZXNwb25zZRIvCglwcmluY2lwYWwYASABKAsyHC5tY3BnYXRlLmNvbmZpZy52MS5QcmluY2lwYWwSDwoHY2hhbmdlZBgCIAEoCCJBChZEZWxldGVQcmluY2lwYWxSZXF1ZXN0EgwKBG5hbWUYASABKAkSGQoRZXhwZWN0ZWRfcmV2aXNpb24YAiABKAMiGQoXRGVsZXRlUHJpbmNpcGFsUmVzcG9uc2UiEwoRTGlzdEdyb3Vwc1JlcXVlc3QiPgoSTGlzdEdyb3Vwc1Jlc3BvbnNlEigKBmdyb3VwcxgBIAMoCzIYLm1jcGdhdGUuY29uZmlnLnYxLkdyb3VwIh8KD0dldEdyb3VwUmVxdWVzdBIMCgRuYW1lGAEgASgJIkwKEEdldEdyb3VwUmVzcG9uc2USJwoFZ3JvdXAYASABKAsyGC5tY3BnYXRlLmNvbmZpZy52MS5Hcm91cBIPCgdtZW1iZXJzGAIgAygJIlUKD1B1dEdyb3VwUmVxdWVzdBInCgVncm91cBgBIAEoCzIYLm1jcGdhdGUuY29uZmlnLnYxLkdyb3VwEhkKEWV4cGVjdGVkX3JldmlzaW9uGAIgASgDIkwKEFB1dEdyb3VwUmVzcG9uc2USJwoFZ3JvdXAYASABKAsyGC5tY3BnYXRlLmNvbmZpZy52MS5Hcm91cBIPCgdjaGFuZ2VkGAIgASgIIj0KEkRlbGV0ZUdyb3VwUmVxdWVzdBIMCgRuYW1lGAEgASgJEhkKEWV4cGVjdGVkX3JldmlzaW9uGAIgASgDIhUKE0RlbGV0ZUdyb3VwUmVzcG9uc2UiGwoZTGlzdFZpcnR1YWxTZXJ2ZXJzUmVxdWVzdCJXChpMaXN0VmlydHVhbFNlcnZlcnNSZXNwb25zZRI5Cg92aXJ0dWFsX3NlcnZlcnMYASADKAsyIC5tY3BnYXRlLmNvbmZpZy52MS5WaXJ0dWFsU2VydmVyIicKF0dldFZpcnR1YWxTZXJ2ZXJSZXF1ZXN0EgwKBG5hbWUYASABKAkiVAoYR2V0VmlydHVhbFNlcnZlclJlc3BvbnNlEjgKDnZpcnR1YWxfc2VydmVyGAEgASgLMiAubWNwZ2F0ZS5jb25maWcudjEuVmlydHVhbFNlcnZlciJuChdQdXRWaXJ0dWFsU2VydmVyUmVxdWVzdBI4Cg52aXJ0dWFsX3NlcnZlchgBIAEoCzIgLm1jcGdhdGUuY29uZmlnLnYxLlZpcnR1YWxTZXJ2ZXISGQoRZXhwZWN0ZWRfcmV2aXNpb24YAiABKAMiZQoYUHV0VmlydHVhbFNlcnZlclJlc3BvbnNlEjgKDnZpcnR1YWxfc2VydmVyGAEgASgLMiAubWNwZ2F0ZS5jb25maWcudjEuVmlydHVhbFNlcnZlchIPCgdjaGFuZ2VkGAIgASgIIkUKGkRlbGV0ZVZpcnR1YWxTZXJ2ZXJSZXF1ZXN0EgwKBG5hbWUYASABKAkSGQoRZXhwZWN0ZWRfcmV2aXNpb24YAiABKAMiHQobRGVsZXRlVmlydHVhbFNlcnZlclJlc3BvbnNlIiQKD0xpc3RLZXlzUmVxdWVzdBIRCglwcmluY2lwYWwYASABKAkiOwoQTGlzdEtleXNSZXNwb25zZRInCgRrZXlzGAEgAygLMhkubWNwZ2F0ZS5jb25maWcudjEuQXBpS2V5InEKEENyZWF0ZUtleVJlcXVlc3QSEQoJcHJpbmNpcGFsGAEgASgJEgwKBG5hbWUYAiABKAkSLwoLZXhwaXJlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEgsKA2tleRgEIAEoCSJdChFDcmVhdGVLZXlSZXNwb25zZRIqCgdhcGlfa2V5GAEgASgLMhkubWNwZ2F0ZS5jb25maWcudjEuQXBpS2V5EgsKA2tleRgCIAEoCRIPCgdjcmVhdGVkGAMgASgIIh4KEFJldm9rZUtleVJlcXVlc3QSCgoCaWQYASABKAkiPwoRUmV2b2tlS2V5UmVzcG9uc2USKgoHYXBpX2tleRgBIAEoCzIZLm1jcGdhdGUuY29uZmlnLnYxLkFwaUtleSIeChxMaXN0SWRlbnRpdHlQcm92aWRlcnNSZXF1ZXN0ImAKHUxpc3RJZGVudGl0eVByb3ZpZGVyc1Jlc3BvbnNlEj8KEmlkZW50aXR5X3Byb3ZpZGVycxgBIAMoCzIjLm1jcGdhdGUuY29uZmlnLnYxLklkZW50aXR5UHJvdmlkZXIiKgoaR2V0SWRlbnRpdHlQcm92aWRlclJlcXVlc3QSDAoEbmFtZRgBIAEoCSJdChtHZXRJZGVudGl0eVByb3ZpZGVyUmVzcG9uc2USPgoRaWRlbnRpdHlfcHJvdmlkZXIYASABKAsyIy5tY3BnYXRlLmNvbmZpZy52MS5JZGVudGl0eVByb3ZpZGVyIncKGlB1dElkZW50aXR5UHJvdmlkZXJSZXF1ZXN0Ej4KEWlkZW50aXR5X3Byb3ZpZGVyGAEgASgLMiMubWNwZ2F0ZS5jb25maWcudjEuSWRlbnRpdHlQcm92aWRlchIZChFleHBlY3RlZF9yZXZpc2lvbhgCIAEoAyJuChtQdXRJZGVudGl0eVByb3ZpZGVyUmVzcG9uc2USPgoRaWRlbnRpdHlfcHJvdmlkZXIYASABKAsyIy5tY3BnYXRlLmNvbmZpZy52MS5JZGVudGl0eVByb3ZpZGVyEg8KB2NoYW5nZWQYAiABKAgiSAodRGVsZXRlSWRlbnRpdHlQcm92aWRlclJlcXVlc3QSDAoEbmFtZRgBIAEoCRIZChFleHBlY3RlZF9yZXZpc2lvbhgCIAEoAyIgCh5EZWxldGVJZGVudGl0eVByb3ZpZGVyUmVzcG9uc2UiwgEKBlBvbGljeRIKCgJpZBgBIAEoCRITCgtkZXNjcmlwdGlvbhgCIAEoCRISCgpwcmluY2lwYWxzGAMgAygJEg4KBmdyb3VwcxgEIAMoCRIPCgdzZXJ2ZXJzGAUgAygJEg0KBXRvb2xzGAYgAygJEhEKCXJlc291cmNlcxgHIAMoCRIPCgdwcm9tcHRzGAggAygJEi8KBmVmZmVjdBgJIAEoDjIfLm1jcGdhdGUuY29uZmlnLnYxLlBvbGljeUVmZmVjdCJKCglQb2xpY3lTZXQSKwoIcG9saWNpZXMYASADKAsyGS5tY3BnYXRlLmNvbmZpZy52MS5Qb2xpY3kSEAoIcmV2aXNpb24YAiABKAMiFQoTTGlzdFBvbGljaWVzUmVxdWVzdCJVChRMaXN0UG9saWNpZXNSZXNwb25zZRIrCghwb2xpY2llcxgBIAMoCzIZLm1jcGdhdGUuY29uZmlnLnYxLlBvbGljeRIQCghyZXZpc2lvbhgCIAEoAyJcChJQdXRQb2xpY2llc1JlcXVlc3QSKwoIcG9saWNpZXMYASADKAsyGS5tY3BnYXRlLmNvbmZpZy52MS5Qb2xpY3kSGQoRZXhwZWN0ZWRfcmV2aXNpb24YAiABKAMiZQoTUHV0UG9saWNpZXNSZXNwb25zZRIrCghwb2xpY2llcxgBIAMoCzIZLm1jcGdhdGUuY29uZmlnLnYxLlBvbGljeRIQCghyZXZpc2lvbhgCIAEoAxIPCgdjaGFuZ2VkGAMgASgIIjwKE0RlbGV0ZVBvbGljeVJlcXVlc3QSCgoCaWQYASABKAkSGQoRZXhwZWN0ZWRfcmV2aXNpb24YAiABKAMiKAoURGVsZXRlUG9saWN5UmVzcG9uc2USEAoIcmV2aXNpb24YASABKAMicwoORXhwbGFpblJlcXVlc3QSEQoJcHJpbmNpcGFsGAEgASgJEg4KBnNlcnZlchgCIAEoCRIOCgZtZXRob2QYAyABKAkSDAoEdG9vbBgEIAEoCRIQCghyZXNvdXJjZRgFIAEoCRIOCgZwcm9tcHQYBiABKAkiPAoLRXhwbGFpblN0ZXASDAoEa2luZBgBIAEoCRIPCgdzdWJqZWN0GAIgASgJEg4KBmRldGFpbBgDIAEoCSJzCg9FeHBsYWluUmVzcG9uc2USEAoIZGVjaXNpb24YASABKAkSDgoGcmVhc29uGAIgASgJEg8KB3J1bGVfaWQYAyABKAkSLQoFc3RlcHMYBCADKAsyHi5tY3BnYXRlLmNvbmZpZy52MS5FeHBsYWluU3RlcCpNCglUcmFuc3BvcnQSGQoVVFJBTlNQT1JUX1VOU1BFQ0lGSUVEEAASEgoOVFJBTlNQT1JUX0hUVFAQARIRCg1UUkFOU1BPUlRfU1NFEAIq5AEKCEF1dGhUeXBlEhkKFUFVVEhfVFlQRV9VTlNQRUNJRklFRBAAEhIKDkFVVEhfVFlQRV9OT05FEAESFQoRQVVUSF9UWVBFX0FQSV9LRVkQAhIaChZBVVRIX1RZUEVfQkVBUkVSX1RPS0VOEAMSEwoPQVVUSF9UWVBFX0JBU0lDEAQSGwoXQVVUSF9UWVBFX0FVVEhPUklaQVRJT04QBRITCg9BVVRIX1RZUEVfVE9LRU4QBhIUChBBVVRIX1RZUEVfT0FVVEgyEAcSGQoVQVVUSF9UWVBFX1BBU1NUSFJPVUdIEAgqlQEKCk9BdXRoMkZsb3cSHAoYT19BVVRIMl9GTE9XX1VOU1BFQ0lGSUVEEAASIwofT19BVVRIMl9GTE9XX0FVVEhPUklaQVRJT05fQ09ERRABEiMKH09fQVVUSDJfRkxPV19DTElFTlRfQ1JFREVOVElBTFMQAhIfChtPX0FVVEgyX0ZMT1dfVE9LRU5fRVhDSEFOR0UQAypsCg1QcmluY2lwYWxLaW5kEh4KGlBSSU5DSVBBTF9LSU5EX1VOU1BFQ0lGSUVEEAASFwoTUFJJTkNJUEFMX0tJTkRfVVNFUhABEiIKHlBSSU5DSVBBTF9LSU5EX1NFUlZJQ0VfQUNDT1VOVBACKj0KBFJvbGUSFAoQUk9MRV9VTlNQRUNJRklFRBAAEg8KC1JPTEVfTUVNQkVSEAESDgoKUk9MRV9BRE1JThACKl4KDFBvbGljeUVmZmVjdBIdChlQT0xJQ1lfRUZGRUNUX1VOU1BFQ0lGSUVEEAASFwoTUE9MSUNZX0VGRkVDVF9BTExPVxABEhYKElBPTElDWV9FRkZFQ1RfREVOWRACMogDCg1TZXJ2ZXJTZXJ2aWNlEmEKC0xpc3RTZXJ2ZXJzEiUubWNwZ2F0ZS5jb25maWcudjEuTGlzdFNlcnZlcnNSZXF1ZXN0GiYubWNwZ2F0ZS5jb25maWcudjEuTGlzdFNlcnZlcnNSZXNwb25zZSIDkAIBElsKCUdldFNlcnZlchIjLm1jcGdhdGUuY29uZmlnLnYxLkdldFNlcnZlclJlcXVlc3QaJC5tY3BnYXRlLmNvbmZpZy52MS5HZXRTZXJ2ZXJSZXNwb25zZSIDkAIBElYKCVB1dFNlcnZlchIjLm1jcGdhdGUuY29uZmlnLnYxLlB1dFNlcnZlclJlcXVlc3QaJC5tY3BnYXRlLmNvbmZpZy52MS5QdXRTZXJ2ZXJSZXNwb25zZRJfCgxEZWxldGVTZXJ2ZXISJi5tY3BnYXRlLmNvbmZpZy52MS5EZWxldGVTZXJ2ZXJSZXF1ZXN0GicubWNwZ2F0ZS5jb25maWcudjEuRGVsZXRlU2VydmVyUmVzcG9uc2UyrwMKEFByaW5jaXBhbFNlcnZpY2USagoOTGlzdFByaW5jaXBhbHMSKC5tY3BnYXRlLmNvbmZpZy52MS5MaXN0UHJpbmNpcGFsc1JlcXVlc3QaKS5tY3BnYXRlLmNvbmZpZy52MS5MaXN0UHJpbmNpcGFsc1Jlc3BvbnNlIgOQAgESZAoMR2V0UHJpbmNpcGFsEiYubWNwZ2F0ZS5jb25maWcudjEuR2V0UHJpbmNpcGFsUmVxdWVzdBonLm1jcGdhdGUuY29uZmlnLnYxLkdldFByaW5jaXBhbFJlc3BvbnNlIgOQAgESXwoMUHV0UHJpbmNpcGFsEiYubWNwZ2F0ZS5jb25maWcudjEuUHV0UHJpbmNpcGFsUmVxdWVzdBonLm1jcGdhdGUuY29uZmlnLnYxLlB1dFByaW5jaXBhbFJlc3BvbnNlEmgKD0RlbGV0ZVByaW5jaXBhbBIpLm1jcGdhdGUuY29uZmlnLnYxLkRlbGV0ZVByaW5jaXBhbFJlcXVlc3QaKi5tY3BnYXRlLmNvbmZpZy52MS5EZWxldGVQcmluY2lwYWxSZXNwb25zZTL7AgoMR3JvdXBTZXJ2aWNlEl4KCkxpc3RHcm91cHMSJC5tY3BnYXRlLmNvbmZpZy52MS5MaXN0R3JvdXBzUmVxdWVzdBolLm1jcGdhdGUuY29uZmlnLnYxLkxpc3RHcm91cHNSZXNwb25zZSIDkAIBElgKCEdldEdyb3VwEiIubWNwZ2F0ZS5jb25maWcudjEuR2V0R3JvdXBSZXF1ZXN0GiMubWNwZ2F0ZS5jb25maWcudjEuR2V0R3JvdXBSZXNwb25zZSIDkAIBElMKCFB1dEdyb3VwEiIubWNwZ2F0ZS5jb25maWcudjEuUHV0R3JvdXBSZXF1ZXN0GiMubWNwZ2F0ZS5jb25maWcudjEuUHV0R3JvdXBSZXNwb25zZRJcCgtEZWxldGVHcm91cBIlLm1jcGdhdGUuY29uZmlnLnYxLkRlbGV0ZUdyb3VwUmVxdWVzdBomLm1jcGdhdGUuY29uZmlnLnYxLkRlbGV0ZUdyb3VwUmVzcG9uc2Uy4wMKFFZpcnR1YWxTZXJ2ZXJTZXJ2aWNlEnYKEkxpc3RWaXJ0dWFsU2VydmVycxIsLm1jcGdhdGUuY29uZmlnLnYxLkxpc3RWaXJ0dWFsU2VydmVyc1JlcXVlc3QaLS5tY3BnYXRlLmNvbmZpZy52MS5MaXN0VmlydHVhbFNlcnZlcnNSZXNwb25zZSIDkAIBEnAKEEdldFZpcnR1YWxTZXJ2ZXISKi5tY3BnYXRlLmNvbmZpZy52MS5HZXRWaXJ0dWFsU2VydmVyUmVxdWVzdBorLm1jcGdhdGUuY29uZmlnLnYxLkdldFZpcnR1YWxTZXJ2ZXJSZXNwb25zZSIDkAIBEmsKEFB1dFZpcnR1YWxTZXJ2ZXISKi5tY3BnYXRlLmNvbmZpZy52MS5QdXRWaXJ0dWFsU2VydmVyUmVxdWVzdBorLm1jcGdhdGUuY29uZmlnLnYxLlB1dFZpcnR1YWxTZXJ2ZXJSZXNwb25zZRJ0ChNEZWxldGVWaXJ0dWFsU2VydmVyEi0ubWNwZ2F0ZS5jb25maWcudjEuRGVsZXRlVmlydHVhbFNlcnZlclJlcXVlc3QaLi5tY3BnYXRlLmNvbmZpZy52MS5EZWxldGVWaXJ0dWFsU2VydmVyUmVzcG9uc2UylgIKCktleVNlcnZpY2USWAoITGlzdEtleXMSIi5tY3BnYXRlLmNvbmZpZy52MS5MaXN0S2V5c1JlcXVlc3QaIy5tY3BnYXRlLmNvbmZpZy52MS5MaXN0S2V5c1Jlc3BvbnNlIgOQAgESVgoJQ3JlYXRlS2V5EiMubWNwZ2F0ZS5jb25maWcudjEuQ3JlYXRlS2V5UmVxdWVzdBokLm1jcGdhdGUuY29uZmlnLnYxLkNyZWF0ZUtleVJlc3BvbnNlElYKCVJldm9rZUtleRIjLm1jcGdhdGUuY29uZmlnLnYxLlJldm9rZUtleVJlcXVlc3QaJC5tY3BnYXRlLmNvbmZpZy52MS5SZXZva2VLZXlSZXNwb25zZTKKBAoXSWRlbnRpdHlQcm92aWRlclNlcnZpY2USfwoVTGlzdElkZW50aXR5UHJvdmlkZXJzEi8ubWNwZ2F0ZS5jb25maWcudjEuTGlzdElkZW50aXR5UHJvdmlkZXJzUmVxdWVzdBowLm1jcGdhdGUuY29uZmlnLnYxLkxpc3RJZGVudGl0eVByb3ZpZGVyc1Jlc3BvbnNlIgOQAgESeQoTR2V0SWRlbnRpdHlQcm92aWRlchItLm1jcGdhdGUuY29uZmlnLnYxLkdldElkZW50aXR5UHJvdmlkZXJSZXF1ZXN0Gi4ubWNwZ2F0ZS5jb25maWcudjEuR2V0SWRlbnRpdHlQcm92aWRlclJlc3BvbnNlIgOQAgESdAoTUHV0SWRlbnRpdHlQcm92aWRlchItLm1jcGdhdGUuY29uZmlnLnYxLlB1dElkZW50aXR5UHJvdmlkZXJSZXF1ZXN0Gi4ubWNwZ2F0ZS5jb25maWcudjEuUHV0SWRlbnRpdHlQcm92aWRlclJlc3BvbnNlEn0KFkRlbGV0ZUlkZW50aXR5UHJvdmlkZXISMC5tY3BnYXRlLmNvbmZpZy52MS5EZWxldGVJZGVudGl0eVByb3ZpZGVyUmVxdWVzdBoxLm1jcGdhdGUuY29uZmlnLnYxLkRlbGV0ZUlkZW50aXR5UHJvdmlkZXJSZXNwb25zZTK0AgoNUG9saWN5U2VydmljZRJkCgxMaXN0UG9saWNpZXMSJi5tY3BnYXRlLmNvbmZpZy52MS5MaXN0UG9saWNpZXNSZXF1ZXN0GicubWNwZ2F0ZS5jb25maWcudjEuTGlzdFBvbGljaWVzUmVzcG9uc2UiA5ACARJcCgtQdXRQb2xpY2llcxIlLm1jcGdhdGUuY29uZmlnLnYxLlB1dFBvbGljaWVzUmVxdWVzdBomLm1jcGdhdGUuY29uZmlnLnYxLlB1dFBvbGljaWVzUmVzcG9uc2USXwoMRGVsZXRlUG9saWN5EiYubWNwZ2F0ZS5jb25maWcudjEuRGVsZXRlUG9saWN5UmVxdWVzdBonLm1jcGdhdGUuY29uZmlnLnYxLkRlbGV0ZVBvbGljeVJlc3BvbnNlMmcKDkV4cGxhaW5TZXJ2aWNlElUKB0V4cGxhaW4SIS5tY3BnYXRlLmNvbmZpZy52MS5FeHBsYWluUmVxdWVzdBoiLm1jcGdhdGUuY29uZmlnLnYxLkV4cGxhaW5SZXNwb25zZSIDkAIBQskBChVjb20ubWNwZ2F0ZS5jb25maWcudjFCC0NvbmZpZ1Byb3RvUAFaPWdpdGh1Yi5jb20vbWNwZ2F0ZS9tY3BnYXRlL2FwaS9nZW4vbWNwZ2F0ZS9jb25maWcvdjE7Y29uZmlndjGiAgNNQ1iqAhFNY3BnYXRlLkNvbmZpZy5WMcoCEU1jcGdhdGVcQ29uZmlnXFYx4gIdTWNwZ2F0ZVxDb25maWdcVjFcR1BCTWV0YWRhdGHqAhNNY3BnYXRlOjpDb25maWc6OlYxYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * McpServer is an upstream MCP server, reachable at /<name>/mcp.
@@ -1508,6 +1508,354 @@ export const DeleteIdentityProviderResponseSchema: GenMessage<DeleteIdentityProv
   messageDesc(file_mcpgate_config_v1_config, 55);
 
 /**
+ * Policy is one rule of the ordered policy list (docs/policy.md). Every
+ * matcher is a glob: `*` matches any run of characters (including none and
+ * "/"), `?` exactly one character, everything else itself; `[`, `]` and `\`
+ * are reserved. A rule needs at least one of principals/groups, at least one
+ * server, and at least one of tools/resources/prompts.
+ *
+ * @generated from message mcpgate.config.v1.Policy
+ */
+export type Policy = Message<"mcpgate.config.v1.Policy"> & {
+  /**
+   * [a-z0-9][a-z0-9._-]{0,63}, unique in the list; named by DENY decisions
+   * and audit events.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: string description = 2;
+   */
+  description: string;
+
+  /**
+   * Principal names (globs).
+   *
+   * @generated from field: repeated string principals = 3;
+   */
+  principals: string[];
+
+  /**
+   * Group names (globs), matched against the principal's effective groups
+   * (admin-set and IdP-asserted).
+   *
+   * @generated from field: repeated string groups = 4;
+   */
+  groups: string[];
+
+  /**
+   * Server or virtual-server names (globs).
+   *
+   * @generated from field: repeated string servers = 5;
+   */
+  servers: string[];
+
+  /**
+   * Tool names (globs).
+   *
+   * @generated from field: repeated string tools = 6;
+   */
+  tools: string[];
+
+  /**
+   * Resource URIs (globs).
+   *
+   * @generated from field: repeated string resources = 7;
+   */
+  resources: string[];
+
+  /**
+   * Prompt names (globs).
+   *
+   * @generated from field: repeated string prompts = 8;
+   */
+  prompts: string[];
+
+  /**
+   * @generated from field: mcpgate.config.v1.PolicyEffect effect = 9;
+   */
+  effect: PolicyEffect;
+};
+
+/**
+ * Describes the message mcpgate.config.v1.Policy.
+ * Use `create(PolicySchema)` to create a new message.
+ */
+export const PolicySchema: GenMessage<Policy> = /*@__PURE__*/
+  messageDesc(file_mcpgate_config_v1_config, 56);
+
+/**
+ * PolicySet is the whole ordered policy list, stored as one object.
+ *
+ * @generated from message mcpgate.config.v1.PolicySet
+ */
+export type PolicySet = Message<"mcpgate.config.v1.PolicySet"> & {
+  /**
+   * @generated from field: repeated mcpgate.config.v1.Policy policies = 1;
+   */
+  policies: Policy[];
+
+  /**
+   * etcd ModRevision of the stored list; 0 when none is stored. Output only.
+   *
+   * @generated from field: int64 revision = 2;
+   */
+  revision: bigint;
+};
+
+/**
+ * Describes the message mcpgate.config.v1.PolicySet.
+ * Use `create(PolicySetSchema)` to create a new message.
+ */
+export const PolicySetSchema: GenMessage<PolicySet> = /*@__PURE__*/
+  messageDesc(file_mcpgate_config_v1_config, 57);
+
+/**
+ * @generated from message mcpgate.config.v1.ListPoliciesRequest
+ */
+export type ListPoliciesRequest = Message<"mcpgate.config.v1.ListPoliciesRequest"> & {
+};
+
+/**
+ * Describes the message mcpgate.config.v1.ListPoliciesRequest.
+ * Use `create(ListPoliciesRequestSchema)` to create a new message.
+ */
+export const ListPoliciesRequestSchema: GenMessage<ListPoliciesRequest> = /*@__PURE__*/
+  messageDesc(file_mcpgate_config_v1_config, 58);
+
+/**
+ * @generated from message mcpgate.config.v1.ListPoliciesResponse
+ */
+export type ListPoliciesResponse = Message<"mcpgate.config.v1.ListPoliciesResponse"> & {
+  /**
+   * @generated from field: repeated mcpgate.config.v1.Policy policies = 1;
+   */
+  policies: Policy[];
+
+  /**
+   * @generated from field: int64 revision = 2;
+   */
+  revision: bigint;
+};
+
+/**
+ * Describes the message mcpgate.config.v1.ListPoliciesResponse.
+ * Use `create(ListPoliciesResponseSchema)` to create a new message.
+ */
+export const ListPoliciesResponseSchema: GenMessage<ListPoliciesResponse> = /*@__PURE__*/
+  messageDesc(file_mcpgate_config_v1_config, 59);
+
+/**
+ * @generated from message mcpgate.config.v1.PutPoliciesRequest
+ */
+export type PutPoliciesRequest = Message<"mcpgate.config.v1.PutPoliciesRequest"> & {
+  /**
+   * @generated from field: repeated mcpgate.config.v1.Policy policies = 1;
+   */
+  policies: Policy[];
+
+  /**
+   * @generated from field: int64 expected_revision = 2;
+   */
+  expectedRevision: bigint;
+};
+
+/**
+ * Describes the message mcpgate.config.v1.PutPoliciesRequest.
+ * Use `create(PutPoliciesRequestSchema)` to create a new message.
+ */
+export const PutPoliciesRequestSchema: GenMessage<PutPoliciesRequest> = /*@__PURE__*/
+  messageDesc(file_mcpgate_config_v1_config, 60);
+
+/**
+ * @generated from message mcpgate.config.v1.PutPoliciesResponse
+ */
+export type PutPoliciesResponse = Message<"mcpgate.config.v1.PutPoliciesResponse"> & {
+  /**
+   * @generated from field: repeated mcpgate.config.v1.Policy policies = 1;
+   */
+  policies: Policy[];
+
+  /**
+   * @generated from field: int64 revision = 2;
+   */
+  revision: bigint;
+
+  /**
+   * False when the stored list already equalled the request.
+   *
+   * @generated from field: bool changed = 3;
+   */
+  changed: boolean;
+};
+
+/**
+ * Describes the message mcpgate.config.v1.PutPoliciesResponse.
+ * Use `create(PutPoliciesResponseSchema)` to create a new message.
+ */
+export const PutPoliciesResponseSchema: GenMessage<PutPoliciesResponse> = /*@__PURE__*/
+  messageDesc(file_mcpgate_config_v1_config, 61);
+
+/**
+ * @generated from message mcpgate.config.v1.DeletePolicyRequest
+ */
+export type DeletePolicyRequest = Message<"mcpgate.config.v1.DeletePolicyRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: int64 expected_revision = 2;
+   */
+  expectedRevision: bigint;
+};
+
+/**
+ * Describes the message mcpgate.config.v1.DeletePolicyRequest.
+ * Use `create(DeletePolicyRequestSchema)` to create a new message.
+ */
+export const DeletePolicyRequestSchema: GenMessage<DeletePolicyRequest> = /*@__PURE__*/
+  messageDesc(file_mcpgate_config_v1_config, 62);
+
+/**
+ * @generated from message mcpgate.config.v1.DeletePolicyResponse
+ */
+export type DeletePolicyResponse = Message<"mcpgate.config.v1.DeletePolicyResponse"> & {
+  /**
+   * @generated from field: int64 revision = 1;
+   */
+  revision: bigint;
+};
+
+/**
+ * Describes the message mcpgate.config.v1.DeletePolicyResponse.
+ * Use `create(DeletePolicyResponseSchema)` to create a new message.
+ */
+export const DeletePolicyResponseSchema: GenMessage<DeletePolicyResponse> = /*@__PURE__*/
+  messageDesc(file_mcpgate_config_v1_config, 63);
+
+/**
+ * @generated from message mcpgate.config.v1.ExplainRequest
+ */
+export type ExplainRequest = Message<"mcpgate.config.v1.ExplainRequest"> & {
+  /**
+   * @generated from field: string principal = 1;
+   */
+  principal: string;
+
+  /**
+   * The route's server name.
+   *
+   * @generated from field: string server = 2;
+   */
+  server: string;
+
+  /**
+   * JSON-RPC method; defaults to tools/call with tool, resources/read with
+   * resource, prompts/get with prompt.
+   *
+   * @generated from field: string method = 3;
+   */
+  method: string;
+
+  /**
+   * @generated from field: string tool = 4;
+   */
+  tool: string;
+
+  /**
+   * @generated from field: string resource = 5;
+   */
+  resource: string;
+
+  /**
+   * @generated from field: string prompt = 6;
+   */
+  prompt: string;
+};
+
+/**
+ * Describes the message mcpgate.config.v1.ExplainRequest.
+ * Use `create(ExplainRequestSchema)` to create a new message.
+ */
+export const ExplainRequestSchema: GenMessage<ExplainRequest> = /*@__PURE__*/
+  messageDesc(file_mcpgate_config_v1_config, 64);
+
+/**
+ * ExplainStep is one check that contributed to the decision.
+ *
+ * @generated from message mcpgate.config.v1.ExplainStep
+ */
+export type ExplainStep = Message<"mcpgate.config.v1.ExplainStep"> & {
+  /**
+   * grant, rule, server_tools, auth (and scope, limit, pin).
+   *
+   * @generated from field: string kind = 1;
+   */
+  kind: string;
+
+  /**
+   * What the step is about: a server, a rule id, an auth mode.
+   *
+   * @generated from field: string subject = 2;
+   */
+  subject: string;
+
+  /**
+   * @generated from field: string detail = 3;
+   */
+  detail: string;
+};
+
+/**
+ * Describes the message mcpgate.config.v1.ExplainStep.
+ * Use `create(ExplainStepSchema)` to create a new message.
+ */
+export const ExplainStepSchema: GenMessage<ExplainStep> = /*@__PURE__*/
+  messageDesc(file_mcpgate_config_v1_config, 65);
+
+/**
+ * @generated from message mcpgate.config.v1.ExplainResponse
+ */
+export type ExplainResponse = Message<"mcpgate.config.v1.ExplainResponse"> & {
+  /**
+   * allow, challenge, deny or not_found.
+   *
+   * @generated from field: string decision = 1;
+   */
+  decision: string;
+
+  /**
+   * The decision's fixed reason.
+   *
+   * @generated from field: string reason = 2;
+   */
+  reason: string;
+
+  /**
+   * The rule that denied, when one did.
+   *
+   * @generated from field: string rule_id = 3;
+   */
+  ruleId: string;
+
+  /**
+   * @generated from field: repeated mcpgate.config.v1.ExplainStep steps = 4;
+   */
+  steps: ExplainStep[];
+};
+
+/**
+ * Describes the message mcpgate.config.v1.ExplainResponse.
+ * Use `create(ExplainResponseSchema)` to create a new message.
+ */
+export const ExplainResponseSchema: GenMessage<ExplainResponse> = /*@__PURE__*/
+  messageDesc(file_mcpgate_config_v1_config, 66);
+
+/**
  * Transport is how the gateway talks to an upstream MCP server.
  *
  * @generated from enum mcpgate.config.v1.Transport
@@ -1710,6 +2058,40 @@ export enum Role {
  */
 export const RoleSchema: GenEnum<Role> = /*@__PURE__*/
   enumDesc(file_mcpgate_config_v1_config, 4);
+
+/**
+ * PolicyEffect is what a policy rule does to the calls it matches.
+ *
+ * @generated from enum mcpgate.config.v1.PolicyEffect
+ */
+export enum PolicyEffect {
+  /**
+   * @generated from enum value: POLICY_EFFECT_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Matching tools/resources/prompts become restricted: only the
+   * principals and groups of ALLOW rules matching them may see and call
+   * them on that server.
+   *
+   * @generated from enum value: POLICY_EFFECT_ALLOW = 1;
+   */
+  ALLOW = 1,
+
+  /**
+   * Matching principals/groups may neither see nor call them. Deny wins.
+   *
+   * @generated from enum value: POLICY_EFFECT_DENY = 2;
+   */
+  DENY = 2,
+}
+
+/**
+ * Describes the enum mcpgate.config.v1.PolicyEffect.
+ */
+export const PolicyEffectSchema: GenEnum<PolicyEffect> = /*@__PURE__*/
+  enumDesc(file_mcpgate_config_v1_config, 5);
 
 /**
  * ServerService manages MCP server definitions.
@@ -1963,4 +2345,63 @@ export const IdentityProviderService: GenService<{
   },
 }> = /*@__PURE__*/
   serviceDesc(file_mcpgate_config_v1_config, 5);
+
+/**
+ * PolicyService manages the ordered policy list. The list is one object
+ * with one revision: a write replaces it whole (compare-and-swap), so
+ * rules are validated together (unique ids) and never interleave.
+ *
+ * @generated from service mcpgate.config.v1.PolicyService
+ */
+export const PolicyService: GenService<{
+  /**
+   * @generated from rpc mcpgate.config.v1.PolicyService.ListPolicies
+   */
+  listPolicies: {
+    methodKind: "unary";
+    input: typeof ListPoliciesRequestSchema;
+    output: typeof ListPoliciesResponseSchema;
+  },
+  /**
+   * PutPolicies replaces the whole ordered list. expected_revision is the
+   * list's revision last read (0 when none is stored).
+   *
+   * @generated from rpc mcpgate.config.v1.PolicyService.PutPolicies
+   */
+  putPolicies: {
+    methodKind: "unary";
+    input: typeof PutPoliciesRequestSchema;
+    output: typeof PutPoliciesResponseSchema;
+  },
+  /**
+   * DeletePolicy removes one rule by id (compare-and-swap on the list's
+   * revision when expected_revision is set, 0 = any).
+   *
+   * @generated from rpc mcpgate.config.v1.PolicyService.DeletePolicy
+   */
+  deletePolicy: {
+    methodKind: "unary";
+    input: typeof DeletePolicyRequestSchema;
+    output: typeof DeletePolicyResponseSchema;
+  },
+}> = /*@__PURE__*/
+  serviceDesc(file_mcpgate_config_v1_config, 6);
+
+/**
+ * ExplainService answers "what would the gateway decide, and why" without
+ * calling the upstream, consuming quota or writing anything.
+ *
+ * @generated from service mcpgate.config.v1.ExplainService
+ */
+export const ExplainService: GenService<{
+  /**
+   * @generated from rpc mcpgate.config.v1.ExplainService.Explain
+   */
+  explain: {
+    methodKind: "unary";
+    input: typeof ExplainRequestSchema;
+    output: typeof ExplainResponseSchema;
+  },
+}> = /*@__PURE__*/
+  serviceDesc(file_mcpgate_config_v1_config, 7);
 

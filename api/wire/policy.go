@@ -1,0 +1,201 @@
+package wire
+
+import (
+	"errors"
+	"strings"
+	"unicode/utf8"
+
+	authorizev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1"
+)
+
+// Policy globs (docs/policy.md). The grammar is deliberately tiny, and
+// matching is linear-ish with no regular expressions from config:
+//
+//	glob  = 1*char
+//	'*'   matches any run of characters, including none and '/'
+//	'?'   matches exactly one character (one UTF-8 encoded code point)
+//	other characters match themselves, case-sensitively
+//
+// '[', ']' and '\' are reserved (a future class or escape syntax) and make
+// a glob invalid, as do control characters, invalid UTF-8, an empty glob
+// and one longer than MaxGlobLen bytes.
+
+// MaxGlobLen bounds one glob.
+const MaxGlobLen = 256
+
+// Errors of ValidGlob (fixed texts).
+var (
+	ErrGlobEmpty    = errors.New("empty glob")
+	ErrGlobTooLong  = errors.New("glob longer than 256 bytes")
+	ErrGlobReserved = errors.New(`glob uses a reserved character ([, ] or \)`)
+	ErrGlobInvalid  = errors.New("glob holds invalid UTF-8 or control characters")
+)
+
+// ValidGlob reports why g is not a policy glob, or nil.
+func ValidGlob(g string) error {
+	switch {
+	case g == "":
+		return ErrGlobEmpty
+	case len(g) > MaxGlobLen:
+		return ErrGlobTooLong
+	case !utf8.ValidString(g):
+		return ErrGlobInvalid
+	case strings.ContainsAny(g, `[]\`):
+		return ErrGlobReserved
+	}
+	for _, r := range g {
+		if r < 0x20 || r == 0x7f {
+			return ErrGlobInvalid
+		}
+	}
+	return nil
+}
+
+// GlobMatch reports whether s matches the glob g (see ValidGlob for the
+// grammar; an invalid glob is matched literally except for '*' and '?').
+// It runs in O(len(g)·len(s)) at worst: the classic single-backtrack
+// wildcard algorithm, no recursion.
+func GlobMatch(g, s string) bool {
+	if !hasWildcard(g) {
+		return g == s
+	}
+	gi, si := 0, 0
+	starG, starS := -1, 0
+	for si < len(s) {
+		if gi < len(g) {
+			switch c := g[gi]; c {
+			case '*':
+				starG, starS = gi, si
+				gi++
+				continue
+			case '?':
+				_, n := utf8.DecodeRuneInString(s[si:])
+				gi++
+				si += n
+				continue
+			default:
+				if c == s[si] {
+					gi++
+					si++
+					continue
+				}
+			}
+		}
+		if starG < 0 {
+			return false
+		}
+		// Let the last '*' swallow one more character.
+		_, n := utf8.DecodeRuneInString(s[starS:])
+		starS += n
+		gi, si = starG+1, starS
+	}
+	for gi < len(g) && g[gi] == '*' {
+		gi++
+	}
+	return gi == len(g)
+}
+
+// hasWildcard reports whether g holds '*' or '?' (a byte loop: cheaper
+// than strings.ContainsAny on the decision's hot path).
+func hasWildcard(g string) bool {
+	for i := 0; i < len(g); i++ {
+		if g[i] == '*' || g[i] == '?' {
+			return true
+		}
+	}
+	return false
+}
+
+// GlobAny reports whether s matches one of gs.
+func GlobAny(gs []string, s string) bool {
+	for _, g := range gs {
+		if GlobMatch(g, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// Rule ids a DENY names for the server's own tool lists.
+const (
+	RuleServerAllowedTools    = "server:allowed_tools"
+	RuleServerDisallowedTools = "server:disallowed_tools"
+)
+
+// Visible is the one visibility rule of the gateway: whether the principal
+// an ALLOW a was issued for may see (in tools/list, resources/list,
+// resources/templates/list, prompts/list) and call (tools/call,
+// resources/read, prompts/get) the tool, resource or prompt name of kind.
+// The control plane's decision uses it for calls and data planes for list
+// filtering, so a principal sees exactly what it may call. When it is not
+// visible, rule names what hid it (a policy id, or RuleServerAllowedTools /
+// RuleServerDisallowedTools). Precedence:
+//
+//  1. tools only: the server's allowed_tools (when set) must list the name
+//     and disallowed_tools must not (they apply to everyone);
+//  2. a DENY entry matching the name hides it (deny wins);
+//  3. a name matched by any ALLOW or RESTRICT entry is restricted: visible
+//     only when an ALLOW entry (an ALLOW rule naming this principal or one
+//     of its groups) matches it; otherwise the first RESTRICT entry names
+//     the rule;
+//  4. otherwise visible (the server grant decides, as without policies).
+//
+// A nil a shows nothing.
+func Visible(a *authorizev1.Allow, kind authorizev1.PolicyKind, name string) (ok bool, rule string) {
+	if a == nil {
+		return false, ""
+	}
+	if kind == authorizev1.PolicyKind_POLICY_KIND_TOOL {
+		if al := a.GetAllowedTools(); len(al) > 0 && !containsString(al, name) {
+			return false, RuleServerAllowedTools
+		}
+		if containsString(a.GetDisallowedTools(), name) {
+			return false, RuleServerDisallowedTools
+		}
+	}
+	restrictedBy, allowed := "", false
+	for _, r := range a.GetVisibility() {
+		if r.GetKind() != kind {
+			continue
+		}
+		switch r.GetEffect() {
+		case authorizev1.VisibilityEffect_VISIBILITY_EFFECT_DENY:
+			if GlobMatch(r.GetGlob(), name) {
+				return false, r.GetRuleId()
+			}
+		case authorizev1.VisibilityEffect_VISIBILITY_EFFECT_ALLOW:
+			if !allowed && GlobMatch(r.GetGlob(), name) {
+				allowed = true
+			}
+		case authorizev1.VisibilityEffect_VISIBILITY_EFFECT_RESTRICT:
+			if restrictedBy == "" && GlobMatch(r.GetGlob(), name) {
+				restrictedBy = r.GetRuleId()
+			}
+		default:
+			// An entry this version does not know hides what it matches:
+			// fail closed.
+			if GlobMatch(r.GetGlob(), name) {
+				return false, r.GetRuleId()
+			}
+		}
+	}
+	if restrictedBy != "" && !allowed {
+		return false, restrictedBy
+	}
+	return true, ""
+}
+
+// Filters reports whether a's lists filter anything: without policy
+// entries or server tool lists every name is visible.
+func Filters(a *authorizev1.Allow) bool {
+	return len(a.GetAllowedTools()) > 0 || len(a.GetDisallowedTools()) > 0 || len(a.GetVisibility()) > 0
+}
+
+func containsString(l []string, s string) bool {
+	for _, x := range l {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,133 @@
+package configapi
+
+import (
+	"context"
+	"errors"
+	"strings"
+
+	"connectrpc.com/connect"
+
+	authorizev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1"
+	configv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1"
+	"github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1/configv1connect"
+	vaultv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/vault/v1"
+	"github.com/mcpgate/mcpgate/controlplane/authorize"
+)
+
+var _ configv1connect.ExplainServiceHandler = (*Service)(nil)
+
+// Explain decisions, as ExplainResponse.decision spells them.
+const (
+	ExplainAllow     = "allow"
+	ExplainChallenge = "challenge"
+	ExplainDeny      = "deny"
+	ExplainNotFound  = "not_found"
+)
+
+// maxExplainName bounds a tool, resource or prompt name to explain.
+const maxExplainName = 1024
+
+// Explain implements configv1connect.ExplainServiceHandler: the decision
+// the principal would get for the call and every step behind it, from the
+// cached state only (authorize.Explain). It never calls an upstream,
+// consumes quota or writes: an upstream credential an ALLOW needs is not
+// obtained, only looked up (a missing or unusable vault grant is the
+// CHALLENGE the call would get).
+func (s *Service) Explain(ctx context.Context, req *configv1.ExplainRequest) (*configv1.ExplainResponse, error) {
+	areq, err := explainRequest(req)
+	if err != nil {
+		return nil, s.toConnectError(ctx, err)
+	}
+	var tr authorize.Trace
+	d, err := authorize.Explain(s.st, req.GetPrincipal(), areq, &tr)
+	switch {
+	case errors.Is(err, authorize.ErrUnknownPrincipal):
+		return nil, s.toConnectError(ctx, notFound("principal"))
+	case errors.Is(err, authorize.ErrMisconfigured):
+		return nil, s.toConnectError(ctx, &publicError{code: connect.CodeFailedPrecondition, msg: "server misconfigured: its auth mode cannot produce an upstream credential"})
+	case err != nil:
+		return nil, s.toConnectError(ctx, err)
+	}
+	res := d.Response
+	decision := explainDecision(res.GetDecision())
+	reason := res.GetReason()
+	if d.Need == authorize.NeedVaultGrant {
+		g, ok := s.st.Grant(d.Principal, d.Server.Def.GetName())
+		switch {
+		case !ok:
+			tr.Add(authorize.StepAuth, "oauth2 authorization_code", "no vault grant: the person must sign in upstream")
+			decision, reason = ExplainChallenge, authorize.ReasonNoGrant
+		case g.Conn.GetState() != vaultv1.ConnectionState_CONNECTION_STATE_ACTIVE:
+			tr.Add(authorize.StepAuth, "oauth2 authorization_code", "vault grant needs re-authorization")
+			decision, reason = ExplainChallenge, authorize.ReasonGrantUnusable
+		default:
+			tr.Add(authorize.StepAuth, "oauth2 authorization_code", "vault grant exists (active)")
+		}
+	}
+	out := &configv1.ExplainResponse{Decision: decision, Reason: reason, RuleId: res.GetRuleId()}
+	for _, st := range tr.Steps {
+		out.Steps = append(out.Steps, &configv1.ExplainStep{Kind: string(st.Kind), Subject: st.Subject, Detail: st.Detail})
+	}
+	return out, nil
+}
+
+// explainRequest turns an ExplainRequest into the AuthorizeRequest the
+// call would make.
+func explainRequest(req *configv1.ExplainRequest) (*authorizev1.AuthorizeRequest, error) {
+	if err := validName("principal", req.GetPrincipal()); err != nil {
+		return nil, err
+	}
+	if err := validName("server", req.GetServer()); err != nil {
+		return nil, err
+	}
+	set := 0
+	for _, v := range []string{req.GetTool(), req.GetResource(), req.GetPrompt()} {
+		if v != "" {
+			set++
+		}
+	}
+	if set > 1 {
+		return nil, invalid("tool, resource, prompt: at most one")
+	}
+	method := req.GetMethod()
+	for _, t := range []struct{ v, method string }{
+		{req.GetTool(), "tools/call"}, {req.GetResource(), "resources/read"}, {req.GetPrompt(), "prompts/get"},
+	} {
+		if t.v == "" {
+			continue
+		}
+		if len(t.v) > maxExplainName || strings.ContainsFunc(t.v, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+			return nil, invalid("tool, resource, prompt: longer than 1024 bytes or holds control characters")
+		}
+		if method == "" {
+			method = t.method
+		}
+		if method != t.method {
+			return nil, invalid("method: does not match the tool, resource or prompt given")
+		}
+	}
+	switch {
+	case method == "":
+		return nil, invalid("method: required without a tool, resource or prompt")
+	case len(method) > 128 || strings.ContainsFunc(method, func(r rune) bool { return r <= 0x20 || r >= 0x7f }):
+		return nil, invalid("method: not a JSON-RPC method name")
+	}
+	return &authorizev1.AuthorizeRequest{
+		Route: req.GetServer(), HttpMethod: "POST", JsonrpcMethod: method,
+		ToolName: req.GetTool(), ResourceUri: req.GetResource(), PromptName: req.GetPrompt(),
+	}, nil
+}
+
+func explainDecision(d authorizev1.Decision) string {
+	switch d {
+	case authorizev1.Decision_DECISION_ALLOW:
+		return ExplainAllow
+	case authorizev1.Decision_DECISION_CHALLENGE:
+		return ExplainChallenge
+	case authorizev1.Decision_DECISION_DENY:
+		return ExplainDeny
+	case authorizev1.Decision_DECISION_NOT_FOUND:
+		return ExplainNotFound
+	}
+	return "unspecified"
+}
