@@ -37,6 +37,9 @@ const (
 	// granted (callers learn only the routes they may use). Never for a
 	// caller without a usable credential: that is a CHALLENGE on every route.
 	Decision_DECISION_NOT_FOUND Decision = 4
+	// 429 with Retry-After: a rate limit (docs/limits.md) refused the call;
+	// AuthorizeResponse.rate_limited says which and for how long.
+	Decision_DECISION_RATE_LIMITED Decision = 5
 )
 
 // Enum value maps for Decision.
@@ -47,13 +50,15 @@ var (
 		2: "DECISION_CHALLENGE",
 		3: "DECISION_DENY",
 		4: "DECISION_NOT_FOUND",
+		5: "DECISION_RATE_LIMITED",
 	}
 	Decision_value = map[string]int32{
-		"DECISION_UNSPECIFIED": 0,
-		"DECISION_ALLOW":       1,
-		"DECISION_CHALLENGE":   2,
-		"DECISION_DENY":        3,
-		"DECISION_NOT_FOUND":   4,
+		"DECISION_UNSPECIFIED":  0,
+		"DECISION_ALLOW":        1,
+		"DECISION_CHALLENGE":    2,
+		"DECISION_DENY":         3,
+		"DECISION_NOT_FOUND":    4,
+		"DECISION_RATE_LIMITED": 5,
 	}
 )
 
@@ -522,7 +527,13 @@ type AuthorizeResponse struct {
 	// The route names no server. Callers without a usable credential get the
 	// same CHALLENGE as on a configured route, so this is the only sign: for
 	// the data plane's own logs and metric labels, never for the caller.
-	UnknownRoute  bool `protobuf:"varint,16,opt,name=unknown_route,json=unknownRoute,proto3" json:"unknown_route,omitempty"`
+	UnknownRoute bool `protobuf:"varint,16,opt,name=unknown_route,json=unknownRoute,proto3" json:"unknown_route,omitempty"`
+	// Set on DECISION_RATE_LIMITED.
+	RateLimited *RateLimited `protobuf:"bytes,120,opt,name=rate_limited,json=rateLimited,proto3" json:"rate_limited,omitempty"`
+	// A rate limit applies to this ALLOW: it counted one call, and a data
+	// plane must not reuse the decision for another call (it would skip the
+	// count).
+	Uncacheable   bool `protobuf:"varint,121,opt,name=uncacheable,proto3" json:"uncacheable,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -620,6 +631,84 @@ func (x *AuthorizeResponse) GetUnknownRoute() bool {
 	return false
 }
 
+func (x *AuthorizeResponse) GetRateLimited() *RateLimited {
+	if x != nil {
+		return x.RateLimited
+	}
+	return nil
+}
+
+func (x *AuthorizeResponse) GetUncacheable() bool {
+	if x != nil {
+		return x.Uncacheable
+	}
+	return false
+}
+
+// RateLimited names the limit that refused a call. Nothing in it is secret.
+type RateLimited struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// RateLimit.id.
+	LimitId string `protobuf:"bytes,1,opt,name=limit_id,json=limitId,proto3" json:"limit_id,omitempty"`
+	// Seconds until the refusing window resets (at least 1).
+	RetryAfterSeconds int64 `protobuf:"varint,2,opt,name=retry_after_seconds,json=retryAfterSeconds,proto3" json:"retry_after_seconds,omitempty"`
+	// "second", "minute" or "day".
+	Window        string `protobuf:"bytes,3,opt,name=window,proto3" json:"window,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RateLimited) Reset() {
+	*x = RateLimited{}
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RateLimited) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RateLimited) ProtoMessage() {}
+
+func (x *RateLimited) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RateLimited.ProtoReflect.Descriptor instead.
+func (*RateLimited) Descriptor() ([]byte, []int) {
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *RateLimited) GetLimitId() string {
+	if x != nil {
+		return x.LimitId
+	}
+	return ""
+}
+
+func (x *RateLimited) GetRetryAfterSeconds() int64 {
+	if x != nil {
+		return x.RetryAfterSeconds
+	}
+	return 0
+}
+
+func (x *RateLimited) GetWindow() string {
+	if x != nil {
+		return x.Window
+	}
+	return ""
+}
+
 type DescribeRouteRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Route         string                 `protobuf:"bytes,1,opt,name=route,proto3" json:"route,omitempty"`
@@ -629,7 +718,7 @@ type DescribeRouteRequest struct {
 
 func (x *DescribeRouteRequest) Reset() {
 	*x = DescribeRouteRequest{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[7]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -641,7 +730,7 @@ func (x *DescribeRouteRequest) String() string {
 func (*DescribeRouteRequest) ProtoMessage() {}
 
 func (x *DescribeRouteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[7]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -654,7 +743,7 @@ func (x *DescribeRouteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeRouteRequest.ProtoReflect.Descriptor instead.
 func (*DescribeRouteRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{7}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *DescribeRouteRequest) GetRoute() string {
@@ -675,7 +764,7 @@ type DescribeRouteResponse struct {
 
 func (x *DescribeRouteResponse) Reset() {
 	*x = DescribeRouteResponse{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[8]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -687,7 +776,7 @@ func (x *DescribeRouteResponse) String() string {
 func (*DescribeRouteResponse) ProtoMessage() {}
 
 func (x *DescribeRouteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[8]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -700,7 +789,7 @@ func (x *DescribeRouteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeRouteResponse.ProtoReflect.Descriptor instead.
 func (*DescribeRouteResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{8}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DescribeRouteResponse) GetFound() bool {
@@ -732,7 +821,7 @@ type GetSessionKeysRequest struct {
 
 func (x *GetSessionKeysRequest) Reset() {
 	*x = GetSessionKeysRequest{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[9]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -744,7 +833,7 @@ func (x *GetSessionKeysRequest) String() string {
 func (*GetSessionKeysRequest) ProtoMessage() {}
 
 func (x *GetSessionKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[9]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -757,7 +846,7 @@ func (x *GetSessionKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSessionKeysRequest.ProtoReflect.Descriptor instead.
 func (*GetSessionKeysRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{9}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{10}
 }
 
 type SessionKey struct {
@@ -770,7 +859,7 @@ type SessionKey struct {
 
 func (x *SessionKey) Reset() {
 	*x = SessionKey{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[10]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -782,7 +871,7 @@ func (x *SessionKey) String() string {
 func (*SessionKey) ProtoMessage() {}
 
 func (x *SessionKey) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[10]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -795,7 +884,7 @@ func (x *SessionKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionKey.ProtoReflect.Descriptor instead.
 func (*SessionKey) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{10}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SessionKey) GetId() string {
@@ -822,7 +911,7 @@ type GetSessionKeysResponse struct {
 
 func (x *GetSessionKeysResponse) Reset() {
 	*x = GetSessionKeysResponse{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[11]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -834,7 +923,7 @@ func (x *GetSessionKeysResponse) String() string {
 func (*GetSessionKeysResponse) ProtoMessage() {}
 
 func (x *GetSessionKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[11]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -847,7 +936,7 @@ func (x *GetSessionKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSessionKeysResponse.ProtoReflect.Descriptor instead.
 func (*GetSessionKeysResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{11}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetSessionKeysResponse) GetKeys() []*SessionKey {
@@ -867,7 +956,7 @@ type ReportUpstreamUnauthorizedRequest struct {
 
 func (x *ReportUpstreamUnauthorizedRequest) Reset() {
 	*x = ReportUpstreamUnauthorizedRequest{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[12]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -879,7 +968,7 @@ func (x *ReportUpstreamUnauthorizedRequest) String() string {
 func (*ReportUpstreamUnauthorizedRequest) ProtoMessage() {}
 
 func (x *ReportUpstreamUnauthorizedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[12]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -892,7 +981,7 @@ func (x *ReportUpstreamUnauthorizedRequest) ProtoReflect() protoreflect.Message 
 
 // Deprecated: Use ReportUpstreamUnauthorizedRequest.ProtoReflect.Descriptor instead.
 func (*ReportUpstreamUnauthorizedRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{12}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ReportUpstreamUnauthorizedRequest) GetRoute() string {
@@ -917,7 +1006,7 @@ type ReportUpstreamUnauthorizedResponse struct {
 
 func (x *ReportUpstreamUnauthorizedResponse) Reset() {
 	*x = ReportUpstreamUnauthorizedResponse{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[13]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -929,7 +1018,7 @@ func (x *ReportUpstreamUnauthorizedResponse) String() string {
 func (*ReportUpstreamUnauthorizedResponse) ProtoMessage() {}
 
 func (x *ReportUpstreamUnauthorizedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[13]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -942,7 +1031,7 @@ func (x *ReportUpstreamUnauthorizedResponse) ProtoReflect() protoreflect.Message
 
 // Deprecated: Use ReportUpstreamUnauthorizedResponse.ProtoReflect.Descriptor instead.
 func (*ReportUpstreamUnauthorizedResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{13}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{14}
 }
 
 var File_mcpgate_authorize_v1_authorize_proto protoreflect.FileDescriptor
@@ -981,7 +1070,7 @@ const file_mcpgate_authorize_v1_authorize_proto_rawDesc = "" +
 	"\x06scopes\x18\x02 \x03(\tR\x06scopes\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12+\n" +
 	"\x11error_description\x18\x04 \x01(\tR\x10errorDescriptionJ\x04\b\x01\x10\x02R\x15resource_metadata_url\">\n" +
-	"\x04DenyJ\x04\b\x01\x10\x02J\x04\b\x02\x10\x03J\x04\b\x03\x10\x04R\x05errorR\x06scopesR\x15resource_metadata_url\"\x82\x03\n" +
+	"\x04DenyJ\x04\b\x01\x10\x02J\x04\b\x02\x10\x03J\x04\b\x03\x10\x04R\x05errorR\x06scopesR\x15resource_metadata_url\"\xea\x03\n" +
 	"\x11AuthorizeResponse\x12:\n" +
 	"\bdecision\x18\x01 \x01(\x0e2\x1e.mcpgate.authorize.v1.DecisionR\bdecision\x121\n" +
 	"\x05allow\x18\x02 \x01(\v2\x1b.mcpgate.authorize.v1.AllowR\x05allow\x12=\n" +
@@ -992,7 +1081,13 @@ const file_mcpgate_authorize_v1_authorize_proto_rawDesc = "" +
 	"key_prefix\x18\x06 \x01(\tR\tkeyPrefix\x12\x16\n" +
 	"\x06reason\x18\a \x01(\tR\x06reason\x12\x15\n" +
 	"\x06key_id\x18\b \x01(\tR\x05keyId\x12#\n" +
-	"\runknown_route\x18\x10 \x01(\bR\funknownRoute\",\n" +
+	"\runknown_route\x18\x10 \x01(\bR\funknownRoute\x12D\n" +
+	"\frate_limited\x18x \x01(\v2!.mcpgate.authorize.v1.RateLimitedR\vrateLimited\x12 \n" +
+	"\vuncacheable\x18y \x01(\bR\vuncacheable\"p\n" +
+	"\vRateLimited\x12\x19\n" +
+	"\blimit_id\x18\x01 \x01(\tR\alimitId\x12.\n" +
+	"\x13retry_after_seconds\x18\x02 \x01(\x03R\x11retryAfterSeconds\x12\x16\n" +
+	"\x06window\x18\x03 \x01(\tR\x06window\",\n" +
 	"\x14DescribeRouteRequest\x12\x14\n" +
 	"\x05route\x18\x01 \x01(\tR\x05route\"g\n" +
 	"\x15DescribeRouteResponse\x12\x14\n" +
@@ -1009,13 +1104,14 @@ const file_mcpgate_authorize_v1_authorize_proto_rawDesc = "" +
 	"!ReportUpstreamUnauthorizedRequest\x12\x14\n" +
 	"\x05route\x18\x01 \x01(\tR\x05route\x12\x1c\n" +
 	"\tprincipal\x18\x02 \x01(\tR\tprincipal\"$\n" +
-	"\"ReportUpstreamUnauthorizedResponse*{\n" +
+	"\"ReportUpstreamUnauthorizedResponse*\x96\x01\n" +
 	"\bDecision\x12\x18\n" +
 	"\x14DECISION_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eDECISION_ALLOW\x10\x01\x12\x16\n" +
 	"\x12DECISION_CHALLENGE\x10\x02\x12\x11\n" +
 	"\rDECISION_DENY\x10\x03\x12\x16\n" +
-	"\x12DECISION_NOT_FOUND\x10\x042\xe8\x03\n" +
+	"\x12DECISION_NOT_FOUND\x10\x04\x12\x19\n" +
+	"\x15DECISION_RATE_LIMITED\x10\x052\xe8\x03\n" +
 	"\x10AuthorizeService\x12a\n" +
 	"\tAuthorize\x12&.mcpgate.authorize.v1.AuthorizeRequest\x1a'.mcpgate.authorize.v1.AuthorizeResponse\"\x03\x90\x02\x02\x12m\n" +
 	"\rDescribeRoute\x12*.mcpgate.authorize.v1.DescribeRouteRequest\x1a+.mcpgate.authorize.v1.DescribeRouteResponse\"\x03\x90\x02\x01\x12p\n" +
@@ -1036,7 +1132,7 @@ func file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP() []byte {
 }
 
 var file_mcpgate_authorize_v1_authorize_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_mcpgate_authorize_v1_authorize_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_mcpgate_authorize_v1_authorize_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_mcpgate_authorize_v1_authorize_proto_goTypes = []any{
 	(Decision)(0),                              // 0: mcpgate.authorize.v1.Decision
 	(*Credentials)(nil),                        // 1: mcpgate.authorize.v1.Credentials
@@ -1046,13 +1142,14 @@ var file_mcpgate_authorize_v1_authorize_proto_goTypes = []any{
 	(*Challenge)(nil),                          // 5: mcpgate.authorize.v1.Challenge
 	(*Deny)(nil),                               // 6: mcpgate.authorize.v1.Deny
 	(*AuthorizeResponse)(nil),                  // 7: mcpgate.authorize.v1.AuthorizeResponse
-	(*DescribeRouteRequest)(nil),               // 8: mcpgate.authorize.v1.DescribeRouteRequest
-	(*DescribeRouteResponse)(nil),              // 9: mcpgate.authorize.v1.DescribeRouteResponse
-	(*GetSessionKeysRequest)(nil),              // 10: mcpgate.authorize.v1.GetSessionKeysRequest
-	(*SessionKey)(nil),                         // 11: mcpgate.authorize.v1.SessionKey
-	(*GetSessionKeysResponse)(nil),             // 12: mcpgate.authorize.v1.GetSessionKeysResponse
-	(*ReportUpstreamUnauthorizedRequest)(nil),  // 13: mcpgate.authorize.v1.ReportUpstreamUnauthorizedRequest
-	(*ReportUpstreamUnauthorizedResponse)(nil), // 14: mcpgate.authorize.v1.ReportUpstreamUnauthorizedResponse
+	(*RateLimited)(nil),                        // 8: mcpgate.authorize.v1.RateLimited
+	(*DescribeRouteRequest)(nil),               // 9: mcpgate.authorize.v1.DescribeRouteRequest
+	(*DescribeRouteResponse)(nil),              // 10: mcpgate.authorize.v1.DescribeRouteResponse
+	(*GetSessionKeysRequest)(nil),              // 11: mcpgate.authorize.v1.GetSessionKeysRequest
+	(*SessionKey)(nil),                         // 12: mcpgate.authorize.v1.SessionKey
+	(*GetSessionKeysResponse)(nil),             // 13: mcpgate.authorize.v1.GetSessionKeysResponse
+	(*ReportUpstreamUnauthorizedRequest)(nil),  // 14: mcpgate.authorize.v1.ReportUpstreamUnauthorizedRequest
+	(*ReportUpstreamUnauthorizedResponse)(nil), // 15: mcpgate.authorize.v1.ReportUpstreamUnauthorizedResponse
 }
 var file_mcpgate_authorize_v1_authorize_proto_depIdxs = []int32{
 	1,  // 0: mcpgate.authorize.v1.AuthorizeRequest.credentials:type_name -> mcpgate.authorize.v1.Credentials
@@ -1061,20 +1158,21 @@ var file_mcpgate_authorize_v1_authorize_proto_depIdxs = []int32{
 	4,  // 3: mcpgate.authorize.v1.AuthorizeResponse.allow:type_name -> mcpgate.authorize.v1.Allow
 	5,  // 4: mcpgate.authorize.v1.AuthorizeResponse.challenge:type_name -> mcpgate.authorize.v1.Challenge
 	6,  // 5: mcpgate.authorize.v1.AuthorizeResponse.deny:type_name -> mcpgate.authorize.v1.Deny
-	11, // 6: mcpgate.authorize.v1.GetSessionKeysResponse.keys:type_name -> mcpgate.authorize.v1.SessionKey
-	2,  // 7: mcpgate.authorize.v1.AuthorizeService.Authorize:input_type -> mcpgate.authorize.v1.AuthorizeRequest
-	8,  // 8: mcpgate.authorize.v1.AuthorizeService.DescribeRoute:input_type -> mcpgate.authorize.v1.DescribeRouteRequest
-	10, // 9: mcpgate.authorize.v1.AuthorizeService.GetSessionKeys:input_type -> mcpgate.authorize.v1.GetSessionKeysRequest
-	13, // 10: mcpgate.authorize.v1.AuthorizeService.ReportUpstreamUnauthorized:input_type -> mcpgate.authorize.v1.ReportUpstreamUnauthorizedRequest
-	7,  // 11: mcpgate.authorize.v1.AuthorizeService.Authorize:output_type -> mcpgate.authorize.v1.AuthorizeResponse
-	9,  // 12: mcpgate.authorize.v1.AuthorizeService.DescribeRoute:output_type -> mcpgate.authorize.v1.DescribeRouteResponse
-	12, // 13: mcpgate.authorize.v1.AuthorizeService.GetSessionKeys:output_type -> mcpgate.authorize.v1.GetSessionKeysResponse
-	14, // 14: mcpgate.authorize.v1.AuthorizeService.ReportUpstreamUnauthorized:output_type -> mcpgate.authorize.v1.ReportUpstreamUnauthorizedResponse
-	11, // [11:15] is the sub-list for method output_type
-	7,  // [7:11] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	8,  // 6: mcpgate.authorize.v1.AuthorizeResponse.rate_limited:type_name -> mcpgate.authorize.v1.RateLimited
+	12, // 7: mcpgate.authorize.v1.GetSessionKeysResponse.keys:type_name -> mcpgate.authorize.v1.SessionKey
+	2,  // 8: mcpgate.authorize.v1.AuthorizeService.Authorize:input_type -> mcpgate.authorize.v1.AuthorizeRequest
+	9,  // 9: mcpgate.authorize.v1.AuthorizeService.DescribeRoute:input_type -> mcpgate.authorize.v1.DescribeRouteRequest
+	11, // 10: mcpgate.authorize.v1.AuthorizeService.GetSessionKeys:input_type -> mcpgate.authorize.v1.GetSessionKeysRequest
+	14, // 11: mcpgate.authorize.v1.AuthorizeService.ReportUpstreamUnauthorized:input_type -> mcpgate.authorize.v1.ReportUpstreamUnauthorizedRequest
+	7,  // 12: mcpgate.authorize.v1.AuthorizeService.Authorize:output_type -> mcpgate.authorize.v1.AuthorizeResponse
+	10, // 13: mcpgate.authorize.v1.AuthorizeService.DescribeRoute:output_type -> mcpgate.authorize.v1.DescribeRouteResponse
+	13, // 14: mcpgate.authorize.v1.AuthorizeService.GetSessionKeys:output_type -> mcpgate.authorize.v1.GetSessionKeysResponse
+	15, // 15: mcpgate.authorize.v1.AuthorizeService.ReportUpstreamUnauthorized:output_type -> mcpgate.authorize.v1.ReportUpstreamUnauthorizedResponse
+	12, // [12:16] is the sub-list for method output_type
+	8,  // [8:12] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_mcpgate_authorize_v1_authorize_proto_init() }
@@ -1088,7 +1186,7 @@ func file_mcpgate_authorize_v1_authorize_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mcpgate_authorize_v1_authorize_proto_rawDesc), len(file_mcpgate_authorize_v1_authorize_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   14,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1,0 +1,421 @@
+package limits
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	configv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1"
+	"github.com/mcpgate/mcpgate/controlplane/store"
+)
+
+// Window is one of a limit's counting windows: UTC-aligned, fixed.
+type Window struct {
+	Name string
+	Len  time.Duration
+}
+
+// The windows of RateLimit.per_second, per_minute and per_day.
+var (
+	Second = Window{"second", time.Second}
+	Minute = Window{"minute", time.Minute}
+	Day    = Window{"day", 24 * time.Hour}
+)
+
+// Bound is one window of a limit with its bound.
+type Bound struct {
+	Window Window
+	Limit  int64
+}
+
+// Bounds returns l's windows that have a bound, shortest first.
+func Bounds(l *configv1.RateLimit) []Bound {
+	out := make([]Bound, 0, 3)
+	for _, b := range []Bound{{Second, l.GetPerSecond()}, {Minute, l.GetPerMinute()}, {Day, l.GetPerDay()}} {
+		if b.Limit > 0 {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// start is the start of the window w that contains t (UTC, Unix seconds).
+func (w Window) start(t time.Time) int64 {
+	secs := int64(w.Len / time.Second)
+	u := t.Unix()
+	return u - ((u%secs)+secs)%secs
+}
+
+// Refusal says which limit refused a call and for how long.
+type Refusal struct {
+	LimitID string
+	Window  string
+	// RetryAfter is the whole seconds until the window resets, at least 1.
+	RetryAfter int64
+}
+
+// ChunkFraction: a replica takes at most limit/(ChunkFraction × replicas)
+// units of a window's global count at a time (and at most its share of
+// what remains), so the units handed out but never spent are at most
+// limit/ChunkFraction in all (docs/limits.md).
+const ChunkFraction = 10
+
+// Chunk is how many units a replica takes from a window's counter with
+// limit and granted units already handed out, among replicas: at most
+// limit/(ChunkFraction×replicas) and at most the replica's share of the
+// rest, at least 1 while any remain; 0 when none do.
+func Chunk(limit, granted int64, replicas int) int64 {
+	rest := limit - granted
+	if rest <= 0 {
+		return 0
+	}
+	r := int64(max(replicas, 1))
+	return max(1, min(limit/(ChunkFraction*r), rest/r))
+}
+
+// refreshRegistration is how often a limiter re-registers its replica.
+const refreshRegistration = 10 * time.Second
+
+// sweepEvery is how often (on the limiter's clock) ended windows' local
+// state is dropped.
+const sweepEvery = 10 * time.Second
+
+// Limiter counts calls against the rate limits of its store. One per
+// control-plane replica; safe for concurrent use.
+type Limiter struct {
+	st  *store.Store
+	now func() time.Time
+	log *slog.Logger
+	id  string
+
+	snap atomic.Pointer[snapshot]
+
+	mu        sync.Mutex
+	buckets   map[string]*bucket
+	nextSweep time.Time
+
+	regMu    sync.Mutex
+	regAt    time.Time
+	writes   atomic.Int64
+	attempts atomic.Int64
+}
+
+type snapshot struct {
+	limits  []*configv1.RateLimit
+	changed <-chan struct{}
+}
+
+// bucket is this replica's view of one window of one principal × server ×
+// limit: the units it took from the global counter and has not spent yet.
+type bucket struct {
+	name   string // counter name
+	window string // lease name of its window
+	limit  int64
+	end    time.Time
+
+	local int64 // guarded by Limiter.mu
+
+	fill      sync.Mutex // serializes refills
+	state     store.CounterState
+	exhausted bool // the counter had nothing left for limit (guarded by fill)
+}
+
+// Option configures a Limiter.
+type Option func(*Limiter)
+
+// WithClock sets the clock that places calls in windows.
+func WithClock(now func() time.Time) Option { return func(l *Limiter) { l.now = now } }
+
+// WithReplicaID names the replica (default: random).
+func WithReplicaID(id string) Option { return func(l *Limiter) { l.id = id } }
+
+// New returns the limiter of st.
+func New(st *store.Store, log *slog.Logger, opts ...Option) *Limiter {
+	l := &Limiter{st: st, log: log, now: time.Now, buckets: map[string]*bucket{}}
+	for _, o := range opts {
+		o(l)
+	}
+	if l.id == "" {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		l.id = hex.EncodeToString(b[:])
+	}
+	return l
+}
+
+// Limits returns the store's rate limits, re-read only after the store's
+// cache changed.
+func (l *Limiter) Limits() []*configv1.RateLimit {
+	if s := l.snap.Load(); s != nil {
+		select {
+		case <-s.changed:
+		default:
+			return s.limits
+		}
+	}
+	ch := l.st.RateLimitsChanged()
+	s := &snapshot{limits: l.st.RateLimits(), changed: ch}
+	l.snap.Store(s)
+	return s.limits
+}
+
+// Writes is how many counter writes (successful compare-and-swaps) this
+// limiter made, and Attempts how many it tried.
+func (l *Limiter) Writes() (writes, attempts int64) { return l.writes.Load(), l.attempts.Load() }
+
+type need struct {
+	b     *bucket
+	id    string
+	bound Bound
+}
+
+// Check counts one call by p to server (tool: params.name of a tools/call,
+// "" otherwise) against every limit that applies to it. applied says
+// whether any did (the ALLOW is then not reusable); refused, when set, is
+// the limit that refused the call, which then counted against none. An
+// error means the count could not be made (etcd unreachable while a
+// window's local units ran out): the caller fails closed.
+func (l *Limiter) Check(ctx context.Context, p *configv1.Principal, server, tool string) (applied bool, refused *Refusal, err error) {
+	ls := l.Limits()
+	if len(ls) == 0 {
+		return false, nil, nil
+	}
+	var groups []string
+	var needs []need
+	now := l.now()
+	for _, lim := range ls {
+		if groups == nil {
+			groups = Groups(p)
+		}
+		if !AppliesTo(lim, p.GetName(), groups, server, tool) {
+			continue
+		}
+		for _, b := range Bounds(lim) {
+			needs = append(needs, need{id: lim.GetId(), bound: b})
+		}
+	}
+	if len(needs) == 0 {
+		return false, nil, nil
+	}
+	l.mu.Lock()
+	if now.After(l.nextSweep) {
+		l.sweepLocked(now)
+	}
+	for i := range needs {
+		needs[i].b = l.bucketLocked(p.GetName(), server, needs[i].id, needs[i].bound, now)
+	}
+	l.mu.Unlock()
+
+	for range 8 {
+		// Every window must have a local unit; take chunks where not.
+		for _, n := range needs {
+			if r, err := l.ensure(ctx, n, now); err != nil || r != nil {
+				return true, r, err
+			}
+		}
+		l.mu.Lock()
+		ok := true
+		for _, n := range needs {
+			if n.b.local < 1 {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			for _, n := range needs {
+				n.b.local--
+			}
+		}
+		l.mu.Unlock()
+		if ok {
+			return true, nil, nil
+		}
+		// A concurrent call spent a unit in between: take again.
+	}
+	return true, nil, fmt.Errorf("rate limit: %w", store.ErrConflict)
+}
+
+// ensure makes sure n's bucket has a local unit, taking a chunk of the
+// global counter when it has none; a refusal when the window has none
+// left.
+func (l *Limiter) ensure(ctx context.Context, n need, now time.Time) (*Refusal, error) {
+	b := n.b
+	l.mu.Lock()
+	has := b.local >= 1
+	l.mu.Unlock()
+	if has {
+		return nil, nil
+	}
+	b.fill.Lock()
+	defer b.fill.Unlock()
+	l.mu.Lock()
+	has = b.local >= 1
+	l.mu.Unlock()
+	if has {
+		return nil, nil
+	}
+	refuse := &Refusal{LimitID: n.id, Window: n.bound.Window.Name, RetryAfter: retryAfter(b.end, now)}
+	if b.exhausted {
+		return refuse, nil
+	}
+	l.register(ctx)
+	replicas := l.st.RateLimitReplicas()
+	l.attempts.Add(1)
+	took, state, err := l.st.TakeRateLimitUnits(ctx, b.name, b.window, n.bound.Window.Len+time.Minute, b.state,
+		func(granted int64) (int64, int64) { return Chunk(b.limit, granted, replicas), b.limit })
+	if err != nil {
+		return nil, err
+	}
+	b.state = state
+	if took == 0 {
+		b.exhausted = true
+		return refuse, nil
+	}
+	l.writes.Add(1)
+	l.mu.Lock()
+	b.local += took
+	l.mu.Unlock()
+	return nil, nil
+}
+
+func retryAfter(end, now time.Time) int64 {
+	d := end.Sub(now)
+	secs := int64((d + time.Second - 1) / time.Second)
+	return max(secs, 1)
+}
+
+// register (re-)registers this replica, at most every refreshRegistration.
+func (l *Limiter) register(ctx context.Context) {
+	l.regMu.Lock()
+	defer l.regMu.Unlock()
+	if !l.regAt.IsZero() && time.Since(l.regAt) < refreshRegistration {
+		return
+	}
+	l.regAt = time.Now()
+	if err := l.st.RegisterRateLimitReplica(ctx, l.id); err != nil {
+		l.log.WarnContext(ctx, "rate limits: replica registration failed", slog.Any("err", err))
+	}
+}
+
+// counterName names the global counter of principal × server × limit id
+// in the window of bound starting at start. Names follow api/wire's
+// grammar, so "/" separates them unambiguously.
+func counterName(principal, server, id, window string, start int64) string {
+	return fmt.Sprintf("%s/%s/%s/%s/%d", principal, server, id, window, start)
+}
+
+func (l *Limiter) bucketLocked(principal, server, id string, bound Bound, now time.Time) *bucket {
+	start := bound.Window.start(now)
+	name := counterName(principal, server, id, bound.Window.Name, start)
+	b := l.buckets[name]
+	if b == nil || b.limit != bound.Limit {
+		// A new window, or the limit changed: the counter's units are
+		// taken against the new bound from here on.
+		nb := &bucket{
+			name:   name,
+			window: fmt.Sprintf("%s/%d", bound.Window.Name, start),
+			limit:  bound.Limit,
+			end:    time.Unix(start, 0).Add(bound.Window.Len),
+		}
+		if b != nil {
+			nb.local = b.local
+			nb.state = b.state
+		}
+		b = nb
+		l.buckets[name] = b
+	}
+	return b
+}
+
+// sweepLocked drops the local state of windows that ended.
+func (l *Limiter) sweepLocked(now time.Time) {
+	for k, b := range l.buckets {
+		if !now.Before(b.end) {
+			delete(l.buckets, k)
+		}
+	}
+	l.nextSweep = now.Add(sweepEvery)
+}
+
+// Usage is one window of one limit for one server, now.
+type Usage struct {
+	LimitID   string
+	Server    string
+	Window    string
+	Limit     int64
+	Used      int64
+	Remaining int64
+	Reset     int64
+}
+
+// Usage reports, for principal p, every limit that applies to it (for any
+// server or tool) with each window's usage now, per server: the servers the
+// limit names, or for a limit over every server the servers with a count
+// in the window ("*" when none has). Used is the global count less the
+// units this replica holds unspent; units other replicas hold count as
+// used (at most limit/ChunkFraction in all).
+func (l *Limiter) Usage(ctx context.Context, p *configv1.Principal) ([]Usage, error) {
+	now := l.now()
+	groups := Groups(p)
+	counters, err := l.st.RateLimitCounters(ctx, p.GetName()+"/")
+	if err != nil {
+		return nil, err
+	}
+	var out []Usage
+	for _, lim := range l.Limits() {
+		if !appliesToPrincipal(lim, p.GetName(), groups) {
+			continue
+		}
+		for _, bound := range Bounds(lim) {
+			start := bound.Window.start(now)
+			end := time.Unix(start, 0).Add(bound.Window.Len)
+			servers := serversOf(lim)
+			if servers == nil {
+				for name := range counters {
+					var pr, srv, id, w string
+					var st int64
+					if parseCounterName(name, &pr, &srv, &id, &w, &st) && id == lim.GetId() && w == bound.Window.Name && st == start {
+						servers = append(servers, srv)
+					}
+				}
+				if len(servers) == 0 {
+					servers = []string{"*"}
+				}
+				sortStrings(servers)
+			}
+			for _, srv := range servers {
+				name := counterName(p.GetName(), srv, lim.GetId(), bound.Window.Name, start)
+				used := counters[name].Granted
+				l.mu.Lock()
+				if b := l.buckets[name]; b != nil {
+					used -= b.local
+				}
+				l.mu.Unlock()
+				used = max(0, min(used, bound.Limit))
+				out = append(out, Usage{
+					LimitID: lim.GetId(), Server: srv, Window: bound.Window.Name,
+					Limit: bound.Limit, Used: used, Remaining: bound.Limit - used,
+					Reset: retryAfter(end, now),
+				})
+			}
+		}
+	}
+	return out, nil
+}
+
+// serversOf returns the servers a limit names, nil for every server.
+func serversOf(l *configv1.RateLimit) []string {
+	var out []string
+	for _, s := range l.GetServers() {
+		if s == "*" {
+			return nil
+		}
+		out = append(out, s)
+	}
+	return out
+}
