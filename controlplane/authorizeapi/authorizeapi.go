@@ -101,15 +101,17 @@ func New(st *store.Store, log *slog.Logger, opts ...Option) *Service {
 // current revision once and the request is decided again. Known credentials
 // never touch etcd.
 func (s *Service) Authorize(ctx context.Context, req *authorizev1.AuthorizeRequest) (*authorizev1.AuthorizeResponse, error) {
-	d, err := authorize.Decide(s.st, s.now(), req)
+	now := s.now()
+	d, err := authorize.Decide(s.st, now, req)
 	if err == nil && (d.Response.GetReason() == authorize.ReasonUnknownKey || d.Response.GetReason() == authorize.ReasonUnknownToken) && s.catchUp(ctx) {
-		d, err = authorize.Decide(s.st, s.now(), req)
+		now = s.now()
+		d, err = authorize.Decide(s.st, now, req)
 	}
 	if err != nil {
 		return nil, s.toConnectError(ctx, "authorize", err)
 	}
 	if d.Response.GetDecision() == authorizev1.Decision_DECISION_ALLOW {
-		limited, err := s.limit(ctx, req, d.Response)
+		limited, err := s.limit(ctx, now, req, d.Response)
 		if err != nil {
 			return nil, s.toConnectError(ctx, "rate limit", err)
 		}
@@ -132,7 +134,7 @@ const ReasonRateLimited = "rate limit exceeded"
 // endpoint a request). It marks the ALLOW uncacheable when any applies and
 // returns the RATE_LIMITED answer when one refuses. The count is kept in
 // memory; etcd is written once per chunk of calls (docs/limits.md).
-func (s *Service) limit(ctx context.Context, req *authorizev1.AuthorizeRequest, allow *authorizev1.AuthorizeResponse) (*authorizev1.AuthorizeResponse, error) {
+func (s *Service) limit(ctx context.Context, now time.Time, req *authorizev1.AuthorizeRequest, allow *authorizev1.AuthorizeResponse) (*authorizev1.AuthorizeResponse, error) {
 	if len(s.limiter.Limits()) == 0 {
 		return nil, nil
 	}
@@ -144,7 +146,7 @@ func (s *Service) limit(ctx context.Context, req *authorizev1.AuthorizeRequest, 
 	if req.GetJsonrpcMethod() == limits.ToolsCall {
 		tool = req.GetToolName()
 	}
-	applied, refused, err := s.limiter.Check(ctx, p, req.GetRoute(), tool)
+	applied, refused, err := s.limiter.Check(ctx, now, p, req.GetRoute(), tool)
 	if err != nil {
 		return nil, err
 	}

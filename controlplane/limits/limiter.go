@@ -96,7 +96,7 @@ type Limiter struct {
 	snap atomic.Pointer[snapshot]
 
 	mu        sync.Mutex
-	buckets   map[string]*bucket
+	buckets   map[bucketKey]*bucket
 	nextSweep time.Time
 
 	regMu    sync.Mutex
@@ -128,7 +128,8 @@ type bucket struct {
 // Option configures a Limiter.
 type Option func(*Limiter)
 
-// WithClock sets the clock that places calls in windows.
+// WithClock sets the clock of usage reports (Check is given the time of
+// each call).
 func WithClock(now func() time.Time) Option { return func(l *Limiter) { l.now = now } }
 
 // WithReplicaID names the replica (default: random).
@@ -136,7 +137,7 @@ func WithReplicaID(id string) Option { return func(l *Limiter) { l.id = id } }
 
 // New returns the limiter of st.
 func New(st *store.Store, log *slog.Logger, opts ...Option) *Limiter {
-	l := &Limiter{st: st, log: log, now: time.Now, buckets: map[string]*bucket{}}
+	l := &Limiter{st: st, log: log, now: time.Now, buckets: map[bucketKey]*bucket{}}
 	for _, o := range opts {
 		o(l)
 	}
@@ -174,42 +175,58 @@ type need struct {
 	bound Bound
 }
 
-// Check counts one call by p to server (tool: params.name of a tools/call,
-// "" otherwise) against every limit that applies to it. applied says
+// Check counts one call by p to server at now (the decision's time; tool:
+// params.name of a tools/call, "" otherwise) against every limit that
+// applies to it. applied says
 // whether any did (the ALLOW is then not reusable); refused, when set, is
 // the limit that refused the call, which then counted against none. An
 // error means the count could not be made (etcd unreachable while a
 // window's local units ran out): the caller fails closed.
-func (l *Limiter) Check(ctx context.Context, p *configv1.Principal, server, tool string) (applied bool, refused *Refusal, err error) {
+func (l *Limiter) Check(ctx context.Context, now time.Time, p *configv1.Principal, server, tool string) (applied bool, refused *Refusal, err error) {
 	ls := l.Limits()
 	if len(ls) == 0 {
 		return false, nil, nil
 	}
+	var buf [8]need
+	needs := buf[:0]
 	var groups []string
-	var needs []need
-	now := l.now()
+	haveGroups := false
 	for _, lim := range ls {
-		if groups == nil {
-			groups = Groups(p)
+		if len(lim.GetGroups()) > 0 && !haveGroups {
+			groups, haveGroups = Groups(p), true
 		}
 		if !AppliesTo(lim, p.GetName(), groups, server, tool) {
 			continue
 		}
-		for _, b := range Bounds(lim) {
-			needs = append(needs, need{id: lim.GetId(), bound: b})
+		for _, b := range [...]Bound{{Second, lim.GetPerSecond()}, {Minute, lim.GetPerMinute()}, {Day, lim.GetPerDay()}} {
+			if b.Limit > 0 {
+				needs = append(needs, need{id: lim.GetId(), bound: b})
+			}
 		}
 	}
 	if len(needs) == 0 {
 		return false, nil, nil
 	}
+	// The common case, in memory under one lock: every window has a unit
+	// this replica took earlier.
 	l.mu.Lock()
 	if now.After(l.nextSweep) {
 		l.sweepLocked(now)
 	}
+	ok := true
 	for i := range needs {
 		needs[i].b = l.bucketLocked(p.GetName(), server, needs[i].id, needs[i].bound, now)
+		ok = ok && needs[i].b.local >= 1
+	}
+	if ok {
+		for _, n := range needs {
+			n.b.local--
+		}
 	}
 	l.mu.Unlock()
+	if ok {
+		return true, nil, nil
+	}
 
 	for range 8 {
 		// Every window must have a local unit; take chunks where not.
@@ -309,11 +326,18 @@ func counterName(principal, server, id, window string, start int64) string {
 	return fmt.Sprintf("%s/%s/%s/%s/%d", principal, server, id, window, start)
 }
 
+// bucketKey identifies a bucket without formatting its counter name.
+type bucketKey struct {
+	principal, server, id, window string
+	start                         int64
+}
+
 func (l *Limiter) bucketLocked(principal, server, id string, bound Bound, now time.Time) *bucket {
 	start := bound.Window.start(now)
-	name := counterName(principal, server, id, bound.Window.Name, start)
-	b := l.buckets[name]
+	k := bucketKey{principal, server, id, bound.Window.Name, start}
+	b := l.buckets[k]
 	if b == nil || b.limit != bound.Limit {
+		name := counterName(principal, server, id, bound.Window.Name, start)
 		// A new window, or the limit changed: the counter's units are
 		// taken against the new bound from here on.
 		nb := &bucket{
@@ -327,7 +351,7 @@ func (l *Limiter) bucketLocked(principal, server, id string, bound Bound, now ti
 			nb.state = b.state
 		}
 		b = nb
-		l.buckets[name] = b
+		l.buckets[k] = b
 	}
 	return b
 }
@@ -392,7 +416,7 @@ func (l *Limiter) Usage(ctx context.Context, p *configv1.Principal) ([]Usage, er
 				name := counterName(p.GetName(), srv, lim.GetId(), bound.Window.Name, start)
 				used := counters[name].Granted
 				l.mu.Lock()
-				if b := l.buckets[name]; b != nil {
+				if b := l.buckets[bucketKey{p.GetName(), srv, lim.GetId(), bound.Window.Name, start}]; b != nil {
 					used -= b.local
 				}
 				l.mu.Unlock()

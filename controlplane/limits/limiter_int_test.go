@@ -86,7 +86,7 @@ func putLimit(t *testing.T, rs []replica, l *configv1.RateLimit) {
 // spread makes calls calls by p to server/tool from 8 concurrent clients,
 // call i going to replica i % len(rs), and returns how many were
 // admitted and the refusals.
-func spread(t *testing.T, rs []replica, p *configv1.Principal, server, tool string, calls int) (int, []*limits.Refusal) {
+func spread(t *testing.T, rs []replica, clk *clock, p *configv1.Principal, server, tool string, calls int) (int, []*limits.Refusal) {
 	t.Helper()
 	var admitted atomic.Int64
 	var mu sync.Mutex
@@ -100,7 +100,7 @@ func spread(t *testing.T, rs []replica, p *configv1.Principal, server, tool stri
 				if i >= int64(calls) {
 					return
 				}
-				applied, refused, err := rs[i%int64(len(rs))].lim.Check(t.Context(), p, server, tool)
+				applied, refused, err := rs[i%int64(len(rs))].lim.Check(t.Context(), clk.Now(), p, server, tool)
 				if err != nil || !applied {
 					t.Errorf("call %d: applied %v, err %v", i, applied, err)
 					return
@@ -141,7 +141,7 @@ func TestGlobalLimitAcrossReplicas(t *testing.T) {
 	}
 	before := head()
 	const calls = 300
-	admitted, refusals := spread(t, rs, alice, "github", "", calls)
+	admitted, refusals := spread(t, rs, clk, alice, "github", "", calls)
 	writes := head() - before
 	t.Logf("admitted %d of %d, etcd writes %d", admitted, calls, writes)
 	if admitted < 90 || admitted > 110 {
@@ -160,16 +160,16 @@ func TestGlobalLimitAcrossReplicas(t *testing.T) {
 	}
 
 	// Another principal, another server: their own counts.
-	if n, _ := spread(t, rs, alice, "gitlab", "", 20); n != 20 {
+	if n, _ := spread(t, rs, clk, alice, "gitlab", "", 20); n != 20 {
 		t.Fatalf("another server: admitted %d of 20", n)
 	}
-	if applied, _, _ := rs[0].lim.Check(t.Context(), &configv1.Principal{Name: "bob"}, "github", ""); applied {
+	if applied, _, _ := rs[0].lim.Check(t.Context(), clk.Now(), &configv1.Principal{Name: "bob"}, "github", ""); applied {
 		t.Fatal("the limit applied to bob")
 	}
 
 	// The next minute starts a new window.
 	clk.Set(time.Date(2026, 11, 30, 10, 1, 0, 0, time.UTC))
-	if n, _ := spread(t, rs, alice, "github", "", 50); n != 50 {
+	if n, _ := spread(t, rs, clk, alice, "github", "", 50); n != 50 {
 		t.Fatalf("next minute: admitted %d of 50", n)
 	}
 }
@@ -188,26 +188,26 @@ func TestLimitWindowsAndGlobs(t *testing.T) {
 	ctx := t.Context()
 
 	for i, tool := range []string{"create_issue", "merge_pull_request", "create_branch", "merge_x", "create_y", "create_z"} {
-		applied, refused, err := rs[i%2].lim.Check(ctx, ann, "github", tool)
+		applied, refused, err := rs[i%2].lim.Check(ctx, clk.Now(), ann, "github", tool)
 		if err != nil || !applied || refused != nil {
 			t.Fatalf("call %d (%s): applied %v refused %v err %v", i, tool, applied, refused, err)
 		}
 	}
-	_, refused, err := rs[0].lim.Check(ctx, ann, "github", "create_issue")
+	_, refused, err := rs[0].lim.Check(ctx, clk.Now(), ann, "github", "create_issue")
 	if err != nil || refused == nil || *refused != (limits.Refusal{LimitID: "writes", Window: "day", RetryAfter: 3600}) {
 		t.Fatalf("7th write: refused %+v, err %v; want the day quota, retry in 3600 s", refused, err)
 	}
 	// Reads are not counted, on any replica.
 	for i := range 10 {
-		if applied, refused, err := rs[i%2].lim.Check(ctx, ann, "github", "list_issues"); applied || refused != nil || err != nil {
+		if applied, refused, err := rs[i%2].lim.Check(ctx, clk.Now(), ann, "github", "list_issues"); applied || refused != nil || err != nil {
 			t.Fatalf("read: applied %v refused %v err %v", applied, refused, err)
 		}
-		if applied, _, _ := rs[i%2].lim.Check(ctx, ann, "github", ""); applied {
+		if applied, _, _ := rs[i%2].lim.Check(ctx, clk.Now(), ann, "github", ""); applied {
 			t.Fatal("a tool limit applied to a request that is not a tools/call")
 		}
 	}
 	// Ben, a member by assertion, has his own count.
-	if applied, refused, err := rs[1].lim.Check(ctx, ben, "github", "create_issue"); !applied || refused != nil || err != nil {
+	if applied, refused, err := rs[1].lim.Check(ctx, clk.Now(), ben, "github", "create_issue"); !applied || refused != nil || err != nil {
 		t.Fatalf("ben: applied %v refused %v err %v", applied, refused, err)
 	}
 
@@ -229,6 +229,44 @@ func TestLimitWindowsAndGlobs(t *testing.T) {
 	for i := range want {
 		if us[i] != want[i] {
 			t.Errorf("usage[%d] = %+v, want %+v", i, us[i], want[i])
+		}
+	}
+}
+
+// BenchmarkCheck measures the limit check alone, on the path every call
+// takes once its replica holds units (a day quota whose chunk is large
+// enough that etcd is written once): compare with the decision's time
+// (controlplane/authorizeapi BenchmarkAuthorizeRateLimit).
+func BenchmarkCheck(b *testing.B) {
+	srv := etcdtest.Start(b)
+	kr, err := vault.Generate()
+	if err != nil {
+		b.Fatal(err)
+	}
+	st := store.New(srv.Client(b), kr, slog.New(slog.DiscardHandler))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = st.Run(ctx) }()
+	b.Cleanup(func() { cancel(); <-done })
+	if _, err := st.PutRateLimit(ctx, &configv1.RateLimit{Id: "others", Principals: []string{"bob"}, PerSecond: 10}, 0); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := st.PutRateLimit(ctx, &configv1.RateLimit{Id: "reads", Tools: []string{"read_*"}, PerSecond: 10}, 0); err != nil {
+		b.Fatal(err)
+	}
+	rev, err := st.PutRateLimit(ctx, &configv1.RateLimit{Id: "sends", Principals: []string{"alice"}, Tools: []string{"send_*"}, PerDay: 1_000_000_000_000}, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := st.WaitRevision(ctx, rev); err != nil {
+		b.Fatal(err)
+	}
+	lim := limits.New(st, slog.New(slog.DiscardHandler))
+	alice := &configv1.Principal{Name: "alice", Groups: []string{"devs"}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if applied, refused, err := lim.Check(ctx, time.Now(), alice, "github", "send_mail"); !applied || refused != nil || err != nil {
+			b.Fatal(applied, refused, err)
 		}
 	}
 }
