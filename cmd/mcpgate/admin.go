@@ -50,6 +50,7 @@ type admin struct {
 	groups      configv1connect.GroupServiceClient
 	keys        configv1connect.KeyServiceClient
 	idps        configv1connect.IdentityProviderServiceClient
+	limits      configv1connect.RateLimitServiceClient
 	connections vaultv1connect.ConnectionServiceClient
 	vault       vaultv1connect.VaultServiceClient
 	out         *printer
@@ -80,6 +81,7 @@ func newAdmin(base string, hc *http.Client, opts connect.ClientOption, p *printe
 		groups:      configv1connect.NewGroupServiceClient(hc, base, opts),
 		keys:        configv1connect.NewKeyServiceClient(hc, base, opts),
 		idps:        configv1connect.NewIdentityProviderServiceClient(hc, base, opts),
+		limits:      configv1connect.NewRateLimitServiceClient(hc, base, opts),
 		connections: vaultv1connect.NewConnectionServiceClient(hc, base, opts),
 		vault:       vaultv1connect.NewVaultServiceClient(hc, base, opts),
 		out:         p,
@@ -87,7 +89,7 @@ func newAdmin(base string, hc *http.Client, opts connect.ClientOption, p *printe
 }
 
 func (a *admin) configClients() config.Clients {
-	return config.Clients{Servers: a.servers, Principals: a.principals, Groups: a.groups, Keys: a.keys, IdentityProviders: a.idps}
+	return config.Clients{Servers: a.servers, Principals: a.principals, Groups: a.groups, Keys: a.keys, IdentityProviders: a.idps, RateLimits: a.limits}
 }
 
 // bearer sends the admin key on every call.

@@ -55,6 +55,9 @@ Administer (--control-plane URL, --admin-key KEY, -o table|json):
   mcpgate groups list | get NAME | delete NAME
   mcpgate groups create NAME [--servers a,b] [--description D]
   mcpgate keys create --principal P [--name N] [--expires 720h] | list [--principal P] | revoke ID
+  mcpgate limits list | get ID | delete ID | status --principal P
+  mcpgate limits set ID [--principals a,b] [--groups a,b] [--servers a,b] [--tools G,G]
+                 [--per-second N] [--per-minute N] [--per-day N] [--description D]
   mcpgate connections list [--principal P] [--server S] | revoke --principal P --server S
   mcpgate vault rotate-key [--promote ID]   (new primary vault key; every sealed record re-encrypted online)
   mcpgate vault add-key --keyset FILE       (offline: add a key to promote later; for several replicas)
@@ -107,6 +110,8 @@ func dispatch(ctx context.Context, cmd string, rest []string, io stdio) error {
 		return cmdKeys(ctx, rest, io)
 	case "connections":
 		return cmdConnections(ctx, rest, io)
+	case "limits":
+		return cmdLimits(ctx, rest, io)
 	case "vault":
 		return cmdVault(ctx, rest, io)
 	}

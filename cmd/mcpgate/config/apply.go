@@ -20,6 +20,8 @@ type Clients struct {
 	Keys       configv1connect.KeyServiceClient
 	// IdentityProviders is needed only for files with identity_providers.
 	IdentityProviders configv1connect.IdentityProviderServiceClient
+	// RateLimits is needed only for files with rate_limits.
+	RateLimits configv1connect.RateLimitServiceClient
 }
 
 // Outcome tells what Apply did to one object.
@@ -45,7 +47,8 @@ func (o Outcome) String() string {
 
 // Result is the outcome for one object of the file.
 type Result struct {
-	// Kind is "server", "group", "principal" or "key".
+	// Kind is "server", "group", "identity_provider", "principal",
+	// "rate_limit" or "key".
 	Kind    string
 	Name    string
 	Outcome Outcome
@@ -55,7 +58,7 @@ type Result struct {
 
 // Apply makes the control plane hold what f describes: servers first, then
 // groups (whose grants name servers), principals (whose grants name servers
-// and groups), then keys. Secrets in the file
+// and groups), rate limits (which name all three), then keys. Secrets in the file
 // replace the stored ones. Objects absent from the file are left alone.
 // It stops at the first error, which names the object; results so far are
 // returned with it.
@@ -88,6 +91,13 @@ func Apply(ctx context.Context, c Clients, f *File, now time.Time) ([]Result, er
 			return out, fmt.Errorf("principal %q: %w", p.GetName(), err)
 		}
 		out = append(out, Result{Kind: "principal", Name: p.GetName(), Outcome: o})
+	}
+	for _, l := range f.RateLimits {
+		o, err := applyRateLimit(ctx, c.RateLimits, l)
+		if err != nil {
+			return out, fmt.Errorf("rate limit %q: %w", l.GetId(), err)
+		}
+		out = append(out, Result{Kind: "rate_limit", Name: l.GetId(), Outcome: o})
 	}
 	for _, k := range f.Keys {
 		r, err := applyKey(ctx, c.Keys, k, now)

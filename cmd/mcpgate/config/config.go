@@ -38,6 +38,8 @@ type File struct {
 	Keys       []Key
 	// IdentityProviders are the OpenID providers people sign in with.
 	IdentityProviders []*configv1.IdentityProvider
+	// RateLimits are rate_limits:, in file order.
+	RateLimits []*configv1.RateLimit
 	// SigninAPIKey is signin.api_key when the file sets it: whether people
 	// may sign in with a gateway API key (a control-plane setting that
 	// `mcpgate dev` applies; apply does not).
@@ -66,6 +68,8 @@ type fileYAML struct {
 	// IdentityProviders is identity_providers:.
 	IdentityProviders []identityProviderYAML `yaml:"identity_providers"`
 	Signin            signinYAML             `yaml:"signin"`
+	// RateLimits is rate_limits:.
+	RateLimits []rateLimitYAML `yaml:"rate_limits"`
 }
 
 type serverYAML struct {
@@ -364,6 +368,9 @@ func convert(y *fileYAML) (*File, error) {
 		return nil, err
 	}
 	f.IdentityProviders = idps
+	if f.RateLimits, err = convertRateLimits(y.RateLimits); err != nil {
+		return nil, err
+	}
 	for name, s := range y.MCPServers {
 		tr := configv1.Transport(s.Transport)
 		if tr == configv1.Transport_TRANSPORT_UNSPECIFIED {
