@@ -135,18 +135,19 @@ const ReasonRateLimited = "rate limit exceeded"
 // returns the RATE_LIMITED answer when one refuses. The count is kept in
 // memory; etcd is written once per chunk of calls (docs/limits.md).
 func (s *Service) limit(ctx context.Context, now time.Time, req *authorizev1.AuthorizeRequest, allow *authorizev1.AuthorizeResponse) (*authorizev1.AuthorizeResponse, error) {
-	if len(s.limiter.Limits()) == 0 {
-		return nil, nil
-	}
-	p, ok := s.st.Principal(allow.GetPrincipal())
-	if !ok {
-		return nil, fmt.Errorf("rate limit: principal of an ALLOW not cached")
+	name := allow.GetPrincipal()
+	groups := func() ([]string, bool) {
+		p, ok := s.st.Principal(name)
+		if !ok {
+			return nil, false
+		}
+		return limits.Groups(p), true
 	}
 	tool := ""
 	if req.GetJsonrpcMethod() == limits.ToolsCall {
 		tool = req.GetToolName()
 	}
-	applied, refused, err := s.limiter.Check(ctx, now, p, req.GetRoute(), tool)
+	applied, refused, err := s.limiter.Check(ctx, now, name, groups, req.GetRoute(), tool)
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package authorizeapi_test
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"testing"
 	"time"
 
@@ -94,9 +95,10 @@ func TestAuthorizeRateLimited(t *testing.T) {
 // BenchmarkAuthorizeRateLimit measures Authorize (store cache, vault grant
 // read, no network) on a store without rate limits and on one where a
 // limit applies to the call (a day quota whose chunk is large enough that
-// etcd is written once), interleaved call by call so that the load of a
-// shared machine weighs on both alike: one op is one call of each, in
-// alternating order. It reports each one's ns per decision and their
+// etcd is written once). On a shared machine the load changes from one
+// moment to the next, so the two alternate in blocks of 64 calls, each
+// block timed, and the medians of the blocks are compared: one op is one
+// call of each. It reports each one's median ns per decision and their
 // ratio.
 func BenchmarkAuthorizeRateLimit(b *testing.B) {
 	service := func(limited bool) *authorizeapi.Service {
@@ -115,29 +117,38 @@ func BenchmarkAuthorizeRateLimit(b *testing.B) {
 	plain, limited := service(false), service(true)
 	req := authorizeReq()
 	req.JsonrpcMethod, req.ToolName = "tools/call", "send_mail"
-	call := func(svc *authorizeapi.Service, uncacheable bool) time.Duration {
+	const block = 64
+	run := func(svc *authorizeapi.Service, uncacheable bool) time.Duration {
 		start := time.Now()
-		res, err := svc.Authorize(context.Background(), req)
-		d := time.Since(start)
-		if err != nil || res.GetDecision() != authorizev1.Decision_DECISION_ALLOW || res.GetUncacheable() != uncacheable {
-			b.Fatal(res, err)
+		for range block {
+			res, err := svc.Authorize(context.Background(), req)
+			if err != nil || res.GetDecision() != authorizev1.Decision_DECISION_ALLOW || res.GetUncacheable() != uncacheable {
+				b.Fatal(res, err)
+			}
 		}
-		return d
+		return time.Since(start)
 	}
-	var tPlain, tLimited time.Duration
-	n := 0
+	var tPlain, tLimited []time.Duration
 	b.ReportAllocs()
+	n := 0
 	for b.Loop() {
-		if n%2 == 0 {
-			tPlain += call(plain, false)
-			tLimited += call(limited, true)
-		} else {
-			tLimited += call(limited, true)
-			tPlain += call(plain, false)
+		if n%block == 0 {
+			if (n/block)%2 == 0 {
+				tPlain = append(tPlain, run(plain, false))
+				tLimited = append(tLimited, run(limited, true))
+			} else {
+				tLimited = append(tLimited, run(limited, true))
+				tPlain = append(tPlain, run(plain, false))
+			}
 		}
 		n++
 	}
-	b.ReportMetric(float64(tPlain.Nanoseconds())/float64(n), "ns/no-limit")
-	b.ReportMetric(float64(tLimited.Nanoseconds())/float64(n), "ns/limit")
-	b.ReportMetric(float64(tLimited)/float64(tPlain), "limit/no-limit")
+	median := func(ds []time.Duration) float64 {
+		slices.Sort(ds)
+		return float64(ds[len(ds)/2]) / block
+	}
+	mp, ml := median(tPlain), median(tLimited)
+	b.ReportMetric(mp, "ns/no-limit")
+	b.ReportMetric(ml, "ns/limit")
+	b.ReportMetric(ml/mp, "limit/no-limit")
 }

@@ -20,20 +20,34 @@ const ToolsCall = "tools/call"
 // without tools to every request and one with tools to tools/call of a
 // tool matching one of its globs.
 func AppliesTo(l *configv1.RateLimit, principal string, groups []string, server, tool string) bool {
-	if !appliesToPrincipal(l, principal, groups) || !appliesToServer(l, server) {
-		return false
-	}
+	return appliesToServer(l, server) && appliesToPrincipal(l, principal, groups) && appliesToTool(l, tool)
+}
+
+func appliesToTool(l *configv1.RateLimit, tool string) bool {
 	if len(l.GetTools()) == 0 {
 		return true
 	}
 	if tool == "" {
 		return false
 	}
-	return slices.ContainsFunc(l.GetTools(), func(g string) bool { return Glob(g, tool) })
+	for _, g := range l.GetTools() {
+		if Glob(g, tool) {
+			return true
+		}
+	}
+	return false
 }
 
 func appliesToServer(l *configv1.RateLimit, server string) bool {
-	return len(l.GetServers()) == 0 || slices.ContainsFunc(l.GetServers(), func(s string) bool { return s == "*" || s == server })
+	if len(l.GetServers()) == 0 {
+		return true
+	}
+	for _, s := range l.GetServers() {
+		if s == "*" || s == server {
+			return true
+		}
+	}
+	return false
 }
 
 // appliesToPrincipal is AppliesTo's principal part.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -96,7 +97,8 @@ type Limiter struct {
 	snap atomic.Pointer[snapshot]
 
 	mu        sync.Mutex
-	buckets   map[bucketKey]*bucket
+	buckets   map[string]*bucket // by bucketKey: the current window of each count
+	plans     map[string]*plan   // by planKey
 	nextSweep time.Time
 
 	regMu    sync.Mutex
@@ -105,18 +107,60 @@ type Limiter struct {
 	attempts atomic.Int64
 }
 
+// snapshot is the store's limits as of one cache state, indexed for
+// Check.
 type snapshot struct {
 	limits  []*configv1.RateLimit
 	changed <-chan struct{}
+	// With no limit naming groups, the limits a principal may be counted
+	// by are everyone's and its own: Check looks at those only.
+	hasGroups   bool
+	all         []*compiled
+	everyone    []*compiled
+	byPrincipal map[string][]*compiled
+}
+
+// compiled is a limit with what Check needs precomputed.
+type compiled struct {
+	l      *configv1.RateLimit
+	bounds []Bound
+	// suffix[i] ends the bucket key of bounds[i] (see bucketKey).
+	suffix []string
+}
+
+func newSnapshot(ls []*configv1.RateLimit, changed <-chan struct{}) *snapshot {
+	s := &snapshot{limits: ls, changed: changed, byPrincipal: map[string][]*compiled{}}
+	for _, l := range ls {
+		c := &compiled{l: l, bounds: Bounds(l)}
+		for _, b := range c.bounds {
+			c.suffix = append(c.suffix, "\x00"+l.GetId()+"\x00"+b.Window.Name)
+		}
+		s.all = append(s.all, c)
+		if len(l.GetGroups()) > 0 {
+			s.hasGroups = true
+		}
+		if len(l.GetPrincipals()) == 0 && len(l.GetGroups()) == 0 {
+			s.everyone = append(s.everyone, c)
+			continue
+		}
+		seen := map[string]bool{}
+		for _, p := range l.GetPrincipals() {
+			if !seen[p] {
+				seen[p] = true
+				s.byPrincipal[p] = append(s.byPrincipal[p], c)
+			}
+		}
+	}
+	return s
 }
 
 // bucket is this replica's view of one window of one principal × server ×
 // limit: the units it took from the global counter and has not spent yet.
 type bucket struct {
-	name   string // counter name
-	window string // lease name of its window
-	limit  int64
-	end    time.Time
+	name  string // counter name
+	limit int64
+	start int64 // Unix seconds
+	end   time.Time
 
 	local int64 // guarded by Limiter.mu
 
@@ -137,7 +181,7 @@ func WithReplicaID(id string) Option { return func(l *Limiter) { l.id = id } }
 
 // New returns the limiter of st.
 func New(st *store.Store, log *slog.Logger, opts ...Option) *Limiter {
-	l := &Limiter{st: st, log: log, now: time.Now, buckets: map[bucketKey]*bucket{}}
+	l := &Limiter{st: st, log: log, now: time.Now, buckets: map[string]*bucket{}, plans: map[string]*plan{}}
 	for _, o := range opts {
 		o(l)
 	}
@@ -151,18 +195,20 @@ func New(st *store.Store, log *slog.Logger, opts ...Option) *Limiter {
 
 // Limits returns the store's rate limits, re-read only after the store's
 // cache changed.
-func (l *Limiter) Limits() []*configv1.RateLimit {
+func (l *Limiter) Limits() []*configv1.RateLimit { return l.snapshot().limits }
+
+func (l *Limiter) snapshot() *snapshot {
 	if s := l.snap.Load(); s != nil {
 		select {
 		case <-s.changed:
 		default:
-			return s.limits
+			return s
 		}
 	}
 	ch := l.st.RateLimitsChanged()
-	s := &snapshot{limits: l.st.RateLimits(), changed: ch}
+	s := newSnapshot(l.st.RateLimits(), ch)
 	l.snap.Store(s)
-	return s.limits
+	return s
 }
 
 // Writes is how many counter writes (successful compare-and-swaps) this
@@ -170,84 +216,172 @@ func (l *Limiter) Limits() []*configv1.RateLimit {
 func (l *Limiter) Writes() (writes, attempts int64) { return l.writes.Load(), l.attempts.Load() }
 
 type need struct {
-	b     *bucket
-	id    string
-	bound Bound
+	b      *bucket
+	id     string
+	bound  Bound
+	suffix string
 }
 
-// Check counts one call by p to server at now (the decision's time; tool:
-// params.name of a tools/call, "" otherwise) against every limit that
-// applies to it. applied says
-// whether any did (the ALLOW is then not reusable); refused, when set, is
-// the limit that refused the call, which then counted against none. An
-// error means the count could not be made (etcd unreachable while a
-// window's local units ran out): the caller fails closed.
-func (l *Limiter) Check(ctx context.Context, now time.Time, p *configv1.Principal, server, tool string) (applied bool, refused *Refusal, err error) {
-	ls := l.Limits()
-	if len(ls) == 0 {
+// Groups returns the groups of the principal being checked; ok false
+// when they cannot be known (Check then fails closed).
+type GroupsFunc func() (groups []string, ok bool)
+
+// Check counts one call by principal to server at now (the decision's
+// time; tool: params.name of a tools/call, "" otherwise) against every
+// limit that applies to it. groups is asked only when a limit names
+// groups. applied says whether any limit applied (the ALLOW is then not
+// reusable); refused, when set, is the limit that refused the call, which
+// then counted against none. An error means the count could not be made
+// (etcd unreachable while a window's local units ran out, the principal's
+// groups unknown): the caller fails closed.
+func (l *Limiter) Check(ctx context.Context, now time.Time, principal string, groups GroupsFunc, server, tool string) (applied bool, refused *Refusal, err error) {
+	snap := l.snapshot()
+	if len(snap.all) == 0 {
 		return false, nil, nil
 	}
-	var buf [8]need
-	needs := buf[:0]
-	var groups []string
-	haveGroups := false
-	for _, lim := range ls {
-		if len(lim.GetGroups()) > 0 && !haveGroups {
-			groups, haveGroups = Groups(p), true
-		}
-		if !AppliesTo(lim, p.GetName(), groups, server, tool) {
-			continue
-		}
-		for _, b := range [...]Bound{{Second, lim.GetPerSecond()}, {Minute, lim.GetPerMinute()}, {Day, lim.GetPerDay()}} {
-			if b.Limit > 0 {
-				needs = append(needs, need{id: lim.GetId(), bound: b})
-			}
-		}
-	}
-	if len(needs) == 0 {
-		return false, nil, nil
-	}
-	// The common case, in memory under one lock: every window has a unit
-	// this replica took earlier.
+	// The common case, in memory under one lock: the plan of this
+	// principal, server and tool is current (same limits, same windows)
+	// and every window has a unit this replica took earlier.
+	var kb [256]byte
+	pk := planKey(kb[:0], principal, server, tool)
 	l.mu.Lock()
-	if now.After(l.nextSweep) {
-		l.sweepLocked(now)
-	}
-	ok := true
-	for i := range needs {
-		needs[i].b = l.bucketLocked(p.GetName(), server, needs[i].id, needs[i].bound, now)
-		ok = ok && needs[i].b.local >= 1
-	}
-	if ok {
-		for _, n := range needs {
-			n.b.local--
+	if p := l.plans[string(pk)]; p != nil && p.snap == snap && !now.Before(p.from) && now.Before(p.until) {
+		if len(p.needs) == 0 {
+			l.mu.Unlock()
+			return false, nil, nil
 		}
+		ok := takeLocked(p.needs)
+		l.mu.Unlock()
+		if ok {
+			return true, nil, nil
+		}
+		return l.refill(ctx, now, p.needs)
 	}
 	l.mu.Unlock()
-	if ok {
+
+	needs, err := snap.needs(principal, groups, server, tool)
+	if err != nil {
+		return true, nil, err
+	}
+	np := &plan{snap: snap, needs: needs, until: maxTime}
+	key := append(append(append(kb[len(pk):len(pk)], principal...), 0), server...)
+	l.mu.Lock()
+	if now.After(l.nextSweep) {
+		l.sweepLocked(now, snap)
+	}
+	for i := range needs {
+		b := l.bucketLocked(append(key, needs[i].suffix...), principal, server, needs[i].id, needs[i].bound, now)
+		needs[i].b = b
+		if t := time.Unix(b.start, 0); t.After(np.from) {
+			np.from = t
+		}
+		if b.end.Before(np.until) {
+			np.until = b.end
+		}
+	}
+	if len(l.plans) >= maxPlans {
+		clear(l.plans)
+	}
+	l.plans[string(pk)] = np
+	ok := len(needs) > 0 && takeLocked(needs)
+	l.mu.Unlock()
+	switch {
+	case len(needs) == 0:
+		return false, nil, nil
+	case ok:
 		return true, nil, nil
 	}
+	return l.refill(ctx, now, needs)
+}
 
+// maxPlans bounds the plans a limiter keeps (tool names are the client's):
+// past it they are dropped and rebuilt as calls come.
+const maxPlans = 1 << 16
+
+// maxTime is the end of a plan no window bounds.
+var maxTime = time.Unix(1<<62, 0)
+
+// plan is what Check found for one principal × server × tool: the
+// windows to count (none: no limit applies), valid for one snapshot of
+// the limits and while now is in every window.
+type plan struct {
+	snap        *snapshot
+	needs       []need
+	from, until time.Time
+}
+
+// planKey appends the plan key of principal × server × tool to buf (the
+// names follow api/wire's grammar, the tool comes last).
+func planKey(buf []byte, principal, server, tool string) []byte {
+	buf = append(buf, principal...)
+	buf = append(buf, 0)
+	buf = append(buf, server...)
+	buf = append(buf, 0)
+	return append(buf, tool...)
+}
+
+// takeLocked spends one unit of every window when each has one.
+func takeLocked(needs []need) bool {
+	for _, n := range needs {
+		if n.b.local < 1 {
+			return false
+		}
+	}
+	for _, n := range needs {
+		n.b.local--
+	}
+	return true
+}
+
+// needs returns the windows of the limits that apply to the call.
+func (snap *snapshot) needs(principal string, groups GroupsFunc, server, tool string) ([]need, error) {
+	var needs []need
+	add := func(c *compiled) {
+		for i, b := range c.bounds {
+			needs = append(needs, need{id: c.l.GetId(), bound: b, suffix: c.suffix[i]})
+		}
+	}
+	if !snap.hasGroups {
+		for _, cs := range [2][]*compiled{snap.everyone, snap.byPrincipal[principal]} {
+			for _, c := range cs {
+				if appliesToServer(c.l, server) && appliesToTool(c.l, tool) {
+					add(c)
+				}
+			}
+		}
+		return needs, nil
+	}
+	var gs []string
+	haveGroups := false
+	for _, c := range snap.all {
+		if !appliesToServer(c.l, server) {
+			continue
+		}
+		if len(c.l.GetGroups()) > 0 && !haveGroups {
+			var ok bool
+			if gs, ok = groups(); !ok {
+				return nil, errNoGroups
+			}
+			haveGroups = true
+		}
+		if appliesToPrincipal(c.l, principal, gs) && appliesToTool(c.l, tool) {
+			add(c)
+		}
+	}
+	return needs, nil
+}
+
+// refill takes chunks for the windows without a local unit, then spends
+// one unit of each; a refusal when a window has none left.
+func (l *Limiter) refill(ctx context.Context, now time.Time, needs []need) (bool, *Refusal, error) {
 	for range 8 {
-		// Every window must have a local unit; take chunks where not.
 		for _, n := range needs {
 			if r, err := l.ensure(ctx, n, now); err != nil || r != nil {
 				return true, r, err
 			}
 		}
 		l.mu.Lock()
-		ok := true
-		for _, n := range needs {
-			if n.b.local < 1 {
-				ok = false
-				break
-			}
-		}
-		if ok {
-			for _, n := range needs {
-				n.b.local--
-			}
-		}
+		ok := takeLocked(needs)
 		l.mu.Unlock()
 		if ok {
 			return true, nil, nil
@@ -256,6 +390,9 @@ func (l *Limiter) Check(ctx context.Context, now time.Time, p *configv1.Principa
 	}
 	return true, nil, fmt.Errorf("rate limit: %w", store.ErrConflict)
 }
+
+// errNoGroups: the principal's groups could not be read.
+var errNoGroups = errors.New("rate limit: principal's groups unknown")
 
 // ensure makes sure n's bucket has a local unit, taking a chunk of the
 // global counter when it has none; a refusal when the window has none
@@ -283,7 +420,7 @@ func (l *Limiter) ensure(ctx context.Context, n need, now time.Time) (*Refusal, 
 	l.register(ctx)
 	replicas := l.st.RateLimitReplicas()
 	l.attempts.Add(1)
-	took, state, err := l.st.TakeRateLimitUnits(ctx, b.name, b.window, n.bound.Window.Len+time.Minute, b.state,
+	took, state, err := l.st.TakeRateLimitUnits(ctx, b.name, n.bound.Window.Name, n.bound.Window.Len, b.state,
 		func(granted int64) (int64, int64) { return Chunk(b.limit, granted, replicas), b.limit })
 	if err != nil {
 		return nil, err
@@ -326,41 +463,53 @@ func counterName(principal, server, id, window string, start int64) string {
 	return fmt.Sprintf("%s/%s/%s/%s/%d", principal, server, id, window, start)
 }
 
-// bucketKey identifies a bucket without formatting its counter name.
-type bucketKey struct {
-	principal, server, id, window string
-	start                         int64
+// bucketKey appends to buf the map key of the count of principal ×
+// server × limit id in windows of the given name (names follow api/wire's
+// grammar, so the separator is unambiguous).
+func bucketKey(buf []byte, principal, server, id, window string) []byte {
+	buf = append(buf, principal...)
+	buf = append(buf, 0)
+	buf = append(buf, server...)
+	buf = append(buf, 0)
+	buf = append(buf, id...)
+	buf = append(buf, 0)
+	return append(buf, window...)
 }
 
-func (l *Limiter) bucketLocked(principal, server, id string, bound Bound, now time.Time) *bucket {
+// bucketLocked returns the bucket (whose key is kb, bucketKey's) of the
+// window of bound containing now, replacing the bucket of an earlier window
+// (or of another bound: the units it holds are then counted against the
+// new bound).
+func (l *Limiter) bucketLocked(kb []byte, principal, server, id string, bound Bound, now time.Time) *bucket {
 	start := bound.Window.start(now)
-	k := bucketKey{principal, server, id, bound.Window.Name, start}
-	b := l.buckets[k]
-	if b == nil || b.limit != bound.Limit {
-		name := counterName(principal, server, id, bound.Window.Name, start)
-		// A new window, or the limit changed: the counter's units are
-		// taken against the new bound from here on.
-		nb := &bucket{
-			name:   name,
-			window: fmt.Sprintf("%s/%d", bound.Window.Name, start),
-			limit:  bound.Limit,
-			end:    time.Unix(start, 0).Add(bound.Window.Len),
-		}
-		if b != nil {
-			nb.local = b.local
-			nb.state = b.state
-		}
-		b = nb
-		l.buckets[k] = b
+	b := l.buckets[string(kb)]
+	if b != nil && b.start == start && b.limit == bound.Limit {
+		return b
 	}
-	return b
+	nb := &bucket{
+		name:  counterName(principal, server, id, bound.Window.Name, start),
+		limit: bound.Limit,
+		start: start,
+		end:   time.Unix(start, 0).Add(bound.Window.Len),
+	}
+	if b != nil && b.start == start {
+		nb.local, nb.state = b.local, b.state
+	}
+	l.buckets[string(kb)] = nb
+	return nb
 }
 
-// sweepLocked drops the local state of windows that ended.
-func (l *Limiter) sweepLocked(now time.Time) {
+// sweepLocked drops the local state of windows that ended and the plans
+// of other snapshots or ended windows.
+func (l *Limiter) sweepLocked(now time.Time, snap *snapshot) {
 	for k, b := range l.buckets {
 		if !now.Before(b.end) {
 			delete(l.buckets, k)
+		}
+	}
+	for k, p := range l.plans {
+		if p.snap != snap || !now.Before(p.until) {
+			delete(l.plans, k)
 		}
 	}
 	l.nextSweep = now.Add(sweepEvery)
@@ -416,7 +565,7 @@ func (l *Limiter) Usage(ctx context.Context, p *configv1.Principal) ([]Usage, er
 				name := counterName(p.GetName(), srv, lim.GetId(), bound.Window.Name, start)
 				used := counters[name].Granted
 				l.mu.Lock()
-				if b := l.buckets[bucketKey{p.GetName(), srv, lim.GetId(), bound.Window.Name, start}]; b != nil {
+				if b := l.buckets[string(bucketKey(nil, p.GetName(), srv, lim.GetId(), bound.Window.Name))]; b != nil && b.start == start {
 					used -= b.local
 				}
 				l.mu.Unlock()

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	configv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1"
 	"github.com/mcpgate/mcpgate/controlplane/limits"
 	"github.com/mcpgate/mcpgate/controlplane/store"
@@ -59,6 +61,10 @@ func replicas(t *testing.T, srv *etcdtest.Server, n int, clk *clock) []replica {
 	return out
 }
 
+func groupsOf(p *configv1.Principal) limits.GroupsFunc {
+	return func() ([]string, bool) { return limits.Groups(p), true }
+}
+
 func waitFor(t *testing.T, ok func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
@@ -100,7 +106,7 @@ func spread(t *testing.T, rs []replica, clk *clock, p *configv1.Principal, serve
 				if i >= int64(calls) {
 					return
 				}
-				applied, refused, err := rs[i%int64(len(rs))].lim.Check(t.Context(), clk.Now(), p, server, tool)
+				applied, refused, err := rs[i%int64(len(rs))].lim.Check(t.Context(), clk.Now(), p.GetName(), groupsOf(p), server, tool)
 				if err != nil || !applied {
 					t.Errorf("call %d: applied %v, err %v", i, applied, err)
 					return
@@ -163,7 +169,7 @@ func TestGlobalLimitAcrossReplicas(t *testing.T) {
 	if n, _ := spread(t, rs, clk, alice, "gitlab", "", 20); n != 20 {
 		t.Fatalf("another server: admitted %d of 20", n)
 	}
-	if applied, _, _ := rs[0].lim.Check(t.Context(), clk.Now(), &configv1.Principal{Name: "bob"}, "github", ""); applied {
+	if applied, _, _ := rs[0].lim.Check(t.Context(), clk.Now(), "bob", groupsOf(&configv1.Principal{Name: "bob"}), "github", ""); applied {
 		t.Fatal("the limit applied to bob")
 	}
 
@@ -188,39 +194,72 @@ func TestLimitWindowsAndGlobs(t *testing.T) {
 	ctx := t.Context()
 
 	for i, tool := range []string{"create_issue", "merge_pull_request", "create_branch", "merge_x", "create_y", "create_z"} {
-		applied, refused, err := rs[i%2].lim.Check(ctx, clk.Now(), ann, "github", tool)
+		applied, refused, err := rs[i%2].lim.Check(ctx, clk.Now(), ann.GetName(), groupsOf(ann), "github", tool)
 		if err != nil || !applied || refused != nil {
 			t.Fatalf("call %d (%s): applied %v refused %v err %v", i, tool, applied, refused, err)
 		}
 	}
-	_, refused, err := rs[0].lim.Check(ctx, clk.Now(), ann, "github", "create_issue")
+	_, refused, err := rs[0].lim.Check(ctx, clk.Now(), ann.GetName(), groupsOf(ann), "github", "create_issue")
 	if err != nil || refused == nil || *refused != (limits.Refusal{LimitID: "writes", Window: "day", RetryAfter: 3600}) {
 		t.Fatalf("7th write: refused %+v, err %v; want the day quota, retry in 3600 s", refused, err)
 	}
+	// An admin raising the quota mid-day: the day's count goes on against
+	// the new bound, on both replicas.
+	cur, _ := rs[0].st.RateLimit("writes")
+	raised := proto.CloneOf(cur)
+	raised.PerDay = 8
+	rev, err := rs[0].st.PutRateLimit(ctx, raised, cur.GetRevision())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rs {
+		if err := r.st.WaitRevision(ctx, rev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 2 {
+		if applied, refused, err := rs[i%2].lim.Check(ctx, clk.Now(), ann.GetName(), groupsOf(ann), "github", "create_issue"); !applied || refused != nil || err != nil {
+			t.Fatalf("after raising, call %d: applied %v refused %v err %v", i, applied, refused, err)
+		}
+	}
+	if _, refused, _ := rs[1].lim.Check(ctx, clk.Now(), ann.GetName(), groupsOf(ann), "github", "create_issue"); refused == nil || refused.Window != "day" {
+		t.Fatalf("9th write: refused %+v, want the day quota", refused)
+	}
+	raised.PerDay = 6
+	raised.Revision = 0
+	if rev, err = rs[0].st.PutRateLimit(ctx, raised, rev); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rs {
+		if err := r.st.WaitRevision(ctx, rev); err != nil {
+			t.Fatal(err)
+		}
+	}
+
 	// Reads are not counted, on any replica.
 	for i := range 10 {
-		if applied, refused, err := rs[i%2].lim.Check(ctx, clk.Now(), ann, "github", "list_issues"); applied || refused != nil || err != nil {
+		if applied, refused, err := rs[i%2].lim.Check(ctx, clk.Now(), ann.GetName(), groupsOf(ann), "github", "list_issues"); applied || refused != nil || err != nil {
 			t.Fatalf("read: applied %v refused %v err %v", applied, refused, err)
 		}
-		if applied, _, _ := rs[i%2].lim.Check(ctx, clk.Now(), ann, "github", ""); applied {
+		if applied, _, _ := rs[i%2].lim.Check(ctx, clk.Now(), ann.GetName(), groupsOf(ann), "github", ""); applied {
 			t.Fatal("a tool limit applied to a request that is not a tools/call")
 		}
 	}
 	// Ben, a member by assertion, has his own count.
-	if applied, refused, err := rs[1].lim.Check(ctx, clk.Now(), ben, "github", "create_issue"); !applied || refused != nil || err != nil {
+	if applied, refused, err := rs[1].lim.Check(ctx, clk.Now(), ben.GetName(), groupsOf(ben), "github", "create_issue"); !applied || refused != nil || err != nil {
 		t.Fatalf("ben: applied %v refused %v err %v", applied, refused, err)
 	}
 
-	// Usage as replica 0 sees it. The day: ann spent all 6. The second:
-	// each replica took a chunk of 5 (100/(10×2)) and spent 3, and the 2
-	// replica 1 holds unspent count as used (the documented bound): 10 - 2
-	// held here = 8.
+	// Usage as replica 0 sees it. The day: ann spent 8 of the raised
+	// quota, back at 6 now: all used. The second: each replica took a
+	// chunk of 5 (100/(10×2)) and spent 4, and the one replica 1 holds
+	// unspent counts as used (the documented bound): 10 - 1 held here = 9.
 	us, err := rs[0].lim.Usage(ctx, ann)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := []limits.Usage{
-		{LimitID: "writes", Server: "github", Window: "second", Limit: 100, Used: 8, Remaining: 92, Reset: 1},
+		{LimitID: "writes", Server: "github", Window: "second", Limit: 100, Used: 9, Remaining: 91, Reset: 1},
 		{LimitID: "writes", Server: "github", Window: "day", Limit: 6, Used: 6, Remaining: 0, Reset: 3600},
 	}
 	if len(us) != len(want) {
@@ -263,9 +302,10 @@ func BenchmarkCheck(b *testing.B) {
 	}
 	lim := limits.New(st, slog.New(slog.DiscardHandler))
 	alice := &configv1.Principal{Name: "alice", Groups: []string{"devs"}}
+	now := time.Now() // the decision's time, which Authorize passes on
 	b.ReportAllocs()
 	for b.Loop() {
-		if applied, refused, err := lim.Check(ctx, time.Now(), alice, "github", "send_mail"); !applied || refused != nil || err != nil {
+		if applied, refused, err := lim.Check(ctx, now, alice.GetName(), groupsOf(alice), "github", "send_mail"); !applied || refused != nil || err != nil {
 			b.Fatal(applied, refused, err)
 		}
 	}

@@ -112,8 +112,8 @@ type CounterState struct {
 	Revision int64
 }
 
-// counterLeases shares one lease among every counter of one window
-// (named by the caller) created by this process.
+// counterLeases shares leases among the counters this process creates:
+// one per window kind at a time.
 type counterLeases struct {
 	mu sync.Mutex
 	m  map[string]leaseUntil
@@ -121,45 +121,43 @@ type counterLeases struct {
 
 type leaseUntil struct {
 	id    clientv3.LeaseID
-	until time.Time
+	until time.Time // last creation time it may be used for
 }
 
-// windowLease returns the lease of window (granted once per window by this
-// process, for ttl).
-func (s *Store) windowLease(ctx context.Context, window string, ttl time.Duration) (clientv3.LeaseID, error) {
+// windowLease returns a lease for a counter created now in a window of
+// length w of the kind named kind: granted for 2w + 1 minute and used for
+// the counters created in its first w, so it outlives every one of their
+// windows by a minute. A replica thus grants at most one lease per window
+// length per kind (per second: one a second; per day: one a day).
+func (s *Store) windowLease(ctx context.Context, kind string, w time.Duration) (clientv3.LeaseID, error) {
 	cl := &s.leases
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
 	now := time.Now()
-	for w, l := range cl.m {
-		if now.After(l.until) {
-			delete(cl.m, w)
-		}
+	if l, ok := cl.m[kind]; ok && now.Before(l.until) {
+		return l.id, nil
+	}
+	ttl := 2*w + time.Minute
+	g, err := s.kv.Grant(ctx, int64(ttl/time.Second))
+	if err != nil {
+		return 0, wrap("counter lease", err)
 	}
 	if cl.m == nil {
 		cl.m = map[string]leaseUntil{}
 	}
-	if l, ok := cl.m[window]; ok {
-		return l.id, nil
-	}
-	secs := max(int64(ttl/time.Second), 5)
-	g, err := s.kv.Grant(ctx, secs)
-	if err != nil {
-		return 0, wrap("counter lease", err)
-	}
-	// Reused only while well inside its TTL.
-	cl.m[window] = leaseUntil{id: g.ID, until: now.Add(time.Duration(secs) * time.Second / 2)}
+	cl.m[kind] = leaseUntil{id: g.ID, until: now.Add(w)}
 	return g.ID, nil
 }
 
 // TakeRateLimitUnits takes units from the counter called name, in one
 // compare-and-swap on its revision per attempt (a lost race re-reads the
 // counter in the same round trip): chunk says, given the units already
-// granted, how many to take (0: none left). known is the caller's last view
-// of the counter (the zero value when it has none). A counter is created on
-// the lease of window, granted for ttl. It returns the units taken and the
+// granted, how many to take (0: none left) and the window's bound. known is
+// the caller's last view of the counter (the zero value when it has none).
+// A counter is created on a lease that outlives its window (of kind and
+// length w) by at least a minute. It returns the units taken and the
 // counter after the write (or as read, when none were left).
-func (s *Store) TakeRateLimitUnits(ctx context.Context, name, window string, ttl time.Duration, known CounterState, chunk func(granted int64) (take, limit int64)) (int64, CounterState, error) {
+func (s *Store) TakeRateLimitUnits(ctx context.Context, name, kind string, w time.Duration, known CounterState, chunk func(granted int64) (take, limit int64)) (int64, CounterState, error) {
 	k := key(KindRateLimitCounter, name)
 	for range counterAttempts {
 		n, limit := chunk(known.Granted)
@@ -174,7 +172,7 @@ func (s *Store) TakeRateLimitUnits(ctx context.Context, name, window string, ttl
 		}
 		var put clientv3.Op
 		if known.Revision == 0 {
-			lease, err := s.windowLease(ctx, window, ttl)
+			lease, err := s.windowLease(ctx, kind, w)
 			if err != nil {
 				return 0, known, err
 			}
