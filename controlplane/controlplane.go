@@ -15,6 +15,7 @@ import (
 	"github.com/mcpgate/mcpgate/controlplane/authorizeapi"
 	"github.com/mcpgate/mcpgate/controlplane/configapi"
 	"github.com/mcpgate/mcpgate/controlplane/grants"
+	"github.com/mcpgate/mcpgate/controlplane/limits"
 	"github.com/mcpgate/mcpgate/controlplane/oauth"
 	"github.com/mcpgate/mcpgate/controlplane/store"
 	"github.com/mcpgate/mcpgate/controlplane/vault"
@@ -58,7 +59,10 @@ func NewHandler(st *store.Store, cfg Config, log *slog.Logger) http.Handler {
 		ocfg.Audit = cfg.Grants.Audit
 	}
 	as := oauth.New(st, ocfg, log)
-	admin := configapi.New(st, log, configapi.WithRevoker(vaultGrants), configapi.WithTokenRevoker(as))
+	// One rate limiter per replica: Authorize counts with it, the admin
+	// API reports its usage.
+	limiter := limits.New(st, log)
+	admin := configapi.New(st, log, configapi.WithRevoker(vaultGrants), configapi.WithTokenRevoker(as), configapi.WithLimiter(limiter))
 	adminOpts := connect.WithHandlerOptions(append(append(slices.Clone(cfg.HandlerOptions), cfg.AdminHandlerOptions...), connect.WithInterceptors(configapi.NewAdminAuth(st)))...)
 	mux.Handle(configv1connect.NewServerServiceHandler(admin, adminOpts))
 	mux.Handle(configv1connect.NewPrincipalServiceHandler(admin, adminOpts))
@@ -68,11 +72,12 @@ func NewHandler(st *store.Store, cfg Config, log *slog.Logger) http.Handler {
 	mux.Handle(configv1connect.NewIdentityProviderServiceHandler(admin, adminOpts))
 	mux.Handle(configv1connect.NewPolicyServiceHandler(admin, adminOpts))
 	mux.Handle(configv1connect.NewExplainServiceHandler(admin, adminOpts))
+	mux.Handle(configv1connect.NewRateLimitServiceHandler(admin, adminOpts))
 	mux.Handle(vaultv1connect.NewConnectionServiceHandler(vaultapi.NewConnections(admin, st, vaultGrants), adminOpts))
 	if cfg.Keyring != nil {
 		mux.Handle(vaultv1connect.NewVaultServiceHandler(vaultapi.New(cfg.Keyring, st, log), adminOpts))
 	}
-	authz := authorizeapi.New(st, log, authorizeapi.WithGrants(vaultGrants), authorizeapi.WithTokenExchange(grants.NewTokenExchange(st, cfg.Grants, log)))
+	authz := authorizeapi.New(st, log, authorizeapi.WithGrants(vaultGrants), authorizeapi.WithTokenExchange(grants.NewTokenExchange(st, cfg.Grants, log)), authorizeapi.WithLimiter(limiter))
 	mux.Handle(authorizeapi.NewHandler(authz, cfg.DataPlaneTokens, cfg.HandlerOptions...))
 	mux.Handle(wire.RelayPrefix+"/", authorizeapi.RequireDataPlane(cfg.DataPlaneTokens, http.StripPrefix(wire.RelayPrefix, as)))
 	return mux

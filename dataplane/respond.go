@@ -2,16 +2,18 @@ package dataplane
 
 import (
 	"net/http"
+	"strconv"
 	"strings"
 
 	authorizev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1"
+	"github.com/mcpgate/mcpgate/api/wire"
 )
 
 // Every answer the gateway makes itself, instead of relaying the upstream's
 // or the control plane's, is built here, by one function family: fixed is
 // the base (status, a fixed JSON body, Content-Type: application/json,
-// Cache-Control: no-store); challenge (401), unavailable (503) and
-// tooManyStreams (429) add their headers to it; mapDecision maps an
+// Cache-Control: no-store); challenge (401), unavailable (503),
+// tooManyStreams and rateLimited (429) add their headers to it; mapDecision maps an
 // Authorize result onto them. Nothing request-specific or secret ever goes
 // into a body except the echoed JSON-RPC id, so the bodies are constants.
 const (
@@ -84,6 +86,73 @@ func tooManyStreams(id string) response {
 	return r.withID(id)
 }
 
+// JSON-RPC error code of a call a rate limit refused.
+const codeRateLimited = -32029
+
+// maxRetryAfter bounds the Retry-After the data plane passes on: a day,
+// the longest window.
+const maxRetryAfter = 86400
+
+// rateLimitedParts returns what a rate-limited answer names: the limit id
+// when it is a name by api/wire's grammar (so it needs no escaping; any
+// other value is never echoed), the window when it is one of the three,
+// and the retry delay clamped to [1, maxRetryAfter] seconds.
+func rateLimitedParts(rl *authorizev1.RateLimited) (id, window string, retry int64) {
+	if wire.ValidServerName(rl.GetLimitId()) {
+		id = rl.GetLimitId()
+	}
+	switch rl.GetWindow() {
+	case "second", "minute", "day":
+		window = rl.GetWindow()
+	}
+	return id, window, min(max(rl.GetRetryAfterSeconds(), 1), maxRetryAfter)
+}
+
+// rateLimitedMessage is the one text of a rate-limited call, for the
+// JSON-RPC error and the tool error result alike.
+func rateLimitedMessage(id string, retry int64) string {
+	if id == "" {
+		return "rate limit exceeded; retry in " + strconv.FormatInt(retry, 10) + " s"
+	}
+	return "rate limit " + id + " exceeded; retry in " + strconv.FormatInt(retry, 10) + " s"
+}
+
+// rateLimited is the 429 answer to a call a rate limit refused: Retry-After
+// and a JSON-RPC error naming the limit, its window and the delay (every
+// part checked against a fixed grammar, nothing else from the decision).
+func rateLimited(rl *authorizev1.RateLimited) response {
+	id, window, retry := rateLimitedParts(rl)
+	var b strings.Builder
+	b.WriteString(`{"jsonrpc":"2.0","id":null,"error":{"code":`)
+	b.WriteString(strconv.Itoa(codeRateLimited))
+	b.WriteString(`,"message":"`)
+	b.WriteString(rateLimitedMessage(id, retry))
+	b.WriteString(`","data":{"limit_id":"`)
+	b.WriteString(id)
+	b.WriteString(`","window":"`)
+	b.WriteString(window)
+	b.WriteString(`","retry_after_seconds":`)
+	b.WriteString(strconv.FormatInt(retry, 10))
+	b.WriteString(`}}}`)
+	r := fixed(http.StatusTooManyRequests, b.String())
+	r.Header.Set("Retry-After", strconv.FormatInt(retry, 10))
+	return r
+}
+
+// rateLimitedToolResult is the JSON-RPC response (with the request's id,
+// as the client sent it) answering a tools/call a rate limit refused when
+// the gateway already answers inside an SSE stream and cannot send a 429:
+// a tool error result the model can act on, "rate limit <id> exceeded;
+// retry in N s", with isError true.
+func rateLimitedToolResult(id string, rl *authorizev1.RateLimited) string {
+	lid, _, retry := rateLimitedParts(rl)
+	if id == "" {
+		id = "null"
+	}
+	return `{"jsonrpc":"2.0","id":` + id + `,"result":{"content":[{"type":"text","text":"` +
+		rateLimitedMessage(lid, retry) + `"}],"isError":true}}`
+}
+
 // challenge is the 401 answer: exactly one Bearer challenge naming the
 // route's metadata URL, which the data plane builds from its own public URL.
 func challenge(prmURL string, scopes []string, errCode, desc string) response {
@@ -132,6 +201,12 @@ func mapDecision(res *authorizev1.AuthorizeResponse, err error, prmURL string) o
 		return outcome{Response: fixed(http.StatusForbidden, rpcForbidden)}
 	case authorizev1.Decision_DECISION_NOT_FOUND:
 		return outcome{Response: fixed(http.StatusNotFound, rpcUnknownServer)}
+	case authorizev1.Decision_DECISION_RATE_LIMITED:
+		rl := res.GetRateLimited()
+		if rl == nil {
+			return outcome{Response: unavailable()}
+		}
+		return outcome{Response: rateLimited(rl)}
 	default:
 		return outcome{Response: unavailable()}
 	}

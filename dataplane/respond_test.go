@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -59,6 +60,13 @@ func TestMapDecision(t *testing.T) {
 		// its reason.
 		{name: "deny with reason", res: &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_DENY, Deny: &authorizev1.Deny{}, Reason: "tool not allowed on this server"}, status: 403, body: rpcForbidden},
 		{name: "not found", res: &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_NOT_FOUND}, status: 404, body: rpcUnknownServer},
+		{
+			name:   "rate limited",
+			res:    &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_RATE_LIMITED, RateLimited: &authorizev1.RateLimited{LimitId: "writes", RetryAfterSeconds: 42, Window: "minute"}},
+			status: 429,
+			body:   `{"jsonrpc":"2.0","id":null,"error":{"code":-32029,"message":"rate limit writes exceeded; retry in 42 s","data":{"limit_id":"writes","window":"minute","retry_after_seconds":42}}}`,
+		},
+		{name: "rate limited without rate limited", res: &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_RATE_LIMITED}, status: 503, body: rpcUnavailable},
 		{name: "unspecified", res: &authorizev1.AuthorizeResponse{}, status: 503, body: rpcUnavailable},
 		{name: "unknown number", res: &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision(99), Allow: allow}, status: 503, body: rpcUnavailable},
 		{name: "negative number", res: &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision(-1), Allow: allow}, status: 503, body: rpcUnavailable},
@@ -90,6 +98,9 @@ func TestMapDecision(t *testing.T) {
 			if r.Status == 503 && r.Header.Get("Retry-After") != "1" {
 				t.Fatalf("503 without Retry-After")
 			}
+			if r.Status == 429 && r.Header.Get("Retry-After") != "42" {
+				t.Fatalf("429 Retry-After = %q, want 42", r.Header.Get("Retry-After"))
+			}
 			// Every refusal, 403 and 404 included (issue 12), is never cached.
 			if r.Header.Get("Cache-Control") != "no-store" || r.Header.Get("Content-Type") != "application/json" {
 				t.Fatalf("headers %v, want Cache-Control: no-store and Content-Type: application/json", r.Header)
@@ -112,11 +123,11 @@ func TestMapDecision(t *testing.T) {
 func TestMapDecisionTotal(t *testing.T) {
 	payloads := []*authorizev1.AuthorizeResponse{
 		{},
-		{Allow: &authorizev1.Allow{UpstreamUrl: "http://up/mcp"}, Challenge: &authorizev1.Challenge{}, Deny: &authorizev1.Deny{}},
+		{Allow: &authorizev1.Allow{UpstreamUrl: "http://up/mcp"}, Challenge: &authorizev1.Challenge{}, Deny: &authorizev1.Deny{}, RateLimited: &authorizev1.RateLimited{}},
 	}
 	for d := int32(-3); d < 64; d++ {
 		for _, base := range payloads {
-			res := &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision(d), Allow: base.Allow, Challenge: base.Challenge, Deny: base.Deny}
+			res := &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision(d), Allow: base.Allow, Challenge: base.Challenge, Deny: base.Deny, RateLimited: base.RateLimited}
 			out := mapDecision(res, nil, testPRM)
 			if out.Forward {
 				if res.GetDecision() != authorizev1.Decision_DECISION_ALLOW || res.GetAllow() == nil {
@@ -125,7 +136,7 @@ func TestMapDecisionTotal(t *testing.T) {
 				continue
 			}
 			switch out.Response.Status {
-			case 401, 403, 404, 503:
+			case 401, 403, 404, 429, 503:
 			default:
 				t.Errorf("decision %d: status %d", d, out.Response.Status)
 			}
@@ -156,6 +167,8 @@ func TestRespondHeaders(t *testing.T) {
 		{"405", fixed(http.StatusMethodNotAllowed, bodyMethodNotAllowed), 405, nil, bodyMethodNotAllowed},
 		{"413", fixed(http.StatusRequestEntityTooLarge, rpcTooLarge), 413, nil, rpcTooLarge},
 		{"429", tooManyStreams(""), 429, map[string]string{"Retry-After": streamsRetryAfter}, rpcTooManyStreams},
+		{"429 rate limited", rateLimited(&authorizev1.RateLimited{LimitId: "per-day", RetryAfterSeconds: 3600, Window: "day"}), 429, map[string]string{"Retry-After": "3600"},
+			`{"jsonrpc":"2.0","id":null,"error":{"code":-32029,"message":"rate limit per-day exceeded; retry in 3600 s","data":{"limit_id":"per-day","window":"day","retry_after_seconds":3600}}}`},
 		{"502", fixed(http.StatusBadGateway, rpcUpstreamFailed), 502, nil, rpcUpstreamFailed},
 		{"503 authorize", unavailable(), 503, map[string]string{"Retry-After": "1"}, rpcUnavailable},
 		{"503 relay", relayUnavailable(), 503, map[string]string{"Retry-After": "1"}, bodyUnavailable},
@@ -179,5 +192,68 @@ func TestRespondHeaders(t *testing.T) {
 				t.Errorf("body %s, want %s", rec.Body.String(), wantBody)
 			}
 		})
+	}
+}
+
+// TestRateLimitedAnswers asserts the exact 429 bodies and Retry-After for
+// every shape of RATE_LIMITED the control plane could send, hostile ones
+// included: the limit id is echoed only when it is a name by api/wire's
+// grammar, the window only when it is one of the three, and the delay is
+// clamped to [1, 86400] seconds.
+func TestRateLimitedAnswers(t *testing.T) {
+	cases := []struct {
+		name  string
+		rl    *authorizev1.RateLimited
+		retry string
+		body  string
+	}{
+		{"plain", &authorizev1.RateLimited{LimitId: "w_1", RetryAfterSeconds: 1, Window: "second"}, "1",
+			`{"jsonrpc":"2.0","id":7,"error":{"code":-32029,"message":"rate limit w_1 exceeded; retry in 1 s","data":{"limit_id":"w_1","window":"second","retry_after_seconds":1}}}`},
+		{"zero delay", &authorizev1.RateLimited{LimitId: "a", Window: "minute"}, "1",
+			`{"jsonrpc":"2.0","id":7,"error":{"code":-32029,"message":"rate limit a exceeded; retry in 1 s","data":{"limit_id":"a","window":"minute","retry_after_seconds":1}}}`},
+		{"huge delay", &authorizev1.RateLimited{LimitId: "a", RetryAfterSeconds: 1 << 40, Window: "day"}, "86400",
+			`{"jsonrpc":"2.0","id":7,"error":{"code":-32029,"message":"rate limit a exceeded; retry in 86400 s","data":{"limit_id":"a","window":"day","retry_after_seconds":86400}}}`},
+		{"hostile id and window", &authorizev1.RateLimited{LimitId: `x","secret":"y`, RetryAfterSeconds: 5, Window: "week\\"}, "5",
+			`{"jsonrpc":"2.0","id":7,"error":{"code":-32029,"message":"rate limit exceeded; retry in 5 s","data":{"limit_id":"","window":"","retry_after_seconds":5}}}`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			out := mapDecision(&authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_RATE_LIMITED, RateLimited: c.rl}, nil, testPRM)
+			rec := httptest.NewRecorder()
+			writeResponse(rec, out.Response.withID("7"))
+			if rec.Code != 429 || rec.Header().Get("Retry-After") != c.retry || rec.Body.String() != c.body {
+				t.Fatalf("got %d Retry-After %q %s\nwant 429 Retry-After %q %s", rec.Code, rec.Header().Get("Retry-After"), rec.Body.String(), c.retry, c.body)
+			}
+			if !json.Valid(rec.Body.Bytes()) {
+				t.Fatalf("body is not JSON")
+			}
+		})
+	}
+}
+
+// TestRateLimitedToolResult asserts the tool error result answering a
+// rate-limited tools/call inside an SSE stream: the request's id, one text
+// content naming the limit and the delay, isError true.
+func TestRateLimitedToolResult(t *testing.T) {
+	rl := &authorizev1.RateLimited{LimitId: "writes", RetryAfterSeconds: 12, Window: "minute"}
+	cases := []struct{ id, want string }{
+		{`"call-1"`, `{"jsonrpc":"2.0","id":"call-1","result":{"content":[{"type":"text","text":"rate limit writes exceeded; retry in 12 s"}],"isError":true}}`},
+		{`3`, `{"jsonrpc":"2.0","id":3,"result":{"content":[{"type":"text","text":"rate limit writes exceeded; retry in 12 s"}],"isError":true}}`},
+		{``, `{"jsonrpc":"2.0","id":null,"result":{"content":[{"type":"text","text":"rate limit writes exceeded; retry in 12 s"}],"isError":true}}`},
+	}
+	for _, c := range cases {
+		got := rateLimitedToolResult(c.id, rl)
+		if got != c.want {
+			t.Errorf("id %s: got %s, want %s", c.id, got, c.want)
+		}
+		var msg struct {
+			Result struct {
+				Content []struct{ Type, Text string }
+				IsError bool
+			}
+		}
+		if err := json.Unmarshal([]byte(got), &msg); err != nil || !msg.Result.IsError || len(msg.Result.Content) != 1 {
+			t.Errorf("id %s: not a tool error result: %v %+v", c.id, err, msg)
+		}
 	}
 }

@@ -53,6 +53,7 @@ type admin struct {
 	idps        configv1connect.IdentityProviderServiceClient
 	policies    configv1connect.PolicyServiceClient
 	explain     configv1connect.ExplainServiceClient
+	limits      configv1connect.RateLimitServiceClient
 	connections vaultv1connect.ConnectionServiceClient
 	vault       vaultv1connect.VaultServiceClient
 	out         *printer
@@ -86,6 +87,7 @@ func newAdmin(base string, hc *http.Client, opts connect.ClientOption, p *printe
 		idps:        configv1connect.NewIdentityProviderServiceClient(hc, base, opts),
 		policies:    configv1connect.NewPolicyServiceClient(hc, base, opts),
 		explain:     configv1connect.NewExplainServiceClient(hc, base, opts),
+		limits:      configv1connect.NewRateLimitServiceClient(hc, base, opts),
 		connections: vaultv1connect.NewConnectionServiceClient(hc, base, opts),
 		vault:       vaultv1connect.NewVaultServiceClient(hc, base, opts),
 		out:         p,
@@ -93,7 +95,7 @@ func newAdmin(base string, hc *http.Client, opts connect.ClientOption, p *printe
 }
 
 func (a *admin) configClients() config.Clients {
-	return config.Clients{Servers: a.servers, Principals: a.principals, Groups: a.groups, Keys: a.keys, IdentityProviders: a.idps, VirtualServers: a.virtual, Policies: a.policies}
+	return config.Clients{Servers: a.servers, Principals: a.principals, Groups: a.groups, Keys: a.keys, IdentityProviders: a.idps, VirtualServers: a.virtual, Policies: a.policies, RateLimits: a.limits}
 }
 
 // bearer sends the admin key on every call.

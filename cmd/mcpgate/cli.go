@@ -59,6 +59,9 @@ Administer (--control-plane URL, --admin-key KEY, -o table|json):
   mcpgate keys create --principal P [--name N] [--expires 720h] | list [--principal P] | revoke ID
   mcpgate policies list | apply -f FILE | delete ID   (FILE's policies: replaces the ordered list)
   mcpgate explain --principal P --server S [--tool T | --resource URI | --prompt N | --method M]
+  mcpgate limits list | get ID | delete ID | status --principal P
+  mcpgate limits set ID [--principals a,b] [--groups a,b] [--servers a,b] [--tools G,G]
+                 [--per-second N] [--per-minute N] [--per-day N] [--description D]
   mcpgate connections list [--principal P] [--server S] | revoke --principal P --server S
   mcpgate vault rotate-key [--promote ID]   (new primary vault key; every sealed record re-encrypted online)
   mcpgate vault add-key --keyset FILE       (offline: add a key to promote later; for several replicas)
@@ -117,6 +120,8 @@ func dispatch(ctx context.Context, cmd string, rest []string, io stdio) error {
 		return cmdPolicies(ctx, rest, io)
 	case "explain":
 		return cmdExplain(ctx, rest, io)
+	case "limits":
+		return cmdLimits(ctx, rest, io)
 	case "vault":
 		return cmdVault(ctx, rest, io)
 	}

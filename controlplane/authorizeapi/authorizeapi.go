@@ -15,6 +15,7 @@ import (
 	"github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1/authorizev1connect"
 	"github.com/mcpgate/mcpgate/controlplane/authorize"
 	"github.com/mcpgate/mcpgate/controlplane/grants"
+	"github.com/mcpgate/mcpgate/controlplane/limits"
 	"github.com/mcpgate/mcpgate/controlplane/store"
 )
 
@@ -37,6 +38,7 @@ type Service struct {
 	machine grants.MachineTokens
 	tokens  grants.GrantTokens
 	exch    grants.ExchangeTokens
+	limiter *limits.Limiter
 }
 
 // Option configures a Service.
@@ -57,6 +59,10 @@ func WithMachineTokens(m grants.MachineTokens) Option { return func(s *Service) 
 
 // WithTokenExchange sets what obtains token_exchange servers' tokens.
 func WithTokenExchange(x grants.ExchangeTokens) Option { return func(s *Service) { s.exch = x } }
+
+// WithLimiter sets the rate limiter (shared with the admin API's usage
+// report). Without it the service makes its own, on its clock.
+func WithLimiter(l *limits.Limiter) Option { return func(s *Service) { s.limiter = l } }
 
 // WithClock sets the clock of decisions and of the records this service writes.
 func WithClock(now func() time.Time) Option { return func(s *Service) { s.now = now } }
@@ -79,6 +85,9 @@ func New(st *store.Store, log *slog.Logger, opts ...Option) *Service {
 	if s.exch == nil {
 		s.exch = grants.NewTokenExchange(st, grants.Config{Now: s.now}, log)
 	}
+	if s.limiter == nil {
+		s.limiter = limits.New(st, log, limits.WithClock(s.now))
+	}
 	s.obtain = grants.Obtainer{Grants: s.tokens, Machine: s.machine, Exchange: s.exch, Log: log}
 	return s
 }
@@ -92,9 +101,11 @@ func New(st *store.Store, log *slog.Logger, opts ...Option) *Service {
 // current revision once and the request is decided again. Known credentials
 // never touch etcd.
 func (s *Service) Authorize(ctx context.Context, req *authorizev1.AuthorizeRequest) (*authorizev1.AuthorizeResponse, error) {
-	d, err := authorize.Decide(s.st, s.now(), req)
+	now := s.now()
+	d, err := authorize.Decide(s.st, now, req)
 	if err == nil && (d.Response.GetReason() == authorize.ReasonUnknownKey || d.Response.GetReason() == authorize.ReasonUnknownToken) && s.catchUp(ctx) {
-		d, err = authorize.Decide(s.st, s.now(), req)
+		now = s.now()
+		d, err = authorize.Decide(s.st, now, req)
 	}
 	if err != nil {
 		return nil, s.toConnectError(ctx, "authorize", err)
@@ -102,11 +113,63 @@ func (s *Service) Authorize(ctx context.Context, req *authorizev1.AuthorizeReque
 	for _, m := range d.Omitted {
 		s.log.WarnContext(ctx, "aggregate member left out: could not decide", slog.String("server", m))
 	}
+	if d.Response.GetDecision() == authorizev1.Decision_DECISION_ALLOW {
+		limited, err := s.limit(ctx, now, req, d.Response)
+		if err != nil {
+			return nil, s.toConnectError(ctx, "rate limit", err)
+		}
+		if limited != nil {
+			return limited, nil
+		}
+	}
 	resp, err := s.obtain.Complete(ctx, d)
 	if err != nil {
 		return nil, s.toConnectError(ctx, "authorize", err)
 	}
 	return resp, nil
+}
+
+// ReasonRateLimited is the reason of a DECISION_RATE_LIMITED.
+const ReasonRateLimited = "rate limit exceeded"
+
+// limit counts an ALLOW against the rate limits that apply to it (before
+// any upstream credential is obtained: a refused call costs no token
+// endpoint a request). It marks the ALLOW uncacheable when any applies and
+// returns the RATE_LIMITED answer when one refuses. The count is kept in
+// memory; etcd is written once per chunk of calls (docs/limits.md).
+func (s *Service) limit(ctx context.Context, now time.Time, req *authorizev1.AuthorizeRequest, allow *authorizev1.AuthorizeResponse) (*authorizev1.AuthorizeResponse, error) {
+	name := allow.GetPrincipal()
+	groups := func() ([]string, bool) {
+		p, ok := s.st.Principal(name)
+		if !ok {
+			return nil, false
+		}
+		return limits.Groups(p), true
+	}
+	tool := ""
+	if req.GetJsonrpcMethod() == limits.ToolsCall {
+		tool = req.GetToolName()
+	}
+	applied, refused, err := s.limiter.Check(ctx, now, name, groups, req.GetRoute(), tool)
+	if err != nil {
+		return nil, err
+	}
+	allow.Uncacheable = applied
+	if refused == nil {
+		return nil, nil
+	}
+	return &authorizev1.AuthorizeResponse{
+		Decision: authorizev1.Decision_DECISION_RATE_LIMITED,
+		RateLimited: &authorizev1.RateLimited{
+			LimitId:           refused.LimitID,
+			RetryAfterSeconds: refused.RetryAfter,
+			Window:            refused.Window,
+		},
+		Principal: allow.GetPrincipal(),
+		KeyPrefix: allow.GetKeyPrefix(),
+		KeyId:     allow.GetKeyId(),
+		Reason:    ReasonRateLimited,
+	}, nil
 }
 
 // catchUp waits (briefly) for the cache to reach etcd's revision as of

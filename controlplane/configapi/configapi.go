@@ -20,6 +20,7 @@ import (
 	"github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1/configv1connect"
 	storev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/store/v1"
 	"github.com/mcpgate/mcpgate/controlplane/authorize"
+	"github.com/mcpgate/mcpgate/controlplane/limits"
 	"github.com/mcpgate/mcpgate/controlplane/store"
 )
 
@@ -31,6 +32,7 @@ type Service struct {
 
 	revoker Revoker
 	tokens  TokenRevoker
+	limiter *limits.Limiter
 }
 
 var (
@@ -60,6 +62,10 @@ type Option func(*Service)
 // WithRevoker makes RevokeConnection revoke at the upstream too.
 func WithRevoker(r Revoker) Option { return func(s *Service) { s.revoker = r } }
 
+// WithLimiter sets the rate limiter whose usage GetRateLimitUsage reports
+// (the one Authorize counts with). Without it the service makes its own.
+func WithLimiter(l *limits.Limiter) Option { return func(s *Service) { s.limiter = l } }
+
 // WithTokenRevoker makes revoking a key or a connection and deleting a
 // principal delete the token families derived from them at once.
 func WithTokenRevoker(r TokenRevoker) Option { return func(s *Service) { s.tokens = r } }
@@ -85,6 +91,9 @@ func New(st *store.Store, log *slog.Logger, opts ...Option) *Service {
 	s := &Service{st: st, log: log, now: time.Now}
 	for _, o := range opts {
 		o(s)
+	}
+	if s.limiter == nil {
+		s.limiter = limits.New(st, log)
 	}
 	return s
 }

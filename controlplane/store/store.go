@@ -63,6 +63,7 @@ type Store struct {
 	cache   *cache
 	log     *slog.Logger
 	catchUp coalescer
+	leases  counterLeases // rate-limit counters' window leases
 
 	lockTTL  int
 	lockMu   sync.Mutex
@@ -90,6 +91,8 @@ func New(cli *clientv3.Client, sealer Sealer, log *slog.Logger, opts ...Option) 
 		KindSessionKey:       s.decodeSessionKey,
 		KindAccessToken:      decodeAccessToken,
 		KindIdentityProvider: s.decodeIdentityProvider,
+		KindRateLimit:        decodeRateLimit,
+		KindRateLimitReplica: decodeRateLimitReplica,
 	}, log)
 	return s
 }

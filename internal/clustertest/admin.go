@@ -17,6 +17,7 @@ type Admin struct {
 	Servers    configv1connect.ServerServiceClient
 	Principals configv1connect.PrincipalServiceClient
 	Keys       configv1connect.KeyServiceClient
+	RateLimits configv1connect.RateLimitServiceClient
 }
 
 // Admin returns an admin client for control plane i.
@@ -37,6 +38,7 @@ func (c *Cluster) AdminOf(n *Node) *Admin {
 		Servers:    configv1connect.NewServerServiceClient(hc, u, auth),
 		Principals: configv1connect.NewPrincipalServiceClient(hc, u, auth),
 		Keys:       configv1connect.NewKeyServiceClient(hc, u, auth),
+		RateLimits: configv1connect.NewRateLimitServiceClient(hc, u, auth),
 	}
 }
 

@@ -205,6 +205,8 @@ func DecisionOf(d authorizev1.Decision) string {
 		return DecisionDeny
 	case authorizev1.Decision_DECISION_NOT_FOUND:
 		return DecisionNotFound
+	case authorizev1.Decision_DECISION_RATE_LIMITED:
+		return DecisionRateLimited
 	default:
 		return DecisionError
 	}

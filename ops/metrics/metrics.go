@@ -32,8 +32,10 @@ const (
 	DecisionChallenge = "challenge"
 	DecisionDeny      = "deny"
 	DecisionNotFound  = "not_found"
-	DecisionError     = "error"
-	DecisionRejected  = "rejected"
+	// DecisionRateLimited: a rate limit refused the call (429).
+	DecisionRateLimited = "rate_limited"
+	DecisionError       = "error"
+	DecisionRejected    = "rejected"
 )
 
 // Vault refresh outcomes, for RecordVaultRefresh.
@@ -47,6 +49,7 @@ const (
 var decisions = map[string]bool{
 	DecisionAllow: true, DecisionChallenge: true, DecisionDeny: true,
 	DecisionNotFound: true, DecisionError: true, DecisionRejected: true,
+	DecisionRateLimited: true,
 }
 
 var refreshOutcomes = map[string]bool{

@@ -237,6 +237,7 @@ func TestDecisionOf(t *testing.T) {
 		{authorizev1.Decision_DECISION_CHALLENGE, DecisionChallenge},
 		{authorizev1.Decision_DECISION_DENY, DecisionDeny},
 		{authorizev1.Decision_DECISION_NOT_FOUND, DecisionNotFound},
+		{authorizev1.Decision_DECISION_RATE_LIMITED, DecisionRateLimited},
 		{authorizev1.Decision_DECISION_UNSPECIFIED, DecisionError},
 		{authorizev1.Decision(99), DecisionError},
 	}

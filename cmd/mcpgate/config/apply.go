@@ -24,6 +24,8 @@ type Clients struct {
 	VirtualServers configv1connect.VirtualServerServiceClient
 	// Policies is needed only for files with policies.
 	Policies configv1connect.PolicyServiceClient
+	// RateLimits is needed only for files with rate_limits.
+	RateLimits configv1connect.RateLimitServiceClient
 }
 
 // Outcome tells what Apply did to one object.
@@ -50,7 +52,7 @@ func (o Outcome) String() string {
 // Result is the outcome for one object of the file.
 type Result struct {
 	// Kind is "server", "virtual_server", "group", "identity_provider",
-	// "principal" or "key".
+	// "principal", "policies", "rate_limit" or "key".
 	Kind    string
 	Name    string
 	Outcome Outcome
@@ -61,7 +63,7 @@ type Result struct {
 // Apply makes the control plane hold what f describes: servers first, then
 // virtual servers (whose members are servers), groups (whose grants name
 // servers), principals (whose grants name servers and groups), the policy
-// list (replaced whole when the file has policies:), then keys. Secrets in the file
+// list (replaced whole when the file has policies:), rate limits, then keys. Secrets in the file
 // replace the stored ones. Objects absent from the file are left alone.
 // It stops at the first error, which names the object; results so far are
 // returned with it.
@@ -108,6 +110,13 @@ func Apply(ctx context.Context, c Clients, f *File, now time.Time) ([]Result, er
 			return out, fmt.Errorf("policies: %w", err)
 		}
 		out = append(out, Result{Kind: "policies", Name: fmt.Sprintf("%d rules", len(f.Policies)), Outcome: o})
+	}
+	for _, l := range f.RateLimits {
+		o, err := applyRateLimit(ctx, c.RateLimits, l)
+		if err != nil {
+			return out, fmt.Errorf("rate limit %q: %w", l.GetId(), err)
+		}
+		out = append(out, Result{Kind: "rate_limit", Name: l.GetId(), Outcome: o})
 	}
 	for _, k := range f.Keys {
 		r, err := applyKey(ctx, c.Keys, k, now)

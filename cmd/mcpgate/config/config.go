@@ -44,6 +44,8 @@ type File struct {
 	// file has no policies: key (apply leaves the stored list alone), empty
 	// when it has `policies: []` (apply clears the list).
 	Policies []*configv1.Policy
+	// RateLimits are rate_limits:, in file order.
+	RateLimits []*configv1.RateLimit
 	// SigninAPIKey is signin.api_key when the file sets it: whether people
 	// may sign in with a gateway API key (a control-plane setting that
 	// `mcpgate dev` applies; apply does not).
@@ -75,6 +77,8 @@ type fileYAML struct {
 	IdentityProviders []identityProviderYAML `yaml:"identity_providers"`
 	Signin            signinYAML             `yaml:"signin"`
 	Policies          *[]policyYAML          `yaml:"policies"`
+	// RateLimits is rate_limits:.
+	RateLimits []rateLimitYAML `yaml:"rate_limits"`
 }
 
 type serverYAML struct {
@@ -413,6 +417,9 @@ func convert(y *fileYAML) (*File, error) {
 		return nil, err
 	}
 	f.IdentityProviders = idps
+	if f.RateLimits, err = convertRateLimits(y.RateLimits); err != nil {
+		return nil, err
+	}
 	for name, s := range y.MCPServers {
 		tr := configv1.Transport(s.Transport)
 		if tr == configv1.Transport_TRANSPORT_UNSPECIFIED {

@@ -37,6 +37,9 @@ const (
 	// granted (callers learn only the routes they may use). Never for a
 	// caller without a usable credential: that is a CHALLENGE on every route.
 	Decision_DECISION_NOT_FOUND Decision = 4
+	// 429 with Retry-After: a rate limit (docs/limits.md) refused the call;
+	// AuthorizeResponse.rate_limited says which and for how long.
+	Decision_DECISION_RATE_LIMITED Decision = 5
 )
 
 // Enum value maps for Decision.
@@ -47,13 +50,15 @@ var (
 		2: "DECISION_CHALLENGE",
 		3: "DECISION_DENY",
 		4: "DECISION_NOT_FOUND",
+		5: "DECISION_RATE_LIMITED",
 	}
 	Decision_value = map[string]int32{
-		"DECISION_UNSPECIFIED": 0,
-		"DECISION_ALLOW":       1,
-		"DECISION_CHALLENGE":   2,
-		"DECISION_DENY":        3,
-		"DECISION_NOT_FOUND":   4,
+		"DECISION_UNSPECIFIED":  0,
+		"DECISION_ALLOW":        1,
+		"DECISION_CHALLENGE":    2,
+		"DECISION_DENY":         3,
+		"DECISION_NOT_FOUND":    4,
+		"DECISION_RATE_LIMITED": 5,
 	}
 )
 
@@ -747,6 +752,12 @@ type AuthorizeResponse struct {
 	// same CHALLENGE as on a configured route, so this is the only sign: for
 	// the data plane's own logs and metric labels, never for the caller.
 	UnknownRoute bool `protobuf:"varint,16,opt,name=unknown_route,json=unknownRoute,proto3" json:"unknown_route,omitempty"`
+	// Set on DECISION_RATE_LIMITED.
+	RateLimited *RateLimited `protobuf:"bytes,120,opt,name=rate_limited,json=rateLimited,proto3" json:"rate_limited,omitempty"`
+	// A rate limit applies to this ALLOW: it counted one call, and a data
+	// plane must not reuse the decision for another call (it would skip the
+	// count).
+	Uncacheable bool `protobuf:"varint,121,opt,name=uncacheable,proto3" json:"uncacheable,omitempty"`
 	// The policy rule behind a DENY (a policy id, or "server:allowed_tools" /
 	// "server:disallowed_tools" for the server's tool lists), for audit.
 	RuleId string `protobuf:"bytes,100,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
@@ -851,6 +862,20 @@ func (x *AuthorizeResponse) GetUnknownRoute() bool {
 	return false
 }
 
+func (x *AuthorizeResponse) GetRateLimited() *RateLimited {
+	if x != nil {
+		return x.RateLimited
+	}
+	return nil
+}
+
+func (x *AuthorizeResponse) GetUncacheable() bool {
+	if x != nil {
+		return x.Uncacheable
+	}
+	return false
+}
+
 func (x *AuthorizeResponse) GetRuleId() string {
 	if x != nil {
 		return x.RuleId
@@ -863,6 +888,70 @@ func (x *AuthorizeResponse) GetAggregate() *Aggregate {
 		return x.Aggregate
 	}
 	return nil
+}
+
+// RateLimited names the limit that refused a call. Nothing in it is secret.
+type RateLimited struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// RateLimit.id.
+	LimitId string `protobuf:"bytes,1,opt,name=limit_id,json=limitId,proto3" json:"limit_id,omitempty"`
+	// Seconds until the refusing window resets (at least 1).
+	RetryAfterSeconds int64 `protobuf:"varint,2,opt,name=retry_after_seconds,json=retryAfterSeconds,proto3" json:"retry_after_seconds,omitempty"`
+	// "second", "minute" or "day".
+	Window        string `protobuf:"bytes,3,opt,name=window,proto3" json:"window,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RateLimited) Reset() {
+	*x = RateLimited{}
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RateLimited) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RateLimited) ProtoMessage() {}
+
+func (x *RateLimited) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RateLimited.ProtoReflect.Descriptor instead.
+func (*RateLimited) Descriptor() ([]byte, []int) {
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *RateLimited) GetLimitId() string {
+	if x != nil {
+		return x.LimitId
+	}
+	return ""
+}
+
+func (x *RateLimited) GetRetryAfterSeconds() int64 {
+	if x != nil {
+		return x.RetryAfterSeconds
+	}
+	return 0
+}
+
+func (x *RateLimited) GetWindow() string {
+	if x != nil {
+		return x.Window
+	}
+	return ""
 }
 
 // Aggregate describes an aggregate route's members for one request. For
@@ -881,7 +970,7 @@ type Aggregate struct {
 
 func (x *Aggregate) Reset() {
 	*x = Aggregate{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[8]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -893,7 +982,7 @@ func (x *Aggregate) String() string {
 func (*Aggregate) ProtoMessage() {}
 
 func (x *Aggregate) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[8]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -906,7 +995,7 @@ func (x *Aggregate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Aggregate.ProtoReflect.Descriptor instead.
 func (*Aggregate) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{8}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Aggregate) GetMembers() []*AggregateMember {
@@ -948,7 +1037,7 @@ type AggregateMember struct {
 
 func (x *AggregateMember) Reset() {
 	*x = AggregateMember{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[9]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -960,7 +1049,7 @@ func (x *AggregateMember) String() string {
 func (*AggregateMember) ProtoMessage() {}
 
 func (x *AggregateMember) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[9]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -973,7 +1062,7 @@ func (x *AggregateMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AggregateMember.ProtoReflect.Descriptor instead.
 func (*AggregateMember) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{9}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *AggregateMember) GetServer() string {
@@ -1041,7 +1130,7 @@ type DescribeRouteRequest struct {
 
 func (x *DescribeRouteRequest) Reset() {
 	*x = DescribeRouteRequest{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[10]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1053,7 +1142,7 @@ func (x *DescribeRouteRequest) String() string {
 func (*DescribeRouteRequest) ProtoMessage() {}
 
 func (x *DescribeRouteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[10]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1066,7 +1155,7 @@ func (x *DescribeRouteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeRouteRequest.ProtoReflect.Descriptor instead.
 func (*DescribeRouteRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{10}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *DescribeRouteRequest) GetRoute() string {
@@ -1087,7 +1176,7 @@ type DescribeRouteResponse struct {
 
 func (x *DescribeRouteResponse) Reset() {
 	*x = DescribeRouteResponse{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[11]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1099,7 +1188,7 @@ func (x *DescribeRouteResponse) String() string {
 func (*DescribeRouteResponse) ProtoMessage() {}
 
 func (x *DescribeRouteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[11]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1112,7 +1201,7 @@ func (x *DescribeRouteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeRouteResponse.ProtoReflect.Descriptor instead.
 func (*DescribeRouteResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{11}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *DescribeRouteResponse) GetFound() bool {
@@ -1144,7 +1233,7 @@ type GetSessionKeysRequest struct {
 
 func (x *GetSessionKeysRequest) Reset() {
 	*x = GetSessionKeysRequest{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[12]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1156,7 +1245,7 @@ func (x *GetSessionKeysRequest) String() string {
 func (*GetSessionKeysRequest) ProtoMessage() {}
 
 func (x *GetSessionKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[12]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1169,7 +1258,7 @@ func (x *GetSessionKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSessionKeysRequest.ProtoReflect.Descriptor instead.
 func (*GetSessionKeysRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{12}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{13}
 }
 
 type SessionKey struct {
@@ -1182,7 +1271,7 @@ type SessionKey struct {
 
 func (x *SessionKey) Reset() {
 	*x = SessionKey{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[13]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1194,7 +1283,7 @@ func (x *SessionKey) String() string {
 func (*SessionKey) ProtoMessage() {}
 
 func (x *SessionKey) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[13]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1207,7 +1296,7 @@ func (x *SessionKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionKey.ProtoReflect.Descriptor instead.
 func (*SessionKey) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{13}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SessionKey) GetId() string {
@@ -1234,7 +1323,7 @@ type GetSessionKeysResponse struct {
 
 func (x *GetSessionKeysResponse) Reset() {
 	*x = GetSessionKeysResponse{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[14]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1246,7 +1335,7 @@ func (x *GetSessionKeysResponse) String() string {
 func (*GetSessionKeysResponse) ProtoMessage() {}
 
 func (x *GetSessionKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[14]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1259,7 +1348,7 @@ func (x *GetSessionKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSessionKeysResponse.ProtoReflect.Descriptor instead.
 func (*GetSessionKeysResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{14}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetSessionKeysResponse) GetKeys() []*SessionKey {
@@ -1279,7 +1368,7 @@ type ReportUpstreamUnauthorizedRequest struct {
 
 func (x *ReportUpstreamUnauthorizedRequest) Reset() {
 	*x = ReportUpstreamUnauthorizedRequest{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[15]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1291,7 +1380,7 @@ func (x *ReportUpstreamUnauthorizedRequest) String() string {
 func (*ReportUpstreamUnauthorizedRequest) ProtoMessage() {}
 
 func (x *ReportUpstreamUnauthorizedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[15]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1304,7 +1393,7 @@ func (x *ReportUpstreamUnauthorizedRequest) ProtoReflect() protoreflect.Message 
 
 // Deprecated: Use ReportUpstreamUnauthorizedRequest.ProtoReflect.Descriptor instead.
 func (*ReportUpstreamUnauthorizedRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{15}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ReportUpstreamUnauthorizedRequest) GetRoute() string {
@@ -1329,7 +1418,7 @@ type ReportUpstreamUnauthorizedResponse struct {
 
 func (x *ReportUpstreamUnauthorizedResponse) Reset() {
 	*x = ReportUpstreamUnauthorizedResponse{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[16]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1341,7 +1430,7 @@ func (x *ReportUpstreamUnauthorizedResponse) String() string {
 func (*ReportUpstreamUnauthorizedResponse) ProtoMessage() {}
 
 func (x *ReportUpstreamUnauthorizedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[16]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1354,7 +1443,7 @@ func (x *ReportUpstreamUnauthorizedResponse) ProtoReflect() protoreflect.Message
 
 // Deprecated: Use ReportUpstreamUnauthorizedResponse.ProtoReflect.Descriptor instead.
 func (*ReportUpstreamUnauthorizedResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{16}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{17}
 }
 
 var File_mcpgate_authorize_v1_authorize_proto protoreflect.FileDescriptor
@@ -1405,7 +1494,7 @@ const file_mcpgate_authorize_v1_authorize_proto_rawDesc = "" +
 	"\x11error_description\x18\x04 \x01(\tR\x10errorDescription\x12 \n" +
 	"\vconnect_url\x18\xb4\x01 \x01(\tR\n" +
 	"connectUrlJ\x04\b\x01\x10\x02R\x15resource_metadata_url\">\n" +
-	"\x04DenyJ\x04\b\x01\x10\x02J\x04\b\x02\x10\x03J\x04\b\x03\x10\x04R\x05errorR\x06scopesR\x15resource_metadata_url\"\xdb\x03\n" +
+	"\x04DenyJ\x04\b\x01\x10\x02J\x04\b\x02\x10\x03J\x04\b\x03\x10\x04R\x05errorR\x06scopesR\x15resource_metadata_url\"\xc3\x04\n" +
 	"\x11AuthorizeResponse\x12:\n" +
 	"\bdecision\x18\x01 \x01(\x0e2\x1e.mcpgate.authorize.v1.DecisionR\bdecision\x121\n" +
 	"\x05allow\x18\x02 \x01(\v2\x1b.mcpgate.authorize.v1.AllowR\x05allow\x12=\n" +
@@ -1416,9 +1505,15 @@ const file_mcpgate_authorize_v1_authorize_proto_rawDesc = "" +
 	"key_prefix\x18\x06 \x01(\tR\tkeyPrefix\x12\x16\n" +
 	"\x06reason\x18\a \x01(\tR\x06reason\x12\x15\n" +
 	"\x06key_id\x18\b \x01(\tR\x05keyId\x12#\n" +
-	"\runknown_route\x18\x10 \x01(\bR\funknownRoute\x12\x17\n" +
+	"\runknown_route\x18\x10 \x01(\bR\funknownRoute\x12D\n" +
+	"\frate_limited\x18x \x01(\v2!.mcpgate.authorize.v1.RateLimitedR\vrateLimited\x12 \n" +
+	"\vuncacheable\x18y \x01(\bR\vuncacheable\x12\x17\n" +
 	"\arule_id\x18d \x01(\tR\x06ruleId\x12>\n" +
-	"\taggregate\x18\xb4\x01 \x01(\v2\x1f.mcpgate.authorize.v1.AggregateR\taggregate\"`\n" +
+	"\taggregate\x18\xb4\x01 \x01(\v2\x1f.mcpgate.authorize.v1.AggregateR\taggregate\"p\n" +
+	"\vRateLimited\x12\x19\n" +
+	"\blimit_id\x18\x01 \x01(\tR\alimitId\x12.\n" +
+	"\x13retry_after_seconds\x18\x02 \x01(\x03R\x11retryAfterSeconds\x12\x16\n" +
+	"\x06window\x18\x03 \x01(\tR\x06window\"`\n" +
 	"\tAggregate\x12?\n" +
 	"\amembers\x18\x01 \x03(\v2%.mcpgate.authorize.v1.AggregateMemberR\amembers\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\"\xb5\x03\n" +
@@ -1451,13 +1546,14 @@ const file_mcpgate_authorize_v1_authorize_proto_rawDesc = "" +
 	"!ReportUpstreamUnauthorizedRequest\x12\x14\n" +
 	"\x05route\x18\x01 \x01(\tR\x05route\x12\x1c\n" +
 	"\tprincipal\x18\x02 \x01(\tR\tprincipal\"$\n" +
-	"\"ReportUpstreamUnauthorizedResponse*{\n" +
+	"\"ReportUpstreamUnauthorizedResponse*\x96\x01\n" +
 	"\bDecision\x12\x18\n" +
 	"\x14DECISION_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eDECISION_ALLOW\x10\x01\x12\x16\n" +
 	"\x12DECISION_CHALLENGE\x10\x02\x12\x11\n" +
 	"\rDECISION_DENY\x10\x03\x12\x16\n" +
-	"\x12DECISION_NOT_FOUND\x10\x04*q\n" +
+	"\x12DECISION_NOT_FOUND\x10\x04\x12\x19\n" +
+	"\x15DECISION_RATE_LIMITED\x10\x05*q\n" +
 	"\n" +
 	"PolicyKind\x12\x1b\n" +
 	"\x17POLICY_KIND_UNSPECIFIED\x10\x00\x12\x14\n" +
@@ -1489,7 +1585,7 @@ func file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP() []byte {
 }
 
 var file_mcpgate_authorize_v1_authorize_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_mcpgate_authorize_v1_authorize_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_mcpgate_authorize_v1_authorize_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_mcpgate_authorize_v1_authorize_proto_goTypes = []any{
 	(Decision)(0),                              // 0: mcpgate.authorize.v1.Decision
 	(PolicyKind)(0),                            // 1: mcpgate.authorize.v1.PolicyKind
@@ -1502,16 +1598,17 @@ var file_mcpgate_authorize_v1_authorize_proto_goTypes = []any{
 	(*Challenge)(nil),                          // 8: mcpgate.authorize.v1.Challenge
 	(*Deny)(nil),                               // 9: mcpgate.authorize.v1.Deny
 	(*AuthorizeResponse)(nil),                  // 10: mcpgate.authorize.v1.AuthorizeResponse
-	(*Aggregate)(nil),                          // 11: mcpgate.authorize.v1.Aggregate
-	(*AggregateMember)(nil),                    // 12: mcpgate.authorize.v1.AggregateMember
-	(*DescribeRouteRequest)(nil),               // 13: mcpgate.authorize.v1.DescribeRouteRequest
-	(*DescribeRouteResponse)(nil),              // 14: mcpgate.authorize.v1.DescribeRouteResponse
-	(*GetSessionKeysRequest)(nil),              // 15: mcpgate.authorize.v1.GetSessionKeysRequest
-	(*SessionKey)(nil),                         // 16: mcpgate.authorize.v1.SessionKey
-	(*GetSessionKeysResponse)(nil),             // 17: mcpgate.authorize.v1.GetSessionKeysResponse
-	(*ReportUpstreamUnauthorizedRequest)(nil),  // 18: mcpgate.authorize.v1.ReportUpstreamUnauthorizedRequest
-	(*ReportUpstreamUnauthorizedResponse)(nil), // 19: mcpgate.authorize.v1.ReportUpstreamUnauthorizedResponse
-	nil, // 20: mcpgate.authorize.v1.AggregateMember.RenamesEntry
+	(*RateLimited)(nil),                        // 11: mcpgate.authorize.v1.RateLimited
+	(*Aggregate)(nil),                          // 12: mcpgate.authorize.v1.Aggregate
+	(*AggregateMember)(nil),                    // 13: mcpgate.authorize.v1.AggregateMember
+	(*DescribeRouteRequest)(nil),               // 14: mcpgate.authorize.v1.DescribeRouteRequest
+	(*DescribeRouteResponse)(nil),              // 15: mcpgate.authorize.v1.DescribeRouteResponse
+	(*GetSessionKeysRequest)(nil),              // 16: mcpgate.authorize.v1.GetSessionKeysRequest
+	(*SessionKey)(nil),                         // 17: mcpgate.authorize.v1.SessionKey
+	(*GetSessionKeysResponse)(nil),             // 18: mcpgate.authorize.v1.GetSessionKeysResponse
+	(*ReportUpstreamUnauthorizedRequest)(nil),  // 19: mcpgate.authorize.v1.ReportUpstreamUnauthorizedRequest
+	(*ReportUpstreamUnauthorizedResponse)(nil), // 20: mcpgate.authorize.v1.ReportUpstreamUnauthorizedResponse
+	nil, // 21: mcpgate.authorize.v1.AggregateMember.RenamesEntry
 }
 var file_mcpgate_authorize_v1_authorize_proto_depIdxs = []int32{
 	3,  // 0: mcpgate.authorize.v1.AuthorizeRequest.credentials:type_name -> mcpgate.authorize.v1.Credentials
@@ -1523,24 +1620,25 @@ var file_mcpgate_authorize_v1_authorize_proto_depIdxs = []int32{
 	6,  // 6: mcpgate.authorize.v1.AuthorizeResponse.allow:type_name -> mcpgate.authorize.v1.Allow
 	8,  // 7: mcpgate.authorize.v1.AuthorizeResponse.challenge:type_name -> mcpgate.authorize.v1.Challenge
 	9,  // 8: mcpgate.authorize.v1.AuthorizeResponse.deny:type_name -> mcpgate.authorize.v1.Deny
-	11, // 9: mcpgate.authorize.v1.AuthorizeResponse.aggregate:type_name -> mcpgate.authorize.v1.Aggregate
-	12, // 10: mcpgate.authorize.v1.Aggregate.members:type_name -> mcpgate.authorize.v1.AggregateMember
-	20, // 11: mcpgate.authorize.v1.AggregateMember.renames:type_name -> mcpgate.authorize.v1.AggregateMember.RenamesEntry
-	10, // 12: mcpgate.authorize.v1.AggregateMember.decision:type_name -> mcpgate.authorize.v1.AuthorizeResponse
-	16, // 13: mcpgate.authorize.v1.GetSessionKeysResponse.keys:type_name -> mcpgate.authorize.v1.SessionKey
-	4,  // 14: mcpgate.authorize.v1.AuthorizeService.Authorize:input_type -> mcpgate.authorize.v1.AuthorizeRequest
-	13, // 15: mcpgate.authorize.v1.AuthorizeService.DescribeRoute:input_type -> mcpgate.authorize.v1.DescribeRouteRequest
-	15, // 16: mcpgate.authorize.v1.AuthorizeService.GetSessionKeys:input_type -> mcpgate.authorize.v1.GetSessionKeysRequest
-	18, // 17: mcpgate.authorize.v1.AuthorizeService.ReportUpstreamUnauthorized:input_type -> mcpgate.authorize.v1.ReportUpstreamUnauthorizedRequest
-	10, // 18: mcpgate.authorize.v1.AuthorizeService.Authorize:output_type -> mcpgate.authorize.v1.AuthorizeResponse
-	14, // 19: mcpgate.authorize.v1.AuthorizeService.DescribeRoute:output_type -> mcpgate.authorize.v1.DescribeRouteResponse
-	17, // 20: mcpgate.authorize.v1.AuthorizeService.GetSessionKeys:output_type -> mcpgate.authorize.v1.GetSessionKeysResponse
-	19, // 21: mcpgate.authorize.v1.AuthorizeService.ReportUpstreamUnauthorized:output_type -> mcpgate.authorize.v1.ReportUpstreamUnauthorizedResponse
-	18, // [18:22] is the sub-list for method output_type
-	14, // [14:18] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	11, // 9: mcpgate.authorize.v1.AuthorizeResponse.rate_limited:type_name -> mcpgate.authorize.v1.RateLimited
+	12, // 10: mcpgate.authorize.v1.AuthorizeResponse.aggregate:type_name -> mcpgate.authorize.v1.Aggregate
+	13, // 11: mcpgate.authorize.v1.Aggregate.members:type_name -> mcpgate.authorize.v1.AggregateMember
+	21, // 12: mcpgate.authorize.v1.AggregateMember.renames:type_name -> mcpgate.authorize.v1.AggregateMember.RenamesEntry
+	10, // 13: mcpgate.authorize.v1.AggregateMember.decision:type_name -> mcpgate.authorize.v1.AuthorizeResponse
+	17, // 14: mcpgate.authorize.v1.GetSessionKeysResponse.keys:type_name -> mcpgate.authorize.v1.SessionKey
+	4,  // 15: mcpgate.authorize.v1.AuthorizeService.Authorize:input_type -> mcpgate.authorize.v1.AuthorizeRequest
+	14, // 16: mcpgate.authorize.v1.AuthorizeService.DescribeRoute:input_type -> mcpgate.authorize.v1.DescribeRouteRequest
+	16, // 17: mcpgate.authorize.v1.AuthorizeService.GetSessionKeys:input_type -> mcpgate.authorize.v1.GetSessionKeysRequest
+	19, // 18: mcpgate.authorize.v1.AuthorizeService.ReportUpstreamUnauthorized:input_type -> mcpgate.authorize.v1.ReportUpstreamUnauthorizedRequest
+	10, // 19: mcpgate.authorize.v1.AuthorizeService.Authorize:output_type -> mcpgate.authorize.v1.AuthorizeResponse
+	15, // 20: mcpgate.authorize.v1.AuthorizeService.DescribeRoute:output_type -> mcpgate.authorize.v1.DescribeRouteResponse
+	18, // 21: mcpgate.authorize.v1.AuthorizeService.GetSessionKeys:output_type -> mcpgate.authorize.v1.GetSessionKeysResponse
+	20, // 22: mcpgate.authorize.v1.AuthorizeService.ReportUpstreamUnauthorized:output_type -> mcpgate.authorize.v1.ReportUpstreamUnauthorizedResponse
+	19, // [19:23] is the sub-list for method output_type
+	15, // [15:19] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_mcpgate_authorize_v1_authorize_proto_init() }
@@ -1554,7 +1652,7 @@ func file_mcpgate_authorize_v1_authorize_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mcpgate_authorize_v1_authorize_proto_rawDesc), len(file_mcpgate_authorize_v1_authorize_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   18,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
