@@ -69,7 +69,7 @@ func NewHandler(st *store.Store, cfg Config, log *slog.Logger) http.Handler {
 	if cfg.Keyring != nil {
 		mux.Handle(vaultv1connect.NewVaultServiceHandler(vaultapi.New(cfg.Keyring, st, log), adminOpts))
 	}
-	authz := authorizeapi.New(st, log, authorizeapi.WithGrants(vaultGrants), authorizeapi.WithTokenExchange(grants.NewTokenExchange(st, cfg.Grants, log)))
+	authz := authorizeapi.New(st, log, authorizeapi.WithGrants(vaultGrants), authorizeapi.WithTokenExchange(grants.NewTokenExchange(st, cfg.Grants, log)), authorizeapi.WithAudit(cfg.Grants.Audit))
 	mux.Handle(authorizeapi.NewHandler(authz, cfg.DataPlaneTokens, cfg.HandlerOptions...))
 	mux.Handle(wire.RelayPrefix+"/", authorizeapi.RequireDataPlane(cfg.DataPlaneTokens, http.StripPrefix(wire.RelayPrefix, as)))
 	return mux

@@ -166,6 +166,10 @@ type identity struct {
 	principal *configv1.Principal
 	keyPrefix string
 	keyID     string
+	// scoped: the request is authorized by a gateway access token alone
+	// (no API key: keys are not scoped), carrying scopes.
+	scoped bool
+	scopes []string
 }
 
 // Decide decides req over the snapshot st at now. It returns an error only
@@ -182,6 +186,10 @@ type identity struct {
 //   - the route names no server, or one the principal is not granted:
 //     NOT_FOUND (ReasonUnknownRoute, ReasonNotGranted);
 //   - tools/call of a tool the server's tool lists forbid: DENY;
+//   - tools/call of a tool whose changed definition the server blocks, or
+//     with an access token lacking a scope the tool needs (tool_scopes;
+//     DENY with InsufficientScope), or whose upstream grant lacks an
+//     upstream scope it needs (CHALLENGE): see stepUp;
 //   - oauth2 authorization_code with a grant of an earlier principal of the
 //     same name: CHALLENGE without error (ReasonNoGrant); otherwise ALLOW
 //     needing the vault grant (NeedVaultGrant; without a usable one the
@@ -252,10 +260,16 @@ func Decide(st State, now time.Time, req *authorizev1.AuthorizeRequest) (Decisio
 	if req.GetJsonrpcMethod() == "tools/call" && !wire.ToolVisible(srv.Def.GetAllowedTools(), srv.Def.GetDisallowedTools(), req.GetToolName()) {
 		return done(deny(ReasonToolForbidden))
 	}
+	if req.GetJsonrpcMethod() == "tools/call" {
+		if r := stepUp(st, srv, id, req.GetToolName(), deny, challenge); r != nil {
+			return done(r)
+		}
+	}
 	allow := &authorizev1.Allow{
 		UpstreamUrl:     srv.Def.GetUrl(),
 		AllowedTools:    slices.Clone(srv.Def.GetAllowedTools()),
 		DisallowedTools: slices.Clone(srv.Def.GetDisallowedTools()),
+		ToolPinning:     toolPinning(st, srv.Def),
 	}
 	var authHeader, authValue string
 	need := NeedNothing
@@ -344,6 +358,7 @@ func identify(st State, now time.Time, req *authorizev1.AuthorizeRequest, base s
 		return id, ReasonNoCredential, ""
 	}
 	var keyPrincipal, tokenPrincipal, keyUID, tokenUID string
+	var tokenScopes []string
 	if k := c.GetApiKey(); k != "" {
 		rec, ok := st.KeyByHash(store.HashKey(k))
 		if !ok {
@@ -373,6 +388,7 @@ func identify(st State, now time.Time, req *authorizev1.AuthorizeRequest, base s
 			return id, ReasonTokenSourceRevoked, DescInvalidCredential
 		}
 		tokenPrincipal, tokenUID = rec.GetPrincipal(), rec.GetPrincipalUid()
+		tokenScopes = rec.GetScopes()
 	}
 	if keyPrincipal != "" && tokenPrincipal != "" && (keyPrincipal != tokenPrincipal || keyUID != tokenUID) {
 		return id, ReasonConflictingPrincipals, DescConflicting
@@ -386,6 +402,7 @@ func identify(st State, now time.Time, req *authorizev1.AuthorizeRequest, base s
 		return id, ReasonUnknownPrincipal, DescInvalidCredential
 	}
 	id.principal = p
+	id.scoped, id.scopes = keyPrincipal == "", tokenScopes
 	return id, "", ""
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/mcpgate/mcpgate/controlplane/authorize"
 	"github.com/mcpgate/mcpgate/controlplane/grants"
 	"github.com/mcpgate/mcpgate/controlplane/store"
+	"github.com/mcpgate/mcpgate/ops/audit"
 )
 
 // InitialSessionKeyID is the id of the key-ring key created when the ring is
@@ -37,6 +38,7 @@ type Service struct {
 	machine grants.MachineTokens
 	tokens  grants.GrantTokens
 	exch    grants.ExchangeTokens
+	audit   *audit.Logger
 }
 
 // Option configures a Service.

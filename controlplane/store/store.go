@@ -88,6 +88,7 @@ func New(cli *clientv3.Client, sealer Sealer, log *slog.Logger, opts ...Option) 
 		KindSessionKey:       s.decodeSessionKey,
 		KindAccessToken:      decodeAccessToken,
 		KindIdentityProvider: s.decodeIdentityProvider,
+		KindToolPins:         decodeToolPins,
 	}, log)
 	return s
 }

@@ -335,7 +335,9 @@ type Allow struct {
 	DisallowedTools []string `protobuf:"bytes,4,rep,name=disallowed_tools,json=disallowedTools,proto3" json:"disallowed_tools,omitempty"`
 	// The upstream credential is the principal's vault grant: an upstream 401
 	// must become the gateway's own challenge.
-	VaultGrant    bool `protobuf:"varint,5,opt,name=vault_grant,json=vaultGrant,proto3" json:"vault_grant,omitempty"`
+	VaultGrant bool `protobuf:"varint,5,opt,name=vault_grant,json=vaultGrant,proto3" json:"vault_grant,omitempty"`
+	// Set when the server pins its tools (on_tool_change warn or block).
+	ToolPinning   *ToolPinning `protobuf:"bytes,140,opt,name=tool_pinning,json=toolPinning,proto3" json:"tool_pinning,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -405,6 +407,70 @@ func (x *Allow) GetVaultGrant() bool {
 	return false
 }
 
+func (x *Allow) GetToolPinning() *ToolPinning {
+	if x != nil {
+		return x.ToolPinning
+	}
+	return nil
+}
+
+// ToolPinning is what a data plane needs to check the tools of a
+// tools/list reply against their pins.
+type ToolPinning struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The approved definition digest (hex SHA-256) of each pinned tool.
+	Pins map[string]string `protobuf:"bytes,1,rep,name=pins,proto3" json:"pins,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// on_tool_change block: a tool whose digest differs from its pin is
+	// hidden from tools/list.
+	Block         bool `protobuf:"varint,2,opt,name=block,proto3" json:"block,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ToolPinning) Reset() {
+	*x = ToolPinning{}
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ToolPinning) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ToolPinning) ProtoMessage() {}
+
+func (x *ToolPinning) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ToolPinning.ProtoReflect.Descriptor instead.
+func (*ToolPinning) Descriptor() ([]byte, []int) {
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ToolPinning) GetPins() map[string]string {
+	if x != nil {
+		return x.Pins
+	}
+	return nil
+}
+
+func (x *ToolPinning) GetBlock() bool {
+	if x != nil {
+		return x.Block
+	}
+	return false
+}
+
 type Challenge struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Scopes []string               `protobuf:"bytes,2,rep,name=scopes,proto3" json:"scopes,omitempty"`
@@ -417,7 +483,7 @@ type Challenge struct {
 
 func (x *Challenge) Reset() {
 	*x = Challenge{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[4]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -429,7 +495,7 @@ func (x *Challenge) String() string {
 func (*Challenge) ProtoMessage() {}
 
 func (x *Challenge) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[4]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -442,7 +508,7 @@ func (x *Challenge) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Challenge.ProtoReflect.Descriptor instead.
 func (*Challenge) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{4}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Challenge) GetScopes() []string {
@@ -469,14 +535,17 @@ func (x *Challenge) GetErrorDescription() string {
 // Deny carries nothing: a DENY is a plain 403 (the reason is in
 // AuthorizeResponse.reason, for logs). Its former fields were never set.
 type Deny struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Set when the credential lacks scopes the operation needs: a 403 with
+	// a Bearer insufficient_scope challenge (step-up).
+	InsufficientScope *InsufficientScope `protobuf:"bytes,140,opt,name=insufficient_scope,json=insufficientScope,proto3" json:"insufficient_scope,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Deny) Reset() {
 	*x = Deny{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[5]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -488,7 +557,7 @@ func (x *Deny) String() string {
 func (*Deny) ProtoMessage() {}
 
 func (x *Deny) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[5]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -501,7 +570,61 @@ func (x *Deny) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Deny.ProtoReflect.Descriptor instead.
 func (*Deny) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{5}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *Deny) GetInsufficientScope() *InsufficientScope {
+	if x != nil {
+		return x.InsufficientScope
+	}
+	return nil
+}
+
+// InsufficientScope is the step-up challenge of a DENY.
+type InsufficientScope struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Every scope the operation needs together with those already held,
+	// sorted: the client asks for exactly these.
+	Scopes        []string `protobuf:"bytes,1,rep,name=scopes,proto3" json:"scopes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InsufficientScope) Reset() {
+	*x = InsufficientScope{}
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InsufficientScope) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InsufficientScope) ProtoMessage() {}
+
+func (x *InsufficientScope) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InsufficientScope.ProtoReflect.Descriptor instead.
+func (*InsufficientScope) Descriptor() ([]byte, []int) {
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *InsufficientScope) GetScopes() []string {
+	if x != nil {
+		return x.Scopes
+	}
+	return nil
 }
 
 type AuthorizeResponse struct {
@@ -529,7 +652,7 @@ type AuthorizeResponse struct {
 
 func (x *AuthorizeResponse) Reset() {
 	*x = AuthorizeResponse{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[6]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -541,7 +664,7 @@ func (x *AuthorizeResponse) String() string {
 func (*AuthorizeResponse) ProtoMessage() {}
 
 func (x *AuthorizeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[6]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -554,7 +677,7 @@ func (x *AuthorizeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorizeResponse.ProtoReflect.Descriptor instead.
 func (*AuthorizeResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{6}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *AuthorizeResponse) GetDecision() Decision {
@@ -629,7 +752,7 @@ type DescribeRouteRequest struct {
 
 func (x *DescribeRouteRequest) Reset() {
 	*x = DescribeRouteRequest{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[7]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -641,7 +764,7 @@ func (x *DescribeRouteRequest) String() string {
 func (*DescribeRouteRequest) ProtoMessage() {}
 
 func (x *DescribeRouteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[7]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -654,7 +777,7 @@ func (x *DescribeRouteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeRouteRequest.ProtoReflect.Descriptor instead.
 func (*DescribeRouteRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{7}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DescribeRouteRequest) GetRoute() string {
@@ -675,7 +798,7 @@ type DescribeRouteResponse struct {
 
 func (x *DescribeRouteResponse) Reset() {
 	*x = DescribeRouteResponse{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[8]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -687,7 +810,7 @@ func (x *DescribeRouteResponse) String() string {
 func (*DescribeRouteResponse) ProtoMessage() {}
 
 func (x *DescribeRouteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[8]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -700,7 +823,7 @@ func (x *DescribeRouteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeRouteResponse.ProtoReflect.Descriptor instead.
 func (*DescribeRouteResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{8}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DescribeRouteResponse) GetFound() bool {
@@ -732,7 +855,7 @@ type GetSessionKeysRequest struct {
 
 func (x *GetSessionKeysRequest) Reset() {
 	*x = GetSessionKeysRequest{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[9]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -744,7 +867,7 @@ func (x *GetSessionKeysRequest) String() string {
 func (*GetSessionKeysRequest) ProtoMessage() {}
 
 func (x *GetSessionKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[9]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -757,7 +880,7 @@ func (x *GetSessionKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSessionKeysRequest.ProtoReflect.Descriptor instead.
 func (*GetSessionKeysRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{9}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{11}
 }
 
 type SessionKey struct {
@@ -770,7 +893,7 @@ type SessionKey struct {
 
 func (x *SessionKey) Reset() {
 	*x = SessionKey{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[10]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -782,7 +905,7 @@ func (x *SessionKey) String() string {
 func (*SessionKey) ProtoMessage() {}
 
 func (x *SessionKey) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[10]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -795,7 +918,7 @@ func (x *SessionKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionKey.ProtoReflect.Descriptor instead.
 func (*SessionKey) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{10}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SessionKey) GetId() string {
@@ -822,7 +945,7 @@ type GetSessionKeysResponse struct {
 
 func (x *GetSessionKeysResponse) Reset() {
 	*x = GetSessionKeysResponse{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[11]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -834,7 +957,7 @@ func (x *GetSessionKeysResponse) String() string {
 func (*GetSessionKeysResponse) ProtoMessage() {}
 
 func (x *GetSessionKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[11]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -847,7 +970,7 @@ func (x *GetSessionKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSessionKeysResponse.ProtoReflect.Descriptor instead.
 func (*GetSessionKeysResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{11}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetSessionKeysResponse) GetKeys() []*SessionKey {
@@ -867,7 +990,7 @@ type ReportUpstreamUnauthorizedRequest struct {
 
 func (x *ReportUpstreamUnauthorizedRequest) Reset() {
 	*x = ReportUpstreamUnauthorizedRequest{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[12]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -879,7 +1002,7 @@ func (x *ReportUpstreamUnauthorizedRequest) String() string {
 func (*ReportUpstreamUnauthorizedRequest) ProtoMessage() {}
 
 func (x *ReportUpstreamUnauthorizedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[12]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -892,7 +1015,7 @@ func (x *ReportUpstreamUnauthorizedRequest) ProtoReflect() protoreflect.Message 
 
 // Deprecated: Use ReportUpstreamUnauthorizedRequest.ProtoReflect.Descriptor instead.
 func (*ReportUpstreamUnauthorizedRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{12}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ReportUpstreamUnauthorizedRequest) GetRoute() string {
@@ -917,7 +1040,7 @@ type ReportUpstreamUnauthorizedResponse struct {
 
 func (x *ReportUpstreamUnauthorizedResponse) Reset() {
 	*x = ReportUpstreamUnauthorizedResponse{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[13]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -929,7 +1052,7 @@ func (x *ReportUpstreamUnauthorizedResponse) String() string {
 func (*ReportUpstreamUnauthorizedResponse) ProtoMessage() {}
 
 func (x *ReportUpstreamUnauthorizedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[13]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -942,7 +1065,151 @@ func (x *ReportUpstreamUnauthorizedResponse) ProtoReflect() protoreflect.Message
 
 // Deprecated: Use ReportUpstreamUnauthorizedResponse.ProtoReflect.Descriptor instead.
 func (*ReportUpstreamUnauthorizedResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{13}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{15}
+}
+
+// ToolDigestReport is one tool a data plane saw in a tools/list reply whose
+// digest is not the pinned one (or that has no pin).
+type ToolDigestReport struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Tool  string                 `protobuf:"bytes,1,opt,name=tool,proto3" json:"tool,omitempty"`
+	// Hex SHA-256 of the tool's canonical definition.
+	Digest        string `protobuf:"bytes,2,opt,name=digest,proto3" json:"digest,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ToolDigestReport) Reset() {
+	*x = ToolDigestReport{}
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ToolDigestReport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ToolDigestReport) ProtoMessage() {}
+
+func (x *ToolDigestReport) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ToolDigestReport.ProtoReflect.Descriptor instead.
+func (*ToolDigestReport) Descriptor() ([]byte, []int) {
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ToolDigestReport) GetTool() string {
+	if x != nil {
+		return x.Tool
+	}
+	return ""
+}
+
+func (x *ToolDigestReport) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
+type ReportToolDigestsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Route string                 `protobuf:"bytes,1,opt,name=route,proto3" json:"route,omitempty"`
+	// At most 64.
+	Tools         []*ToolDigestReport `protobuf:"bytes,2,rep,name=tools,proto3" json:"tools,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportToolDigestsRequest) Reset() {
+	*x = ReportToolDigestsRequest{}
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportToolDigestsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportToolDigestsRequest) ProtoMessage() {}
+
+func (x *ReportToolDigestsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportToolDigestsRequest.ProtoReflect.Descriptor instead.
+func (*ReportToolDigestsRequest) Descriptor() ([]byte, []int) {
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ReportToolDigestsRequest) GetRoute() string {
+	if x != nil {
+		return x.Route
+	}
+	return ""
+}
+
+func (x *ReportToolDigestsRequest) GetTools() []*ToolDigestReport {
+	if x != nil {
+		return x.Tools
+	}
+	return nil
+}
+
+type ReportToolDigestsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportToolDigestsResponse) Reset() {
+	*x = ReportToolDigestsResponse{}
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportToolDigestsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportToolDigestsResponse) ProtoMessage() {}
+
+func (x *ReportToolDigestsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportToolDigestsResponse.ProtoReflect.Descriptor instead.
+func (*ReportToolDigestsResponse) Descriptor() ([]byte, []int) {
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{18}
 }
 
 var File_mcpgate_authorize_v1_authorize_proto protoreflect.FileDescriptor
@@ -969,19 +1236,29 @@ const file_mcpgate_authorize_v1_authorize_proto_rawDesc = "" +
 	"promptName\"2\n" +
 	"\x06Header\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value\"\xe4\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\"\xab\x02\n" +
 	"\x05Allow\x12!\n" +
 	"\fupstream_url\x18\x01 \x01(\tR\vupstreamUrl\x12G\n" +
 	"\x10upstream_headers\x18\x02 \x03(\v2\x1c.mcpgate.authorize.v1.HeaderR\x0fupstreamHeaders\x12#\n" +
 	"\rallowed_tools\x18\x03 \x03(\tR\fallowedTools\x12)\n" +
 	"\x10disallowed_tools\x18\x04 \x03(\tR\x0fdisallowedTools\x12\x1f\n" +
 	"\vvault_grant\x18\x05 \x01(\bR\n" +
-	"vaultGrant\"\x83\x01\n" +
+	"vaultGrant\x12E\n" +
+	"\ftool_pinning\x18\x8c\x01 \x01(\v2!.mcpgate.authorize.v1.ToolPinningR\vtoolPinning\"\x9d\x01\n" +
+	"\vToolPinning\x12?\n" +
+	"\x04pins\x18\x01 \x03(\v2+.mcpgate.authorize.v1.ToolPinning.PinsEntryR\x04pins\x12\x14\n" +
+	"\x05block\x18\x02 \x01(\bR\x05block\x1a7\n" +
+	"\tPinsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x83\x01\n" +
 	"\tChallenge\x12\x16\n" +
 	"\x06scopes\x18\x02 \x03(\tR\x06scopes\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12+\n" +
-	"\x11error_description\x18\x04 \x01(\tR\x10errorDescriptionJ\x04\b\x01\x10\x02R\x15resource_metadata_url\">\n" +
-	"\x04DenyJ\x04\b\x01\x10\x02J\x04\b\x02\x10\x03J\x04\b\x03\x10\x04R\x05errorR\x06scopesR\x15resource_metadata_url\"\x82\x03\n" +
+	"\x11error_description\x18\x04 \x01(\tR\x10errorDescriptionJ\x04\b\x01\x10\x02R\x15resource_metadata_url\"\x97\x01\n" +
+	"\x04Deny\x12W\n" +
+	"\x12insufficient_scope\x18\x8c\x01 \x01(\v2'.mcpgate.authorize.v1.InsufficientScopeR\x11insufficientScopeJ\x04\b\x01\x10\x02J\x04\b\x02\x10\x03J\x04\b\x03\x10\x04R\x05errorR\x06scopesR\x15resource_metadata_url\"+\n" +
+	"\x11InsufficientScope\x12\x16\n" +
+	"\x06scopes\x18\x01 \x03(\tR\x06scopes\"\x82\x03\n" +
 	"\x11AuthorizeResponse\x12:\n" +
 	"\bdecision\x18\x01 \x01(\x0e2\x1e.mcpgate.authorize.v1.DecisionR\bdecision\x121\n" +
 	"\x05allow\x18\x02 \x01(\v2\x1b.mcpgate.authorize.v1.AllowR\x05allow\x12=\n" +
@@ -1009,18 +1286,26 @@ const file_mcpgate_authorize_v1_authorize_proto_rawDesc = "" +
 	"!ReportUpstreamUnauthorizedRequest\x12\x14\n" +
 	"\x05route\x18\x01 \x01(\tR\x05route\x12\x1c\n" +
 	"\tprincipal\x18\x02 \x01(\tR\tprincipal\"$\n" +
-	"\"ReportUpstreamUnauthorizedResponse*{\n" +
+	"\"ReportUpstreamUnauthorizedResponse\">\n" +
+	"\x10ToolDigestReport\x12\x12\n" +
+	"\x04tool\x18\x01 \x01(\tR\x04tool\x12\x16\n" +
+	"\x06digest\x18\x02 \x01(\tR\x06digest\"n\n" +
+	"\x18ReportToolDigestsRequest\x12\x14\n" +
+	"\x05route\x18\x01 \x01(\tR\x05route\x12<\n" +
+	"\x05tools\x18\x02 \x03(\v2&.mcpgate.authorize.v1.ToolDigestReportR\x05tools\"\x1b\n" +
+	"\x19ReportToolDigestsResponse*{\n" +
 	"\bDecision\x12\x18\n" +
 	"\x14DECISION_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eDECISION_ALLOW\x10\x01\x12\x16\n" +
 	"\x12DECISION_CHALLENGE\x10\x02\x12\x11\n" +
 	"\rDECISION_DENY\x10\x03\x12\x16\n" +
-	"\x12DECISION_NOT_FOUND\x10\x042\xe8\x03\n" +
+	"\x12DECISION_NOT_FOUND\x10\x042\xe3\x04\n" +
 	"\x10AuthorizeService\x12a\n" +
 	"\tAuthorize\x12&.mcpgate.authorize.v1.AuthorizeRequest\x1a'.mcpgate.authorize.v1.AuthorizeResponse\"\x03\x90\x02\x02\x12m\n" +
 	"\rDescribeRoute\x12*.mcpgate.authorize.v1.DescribeRouteRequest\x1a+.mcpgate.authorize.v1.DescribeRouteResponse\"\x03\x90\x02\x01\x12p\n" +
 	"\x0eGetSessionKeys\x12+.mcpgate.authorize.v1.GetSessionKeysRequest\x1a,.mcpgate.authorize.v1.GetSessionKeysResponse\"\x03\x90\x02\x02\x12\x8f\x01\n" +
-	"\x1aReportUpstreamUnauthorized\x127.mcpgate.authorize.v1.ReportUpstreamUnauthorizedRequest\x1a8.mcpgate.authorize.v1.ReportUpstreamUnauthorizedResponseB\xe1\x01\n" +
+	"\x1aReportUpstreamUnauthorized\x127.mcpgate.authorize.v1.ReportUpstreamUnauthorizedRequest\x1a8.mcpgate.authorize.v1.ReportUpstreamUnauthorizedResponse\x12y\n" +
+	"\x11ReportToolDigests\x12..mcpgate.authorize.v1.ReportToolDigestsRequest\x1a/.mcpgate.authorize.v1.ReportToolDigestsResponse\"\x03\x90\x02\x02B\xe1\x01\n" +
 	"\x18com.mcpgate.authorize.v1B\x0eAuthorizeProtoP\x01ZCgithub.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1;authorizev1\xa2\x02\x03MAX\xaa\x02\x14Mcpgate.Authorize.V1\xca\x02\x14Mcpgate\\Authorize\\V1\xe2\x02 Mcpgate\\Authorize\\V1\\GPBMetadata\xea\x02\x16Mcpgate::Authorize::V1b\x06proto3"
 
 var (
@@ -1036,45 +1321,57 @@ func file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP() []byte {
 }
 
 var file_mcpgate_authorize_v1_authorize_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_mcpgate_authorize_v1_authorize_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_mcpgate_authorize_v1_authorize_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_mcpgate_authorize_v1_authorize_proto_goTypes = []any{
 	(Decision)(0),                              // 0: mcpgate.authorize.v1.Decision
 	(*Credentials)(nil),                        // 1: mcpgate.authorize.v1.Credentials
 	(*AuthorizeRequest)(nil),                   // 2: mcpgate.authorize.v1.AuthorizeRequest
 	(*Header)(nil),                             // 3: mcpgate.authorize.v1.Header
 	(*Allow)(nil),                              // 4: mcpgate.authorize.v1.Allow
-	(*Challenge)(nil),                          // 5: mcpgate.authorize.v1.Challenge
-	(*Deny)(nil),                               // 6: mcpgate.authorize.v1.Deny
-	(*AuthorizeResponse)(nil),                  // 7: mcpgate.authorize.v1.AuthorizeResponse
-	(*DescribeRouteRequest)(nil),               // 8: mcpgate.authorize.v1.DescribeRouteRequest
-	(*DescribeRouteResponse)(nil),              // 9: mcpgate.authorize.v1.DescribeRouteResponse
-	(*GetSessionKeysRequest)(nil),              // 10: mcpgate.authorize.v1.GetSessionKeysRequest
-	(*SessionKey)(nil),                         // 11: mcpgate.authorize.v1.SessionKey
-	(*GetSessionKeysResponse)(nil),             // 12: mcpgate.authorize.v1.GetSessionKeysResponse
-	(*ReportUpstreamUnauthorizedRequest)(nil),  // 13: mcpgate.authorize.v1.ReportUpstreamUnauthorizedRequest
-	(*ReportUpstreamUnauthorizedResponse)(nil), // 14: mcpgate.authorize.v1.ReportUpstreamUnauthorizedResponse
+	(*ToolPinning)(nil),                        // 5: mcpgate.authorize.v1.ToolPinning
+	(*Challenge)(nil),                          // 6: mcpgate.authorize.v1.Challenge
+	(*Deny)(nil),                               // 7: mcpgate.authorize.v1.Deny
+	(*InsufficientScope)(nil),                  // 8: mcpgate.authorize.v1.InsufficientScope
+	(*AuthorizeResponse)(nil),                  // 9: mcpgate.authorize.v1.AuthorizeResponse
+	(*DescribeRouteRequest)(nil),               // 10: mcpgate.authorize.v1.DescribeRouteRequest
+	(*DescribeRouteResponse)(nil),              // 11: mcpgate.authorize.v1.DescribeRouteResponse
+	(*GetSessionKeysRequest)(nil),              // 12: mcpgate.authorize.v1.GetSessionKeysRequest
+	(*SessionKey)(nil),                         // 13: mcpgate.authorize.v1.SessionKey
+	(*GetSessionKeysResponse)(nil),             // 14: mcpgate.authorize.v1.GetSessionKeysResponse
+	(*ReportUpstreamUnauthorizedRequest)(nil),  // 15: mcpgate.authorize.v1.ReportUpstreamUnauthorizedRequest
+	(*ReportUpstreamUnauthorizedResponse)(nil), // 16: mcpgate.authorize.v1.ReportUpstreamUnauthorizedResponse
+	(*ToolDigestReport)(nil),                   // 17: mcpgate.authorize.v1.ToolDigestReport
+	(*ReportToolDigestsRequest)(nil),           // 18: mcpgate.authorize.v1.ReportToolDigestsRequest
+	(*ReportToolDigestsResponse)(nil),          // 19: mcpgate.authorize.v1.ReportToolDigestsResponse
+	nil,                                        // 20: mcpgate.authorize.v1.ToolPinning.PinsEntry
 }
 var file_mcpgate_authorize_v1_authorize_proto_depIdxs = []int32{
 	1,  // 0: mcpgate.authorize.v1.AuthorizeRequest.credentials:type_name -> mcpgate.authorize.v1.Credentials
 	3,  // 1: mcpgate.authorize.v1.Allow.upstream_headers:type_name -> mcpgate.authorize.v1.Header
-	0,  // 2: mcpgate.authorize.v1.AuthorizeResponse.decision:type_name -> mcpgate.authorize.v1.Decision
-	4,  // 3: mcpgate.authorize.v1.AuthorizeResponse.allow:type_name -> mcpgate.authorize.v1.Allow
-	5,  // 4: mcpgate.authorize.v1.AuthorizeResponse.challenge:type_name -> mcpgate.authorize.v1.Challenge
-	6,  // 5: mcpgate.authorize.v1.AuthorizeResponse.deny:type_name -> mcpgate.authorize.v1.Deny
-	11, // 6: mcpgate.authorize.v1.GetSessionKeysResponse.keys:type_name -> mcpgate.authorize.v1.SessionKey
-	2,  // 7: mcpgate.authorize.v1.AuthorizeService.Authorize:input_type -> mcpgate.authorize.v1.AuthorizeRequest
-	8,  // 8: mcpgate.authorize.v1.AuthorizeService.DescribeRoute:input_type -> mcpgate.authorize.v1.DescribeRouteRequest
-	10, // 9: mcpgate.authorize.v1.AuthorizeService.GetSessionKeys:input_type -> mcpgate.authorize.v1.GetSessionKeysRequest
-	13, // 10: mcpgate.authorize.v1.AuthorizeService.ReportUpstreamUnauthorized:input_type -> mcpgate.authorize.v1.ReportUpstreamUnauthorizedRequest
-	7,  // 11: mcpgate.authorize.v1.AuthorizeService.Authorize:output_type -> mcpgate.authorize.v1.AuthorizeResponse
-	9,  // 12: mcpgate.authorize.v1.AuthorizeService.DescribeRoute:output_type -> mcpgate.authorize.v1.DescribeRouteResponse
-	12, // 13: mcpgate.authorize.v1.AuthorizeService.GetSessionKeys:output_type -> mcpgate.authorize.v1.GetSessionKeysResponse
-	14, // 14: mcpgate.authorize.v1.AuthorizeService.ReportUpstreamUnauthorized:output_type -> mcpgate.authorize.v1.ReportUpstreamUnauthorizedResponse
-	11, // [11:15] is the sub-list for method output_type
-	7,  // [7:11] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	5,  // 2: mcpgate.authorize.v1.Allow.tool_pinning:type_name -> mcpgate.authorize.v1.ToolPinning
+	20, // 3: mcpgate.authorize.v1.ToolPinning.pins:type_name -> mcpgate.authorize.v1.ToolPinning.PinsEntry
+	8,  // 4: mcpgate.authorize.v1.Deny.insufficient_scope:type_name -> mcpgate.authorize.v1.InsufficientScope
+	0,  // 5: mcpgate.authorize.v1.AuthorizeResponse.decision:type_name -> mcpgate.authorize.v1.Decision
+	4,  // 6: mcpgate.authorize.v1.AuthorizeResponse.allow:type_name -> mcpgate.authorize.v1.Allow
+	6,  // 7: mcpgate.authorize.v1.AuthorizeResponse.challenge:type_name -> mcpgate.authorize.v1.Challenge
+	7,  // 8: mcpgate.authorize.v1.AuthorizeResponse.deny:type_name -> mcpgate.authorize.v1.Deny
+	13, // 9: mcpgate.authorize.v1.GetSessionKeysResponse.keys:type_name -> mcpgate.authorize.v1.SessionKey
+	17, // 10: mcpgate.authorize.v1.ReportToolDigestsRequest.tools:type_name -> mcpgate.authorize.v1.ToolDigestReport
+	2,  // 11: mcpgate.authorize.v1.AuthorizeService.Authorize:input_type -> mcpgate.authorize.v1.AuthorizeRequest
+	10, // 12: mcpgate.authorize.v1.AuthorizeService.DescribeRoute:input_type -> mcpgate.authorize.v1.DescribeRouteRequest
+	12, // 13: mcpgate.authorize.v1.AuthorizeService.GetSessionKeys:input_type -> mcpgate.authorize.v1.GetSessionKeysRequest
+	15, // 14: mcpgate.authorize.v1.AuthorizeService.ReportUpstreamUnauthorized:input_type -> mcpgate.authorize.v1.ReportUpstreamUnauthorizedRequest
+	18, // 15: mcpgate.authorize.v1.AuthorizeService.ReportToolDigests:input_type -> mcpgate.authorize.v1.ReportToolDigestsRequest
+	9,  // 16: mcpgate.authorize.v1.AuthorizeService.Authorize:output_type -> mcpgate.authorize.v1.AuthorizeResponse
+	11, // 17: mcpgate.authorize.v1.AuthorizeService.DescribeRoute:output_type -> mcpgate.authorize.v1.DescribeRouteResponse
+	14, // 18: mcpgate.authorize.v1.AuthorizeService.GetSessionKeys:output_type -> mcpgate.authorize.v1.GetSessionKeysResponse
+	16, // 19: mcpgate.authorize.v1.AuthorizeService.ReportUpstreamUnauthorized:output_type -> mcpgate.authorize.v1.ReportUpstreamUnauthorizedResponse
+	19, // 20: mcpgate.authorize.v1.AuthorizeService.ReportToolDigests:output_type -> mcpgate.authorize.v1.ReportToolDigestsResponse
+	16, // [16:21] is the sub-list for method output_type
+	11, // [11:16] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_mcpgate_authorize_v1_authorize_proto_init() }
@@ -1088,7 +1385,7 @@ func file_mcpgate_authorize_v1_authorize_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mcpgate_authorize_v1_authorize_proto_rawDesc), len(file_mcpgate_authorize_v1_authorize_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   14,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

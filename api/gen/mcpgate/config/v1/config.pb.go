@@ -206,6 +206,60 @@ func (OAuth2Flow) EnumDescriptor() ([]byte, []int) {
 	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{2}
 }
 
+// ToolChangeMode is a server's on_tool_change setting.
+type ToolChangeMode int32
+
+const (
+	// No pinning: tool definitions are not recorded (the default).
+	ToolChangeMode_TOOL_CHANGE_MODE_UNSPECIFIED ToolChangeMode = 0
+	// A changed tool stays visible and callable; an audit event records it.
+	ToolChangeMode_TOOL_CHANGE_MODE_WARN ToolChangeMode = 1
+	// A changed tool is hidden from tools/list and its calls are denied until
+	// an admin approves the new definition.
+	ToolChangeMode_TOOL_CHANGE_MODE_BLOCK ToolChangeMode = 2
+)
+
+// Enum value maps for ToolChangeMode.
+var (
+	ToolChangeMode_name = map[int32]string{
+		0: "TOOL_CHANGE_MODE_UNSPECIFIED",
+		1: "TOOL_CHANGE_MODE_WARN",
+		2: "TOOL_CHANGE_MODE_BLOCK",
+	}
+	ToolChangeMode_value = map[string]int32{
+		"TOOL_CHANGE_MODE_UNSPECIFIED": 0,
+		"TOOL_CHANGE_MODE_WARN":        1,
+		"TOOL_CHANGE_MODE_BLOCK":       2,
+	}
+)
+
+func (x ToolChangeMode) Enum() *ToolChangeMode {
+	p := new(ToolChangeMode)
+	*p = x
+	return p
+}
+
+func (x ToolChangeMode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ToolChangeMode) Descriptor() protoreflect.EnumDescriptor {
+	return file_mcpgate_config_v1_config_proto_enumTypes[3].Descriptor()
+}
+
+func (ToolChangeMode) Type() protoreflect.EnumType {
+	return &file_mcpgate_config_v1_config_proto_enumTypes[3]
+}
+
+func (x ToolChangeMode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ToolChangeMode.Descriptor instead.
+func (ToolChangeMode) EnumDescriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{3}
+}
+
 // PrincipalKind tells people from automation.
 type PrincipalKind int32
 
@@ -240,11 +294,11 @@ func (x PrincipalKind) String() string {
 }
 
 func (PrincipalKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_mcpgate_config_v1_config_proto_enumTypes[3].Descriptor()
+	return file_mcpgate_config_v1_config_proto_enumTypes[4].Descriptor()
 }
 
 func (PrincipalKind) Type() protoreflect.EnumType {
-	return &file_mcpgate_config_v1_config_proto_enumTypes[3]
+	return &file_mcpgate_config_v1_config_proto_enumTypes[4]
 }
 
 func (x PrincipalKind) Number() protoreflect.EnumNumber {
@@ -253,7 +307,7 @@ func (x PrincipalKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PrincipalKind.Descriptor instead.
 func (PrincipalKind) EnumDescriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{3}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{4}
 }
 
 // Role is what a principal may do on the admin API.
@@ -292,11 +346,11 @@ func (x Role) String() string {
 }
 
 func (Role) Descriptor() protoreflect.EnumDescriptor {
-	return file_mcpgate_config_v1_config_proto_enumTypes[4].Descriptor()
+	return file_mcpgate_config_v1_config_proto_enumTypes[5].Descriptor()
 }
 
 func (Role) Type() protoreflect.EnumType {
-	return &file_mcpgate_config_v1_config_proto_enumTypes[4]
+	return &file_mcpgate_config_v1_config_proto_enumTypes[5]
 }
 
 func (x Role) Number() protoreflect.EnumNumber {
@@ -305,7 +359,7 @@ func (x Role) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Role.Descriptor instead.
 func (Role) EnumDescriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{4}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{5}
 }
 
 // McpServer is an upstream MCP server, reachable at /<name>/mcp.
@@ -340,8 +394,16 @@ type McpServer struct {
 	// The audience requested in a token exchange (oauth2_flow
 	// token_exchange), optional.
 	TokenExchangeAudience string `protobuf:"bytes,22,opt,name=token_exchange_audience,json=tokenExchangeAudience,proto3" json:"token_exchange_audience,omitempty"`
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// Gateway scopes (and optionally upstream scopes) tools/call needs, by
+	// tool name glob (path.Match syntax). A call of a tool matching several
+	// rules needs the union of their scopes. Gateway access tokens lacking a
+	// scope get 403 insufficient_scope (step-up); API keys are not scoped.
+	ToolScopes []*ToolScopes `protobuf:"bytes,140,rep,name=tool_scopes,json=toolScopes,proto3" json:"tool_scopes,omitempty"`
+	// What the gateway does when an upstream tool's definition changes after
+	// it was first seen (tool pinning).
+	OnToolChange  ToolChangeMode `protobuf:"varint,141,opt,name=on_tool_change,json=onToolChange,proto3,enum=mcpgate.config.v1.ToolChangeMode" json:"on_tool_change,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *McpServer) Reset() {
@@ -528,6 +590,86 @@ func (x *McpServer) GetTokenExchangeAudience() string {
 	return ""
 }
 
+func (x *McpServer) GetToolScopes() []*ToolScopes {
+	if x != nil {
+		return x.ToolScopes
+	}
+	return nil
+}
+
+func (x *McpServer) GetOnToolChange() ToolChangeMode {
+	if x != nil {
+		return x.OnToolChange
+	}
+	return ToolChangeMode_TOOL_CHANGE_MODE_UNSPECIFIED
+}
+
+// ToolScopes says which scopes calling the tools matching tool needs.
+type ToolScopes struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A tool name or glob (path.Match syntax, e.g. "merge_*").
+	Tool string `protobuf:"bytes,1,opt,name=tool,proto3" json:"tool,omitempty"`
+	// Gateway scopes the caller's access token must carry.
+	Scopes []string `protobuf:"bytes,2,rep,name=scopes,proto3" json:"scopes,omitempty"`
+	// Upstream scopes the person's upstream grant must carry (oauth2
+	// authorization_code servers); missing ones send the person through the
+	// upstream sign-in again with the union of scopes.
+	UpstreamScopes []string `protobuf:"bytes,3,rep,name=upstream_scopes,json=upstreamScopes,proto3" json:"upstream_scopes,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ToolScopes) Reset() {
+	*x = ToolScopes{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ToolScopes) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ToolScopes) ProtoMessage() {}
+
+func (x *ToolScopes) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ToolScopes.ProtoReflect.Descriptor instead.
+func (*ToolScopes) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ToolScopes) GetTool() string {
+	if x != nil {
+		return x.Tool
+	}
+	return ""
+}
+
+func (x *ToolScopes) GetScopes() []string {
+	if x != nil {
+		return x.Scopes
+	}
+	return nil
+}
+
+func (x *ToolScopes) GetUpstreamScopes() []string {
+	if x != nil {
+		return x.UpstreamScopes
+	}
+	return nil
+}
+
 // Principal is a user or service account; servers lists the routes it may use
 // ("*" grants every server).
 type Principal struct {
@@ -556,7 +698,7 @@ type Principal struct {
 
 func (x *Principal) Reset() {
 	*x = Principal{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[1]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -568,7 +710,7 @@ func (x *Principal) String() string {
 func (*Principal) ProtoMessage() {}
 
 func (x *Principal) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[1]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -581,7 +723,7 @@ func (x *Principal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Principal.ProtoReflect.Descriptor instead.
 func (*Principal) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{1}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Principal) GetName() string {
@@ -662,7 +804,7 @@ type GroupAssertion struct {
 
 func (x *GroupAssertion) Reset() {
 	*x = GroupAssertion{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[2]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -674,7 +816,7 @@ func (x *GroupAssertion) String() string {
 func (*GroupAssertion) ProtoMessage() {}
 
 func (x *GroupAssertion) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[2]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -687,7 +829,7 @@ func (x *GroupAssertion) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupAssertion.ProtoReflect.Descriptor instead.
 func (*GroupAssertion) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{2}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *GroupAssertion) GetGroup() string {
@@ -724,7 +866,7 @@ type Group struct {
 
 func (x *Group) Reset() {
 	*x = Group{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[3]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -736,7 +878,7 @@ func (x *Group) String() string {
 func (*Group) ProtoMessage() {}
 
 func (x *Group) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[3]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -749,7 +891,7 @@ func (x *Group) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Group.ProtoReflect.Descriptor instead.
 func (*Group) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{3}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Group) GetName() string {
@@ -819,7 +961,7 @@ type IdentityProvider struct {
 
 func (x *IdentityProvider) Reset() {
 	*x = IdentityProvider{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[4]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -831,7 +973,7 @@ func (x *IdentityProvider) String() string {
 func (*IdentityProvider) ProtoMessage() {}
 
 func (x *IdentityProvider) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[4]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -844,7 +986,7 @@ func (x *IdentityProvider) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IdentityProvider.ProtoReflect.Descriptor instead.
 func (*IdentityProvider) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{4}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *IdentityProvider) GetName() string {
@@ -938,6 +1080,306 @@ func (x *IdentityProvider) GetClientSecret() string {
 	return ""
 }
 
+// ToolPin is the recorded definition digest of one upstream tool.
+type ToolPin struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Tool  string                 `protobuf:"bytes,1,opt,name=tool,proto3" json:"tool,omitempty"`
+	// Hex SHA-256 of the approved (first seen, or admin-approved) definition.
+	ApprovedDigest string `protobuf:"bytes,2,opt,name=approved_digest,json=approvedDigest,proto3" json:"approved_digest,omitempty"`
+	// Hex SHA-256 of a different definition seen since; empty when none.
+	PendingDigest string                 `protobuf:"bytes,3,opt,name=pending_digest,json=pendingDigest,proto3" json:"pending_digest,omitempty"`
+	FirstSeenTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=first_seen_time,json=firstSeenTime,proto3" json:"first_seen_time,omitempty"`
+	// When pending_digest was first seen.
+	ChangeTime  *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=change_time,json=changeTime,proto3" json:"change_time,omitempty"`
+	ApproveTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=approve_time,json=approveTime,proto3" json:"approve_time,omitempty"`
+	// The admin that approved the current digest, when one did.
+	ApprovedBy    string `protobuf:"bytes,7,opt,name=approved_by,json=approvedBy,proto3" json:"approved_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ToolPin) Reset() {
+	*x = ToolPin{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ToolPin) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ToolPin) ProtoMessage() {}
+
+func (x *ToolPin) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ToolPin.ProtoReflect.Descriptor instead.
+func (*ToolPin) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ToolPin) GetTool() string {
+	if x != nil {
+		return x.Tool
+	}
+	return ""
+}
+
+func (x *ToolPin) GetApprovedDigest() string {
+	if x != nil {
+		return x.ApprovedDigest
+	}
+	return ""
+}
+
+func (x *ToolPin) GetPendingDigest() string {
+	if x != nil {
+		return x.PendingDigest
+	}
+	return ""
+}
+
+func (x *ToolPin) GetFirstSeenTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FirstSeenTime
+	}
+	return nil
+}
+
+func (x *ToolPin) GetChangeTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ChangeTime
+	}
+	return nil
+}
+
+func (x *ToolPin) GetApproveTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ApproveTime
+	}
+	return nil
+}
+
+func (x *ToolPin) GetApprovedBy() string {
+	if x != nil {
+		return x.ApprovedBy
+	}
+	return ""
+}
+
+type ListToolPinsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Server        string                 `protobuf:"bytes,1,opt,name=server,proto3" json:"server,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListToolPinsRequest) Reset() {
+	*x = ListToolPinsRequest{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListToolPinsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListToolPinsRequest) ProtoMessage() {}
+
+func (x *ListToolPinsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListToolPinsRequest.ProtoReflect.Descriptor instead.
+func (*ListToolPinsRequest) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ListToolPinsRequest) GetServer() string {
+	if x != nil {
+		return x.Server
+	}
+	return ""
+}
+
+type ListToolPinsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Sorted by tool.
+	Pins          []*ToolPin     `protobuf:"bytes,1,rep,name=pins,proto3" json:"pins,omitempty"`
+	OnToolChange  ToolChangeMode `protobuf:"varint,2,opt,name=on_tool_change,json=onToolChange,proto3,enum=mcpgate.config.v1.ToolChangeMode" json:"on_tool_change,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListToolPinsResponse) Reset() {
+	*x = ListToolPinsResponse{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListToolPinsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListToolPinsResponse) ProtoMessage() {}
+
+func (x *ListToolPinsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListToolPinsResponse.ProtoReflect.Descriptor instead.
+func (*ListToolPinsResponse) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ListToolPinsResponse) GetPins() []*ToolPin {
+	if x != nil {
+		return x.Pins
+	}
+	return nil
+}
+
+func (x *ListToolPinsResponse) GetOnToolChange() ToolChangeMode {
+	if x != nil {
+		return x.OnToolChange
+	}
+	return ToolChangeMode_TOOL_CHANGE_MODE_UNSPECIFIED
+}
+
+type ApproveToolPinRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Server string                 `protobuf:"bytes,1,opt,name=server,proto3" json:"server,omitempty"`
+	Tool   string                 `protobuf:"bytes,2,opt,name=tool,proto3" json:"tool,omitempty"`
+	// When set, approve only if the pending digest starts with it (what the
+	// admin saw in the list).
+	DigestPrefix  string `protobuf:"bytes,3,opt,name=digest_prefix,json=digestPrefix,proto3" json:"digest_prefix,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApproveToolPinRequest) Reset() {
+	*x = ApproveToolPinRequest{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApproveToolPinRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApproveToolPinRequest) ProtoMessage() {}
+
+func (x *ApproveToolPinRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApproveToolPinRequest.ProtoReflect.Descriptor instead.
+func (*ApproveToolPinRequest) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ApproveToolPinRequest) GetServer() string {
+	if x != nil {
+		return x.Server
+	}
+	return ""
+}
+
+func (x *ApproveToolPinRequest) GetTool() string {
+	if x != nil {
+		return x.Tool
+	}
+	return ""
+}
+
+func (x *ApproveToolPinRequest) GetDigestPrefix() string {
+	if x != nil {
+		return x.DigestPrefix
+	}
+	return ""
+}
+
+type ApproveToolPinResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Pin           *ToolPin               `protobuf:"bytes,1,opt,name=pin,proto3" json:"pin,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApproveToolPinResponse) Reset() {
+	*x = ApproveToolPinResponse{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApproveToolPinResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApproveToolPinResponse) ProtoMessage() {}
+
+func (x *ApproveToolPinResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApproveToolPinResponse.ProtoReflect.Descriptor instead.
+func (*ApproveToolPinResponse) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ApproveToolPinResponse) GetPin() *ToolPin {
+	if x != nil {
+		return x.Pin
+	}
+	return nil
+}
+
 // ApiKey describes a gateway API key. The key itself is shown once, at
 // creation; only its SHA-256 hash is stored.
 type ApiKey struct {
@@ -958,7 +1400,7 @@ type ApiKey struct {
 
 func (x *ApiKey) Reset() {
 	*x = ApiKey{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[5]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -970,7 +1412,7 @@ func (x *ApiKey) String() string {
 func (*ApiKey) ProtoMessage() {}
 
 func (x *ApiKey) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[5]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -983,7 +1425,7 @@ func (x *ApiKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApiKey.ProtoReflect.Descriptor instead.
 func (*ApiKey) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{5}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ApiKey) GetId() string {
@@ -1057,7 +1499,7 @@ type ListServersRequest struct {
 
 func (x *ListServersRequest) Reset() {
 	*x = ListServersRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[6]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1069,7 +1511,7 @@ func (x *ListServersRequest) String() string {
 func (*ListServersRequest) ProtoMessage() {}
 
 func (x *ListServersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[6]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1082,7 +1524,7 @@ func (x *ListServersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServersRequest.ProtoReflect.Descriptor instead.
 func (*ListServersRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{6}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{12}
 }
 
 type ListServersResponse struct {
@@ -1094,7 +1536,7 @@ type ListServersResponse struct {
 
 func (x *ListServersResponse) Reset() {
 	*x = ListServersResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[7]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1106,7 +1548,7 @@ func (x *ListServersResponse) String() string {
 func (*ListServersResponse) ProtoMessage() {}
 
 func (x *ListServersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[7]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1119,7 +1561,7 @@ func (x *ListServersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServersResponse.ProtoReflect.Descriptor instead.
 func (*ListServersResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{7}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListServersResponse) GetServers() []*McpServer {
@@ -1138,7 +1580,7 @@ type GetServerRequest struct {
 
 func (x *GetServerRequest) Reset() {
 	*x = GetServerRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[8]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1150,7 +1592,7 @@ func (x *GetServerRequest) String() string {
 func (*GetServerRequest) ProtoMessage() {}
 
 func (x *GetServerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[8]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1163,7 +1605,7 @@ func (x *GetServerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServerRequest.ProtoReflect.Descriptor instead.
 func (*GetServerRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{8}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetServerRequest) GetName() string {
@@ -1182,7 +1624,7 @@ type GetServerResponse struct {
 
 func (x *GetServerResponse) Reset() {
 	*x = GetServerResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[9]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1194,7 +1636,7 @@ func (x *GetServerResponse) String() string {
 func (*GetServerResponse) ProtoMessage() {}
 
 func (x *GetServerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[9]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1207,7 +1649,7 @@ func (x *GetServerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServerResponse.ProtoReflect.Descriptor instead.
 func (*GetServerResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{9}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetServerResponse) GetServer() *McpServer {
@@ -1230,7 +1672,7 @@ type PutServerRequest struct {
 
 func (x *PutServerRequest) Reset() {
 	*x = PutServerRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[10]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1242,7 +1684,7 @@ func (x *PutServerRequest) String() string {
 func (*PutServerRequest) ProtoMessage() {}
 
 func (x *PutServerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[10]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1255,7 +1697,7 @@ func (x *PutServerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutServerRequest.ProtoReflect.Descriptor instead.
 func (*PutServerRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{10}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *PutServerRequest) GetServer() *McpServer {
@@ -1290,7 +1732,7 @@ type PutServerResponse struct {
 
 func (x *PutServerResponse) Reset() {
 	*x = PutServerResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[11]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1302,7 +1744,7 @@ func (x *PutServerResponse) String() string {
 func (*PutServerResponse) ProtoMessage() {}
 
 func (x *PutServerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[11]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1315,7 +1757,7 @@ func (x *PutServerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutServerResponse.ProtoReflect.Descriptor instead.
 func (*PutServerResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{11}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *PutServerResponse) GetServer() *McpServer {
@@ -1342,7 +1784,7 @@ type DeleteServerRequest struct {
 
 func (x *DeleteServerRequest) Reset() {
 	*x = DeleteServerRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[12]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1354,7 +1796,7 @@ func (x *DeleteServerRequest) String() string {
 func (*DeleteServerRequest) ProtoMessage() {}
 
 func (x *DeleteServerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[12]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1367,7 +1809,7 @@ func (x *DeleteServerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteServerRequest.ProtoReflect.Descriptor instead.
 func (*DeleteServerRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{12}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *DeleteServerRequest) GetName() string {
@@ -1392,7 +1834,7 @@ type DeleteServerResponse struct {
 
 func (x *DeleteServerResponse) Reset() {
 	*x = DeleteServerResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[13]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1404,7 +1846,7 @@ func (x *DeleteServerResponse) String() string {
 func (*DeleteServerResponse) ProtoMessage() {}
 
 func (x *DeleteServerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[13]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1417,7 +1859,7 @@ func (x *DeleteServerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteServerResponse.ProtoReflect.Descriptor instead.
 func (*DeleteServerResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{13}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{19}
 }
 
 type ListPrincipalsRequest struct {
@@ -1428,7 +1870,7 @@ type ListPrincipalsRequest struct {
 
 func (x *ListPrincipalsRequest) Reset() {
 	*x = ListPrincipalsRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[14]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1440,7 +1882,7 @@ func (x *ListPrincipalsRequest) String() string {
 func (*ListPrincipalsRequest) ProtoMessage() {}
 
 func (x *ListPrincipalsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[14]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1453,7 +1895,7 @@ func (x *ListPrincipalsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPrincipalsRequest.ProtoReflect.Descriptor instead.
 func (*ListPrincipalsRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{14}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{20}
 }
 
 type ListPrincipalsResponse struct {
@@ -1465,7 +1907,7 @@ type ListPrincipalsResponse struct {
 
 func (x *ListPrincipalsResponse) Reset() {
 	*x = ListPrincipalsResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[15]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1477,7 +1919,7 @@ func (x *ListPrincipalsResponse) String() string {
 func (*ListPrincipalsResponse) ProtoMessage() {}
 
 func (x *ListPrincipalsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[15]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1490,7 +1932,7 @@ func (x *ListPrincipalsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPrincipalsResponse.ProtoReflect.Descriptor instead.
 func (*ListPrincipalsResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{15}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListPrincipalsResponse) GetPrincipals() []*Principal {
@@ -1509,7 +1951,7 @@ type GetPrincipalRequest struct {
 
 func (x *GetPrincipalRequest) Reset() {
 	*x = GetPrincipalRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[16]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1521,7 +1963,7 @@ func (x *GetPrincipalRequest) String() string {
 func (*GetPrincipalRequest) ProtoMessage() {}
 
 func (x *GetPrincipalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[16]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1534,7 +1976,7 @@ func (x *GetPrincipalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPrincipalRequest.ProtoReflect.Descriptor instead.
 func (*GetPrincipalRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{16}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetPrincipalRequest) GetName() string {
@@ -1556,7 +1998,7 @@ type GetPrincipalResponse struct {
 
 func (x *GetPrincipalResponse) Reset() {
 	*x = GetPrincipalResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[17]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1568,7 +2010,7 @@ func (x *GetPrincipalResponse) String() string {
 func (*GetPrincipalResponse) ProtoMessage() {}
 
 func (x *GetPrincipalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[17]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1581,7 +2023,7 @@ func (x *GetPrincipalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPrincipalResponse.ProtoReflect.Descriptor instead.
 func (*GetPrincipalResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{17}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetPrincipalResponse) GetPrincipal() *Principal {
@@ -1610,7 +2052,7 @@ type EffectiveServer struct {
 
 func (x *EffectiveServer) Reset() {
 	*x = EffectiveServer{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[18]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1622,7 +2064,7 @@ func (x *EffectiveServer) String() string {
 func (*EffectiveServer) ProtoMessage() {}
 
 func (x *EffectiveServer) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[18]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1635,7 +2077,7 @@ func (x *EffectiveServer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EffectiveServer.ProtoReflect.Descriptor instead.
 func (*EffectiveServer) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{18}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *EffectiveServer) GetServer() string {
@@ -1668,7 +2110,7 @@ type GrantSource struct {
 
 func (x *GrantSource) Reset() {
 	*x = GrantSource{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[19]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1680,7 +2122,7 @@ func (x *GrantSource) String() string {
 func (*GrantSource) ProtoMessage() {}
 
 func (x *GrantSource) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[19]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1693,7 +2135,7 @@ func (x *GrantSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GrantSource.ProtoReflect.Descriptor instead.
 func (*GrantSource) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{19}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GrantSource) GetGroup() string {
@@ -1727,7 +2169,7 @@ type PutPrincipalRequest struct {
 
 func (x *PutPrincipalRequest) Reset() {
 	*x = PutPrincipalRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[20]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1739,7 +2181,7 @@ func (x *PutPrincipalRequest) String() string {
 func (*PutPrincipalRequest) ProtoMessage() {}
 
 func (x *PutPrincipalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[20]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1752,7 +2194,7 @@ func (x *PutPrincipalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutPrincipalRequest.ProtoReflect.Descriptor instead.
 func (*PutPrincipalRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{20}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *PutPrincipalRequest) GetPrincipal() *Principal {
@@ -1779,7 +2221,7 @@ type PutPrincipalResponse struct {
 
 func (x *PutPrincipalResponse) Reset() {
 	*x = PutPrincipalResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[21]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1791,7 +2233,7 @@ func (x *PutPrincipalResponse) String() string {
 func (*PutPrincipalResponse) ProtoMessage() {}
 
 func (x *PutPrincipalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[21]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1804,7 +2246,7 @@ func (x *PutPrincipalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutPrincipalResponse.ProtoReflect.Descriptor instead.
 func (*PutPrincipalResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{21}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *PutPrincipalResponse) GetPrincipal() *Principal {
@@ -1831,7 +2273,7 @@ type DeletePrincipalRequest struct {
 
 func (x *DeletePrincipalRequest) Reset() {
 	*x = DeletePrincipalRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[22]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1843,7 +2285,7 @@ func (x *DeletePrincipalRequest) String() string {
 func (*DeletePrincipalRequest) ProtoMessage() {}
 
 func (x *DeletePrincipalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[22]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1856,7 +2298,7 @@ func (x *DeletePrincipalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePrincipalRequest.ProtoReflect.Descriptor instead.
 func (*DeletePrincipalRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{22}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *DeletePrincipalRequest) GetName() string {
@@ -1881,7 +2323,7 @@ type DeletePrincipalResponse struct {
 
 func (x *DeletePrincipalResponse) Reset() {
 	*x = DeletePrincipalResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[23]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1893,7 +2335,7 @@ func (x *DeletePrincipalResponse) String() string {
 func (*DeletePrincipalResponse) ProtoMessage() {}
 
 func (x *DeletePrincipalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[23]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1906,7 +2348,7 @@ func (x *DeletePrincipalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePrincipalResponse.ProtoReflect.Descriptor instead.
 func (*DeletePrincipalResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{23}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{29}
 }
 
 type ListGroupsRequest struct {
@@ -1917,7 +2359,7 @@ type ListGroupsRequest struct {
 
 func (x *ListGroupsRequest) Reset() {
 	*x = ListGroupsRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[24]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1929,7 +2371,7 @@ func (x *ListGroupsRequest) String() string {
 func (*ListGroupsRequest) ProtoMessage() {}
 
 func (x *ListGroupsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[24]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1942,7 +2384,7 @@ func (x *ListGroupsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGroupsRequest.ProtoReflect.Descriptor instead.
 func (*ListGroupsRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{24}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{30}
 }
 
 type ListGroupsResponse struct {
@@ -1954,7 +2396,7 @@ type ListGroupsResponse struct {
 
 func (x *ListGroupsResponse) Reset() {
 	*x = ListGroupsResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[25]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1966,7 +2408,7 @@ func (x *ListGroupsResponse) String() string {
 func (*ListGroupsResponse) ProtoMessage() {}
 
 func (x *ListGroupsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[25]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1979,7 +2421,7 @@ func (x *ListGroupsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGroupsResponse.ProtoReflect.Descriptor instead.
 func (*ListGroupsResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{25}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ListGroupsResponse) GetGroups() []*Group {
@@ -1998,7 +2440,7 @@ type GetGroupRequest struct {
 
 func (x *GetGroupRequest) Reset() {
 	*x = GetGroupRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[26]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2010,7 +2452,7 @@ func (x *GetGroupRequest) String() string {
 func (*GetGroupRequest) ProtoMessage() {}
 
 func (x *GetGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[26]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2023,7 +2465,7 @@ func (x *GetGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetGroupRequest.ProtoReflect.Descriptor instead.
 func (*GetGroupRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{26}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *GetGroupRequest) GetName() string {
@@ -2045,7 +2487,7 @@ type GetGroupResponse struct {
 
 func (x *GetGroupResponse) Reset() {
 	*x = GetGroupResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[27]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2057,7 +2499,7 @@ func (x *GetGroupResponse) String() string {
 func (*GetGroupResponse) ProtoMessage() {}
 
 func (x *GetGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[27]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2070,7 +2512,7 @@ func (x *GetGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetGroupResponse.ProtoReflect.Descriptor instead.
 func (*GetGroupResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{27}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *GetGroupResponse) GetGroup() *Group {
@@ -2097,7 +2539,7 @@ type PutGroupRequest struct {
 
 func (x *PutGroupRequest) Reset() {
 	*x = PutGroupRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[28]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2109,7 +2551,7 @@ func (x *PutGroupRequest) String() string {
 func (*PutGroupRequest) ProtoMessage() {}
 
 func (x *PutGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[28]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2122,7 +2564,7 @@ func (x *PutGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutGroupRequest.ProtoReflect.Descriptor instead.
 func (*PutGroupRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{28}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *PutGroupRequest) GetGroup() *Group {
@@ -2149,7 +2591,7 @@ type PutGroupResponse struct {
 
 func (x *PutGroupResponse) Reset() {
 	*x = PutGroupResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[29]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2161,7 +2603,7 @@ func (x *PutGroupResponse) String() string {
 func (*PutGroupResponse) ProtoMessage() {}
 
 func (x *PutGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[29]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2174,7 +2616,7 @@ func (x *PutGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutGroupResponse.ProtoReflect.Descriptor instead.
 func (*PutGroupResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{29}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *PutGroupResponse) GetGroup() *Group {
@@ -2201,7 +2643,7 @@ type DeleteGroupRequest struct {
 
 func (x *DeleteGroupRequest) Reset() {
 	*x = DeleteGroupRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[30]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2213,7 +2655,7 @@ func (x *DeleteGroupRequest) String() string {
 func (*DeleteGroupRequest) ProtoMessage() {}
 
 func (x *DeleteGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[30]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2226,7 +2668,7 @@ func (x *DeleteGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteGroupRequest.ProtoReflect.Descriptor instead.
 func (*DeleteGroupRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{30}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *DeleteGroupRequest) GetName() string {
@@ -2251,7 +2693,7 @@ type DeleteGroupResponse struct {
 
 func (x *DeleteGroupResponse) Reset() {
 	*x = DeleteGroupResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[31]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2263,7 +2705,7 @@ func (x *DeleteGroupResponse) String() string {
 func (*DeleteGroupResponse) ProtoMessage() {}
 
 func (x *DeleteGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[31]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2276,7 +2718,7 @@ func (x *DeleteGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteGroupResponse.ProtoReflect.Descriptor instead.
 func (*DeleteGroupResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{31}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{37}
 }
 
 type ListKeysRequest struct {
@@ -2289,7 +2731,7 @@ type ListKeysRequest struct {
 
 func (x *ListKeysRequest) Reset() {
 	*x = ListKeysRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[32]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2301,7 +2743,7 @@ func (x *ListKeysRequest) String() string {
 func (*ListKeysRequest) ProtoMessage() {}
 
 func (x *ListKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[32]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2314,7 +2756,7 @@ func (x *ListKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKeysRequest.ProtoReflect.Descriptor instead.
 func (*ListKeysRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{32}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ListKeysRequest) GetPrincipal() string {
@@ -2333,7 +2775,7 @@ type ListKeysResponse struct {
 
 func (x *ListKeysResponse) Reset() {
 	*x = ListKeysResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[33]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2345,7 +2787,7 @@ func (x *ListKeysResponse) String() string {
 func (*ListKeysResponse) ProtoMessage() {}
 
 func (x *ListKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[33]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2358,7 +2800,7 @@ func (x *ListKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKeysResponse.ProtoReflect.Descriptor instead.
 func (*ListKeysResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{33}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ListKeysResponse) GetKeys() []*ApiKey {
@@ -2381,7 +2823,7 @@ type CreateKeyRequest struct {
 
 func (x *CreateKeyRequest) Reset() {
 	*x = CreateKeyRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[34]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2393,7 +2835,7 @@ func (x *CreateKeyRequest) String() string {
 func (*CreateKeyRequest) ProtoMessage() {}
 
 func (x *CreateKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[34]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2406,7 +2848,7 @@ func (x *CreateKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateKeyRequest.ProtoReflect.Descriptor instead.
 func (*CreateKeyRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{34}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *CreateKeyRequest) GetPrincipal() string {
@@ -2450,7 +2892,7 @@ type CreateKeyResponse struct {
 
 func (x *CreateKeyResponse) Reset() {
 	*x = CreateKeyResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[35]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2462,7 +2904,7 @@ func (x *CreateKeyResponse) String() string {
 func (*CreateKeyResponse) ProtoMessage() {}
 
 func (x *CreateKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[35]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2475,7 +2917,7 @@ func (x *CreateKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateKeyResponse.ProtoReflect.Descriptor instead.
 func (*CreateKeyResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{35}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *CreateKeyResponse) GetApiKey() *ApiKey {
@@ -2509,7 +2951,7 @@ type RevokeKeyRequest struct {
 
 func (x *RevokeKeyRequest) Reset() {
 	*x = RevokeKeyRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[36]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2521,7 +2963,7 @@ func (x *RevokeKeyRequest) String() string {
 func (*RevokeKeyRequest) ProtoMessage() {}
 
 func (x *RevokeKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[36]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2534,7 +2976,7 @@ func (x *RevokeKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeKeyRequest.ProtoReflect.Descriptor instead.
 func (*RevokeKeyRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{36}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RevokeKeyRequest) GetId() string {
@@ -2553,7 +2995,7 @@ type RevokeKeyResponse struct {
 
 func (x *RevokeKeyResponse) Reset() {
 	*x = RevokeKeyResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[37]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2565,7 +3007,7 @@ func (x *RevokeKeyResponse) String() string {
 func (*RevokeKeyResponse) ProtoMessage() {}
 
 func (x *RevokeKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[37]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2578,7 +3020,7 @@ func (x *RevokeKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeKeyResponse.ProtoReflect.Descriptor instead.
 func (*RevokeKeyResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{37}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *RevokeKeyResponse) GetApiKey() *ApiKey {
@@ -2596,7 +3038,7 @@ type ListIdentityProvidersRequest struct {
 
 func (x *ListIdentityProvidersRequest) Reset() {
 	*x = ListIdentityProvidersRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[38]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2608,7 +3050,7 @@ func (x *ListIdentityProvidersRequest) String() string {
 func (*ListIdentityProvidersRequest) ProtoMessage() {}
 
 func (x *ListIdentityProvidersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[38]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2621,7 +3063,7 @@ func (x *ListIdentityProvidersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListIdentityProvidersRequest.ProtoReflect.Descriptor instead.
 func (*ListIdentityProvidersRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{38}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{44}
 }
 
 type ListIdentityProvidersResponse struct {
@@ -2633,7 +3075,7 @@ type ListIdentityProvidersResponse struct {
 
 func (x *ListIdentityProvidersResponse) Reset() {
 	*x = ListIdentityProvidersResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[39]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2645,7 +3087,7 @@ func (x *ListIdentityProvidersResponse) String() string {
 func (*ListIdentityProvidersResponse) ProtoMessage() {}
 
 func (x *ListIdentityProvidersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[39]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2658,7 +3100,7 @@ func (x *ListIdentityProvidersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListIdentityProvidersResponse.ProtoReflect.Descriptor instead.
 func (*ListIdentityProvidersResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{39}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ListIdentityProvidersResponse) GetIdentityProviders() []*IdentityProvider {
@@ -2677,7 +3119,7 @@ type GetIdentityProviderRequest struct {
 
 func (x *GetIdentityProviderRequest) Reset() {
 	*x = GetIdentityProviderRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[40]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2689,7 +3131,7 @@ func (x *GetIdentityProviderRequest) String() string {
 func (*GetIdentityProviderRequest) ProtoMessage() {}
 
 func (x *GetIdentityProviderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[40]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2702,7 +3144,7 @@ func (x *GetIdentityProviderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetIdentityProviderRequest.ProtoReflect.Descriptor instead.
 func (*GetIdentityProviderRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{40}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *GetIdentityProviderRequest) GetName() string {
@@ -2721,7 +3163,7 @@ type GetIdentityProviderResponse struct {
 
 func (x *GetIdentityProviderResponse) Reset() {
 	*x = GetIdentityProviderResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[41]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2733,7 +3175,7 @@ func (x *GetIdentityProviderResponse) String() string {
 func (*GetIdentityProviderResponse) ProtoMessage() {}
 
 func (x *GetIdentityProviderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[41]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2746,7 +3188,7 @@ func (x *GetIdentityProviderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetIdentityProviderResponse.ProtoReflect.Descriptor instead.
 func (*GetIdentityProviderResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{41}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *GetIdentityProviderResponse) GetIdentityProvider() *IdentityProvider {
@@ -2767,7 +3209,7 @@ type PutIdentityProviderRequest struct {
 
 func (x *PutIdentityProviderRequest) Reset() {
 	*x = PutIdentityProviderRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[42]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2779,7 +3221,7 @@ func (x *PutIdentityProviderRequest) String() string {
 func (*PutIdentityProviderRequest) ProtoMessage() {}
 
 func (x *PutIdentityProviderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[42]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2792,7 +3234,7 @@ func (x *PutIdentityProviderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutIdentityProviderRequest.ProtoReflect.Descriptor instead.
 func (*PutIdentityProviderRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{42}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *PutIdentityProviderRequest) GetIdentityProvider() *IdentityProvider {
@@ -2819,7 +3261,7 @@ type PutIdentityProviderResponse struct {
 
 func (x *PutIdentityProviderResponse) Reset() {
 	*x = PutIdentityProviderResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[43]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2831,7 +3273,7 @@ func (x *PutIdentityProviderResponse) String() string {
 func (*PutIdentityProviderResponse) ProtoMessage() {}
 
 func (x *PutIdentityProviderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[43]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2844,7 +3286,7 @@ func (x *PutIdentityProviderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutIdentityProviderResponse.ProtoReflect.Descriptor instead.
 func (*PutIdentityProviderResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{43}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *PutIdentityProviderResponse) GetIdentityProvider() *IdentityProvider {
@@ -2871,7 +3313,7 @@ type DeleteIdentityProviderRequest struct {
 
 func (x *DeleteIdentityProviderRequest) Reset() {
 	*x = DeleteIdentityProviderRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[44]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2883,7 +3325,7 @@ func (x *DeleteIdentityProviderRequest) String() string {
 func (*DeleteIdentityProviderRequest) ProtoMessage() {}
 
 func (x *DeleteIdentityProviderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[44]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2896,7 +3338,7 @@ func (x *DeleteIdentityProviderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteIdentityProviderRequest.ProtoReflect.Descriptor instead.
 func (*DeleteIdentityProviderRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{44}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *DeleteIdentityProviderRequest) GetName() string {
@@ -2921,7 +3363,7 @@ type DeleteIdentityProviderResponse struct {
 
 func (x *DeleteIdentityProviderResponse) Reset() {
 	*x = DeleteIdentityProviderResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[45]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2933,7 +3375,7 @@ func (x *DeleteIdentityProviderResponse) String() string {
 func (*DeleteIdentityProviderResponse) ProtoMessage() {}
 
 func (x *DeleteIdentityProviderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[45]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2946,14 +3388,14 @@ func (x *DeleteIdentityProviderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteIdentityProviderResponse.ProtoReflect.Descriptor instead.
 func (*DeleteIdentityProviderResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{45}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{51}
 }
 
 var File_mcpgate_config_v1_config_proto protoreflect.FileDescriptor
 
 const file_mcpgate_config_v1_config_proto_rawDesc = "" +
 	"\n" +
-	"\x1emcpgate/config/v1/config.proto\x12\x11mcpgate.config.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcb\a\n" +
+	"\x1emcpgate/config/v1/config.proto\x12\x11mcpgate.config.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd6\b\n" +
 	"\tMcpServer\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03url\x18\x02 \x01(\tR\x03url\x12:\n" +
@@ -2979,10 +3421,18 @@ const file_mcpgate_config_v1_config_proto_rawDesc = "" +
 	"\x0erevocation_url\x18\x13 \x01(\tR\rrevocationUrl\x12\x16\n" +
 	"\x06issuer\x18\x14 \x01(\tR\x06issuer\x12\x1a\n" +
 	"\brevision\x18\x15 \x01(\x03R\brevision\x126\n" +
-	"\x17token_exchange_audience\x18\x16 \x01(\tR\x15tokenExchangeAudience\x1a@\n" +
+	"\x17token_exchange_audience\x18\x16 \x01(\tR\x15tokenExchangeAudience\x12?\n" +
+	"\vtool_scopes\x18\x8c\x01 \x03(\v2\x1d.mcpgate.config.v1.ToolScopesR\n" +
+	"toolScopes\x12H\n" +
+	"\x0eon_tool_change\x18\x8d\x01 \x01(\x0e2!.mcpgate.config.v1.ToolChangeModeR\fonToolChange\x1a@\n" +
 	"\x12StaticHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd1\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"a\n" +
+	"\n" +
+	"ToolScopes\x12\x12\n" +
+	"\x04tool\x18\x01 \x01(\tR\x04tool\x12\x16\n" +
+	"\x06scopes\x18\x02 \x03(\tR\x06scopes\x12'\n" +
+	"\x0fupstream_scopes\x18\x03 \x03(\tR\x0eupstreamScopes\"\xd1\x02\n" +
 	"\tPrincipal\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x124\n" +
 	"\x04kind\x18\x02 \x01(\x0e2 .mcpgate.config.v1.PrincipalKindR\x04kind\x12+\n" +
@@ -3018,7 +3468,28 @@ const file_mcpgate_config_v1_config_proto_rawDesc = "" +
 	"trustIdJag\x12*\n" +
 	"\x11client_secret_set\x18\v \x01(\bR\x0fclientSecretSet\x12\x1a\n" +
 	"\brevision\x18\f \x01(\x03R\brevision\x12#\n" +
-	"\rclient_secret\x18\r \x01(\tR\fclientSecret\"\xde\x02\n" +
+	"\rclient_secret\x18\r \x01(\tR\fclientSecret\"\xce\x02\n" +
+	"\aToolPin\x12\x12\n" +
+	"\x04tool\x18\x01 \x01(\tR\x04tool\x12'\n" +
+	"\x0fapproved_digest\x18\x02 \x01(\tR\x0eapprovedDigest\x12%\n" +
+	"\x0epending_digest\x18\x03 \x01(\tR\rpendingDigest\x12B\n" +
+	"\x0ffirst_seen_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\rfirstSeenTime\x12;\n" +
+	"\vchange_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"changeTime\x12=\n" +
+	"\fapprove_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\vapproveTime\x12\x1f\n" +
+	"\vapproved_by\x18\a \x01(\tR\n" +
+	"approvedBy\"-\n" +
+	"\x13ListToolPinsRequest\x12\x16\n" +
+	"\x06server\x18\x01 \x01(\tR\x06server\"\x8f\x01\n" +
+	"\x14ListToolPinsResponse\x12.\n" +
+	"\x04pins\x18\x01 \x03(\v2\x1a.mcpgate.config.v1.ToolPinR\x04pins\x12G\n" +
+	"\x0eon_tool_change\x18\x02 \x01(\x0e2!.mcpgate.config.v1.ToolChangeModeR\fonToolChange\"h\n" +
+	"\x15ApproveToolPinRequest\x12\x16\n" +
+	"\x06server\x18\x01 \x01(\tR\x06server\x12\x12\n" +
+	"\x04tool\x18\x02 \x01(\tR\x04tool\x12#\n" +
+	"\rdigest_prefix\x18\x03 \x01(\tR\fdigestPrefix\"F\n" +
+	"\x16ApproveToolPinResponse\x12,\n" +
+	"\x03pin\x18\x01 \x01(\v2\x1a.mcpgate.config.v1.ToolPinR\x03pin\"\xde\x02\n" +
 	"\x06ApiKey\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1c\n" +
@@ -3150,7 +3621,11 @@ const file_mcpgate_config_v1_config_proto_rawDesc = "" +
 	"\x18O_AUTH2_FLOW_UNSPECIFIED\x10\x00\x12#\n" +
 	"\x1fO_AUTH2_FLOW_AUTHORIZATION_CODE\x10\x01\x12#\n" +
 	"\x1fO_AUTH2_FLOW_CLIENT_CREDENTIALS\x10\x02\x12\x1f\n" +
-	"\x1bO_AUTH2_FLOW_TOKEN_EXCHANGE\x10\x03*l\n" +
+	"\x1bO_AUTH2_FLOW_TOKEN_EXCHANGE\x10\x03*i\n" +
+	"\x0eToolChangeMode\x12 \n" +
+	"\x1cTOOL_CHANGE_MODE_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15TOOL_CHANGE_MODE_WARN\x10\x01\x12\x1a\n" +
+	"\x16TOOL_CHANGE_MODE_BLOCK\x10\x02*l\n" +
 	"\rPrincipalKind\x12\x1e\n" +
 	"\x1aPRINCIPAL_KIND_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13PRINCIPAL_KIND_USER\x10\x01\x12\"\n" +
@@ -3159,7 +3634,10 @@ const file_mcpgate_config_v1_config_proto_rawDesc = "" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vROLE_MEMBER\x10\x01\x12\x0e\n" +
 	"\n" +
-	"ROLE_ADMIN\x10\x022\x88\x03\n" +
+	"ROLE_ADMIN\x10\x022\xdd\x01\n" +
+	"\x0eToolPinService\x12d\n" +
+	"\fListToolPins\x12&.mcpgate.config.v1.ListToolPinsRequest\x1a'.mcpgate.config.v1.ListToolPinsResponse\"\x03\x90\x02\x01\x12e\n" +
+	"\x0eApproveToolPin\x12(.mcpgate.config.v1.ApproveToolPinRequest\x1a).mcpgate.config.v1.ApproveToolPinResponse2\x88\x03\n" +
 	"\rServerService\x12a\n" +
 	"\vListServers\x12%.mcpgate.config.v1.ListServersRequest\x1a&.mcpgate.config.v1.ListServersResponse\"\x03\x90\x02\x01\x12[\n" +
 	"\tGetServer\x12#.mcpgate.config.v1.GetServerRequest\x1a$.mcpgate.config.v1.GetServerResponse\"\x03\x90\x02\x01\x12V\n" +
@@ -3200,141 +3678,160 @@ func file_mcpgate_config_v1_config_proto_rawDescGZIP() []byte {
 	return file_mcpgate_config_v1_config_proto_rawDescData
 }
 
-var file_mcpgate_config_v1_config_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_mcpgate_config_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
+var file_mcpgate_config_v1_config_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
+var file_mcpgate_config_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
 var file_mcpgate_config_v1_config_proto_goTypes = []any{
 	(Transport)(0),                         // 0: mcpgate.config.v1.Transport
 	(AuthType)(0),                          // 1: mcpgate.config.v1.AuthType
 	(OAuth2Flow)(0),                        // 2: mcpgate.config.v1.OAuth2Flow
-	(PrincipalKind)(0),                     // 3: mcpgate.config.v1.PrincipalKind
-	(Role)(0),                              // 4: mcpgate.config.v1.Role
-	(*McpServer)(nil),                      // 5: mcpgate.config.v1.McpServer
-	(*Principal)(nil),                      // 6: mcpgate.config.v1.Principal
-	(*GroupAssertion)(nil),                 // 7: mcpgate.config.v1.GroupAssertion
-	(*Group)(nil),                          // 8: mcpgate.config.v1.Group
-	(*IdentityProvider)(nil),               // 9: mcpgate.config.v1.IdentityProvider
-	(*ApiKey)(nil),                         // 10: mcpgate.config.v1.ApiKey
-	(*ListServersRequest)(nil),             // 11: mcpgate.config.v1.ListServersRequest
-	(*ListServersResponse)(nil),            // 12: mcpgate.config.v1.ListServersResponse
-	(*GetServerRequest)(nil),               // 13: mcpgate.config.v1.GetServerRequest
-	(*GetServerResponse)(nil),              // 14: mcpgate.config.v1.GetServerResponse
-	(*PutServerRequest)(nil),               // 15: mcpgate.config.v1.PutServerRequest
-	(*PutServerResponse)(nil),              // 16: mcpgate.config.v1.PutServerResponse
-	(*DeleteServerRequest)(nil),            // 17: mcpgate.config.v1.DeleteServerRequest
-	(*DeleteServerResponse)(nil),           // 18: mcpgate.config.v1.DeleteServerResponse
-	(*ListPrincipalsRequest)(nil),          // 19: mcpgate.config.v1.ListPrincipalsRequest
-	(*ListPrincipalsResponse)(nil),         // 20: mcpgate.config.v1.ListPrincipalsResponse
-	(*GetPrincipalRequest)(nil),            // 21: mcpgate.config.v1.GetPrincipalRequest
-	(*GetPrincipalResponse)(nil),           // 22: mcpgate.config.v1.GetPrincipalResponse
-	(*EffectiveServer)(nil),                // 23: mcpgate.config.v1.EffectiveServer
-	(*GrantSource)(nil),                    // 24: mcpgate.config.v1.GrantSource
-	(*PutPrincipalRequest)(nil),            // 25: mcpgate.config.v1.PutPrincipalRequest
-	(*PutPrincipalResponse)(nil),           // 26: mcpgate.config.v1.PutPrincipalResponse
-	(*DeletePrincipalRequest)(nil),         // 27: mcpgate.config.v1.DeletePrincipalRequest
-	(*DeletePrincipalResponse)(nil),        // 28: mcpgate.config.v1.DeletePrincipalResponse
-	(*ListGroupsRequest)(nil),              // 29: mcpgate.config.v1.ListGroupsRequest
-	(*ListGroupsResponse)(nil),             // 30: mcpgate.config.v1.ListGroupsResponse
-	(*GetGroupRequest)(nil),                // 31: mcpgate.config.v1.GetGroupRequest
-	(*GetGroupResponse)(nil),               // 32: mcpgate.config.v1.GetGroupResponse
-	(*PutGroupRequest)(nil),                // 33: mcpgate.config.v1.PutGroupRequest
-	(*PutGroupResponse)(nil),               // 34: mcpgate.config.v1.PutGroupResponse
-	(*DeleteGroupRequest)(nil),             // 35: mcpgate.config.v1.DeleteGroupRequest
-	(*DeleteGroupResponse)(nil),            // 36: mcpgate.config.v1.DeleteGroupResponse
-	(*ListKeysRequest)(nil),                // 37: mcpgate.config.v1.ListKeysRequest
-	(*ListKeysResponse)(nil),               // 38: mcpgate.config.v1.ListKeysResponse
-	(*CreateKeyRequest)(nil),               // 39: mcpgate.config.v1.CreateKeyRequest
-	(*CreateKeyResponse)(nil),              // 40: mcpgate.config.v1.CreateKeyResponse
-	(*RevokeKeyRequest)(nil),               // 41: mcpgate.config.v1.RevokeKeyRequest
-	(*RevokeKeyResponse)(nil),              // 42: mcpgate.config.v1.RevokeKeyResponse
-	(*ListIdentityProvidersRequest)(nil),   // 43: mcpgate.config.v1.ListIdentityProvidersRequest
-	(*ListIdentityProvidersResponse)(nil),  // 44: mcpgate.config.v1.ListIdentityProvidersResponse
-	(*GetIdentityProviderRequest)(nil),     // 45: mcpgate.config.v1.GetIdentityProviderRequest
-	(*GetIdentityProviderResponse)(nil),    // 46: mcpgate.config.v1.GetIdentityProviderResponse
-	(*PutIdentityProviderRequest)(nil),     // 47: mcpgate.config.v1.PutIdentityProviderRequest
-	(*PutIdentityProviderResponse)(nil),    // 48: mcpgate.config.v1.PutIdentityProviderResponse
-	(*DeleteIdentityProviderRequest)(nil),  // 49: mcpgate.config.v1.DeleteIdentityProviderRequest
-	(*DeleteIdentityProviderResponse)(nil), // 50: mcpgate.config.v1.DeleteIdentityProviderResponse
-	nil,                                    // 51: mcpgate.config.v1.McpServer.StaticHeadersEntry
-	(*timestamppb.Timestamp)(nil),          // 52: google.protobuf.Timestamp
+	(ToolChangeMode)(0),                    // 3: mcpgate.config.v1.ToolChangeMode
+	(PrincipalKind)(0),                     // 4: mcpgate.config.v1.PrincipalKind
+	(Role)(0),                              // 5: mcpgate.config.v1.Role
+	(*McpServer)(nil),                      // 6: mcpgate.config.v1.McpServer
+	(*ToolScopes)(nil),                     // 7: mcpgate.config.v1.ToolScopes
+	(*Principal)(nil),                      // 8: mcpgate.config.v1.Principal
+	(*GroupAssertion)(nil),                 // 9: mcpgate.config.v1.GroupAssertion
+	(*Group)(nil),                          // 10: mcpgate.config.v1.Group
+	(*IdentityProvider)(nil),               // 11: mcpgate.config.v1.IdentityProvider
+	(*ToolPin)(nil),                        // 12: mcpgate.config.v1.ToolPin
+	(*ListToolPinsRequest)(nil),            // 13: mcpgate.config.v1.ListToolPinsRequest
+	(*ListToolPinsResponse)(nil),           // 14: mcpgate.config.v1.ListToolPinsResponse
+	(*ApproveToolPinRequest)(nil),          // 15: mcpgate.config.v1.ApproveToolPinRequest
+	(*ApproveToolPinResponse)(nil),         // 16: mcpgate.config.v1.ApproveToolPinResponse
+	(*ApiKey)(nil),                         // 17: mcpgate.config.v1.ApiKey
+	(*ListServersRequest)(nil),             // 18: mcpgate.config.v1.ListServersRequest
+	(*ListServersResponse)(nil),            // 19: mcpgate.config.v1.ListServersResponse
+	(*GetServerRequest)(nil),               // 20: mcpgate.config.v1.GetServerRequest
+	(*GetServerResponse)(nil),              // 21: mcpgate.config.v1.GetServerResponse
+	(*PutServerRequest)(nil),               // 22: mcpgate.config.v1.PutServerRequest
+	(*PutServerResponse)(nil),              // 23: mcpgate.config.v1.PutServerResponse
+	(*DeleteServerRequest)(nil),            // 24: mcpgate.config.v1.DeleteServerRequest
+	(*DeleteServerResponse)(nil),           // 25: mcpgate.config.v1.DeleteServerResponse
+	(*ListPrincipalsRequest)(nil),          // 26: mcpgate.config.v1.ListPrincipalsRequest
+	(*ListPrincipalsResponse)(nil),         // 27: mcpgate.config.v1.ListPrincipalsResponse
+	(*GetPrincipalRequest)(nil),            // 28: mcpgate.config.v1.GetPrincipalRequest
+	(*GetPrincipalResponse)(nil),           // 29: mcpgate.config.v1.GetPrincipalResponse
+	(*EffectiveServer)(nil),                // 30: mcpgate.config.v1.EffectiveServer
+	(*GrantSource)(nil),                    // 31: mcpgate.config.v1.GrantSource
+	(*PutPrincipalRequest)(nil),            // 32: mcpgate.config.v1.PutPrincipalRequest
+	(*PutPrincipalResponse)(nil),           // 33: mcpgate.config.v1.PutPrincipalResponse
+	(*DeletePrincipalRequest)(nil),         // 34: mcpgate.config.v1.DeletePrincipalRequest
+	(*DeletePrincipalResponse)(nil),        // 35: mcpgate.config.v1.DeletePrincipalResponse
+	(*ListGroupsRequest)(nil),              // 36: mcpgate.config.v1.ListGroupsRequest
+	(*ListGroupsResponse)(nil),             // 37: mcpgate.config.v1.ListGroupsResponse
+	(*GetGroupRequest)(nil),                // 38: mcpgate.config.v1.GetGroupRequest
+	(*GetGroupResponse)(nil),               // 39: mcpgate.config.v1.GetGroupResponse
+	(*PutGroupRequest)(nil),                // 40: mcpgate.config.v1.PutGroupRequest
+	(*PutGroupResponse)(nil),               // 41: mcpgate.config.v1.PutGroupResponse
+	(*DeleteGroupRequest)(nil),             // 42: mcpgate.config.v1.DeleteGroupRequest
+	(*DeleteGroupResponse)(nil),            // 43: mcpgate.config.v1.DeleteGroupResponse
+	(*ListKeysRequest)(nil),                // 44: mcpgate.config.v1.ListKeysRequest
+	(*ListKeysResponse)(nil),               // 45: mcpgate.config.v1.ListKeysResponse
+	(*CreateKeyRequest)(nil),               // 46: mcpgate.config.v1.CreateKeyRequest
+	(*CreateKeyResponse)(nil),              // 47: mcpgate.config.v1.CreateKeyResponse
+	(*RevokeKeyRequest)(nil),               // 48: mcpgate.config.v1.RevokeKeyRequest
+	(*RevokeKeyResponse)(nil),              // 49: mcpgate.config.v1.RevokeKeyResponse
+	(*ListIdentityProvidersRequest)(nil),   // 50: mcpgate.config.v1.ListIdentityProvidersRequest
+	(*ListIdentityProvidersResponse)(nil),  // 51: mcpgate.config.v1.ListIdentityProvidersResponse
+	(*GetIdentityProviderRequest)(nil),     // 52: mcpgate.config.v1.GetIdentityProviderRequest
+	(*GetIdentityProviderResponse)(nil),    // 53: mcpgate.config.v1.GetIdentityProviderResponse
+	(*PutIdentityProviderRequest)(nil),     // 54: mcpgate.config.v1.PutIdentityProviderRequest
+	(*PutIdentityProviderResponse)(nil),    // 55: mcpgate.config.v1.PutIdentityProviderResponse
+	(*DeleteIdentityProviderRequest)(nil),  // 56: mcpgate.config.v1.DeleteIdentityProviderRequest
+	(*DeleteIdentityProviderResponse)(nil), // 57: mcpgate.config.v1.DeleteIdentityProviderResponse
+	nil,                                    // 58: mcpgate.config.v1.McpServer.StaticHeadersEntry
+	(*timestamppb.Timestamp)(nil),          // 59: google.protobuf.Timestamp
 }
 var file_mcpgate_config_v1_config_proto_depIdxs = []int32{
 	0,  // 0: mcpgate.config.v1.McpServer.transport:type_name -> mcpgate.config.v1.Transport
 	1,  // 1: mcpgate.config.v1.McpServer.auth_type:type_name -> mcpgate.config.v1.AuthType
 	2,  // 2: mcpgate.config.v1.McpServer.oauth2_flow:type_name -> mcpgate.config.v1.OAuth2Flow
-	51, // 3: mcpgate.config.v1.McpServer.static_headers:type_name -> mcpgate.config.v1.McpServer.StaticHeadersEntry
-	3,  // 4: mcpgate.config.v1.Principal.kind:type_name -> mcpgate.config.v1.PrincipalKind
-	4,  // 5: mcpgate.config.v1.Principal.role:type_name -> mcpgate.config.v1.Role
-	7,  // 6: mcpgate.config.v1.Principal.asserted_groups:type_name -> mcpgate.config.v1.GroupAssertion
-	52, // 7: mcpgate.config.v1.GroupAssertion.assert_time:type_name -> google.protobuf.Timestamp
-	52, // 8: mcpgate.config.v1.ApiKey.create_time:type_name -> google.protobuf.Timestamp
-	52, // 9: mcpgate.config.v1.ApiKey.expire_time:type_name -> google.protobuf.Timestamp
-	52, // 10: mcpgate.config.v1.ApiKey.revoke_time:type_name -> google.protobuf.Timestamp
-	5,  // 11: mcpgate.config.v1.ListServersResponse.servers:type_name -> mcpgate.config.v1.McpServer
-	5,  // 12: mcpgate.config.v1.GetServerResponse.server:type_name -> mcpgate.config.v1.McpServer
-	5,  // 13: mcpgate.config.v1.PutServerRequest.server:type_name -> mcpgate.config.v1.McpServer
-	5,  // 14: mcpgate.config.v1.PutServerResponse.server:type_name -> mcpgate.config.v1.McpServer
-	6,  // 15: mcpgate.config.v1.ListPrincipalsResponse.principals:type_name -> mcpgate.config.v1.Principal
-	6,  // 16: mcpgate.config.v1.GetPrincipalResponse.principal:type_name -> mcpgate.config.v1.Principal
-	23, // 17: mcpgate.config.v1.GetPrincipalResponse.effective_servers:type_name -> mcpgate.config.v1.EffectiveServer
-	24, // 18: mcpgate.config.v1.EffectiveServer.sources:type_name -> mcpgate.config.v1.GrantSource
-	52, // 19: mcpgate.config.v1.GrantSource.assert_time:type_name -> google.protobuf.Timestamp
-	6,  // 20: mcpgate.config.v1.PutPrincipalRequest.principal:type_name -> mcpgate.config.v1.Principal
-	6,  // 21: mcpgate.config.v1.PutPrincipalResponse.principal:type_name -> mcpgate.config.v1.Principal
-	8,  // 22: mcpgate.config.v1.ListGroupsResponse.groups:type_name -> mcpgate.config.v1.Group
-	8,  // 23: mcpgate.config.v1.GetGroupResponse.group:type_name -> mcpgate.config.v1.Group
-	8,  // 24: mcpgate.config.v1.PutGroupRequest.group:type_name -> mcpgate.config.v1.Group
-	8,  // 25: mcpgate.config.v1.PutGroupResponse.group:type_name -> mcpgate.config.v1.Group
-	10, // 26: mcpgate.config.v1.ListKeysResponse.keys:type_name -> mcpgate.config.v1.ApiKey
-	52, // 27: mcpgate.config.v1.CreateKeyRequest.expire_time:type_name -> google.protobuf.Timestamp
-	10, // 28: mcpgate.config.v1.CreateKeyResponse.api_key:type_name -> mcpgate.config.v1.ApiKey
-	10, // 29: mcpgate.config.v1.RevokeKeyResponse.api_key:type_name -> mcpgate.config.v1.ApiKey
-	9,  // 30: mcpgate.config.v1.ListIdentityProvidersResponse.identity_providers:type_name -> mcpgate.config.v1.IdentityProvider
-	9,  // 31: mcpgate.config.v1.GetIdentityProviderResponse.identity_provider:type_name -> mcpgate.config.v1.IdentityProvider
-	9,  // 32: mcpgate.config.v1.PutIdentityProviderRequest.identity_provider:type_name -> mcpgate.config.v1.IdentityProvider
-	9,  // 33: mcpgate.config.v1.PutIdentityProviderResponse.identity_provider:type_name -> mcpgate.config.v1.IdentityProvider
-	11, // 34: mcpgate.config.v1.ServerService.ListServers:input_type -> mcpgate.config.v1.ListServersRequest
-	13, // 35: mcpgate.config.v1.ServerService.GetServer:input_type -> mcpgate.config.v1.GetServerRequest
-	15, // 36: mcpgate.config.v1.ServerService.PutServer:input_type -> mcpgate.config.v1.PutServerRequest
-	17, // 37: mcpgate.config.v1.ServerService.DeleteServer:input_type -> mcpgate.config.v1.DeleteServerRequest
-	19, // 38: mcpgate.config.v1.PrincipalService.ListPrincipals:input_type -> mcpgate.config.v1.ListPrincipalsRequest
-	21, // 39: mcpgate.config.v1.PrincipalService.GetPrincipal:input_type -> mcpgate.config.v1.GetPrincipalRequest
-	25, // 40: mcpgate.config.v1.PrincipalService.PutPrincipal:input_type -> mcpgate.config.v1.PutPrincipalRequest
-	27, // 41: mcpgate.config.v1.PrincipalService.DeletePrincipal:input_type -> mcpgate.config.v1.DeletePrincipalRequest
-	29, // 42: mcpgate.config.v1.GroupService.ListGroups:input_type -> mcpgate.config.v1.ListGroupsRequest
-	31, // 43: mcpgate.config.v1.GroupService.GetGroup:input_type -> mcpgate.config.v1.GetGroupRequest
-	33, // 44: mcpgate.config.v1.GroupService.PutGroup:input_type -> mcpgate.config.v1.PutGroupRequest
-	35, // 45: mcpgate.config.v1.GroupService.DeleteGroup:input_type -> mcpgate.config.v1.DeleteGroupRequest
-	37, // 46: mcpgate.config.v1.KeyService.ListKeys:input_type -> mcpgate.config.v1.ListKeysRequest
-	39, // 47: mcpgate.config.v1.KeyService.CreateKey:input_type -> mcpgate.config.v1.CreateKeyRequest
-	41, // 48: mcpgate.config.v1.KeyService.RevokeKey:input_type -> mcpgate.config.v1.RevokeKeyRequest
-	43, // 49: mcpgate.config.v1.IdentityProviderService.ListIdentityProviders:input_type -> mcpgate.config.v1.ListIdentityProvidersRequest
-	45, // 50: mcpgate.config.v1.IdentityProviderService.GetIdentityProvider:input_type -> mcpgate.config.v1.GetIdentityProviderRequest
-	47, // 51: mcpgate.config.v1.IdentityProviderService.PutIdentityProvider:input_type -> mcpgate.config.v1.PutIdentityProviderRequest
-	49, // 52: mcpgate.config.v1.IdentityProviderService.DeleteIdentityProvider:input_type -> mcpgate.config.v1.DeleteIdentityProviderRequest
-	12, // 53: mcpgate.config.v1.ServerService.ListServers:output_type -> mcpgate.config.v1.ListServersResponse
-	14, // 54: mcpgate.config.v1.ServerService.GetServer:output_type -> mcpgate.config.v1.GetServerResponse
-	16, // 55: mcpgate.config.v1.ServerService.PutServer:output_type -> mcpgate.config.v1.PutServerResponse
-	18, // 56: mcpgate.config.v1.ServerService.DeleteServer:output_type -> mcpgate.config.v1.DeleteServerResponse
-	20, // 57: mcpgate.config.v1.PrincipalService.ListPrincipals:output_type -> mcpgate.config.v1.ListPrincipalsResponse
-	22, // 58: mcpgate.config.v1.PrincipalService.GetPrincipal:output_type -> mcpgate.config.v1.GetPrincipalResponse
-	26, // 59: mcpgate.config.v1.PrincipalService.PutPrincipal:output_type -> mcpgate.config.v1.PutPrincipalResponse
-	28, // 60: mcpgate.config.v1.PrincipalService.DeletePrincipal:output_type -> mcpgate.config.v1.DeletePrincipalResponse
-	30, // 61: mcpgate.config.v1.GroupService.ListGroups:output_type -> mcpgate.config.v1.ListGroupsResponse
-	32, // 62: mcpgate.config.v1.GroupService.GetGroup:output_type -> mcpgate.config.v1.GetGroupResponse
-	34, // 63: mcpgate.config.v1.GroupService.PutGroup:output_type -> mcpgate.config.v1.PutGroupResponse
-	36, // 64: mcpgate.config.v1.GroupService.DeleteGroup:output_type -> mcpgate.config.v1.DeleteGroupResponse
-	38, // 65: mcpgate.config.v1.KeyService.ListKeys:output_type -> mcpgate.config.v1.ListKeysResponse
-	40, // 66: mcpgate.config.v1.KeyService.CreateKey:output_type -> mcpgate.config.v1.CreateKeyResponse
-	42, // 67: mcpgate.config.v1.KeyService.RevokeKey:output_type -> mcpgate.config.v1.RevokeKeyResponse
-	44, // 68: mcpgate.config.v1.IdentityProviderService.ListIdentityProviders:output_type -> mcpgate.config.v1.ListIdentityProvidersResponse
-	46, // 69: mcpgate.config.v1.IdentityProviderService.GetIdentityProvider:output_type -> mcpgate.config.v1.GetIdentityProviderResponse
-	48, // 70: mcpgate.config.v1.IdentityProviderService.PutIdentityProvider:output_type -> mcpgate.config.v1.PutIdentityProviderResponse
-	50, // 71: mcpgate.config.v1.IdentityProviderService.DeleteIdentityProvider:output_type -> mcpgate.config.v1.DeleteIdentityProviderResponse
-	53, // [53:72] is the sub-list for method output_type
-	34, // [34:53] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	58, // 3: mcpgate.config.v1.McpServer.static_headers:type_name -> mcpgate.config.v1.McpServer.StaticHeadersEntry
+	7,  // 4: mcpgate.config.v1.McpServer.tool_scopes:type_name -> mcpgate.config.v1.ToolScopes
+	3,  // 5: mcpgate.config.v1.McpServer.on_tool_change:type_name -> mcpgate.config.v1.ToolChangeMode
+	4,  // 6: mcpgate.config.v1.Principal.kind:type_name -> mcpgate.config.v1.PrincipalKind
+	5,  // 7: mcpgate.config.v1.Principal.role:type_name -> mcpgate.config.v1.Role
+	9,  // 8: mcpgate.config.v1.Principal.asserted_groups:type_name -> mcpgate.config.v1.GroupAssertion
+	59, // 9: mcpgate.config.v1.GroupAssertion.assert_time:type_name -> google.protobuf.Timestamp
+	59, // 10: mcpgate.config.v1.ToolPin.first_seen_time:type_name -> google.protobuf.Timestamp
+	59, // 11: mcpgate.config.v1.ToolPin.change_time:type_name -> google.protobuf.Timestamp
+	59, // 12: mcpgate.config.v1.ToolPin.approve_time:type_name -> google.protobuf.Timestamp
+	12, // 13: mcpgate.config.v1.ListToolPinsResponse.pins:type_name -> mcpgate.config.v1.ToolPin
+	3,  // 14: mcpgate.config.v1.ListToolPinsResponse.on_tool_change:type_name -> mcpgate.config.v1.ToolChangeMode
+	12, // 15: mcpgate.config.v1.ApproveToolPinResponse.pin:type_name -> mcpgate.config.v1.ToolPin
+	59, // 16: mcpgate.config.v1.ApiKey.create_time:type_name -> google.protobuf.Timestamp
+	59, // 17: mcpgate.config.v1.ApiKey.expire_time:type_name -> google.protobuf.Timestamp
+	59, // 18: mcpgate.config.v1.ApiKey.revoke_time:type_name -> google.protobuf.Timestamp
+	6,  // 19: mcpgate.config.v1.ListServersResponse.servers:type_name -> mcpgate.config.v1.McpServer
+	6,  // 20: mcpgate.config.v1.GetServerResponse.server:type_name -> mcpgate.config.v1.McpServer
+	6,  // 21: mcpgate.config.v1.PutServerRequest.server:type_name -> mcpgate.config.v1.McpServer
+	6,  // 22: mcpgate.config.v1.PutServerResponse.server:type_name -> mcpgate.config.v1.McpServer
+	8,  // 23: mcpgate.config.v1.ListPrincipalsResponse.principals:type_name -> mcpgate.config.v1.Principal
+	8,  // 24: mcpgate.config.v1.GetPrincipalResponse.principal:type_name -> mcpgate.config.v1.Principal
+	30, // 25: mcpgate.config.v1.GetPrincipalResponse.effective_servers:type_name -> mcpgate.config.v1.EffectiveServer
+	31, // 26: mcpgate.config.v1.EffectiveServer.sources:type_name -> mcpgate.config.v1.GrantSource
+	59, // 27: mcpgate.config.v1.GrantSource.assert_time:type_name -> google.protobuf.Timestamp
+	8,  // 28: mcpgate.config.v1.PutPrincipalRequest.principal:type_name -> mcpgate.config.v1.Principal
+	8,  // 29: mcpgate.config.v1.PutPrincipalResponse.principal:type_name -> mcpgate.config.v1.Principal
+	10, // 30: mcpgate.config.v1.ListGroupsResponse.groups:type_name -> mcpgate.config.v1.Group
+	10, // 31: mcpgate.config.v1.GetGroupResponse.group:type_name -> mcpgate.config.v1.Group
+	10, // 32: mcpgate.config.v1.PutGroupRequest.group:type_name -> mcpgate.config.v1.Group
+	10, // 33: mcpgate.config.v1.PutGroupResponse.group:type_name -> mcpgate.config.v1.Group
+	17, // 34: mcpgate.config.v1.ListKeysResponse.keys:type_name -> mcpgate.config.v1.ApiKey
+	59, // 35: mcpgate.config.v1.CreateKeyRequest.expire_time:type_name -> google.protobuf.Timestamp
+	17, // 36: mcpgate.config.v1.CreateKeyResponse.api_key:type_name -> mcpgate.config.v1.ApiKey
+	17, // 37: mcpgate.config.v1.RevokeKeyResponse.api_key:type_name -> mcpgate.config.v1.ApiKey
+	11, // 38: mcpgate.config.v1.ListIdentityProvidersResponse.identity_providers:type_name -> mcpgate.config.v1.IdentityProvider
+	11, // 39: mcpgate.config.v1.GetIdentityProviderResponse.identity_provider:type_name -> mcpgate.config.v1.IdentityProvider
+	11, // 40: mcpgate.config.v1.PutIdentityProviderRequest.identity_provider:type_name -> mcpgate.config.v1.IdentityProvider
+	11, // 41: mcpgate.config.v1.PutIdentityProviderResponse.identity_provider:type_name -> mcpgate.config.v1.IdentityProvider
+	13, // 42: mcpgate.config.v1.ToolPinService.ListToolPins:input_type -> mcpgate.config.v1.ListToolPinsRequest
+	15, // 43: mcpgate.config.v1.ToolPinService.ApproveToolPin:input_type -> mcpgate.config.v1.ApproveToolPinRequest
+	18, // 44: mcpgate.config.v1.ServerService.ListServers:input_type -> mcpgate.config.v1.ListServersRequest
+	20, // 45: mcpgate.config.v1.ServerService.GetServer:input_type -> mcpgate.config.v1.GetServerRequest
+	22, // 46: mcpgate.config.v1.ServerService.PutServer:input_type -> mcpgate.config.v1.PutServerRequest
+	24, // 47: mcpgate.config.v1.ServerService.DeleteServer:input_type -> mcpgate.config.v1.DeleteServerRequest
+	26, // 48: mcpgate.config.v1.PrincipalService.ListPrincipals:input_type -> mcpgate.config.v1.ListPrincipalsRequest
+	28, // 49: mcpgate.config.v1.PrincipalService.GetPrincipal:input_type -> mcpgate.config.v1.GetPrincipalRequest
+	32, // 50: mcpgate.config.v1.PrincipalService.PutPrincipal:input_type -> mcpgate.config.v1.PutPrincipalRequest
+	34, // 51: mcpgate.config.v1.PrincipalService.DeletePrincipal:input_type -> mcpgate.config.v1.DeletePrincipalRequest
+	36, // 52: mcpgate.config.v1.GroupService.ListGroups:input_type -> mcpgate.config.v1.ListGroupsRequest
+	38, // 53: mcpgate.config.v1.GroupService.GetGroup:input_type -> mcpgate.config.v1.GetGroupRequest
+	40, // 54: mcpgate.config.v1.GroupService.PutGroup:input_type -> mcpgate.config.v1.PutGroupRequest
+	42, // 55: mcpgate.config.v1.GroupService.DeleteGroup:input_type -> mcpgate.config.v1.DeleteGroupRequest
+	44, // 56: mcpgate.config.v1.KeyService.ListKeys:input_type -> mcpgate.config.v1.ListKeysRequest
+	46, // 57: mcpgate.config.v1.KeyService.CreateKey:input_type -> mcpgate.config.v1.CreateKeyRequest
+	48, // 58: mcpgate.config.v1.KeyService.RevokeKey:input_type -> mcpgate.config.v1.RevokeKeyRequest
+	50, // 59: mcpgate.config.v1.IdentityProviderService.ListIdentityProviders:input_type -> mcpgate.config.v1.ListIdentityProvidersRequest
+	52, // 60: mcpgate.config.v1.IdentityProviderService.GetIdentityProvider:input_type -> mcpgate.config.v1.GetIdentityProviderRequest
+	54, // 61: mcpgate.config.v1.IdentityProviderService.PutIdentityProvider:input_type -> mcpgate.config.v1.PutIdentityProviderRequest
+	56, // 62: mcpgate.config.v1.IdentityProviderService.DeleteIdentityProvider:input_type -> mcpgate.config.v1.DeleteIdentityProviderRequest
+	14, // 63: mcpgate.config.v1.ToolPinService.ListToolPins:output_type -> mcpgate.config.v1.ListToolPinsResponse
+	16, // 64: mcpgate.config.v1.ToolPinService.ApproveToolPin:output_type -> mcpgate.config.v1.ApproveToolPinResponse
+	19, // 65: mcpgate.config.v1.ServerService.ListServers:output_type -> mcpgate.config.v1.ListServersResponse
+	21, // 66: mcpgate.config.v1.ServerService.GetServer:output_type -> mcpgate.config.v1.GetServerResponse
+	23, // 67: mcpgate.config.v1.ServerService.PutServer:output_type -> mcpgate.config.v1.PutServerResponse
+	25, // 68: mcpgate.config.v1.ServerService.DeleteServer:output_type -> mcpgate.config.v1.DeleteServerResponse
+	27, // 69: mcpgate.config.v1.PrincipalService.ListPrincipals:output_type -> mcpgate.config.v1.ListPrincipalsResponse
+	29, // 70: mcpgate.config.v1.PrincipalService.GetPrincipal:output_type -> mcpgate.config.v1.GetPrincipalResponse
+	33, // 71: mcpgate.config.v1.PrincipalService.PutPrincipal:output_type -> mcpgate.config.v1.PutPrincipalResponse
+	35, // 72: mcpgate.config.v1.PrincipalService.DeletePrincipal:output_type -> mcpgate.config.v1.DeletePrincipalResponse
+	37, // 73: mcpgate.config.v1.GroupService.ListGroups:output_type -> mcpgate.config.v1.ListGroupsResponse
+	39, // 74: mcpgate.config.v1.GroupService.GetGroup:output_type -> mcpgate.config.v1.GetGroupResponse
+	41, // 75: mcpgate.config.v1.GroupService.PutGroup:output_type -> mcpgate.config.v1.PutGroupResponse
+	43, // 76: mcpgate.config.v1.GroupService.DeleteGroup:output_type -> mcpgate.config.v1.DeleteGroupResponse
+	45, // 77: mcpgate.config.v1.KeyService.ListKeys:output_type -> mcpgate.config.v1.ListKeysResponse
+	47, // 78: mcpgate.config.v1.KeyService.CreateKey:output_type -> mcpgate.config.v1.CreateKeyResponse
+	49, // 79: mcpgate.config.v1.KeyService.RevokeKey:output_type -> mcpgate.config.v1.RevokeKeyResponse
+	51, // 80: mcpgate.config.v1.IdentityProviderService.ListIdentityProviders:output_type -> mcpgate.config.v1.ListIdentityProvidersResponse
+	53, // 81: mcpgate.config.v1.IdentityProviderService.GetIdentityProvider:output_type -> mcpgate.config.v1.GetIdentityProviderResponse
+	55, // 82: mcpgate.config.v1.IdentityProviderService.PutIdentityProvider:output_type -> mcpgate.config.v1.PutIdentityProviderResponse
+	57, // 83: mcpgate.config.v1.IdentityProviderService.DeleteIdentityProvider:output_type -> mcpgate.config.v1.DeleteIdentityProviderResponse
+	63, // [63:84] is the sub-list for method output_type
+	42, // [42:63] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_mcpgate_config_v1_config_proto_init() }
@@ -3347,10 +3844,10 @@ func file_mcpgate_config_v1_config_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mcpgate_config_v1_config_proto_rawDesc), len(file_mcpgate_config_v1_config_proto_rawDesc)),
-			NumEnums:      5,
-			NumMessages:   47,
+			NumEnums:      6,
+			NumMessages:   53,
 			NumExtensions: 0,
-			NumServices:   5,
+			NumServices:   6,
 		},
 		GoTypes:           file_mcpgate_config_v1_config_proto_goTypes,
 		DependencyIndexes: file_mcpgate_config_v1_config_proto_depIdxs,

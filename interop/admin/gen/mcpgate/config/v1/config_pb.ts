@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file mcpgate/config/v1/config.proto.
  */
 export const file_mcpgate_config_v1_config: GenFile = /*@__PURE__*/
-  fileDesc("Ch5tY3BnYXRlL2NvbmZpZy92MS9jb25maWcucHJvdG8SEW1jcGdhdGUuY29uZmlnLnYxIqcFCglNY3BTZXJ2ZXISDAoEbmFtZRgBIAEoCRILCgN1cmwYAiABKAkSLwoJdHJhbnNwb3J0GAMgASgOMhwubWNwZ2F0ZS5jb25maWcudjEuVHJhbnNwb3J0Ei4KCWF1dGhfdHlwZRgEIAEoDjIbLm1jcGdhdGUuY29uZmlnLnYxLkF1dGhUeXBlEhIKCmF1dGhfdmFsdWUYBSABKAkSFgoOYXV0aF92YWx1ZV9zZXQYBiABKAgSMgoLb2F1dGgyX2Zsb3cYByABKA4yHS5tY3BnYXRlLmNvbmZpZy52MS5PQXV0aDJGbG93EhEKCWNsaWVudF9pZBgIIAEoCRIVCg1jbGllbnRfc2VjcmV0GAkgASgJEhkKEWNsaWVudF9zZWNyZXRfc2V0GAogASgIEhkKEWF1dGhvcml6YXRpb25fdXJsGAsgASgJEhEKCXRva2VuX3VybBgMIAEoCRIOCgZzY29wZXMYDSADKAkSRwoOc3RhdGljX2hlYWRlcnMYDiADKAsyLy5tY3BnYXRlLmNvbmZpZy52MS5NY3BTZXJ2ZXIuU3RhdGljSGVhZGVyc0VudHJ5EhsKE3N0YXRpY19oZWFkZXJfbmFtZXMYDyADKAkSFQoNYWxsb3dlZF90b29scxgQIAMoCRIYChBkaXNhbGxvd2VkX3Rvb2xzGBEgAygJEhMKC2Rlc2NyaXB0aW9uGBIgASgJEhYKDnJldm9jYXRpb25fdXJsGBMgASgJEg4KBmlzc3VlchgUIAEoCRIQCghyZXZpc2lvbhgVIAEoAxIfChd0b2tlbl9leGNoYW5nZV9hdWRpZW5jZRgWIAEoCRo0ChJTdGF0aWNIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKCAgoJUHJpbmNpcGFsEgwKBG5hbWUYASABKAkSLgoEa2luZBgCIAEoDjIgLm1jcGdhdGUuY29uZmlnLnYxLlByaW5jaXBhbEtpbmQSJQoEcm9sZRgDIAEoDjIXLm1jcGdhdGUuY29uZmlnLnYxLlJvbGUSDwoHc2VydmVycxgEIAMoCRIUCgxkaXNwbGF5X25hbWUYBSABKAkSEAoIcmV2aXNpb24YBiABKAMSCwoDdWlkGAcgASgJEg4KBmdyb3VwcxgIIAMoCRI6Cg9hc3NlcnRlZF9ncm91cHMYCSADKAsyIS5tY3BnYXRlLmNvbmZpZy52MS5Hcm91cEFzc2VydGlvbiJrCg5Hcm91cEFzc2VydGlvbhINCgVncm91cBgBIAEoCRIZChFpZGVudGl0eV9wcm92aWRlchgCIAEoCRIvCgthc3NlcnRfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiTQoFR3JvdXASDAoEbmFtZRgBIAEoCRIPCgdzZXJ2ZXJzGAIgAygJEhMKC2Rlc2NyaXB0aW9uGAMgASgJEhAKCHJldmlzaW9uGAQgASgDIqYCChBJZGVudGl0eVByb3ZpZGVyEgwKBG5hbWUYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJEg4KBmlzc3VlchgDIAEoCRIRCgljbGllbnRfaWQYBCABKAkSDgoGc2NvcGVzGAUgAygJEhcKD3ByaW5jaXBhbF9jbGFpbRgGIAEoCRIUCgxncm91cHNfY2xhaW0YByABKAkSFwoPYWxsb3dlZF9kb21haW5zGAggAygJEhkKEWNyZWF0ZV9wcmluY2lwYWxzGAkgASgIEhQKDHRydXN0X2lkX2phZxgKIAEoCBIZChFjbGllbnRfc2VjcmV0X3NldBgLIAEoCBIQCghyZXZpc2lvbhgMIAEoAxIVCg1jbGllbnRfc2VjcmV0GA0gASgJIoMCCgZBcGlLZXkSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIRCglwcmluY2lwYWwYAyABKAkSFgoOZGlzcGxheV9wcmVmaXgYBCABKAkSLwoLY3JlYXRlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2V4cGlyZV90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdyZXZva2VkGAcgASgIEi8KC3Jldm9rZV90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghyZXZpc2lvbhgJIAEoAyIUChJMaXN0U2VydmVyc1JlcXVlc3QiRAoTTGlzdFNlcnZlcnNSZXNwb25zZRItCgdzZXJ2ZXJzGAEgAygLMhwubWNwZ2F0ZS5jb25maWcudjEuTWNwU2VydmVyIiAKEEdldFNlcnZlclJlcXVlc3QSDAoEbmFtZRgBIAEoCSJBChFHZXRTZXJ2ZXJSZXNwb25zZRIsCgZzZXJ2ZXIYASABKAsyHC5tY3BnYXRlLmNvbmZpZy52MS5NY3BTZXJ2ZXIidAoQUHV0U2VydmVyUmVxdWVzdBIsCgZzZXJ2ZXIYASABKAsyHC5tY3BnYXRlLmNvbmZpZy52MS5NY3BTZXJ2ZXISGQoRZXhwZWN0ZWRfcmV2aXNpb24YAiABKAMSFwoPcmVwbGFjZV9zZWNyZXRzGAMgASgIIlIKEVB1dFNlcnZlclJlc3BvbnNlEiwKBnNlcnZlchgBIAEoCzIcLm1jcGdhdGUuY29uZmlnLnYxLk1jcFNlcnZlchIPCgdjaGFuZ2VkGAIgASgIIj4KE0RlbGV0ZVNlcnZlclJlcXVlc3QSDAoEbmFtZRgBIAEoCRIZChFleHBlY3RlZF9yZXZpc2lvbhgCIAEoAyIWChREZWxldGVTZXJ2ZXJSZXNwb25zZSIXChVMaXN0UHJpbmNpcGFsc1JlcXVlc3QiSgoWTGlzdFByaW5jaXBhbHNSZXNwb25zZRIwCgpwcmluY2lwYWxzGAEgAygLMhwubWNwZ2F0ZS5jb25maWcudjEuUHJpbmNpcGFsIiMKE0dldFByaW5jaXBhbFJlcXVlc3QSDAoEbmFtZRgBIAEoCSKGAQoUR2V0UHJpbmNpcGFsUmVzcG9uc2USLwoJcHJpbmNpcGFsGAEgASgLMhwubWNwZ2F0ZS5jb25maWcudjEuUHJpbmNpcGFsEj0KEWVmZmVjdGl2ZV9zZXJ2ZXJzGAIgAygLMiIubWNwZ2F0ZS5jb25maWcudjEuRWZmZWN0aXZlU2VydmVyIlIKD0VmZmVjdGl2ZVNlcnZlchIOCgZzZXJ2ZXIYASABKAkSLwoHc291cmNlcxgCIAMoCzIeLm1jcGdhdGUuY29uZmlnLnYxLkdyYW50U291cmNlImgKC0dyYW50U291cmNlEg0KBWdyb3VwGAEgASgJEhkKEWlkZW50aXR5X3Byb3ZpZGVyGAIgASgJEi8KC2Fzc2VydF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJhChNQdXRQcmluY2lwYWxSZXF1ZXN0Ei8KCXByaW5jaXBhbBgBIAEoCzIcLm1jcGdhdGUuY29uZmlnLnYxLlByaW5jaXBhbBIZChFleHBlY3RlZF9yZXZpc2lvbhgCIAEoAyJYChRQdXRQcmluY2lwYWxSZXNwb25zZRIvCglwcmluY2lwYWwYASABKAsyHC5tY3BnYXRlLmNvbmZpZy52MS5QcmluY2lwYWwSDwoHY2hhbmdlZBgCIAEoCCJBChZEZWxldGVQcmluY2lwYWxSZXF1ZXN0EgwKBG5hbWUYASABKAkSGQoRZXhwZWN0ZWRfcmV2aXNpb24YAiABKAMiGQoXRGVsZXRlUHJpbmNpcGFsUmVzcG9uc2UiEwoRTGlzdEdyb3Vwc1JlcXVlc3QiPgoSTGlzdEdyb3Vwc1Jlc3BvbnNlEigKBmdyb3VwcxgBIAMoCzIYLm1jcGdhdGUuY29uZmlnLnYxLkdyb3VwIh8KD0dldEdyb3VwUmVxdWVzdBIMCgRuYW1lGAEgASgJIkwKEEdldEdyb3VwUmVzcG9uc2USJwoFZ3JvdXAYASABKAsyGC5tY3BnYXRlLmNvbmZpZy52MS5Hcm91cBIPCgdtZW1iZXJzGAIgAygJIlUKD1B1dEdyb3VwUmVxdWVzdBInCgVncm91cBgBIAEoCzIYLm1jcGdhdGUuY29uZmlnLnYxLkdyb3VwEhkKEWV4cGVjdGVkX3JldmlzaW9uGAIgASgDIkwKEFB1dEdyb3VwUmVzcG9uc2USJwoFZ3JvdXAYASABKAsyGC5tY3BnYXRlLmNvbmZpZy52MS5Hcm91cBIPCgdjaGFuZ2VkGAIgASgIIj0KEkRlbGV0ZUdyb3VwUmVxdWVzdBIMCgRuYW1lGAEgASgJEhkKEWV4cGVjdGVkX3JldmlzaW9uGAIgASgDIhUKE0RlbGV0ZUdyb3VwUmVzcG9uc2UiJAoPTGlzdEtleXNSZXF1ZXN0EhEKCXByaW5jaXBhbBgBIAEoCSI7ChBMaXN0S2V5c1Jlc3BvbnNlEicKBGtleXMYASADKAsyGS5tY3BnYXRlLmNvbmZpZy52MS5BcGlLZXkicQoQQ3JlYXRlS2V5UmVxdWVzdBIRCglwcmluY2lwYWwYASABKAkSDAoEbmFtZRgCIAEoCRIvCgtleHBpcmVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASCwoDa2V5GAQgASgJIl0KEUNyZWF0ZUtleVJlc3BvbnNlEioKB2FwaV9rZXkYASABKAsyGS5tY3BnYXRlLmNvbmZpZy52MS5BcGlLZXkSCwoDa2V5GAIgASgJEg8KB2NyZWF0ZWQYAyABKAgiHgoQUmV2b2tlS2V5UmVxdWVzdBIKCgJpZBgBIAEoCSI/ChFSZXZva2VLZXlSZXNwb25zZRIqCgdhcGlfa2V5GAEgASgLMhkubWNwZ2F0ZS5jb25maWcudjEuQXBpS2V5Ih4KHExpc3RJZGVudGl0eVByb3ZpZGVyc1JlcXVlc3QiYAodTGlzdElkZW50aXR5UHJvdmlkZXJzUmVzcG9uc2USPwoSaWRlbnRpdHlfcHJvdmlkZXJzGAEgAygLMiMubWNwZ2F0ZS5jb25maWcudjEuSWRlbnRpdHlQcm92aWRlciIqChpHZXRJZGVudGl0eVByb3ZpZGVyUmVxdWVzdBIMCgRuYW1lGAEgASgJIl0KG0dldElkZW50aXR5UHJvdmlkZXJSZXNwb25zZRI+ChFpZGVudGl0eV9wcm92aWRlchgBIAEoCzIjLm1jcGdhdGUuY29uZmlnLnYxLklkZW50aXR5UHJvdmlkZXIidwoaUHV0SWRlbnRpdHlQcm92aWRlclJlcXVlc3QSPgoRaWRlbnRpdHlfcHJvdmlkZXIYASABKAsyIy5tY3BnYXRlLmNvbmZpZy52MS5JZGVudGl0eVByb3ZpZGVyEhkKEWV4cGVjdGVkX3JldmlzaW9uGAIgASgDIm4KG1B1dElkZW50aXR5UHJvdmlkZXJSZXNwb25zZRI+ChFpZGVudGl0eV9wcm92aWRlchgBIAEoCzIjLm1jcGdhdGUuY29uZmlnLnYxLklkZW50aXR5UHJvdmlkZXISDwoHY2hhbmdlZBgCIAEoCCJICh1EZWxldGVJZGVudGl0eVByb3ZpZGVyUmVxdWVzdBIMCgRuYW1lGAEgASgJEhkKEWV4cGVjdGVkX3JldmlzaW9uGAIgASgDIiAKHkRlbGV0ZUlkZW50aXR5UHJvdmlkZXJSZXNwb25zZSpNCglUcmFuc3BvcnQSGQoVVFJBTlNQT1JUX1VOU1BFQ0lGSUVEEAASEgoOVFJBTlNQT1JUX0hUVFAQARIRCg1UUkFOU1BPUlRfU1NFEAIq5AEKCEF1dGhUeXBlEhkKFUFVVEhfVFlQRV9VTlNQRUNJRklFRBAAEhIKDkFVVEhfVFlQRV9OT05FEAESFQoRQVVUSF9UWVBFX0FQSV9LRVkQAhIaChZBVVRIX1RZUEVfQkVBUkVSX1RPS0VOEAMSEwoPQVVUSF9UWVBFX0JBU0lDEAQSGwoXQVVUSF9UWVBFX0FVVEhPUklaQVRJT04QBRITCg9BVVRIX1RZUEVfVE9LRU4QBhIUChBBVVRIX1RZUEVfT0FVVEgyEAcSGQoVQVVUSF9UWVBFX1BBU1NUSFJPVUdIEAgqlQEKCk9BdXRoMkZsb3cSHAoYT19BVVRIMl9GTE9XX1VOU1BFQ0lGSUVEEAASIwofT19BVVRIMl9GTE9XX0FVVEhPUklaQVRJT05fQ09ERRABEiMKH09fQVVUSDJfRkxPV19DTElFTlRfQ1JFREVOVElBTFMQAhIfChtPX0FVVEgyX0ZMT1dfVE9LRU5fRVhDSEFOR0UQAypsCg1QcmluY2lwYWxLaW5kEh4KGlBSSU5DSVBBTF9LSU5EX1VOU1BFQ0lGSUVEEAASFwoTUFJJTkNJUEFMX0tJTkRfVVNFUhABEiIKHlBSSU5DSVBBTF9LSU5EX1NFUlZJQ0VfQUNDT1VOVBACKj0KBFJvbGUSFAoQUk9MRV9VTlNQRUNJRklFRBAAEg8KC1JPTEVfTUVNQkVSEAESDgoKUk9MRV9BRE1JThACMogDCg1TZXJ2ZXJTZXJ2aWNlEmEKC0xpc3RTZXJ2ZXJzEiUubWNwZ2F0ZS5jb25maWcudjEuTGlzdFNlcnZlcnNSZXF1ZXN0GiYubWNwZ2F0ZS5jb25maWcudjEuTGlzdFNlcnZlcnNSZXNwb25zZSIDkAIBElsKCUdldFNlcnZlchIjLm1jcGdhdGUuY29uZmlnLnYxLkdldFNlcnZlclJlcXVlc3QaJC5tY3BnYXRlLmNvbmZpZy52MS5HZXRTZXJ2ZXJSZXNwb25zZSIDkAIBElYKCVB1dFNlcnZlchIjLm1jcGdhdGUuY29uZmlnLnYxLlB1dFNlcnZlclJlcXVlc3QaJC5tY3BnYXRlLmNvbmZpZy52MS5QdXRTZXJ2ZXJSZXNwb25zZRJfCgxEZWxldGVTZXJ2ZXISJi5tY3BnYXRlLmNvbmZpZy52MS5EZWxldGVTZXJ2ZXJSZXF1ZXN0GicubWNwZ2F0ZS5jb25maWcudjEuRGVsZXRlU2VydmVyUmVzcG9uc2UyrwMKEFByaW5jaXBhbFNlcnZpY2USagoOTGlzdFByaW5jaXBhbHMSKC5tY3BnYXRlLmNvbmZpZy52MS5MaXN0UHJpbmNpcGFsc1JlcXVlc3QaKS5tY3BnYXRlLmNvbmZpZy52MS5MaXN0UHJpbmNpcGFsc1Jlc3BvbnNlIgOQAgESZAoMR2V0UHJpbmNpcGFsEiYubWNwZ2F0ZS5jb25maWcudjEuR2V0UHJpbmNpcGFsUmVxdWVzdBonLm1jcGdhdGUuY29uZmlnLnYxLkdldFByaW5jaXBhbFJlc3BvbnNlIgOQAgESXwoMUHV0UHJpbmNpcGFsEiYubWNwZ2F0ZS5jb25maWcudjEuUHV0UHJpbmNpcGFsUmVxdWVzdBonLm1jcGdhdGUuY29uZmlnLnYxLlB1dFByaW5jaXBhbFJlc3BvbnNlEmgKD0RlbGV0ZVByaW5jaXBhbBIpLm1jcGdhdGUuY29uZmlnLnYxLkRlbGV0ZVByaW5jaXBhbFJlcXVlc3QaKi5tY3BnYXRlLmNvbmZpZy52MS5EZWxldGVQcmluY2lwYWxSZXNwb25zZTL7AgoMR3JvdXBTZXJ2aWNlEl4KCkxpc3RHcm91cHMSJC5tY3BnYXRlLmNvbmZpZy52MS5MaXN0R3JvdXBzUmVxdWVzdBolLm1jcGdhdGUuY29uZmlnLnYxLkxpc3RHcm91cHNSZXNwb25zZSIDkAIBElgKCEdldEdyb3VwEiIubWNwZ2F0ZS5jb25maWcudjEuR2V0R3JvdXBSZXF1ZXN0GiMubWNwZ2F0ZS5jb25maWcudjEuR2V0R3JvdXBSZXNwb25zZSIDkAIBElMKCFB1dEdyb3VwEiIubWNwZ2F0ZS5jb25maWcudjEuUHV0R3JvdXBSZXF1ZXN0GiMubWNwZ2F0ZS5jb25maWcudjEuUHV0R3JvdXBSZXNwb25zZRJcCgtEZWxldGVHcm91cBIlLm1jcGdhdGUuY29uZmlnLnYxLkRlbGV0ZUdyb3VwUmVxdWVzdBomLm1jcGdhdGUuY29uZmlnLnYxLkRlbGV0ZUdyb3VwUmVzcG9uc2UylgIKCktleVNlcnZpY2USWAoITGlzdEtleXMSIi5tY3BnYXRlLmNvbmZpZy52MS5MaXN0S2V5c1JlcXVlc3QaIy5tY3BnYXRlLmNvbmZpZy52MS5MaXN0S2V5c1Jlc3BvbnNlIgOQAgESVgoJQ3JlYXRlS2V5EiMubWNwZ2F0ZS5jb25maWcudjEuQ3JlYXRlS2V5UmVxdWVzdBokLm1jcGdhdGUuY29uZmlnLnYxLkNyZWF0ZUtleVJlc3BvbnNlElYKCVJldm9rZUtleRIjLm1jcGdhdGUuY29uZmlnLnYxLlJldm9rZUtleVJlcXVlc3QaJC5tY3BnYXRlLmNvbmZpZy52MS5SZXZva2VLZXlSZXNwb25zZTKKBAoXSWRlbnRpdHlQcm92aWRlclNlcnZpY2USfwoVTGlzdElkZW50aXR5UHJvdmlkZXJzEi8ubWNwZ2F0ZS5jb25maWcudjEuTGlzdElkZW50aXR5UHJvdmlkZXJzUmVxdWVzdBowLm1jcGdhdGUuY29uZmlnLnYxLkxpc3RJZGVudGl0eVByb3ZpZGVyc1Jlc3BvbnNlIgOQAgESeQoTR2V0SWRlbnRpdHlQcm92aWRlchItLm1jcGdhdGUuY29uZmlnLnYxLkdldElkZW50aXR5UHJvdmlkZXJSZXF1ZXN0Gi4ubWNwZ2F0ZS5jb25maWcudjEuR2V0SWRlbnRpdHlQcm92aWRlclJlc3BvbnNlIgOQAgESdAoTUHV0SWRlbnRpdHlQcm92aWRlchItLm1jcGdhdGUuY29uZmlnLnYxLlB1dElkZW50aXR5UHJvdmlkZXJSZXF1ZXN0Gi4ubWNwZ2F0ZS5jb25maWcudjEuUHV0SWRlbnRpdHlQcm92aWRlclJlc3BvbnNlEn0KFkRlbGV0ZUlkZW50aXR5UHJvdmlkZXISMC5tY3BnYXRlLmNvbmZpZy52MS5EZWxldGVJZGVudGl0eVByb3ZpZGVyUmVxdWVzdBoxLm1jcGdhdGUuY29uZmlnLnYxLkRlbGV0ZUlkZW50aXR5UHJvdmlkZXJSZXNwb25zZULJAQoVY29tLm1jcGdhdGUuY29uZmlnLnYxQgtDb25maWdQcm90b1ABWj1naXRodWIuY29tL21jcGdhdGUvbWNwZ2F0ZS9hcGkvZ2VuL21jcGdhdGUvY29uZmlnL3YxO2NvbmZpZ3YxogIDTUNYqgIRTWNwZ2F0ZS5Db25maWcuVjHKAhFNY3BnYXRlXENvbmZpZ1xWMeICHU1jcGdhdGVcQ29uZmlnXFYxXEdQQk1ldGFkYXRh6gITTWNwZ2F0ZTo6Q29uZmlnOjpWMWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("Ch5tY3BnYXRlL2NvbmZpZy92MS9jb25maWcucHJvdG8SEW1jcGdhdGUuY29uZmlnLnYxIpgGCglNY3BTZXJ2ZXISDAoEbmFtZRgBIAEoCRILCgN1cmwYAiABKAkSLwoJdHJhbnNwb3J0GAMgASgOMhwubWNwZ2F0ZS5jb25maWcudjEuVHJhbnNwb3J0Ei4KCWF1dGhfdHlwZRgEIAEoDjIbLm1jcGdhdGUuY29uZmlnLnYxLkF1dGhUeXBlEhIKCmF1dGhfdmFsdWUYBSABKAkSFgoOYXV0aF92YWx1ZV9zZXQYBiABKAgSMgoLb2F1dGgyX2Zsb3cYByABKA4yHS5tY3BnYXRlLmNvbmZpZy52MS5PQXV0aDJGbG93EhEKCWNsaWVudF9pZBgIIAEoCRIVCg1jbGllbnRfc2VjcmV0GAkgASgJEhkKEWNsaWVudF9zZWNyZXRfc2V0GAogASgIEhkKEWF1dGhvcml6YXRpb25fdXJsGAsgASgJEhEKCXRva2VuX3VybBgMIAEoCRIOCgZzY29wZXMYDSADKAkSRwoOc3RhdGljX2hlYWRlcnMYDiADKAsyLy5tY3BnYXRlLmNvbmZpZy52MS5NY3BTZXJ2ZXIuU3RhdGljSGVhZGVyc0VudHJ5EhsKE3N0YXRpY19oZWFkZXJfbmFtZXMYDyADKAkSFQoNYWxsb3dlZF90b29scxgQIAMoCRIYChBkaXNhbGxvd2VkX3Rvb2xzGBEgAygJEhMKC2Rlc2NyaXB0aW9uGBIgASgJEhYKDnJldm9jYXRpb25fdXJsGBMgASgJEg4KBmlzc3VlchgUIAEoCRIQCghyZXZpc2lvbhgVIAEoAxIfChd0b2tlbl9leGNoYW5nZV9hdWRpZW5jZRgWIAEoCRIzCgt0b29sX3Njb3BlcxiMASADKAsyHS5tY3BnYXRlLmNvbmZpZy52MS5Ub29sU2NvcGVzEjoKDm9uX3Rvb2xfY2hhbmdlGI0BIAEoDjIhLm1jcGdhdGUuY29uZmlnLnYxLlRvb2xDaGFuZ2VNb2RlGjQKElN0YXRpY0hlYWRlcnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIkMKClRvb2xTY29wZXMSDAoEdG9vbBgBIAEoCRIOCgZzY29wZXMYAiADKAkSFwoPdXBzdHJlYW1fc2NvcGVzGAMgAygJIoICCglQcmluY2lwYWwSDAoEbmFtZRgBIAEoCRIuCgRraW5kGAIgASgOMiAubWNwZ2F0ZS5jb25maWcudjEuUHJpbmNpcGFsS2luZBIlCgRyb2xlGAMgASgOMhcubWNwZ2F0ZS5jb25maWcudjEuUm9sZRIPCgdzZXJ2ZXJzGAQgAygJEhQKDGRpc3BsYXlfbmFtZRgFIAEoCRIQCghyZXZpc2lvbhgGIAEoAxILCgN1aWQYByABKAkSDgoGZ3JvdXBzGAggAygJEjoKD2Fzc2VydGVkX2dyb3VwcxgJIAMoCzIhLm1jcGdhdGUuY29uZmlnLnYxLkdyb3VwQXNzZXJ0aW9uImsKDkdyb3VwQXNzZXJ0aW9uEg0KBWdyb3VwGAEgASgJEhkKEWlkZW50aXR5X3Byb3ZpZGVyGAIgASgJEi8KC2Fzc2VydF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJNCgVHcm91cBIMCgRuYW1lGAEgASgJEg8KB3NlcnZlcnMYAiADKAkSEwoLZGVzY3JpcHRpb24YAyABKAkSEAoIcmV2aXNpb24YBCABKAMipgIKEElkZW50aXR5UHJvdmlkZXISDAoEbmFtZRgBIAEoCRIUCgxkaXNwbGF5X25hbWUYAiABKAkSDgoGaXNzdWVyGAMgASgJEhEKCWNsaWVudF9pZBgEIAEoCRIOCgZzY29wZXMYBSADKAkSFwoPcHJpbmNpcGFsX2NsYWltGAYgASgJEhQKDGdyb3Vwc19jbGFpbRgHIAEoCRIXCg9hbGxvd2VkX2RvbWFpbnMYCCADKAkSGQoRY3JlYXRlX3ByaW5jaXBhbHMYCSABKAgSFAoMdHJ1c3RfaWRfamFnGAogASgIEhkKEWNsaWVudF9zZWNyZXRfc2V0GAsgASgIEhAKCHJldmlzaW9uGAwgASgDEhUKDWNsaWVudF9zZWNyZXQYDSABKAki9QEKB1Rvb2xQaW4SDAoEdG9vbBgBIAEoCRIXCg9hcHByb3ZlZF9kaWdlc3QYAiABKAkSFgoOcGVuZGluZ19kaWdlc3QYAyABKAkSMwoPZmlyc3Rfc2Vlbl90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtjaGFuZ2VfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMYXBwcm92ZV90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgthcHByb3ZlZF9ieRgHIAEoCSIlChNMaXN0VG9vbFBpbnNSZXF1ZXN0Eg4KBnNlcnZlchgBIAEoCSJ7ChRMaXN0VG9vbFBpbnNSZXNwb25zZRIoCgRwaW5zGAEgAygLMhoubWNwZ2F0ZS5jb25maWcudjEuVG9vbFBpbhI5Cg5vbl90b29sX2NoYW5nZRgCIAEoDjIhLm1jcGdhdGUuY29uZmlnLnYxLlRvb2xDaGFuZ2VNb2RlIkwKFUFwcHJvdmVUb29sUGluUmVxdWVzdBIOCgZzZXJ2ZXIYASABKAkSDAoEdG9vbBgCIAEoCRIVCg1kaWdlc3RfcHJlZml4GAMgASgJIkEKFkFwcHJvdmVUb29sUGluUmVzcG9uc2USJwoDcGluGAEgASgLMhoubWNwZ2F0ZS5jb25maWcudjEuVG9vbFBpbiKDAgoGQXBpS2V5EgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSEQoJcHJpbmNpcGFsGAMgASgJEhYKDmRpc3BsYXlfcHJlZml4GAQgASgJEi8KC2NyZWF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtleHBpcmVfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHcmV2b2tlZBgHIAEoCBIvCgtyZXZva2VfdGltZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIcmV2aXNpb24YCSABKAMiFAoSTGlzdFNlcnZlcnNSZXF1ZXN0IkQKE0xpc3RTZXJ2ZXJzUmVzcG9uc2USLQoHc2VydmVycxgBIAMoCzIcLm1jcGdhdGUuY29uZmlnLnYxLk1jcFNlcnZlciIgChBHZXRTZXJ2ZXJSZXF1ZXN0EgwKBG5hbWUYASABKAkiQQoRR2V0U2VydmVyUmVzcG9uc2USLAoGc2VydmVyGAEgASgLMhwubWNwZ2F0ZS5jb25maWcudjEuTWNwU2VydmVyInQKEFB1dFNlcnZlclJlcXVlc3QSLAoGc2VydmVyGAEgASgLMhwubWNwZ2F0ZS5jb25maWcudjEuTWNwU2VydmVyEhkKEWV4cGVjdGVkX3JldmlzaW9uGAIgASgDEhcKD3JlcGxhY2Vfc2VjcmV0cxgDIAEoCCJSChFQdXRTZXJ2ZXJSZXNwb25zZRIsCgZzZXJ2ZXIYASABKAsyHC5tY3BnYXRlLmNvbmZpZy52MS5NY3BTZXJ2ZXISDwoHY2hhbmdlZBgCIAEoCCI+ChNEZWxldGVTZXJ2ZXJSZXF1ZXN0EgwKBG5hbWUYASABKAkSGQoRZXhwZWN0ZWRfcmV2aXNpb24YAiABKAMiFgoURGVsZXRlU2VydmVyUmVzcG9uc2UiFwoVTGlzdFByaW5jaXBhbHNSZXF1ZXN0IkoKFkxpc3RQcmluY2lwYWxzUmVzcG9uc2USMAoKcHJpbmNpcGFscxgBIAMoCzIcLm1jcGdhdGUuY29uZmlnLnYxLlByaW5jaXBhbCIjChNHZXRQcmluY2lwYWxSZXF1ZXN0EgwKBG5hbWUYASABKAkihgEKFEdldFByaW5jaXBhbFJlc3BvbnNlEi8KCXByaW5jaXBhbBgBIAEoCzIcLm1jcGdhdGUuY29uZmlnLnYxLlByaW5jaXBhbBI9ChFlZmZlY3RpdmVfc2VydmVycxgCIAMoCzIiLm1jcGdhdGUuY29uZmlnLnYxLkVmZmVjdGl2ZVNlcnZlciJSCg9FZmZlY3RpdmVTZXJ2ZXISDgoGc2VydmVyGAEgASgJEi8KB3NvdXJjZXMYAiADKAsyHi5tY3BnYXRlLmNvbmZpZy52MS5HcmFudFNvdXJjZSJoCgtHcmFudFNvdXJjZRINCgVncm91cBgBIAEoCRIZChFpZGVudGl0eV9wcm92aWRlchgCIAEoCRIvCgthc3NlcnRfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiYQoTUHV0UHJpbmNpcGFsUmVxdWVzdBIvCglwcmluY2lwYWwYASABKAsyHC5tY3BnYXRlLmNvbmZpZy52MS5QcmluY2lwYWwSGQoRZXhwZWN0ZWRfcmV2aXNpb24YAiABKAMiWAoUUHV0UHJpbmNpcGFsUmVzcG9uc2USLwoJcHJpbmNpcGFsGAEgASgLMhwubWNwZ2F0ZS5jb25maWcudjEuUHJpbmNpcGFsEg8KB2NoYW5nZWQYAiABKAgiQQoWRGVsZXRlUHJpbmNpcGFsUmVxdWVzdBIMCgRuYW1lGAEgASgJEhkKEWV4cGVjdGVkX3JldmlzaW9uGAIgASgDIhkKF0RlbGV0ZVByaW5jaXBhbFJlc3BvbnNlIhMKEUxpc3RHcm91cHNSZXF1ZXN0Ij4KEkxpc3RHcm91cHNSZXNwb25zZRIoCgZncm91cHMYASADKAsyGC5tY3BnYXRlLmNvbmZpZy52MS5Hcm91cCIfCg9HZXRHcm91cFJlcXVlc3QSDAoEbmFtZRgBIAEoCSJMChBHZXRHcm91cFJlc3BvbnNlEicKBWdyb3VwGAEgASgLMhgubWNwZ2F0ZS5jb25maWcudjEuR3JvdXASDwoHbWVtYmVycxgCIAMoCSJVCg9QdXRHcm91cFJlcXVlc3QSJwoFZ3JvdXAYASABKAsyGC5tY3BnYXRlLmNvbmZpZy52MS5Hcm91cBIZChFleHBlY3RlZF9yZXZpc2lvbhgCIAEoAyJMChBQdXRHcm91cFJlc3BvbnNlEicKBWdyb3VwGAEgASgLMhgubWNwZ2F0ZS5jb25maWcudjEuR3JvdXASDwoHY2hhbmdlZBgCIAEoCCI9ChJEZWxldGVHcm91cFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIZChFleHBlY3RlZF9yZXZpc2lvbhgCIAEoAyIVChNEZWxldGVHcm91cFJlc3BvbnNlIiQKD0xpc3RLZXlzUmVxdWVzdBIRCglwcmluY2lwYWwYASABKAkiOwoQTGlzdEtleXNSZXNwb25zZRInCgRrZXlzGAEgAygLMhkubWNwZ2F0ZS5jb25maWcudjEuQXBpS2V5InEKEENyZWF0ZUtleVJlcXVlc3QSEQoJcHJpbmNpcGFsGAEgASgJEgwKBG5hbWUYAiABKAkSLwoLZXhwaXJlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEgsKA2tleRgEIAEoCSJdChFDcmVhdGVLZXlSZXNwb25zZRIqCgdhcGlfa2V5GAEgASgLMhkubWNwZ2F0ZS5jb25maWcudjEuQXBpS2V5EgsKA2tleRgCIAEoCRIPCgdjcmVhdGVkGAMgASgIIh4KEFJldm9rZUtleVJlcXVlc3QSCgoCaWQYASABKAkiPwoRUmV2b2tlS2V5UmVzcG9uc2USKgoHYXBpX2tleRgBIAEoCzIZLm1jcGdhdGUuY29uZmlnLnYxLkFwaUtleSIeChxMaXN0SWRlbnRpdHlQcm92aWRlcnNSZXF1ZXN0ImAKHUxpc3RJZGVudGl0eVByb3ZpZGVyc1Jlc3BvbnNlEj8KEmlkZW50aXR5X3Byb3ZpZGVycxgBIAMoCzIjLm1jcGdhdGUuY29uZmlnLnYxLklkZW50aXR5UHJvdmlkZXIiKgoaR2V0SWRlbnRpdHlQcm92aWRlclJlcXVlc3QSDAoEbmFtZRgBIAEoCSJdChtHZXRJZGVudGl0eVByb3ZpZGVyUmVzcG9uc2USPgoRaWRlbnRpdHlfcHJvdmlkZXIYASABKAsyIy5tY3BnYXRlLmNvbmZpZy52MS5JZGVudGl0eVByb3ZpZGVyIncKGlB1dElkZW50aXR5UHJvdmlkZXJSZXF1ZXN0Ej4KEWlkZW50aXR5X3Byb3ZpZGVyGAEgASgLMiMubWNwZ2F0ZS5jb25maWcudjEuSWRlbnRpdHlQcm92aWRlchIZChFleHBlY3RlZF9yZXZpc2lvbhgCIAEoAyJuChtQdXRJZGVudGl0eVByb3ZpZGVyUmVzcG9uc2USPgoRaWRlbnRpdHlfcHJvdmlkZXIYASABKAsyIy5tY3BnYXRlLmNvbmZpZy52MS5JZGVudGl0eVByb3ZpZGVyEg8KB2NoYW5nZWQYAiABKAgiSAodRGVsZXRlSWRlbnRpdHlQcm92aWRlclJlcXVlc3QSDAoEbmFtZRgBIAEoCRIZChFleHBlY3RlZF9yZXZpc2lvbhgCIAEoAyIgCh5EZWxldGVJZGVudGl0eVByb3ZpZGVyUmVzcG9uc2UqTQoJVHJhbnNwb3J0EhkKFVRSQU5TUE9SVF9VTlNQRUNJRklFRBAAEhIKDlRSQU5TUE9SVF9IVFRQEAESEQoNVFJBTlNQT1JUX1NTRRACKuQBCghBdXRoVHlwZRIZChVBVVRIX1RZUEVfVU5TUEVDSUZJRUQQABISCg5BVVRIX1RZUEVfTk9ORRABEhUKEUFVVEhfVFlQRV9BUElfS0VZEAISGgoWQVVUSF9UWVBFX0JFQVJFUl9UT0tFThADEhMKD0FVVEhfVFlQRV9CQVNJQxAEEhsKF0FVVEhfVFlQRV9BVVRIT1JJWkFUSU9OEAUSEwoPQVVUSF9UWVBFX1RPS0VOEAYSFAoQQVVUSF9UWVBFX09BVVRIMhAHEhkKFUFVVEhfVFlQRV9QQVNTVEhST1VHSBAIKpUBCgpPQXV0aDJGbG93EhwKGE9fQVVUSDJfRkxPV19VTlNQRUNJRklFRBAAEiMKH09fQVVUSDJfRkxPV19BVVRIT1JJWkFUSU9OX0NPREUQARIjCh9PX0FVVEgyX0ZMT1dfQ0xJRU5UX0NSRURFTlRJQUxTEAISHwobT19BVVRIMl9GTE9XX1RPS0VOX0VYQ0hBTkdFEAMqaQoOVG9vbENoYW5nZU1vZGUSIAocVE9PTF9DSEFOR0VfTU9ERV9VTlNQRUNJRklFRBAAEhkKFVRPT0xfQ0hBTkdFX01PREVfV0FSThABEhoKFlRPT0xfQ0hBTkdFX01PREVfQkxPQ0sQAipsCg1QcmluY2lwYWxLaW5kEh4KGlBSSU5DSVBBTF9LSU5EX1VOU1BFQ0lGSUVEEAASFwoTUFJJTkNJUEFMX0tJTkRfVVNFUhABEiIKHlBSSU5DSVBBTF9LSU5EX1NFUlZJQ0VfQUNDT1VOVBACKj0KBFJvbGUSFAoQUk9MRV9VTlNQRUNJRklFRBAAEg8KC1JPTEVfTUVNQkVSEAESDgoKUk9MRV9BRE1JThACMt0BCg5Ub29sUGluU2VydmljZRJkCgxMaXN0VG9vbFBpbnMSJi5tY3BnYXRlLmNvbmZpZy52MS5MaXN0VG9vbFBpbnNSZXF1ZXN0GicubWNwZ2F0ZS5jb25maWcudjEuTGlzdFRvb2xQaW5zUmVzcG9uc2UiA5ACARJlCg5BcHByb3ZlVG9vbFBpbhIoLm1jcGdhdGUuY29uZmlnLnYxLkFwcHJvdmVUb29sUGluUmVxdWVzdBopLm1jcGdhdGUuY29uZmlnLnYxLkFwcHJvdmVUb29sUGluUmVzcG9uc2UyiAMKDVNlcnZlclNlcnZpY2USYQoLTGlzdFNlcnZlcnMSJS5tY3BnYXRlLmNvbmZpZy52MS5MaXN0U2VydmVyc1JlcXVlc3QaJi5tY3BnYXRlLmNvbmZpZy52MS5MaXN0U2VydmVyc1Jlc3BvbnNlIgOQAgESWwoJR2V0U2VydmVyEiMubWNwZ2F0ZS5jb25maWcudjEuR2V0U2VydmVyUmVxdWVzdBokLm1jcGdhdGUuY29uZmlnLnYxLkdldFNlcnZlclJlc3BvbnNlIgOQAgESVgoJUHV0U2VydmVyEiMubWNwZ2F0ZS5jb25maWcudjEuUHV0U2VydmVyUmVxdWVzdBokLm1jcGdhdGUuY29uZmlnLnYxLlB1dFNlcnZlclJlc3BvbnNlEl8KDERlbGV0ZVNlcnZlchImLm1jcGdhdGUuY29uZmlnLnYxLkRlbGV0ZVNlcnZlclJlcXVlc3QaJy5tY3BnYXRlLmNvbmZpZy52MS5EZWxldGVTZXJ2ZXJSZXNwb25zZTKvAwoQUHJpbmNpcGFsU2VydmljZRJqCg5MaXN0UHJpbmNpcGFscxIoLm1jcGdhdGUuY29uZmlnLnYxLkxpc3RQcmluY2lwYWxzUmVxdWVzdBopLm1jcGdhdGUuY29uZmlnLnYxLkxpc3RQcmluY2lwYWxzUmVzcG9uc2UiA5ACARJkCgxHZXRQcmluY2lwYWwSJi5tY3BnYXRlLmNvbmZpZy52MS5HZXRQcmluY2lwYWxSZXF1ZXN0GicubWNwZ2F0ZS5jb25maWcudjEuR2V0UHJpbmNpcGFsUmVzcG9uc2UiA5ACARJfCgxQdXRQcmluY2lwYWwSJi5tY3BnYXRlLmNvbmZpZy52MS5QdXRQcmluY2lwYWxSZXF1ZXN0GicubWNwZ2F0ZS5jb25maWcudjEuUHV0UHJpbmNpcGFsUmVzcG9uc2USaAoPRGVsZXRlUHJpbmNpcGFsEikubWNwZ2F0ZS5jb25maWcudjEuRGVsZXRlUHJpbmNpcGFsUmVxdWVzdBoqLm1jcGdhdGUuY29uZmlnLnYxLkRlbGV0ZVByaW5jaXBhbFJlc3BvbnNlMvsCCgxHcm91cFNlcnZpY2USXgoKTGlzdEdyb3VwcxIkLm1jcGdhdGUuY29uZmlnLnYxLkxpc3RHcm91cHNSZXF1ZXN0GiUubWNwZ2F0ZS5jb25maWcudjEuTGlzdEdyb3Vwc1Jlc3BvbnNlIgOQAgESWAoIR2V0R3JvdXASIi5tY3BnYXRlLmNvbmZpZy52MS5HZXRHcm91cFJlcXVlc3QaIy5tY3BnYXRlLmNvbmZpZy52MS5HZXRHcm91cFJlc3BvbnNlIgOQAgESUwoIUHV0R3JvdXASIi5tY3BnYXRlLmNvbmZpZy52MS5QdXRHcm91cFJlcXVlc3QaIy5tY3BnYXRlLmNvbmZpZy52MS5QdXRHcm91cFJlc3BvbnNlElwKC0RlbGV0ZUdyb3VwEiUubWNwZ2F0ZS5jb25maWcudjEuRGVsZXRlR3JvdXBSZXF1ZXN0GiYubWNwZ2F0ZS5jb25maWcudjEuRGVsZXRlR3JvdXBSZXNwb25zZTKWAgoKS2V5U2VydmljZRJYCghMaXN0S2V5cxIiLm1jcGdhdGUuY29uZmlnLnYxLkxpc3RLZXlzUmVxdWVzdBojLm1jcGdhdGUuY29uZmlnLnYxLkxpc3RLZXlzUmVzcG9uc2UiA5ACARJWCglDcmVhdGVLZXkSIy5tY3BnYXRlLmNvbmZpZy52MS5DcmVhdGVLZXlSZXF1ZXN0GiQubWNwZ2F0ZS5jb25maWcudjEuQ3JlYXRlS2V5UmVzcG9uc2USVgoJUmV2b2tlS2V5EiMubWNwZ2F0ZS5jb25maWcudjEuUmV2b2tlS2V5UmVxdWVzdBokLm1jcGdhdGUuY29uZmlnLnYxLlJldm9rZUtleVJlc3BvbnNlMooEChdJZGVudGl0eVByb3ZpZGVyU2VydmljZRJ/ChVMaXN0SWRlbnRpdHlQcm92aWRlcnMSLy5tY3BnYXRlLmNvbmZpZy52MS5MaXN0SWRlbnRpdHlQcm92aWRlcnNSZXF1ZXN0GjAubWNwZ2F0ZS5jb25maWcudjEuTGlzdElkZW50aXR5UHJvdmlkZXJzUmVzcG9uc2UiA5ACARJ5ChNHZXRJZGVudGl0eVByb3ZpZGVyEi0ubWNwZ2F0ZS5jb25maWcudjEuR2V0SWRlbnRpdHlQcm92aWRlclJlcXVlc3QaLi5tY3BnYXRlLmNvbmZpZy52MS5HZXRJZGVudGl0eVByb3ZpZGVyUmVzcG9uc2UiA5ACARJ0ChNQdXRJZGVudGl0eVByb3ZpZGVyEi0ubWNwZ2F0ZS5jb25maWcudjEuUHV0SWRlbnRpdHlQcm92aWRlclJlcXVlc3QaLi5tY3BnYXRlLmNvbmZpZy52MS5QdXRJZGVudGl0eVByb3ZpZGVyUmVzcG9uc2USfQoWRGVsZXRlSWRlbnRpdHlQcm92aWRlchIwLm1jcGdhdGUuY29uZmlnLnYxLkRlbGV0ZUlkZW50aXR5UHJvdmlkZXJSZXF1ZXN0GjEubWNwZ2F0ZS5jb25maWcudjEuRGVsZXRlSWRlbnRpdHlQcm92aWRlclJlc3BvbnNlQskBChVjb20ubWNwZ2F0ZS5jb25maWcudjFCC0NvbmZpZ1Byb3RvUAFaPWdpdGh1Yi5jb20vbWNwZ2F0ZS9tY3BnYXRlL2FwaS9nZW4vbWNwZ2F0ZS9jb25maWcvdjE7Y29uZmlndjGiAgNNQ1iqAhFNY3BnYXRlLkNvbmZpZy5WMcoCEU1jcGdhdGVcQ29uZmlnXFYx4gIdTWNwZ2F0ZVxDb25maWdcVjFcR1BCTWV0YWRhdGHqAhNNY3BnYXRlOjpDb25maWc6OlYxYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * McpServer is an upstream MCP server, reachable at /<name>/mcp.
@@ -140,6 +140,24 @@ export type McpServer = Message<"mcpgate.config.v1.McpServer"> & {
    * @generated from field: string token_exchange_audience = 22;
    */
   tokenExchangeAudience: string;
+
+  /**
+   * Gateway scopes (and optionally upstream scopes) tools/call needs, by
+   * tool name glob (path.Match syntax). A call of a tool matching several
+   * rules needs the union of their scopes. Gateway access tokens lacking a
+   * scope get 403 insufficient_scope (step-up); API keys are not scoped.
+   *
+   * @generated from field: repeated mcpgate.config.v1.ToolScopes tool_scopes = 140;
+   */
+  toolScopes: ToolScopes[];
+
+  /**
+   * What the gateway does when an upstream tool's definition changes after
+   * it was first seen (tool pinning).
+   *
+   * @generated from field: mcpgate.config.v1.ToolChangeMode on_tool_change = 141;
+   */
+  onToolChange: ToolChangeMode;
 };
 
 /**
@@ -148,6 +166,43 @@ export type McpServer = Message<"mcpgate.config.v1.McpServer"> & {
  */
 export const McpServerSchema: GenMessage<McpServer> = /*@__PURE__*/
   messageDesc(file_mcpgate_config_v1_config, 0);
+
+/**
+ * ToolScopes says which scopes calling the tools matching tool needs.
+ *
+ * @generated from message mcpgate.config.v1.ToolScopes
+ */
+export type ToolScopes = Message<"mcpgate.config.v1.ToolScopes"> & {
+  /**
+   * A tool name or glob (path.Match syntax, e.g. "merge_*").
+   *
+   * @generated from field: string tool = 1;
+   */
+  tool: string;
+
+  /**
+   * Gateway scopes the caller's access token must carry.
+   *
+   * @generated from field: repeated string scopes = 2;
+   */
+  scopes: string[];
+
+  /**
+   * Upstream scopes the person's upstream grant must carry (oauth2
+   * authorization_code servers); missing ones send the person through the
+   * upstream sign-in again with the union of scopes.
+   *
+   * @generated from field: repeated string upstream_scopes = 3;
+   */
+  upstreamScopes: string[];
+};
+
+/**
+ * Describes the message mcpgate.config.v1.ToolScopes.
+ * Use `create(ToolScopesSchema)` to create a new message.
+ */
+export const ToolScopesSchema: GenMessage<ToolScopes> = /*@__PURE__*/
+  messageDesc(file_mcpgate_config_v1_config, 1);
 
 /**
  * Principal is a user or service account; servers lists the routes it may use
@@ -219,7 +274,7 @@ export type Principal = Message<"mcpgate.config.v1.Principal"> & {
  * Use `create(PrincipalSchema)` to create a new message.
  */
 export const PrincipalSchema: GenMessage<Principal> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 1);
+  messageDesc(file_mcpgate_config_v1_config, 2);
 
 /**
  * GroupAssertion is one group membership taken from an identity
@@ -253,7 +308,7 @@ export type GroupAssertion = Message<"mcpgate.config.v1.GroupAssertion"> & {
  * Use `create(GroupAssertionSchema)` to create a new message.
  */
 export const GroupAssertionSchema: GenMessage<GroupAssertion> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 2);
+  messageDesc(file_mcpgate_config_v1_config, 3);
 
 /**
  * Group grants servers to its members, like a principal's own servers.
@@ -287,7 +342,7 @@ export type Group = Message<"mcpgate.config.v1.Group"> & {
  * Use `create(GroupSchema)` to create a new message.
  */
 export const GroupSchema: GenMessage<Group> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 3);
+  messageDesc(file_mcpgate_config_v1_config, 4);
 
 /**
  * IdentityProvider is an OpenID Connect provider people sign in with (the
@@ -393,7 +448,152 @@ export type IdentityProvider = Message<"mcpgate.config.v1.IdentityProvider"> & {
  * Use `create(IdentityProviderSchema)` to create a new message.
  */
 export const IdentityProviderSchema: GenMessage<IdentityProvider> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 4);
+  messageDesc(file_mcpgate_config_v1_config, 5);
+
+/**
+ * ToolPin is the recorded definition digest of one upstream tool.
+ *
+ * @generated from message mcpgate.config.v1.ToolPin
+ */
+export type ToolPin = Message<"mcpgate.config.v1.ToolPin"> & {
+  /**
+   * @generated from field: string tool = 1;
+   */
+  tool: string;
+
+  /**
+   * Hex SHA-256 of the approved (first seen, or admin-approved) definition.
+   *
+   * @generated from field: string approved_digest = 2;
+   */
+  approvedDigest: string;
+
+  /**
+   * Hex SHA-256 of a different definition seen since; empty when none.
+   *
+   * @generated from field: string pending_digest = 3;
+   */
+  pendingDigest: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp first_seen_time = 4;
+   */
+  firstSeenTime?: Timestamp | undefined;
+
+  /**
+   * When pending_digest was first seen.
+   *
+   * @generated from field: google.protobuf.Timestamp change_time = 5;
+   */
+  changeTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp approve_time = 6;
+   */
+  approveTime?: Timestamp | undefined;
+
+  /**
+   * The admin that approved the current digest, when one did.
+   *
+   * @generated from field: string approved_by = 7;
+   */
+  approvedBy: string;
+};
+
+/**
+ * Describes the message mcpgate.config.v1.ToolPin.
+ * Use `create(ToolPinSchema)` to create a new message.
+ */
+export const ToolPinSchema: GenMessage<ToolPin> = /*@__PURE__*/
+  messageDesc(file_mcpgate_config_v1_config, 6);
+
+/**
+ * @generated from message mcpgate.config.v1.ListToolPinsRequest
+ */
+export type ListToolPinsRequest = Message<"mcpgate.config.v1.ListToolPinsRequest"> & {
+  /**
+   * @generated from field: string server = 1;
+   */
+  server: string;
+};
+
+/**
+ * Describes the message mcpgate.config.v1.ListToolPinsRequest.
+ * Use `create(ListToolPinsRequestSchema)` to create a new message.
+ */
+export const ListToolPinsRequestSchema: GenMessage<ListToolPinsRequest> = /*@__PURE__*/
+  messageDesc(file_mcpgate_config_v1_config, 7);
+
+/**
+ * @generated from message mcpgate.config.v1.ListToolPinsResponse
+ */
+export type ListToolPinsResponse = Message<"mcpgate.config.v1.ListToolPinsResponse"> & {
+  /**
+   * Sorted by tool.
+   *
+   * @generated from field: repeated mcpgate.config.v1.ToolPin pins = 1;
+   */
+  pins: ToolPin[];
+
+  /**
+   * @generated from field: mcpgate.config.v1.ToolChangeMode on_tool_change = 2;
+   */
+  onToolChange: ToolChangeMode;
+};
+
+/**
+ * Describes the message mcpgate.config.v1.ListToolPinsResponse.
+ * Use `create(ListToolPinsResponseSchema)` to create a new message.
+ */
+export const ListToolPinsResponseSchema: GenMessage<ListToolPinsResponse> = /*@__PURE__*/
+  messageDesc(file_mcpgate_config_v1_config, 8);
+
+/**
+ * @generated from message mcpgate.config.v1.ApproveToolPinRequest
+ */
+export type ApproveToolPinRequest = Message<"mcpgate.config.v1.ApproveToolPinRequest"> & {
+  /**
+   * @generated from field: string server = 1;
+   */
+  server: string;
+
+  /**
+   * @generated from field: string tool = 2;
+   */
+  tool: string;
+
+  /**
+   * When set, approve only if the pending digest starts with it (what the
+   * admin saw in the list).
+   *
+   * @generated from field: string digest_prefix = 3;
+   */
+  digestPrefix: string;
+};
+
+/**
+ * Describes the message mcpgate.config.v1.ApproveToolPinRequest.
+ * Use `create(ApproveToolPinRequestSchema)` to create a new message.
+ */
+export const ApproveToolPinRequestSchema: GenMessage<ApproveToolPinRequest> = /*@__PURE__*/
+  messageDesc(file_mcpgate_config_v1_config, 9);
+
+/**
+ * @generated from message mcpgate.config.v1.ApproveToolPinResponse
+ */
+export type ApproveToolPinResponse = Message<"mcpgate.config.v1.ApproveToolPinResponse"> & {
+  /**
+   * @generated from field: mcpgate.config.v1.ToolPin pin = 1;
+   */
+  pin?: ToolPin | undefined;
+};
+
+/**
+ * Describes the message mcpgate.config.v1.ApproveToolPinResponse.
+ * Use `create(ApproveToolPinResponseSchema)` to create a new message.
+ */
+export const ApproveToolPinResponseSchema: GenMessage<ApproveToolPinResponse> = /*@__PURE__*/
+  messageDesc(file_mcpgate_config_v1_config, 10);
 
 /**
  * ApiKey describes a gateway API key. The key itself is shown once, at
@@ -455,7 +655,7 @@ export type ApiKey = Message<"mcpgate.config.v1.ApiKey"> & {
  * Use `create(ApiKeySchema)` to create a new message.
  */
 export const ApiKeySchema: GenMessage<ApiKey> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 5);
+  messageDesc(file_mcpgate_config_v1_config, 11);
 
 /**
  * @generated from message mcpgate.config.v1.ListServersRequest
@@ -468,7 +668,7 @@ export type ListServersRequest = Message<"mcpgate.config.v1.ListServersRequest">
  * Use `create(ListServersRequestSchema)` to create a new message.
  */
 export const ListServersRequestSchema: GenMessage<ListServersRequest> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 6);
+  messageDesc(file_mcpgate_config_v1_config, 12);
 
 /**
  * @generated from message mcpgate.config.v1.ListServersResponse
@@ -485,7 +685,7 @@ export type ListServersResponse = Message<"mcpgate.config.v1.ListServersResponse
  * Use `create(ListServersResponseSchema)` to create a new message.
  */
 export const ListServersResponseSchema: GenMessage<ListServersResponse> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 7);
+  messageDesc(file_mcpgate_config_v1_config, 13);
 
 /**
  * @generated from message mcpgate.config.v1.GetServerRequest
@@ -502,7 +702,7 @@ export type GetServerRequest = Message<"mcpgate.config.v1.GetServerRequest"> & {
  * Use `create(GetServerRequestSchema)` to create a new message.
  */
 export const GetServerRequestSchema: GenMessage<GetServerRequest> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 8);
+  messageDesc(file_mcpgate_config_v1_config, 14);
 
 /**
  * @generated from message mcpgate.config.v1.GetServerResponse
@@ -519,7 +719,7 @@ export type GetServerResponse = Message<"mcpgate.config.v1.GetServerResponse"> &
  * Use `create(GetServerResponseSchema)` to create a new message.
  */
 export const GetServerResponseSchema: GenMessage<GetServerResponse> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 9);
+  messageDesc(file_mcpgate_config_v1_config, 15);
 
 /**
  * @generated from message mcpgate.config.v1.PutServerRequest
@@ -550,7 +750,7 @@ export type PutServerRequest = Message<"mcpgate.config.v1.PutServerRequest"> & {
  * Use `create(PutServerRequestSchema)` to create a new message.
  */
 export const PutServerRequestSchema: GenMessage<PutServerRequest> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 10);
+  messageDesc(file_mcpgate_config_v1_config, 16);
 
 /**
  * @generated from message mcpgate.config.v1.PutServerResponse
@@ -574,7 +774,7 @@ export type PutServerResponse = Message<"mcpgate.config.v1.PutServerResponse"> &
  * Use `create(PutServerResponseSchema)` to create a new message.
  */
 export const PutServerResponseSchema: GenMessage<PutServerResponse> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 11);
+  messageDesc(file_mcpgate_config_v1_config, 17);
 
 /**
  * @generated from message mcpgate.config.v1.DeleteServerRequest
@@ -596,7 +796,7 @@ export type DeleteServerRequest = Message<"mcpgate.config.v1.DeleteServerRequest
  * Use `create(DeleteServerRequestSchema)` to create a new message.
  */
 export const DeleteServerRequestSchema: GenMessage<DeleteServerRequest> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 12);
+  messageDesc(file_mcpgate_config_v1_config, 18);
 
 /**
  * @generated from message mcpgate.config.v1.DeleteServerResponse
@@ -609,7 +809,7 @@ export type DeleteServerResponse = Message<"mcpgate.config.v1.DeleteServerRespon
  * Use `create(DeleteServerResponseSchema)` to create a new message.
  */
 export const DeleteServerResponseSchema: GenMessage<DeleteServerResponse> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 13);
+  messageDesc(file_mcpgate_config_v1_config, 19);
 
 /**
  * @generated from message mcpgate.config.v1.ListPrincipalsRequest
@@ -622,7 +822,7 @@ export type ListPrincipalsRequest = Message<"mcpgate.config.v1.ListPrincipalsReq
  * Use `create(ListPrincipalsRequestSchema)` to create a new message.
  */
 export const ListPrincipalsRequestSchema: GenMessage<ListPrincipalsRequest> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 14);
+  messageDesc(file_mcpgate_config_v1_config, 20);
 
 /**
  * @generated from message mcpgate.config.v1.ListPrincipalsResponse
@@ -639,7 +839,7 @@ export type ListPrincipalsResponse = Message<"mcpgate.config.v1.ListPrincipalsRe
  * Use `create(ListPrincipalsResponseSchema)` to create a new message.
  */
 export const ListPrincipalsResponseSchema: GenMessage<ListPrincipalsResponse> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 15);
+  messageDesc(file_mcpgate_config_v1_config, 21);
 
 /**
  * @generated from message mcpgate.config.v1.GetPrincipalRequest
@@ -656,7 +856,7 @@ export type GetPrincipalRequest = Message<"mcpgate.config.v1.GetPrincipalRequest
  * Use `create(GetPrincipalRequestSchema)` to create a new message.
  */
 export const GetPrincipalRequestSchema: GenMessage<GetPrincipalRequest> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 16);
+  messageDesc(file_mcpgate_config_v1_config, 22);
 
 /**
  * @generated from message mcpgate.config.v1.GetPrincipalResponse
@@ -681,7 +881,7 @@ export type GetPrincipalResponse = Message<"mcpgate.config.v1.GetPrincipalRespon
  * Use `create(GetPrincipalResponseSchema)` to create a new message.
  */
 export const GetPrincipalResponseSchema: GenMessage<GetPrincipalResponse> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 17);
+  messageDesc(file_mcpgate_config_v1_config, 23);
 
 /**
  * EffectiveServer is one server a principal may use and its sources.
@@ -707,7 +907,7 @@ export type EffectiveServer = Message<"mcpgate.config.v1.EffectiveServer"> & {
  * Use `create(EffectiveServerSchema)` to create a new message.
  */
 export const EffectiveServerSchema: GenMessage<EffectiveServer> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 18);
+  messageDesc(file_mcpgate_config_v1_config, 24);
 
 /**
  * GrantSource says why a principal may use a server.
@@ -743,7 +943,7 @@ export type GrantSource = Message<"mcpgate.config.v1.GrantSource"> & {
  * Use `create(GrantSourceSchema)` to create a new message.
  */
 export const GrantSourceSchema: GenMessage<GrantSource> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 19);
+  messageDesc(file_mcpgate_config_v1_config, 25);
 
 /**
  * @generated from message mcpgate.config.v1.PutPrincipalRequest
@@ -765,7 +965,7 @@ export type PutPrincipalRequest = Message<"mcpgate.config.v1.PutPrincipalRequest
  * Use `create(PutPrincipalRequestSchema)` to create a new message.
  */
 export const PutPrincipalRequestSchema: GenMessage<PutPrincipalRequest> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 20);
+  messageDesc(file_mcpgate_config_v1_config, 26);
 
 /**
  * @generated from message mcpgate.config.v1.PutPrincipalResponse
@@ -787,7 +987,7 @@ export type PutPrincipalResponse = Message<"mcpgate.config.v1.PutPrincipalRespon
  * Use `create(PutPrincipalResponseSchema)` to create a new message.
  */
 export const PutPrincipalResponseSchema: GenMessage<PutPrincipalResponse> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 21);
+  messageDesc(file_mcpgate_config_v1_config, 27);
 
 /**
  * @generated from message mcpgate.config.v1.DeletePrincipalRequest
@@ -809,7 +1009,7 @@ export type DeletePrincipalRequest = Message<"mcpgate.config.v1.DeletePrincipalR
  * Use `create(DeletePrincipalRequestSchema)` to create a new message.
  */
 export const DeletePrincipalRequestSchema: GenMessage<DeletePrincipalRequest> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 22);
+  messageDesc(file_mcpgate_config_v1_config, 28);
 
 /**
  * @generated from message mcpgate.config.v1.DeletePrincipalResponse
@@ -822,7 +1022,7 @@ export type DeletePrincipalResponse = Message<"mcpgate.config.v1.DeletePrincipal
  * Use `create(DeletePrincipalResponseSchema)` to create a new message.
  */
 export const DeletePrincipalResponseSchema: GenMessage<DeletePrincipalResponse> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 23);
+  messageDesc(file_mcpgate_config_v1_config, 29);
 
 /**
  * @generated from message mcpgate.config.v1.ListGroupsRequest
@@ -835,7 +1035,7 @@ export type ListGroupsRequest = Message<"mcpgate.config.v1.ListGroupsRequest"> &
  * Use `create(ListGroupsRequestSchema)` to create a new message.
  */
 export const ListGroupsRequestSchema: GenMessage<ListGroupsRequest> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 24);
+  messageDesc(file_mcpgate_config_v1_config, 30);
 
 /**
  * @generated from message mcpgate.config.v1.ListGroupsResponse
@@ -852,7 +1052,7 @@ export type ListGroupsResponse = Message<"mcpgate.config.v1.ListGroupsResponse">
  * Use `create(ListGroupsResponseSchema)` to create a new message.
  */
 export const ListGroupsResponseSchema: GenMessage<ListGroupsResponse> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 25);
+  messageDesc(file_mcpgate_config_v1_config, 31);
 
 /**
  * @generated from message mcpgate.config.v1.GetGroupRequest
@@ -869,7 +1069,7 @@ export type GetGroupRequest = Message<"mcpgate.config.v1.GetGroupRequest"> & {
  * Use `create(GetGroupRequestSchema)` to create a new message.
  */
 export const GetGroupRequestSchema: GenMessage<GetGroupRequest> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 26);
+  messageDesc(file_mcpgate_config_v1_config, 32);
 
 /**
  * @generated from message mcpgate.config.v1.GetGroupResponse
@@ -894,7 +1094,7 @@ export type GetGroupResponse = Message<"mcpgate.config.v1.GetGroupResponse"> & {
  * Use `create(GetGroupResponseSchema)` to create a new message.
  */
 export const GetGroupResponseSchema: GenMessage<GetGroupResponse> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 27);
+  messageDesc(file_mcpgate_config_v1_config, 33);
 
 /**
  * @generated from message mcpgate.config.v1.PutGroupRequest
@@ -916,7 +1116,7 @@ export type PutGroupRequest = Message<"mcpgate.config.v1.PutGroupRequest"> & {
  * Use `create(PutGroupRequestSchema)` to create a new message.
  */
 export const PutGroupRequestSchema: GenMessage<PutGroupRequest> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 28);
+  messageDesc(file_mcpgate_config_v1_config, 34);
 
 /**
  * @generated from message mcpgate.config.v1.PutGroupResponse
@@ -938,7 +1138,7 @@ export type PutGroupResponse = Message<"mcpgate.config.v1.PutGroupResponse"> & {
  * Use `create(PutGroupResponseSchema)` to create a new message.
  */
 export const PutGroupResponseSchema: GenMessage<PutGroupResponse> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 29);
+  messageDesc(file_mcpgate_config_v1_config, 35);
 
 /**
  * @generated from message mcpgate.config.v1.DeleteGroupRequest
@@ -960,7 +1160,7 @@ export type DeleteGroupRequest = Message<"mcpgate.config.v1.DeleteGroupRequest">
  * Use `create(DeleteGroupRequestSchema)` to create a new message.
  */
 export const DeleteGroupRequestSchema: GenMessage<DeleteGroupRequest> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 30);
+  messageDesc(file_mcpgate_config_v1_config, 36);
 
 /**
  * @generated from message mcpgate.config.v1.DeleteGroupResponse
@@ -973,7 +1173,7 @@ export type DeleteGroupResponse = Message<"mcpgate.config.v1.DeleteGroupResponse
  * Use `create(DeleteGroupResponseSchema)` to create a new message.
  */
 export const DeleteGroupResponseSchema: GenMessage<DeleteGroupResponse> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 31);
+  messageDesc(file_mcpgate_config_v1_config, 37);
 
 /**
  * @generated from message mcpgate.config.v1.ListKeysRequest
@@ -992,7 +1192,7 @@ export type ListKeysRequest = Message<"mcpgate.config.v1.ListKeysRequest"> & {
  * Use `create(ListKeysRequestSchema)` to create a new message.
  */
 export const ListKeysRequestSchema: GenMessage<ListKeysRequest> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 32);
+  messageDesc(file_mcpgate_config_v1_config, 38);
 
 /**
  * @generated from message mcpgate.config.v1.ListKeysResponse
@@ -1009,7 +1209,7 @@ export type ListKeysResponse = Message<"mcpgate.config.v1.ListKeysResponse"> & {
  * Use `create(ListKeysResponseSchema)` to create a new message.
  */
 export const ListKeysResponseSchema: GenMessage<ListKeysResponse> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 33);
+  messageDesc(file_mcpgate_config_v1_config, 39);
 
 /**
  * @generated from message mcpgate.config.v1.CreateKeyRequest
@@ -1043,7 +1243,7 @@ export type CreateKeyRequest = Message<"mcpgate.config.v1.CreateKeyRequest"> & {
  * Use `create(CreateKeyRequestSchema)` to create a new message.
  */
 export const CreateKeyRequestSchema: GenMessage<CreateKeyRequest> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 34);
+  messageDesc(file_mcpgate_config_v1_config, 40);
 
 /**
  * @generated from message mcpgate.config.v1.CreateKeyResponse
@@ -1074,7 +1274,7 @@ export type CreateKeyResponse = Message<"mcpgate.config.v1.CreateKeyResponse"> &
  * Use `create(CreateKeyResponseSchema)` to create a new message.
  */
 export const CreateKeyResponseSchema: GenMessage<CreateKeyResponse> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 35);
+  messageDesc(file_mcpgate_config_v1_config, 41);
 
 /**
  * @generated from message mcpgate.config.v1.RevokeKeyRequest
@@ -1093,7 +1293,7 @@ export type RevokeKeyRequest = Message<"mcpgate.config.v1.RevokeKeyRequest"> & {
  * Use `create(RevokeKeyRequestSchema)` to create a new message.
  */
 export const RevokeKeyRequestSchema: GenMessage<RevokeKeyRequest> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 36);
+  messageDesc(file_mcpgate_config_v1_config, 42);
 
 /**
  * @generated from message mcpgate.config.v1.RevokeKeyResponse
@@ -1110,7 +1310,7 @@ export type RevokeKeyResponse = Message<"mcpgate.config.v1.RevokeKeyResponse"> &
  * Use `create(RevokeKeyResponseSchema)` to create a new message.
  */
 export const RevokeKeyResponseSchema: GenMessage<RevokeKeyResponse> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 37);
+  messageDesc(file_mcpgate_config_v1_config, 43);
 
 /**
  * @generated from message mcpgate.config.v1.ListIdentityProvidersRequest
@@ -1123,7 +1323,7 @@ export type ListIdentityProvidersRequest = Message<"mcpgate.config.v1.ListIdenti
  * Use `create(ListIdentityProvidersRequestSchema)` to create a new message.
  */
 export const ListIdentityProvidersRequestSchema: GenMessage<ListIdentityProvidersRequest> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 38);
+  messageDesc(file_mcpgate_config_v1_config, 44);
 
 /**
  * @generated from message mcpgate.config.v1.ListIdentityProvidersResponse
@@ -1140,7 +1340,7 @@ export type ListIdentityProvidersResponse = Message<"mcpgate.config.v1.ListIdent
  * Use `create(ListIdentityProvidersResponseSchema)` to create a new message.
  */
 export const ListIdentityProvidersResponseSchema: GenMessage<ListIdentityProvidersResponse> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 39);
+  messageDesc(file_mcpgate_config_v1_config, 45);
 
 /**
  * @generated from message mcpgate.config.v1.GetIdentityProviderRequest
@@ -1157,7 +1357,7 @@ export type GetIdentityProviderRequest = Message<"mcpgate.config.v1.GetIdentityP
  * Use `create(GetIdentityProviderRequestSchema)` to create a new message.
  */
 export const GetIdentityProviderRequestSchema: GenMessage<GetIdentityProviderRequest> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 40);
+  messageDesc(file_mcpgate_config_v1_config, 46);
 
 /**
  * @generated from message mcpgate.config.v1.GetIdentityProviderResponse
@@ -1174,7 +1374,7 @@ export type GetIdentityProviderResponse = Message<"mcpgate.config.v1.GetIdentity
  * Use `create(GetIdentityProviderResponseSchema)` to create a new message.
  */
 export const GetIdentityProviderResponseSchema: GenMessage<GetIdentityProviderResponse> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 41);
+  messageDesc(file_mcpgate_config_v1_config, 47);
 
 /**
  * @generated from message mcpgate.config.v1.PutIdentityProviderRequest
@@ -1198,7 +1398,7 @@ export type PutIdentityProviderRequest = Message<"mcpgate.config.v1.PutIdentityP
  * Use `create(PutIdentityProviderRequestSchema)` to create a new message.
  */
 export const PutIdentityProviderRequestSchema: GenMessage<PutIdentityProviderRequest> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 42);
+  messageDesc(file_mcpgate_config_v1_config, 48);
 
 /**
  * @generated from message mcpgate.config.v1.PutIdentityProviderResponse
@@ -1220,7 +1420,7 @@ export type PutIdentityProviderResponse = Message<"mcpgate.config.v1.PutIdentity
  * Use `create(PutIdentityProviderResponseSchema)` to create a new message.
  */
 export const PutIdentityProviderResponseSchema: GenMessage<PutIdentityProviderResponse> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 43);
+  messageDesc(file_mcpgate_config_v1_config, 49);
 
 /**
  * @generated from message mcpgate.config.v1.DeleteIdentityProviderRequest
@@ -1242,7 +1442,7 @@ export type DeleteIdentityProviderRequest = Message<"mcpgate.config.v1.DeleteIde
  * Use `create(DeleteIdentityProviderRequestSchema)` to create a new message.
  */
 export const DeleteIdentityProviderRequestSchema: GenMessage<DeleteIdentityProviderRequest> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 44);
+  messageDesc(file_mcpgate_config_v1_config, 50);
 
 /**
  * @generated from message mcpgate.config.v1.DeleteIdentityProviderResponse
@@ -1255,7 +1455,7 @@ export type DeleteIdentityProviderResponse = Message<"mcpgate.config.v1.DeleteId
  * Use `create(DeleteIdentityProviderResponseSchema)` to create a new message.
  */
 export const DeleteIdentityProviderResponseSchema: GenMessage<DeleteIdentityProviderResponse> = /*@__PURE__*/
-  messageDesc(file_mcpgate_config_v1_config, 45);
+  messageDesc(file_mcpgate_config_v1_config, 51);
 
 /**
  * Transport is how the gateway talks to an upstream MCP server.
@@ -1402,6 +1602,41 @@ export const OAuth2FlowSchema: GenEnum<OAuth2Flow> = /*@__PURE__*/
   enumDesc(file_mcpgate_config_v1_config, 2);
 
 /**
+ * ToolChangeMode is a server's on_tool_change setting.
+ *
+ * @generated from enum mcpgate.config.v1.ToolChangeMode
+ */
+export enum ToolChangeMode {
+  /**
+   * No pinning: tool definitions are not recorded (the default).
+   *
+   * @generated from enum value: TOOL_CHANGE_MODE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * A changed tool stays visible and callable; an audit event records it.
+   *
+   * @generated from enum value: TOOL_CHANGE_MODE_WARN = 1;
+   */
+  WARN = 1,
+
+  /**
+   * A changed tool is hidden from tools/list and its calls are denied until
+   * an admin approves the new definition.
+   *
+   * @generated from enum value: TOOL_CHANGE_MODE_BLOCK = 2;
+   */
+  BLOCK = 2,
+}
+
+/**
+ * Describes the enum mcpgate.config.v1.ToolChangeMode.
+ */
+export const ToolChangeModeSchema: GenEnum<ToolChangeMode> = /*@__PURE__*/
+  enumDesc(file_mcpgate_config_v1_config, 3);
+
+/**
  * PrincipalKind tells people from automation.
  *
  * @generated from enum mcpgate.config.v1.PrincipalKind
@@ -1427,7 +1662,7 @@ export enum PrincipalKind {
  * Describes the enum mcpgate.config.v1.PrincipalKind.
  */
 export const PrincipalKindSchema: GenEnum<PrincipalKind> = /*@__PURE__*/
-  enumDesc(file_mcpgate_config_v1_config, 3);
+  enumDesc(file_mcpgate_config_v1_config, 4);
 
 /**
  * Role is what a principal may do on the admin API.
@@ -1459,7 +1694,35 @@ export enum Role {
  * Describes the enum mcpgate.config.v1.Role.
  */
 export const RoleSchema: GenEnum<Role> = /*@__PURE__*/
-  enumDesc(file_mcpgate_config_v1_config, 4);
+  enumDesc(file_mcpgate_config_v1_config, 5);
+
+/**
+ * ToolPinService shows and approves the tool definitions the gateway
+ * pinned. Admin only.
+ *
+ * @generated from service mcpgate.config.v1.ToolPinService
+ */
+export const ToolPinService: GenService<{
+  /**
+   * @generated from rpc mcpgate.config.v1.ToolPinService.ListToolPins
+   */
+  listToolPins: {
+    methodKind: "unary";
+    input: typeof ListToolPinsRequestSchema;
+    output: typeof ListToolPinsResponseSchema;
+  },
+  /**
+   * ApproveToolPin makes the tool's pending digest its approved one.
+   *
+   * @generated from rpc mcpgate.config.v1.ToolPinService.ApproveToolPin
+   */
+  approveToolPin: {
+    methodKind: "unary";
+    input: typeof ApproveToolPinRequestSchema;
+    output: typeof ApproveToolPinResponseSchema;
+  },
+}> = /*@__PURE__*/
+  serviceDesc(file_mcpgate_config_v1_config, 0);
 
 /**
  * ServerService manages MCP server definitions.
@@ -1503,7 +1766,7 @@ export const ServerService: GenService<{
     output: typeof DeleteServerResponseSchema;
   },
 }> = /*@__PURE__*/
-  serviceDesc(file_mcpgate_config_v1_config, 0);
+  serviceDesc(file_mcpgate_config_v1_config, 1);
 
 /**
  * PrincipalService manages users and service accounts.
@@ -1544,7 +1807,7 @@ export const PrincipalService: GenService<{
     output: typeof DeletePrincipalResponseSchema;
   },
 }> = /*@__PURE__*/
-  serviceDesc(file_mcpgate_config_v1_config, 1);
+  serviceDesc(file_mcpgate_config_v1_config, 2);
 
 /**
  * GroupService manages groups: named sets of server grants their members
@@ -1588,7 +1851,7 @@ export const GroupService: GenService<{
     output: typeof DeleteGroupResponseSchema;
   },
 }> = /*@__PURE__*/
-  serviceDesc(file_mcpgate_config_v1_config, 2);
+  serviceDesc(file_mcpgate_config_v1_config, 3);
 
 /**
  * KeyService manages gateway API keys.
@@ -1623,7 +1886,7 @@ export const KeyService: GenService<{
     output: typeof RevokeKeyResponseSchema;
   },
 }> = /*@__PURE__*/
-  serviceDesc(file_mcpgate_config_v1_config, 3);
+  serviceDesc(file_mcpgate_config_v1_config, 4);
 
 /**
  * IdentityProviderService manages the OpenID providers people sign in
@@ -1668,5 +1931,5 @@ export const IdentityProviderService: GenService<{
     output: typeof DeleteIdentityProviderResponseSchema;
   },
 }> = /*@__PURE__*/
-  serviceDesc(file_mcpgate_config_v1_config, 4);
+  serviceDesc(file_mcpgate_config_v1_config, 5);
 
