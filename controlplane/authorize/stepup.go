@@ -78,6 +78,15 @@ func UpstreamScopesFor(def *configv1.McpServer, granted []string) []string {
 			out = append(out, sc)
 		}
 	}
+	return Union(out, ToolUpstreamScopesFor(def, granted))
+}
+
+// ToolUpstreamScopesFor returns the upstream scopes of the tool_scopes
+// rules whose gateway scopes granted all carries, sorted: what a grant
+// must hold beyond the server's own scopes (a grant lacking one of these
+// is upgraded at the next authorization).
+func ToolUpstreamScopesFor(def *configv1.McpServer, granted []string) []string {
+	var out []string
 	for _, r := range def.GetToolScopes() {
 		if len(r.GetUpstreamScopes()) > 0 && subset(r.GetScopes(), granted) {
 			out = append(out, r.GetUpstreamScopes()...)
