@@ -65,6 +65,7 @@ func NewHandler(st *store.Store, cfg Config, log *slog.Logger) http.Handler {
 	mux.Handle(configv1connect.NewGroupServiceHandler(admin, adminOpts))
 	mux.Handle(configv1connect.NewKeyServiceHandler(admin, adminOpts))
 	mux.Handle(configv1connect.NewIdentityProviderServiceHandler(admin, adminOpts))
+	mux.Handle(configv1connect.NewToolPinServiceHandler(admin, adminOpts))
 	mux.Handle(vaultv1connect.NewConnectionServiceHandler(vaultapi.NewConnections(admin, st, vaultGrants), adminOpts))
 	if cfg.Keyring != nil {
 		mux.Handle(vaultv1connect.NewVaultServiceHandler(vaultapi.New(cfg.Keyring, st, log), adminOpts))

@@ -388,6 +388,8 @@ func withID(body, id string) string {
 // wire.ToolVisible shows, the rule the control plane applies to tools/call.
 type toolFilter struct {
 	allowed, disallowed []string
+	// pins, when set, checks every tool against its pin (tool pinning).
+	pins *pinCheck
 }
 
 func newToolFilter(allowed, disallowed []string) *toolFilter {
@@ -398,6 +400,9 @@ func newToolFilter(allowed, disallowed []string) *toolFilter {
 }
 
 func (f *toolFilter) keep(name string) bool {
+	if len(f.allowed) == 0 && len(f.disallowed) == 0 {
+		return true
+	}
 	return wire.ToolVisible(f.allowed, f.disallowed, name)
 }
 
@@ -616,5 +621,8 @@ func (f *toolFilter) keepTool(tv jsontext.Value) bool {
 	if err != nil {
 		return false
 	}
-	return f.keep(string(name))
+	if !f.keep(string(name)) {
+		return false
+	}
+	return f.pins == nil || f.pins.check(tv)
 }

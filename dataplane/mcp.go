@@ -208,6 +208,7 @@ func (p *Proxy) serveMCP(w http.ResponseWriter, r *http.Request, route string) {
 		clientHandle = h
 	}
 
+	filter := newToolFilter(out.Allow.GetAllowedTools(), out.Allow.GetDisallowedTools()).withPins(out.Allow.GetToolPinning())
 	p.forward(w, r, log, fwd{
 		route:     route,
 		principal: principal,
@@ -217,10 +218,14 @@ func (p *Proxy) serveMCP(w http.ResponseWriter, r *http.Request, route string) {
 		handle:    clientHandle,
 		// Every reply is filtered whatever the request: ids cannot be
 		// trusted to match (issue 8 item 2).
-		filter:    newToolFilter(out.Allow.GetAllowedTools(), out.Allow.GetDisallowedTools()),
+		filter:    filter,
 		id:        parsed.ID,
 		mayStream: mayStream(r.Method, parsed.Calls),
 	})
+	if filter != nil && filter.pins != nil {
+		// What the reply showed that is not pinned (yet, or any more).
+		p.pins.add(route, filter.pins.reports())
+	}
 }
 
 // record notes the decision about call c for the audit and metrics, and

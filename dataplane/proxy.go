@@ -92,6 +92,7 @@ type Proxy struct {
 	relayClient    *http.Client
 	metrics        *metrics.DataPlane
 	audit          *audit.Logger
+	pins           *pinReporter
 }
 
 // New validates cfg and returns a Proxy. Call Run to keep its session keys
@@ -172,6 +173,7 @@ func New(cfg Config, log *slog.Logger) (*Proxy, error) {
 		audit:          cfg.Audit,
 	}
 	p.keys = newKeyRing(cp, log)
+	p.pins = newPinReporter(log, cp)
 	return p, nil
 }
 
