@@ -81,8 +81,8 @@ const maxReportedPerReply = wire.MaxToolDigestReport
 // Allow's pins, and what the reply showed that the control plane should
 // learn.
 type pinCheck struct {
-	pins  map[string]string
-	block bool
+	pins, pending map[string]string
+	block         bool
 
 	mu       sync.Mutex
 	reported map[string]string // tool → digest seen without its pin
@@ -99,6 +99,10 @@ func (c *pinCheck) check(tv jsontext.Value) bool {
 	pin, pinned := c.pins[name]
 	if pinned && pin == digest {
 		return true
+	}
+	if pinned && c.pending[name] == digest {
+		// A change the control plane recorded already.
+		return !c.block
 	}
 	c.mu.Lock()
 	if c.reported == nil {
@@ -137,7 +141,7 @@ func (f *toolFilter) withPins(tp *authorizev1.ToolPinning) *toolFilter {
 	if f == nil {
 		f = &toolFilter{}
 	}
-	f.pins = &pinCheck{pins: tp.GetPins(), block: tp.GetBlock()}
+	f.pins = &pinCheck{pins: tp.GetPins(), pending: tp.GetPending(), block: tp.GetBlock()}
 	return f
 }
 
@@ -146,18 +150,17 @@ const (
 	// pinReportEvery and pinReportBurst rate-limit reports per route.
 	pinReportEvery = time.Second
 	pinReportBurst = 4
-	// maxPendingPerRoute bounds what waits to be reported per route, and
-	// maxSentPerRoute what is remembered as reported (then forgotten whole).
+	// maxPendingPerRoute bounds what waits to be reported per route.
 	maxPendingPerRoute = 256
-	maxSentPerRoute    = 1024
 	pinReportTimeout   = 10 * time.Second
 )
 
 // pinReporter sends tool digest reports to the control plane: coalesced per
-// route (one tool's latest digest waits once), each (tool, digest) reported
-// once while remembered, at most maxReportedPerReply tools per call and
-// rate-limited per route. Routes come only from ALLOW decisions, so they
-// are configured servers.
+// route (one tool's latest digest waits once), at most maxReportedPerReply
+// tools per call and rate-limited per route. What the control plane knows
+// already (the Allow's pins and pending digests) is never reported, and a
+// report that tells it nothing new costs it no etcd write. Routes come only
+// from ALLOW decisions, so they are configured servers.
 type pinReporter struct {
 	log  *slog.Logger
 	send func(ctx context.Context, route string, tools []*authorizev1.ToolDigestReport) error
@@ -168,7 +171,6 @@ type pinReporter struct {
 
 type routeReports struct {
 	pending  map[string]string
-	sent     map[string]string
 	lim      *rate.Limiter
 	inFlight bool
 }
@@ -191,13 +193,10 @@ func (r *pinReporter) add(route string, reports []*authorizev1.ToolDigestReport)
 	r.mu.Lock()
 	rr := r.routes[route]
 	if rr == nil {
-		rr = &routeReports{pending: map[string]string{}, sent: map[string]string{}, lim: rate.NewLimiter(rate.Every(pinReportEvery), pinReportBurst)}
+		rr = &routeReports{pending: map[string]string{}, lim: rate.NewLimiter(rate.Every(pinReportEvery), pinReportBurst)}
 		r.routes[route] = rr
 	}
 	for _, t := range reports {
-		if rr.sent[t.GetTool()] == t.GetDigest() {
-			continue
-		}
 		if _, ok := rr.pending[t.GetTool()]; ok || len(rr.pending) < maxPendingPerRoute {
 			rr.pending[t.GetTool()] = t.GetDigest()
 		}
@@ -232,23 +231,12 @@ func (r *pinReporter) flush(route string, rr *routeReports) {
 			}
 			batch = append(batch, &authorizev1.ToolDigestReport{Tool: t, Digest: d})
 			delete(rr.pending, t)
-			if len(rr.sent) >= maxSentPerRoute {
-				clear(rr.sent)
-			}
-			rr.sent[t] = d
 		}
 		r.mu.Unlock()
 		sort.Slice(batch, func(i, j int) bool { return batch[i].GetTool() < batch[j].GetTool() })
 		if err := r.send(ctx, route, batch); err != nil {
+			// Dropped: a later reply showing them reports them again.
 			r.log.WarnContext(ctx, "report tool digests failed", slog.String("route", route), slog.String("code", codeOf(err)))
-			// Forget them as sent: a later reply reports them again.
-			r.mu.Lock()
-			for _, t := range batch {
-				if rr.sent[t.GetTool()] == t.GetDigest() {
-					delete(rr.sent, t.GetTool())
-				}
-			}
-			r.mu.Unlock()
 		}
 		cancel()
 	}

@@ -157,6 +157,12 @@ func toolPinning(st State, def *configv1.McpServer) *authorizev1.ToolPinning {
 		if rec, ok := ps.ToolPins(def.GetName()); ok {
 			for name, p := range rec.GetPins() {
 				tp.Pins[name] = p.GetApprovedDigest()
+				if d := p.GetPendingDigest(); d != "" {
+					if tp.Pending == nil {
+						tp.Pending = map[string]string{}
+					}
+					tp.Pending[name] = d
+				}
 			}
 		}
 	}

@@ -422,7 +422,10 @@ type ToolPinning struct {
 	Pins map[string]string `protobuf:"bytes,1,rep,name=pins,proto3" json:"pins,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// on_tool_change block: a tool whose digest differs from its pin is
 	// hidden from tools/list.
-	Block         bool `protobuf:"varint,2,opt,name=block,proto3" json:"block,omitempty"`
+	Block bool `protobuf:"varint,2,opt,name=block,proto3" json:"block,omitempty"`
+	// The pending (changed, not approved) digest of tools that have one: the
+	// control plane knows them already, so they are not reported again.
+	Pending       map[string]string `protobuf:"bytes,3,rep,name=pending,proto3" json:"pending,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -469,6 +472,13 @@ func (x *ToolPinning) GetBlock() bool {
 		return x.Block
 	}
 	return false
+}
+
+func (x *ToolPinning) GetPending() map[string]string {
+	if x != nil {
+		return x.Pending
+	}
+	return nil
 }
 
 type Challenge struct {
@@ -1244,11 +1254,15 @@ const file_mcpgate_authorize_v1_authorize_proto_rawDesc = "" +
 	"\x10disallowed_tools\x18\x04 \x03(\tR\x0fdisallowedTools\x12\x1f\n" +
 	"\vvault_grant\x18\x05 \x01(\bR\n" +
 	"vaultGrant\x12E\n" +
-	"\ftool_pinning\x18\x8c\x01 \x01(\v2!.mcpgate.authorize.v1.ToolPinningR\vtoolPinning\"\x9d\x01\n" +
+	"\ftool_pinning\x18\x8c\x01 \x01(\v2!.mcpgate.authorize.v1.ToolPinningR\vtoolPinning\"\xa3\x02\n" +
 	"\vToolPinning\x12?\n" +
 	"\x04pins\x18\x01 \x03(\v2+.mcpgate.authorize.v1.ToolPinning.PinsEntryR\x04pins\x12\x14\n" +
-	"\x05block\x18\x02 \x01(\bR\x05block\x1a7\n" +
+	"\x05block\x18\x02 \x01(\bR\x05block\x12H\n" +
+	"\apending\x18\x03 \x03(\v2..mcpgate.authorize.v1.ToolPinning.PendingEntryR\apending\x1a7\n" +
 	"\tPinsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a:\n" +
+	"\fPendingEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x83\x01\n" +
 	"\tChallenge\x12\x16\n" +
@@ -1321,7 +1335,7 @@ func file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP() []byte {
 }
 
 var file_mcpgate_authorize_v1_authorize_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_mcpgate_authorize_v1_authorize_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_mcpgate_authorize_v1_authorize_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_mcpgate_authorize_v1_authorize_proto_goTypes = []any{
 	(Decision)(0),                              // 0: mcpgate.authorize.v1.Decision
 	(*Credentials)(nil),                        // 1: mcpgate.authorize.v1.Credentials
@@ -1344,34 +1358,36 @@ var file_mcpgate_authorize_v1_authorize_proto_goTypes = []any{
 	(*ReportToolDigestsRequest)(nil),           // 18: mcpgate.authorize.v1.ReportToolDigestsRequest
 	(*ReportToolDigestsResponse)(nil),          // 19: mcpgate.authorize.v1.ReportToolDigestsResponse
 	nil,                                        // 20: mcpgate.authorize.v1.ToolPinning.PinsEntry
+	nil,                                        // 21: mcpgate.authorize.v1.ToolPinning.PendingEntry
 }
 var file_mcpgate_authorize_v1_authorize_proto_depIdxs = []int32{
 	1,  // 0: mcpgate.authorize.v1.AuthorizeRequest.credentials:type_name -> mcpgate.authorize.v1.Credentials
 	3,  // 1: mcpgate.authorize.v1.Allow.upstream_headers:type_name -> mcpgate.authorize.v1.Header
 	5,  // 2: mcpgate.authorize.v1.Allow.tool_pinning:type_name -> mcpgate.authorize.v1.ToolPinning
 	20, // 3: mcpgate.authorize.v1.ToolPinning.pins:type_name -> mcpgate.authorize.v1.ToolPinning.PinsEntry
-	8,  // 4: mcpgate.authorize.v1.Deny.insufficient_scope:type_name -> mcpgate.authorize.v1.InsufficientScope
-	0,  // 5: mcpgate.authorize.v1.AuthorizeResponse.decision:type_name -> mcpgate.authorize.v1.Decision
-	4,  // 6: mcpgate.authorize.v1.AuthorizeResponse.allow:type_name -> mcpgate.authorize.v1.Allow
-	6,  // 7: mcpgate.authorize.v1.AuthorizeResponse.challenge:type_name -> mcpgate.authorize.v1.Challenge
-	7,  // 8: mcpgate.authorize.v1.AuthorizeResponse.deny:type_name -> mcpgate.authorize.v1.Deny
-	13, // 9: mcpgate.authorize.v1.GetSessionKeysResponse.keys:type_name -> mcpgate.authorize.v1.SessionKey
-	17, // 10: mcpgate.authorize.v1.ReportToolDigestsRequest.tools:type_name -> mcpgate.authorize.v1.ToolDigestReport
-	2,  // 11: mcpgate.authorize.v1.AuthorizeService.Authorize:input_type -> mcpgate.authorize.v1.AuthorizeRequest
-	10, // 12: mcpgate.authorize.v1.AuthorizeService.DescribeRoute:input_type -> mcpgate.authorize.v1.DescribeRouteRequest
-	12, // 13: mcpgate.authorize.v1.AuthorizeService.GetSessionKeys:input_type -> mcpgate.authorize.v1.GetSessionKeysRequest
-	15, // 14: mcpgate.authorize.v1.AuthorizeService.ReportUpstreamUnauthorized:input_type -> mcpgate.authorize.v1.ReportUpstreamUnauthorizedRequest
-	18, // 15: mcpgate.authorize.v1.AuthorizeService.ReportToolDigests:input_type -> mcpgate.authorize.v1.ReportToolDigestsRequest
-	9,  // 16: mcpgate.authorize.v1.AuthorizeService.Authorize:output_type -> mcpgate.authorize.v1.AuthorizeResponse
-	11, // 17: mcpgate.authorize.v1.AuthorizeService.DescribeRoute:output_type -> mcpgate.authorize.v1.DescribeRouteResponse
-	14, // 18: mcpgate.authorize.v1.AuthorizeService.GetSessionKeys:output_type -> mcpgate.authorize.v1.GetSessionKeysResponse
-	16, // 19: mcpgate.authorize.v1.AuthorizeService.ReportUpstreamUnauthorized:output_type -> mcpgate.authorize.v1.ReportUpstreamUnauthorizedResponse
-	19, // 20: mcpgate.authorize.v1.AuthorizeService.ReportToolDigests:output_type -> mcpgate.authorize.v1.ReportToolDigestsResponse
-	16, // [16:21] is the sub-list for method output_type
-	11, // [11:16] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	21, // 4: mcpgate.authorize.v1.ToolPinning.pending:type_name -> mcpgate.authorize.v1.ToolPinning.PendingEntry
+	8,  // 5: mcpgate.authorize.v1.Deny.insufficient_scope:type_name -> mcpgate.authorize.v1.InsufficientScope
+	0,  // 6: mcpgate.authorize.v1.AuthorizeResponse.decision:type_name -> mcpgate.authorize.v1.Decision
+	4,  // 7: mcpgate.authorize.v1.AuthorizeResponse.allow:type_name -> mcpgate.authorize.v1.Allow
+	6,  // 8: mcpgate.authorize.v1.AuthorizeResponse.challenge:type_name -> mcpgate.authorize.v1.Challenge
+	7,  // 9: mcpgate.authorize.v1.AuthorizeResponse.deny:type_name -> mcpgate.authorize.v1.Deny
+	13, // 10: mcpgate.authorize.v1.GetSessionKeysResponse.keys:type_name -> mcpgate.authorize.v1.SessionKey
+	17, // 11: mcpgate.authorize.v1.ReportToolDigestsRequest.tools:type_name -> mcpgate.authorize.v1.ToolDigestReport
+	2,  // 12: mcpgate.authorize.v1.AuthorizeService.Authorize:input_type -> mcpgate.authorize.v1.AuthorizeRequest
+	10, // 13: mcpgate.authorize.v1.AuthorizeService.DescribeRoute:input_type -> mcpgate.authorize.v1.DescribeRouteRequest
+	12, // 14: mcpgate.authorize.v1.AuthorizeService.GetSessionKeys:input_type -> mcpgate.authorize.v1.GetSessionKeysRequest
+	15, // 15: mcpgate.authorize.v1.AuthorizeService.ReportUpstreamUnauthorized:input_type -> mcpgate.authorize.v1.ReportUpstreamUnauthorizedRequest
+	18, // 16: mcpgate.authorize.v1.AuthorizeService.ReportToolDigests:input_type -> mcpgate.authorize.v1.ReportToolDigestsRequest
+	9,  // 17: mcpgate.authorize.v1.AuthorizeService.Authorize:output_type -> mcpgate.authorize.v1.AuthorizeResponse
+	11, // 18: mcpgate.authorize.v1.AuthorizeService.DescribeRoute:output_type -> mcpgate.authorize.v1.DescribeRouteResponse
+	14, // 19: mcpgate.authorize.v1.AuthorizeService.GetSessionKeys:output_type -> mcpgate.authorize.v1.GetSessionKeysResponse
+	16, // 20: mcpgate.authorize.v1.AuthorizeService.ReportUpstreamUnauthorized:output_type -> mcpgate.authorize.v1.ReportUpstreamUnauthorizedResponse
+	19, // 21: mcpgate.authorize.v1.AuthorizeService.ReportToolDigests:output_type -> mcpgate.authorize.v1.ReportToolDigestsResponse
+	17, // [17:22] is the sub-list for method output_type
+	12, // [12:17] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_mcpgate_authorize_v1_authorize_proto_init() }
@@ -1385,7 +1401,7 @@ func file_mcpgate_authorize_v1_authorize_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mcpgate_authorize_v1_authorize_proto_rawDesc), len(file_mcpgate_authorize_v1_authorize_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   20,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
