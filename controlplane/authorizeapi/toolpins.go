@@ -35,8 +35,11 @@ func (s *Service) ReportToolDigests(ctx context.Context, req *authorizev1.Report
 		seen = append(seen, store.ToolDigest{Tool: t.GetTool(), Digest: t.GetDigest()})
 	}
 	srv, ok := s.st.Server(req.GetRoute())
+	if !ok {
+		return &authorizev1.ReportToolDigestsResponse{}, nil
+	}
 	mode := srv.Def.GetOnToolChange()
-	if !ok || mode == configv1.ToolChangeMode_TOOL_CHANGE_MODE_UNSPECIFIED || !s.newsFor(req.GetRoute(), seen) {
+	if mode == configv1.ToolChangeMode_TOOL_CHANGE_MODE_UNSPECIFIED || !s.newsFor(req.GetRoute(), seen) {
 		return &authorizev1.ReportToolDigestsResponse{}, nil
 	}
 	changes, err := s.st.RecordToolDigests(ctx, req.GetRoute(), seen, s.now())

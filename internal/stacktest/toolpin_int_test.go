@@ -3,6 +3,7 @@ package stacktest_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -13,8 +14,10 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	authorizev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1"
+	"github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1/authorizev1connect"
 	configv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1"
 	"github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1/configv1connect"
+	"github.com/mcpgate/mcpgate/api/wire"
 	"github.com/mcpgate/mcpgate/controlplane"
 	"github.com/mcpgate/mcpgate/internal/stacktest"
 	"github.com/mcpgate/mcpgate/ops/audit"
@@ -225,5 +228,58 @@ func toolPinning(t *testing.T, mode configv1.ToolChangeMode) {
 	}
 	if _, err := s.ToolPins.ApproveToolPin(ctx, &configv1.ApproveToolPinRequest{Server: "pinned", Tool: "lookup"}); err == nil {
 		t.Error("a second approval without a pending change succeeded")
+	}
+}
+
+// TestReportToolDigestsInput: the data planes' report is bounded and
+// checked: more than wire.MaxToolDigestReport tools, a malformed digest or
+// tool name is InvalidArgument; a route that names no server, or a server
+// that does not pin, stores nothing.
+func TestReportToolDigestsInput(t *testing.T) {
+	s := stacktest.Start(t)
+	ctx := t.Context()
+	s.PutServer(&configv1.McpServer{Name: "pinned", Url: s.UpstreamURL, AuthType: configv1.AuthType_AUTH_TYPE_NONE,
+		OnToolChange: configv1.ToolChangeMode_TOOL_CHANGE_MODE_BLOCK})
+	digest := strings.Repeat("a", 64)
+	many := make([]*authorizev1.ToolDigestReport, wire.MaxToolDigestReport+1)
+	for i := range many {
+		many[i] = &authorizev1.ToolDigestReport{Tool: fmt.Sprintf("t%d", i), Digest: digest}
+	}
+	for _, tc := range []struct {
+		name  string
+		route string
+		tools []*authorizev1.ToolDigestReport
+		code  connect.Code
+	}{
+		{"too many", "pinned", many, connect.CodeInvalidArgument},
+		{"upper-case digest", "pinned", []*authorizev1.ToolDigestReport{{Tool: "a", Digest: strings.Repeat("A", 64)}}, connect.CodeInvalidArgument},
+		{"short digest", "pinned", []*authorizev1.ToolDigestReport{{Tool: "a", Digest: "abc"}}, connect.CodeInvalidArgument},
+		{"empty tool", "pinned", []*authorizev1.ToolDigestReport{{Tool: "", Digest: digest}}, connect.CodeInvalidArgument},
+		{"control character", "pinned", []*authorizev1.ToolDigestReport{{Tool: "a\nb", Digest: digest}}, connect.CodeInvalidArgument},
+		{"long tool", "pinned", []*authorizev1.ToolDigestReport{{Tool: strings.Repeat("x", 129), Digest: digest}}, connect.CodeInvalidArgument},
+		{"no route", "", []*authorizev1.ToolDigestReport{{Tool: "a", Digest: digest}}, connect.CodeInvalidArgument},
+		{"unknown route", "nosuch", []*authorizev1.ToolDigestReport{{Tool: "a", Digest: digest}}, 0},
+		{"server without pinning", stacktest.GateRoute, []*authorizev1.ToolDigestReport{{Tool: "a", Digest: digest}}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := s.Authorize.ReportToolDigests(ctx, &authorizev1.ReportToolDigestsRequest{Route: tc.route, Tools: tc.tools})
+			if tc.code == 0 && err != nil || tc.code != 0 && connect.CodeOf(err) != tc.code {
+				t.Fatalf("err %v, want %v", err, tc.code)
+			}
+		})
+	}
+	for _, srv := range []string{"pinned", stacktest.GateRoute} {
+		if res, err := s.ToolPins.ListToolPins(ctx, &configv1.ListToolPinsRequest{Server: srv}); err != nil || len(res.GetPins()) != 0 {
+			t.Errorf("%s pins after refused reports: %v %v", srv, res, err)
+		}
+	}
+	if _, ok := s.Store.ToolPins("nosuch"); ok {
+		t.Error("pins stored for a route that names no server")
+	}
+	// Without a data-plane credential the service is closed.
+	anon := authorizev1connect.NewAuthorizeServiceClient(http.DefaultClient, s.ControlURL)
+	if _, err := anon.ReportToolDigests(ctx, &authorizev1.ReportToolDigestsRequest{Route: "pinned",
+		Tools: []*authorizev1.ToolDigestReport{{Tool: "a", Digest: digest}}}); connect.CodeOf(err) != connect.CodeUnauthenticated {
+		t.Errorf("anonymous report: %v", err)
 	}
 }
