@@ -56,6 +56,7 @@ Administer (--control-plane URL, --admin-key KEY, -o table|json):
   mcpgate groups create NAME [--servers a,b] [--description D]
   mcpgate keys create --principal P [--name N] [--expires 720h] | list [--principal P] | revoke ID
   mcpgate connections list [--principal P] [--server S] | revoke --principal P --server S
+  mcpgate tools list SERVER | approve SERVER TOOL [--digest PREFIX]   (tool pinning: pins, pending changes)
   mcpgate vault rotate-key [--promote ID]   (new primary vault key; every sealed record re-encrypted online)
   mcpgate vault add-key --keyset FILE       (offline: add a key to promote later; for several replicas)
 
@@ -107,6 +108,8 @@ func dispatch(ctx context.Context, cmd string, rest []string, io stdio) error {
 		return cmdKeys(ctx, rest, io)
 	case "connections":
 		return cmdConnections(ctx, rest, io)
+	case "tools":
+		return cmdTools(ctx, rest, io)
 	case "vault":
 		return cmdVault(ctx, rest, io)
 	}
