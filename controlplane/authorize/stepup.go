@@ -7,7 +7,6 @@ import (
 
 	authorizev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1"
 	configv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1"
-	storev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/store/v1"
 	"github.com/mcpgate/mcpgate/controlplane/store"
 )
 
@@ -27,7 +26,7 @@ const (
 // PinState looks tool pins up; *store.Store implements it. A State without
 // it pins nothing.
 type PinState interface {
-	ToolPins(server string) (*storev1.ToolPinsRecord, bool)
+	ToolPins(server string) (*store.ToolPins, bool)
 }
 
 // ToolMatches reports whether tool matches the tool_scopes glob (path.Match
@@ -137,12 +136,12 @@ func ToolBlocked(st State, def *configv1.McpServer, tool string) bool {
 	if !ok {
 		return false
 	}
-	rec, ok := ps.ToolPins(def.GetName())
+	tp, ok := ps.ToolPins(def.GetName())
 	if !ok {
 		return false
 	}
-	p := rec.GetPins()[tool]
-	return p.GetPendingDigest() != "" && p.GetPendingDigest() != p.GetApprovedDigest()
+	pending, ok := tp.Pending[tool]
+	return ok && pending != tp.Approved[tool]
 }
 
 // toolPinning is the Allow's view of srv's pins, nil when the server does
@@ -152,18 +151,12 @@ func toolPinning(st State, def *configv1.McpServer) *authorizev1.ToolPinning {
 	if mode != configv1.ToolChangeMode_TOOL_CHANGE_MODE_WARN && mode != configv1.ToolChangeMode_TOOL_CHANGE_MODE_BLOCK {
 		return nil
 	}
-	tp := &authorizev1.ToolPinning{Pins: map[string]string{}, Block: mode == configv1.ToolChangeMode_TOOL_CHANGE_MODE_BLOCK}
+	tp := &authorizev1.ToolPinning{Block: mode == configv1.ToolChangeMode_TOOL_CHANGE_MODE_BLOCK}
 	if ps, ok := st.(PinState); ok {
-		if rec, ok := ps.ToolPins(def.GetName()); ok {
-			for name, p := range rec.GetPins() {
-				tp.Pins[name] = p.GetApprovedDigest()
-				if d := p.GetPendingDigest(); d != "" {
-					if tp.Pending == nil {
-						tp.Pending = map[string]string{}
-					}
-					tp.Pending[name] = d
-				}
-			}
+		if pins, ok := ps.ToolPins(def.GetName()); ok {
+			// Shared with the cache, built once per change: never
+			// modified (the response is only serialized).
+			tp.Pins, tp.Pending = pins.Approved, pins.Pending
 		}
 	}
 	return tp

@@ -1,8 +1,12 @@
 package authorize_test
 
 import (
+	"fmt"
 	"slices"
+	"strings"
 	"testing"
+
+	"google.golang.org/protobuf/proto"
 
 	authorizev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1"
 	configv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1"
@@ -18,9 +22,12 @@ type pinState struct {
 	pins map[string]*storev1.ToolPinsRecord
 }
 
-func (s pinState) ToolPins(server string) (*storev1.ToolPinsRecord, bool) {
+func (s pinState) ToolPins(server string) (*store.ToolPins, bool) {
 	r, ok := s.pins[server]
-	return r, ok
+	if !ok {
+		return nil, false
+	}
+	return store.NewToolPins(r), true
 }
 
 // stepUpState: alice is granted "gh" (oauth2 authorization_code, server
@@ -169,4 +176,55 @@ func TestScopeSets(t *testing.T) {
 	if authorize.ToolMatches("[", "[") {
 		t.Error("a malformed glob matched")
 	}
+}
+
+// BenchmarkDecidePins measures a tools/call decision on a server with
+// tool_scopes and N pinned tools (the Allow carries the pins), against the
+// same server without either: run with -bench DecidePins.
+func BenchmarkDecidePins(b *testing.B) {
+	for _, n := range []int{0, 50, 512} {
+		st := stepUpState([]string{"repo", "repo.read"})
+		def := st.servers["gh"].Def
+		if n == 0 {
+			def.ToolScopes, def.OnToolChange = nil, configv1.ToolChangeMode_TOOL_CHANGE_MODE_UNSPECIFIED
+		}
+		rec := &storev1.ToolPinsRecord{Server: "gh", Pins: map[string]*configv1.ToolPin{}}
+		for i := range n {
+			name := fmt.Sprintf("tool_%04d", i)
+			rec.Pins[name] = &configv1.ToolPin{Tool: name, ApprovedDigest: strings.Repeat("a", 64)}
+		}
+		st.pins["gh"] = rec
+		cached := store.NewToolPins(rec)
+		ps := cachedPins{st, cached}
+		st.addSourcedToken("tok-bench", "alice", "", "gh", keyAlice, base)
+		st.tokens[store.HashKey("tok-bench")].Scopes = []string{"gh.merge", "repo.read"}
+		req := &authorizev1.AuthorizeRequest{Route: "gh", PublicBaseUrl: base, HttpMethod: "POST", JsonrpcMethod: "tools/call",
+			ToolName: "merge_pr", Credentials: &authorizev1.Credentials{BearerToken: "tok-bench"}}
+		b.Run(fmt.Sprintf("pins=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			size := 0
+			for b.Loop() {
+				d, err := authorize.Decide(ps, now, req)
+				if err != nil || d.Response.GetDecision() != authorizev1.Decision_DECISION_ALLOW {
+					b.Fatal(d.Response, err)
+				}
+			}
+			d, _ := authorize.Decide(ps, now, req)
+			size = proto.Size(d.Response)
+			b.ReportMetric(float64(size), "response-bytes")
+		})
+	}
+}
+
+// cachedPins serves one decoded record, as the store's cache does.
+type cachedPins struct {
+	pinState
+	tp *store.ToolPins
+}
+
+func (c cachedPins) ToolPins(server string) (*store.ToolPins, bool) {
+	if server != "gh" {
+		return nil, false
+	}
+	return c.tp, true
 }

@@ -59,7 +59,8 @@ func (s *Service) ReportToolDigests(ctx context.Context, req *authorizev1.Report
 // neither the approved nor the pending one, or the approved one while
 // another is pending.
 func (s *Service) newsFor(server string, seen []store.ToolDigest) bool {
-	rec, _ := s.st.ToolPins(server)
+	tp, _ := s.st.ToolPins(server)
+	rec := tp.GetRecord()
 	for _, t := range seen {
 		p, ok := rec.GetPins()[t.Tool]
 		switch {

@@ -22,8 +22,8 @@ func (s *Service) ListToolPins(ctx context.Context, req *configv1.ListToolPinsRe
 	if !ok {
 		return nil, s.toConnectError(ctx, notFound("server"))
 	}
-	rec, _ := s.st.ToolPins(req.GetServer())
-	return &configv1.ListToolPinsResponse{Pins: store.SortedToolPins(rec), OnToolChange: srv.Def.GetOnToolChange()}, nil
+	tp, _ := s.st.ToolPins(req.GetServer())
+	return &configv1.ListToolPinsResponse{Pins: store.SortedToolPins(tp.GetRecord()), OnToolChange: srv.Def.GetOnToolChange()}, nil
 }
 
 // ApproveToolPin implements configv1connect.ToolPinServiceHandler: the

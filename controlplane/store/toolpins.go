@@ -31,17 +31,50 @@ const toolPinAttempts = 8
 // one named).
 var ErrNoPendingChange = errors.New("no pending tool change")
 
+// ToolPins is a server's decoded pins: the record and, computed once per
+// change, the tool → digest maps every decision hands to the data plane.
+// Nothing may modify them: decisions share them.
+type ToolPins struct {
+	Record *storev1.ToolPinsRecord
+	// Approved maps every pinned tool to its approved digest, Pending the
+	// tools with a pending change to that digest (nil when none).
+	Approved, Pending map[string]string
+}
+
+// GetRecord returns the record (nil for a nil ToolPins).
+func (t *ToolPins) GetRecord() *storev1.ToolPinsRecord {
+	if t == nil {
+		return nil
+	}
+	return t.Record
+}
+
+// NewToolPins returns rec's decoded form.
+func NewToolPins(rec *storev1.ToolPinsRecord) *ToolPins {
+	tp := &ToolPins{Record: rec, Approved: make(map[string]string, len(rec.GetPins()))}
+	for name, p := range rec.GetPins() {
+		tp.Approved[name] = p.GetApprovedDigest()
+		if d := p.GetPendingDigest(); d != "" {
+			if tp.Pending == nil {
+				tp.Pending = map[string]string{}
+			}
+			tp.Pending[name] = d
+		}
+	}
+	return tp
+}
+
 func decodeToolPins(_ string, value []byte, _ int64) (any, error) {
 	var r storev1.ToolPinsRecord
 	if err := proto.Unmarshal(value, &r); err != nil {
 		return nil, fmt.Errorf("decode tool pins: %w", err)
 	}
-	return &r, nil
+	return NewToolPins(&r), nil
 }
 
 // ToolPins returns the cached pins of server.
-func (s *Store) ToolPins(server string) (*storev1.ToolPinsRecord, bool) {
-	return cached[*storev1.ToolPinsRecord](s.cache, KindToolPins, server)
+func (s *Store) ToolPins(server string) (*ToolPins, bool) {
+	return cached[*ToolPins](s.cache, KindToolPins, server)
 }
 
 // ToolDigest is one tool's digest as a data plane saw it.
