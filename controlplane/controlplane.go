@@ -73,11 +73,12 @@ func NewHandler(st *store.Store, cfg Config, log *slog.Logger) http.Handler {
 	mux.Handle(configv1connect.NewPolicyServiceHandler(admin, adminOpts))
 	mux.Handle(configv1connect.NewExplainServiceHandler(admin, adminOpts))
 	mux.Handle(configv1connect.NewRateLimitServiceHandler(admin, adminOpts))
+	mux.Handle(configv1connect.NewToolPinServiceHandler(admin, adminOpts))
 	mux.Handle(vaultv1connect.NewConnectionServiceHandler(vaultapi.NewConnections(admin, st, vaultGrants), adminOpts))
 	if cfg.Keyring != nil {
 		mux.Handle(vaultv1connect.NewVaultServiceHandler(vaultapi.New(cfg.Keyring, st, log), adminOpts))
 	}
-	authz := authorizeapi.New(st, log, authorizeapi.WithGrants(vaultGrants), authorizeapi.WithTokenExchange(grants.NewTokenExchange(st, cfg.Grants, log)), authorizeapi.WithLimiter(limiter))
+	authz := authorizeapi.New(st, log, authorizeapi.WithGrants(vaultGrants), authorizeapi.WithTokenExchange(grants.NewTokenExchange(st, cfg.Grants, log)), authorizeapi.WithLimiter(limiter), authorizeapi.WithAudit(cfg.Grants.Audit))
 	mux.Handle(authorizeapi.NewHandler(authz, cfg.DataPlaneTokens, cfg.HandlerOptions...))
 	mux.Handle(wire.RelayPrefix+"/", authorizeapi.RequireDataPlane(cfg.DataPlaneTokens, http.StripPrefix(wire.RelayPrefix, as)))
 	return mux

@@ -495,6 +495,8 @@ func withID(body, id string) string {
 // prompts/get with. A principal never sees what it cannot call.
 type toolFilter struct {
 	allow *authorizev1.Allow
+	// pins, when set, checks every tool against its pin (tool pinning).
+	pins *pinCheck
 }
 
 // newListFilter returns the filter of an ALLOW, nil when nothing is
@@ -786,5 +788,8 @@ func (f *toolFilter) keepEntry(tv jsontext.Value, lm listMember) bool {
 	if err != nil {
 		return false
 	}
-	return f.keepKind(lm.kind, string(name))
+	if !f.keepKind(lm.kind, string(name)) {
+		return false
+	}
+	return lm.kind != authorizev1.PolicyKind_POLICY_KIND_TOOL || f.pins == nil || f.pins.check(tv)
 }

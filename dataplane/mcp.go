@@ -244,6 +244,11 @@ func (p *Proxy) serveMCP(w http.ResponseWriter, r *http.Request, route string) {
 		bridgeMeta = s.bridge
 	}
 
+	filter := newListFilter(out.Allow).withPins(out.Allow.GetToolPinning())
+	if filter != nil && filter.pins != nil {
+		// What the reply showed that is not pinned (yet, or any more).
+		defer func() { p.pins.add(route, filter.pins.reports()) }()
+	}
 	f := fwd{
 		route:     route,
 		principal: principal,
@@ -253,7 +258,7 @@ func (p *Proxy) serveMCP(w http.ResponseWriter, r *http.Request, route string) {
 		handle:    clientHandle,
 		// Every reply is filtered whatever the request: ids cannot be
 		// trusted to match (issue 8 item 2).
-		rewriter:  replyRewriterFor(newListFilter(out.Allow), sealer),
+		rewriter:  replyRewriterFor(filter, sealer),
 		id:        parsed.ID,
 		mayStream: mayStream(r.Method, parsed.Calls),
 		modern:    cls.Modern,

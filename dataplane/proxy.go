@@ -106,6 +106,7 @@ type Proxy struct {
 	audit          *audit.Logger
 	members        memberTransport // aggregate routes' members
 	reopened       *sessionMap     // aggregate members reopened by this process
+	pins           *pinReporter
 }
 
 // New validates cfg and returns a Proxy. Call Run to keep its session keys
@@ -194,6 +195,7 @@ func New(cfg Config, log *slog.Logger) (*Proxy, error) {
 	p.reopened = newSessionMap(maxReopened)
 	p.versions = &bridge.Versions{}
 	p.bridged = bridge.NewSessions(up, cfg.MaxBridgeSessions)
+	p.pins = newPinReporter(log, cp)
 	return p, nil
 }
 

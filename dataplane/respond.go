@@ -30,6 +30,7 @@ const (
 	// single request).
 	rpcUnauthorized      = `{"jsonrpc":"2.0","id":null,"error":{"code":-32001,"message":"authentication required"}}`
 	rpcForbidden         = `{"jsonrpc":"2.0","id":null,"error":{"code":-32003,"message":"forbidden"}}`
+	rpcInsufficientScope = `{"jsonrpc":"2.0","id":null,"error":{"code":-32003,"message":"insufficient scope"}}`
 	rpcUnknownServer     = `{"jsonrpc":"2.0","id":null,"error":{"code":-32004,"message":"unknown MCP server"}}`
 	rpcUnavailable       = `{"jsonrpc":"2.0","id":null,"error":{"code":-32005,"message":"authorization temporarily unavailable"}}`
 	rpcTooManyStreams    = `{"jsonrpc":"2.0","id":null,"error":{"code":-32006,"message":"too many concurrent requests for this principal"}}`
@@ -161,6 +162,26 @@ func challenge(prmURL string, scopes []string, errCode, desc string) response {
 	return r
 }
 
+// insufficientScope is the 403 step-up answer (RFC 6750 section 3.1, MCP
+// 2025-11-25 scope challenge): `Bearer error="insufficient_scope",
+// scope="<every scope the operation needs, held ones included>",
+// resource_metadata="<PRM URL>"`, values scrubbed like every challenge's.
+func insufficientScope(prmURL string, scopes []string) response {
+	r := fixed(http.StatusForbidden, rpcInsufficientScope)
+	var b strings.Builder
+	b.WriteString(`Bearer error="insufficient_scope"`)
+	if s := scrub(strings.Join(scopes, " "), false); strings.TrimSpace(s) != "" {
+		b.WriteString(`, scope="`)
+		b.WriteString(s)
+		b.WriteByte('"')
+	}
+	b.WriteString(`, resource_metadata="`)
+	b.WriteString(scrub(prmURL, true))
+	b.WriteByte('"')
+	r.Header.Set("WWW-Authenticate", b.String())
+	return r
+}
+
 // outcome is the decision mapped to HTTP: either forward with Allow, or
 // answer Response.
 type outcome struct {
@@ -198,6 +219,9 @@ func mapDecision(res *authorizev1.AuthorizeResponse, err error, prmURL string) o
 		}
 		return outcome{Response: challenge(prmURL, c.GetScopes(), c.GetError(), c.GetErrorDescription())}
 	case authorizev1.Decision_DECISION_DENY:
+		if is := res.GetDeny().GetInsufficientScope(); is != nil {
+			return outcome{Response: insufficientScope(prmURL, is.GetScopes())}
+		}
 		return outcome{Response: fixed(http.StatusForbidden, rpcForbidden)}
 	case authorizev1.Decision_DECISION_NOT_FOUND:
 		return outcome{Response: fixed(http.StatusNotFound, rpcUnknownServer)}

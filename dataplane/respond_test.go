@@ -58,6 +58,22 @@ func TestMapDecision(t *testing.T) {
 		// Deny carries nothing since issue 12 (its error/scopes fields were
 		// never set by the control plane): a DENY is a plain 403 whatever
 		// its reason.
+		{
+			name: "deny insufficient scope (step-up)",
+			res: &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_DENY, Deny: &authorizev1.Deny{
+				InsufficientScope: &authorizev1.InsufficientScope{Scopes: []string{"gmail.read", "gmail.send"}}}},
+			status: 403,
+			www:    `Bearer error="insufficient_scope", scope="gmail.read gmail.send", resource_metadata="` + testPRM + `"`,
+			body:   rpcInsufficientScope,
+		},
+		{
+			name: "deny insufficient scope scrubbed",
+			res: &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_DENY, Deny: &authorizev1.Deny{
+				InsufficientScope: &authorizev1.InsufficientScope{Scopes: []string{`a"b`, "c,d=e"}}}},
+			status: 403,
+			www:    `Bearer error="insufficient_scope", scope="ab cde", resource_metadata="` + testPRM + `"`,
+			body:   rpcInsufficientScope,
+		},
 		{name: "deny with reason", res: &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_DENY, Deny: &authorizev1.Deny{}, Reason: "tool not allowed on this server"}, status: 403, body: rpcForbidden},
 		{name: "not found", res: &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_NOT_FOUND}, status: 404, body: rpcUnknownServer},
 		{

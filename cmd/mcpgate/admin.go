@@ -56,6 +56,7 @@ type admin struct {
 	limits      configv1connect.RateLimitServiceClient
 	connections vaultv1connect.ConnectionServiceClient
 	vault       vaultv1connect.VaultServiceClient
+	toolPins    configv1connect.ToolPinServiceClient
 	out         *printer
 }
 
@@ -90,6 +91,7 @@ func newAdmin(base string, hc *http.Client, opts connect.ClientOption, p *printe
 		limits:      configv1connect.NewRateLimitServiceClient(hc, base, opts),
 		connections: vaultv1connect.NewConnectionServiceClient(hc, base, opts),
 		vault:       vaultv1connect.NewVaultServiceClient(hc, base, opts),
+		toolPins:    configv1connect.NewToolPinServiceClient(hc, base, opts),
 		out:         p,
 	}
 }
@@ -335,6 +337,45 @@ func cmdConnections(ctx context.Context, args []string, io stdio) error {
 		return nil
 	}
 	return fmt.Errorf("%w: mcpgate connections list [--principal P] [--server S] | revoke --principal P --server S", errUsage)
+}
+
+const toolsUsage = "mcpgate tools list SERVER | approve SERVER TOOL [--digest PREFIX]"
+
+// cmdTools shows a server's pinned tool definitions and approves a changed
+// one (tool pinning).
+func cmdTools(ctx context.Context, args []string, io stdio) error {
+	sub, args := subcommand(args)
+	var digest string
+	a, pos, ctx, cancel, err := adminCommand(ctx, "tools "+sub, args, io, func(fs *flag.FlagSet) {
+		if sub == "approve" {
+			fs.StringVar(&digest, "digest", "", "approve only if the pending digest starts with this prefix (as tools list shows it)")
+		}
+	})
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	switch {
+	case sub == "list" && len(pos) == 1:
+		res, err := a.toolPins.ListToolPins(ctx, &configv1.ListToolPinsRequest{Server: pos[0]})
+		if err != nil {
+			return fmt.Errorf("server %q: %w", pos[0], err)
+		}
+		a.out.toolPins(res)
+		return nil
+	case sub == "approve" && len(pos) == 2:
+		res, err := a.toolPins.ApproveToolPin(ctx, &configv1.ApproveToolPinRequest{Server: pos[0], Tool: pos[1], DigestPrefix: digest})
+		if err != nil {
+			return fmt.Errorf("tool %q of server %q: %w", pos[1], pos[0], err)
+		}
+		if a.out.json {
+			a.out.message(res)
+			return nil
+		}
+		a.out.done("tool %s/%s approved: digest %s", pos[0], pos[1], shortDigest(res.GetPin().GetApprovedDigest()))
+		return nil
+	}
+	return fmt.Errorf("%w: %s", errUsage, toolsUsage)
 }
 
 func cmdVault(ctx context.Context, args []string, io stdio) error {

@@ -63,6 +63,7 @@ Administer (--control-plane URL, --admin-key KEY, -o table|json):
   mcpgate limits set ID [--principals a,b] [--groups a,b] [--servers a,b] [--tools G,G]
                  [--per-second N] [--per-minute N] [--per-day N] [--description D]
   mcpgate connections list [--principal P] [--server S] | revoke --principal P --server S
+  mcpgate tools list SERVER | approve SERVER TOOL [--digest PREFIX]   (tool pinning: pins, pending changes)
   mcpgate vault rotate-key [--promote ID]   (new primary vault key; every sealed record re-encrypted online)
   mcpgate vault add-key --keyset FILE       (offline: add a key to promote later; for several replicas)
 
@@ -122,6 +123,8 @@ func dispatch(ctx context.Context, cmd string, rest []string, io stdio) error {
 		return cmdExplain(ctx, rest, io)
 	case "limits":
 		return cmdLimits(ctx, rest, io)
+	case "tools":
+		return cmdTools(ctx, rest, io)
 	case "vault":
 		return cmdVault(ctx, rest, io)
 	}

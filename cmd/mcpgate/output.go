@@ -170,6 +170,8 @@ func (p *printer) server(s *configv1.McpServer) {
 		[]string{"secrets", secrets(s)},
 		[]string{"allowed_tools", list(s.GetAllowedTools())},
 		[]string{"disallowed_tools", list(s.GetDisallowedTools())},
+		[]string{"tool_scopes", toolScopes(s.GetToolScopes())},
+		[]string{"on_tool_change", toolChangeName(s.GetOnToolChange())},
 		[]string{"description", orDash(s.GetDescription())},
 		[]string{"revision", fmt.Sprint(s.GetRevision())})
 	p.table("NAME\t"+s.GetName(), rows)
@@ -337,6 +339,60 @@ func (p *printer) createdKey(res *configv1.CreateKeyResponse) {
 	fmt.Fprintf(p.w, "created key %s for principal %s (expires %s)\n", k.GetId(), k.GetPrincipal(), ts(k.GetExpireTime()))
 	fmt.Fprintf(p.w, "key: %s\n", res.GetKey())
 	fmt.Fprintln(p.w, "This is the only time the key is shown. Send it as X-MCPGate-API-Key or Authorization: Bearer.")
+}
+
+// shortDigest is the prefix of a tool digest the CLI shows (and
+// --digest accepts).
+func shortDigest(d string) string {
+	if len(d) > 12 {
+		return d[:12]
+	}
+	return orDash(d)
+}
+
+// toolPins prints a server's pins: one row per tool, its approved digest,
+// the pending one (a change waiting for approval) and when each was seen.
+func (p *printer) toolPins(res *configv1.ListToolPinsResponse) {
+	if p.json {
+		p.message(res)
+		return
+	}
+	fmt.Fprintf(p.w, "on_tool_change: %s\n", toolChangeName(res.GetOnToolChange()))
+	var rows [][]string
+	for _, x := range res.GetPins() {
+		state := "pinned"
+		if x.GetPendingDigest() != "" {
+			state = "changed"
+		}
+		rows = append(rows, []string{x.GetTool(), state, shortDigest(x.GetApprovedDigest()), shortDigest(x.GetPendingDigest()),
+			ts(x.GetFirstSeenTime()), ts(x.GetChangeTime()), orDash(x.GetApprovedBy())})
+	}
+	p.table("TOOL\tSTATE\tAPPROVED\tPENDING\tFIRST_SEEN\tCHANGED\tAPPROVED_BY", rows)
+}
+
+// toolChangeName is an on_tool_change value as YAML spells it ("off"
+// when unset: nothing is pinned).
+func toolChangeName(m configv1.ToolChangeMode) string {
+	if m == configv1.ToolChangeMode_TOOL_CHANGE_MODE_UNSPECIFIED {
+		return "off"
+	}
+	return lower(m, "TOOL_CHANGE_MODE_")
+}
+
+// toolScopes prints tool_scopes as "glob=scope+scope[/upstream+scope]; …".
+func toolScopes(rules []*configv1.ToolScopes) string {
+	if len(rules) == 0 {
+		return "-"
+	}
+	var out []string
+	for _, r := range rules {
+		v := r.GetTool() + "=" + strings.Join(r.GetScopes(), "+")
+		if len(r.GetUpstreamScopes()) > 0 {
+			v += " upstream=" + strings.Join(r.GetUpstreamScopes(), "+")
+		}
+		out = append(out, v)
+	}
+	return strings.Join(out, "; ")
 }
 
 func (p *printer) connections(cs []*vaultv1.Connection) {

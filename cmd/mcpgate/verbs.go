@@ -154,6 +154,38 @@ func (l listFlag) Set(s string) error {
 	return nil
 }
 
+// toolScopeFlag adds "GLOB=SCOPE[,SCOPE]" to the tool_scopes rule of GLOB
+// (created when new): to its scopes, or with upstream to its upstream
+// scopes. Validation is the control plane's.
+type toolScopeFlag struct {
+	p        *[]*configv1.ToolScopes
+	upstream bool
+}
+
+func (f toolScopeFlag) String() string { return "" }
+
+func (f toolScopeFlag) Set(v string) error {
+	glob, scopes, ok := strings.Cut(v, "=")
+	if !ok || strings.TrimSpace(glob) == "" {
+		return errors.New("want GLOB=SCOPE[,SCOPE]")
+	}
+	var rule *configv1.ToolScopes
+	for _, r := range *f.p {
+		if r.GetTool() == glob {
+			rule = r
+		}
+	}
+	if rule == nil {
+		rule = &configv1.ToolScopes{Tool: glob}
+		*f.p = append(*f.p, rule)
+	}
+	target := &rule.Scopes
+	if f.upstream {
+		target = &rule.UpstreamScopes
+	}
+	return listFlag{target}.Set(scopes)
+}
+
 // createError words a create's refusal: with expected_revision 0 the
 // control plane's aborted means the object already exists (found in its
 // cache, or created concurrently), which is no reason to retry.
@@ -166,7 +198,8 @@ func createError(what, name string, err error) error {
 
 const serversAddUsage = "mcpgate servers add NAME --url URL [--transport http|sse] [--auth-type T] [--auth-value-file F|-] " +
 	"[--oauth2-flow F --client-id ID --client-secret-file F|- --authorization-url U --token-url U --scopes a,b] " +
-	"[--allowed-tools a,b] [--disallowed-tools a,b] [--description D]"
+	"[--allowed-tools a,b] [--disallowed-tools a,b] [--description D] [--tool-scope GLOB=a,b]... [--tool-upstream-scope GLOB=a,b]... " +
+	"[--on-tool-change warn|block]"
 
 // cmdServersAdd creates an MCP server definition.
 func cmdServersAdd(ctx context.Context, args []string, io stdio) error {
@@ -188,6 +221,9 @@ func cmdServersAdd(ctx context.Context, args []string, io stdio) error {
 		fs.Var(listFlag{&def.AllowedTools}, "allowed-tools", "only these tools, comma-separated")
 		fs.Var(listFlag{&def.DisallowedTools}, "disallowed-tools", "never these tools, comma-separated")
 		fs.StringVar(&def.Description, "description", "", "description")
+		fs.Var(toolScopeFlag{&def.ToolScopes, false}, "tool-scope", "GLOB=SCOPE[,SCOPE]: gateway scopes a tools/call of matching tools needs (repeatable)")
+		fs.Var(toolScopeFlag{&def.ToolScopes, true}, "tool-upstream-scope", "GLOB=SCOPE[,SCOPE]: upstream scopes matching tools need (oauth2 authorization_code; repeatable)")
+		fs.Var(enumVar(&def.OnToolChange), "on-tool-change", "pin tool definitions: "+enumChoices[configv1.ToolChangeMode]()+" (default: no pinning)")
 	})
 	if err != nil {
 		return err

@@ -183,6 +183,10 @@ type identity struct {
 	principal *configv1.Principal
 	keyPrefix string
 	keyID     string
+	// scoped: the request is authorized by a gateway access token alone
+	// (no API key: keys are not scoped), carrying scopes.
+	scoped bool
+	scopes []string
 }
 
 // Decide decides req over the snapshot st at now. It returns an error only
@@ -199,6 +203,10 @@ type identity struct {
 //   - the route names no server, or one the principal is not granted:
 //     NOT_FOUND (ReasonUnknownRoute, ReasonNotGranted);
 //   - tools/call of a tool the server's tool lists forbid: DENY;
+//   - tools/call of a tool whose changed definition the server blocks, or
+//     with an access token lacking a scope the tool needs (tool_scopes;
+//     DENY with InsufficientScope), or whose upstream grant lacks an
+//     upstream scope it needs (CHALLENGE): see stepUp;
 //   - oauth2 authorization_code with a grant of an earlier principal of the
 //     same name: CHALLENGE without error (ReasonNoGrant); otherwise ALLOW
 //     needing the vault grant (NeedVaultGrant; without a usable one the
@@ -314,6 +322,9 @@ func decide(st State, req *authorizev1.AuthorizeRequest, base string, id identit
 // aggregate route (with req's tool or prompt name the upstream's).
 func decideServer(st State, base string, id identity, srv *store.Server, req *authorizev1.AuthorizeRequest, tr *Trace) (Decision, error) {
 	done := func(r *authorizev1.AuthorizeResponse) (Decision, error) { return Decision{Response: r}, nil }
+	challenge := func(id identity, reason, errCode, desc string, scopes []string) *authorizev1.AuthorizeResponse {
+		return challengeOf(base, srv.Def.GetName(), true, id, reason, errCode, desc, scopes)
+	}
 	deny := func(reason string) *authorizev1.AuthorizeResponse {
 		return &authorizev1.AuthorizeResponse{
 			Decision:  authorizev1.Decision_DECISION_DENY,
@@ -336,12 +347,19 @@ func decideServer(st State, base string, id identity, srv *store.Server, req *au
 		AllowedTools:    slices.Clone(srv.Def.GetAllowedTools()),
 		DisallowedTools: slices.Clone(srv.Def.GetDisallowedTools()),
 		Visibility:      CompileVisibility(ps, id.principal.GetName(), groups, srv.Def.GetName()),
+		ToolPinning:     toolPinning(st, srv.Def),
 	}
 	if kind, name, ok := callTarget(req); ok {
 		traceRules(tr, ps, srv.Def, id.principal.GetName(), groups, kind, name)
 		if visible, rule := wire.Visible(allow, kind, name); !visible {
 			r := deny(denyReason(allow.GetVisibility(), rule))
 			r.RuleId = rule
+			return done(r)
+		}
+	}
+	// Scopes after policy: a refused tool is not worth a step-up.
+	if req.GetJsonrpcMethod() == "tools/call" {
+		if r := stepUp(st, srv, id, req.GetToolName(), deny, challenge); r != nil {
 			return done(r)
 		}
 	}
@@ -438,6 +456,7 @@ func identify(st State, now time.Time, req *authorizev1.AuthorizeRequest, base s
 		return id, ReasonNoCredential, ""
 	}
 	var keyPrincipal, tokenPrincipal, keyUID, tokenUID string
+	var tokenScopes []string
 	if k := c.GetApiKey(); k != "" {
 		rec, ok := st.KeyByHash(store.HashKey(k))
 		if !ok {
@@ -467,6 +486,7 @@ func identify(st State, now time.Time, req *authorizev1.AuthorizeRequest, base s
 			return id, ReasonTokenSourceRevoked, DescInvalidCredential
 		}
 		tokenPrincipal, tokenUID = rec.GetPrincipal(), rec.GetPrincipalUid()
+		tokenScopes = rec.GetScopes()
 	}
 	if keyPrincipal != "" && tokenPrincipal != "" && (keyPrincipal != tokenPrincipal || keyUID != tokenUID) {
 		return id, ReasonConflictingPrincipals, DescConflicting
@@ -480,6 +500,7 @@ func identify(st State, now time.Time, req *authorizev1.AuthorizeRequest, base s
 		return id, ReasonUnknownPrincipal, DescInvalidCredential
 	}
 	id.principal = p
+	id.scoped, id.scopes = keyPrincipal == "", tokenScopes
 	return id, "", ""
 }
 

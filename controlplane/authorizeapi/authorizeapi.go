@@ -17,6 +17,7 @@ import (
 	"github.com/mcpgate/mcpgate/controlplane/grants"
 	"github.com/mcpgate/mcpgate/controlplane/limits"
 	"github.com/mcpgate/mcpgate/controlplane/store"
+	"github.com/mcpgate/mcpgate/ops/audit"
 )
 
 // InitialSessionKeyID is the id of the key-ring key created when the ring is
@@ -39,6 +40,7 @@ type Service struct {
 	tokens  grants.GrantTokens
 	exch    grants.ExchangeTokens
 	limiter *limits.Limiter
+	audit   *audit.Logger
 }
 
 // Option configures a Service.

@@ -104,6 +104,7 @@ func (e *env) newReplica() *replica {
 	mux.Handle(configv1connect.NewIdentityProviderServiceHandler(svc, opts))
 	mux.Handle(configv1connect.NewPolicyServiceHandler(svc, opts))
 	mux.Handle(configv1connect.NewExplainServiceHandler(svc, opts))
+	mux.Handle(configv1connect.NewToolPinServiceHandler(svc, opts))
 	mux.Handle(vaultv1connect.NewConnectionServiceHandler(vaultapi.NewConnections(svc, st, nil), opts))
 	hs := httptest.NewServer(mux)
 	t.Cleanup(hs.Close)
@@ -134,6 +135,7 @@ type clients struct {
 	conns      vaultv1connect.ConnectionServiceClient
 	policies   configv1connect.PolicyServiceClient
 	explain    configv1connect.ExplainServiceClient
+	toolPins   configv1connect.ToolPinServiceClient
 }
 
 func (r *replica) as(key string) clients {
@@ -148,6 +150,7 @@ func (r *replica) as(key string) clients {
 		conns:      vaultv1connect.NewConnectionServiceClient(hc, r.url),
 		policies:   configv1connect.NewPolicyServiceClient(hc, r.url),
 		explain:    configv1connect.NewExplainServiceClient(hc, r.url),
+		toolPins:   configv1connect.NewToolPinServiceClient(hc, r.url),
 	}
 }
 

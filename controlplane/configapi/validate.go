@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/textproto"
 	"net/url"
+	"path"
 	"regexp"
 	"strings"
 	"time"
@@ -250,6 +251,75 @@ func validateServer(def *configv1.McpServer, sec *storev1.ServerSecrets) error {
 	}
 	if len(def.GetDescription()) > 4096 {
 		return invalid("description: longer than 4096 bytes")
+	}
+	if err := validateToolScopes(def); err != nil {
+		return err
+	}
+	switch def.GetOnToolChange() {
+	case configv1.ToolChangeMode_TOOL_CHANGE_MODE_UNSPECIFIED, configv1.ToolChangeMode_TOOL_CHANGE_MODE_WARN, configv1.ToolChangeMode_TOOL_CHANGE_MODE_BLOCK:
+	default:
+		return invalid("on_tool_change: must be warn or block")
+	}
+	return nil
+}
+
+// Bounds of tool_scopes.
+const (
+	maxToolScopeRules = 256
+	maxRuleScopes     = 32
+)
+
+// validScopeToken reports whether sc is an RFC 6749 scope token the
+// gateway's challenges can carry unchanged: printable ASCII without space,
+// quote, backslash, comma or equals sign, at most 200 bytes.
+func validScopeToken(sc string) bool {
+	if sc == "" || len(sc) > 200 {
+		return false
+	}
+	for i := 0; i < len(sc); i++ {
+		c := sc[i]
+		if c <= 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == ',' || c == '=' {
+			return false
+		}
+	}
+	return true
+}
+
+// validateToolScopes checks tool_scopes: a glob (path.Match syntax) per
+// rule, at least one scope, and valid scope tokens. Upstream scopes need an
+// oauth2 authorization_code server (only its grants are per person).
+func validateToolScopes(def *configv1.McpServer) error {
+	rules := def.GetToolScopes()
+	if len(rules) > maxToolScopeRules {
+		return invalid("tool_scopes: at most %d rules", maxToolScopeRules)
+	}
+	for i, r := range rules {
+		if strings.TrimSpace(r.GetTool()) == "" || len(r.GetTool()) > 128 {
+			return invalid("tool_scopes[%d].tool: required, at most 128 bytes", i)
+		}
+		if _, err := path.Match(r.GetTool(), ""); err != nil {
+			return invalid("tool_scopes[%d].tool: malformed glob", i)
+		}
+		if len(r.GetScopes()) == 0 && len(r.GetUpstreamScopes()) == 0 {
+			return invalid("tool_scopes[%d]: scopes or upstream_scopes required", i)
+		}
+		if len(r.GetScopes()) > maxRuleScopes || len(r.GetUpstreamScopes()) > maxRuleScopes {
+			return invalid("tool_scopes[%d]: at most %d scopes each", i, maxRuleScopes)
+		}
+		for j, sc := range r.GetScopes() {
+			if !validScopeToken(sc) {
+				return invalid("tool_scopes[%d].scopes[%d]: must be a scope token without spaces, quotes, commas or equals signs", i, j)
+			}
+		}
+		for j, sc := range r.GetUpstreamScopes() {
+			if !validScopeToken(sc) {
+				return invalid("tool_scopes[%d].upstream_scopes[%d]: must be a scope token without spaces, quotes, commas or equals signs", i, j)
+			}
+		}
+		if len(r.GetUpstreamScopes()) > 0 && (def.GetAuthType() != configv1.AuthType_AUTH_TYPE_OAUTH2 ||
+			def.GetOauth2Flow() != configv1.OAuth2Flow_O_AUTH2_FLOW_AUTHORIZATION_CODE) {
+			return invalid("tool_scopes[%d].upstream_scopes: only with auth_type oauth2 and oauth2_flow authorization_code", i)
+		}
 	}
 	return nil
 }

@@ -159,12 +159,14 @@ func validChallenge(v string) bool {
 	return true
 }
 
-// grantScopesOf checks requested scopes against the route's offered ones;
-// empty means all of them.
-func grantScopesOf(offered []string, scope string) ([]string, bool) {
+// grantScopesOf checks requested scopes against the route's offered ones
+// (a server's scopes and its tool_scopes' scopes, authorize.OfferedScopes);
+// empty means the route's default scopes: tool scopes are granted only
+// when asked for (step-up).
+func grantScopesOf(defaults, offered []string, scope string) ([]string, bool) {
 	req := strings.Fields(scope)
 	if len(req) == 0 {
-		return slices.Clone(offered), true
+		return slices.Clone(defaults), true
 	}
 	out := []string{}
 	for _, sc := range req {
@@ -387,10 +389,15 @@ type consentPage struct {
 	Server        string
 	Route         string
 	Scopes        []string
-	Principal     string
-	Upstream      string
-	Request       string
-	CSRF          string
+	// NewScopes are the requested scopes the person has not consented to
+	// for this client before (a step-up), HeldScopes the others; both
+	// empty at a first consent.
+	NewScopes  []string
+	HeldScopes []string
+	Principal  string
+	Upstream   string
+	Request    string
+	CSRF       string
 }
 
 func (s *Server) requestGone(w http.ResponseWriter, r *http.Request) {
@@ -477,7 +484,11 @@ func (s *Server) rememberConsent(ctx context.Context, principal string, auth *st
 	rec := &storev1.OAuthConsentRecord{Scopes: auth.GetScopes(), CreateTime: timestamppb.New(s.now()), PrincipalUid: s.principalUID(principal)}
 	name := consentName(principal, auth.GetClientId(), auth.GetServer(), auth.GetRedirectUri())
 	consents := s.st.OAuthConsents()
-	_, rev, err := consents.Get(ctx, name)
+	prev, rev, err := consents.Get(ctx, name)
+	if err == nil && prev.GetPrincipalUid() == rec.GetPrincipalUid() {
+		// A step-up adds to what was consented; it takes nothing away.
+		rec.Scopes = authorize.Union(prev.GetScopes(), auth.GetScopes())
+	}
 	switch {
 	case isNotFound(err):
 		_, err = consents.PutLeased(ctx, name, rec, s.cfg.ConsentTTL, 0)
@@ -489,19 +500,23 @@ func (s *Server) rememberConsent(ctx context.Context, principal string, auth *st
 	}
 }
 
-// consented reports whether principal approved the client for the server,
-// the exact redirect URI and the scopes before.
-func (s *Server) consented(ctx context.Context, principal string, auth *storev1.OAuthAuthorization) bool {
+// consentedScopes returns which of the requested scopes principal approved
+// for the client, the server and the exact redirect URI before, and
+// whether that is all of them (and there was a consent at all).
+func (s *Server) consentedScopes(ctx context.Context, principal string, auth *storev1.OAuthAuthorization) (held []string, all bool) {
 	rec, _, err := s.st.OAuthConsents().Get(ctx, consentName(principal, auth.GetClientId(), auth.GetServer(), auth.GetRedirectUri()))
 	if err != nil || rec.GetPrincipalUid() != s.principalUID(principal) {
-		return false
+		return nil, false
 	}
+	all = true
 	for _, sc := range auth.GetScopes() {
-		if !slices.Contains(rec.GetScopes(), sc) {
-			return false
+		if slices.Contains(rec.GetScopes(), sc) {
+			held = append(held, sc)
+		} else {
+			all = false
 		}
 	}
-	return true
+	return held, all
 }
 
 // showConsent renders the consent page, or approves at once when the
@@ -514,7 +529,8 @@ func (s *Server) showConsent(w http.ResponseWriter, r *http.Request, sess *sessi
 		redirectError(w, r, auth.GetRedirectUri(), auth.GetState(), code, desc)
 		return
 	}
-	if s.consented(ctx, principal, auth) {
+	held, consentedAll := s.consentedScopes(ctx, principal, auth)
+	if consentedAll {
 		if _, err := s.takeRequest(ctx, reqID); err != nil {
 			s.requestGone(w, r)
 			return
@@ -544,8 +560,12 @@ func (s *Server) showConsent(w http.ResponseWriter, r *http.Request, sess *sessi
 		Route:         wire.ResourceURL(issuer(r), auth.GetServer()),
 		Scopes:        auth.GetScopes(),
 		Principal:     principal,
+		HeldScopes:    held,
 		Request:       reqID,
 		CSRF:          sess.rec.GetCsrf(),
+	}
+	if len(held) > 0 {
+		page.NewScopes = authorize.Missing(auth.GetScopes(), held)
 	}
 	if rd.needsUpstreamSignin() {
 		if u, err := url.Parse(rd.server.Def.GetAuthorizationUrl()); err == nil {
@@ -600,11 +620,30 @@ func (s *Server) approve(w http.ResponseWriter, r *http.Request, sess *session, 
 		redirectError(w, r, auth.GetRedirectUri(), auth.GetState(), "invalid_target", "the server no longer exists")
 		return
 	}
-	if rd.needsUpstreamSignin() && !s.usableGrant(auth.GetPrincipal(), auth.GetServer()) {
+	if rd.needsUpstreamSignin() && (!s.usableGrant(auth.GetPrincipal(), auth.GetServer()) || len(s.missingUpstream(rd.server, auth)) > 0) {
+		// No grant, or one that lacks upstream scopes the requested
+		// gateway scopes need (tool_scopes' upstream_scopes): sign in
+		// upstream again, for the union (the grant is replaced whole,
+		// refresh token included, when the callback saves it).
 		s.startUpstream(w, r, sess, rd.server, auth)
 		return
 	}
 	s.issueCode(w, r, auth)
+}
+
+// missingUpstream returns the upstream scopes the authorization's gateway
+// scopes need through tool_scopes that the principal's grant for srv
+// lacks (a grant narrower than the server's own scopes is used as before).
+func (s *Server) missingUpstream(srv *store.Server, auth *storev1.OAuthAuthorization) []string {
+	need := authorize.ToolUpstreamScopesFor(srv.Def, auth.GetScopes())
+	if len(need) == 0 {
+		return nil
+	}
+	g, ok := s.st.Grant(auth.GetPrincipal(), srv.Def.GetName())
+	if !ok {
+		return need
+	}
+	return authorize.Missing(need, g.Conn.GetScopes())
 }
 
 // upstreamConfig is the oauth2 configuration of a server's upstream.
@@ -628,7 +667,24 @@ func (s *Server) startUpstream(w http.ResponseWriter, r *http.Request, sess *ses
 	ctx := r.Context()
 	scopes := srv.Def.GetScopes()
 	if auth != nil {
-		scopes = auth.GetScopes()
+		// The upstream scopes the granted gateway scopes need, plus those
+		// the person's current grant holds (an upgrade loses nothing).
+		scopes = nil
+		for _, sc := range auth.GetScopes() {
+			if slices.Contains(srv.Def.GetScopes(), sc) {
+				scopes = append(scopes, sc)
+			}
+		}
+		if extra := authorize.ToolUpstreamScopesFor(srv.Def, auth.GetScopes()); len(extra) > 0 {
+			if g, ok := s.st.Grant(sess.rec.GetPrincipal(), srv.Def.GetName()); ok && g.Conn.GetPrincipalUid() == s.principalUID(sess.rec.GetPrincipal()) {
+				extra = append(extra, g.Conn.GetScopes()...)
+			}
+			for _, sc := range extra {
+				if !slices.Contains(scopes, sc) {
+					scopes = append(scopes, sc)
+				}
+			}
+		}
 	}
 	fail := func(msg string) {
 		if auth != nil {

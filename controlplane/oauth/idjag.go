@@ -16,6 +16,7 @@ import (
 	configv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1"
 	storev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/store/v1"
 	"github.com/mcpgate/mcpgate/api/wire"
+	"github.com/mcpgate/mcpgate/controlplane/authorize"
 	"github.com/mcpgate/mcpgate/controlplane/store"
 	"github.com/mcpgate/mcpgate/ops/audit"
 )
@@ -112,8 +113,11 @@ func (s *Server) jwtBearer(r *http.Request, c *client, form url.Values) (*tokenR
 	scopes := srv.Def.GetScopes()
 	if cl.Scope != "" {
 		scopes = strings.Fields(cl.Scope)
+		// The scopes the route offers, tool scopes included: an
+		// assertion may step up (the IdP decided, there is no consent).
+		offered := authorize.OfferedScopes(srv.Def)
 		for _, sc := range scopes {
-			if !slices.Contains(srv.Def.GetScopes(), sc) {
+			if !slices.Contains(offered, sc) {
 				return nil, errIDJAGScope
 			}
 		}

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	storev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/store/v1"
+	"github.com/mcpgate/mcpgate/controlplane/authorize"
 	"github.com/mcpgate/mcpgate/controlplane/store"
 )
 
@@ -31,7 +32,7 @@ func (s *Server) metadata(w http.ResponseWriter, r *http.Request) {
 	iss := issuer(r)
 	scopes := []string{}
 	for _, srv := range s.st.Servers() {
-		for _, sc := range srv.Def.GetScopes() {
+		for _, sc := range authorize.OfferedScopes(srv.Def) {
 			if !slices.Contains(scopes, sc) {
 				scopes = append(scopes, sc)
 			}

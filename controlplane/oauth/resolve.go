@@ -43,7 +43,7 @@ func (s *Server) resolveRequest(principal string, auth *storev1.OAuthAuthorizati
 	if !found || !s.mayUseRoute(principal, auth.GetServer()) {
 		return "access_denied", "this account may not use this server", false
 	}
-	scopes, ok := grantScopesOf(rd.scopes, strings.Join(auth.GetScopes(), " "))
+	scopes, ok := grantScopesOf(rd.scopes, rd.offered, strings.Join(auth.GetScopes(), " "))
 	if !ok {
 		return "invalid_scope", "the requested scope is not offered by this server", false
 	}

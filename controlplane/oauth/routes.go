@@ -17,6 +17,9 @@ type routeDef struct {
 	// server is the route's server; nil on an aggregate route.
 	server *store.Server
 	scopes []string
+	// offered are the scopes a client may ask for: scopes, and for a
+	// server its tool_scopes' scopes (step-up).
+	offered []string
 	// title names the route on the consent page.
 	title string
 }
@@ -29,10 +32,10 @@ func (s *Server) lookupRoute(name string) (routeDef, bool) {
 		return routeDef{title: "all your servers"}, true
 	}
 	if srv, ok := s.st.Server(name); ok {
-		return routeDef{name: name, server: srv, scopes: slices.Clone(srv.Def.GetScopes()), title: name}, true
+		return routeDef{name: name, server: srv, scopes: slices.Clone(srv.Def.GetScopes()), offered: authorize.OfferedScopes(srv.Def), title: name}, true
 	}
 	if vs, ok := s.st.VirtualServer(name); ok {
-		return routeDef{name: name, scopes: slices.Clone(vs.GetScopes()), title: name + " (a virtual server)"}, true
+		return routeDef{name: name, scopes: slices.Clone(vs.GetScopes()), offered: slices.Clone(vs.GetScopes()), title: name + " (a virtual server)"}, true
 	}
 	return routeDef{}, false
 }

@@ -93,6 +93,7 @@ func New(cli *clientv3.Client, sealer Sealer, log *slog.Logger, opts ...Option) 
 		KindIdentityProvider: s.decodeIdentityProvider,
 		KindRateLimit:        decodeRateLimit,
 		KindRateLimitReplica: decodeRateLimitReplica,
+		KindToolPins:         decodeToolPins,
 	}, log)
 	return s
 }

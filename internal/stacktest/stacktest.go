@@ -124,6 +124,7 @@ type Stack struct {
 	Groups      configv1connect.GroupServiceClient
 	Keys        configv1connect.KeyServiceClient
 	Connections vaultv1connect.ConnectionServiceClient
+	ToolPins    configv1connect.ToolPinServiceClient
 	// Authorize is an AuthorizeService client presenting the data-plane
 	// token.
 	Authorize authorizev1connect.AuthorizeServiceClient
@@ -228,6 +229,7 @@ func Start(tb testing.TB, opts ...Option) *Stack {
 	s.Groups = configv1connect.NewGroupServiceClient(hc, s.ControlURL, admin)
 	s.Keys = configv1connect.NewKeyServiceClient(hc, s.ControlURL, admin)
 	s.Connections = vaultv1connect.NewConnectionServiceClient(hc, s.ControlURL, admin)
+	s.ToolPins = configv1connect.NewToolPinServiceClient(hc, s.ControlURL, admin)
 	s.Authorize = authorizev1connect.NewAuthorizeServiceClient(hc, s.ControlURL, connect.WithInterceptors(bearer(s.DataPlaneToken)))
 
 	s.PutServer(&configv1.McpServer{Name: EchoRoute, Url: s.EchoURL, Transport: configv1.Transport_TRANSPORT_HTTP, AuthType: configv1.AuthType_AUTH_TYPE_NONE})

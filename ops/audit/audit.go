@@ -26,7 +26,13 @@ const (
 	KindRequest = "mcp_request"
 	KindAdmin   = "admin_write"
 	KindIdP     = "idp"
+	// KindToolChanged: an upstream tool's definition differs from the
+	// one pinned (tool pinning), written once per change.
+	KindToolChanged = "tool_changed"
 )
+
+// DigestPrefixLen is how much of a tool definition digest an event names.
+const DigestPrefixLen = 12
 
 // IdP events and outcomes.
 const (
@@ -96,6 +102,45 @@ type IdP struct {
 	// GroupsAdded and GroupsRemoved are the provider's asserted groups
 	// that this event added to or removed from the principal.
 	GroupsAdded, GroupsRemoved []string
+}
+
+// ToolChanged is one change of an upstream tool's definition, seen by a
+// data plane and recorded by a control plane.
+type ToolChanged struct {
+	Time   time.Time
+	Server string
+	Tool   string
+	// OldDigest is the approved digest, NewDigest the one seen (hex
+	// SHA-256); only their first DigestPrefixLen characters are written.
+	OldDigest, NewDigest string
+	// Blocked: the server blocks changed tools (on_tool_change block).
+	Blocked bool
+}
+
+type toolChangedLine struct {
+	Time      string `json:"time"`
+	Kind      string `json:"kind"`
+	Server    string `json:"server"`
+	Tool      string `json:"tool"`
+	OldDigest string `json:"old_digest"`
+	NewDigest string `json:"new_digest"`
+	Blocked   bool   `json:"blocked"`
+}
+
+// ToolChanged writes one tool_changed event.
+func (l *Logger) ToolChanged(ev ToolChanged) error {
+	if l == nil {
+		return nil
+	}
+	return l.write(toolChangedLine{
+		Time:      l.stamp(ev.Time),
+		Kind:      KindToolChanged,
+		Server:    clip(ev.Server),
+		Tool:      clip(ev.Tool),
+		OldDigest: clip(ev.OldDigest[:min(len(ev.OldDigest), DigestPrefixLen)]),
+		NewDigest: clip(ev.NewDigest[:min(len(ev.NewDigest), DigestPrefixLen)]),
+		Blocked:   ev.Blocked,
+	})
 }
 
 type idpLine struct {

@@ -100,6 +100,28 @@ type serverYAML struct {
 	Description           string            `yaml:"description"`
 	RevocationURL         string            `yaml:"revocation_url"`
 	Issuer                string            `yaml:"issuer"`
+	// ToolScopes is tool_scopes: the scopes (and upstream scopes) a
+	// tools/call needs, by tool glob.
+	ToolScopes []toolScopesYAML `yaml:"tool_scopes"`
+	// OnToolChange is on_tool_change: warn or block (tool pinning).
+	OnToolChange toolChangeMode `yaml:"on_tool_change"`
+}
+
+type toolScopesYAML struct {
+	Tool           string   `yaml:"tool"`
+	Scopes         []string `yaml:"scopes"`
+	UpstreamScopes []string `yaml:"upstream_scopes"`
+}
+
+type toolChangeMode configv1.ToolChangeMode
+
+func (m *toolChangeMode) UnmarshalYAML(n *yaml.Node) error {
+	v, err := enumValue(n, "on_tool_change", map[string]configv1.ToolChangeMode{
+		"warn":  configv1.ToolChangeMode_TOOL_CHANGE_MODE_WARN,
+		"block": configv1.ToolChangeMode_TOOL_CHANGE_MODE_BLOCK,
+	})
+	*m = toolChangeMode(v)
+	return err
 }
 
 type groupYAML struct {
@@ -410,6 +432,14 @@ func resolveEnv(n *yaml.Node, lookupEnv func(string) (string, bool)) error {
 	return nil
 }
 
+func convertToolScopes(rules []toolScopesYAML) []*configv1.ToolScopes {
+	var out []*configv1.ToolScopes
+	for _, r := range rules {
+		out = append(out, &configv1.ToolScopes{Tool: r.Tool, Scopes: r.Scopes, UpstreamScopes: r.UpstreamScopes})
+	}
+	return out
+}
+
 func convert(y *fileYAML) (*File, error) {
 	f := &File{PublicURL: y.PublicURL, SigninAPIKey: y.Signin.APIKey}
 	idps, err := convertIdPs(y.IdentityProviders)
@@ -448,6 +478,8 @@ func convert(y *fileYAML) (*File, error) {
 			Description:           s.Description,
 			RevocationUrl:         s.RevocationURL,
 			Issuer:                s.Issuer,
+			ToolScopes:            convertToolScopes(s.ToolScopes),
+			OnToolChange:          configv1.ToolChangeMode(s.OnToolChange),
 		})
 	}
 	slices.SortFunc(f.Servers, func(a, b *configv1.McpServer) int { return strings.Compare(a.GetName(), b.GetName()) })

@@ -476,7 +476,9 @@ type Allow struct {
 	// The policy rules that apply to this principal on this server, compiled
 	// (docs/policy.md): api/wire.Visible decides with them which tools,
 	// resources and prompts the principal sees and may call.
-	Visibility    []*VisibilityRule `protobuf:"bytes,100,rep,name=visibility,proto3" json:"visibility,omitempty"`
+	Visibility []*VisibilityRule `protobuf:"bytes,100,rep,name=visibility,proto3" json:"visibility,omitempty"`
+	// Set when the server pins its tools (on_tool_change warn or block).
+	ToolPinning   *ToolPinning `protobuf:"bytes,140,opt,name=tool_pinning,json=toolPinning,proto3" json:"tool_pinning,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -553,6 +555,13 @@ func (x *Allow) GetVisibility() []*VisibilityRule {
 	return nil
 }
 
+func (x *Allow) GetToolPinning() *ToolPinning {
+	if x != nil {
+		return x.ToolPinning
+	}
+	return nil
+}
+
 // VisibilityRule is one glob of one policy rule, compiled for one
 // principal and server.
 type VisibilityRule struct {
@@ -623,6 +632,73 @@ func (x *VisibilityRule) GetRuleId() string {
 	return ""
 }
 
+// ToolPinning is what a data plane needs to check the tools of a
+// tools/list reply against their pins.
+type ToolPinning struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The approved definition digest (hex SHA-256) of each pinned tool.
+	Pins map[string]string `protobuf:"bytes,1,rep,name=pins,proto3" json:"pins,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// on_tool_change block: a tool whose digest differs from its pin is
+	// hidden from tools/list.
+	Block bool `protobuf:"varint,2,opt,name=block,proto3" json:"block,omitempty"`
+	// The pending (changed, not approved) digest of tools that have one: the
+	// control plane knows them already, so they are not reported again.
+	Pending       map[string]string `protobuf:"bytes,3,rep,name=pending,proto3" json:"pending,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ToolPinning) Reset() {
+	*x = ToolPinning{}
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ToolPinning) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ToolPinning) ProtoMessage() {}
+
+func (x *ToolPinning) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ToolPinning.ProtoReflect.Descriptor instead.
+func (*ToolPinning) Descriptor() ([]byte, []int) {
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ToolPinning) GetPins() map[string]string {
+	if x != nil {
+		return x.Pins
+	}
+	return nil
+}
+
+func (x *ToolPinning) GetBlock() bool {
+	if x != nil {
+		return x.Block
+	}
+	return false
+}
+
+func (x *ToolPinning) GetPending() map[string]string {
+	if x != nil {
+		return x.Pending
+	}
+	return nil
+}
+
 type Challenge struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Scopes []string               `protobuf:"bytes,2,rep,name=scopes,proto3" json:"scopes,omitempty"`
@@ -639,7 +715,7 @@ type Challenge struct {
 
 func (x *Challenge) Reset() {
 	*x = Challenge{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[5]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -651,7 +727,7 @@ func (x *Challenge) String() string {
 func (*Challenge) ProtoMessage() {}
 
 func (x *Challenge) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[5]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -664,7 +740,7 @@ func (x *Challenge) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Challenge.ProtoReflect.Descriptor instead.
 func (*Challenge) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{5}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Challenge) GetScopes() []string {
@@ -698,14 +774,17 @@ func (x *Challenge) GetConnectUrl() string {
 // Deny carries nothing: a DENY is a plain 403 (the reason is in
 // AuthorizeResponse.reason, for logs). Its former fields were never set.
 type Deny struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Set when the credential lacks scopes the operation needs: a 403 with
+	// a Bearer insufficient_scope challenge (step-up).
+	InsufficientScope *InsufficientScope `protobuf:"bytes,140,opt,name=insufficient_scope,json=insufficientScope,proto3" json:"insufficient_scope,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Deny) Reset() {
 	*x = Deny{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[6]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -717,7 +796,7 @@ func (x *Deny) String() string {
 func (*Deny) ProtoMessage() {}
 
 func (x *Deny) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[6]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -730,7 +809,61 @@ func (x *Deny) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Deny.ProtoReflect.Descriptor instead.
 func (*Deny) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{6}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *Deny) GetInsufficientScope() *InsufficientScope {
+	if x != nil {
+		return x.InsufficientScope
+	}
+	return nil
+}
+
+// InsufficientScope is the step-up challenge of a DENY.
+type InsufficientScope struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Every scope the operation needs together with those already held,
+	// sorted: the client asks for exactly these.
+	Scopes        []string `protobuf:"bytes,1,rep,name=scopes,proto3" json:"scopes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InsufficientScope) Reset() {
+	*x = InsufficientScope{}
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InsufficientScope) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InsufficientScope) ProtoMessage() {}
+
+func (x *InsufficientScope) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InsufficientScope.ProtoReflect.Descriptor instead.
+func (*InsufficientScope) Descriptor() ([]byte, []int) {
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *InsufficientScope) GetScopes() []string {
+	if x != nil {
+		return x.Scopes
+	}
+	return nil
 }
 
 type AuthorizeResponse struct {
@@ -771,7 +904,7 @@ type AuthorizeResponse struct {
 
 func (x *AuthorizeResponse) Reset() {
 	*x = AuthorizeResponse{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[7]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -783,7 +916,7 @@ func (x *AuthorizeResponse) String() string {
 func (*AuthorizeResponse) ProtoMessage() {}
 
 func (x *AuthorizeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[7]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -796,7 +929,7 @@ func (x *AuthorizeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorizeResponse.ProtoReflect.Descriptor instead.
 func (*AuthorizeResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{7}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *AuthorizeResponse) GetDecision() Decision {
@@ -905,7 +1038,7 @@ type RateLimited struct {
 
 func (x *RateLimited) Reset() {
 	*x = RateLimited{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[8]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -917,7 +1050,7 @@ func (x *RateLimited) String() string {
 func (*RateLimited) ProtoMessage() {}
 
 func (x *RateLimited) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[8]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -930,7 +1063,7 @@ func (x *RateLimited) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RateLimited.ProtoReflect.Descriptor instead.
 func (*RateLimited) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{8}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RateLimited) GetLimitId() string {
@@ -970,7 +1103,7 @@ type Aggregate struct {
 
 func (x *Aggregate) Reset() {
 	*x = Aggregate{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[9]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -982,7 +1115,7 @@ func (x *Aggregate) String() string {
 func (*Aggregate) ProtoMessage() {}
 
 func (x *Aggregate) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[9]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -995,7 +1128,7 @@ func (x *Aggregate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Aggregate.ProtoReflect.Descriptor instead.
 func (*Aggregate) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{9}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Aggregate) GetMembers() []*AggregateMember {
@@ -1037,7 +1170,7 @@ type AggregateMember struct {
 
 func (x *AggregateMember) Reset() {
 	*x = AggregateMember{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[10]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1049,7 +1182,7 @@ func (x *AggregateMember) String() string {
 func (*AggregateMember) ProtoMessage() {}
 
 func (x *AggregateMember) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[10]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1062,7 +1195,7 @@ func (x *AggregateMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AggregateMember.ProtoReflect.Descriptor instead.
 func (*AggregateMember) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{10}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *AggregateMember) GetServer() string {
@@ -1130,7 +1263,7 @@ type DescribeRouteRequest struct {
 
 func (x *DescribeRouteRequest) Reset() {
 	*x = DescribeRouteRequest{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[11]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1142,7 +1275,7 @@ func (x *DescribeRouteRequest) String() string {
 func (*DescribeRouteRequest) ProtoMessage() {}
 
 func (x *DescribeRouteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[11]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1155,7 +1288,7 @@ func (x *DescribeRouteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeRouteRequest.ProtoReflect.Descriptor instead.
 func (*DescribeRouteRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{11}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *DescribeRouteRequest) GetRoute() string {
@@ -1176,7 +1309,7 @@ type DescribeRouteResponse struct {
 
 func (x *DescribeRouteResponse) Reset() {
 	*x = DescribeRouteResponse{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[12]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1188,7 +1321,7 @@ func (x *DescribeRouteResponse) String() string {
 func (*DescribeRouteResponse) ProtoMessage() {}
 
 func (x *DescribeRouteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[12]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1201,7 +1334,7 @@ func (x *DescribeRouteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeRouteResponse.ProtoReflect.Descriptor instead.
 func (*DescribeRouteResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{12}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DescribeRouteResponse) GetFound() bool {
@@ -1233,7 +1366,7 @@ type GetSessionKeysRequest struct {
 
 func (x *GetSessionKeysRequest) Reset() {
 	*x = GetSessionKeysRequest{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[13]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1245,7 +1378,7 @@ func (x *GetSessionKeysRequest) String() string {
 func (*GetSessionKeysRequest) ProtoMessage() {}
 
 func (x *GetSessionKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[13]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1258,7 +1391,7 @@ func (x *GetSessionKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSessionKeysRequest.ProtoReflect.Descriptor instead.
 func (*GetSessionKeysRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{13}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{15}
 }
 
 type SessionKey struct {
@@ -1271,7 +1404,7 @@ type SessionKey struct {
 
 func (x *SessionKey) Reset() {
 	*x = SessionKey{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[14]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1283,7 +1416,7 @@ func (x *SessionKey) String() string {
 func (*SessionKey) ProtoMessage() {}
 
 func (x *SessionKey) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[14]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1296,7 +1429,7 @@ func (x *SessionKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionKey.ProtoReflect.Descriptor instead.
 func (*SessionKey) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{14}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SessionKey) GetId() string {
@@ -1323,7 +1456,7 @@ type GetSessionKeysResponse struct {
 
 func (x *GetSessionKeysResponse) Reset() {
 	*x = GetSessionKeysResponse{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[15]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1335,7 +1468,7 @@ func (x *GetSessionKeysResponse) String() string {
 func (*GetSessionKeysResponse) ProtoMessage() {}
 
 func (x *GetSessionKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[15]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1348,7 +1481,7 @@ func (x *GetSessionKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSessionKeysResponse.ProtoReflect.Descriptor instead.
 func (*GetSessionKeysResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{15}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetSessionKeysResponse) GetKeys() []*SessionKey {
@@ -1368,7 +1501,7 @@ type ReportUpstreamUnauthorizedRequest struct {
 
 func (x *ReportUpstreamUnauthorizedRequest) Reset() {
 	*x = ReportUpstreamUnauthorizedRequest{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[16]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1380,7 +1513,7 @@ func (x *ReportUpstreamUnauthorizedRequest) String() string {
 func (*ReportUpstreamUnauthorizedRequest) ProtoMessage() {}
 
 func (x *ReportUpstreamUnauthorizedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[16]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1393,7 +1526,7 @@ func (x *ReportUpstreamUnauthorizedRequest) ProtoReflect() protoreflect.Message 
 
 // Deprecated: Use ReportUpstreamUnauthorizedRequest.ProtoReflect.Descriptor instead.
 func (*ReportUpstreamUnauthorizedRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{16}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ReportUpstreamUnauthorizedRequest) GetRoute() string {
@@ -1418,7 +1551,7 @@ type ReportUpstreamUnauthorizedResponse struct {
 
 func (x *ReportUpstreamUnauthorizedResponse) Reset() {
 	*x = ReportUpstreamUnauthorizedResponse{}
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[17]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1430,7 +1563,7 @@ func (x *ReportUpstreamUnauthorizedResponse) String() string {
 func (*ReportUpstreamUnauthorizedResponse) ProtoMessage() {}
 
 func (x *ReportUpstreamUnauthorizedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[17]
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1443,7 +1576,151 @@ func (x *ReportUpstreamUnauthorizedResponse) ProtoReflect() protoreflect.Message
 
 // Deprecated: Use ReportUpstreamUnauthorizedResponse.ProtoReflect.Descriptor instead.
 func (*ReportUpstreamUnauthorizedResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{17}
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{19}
+}
+
+// ToolDigestReport is one tool a data plane saw in a tools/list reply whose
+// digest is not the pinned one (or that has no pin).
+type ToolDigestReport struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Tool  string                 `protobuf:"bytes,1,opt,name=tool,proto3" json:"tool,omitempty"`
+	// Hex SHA-256 of the tool's canonical definition.
+	Digest        string `protobuf:"bytes,2,opt,name=digest,proto3" json:"digest,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ToolDigestReport) Reset() {
+	*x = ToolDigestReport{}
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ToolDigestReport) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ToolDigestReport) ProtoMessage() {}
+
+func (x *ToolDigestReport) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ToolDigestReport.ProtoReflect.Descriptor instead.
+func (*ToolDigestReport) Descriptor() ([]byte, []int) {
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ToolDigestReport) GetTool() string {
+	if x != nil {
+		return x.Tool
+	}
+	return ""
+}
+
+func (x *ToolDigestReport) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
+type ReportToolDigestsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Route string                 `protobuf:"bytes,1,opt,name=route,proto3" json:"route,omitempty"`
+	// At most 64.
+	Tools         []*ToolDigestReport `protobuf:"bytes,2,rep,name=tools,proto3" json:"tools,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportToolDigestsRequest) Reset() {
+	*x = ReportToolDigestsRequest{}
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportToolDigestsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportToolDigestsRequest) ProtoMessage() {}
+
+func (x *ReportToolDigestsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportToolDigestsRequest.ProtoReflect.Descriptor instead.
+func (*ReportToolDigestsRequest) Descriptor() ([]byte, []int) {
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ReportToolDigestsRequest) GetRoute() string {
+	if x != nil {
+		return x.Route
+	}
+	return ""
+}
+
+func (x *ReportToolDigestsRequest) GetTools() []*ToolDigestReport {
+	if x != nil {
+		return x.Tools
+	}
+	return nil
+}
+
+type ReportToolDigestsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportToolDigestsResponse) Reset() {
+	*x = ReportToolDigestsResponse{}
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportToolDigestsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportToolDigestsResponse) ProtoMessage() {}
+
+func (x *ReportToolDigestsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportToolDigestsResponse.ProtoReflect.Descriptor instead.
+func (*ReportToolDigestsResponse) Descriptor() ([]byte, []int) {
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{22}
 }
 
 var File_mcpgate_authorize_v1_authorize_proto protoreflect.FileDescriptor
@@ -1472,7 +1749,7 @@ const file_mcpgate_authorize_v1_authorize_proto_rawDesc = "" +
 	"\x06member\x18\xb5\x01 \x01(\tR\x06member\"2\n" +
 	"\x06Header\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value\"\xaa\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\"\xf1\x02\n" +
 	"\x05Allow\x12!\n" +
 	"\fupstream_url\x18\x01 \x01(\tR\vupstreamUrl\x12G\n" +
 	"\x10upstream_headers\x18\x02 \x03(\v2\x1c.mcpgate.authorize.v1.HeaderR\x0fupstreamHeaders\x12#\n" +
@@ -1482,19 +1759,33 @@ const file_mcpgate_authorize_v1_authorize_proto_rawDesc = "" +
 	"vaultGrant\x12D\n" +
 	"\n" +
 	"visibility\x18d \x03(\v2$.mcpgate.authorize.v1.VisibilityRuleR\n" +
-	"visibility\"\xb3\x01\n" +
+	"visibility\x12E\n" +
+	"\ftool_pinning\x18\x8c\x01 \x01(\v2!.mcpgate.authorize.v1.ToolPinningR\vtoolPinning\"\xb3\x01\n" +
 	"\x0eVisibilityRule\x124\n" +
 	"\x04kind\x18\x01 \x01(\x0e2 .mcpgate.authorize.v1.PolicyKindR\x04kind\x12\x12\n" +
 	"\x04glob\x18\x02 \x01(\tR\x04glob\x12>\n" +
 	"\x06effect\x18\x03 \x01(\x0e2&.mcpgate.authorize.v1.VisibilityEffectR\x06effect\x12\x17\n" +
-	"\arule_id\x18\x04 \x01(\tR\x06ruleId\"\xa5\x01\n" +
+	"\arule_id\x18\x04 \x01(\tR\x06ruleId\"\xa3\x02\n" +
+	"\vToolPinning\x12?\n" +
+	"\x04pins\x18\x01 \x03(\v2+.mcpgate.authorize.v1.ToolPinning.PinsEntryR\x04pins\x12\x14\n" +
+	"\x05block\x18\x02 \x01(\bR\x05block\x12H\n" +
+	"\apending\x18\x03 \x03(\v2..mcpgate.authorize.v1.ToolPinning.PendingEntryR\apending\x1a7\n" +
+	"\tPinsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a:\n" +
+	"\fPendingEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa5\x01\n" +
 	"\tChallenge\x12\x16\n" +
 	"\x06scopes\x18\x02 \x03(\tR\x06scopes\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12+\n" +
 	"\x11error_description\x18\x04 \x01(\tR\x10errorDescription\x12 \n" +
 	"\vconnect_url\x18\xb4\x01 \x01(\tR\n" +
-	"connectUrlJ\x04\b\x01\x10\x02R\x15resource_metadata_url\">\n" +
-	"\x04DenyJ\x04\b\x01\x10\x02J\x04\b\x02\x10\x03J\x04\b\x03\x10\x04R\x05errorR\x06scopesR\x15resource_metadata_url\"\xc3\x04\n" +
+	"connectUrlJ\x04\b\x01\x10\x02R\x15resource_metadata_url\"\x97\x01\n" +
+	"\x04Deny\x12W\n" +
+	"\x12insufficient_scope\x18\x8c\x01 \x01(\v2'.mcpgate.authorize.v1.InsufficientScopeR\x11insufficientScopeJ\x04\b\x01\x10\x02J\x04\b\x02\x10\x03J\x04\b\x03\x10\x04R\x05errorR\x06scopesR\x15resource_metadata_url\"+\n" +
+	"\x11InsufficientScope\x12\x16\n" +
+	"\x06scopes\x18\x01 \x03(\tR\x06scopes\"\xc3\x04\n" +
 	"\x11AuthorizeResponse\x12:\n" +
 	"\bdecision\x18\x01 \x01(\x0e2\x1e.mcpgate.authorize.v1.DecisionR\bdecision\x121\n" +
 	"\x05allow\x18\x02 \x01(\v2\x1b.mcpgate.authorize.v1.AllowR\x05allow\x12=\n" +
@@ -1546,7 +1837,14 @@ const file_mcpgate_authorize_v1_authorize_proto_rawDesc = "" +
 	"!ReportUpstreamUnauthorizedRequest\x12\x14\n" +
 	"\x05route\x18\x01 \x01(\tR\x05route\x12\x1c\n" +
 	"\tprincipal\x18\x02 \x01(\tR\tprincipal\"$\n" +
-	"\"ReportUpstreamUnauthorizedResponse*\x96\x01\n" +
+	"\"ReportUpstreamUnauthorizedResponse\">\n" +
+	"\x10ToolDigestReport\x12\x12\n" +
+	"\x04tool\x18\x01 \x01(\tR\x04tool\x12\x16\n" +
+	"\x06digest\x18\x02 \x01(\tR\x06digest\"n\n" +
+	"\x18ReportToolDigestsRequest\x12\x14\n" +
+	"\x05route\x18\x01 \x01(\tR\x05route\x12<\n" +
+	"\x05tools\x18\x02 \x03(\v2&.mcpgate.authorize.v1.ToolDigestReportR\x05tools\"\x1b\n" +
+	"\x19ReportToolDigestsResponse*\x96\x01\n" +
 	"\bDecision\x12\x18\n" +
 	"\x14DECISION_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eDECISION_ALLOW\x10\x01\x12\x16\n" +
@@ -1564,12 +1862,13 @@ const file_mcpgate_authorize_v1_authorize_proto_rawDesc = "" +
 	"\x1dVISIBILITY_EFFECT_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17VISIBILITY_EFFECT_ALLOW\x10\x01\x12\x1a\n" +
 	"\x16VISIBILITY_EFFECT_DENY\x10\x02\x12\x1e\n" +
-	"\x1aVISIBILITY_EFFECT_RESTRICT\x10\x032\xe8\x03\n" +
+	"\x1aVISIBILITY_EFFECT_RESTRICT\x10\x032\xe3\x04\n" +
 	"\x10AuthorizeService\x12a\n" +
 	"\tAuthorize\x12&.mcpgate.authorize.v1.AuthorizeRequest\x1a'.mcpgate.authorize.v1.AuthorizeResponse\"\x03\x90\x02\x02\x12m\n" +
 	"\rDescribeRoute\x12*.mcpgate.authorize.v1.DescribeRouteRequest\x1a+.mcpgate.authorize.v1.DescribeRouteResponse\"\x03\x90\x02\x01\x12p\n" +
 	"\x0eGetSessionKeys\x12+.mcpgate.authorize.v1.GetSessionKeysRequest\x1a,.mcpgate.authorize.v1.GetSessionKeysResponse\"\x03\x90\x02\x02\x12\x8f\x01\n" +
-	"\x1aReportUpstreamUnauthorized\x127.mcpgate.authorize.v1.ReportUpstreamUnauthorizedRequest\x1a8.mcpgate.authorize.v1.ReportUpstreamUnauthorizedResponseB\xe1\x01\n" +
+	"\x1aReportUpstreamUnauthorized\x127.mcpgate.authorize.v1.ReportUpstreamUnauthorizedRequest\x1a8.mcpgate.authorize.v1.ReportUpstreamUnauthorizedResponse\x12y\n" +
+	"\x11ReportToolDigests\x12..mcpgate.authorize.v1.ReportToolDigestsRequest\x1a/.mcpgate.authorize.v1.ReportToolDigestsResponse\"\x03\x90\x02\x02B\xe1\x01\n" +
 	"\x18com.mcpgate.authorize.v1B\x0eAuthorizeProtoP\x01ZCgithub.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1;authorizev1\xa2\x02\x03MAX\xaa\x02\x14Mcpgate.Authorize.V1\xca\x02\x14Mcpgate\\Authorize\\V1\xe2\x02 Mcpgate\\Authorize\\V1\\GPBMetadata\xea\x02\x16Mcpgate::Authorize::V1b\x06proto3"
 
 var (
@@ -1585,7 +1884,7 @@ func file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP() []byte {
 }
 
 var file_mcpgate_authorize_v1_authorize_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_mcpgate_authorize_v1_authorize_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_mcpgate_authorize_v1_authorize_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_mcpgate_authorize_v1_authorize_proto_goTypes = []any{
 	(Decision)(0),                              // 0: mcpgate.authorize.v1.Decision
 	(PolicyKind)(0),                            // 1: mcpgate.authorize.v1.PolicyKind
@@ -1595,50 +1894,64 @@ var file_mcpgate_authorize_v1_authorize_proto_goTypes = []any{
 	(*Header)(nil),                             // 5: mcpgate.authorize.v1.Header
 	(*Allow)(nil),                              // 6: mcpgate.authorize.v1.Allow
 	(*VisibilityRule)(nil),                     // 7: mcpgate.authorize.v1.VisibilityRule
-	(*Challenge)(nil),                          // 8: mcpgate.authorize.v1.Challenge
-	(*Deny)(nil),                               // 9: mcpgate.authorize.v1.Deny
-	(*AuthorizeResponse)(nil),                  // 10: mcpgate.authorize.v1.AuthorizeResponse
-	(*RateLimited)(nil),                        // 11: mcpgate.authorize.v1.RateLimited
-	(*Aggregate)(nil),                          // 12: mcpgate.authorize.v1.Aggregate
-	(*AggregateMember)(nil),                    // 13: mcpgate.authorize.v1.AggregateMember
-	(*DescribeRouteRequest)(nil),               // 14: mcpgate.authorize.v1.DescribeRouteRequest
-	(*DescribeRouteResponse)(nil),              // 15: mcpgate.authorize.v1.DescribeRouteResponse
-	(*GetSessionKeysRequest)(nil),              // 16: mcpgate.authorize.v1.GetSessionKeysRequest
-	(*SessionKey)(nil),                         // 17: mcpgate.authorize.v1.SessionKey
-	(*GetSessionKeysResponse)(nil),             // 18: mcpgate.authorize.v1.GetSessionKeysResponse
-	(*ReportUpstreamUnauthorizedRequest)(nil),  // 19: mcpgate.authorize.v1.ReportUpstreamUnauthorizedRequest
-	(*ReportUpstreamUnauthorizedResponse)(nil), // 20: mcpgate.authorize.v1.ReportUpstreamUnauthorizedResponse
-	nil, // 21: mcpgate.authorize.v1.AggregateMember.RenamesEntry
+	(*ToolPinning)(nil),                        // 8: mcpgate.authorize.v1.ToolPinning
+	(*Challenge)(nil),                          // 9: mcpgate.authorize.v1.Challenge
+	(*Deny)(nil),                               // 10: mcpgate.authorize.v1.Deny
+	(*InsufficientScope)(nil),                  // 11: mcpgate.authorize.v1.InsufficientScope
+	(*AuthorizeResponse)(nil),                  // 12: mcpgate.authorize.v1.AuthorizeResponse
+	(*RateLimited)(nil),                        // 13: mcpgate.authorize.v1.RateLimited
+	(*Aggregate)(nil),                          // 14: mcpgate.authorize.v1.Aggregate
+	(*AggregateMember)(nil),                    // 15: mcpgate.authorize.v1.AggregateMember
+	(*DescribeRouteRequest)(nil),               // 16: mcpgate.authorize.v1.DescribeRouteRequest
+	(*DescribeRouteResponse)(nil),              // 17: mcpgate.authorize.v1.DescribeRouteResponse
+	(*GetSessionKeysRequest)(nil),              // 18: mcpgate.authorize.v1.GetSessionKeysRequest
+	(*SessionKey)(nil),                         // 19: mcpgate.authorize.v1.SessionKey
+	(*GetSessionKeysResponse)(nil),             // 20: mcpgate.authorize.v1.GetSessionKeysResponse
+	(*ReportUpstreamUnauthorizedRequest)(nil),  // 21: mcpgate.authorize.v1.ReportUpstreamUnauthorizedRequest
+	(*ReportUpstreamUnauthorizedResponse)(nil), // 22: mcpgate.authorize.v1.ReportUpstreamUnauthorizedResponse
+	(*ToolDigestReport)(nil),                   // 23: mcpgate.authorize.v1.ToolDigestReport
+	(*ReportToolDigestsRequest)(nil),           // 24: mcpgate.authorize.v1.ReportToolDigestsRequest
+	(*ReportToolDigestsResponse)(nil),          // 25: mcpgate.authorize.v1.ReportToolDigestsResponse
+	nil,                                        // 26: mcpgate.authorize.v1.ToolPinning.PinsEntry
+	nil,                                        // 27: mcpgate.authorize.v1.ToolPinning.PendingEntry
+	nil,                                        // 28: mcpgate.authorize.v1.AggregateMember.RenamesEntry
 }
 var file_mcpgate_authorize_v1_authorize_proto_depIdxs = []int32{
 	3,  // 0: mcpgate.authorize.v1.AuthorizeRequest.credentials:type_name -> mcpgate.authorize.v1.Credentials
 	5,  // 1: mcpgate.authorize.v1.Allow.upstream_headers:type_name -> mcpgate.authorize.v1.Header
 	7,  // 2: mcpgate.authorize.v1.Allow.visibility:type_name -> mcpgate.authorize.v1.VisibilityRule
-	1,  // 3: mcpgate.authorize.v1.VisibilityRule.kind:type_name -> mcpgate.authorize.v1.PolicyKind
-	2,  // 4: mcpgate.authorize.v1.VisibilityRule.effect:type_name -> mcpgate.authorize.v1.VisibilityEffect
-	0,  // 5: mcpgate.authorize.v1.AuthorizeResponse.decision:type_name -> mcpgate.authorize.v1.Decision
-	6,  // 6: mcpgate.authorize.v1.AuthorizeResponse.allow:type_name -> mcpgate.authorize.v1.Allow
-	8,  // 7: mcpgate.authorize.v1.AuthorizeResponse.challenge:type_name -> mcpgate.authorize.v1.Challenge
-	9,  // 8: mcpgate.authorize.v1.AuthorizeResponse.deny:type_name -> mcpgate.authorize.v1.Deny
-	11, // 9: mcpgate.authorize.v1.AuthorizeResponse.rate_limited:type_name -> mcpgate.authorize.v1.RateLimited
-	12, // 10: mcpgate.authorize.v1.AuthorizeResponse.aggregate:type_name -> mcpgate.authorize.v1.Aggregate
-	13, // 11: mcpgate.authorize.v1.Aggregate.members:type_name -> mcpgate.authorize.v1.AggregateMember
-	21, // 12: mcpgate.authorize.v1.AggregateMember.renames:type_name -> mcpgate.authorize.v1.AggregateMember.RenamesEntry
-	10, // 13: mcpgate.authorize.v1.AggregateMember.decision:type_name -> mcpgate.authorize.v1.AuthorizeResponse
-	17, // 14: mcpgate.authorize.v1.GetSessionKeysResponse.keys:type_name -> mcpgate.authorize.v1.SessionKey
-	4,  // 15: mcpgate.authorize.v1.AuthorizeService.Authorize:input_type -> mcpgate.authorize.v1.AuthorizeRequest
-	14, // 16: mcpgate.authorize.v1.AuthorizeService.DescribeRoute:input_type -> mcpgate.authorize.v1.DescribeRouteRequest
-	16, // 17: mcpgate.authorize.v1.AuthorizeService.GetSessionKeys:input_type -> mcpgate.authorize.v1.GetSessionKeysRequest
-	19, // 18: mcpgate.authorize.v1.AuthorizeService.ReportUpstreamUnauthorized:input_type -> mcpgate.authorize.v1.ReportUpstreamUnauthorizedRequest
-	10, // 19: mcpgate.authorize.v1.AuthorizeService.Authorize:output_type -> mcpgate.authorize.v1.AuthorizeResponse
-	15, // 20: mcpgate.authorize.v1.AuthorizeService.DescribeRoute:output_type -> mcpgate.authorize.v1.DescribeRouteResponse
-	18, // 21: mcpgate.authorize.v1.AuthorizeService.GetSessionKeys:output_type -> mcpgate.authorize.v1.GetSessionKeysResponse
-	20, // 22: mcpgate.authorize.v1.AuthorizeService.ReportUpstreamUnauthorized:output_type -> mcpgate.authorize.v1.ReportUpstreamUnauthorizedResponse
-	19, // [19:23] is the sub-list for method output_type
-	15, // [15:19] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	8,  // 3: mcpgate.authorize.v1.Allow.tool_pinning:type_name -> mcpgate.authorize.v1.ToolPinning
+	1,  // 4: mcpgate.authorize.v1.VisibilityRule.kind:type_name -> mcpgate.authorize.v1.PolicyKind
+	2,  // 5: mcpgate.authorize.v1.VisibilityRule.effect:type_name -> mcpgate.authorize.v1.VisibilityEffect
+	26, // 6: mcpgate.authorize.v1.ToolPinning.pins:type_name -> mcpgate.authorize.v1.ToolPinning.PinsEntry
+	27, // 7: mcpgate.authorize.v1.ToolPinning.pending:type_name -> mcpgate.authorize.v1.ToolPinning.PendingEntry
+	11, // 8: mcpgate.authorize.v1.Deny.insufficient_scope:type_name -> mcpgate.authorize.v1.InsufficientScope
+	0,  // 9: mcpgate.authorize.v1.AuthorizeResponse.decision:type_name -> mcpgate.authorize.v1.Decision
+	6,  // 10: mcpgate.authorize.v1.AuthorizeResponse.allow:type_name -> mcpgate.authorize.v1.Allow
+	9,  // 11: mcpgate.authorize.v1.AuthorizeResponse.challenge:type_name -> mcpgate.authorize.v1.Challenge
+	10, // 12: mcpgate.authorize.v1.AuthorizeResponse.deny:type_name -> mcpgate.authorize.v1.Deny
+	13, // 13: mcpgate.authorize.v1.AuthorizeResponse.rate_limited:type_name -> mcpgate.authorize.v1.RateLimited
+	14, // 14: mcpgate.authorize.v1.AuthorizeResponse.aggregate:type_name -> mcpgate.authorize.v1.Aggregate
+	15, // 15: mcpgate.authorize.v1.Aggregate.members:type_name -> mcpgate.authorize.v1.AggregateMember
+	28, // 16: mcpgate.authorize.v1.AggregateMember.renames:type_name -> mcpgate.authorize.v1.AggregateMember.RenamesEntry
+	12, // 17: mcpgate.authorize.v1.AggregateMember.decision:type_name -> mcpgate.authorize.v1.AuthorizeResponse
+	19, // 18: mcpgate.authorize.v1.GetSessionKeysResponse.keys:type_name -> mcpgate.authorize.v1.SessionKey
+	23, // 19: mcpgate.authorize.v1.ReportToolDigestsRequest.tools:type_name -> mcpgate.authorize.v1.ToolDigestReport
+	4,  // 20: mcpgate.authorize.v1.AuthorizeService.Authorize:input_type -> mcpgate.authorize.v1.AuthorizeRequest
+	16, // 21: mcpgate.authorize.v1.AuthorizeService.DescribeRoute:input_type -> mcpgate.authorize.v1.DescribeRouteRequest
+	18, // 22: mcpgate.authorize.v1.AuthorizeService.GetSessionKeys:input_type -> mcpgate.authorize.v1.GetSessionKeysRequest
+	21, // 23: mcpgate.authorize.v1.AuthorizeService.ReportUpstreamUnauthorized:input_type -> mcpgate.authorize.v1.ReportUpstreamUnauthorizedRequest
+	24, // 24: mcpgate.authorize.v1.AuthorizeService.ReportToolDigests:input_type -> mcpgate.authorize.v1.ReportToolDigestsRequest
+	12, // 25: mcpgate.authorize.v1.AuthorizeService.Authorize:output_type -> mcpgate.authorize.v1.AuthorizeResponse
+	17, // 26: mcpgate.authorize.v1.AuthorizeService.DescribeRoute:output_type -> mcpgate.authorize.v1.DescribeRouteResponse
+	20, // 27: mcpgate.authorize.v1.AuthorizeService.GetSessionKeys:output_type -> mcpgate.authorize.v1.GetSessionKeysResponse
+	22, // 28: mcpgate.authorize.v1.AuthorizeService.ReportUpstreamUnauthorized:output_type -> mcpgate.authorize.v1.ReportUpstreamUnauthorizedResponse
+	25, // 29: mcpgate.authorize.v1.AuthorizeService.ReportToolDigests:output_type -> mcpgate.authorize.v1.ReportToolDigestsResponse
+	25, // [25:30] is the sub-list for method output_type
+	20, // [20:25] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_mcpgate_authorize_v1_authorize_proto_init() }
@@ -1652,7 +1965,7 @@ func file_mcpgate_authorize_v1_authorize_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mcpgate_authorize_v1_authorize_proto_rawDesc), len(file_mcpgate_authorize_v1_authorize_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   19,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -206,6 +206,60 @@ func (OAuth2Flow) EnumDescriptor() ([]byte, []int) {
 	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{2}
 }
 
+// ToolChangeMode is a server's on_tool_change setting.
+type ToolChangeMode int32
+
+const (
+	// No pinning: tool definitions are not recorded (the default).
+	ToolChangeMode_TOOL_CHANGE_MODE_UNSPECIFIED ToolChangeMode = 0
+	// A changed tool stays visible and callable; an audit event records it.
+	ToolChangeMode_TOOL_CHANGE_MODE_WARN ToolChangeMode = 1
+	// A changed tool is hidden from tools/list and its calls are denied until
+	// an admin approves the new definition.
+	ToolChangeMode_TOOL_CHANGE_MODE_BLOCK ToolChangeMode = 2
+)
+
+// Enum value maps for ToolChangeMode.
+var (
+	ToolChangeMode_name = map[int32]string{
+		0: "TOOL_CHANGE_MODE_UNSPECIFIED",
+		1: "TOOL_CHANGE_MODE_WARN",
+		2: "TOOL_CHANGE_MODE_BLOCK",
+	}
+	ToolChangeMode_value = map[string]int32{
+		"TOOL_CHANGE_MODE_UNSPECIFIED": 0,
+		"TOOL_CHANGE_MODE_WARN":        1,
+		"TOOL_CHANGE_MODE_BLOCK":       2,
+	}
+)
+
+func (x ToolChangeMode) Enum() *ToolChangeMode {
+	p := new(ToolChangeMode)
+	*p = x
+	return p
+}
+
+func (x ToolChangeMode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ToolChangeMode) Descriptor() protoreflect.EnumDescriptor {
+	return file_mcpgate_config_v1_config_proto_enumTypes[3].Descriptor()
+}
+
+func (ToolChangeMode) Type() protoreflect.EnumType {
+	return &file_mcpgate_config_v1_config_proto_enumTypes[3]
+}
+
+func (x ToolChangeMode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ToolChangeMode.Descriptor instead.
+func (ToolChangeMode) EnumDescriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{3}
+}
+
 // PrincipalKind tells people from automation.
 type PrincipalKind int32
 
@@ -240,11 +294,11 @@ func (x PrincipalKind) String() string {
 }
 
 func (PrincipalKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_mcpgate_config_v1_config_proto_enumTypes[3].Descriptor()
+	return file_mcpgate_config_v1_config_proto_enumTypes[4].Descriptor()
 }
 
 func (PrincipalKind) Type() protoreflect.EnumType {
-	return &file_mcpgate_config_v1_config_proto_enumTypes[3]
+	return &file_mcpgate_config_v1_config_proto_enumTypes[4]
 }
 
 func (x PrincipalKind) Number() protoreflect.EnumNumber {
@@ -253,7 +307,7 @@ func (x PrincipalKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PrincipalKind.Descriptor instead.
 func (PrincipalKind) EnumDescriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{3}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{4}
 }
 
 // Role is what a principal may do on the admin API.
@@ -292,11 +346,11 @@ func (x Role) String() string {
 }
 
 func (Role) Descriptor() protoreflect.EnumDescriptor {
-	return file_mcpgate_config_v1_config_proto_enumTypes[4].Descriptor()
+	return file_mcpgate_config_v1_config_proto_enumTypes[5].Descriptor()
 }
 
 func (Role) Type() protoreflect.EnumType {
-	return &file_mcpgate_config_v1_config_proto_enumTypes[4]
+	return &file_mcpgate_config_v1_config_proto_enumTypes[5]
 }
 
 func (x Role) Number() protoreflect.EnumNumber {
@@ -305,7 +359,7 @@ func (x Role) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Role.Descriptor instead.
 func (Role) EnumDescriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{4}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{5}
 }
 
 // PolicyEffect is what a policy rule does to the calls it matches.
@@ -346,11 +400,11 @@ func (x PolicyEffect) String() string {
 }
 
 func (PolicyEffect) Descriptor() protoreflect.EnumDescriptor {
-	return file_mcpgate_config_v1_config_proto_enumTypes[5].Descriptor()
+	return file_mcpgate_config_v1_config_proto_enumTypes[6].Descriptor()
 }
 
 func (PolicyEffect) Type() protoreflect.EnumType {
-	return &file_mcpgate_config_v1_config_proto_enumTypes[5]
+	return &file_mcpgate_config_v1_config_proto_enumTypes[6]
 }
 
 func (x PolicyEffect) Number() protoreflect.EnumNumber {
@@ -359,7 +413,7 @@ func (x PolicyEffect) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PolicyEffect.Descriptor instead.
 func (PolicyEffect) EnumDescriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{5}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{6}
 }
 
 // McpServer is an upstream MCP server, reachable at /<name>/mcp.
@@ -394,8 +448,16 @@ type McpServer struct {
 	// The audience requested in a token exchange (oauth2_flow
 	// token_exchange), optional.
 	TokenExchangeAudience string `protobuf:"bytes,22,opt,name=token_exchange_audience,json=tokenExchangeAudience,proto3" json:"token_exchange_audience,omitempty"`
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// Gateway scopes (and optionally upstream scopes) tools/call needs, by
+	// tool name glob (path.Match syntax). A call of a tool matching several
+	// rules needs the union of their scopes. Gateway access tokens lacking a
+	// scope get 403 insufficient_scope (step-up); API keys are not scoped.
+	ToolScopes []*ToolScopes `protobuf:"bytes,140,rep,name=tool_scopes,json=toolScopes,proto3" json:"tool_scopes,omitempty"`
+	// What the gateway does when an upstream tool's definition changes after
+	// it was first seen (tool pinning).
+	OnToolChange  ToolChangeMode `protobuf:"varint,141,opt,name=on_tool_change,json=onToolChange,proto3,enum=mcpgate.config.v1.ToolChangeMode" json:"on_tool_change,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *McpServer) Reset() {
@@ -582,6 +644,86 @@ func (x *McpServer) GetTokenExchangeAudience() string {
 	return ""
 }
 
+func (x *McpServer) GetToolScopes() []*ToolScopes {
+	if x != nil {
+		return x.ToolScopes
+	}
+	return nil
+}
+
+func (x *McpServer) GetOnToolChange() ToolChangeMode {
+	if x != nil {
+		return x.OnToolChange
+	}
+	return ToolChangeMode_TOOL_CHANGE_MODE_UNSPECIFIED
+}
+
+// ToolScopes says which scopes calling the tools matching tool needs.
+type ToolScopes struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A tool name or glob (path.Match syntax, e.g. "merge_*").
+	Tool string `protobuf:"bytes,1,opt,name=tool,proto3" json:"tool,omitempty"`
+	// Gateway scopes the caller's access token must carry.
+	Scopes []string `protobuf:"bytes,2,rep,name=scopes,proto3" json:"scopes,omitempty"`
+	// Upstream scopes the person's upstream grant must carry (oauth2
+	// authorization_code servers); missing ones send the person through the
+	// upstream sign-in again with the union of scopes.
+	UpstreamScopes []string `protobuf:"bytes,3,rep,name=upstream_scopes,json=upstreamScopes,proto3" json:"upstream_scopes,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ToolScopes) Reset() {
+	*x = ToolScopes{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ToolScopes) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ToolScopes) ProtoMessage() {}
+
+func (x *ToolScopes) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ToolScopes.ProtoReflect.Descriptor instead.
+func (*ToolScopes) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ToolScopes) GetTool() string {
+	if x != nil {
+		return x.Tool
+	}
+	return ""
+}
+
+func (x *ToolScopes) GetScopes() []string {
+	if x != nil {
+		return x.Scopes
+	}
+	return nil
+}
+
+func (x *ToolScopes) GetUpstreamScopes() []string {
+	if x != nil {
+		return x.UpstreamScopes
+	}
+	return nil
+}
+
 // Principal is a user or service account; servers lists the routes it may use
 // ("*" grants every server).
 type Principal struct {
@@ -610,7 +752,7 @@ type Principal struct {
 
 func (x *Principal) Reset() {
 	*x = Principal{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[1]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -622,7 +764,7 @@ func (x *Principal) String() string {
 func (*Principal) ProtoMessage() {}
 
 func (x *Principal) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[1]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -635,7 +777,7 @@ func (x *Principal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Principal.ProtoReflect.Descriptor instead.
 func (*Principal) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{1}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Principal) GetName() string {
@@ -716,7 +858,7 @@ type GroupAssertion struct {
 
 func (x *GroupAssertion) Reset() {
 	*x = GroupAssertion{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[2]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -728,7 +870,7 @@ func (x *GroupAssertion) String() string {
 func (*GroupAssertion) ProtoMessage() {}
 
 func (x *GroupAssertion) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[2]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -741,7 +883,7 @@ func (x *GroupAssertion) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupAssertion.ProtoReflect.Descriptor instead.
 func (*GroupAssertion) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{2}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *GroupAssertion) GetGroup() string {
@@ -778,7 +920,7 @@ type Group struct {
 
 func (x *Group) Reset() {
 	*x = Group{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[3]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -790,7 +932,7 @@ func (x *Group) String() string {
 func (*Group) ProtoMessage() {}
 
 func (x *Group) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[3]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -803,7 +945,7 @@ func (x *Group) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Group.ProtoReflect.Descriptor instead.
 func (*Group) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{3}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Group) GetName() string {
@@ -857,7 +999,7 @@ type VirtualServer struct {
 
 func (x *VirtualServer) Reset() {
 	*x = VirtualServer{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[4]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -869,7 +1011,7 @@ func (x *VirtualServer) String() string {
 func (*VirtualServer) ProtoMessage() {}
 
 func (x *VirtualServer) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[4]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -882,7 +1024,7 @@ func (x *VirtualServer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VirtualServer.ProtoReflect.Descriptor instead.
 func (*VirtualServer) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{4}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *VirtualServer) GetName() string {
@@ -946,7 +1088,7 @@ type VirtualServerMember struct {
 
 func (x *VirtualServerMember) Reset() {
 	*x = VirtualServerMember{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[5]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -958,7 +1100,7 @@ func (x *VirtualServerMember) String() string {
 func (*VirtualServerMember) ProtoMessage() {}
 
 func (x *VirtualServerMember) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[5]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -971,7 +1113,7 @@ func (x *VirtualServerMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VirtualServerMember.ProtoReflect.Descriptor instead.
 func (*VirtualServerMember) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{5}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *VirtualServerMember) GetServer() string {
@@ -1048,7 +1190,7 @@ type IdentityProvider struct {
 
 func (x *IdentityProvider) Reset() {
 	*x = IdentityProvider{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[6]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1060,7 +1202,7 @@ func (x *IdentityProvider) String() string {
 func (*IdentityProvider) ProtoMessage() {}
 
 func (x *IdentityProvider) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[6]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1073,7 +1215,7 @@ func (x *IdentityProvider) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IdentityProvider.ProtoReflect.Descriptor instead.
 func (*IdentityProvider) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{6}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *IdentityProvider) GetName() string {
@@ -1167,6 +1309,306 @@ func (x *IdentityProvider) GetClientSecret() string {
 	return ""
 }
 
+// ToolPin is the recorded definition digest of one upstream tool.
+type ToolPin struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Tool  string                 `protobuf:"bytes,1,opt,name=tool,proto3" json:"tool,omitempty"`
+	// Hex SHA-256 of the approved (first seen, or admin-approved) definition.
+	ApprovedDigest string `protobuf:"bytes,2,opt,name=approved_digest,json=approvedDigest,proto3" json:"approved_digest,omitempty"`
+	// Hex SHA-256 of a different definition seen since; empty when none.
+	PendingDigest string                 `protobuf:"bytes,3,opt,name=pending_digest,json=pendingDigest,proto3" json:"pending_digest,omitempty"`
+	FirstSeenTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=first_seen_time,json=firstSeenTime,proto3" json:"first_seen_time,omitempty"`
+	// When pending_digest was first seen.
+	ChangeTime  *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=change_time,json=changeTime,proto3" json:"change_time,omitempty"`
+	ApproveTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=approve_time,json=approveTime,proto3" json:"approve_time,omitempty"`
+	// The admin that approved the current digest, when one did.
+	ApprovedBy    string `protobuf:"bytes,7,opt,name=approved_by,json=approvedBy,proto3" json:"approved_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ToolPin) Reset() {
+	*x = ToolPin{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ToolPin) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ToolPin) ProtoMessage() {}
+
+func (x *ToolPin) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ToolPin.ProtoReflect.Descriptor instead.
+func (*ToolPin) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ToolPin) GetTool() string {
+	if x != nil {
+		return x.Tool
+	}
+	return ""
+}
+
+func (x *ToolPin) GetApprovedDigest() string {
+	if x != nil {
+		return x.ApprovedDigest
+	}
+	return ""
+}
+
+func (x *ToolPin) GetPendingDigest() string {
+	if x != nil {
+		return x.PendingDigest
+	}
+	return ""
+}
+
+func (x *ToolPin) GetFirstSeenTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FirstSeenTime
+	}
+	return nil
+}
+
+func (x *ToolPin) GetChangeTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ChangeTime
+	}
+	return nil
+}
+
+func (x *ToolPin) GetApproveTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ApproveTime
+	}
+	return nil
+}
+
+func (x *ToolPin) GetApprovedBy() string {
+	if x != nil {
+		return x.ApprovedBy
+	}
+	return ""
+}
+
+type ListToolPinsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Server        string                 `protobuf:"bytes,1,opt,name=server,proto3" json:"server,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListToolPinsRequest) Reset() {
+	*x = ListToolPinsRequest{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListToolPinsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListToolPinsRequest) ProtoMessage() {}
+
+func (x *ListToolPinsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListToolPinsRequest.ProtoReflect.Descriptor instead.
+func (*ListToolPinsRequest) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ListToolPinsRequest) GetServer() string {
+	if x != nil {
+		return x.Server
+	}
+	return ""
+}
+
+type ListToolPinsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Sorted by tool.
+	Pins          []*ToolPin     `protobuf:"bytes,1,rep,name=pins,proto3" json:"pins,omitempty"`
+	OnToolChange  ToolChangeMode `protobuf:"varint,2,opt,name=on_tool_change,json=onToolChange,proto3,enum=mcpgate.config.v1.ToolChangeMode" json:"on_tool_change,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListToolPinsResponse) Reset() {
+	*x = ListToolPinsResponse{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListToolPinsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListToolPinsResponse) ProtoMessage() {}
+
+func (x *ListToolPinsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListToolPinsResponse.ProtoReflect.Descriptor instead.
+func (*ListToolPinsResponse) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ListToolPinsResponse) GetPins() []*ToolPin {
+	if x != nil {
+		return x.Pins
+	}
+	return nil
+}
+
+func (x *ListToolPinsResponse) GetOnToolChange() ToolChangeMode {
+	if x != nil {
+		return x.OnToolChange
+	}
+	return ToolChangeMode_TOOL_CHANGE_MODE_UNSPECIFIED
+}
+
+type ApproveToolPinRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Server string                 `protobuf:"bytes,1,opt,name=server,proto3" json:"server,omitempty"`
+	Tool   string                 `protobuf:"bytes,2,opt,name=tool,proto3" json:"tool,omitempty"`
+	// When set, approve only if the pending digest starts with it (what the
+	// admin saw in the list).
+	DigestPrefix  string `protobuf:"bytes,3,opt,name=digest_prefix,json=digestPrefix,proto3" json:"digest_prefix,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApproveToolPinRequest) Reset() {
+	*x = ApproveToolPinRequest{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApproveToolPinRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApproveToolPinRequest) ProtoMessage() {}
+
+func (x *ApproveToolPinRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApproveToolPinRequest.ProtoReflect.Descriptor instead.
+func (*ApproveToolPinRequest) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ApproveToolPinRequest) GetServer() string {
+	if x != nil {
+		return x.Server
+	}
+	return ""
+}
+
+func (x *ApproveToolPinRequest) GetTool() string {
+	if x != nil {
+		return x.Tool
+	}
+	return ""
+}
+
+func (x *ApproveToolPinRequest) GetDigestPrefix() string {
+	if x != nil {
+		return x.DigestPrefix
+	}
+	return ""
+}
+
+type ApproveToolPinResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Pin           *ToolPin               `protobuf:"bytes,1,opt,name=pin,proto3" json:"pin,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApproveToolPinResponse) Reset() {
+	*x = ApproveToolPinResponse{}
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApproveToolPinResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApproveToolPinResponse) ProtoMessage() {}
+
+func (x *ApproveToolPinResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApproveToolPinResponse.ProtoReflect.Descriptor instead.
+func (*ApproveToolPinResponse) Descriptor() ([]byte, []int) {
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ApproveToolPinResponse) GetPin() *ToolPin {
+	if x != nil {
+		return x.Pin
+	}
+	return nil
+}
+
 // ApiKey describes a gateway API key. The key itself is shown once, at
 // creation; only its SHA-256 hash is stored.
 type ApiKey struct {
@@ -1187,7 +1629,7 @@ type ApiKey struct {
 
 func (x *ApiKey) Reset() {
 	*x = ApiKey{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[7]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1199,7 +1641,7 @@ func (x *ApiKey) String() string {
 func (*ApiKey) ProtoMessage() {}
 
 func (x *ApiKey) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[7]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1212,7 +1654,7 @@ func (x *ApiKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApiKey.ProtoReflect.Descriptor instead.
 func (*ApiKey) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{7}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ApiKey) GetId() string {
@@ -1286,7 +1728,7 @@ type ListServersRequest struct {
 
 func (x *ListServersRequest) Reset() {
 	*x = ListServersRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[8]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1298,7 +1740,7 @@ func (x *ListServersRequest) String() string {
 func (*ListServersRequest) ProtoMessage() {}
 
 func (x *ListServersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[8]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1311,7 +1753,7 @@ func (x *ListServersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServersRequest.ProtoReflect.Descriptor instead.
 func (*ListServersRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{8}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{14}
 }
 
 type ListServersResponse struct {
@@ -1323,7 +1765,7 @@ type ListServersResponse struct {
 
 func (x *ListServersResponse) Reset() {
 	*x = ListServersResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[9]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1335,7 +1777,7 @@ func (x *ListServersResponse) String() string {
 func (*ListServersResponse) ProtoMessage() {}
 
 func (x *ListServersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[9]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1348,7 +1790,7 @@ func (x *ListServersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServersResponse.ProtoReflect.Descriptor instead.
 func (*ListServersResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{9}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListServersResponse) GetServers() []*McpServer {
@@ -1367,7 +1809,7 @@ type GetServerRequest struct {
 
 func (x *GetServerRequest) Reset() {
 	*x = GetServerRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[10]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1379,7 +1821,7 @@ func (x *GetServerRequest) String() string {
 func (*GetServerRequest) ProtoMessage() {}
 
 func (x *GetServerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[10]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1392,7 +1834,7 @@ func (x *GetServerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServerRequest.ProtoReflect.Descriptor instead.
 func (*GetServerRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{10}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetServerRequest) GetName() string {
@@ -1411,7 +1853,7 @@ type GetServerResponse struct {
 
 func (x *GetServerResponse) Reset() {
 	*x = GetServerResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[11]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1423,7 +1865,7 @@ func (x *GetServerResponse) String() string {
 func (*GetServerResponse) ProtoMessage() {}
 
 func (x *GetServerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[11]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1436,7 +1878,7 @@ func (x *GetServerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServerResponse.ProtoReflect.Descriptor instead.
 func (*GetServerResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{11}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetServerResponse) GetServer() *McpServer {
@@ -1459,7 +1901,7 @@ type PutServerRequest struct {
 
 func (x *PutServerRequest) Reset() {
 	*x = PutServerRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[12]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1471,7 +1913,7 @@ func (x *PutServerRequest) String() string {
 func (*PutServerRequest) ProtoMessage() {}
 
 func (x *PutServerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[12]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1484,7 +1926,7 @@ func (x *PutServerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutServerRequest.ProtoReflect.Descriptor instead.
 func (*PutServerRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{12}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *PutServerRequest) GetServer() *McpServer {
@@ -1519,7 +1961,7 @@ type PutServerResponse struct {
 
 func (x *PutServerResponse) Reset() {
 	*x = PutServerResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[13]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1531,7 +1973,7 @@ func (x *PutServerResponse) String() string {
 func (*PutServerResponse) ProtoMessage() {}
 
 func (x *PutServerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[13]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1544,7 +1986,7 @@ func (x *PutServerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutServerResponse.ProtoReflect.Descriptor instead.
 func (*PutServerResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{13}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PutServerResponse) GetServer() *McpServer {
@@ -1571,7 +2013,7 @@ type DeleteServerRequest struct {
 
 func (x *DeleteServerRequest) Reset() {
 	*x = DeleteServerRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[14]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1583,7 +2025,7 @@ func (x *DeleteServerRequest) String() string {
 func (*DeleteServerRequest) ProtoMessage() {}
 
 func (x *DeleteServerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[14]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1596,7 +2038,7 @@ func (x *DeleteServerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteServerRequest.ProtoReflect.Descriptor instead.
 func (*DeleteServerRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{14}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *DeleteServerRequest) GetName() string {
@@ -1621,7 +2063,7 @@ type DeleteServerResponse struct {
 
 func (x *DeleteServerResponse) Reset() {
 	*x = DeleteServerResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[15]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1633,7 +2075,7 @@ func (x *DeleteServerResponse) String() string {
 func (*DeleteServerResponse) ProtoMessage() {}
 
 func (x *DeleteServerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[15]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1646,7 +2088,7 @@ func (x *DeleteServerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteServerResponse.ProtoReflect.Descriptor instead.
 func (*DeleteServerResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{15}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{21}
 }
 
 type ListPrincipalsRequest struct {
@@ -1657,7 +2099,7 @@ type ListPrincipalsRequest struct {
 
 func (x *ListPrincipalsRequest) Reset() {
 	*x = ListPrincipalsRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[16]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1669,7 +2111,7 @@ func (x *ListPrincipalsRequest) String() string {
 func (*ListPrincipalsRequest) ProtoMessage() {}
 
 func (x *ListPrincipalsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[16]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1682,7 +2124,7 @@ func (x *ListPrincipalsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPrincipalsRequest.ProtoReflect.Descriptor instead.
 func (*ListPrincipalsRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{16}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{22}
 }
 
 type ListPrincipalsResponse struct {
@@ -1694,7 +2136,7 @@ type ListPrincipalsResponse struct {
 
 func (x *ListPrincipalsResponse) Reset() {
 	*x = ListPrincipalsResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[17]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1706,7 +2148,7 @@ func (x *ListPrincipalsResponse) String() string {
 func (*ListPrincipalsResponse) ProtoMessage() {}
 
 func (x *ListPrincipalsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[17]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1719,7 +2161,7 @@ func (x *ListPrincipalsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPrincipalsResponse.ProtoReflect.Descriptor instead.
 func (*ListPrincipalsResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{17}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListPrincipalsResponse) GetPrincipals() []*Principal {
@@ -1738,7 +2180,7 @@ type GetPrincipalRequest struct {
 
 func (x *GetPrincipalRequest) Reset() {
 	*x = GetPrincipalRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[18]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1750,7 +2192,7 @@ func (x *GetPrincipalRequest) String() string {
 func (*GetPrincipalRequest) ProtoMessage() {}
 
 func (x *GetPrincipalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[18]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1763,7 +2205,7 @@ func (x *GetPrincipalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPrincipalRequest.ProtoReflect.Descriptor instead.
 func (*GetPrincipalRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{18}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetPrincipalRequest) GetName() string {
@@ -1785,7 +2227,7 @@ type GetPrincipalResponse struct {
 
 func (x *GetPrincipalResponse) Reset() {
 	*x = GetPrincipalResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[19]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1797,7 +2239,7 @@ func (x *GetPrincipalResponse) String() string {
 func (*GetPrincipalResponse) ProtoMessage() {}
 
 func (x *GetPrincipalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[19]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1810,7 +2252,7 @@ func (x *GetPrincipalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPrincipalResponse.ProtoReflect.Descriptor instead.
 func (*GetPrincipalResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{19}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetPrincipalResponse) GetPrincipal() *Principal {
@@ -1839,7 +2281,7 @@ type EffectiveServer struct {
 
 func (x *EffectiveServer) Reset() {
 	*x = EffectiveServer{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[20]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1851,7 +2293,7 @@ func (x *EffectiveServer) String() string {
 func (*EffectiveServer) ProtoMessage() {}
 
 func (x *EffectiveServer) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[20]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1864,7 +2306,7 @@ func (x *EffectiveServer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EffectiveServer.ProtoReflect.Descriptor instead.
 func (*EffectiveServer) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{20}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *EffectiveServer) GetServer() string {
@@ -1897,7 +2339,7 @@ type GrantSource struct {
 
 func (x *GrantSource) Reset() {
 	*x = GrantSource{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[21]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1909,7 +2351,7 @@ func (x *GrantSource) String() string {
 func (*GrantSource) ProtoMessage() {}
 
 func (x *GrantSource) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[21]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1922,7 +2364,7 @@ func (x *GrantSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GrantSource.ProtoReflect.Descriptor instead.
 func (*GrantSource) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{21}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GrantSource) GetGroup() string {
@@ -1956,7 +2398,7 @@ type PutPrincipalRequest struct {
 
 func (x *PutPrincipalRequest) Reset() {
 	*x = PutPrincipalRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[22]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1968,7 +2410,7 @@ func (x *PutPrincipalRequest) String() string {
 func (*PutPrincipalRequest) ProtoMessage() {}
 
 func (x *PutPrincipalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[22]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1981,7 +2423,7 @@ func (x *PutPrincipalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutPrincipalRequest.ProtoReflect.Descriptor instead.
 func (*PutPrincipalRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{22}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *PutPrincipalRequest) GetPrincipal() *Principal {
@@ -2008,7 +2450,7 @@ type PutPrincipalResponse struct {
 
 func (x *PutPrincipalResponse) Reset() {
 	*x = PutPrincipalResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[23]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2020,7 +2462,7 @@ func (x *PutPrincipalResponse) String() string {
 func (*PutPrincipalResponse) ProtoMessage() {}
 
 func (x *PutPrincipalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[23]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2033,7 +2475,7 @@ func (x *PutPrincipalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutPrincipalResponse.ProtoReflect.Descriptor instead.
 func (*PutPrincipalResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{23}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *PutPrincipalResponse) GetPrincipal() *Principal {
@@ -2060,7 +2502,7 @@ type DeletePrincipalRequest struct {
 
 func (x *DeletePrincipalRequest) Reset() {
 	*x = DeletePrincipalRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[24]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2072,7 +2514,7 @@ func (x *DeletePrincipalRequest) String() string {
 func (*DeletePrincipalRequest) ProtoMessage() {}
 
 func (x *DeletePrincipalRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[24]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2085,7 +2527,7 @@ func (x *DeletePrincipalRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePrincipalRequest.ProtoReflect.Descriptor instead.
 func (*DeletePrincipalRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{24}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *DeletePrincipalRequest) GetName() string {
@@ -2110,7 +2552,7 @@ type DeletePrincipalResponse struct {
 
 func (x *DeletePrincipalResponse) Reset() {
 	*x = DeletePrincipalResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[25]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2122,7 +2564,7 @@ func (x *DeletePrincipalResponse) String() string {
 func (*DeletePrincipalResponse) ProtoMessage() {}
 
 func (x *DeletePrincipalResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[25]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2135,7 +2577,7 @@ func (x *DeletePrincipalResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePrincipalResponse.ProtoReflect.Descriptor instead.
 func (*DeletePrincipalResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{25}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{31}
 }
 
 type ListGroupsRequest struct {
@@ -2146,7 +2588,7 @@ type ListGroupsRequest struct {
 
 func (x *ListGroupsRequest) Reset() {
 	*x = ListGroupsRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[26]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2158,7 +2600,7 @@ func (x *ListGroupsRequest) String() string {
 func (*ListGroupsRequest) ProtoMessage() {}
 
 func (x *ListGroupsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[26]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2171,7 +2613,7 @@ func (x *ListGroupsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGroupsRequest.ProtoReflect.Descriptor instead.
 func (*ListGroupsRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{26}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{32}
 }
 
 type ListGroupsResponse struct {
@@ -2183,7 +2625,7 @@ type ListGroupsResponse struct {
 
 func (x *ListGroupsResponse) Reset() {
 	*x = ListGroupsResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[27]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2195,7 +2637,7 @@ func (x *ListGroupsResponse) String() string {
 func (*ListGroupsResponse) ProtoMessage() {}
 
 func (x *ListGroupsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[27]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2208,7 +2650,7 @@ func (x *ListGroupsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGroupsResponse.ProtoReflect.Descriptor instead.
 func (*ListGroupsResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{27}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListGroupsResponse) GetGroups() []*Group {
@@ -2227,7 +2669,7 @@ type GetGroupRequest struct {
 
 func (x *GetGroupRequest) Reset() {
 	*x = GetGroupRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[28]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2239,7 +2681,7 @@ func (x *GetGroupRequest) String() string {
 func (*GetGroupRequest) ProtoMessage() {}
 
 func (x *GetGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[28]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2252,7 +2694,7 @@ func (x *GetGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetGroupRequest.ProtoReflect.Descriptor instead.
 func (*GetGroupRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{28}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *GetGroupRequest) GetName() string {
@@ -2274,7 +2716,7 @@ type GetGroupResponse struct {
 
 func (x *GetGroupResponse) Reset() {
 	*x = GetGroupResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[29]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2286,7 +2728,7 @@ func (x *GetGroupResponse) String() string {
 func (*GetGroupResponse) ProtoMessage() {}
 
 func (x *GetGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[29]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2299,7 +2741,7 @@ func (x *GetGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetGroupResponse.ProtoReflect.Descriptor instead.
 func (*GetGroupResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{29}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *GetGroupResponse) GetGroup() *Group {
@@ -2326,7 +2768,7 @@ type PutGroupRequest struct {
 
 func (x *PutGroupRequest) Reset() {
 	*x = PutGroupRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[30]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2338,7 +2780,7 @@ func (x *PutGroupRequest) String() string {
 func (*PutGroupRequest) ProtoMessage() {}
 
 func (x *PutGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[30]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2351,7 +2793,7 @@ func (x *PutGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutGroupRequest.ProtoReflect.Descriptor instead.
 func (*PutGroupRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{30}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *PutGroupRequest) GetGroup() *Group {
@@ -2378,7 +2820,7 @@ type PutGroupResponse struct {
 
 func (x *PutGroupResponse) Reset() {
 	*x = PutGroupResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[31]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2390,7 +2832,7 @@ func (x *PutGroupResponse) String() string {
 func (*PutGroupResponse) ProtoMessage() {}
 
 func (x *PutGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[31]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2403,7 +2845,7 @@ func (x *PutGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutGroupResponse.ProtoReflect.Descriptor instead.
 func (*PutGroupResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{31}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *PutGroupResponse) GetGroup() *Group {
@@ -2430,7 +2872,7 @@ type DeleteGroupRequest struct {
 
 func (x *DeleteGroupRequest) Reset() {
 	*x = DeleteGroupRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[32]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2442,7 +2884,7 @@ func (x *DeleteGroupRequest) String() string {
 func (*DeleteGroupRequest) ProtoMessage() {}
 
 func (x *DeleteGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[32]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2455,7 +2897,7 @@ func (x *DeleteGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteGroupRequest.ProtoReflect.Descriptor instead.
 func (*DeleteGroupRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{32}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *DeleteGroupRequest) GetName() string {
@@ -2480,7 +2922,7 @@ type DeleteGroupResponse struct {
 
 func (x *DeleteGroupResponse) Reset() {
 	*x = DeleteGroupResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[33]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2492,7 +2934,7 @@ func (x *DeleteGroupResponse) String() string {
 func (*DeleteGroupResponse) ProtoMessage() {}
 
 func (x *DeleteGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[33]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2505,7 +2947,7 @@ func (x *DeleteGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteGroupResponse.ProtoReflect.Descriptor instead.
 func (*DeleteGroupResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{33}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{39}
 }
 
 type ListVirtualServersRequest struct {
@@ -2516,7 +2958,7 @@ type ListVirtualServersRequest struct {
 
 func (x *ListVirtualServersRequest) Reset() {
 	*x = ListVirtualServersRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[34]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2528,7 +2970,7 @@ func (x *ListVirtualServersRequest) String() string {
 func (*ListVirtualServersRequest) ProtoMessage() {}
 
 func (x *ListVirtualServersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[34]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2541,7 +2983,7 @@ func (x *ListVirtualServersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVirtualServersRequest.ProtoReflect.Descriptor instead.
 func (*ListVirtualServersRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{34}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{40}
 }
 
 type ListVirtualServersResponse struct {
@@ -2553,7 +2995,7 @@ type ListVirtualServersResponse struct {
 
 func (x *ListVirtualServersResponse) Reset() {
 	*x = ListVirtualServersResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[35]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2565,7 +3007,7 @@ func (x *ListVirtualServersResponse) String() string {
 func (*ListVirtualServersResponse) ProtoMessage() {}
 
 func (x *ListVirtualServersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[35]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2578,7 +3020,7 @@ func (x *ListVirtualServersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListVirtualServersResponse.ProtoReflect.Descriptor instead.
 func (*ListVirtualServersResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{35}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ListVirtualServersResponse) GetVirtualServers() []*VirtualServer {
@@ -2597,7 +3039,7 @@ type GetVirtualServerRequest struct {
 
 func (x *GetVirtualServerRequest) Reset() {
 	*x = GetVirtualServerRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[36]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2609,7 +3051,7 @@ func (x *GetVirtualServerRequest) String() string {
 func (*GetVirtualServerRequest) ProtoMessage() {}
 
 func (x *GetVirtualServerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[36]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2622,7 +3064,7 @@ func (x *GetVirtualServerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetVirtualServerRequest.ProtoReflect.Descriptor instead.
 func (*GetVirtualServerRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{36}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *GetVirtualServerRequest) GetName() string {
@@ -2641,7 +3083,7 @@ type GetVirtualServerResponse struct {
 
 func (x *GetVirtualServerResponse) Reset() {
 	*x = GetVirtualServerResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[37]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2653,7 +3095,7 @@ func (x *GetVirtualServerResponse) String() string {
 func (*GetVirtualServerResponse) ProtoMessage() {}
 
 func (x *GetVirtualServerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[37]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2666,7 +3108,7 @@ func (x *GetVirtualServerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetVirtualServerResponse.ProtoReflect.Descriptor instead.
 func (*GetVirtualServerResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{37}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *GetVirtualServerResponse) GetVirtualServer() *VirtualServer {
@@ -2687,7 +3129,7 @@ type PutVirtualServerRequest struct {
 
 func (x *PutVirtualServerRequest) Reset() {
 	*x = PutVirtualServerRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[38]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2699,7 +3141,7 @@ func (x *PutVirtualServerRequest) String() string {
 func (*PutVirtualServerRequest) ProtoMessage() {}
 
 func (x *PutVirtualServerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[38]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2712,7 +3154,7 @@ func (x *PutVirtualServerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutVirtualServerRequest.ProtoReflect.Descriptor instead.
 func (*PutVirtualServerRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{38}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *PutVirtualServerRequest) GetVirtualServer() *VirtualServer {
@@ -2740,7 +3182,7 @@ type PutVirtualServerResponse struct {
 
 func (x *PutVirtualServerResponse) Reset() {
 	*x = PutVirtualServerResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[39]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2752,7 +3194,7 @@ func (x *PutVirtualServerResponse) String() string {
 func (*PutVirtualServerResponse) ProtoMessage() {}
 
 func (x *PutVirtualServerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[39]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2765,7 +3207,7 @@ func (x *PutVirtualServerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutVirtualServerResponse.ProtoReflect.Descriptor instead.
 func (*PutVirtualServerResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{39}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *PutVirtualServerResponse) GetVirtualServer() *VirtualServer {
@@ -2792,7 +3234,7 @@ type DeleteVirtualServerRequest struct {
 
 func (x *DeleteVirtualServerRequest) Reset() {
 	*x = DeleteVirtualServerRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[40]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2804,7 +3246,7 @@ func (x *DeleteVirtualServerRequest) String() string {
 func (*DeleteVirtualServerRequest) ProtoMessage() {}
 
 func (x *DeleteVirtualServerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[40]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2817,7 +3259,7 @@ func (x *DeleteVirtualServerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteVirtualServerRequest.ProtoReflect.Descriptor instead.
 func (*DeleteVirtualServerRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{40}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *DeleteVirtualServerRequest) GetName() string {
@@ -2842,7 +3284,7 @@ type DeleteVirtualServerResponse struct {
 
 func (x *DeleteVirtualServerResponse) Reset() {
 	*x = DeleteVirtualServerResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[41]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2854,7 +3296,7 @@ func (x *DeleteVirtualServerResponse) String() string {
 func (*DeleteVirtualServerResponse) ProtoMessage() {}
 
 func (x *DeleteVirtualServerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[41]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2867,7 +3309,7 @@ func (x *DeleteVirtualServerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteVirtualServerResponse.ProtoReflect.Descriptor instead.
 func (*DeleteVirtualServerResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{41}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{47}
 }
 
 type ListKeysRequest struct {
@@ -2880,7 +3322,7 @@ type ListKeysRequest struct {
 
 func (x *ListKeysRequest) Reset() {
 	*x = ListKeysRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[42]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2892,7 +3334,7 @@ func (x *ListKeysRequest) String() string {
 func (*ListKeysRequest) ProtoMessage() {}
 
 func (x *ListKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[42]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2905,7 +3347,7 @@ func (x *ListKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKeysRequest.ProtoReflect.Descriptor instead.
 func (*ListKeysRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{42}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ListKeysRequest) GetPrincipal() string {
@@ -2924,7 +3366,7 @@ type ListKeysResponse struct {
 
 func (x *ListKeysResponse) Reset() {
 	*x = ListKeysResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[43]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2936,7 +3378,7 @@ func (x *ListKeysResponse) String() string {
 func (*ListKeysResponse) ProtoMessage() {}
 
 func (x *ListKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[43]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2949,7 +3391,7 @@ func (x *ListKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKeysResponse.ProtoReflect.Descriptor instead.
 func (*ListKeysResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{43}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ListKeysResponse) GetKeys() []*ApiKey {
@@ -2972,7 +3414,7 @@ type CreateKeyRequest struct {
 
 func (x *CreateKeyRequest) Reset() {
 	*x = CreateKeyRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[44]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2984,7 +3426,7 @@ func (x *CreateKeyRequest) String() string {
 func (*CreateKeyRequest) ProtoMessage() {}
 
 func (x *CreateKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[44]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2997,7 +3439,7 @@ func (x *CreateKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateKeyRequest.ProtoReflect.Descriptor instead.
 func (*CreateKeyRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{44}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *CreateKeyRequest) GetPrincipal() string {
@@ -3041,7 +3483,7 @@ type CreateKeyResponse struct {
 
 func (x *CreateKeyResponse) Reset() {
 	*x = CreateKeyResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[45]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3053,7 +3495,7 @@ func (x *CreateKeyResponse) String() string {
 func (*CreateKeyResponse) ProtoMessage() {}
 
 func (x *CreateKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[45]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3066,7 +3508,7 @@ func (x *CreateKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateKeyResponse.ProtoReflect.Descriptor instead.
 func (*CreateKeyResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{45}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *CreateKeyResponse) GetApiKey() *ApiKey {
@@ -3100,7 +3542,7 @@ type RevokeKeyRequest struct {
 
 func (x *RevokeKeyRequest) Reset() {
 	*x = RevokeKeyRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[46]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3112,7 +3554,7 @@ func (x *RevokeKeyRequest) String() string {
 func (*RevokeKeyRequest) ProtoMessage() {}
 
 func (x *RevokeKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[46]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3125,7 +3567,7 @@ func (x *RevokeKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeKeyRequest.ProtoReflect.Descriptor instead.
 func (*RevokeKeyRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{46}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *RevokeKeyRequest) GetId() string {
@@ -3144,7 +3586,7 @@ type RevokeKeyResponse struct {
 
 func (x *RevokeKeyResponse) Reset() {
 	*x = RevokeKeyResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[47]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3156,7 +3598,7 @@ func (x *RevokeKeyResponse) String() string {
 func (*RevokeKeyResponse) ProtoMessage() {}
 
 func (x *RevokeKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[47]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3169,7 +3611,7 @@ func (x *RevokeKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeKeyResponse.ProtoReflect.Descriptor instead.
 func (*RevokeKeyResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{47}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *RevokeKeyResponse) GetApiKey() *ApiKey {
@@ -3187,7 +3629,7 @@ type ListIdentityProvidersRequest struct {
 
 func (x *ListIdentityProvidersRequest) Reset() {
 	*x = ListIdentityProvidersRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[48]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3199,7 +3641,7 @@ func (x *ListIdentityProvidersRequest) String() string {
 func (*ListIdentityProvidersRequest) ProtoMessage() {}
 
 func (x *ListIdentityProvidersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[48]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3212,7 +3654,7 @@ func (x *ListIdentityProvidersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListIdentityProvidersRequest.ProtoReflect.Descriptor instead.
 func (*ListIdentityProvidersRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{48}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{54}
 }
 
 type ListIdentityProvidersResponse struct {
@@ -3224,7 +3666,7 @@ type ListIdentityProvidersResponse struct {
 
 func (x *ListIdentityProvidersResponse) Reset() {
 	*x = ListIdentityProvidersResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[49]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3236,7 +3678,7 @@ func (x *ListIdentityProvidersResponse) String() string {
 func (*ListIdentityProvidersResponse) ProtoMessage() {}
 
 func (x *ListIdentityProvidersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[49]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3249,7 +3691,7 @@ func (x *ListIdentityProvidersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListIdentityProvidersResponse.ProtoReflect.Descriptor instead.
 func (*ListIdentityProvidersResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{49}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ListIdentityProvidersResponse) GetIdentityProviders() []*IdentityProvider {
@@ -3268,7 +3710,7 @@ type GetIdentityProviderRequest struct {
 
 func (x *GetIdentityProviderRequest) Reset() {
 	*x = GetIdentityProviderRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[50]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3280,7 +3722,7 @@ func (x *GetIdentityProviderRequest) String() string {
 func (*GetIdentityProviderRequest) ProtoMessage() {}
 
 func (x *GetIdentityProviderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[50]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3293,7 +3735,7 @@ func (x *GetIdentityProviderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetIdentityProviderRequest.ProtoReflect.Descriptor instead.
 func (*GetIdentityProviderRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{50}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *GetIdentityProviderRequest) GetName() string {
@@ -3312,7 +3754,7 @@ type GetIdentityProviderResponse struct {
 
 func (x *GetIdentityProviderResponse) Reset() {
 	*x = GetIdentityProviderResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[51]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3324,7 +3766,7 @@ func (x *GetIdentityProviderResponse) String() string {
 func (*GetIdentityProviderResponse) ProtoMessage() {}
 
 func (x *GetIdentityProviderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[51]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3337,7 +3779,7 @@ func (x *GetIdentityProviderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetIdentityProviderResponse.ProtoReflect.Descriptor instead.
 func (*GetIdentityProviderResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{51}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *GetIdentityProviderResponse) GetIdentityProvider() *IdentityProvider {
@@ -3358,7 +3800,7 @@ type PutIdentityProviderRequest struct {
 
 func (x *PutIdentityProviderRequest) Reset() {
 	*x = PutIdentityProviderRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[52]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3370,7 +3812,7 @@ func (x *PutIdentityProviderRequest) String() string {
 func (*PutIdentityProviderRequest) ProtoMessage() {}
 
 func (x *PutIdentityProviderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[52]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3383,7 +3825,7 @@ func (x *PutIdentityProviderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutIdentityProviderRequest.ProtoReflect.Descriptor instead.
 func (*PutIdentityProviderRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{52}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *PutIdentityProviderRequest) GetIdentityProvider() *IdentityProvider {
@@ -3410,7 +3852,7 @@ type PutIdentityProviderResponse struct {
 
 func (x *PutIdentityProviderResponse) Reset() {
 	*x = PutIdentityProviderResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[53]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3422,7 +3864,7 @@ func (x *PutIdentityProviderResponse) String() string {
 func (*PutIdentityProviderResponse) ProtoMessage() {}
 
 func (x *PutIdentityProviderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[53]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3435,7 +3877,7 @@ func (x *PutIdentityProviderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutIdentityProviderResponse.ProtoReflect.Descriptor instead.
 func (*PutIdentityProviderResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{53}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *PutIdentityProviderResponse) GetIdentityProvider() *IdentityProvider {
@@ -3462,7 +3904,7 @@ type DeleteIdentityProviderRequest struct {
 
 func (x *DeleteIdentityProviderRequest) Reset() {
 	*x = DeleteIdentityProviderRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[54]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3474,7 +3916,7 @@ func (x *DeleteIdentityProviderRequest) String() string {
 func (*DeleteIdentityProviderRequest) ProtoMessage() {}
 
 func (x *DeleteIdentityProviderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[54]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3487,7 +3929,7 @@ func (x *DeleteIdentityProviderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteIdentityProviderRequest.ProtoReflect.Descriptor instead.
 func (*DeleteIdentityProviderRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{54}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *DeleteIdentityProviderRequest) GetName() string {
@@ -3512,7 +3954,7 @@ type DeleteIdentityProviderResponse struct {
 
 func (x *DeleteIdentityProviderResponse) Reset() {
 	*x = DeleteIdentityProviderResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[55]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3524,7 +3966,7 @@ func (x *DeleteIdentityProviderResponse) String() string {
 func (*DeleteIdentityProviderResponse) ProtoMessage() {}
 
 func (x *DeleteIdentityProviderResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[55]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3537,7 +3979,7 @@ func (x *DeleteIdentityProviderResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteIdentityProviderResponse.ProtoReflect.Descriptor instead.
 func (*DeleteIdentityProviderResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{55}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{61}
 }
 
 // Policy is one rule of the ordered policy list (docs/policy.md). Every
@@ -3571,7 +4013,7 @@ type Policy struct {
 
 func (x *Policy) Reset() {
 	*x = Policy{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[56]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3583,7 +4025,7 @@ func (x *Policy) String() string {
 func (*Policy) ProtoMessage() {}
 
 func (x *Policy) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[56]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3596,7 +4038,7 @@ func (x *Policy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Policy.ProtoReflect.Descriptor instead.
 func (*Policy) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{56}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *Policy) GetId() string {
@@ -3674,7 +4116,7 @@ type PolicySet struct {
 
 func (x *PolicySet) Reset() {
 	*x = PolicySet{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[57]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3686,7 +4128,7 @@ func (x *PolicySet) String() string {
 func (*PolicySet) ProtoMessage() {}
 
 func (x *PolicySet) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[57]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3699,7 +4141,7 @@ func (x *PolicySet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicySet.ProtoReflect.Descriptor instead.
 func (*PolicySet) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{57}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *PolicySet) GetPolicies() []*Policy {
@@ -3724,7 +4166,7 @@ type ListPoliciesRequest struct {
 
 func (x *ListPoliciesRequest) Reset() {
 	*x = ListPoliciesRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[58]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3736,7 +4178,7 @@ func (x *ListPoliciesRequest) String() string {
 func (*ListPoliciesRequest) ProtoMessage() {}
 
 func (x *ListPoliciesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[58]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3749,7 +4191,7 @@ func (x *ListPoliciesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoliciesRequest.ProtoReflect.Descriptor instead.
 func (*ListPoliciesRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{58}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{64}
 }
 
 type ListPoliciesResponse struct {
@@ -3762,7 +4204,7 @@ type ListPoliciesResponse struct {
 
 func (x *ListPoliciesResponse) Reset() {
 	*x = ListPoliciesResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[59]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3774,7 +4216,7 @@ func (x *ListPoliciesResponse) String() string {
 func (*ListPoliciesResponse) ProtoMessage() {}
 
 func (x *ListPoliciesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[59]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3787,7 +4229,7 @@ func (x *ListPoliciesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPoliciesResponse.ProtoReflect.Descriptor instead.
 func (*ListPoliciesResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{59}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *ListPoliciesResponse) GetPolicies() []*Policy {
@@ -3814,7 +4256,7 @@ type PutPoliciesRequest struct {
 
 func (x *PutPoliciesRequest) Reset() {
 	*x = PutPoliciesRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[60]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3826,7 +4268,7 @@ func (x *PutPoliciesRequest) String() string {
 func (*PutPoliciesRequest) ProtoMessage() {}
 
 func (x *PutPoliciesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[60]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3839,7 +4281,7 @@ func (x *PutPoliciesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutPoliciesRequest.ProtoReflect.Descriptor instead.
 func (*PutPoliciesRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{60}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *PutPoliciesRequest) GetPolicies() []*Policy {
@@ -3868,7 +4310,7 @@ type PutPoliciesResponse struct {
 
 func (x *PutPoliciesResponse) Reset() {
 	*x = PutPoliciesResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[61]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3880,7 +4322,7 @@ func (x *PutPoliciesResponse) String() string {
 func (*PutPoliciesResponse) ProtoMessage() {}
 
 func (x *PutPoliciesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[61]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3893,7 +4335,7 @@ func (x *PutPoliciesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutPoliciesResponse.ProtoReflect.Descriptor instead.
 func (*PutPoliciesResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{61}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *PutPoliciesResponse) GetPolicies() []*Policy {
@@ -3927,7 +4369,7 @@ type DeletePolicyRequest struct {
 
 func (x *DeletePolicyRequest) Reset() {
 	*x = DeletePolicyRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[62]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3939,7 +4381,7 @@ func (x *DeletePolicyRequest) String() string {
 func (*DeletePolicyRequest) ProtoMessage() {}
 
 func (x *DeletePolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[62]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3952,7 +4394,7 @@ func (x *DeletePolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePolicyRequest.ProtoReflect.Descriptor instead.
 func (*DeletePolicyRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{62}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *DeletePolicyRequest) GetId() string {
@@ -3978,7 +4420,7 @@ type DeletePolicyResponse struct {
 
 func (x *DeletePolicyResponse) Reset() {
 	*x = DeletePolicyResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[63]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3990,7 +4432,7 @@ func (x *DeletePolicyResponse) String() string {
 func (*DeletePolicyResponse) ProtoMessage() {}
 
 func (x *DeletePolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[63]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4003,7 +4445,7 @@ func (x *DeletePolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeletePolicyResponse.ProtoReflect.Descriptor instead.
 func (*DeletePolicyResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{63}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *DeletePolicyResponse) GetRevision() int64 {
@@ -4030,7 +4472,7 @@ type ExplainRequest struct {
 
 func (x *ExplainRequest) Reset() {
 	*x = ExplainRequest{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[64]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4042,7 +4484,7 @@ func (x *ExplainRequest) String() string {
 func (*ExplainRequest) ProtoMessage() {}
 
 func (x *ExplainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[64]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4055,7 +4497,7 @@ func (x *ExplainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainRequest.ProtoReflect.Descriptor instead.
 func (*ExplainRequest) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{64}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *ExplainRequest) GetPrincipal() string {
@@ -4114,7 +4556,7 @@ type ExplainStep struct {
 
 func (x *ExplainStep) Reset() {
 	*x = ExplainStep{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[65]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4126,7 +4568,7 @@ func (x *ExplainStep) String() string {
 func (*ExplainStep) ProtoMessage() {}
 
 func (x *ExplainStep) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[65]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4139,7 +4581,7 @@ func (x *ExplainStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainStep.ProtoReflect.Descriptor instead.
 func (*ExplainStep) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{65}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *ExplainStep) GetKind() string {
@@ -4178,7 +4620,7 @@ type ExplainResponse struct {
 
 func (x *ExplainResponse) Reset() {
 	*x = ExplainResponse{}
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[66]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4190,7 +4632,7 @@ func (x *ExplainResponse) String() string {
 func (*ExplainResponse) ProtoMessage() {}
 
 func (x *ExplainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcpgate_config_v1_config_proto_msgTypes[66]
+	mi := &file_mcpgate_config_v1_config_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4203,7 +4645,7 @@ func (x *ExplainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExplainResponse.ProtoReflect.Descriptor instead.
 func (*ExplainResponse) Descriptor() ([]byte, []int) {
-	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{66}
+	return file_mcpgate_config_v1_config_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *ExplainResponse) GetDecision() string {
@@ -4238,7 +4680,7 @@ var File_mcpgate_config_v1_config_proto protoreflect.FileDescriptor
 
 const file_mcpgate_config_v1_config_proto_rawDesc = "" +
 	"\n" +
-	"\x1emcpgate/config/v1/config.proto\x12\x11mcpgate.config.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcb\a\n" +
+	"\x1emcpgate/config/v1/config.proto\x12\x11mcpgate.config.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd6\b\n" +
 	"\tMcpServer\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03url\x18\x02 \x01(\tR\x03url\x12:\n" +
@@ -4264,10 +4706,18 @@ const file_mcpgate_config_v1_config_proto_rawDesc = "" +
 	"\x0erevocation_url\x18\x13 \x01(\tR\rrevocationUrl\x12\x16\n" +
 	"\x06issuer\x18\x14 \x01(\tR\x06issuer\x12\x1a\n" +
 	"\brevision\x18\x15 \x01(\x03R\brevision\x126\n" +
-	"\x17token_exchange_audience\x18\x16 \x01(\tR\x15tokenExchangeAudience\x1a@\n" +
+	"\x17token_exchange_audience\x18\x16 \x01(\tR\x15tokenExchangeAudience\x12?\n" +
+	"\vtool_scopes\x18\x8c\x01 \x03(\v2\x1d.mcpgate.config.v1.ToolScopesR\n" +
+	"toolScopes\x12H\n" +
+	"\x0eon_tool_change\x18\x8d\x01 \x01(\x0e2!.mcpgate.config.v1.ToolChangeModeR\fonToolChange\x1a@\n" +
 	"\x12StaticHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd1\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"a\n" +
+	"\n" +
+	"ToolScopes\x12\x12\n" +
+	"\x04tool\x18\x01 \x01(\tR\x04tool\x12\x16\n" +
+	"\x06scopes\x18\x02 \x03(\tR\x06scopes\x12'\n" +
+	"\x0fupstream_scopes\x18\x03 \x03(\tR\x0eupstreamScopes\"\xd1\x02\n" +
 	"\tPrincipal\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x124\n" +
 	"\x04kind\x18\x02 \x01(\x0e2 .mcpgate.config.v1.PrincipalKindR\x04kind\x12+\n" +
@@ -4321,7 +4771,28 @@ const file_mcpgate_config_v1_config_proto_rawDesc = "" +
 	"trustIdJag\x12*\n" +
 	"\x11client_secret_set\x18\v \x01(\bR\x0fclientSecretSet\x12\x1a\n" +
 	"\brevision\x18\f \x01(\x03R\brevision\x12#\n" +
-	"\rclient_secret\x18\r \x01(\tR\fclientSecret\"\xde\x02\n" +
+	"\rclient_secret\x18\r \x01(\tR\fclientSecret\"\xce\x02\n" +
+	"\aToolPin\x12\x12\n" +
+	"\x04tool\x18\x01 \x01(\tR\x04tool\x12'\n" +
+	"\x0fapproved_digest\x18\x02 \x01(\tR\x0eapprovedDigest\x12%\n" +
+	"\x0epending_digest\x18\x03 \x01(\tR\rpendingDigest\x12B\n" +
+	"\x0ffirst_seen_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\rfirstSeenTime\x12;\n" +
+	"\vchange_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"changeTime\x12=\n" +
+	"\fapprove_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\vapproveTime\x12\x1f\n" +
+	"\vapproved_by\x18\a \x01(\tR\n" +
+	"approvedBy\"-\n" +
+	"\x13ListToolPinsRequest\x12\x16\n" +
+	"\x06server\x18\x01 \x01(\tR\x06server\"\x8f\x01\n" +
+	"\x14ListToolPinsResponse\x12.\n" +
+	"\x04pins\x18\x01 \x03(\v2\x1a.mcpgate.config.v1.ToolPinR\x04pins\x12G\n" +
+	"\x0eon_tool_change\x18\x02 \x01(\x0e2!.mcpgate.config.v1.ToolChangeModeR\fonToolChange\"h\n" +
+	"\x15ApproveToolPinRequest\x12\x16\n" +
+	"\x06server\x18\x01 \x01(\tR\x06server\x12\x12\n" +
+	"\x04tool\x18\x02 \x01(\tR\x04tool\x12#\n" +
+	"\rdigest_prefix\x18\x03 \x01(\tR\fdigestPrefix\"F\n" +
+	"\x16ApproveToolPinResponse\x12,\n" +
+	"\x03pin\x18\x01 \x01(\v2\x1a.mcpgate.config.v1.ToolPinR\x03pin\"\xde\x02\n" +
 	"\x06ApiKey\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1c\n" +
@@ -4517,7 +4988,11 @@ const file_mcpgate_config_v1_config_proto_rawDesc = "" +
 	"\x18O_AUTH2_FLOW_UNSPECIFIED\x10\x00\x12#\n" +
 	"\x1fO_AUTH2_FLOW_AUTHORIZATION_CODE\x10\x01\x12#\n" +
 	"\x1fO_AUTH2_FLOW_CLIENT_CREDENTIALS\x10\x02\x12\x1f\n" +
-	"\x1bO_AUTH2_FLOW_TOKEN_EXCHANGE\x10\x03*l\n" +
+	"\x1bO_AUTH2_FLOW_TOKEN_EXCHANGE\x10\x03*i\n" +
+	"\x0eToolChangeMode\x12 \n" +
+	"\x1cTOOL_CHANGE_MODE_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15TOOL_CHANGE_MODE_WARN\x10\x01\x12\x1a\n" +
+	"\x16TOOL_CHANGE_MODE_BLOCK\x10\x02*l\n" +
 	"\rPrincipalKind\x12\x1e\n" +
 	"\x1aPRINCIPAL_KIND_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13PRINCIPAL_KIND_USER\x10\x01\x12\"\n" +
@@ -4530,7 +5005,10 @@ const file_mcpgate_config_v1_config_proto_rawDesc = "" +
 	"\fPolicyEffect\x12\x1d\n" +
 	"\x19POLICY_EFFECT_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13POLICY_EFFECT_ALLOW\x10\x01\x12\x16\n" +
-	"\x12POLICY_EFFECT_DENY\x10\x022\x88\x03\n" +
+	"\x12POLICY_EFFECT_DENY\x10\x022\xdd\x01\n" +
+	"\x0eToolPinService\x12d\n" +
+	"\fListToolPins\x12&.mcpgate.config.v1.ListToolPinsRequest\x1a'.mcpgate.config.v1.ListToolPinsResponse\"\x03\x90\x02\x01\x12e\n" +
+	"\x0eApproveToolPin\x12(.mcpgate.config.v1.ApproveToolPinRequest\x1a).mcpgate.config.v1.ApproveToolPinResponse2\x88\x03\n" +
 	"\rServerService\x12a\n" +
 	"\vListServers\x12%.mcpgate.config.v1.ListServersRequest\x1a&.mcpgate.config.v1.ListServersResponse\"\x03\x90\x02\x01\x12[\n" +
 	"\tGetServer\x12#.mcpgate.config.v1.GetServerRequest\x1a$.mcpgate.config.v1.GetServerResponse\"\x03\x90\x02\x01\x12V\n" +
@@ -4582,192 +5060,211 @@ func file_mcpgate_config_v1_config_proto_rawDescGZIP() []byte {
 	return file_mcpgate_config_v1_config_proto_rawDescData
 }
 
-var file_mcpgate_config_v1_config_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_mcpgate_config_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 69)
+var file_mcpgate_config_v1_config_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
+var file_mcpgate_config_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 75)
 var file_mcpgate_config_v1_config_proto_goTypes = []any{
 	(Transport)(0),                         // 0: mcpgate.config.v1.Transport
 	(AuthType)(0),                          // 1: mcpgate.config.v1.AuthType
 	(OAuth2Flow)(0),                        // 2: mcpgate.config.v1.OAuth2Flow
-	(PrincipalKind)(0),                     // 3: mcpgate.config.v1.PrincipalKind
-	(Role)(0),                              // 4: mcpgate.config.v1.Role
-	(PolicyEffect)(0),                      // 5: mcpgate.config.v1.PolicyEffect
-	(*McpServer)(nil),                      // 6: mcpgate.config.v1.McpServer
-	(*Principal)(nil),                      // 7: mcpgate.config.v1.Principal
-	(*GroupAssertion)(nil),                 // 8: mcpgate.config.v1.GroupAssertion
-	(*Group)(nil),                          // 9: mcpgate.config.v1.Group
-	(*VirtualServer)(nil),                  // 10: mcpgate.config.v1.VirtualServer
-	(*VirtualServerMember)(nil),            // 11: mcpgate.config.v1.VirtualServerMember
-	(*IdentityProvider)(nil),               // 12: mcpgate.config.v1.IdentityProvider
-	(*ApiKey)(nil),                         // 13: mcpgate.config.v1.ApiKey
-	(*ListServersRequest)(nil),             // 14: mcpgate.config.v1.ListServersRequest
-	(*ListServersResponse)(nil),            // 15: mcpgate.config.v1.ListServersResponse
-	(*GetServerRequest)(nil),               // 16: mcpgate.config.v1.GetServerRequest
-	(*GetServerResponse)(nil),              // 17: mcpgate.config.v1.GetServerResponse
-	(*PutServerRequest)(nil),               // 18: mcpgate.config.v1.PutServerRequest
-	(*PutServerResponse)(nil),              // 19: mcpgate.config.v1.PutServerResponse
-	(*DeleteServerRequest)(nil),            // 20: mcpgate.config.v1.DeleteServerRequest
-	(*DeleteServerResponse)(nil),           // 21: mcpgate.config.v1.DeleteServerResponse
-	(*ListPrincipalsRequest)(nil),          // 22: mcpgate.config.v1.ListPrincipalsRequest
-	(*ListPrincipalsResponse)(nil),         // 23: mcpgate.config.v1.ListPrincipalsResponse
-	(*GetPrincipalRequest)(nil),            // 24: mcpgate.config.v1.GetPrincipalRequest
-	(*GetPrincipalResponse)(nil),           // 25: mcpgate.config.v1.GetPrincipalResponse
-	(*EffectiveServer)(nil),                // 26: mcpgate.config.v1.EffectiveServer
-	(*GrantSource)(nil),                    // 27: mcpgate.config.v1.GrantSource
-	(*PutPrincipalRequest)(nil),            // 28: mcpgate.config.v1.PutPrincipalRequest
-	(*PutPrincipalResponse)(nil),           // 29: mcpgate.config.v1.PutPrincipalResponse
-	(*DeletePrincipalRequest)(nil),         // 30: mcpgate.config.v1.DeletePrincipalRequest
-	(*DeletePrincipalResponse)(nil),        // 31: mcpgate.config.v1.DeletePrincipalResponse
-	(*ListGroupsRequest)(nil),              // 32: mcpgate.config.v1.ListGroupsRequest
-	(*ListGroupsResponse)(nil),             // 33: mcpgate.config.v1.ListGroupsResponse
-	(*GetGroupRequest)(nil),                // 34: mcpgate.config.v1.GetGroupRequest
-	(*GetGroupResponse)(nil),               // 35: mcpgate.config.v1.GetGroupResponse
-	(*PutGroupRequest)(nil),                // 36: mcpgate.config.v1.PutGroupRequest
-	(*PutGroupResponse)(nil),               // 37: mcpgate.config.v1.PutGroupResponse
-	(*DeleteGroupRequest)(nil),             // 38: mcpgate.config.v1.DeleteGroupRequest
-	(*DeleteGroupResponse)(nil),            // 39: mcpgate.config.v1.DeleteGroupResponse
-	(*ListVirtualServersRequest)(nil),      // 40: mcpgate.config.v1.ListVirtualServersRequest
-	(*ListVirtualServersResponse)(nil),     // 41: mcpgate.config.v1.ListVirtualServersResponse
-	(*GetVirtualServerRequest)(nil),        // 42: mcpgate.config.v1.GetVirtualServerRequest
-	(*GetVirtualServerResponse)(nil),       // 43: mcpgate.config.v1.GetVirtualServerResponse
-	(*PutVirtualServerRequest)(nil),        // 44: mcpgate.config.v1.PutVirtualServerRequest
-	(*PutVirtualServerResponse)(nil),       // 45: mcpgate.config.v1.PutVirtualServerResponse
-	(*DeleteVirtualServerRequest)(nil),     // 46: mcpgate.config.v1.DeleteVirtualServerRequest
-	(*DeleteVirtualServerResponse)(nil),    // 47: mcpgate.config.v1.DeleteVirtualServerResponse
-	(*ListKeysRequest)(nil),                // 48: mcpgate.config.v1.ListKeysRequest
-	(*ListKeysResponse)(nil),               // 49: mcpgate.config.v1.ListKeysResponse
-	(*CreateKeyRequest)(nil),               // 50: mcpgate.config.v1.CreateKeyRequest
-	(*CreateKeyResponse)(nil),              // 51: mcpgate.config.v1.CreateKeyResponse
-	(*RevokeKeyRequest)(nil),               // 52: mcpgate.config.v1.RevokeKeyRequest
-	(*RevokeKeyResponse)(nil),              // 53: mcpgate.config.v1.RevokeKeyResponse
-	(*ListIdentityProvidersRequest)(nil),   // 54: mcpgate.config.v1.ListIdentityProvidersRequest
-	(*ListIdentityProvidersResponse)(nil),  // 55: mcpgate.config.v1.ListIdentityProvidersResponse
-	(*GetIdentityProviderRequest)(nil),     // 56: mcpgate.config.v1.GetIdentityProviderRequest
-	(*GetIdentityProviderResponse)(nil),    // 57: mcpgate.config.v1.GetIdentityProviderResponse
-	(*PutIdentityProviderRequest)(nil),     // 58: mcpgate.config.v1.PutIdentityProviderRequest
-	(*PutIdentityProviderResponse)(nil),    // 59: mcpgate.config.v1.PutIdentityProviderResponse
-	(*DeleteIdentityProviderRequest)(nil),  // 60: mcpgate.config.v1.DeleteIdentityProviderRequest
-	(*DeleteIdentityProviderResponse)(nil), // 61: mcpgate.config.v1.DeleteIdentityProviderResponse
-	(*Policy)(nil),                         // 62: mcpgate.config.v1.Policy
-	(*PolicySet)(nil),                      // 63: mcpgate.config.v1.PolicySet
-	(*ListPoliciesRequest)(nil),            // 64: mcpgate.config.v1.ListPoliciesRequest
-	(*ListPoliciesResponse)(nil),           // 65: mcpgate.config.v1.ListPoliciesResponse
-	(*PutPoliciesRequest)(nil),             // 66: mcpgate.config.v1.PutPoliciesRequest
-	(*PutPoliciesResponse)(nil),            // 67: mcpgate.config.v1.PutPoliciesResponse
-	(*DeletePolicyRequest)(nil),            // 68: mcpgate.config.v1.DeletePolicyRequest
-	(*DeletePolicyResponse)(nil),           // 69: mcpgate.config.v1.DeletePolicyResponse
-	(*ExplainRequest)(nil),                 // 70: mcpgate.config.v1.ExplainRequest
-	(*ExplainStep)(nil),                    // 71: mcpgate.config.v1.ExplainStep
-	(*ExplainResponse)(nil),                // 72: mcpgate.config.v1.ExplainResponse
-	nil,                                    // 73: mcpgate.config.v1.McpServer.StaticHeadersEntry
-	nil,                                    // 74: mcpgate.config.v1.VirtualServerMember.RenamesEntry
-	(*timestamppb.Timestamp)(nil),          // 75: google.protobuf.Timestamp
+	(ToolChangeMode)(0),                    // 3: mcpgate.config.v1.ToolChangeMode
+	(PrincipalKind)(0),                     // 4: mcpgate.config.v1.PrincipalKind
+	(Role)(0),                              // 5: mcpgate.config.v1.Role
+	(PolicyEffect)(0),                      // 6: mcpgate.config.v1.PolicyEffect
+	(*McpServer)(nil),                      // 7: mcpgate.config.v1.McpServer
+	(*ToolScopes)(nil),                     // 8: mcpgate.config.v1.ToolScopes
+	(*Principal)(nil),                      // 9: mcpgate.config.v1.Principal
+	(*GroupAssertion)(nil),                 // 10: mcpgate.config.v1.GroupAssertion
+	(*Group)(nil),                          // 11: mcpgate.config.v1.Group
+	(*VirtualServer)(nil),                  // 12: mcpgate.config.v1.VirtualServer
+	(*VirtualServerMember)(nil),            // 13: mcpgate.config.v1.VirtualServerMember
+	(*IdentityProvider)(nil),               // 14: mcpgate.config.v1.IdentityProvider
+	(*ToolPin)(nil),                        // 15: mcpgate.config.v1.ToolPin
+	(*ListToolPinsRequest)(nil),            // 16: mcpgate.config.v1.ListToolPinsRequest
+	(*ListToolPinsResponse)(nil),           // 17: mcpgate.config.v1.ListToolPinsResponse
+	(*ApproveToolPinRequest)(nil),          // 18: mcpgate.config.v1.ApproveToolPinRequest
+	(*ApproveToolPinResponse)(nil),         // 19: mcpgate.config.v1.ApproveToolPinResponse
+	(*ApiKey)(nil),                         // 20: mcpgate.config.v1.ApiKey
+	(*ListServersRequest)(nil),             // 21: mcpgate.config.v1.ListServersRequest
+	(*ListServersResponse)(nil),            // 22: mcpgate.config.v1.ListServersResponse
+	(*GetServerRequest)(nil),               // 23: mcpgate.config.v1.GetServerRequest
+	(*GetServerResponse)(nil),              // 24: mcpgate.config.v1.GetServerResponse
+	(*PutServerRequest)(nil),               // 25: mcpgate.config.v1.PutServerRequest
+	(*PutServerResponse)(nil),              // 26: mcpgate.config.v1.PutServerResponse
+	(*DeleteServerRequest)(nil),            // 27: mcpgate.config.v1.DeleteServerRequest
+	(*DeleteServerResponse)(nil),           // 28: mcpgate.config.v1.DeleteServerResponse
+	(*ListPrincipalsRequest)(nil),          // 29: mcpgate.config.v1.ListPrincipalsRequest
+	(*ListPrincipalsResponse)(nil),         // 30: mcpgate.config.v1.ListPrincipalsResponse
+	(*GetPrincipalRequest)(nil),            // 31: mcpgate.config.v1.GetPrincipalRequest
+	(*GetPrincipalResponse)(nil),           // 32: mcpgate.config.v1.GetPrincipalResponse
+	(*EffectiveServer)(nil),                // 33: mcpgate.config.v1.EffectiveServer
+	(*GrantSource)(nil),                    // 34: mcpgate.config.v1.GrantSource
+	(*PutPrincipalRequest)(nil),            // 35: mcpgate.config.v1.PutPrincipalRequest
+	(*PutPrincipalResponse)(nil),           // 36: mcpgate.config.v1.PutPrincipalResponse
+	(*DeletePrincipalRequest)(nil),         // 37: mcpgate.config.v1.DeletePrincipalRequest
+	(*DeletePrincipalResponse)(nil),        // 38: mcpgate.config.v1.DeletePrincipalResponse
+	(*ListGroupsRequest)(nil),              // 39: mcpgate.config.v1.ListGroupsRequest
+	(*ListGroupsResponse)(nil),             // 40: mcpgate.config.v1.ListGroupsResponse
+	(*GetGroupRequest)(nil),                // 41: mcpgate.config.v1.GetGroupRequest
+	(*GetGroupResponse)(nil),               // 42: mcpgate.config.v1.GetGroupResponse
+	(*PutGroupRequest)(nil),                // 43: mcpgate.config.v1.PutGroupRequest
+	(*PutGroupResponse)(nil),               // 44: mcpgate.config.v1.PutGroupResponse
+	(*DeleteGroupRequest)(nil),             // 45: mcpgate.config.v1.DeleteGroupRequest
+	(*DeleteGroupResponse)(nil),            // 46: mcpgate.config.v1.DeleteGroupResponse
+	(*ListVirtualServersRequest)(nil),      // 47: mcpgate.config.v1.ListVirtualServersRequest
+	(*ListVirtualServersResponse)(nil),     // 48: mcpgate.config.v1.ListVirtualServersResponse
+	(*GetVirtualServerRequest)(nil),        // 49: mcpgate.config.v1.GetVirtualServerRequest
+	(*GetVirtualServerResponse)(nil),       // 50: mcpgate.config.v1.GetVirtualServerResponse
+	(*PutVirtualServerRequest)(nil),        // 51: mcpgate.config.v1.PutVirtualServerRequest
+	(*PutVirtualServerResponse)(nil),       // 52: mcpgate.config.v1.PutVirtualServerResponse
+	(*DeleteVirtualServerRequest)(nil),     // 53: mcpgate.config.v1.DeleteVirtualServerRequest
+	(*DeleteVirtualServerResponse)(nil),    // 54: mcpgate.config.v1.DeleteVirtualServerResponse
+	(*ListKeysRequest)(nil),                // 55: mcpgate.config.v1.ListKeysRequest
+	(*ListKeysResponse)(nil),               // 56: mcpgate.config.v1.ListKeysResponse
+	(*CreateKeyRequest)(nil),               // 57: mcpgate.config.v1.CreateKeyRequest
+	(*CreateKeyResponse)(nil),              // 58: mcpgate.config.v1.CreateKeyResponse
+	(*RevokeKeyRequest)(nil),               // 59: mcpgate.config.v1.RevokeKeyRequest
+	(*RevokeKeyResponse)(nil),              // 60: mcpgate.config.v1.RevokeKeyResponse
+	(*ListIdentityProvidersRequest)(nil),   // 61: mcpgate.config.v1.ListIdentityProvidersRequest
+	(*ListIdentityProvidersResponse)(nil),  // 62: mcpgate.config.v1.ListIdentityProvidersResponse
+	(*GetIdentityProviderRequest)(nil),     // 63: mcpgate.config.v1.GetIdentityProviderRequest
+	(*GetIdentityProviderResponse)(nil),    // 64: mcpgate.config.v1.GetIdentityProviderResponse
+	(*PutIdentityProviderRequest)(nil),     // 65: mcpgate.config.v1.PutIdentityProviderRequest
+	(*PutIdentityProviderResponse)(nil),    // 66: mcpgate.config.v1.PutIdentityProviderResponse
+	(*DeleteIdentityProviderRequest)(nil),  // 67: mcpgate.config.v1.DeleteIdentityProviderRequest
+	(*DeleteIdentityProviderResponse)(nil), // 68: mcpgate.config.v1.DeleteIdentityProviderResponse
+	(*Policy)(nil),                         // 69: mcpgate.config.v1.Policy
+	(*PolicySet)(nil),                      // 70: mcpgate.config.v1.PolicySet
+	(*ListPoliciesRequest)(nil),            // 71: mcpgate.config.v1.ListPoliciesRequest
+	(*ListPoliciesResponse)(nil),           // 72: mcpgate.config.v1.ListPoliciesResponse
+	(*PutPoliciesRequest)(nil),             // 73: mcpgate.config.v1.PutPoliciesRequest
+	(*PutPoliciesResponse)(nil),            // 74: mcpgate.config.v1.PutPoliciesResponse
+	(*DeletePolicyRequest)(nil),            // 75: mcpgate.config.v1.DeletePolicyRequest
+	(*DeletePolicyResponse)(nil),           // 76: mcpgate.config.v1.DeletePolicyResponse
+	(*ExplainRequest)(nil),                 // 77: mcpgate.config.v1.ExplainRequest
+	(*ExplainStep)(nil),                    // 78: mcpgate.config.v1.ExplainStep
+	(*ExplainResponse)(nil),                // 79: mcpgate.config.v1.ExplainResponse
+	nil,                                    // 80: mcpgate.config.v1.McpServer.StaticHeadersEntry
+	nil,                                    // 81: mcpgate.config.v1.VirtualServerMember.RenamesEntry
+	(*timestamppb.Timestamp)(nil),          // 82: google.protobuf.Timestamp
 }
 var file_mcpgate_config_v1_config_proto_depIdxs = []int32{
 	0,  // 0: mcpgate.config.v1.McpServer.transport:type_name -> mcpgate.config.v1.Transport
 	1,  // 1: mcpgate.config.v1.McpServer.auth_type:type_name -> mcpgate.config.v1.AuthType
 	2,  // 2: mcpgate.config.v1.McpServer.oauth2_flow:type_name -> mcpgate.config.v1.OAuth2Flow
-	73, // 3: mcpgate.config.v1.McpServer.static_headers:type_name -> mcpgate.config.v1.McpServer.StaticHeadersEntry
-	3,  // 4: mcpgate.config.v1.Principal.kind:type_name -> mcpgate.config.v1.PrincipalKind
-	4,  // 5: mcpgate.config.v1.Principal.role:type_name -> mcpgate.config.v1.Role
-	8,  // 6: mcpgate.config.v1.Principal.asserted_groups:type_name -> mcpgate.config.v1.GroupAssertion
-	75, // 7: mcpgate.config.v1.GroupAssertion.assert_time:type_name -> google.protobuf.Timestamp
-	11, // 8: mcpgate.config.v1.VirtualServer.members:type_name -> mcpgate.config.v1.VirtualServerMember
-	74, // 9: mcpgate.config.v1.VirtualServerMember.renames:type_name -> mcpgate.config.v1.VirtualServerMember.RenamesEntry
-	75, // 10: mcpgate.config.v1.ApiKey.create_time:type_name -> google.protobuf.Timestamp
-	75, // 11: mcpgate.config.v1.ApiKey.expire_time:type_name -> google.protobuf.Timestamp
-	75, // 12: mcpgate.config.v1.ApiKey.revoke_time:type_name -> google.protobuf.Timestamp
-	6,  // 13: mcpgate.config.v1.ListServersResponse.servers:type_name -> mcpgate.config.v1.McpServer
-	6,  // 14: mcpgate.config.v1.GetServerResponse.server:type_name -> mcpgate.config.v1.McpServer
-	6,  // 15: mcpgate.config.v1.PutServerRequest.server:type_name -> mcpgate.config.v1.McpServer
-	6,  // 16: mcpgate.config.v1.PutServerResponse.server:type_name -> mcpgate.config.v1.McpServer
-	7,  // 17: mcpgate.config.v1.ListPrincipalsResponse.principals:type_name -> mcpgate.config.v1.Principal
-	7,  // 18: mcpgate.config.v1.GetPrincipalResponse.principal:type_name -> mcpgate.config.v1.Principal
-	26, // 19: mcpgate.config.v1.GetPrincipalResponse.effective_servers:type_name -> mcpgate.config.v1.EffectiveServer
-	27, // 20: mcpgate.config.v1.EffectiveServer.sources:type_name -> mcpgate.config.v1.GrantSource
-	75, // 21: mcpgate.config.v1.GrantSource.assert_time:type_name -> google.protobuf.Timestamp
-	7,  // 22: mcpgate.config.v1.PutPrincipalRequest.principal:type_name -> mcpgate.config.v1.Principal
-	7,  // 23: mcpgate.config.v1.PutPrincipalResponse.principal:type_name -> mcpgate.config.v1.Principal
-	9,  // 24: mcpgate.config.v1.ListGroupsResponse.groups:type_name -> mcpgate.config.v1.Group
-	9,  // 25: mcpgate.config.v1.GetGroupResponse.group:type_name -> mcpgate.config.v1.Group
-	9,  // 26: mcpgate.config.v1.PutGroupRequest.group:type_name -> mcpgate.config.v1.Group
-	9,  // 27: mcpgate.config.v1.PutGroupResponse.group:type_name -> mcpgate.config.v1.Group
-	10, // 28: mcpgate.config.v1.ListVirtualServersResponse.virtual_servers:type_name -> mcpgate.config.v1.VirtualServer
-	10, // 29: mcpgate.config.v1.GetVirtualServerResponse.virtual_server:type_name -> mcpgate.config.v1.VirtualServer
-	10, // 30: mcpgate.config.v1.PutVirtualServerRequest.virtual_server:type_name -> mcpgate.config.v1.VirtualServer
-	10, // 31: mcpgate.config.v1.PutVirtualServerResponse.virtual_server:type_name -> mcpgate.config.v1.VirtualServer
-	13, // 32: mcpgate.config.v1.ListKeysResponse.keys:type_name -> mcpgate.config.v1.ApiKey
-	75, // 33: mcpgate.config.v1.CreateKeyRequest.expire_time:type_name -> google.protobuf.Timestamp
-	13, // 34: mcpgate.config.v1.CreateKeyResponse.api_key:type_name -> mcpgate.config.v1.ApiKey
-	13, // 35: mcpgate.config.v1.RevokeKeyResponse.api_key:type_name -> mcpgate.config.v1.ApiKey
-	12, // 36: mcpgate.config.v1.ListIdentityProvidersResponse.identity_providers:type_name -> mcpgate.config.v1.IdentityProvider
-	12, // 37: mcpgate.config.v1.GetIdentityProviderResponse.identity_provider:type_name -> mcpgate.config.v1.IdentityProvider
-	12, // 38: mcpgate.config.v1.PutIdentityProviderRequest.identity_provider:type_name -> mcpgate.config.v1.IdentityProvider
-	12, // 39: mcpgate.config.v1.PutIdentityProviderResponse.identity_provider:type_name -> mcpgate.config.v1.IdentityProvider
-	5,  // 40: mcpgate.config.v1.Policy.effect:type_name -> mcpgate.config.v1.PolicyEffect
-	62, // 41: mcpgate.config.v1.PolicySet.policies:type_name -> mcpgate.config.v1.Policy
-	62, // 42: mcpgate.config.v1.ListPoliciesResponse.policies:type_name -> mcpgate.config.v1.Policy
-	62, // 43: mcpgate.config.v1.PutPoliciesRequest.policies:type_name -> mcpgate.config.v1.Policy
-	62, // 44: mcpgate.config.v1.PutPoliciesResponse.policies:type_name -> mcpgate.config.v1.Policy
-	71, // 45: mcpgate.config.v1.ExplainResponse.steps:type_name -> mcpgate.config.v1.ExplainStep
-	14, // 46: mcpgate.config.v1.ServerService.ListServers:input_type -> mcpgate.config.v1.ListServersRequest
-	16, // 47: mcpgate.config.v1.ServerService.GetServer:input_type -> mcpgate.config.v1.GetServerRequest
-	18, // 48: mcpgate.config.v1.ServerService.PutServer:input_type -> mcpgate.config.v1.PutServerRequest
-	20, // 49: mcpgate.config.v1.ServerService.DeleteServer:input_type -> mcpgate.config.v1.DeleteServerRequest
-	22, // 50: mcpgate.config.v1.PrincipalService.ListPrincipals:input_type -> mcpgate.config.v1.ListPrincipalsRequest
-	24, // 51: mcpgate.config.v1.PrincipalService.GetPrincipal:input_type -> mcpgate.config.v1.GetPrincipalRequest
-	28, // 52: mcpgate.config.v1.PrincipalService.PutPrincipal:input_type -> mcpgate.config.v1.PutPrincipalRequest
-	30, // 53: mcpgate.config.v1.PrincipalService.DeletePrincipal:input_type -> mcpgate.config.v1.DeletePrincipalRequest
-	32, // 54: mcpgate.config.v1.GroupService.ListGroups:input_type -> mcpgate.config.v1.ListGroupsRequest
-	34, // 55: mcpgate.config.v1.GroupService.GetGroup:input_type -> mcpgate.config.v1.GetGroupRequest
-	36, // 56: mcpgate.config.v1.GroupService.PutGroup:input_type -> mcpgate.config.v1.PutGroupRequest
-	38, // 57: mcpgate.config.v1.GroupService.DeleteGroup:input_type -> mcpgate.config.v1.DeleteGroupRequest
-	40, // 58: mcpgate.config.v1.VirtualServerService.ListVirtualServers:input_type -> mcpgate.config.v1.ListVirtualServersRequest
-	42, // 59: mcpgate.config.v1.VirtualServerService.GetVirtualServer:input_type -> mcpgate.config.v1.GetVirtualServerRequest
-	44, // 60: mcpgate.config.v1.VirtualServerService.PutVirtualServer:input_type -> mcpgate.config.v1.PutVirtualServerRequest
-	46, // 61: mcpgate.config.v1.VirtualServerService.DeleteVirtualServer:input_type -> mcpgate.config.v1.DeleteVirtualServerRequest
-	48, // 62: mcpgate.config.v1.KeyService.ListKeys:input_type -> mcpgate.config.v1.ListKeysRequest
-	50, // 63: mcpgate.config.v1.KeyService.CreateKey:input_type -> mcpgate.config.v1.CreateKeyRequest
-	52, // 64: mcpgate.config.v1.KeyService.RevokeKey:input_type -> mcpgate.config.v1.RevokeKeyRequest
-	54, // 65: mcpgate.config.v1.IdentityProviderService.ListIdentityProviders:input_type -> mcpgate.config.v1.ListIdentityProvidersRequest
-	56, // 66: mcpgate.config.v1.IdentityProviderService.GetIdentityProvider:input_type -> mcpgate.config.v1.GetIdentityProviderRequest
-	58, // 67: mcpgate.config.v1.IdentityProviderService.PutIdentityProvider:input_type -> mcpgate.config.v1.PutIdentityProviderRequest
-	60, // 68: mcpgate.config.v1.IdentityProviderService.DeleteIdentityProvider:input_type -> mcpgate.config.v1.DeleteIdentityProviderRequest
-	64, // 69: mcpgate.config.v1.PolicyService.ListPolicies:input_type -> mcpgate.config.v1.ListPoliciesRequest
-	66, // 70: mcpgate.config.v1.PolicyService.PutPolicies:input_type -> mcpgate.config.v1.PutPoliciesRequest
-	68, // 71: mcpgate.config.v1.PolicyService.DeletePolicy:input_type -> mcpgate.config.v1.DeletePolicyRequest
-	70, // 72: mcpgate.config.v1.ExplainService.Explain:input_type -> mcpgate.config.v1.ExplainRequest
-	15, // 73: mcpgate.config.v1.ServerService.ListServers:output_type -> mcpgate.config.v1.ListServersResponse
-	17, // 74: mcpgate.config.v1.ServerService.GetServer:output_type -> mcpgate.config.v1.GetServerResponse
-	19, // 75: mcpgate.config.v1.ServerService.PutServer:output_type -> mcpgate.config.v1.PutServerResponse
-	21, // 76: mcpgate.config.v1.ServerService.DeleteServer:output_type -> mcpgate.config.v1.DeleteServerResponse
-	23, // 77: mcpgate.config.v1.PrincipalService.ListPrincipals:output_type -> mcpgate.config.v1.ListPrincipalsResponse
-	25, // 78: mcpgate.config.v1.PrincipalService.GetPrincipal:output_type -> mcpgate.config.v1.GetPrincipalResponse
-	29, // 79: mcpgate.config.v1.PrincipalService.PutPrincipal:output_type -> mcpgate.config.v1.PutPrincipalResponse
-	31, // 80: mcpgate.config.v1.PrincipalService.DeletePrincipal:output_type -> mcpgate.config.v1.DeletePrincipalResponse
-	33, // 81: mcpgate.config.v1.GroupService.ListGroups:output_type -> mcpgate.config.v1.ListGroupsResponse
-	35, // 82: mcpgate.config.v1.GroupService.GetGroup:output_type -> mcpgate.config.v1.GetGroupResponse
-	37, // 83: mcpgate.config.v1.GroupService.PutGroup:output_type -> mcpgate.config.v1.PutGroupResponse
-	39, // 84: mcpgate.config.v1.GroupService.DeleteGroup:output_type -> mcpgate.config.v1.DeleteGroupResponse
-	41, // 85: mcpgate.config.v1.VirtualServerService.ListVirtualServers:output_type -> mcpgate.config.v1.ListVirtualServersResponse
-	43, // 86: mcpgate.config.v1.VirtualServerService.GetVirtualServer:output_type -> mcpgate.config.v1.GetVirtualServerResponse
-	45, // 87: mcpgate.config.v1.VirtualServerService.PutVirtualServer:output_type -> mcpgate.config.v1.PutVirtualServerResponse
-	47, // 88: mcpgate.config.v1.VirtualServerService.DeleteVirtualServer:output_type -> mcpgate.config.v1.DeleteVirtualServerResponse
-	49, // 89: mcpgate.config.v1.KeyService.ListKeys:output_type -> mcpgate.config.v1.ListKeysResponse
-	51, // 90: mcpgate.config.v1.KeyService.CreateKey:output_type -> mcpgate.config.v1.CreateKeyResponse
-	53, // 91: mcpgate.config.v1.KeyService.RevokeKey:output_type -> mcpgate.config.v1.RevokeKeyResponse
-	55, // 92: mcpgate.config.v1.IdentityProviderService.ListIdentityProviders:output_type -> mcpgate.config.v1.ListIdentityProvidersResponse
-	57, // 93: mcpgate.config.v1.IdentityProviderService.GetIdentityProvider:output_type -> mcpgate.config.v1.GetIdentityProviderResponse
-	59, // 94: mcpgate.config.v1.IdentityProviderService.PutIdentityProvider:output_type -> mcpgate.config.v1.PutIdentityProviderResponse
-	61, // 95: mcpgate.config.v1.IdentityProviderService.DeleteIdentityProvider:output_type -> mcpgate.config.v1.DeleteIdentityProviderResponse
-	65, // 96: mcpgate.config.v1.PolicyService.ListPolicies:output_type -> mcpgate.config.v1.ListPoliciesResponse
-	67, // 97: mcpgate.config.v1.PolicyService.PutPolicies:output_type -> mcpgate.config.v1.PutPoliciesResponse
-	69, // 98: mcpgate.config.v1.PolicyService.DeletePolicy:output_type -> mcpgate.config.v1.DeletePolicyResponse
-	72, // 99: mcpgate.config.v1.ExplainService.Explain:output_type -> mcpgate.config.v1.ExplainResponse
-	73, // [73:100] is the sub-list for method output_type
-	46, // [46:73] is the sub-list for method input_type
-	46, // [46:46] is the sub-list for extension type_name
-	46, // [46:46] is the sub-list for extension extendee
-	0,  // [0:46] is the sub-list for field type_name
+	80, // 3: mcpgate.config.v1.McpServer.static_headers:type_name -> mcpgate.config.v1.McpServer.StaticHeadersEntry
+	8,  // 4: mcpgate.config.v1.McpServer.tool_scopes:type_name -> mcpgate.config.v1.ToolScopes
+	3,  // 5: mcpgate.config.v1.McpServer.on_tool_change:type_name -> mcpgate.config.v1.ToolChangeMode
+	4,  // 6: mcpgate.config.v1.Principal.kind:type_name -> mcpgate.config.v1.PrincipalKind
+	5,  // 7: mcpgate.config.v1.Principal.role:type_name -> mcpgate.config.v1.Role
+	10, // 8: mcpgate.config.v1.Principal.asserted_groups:type_name -> mcpgate.config.v1.GroupAssertion
+	82, // 9: mcpgate.config.v1.GroupAssertion.assert_time:type_name -> google.protobuf.Timestamp
+	13, // 10: mcpgate.config.v1.VirtualServer.members:type_name -> mcpgate.config.v1.VirtualServerMember
+	81, // 11: mcpgate.config.v1.VirtualServerMember.renames:type_name -> mcpgate.config.v1.VirtualServerMember.RenamesEntry
+	82, // 12: mcpgate.config.v1.ToolPin.first_seen_time:type_name -> google.protobuf.Timestamp
+	82, // 13: mcpgate.config.v1.ToolPin.change_time:type_name -> google.protobuf.Timestamp
+	82, // 14: mcpgate.config.v1.ToolPin.approve_time:type_name -> google.protobuf.Timestamp
+	15, // 15: mcpgate.config.v1.ListToolPinsResponse.pins:type_name -> mcpgate.config.v1.ToolPin
+	3,  // 16: mcpgate.config.v1.ListToolPinsResponse.on_tool_change:type_name -> mcpgate.config.v1.ToolChangeMode
+	15, // 17: mcpgate.config.v1.ApproveToolPinResponse.pin:type_name -> mcpgate.config.v1.ToolPin
+	82, // 18: mcpgate.config.v1.ApiKey.create_time:type_name -> google.protobuf.Timestamp
+	82, // 19: mcpgate.config.v1.ApiKey.expire_time:type_name -> google.protobuf.Timestamp
+	82, // 20: mcpgate.config.v1.ApiKey.revoke_time:type_name -> google.protobuf.Timestamp
+	7,  // 21: mcpgate.config.v1.ListServersResponse.servers:type_name -> mcpgate.config.v1.McpServer
+	7,  // 22: mcpgate.config.v1.GetServerResponse.server:type_name -> mcpgate.config.v1.McpServer
+	7,  // 23: mcpgate.config.v1.PutServerRequest.server:type_name -> mcpgate.config.v1.McpServer
+	7,  // 24: mcpgate.config.v1.PutServerResponse.server:type_name -> mcpgate.config.v1.McpServer
+	9,  // 25: mcpgate.config.v1.ListPrincipalsResponse.principals:type_name -> mcpgate.config.v1.Principal
+	9,  // 26: mcpgate.config.v1.GetPrincipalResponse.principal:type_name -> mcpgate.config.v1.Principal
+	33, // 27: mcpgate.config.v1.GetPrincipalResponse.effective_servers:type_name -> mcpgate.config.v1.EffectiveServer
+	34, // 28: mcpgate.config.v1.EffectiveServer.sources:type_name -> mcpgate.config.v1.GrantSource
+	82, // 29: mcpgate.config.v1.GrantSource.assert_time:type_name -> google.protobuf.Timestamp
+	9,  // 30: mcpgate.config.v1.PutPrincipalRequest.principal:type_name -> mcpgate.config.v1.Principal
+	9,  // 31: mcpgate.config.v1.PutPrincipalResponse.principal:type_name -> mcpgate.config.v1.Principal
+	11, // 32: mcpgate.config.v1.ListGroupsResponse.groups:type_name -> mcpgate.config.v1.Group
+	11, // 33: mcpgate.config.v1.GetGroupResponse.group:type_name -> mcpgate.config.v1.Group
+	11, // 34: mcpgate.config.v1.PutGroupRequest.group:type_name -> mcpgate.config.v1.Group
+	11, // 35: mcpgate.config.v1.PutGroupResponse.group:type_name -> mcpgate.config.v1.Group
+	12, // 36: mcpgate.config.v1.ListVirtualServersResponse.virtual_servers:type_name -> mcpgate.config.v1.VirtualServer
+	12, // 37: mcpgate.config.v1.GetVirtualServerResponse.virtual_server:type_name -> mcpgate.config.v1.VirtualServer
+	12, // 38: mcpgate.config.v1.PutVirtualServerRequest.virtual_server:type_name -> mcpgate.config.v1.VirtualServer
+	12, // 39: mcpgate.config.v1.PutVirtualServerResponse.virtual_server:type_name -> mcpgate.config.v1.VirtualServer
+	20, // 40: mcpgate.config.v1.ListKeysResponse.keys:type_name -> mcpgate.config.v1.ApiKey
+	82, // 41: mcpgate.config.v1.CreateKeyRequest.expire_time:type_name -> google.protobuf.Timestamp
+	20, // 42: mcpgate.config.v1.CreateKeyResponse.api_key:type_name -> mcpgate.config.v1.ApiKey
+	20, // 43: mcpgate.config.v1.RevokeKeyResponse.api_key:type_name -> mcpgate.config.v1.ApiKey
+	14, // 44: mcpgate.config.v1.ListIdentityProvidersResponse.identity_providers:type_name -> mcpgate.config.v1.IdentityProvider
+	14, // 45: mcpgate.config.v1.GetIdentityProviderResponse.identity_provider:type_name -> mcpgate.config.v1.IdentityProvider
+	14, // 46: mcpgate.config.v1.PutIdentityProviderRequest.identity_provider:type_name -> mcpgate.config.v1.IdentityProvider
+	14, // 47: mcpgate.config.v1.PutIdentityProviderResponse.identity_provider:type_name -> mcpgate.config.v1.IdentityProvider
+	6,  // 48: mcpgate.config.v1.Policy.effect:type_name -> mcpgate.config.v1.PolicyEffect
+	69, // 49: mcpgate.config.v1.PolicySet.policies:type_name -> mcpgate.config.v1.Policy
+	69, // 50: mcpgate.config.v1.ListPoliciesResponse.policies:type_name -> mcpgate.config.v1.Policy
+	69, // 51: mcpgate.config.v1.PutPoliciesRequest.policies:type_name -> mcpgate.config.v1.Policy
+	69, // 52: mcpgate.config.v1.PutPoliciesResponse.policies:type_name -> mcpgate.config.v1.Policy
+	78, // 53: mcpgate.config.v1.ExplainResponse.steps:type_name -> mcpgate.config.v1.ExplainStep
+	16, // 54: mcpgate.config.v1.ToolPinService.ListToolPins:input_type -> mcpgate.config.v1.ListToolPinsRequest
+	18, // 55: mcpgate.config.v1.ToolPinService.ApproveToolPin:input_type -> mcpgate.config.v1.ApproveToolPinRequest
+	21, // 56: mcpgate.config.v1.ServerService.ListServers:input_type -> mcpgate.config.v1.ListServersRequest
+	23, // 57: mcpgate.config.v1.ServerService.GetServer:input_type -> mcpgate.config.v1.GetServerRequest
+	25, // 58: mcpgate.config.v1.ServerService.PutServer:input_type -> mcpgate.config.v1.PutServerRequest
+	27, // 59: mcpgate.config.v1.ServerService.DeleteServer:input_type -> mcpgate.config.v1.DeleteServerRequest
+	29, // 60: mcpgate.config.v1.PrincipalService.ListPrincipals:input_type -> mcpgate.config.v1.ListPrincipalsRequest
+	31, // 61: mcpgate.config.v1.PrincipalService.GetPrincipal:input_type -> mcpgate.config.v1.GetPrincipalRequest
+	35, // 62: mcpgate.config.v1.PrincipalService.PutPrincipal:input_type -> mcpgate.config.v1.PutPrincipalRequest
+	37, // 63: mcpgate.config.v1.PrincipalService.DeletePrincipal:input_type -> mcpgate.config.v1.DeletePrincipalRequest
+	39, // 64: mcpgate.config.v1.GroupService.ListGroups:input_type -> mcpgate.config.v1.ListGroupsRequest
+	41, // 65: mcpgate.config.v1.GroupService.GetGroup:input_type -> mcpgate.config.v1.GetGroupRequest
+	43, // 66: mcpgate.config.v1.GroupService.PutGroup:input_type -> mcpgate.config.v1.PutGroupRequest
+	45, // 67: mcpgate.config.v1.GroupService.DeleteGroup:input_type -> mcpgate.config.v1.DeleteGroupRequest
+	47, // 68: mcpgate.config.v1.VirtualServerService.ListVirtualServers:input_type -> mcpgate.config.v1.ListVirtualServersRequest
+	49, // 69: mcpgate.config.v1.VirtualServerService.GetVirtualServer:input_type -> mcpgate.config.v1.GetVirtualServerRequest
+	51, // 70: mcpgate.config.v1.VirtualServerService.PutVirtualServer:input_type -> mcpgate.config.v1.PutVirtualServerRequest
+	53, // 71: mcpgate.config.v1.VirtualServerService.DeleteVirtualServer:input_type -> mcpgate.config.v1.DeleteVirtualServerRequest
+	55, // 72: mcpgate.config.v1.KeyService.ListKeys:input_type -> mcpgate.config.v1.ListKeysRequest
+	57, // 73: mcpgate.config.v1.KeyService.CreateKey:input_type -> mcpgate.config.v1.CreateKeyRequest
+	59, // 74: mcpgate.config.v1.KeyService.RevokeKey:input_type -> mcpgate.config.v1.RevokeKeyRequest
+	61, // 75: mcpgate.config.v1.IdentityProviderService.ListIdentityProviders:input_type -> mcpgate.config.v1.ListIdentityProvidersRequest
+	63, // 76: mcpgate.config.v1.IdentityProviderService.GetIdentityProvider:input_type -> mcpgate.config.v1.GetIdentityProviderRequest
+	65, // 77: mcpgate.config.v1.IdentityProviderService.PutIdentityProvider:input_type -> mcpgate.config.v1.PutIdentityProviderRequest
+	67, // 78: mcpgate.config.v1.IdentityProviderService.DeleteIdentityProvider:input_type -> mcpgate.config.v1.DeleteIdentityProviderRequest
+	71, // 79: mcpgate.config.v1.PolicyService.ListPolicies:input_type -> mcpgate.config.v1.ListPoliciesRequest
+	73, // 80: mcpgate.config.v1.PolicyService.PutPolicies:input_type -> mcpgate.config.v1.PutPoliciesRequest
+	75, // 81: mcpgate.config.v1.PolicyService.DeletePolicy:input_type -> mcpgate.config.v1.DeletePolicyRequest
+	77, // 82: mcpgate.config.v1.ExplainService.Explain:input_type -> mcpgate.config.v1.ExplainRequest
+	17, // 83: mcpgate.config.v1.ToolPinService.ListToolPins:output_type -> mcpgate.config.v1.ListToolPinsResponse
+	19, // 84: mcpgate.config.v1.ToolPinService.ApproveToolPin:output_type -> mcpgate.config.v1.ApproveToolPinResponse
+	22, // 85: mcpgate.config.v1.ServerService.ListServers:output_type -> mcpgate.config.v1.ListServersResponse
+	24, // 86: mcpgate.config.v1.ServerService.GetServer:output_type -> mcpgate.config.v1.GetServerResponse
+	26, // 87: mcpgate.config.v1.ServerService.PutServer:output_type -> mcpgate.config.v1.PutServerResponse
+	28, // 88: mcpgate.config.v1.ServerService.DeleteServer:output_type -> mcpgate.config.v1.DeleteServerResponse
+	30, // 89: mcpgate.config.v1.PrincipalService.ListPrincipals:output_type -> mcpgate.config.v1.ListPrincipalsResponse
+	32, // 90: mcpgate.config.v1.PrincipalService.GetPrincipal:output_type -> mcpgate.config.v1.GetPrincipalResponse
+	36, // 91: mcpgate.config.v1.PrincipalService.PutPrincipal:output_type -> mcpgate.config.v1.PutPrincipalResponse
+	38, // 92: mcpgate.config.v1.PrincipalService.DeletePrincipal:output_type -> mcpgate.config.v1.DeletePrincipalResponse
+	40, // 93: mcpgate.config.v1.GroupService.ListGroups:output_type -> mcpgate.config.v1.ListGroupsResponse
+	42, // 94: mcpgate.config.v1.GroupService.GetGroup:output_type -> mcpgate.config.v1.GetGroupResponse
+	44, // 95: mcpgate.config.v1.GroupService.PutGroup:output_type -> mcpgate.config.v1.PutGroupResponse
+	46, // 96: mcpgate.config.v1.GroupService.DeleteGroup:output_type -> mcpgate.config.v1.DeleteGroupResponse
+	48, // 97: mcpgate.config.v1.VirtualServerService.ListVirtualServers:output_type -> mcpgate.config.v1.ListVirtualServersResponse
+	50, // 98: mcpgate.config.v1.VirtualServerService.GetVirtualServer:output_type -> mcpgate.config.v1.GetVirtualServerResponse
+	52, // 99: mcpgate.config.v1.VirtualServerService.PutVirtualServer:output_type -> mcpgate.config.v1.PutVirtualServerResponse
+	54, // 100: mcpgate.config.v1.VirtualServerService.DeleteVirtualServer:output_type -> mcpgate.config.v1.DeleteVirtualServerResponse
+	56, // 101: mcpgate.config.v1.KeyService.ListKeys:output_type -> mcpgate.config.v1.ListKeysResponse
+	58, // 102: mcpgate.config.v1.KeyService.CreateKey:output_type -> mcpgate.config.v1.CreateKeyResponse
+	60, // 103: mcpgate.config.v1.KeyService.RevokeKey:output_type -> mcpgate.config.v1.RevokeKeyResponse
+	62, // 104: mcpgate.config.v1.IdentityProviderService.ListIdentityProviders:output_type -> mcpgate.config.v1.ListIdentityProvidersResponse
+	64, // 105: mcpgate.config.v1.IdentityProviderService.GetIdentityProvider:output_type -> mcpgate.config.v1.GetIdentityProviderResponse
+	66, // 106: mcpgate.config.v1.IdentityProviderService.PutIdentityProvider:output_type -> mcpgate.config.v1.PutIdentityProviderResponse
+	68, // 107: mcpgate.config.v1.IdentityProviderService.DeleteIdentityProvider:output_type -> mcpgate.config.v1.DeleteIdentityProviderResponse
+	72, // 108: mcpgate.config.v1.PolicyService.ListPolicies:output_type -> mcpgate.config.v1.ListPoliciesResponse
+	74, // 109: mcpgate.config.v1.PolicyService.PutPolicies:output_type -> mcpgate.config.v1.PutPoliciesResponse
+	76, // 110: mcpgate.config.v1.PolicyService.DeletePolicy:output_type -> mcpgate.config.v1.DeletePolicyResponse
+	79, // 111: mcpgate.config.v1.ExplainService.Explain:output_type -> mcpgate.config.v1.ExplainResponse
+	83, // [83:112] is the sub-list for method output_type
+	54, // [54:83] is the sub-list for method input_type
+	54, // [54:54] is the sub-list for extension type_name
+	54, // [54:54] is the sub-list for extension extendee
+	0,  // [0:54] is the sub-list for field type_name
 }
 
 func init() { file_mcpgate_config_v1_config_proto_init() }
@@ -4775,16 +5272,16 @@ func file_mcpgate_config_v1_config_proto_init() {
 	if File_mcpgate_config_v1_config_proto != nil {
 		return
 	}
-	file_mcpgate_config_v1_config_proto_msgTypes[5].OneofWrappers = []any{}
+	file_mcpgate_config_v1_config_proto_msgTypes[6].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mcpgate_config_v1_config_proto_rawDesc), len(file_mcpgate_config_v1_config_proto_rawDesc)),
-			NumEnums:      6,
-			NumMessages:   69,
+			NumEnums:      7,
+			NumMessages:   75,
 			NumExtensions: 0,
-			NumServices:   8,
+			NumServices:   9,
 		},
 		GoTypes:           file_mcpgate_config_v1_config_proto_goTypes,
 		DependencyIndexes: file_mcpgate_config_v1_config_proto_depIdxs,

@@ -1939,6 +1939,62 @@ func (x *IdPSignInState) GetExpireTime() *timestamppb.Timestamp {
 	return nil
 }
 
+// ToolPinsRecord holds the pinned tool definitions of one server, stored
+// under the server's name (cached). Bounded: at most a fixed number of
+// tools per server.
+type ToolPinsRecord struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Server string                 `protobuf:"bytes,1,opt,name=server,proto3" json:"server,omitempty"`
+	// By tool name.
+	Pins          map[string]*v1.ToolPin `protobuf:"bytes,2,rep,name=pins,proto3" json:"pins,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ToolPinsRecord) Reset() {
+	*x = ToolPinsRecord{}
+	mi := &file_mcpgate_store_v1_store_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ToolPinsRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ToolPinsRecord) ProtoMessage() {}
+
+func (x *ToolPinsRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_store_v1_store_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ToolPinsRecord.ProtoReflect.Descriptor instead.
+func (*ToolPinsRecord) Descriptor() ([]byte, []int) {
+	return file_mcpgate_store_v1_store_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ToolPinsRecord) GetServer() string {
+	if x != nil {
+		return x.Server
+	}
+	return ""
+}
+
+func (x *ToolPinsRecord) GetPins() map[string]*v1.ToolPin {
+	if x != nil {
+		return x.Pins
+	}
+	return nil
+}
+
 var File_mcpgate_store_v1_store_proto protoreflect.FileDescriptor
 
 const file_mcpgate_store_v1_store_proto_rawDesc = "" +
@@ -2115,7 +2171,13 @@ const file_mcpgate_store_v1_store_proto_rawDesc = "" +
 	"\arequest\x18\x05 \x01(\tR\arequest\x12\x12\n" +
 	"\x04next\x18\x06 \x01(\tR\x04next\x12;\n" +
 	"\vexpire_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"expireTimeB\xc1\x01\n" +
+	"expireTime\"\xbd\x01\n" +
+	"\x0eToolPinsRecord\x12\x16\n" +
+	"\x06server\x18\x01 \x01(\tR\x06server\x12>\n" +
+	"\x04pins\x18\x02 \x03(\v2*.mcpgate.store.v1.ToolPinsRecord.PinsEntryR\x04pins\x1aS\n" +
+	"\tPinsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x120\n" +
+	"\x05value\x18\x02 \x01(\v2\x1a.mcpgate.config.v1.ToolPinR\x05value:\x028\x01B\xc1\x01\n" +
 	"\x14com.mcpgate.store.v1B\n" +
 	"StoreProtoP\x01Z;github.com/mcpgate/mcpgate/api/gen/mcpgate/store/v1;storev1\xa2\x02\x03MSX\xaa\x02\x10Mcpgate.Store.V1\xca\x02\x10Mcpgate\\Store\\V1\xe2\x02\x1cMcpgate\\Store\\V1\\GPBMetadata\xea\x02\x12Mcpgate::Store::V1b\x06proto3"
 
@@ -2131,7 +2193,7 @@ func file_mcpgate_store_v1_store_proto_rawDescGZIP() []byte {
 	return file_mcpgate_store_v1_store_proto_rawDescData
 }
 
-var file_mcpgate_store_v1_store_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_mcpgate_store_v1_store_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_mcpgate_store_v1_store_proto_goTypes = []any{
 	(*ServerRecord)(nil),            // 0: mcpgate.store.v1.ServerRecord
 	(*ServerSecrets)(nil),           // 1: mcpgate.store.v1.ServerSecrets
@@ -2157,41 +2219,46 @@ var file_mcpgate_store_v1_store_proto_goTypes = []any{
 	(*IdentityProviderRecord)(nil),  // 21: mcpgate.store.v1.IdentityProviderRecord
 	(*IdentityProviderSecrets)(nil), // 22: mcpgate.store.v1.IdentityProviderSecrets
 	(*IdPSignInState)(nil),          // 23: mcpgate.store.v1.IdPSignInState
-	nil,                             // 24: mcpgate.store.v1.ServerSecrets.StaticHeadersEntry
-	(*v1.McpServer)(nil),            // 25: mcpgate.config.v1.McpServer
-	(*v1.ApiKey)(nil),               // 26: mcpgate.config.v1.ApiKey
-	(*v11.Connection)(nil),          // 27: mcpgate.vault.v1.Connection
-	(*timestamppb.Timestamp)(nil),   // 28: google.protobuf.Timestamp
-	(*v1.IdentityProvider)(nil),     // 29: mcpgate.config.v1.IdentityProvider
+	(*ToolPinsRecord)(nil),          // 24: mcpgate.store.v1.ToolPinsRecord
+	nil,                             // 25: mcpgate.store.v1.ServerSecrets.StaticHeadersEntry
+	nil,                             // 26: mcpgate.store.v1.ToolPinsRecord.PinsEntry
+	(*v1.McpServer)(nil),            // 27: mcpgate.config.v1.McpServer
+	(*v1.ApiKey)(nil),               // 28: mcpgate.config.v1.ApiKey
+	(*v11.Connection)(nil),          // 29: mcpgate.vault.v1.Connection
+	(*timestamppb.Timestamp)(nil),   // 30: google.protobuf.Timestamp
+	(*v1.IdentityProvider)(nil),     // 31: mcpgate.config.v1.IdentityProvider
+	(*v1.ToolPin)(nil),              // 32: mcpgate.config.v1.ToolPin
 }
 var file_mcpgate_store_v1_store_proto_depIdxs = []int32{
-	25, // 0: mcpgate.store.v1.ServerRecord.server:type_name -> mcpgate.config.v1.McpServer
-	24, // 1: mcpgate.store.v1.ServerSecrets.static_headers:type_name -> mcpgate.store.v1.ServerSecrets.StaticHeadersEntry
-	26, // 2: mcpgate.store.v1.KeyRecord.key:type_name -> mcpgate.config.v1.ApiKey
-	27, // 3: mcpgate.store.v1.GrantRecord.connection:type_name -> mcpgate.vault.v1.Connection
-	28, // 4: mcpgate.store.v1.UpstreamToken.expiry:type_name -> google.protobuf.Timestamp
-	28, // 5: mcpgate.store.v1.SessionKeyRecord.create_time:type_name -> google.protobuf.Timestamp
-	28, // 6: mcpgate.store.v1.AccessTokenRecord.expire_time:type_name -> google.protobuf.Timestamp
-	28, // 7: mcpgate.store.v1.OAuthClientRecord.issue_time:type_name -> google.protobuf.Timestamp
-	28, // 8: mcpgate.store.v1.OAuthClientRecord.renew_time:type_name -> google.protobuf.Timestamp
-	28, // 9: mcpgate.store.v1.OAuthAuthorization.expire_time:type_name -> google.protobuf.Timestamp
-	28, // 10: mcpgate.store.v1.OAuthSessionRecord.expire_time:type_name -> google.protobuf.Timestamp
+	27, // 0: mcpgate.store.v1.ServerRecord.server:type_name -> mcpgate.config.v1.McpServer
+	25, // 1: mcpgate.store.v1.ServerSecrets.static_headers:type_name -> mcpgate.store.v1.ServerSecrets.StaticHeadersEntry
+	28, // 2: mcpgate.store.v1.KeyRecord.key:type_name -> mcpgate.config.v1.ApiKey
+	29, // 3: mcpgate.store.v1.GrantRecord.connection:type_name -> mcpgate.vault.v1.Connection
+	30, // 4: mcpgate.store.v1.UpstreamToken.expiry:type_name -> google.protobuf.Timestamp
+	30, // 5: mcpgate.store.v1.SessionKeyRecord.create_time:type_name -> google.protobuf.Timestamp
+	30, // 6: mcpgate.store.v1.AccessTokenRecord.expire_time:type_name -> google.protobuf.Timestamp
+	30, // 7: mcpgate.store.v1.OAuthClientRecord.issue_time:type_name -> google.protobuf.Timestamp
+	30, // 8: mcpgate.store.v1.OAuthClientRecord.renew_time:type_name -> google.protobuf.Timestamp
+	30, // 9: mcpgate.store.v1.OAuthAuthorization.expire_time:type_name -> google.protobuf.Timestamp
+	30, // 10: mcpgate.store.v1.OAuthSessionRecord.expire_time:type_name -> google.protobuf.Timestamp
 	8,  // 11: mcpgate.store.v1.OAuthStateRecord.authorization:type_name -> mcpgate.store.v1.OAuthAuthorization
-	28, // 12: mcpgate.store.v1.OAuthStateRecord.expire_time:type_name -> google.protobuf.Timestamp
+	30, // 12: mcpgate.store.v1.OAuthStateRecord.expire_time:type_name -> google.protobuf.Timestamp
 	8,  // 13: mcpgate.store.v1.OAuthCodeRecord.authorization:type_name -> mcpgate.store.v1.OAuthAuthorization
-	28, // 14: mcpgate.store.v1.OAuthCodeRecord.expire_time:type_name -> google.protobuf.Timestamp
-	28, // 15: mcpgate.store.v1.OAuthIssuedToken.expire_time:type_name -> google.protobuf.Timestamp
+	30, // 14: mcpgate.store.v1.OAuthCodeRecord.expire_time:type_name -> google.protobuf.Timestamp
+	30, // 15: mcpgate.store.v1.OAuthIssuedToken.expire_time:type_name -> google.protobuf.Timestamp
 	13, // 16: mcpgate.store.v1.OAuthFamilyRecord.access_tokens:type_name -> mcpgate.store.v1.OAuthIssuedToken
-	28, // 17: mcpgate.store.v1.OAuthFamilyRecord.expire_time:type_name -> google.protobuf.Timestamp
-	28, // 18: mcpgate.store.v1.OAuthConsentRecord.create_time:type_name -> google.protobuf.Timestamp
-	28, // 19: mcpgate.store.v1.IdPToken.expiry:type_name -> google.protobuf.Timestamp
-	29, // 20: mcpgate.store.v1.IdentityProviderRecord.identity_provider:type_name -> mcpgate.config.v1.IdentityProvider
-	28, // 21: mcpgate.store.v1.IdPSignInState.expire_time:type_name -> google.protobuf.Timestamp
-	22, // [22:22] is the sub-list for method output_type
-	22, // [22:22] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	30, // 17: mcpgate.store.v1.OAuthFamilyRecord.expire_time:type_name -> google.protobuf.Timestamp
+	30, // 18: mcpgate.store.v1.OAuthConsentRecord.create_time:type_name -> google.protobuf.Timestamp
+	30, // 19: mcpgate.store.v1.IdPToken.expiry:type_name -> google.protobuf.Timestamp
+	31, // 20: mcpgate.store.v1.IdentityProviderRecord.identity_provider:type_name -> mcpgate.config.v1.IdentityProvider
+	30, // 21: mcpgate.store.v1.IdPSignInState.expire_time:type_name -> google.protobuf.Timestamp
+	26, // 22: mcpgate.store.v1.ToolPinsRecord.pins:type_name -> mcpgate.store.v1.ToolPinsRecord.PinsEntry
+	32, // 23: mcpgate.store.v1.ToolPinsRecord.PinsEntry.value:type_name -> mcpgate.config.v1.ToolPin
+	24, // [24:24] is the sub-list for method output_type
+	24, // [24:24] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_mcpgate_store_v1_store_proto_init() }
@@ -2205,7 +2272,7 @@ func file_mcpgate_store_v1_store_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mcpgate_store_v1_store_proto_rawDesc), len(file_mcpgate_store_v1_store_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   25,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

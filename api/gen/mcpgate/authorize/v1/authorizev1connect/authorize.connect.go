@@ -45,6 +45,9 @@ const (
 	// AuthorizeServiceReportUpstreamUnauthorizedProcedure is the fully-qualified name of the
 	// AuthorizeService's ReportUpstreamUnauthorized RPC.
 	AuthorizeServiceReportUpstreamUnauthorizedProcedure = "/mcpgate.authorize.v1.AuthorizeService/ReportUpstreamUnauthorized"
+	// AuthorizeServiceReportToolDigestsProcedure is the fully-qualified name of the AuthorizeService's
+	// ReportToolDigests RPC.
+	AuthorizeServiceReportToolDigestsProcedure = "/mcpgate.authorize.v1.AuthorizeService/ReportToolDigests"
 )
 
 // AuthorizeServiceClient is a client for the mcpgate.authorize.v1.AuthorizeService service.
@@ -60,6 +63,10 @@ type AuthorizeServiceClient interface {
 	// ReportUpstreamUnauthorized marks the principal's vault grant for the
 	// route unusable after the upstream answered 401.
 	ReportUpstreamUnauthorized(context.Context, *v1.ReportUpstreamUnauthorizedRequest) (*v1.ReportUpstreamUnauthorizedResponse, error)
+	// ReportToolDigests records the first-seen digest of new tools
+	// (create-only) and the pending digest of changed ones. It never
+	// approves anything.
+	ReportToolDigests(context.Context, *v1.ReportToolDigestsRequest) (*v1.ReportToolDigestsResponse, error)
 }
 
 // NewAuthorizeServiceClient constructs a client for the mcpgate.authorize.v1.AuthorizeService
@@ -100,6 +107,13 @@ func NewAuthorizeServiceClient(httpClient connect.HTTPClient, baseURL string, op
 			connect.WithSchema(authorizeServiceMethods.ByName("ReportUpstreamUnauthorized")),
 			connect.WithClientOptions(opts...),
 		),
+		reportToolDigests: connect.NewClient[v1.ReportToolDigestsRequest, v1.ReportToolDigestsResponse](
+			httpClient,
+			baseURL+AuthorizeServiceReportToolDigestsProcedure,
+			connect.WithSchema(authorizeServiceMethods.ByName("ReportToolDigests")),
+			connect.WithIdempotency(connect.IdempotencyIdempotent),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -109,6 +123,7 @@ type authorizeServiceClient struct {
 	describeRoute              *connect.Client[v1.DescribeRouteRequest, v1.DescribeRouteResponse]
 	getSessionKeys             *connect.Client[v1.GetSessionKeysRequest, v1.GetSessionKeysResponse]
 	reportUpstreamUnauthorized *connect.Client[v1.ReportUpstreamUnauthorizedRequest, v1.ReportUpstreamUnauthorizedResponse]
+	reportToolDigests          *connect.Client[v1.ReportToolDigestsRequest, v1.ReportToolDigestsResponse]
 }
 
 // Authorize calls mcpgate.authorize.v1.AuthorizeService.Authorize.
@@ -148,6 +163,15 @@ func (c *authorizeServiceClient) ReportUpstreamUnauthorized(ctx context.Context,
 	return nil, err
 }
 
+// ReportToolDigests calls mcpgate.authorize.v1.AuthorizeService.ReportToolDigests.
+func (c *authorizeServiceClient) ReportToolDigests(ctx context.Context, req *v1.ReportToolDigestsRequest) (*v1.ReportToolDigestsResponse, error) {
+	response, err := c.reportToolDigests.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
 // AuthorizeServiceHandler is an implementation of the mcpgate.authorize.v1.AuthorizeService
 // service.
 type AuthorizeServiceHandler interface {
@@ -162,6 +186,10 @@ type AuthorizeServiceHandler interface {
 	// ReportUpstreamUnauthorized marks the principal's vault grant for the
 	// route unusable after the upstream answered 401.
 	ReportUpstreamUnauthorized(context.Context, *v1.ReportUpstreamUnauthorizedRequest) (*v1.ReportUpstreamUnauthorizedResponse, error)
+	// ReportToolDigests records the first-seen digest of new tools
+	// (create-only) and the pending digest of changed ones. It never
+	// approves anything.
+	ReportToolDigests(context.Context, *v1.ReportToolDigestsRequest) (*v1.ReportToolDigestsResponse, error)
 }
 
 // NewAuthorizeServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -198,6 +226,13 @@ func NewAuthorizeServiceHandler(svc AuthorizeServiceHandler, opts ...connect.Han
 		connect.WithSchema(authorizeServiceMethods.ByName("ReportUpstreamUnauthorized")),
 		connect.WithHandlerOptions(opts...),
 	)
+	authorizeServiceReportToolDigestsHandler := connect.NewUnaryHandlerSimple(
+		AuthorizeServiceReportToolDigestsProcedure,
+		svc.ReportToolDigests,
+		connect.WithSchema(authorizeServiceMethods.ByName("ReportToolDigests")),
+		connect.WithIdempotency(connect.IdempotencyIdempotent),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/mcpgate.authorize.v1.AuthorizeService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case AuthorizeServiceAuthorizeProcedure:
@@ -208,6 +243,8 @@ func NewAuthorizeServiceHandler(svc AuthorizeServiceHandler, opts ...connect.Han
 			authorizeServiceGetSessionKeysHandler.ServeHTTP(w, r)
 		case AuthorizeServiceReportUpstreamUnauthorizedProcedure:
 			authorizeServiceReportUpstreamUnauthorizedHandler.ServeHTTP(w, r)
+		case AuthorizeServiceReportToolDigestsProcedure:
+			authorizeServiceReportToolDigestsHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -231,4 +268,8 @@ func (UnimplementedAuthorizeServiceHandler) GetSessionKeys(context.Context, *v1.
 
 func (UnimplementedAuthorizeServiceHandler) ReportUpstreamUnauthorized(context.Context, *v1.ReportUpstreamUnauthorizedRequest) (*v1.ReportUpstreamUnauthorizedResponse, error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("mcpgate.authorize.v1.AuthorizeService.ReportUpstreamUnauthorized is not implemented"))
+}
+
+func (UnimplementedAuthorizeServiceHandler) ReportToolDigests(context.Context, *v1.ReportToolDigestsRequest) (*v1.ReportToolDigestsResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("mcpgate.authorize.v1.AuthorizeService.ReportToolDigests is not implemented"))
 }

@@ -21,6 +21,8 @@ import (
 const _ = connect.IsAtLeastVersion1_13_0
 
 const (
+	// ToolPinServiceName is the fully-qualified name of the ToolPinService service.
+	ToolPinServiceName = "mcpgate.config.v1.ToolPinService"
 	// ServerServiceName is the fully-qualified name of the ServerService service.
 	ServerServiceName = "mcpgate.config.v1.ServerService"
 	// PrincipalServiceName is the fully-qualified name of the PrincipalService service.
@@ -47,6 +49,12 @@ const (
 // reflection-formatted method names, remove the leading slash and convert the remaining slash to a
 // period.
 const (
+	// ToolPinServiceListToolPinsProcedure is the fully-qualified name of the ToolPinService's
+	// ListToolPins RPC.
+	ToolPinServiceListToolPinsProcedure = "/mcpgate.config.v1.ToolPinService/ListToolPins"
+	// ToolPinServiceApproveToolPinProcedure is the fully-qualified name of the ToolPinService's
+	// ApproveToolPin RPC.
+	ToolPinServiceApproveToolPinProcedure = "/mcpgate.config.v1.ToolPinService/ApproveToolPin"
 	// ServerServiceListServersProcedure is the fully-qualified name of the ServerService's ListServers
 	// RPC.
 	ServerServiceListServersProcedure = "/mcpgate.config.v1.ServerService/ListServers"
@@ -120,6 +128,114 @@ const (
 	// ExplainServiceExplainProcedure is the fully-qualified name of the ExplainService's Explain RPC.
 	ExplainServiceExplainProcedure = "/mcpgate.config.v1.ExplainService/Explain"
 )
+
+// ToolPinServiceClient is a client for the mcpgate.config.v1.ToolPinService service.
+type ToolPinServiceClient interface {
+	ListToolPins(context.Context, *v1.ListToolPinsRequest) (*v1.ListToolPinsResponse, error)
+	// ApproveToolPin makes the tool's pending digest its approved one.
+	ApproveToolPin(context.Context, *v1.ApproveToolPinRequest) (*v1.ApproveToolPinResponse, error)
+}
+
+// NewToolPinServiceClient constructs a client for the mcpgate.config.v1.ToolPinService service. By
+// default, it uses the Connect protocol with the binary Protobuf Codec, asks for gzipped responses,
+// and sends uncompressed requests. To use the gRPC or gRPC-Web protocols, supply the
+// connect.WithGRPC() or connect.WithGRPCWeb() options.
+//
+// The URL supplied here should be the base URL for the Connect or gRPC server (for example,
+// http://api.acme.com or https://acme.com/grpc).
+func NewToolPinServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...connect.ClientOption) ToolPinServiceClient {
+	baseURL = strings.TrimRight(baseURL, "/")
+	toolPinServiceMethods := v1.File_mcpgate_config_v1_config_proto.Services().ByName("ToolPinService").Methods()
+	return &toolPinServiceClient{
+		listToolPins: connect.NewClient[v1.ListToolPinsRequest, v1.ListToolPinsResponse](
+			httpClient,
+			baseURL+ToolPinServiceListToolPinsProcedure,
+			connect.WithSchema(toolPinServiceMethods.ByName("ListToolPins")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		approveToolPin: connect.NewClient[v1.ApproveToolPinRequest, v1.ApproveToolPinResponse](
+			httpClient,
+			baseURL+ToolPinServiceApproveToolPinProcedure,
+			connect.WithSchema(toolPinServiceMethods.ByName("ApproveToolPin")),
+			connect.WithClientOptions(opts...),
+		),
+	}
+}
+
+// toolPinServiceClient implements ToolPinServiceClient.
+type toolPinServiceClient struct {
+	listToolPins   *connect.Client[v1.ListToolPinsRequest, v1.ListToolPinsResponse]
+	approveToolPin *connect.Client[v1.ApproveToolPinRequest, v1.ApproveToolPinResponse]
+}
+
+// ListToolPins calls mcpgate.config.v1.ToolPinService.ListToolPins.
+func (c *toolPinServiceClient) ListToolPins(ctx context.Context, req *v1.ListToolPinsRequest) (*v1.ListToolPinsResponse, error) {
+	response, err := c.listToolPins.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// ApproveToolPin calls mcpgate.config.v1.ToolPinService.ApproveToolPin.
+func (c *toolPinServiceClient) ApproveToolPin(ctx context.Context, req *v1.ApproveToolPinRequest) (*v1.ApproveToolPinResponse, error) {
+	response, err := c.approveToolPin.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// ToolPinServiceHandler is an implementation of the mcpgate.config.v1.ToolPinService service.
+type ToolPinServiceHandler interface {
+	ListToolPins(context.Context, *v1.ListToolPinsRequest) (*v1.ListToolPinsResponse, error)
+	// ApproveToolPin makes the tool's pending digest its approved one.
+	ApproveToolPin(context.Context, *v1.ApproveToolPinRequest) (*v1.ApproveToolPinResponse, error)
+}
+
+// NewToolPinServiceHandler builds an HTTP handler from the service implementation. It returns the
+// path on which to mount the handler and the handler itself.
+//
+// By default, handlers support the Connect, gRPC, and gRPC-Web protocols with the binary Protobuf
+// and JSON codecs. They also support gzip compression.
+func NewToolPinServiceHandler(svc ToolPinServiceHandler, opts ...connect.HandlerOption) (string, http.Handler) {
+	toolPinServiceMethods := v1.File_mcpgate_config_v1_config_proto.Services().ByName("ToolPinService").Methods()
+	toolPinServiceListToolPinsHandler := connect.NewUnaryHandlerSimple(
+		ToolPinServiceListToolPinsProcedure,
+		svc.ListToolPins,
+		connect.WithSchema(toolPinServiceMethods.ByName("ListToolPins")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	toolPinServiceApproveToolPinHandler := connect.NewUnaryHandlerSimple(
+		ToolPinServiceApproveToolPinProcedure,
+		svc.ApproveToolPin,
+		connect.WithSchema(toolPinServiceMethods.ByName("ApproveToolPin")),
+		connect.WithHandlerOptions(opts...),
+	)
+	return "/mcpgate.config.v1.ToolPinService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case ToolPinServiceListToolPinsProcedure:
+			toolPinServiceListToolPinsHandler.ServeHTTP(w, r)
+		case ToolPinServiceApproveToolPinProcedure:
+			toolPinServiceApproveToolPinHandler.ServeHTTP(w, r)
+		default:
+			http.NotFound(w, r)
+		}
+	})
+}
+
+// UnimplementedToolPinServiceHandler returns CodeUnimplemented from all methods.
+type UnimplementedToolPinServiceHandler struct{}
+
+func (UnimplementedToolPinServiceHandler) ListToolPins(context.Context, *v1.ListToolPinsRequest) (*v1.ListToolPinsResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("mcpgate.config.v1.ToolPinService.ListToolPins is not implemented"))
+}
+
+func (UnimplementedToolPinServiceHandler) ApproveToolPin(context.Context, *v1.ApproveToolPinRequest) (*v1.ApproveToolPinResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("mcpgate.config.v1.ToolPinService.ApproveToolPin is not implemented"))
+}
 
 // ServerServiceClient is a client for the mcpgate.config.v1.ServerService service.
 type ServerServiceClient interface {
