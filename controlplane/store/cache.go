@@ -36,6 +36,40 @@ type cache struct {
 	lastErr error
 	errAt   time.Time
 	onApply []func(kind, name string, obj any)
+	onBatch []func(ChangeBatch)
+}
+
+// Change is one applied change of a cached object: Old is what the cache
+// held before (nil when nothing), New what it holds now (nil when deleted
+// or undecodable); Created says etcd created the key (a new object, on
+// which nothing can have been decided yet).
+type Change struct {
+	Kind, Name string
+	Old, New   any
+	Created    bool
+}
+
+// ChangeBatch is what one watch response changed, up to Revision. All
+// says the cache was (re)listed: anything may have changed.
+type ChangeBatch struct {
+	Revision int64
+	All      bool
+	Changes  []Change
+}
+
+// subscribe registers f to be called, in revision order and while the
+// cache is locked (so f must not block or call back into the cache), with
+// every applied batch.
+func (c *cache) subscribe(f func(ChangeBatch)) {
+	c.mu.Lock()
+	c.onBatch = append(c.onBatch, f)
+	c.mu.Unlock()
+}
+
+func (c *cache) emitLocked(b ChangeBatch) {
+	for _, f := range c.onBatch {
+		f(b)
+	}
 }
 
 func newCache(kv *clientv3.Client, prefix string, decoders map[string]decoder, log *slog.Logger) *cache {
@@ -101,6 +135,7 @@ func (c *cache) listAndWatch(ctx context.Context) error {
 	}
 	c.mu.Lock()
 	c.objs, c.rev, c.synced, c.lastErr = objs, resp.Header.Revision, true, nil
+	c.emitLocked(ChangeBatch{Revision: c.rev, All: true})
 	c.notifyLocked()
 	c.mu.Unlock()
 
@@ -112,19 +147,23 @@ func (c *cache) listAndWatch(ctx context.Context) error {
 			return fmt.Errorf("watch %s: %w", c.prefix, err)
 		}
 		c.mu.Lock()
+		var changes []Change
 		for _, ev := range wr.Events {
 			kind, name, ok := c.split(string(ev.Kv.Key))
 			if !ok {
 				continue
 			}
+			old := c.objs[kind][name]
 			switch ev.Type {
 			case mvccpb.PUT:
 				obj, err := c.decoders[kind](name, ev.Kv.Value, ev.Kv.ModRevision)
 				if err != nil {
 					c.log.ErrorContext(ctx, "cache: undecodable record skipped", slog.String("kind", kind), slog.String("name", name), slog.Any("err", err))
 					delete(c.objs[kind], name)
+					changes = append(changes, Change{Kind: kind, Name: name, Old: old})
 					continue
 				}
+				changes = append(changes, Change{Kind: kind, Name: name, Old: old, New: obj, Created: ev.IsCreate()})
 				if c.objs[kind] == nil {
 					c.objs[kind] = map[string]any{}
 				}
@@ -134,6 +173,7 @@ func (c *cache) listAndWatch(ctx context.Context) error {
 				}
 			case mvccpb.DELETE:
 				delete(c.objs[kind], name)
+				changes = append(changes, Change{Kind: kind, Name: name, Old: old})
 				for _, f := range c.onApply {
 					f(kind, name, nil)
 				}
@@ -142,6 +182,7 @@ func (c *cache) listAndWatch(ctx context.Context) error {
 		if wr.Header.Revision > c.rev {
 			c.rev = wr.Header.Revision
 		}
+		c.emitLocked(ChangeBatch{Revision: c.rev, Changes: changes})
 		c.notifyLocked()
 		c.mu.Unlock()
 	}

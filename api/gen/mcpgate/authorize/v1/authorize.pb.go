@@ -522,7 +522,22 @@ type AuthorizeResponse struct {
 	// The route names no server. Callers without a usable credential get the
 	// same CHALLENGE as on a configured route, so this is the only sign: for
 	// the data plane's own logs and metric labels, never for the caller.
-	UnknownRoute  bool `protobuf:"varint,16,opt,name=unknown_route,json=unknownRoute,proto3" json:"unknown_route,omitempty"`
+	UnknownRoute bool `protobuf:"varint,16,opt,name=unknown_route,json=unknownRoute,proto3" json:"unknown_route,omitempty"`
+	// The control plane's store revision the decision was made on (read
+	// before deciding, so the state decided on is at least this recent).
+	// Data planes cache an ALLOW only against an invalidation stream that
+	// has reached this revision (WatchInvalidations).
+	DecisionRevision int64 `protobuf:"varint,220,opt,name=decision_revision,json=decisionRevision,proto3" json:"decision_revision,omitempty"`
+	// How long, in milliseconds, a data plane may reuse this ALLOW for the
+	// same request (same credentials, route, methods, names, public base)
+	// while its invalidation stream is current. 0: never reuse. Set only on
+	// ALLOW; bounded by the control plane's configured maximum and by the
+	// expiry of the credentials involved (API key, access token, upstream
+	// token) minus a margin.
+	CacheMaxAgeMs int64 `protobuf:"varint,221,opt,name=cache_max_age_ms,json=cacheMaxAgeMs,proto3" json:"cache_max_age_ms,omitempty"`
+	// Id of the gateway access token used, when one resolved (the id
+	// WatchInvalidations names when the token changes or ends).
+	AccessTokenId string `protobuf:"bytes,222,opt,name=access_token_id,json=accessTokenId,proto3" json:"access_token_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -618,6 +633,27 @@ func (x *AuthorizeResponse) GetUnknownRoute() bool {
 		return x.UnknownRoute
 	}
 	return false
+}
+
+func (x *AuthorizeResponse) GetDecisionRevision() int64 {
+	if x != nil {
+		return x.DecisionRevision
+	}
+	return 0
+}
+
+func (x *AuthorizeResponse) GetCacheMaxAgeMs() int64 {
+	if x != nil {
+		return x.CacheMaxAgeMs
+	}
+	return 0
+}
+
+func (x *AuthorizeResponse) GetAccessTokenId() string {
+	if x != nil {
+		return x.AccessTokenId
+	}
+	return ""
 }
 
 type DescribeRouteRequest struct {
@@ -945,6 +981,206 @@ func (*ReportUpstreamUnauthorizedResponse) Descriptor() ([]byte, []int) {
 	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{13}
 }
 
+type WatchInvalidationsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchInvalidationsRequest) Reset() {
+	*x = WatchInvalidationsRequest{}
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchInvalidationsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchInvalidationsRequest) ProtoMessage() {}
+
+func (x *WatchInvalidationsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchInvalidationsRequest.ProtoReflect.Descriptor instead.
+func (*WatchInvalidationsRequest) Descriptor() ([]byte, []int) {
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{14}
+}
+
+// InvalidatedGrant is a principal's upstream grant for one route.
+type InvalidatedGrant struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Principal     string                 `protobuf:"bytes,1,opt,name=principal,proto3" json:"principal,omitempty"`
+	Route         string                 `protobuf:"bytes,2,opt,name=route,proto3" json:"route,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InvalidatedGrant) Reset() {
+	*x = InvalidatedGrant{}
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InvalidatedGrant) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InvalidatedGrant) ProtoMessage() {}
+
+func (x *InvalidatedGrant) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InvalidatedGrant.ProtoReflect.Descriptor instead.
+func (*InvalidatedGrant) Descriptor() ([]byte, []int) {
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *InvalidatedGrant) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
+}
+
+func (x *InvalidatedGrant) GetRoute() string {
+	if x != nil {
+		return x.Route
+	}
+	return ""
+}
+
+// WatchInvalidationsResponse is one message of the invalidation stream: a
+// heartbeat, or what changed up to revision. Cached ALLOWs a message names
+// (by principal, API key id, access token id, route, or principal x route;
+// every one with all) must not be reused. Each message covers every change
+// up to its revision.
+type WatchInvalidationsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The replica's applied store revision: every change up to it has been
+	// sent on this stream.
+	Revision int64 `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	// Nothing changed that a cached decision depends on.
+	Heartbeat bool `protobuf:"varint,2,opt,name=heartbeat,proto3" json:"heartbeat,omitempty"`
+	// Flush everything (a group, identity provider or other configuration
+	// change, a relist of the store, or more changes than are worth naming).
+	All            bool     `protobuf:"varint,3,opt,name=all,proto3" json:"all,omitempty"`
+	Principals     []string `protobuf:"bytes,4,rep,name=principals,proto3" json:"principals,omitempty"`
+	KeyIds         []string `protobuf:"bytes,5,rep,name=key_ids,json=keyIds,proto3" json:"key_ids,omitempty"`
+	AccessTokenIds []string `protobuf:"bytes,6,rep,name=access_token_ids,json=accessTokenIds,proto3" json:"access_token_ids,omitempty"`
+	// Servers (routes) whose definition changed.
+	Routes        []string            `protobuf:"bytes,7,rep,name=routes,proto3" json:"routes,omitempty"`
+	Grants        []*InvalidatedGrant `protobuf:"bytes,8,rep,name=grants,proto3" json:"grants,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchInvalidationsResponse) Reset() {
+	*x = WatchInvalidationsResponse{}
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchInvalidationsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchInvalidationsResponse) ProtoMessage() {}
+
+func (x *WatchInvalidationsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchInvalidationsResponse.ProtoReflect.Descriptor instead.
+func (*WatchInvalidationsResponse) Descriptor() ([]byte, []int) {
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *WatchInvalidationsResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *WatchInvalidationsResponse) GetHeartbeat() bool {
+	if x != nil {
+		return x.Heartbeat
+	}
+	return false
+}
+
+func (x *WatchInvalidationsResponse) GetAll() bool {
+	if x != nil {
+		return x.All
+	}
+	return false
+}
+
+func (x *WatchInvalidationsResponse) GetPrincipals() []string {
+	if x != nil {
+		return x.Principals
+	}
+	return nil
+}
+
+func (x *WatchInvalidationsResponse) GetKeyIds() []string {
+	if x != nil {
+		return x.KeyIds
+	}
+	return nil
+}
+
+func (x *WatchInvalidationsResponse) GetAccessTokenIds() []string {
+	if x != nil {
+		return x.AccessTokenIds
+	}
+	return nil
+}
+
+func (x *WatchInvalidationsResponse) GetRoutes() []string {
+	if x != nil {
+		return x.Routes
+	}
+	return nil
+}
+
+func (x *WatchInvalidationsResponse) GetGrants() []*InvalidatedGrant {
+	if x != nil {
+		return x.Grants
+	}
+	return nil
+}
+
 var File_mcpgate_authorize_v1_authorize_proto protoreflect.FileDescriptor
 
 const file_mcpgate_authorize_v1_authorize_proto_rawDesc = "" +
@@ -981,7 +1217,7 @@ const file_mcpgate_authorize_v1_authorize_proto_rawDesc = "" +
 	"\x06scopes\x18\x02 \x03(\tR\x06scopes\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12+\n" +
 	"\x11error_description\x18\x04 \x01(\tR\x10errorDescriptionJ\x04\b\x01\x10\x02R\x15resource_metadata_url\">\n" +
-	"\x04DenyJ\x04\b\x01\x10\x02J\x04\b\x02\x10\x03J\x04\b\x03\x10\x04R\x05errorR\x06scopesR\x15resource_metadata_url\"\x82\x03\n" +
+	"\x04DenyJ\x04\b\x01\x10\x02J\x04\b\x02\x10\x03J\x04\b\x03\x10\x04R\x05errorR\x06scopesR\x15resource_metadata_url\"\x83\x04\n" +
 	"\x11AuthorizeResponse\x12:\n" +
 	"\bdecision\x18\x01 \x01(\x0e2\x1e.mcpgate.authorize.v1.DecisionR\bdecision\x121\n" +
 	"\x05allow\x18\x02 \x01(\v2\x1b.mcpgate.authorize.v1.AllowR\x05allow\x12=\n" +
@@ -992,7 +1228,10 @@ const file_mcpgate_authorize_v1_authorize_proto_rawDesc = "" +
 	"key_prefix\x18\x06 \x01(\tR\tkeyPrefix\x12\x16\n" +
 	"\x06reason\x18\a \x01(\tR\x06reason\x12\x15\n" +
 	"\x06key_id\x18\b \x01(\tR\x05keyId\x12#\n" +
-	"\runknown_route\x18\x10 \x01(\bR\funknownRoute\",\n" +
+	"\runknown_route\x18\x10 \x01(\bR\funknownRoute\x12,\n" +
+	"\x11decision_revision\x18\xdc\x01 \x01(\x03R\x10decisionRevision\x12(\n" +
+	"\x10cache_max_age_ms\x18\xdd\x01 \x01(\x03R\rcacheMaxAgeMs\x12'\n" +
+	"\x0faccess_token_id\x18\xde\x01 \x01(\tR\raccessTokenId\",\n" +
 	"\x14DescribeRouteRequest\x12\x14\n" +
 	"\x05route\x18\x01 \x01(\tR\x05route\"g\n" +
 	"\x15DescribeRouteResponse\x12\x14\n" +
@@ -1009,18 +1248,34 @@ const file_mcpgate_authorize_v1_authorize_proto_rawDesc = "" +
 	"!ReportUpstreamUnauthorizedRequest\x12\x14\n" +
 	"\x05route\x18\x01 \x01(\tR\x05route\x12\x1c\n" +
 	"\tprincipal\x18\x02 \x01(\tR\tprincipal\"$\n" +
-	"\"ReportUpstreamUnauthorizedResponse*{\n" +
+	"\"ReportUpstreamUnauthorizedResponse\"\x1b\n" +
+	"\x19WatchInvalidationsRequest\"F\n" +
+	"\x10InvalidatedGrant\x12\x1c\n" +
+	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x12\x14\n" +
+	"\x05route\x18\x02 \x01(\tR\x05route\"\xa3\x02\n" +
+	"\x1aWatchInvalidationsResponse\x12\x1a\n" +
+	"\brevision\x18\x01 \x01(\x03R\brevision\x12\x1c\n" +
+	"\theartbeat\x18\x02 \x01(\bR\theartbeat\x12\x10\n" +
+	"\x03all\x18\x03 \x01(\bR\x03all\x12\x1e\n" +
+	"\n" +
+	"principals\x18\x04 \x03(\tR\n" +
+	"principals\x12\x17\n" +
+	"\akey_ids\x18\x05 \x03(\tR\x06keyIds\x12(\n" +
+	"\x10access_token_ids\x18\x06 \x03(\tR\x0eaccessTokenIds\x12\x16\n" +
+	"\x06routes\x18\a \x03(\tR\x06routes\x12>\n" +
+	"\x06grants\x18\b \x03(\v2&.mcpgate.authorize.v1.InvalidatedGrantR\x06grants*{\n" +
 	"\bDecision\x12\x18\n" +
 	"\x14DECISION_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eDECISION_ALLOW\x10\x01\x12\x16\n" +
 	"\x12DECISION_CHALLENGE\x10\x02\x12\x11\n" +
 	"\rDECISION_DENY\x10\x03\x12\x16\n" +
-	"\x12DECISION_NOT_FOUND\x10\x042\xe8\x03\n" +
+	"\x12DECISION_NOT_FOUND\x10\x042\xe8\x04\n" +
 	"\x10AuthorizeService\x12a\n" +
 	"\tAuthorize\x12&.mcpgate.authorize.v1.AuthorizeRequest\x1a'.mcpgate.authorize.v1.AuthorizeResponse\"\x03\x90\x02\x02\x12m\n" +
 	"\rDescribeRoute\x12*.mcpgate.authorize.v1.DescribeRouteRequest\x1a+.mcpgate.authorize.v1.DescribeRouteResponse\"\x03\x90\x02\x01\x12p\n" +
 	"\x0eGetSessionKeys\x12+.mcpgate.authorize.v1.GetSessionKeysRequest\x1a,.mcpgate.authorize.v1.GetSessionKeysResponse\"\x03\x90\x02\x02\x12\x8f\x01\n" +
-	"\x1aReportUpstreamUnauthorized\x127.mcpgate.authorize.v1.ReportUpstreamUnauthorizedRequest\x1a8.mcpgate.authorize.v1.ReportUpstreamUnauthorizedResponseB\xe1\x01\n" +
+	"\x1aReportUpstreamUnauthorized\x127.mcpgate.authorize.v1.ReportUpstreamUnauthorizedRequest\x1a8.mcpgate.authorize.v1.ReportUpstreamUnauthorizedResponse\x12~\n" +
+	"\x12WatchInvalidations\x12/.mcpgate.authorize.v1.WatchInvalidationsRequest\x1a0.mcpgate.authorize.v1.WatchInvalidationsResponse\"\x03\x90\x02\x010\x01B\xe1\x01\n" +
 	"\x18com.mcpgate.authorize.v1B\x0eAuthorizeProtoP\x01ZCgithub.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1;authorizev1\xa2\x02\x03MAX\xaa\x02\x14Mcpgate.Authorize.V1\xca\x02\x14Mcpgate\\Authorize\\V1\xe2\x02 Mcpgate\\Authorize\\V1\\GPBMetadata\xea\x02\x16Mcpgate::Authorize::V1b\x06proto3"
 
 var (
@@ -1036,7 +1291,7 @@ func file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP() []byte {
 }
 
 var file_mcpgate_authorize_v1_authorize_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_mcpgate_authorize_v1_authorize_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_mcpgate_authorize_v1_authorize_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_mcpgate_authorize_v1_authorize_proto_goTypes = []any{
 	(Decision)(0),                              // 0: mcpgate.authorize.v1.Decision
 	(*Credentials)(nil),                        // 1: mcpgate.authorize.v1.Credentials
@@ -1053,6 +1308,9 @@ var file_mcpgate_authorize_v1_authorize_proto_goTypes = []any{
 	(*GetSessionKeysResponse)(nil),             // 12: mcpgate.authorize.v1.GetSessionKeysResponse
 	(*ReportUpstreamUnauthorizedRequest)(nil),  // 13: mcpgate.authorize.v1.ReportUpstreamUnauthorizedRequest
 	(*ReportUpstreamUnauthorizedResponse)(nil), // 14: mcpgate.authorize.v1.ReportUpstreamUnauthorizedResponse
+	(*WatchInvalidationsRequest)(nil),          // 15: mcpgate.authorize.v1.WatchInvalidationsRequest
+	(*InvalidatedGrant)(nil),                   // 16: mcpgate.authorize.v1.InvalidatedGrant
+	(*WatchInvalidationsResponse)(nil),         // 17: mcpgate.authorize.v1.WatchInvalidationsResponse
 }
 var file_mcpgate_authorize_v1_authorize_proto_depIdxs = []int32{
 	1,  // 0: mcpgate.authorize.v1.AuthorizeRequest.credentials:type_name -> mcpgate.authorize.v1.Credentials
@@ -1062,19 +1320,22 @@ var file_mcpgate_authorize_v1_authorize_proto_depIdxs = []int32{
 	5,  // 4: mcpgate.authorize.v1.AuthorizeResponse.challenge:type_name -> mcpgate.authorize.v1.Challenge
 	6,  // 5: mcpgate.authorize.v1.AuthorizeResponse.deny:type_name -> mcpgate.authorize.v1.Deny
 	11, // 6: mcpgate.authorize.v1.GetSessionKeysResponse.keys:type_name -> mcpgate.authorize.v1.SessionKey
-	2,  // 7: mcpgate.authorize.v1.AuthorizeService.Authorize:input_type -> mcpgate.authorize.v1.AuthorizeRequest
-	8,  // 8: mcpgate.authorize.v1.AuthorizeService.DescribeRoute:input_type -> mcpgate.authorize.v1.DescribeRouteRequest
-	10, // 9: mcpgate.authorize.v1.AuthorizeService.GetSessionKeys:input_type -> mcpgate.authorize.v1.GetSessionKeysRequest
-	13, // 10: mcpgate.authorize.v1.AuthorizeService.ReportUpstreamUnauthorized:input_type -> mcpgate.authorize.v1.ReportUpstreamUnauthorizedRequest
-	7,  // 11: mcpgate.authorize.v1.AuthorizeService.Authorize:output_type -> mcpgate.authorize.v1.AuthorizeResponse
-	9,  // 12: mcpgate.authorize.v1.AuthorizeService.DescribeRoute:output_type -> mcpgate.authorize.v1.DescribeRouteResponse
-	12, // 13: mcpgate.authorize.v1.AuthorizeService.GetSessionKeys:output_type -> mcpgate.authorize.v1.GetSessionKeysResponse
-	14, // 14: mcpgate.authorize.v1.AuthorizeService.ReportUpstreamUnauthorized:output_type -> mcpgate.authorize.v1.ReportUpstreamUnauthorizedResponse
-	11, // [11:15] is the sub-list for method output_type
-	7,  // [7:11] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	16, // 7: mcpgate.authorize.v1.WatchInvalidationsResponse.grants:type_name -> mcpgate.authorize.v1.InvalidatedGrant
+	2,  // 8: mcpgate.authorize.v1.AuthorizeService.Authorize:input_type -> mcpgate.authorize.v1.AuthorizeRequest
+	8,  // 9: mcpgate.authorize.v1.AuthorizeService.DescribeRoute:input_type -> mcpgate.authorize.v1.DescribeRouteRequest
+	10, // 10: mcpgate.authorize.v1.AuthorizeService.GetSessionKeys:input_type -> mcpgate.authorize.v1.GetSessionKeysRequest
+	13, // 11: mcpgate.authorize.v1.AuthorizeService.ReportUpstreamUnauthorized:input_type -> mcpgate.authorize.v1.ReportUpstreamUnauthorizedRequest
+	15, // 12: mcpgate.authorize.v1.AuthorizeService.WatchInvalidations:input_type -> mcpgate.authorize.v1.WatchInvalidationsRequest
+	7,  // 13: mcpgate.authorize.v1.AuthorizeService.Authorize:output_type -> mcpgate.authorize.v1.AuthorizeResponse
+	9,  // 14: mcpgate.authorize.v1.AuthorizeService.DescribeRoute:output_type -> mcpgate.authorize.v1.DescribeRouteResponse
+	12, // 15: mcpgate.authorize.v1.AuthorizeService.GetSessionKeys:output_type -> mcpgate.authorize.v1.GetSessionKeysResponse
+	14, // 16: mcpgate.authorize.v1.AuthorizeService.ReportUpstreamUnauthorized:output_type -> mcpgate.authorize.v1.ReportUpstreamUnauthorizedResponse
+	17, // 17: mcpgate.authorize.v1.AuthorizeService.WatchInvalidations:output_type -> mcpgate.authorize.v1.WatchInvalidationsResponse
+	13, // [13:18] is the sub-list for method output_type
+	8,  // [8:13] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_mcpgate_authorize_v1_authorize_proto_init() }
@@ -1088,7 +1349,7 @@ func file_mcpgate_authorize_v1_authorize_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mcpgate_authorize_v1_authorize_proto_rawDesc), len(file_mcpgate_authorize_v1_authorize_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   14,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -45,6 +45,9 @@ const (
 	// AuthorizeServiceReportUpstreamUnauthorizedProcedure is the fully-qualified name of the
 	// AuthorizeService's ReportUpstreamUnauthorized RPC.
 	AuthorizeServiceReportUpstreamUnauthorizedProcedure = "/mcpgate.authorize.v1.AuthorizeService/ReportUpstreamUnauthorized"
+	// AuthorizeServiceWatchInvalidationsProcedure is the fully-qualified name of the AuthorizeService's
+	// WatchInvalidations RPC.
+	AuthorizeServiceWatchInvalidationsProcedure = "/mcpgate.authorize.v1.AuthorizeService/WatchInvalidations"
 )
 
 // AuthorizeServiceClient is a client for the mcpgate.authorize.v1.AuthorizeService service.
@@ -60,6 +63,11 @@ type AuthorizeServiceClient interface {
 	// ReportUpstreamUnauthorized marks the principal's vault grant for the
 	// route unusable after the upstream answered 401.
 	ReportUpstreamUnauthorized(context.Context, *v1.ReportUpstreamUnauthorizedRequest) (*v1.ReportUpstreamUnauthorizedResponse, error)
+	// WatchInvalidations streams what changed, by store revision, so data
+	// planes can reuse ALLOW decisions until something they depend on
+	// changes; heartbeats (carrying the applied revision) come while the
+	// replica follows its store, and stop while it does not.
+	WatchInvalidations(context.Context, *v1.WatchInvalidationsRequest) (*connect.ServerStreamForClient[v1.WatchInvalidationsResponse], error)
 }
 
 // NewAuthorizeServiceClient constructs a client for the mcpgate.authorize.v1.AuthorizeService
@@ -100,6 +108,13 @@ func NewAuthorizeServiceClient(httpClient connect.HTTPClient, baseURL string, op
 			connect.WithSchema(authorizeServiceMethods.ByName("ReportUpstreamUnauthorized")),
 			connect.WithClientOptions(opts...),
 		),
+		watchInvalidations: connect.NewClient[v1.WatchInvalidationsRequest, v1.WatchInvalidationsResponse](
+			httpClient,
+			baseURL+AuthorizeServiceWatchInvalidationsProcedure,
+			connect.WithSchema(authorizeServiceMethods.ByName("WatchInvalidations")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -109,6 +124,7 @@ type authorizeServiceClient struct {
 	describeRoute              *connect.Client[v1.DescribeRouteRequest, v1.DescribeRouteResponse]
 	getSessionKeys             *connect.Client[v1.GetSessionKeysRequest, v1.GetSessionKeysResponse]
 	reportUpstreamUnauthorized *connect.Client[v1.ReportUpstreamUnauthorizedRequest, v1.ReportUpstreamUnauthorizedResponse]
+	watchInvalidations         *connect.Client[v1.WatchInvalidationsRequest, v1.WatchInvalidationsResponse]
 }
 
 // Authorize calls mcpgate.authorize.v1.AuthorizeService.Authorize.
@@ -148,6 +164,11 @@ func (c *authorizeServiceClient) ReportUpstreamUnauthorized(ctx context.Context,
 	return nil, err
 }
 
+// WatchInvalidations calls mcpgate.authorize.v1.AuthorizeService.WatchInvalidations.
+func (c *authorizeServiceClient) WatchInvalidations(ctx context.Context, req *v1.WatchInvalidationsRequest) (*connect.ServerStreamForClient[v1.WatchInvalidationsResponse], error) {
+	return c.watchInvalidations.CallServerStream(ctx, connect.NewRequest(req))
+}
+
 // AuthorizeServiceHandler is an implementation of the mcpgate.authorize.v1.AuthorizeService
 // service.
 type AuthorizeServiceHandler interface {
@@ -162,6 +183,11 @@ type AuthorizeServiceHandler interface {
 	// ReportUpstreamUnauthorized marks the principal's vault grant for the
 	// route unusable after the upstream answered 401.
 	ReportUpstreamUnauthorized(context.Context, *v1.ReportUpstreamUnauthorizedRequest) (*v1.ReportUpstreamUnauthorizedResponse, error)
+	// WatchInvalidations streams what changed, by store revision, so data
+	// planes can reuse ALLOW decisions until something they depend on
+	// changes; heartbeats (carrying the applied revision) come while the
+	// replica follows its store, and stop while it does not.
+	WatchInvalidations(context.Context, *v1.WatchInvalidationsRequest, *connect.ServerStream[v1.WatchInvalidationsResponse]) error
 }
 
 // NewAuthorizeServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -198,6 +224,13 @@ func NewAuthorizeServiceHandler(svc AuthorizeServiceHandler, opts ...connect.Han
 		connect.WithSchema(authorizeServiceMethods.ByName("ReportUpstreamUnauthorized")),
 		connect.WithHandlerOptions(opts...),
 	)
+	authorizeServiceWatchInvalidationsHandler := connect.NewServerStreamHandlerSimple(
+		AuthorizeServiceWatchInvalidationsProcedure,
+		svc.WatchInvalidations,
+		connect.WithSchema(authorizeServiceMethods.ByName("WatchInvalidations")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/mcpgate.authorize.v1.AuthorizeService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case AuthorizeServiceAuthorizeProcedure:
@@ -208,6 +241,8 @@ func NewAuthorizeServiceHandler(svc AuthorizeServiceHandler, opts ...connect.Han
 			authorizeServiceGetSessionKeysHandler.ServeHTTP(w, r)
 		case AuthorizeServiceReportUpstreamUnauthorizedProcedure:
 			authorizeServiceReportUpstreamUnauthorizedHandler.ServeHTTP(w, r)
+		case AuthorizeServiceWatchInvalidationsProcedure:
+			authorizeServiceWatchInvalidationsHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -231,4 +266,8 @@ func (UnimplementedAuthorizeServiceHandler) GetSessionKeys(context.Context, *v1.
 
 func (UnimplementedAuthorizeServiceHandler) ReportUpstreamUnauthorized(context.Context, *v1.ReportUpstreamUnauthorizedRequest) (*v1.ReportUpstreamUnauthorizedResponse, error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("mcpgate.authorize.v1.AuthorizeService.ReportUpstreamUnauthorized is not implemented"))
+}
+
+func (UnimplementedAuthorizeServiceHandler) WatchInvalidations(context.Context, *v1.WatchInvalidationsRequest, *connect.ServerStream[v1.WatchInvalidationsResponse]) error {
+	return connect.NewError(connect.CodeUnimplemented, errors.New("mcpgate.authorize.v1.AuthorizeService.WatchInvalidations is not implemented"))
 }
