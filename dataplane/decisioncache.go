@@ -42,10 +42,10 @@ const (
 type decisionCache struct {
 	size   int
 	maxAge time.Duration
-	now    func() time.Time
 	m      *metrics.DataPlane
 
 	mu        sync.Mutex
+	now       func() time.Time // read under mu
 	connected bool
 	streamRev int64     // every change up to it has been applied
 	lastMsg   time.Time // last message of the stream
@@ -101,9 +101,9 @@ func (c *decisionCache) currentLocked(now time.Time) bool {
 
 // lookup returns the cached ALLOW for key, if one may be used now.
 func (c *decisionCache) lookup(key [32]byte) (*authorizev1.AuthorizeResponse, bool) {
-	now := c.now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	now := c.now()
 	if !c.currentLocked(now) {
 		c.m.RecordCacheLookup(metrics.CacheBypass)
 		return nil, false
@@ -133,9 +133,9 @@ func (c *decisionCache) store(key [32]byte, route string, res *authorizev1.Autho
 		return
 	}
 	age := min(time.Duration(res.GetCacheMaxAgeMs())*time.Millisecond, c.maxAge)
-	now := c.now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	now := c.now()
 	if !c.currentLocked(now) || res.GetDecisionRevision() < c.streamRev {
 		return
 	}
