@@ -459,7 +459,7 @@ func TestDecisionCacheMaxAge(t *testing.T) {
 func TestDecisionCacheRevisions(t *testing.T) {
 	f := newCacheFixture(t, nil)
 	f.invalidate(t, &authorizev1.WatchInvalidationsResponse{Heartbeat: true}) // stream at 8
-	f.cp.rev.Store(7)                                                       // a replica behind
+	f.cp.rev.Store(7)                                                         // a replica behind
 	f.expectRPC(t, true, "Static", aliceKey, 200)
 	f.expectRPC(t, true, "Static", aliceKey, 200)
 
