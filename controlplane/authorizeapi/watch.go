@@ -50,7 +50,10 @@ type pendingInvalidation struct {
 
 func newHub(st *store.Store) *hub {
 	h := &hub{subs: map[*subscriber]struct{}{}}
-	st.OnChanges(h.apply)
+	rev := st.OnChanges(h.apply)
+	h.mu.Lock()
+	h.rev = max(h.rev, rev) // a batch may already have been applied
+	h.mu.Unlock()
 	return h
 }
 

@@ -59,11 +59,16 @@ type ChangeBatch struct {
 
 // subscribe registers f to be called, in revision order and while the
 // cache is locked (so f must not block or call back into the cache), with
-// every applied batch.
-func (c *cache) subscribe(f func(ChangeBatch)) {
+// every applied batch, and returns the revision the cache reflects now (0
+// before the first list): f gets every batch after it.
+func (c *cache) subscribe(f func(ChangeBatch)) int64 {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.onBatch = append(c.onBatch, f)
-	c.mu.Unlock()
+	if !c.synced {
+		return 0
+	}
+	return c.rev
 }
 
 func (c *cache) emitLocked(b ChangeBatch) {

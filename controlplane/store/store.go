@@ -103,8 +103,9 @@ func (s *Store) Run(ctx context.Context) error {
 // OnChanges registers f to be called with every batch of changes the cache
 // applies, in revision order, while the cache is locked: f must return
 // quickly and must not read the store. A batch with All follows every
-// (re)list. Register before Run.
-func (s *Store) OnChanges(f func(ChangeBatch)) { s.cache.subscribe(f) }
+// (re)list. It returns the revision the cache reflects as f is registered
+// (0 before the first list): f is told of every change after it.
+func (s *Store) OnChanges(f func(ChangeBatch)) int64 { return s.cache.subscribe(f) }
 
 // GrantName splits a grant's (or exchanged token's) record name into its
 // principal and server.
