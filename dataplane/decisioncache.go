@@ -49,6 +49,13 @@ type decisionCache struct {
 	connected bool
 	streamRev int64     // every change up to it has been applied
 	lastMsg   time.Time // last message of the stream
+	// seenRev is the highest revision an Authorize answer was decided on;
+	// behindSince when the stream was last seen behind it without making
+	// progress (zero: not behind). A stream stuck behind the revisions
+	// replicas decide on (its replica no longer follows the store) is as
+	// good as none after streamStaleAfter.
+	seenRev     int64
+	behindSince time.Time
 	lru       list.List // of *cacheEntry, most recent first
 	entries   map[[32]byte]*cacheEntry
 	byPrinc   map[string]map[*cacheEntry]struct{}
@@ -94,9 +101,38 @@ func requestKey(req *authorizev1.AuthorizeRequest) ([32]byte, bool) {
 	return sha256.Sum256(b), true
 }
 
-// currentLocked reports whether cached decisions may be used at now.
+// currentLocked reports whether cached decisions may be used at now: the
+// stream is connected, was heard from lately, and is not stuck behind the
+// revisions decisions are made on.
 func (c *decisionCache) currentLocked(now time.Time) bool {
-	return c.connected && now.Sub(c.lastMsg) < streamStaleAfter
+	return c.connected && now.Sub(c.lastMsg) < streamStaleAfter &&
+		(c.behindSince.IsZero() || now.Sub(c.behindSince) < streamStaleAfter)
+}
+
+// advanceLocked moves the stream to rev: progress restarts the behind
+// clock, catching up stops it.
+func (c *decisionCache) advanceLocked(rev int64, now time.Time) {
+	if rev > c.streamRev {
+		c.streamRev = rev
+		if !c.behindSince.IsZero() {
+			c.behindSince = now
+		}
+	}
+	if c.streamRev >= c.seenRev {
+		c.behindSince = time.Time{}
+	}
+}
+
+// observe notes the revision an Authorize answer was decided on.
+func (c *decisionCache) observe(rev int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if rev > c.seenRev {
+		c.seenRev = rev
+	}
+	if c.connected && rev > c.streamRev && c.behindSince.IsZero() {
+		c.behindSince = c.now()
+	}
 }
 
 // lookup returns the cached ALLOW for key, if one may be used now.
@@ -213,6 +249,10 @@ func (c *decisionCache) connect(msg *authorizev1.WatchInvalidationsResponse) {
 	c.m.RecordCacheInvalidation(metrics.InvalidateConnect, c.lru.Len())
 	c.resetLocked()
 	c.connected, c.streamRev, c.lastMsg = true, msg.GetRevision(), c.now()
+	c.behindSince = time.Time{}
+	if c.streamRev < c.seenRev {
+		c.behindSince = c.lastMsg
+	}
 	c.m.SetCacheState(0, true)
 }
 
@@ -231,9 +271,7 @@ func (c *decisionCache) apply(msg *authorizev1.WatchInvalidationsResponse) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.lastMsg = c.now()
-	if msg.GetRevision() > c.streamRev {
-		c.streamRev = msg.GetRevision()
-	}
+	c.advanceLocked(msg.GetRevision(), c.lastMsg)
 	if msg.GetHeartbeat() {
 		c.m.SetCacheState(c.lru.Len(), true)
 		return

@@ -496,3 +496,37 @@ func TestDecisionCacheUpstreamUnauthorized(t *testing.T) {
 	f.expectRPC(t, true, "Gmail", aliceKey, 401)
 	f.expectRPC(t, true, "Gmail", aliceKey, 401)
 }
+
+// TestDecisionCacheStreamBehind: a stream that stays behind the revision
+// the control plane decides on (its replica stopped following the store,
+// though it still sends heartbeats) is not trusted after 750 ms; once it
+// catches up, the cache is used again.
+func TestDecisionCacheStreamBehind(t *testing.T) {
+	f := newCacheFixture(t, nil)
+	f.cp.watch.quiet.Store(true)
+	heartbeat := func(rev int64) {
+		t.Helper()
+		f.cp.watch.send(f.cp, &authorizev1.WatchInvalidationsResponse{Heartbeat: true, Revision: rev})
+		f.waitRevision(t, rev)
+		deadline := time.Now().Add(10 * time.Second) // hang guard only
+		for !dataplane.DecisionCacheHeardAt(f.g.proxy).Equal(f.clock.now()) {
+			if time.Now().After(deadline) {
+				t.Fatal("heartbeat not applied")
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	f.post(t, "Static", aliceKey, 200) // cached at 7
+	f.cp.rev.Store(9)                  // another replica decides at 9
+	f.expectRPC(t, true, "Echo", aliceKey, 200)
+	f.expectRPC(t, false, "Static", aliceKey, 200) // behind only just now
+	f.clock.advance(700 * time.Millisecond)
+	heartbeat(7)
+	f.expectRPC(t, false, "Static", aliceKey, 200)
+	f.clock.advance(100 * time.Millisecond)
+	heartbeat(7)
+	f.expectRPC(t, true, "Static", aliceKey, 200) // stuck behind 9 for 800 ms
+	heartbeat(9)
+	f.expectRPC(t, false, "Static", aliceKey, 200)
+	f.expectRPC(t, false, "Echo", aliceKey, 200)
+}

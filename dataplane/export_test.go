@@ -31,3 +31,11 @@ func DecisionCacheRevision(p *Proxy) int64 {
 
 // DecisionCacheLen is the number of cached decisions.
 func DecisionCacheLen(p *Proxy) int { return p.dcache.len() }
+
+// DecisionCacheHeardAt is when (by the cache's clock) the stream's last
+// message was applied.
+func DecisionCacheHeardAt(p *Proxy) time.Time {
+	p.dcache.mu.Lock()
+	defer p.dcache.mu.Unlock()
+	return p.dcache.lastMsg
+}

@@ -310,8 +310,11 @@ func (p *Proxy) authorize(ctx context.Context, req *authorizev1.AuthorizeRequest
 		return c.Authorize(ctx, req)
 	})
 	p.metrics.RecordAuthorize(decisionLabel(res, err), time.Since(start))
-	if err == nil && keyed {
-		p.dcache.store(key, req.GetRoute(), res)
+	if err == nil && p.dcache != nil {
+		p.dcache.observe(res.GetDecisionRevision())
+		if keyed {
+			p.dcache.store(key, req.GetRoute(), res)
+		}
 	}
 	return res, err
 }
