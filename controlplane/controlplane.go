@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"time"
 
 	"connectrpc.com/connect"
 
@@ -43,6 +44,9 @@ type Config struct {
 	// OAuth configures the authorization server (rate limits, lifetimes);
 	// its Grants is always the vault's refresher.
 	OAuth oauth.Config
+	// DecisionCacheMaxAge is the longest a data plane may reuse an ALLOW
+	// (authorizeapi.DefaultDecisionCacheMaxAge when zero; negative: never).
+	DecisionCacheMaxAge time.Duration
 }
 
 // NewHandler returns the control plane's HTTP handler: the admin services
@@ -78,7 +82,12 @@ func NewHandler(st *store.Store, cfg Config, log *slog.Logger) http.Handler {
 	if cfg.Keyring != nil {
 		mux.Handle(vaultv1connect.NewVaultServiceHandler(vaultapi.New(cfg.Keyring, st, log), adminOpts))
 	}
-	authz := authorizeapi.New(st, log, authorizeapi.WithGrants(vaultGrants), authorizeapi.WithTokenExchange(grants.NewTokenExchange(st, cfg.Grants, log)), authorizeapi.WithLimiter(limiter), authorizeapi.WithAudit(cfg.Grants.Audit))
+	maxAge := cfg.DecisionCacheMaxAge
+	if maxAge == 0 {
+		maxAge = authorizeapi.DefaultDecisionCacheMaxAge
+	}
+	authz := authorizeapi.New(st, log, authorizeapi.WithGrants(vaultGrants), authorizeapi.WithTokenExchange(grants.NewTokenExchange(st, cfg.Grants, log)),
+		authorizeapi.WithLimiter(limiter), authorizeapi.WithAudit(cfg.Grants.Audit), authorizeapi.WithDecisionCacheMaxAge(maxAge))
 	mux.Handle(authorizeapi.NewHandler(authz, cfg.DataPlaneTokens, cfg.HandlerOptions...))
 	mux.Handle(wire.RelayPrefix+"/", authorizeapi.RequireDataPlane(cfg.DataPlaneTokens, http.StripPrefix(wire.RelayPrefix, as)))
 	return mux

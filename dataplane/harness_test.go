@@ -51,6 +51,13 @@ type fakeCP struct {
 	reports   []*authorizev1.ReportUpstreamUnauthorizedRequest
 	relayed   []*http.Request
 	relayBody []string
+
+	// The decision cache's side (decisioncache_test.go): with cacheAgeMs
+	// set, ALLOWs carry it and rev; with watch set, WatchInvalidations
+	// streams its messages.
+	cacheAgeMs atomic.Int64
+	rev        atomic.Int64
+	watch      *fakeWatch
 }
 
 func newFakeCP(t testing.TB) *fakeCP {
@@ -162,7 +169,8 @@ func (f *fakeCP) Authorize(ctx context.Context, req *authorizev1.AuthorizeReques
 		}
 		allow.UpstreamHeaders = []*authorizev1.Header{{Name: "Authorization", Value: c.GetPassthroughAuthorization()}}
 	}
-	return &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_ALLOW, Allow: allow, Principal: p, KeyId: fakeKeyID(c.GetApiKey())}, nil
+	return &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_ALLOW, Allow: allow, Principal: p, KeyId: fakeKeyID(c.GetApiKey()),
+		DecisionRevision: f.rev.Load(), CacheMaxAgeMs: f.cacheAgeMs.Load(), AccessTokenId: fakeTokenID(c.GetBearerToken())}, nil
 }
 
 // fakeKeyID is the key id the fake control plane reports for an API key.

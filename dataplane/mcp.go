@@ -358,12 +358,35 @@ func headersMatchBody(h http.Header, b rpcBody) bool {
 	return true
 }
 
+// authorize decides req: a reusable cached ALLOW when the decision cache
+// has one, else the Authorize RPC (whose ALLOW may then be cached). The
+// request's info counts both, so its audit event says whether every
+// decision it needed was a cached one.
 func (p *Proxy) authorize(ctx context.Context, req *authorizev1.AuthorizeRequest) (*authorizev1.AuthorizeResponse, error) {
+	info := infoFrom(ctx)
+	info.authCalls++
+	var key [32]byte
+	keyed := false
+	if p.dcache != nil {
+		key, keyed = requestKey(req)
+		if keyed {
+			if res, ok := p.dcache.lookup(key); ok {
+				info.cacheHits++
+				return res, nil
+			}
+		}
+	}
 	start := time.Now()
 	res, err := call(ctx, p.cp, func(ctx context.Context, c authorizev1connect.AuthorizeServiceClient) (*authorizev1.AuthorizeResponse, error) {
 		return c.Authorize(ctx, req)
 	})
 	p.metrics.RecordAuthorize(decisionLabel(res, err), time.Since(start))
+	if err == nil && p.dcache != nil {
+		p.dcache.observe(res.GetDecisionRevision())
+		if keyed {
+			p.dcache.store(key, req.GetRoute(), res)
+		}
+	}
 	return res, err
 }
 
@@ -795,6 +818,11 @@ func rewriteEvent(event []byte, filter messageRewriter) ([]byte, error) {
 // challenge; otherwise 502.
 func (p *Proxy) upstreamUnauthorized(w http.ResponseWriter, r *http.Request, log *slog.Logger, f fwd) {
 	ctx := r.Context()
+	if p.dcache != nil {
+		// Whatever credential a cached decision carried for this route
+		// was refused: decide again next time.
+		p.dcache.forget(f.principal, f.route)
+	}
 	if !f.allow.GetVaultGrant() {
 		log.WarnContext(ctx, "upstream rejected static credentials")
 		writeFixed(w, http.StatusBadGateway, withID(rpcUpstreamRefused, f.id))

@@ -24,6 +24,8 @@ type reqInfo struct {
 	keyID      string
 	session    string // the gateway session handle the client sent
 	upstream   int    // upstream status, 0 when not forwarded
+	authCalls  int    // decisions the request needed
+	cacheHits  int    // of them, reused from the decision cache
 }
 
 type infoKey struct{}
@@ -74,5 +76,6 @@ func (p *Proxy) observe(info *reqInfo, status int, session string, d time.Durati
 		Method: info.method, Tool: info.tool, Decision: info.decision, Reason: info.reason, Rule: info.rule,
 		Status: status, Upstream: info.upstream, Latency: d,
 		SessionID: info.session, DataPlane: p.publicBase,
+		Cached: info.authCalls > 0 && info.cacheHits == info.authCalls,
 	})
 }

@@ -81,6 +81,13 @@ type Config struct {
 	Metrics *metrics.DataPlane
 	// Audit receives one event per MCP request (nil: none).
 	Audit *audit.Logger
+	// DecisionCacheSize bounds the ALLOW decisions kept for reuse (an
+	// LRU); 0 turns the cache (and its invalidation stream) off.
+	DecisionCacheSize int
+	// DecisionCacheMaxAge is this data plane's own bound on reusing an
+	// ALLOW, whatever the control plane allows
+	// (DefaultDecisionCacheMaxAge when zero).
+	DecisionCacheMaxAge time.Duration
 }
 
 // Proxy is the data-plane HTTP handler. Create it with New.
@@ -107,6 +114,7 @@ type Proxy struct {
 	members        memberTransport // aggregate routes' members
 	reopened       *sessionMap     // aggregate members reopened by this process
 	pins           *pinReporter
+	dcache         *decisionCache // nil: no decision cache
 }
 
 // New validates cfg and returns a Proxy. Call Run to keep its session keys
@@ -196,13 +204,29 @@ func New(cfg Config, log *slog.Logger) (*Proxy, error) {
 	p.versions = &bridge.Versions{}
 	p.bridged = bridge.NewSessions(up, cfg.MaxBridgeSessions)
 	p.pins = newPinReporter(log, cp)
+	if cfg.DecisionCacheSize > 0 {
+		if cfg.DecisionCacheMaxAge <= 0 {
+			cfg.DecisionCacheMaxAge = DefaultDecisionCacheMaxAge
+		}
+		p.dcache = newDecisionCache(cfg.DecisionCacheSize, cfg.DecisionCacheMaxAge, cfg.Metrics)
+	}
 	return p, nil
 }
 
 func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
-// Run refreshes the session key ring until ctx ends; it returns nil then.
+// Run refreshes the session key ring, and follows the control plane's
+// invalidation stream when the decision cache is on, until ctx ends; it
+// returns nil then.
 func (p *Proxy) Run(ctx context.Context) error {
+	if p.dcache != nil {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			p.watchInvalidations(ctx)
+		}()
+		defer func() { <-done }()
+	}
 	p.keys.run(ctx, p.timeout)
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/mcpgate/mcpgate/controlplane"
+	"github.com/mcpgate/mcpgate/controlplane/authorizeapi"
 	"github.com/mcpgate/mcpgate/controlplane/configapi"
 	"github.com/mcpgate/mcpgate/controlplane/grants"
 	"github.com/mcpgate/mcpgate/controlplane/store"
@@ -32,6 +33,8 @@ type controlConfig struct {
 	AdminKey       string
 	Ops            controlOps
 	Limits         *limitFlags
+	// DecisionCacheMaxAge is the longest a data plane may reuse an ALLOW.
+	DecisionCacheMaxAge time.Duration
 }
 
 func cmdControl(ctx context.Context, args []string, io stdio) error {
@@ -50,6 +53,8 @@ func cmdControl(ctx context.Context, args []string, io stdio) error {
 	fs.StringVar(&cfg.VaultKeyset, "vault-keyset-file", "", "vault keyset file (tink JSON), shared by every replica; or MCPGATE_VAULT_KEYSET with its contents")
 	ops.Deprecate(fs, "vault-keyset", "vault-keyset-file")
 	fs.StringVar(&tokens, "dataplane-token", "", "comma-separated tokens data planes present (the variable is the better place for them)")
+	fs.DurationVar(&cfg.DecisionCacheMaxAge, "decision-cache-max-age", authorizeapi.DefaultDecisionCacheMaxAge,
+		"longest a data plane may reuse an ALLOW decision (bounded further by credential expiry); 0 disables reuse")
 	cfg.Ops.register(fs)
 	cfg.Limits = registerLimitFlags(fs)
 	warnings, err := parseRun(fs, args, io)
@@ -142,6 +147,7 @@ func runControl(ctx context.Context, cfg controlConfig, io stdio, log *slog.Logg
 		HandlerOptions:      ops.handlerOptions(),
 		AdminHandlerOptions: ops.adminHandlerOptions(st),
 		OAuth:               cfg.Limits.oauth,
+		DecisionCacheMaxAge: decisionCacheMaxAge(cfg.DecisionCacheMaxAge),
 	}, log)
 	return ops.serve(ctx, cfg.Ops, cfg.Listen, h, log)
 }
@@ -163,4 +169,13 @@ func cmdProxy(ctx context.Context, args []string, io stdio) error {
 		log.Warn(w)
 	}
 	return proxyrun.Run(ctx, cfg(), log)
+}
+
+// decisionCacheMaxAge maps the flag to controlplane.Config: 0 there means
+// the default, so the flag's 0 (never reuse) becomes negative.
+func decisionCacheMaxAge(d time.Duration) time.Duration {
+	if d <= 0 {
+		return -1
+	}
+	return d
 }

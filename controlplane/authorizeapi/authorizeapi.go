@@ -13,6 +13,7 @@ import (
 
 	authorizev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1"
 	"github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1/authorizev1connect"
+	storev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/store/v1"
 	"github.com/mcpgate/mcpgate/controlplane/authorize"
 	"github.com/mcpgate/mcpgate/controlplane/grants"
 	"github.com/mcpgate/mcpgate/controlplane/limits"
@@ -41,6 +42,32 @@ type Service struct {
 	exch    grants.ExchangeTokens
 	limiter *limits.Limiter
 	audit   *audit.Logger
+
+	hub       *hub
+	heartbeat time.Duration
+	maxAge    time.Duration
+}
+
+// DefaultDecisionCacheMaxAge is how long a data plane may reuse an ALLOW
+// at most (WithDecisionCacheMaxAge).
+const DefaultDecisionCacheMaxAge = 10 * time.Second
+
+// CredentialMargin is subtracted from a vault grant's upstream token expiry
+// when bounding a cached decision's age (the same margin grants refresh
+// ahead of expiry by default).
+const CredentialMargin = 60 * time.Second
+
+// WithDecisionCacheMaxAge sets the longest a data plane may reuse an ALLOW
+// (cache_max_age_ms); 0 or less: never.
+func WithDecisionCacheMaxAge(d time.Duration) Option { return func(s *Service) { s.maxAge = d } }
+
+// WithHeartbeatInterval sets how often WatchInvalidations sends a heartbeat.
+func WithHeartbeatInterval(d time.Duration) Option {
+	return func(s *Service) {
+		if d > 0 {
+			s.heartbeat = d
+		}
+	}
 }
 
 // Option configures a Service.
@@ -71,7 +98,7 @@ func WithClock(now func() time.Time) Option { return func(s *Service) { s.now = 
 
 // New returns the AuthorizeService handler.
 func New(st *store.Store, log *slog.Logger, opts ...Option) *Service {
-	s := &Service{st: st, log: log, now: time.Now}
+	s := &Service{st: st, log: log, now: time.Now, heartbeat: DefaultHeartbeatInterval, maxAge: DefaultDecisionCacheMaxAge}
 	for _, o := range opts {
 		o(s)
 	}
@@ -91,6 +118,7 @@ func New(st *store.Store, log *slog.Logger, opts ...Option) *Service {
 		s.limiter = limits.New(st, log, limits.WithClock(s.now))
 	}
 	s.obtain = grants.Obtainer{Grants: s.tokens, Machine: s.machine, Exchange: s.exch, Log: log}
+	s.hub = newHub(st)
 	return s
 }
 
@@ -102,10 +130,16 @@ func New(st *store.Store, log *slog.Logger, opts ...Option) *Service {
 // just before the client uses it): then the cache catches up with etcd's
 // current revision once and the request is decided again. Known credentials
 // never touch etcd.
+//
+// Every answer carries the store revision it was decided on (read before
+// deciding), and an ALLOW the time a data plane may reuse it
+// (cacheMaxAge).
 func (s *Service) Authorize(ctx context.Context, req *authorizev1.AuthorizeRequest) (*authorizev1.AuthorizeResponse, error) {
+	rev := s.st.CacheStatus().Revision
 	now := s.now()
 	d, err := authorize.Decide(s.st, now, req)
 	if err == nil && (d.Response.GetReason() == authorize.ReasonUnknownKey || d.Response.GetReason() == authorize.ReasonUnknownToken) && s.catchUp(ctx) {
+		rev = s.st.CacheStatus().Revision
 		now = s.now()
 		d, err = authorize.Decide(s.st, now, req)
 	}
@@ -124,9 +158,23 @@ func (s *Service) Authorize(ctx context.Context, req *authorizev1.AuthorizeReque
 			return limited, nil
 		}
 	}
+	uncacheable := d.Response.GetUncacheable()
 	resp, err := s.obtain.Complete(ctx, d)
 	if err != nil {
 		return nil, s.toConnectError(ctx, "authorize", err)
+	}
+	resp.DecisionRevision = rev
+	if resp.GetDecision() == authorizev1.Decision_DECISION_ALLOW {
+		if t := req.GetCredentials().GetBearerToken(); t != "" {
+			resp.AccessTokenId = store.KeyID(store.HashKey(t))
+		}
+		// Not reusable: an ALLOW a rate limit counted (reusing it would
+		// skip the count), and an aggregate's (its members' upstream
+		// credentials are not bounded here).
+		resp.Uncacheable = uncacheable
+		if !uncacheable && resp.GetAggregate() == nil {
+			resp.CacheMaxAgeMs = s.cacheMaxAge(req, d).Milliseconds()
+		}
 	}
 	return resp, nil
 }
@@ -172,6 +220,93 @@ func (s *Service) limit(ctx context.Context, now time.Time, req *authorizev1.Aut
 		KeyId:     allow.GetKeyId(),
 		Reason:    ReasonRateLimited,
 	}, nil
+}
+
+// cacheMaxAge is how long a data plane may reuse the ALLOW d of req: the
+// configured maximum, bounded by the expiry of the API key, of the access
+// token and the key it derives from, and of the upstream credential the
+// ALLOW carries (minus a margin). 0 when any of them cannot be told.
+// Passthrough ALLOWs are reusable: the data plane keys its cache on the
+// passthrough value too, and the control plane holds nothing of it.
+func (s *Service) cacheMaxAge(req *authorizev1.AuthorizeRequest, d authorize.Decision) time.Duration {
+	if s.maxAge <= 0 {
+		return 0
+	}
+	now := s.now()
+	until := now.Add(s.maxAge)
+	bound := func(t time.Time) {
+		if t.Before(until) {
+			until = t
+		}
+	}
+	key := func(rec *storev1.KeyRecord) {
+		if exp := rec.GetKey().GetExpireTime(); exp != nil {
+			bound(exp.AsTime())
+		}
+	}
+	c := req.GetCredentials()
+	if k := c.GetApiKey(); k != "" {
+		rec, ok := s.st.KeyByHash(store.HashKey(k))
+		if !ok {
+			return 0
+		}
+		key(rec)
+	}
+	if t := c.GetBearerToken(); t != "" {
+		rec, ok := s.st.AccessToken(store.HashKey(t))
+		if !ok || rec.GetExpireTime() == nil {
+			return 0
+		}
+		bound(rec.GetExpireTime().AsTime())
+		if id := rec.GetKeyId(); id != "" {
+			k, ok := s.st.Key(id)
+			if !ok {
+				return 0
+			}
+			key(k)
+		}
+	}
+	switch d.Need {
+	case authorize.NeedNothing:
+	case authorize.NeedVaultGrant:
+		g, ok := s.st.Grant(d.Principal, d.Server.Def.GetName())
+		if !ok {
+			return 0
+		}
+		if exp := g.Token.GetExpiry(); exp != nil {
+			bound(exp.AsTime().Add(-CredentialMargin))
+		}
+	case authorize.NeedClientCredentials:
+		u, ok := s.machine.(interface {
+			UseBy(server string, rev int64) (time.Time, bool)
+		})
+		if !ok {
+			return 0
+		}
+		t, ok := u.UseBy(d.Server.Def.GetName(), d.Server.Def.GetRevision())
+		if !ok {
+			return 0
+		}
+		bound(t)
+	case authorize.NeedTokenExchange:
+		u, ok := s.exch.(interface {
+			UseBy(principal string, srv *store.Server) (time.Time, bool)
+		})
+		if !ok {
+			return 0
+		}
+		t, ok := u.UseBy(d.Principal, d.Server)
+		if !ok {
+			return 0
+		}
+		bound(t)
+	default:
+		return 0
+	}
+	if age := until.Sub(now); age > 0 {
+		return age
+	}
+	return 0
 }
 
 // catchUp waits (briefly) for the cache to reach etcd's revision as of

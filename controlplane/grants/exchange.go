@@ -291,3 +291,21 @@ func (x *TokenExchange) audit(principal, server, idp string, err error) {
 	}
 	_ = x.cfg.Audit.Admin(audit.Admin{Time: x.cfg.Now(), Principal: principal, Procedure: ActionExchange + " " + GrantTokenExchange, Object: principal + "/" + server + " idp:" + idp, Code: code})
 }
+
+// UseBy reports until when the token Token last returned for principal
+// and srv may be used (its expiry minus the margin): the bound of a data
+// plane's reuse of a decision carrying it. False when none is held in
+// memory (for instance one read from the store by another path).
+func (x *TokenExchange) UseBy(principal string, srv *store.Server) (time.Time, bool) {
+	p, ok := x.st.Principal(principal)
+	if !ok {
+		return time.Time{}, false
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	e, ok := x.cache[store.ExchangedTokenName(principal, srv.Def.GetName())]
+	if !ok || e.uid != p.GetUid() || e.rev != srv.Def.GetRevision() {
+		return time.Time{}, false
+	}
+	return e.useBy, true
+}

@@ -165,3 +165,16 @@ func lifetime(tok *oauth2.Token) (time.Duration, bool) {
 	}
 	return time.Until(tok.Expiry), true
 }
+
+// UseBy reports until when the token Token last returned for the server
+// (at its revision) may be used (its expiry minus Early): the bound of a
+// data plane's reuse of a decision carrying it. False when none is held.
+func (c *ClientCredentials) UseBy(server string, rev int64) (time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t, ok := c.cache[server]
+	if !ok || t.rev != rev {
+		return time.Time{}, false
+	}
+	return t.useBy, true
+}

@@ -39,6 +39,45 @@ type cache struct {
 	// probeEvery and probeTimeout bound how long a silently cut link goes
 	// unnoticed; relistTimeout bounds one list attempt.
 	probeEvery, probeTimeout, relistTimeout time.Duration
+	onBatch                                 []func(ChangeBatch)
+}
+
+// Change is one applied change of a cached object: Old is what the cache
+// held before (nil when nothing), New what it holds now (nil when deleted
+// or undecodable); Created says etcd created the key (a new object, on
+// which nothing can have been decided yet).
+type Change struct {
+	Kind, Name string
+	Old, New   any
+	Created    bool
+}
+
+// ChangeBatch is what one watch response changed, up to Revision. All
+// says the cache was (re)listed: anything may have changed.
+type ChangeBatch struct {
+	Revision int64
+	All      bool
+	Changes  []Change
+}
+
+// subscribe registers f to be called, in revision order and while the
+// cache is locked (so f must not block or call back into the cache), with
+// every applied batch, and returns the revision the cache reflects now (0
+// before the first list): f gets every batch after it.
+func (c *cache) subscribe(f func(ChangeBatch)) int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.onBatch = append(c.onBatch, f)
+	if !c.synced {
+		return 0
+	}
+	return c.rev
+}
+
+func (c *cache) emitLocked(b ChangeBatch) {
+	for _, f := range c.onBatch {
+		f(b)
+	}
 }
 
 func newCache(kv *clientv3.Client, prefix string, decoders map[string]decoder, log *slog.Logger) *cache {
@@ -108,6 +147,7 @@ func (c *cache) listAndWatch(ctx context.Context) error {
 	}
 	c.mu.Lock()
 	c.objs, c.rev, c.synced, c.lastErr = objs, resp.Header.Revision, true, nil
+	c.emitLocked(ChangeBatch{Revision: c.rev, All: true})
 	c.notifyLocked()
 	c.mu.Unlock()
 
@@ -154,19 +194,23 @@ func (c *cache) listAndWatch(ctx context.Context) error {
 			return fmt.Errorf("watch %s: %w", c.prefix, err)
 		}
 		c.mu.Lock()
+		var changes []Change
 		for _, ev := range wr.Events {
 			kind, name, ok := c.split(string(ev.Kv.Key))
 			if !ok {
 				continue
 			}
+			old := c.objs[kind][name]
 			switch ev.Type {
 			case mvccpb.PUT:
 				obj, err := c.decoders[kind](name, ev.Kv.Value, ev.Kv.ModRevision)
 				if err != nil {
 					c.log.ErrorContext(ctx, "cache: undecodable record skipped", slog.String("kind", kind), slog.String("name", name), slog.Any("err", err))
 					delete(c.objs[kind], name)
+					changes = append(changes, Change{Kind: kind, Name: name, Old: old})
 					continue
 				}
+				changes = append(changes, Change{Kind: kind, Name: name, Old: old, New: obj, Created: ev.IsCreate()})
 				if c.objs[kind] == nil {
 					c.objs[kind] = map[string]any{}
 				}
@@ -176,6 +220,7 @@ func (c *cache) listAndWatch(ctx context.Context) error {
 				}
 			case mvccpb.DELETE:
 				delete(c.objs[kind], name)
+				changes = append(changes, Change{Kind: kind, Name: name, Old: old})
 				for _, f := range c.onApply {
 					f(kind, name, nil)
 				}
@@ -184,6 +229,7 @@ func (c *cache) listAndWatch(ctx context.Context) error {
 		if wr.Header.Revision > c.rev {
 			c.rev = wr.Header.Revision
 		}
+		c.emitLocked(ChangeBatch{Revision: c.rev, Changes: changes})
 		c.notifyLocked()
 		c.mu.Unlock()
 	}

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -103,6 +104,19 @@ func New(cli *clientv3.Client, sealer Sealer, log *slog.Logger, opts ...Option) 
 func (s *Store) Run(ctx context.Context) error {
 	defer s.closeLockSession()
 	return s.cache.run(ctx)
+}
+
+// OnChanges registers f to be called with every batch of changes the cache
+// applies, in revision order, while the cache is locked: f must return
+// quickly and must not read the store. A batch with All follows every
+// (re)list. It returns the revision the cache reflects as f is registered
+// (0 before the first list): f is told of every change after it.
+func (s *Store) OnChanges(f func(ChangeBatch)) int64 { return s.cache.subscribe(f) }
+
+// GrantName splits a grant's (or exchanged token's) record name into its
+// principal and server.
+func GrantName(name string) (principal, server string, ok bool) {
+	return strings.Cut(name, "\x1f")
 }
 
 // WaitRevision blocks until the cache reflects revision rev (read your writes).

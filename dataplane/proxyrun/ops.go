@@ -107,6 +107,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		UpstreamHeaderTimeout:  cfg.Limits.UpstreamHeaderTimeout,
 		MaxStreamLifetime:      cfg.Limits.MaxStreamLifetime,
 		MaxStreamsPerPrincipal: cfg.Limits.MaxStreamsPerPrincipal,
+		DecisionCacheSize:      cfg.Limits.DecisionCacheSize,
+		DecisionCacheMaxAge:    cfg.Limits.DecisionCacheMaxAge,
 	}, log)
 	if err != nil {
 		return err

@@ -53,6 +53,13 @@ type Limits struct {
 	// MaxStreamsPerPrincipal bounds the streams and calls one principal may
 	// have in flight on this data plane (429 past it).
 	MaxStreamsPerPrincipal int
+	// DecisionCacheSize bounds the ALLOW decisions kept for reuse; 0 turns
+	// the decision cache off.
+	DecisionCacheSize int
+	// DecisionCacheMaxAge is this data plane's own bound on reusing an
+	// ALLOW (the control plane's max age, and credential expiry, bound it
+	// further).
+	DecisionCacheMaxAge time.Duration
 }
 
 // RegisterLimitsFlags defines the Limits flags on fs (their variables are
@@ -65,6 +72,10 @@ func RegisterLimitsFlags(fs *flag.FlagSet, l *Limits) {
 		"longest an upstream SSE stream (or any upstream response) is relayed; the stream then ends cleanly and clients resume with Last-Event-ID")
 	fs.IntVar(&l.MaxStreamsPerPrincipal, "max-streams-per-principal", dataplane.DefaultMaxStreamsPerPrincipal,
 		"GET streams and POSTs carrying requests one principal may have in flight on this data plane; more get 429")
+	fs.IntVar(&l.DecisionCacheSize, "decision-cache-size", dataplane.DefaultDecisionCacheSize,
+		"ALLOW decisions kept for reuse while the control plane's invalidation stream is current (LRU); 0 turns the cache off")
+	fs.DurationVar(&l.DecisionCacheMaxAge, "decision-cache-max-age", dataplane.DefaultDecisionCacheMaxAge,
+		"longest this data plane reuses an ALLOW decision (the control plane's max age and credential expiry bound it further)")
 }
 
 // RegisterFlags defines the data plane's flags on fs; call the result after
@@ -188,6 +199,8 @@ func HandlerObserved(cfg Config, m *metrics.DataPlane, al *audit.Logger, log *sl
 		UpstreamHeaderTimeout:  cfg.Limits.UpstreamHeaderTimeout,
 		MaxStreamLifetime:      cfg.Limits.MaxStreamLifetime,
 		MaxStreamsPerPrincipal: cfg.Limits.MaxStreamsPerPrincipal,
+		DecisionCacheSize:      cfg.Limits.DecisionCacheSize,
+		DecisionCacheMaxAge:    cfg.Limits.DecisionCacheMaxAge,
 	}, log)
 }
 
@@ -200,6 +213,9 @@ func check(cfg Config) error {
 	}
 	if l := cfg.Limits; l.UpstreamHeaderTimeout < 0 || l.MaxStreamLifetime < 0 || l.MaxStreamsPerPrincipal < 0 {
 		return errors.New("upstream limits must not be negative (--upstream-header-timeout, --max-stream-lifetime, --max-streams-per-principal)")
+	}
+	if l := cfg.Limits; l.DecisionCacheSize < 0 || l.DecisionCacheMaxAge < 0 {
+		return errors.New("decision cache bounds must not be negative (--decision-cache-size, --decision-cache-max-age)")
 	}
 	if cfg.DataPlaneToken == "" && cfg.Ops.ControlPlaneCert == "" {
 		return errors.New("data-plane credential required (--dataplane-token / MCPGATE_DATAPLANE_TOKEN, or --control-plane-cert for mTLS)")

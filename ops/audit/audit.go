@@ -70,6 +70,9 @@ type Request struct {
 	Latency   time.Duration
 	SessionID string // the gateway session handle; only its hash is written
 	DataPlane string // which data plane served it (its public URL)
+	// Cached: the decision was a reused ALLOW (the data plane's decision
+	// cache), not an Authorize call.
+	Cached bool
 }
 
 // Admin is one admin write on a control plane.
@@ -173,6 +176,7 @@ type requestLine struct {
 	LatencyMS   float64 `json:"latency_ms"`
 	SessionHash string  `json:"session_hash,omitempty"`
 	DataPlane   string  `json:"data_plane,omitempty"`
+	Cached      bool    `json:"cached,omitempty"`
 }
 
 type adminLine struct {
@@ -346,6 +350,7 @@ func (l *Logger) Request(ev Request) error {
 		LatencyMS:   float64(ev.Latency.Microseconds()) / 1000,
 		SessionHash: SessionHash(ev.SessionID),
 		DataPlane:   clip(ev.DataPlane),
+		Cached:      ev.Cached,
 	})
 }
 

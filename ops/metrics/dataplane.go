@@ -15,7 +15,30 @@ type DataPlane struct {
 	authorize *prometheus.HistogramVec
 	upstream  *prometheus.HistogramVec
 	inflight  prometheus.Gauge
+
+	cacheLookups       *prometheus.CounterVec
+	cacheInvalidations *prometheus.CounterVec
+	cacheEntries       prometheus.Gauge
+	cacheCurrent       prometheus.Gauge
 }
+
+// Decision cache lookup results and invalidation kinds (fixed labels).
+const (
+	CacheHit = "hit"
+	// CacheMiss: no entry (or expired, or newer than the stream).
+	CacheMiss = "miss"
+	// CacheBypass: the invalidation stream is down or stale; no entry used.
+	CacheBypass = "bypass"
+
+	InvalidateAll       = "all"
+	InvalidatePrincipal = "principal"
+	InvalidateKey       = "key"
+	InvalidateToken     = "token"
+	InvalidateRoute     = "route"
+	InvalidateGrant     = "grant"
+	// InvalidateConnect: flushed on (re)connecting or losing the stream.
+	InvalidateConnect = "connect"
+)
 
 // NewDataPlane returns the data plane's collectors on a fresh registry
 // (with the Go and process collectors).
@@ -48,7 +71,24 @@ func newDataPlane(reg *prometheus.Registry) *DataPlane {
 			Help: "MCP requests (including open streams) being served.",
 		}),
 	}
-	m.Registry.MustRegister(m.requests, m.duration, m.authorize, m.upstream, m.inflight)
+	m.cacheLookups = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: "dataplane", Name: "decision_cache_lookups_total",
+		Help: "Decision cache lookups by result: hit, miss, bypass (invalidation stream down or stale).",
+	}, []string{"result"})
+	m.cacheInvalidations = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Subsystem: "dataplane", Name: "decision_cache_invalidations_total",
+		Help: "Invalidations applied to the decision cache by what they named (all, principal, key, token, route, grant, connect).",
+	}, []string{"kind"})
+	m.cacheEntries = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Subsystem: "dataplane", Name: "decision_cache_entries",
+		Help: "Cached ALLOW decisions held.",
+	})
+	m.cacheCurrent = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Subsystem: "dataplane", Name: "decision_cache_stream_current",
+		Help: "1 while the invalidation stream is connected and its heartbeat fresh (cached decisions usable), else 0.",
+	})
+	m.Registry.MustRegister(m.requests, m.duration, m.authorize, m.upstream, m.inflight,
+		m.cacheLookups, m.cacheInvalidations, m.cacheEntries, m.cacheCurrent)
 	return m
 }
 
@@ -103,4 +143,34 @@ func (m *DataPlane) InFlight() (done func()) {
 	}
 	m.inflight.Inc()
 	return m.inflight.Dec
+}
+
+// RecordCacheLookup counts one decision cache lookup (CacheHit, CacheMiss,
+// CacheBypass).
+func (m *DataPlane) RecordCacheLookup(result string) {
+	if m == nil {
+		return
+	}
+	m.cacheLookups.WithLabelValues(result).Inc()
+}
+
+// RecordCacheInvalidation counts invalidations of kind (Invalidate*).
+func (m *DataPlane) RecordCacheInvalidation(kind string, n int) {
+	if m == nil || n <= 0 {
+		return
+	}
+	m.cacheInvalidations.WithLabelValues(kind).Add(float64(n))
+}
+
+// SetCacheState sets the entry gauge and whether the stream is current.
+func (m *DataPlane) SetCacheState(entries int, current bool) {
+	if m == nil {
+		return
+	}
+	m.cacheEntries.Set(float64(entries))
+	c := 0.0
+	if current {
+		c = 1
+	}
+	m.cacheCurrent.Set(c)
 }

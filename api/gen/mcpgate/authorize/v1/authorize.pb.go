@@ -897,7 +897,22 @@ type AuthorizeResponse struct {
 	// Set iff the route is an aggregate (/mcp or a virtual server) and the
 	// decision is ALLOW: the members the principal may use, each with its own
 	// decision for this request.
-	Aggregate     *Aggregate `protobuf:"bytes,180,opt,name=aggregate,proto3" json:"aggregate,omitempty"`
+	Aggregate *Aggregate `protobuf:"bytes,180,opt,name=aggregate,proto3" json:"aggregate,omitempty"`
+	// The control plane's store revision the decision was made on (read
+	// before deciding, so the state decided on is at least this recent).
+	// Data planes cache an ALLOW only against an invalidation stream that
+	// has reached this revision (WatchInvalidations).
+	DecisionRevision int64 `protobuf:"varint,220,opt,name=decision_revision,json=decisionRevision,proto3" json:"decision_revision,omitempty"`
+	// How long, in milliseconds, a data plane may reuse this ALLOW for the
+	// same request (same credentials, route, methods, names, public base)
+	// while its invalidation stream is current. 0: never reuse. Set only on
+	// ALLOW; bounded by the control plane's configured maximum and by the
+	// expiry of the credentials involved (API key, access token, upstream
+	// token) minus a margin.
+	CacheMaxAgeMs int64 `protobuf:"varint,221,opt,name=cache_max_age_ms,json=cacheMaxAgeMs,proto3" json:"cache_max_age_ms,omitempty"`
+	// Id of the gateway access token used, when one resolved (the id
+	// WatchInvalidations names when the token changes or ends).
+	AccessTokenId string `protobuf:"bytes,222,opt,name=access_token_id,json=accessTokenId,proto3" json:"access_token_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1021,6 +1036,27 @@ func (x *AuthorizeResponse) GetAggregate() *Aggregate {
 		return x.Aggregate
 	}
 	return nil
+}
+
+func (x *AuthorizeResponse) GetDecisionRevision() int64 {
+	if x != nil {
+		return x.DecisionRevision
+	}
+	return 0
+}
+
+func (x *AuthorizeResponse) GetCacheMaxAgeMs() int64 {
+	if x != nil {
+		return x.CacheMaxAgeMs
+	}
+	return 0
+}
+
+func (x *AuthorizeResponse) GetAccessTokenId() string {
+	if x != nil {
+		return x.AccessTokenId
+	}
+	return ""
 }
 
 // RateLimited names the limit that refused a call. Nothing in it is secret.
@@ -1723,6 +1759,206 @@ func (*ReportToolDigestsResponse) Descriptor() ([]byte, []int) {
 	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{22}
 }
 
+type WatchInvalidationsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchInvalidationsRequest) Reset() {
+	*x = WatchInvalidationsRequest{}
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchInvalidationsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchInvalidationsRequest) ProtoMessage() {}
+
+func (x *WatchInvalidationsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchInvalidationsRequest.ProtoReflect.Descriptor instead.
+func (*WatchInvalidationsRequest) Descriptor() ([]byte, []int) {
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{23}
+}
+
+// InvalidatedGrant is a principal's upstream grant for one route.
+type InvalidatedGrant struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Principal     string                 `protobuf:"bytes,1,opt,name=principal,proto3" json:"principal,omitempty"`
+	Route         string                 `protobuf:"bytes,2,opt,name=route,proto3" json:"route,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InvalidatedGrant) Reset() {
+	*x = InvalidatedGrant{}
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InvalidatedGrant) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InvalidatedGrant) ProtoMessage() {}
+
+func (x *InvalidatedGrant) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InvalidatedGrant.ProtoReflect.Descriptor instead.
+func (*InvalidatedGrant) Descriptor() ([]byte, []int) {
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *InvalidatedGrant) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
+}
+
+func (x *InvalidatedGrant) GetRoute() string {
+	if x != nil {
+		return x.Route
+	}
+	return ""
+}
+
+// WatchInvalidationsResponse is one message of the invalidation stream: a
+// heartbeat, or what changed up to revision. Cached ALLOWs a message names
+// (by principal, API key id, access token id, route, or principal x route;
+// every one with all) must not be reused. Each message covers every change
+// up to its revision.
+type WatchInvalidationsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The replica's applied store revision: every change up to it has been
+	// sent on this stream.
+	Revision int64 `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	// Nothing changed that a cached decision depends on.
+	Heartbeat bool `protobuf:"varint,2,opt,name=heartbeat,proto3" json:"heartbeat,omitempty"`
+	// Flush everything (a group, identity provider or other configuration
+	// change, a relist of the store, or more changes than are worth naming).
+	All            bool     `protobuf:"varint,3,opt,name=all,proto3" json:"all,omitempty"`
+	Principals     []string `protobuf:"bytes,4,rep,name=principals,proto3" json:"principals,omitempty"`
+	KeyIds         []string `protobuf:"bytes,5,rep,name=key_ids,json=keyIds,proto3" json:"key_ids,omitempty"`
+	AccessTokenIds []string `protobuf:"bytes,6,rep,name=access_token_ids,json=accessTokenIds,proto3" json:"access_token_ids,omitempty"`
+	// Servers (routes) whose definition changed.
+	Routes        []string            `protobuf:"bytes,7,rep,name=routes,proto3" json:"routes,omitempty"`
+	Grants        []*InvalidatedGrant `protobuf:"bytes,8,rep,name=grants,proto3" json:"grants,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchInvalidationsResponse) Reset() {
+	*x = WatchInvalidationsResponse{}
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchInvalidationsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchInvalidationsResponse) ProtoMessage() {}
+
+func (x *WatchInvalidationsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mcpgate_authorize_v1_authorize_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchInvalidationsResponse.ProtoReflect.Descriptor instead.
+func (*WatchInvalidationsResponse) Descriptor() ([]byte, []int) {
+	return file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *WatchInvalidationsResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *WatchInvalidationsResponse) GetHeartbeat() bool {
+	if x != nil {
+		return x.Heartbeat
+	}
+	return false
+}
+
+func (x *WatchInvalidationsResponse) GetAll() bool {
+	if x != nil {
+		return x.All
+	}
+	return false
+}
+
+func (x *WatchInvalidationsResponse) GetPrincipals() []string {
+	if x != nil {
+		return x.Principals
+	}
+	return nil
+}
+
+func (x *WatchInvalidationsResponse) GetKeyIds() []string {
+	if x != nil {
+		return x.KeyIds
+	}
+	return nil
+}
+
+func (x *WatchInvalidationsResponse) GetAccessTokenIds() []string {
+	if x != nil {
+		return x.AccessTokenIds
+	}
+	return nil
+}
+
+func (x *WatchInvalidationsResponse) GetRoutes() []string {
+	if x != nil {
+		return x.Routes
+	}
+	return nil
+}
+
+func (x *WatchInvalidationsResponse) GetGrants() []*InvalidatedGrant {
+	if x != nil {
+		return x.Grants
+	}
+	return nil
+}
+
 var File_mcpgate_authorize_v1_authorize_proto protoreflect.FileDescriptor
 
 const file_mcpgate_authorize_v1_authorize_proto_rawDesc = "" +
@@ -1785,7 +2021,7 @@ const file_mcpgate_authorize_v1_authorize_proto_rawDesc = "" +
 	"\x04Deny\x12W\n" +
 	"\x12insufficient_scope\x18\x8c\x01 \x01(\v2'.mcpgate.authorize.v1.InsufficientScopeR\x11insufficientScopeJ\x04\b\x01\x10\x02J\x04\b\x02\x10\x03J\x04\b\x03\x10\x04R\x05errorR\x06scopesR\x15resource_metadata_url\"+\n" +
 	"\x11InsufficientScope\x12\x16\n" +
-	"\x06scopes\x18\x01 \x03(\tR\x06scopes\"\xc3\x04\n" +
+	"\x06scopes\x18\x01 \x03(\tR\x06scopes\"\xc4\x05\n" +
 	"\x11AuthorizeResponse\x12:\n" +
 	"\bdecision\x18\x01 \x01(\x0e2\x1e.mcpgate.authorize.v1.DecisionR\bdecision\x121\n" +
 	"\x05allow\x18\x02 \x01(\v2\x1b.mcpgate.authorize.v1.AllowR\x05allow\x12=\n" +
@@ -1800,7 +2036,10 @@ const file_mcpgate_authorize_v1_authorize_proto_rawDesc = "" +
 	"\frate_limited\x18x \x01(\v2!.mcpgate.authorize.v1.RateLimitedR\vrateLimited\x12 \n" +
 	"\vuncacheable\x18y \x01(\bR\vuncacheable\x12\x17\n" +
 	"\arule_id\x18d \x01(\tR\x06ruleId\x12>\n" +
-	"\taggregate\x18\xb4\x01 \x01(\v2\x1f.mcpgate.authorize.v1.AggregateR\taggregate\"p\n" +
+	"\taggregate\x18\xb4\x01 \x01(\v2\x1f.mcpgate.authorize.v1.AggregateR\taggregate\x12,\n" +
+	"\x11decision_revision\x18\xdc\x01 \x01(\x03R\x10decisionRevision\x12(\n" +
+	"\x10cache_max_age_ms\x18\xdd\x01 \x01(\x03R\rcacheMaxAgeMs\x12'\n" +
+	"\x0faccess_token_id\x18\xde\x01 \x01(\tR\raccessTokenId\"p\n" +
 	"\vRateLimited\x12\x19\n" +
 	"\blimit_id\x18\x01 \x01(\tR\alimitId\x12.\n" +
 	"\x13retry_after_seconds\x18\x02 \x01(\x03R\x11retryAfterSeconds\x12\x16\n" +
@@ -1844,7 +2083,22 @@ const file_mcpgate_authorize_v1_authorize_proto_rawDesc = "" +
 	"\x18ReportToolDigestsRequest\x12\x14\n" +
 	"\x05route\x18\x01 \x01(\tR\x05route\x12<\n" +
 	"\x05tools\x18\x02 \x03(\v2&.mcpgate.authorize.v1.ToolDigestReportR\x05tools\"\x1b\n" +
-	"\x19ReportToolDigestsResponse*\x96\x01\n" +
+	"\x19ReportToolDigestsResponse\"\x1b\n" +
+	"\x19WatchInvalidationsRequest\"F\n" +
+	"\x10InvalidatedGrant\x12\x1c\n" +
+	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x12\x14\n" +
+	"\x05route\x18\x02 \x01(\tR\x05route\"\xa3\x02\n" +
+	"\x1aWatchInvalidationsResponse\x12\x1a\n" +
+	"\brevision\x18\x01 \x01(\x03R\brevision\x12\x1c\n" +
+	"\theartbeat\x18\x02 \x01(\bR\theartbeat\x12\x10\n" +
+	"\x03all\x18\x03 \x01(\bR\x03all\x12\x1e\n" +
+	"\n" +
+	"principals\x18\x04 \x03(\tR\n" +
+	"principals\x12\x17\n" +
+	"\akey_ids\x18\x05 \x03(\tR\x06keyIds\x12(\n" +
+	"\x10access_token_ids\x18\x06 \x03(\tR\x0eaccessTokenIds\x12\x16\n" +
+	"\x06routes\x18\a \x03(\tR\x06routes\x12>\n" +
+	"\x06grants\x18\b \x03(\v2&.mcpgate.authorize.v1.InvalidatedGrantR\x06grants*\x96\x01\n" +
 	"\bDecision\x12\x18\n" +
 	"\x14DECISION_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eDECISION_ALLOW\x10\x01\x12\x16\n" +
@@ -1862,13 +2116,14 @@ const file_mcpgate_authorize_v1_authorize_proto_rawDesc = "" +
 	"\x1dVISIBILITY_EFFECT_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17VISIBILITY_EFFECT_ALLOW\x10\x01\x12\x1a\n" +
 	"\x16VISIBILITY_EFFECT_DENY\x10\x02\x12\x1e\n" +
-	"\x1aVISIBILITY_EFFECT_RESTRICT\x10\x032\xe3\x04\n" +
+	"\x1aVISIBILITY_EFFECT_RESTRICT\x10\x032\xe3\x05\n" +
 	"\x10AuthorizeService\x12a\n" +
 	"\tAuthorize\x12&.mcpgate.authorize.v1.AuthorizeRequest\x1a'.mcpgate.authorize.v1.AuthorizeResponse\"\x03\x90\x02\x02\x12m\n" +
 	"\rDescribeRoute\x12*.mcpgate.authorize.v1.DescribeRouteRequest\x1a+.mcpgate.authorize.v1.DescribeRouteResponse\"\x03\x90\x02\x01\x12p\n" +
 	"\x0eGetSessionKeys\x12+.mcpgate.authorize.v1.GetSessionKeysRequest\x1a,.mcpgate.authorize.v1.GetSessionKeysResponse\"\x03\x90\x02\x02\x12\x8f\x01\n" +
 	"\x1aReportUpstreamUnauthorized\x127.mcpgate.authorize.v1.ReportUpstreamUnauthorizedRequest\x1a8.mcpgate.authorize.v1.ReportUpstreamUnauthorizedResponse\x12y\n" +
-	"\x11ReportToolDigests\x12..mcpgate.authorize.v1.ReportToolDigestsRequest\x1a/.mcpgate.authorize.v1.ReportToolDigestsResponse\"\x03\x90\x02\x02B\xe1\x01\n" +
+	"\x11ReportToolDigests\x12..mcpgate.authorize.v1.ReportToolDigestsRequest\x1a/.mcpgate.authorize.v1.ReportToolDigestsResponse\"\x03\x90\x02\x02\x12~\n" +
+	"\x12WatchInvalidations\x12/.mcpgate.authorize.v1.WatchInvalidationsRequest\x1a0.mcpgate.authorize.v1.WatchInvalidationsResponse\"\x03\x90\x02\x010\x01B\xe1\x01\n" +
 	"\x18com.mcpgate.authorize.v1B\x0eAuthorizeProtoP\x01ZCgithub.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1;authorizev1\xa2\x02\x03MAX\xaa\x02\x14Mcpgate.Authorize.V1\xca\x02\x14Mcpgate\\Authorize\\V1\xe2\x02 Mcpgate\\Authorize\\V1\\GPBMetadata\xea\x02\x16Mcpgate::Authorize::V1b\x06proto3"
 
 var (
@@ -1884,7 +2139,7 @@ func file_mcpgate_authorize_v1_authorize_proto_rawDescGZIP() []byte {
 }
 
 var file_mcpgate_authorize_v1_authorize_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_mcpgate_authorize_v1_authorize_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_mcpgate_authorize_v1_authorize_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_mcpgate_authorize_v1_authorize_proto_goTypes = []any{
 	(Decision)(0),                              // 0: mcpgate.authorize.v1.Decision
 	(PolicyKind)(0),                            // 1: mcpgate.authorize.v1.PolicyKind
@@ -1912,9 +2167,12 @@ var file_mcpgate_authorize_v1_authorize_proto_goTypes = []any{
 	(*ToolDigestReport)(nil),                   // 23: mcpgate.authorize.v1.ToolDigestReport
 	(*ReportToolDigestsRequest)(nil),           // 24: mcpgate.authorize.v1.ReportToolDigestsRequest
 	(*ReportToolDigestsResponse)(nil),          // 25: mcpgate.authorize.v1.ReportToolDigestsResponse
-	nil,                                        // 26: mcpgate.authorize.v1.ToolPinning.PinsEntry
-	nil,                                        // 27: mcpgate.authorize.v1.ToolPinning.PendingEntry
-	nil,                                        // 28: mcpgate.authorize.v1.AggregateMember.RenamesEntry
+	(*WatchInvalidationsRequest)(nil),          // 26: mcpgate.authorize.v1.WatchInvalidationsRequest
+	(*InvalidatedGrant)(nil),                   // 27: mcpgate.authorize.v1.InvalidatedGrant
+	(*WatchInvalidationsResponse)(nil),         // 28: mcpgate.authorize.v1.WatchInvalidationsResponse
+	nil,                                        // 29: mcpgate.authorize.v1.ToolPinning.PinsEntry
+	nil,                                        // 30: mcpgate.authorize.v1.ToolPinning.PendingEntry
+	nil,                                        // 31: mcpgate.authorize.v1.AggregateMember.RenamesEntry
 }
 var file_mcpgate_authorize_v1_authorize_proto_depIdxs = []int32{
 	3,  // 0: mcpgate.authorize.v1.AuthorizeRequest.credentials:type_name -> mcpgate.authorize.v1.Credentials
@@ -1923,8 +2181,8 @@ var file_mcpgate_authorize_v1_authorize_proto_depIdxs = []int32{
 	8,  // 3: mcpgate.authorize.v1.Allow.tool_pinning:type_name -> mcpgate.authorize.v1.ToolPinning
 	1,  // 4: mcpgate.authorize.v1.VisibilityRule.kind:type_name -> mcpgate.authorize.v1.PolicyKind
 	2,  // 5: mcpgate.authorize.v1.VisibilityRule.effect:type_name -> mcpgate.authorize.v1.VisibilityEffect
-	26, // 6: mcpgate.authorize.v1.ToolPinning.pins:type_name -> mcpgate.authorize.v1.ToolPinning.PinsEntry
-	27, // 7: mcpgate.authorize.v1.ToolPinning.pending:type_name -> mcpgate.authorize.v1.ToolPinning.PendingEntry
+	29, // 6: mcpgate.authorize.v1.ToolPinning.pins:type_name -> mcpgate.authorize.v1.ToolPinning.PinsEntry
+	30, // 7: mcpgate.authorize.v1.ToolPinning.pending:type_name -> mcpgate.authorize.v1.ToolPinning.PendingEntry
 	11, // 8: mcpgate.authorize.v1.Deny.insufficient_scope:type_name -> mcpgate.authorize.v1.InsufficientScope
 	0,  // 9: mcpgate.authorize.v1.AuthorizeResponse.decision:type_name -> mcpgate.authorize.v1.Decision
 	6,  // 10: mcpgate.authorize.v1.AuthorizeResponse.allow:type_name -> mcpgate.authorize.v1.Allow
@@ -1933,25 +2191,28 @@ var file_mcpgate_authorize_v1_authorize_proto_depIdxs = []int32{
 	13, // 13: mcpgate.authorize.v1.AuthorizeResponse.rate_limited:type_name -> mcpgate.authorize.v1.RateLimited
 	14, // 14: mcpgate.authorize.v1.AuthorizeResponse.aggregate:type_name -> mcpgate.authorize.v1.Aggregate
 	15, // 15: mcpgate.authorize.v1.Aggregate.members:type_name -> mcpgate.authorize.v1.AggregateMember
-	28, // 16: mcpgate.authorize.v1.AggregateMember.renames:type_name -> mcpgate.authorize.v1.AggregateMember.RenamesEntry
+	31, // 16: mcpgate.authorize.v1.AggregateMember.renames:type_name -> mcpgate.authorize.v1.AggregateMember.RenamesEntry
 	12, // 17: mcpgate.authorize.v1.AggregateMember.decision:type_name -> mcpgate.authorize.v1.AuthorizeResponse
 	19, // 18: mcpgate.authorize.v1.GetSessionKeysResponse.keys:type_name -> mcpgate.authorize.v1.SessionKey
 	23, // 19: mcpgate.authorize.v1.ReportToolDigestsRequest.tools:type_name -> mcpgate.authorize.v1.ToolDigestReport
-	4,  // 20: mcpgate.authorize.v1.AuthorizeService.Authorize:input_type -> mcpgate.authorize.v1.AuthorizeRequest
-	16, // 21: mcpgate.authorize.v1.AuthorizeService.DescribeRoute:input_type -> mcpgate.authorize.v1.DescribeRouteRequest
-	18, // 22: mcpgate.authorize.v1.AuthorizeService.GetSessionKeys:input_type -> mcpgate.authorize.v1.GetSessionKeysRequest
-	21, // 23: mcpgate.authorize.v1.AuthorizeService.ReportUpstreamUnauthorized:input_type -> mcpgate.authorize.v1.ReportUpstreamUnauthorizedRequest
-	24, // 24: mcpgate.authorize.v1.AuthorizeService.ReportToolDigests:input_type -> mcpgate.authorize.v1.ReportToolDigestsRequest
-	12, // 25: mcpgate.authorize.v1.AuthorizeService.Authorize:output_type -> mcpgate.authorize.v1.AuthorizeResponse
-	17, // 26: mcpgate.authorize.v1.AuthorizeService.DescribeRoute:output_type -> mcpgate.authorize.v1.DescribeRouteResponse
-	20, // 27: mcpgate.authorize.v1.AuthorizeService.GetSessionKeys:output_type -> mcpgate.authorize.v1.GetSessionKeysResponse
-	22, // 28: mcpgate.authorize.v1.AuthorizeService.ReportUpstreamUnauthorized:output_type -> mcpgate.authorize.v1.ReportUpstreamUnauthorizedResponse
-	25, // 29: mcpgate.authorize.v1.AuthorizeService.ReportToolDigests:output_type -> mcpgate.authorize.v1.ReportToolDigestsResponse
-	25, // [25:30] is the sub-list for method output_type
-	20, // [20:25] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	27, // 20: mcpgate.authorize.v1.WatchInvalidationsResponse.grants:type_name -> mcpgate.authorize.v1.InvalidatedGrant
+	4,  // 21: mcpgate.authorize.v1.AuthorizeService.Authorize:input_type -> mcpgate.authorize.v1.AuthorizeRequest
+	16, // 22: mcpgate.authorize.v1.AuthorizeService.DescribeRoute:input_type -> mcpgate.authorize.v1.DescribeRouteRequest
+	18, // 23: mcpgate.authorize.v1.AuthorizeService.GetSessionKeys:input_type -> mcpgate.authorize.v1.GetSessionKeysRequest
+	21, // 24: mcpgate.authorize.v1.AuthorizeService.ReportUpstreamUnauthorized:input_type -> mcpgate.authorize.v1.ReportUpstreamUnauthorizedRequest
+	24, // 25: mcpgate.authorize.v1.AuthorizeService.ReportToolDigests:input_type -> mcpgate.authorize.v1.ReportToolDigestsRequest
+	26, // 26: mcpgate.authorize.v1.AuthorizeService.WatchInvalidations:input_type -> mcpgate.authorize.v1.WatchInvalidationsRequest
+	12, // 27: mcpgate.authorize.v1.AuthorizeService.Authorize:output_type -> mcpgate.authorize.v1.AuthorizeResponse
+	17, // 28: mcpgate.authorize.v1.AuthorizeService.DescribeRoute:output_type -> mcpgate.authorize.v1.DescribeRouteResponse
+	20, // 29: mcpgate.authorize.v1.AuthorizeService.GetSessionKeys:output_type -> mcpgate.authorize.v1.GetSessionKeysResponse
+	22, // 30: mcpgate.authorize.v1.AuthorizeService.ReportUpstreamUnauthorized:output_type -> mcpgate.authorize.v1.ReportUpstreamUnauthorizedResponse
+	25, // 31: mcpgate.authorize.v1.AuthorizeService.ReportToolDigests:output_type -> mcpgate.authorize.v1.ReportToolDigestsResponse
+	28, // 32: mcpgate.authorize.v1.AuthorizeService.WatchInvalidations:output_type -> mcpgate.authorize.v1.WatchInvalidationsResponse
+	27, // [27:33] is the sub-list for method output_type
+	21, // [21:27] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_mcpgate_authorize_v1_authorize_proto_init() }
@@ -1965,7 +2226,7 @@ func file_mcpgate_authorize_v1_authorize_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mcpgate_authorize_v1_authorize_proto_rawDesc), len(file_mcpgate_authorize_v1_authorize_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   26,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

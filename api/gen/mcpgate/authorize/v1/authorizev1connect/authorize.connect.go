@@ -48,6 +48,9 @@ const (
 	// AuthorizeServiceReportToolDigestsProcedure is the fully-qualified name of the AuthorizeService's
 	// ReportToolDigests RPC.
 	AuthorizeServiceReportToolDigestsProcedure = "/mcpgate.authorize.v1.AuthorizeService/ReportToolDigests"
+	// AuthorizeServiceWatchInvalidationsProcedure is the fully-qualified name of the AuthorizeService's
+	// WatchInvalidations RPC.
+	AuthorizeServiceWatchInvalidationsProcedure = "/mcpgate.authorize.v1.AuthorizeService/WatchInvalidations"
 )
 
 // AuthorizeServiceClient is a client for the mcpgate.authorize.v1.AuthorizeService service.
@@ -67,6 +70,11 @@ type AuthorizeServiceClient interface {
 	// (create-only) and the pending digest of changed ones. It never
 	// approves anything.
 	ReportToolDigests(context.Context, *v1.ReportToolDigestsRequest) (*v1.ReportToolDigestsResponse, error)
+	// WatchInvalidations streams what changed, by store revision, so data
+	// planes can reuse ALLOW decisions until something they depend on
+	// changes; heartbeats (carrying the applied revision) come while the
+	// replica follows its store, and stop while it does not.
+	WatchInvalidations(context.Context, *v1.WatchInvalidationsRequest) (*connect.ServerStreamForClient[v1.WatchInvalidationsResponse], error)
 }
 
 // NewAuthorizeServiceClient constructs a client for the mcpgate.authorize.v1.AuthorizeService
@@ -114,6 +122,13 @@ func NewAuthorizeServiceClient(httpClient connect.HTTPClient, baseURL string, op
 			connect.WithIdempotency(connect.IdempotencyIdempotent),
 			connect.WithClientOptions(opts...),
 		),
+		watchInvalidations: connect.NewClient[v1.WatchInvalidationsRequest, v1.WatchInvalidationsResponse](
+			httpClient,
+			baseURL+AuthorizeServiceWatchInvalidationsProcedure,
+			connect.WithSchema(authorizeServiceMethods.ByName("WatchInvalidations")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -124,6 +139,7 @@ type authorizeServiceClient struct {
 	getSessionKeys             *connect.Client[v1.GetSessionKeysRequest, v1.GetSessionKeysResponse]
 	reportUpstreamUnauthorized *connect.Client[v1.ReportUpstreamUnauthorizedRequest, v1.ReportUpstreamUnauthorizedResponse]
 	reportToolDigests          *connect.Client[v1.ReportToolDigestsRequest, v1.ReportToolDigestsResponse]
+	watchInvalidations         *connect.Client[v1.WatchInvalidationsRequest, v1.WatchInvalidationsResponse]
 }
 
 // Authorize calls mcpgate.authorize.v1.AuthorizeService.Authorize.
@@ -172,6 +188,11 @@ func (c *authorizeServiceClient) ReportToolDigests(ctx context.Context, req *v1.
 	return nil, err
 }
 
+// WatchInvalidations calls mcpgate.authorize.v1.AuthorizeService.WatchInvalidations.
+func (c *authorizeServiceClient) WatchInvalidations(ctx context.Context, req *v1.WatchInvalidationsRequest) (*connect.ServerStreamForClient[v1.WatchInvalidationsResponse], error) {
+	return c.watchInvalidations.CallServerStream(ctx, connect.NewRequest(req))
+}
+
 // AuthorizeServiceHandler is an implementation of the mcpgate.authorize.v1.AuthorizeService
 // service.
 type AuthorizeServiceHandler interface {
@@ -190,6 +211,11 @@ type AuthorizeServiceHandler interface {
 	// (create-only) and the pending digest of changed ones. It never
 	// approves anything.
 	ReportToolDigests(context.Context, *v1.ReportToolDigestsRequest) (*v1.ReportToolDigestsResponse, error)
+	// WatchInvalidations streams what changed, by store revision, so data
+	// planes can reuse ALLOW decisions until something they depend on
+	// changes; heartbeats (carrying the applied revision) come while the
+	// replica follows its store, and stop while it does not.
+	WatchInvalidations(context.Context, *v1.WatchInvalidationsRequest, *connect.ServerStream[v1.WatchInvalidationsResponse]) error
 }
 
 // NewAuthorizeServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -233,6 +259,13 @@ func NewAuthorizeServiceHandler(svc AuthorizeServiceHandler, opts ...connect.Han
 		connect.WithIdempotency(connect.IdempotencyIdempotent),
 		connect.WithHandlerOptions(opts...),
 	)
+	authorizeServiceWatchInvalidationsHandler := connect.NewServerStreamHandlerSimple(
+		AuthorizeServiceWatchInvalidationsProcedure,
+		svc.WatchInvalidations,
+		connect.WithSchema(authorizeServiceMethods.ByName("WatchInvalidations")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/mcpgate.authorize.v1.AuthorizeService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case AuthorizeServiceAuthorizeProcedure:
@@ -245,6 +278,8 @@ func NewAuthorizeServiceHandler(svc AuthorizeServiceHandler, opts ...connect.Han
 			authorizeServiceReportUpstreamUnauthorizedHandler.ServeHTTP(w, r)
 		case AuthorizeServiceReportToolDigestsProcedure:
 			authorizeServiceReportToolDigestsHandler.ServeHTTP(w, r)
+		case AuthorizeServiceWatchInvalidationsProcedure:
+			authorizeServiceWatchInvalidationsHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -272,4 +307,8 @@ func (UnimplementedAuthorizeServiceHandler) ReportUpstreamUnauthorized(context.C
 
 func (UnimplementedAuthorizeServiceHandler) ReportToolDigests(context.Context, *v1.ReportToolDigestsRequest) (*v1.ReportToolDigestsResponse, error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("mcpgate.authorize.v1.AuthorizeService.ReportToolDigests is not implemented"))
+}
+
+func (UnimplementedAuthorizeServiceHandler) WatchInvalidations(context.Context, *v1.WatchInvalidationsRequest, *connect.ServerStream[v1.WatchInvalidationsResponse]) error {
+	return connect.NewError(connect.CodeUnimplemented, errors.New("mcpgate.authorize.v1.AuthorizeService.WatchInvalidations is not implemented"))
 }
