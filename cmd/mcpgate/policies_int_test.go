@@ -67,13 +67,15 @@ func TestCLIPoliciesExplain(t *testing.T) {
 			"steps:\n" +
 			"  grant  gh             own servers\n" +
 			"  rule   release-merge  allow tool merge_* (names carol)\n" +
-			"  auth   none           no upstream credential\n"},
+			"  auth   none           no upstream credential\n" +
+			"  limit  none           no rate limit applies\n"},
 		{[]string{"--principal", "alice", "--server", "gh", "--tool", "search"}, "decision: allow\n" +
 			"reason: allowed\n" +
 			"steps:\n" +
 			"  grant  gh    own servers\n" +
 			"  rule   -     no rule targets tool search\n" +
-			"  auth   none  no upstream credential\n"},
+			"  auth   none  no upstream credential\n" +
+			"  limit  none  no rate limit applies\n"},
 		{[]string{"--principal", "alice", "--server", "gh", "--tool", "merge_pr"}, "decision: deny\n" +
 			"reason: not allowed by policy\n" +
 			"rule: release-merge\n" +

@@ -3,6 +3,7 @@ package configapi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 
 	"connectrpc.com/connect"
@@ -12,6 +13,7 @@ import (
 	"github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1/configv1connect"
 	vaultv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/vault/v1"
 	"github.com/mcpgate/mcpgate/controlplane/authorize"
+	"github.com/mcpgate/mcpgate/controlplane/limits"
 )
 
 var _ configv1connect.ExplainServiceHandler = (*Service)(nil)
@@ -22,6 +24,9 @@ const (
 	ExplainChallenge = "challenge"
 	ExplainDeny      = "deny"
 	ExplainNotFound  = "not_found"
+	// ExplainRateLimited: allowed, but a rate limit or quota that applies
+	// has nothing left in its window now.
+	ExplainRateLimited = "rate_limited"
 )
 
 // maxExplainName bounds a tool, resource or prompt name to explain.
@@ -62,6 +67,15 @@ func (s *Service) Explain(ctx context.Context, req *configv1.ExplainRequest) (*c
 			decision, reason = ExplainChallenge, authorize.ReasonGrantUnusable
 		default:
 			tr.Add(authorize.StepAuth, "oauth2 authorization_code", "vault grant exists (active)")
+		}
+	}
+	if decision == ExplainAllow {
+		limited, err := s.explainLimits(ctx, req, &tr)
+		if err != nil {
+			return nil, s.toConnectError(ctx, err)
+		}
+		if limited != "" {
+			decision, reason = ExplainRateLimited, "rate limit "+limited+" exhausted"
 		}
 	}
 	out := &configv1.ExplainResponse{Decision: decision, Reason: reason, RuleId: res.GetRuleId()}
@@ -130,4 +144,42 @@ func explainDecision(d authorizev1.Decision) string {
 		return ExplainNotFound
 	}
 	return "unspecified"
+}
+
+// explainLimits adds a step for every rate limit that applies to the call
+// (principal × server × tool) with its usage now, without counting
+// anything; it returns the id of one whose window is used up, if any.
+func (s *Service) explainLimits(ctx context.Context, req *configv1.ExplainRequest, tr *authorize.Trace) (string, error) {
+	p, ok := s.st.Principal(req.GetPrincipal())
+	if !ok {
+		return "", notFound("principal")
+	}
+	groups := limits.Groups(p)
+	var applying []*configv1.RateLimit
+	for _, l := range s.limiter.Limits() {
+		if limits.AppliesTo(l, p.GetName(), groups, req.GetServer(), req.GetTool()) {
+			applying = append(applying, l)
+		}
+	}
+	if len(applying) == 0 {
+		tr.Add(authorize.StepLimit, "none", "no rate limit applies")
+		return "", nil
+	}
+	usage, err := s.limiter.Usage(ctx, p)
+	if err != nil {
+		return "", err
+	}
+	exhausted := ""
+	for _, l := range applying {
+		for _, u := range usage {
+			if u.LimitID != l.GetId() || (u.Server != req.GetServer() && u.Server != "*") {
+				continue
+			}
+			tr.Add(authorize.StepLimit, l.GetId(), fmt.Sprintf("%d of %d per %s used, %d left, window resets in %d s", u.Used, u.Limit, u.Window, u.Remaining, u.Reset))
+			if u.Remaining <= 0 && exhausted == "" {
+				exhausted = l.GetId()
+			}
+		}
+	}
+	return exhausted, nil
 }

@@ -1,13 +1,16 @@
 package configapi_test
 
 import (
+	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
 
 	configv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1"
+	"github.com/mcpgate/mcpgate/controlplane/limits"
 	"github.com/mcpgate/mcpgate/controlplane/store"
 )
 
@@ -172,13 +175,13 @@ func TestExplainService(t *testing.T) {
 		steps                  []string
 	}{
 		{&configv1.ExplainRequest{Principal: "rel", Server: "github", Tool: "merge_pr"}, "allow", "allowed", "",
-			[]string{"grant|github|group release", "rule|release-merge|allow tool merge_* (names rel)", "auth|none|no upstream credential"}},
+			[]string{"grant|github|group release", "rule|release-merge|allow tool merge_* (names rel)", "auth|none|no upstream credential", "limit|none|no rate limit applies"}},
 		{&configv1.ExplainRequest{Principal: "alice", Server: "github", Tool: "merge_pr"}, "deny", "not allowed by policy", "release-merge",
 			[]string{"grant|github|own servers", "rule|release-merge|allow tool merge_* (does not name alice)"}},
 		{&configv1.ExplainRequest{Principal: "alice", Server: "github", Tool: "delete_repo"}, "deny", "tool not allowed on this server", "server:disallowed_tools",
 			[]string{"grant|github|own servers", "server_tools|disallowed_tools|lists delete_repo", "rule|-|no rule targets tool delete_repo"}},
 		{&configv1.ExplainRequest{Principal: "alice", Server: "github", Method: "tools/list"}, "allow", "allowed", "",
-			[]string{"grant|github|own servers", "auth|none|no upstream credential"}},
+			[]string{"grant|github|own servers", "auth|none|no upstream credential", "limit|none|no rate limit applies"}},
 		{&configv1.ExplainRequest{Principal: "alice", Server: "nope", Tool: "x"}, "not_found", "unknown route", "",
 			[]string{"grant|nope|no such server"}},
 	} {
@@ -215,5 +218,64 @@ func TestExplainService(t *testing.T) {
 	}
 	if got := e.st.CacheStatus(); got.Revision != head.Revision || got.Revision < put.GetRevision() {
 		t.Fatalf("explain wrote: revision %d → %d", head.Revision, got.Revision)
+	}
+}
+
+// TestExplainRateLimited: explain names every rate limit that applies to
+// the call with its usage, counts nothing itself, and answers rate_limited
+// once a window is used up (by a real count, through another limiter on
+// the same etcd, as another replica's calls would).
+func TestExplainRateLimited(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	if _, err := e.admin().servers.PutServer(ctx, &configv1.PutServerRequest{Server: &configv1.McpServer{
+		Name: "github", Url: "https://up.example/mcp", AuthType: configv1.AuthType_AUTH_TYPE_NONE,
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	alice := &configv1.Principal{Name: "alice", Kind: configv1.PrincipalKind_PRINCIPAL_KIND_USER, Servers: []string{"github"}}
+	if _, err := e.admin().principals.PutPrincipal(ctx, &configv1.PutPrincipalRequest{Principal: alice}); err != nil {
+		t.Fatal(err)
+	}
+	rev, err := e.st.PutRateLimit(ctx, &configv1.RateLimit{Id: "merges", Principals: []string{"alice"}, Servers: []string{"github"}, Tools: []string{"merge_*"}, PerDay: 1}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.st.WaitRevision(ctx, rev); err != nil {
+		t.Fatal(err)
+	}
+	ex := e.admin().explain
+	explain := func(tool string) (string, []string) {
+		t.Helper()
+		res, err := ex.Explain(ctx, &configv1.ExplainRequest{Principal: "alice", Server: "github", Tool: tool})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var steps []string
+		for _, s := range res.GetSteps() {
+			if s.GetKind() == "limit" {
+				steps = append(steps, s.GetSubject()+"|"+s.GetDetail())
+			}
+		}
+		return res.GetDecision() + "|" + res.GetReason(), steps
+	}
+	if d, steps := explain("search"); d != "allow|allowed" || strings.Join(steps, ";") != "none|no rate limit applies" {
+		t.Fatalf("search: %s %v", d, steps)
+	}
+	// Explaining twice counts nothing.
+	for range 2 {
+		d, steps := explain("merge_pr")
+		if d != "allow|allowed" || len(steps) != 1 || !strings.HasPrefix(steps[0], "merges|0 of 1 per day used, 1 left, window resets in ") {
+			t.Fatalf("merge_pr before any call: %s %v", d, steps)
+		}
+	}
+	other := limits.New(e.st, slog.New(slog.DiscardHandler))
+	applied, refused, err := other.Check(ctx, time.Now(), "alice", func() ([]string, bool) { return nil, true }, "github", "merge_pr")
+	if err != nil || !applied || refused != nil {
+		t.Fatalf("Check: applied %v refused %v err %v", applied, refused, err)
+	}
+	d, steps := explain("merge_pr")
+	if d != "rate_limited|rate limit merges exhausted" || len(steps) != 1 || !strings.HasPrefix(steps[0], "merges|1 of 1 per day used, 0 left, window resets in ") {
+		t.Fatalf("merge_pr after the call: %s %v", d, steps)
 	}
 }
