@@ -732,6 +732,18 @@ func (p *Proxy) routed(w http.ResponseWriter, r *http.Request, ac *aggCall, m *a
 		// cannot see.
 		writeRPCError(w, id, -32602, "Not allowed")
 		return
+	case authorizev1.Decision_DECISION_RATE_LIMITED:
+		// Inside an aggregate session the answer is the member's: a tool
+		// error result the model can act on ("retry in N s"), not a 429
+		// that would look like the whole aggregate refused.
+		rl := m.GetDecision().GetRateLimited()
+		if ac.msg.Method == "tools/call" {
+			writeJSON(w, []byte(rateLimitedToolResult(string(id), rl)))
+			return
+		}
+		lid, _, retry := rateLimitedParts(rl)
+		writeRPCError(w, id, codeRateLimited, rateLimitedMessage(lid, retry))
+		return
 	default:
 		writeRPCError(w, id, -32602, "Unknown tool")
 		return

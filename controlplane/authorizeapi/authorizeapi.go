@@ -149,7 +149,24 @@ func (s *Service) Authorize(ctx context.Context, req *authorizev1.AuthorizeReque
 	for _, m := range d.Omitted {
 		s.log.WarnContext(ctx, "aggregate member left out: could not decide", slog.String("server", m))
 	}
-	if d.Response.GetDecision() == authorizev1.Decision_DECISION_ALLOW {
+	if agg := d.Response.GetAggregate(); agg != nil && req.GetJsonrpcMethod() == limits.ToolsCall {
+		// A tools/call through an aggregate counts against the owning
+		// member's limits, as on the member's own route; a refusal is that
+		// member's decision (the data plane answers a tool error).
+		for _, m := range agg.GetMembers() {
+			if m.GetDecision().GetDecision() != authorizev1.Decision_DECISION_ALLOW || m.GetUpstreamName() == "" {
+				continue
+			}
+			mreq := &authorizev1.AuthorizeRequest{Route: m.GetServer(), JsonrpcMethod: req.GetJsonrpcMethod(), ToolName: m.GetUpstreamName()}
+			limited, err := s.limit(ctx, now, mreq, m.GetDecision())
+			if err != nil {
+				return nil, s.toConnectError(ctx, "rate limit", err)
+			}
+			if limited != nil {
+				m.Decision = limited
+			}
+		}
+	} else if d.Response.GetDecision() == authorizev1.Decision_DECISION_ALLOW {
 		limited, err := s.limit(ctx, now, req, d.Response)
 		if err != nil {
 			return nil, s.toConnectError(ctx, "rate limit", err)
