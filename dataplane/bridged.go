@@ -6,7 +6,34 @@ import (
 	"net/http"
 
 	"github.com/mcpgate/mcpgate/dataplane/bridge"
+
+	authorizev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1"
 )
+
+// upstreamLegacy reports whether the upstream speaks only 2025-11-25: the
+// server's protocol_version setting, or, when that is auto, what this
+// process learnt from the upstream's own refusals.
+func (p *Proxy) upstreamLegacy(a *authorizev1.Allow) bool {
+	switch a.GetUpstreamProtocolVersion() {
+	case bridge.Version20251125:
+		return true
+	case "":
+		return p.versions.Legacy(a.GetUpstreamUrl())
+	}
+	return false
+}
+
+// upstreamModernOnly reports whether the upstream speaks only 2026-07-28,
+// likewise.
+func (p *Proxy) upstreamModernOnly(a *authorizev1.Allow) bool {
+	switch a.GetUpstreamProtocolVersion() {
+	case bridge.Version20260728:
+		return true
+	case "":
+		return p.versions.ModernOnly(a.GetUpstreamUrl())
+	}
+	return false
+}
 
 // serveBridged serves a 2026-07-28 request on an upstream that speaks only
 // 2025-11-25 (dataplane/bridge): server/discover is answered from the
@@ -70,7 +97,7 @@ func (p *Proxy) serveBridged(w http.ResponseWriter, r *http.Request, log *slog.L
 func (p *Proxy) initializeOnModern(w http.ResponseWriter, r *http.Request, log *slog.Logger, f fwd, b rpcBody) bool {
 	ctx := r.Context()
 	url := f.allow.GetUpstreamUrl()
-	if !p.versions.ModernOnly(url) {
+	if !p.upstreamModernOnly(f.allow) {
 		return false
 	}
 	meta, requested, err := bridge.ClientMetaOfInitialize(b.Canonical)

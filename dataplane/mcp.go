@@ -250,6 +250,7 @@ func (p *Proxy) serveMCP(w http.ResponseWriter, r *http.Request, route string) {
 		mayStream: mayStream(r.Method, parsed.Calls),
 		modern:    cls.Modern,
 		discover:  parsed.First.Method == "server/discover",
+		probe:     out.Allow.GetUpstreamProtocolVersion() == "",
 	}
 	if bridgeMeta != "" && !cls.Modern {
 		p.serveUpgraded(w, r, log, f, parsed, bridgeMeta)
@@ -259,11 +260,11 @@ func (p *Proxy) serveMCP(w http.ResponseWriter, r *http.Request, route string) {
 		parsed.First.Method == "initialize" && clientHandle == "" && p.initializeOnModern(w, r, log, f, parsed) {
 		return
 	}
-	if cls.Modern && p.versions.Legacy(out.Allow.GetUpstreamUrl()) {
+	if cls.Modern && p.upstreamLegacy(out.Allow) {
 		p.serveBridged(w, r, log, f, parsed)
 		return
 	}
-	if r.Method == http.MethodPost && !cls.Modern && p.versions.ModernOnly(out.Allow.GetUpstreamUrl()) {
+	if r.Method == http.MethodPost && !cls.Modern && p.upstreamModernOnly(out.Allow) {
 		p.serveUpgraded(w, r, log, f, parsed, noClientMeta)
 		return
 	}
@@ -397,6 +398,9 @@ type fwd struct {
 	// upstream that speaks only that, with these Mcp-Method / Mcp-Name.
 	upgraded         bool
 	upMethod, upName string
+	// probe: the server's protocol_version is auto, so the upstream's
+	// refusals teach this process what it speaks.
+	probe bool
 	// legacyClient: a 2025-style POST; an upstream refusing it as a
 	// 2026-07-28-only server is reported as fwdModernOnly.
 	legacyClient bool
@@ -526,21 +530,21 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, log *slog.Logger
 		return fwdDone
 	case f.bridged && resp.StatusCode == http.StatusNotFound:
 		return fwdStale
-	case f.modern && !f.bridged && resp.StatusCode == http.StatusBadRequest:
+	case f.probe && f.modern && !f.bridged && resp.StatusCode == http.StatusBadRequest:
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, smallBody))
 		if bridge.IsLegacyRejection(resp.StatusCode, b) {
 			p.versions.SetLegacy(f.allow.GetUpstreamUrl())
 			return fwdLegacy
 		}
 		resp.Body = io.NopCloser(io.MultiReader(bytes.NewReader(b), resp.Body))
-	case f.legacyClient && resp.StatusCode == http.StatusBadRequest:
+	case f.probe && f.legacyClient && resp.StatusCode == http.StatusBadRequest:
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, smallBody))
 		if bridge.IsModernOnlyRejection(resp.StatusCode, b) {
 			p.versions.SetModernOnly(f.allow.GetUpstreamUrl())
 			return fwdModernOnly
 		}
 		resp.Body = io.NopCloser(io.MultiReader(bytes.NewReader(b), resp.Body))
-	case f.modern && !f.bridged && f.discover && resp.StatusCode == http.StatusOK:
+	case f.probe && f.modern && !f.bridged && f.discover && resp.StatusCode == http.StatusOK:
 		// A 2025-only server may answer server/discover listing only
 		// older versions (the Go SDK's stateful servers do).
 		b, err := io.ReadAll(io.LimitReader(resp.Body, maxEventBytes+1))

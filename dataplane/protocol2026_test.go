@@ -690,3 +690,64 @@ func TestReverseBridge2025ClientOn2026OnlyUpstream(t *testing.T) {
 		t.Errorf("second client's call reached the upstream as %s", secondCall)
 	}
 }
+
+// TestProtocolVersionSetting: with the server's protocol_version set, the
+// data plane bridges from the first request without learning anything:
+// 2025-11-25 → a 2026-07-28 request never reaches the upstream as such (no
+// probe); 2026-07-28 → a 2025 client's initialize is answered from the
+// upstream's server/discover, the upstream never sees an initialize.
+func TestProtocolVersionSetting(t *testing.T) {
+	cp := newFakeCP(t)
+	old := newUpstream(t, true)
+	only26 := newUpstreamOnly2026(t)
+	alice := map[string]bool{"alice": true}
+	cp.setRoute("Old", &route{mode: "none", upstream: old.url(), principals: alice, protocol: "2025-11-25"})
+	cp.setRoute("New", &route{mode: "none", upstream: only26.url(), principals: map[string]bool{"alice": true, "bob": true}, protocol: "2026-07-28"})
+	g := newGateway(t, cp, nil)
+
+	resp, body := g.do(t, "POST", "/Old/mcp", modernHeaders("mcpg_alice", "tools/list", ""), modernCall("tools/list", ""))
+	if resp.StatusCode != 200 || !strings.Contains(body, `"name":"echo"`) {
+		t.Fatalf("bridged list: %d %s", resp.StatusCode, body)
+	}
+	for _, r := range old.requests() {
+		if strings.Contains(r.body, "io.modelcontextprotocol/protocolVersion") {
+			t.Errorf("2025-only upstream got a 2026 request: %s", r.body)
+		}
+	}
+
+	resp, body = g.do(t, "POST", "/New/mcp", with(map[string]string{"X-MCPGate-API-Key": "mcpg_alice"}), initBody)
+	handle := resp.Header.Get("Mcp-Session-Id")
+	if resp.StatusCode != 200 || handle == "" || body != `{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-06-18","capabilities":{"logging":{},"tools":{"listChanged":true}},"serverInfo":{"name":"only-2026","version":"3"},"instructions":"new only"}}` {
+		t.Fatalf("initialize: %d %q %s", resp.StatusCode, handle, body)
+	}
+	h := with(map[string]string{"X-MCPGate-API-Key": "mcpg_alice", "Mcp-Session-Id": handle, "MCP-Protocol-Version": "2025-06-18"})
+	for _, step := range []struct {
+		body   string
+		status int
+		want   string
+	}{
+		{`{"jsonrpc":"2.0","method":"notifications/initialized"}`, 202, ""},
+		{`{"jsonrpc":"2.0","id":2,"method":"ping"}`, 200, `{"jsonrpc":"2.0","id":2,"result":{}}`},
+		{`{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo","arguments":{"text":"up"}}}`, 200, `"echo: up"`},
+	} {
+		resp, body := g.do(t, "POST", "/New/mcp", h, step.body)
+		if resp.StatusCode != step.status || !strings.Contains(body, step.want) {
+			t.Errorf("%s: %d %s", step.body, resp.StatusCode, body)
+		}
+	}
+	if resp, _ := g.do(t, "GET", "/New/mcp", map[string]string{"X-MCPGate-API-Key": "mcpg_alice", "Mcp-Session-Id": handle, "Accept": "text/event-stream"}, ""); resp.StatusCode != 405 {
+		t.Errorf("GET on a bridged session: %d", resp.StatusCode)
+	}
+	if resp, _ := g.do(t, "DELETE", "/New/mcp", map[string]string{"X-MCPGate-API-Key": "mcpg_alice", "Mcp-Session-Id": handle}, ""); resp.StatusCode != 204 {
+		t.Errorf("DELETE on a bridged session: %d", resp.StatusCode)
+	}
+	// The handle is bound like any other: another principal cannot use it.
+	if resp, body := g.do(t, "POST", "/New/mcp", with(map[string]string{"X-MCPGate-API-Key": "mcpg_bob", "Mcp-Session-Id": handle}), `{"jsonrpc":"2.0","id":4,"method":"tools/list"}`); resp.StatusCode != 404 || body != strings.Replace(rpcUnknownSession, `"id":null`, `"id":4`, 1) {
+		t.Errorf("bob with alice's handle: %d %s", resp.StatusCode, body)
+	}
+	for _, b := range only26.bodies {
+		if strings.Contains(b, `"method":"initialize"`) || strings.Contains(b, `"method":"ping"`) {
+			t.Errorf("2026-only upstream got %s", b)
+		}
+	}
+}

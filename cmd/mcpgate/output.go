@@ -168,6 +168,7 @@ func (p *printer) server(s *configv1.McpServer) {
 		[]string{"allowed_tools", list(s.GetAllowedTools())},
 		[]string{"disallowed_tools", list(s.GetDisallowedTools())},
 		[]string{"description", orDash(s.GetDescription())},
+		[]string{"protocol_version", protocolVersionText(s.GetProtocolVersion())},
 		[]string{"revision", fmt.Sprint(s.GetRevision())})
 	p.table("NAME\t"+s.GetName(), rows)
 }
@@ -327,4 +328,12 @@ func (p *printer) applyResults(rs []config.Result) {
 		}
 	}
 	fmt.Fprintf(p.w, "%d created, %d changed, %d unchanged\n", counts[config.Created], counts[config.Changed], counts[config.Unchanged])
+}
+
+// protocolVersionText shows a server's protocol_version setting.
+func protocolVersionText(v string) string {
+	if v == "" {
+		return "auto"
+	}
+	return v
 }

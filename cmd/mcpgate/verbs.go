@@ -165,7 +165,7 @@ func createError(what, name string, err error) error {
 
 const serversAddUsage = "mcpgate servers add NAME --url URL [--transport http|sse] [--auth-type T] [--auth-value-file F|-] " +
 	"[--oauth2-flow F --client-id ID --client-secret-file F|- --authorization-url U --token-url U --scopes a,b] " +
-	"[--allowed-tools a,b] [--disallowed-tools a,b] [--description D]"
+	"[--allowed-tools a,b] [--disallowed-tools a,b] [--description D] [--protocol-version 2025-11-25|2026-07-28]"
 
 // cmdServersAdd creates an MCP server definition.
 func cmdServersAdd(ctx context.Context, args []string, io stdio) error {
@@ -187,6 +187,7 @@ func cmdServersAdd(ctx context.Context, args []string, io stdio) error {
 		fs.Var(listFlag{&def.AllowedTools}, "allowed-tools", "only these tools, comma-separated")
 		fs.Var(listFlag{&def.DisallowedTools}, "disallowed-tools", "never these tools, comma-separated")
 		fs.StringVar(&def.Description, "description", "", "description")
+		fs.StringVar(&def.ProtocolVersion, "protocol-version", "", "the protocol the upstream speaks: 2025-11-25 or 2026-07-28 (default: auto)")
 	})
 	if err != nil {
 		return err

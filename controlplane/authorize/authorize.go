@@ -256,6 +256,8 @@ func Decide(st State, now time.Time, req *authorizev1.AuthorizeRequest) (Decisio
 		UpstreamUrl:     srv.Def.GetUrl(),
 		AllowedTools:    slices.Clone(srv.Def.GetAllowedTools()),
 		DisallowedTools: slices.Clone(srv.Def.GetDisallowedTools()),
+
+		UpstreamProtocolVersion: srv.Def.GetProtocolVersion(),
 	}
 	var authHeader, authValue string
 	need := NeedNothing

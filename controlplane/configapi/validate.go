@@ -251,6 +251,11 @@ func validateServer(def *configv1.McpServer, sec *storev1.ServerSecrets) error {
 	if len(def.GetDescription()) > 4096 {
 		return invalid("description: longer than 4096 bytes")
 	}
+	switch def.GetProtocolVersion() {
+	case "", "2025-11-25", "2026-07-28":
+	default:
+		return invalid("protocol_version: must be empty (auto), 2025-11-25 or 2026-07-28")
+	}
 	return nil
 }
 

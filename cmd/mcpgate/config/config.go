@@ -87,6 +87,8 @@ type serverYAML struct {
 	Description           string            `yaml:"description"`
 	RevocationURL         string            `yaml:"revocation_url"`
 	Issuer                string            `yaml:"issuer"`
+	// ProtocolVersion: "" (auto), 2025-11-25 or 2026-07-28.
+	ProtocolVersion string `yaml:"protocol_version"`
 }
 
 type groupYAML struct {
@@ -392,6 +394,7 @@ func convert(y *fileYAML) (*File, error) {
 			Description:           s.Description,
 			RevocationUrl:         s.RevocationURL,
 			Issuer:                s.Issuer,
+			ProtocolVersion:       s.ProtocolVersion,
 		})
 	}
 	slices.SortFunc(f.Servers, func(a, b *configv1.McpServer) int { return strings.Compare(a.GetName(), b.GetName()) })

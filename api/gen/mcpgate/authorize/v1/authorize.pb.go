@@ -335,9 +335,12 @@ type Allow struct {
 	DisallowedTools []string `protobuf:"bytes,4,rep,name=disallowed_tools,json=disallowedTools,proto3" json:"disallowed_tools,omitempty"`
 	// The upstream credential is the principal's vault grant: an upstream 401
 	// must become the gateway's own challenge.
-	VaultGrant    bool `protobuf:"varint,5,opt,name=vault_grant,json=vaultGrant,proto3" json:"vault_grant,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	VaultGrant bool `protobuf:"varint,5,opt,name=vault_grant,json=vaultGrant,proto3" json:"vault_grant,omitempty"`
+	// The server's protocol_version setting ("" auto, "2025-11-25" or
+	// "2026-07-28"): what the data plane assumes the upstream speaks.
+	UpstreamProtocolVersion string `protobuf:"bytes,200,opt,name=upstream_protocol_version,json=upstreamProtocolVersion,proto3" json:"upstream_protocol_version,omitempty"`
+	unknownFields           protoimpl.UnknownFields
+	sizeCache               protoimpl.SizeCache
 }
 
 func (x *Allow) Reset() {
@@ -403,6 +406,13 @@ func (x *Allow) GetVaultGrant() bool {
 		return x.VaultGrant
 	}
 	return false
+}
+
+func (x *Allow) GetUpstreamProtocolVersion() string {
+	if x != nil {
+		return x.UpstreamProtocolVersion
+	}
+	return ""
 }
 
 type Challenge struct {
@@ -969,14 +979,15 @@ const file_mcpgate_authorize_v1_authorize_proto_rawDesc = "" +
 	"promptName\"2\n" +
 	"\x06Header\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value\"\xe4\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\"\xa1\x02\n" +
 	"\x05Allow\x12!\n" +
 	"\fupstream_url\x18\x01 \x01(\tR\vupstreamUrl\x12G\n" +
 	"\x10upstream_headers\x18\x02 \x03(\v2\x1c.mcpgate.authorize.v1.HeaderR\x0fupstreamHeaders\x12#\n" +
 	"\rallowed_tools\x18\x03 \x03(\tR\fallowedTools\x12)\n" +
 	"\x10disallowed_tools\x18\x04 \x03(\tR\x0fdisallowedTools\x12\x1f\n" +
 	"\vvault_grant\x18\x05 \x01(\bR\n" +
-	"vaultGrant\"\x83\x01\n" +
+	"vaultGrant\x12;\n" +
+	"\x19upstream_protocol_version\x18\xc8\x01 \x01(\tR\x17upstreamProtocolVersion\"\x83\x01\n" +
 	"\tChallenge\x12\x16\n" +
 	"\x06scopes\x18\x02 \x03(\tR\x06scopes\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12+\n" +

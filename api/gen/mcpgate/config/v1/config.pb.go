@@ -340,8 +340,15 @@ type McpServer struct {
 	// The audience requested in a token exchange (oauth2_flow
 	// token_exchange), optional.
 	TokenExchangeAudience string `protobuf:"bytes,22,opt,name=token_exchange_audience,json=tokenExchangeAudience,proto3" json:"token_exchange_audience,omitempty"`
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// The MCP protocol the upstream speaks: "" (auto: the data plane learns
+	// it from the upstream's own refusal of a request in the other version,
+	// once per process), "2025-11-25" (only the session-based protocol:
+	// 2026-07-28 clients are bridged over an upstream session) or
+	// "2026-07-28" (only the sessionless protocol: 2025-11-25 clients are
+	// bridged, their initialize answered from server/discover).
+	ProtocolVersion string `protobuf:"bytes,200,opt,name=protocol_version,json=protocolVersion,proto3" json:"protocol_version,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *McpServer) Reset() {
@@ -524,6 +531,13 @@ func (x *McpServer) GetRevision() int64 {
 func (x *McpServer) GetTokenExchangeAudience() string {
 	if x != nil {
 		return x.TokenExchangeAudience
+	}
+	return ""
+}
+
+func (x *McpServer) GetProtocolVersion() string {
+	if x != nil {
+		return x.ProtocolVersion
 	}
 	return ""
 }
@@ -2953,7 +2967,7 @@ var File_mcpgate_config_v1_config_proto protoreflect.FileDescriptor
 
 const file_mcpgate_config_v1_config_proto_rawDesc = "" +
 	"\n" +
-	"\x1emcpgate/config/v1/config.proto\x12\x11mcpgate.config.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcb\a\n" +
+	"\x1emcpgate/config/v1/config.proto\x12\x11mcpgate.config.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf7\a\n" +
 	"\tMcpServer\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03url\x18\x02 \x01(\tR\x03url\x12:\n" +
@@ -2979,7 +2993,8 @@ const file_mcpgate_config_v1_config_proto_rawDesc = "" +
 	"\x0erevocation_url\x18\x13 \x01(\tR\rrevocationUrl\x12\x16\n" +
 	"\x06issuer\x18\x14 \x01(\tR\x06issuer\x12\x1a\n" +
 	"\brevision\x18\x15 \x01(\x03R\brevision\x126\n" +
-	"\x17token_exchange_audience\x18\x16 \x01(\tR\x15tokenExchangeAudience\x1a@\n" +
+	"\x17token_exchange_audience\x18\x16 \x01(\tR\x15tokenExchangeAudience\x12*\n" +
+	"\x10protocol_version\x18\xc8\x01 \x01(\tR\x0fprotocolVersion\x1a@\n" +
 	"\x12StaticHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd1\x02\n" +
