@@ -127,9 +127,10 @@ func (p *Proxy) initializeOnModern(w http.ResponseWriter, r *http.Request, log *
 		return true
 	}
 	enc, err := bridge.EncodeMeta(meta)
-	if err != nil {
-		writeFixed(w, http.StatusBadRequest, withID(rpcInvalidRequest, f.id))
-		return true
+	if err != nil || len(enc) > maxBridgeMeta {
+		// What the client declared does not fit a handle: it is served as
+		// one that declared nothing.
+		enc = noClientMeta
 	}
 	handle, err := p.sealSession(ctx, sessionBinding{principal: f.principal, route: f.route, bridge: enc})
 	if err != nil {
@@ -149,6 +150,10 @@ func (p *Proxy) initializeOnModern(w http.ResponseWriter, r *http.Request, log *
 // declared capabilities (so the upstream asks it for nothing the gateway
 // could not relay).
 const noClientMeta = `{"caps":{}}`
+
+// maxBridgeMeta bounds the client capabilities and info a session handle
+// carries.
+const maxBridgeMeta = 8 << 10
 
 // serveUpgraded serves a request of a 2025-11-25 client's bridge session
 // on a 2026-07-28-only upstream: calls are sent as 2026-07-28 requests with

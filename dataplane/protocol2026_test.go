@@ -229,7 +229,13 @@ func TestSDKClients2026And2025(t *testing.T) {
 					go func() {
 						defer wg.Done()
 						kt := &keyTransport{header: "X-MCPGate-API-Key", value: "mcpg_alice"}
-						c := mcp.NewClient(&mcp.Implementation{Name: "c", Version: "1"}, nil)
+						// With a list-changed handler a 2026 client opens
+						// subscriptions/listen when the server offers
+						// listChanged (natively on New; the bridge to Old
+						// offers none).
+						c := mcp.NewClient(&mcp.Implementation{Name: "c", Version: "1"}, &mcp.ClientOptions{
+							ToolListChangedHandler: func(context.Context, *mcp.ToolListChangedRequest) {},
+						})
 						tr := &mcp.StreamableClientTransport{Endpoint: g.srv.URL + "/" + rt + "/mcp", HTTPClient: &http.Client{Transport: kt}, MaxRetries: -1}
 						cs, err := c.Connect(t.Context(), tr, &mcp.ClientSessionOptions{ProtocolVersion: version})
 						if err != nil {
