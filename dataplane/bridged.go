@@ -43,6 +43,11 @@ func (p *Proxy) upstreamModernOnly(a *authorizev1.Allow) bool {
 func (p *Proxy) serveBridged(w http.ResponseWriter, r *http.Request, log *slog.Logger, f fwd, b rpcBody) {
 	ctx := r.Context()
 	meta, err := bridge.ClientMetaOf(b.Canonical)
+	if err == nil {
+		// Server-to-client requests on the upstream session cannot reach a
+		// 2026-07-28 client: the upstream is told it may not make them.
+		meta, err = bridge.WithoutInputCapabilities(meta)
+	}
 	if err != nil {
 		writeFixed(w, http.StatusBadRequest, withID(rpcInvalidRequest, f.id))
 		return
@@ -126,7 +131,11 @@ func (p *Proxy) initializeOnModern(w http.ResponseWriter, r *http.Request, log *
 		writeFixed(w, http.StatusBadGateway, withID(rpcUpstreamUnchecked, f.id))
 		return true
 	}
-	enc, err := bridge.EncodeMeta(meta)
+	meta, err = bridge.WithoutInputCapabilities(meta)
+	enc := ""
+	if err == nil {
+		enc, err = bridge.EncodeMeta(meta)
+	}
 	if err != nil || len(enc) > maxBridgeMeta {
 		// What the client declared does not fit a handle: it is served as
 		// one that declared nothing.
@@ -185,6 +194,12 @@ func (p *Proxy) serveUpgraded(w http.ResponseWriter, r *http.Request, log *slog.
 	}
 	g := f
 	g.upgraded, g.upMethod, g.session, g.handle = true, m.Method, "", ""
+	if g.sealer == nil {
+		var ok bool
+		if g.sealer, ok = p.newSealer(w, r, log, b, f.principal, f.route); !ok {
+			return
+		}
+	}
 	if needsName(m.Method) {
 		g.upName = msgName(m)
 	}

@@ -197,21 +197,6 @@ func (p *Proxy) serveMCP(w http.ResponseWriter, r *http.Request, route string) {
 			return
 		}
 	}
-	var sealer *stateSealer
-	if m := parsed.First; cls.Modern && m.IsCall && needsName(m.Method) {
-		sctx, scancel := context.WithTimeout(ctx, p.timeout)
-		ks, err := p.keys.current(sctx)
-		scancel()
-		if err != nil {
-			log.WarnContext(ctx, "session keys unavailable", slog.String("code", codeOf(err)))
-			writeResponse(w, unavailable().withID(parsed.ID))
-			return
-		}
-		sealer = &stateSealer{ks: ks, bind: stateBinding{
-			principal: principal, route: route, method: m.Method, name: msgName(m),
-			expires: time.Now().Add(p.stateLifetime),
-		}}
-	}
 	upstreamSession, clientHandle, bridgeMeta := "", "", ""
 	if h := r.Header.Get(headerSessionID); h != "" {
 		sctx, scancel := context.WithTimeout(ctx, p.timeout)
@@ -236,6 +221,15 @@ func (p *Proxy) serveMCP(w http.ResponseWriter, r *http.Request, route string) {
 		bridgeMeta = s.bridge
 	}
 
+	var sealer *stateSealer
+	if cls.Modern || bridgeMeta != "" || p.upstreamModernOnly(out.Allow) {
+		// A 2026-07-28 exchange: an input_required result's requestState
+		// reaches the client sealed.
+		var ok bool
+		if sealer, ok = p.newSealer(w, r, log, parsed, principal, route); !ok {
+			return
+		}
+	}
 	f := fwd{
 		route:     route,
 		principal: principal,
@@ -245,7 +239,8 @@ func (p *Proxy) serveMCP(w http.ResponseWriter, r *http.Request, route string) {
 		handle:    clientHandle,
 		// Every reply is filtered whatever the request: ids cannot be
 		// trusted to match (issue 8 item 2).
-		rewriter:  replyRewriterFor(newToolFilter(out.Allow.GetAllowedTools(), out.Allow.GetDisallowedTools()), sealer),
+		filter:    newToolFilter(out.Allow.GetAllowedTools(), out.Allow.GetDisallowedTools()),
+		sealer:    sealer,
 		id:        parsed.ID,
 		mayStream: mayStream(r.Method, parsed.Calls),
 		modern:    cls.Modern,
@@ -384,7 +379,8 @@ type fwd struct {
 	session   string          // upstream Mcp-Session-Id, if any
 	handle    string          // the client's handle for session
 	id        string          // the JSON-RPC id of a single request, for error answers
-	rewriter  messageRewriter // nil: replies are relayed as they are
+	filter    *toolFilter     // nil: no tool filter
+	sealer    *stateSealer    // nil: requestState is not sealed (not a 2026-07-28 call)
 	mayStream bool            // counts against the principal's concurrent-stream bound
 	// modern: a 2026-07-28 request; an upstream answering it as a
 	// 2025-only server is reported as fwdLegacy instead of relayed.
@@ -456,6 +452,7 @@ func copyEndToEnd(dst, src http.Header, skip func(string) bool) {
 
 func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, log *slog.Logger, f fwd) fwdResult {
 	ctx := r.Context()
+	rewriter := replyRewriterFor(f.filter, f.sealer)
 	if f.mayStream {
 		release, ok := p.streams.acquire(f.principal)
 		if !ok {
@@ -594,8 +591,8 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, log *slog.Logger
 		h.Set("X-Accel-Buffering", "no")
 		h.Set("Cache-Control", "no-cache")
 		w.WriteHeader(resp.StatusCode)
-		p.streamSSE(uctx, w, resp.Body, log, f)
-	case f.rewriter != nil:
+		p.streamSSE(uctx, w, resp.Body, log, f, rewriter)
+	case rewriter != nil:
 		// A JSON reply (or anything a lenient client might parse as
 		// JSON) is filtered whole; what cannot be checked is not relayed.
 		b, err := io.ReadAll(io.LimitReader(resp.Body, maxEventBytes+1))
@@ -605,7 +602,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, log *slog.Logger
 			return fwdDone
 		}
 		if t := bytes.TrimSpace(b); len(t) > 0 && (mt == "application/json" || t[0] == '{' || t[0] == '[') {
-			if b, err = f.rewriter.rewrite(b); err != nil {
+			if b, err = rewriter.rewrite(b); err != nil {
 				log.WarnContext(ctx, "upstream reply cannot be checked")
 				replaceUpstreamHeaders(h)
 				writeFixed(w, http.StatusBadGateway, withID(rpcUpstreamUnchecked, f.id))
@@ -638,16 +635,16 @@ func (p *Proxy) sealSession(ctx context.Context, s sessionBinding) (string, erro
 // instead. When the stream's lifetime ends (uctx cancelled with
 // errStreamLifetime) it ends at the last complete event, so the client
 // resumes with Last-Event-ID.
-func (p *Proxy) streamSSE(uctx context.Context, w http.ResponseWriter, body io.Reader, log *slog.Logger, f fwd) {
+func (p *Proxy) streamSSE(uctx context.Context, w http.ResponseWriter, body io.Reader, log *slog.Logger, f fwd, rewriter messageRewriter) {
 	rc := http.NewResponseController(w)
 	_ = rc.Flush()
 	br := bufio.NewReaderSize(body, 64<<10)
 	var event []byte
 	emit := func() bool {
 		out := event
-		if f.rewriter != nil {
+		if rewriter != nil {
 			var err error
-			if out, err = rewriteEvent(event, f.rewriter); err != nil {
+			if out, err = rewriteEvent(event, rewriter); err != nil {
 				log.WarnContext(context.Background(), "upstream SSE event cannot be checked")
 				_, _ = w.Write([]byte("event: message\ndata: " + withID(rpcUpstreamUnchecked, f.id) + "\n\n"))
 				_ = rc.Flush()

@@ -245,6 +245,13 @@ func TestUpgrade(t *testing.T) {
 	}
 }
 
+func TestWithoutInputCapabilities(t *testing.T) {
+	m, err := WithoutInputCapabilities(ClientMeta{Capabilities: jsontext.Value(`{"roots":{"listChanged":true},"sampling":{},"elicitation":{"form":{}},"experimental":{"x":{}}}`)})
+	if err != nil || string(m.Capabilities) != `{"experimental":{"x":{}}}` {
+		t.Errorf("%s %v", m.Capabilities, err)
+	}
+}
+
 func TestInitializeFromDiscover(t *testing.T) {
 	disc := jsontext.Value(`{"supportedVersions":["2026-07-28"],"capabilities":{"tools":{}},"instructions":"hi","_meta":{"io.modelcontextprotocol/serverInfo":{"name":"s","version":"3"}}}`)
 	for requested, version := range map[string]string{"2025-06-18": "2025-06-18", "2024-01-01": "2025-11-25", "2026-07-28": "2025-11-25"} {
