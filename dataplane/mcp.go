@@ -376,12 +376,12 @@ type fwd struct {
 	principal string
 	allow     *authorizev1.Allow
 	body      []byte
-	session   string          // upstream Mcp-Session-Id, if any
-	handle    string          // the client's handle for session
-	id        string          // the JSON-RPC id of a single request, for error answers
-	filter    *toolFilter     // nil: no tool filter
-	sealer    *stateSealer    // nil: requestState is not sealed (not a 2026-07-28 call)
-	mayStream bool            // counts against the principal's concurrent-stream bound
+	session   string       // upstream Mcp-Session-Id, if any
+	handle    string       // the client's handle for session
+	id        string       // the JSON-RPC id of a single request, for error answers
+	filter    *toolFilter  // nil: no tool filter
+	sealer    *stateSealer // nil: requestState is not sealed (not a 2026-07-28 call)
+	mayStream bool         // counts against the principal's concurrent-stream bound
 	// modern: a 2026-07-28 request; an upstream answering it as a
 	// 2025-only server is reported as fwdLegacy instead of relayed.
 	modern bool
