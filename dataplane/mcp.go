@@ -251,8 +251,9 @@ func (p *Proxy) serveMCP(w http.ResponseWriter, r *http.Request, route string) {
 		p.serveUpgraded(w, r, log, f, parsed, bridgeMeta)
 		return
 	}
-	if r.Method == http.MethodPost && !cls.Modern && !parsed.Batch && parsed.First.IsCall &&
-		parsed.First.Method == "initialize" && clientHandle == "" && p.initializeOnModern(w, r, log, f, parsed) {
+	isInitialize := r.Method == http.MethodPost && !cls.Modern && !parsed.Batch && parsed.First.IsCall &&
+		parsed.First.Method == "initialize" && clientHandle == ""
+	if isInitialize && p.initializeOnModern(w, r, log, f, parsed) {
 		return
 	}
 	if cls.Modern && p.upstreamLegacy(out.Allow) {
@@ -272,6 +273,9 @@ func (p *Proxy) serveMCP(w http.ResponseWriter, r *http.Request, route string) {
 		p.serveBridged(w, r, log, f, parsed)
 	case fwdModernOnly:
 		log.InfoContext(ctx, "upstream speaks only 2026-07-28; sending 2025-11-25 requests as 2026-07-28")
+		if isInitialize && p.initializeOnModern(w, r, log, f, parsed) {
+			return
+		}
 		p.serveUpgraded(w, r, log, f, parsed, noClientMeta)
 	}
 }

@@ -758,3 +758,34 @@ func TestProtocolVersionSetting(t *testing.T) {
 		}
 	}
 }
+
+// TestReverseBridgeInitializeRefused: an upstream that refuses a 2025
+// initialize itself as a 2026-07-28-only server (JSON-RPC -32022 listing
+// only 2026-07-28) is learnt from that refusal, and the same initialize is
+// answered from its server/discover.
+func TestReverseBridgeInitializeRefused(t *testing.T) {
+	only26 := newUpstreamOnly2026(t)
+	refusing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		if strings.Contains(string(b), `"method":"initialize"`) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = io.WriteString(w, `{"jsonrpc":"2.0","id":1,"error":{"code":-32022,"message":"unsupported protocol version","data":{"supported":["2026-07-28"],"requested":"2025-06-18"}}}`)
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(b))
+		only26.srv.Config.Handler.ServeHTTP(w, r)
+	}))
+	t.Cleanup(refusing.Close)
+	cp := newFakeCP(t)
+	cp.setRoute("New", &route{mode: "none", upstream: refusing.URL, principals: map[string]bool{"alice": true}})
+	g := newGateway(t, cp, nil)
+	resp, body := g.do(t, "POST", "/New/mcp", with(map[string]string{"X-MCPGate-API-Key": "mcpg_alice"}), initBody)
+	if resp.StatusCode != 200 || resp.Header.Get("Mcp-Session-Id") == "" || !strings.Contains(body, `"serverInfo":{"name":"only-2026","version":"3"}`) {
+		t.Fatalf("initialize: %d %s", resp.StatusCode, body)
+	}
+	h := with(map[string]string{"X-MCPGate-API-Key": "mcpg_alice", "Mcp-Session-Id": resp.Header.Get("Mcp-Session-Id"), "MCP-Protocol-Version": "2025-06-18"})
+	if resp, body := g.do(t, "POST", "/New/mcp", h, `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x"}}}`); resp.StatusCode != 200 || !strings.Contains(body, `"echo: x"`) {
+		t.Fatalf("call: %d %s", resp.StatusCode, body)
+	}
+}
