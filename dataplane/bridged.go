@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 
@@ -67,6 +68,10 @@ func (p *Proxy) serveBridged(w http.ResponseWriter, r *http.Request, log *slog.L
 		octx, cancel := context.WithTimeout(ctx, p.headerTimeout)
 		s, err := p.bridged.Open(octx, key, url, header, meta)
 		cancel()
+		if errors.Is(err, bridge.ErrUnauthorized) {
+			p.upstreamUnauthorized(w, r, log, f) // as for any upstream 401
+			return
+		}
 		if err != nil {
 			log.WarnContext(ctx, "bridge session not opened")
 			writeFixed(w, http.StatusBadGateway, withID(rpcUpstreamFailed, f.id))

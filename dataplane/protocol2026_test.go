@@ -789,3 +789,23 @@ func TestReverseBridgeInitializeRefused(t *testing.T) {
 		t.Fatalf("call: %d %s", resp.StatusCode, body)
 	}
 }
+
+// TestBridgeUpstream401: a 2026-07-28 client bridged to a 2025-only
+// upstream whose vault grant is refused at the bridge's initialize gets the
+// gateway's own challenge (the grant is reported), as on the direct path.
+func TestBridgeUpstream401(t *testing.T) {
+	cp := newFakeCP(t)
+	refusing := httpUpstream(t, http.StatusUnauthorized, `Bearer resource_metadata="https://accounts.example.com/x"`)
+	cp.setRoute("Drive", &route{mode: "authcode", upstream: refusing, principals: map[string]bool{"alice": true}, vault: map[string]bool{"alice": true}, scopes: []string{"drive.read"}, protocol: "2025-11-25"})
+	g := newGateway(t, cp, nil)
+	resp, body := g.do(t, "POST", "/Drive/mcp", modernHeaders("mcpg_alice", "tools/list", ""), modernCall("tools/list", ""))
+	if resp.StatusCode != 401 || body != strings.Replace(rpcUnauthorized, `"id":null`, `"id":1`, 1) ||
+		resp.Header.Get("WWW-Authenticate") != `Bearer resource_metadata="`+g.srv.URL+`/.well-known/oauth-protected-resource/Drive/mcp", scope="drive.read"` {
+		t.Fatalf("%d %v %s", resp.StatusCode, resp.Header, body)
+	}
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	if len(cp.reports) != 1 || cp.reports[0].GetPrincipal() != "alice" || cp.reports[0].GetRoute() != "Drive" {
+		t.Errorf("reports %v", cp.reports)
+	}
+}

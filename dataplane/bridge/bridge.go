@@ -60,6 +60,9 @@ var (
 	ErrMalformed = errors.New("bridge: malformed message")
 	// ErrUpstream: the upstream did not open a session.
 	ErrUpstream = errors.New("bridge: upstream refused the session")
+	// ErrUnauthorized: the upstream answered 401 (its credentials, from
+	// the decision, were refused).
+	ErrUnauthorized = errors.New("bridge: upstream refused the credentials")
 )
 
 // maxReply bounds an initialize or discover reply held in memory (and so
@@ -534,6 +537,9 @@ func (c *Sessions) initialize(ctx context.Context, url string, header http.Heade
 	}
 	defer resp.Body.Close()
 	id := resp.Header.Get("Mcp-Session-Id")
+	if resp.StatusCode == http.StatusUnauthorized {
+		return nil, ErrUnauthorized
+	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("%w: initialize status %d", ErrUpstream, resp.StatusCode)
 	}
