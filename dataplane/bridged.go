@@ -122,6 +122,10 @@ func (p *Proxy) initializeOnModern(w http.ResponseWriter, r *http.Request, log *
 	pctx, cancel := context.WithTimeout(ctx, p.headerTimeout)
 	disc, modernOnly, err := bridge.ProbeDiscover(pctx, p.upstream, url, header, meta)
 	cancel()
+	if errors.Is(err, bridge.ErrUnauthorized) {
+		p.upstreamUnauthorized(w, r, log, f)
+		return true
+	}
 	if err != nil || disc == nil {
 		log.WarnContext(ctx, "upstream server/discover failed")
 		writeFixed(w, http.StatusBadGateway, withID(rpcUpstreamFailed, f.id))

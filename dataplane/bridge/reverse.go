@@ -189,6 +189,9 @@ func ProbeDiscover(ctx context.Context, client *http.Client, url string, header 
 	if err != nil {
 		return nil, false, fmt.Errorf("%w: %v", ErrUpstream, err)
 	}
+	if resp.StatusCode == http.StatusUnauthorized {
+		return nil, false, ErrUnauthorized
+	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, false, nil
 	}
