@@ -2,11 +2,50 @@ package dataplane
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 
 	"github.com/mcpgate/mcpgate/dataplane/bridge"
+
+	authorizev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1"
 )
+
+// For the aggregator (one member at a time): classifyRequest decides
+// whether the client speaks 2026-07-28; upstreamLegacy / upstreamModernOnly
+// say what a member's upstream speaks (its decision's Allow); a 2026-07-28
+// client's call to a 2025-only member goes through p.bridged.Open (key:
+// principal, aggregate route, member URL, client _meta digest) and
+// bridge.Downgrade, its server/discover merges bridge.Discover results; a
+// 2025-11-25 client's call to a 2026-only member is bridge.Upgrade'd with
+// the _meta kept in its handle (sessionBinding.bridge); newSealer /
+// openRetryState seal and check requestState with the member in the route
+// (e.g. "<aggregate>/<member>") so a state cannot move between members.
+
+// upstreamLegacy reports whether the upstream speaks only 2025-11-25: the
+// server's protocol_version setting, or, when that is auto, what this
+// process learnt from the upstream's own refusals.
+func (p *Proxy) upstreamLegacy(a *authorizev1.Allow) bool {
+	switch a.GetUpstreamProtocolVersion() {
+	case bridge.Version20251125:
+		return true
+	case "":
+		return p.versions.Legacy(a.GetUpstreamUrl())
+	}
+	return false
+}
+
+// upstreamModernOnly reports whether the upstream speaks only 2026-07-28,
+// likewise.
+func (p *Proxy) upstreamModernOnly(a *authorizev1.Allow) bool {
+	switch a.GetUpstreamProtocolVersion() {
+	case bridge.Version20260728:
+		return true
+	case "":
+		return p.versions.ModernOnly(a.GetUpstreamUrl())
+	}
+	return false
+}
 
 // serveBridged serves a 2026-07-28 request on an upstream that speaks only
 // 2025-11-25 (dataplane/bridge): server/discover is answered from the
@@ -16,6 +55,11 @@ import (
 func (p *Proxy) serveBridged(w http.ResponseWriter, r *http.Request, log *slog.Logger, f fwd, b rpcBody) {
 	ctx := r.Context()
 	meta, err := bridge.ClientMetaOf(b.Canonical)
+	if err == nil {
+		// Server-to-client requests on the upstream session cannot reach a
+		// 2026-07-28 client: the upstream is told it may not make them.
+		meta, err = bridge.WithoutInputCapabilities(meta)
+	}
 	if err != nil {
 		writeFixed(w, http.StatusBadRequest, withID(rpcInvalidRequest, f.id))
 		return
@@ -35,6 +79,10 @@ func (p *Proxy) serveBridged(w http.ResponseWriter, r *http.Request, log *slog.L
 		octx, cancel := context.WithTimeout(ctx, p.headerTimeout)
 		s, err := p.bridged.Open(octx, key, url, header, meta)
 		cancel()
+		if errors.Is(err, bridge.ErrUnauthorized) {
+			p.upstreamUnauthorized(w, r, log, f) // as for any upstream 401
+			return
+		}
 		if err != nil {
 			log.WarnContext(ctx, "bridge session not opened")
 			writeFixed(w, http.StatusBadGateway, withID(rpcUpstreamFailed, f.id))
@@ -70,7 +118,7 @@ func (p *Proxy) serveBridged(w http.ResponseWriter, r *http.Request, log *slog.L
 func (p *Proxy) initializeOnModern(w http.ResponseWriter, r *http.Request, log *slog.Logger, f fwd, b rpcBody) bool {
 	ctx := r.Context()
 	url := f.allow.GetUpstreamUrl()
-	if !p.versions.ModernOnly(url) {
+	if !p.upstreamModernOnly(f.allow) {
 		return false
 	}
 	meta, requested, err := bridge.ClientMetaOfInitialize(b.Canonical)
@@ -85,6 +133,10 @@ func (p *Proxy) initializeOnModern(w http.ResponseWriter, r *http.Request, log *
 	pctx, cancel := context.WithTimeout(ctx, p.headerTimeout)
 	disc, modernOnly, err := bridge.ProbeDiscover(pctx, p.upstream, url, header, meta)
 	cancel()
+	if errors.Is(err, bridge.ErrUnauthorized) {
+		p.upstreamUnauthorized(w, r, log, f)
+		return true
+	}
 	if err != nil || disc == nil {
 		log.WarnContext(ctx, "upstream server/discover failed")
 		writeFixed(w, http.StatusBadGateway, withID(rpcUpstreamFailed, f.id))
@@ -99,10 +151,15 @@ func (p *Proxy) initializeOnModern(w http.ResponseWriter, r *http.Request, log *
 		writeFixed(w, http.StatusBadGateway, withID(rpcUpstreamUnchecked, f.id))
 		return true
 	}
-	enc, err := bridge.EncodeMeta(meta)
-	if err != nil {
-		writeFixed(w, http.StatusBadRequest, withID(rpcInvalidRequest, f.id))
-		return true
+	meta, err = bridge.WithoutInputCapabilities(meta)
+	enc := ""
+	if err == nil {
+		enc, err = bridge.EncodeMeta(meta)
+	}
+	if err != nil || len(enc) > maxBridgeMeta {
+		// What the client declared does not fit a handle: it is served as
+		// one that declared nothing.
+		enc = noClientMeta
 	}
 	handle, err := p.sealSession(ctx, sessionBinding{principal: f.principal, route: f.route, bridge: enc})
 	if err != nil {
@@ -122,6 +179,10 @@ func (p *Proxy) initializeOnModern(w http.ResponseWriter, r *http.Request, log *
 // declared capabilities (so the upstream asks it for nothing the gateway
 // could not relay).
 const noClientMeta = `{"caps":{}}`
+
+// maxBridgeMeta bounds the client capabilities and info a session handle
+// carries.
+const maxBridgeMeta = 8 << 10
 
 // serveUpgraded serves a request of a 2025-11-25 client's bridge session
 // on a 2026-07-28-only upstream: calls are sent as 2026-07-28 requests with
@@ -153,6 +214,12 @@ func (p *Proxy) serveUpgraded(w http.ResponseWriter, r *http.Request, log *slog.
 	}
 	g := f
 	g.upgraded, g.upMethod, g.session, g.handle = true, m.Method, "", ""
+	if g.sealer == nil {
+		var ok bool
+		if g.sealer, ok = p.newSealer(w, r, log, b, f.principal, f.route); !ok {
+			return
+		}
+	}
 	if needsName(m.Method) {
 		g.upName = msgName(m)
 	}

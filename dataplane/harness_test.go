@@ -33,6 +33,7 @@ type route struct {
 	vault      map[string]bool // authcode: principals with an upstream grant
 	allowed    []string
 	disallowed []string
+	protocol   string // the server's protocol_version setting
 }
 
 // fakeCP is an AuthorizeService served over real Connect that decides like
@@ -149,7 +150,7 @@ func (f *fakeCP) Authorize(ctx context.Context, req *authorizev1.AuthorizeReques
 	if req.GetToolName() == "secret" {
 		return &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_DENY, Principal: p, Deny: &authorizev1.Deny{}, Reason: "tool not allowed on this server"}, nil
 	}
-	allow := &authorizev1.Allow{UpstreamUrl: rt.upstream, AllowedTools: rt.allowed, DisallowedTools: rt.disallowed}
+	allow := &authorizev1.Allow{UpstreamUrl: rt.upstream, AllowedTools: rt.allowed, DisallowedTools: rt.disallowed, UpstreamProtocolVersion: rt.protocol}
 	switch rt.mode {
 	case "static":
 		allow.UpstreamHeaders = []*authorizev1.Header{{Name: "X-API-Key", Value: "upstream-static-secret"}}

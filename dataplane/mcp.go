@@ -205,21 +205,6 @@ func (p *Proxy) serveMCP(w http.ResponseWriter, r *http.Request, route string) {
 			return
 		}
 	}
-	var sealer *stateSealer
-	if m := parsed.First; cls.Modern && m.IsCall && needsName(m.Method) {
-		sctx, scancel := context.WithTimeout(ctx, p.timeout)
-		ks, err := p.keys.current(sctx)
-		scancel()
-		if err != nil {
-			log.WarnContext(ctx, "session keys unavailable", slog.String("code", codeOf(err)))
-			writeResponse(w, unavailable().withID(parsed.ID))
-			return
-		}
-		sealer = &stateSealer{ks: ks, bind: stateBinding{
-			principal: principal, route: route, method: m.Method, name: msgName(m),
-			expires: time.Now().Add(p.stateLifetime),
-		}}
-	}
 	upstreamSession, clientHandle, bridgeMeta := "", "", ""
 	if h := r.Header.Get(headerSessionID); h != "" {
 		sctx, scancel := context.WithTimeout(ctx, p.timeout)
@@ -249,6 +234,15 @@ func (p *Proxy) serveMCP(w http.ResponseWriter, r *http.Request, route string) {
 		// What the reply showed that is not pinned (yet, or any more).
 		defer func() { p.pins.add(route, filter.pins.reports()) }()
 	}
+	var sealer *stateSealer
+	if cls.Modern || bridgeMeta != "" || p.upstreamModernOnly(out.Allow) {
+		// A 2026-07-28 exchange: an input_required result's requestState
+		// reaches the client sealed.
+		var ok bool
+		if sealer, ok = p.newSealer(w, r, log, parsed, principal, route); !ok {
+			return
+		}
+	}
 	f := fwd{
 		route:     route,
 		principal: principal,
@@ -258,25 +252,28 @@ func (p *Proxy) serveMCP(w http.ResponseWriter, r *http.Request, route string) {
 		handle:    clientHandle,
 		// Every reply is filtered whatever the request: ids cannot be
 		// trusted to match (issue 8 item 2).
-		rewriter:  replyRewriterFor(filter, sealer),
+		filter:    filter,
+		sealer:    sealer,
 		id:        parsed.ID,
 		mayStream: mayStream(r.Method, parsed.Calls),
 		modern:    cls.Modern,
 		discover:  parsed.First.Method == "server/discover",
+		probe:     out.Allow.GetUpstreamProtocolVersion() == "",
 	}
 	if bridgeMeta != "" && !cls.Modern {
 		p.serveUpgraded(w, r, log, f, parsed, bridgeMeta)
 		return
 	}
-	if r.Method == http.MethodPost && !cls.Modern && !parsed.Batch && parsed.First.IsCall &&
-		parsed.First.Method == "initialize" && clientHandle == "" && p.initializeOnModern(w, r, log, f, parsed) {
+	isInitialize := r.Method == http.MethodPost && !cls.Modern && !parsed.Batch && parsed.First.IsCall &&
+		parsed.First.Method == "initialize" && clientHandle == ""
+	if isInitialize && p.initializeOnModern(w, r, log, f, parsed) {
 		return
 	}
-	if cls.Modern && p.versions.Legacy(out.Allow.GetUpstreamUrl()) {
+	if cls.Modern && p.upstreamLegacy(out.Allow) {
 		p.serveBridged(w, r, log, f, parsed)
 		return
 	}
-	if r.Method == http.MethodPost && !cls.Modern && p.versions.ModernOnly(out.Allow.GetUpstreamUrl()) {
+	if r.Method == http.MethodPost && !cls.Modern && p.upstreamModernOnly(out.Allow) {
 		p.serveUpgraded(w, r, log, f, parsed, noClientMeta)
 		return
 	}
@@ -289,6 +286,9 @@ func (p *Proxy) serveMCP(w http.ResponseWriter, r *http.Request, route string) {
 		p.serveBridged(w, r, log, f, parsed)
 	case fwdModernOnly:
 		log.InfoContext(ctx, "upstream speaks only 2026-07-28; sending 2025-11-25 requests as 2026-07-28")
+		if isInitialize && p.initializeOnModern(w, r, log, f, parsed) {
+			return
+		}
 		p.serveUpgraded(w, r, log, f, parsed, noClientMeta)
 	}
 }
@@ -417,11 +417,12 @@ type fwd struct {
 	principal string
 	allow     *authorizev1.Allow
 	body      []byte
-	session   string          // upstream Mcp-Session-Id, if any
-	handle    string          // the client's handle for session
-	id        string          // the JSON-RPC id of a single request, for error answers
-	rewriter  messageRewriter // nil: replies are relayed as they are
-	mayStream bool            // counts against the principal's concurrent-stream bound
+	session   string       // upstream Mcp-Session-Id, if any
+	handle    string       // the client's handle for session
+	id        string       // the JSON-RPC id of a single request, for error answers
+	filter    *toolFilter  // nil: no tool filter
+	sealer    *stateSealer // nil: requestState is not sealed (not a 2026-07-28 call)
+	mayStream bool         // counts against the principal's concurrent-stream bound
 	// modern: a 2026-07-28 request; an upstream answering it as a
 	// 2025-only server is reported as fwdLegacy instead of relayed.
 	modern bool
@@ -434,6 +435,9 @@ type fwd struct {
 	// upstream that speaks only that, with these Mcp-Method / Mcp-Name.
 	upgraded         bool
 	upMethod, upName string
+	// probe: the server's protocol_version is auto, so the upstream's
+	// refusals teach this process what it speaks.
+	probe bool
 	// legacyClient: a 2025-style POST; an upstream refusing it as a
 	// 2026-07-28-only server is reported as fwdModernOnly.
 	legacyClient bool
@@ -489,6 +493,7 @@ func copyEndToEnd(dst, src http.Header, skip func(string) bool) {
 
 func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, log *slog.Logger, f fwd) fwdResult {
 	ctx := r.Context()
+	rewriter := replyRewriterFor(f.filter, f.sealer)
 	if f.mayStream {
 		release, ok := p.streams.acquire(f.principal)
 		if !ok {
@@ -563,21 +568,21 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, log *slog.Logger
 		return fwdDone
 	case f.bridged && resp.StatusCode == http.StatusNotFound:
 		return fwdStale
-	case f.modern && !f.bridged && resp.StatusCode == http.StatusBadRequest:
+	case f.probe && f.modern && !f.bridged && resp.StatusCode == http.StatusBadRequest:
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, smallBody))
 		if bridge.IsLegacyRejection(resp.StatusCode, b) {
 			p.versions.SetLegacy(f.allow.GetUpstreamUrl())
 			return fwdLegacy
 		}
 		resp.Body = io.NopCloser(io.MultiReader(bytes.NewReader(b), resp.Body))
-	case f.legacyClient && resp.StatusCode == http.StatusBadRequest:
+	case f.probe && f.legacyClient && resp.StatusCode == http.StatusBadRequest:
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, smallBody))
 		if bridge.IsModernOnlyRejection(resp.StatusCode, b) {
 			p.versions.SetModernOnly(f.allow.GetUpstreamUrl())
 			return fwdModernOnly
 		}
 		resp.Body = io.NopCloser(io.MultiReader(bytes.NewReader(b), resp.Body))
-	case f.modern && !f.bridged && f.discover && resp.StatusCode == http.StatusOK:
+	case f.probe && f.modern && !f.bridged && f.discover && resp.StatusCode == http.StatusOK:
 		// A 2025-only server may answer server/discover listing only
 		// older versions (the Go SDK's stateful servers do).
 		b, err := io.ReadAll(io.LimitReader(resp.Body, maxEventBytes+1))
@@ -627,8 +632,8 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, log *slog.Logger
 		h.Set("X-Accel-Buffering", "no")
 		h.Set("Cache-Control", "no-cache")
 		w.WriteHeader(resp.StatusCode)
-		p.streamSSE(uctx, w, resp.Body, log, f)
-	case f.rewriter != nil:
+		p.streamSSE(uctx, w, resp.Body, log, f, rewriter)
+	case rewriter != nil:
 		// A JSON reply (or anything a lenient client might parse as
 		// JSON) is filtered whole; what cannot be checked is not relayed.
 		b, err := io.ReadAll(io.LimitReader(resp.Body, maxEventBytes+1))
@@ -638,7 +643,7 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, log *slog.Logger
 			return fwdDone
 		}
 		if t := bytes.TrimSpace(b); len(t) > 0 && (mt == "application/json" || t[0] == '{' || t[0] == '[') {
-			if b, err = f.rewriter.rewrite(b); err != nil {
+			if b, err = rewriter.rewrite(b); err != nil {
 				log.WarnContext(ctx, "upstream reply cannot be checked")
 				replaceUpstreamHeaders(h)
 				writeFixed(w, http.StatusBadGateway, withID(rpcUpstreamUnchecked, f.id))
@@ -682,7 +687,7 @@ func (p *Proxy) sealSession(ctx context.Context, s sessionBinding) (string, erro
 // instead. When the stream's lifetime ends (uctx cancelled with
 // errStreamLifetime) it ends at the last complete event, so the client
 // resumes with Last-Event-ID.
-func (p *Proxy) streamSSE(uctx context.Context, w http.ResponseWriter, body io.Reader, log *slog.Logger, f fwd) {
+func (p *Proxy) streamSSE(uctx context.Context, w http.ResponseWriter, body io.Reader, log *slog.Logger, f fwd, rewriter messageRewriter) {
 	rc := http.NewResponseController(w)
 	_ = rc.Flush()
 	br := sseReaders.Get().(*bufio.Reader)
@@ -691,9 +696,9 @@ func (p *Proxy) streamSSE(uctx context.Context, w http.ResponseWriter, body io.R
 	var event []byte
 	emit := func() bool {
 		out := event
-		if f.rewriter != nil {
+		if rewriter != nil {
 			var err error
-			if out, err = rewriteEvent(event, f.rewriter); err != nil {
+			if out, err = rewriteEvent(event, rewriter); err != nil {
 				log.WarnContext(context.Background(), "upstream SSE event cannot be checked")
 				_, _ = w.Write([]byte("event: message\ndata: " + withID(rpcUpstreamUnchecked, f.id) + "\n\n"))
 				_ = rc.Flush()

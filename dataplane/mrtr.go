@@ -295,3 +295,26 @@ func (rw *replyRewriter) rewrite(msg []byte) ([]byte, error) {
 	}
 	return msg, nil
 }
+
+// newSealer is the requestState sealer for a single tools/call,
+// prompts/get or resources/read (nil for anything else); on false the
+// answer (503: no session keys) has been written.
+func (p *Proxy) newSealer(w http.ResponseWriter, r *http.Request, log *slog.Logger, b rpcBody, principal, route string) (*stateSealer, bool) {
+	m := b.First
+	if b.Batch || !m.IsCall || !needsName(m.Method) {
+		return nil, true
+	}
+	ctx := r.Context()
+	sctx, cancel := context.WithTimeout(ctx, p.timeout)
+	ks, err := p.keys.current(sctx)
+	cancel()
+	if err != nil {
+		log.WarnContext(ctx, "session keys unavailable", slog.String("code", codeOf(err)))
+		writeResponse(w, unavailable().withID(b.ID))
+		return nil, false
+	}
+	return &stateSealer{ks: ks, bind: stateBinding{
+		principal: principal, route: route, method: m.Method, name: msgName(m),
+		expires: time.Now().Add(p.stateLifetime),
+	}}, true
+}

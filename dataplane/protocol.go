@@ -47,7 +47,7 @@ var removedIn2026 = map[string]bool{
 }
 
 // modernOnly are methods that exist only in 2026-07-28.
-var modernOnly = map[string]bool{"server/discover": true}
+var modernOnly = map[string]bool{"server/discover": true, "subscriptions/listen": true}
 
 // needsName are the methods whose params.name (or uri) Mcp-Name mirrors.
 func needsName(method string) bool {

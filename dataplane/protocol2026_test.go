@@ -159,6 +159,7 @@ func TestProtocol2026HeaderRules(t *testing.T) {
 		{name: "modern initialize", header: modernHeaders(key, "initialize", ""), body: modernCall("initialize", `"protocolVersion":"2026-07-28","capabilities":{},"clientInfo":{"name":"t","version":"1"}`), status: 404, want: rpcRemovedIn2026},
 		{name: "modern ping", header: modernHeaders(key, "ping", ""), body: modernCall("ping", ""), status: 404, want: rpcRemovedIn2026},
 		{name: "discover without 2026", header: with(map[string]string{"X-MCPGate-API-Key": key}), body: `{"jsonrpc":"2.0","id":1,"method":"server/discover"}`, status: 400, want: rpcModernOnly},
+		{name: "subscriptions/listen without 2026", header: with(map[string]string{"X-MCPGate-API-Key": key}), body: `{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"notifications":{}}}`, status: 400, want: rpcModernOnly},
 		{name: "discover with 2025 _meta", header: with(map[string]string{"X-MCPGate-API-Key": key, "MCP-Protocol-Version": "2025-11-25"}), body: `{"jsonrpc":"2.0","id":1,"method":"server/discover","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2025-11-25"}}}`, status: 400, want: rpcModernOnly},
 		{name: "notification under 2026 header without Mcp-Method", header: drop(modernHeaders(key, "x", ""), "Mcp-Method"), body: `{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}}`, status: 400, want: strings.Replace(rpcMcpHeadersMissing, `"id":1`, `"id":null`, 1)},
 		{name: "_meta case variant", header: modernHeaders(key, "tools/list", ""), body: `{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_Meta":{}}}`, status: 400, want: `{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"invalid request: duplicate or case-variant member names"}}`},
@@ -229,7 +230,13 @@ func TestSDKClients2026And2025(t *testing.T) {
 					go func() {
 						defer wg.Done()
 						kt := &keyTransport{header: "X-MCPGate-API-Key", value: "mcpg_alice"}
-						c := mcp.NewClient(&mcp.Implementation{Name: "c", Version: "1"}, nil)
+						// With a list-changed handler a 2026 client opens
+						// subscriptions/listen when the server offers
+						// listChanged (natively on New; the bridge to Old
+						// offers none).
+						c := mcp.NewClient(&mcp.Implementation{Name: "c", Version: "1"}, &mcp.ClientOptions{
+							ToolListChangedHandler: func(context.Context, *mcp.ToolListChangedRequest) {},
+						})
 						tr := &mcp.StreamableClientTransport{Endpoint: g.srv.URL + "/" + rt + "/mcp", HTTPClient: &http.Client{Transport: kt}, MaxRetries: -1}
 						cs, err := c.Connect(t.Context(), tr, &mcp.ClientSessionOptions{ProtocolVersion: version})
 						if err != nil {
@@ -688,5 +695,117 @@ func TestReverseBridge2025ClientOn2026OnlyUpstream(t *testing.T) {
 	}
 	if !strings.HasPrefix(secondCall, "POST 2026-07-28 ") || !strings.Contains(secondCall, `"io.modelcontextprotocol/clientInfo":{"name":"second","version":"1"}`) {
 		t.Errorf("second client's call reached the upstream as %s", secondCall)
+	}
+}
+
+// TestProtocolVersionSetting: with the server's protocol_version set, the
+// data plane bridges from the first request without learning anything:
+// 2025-11-25 → a 2026-07-28 request never reaches the upstream as such (no
+// probe); 2026-07-28 → a 2025 client's initialize is answered from the
+// upstream's server/discover, the upstream never sees an initialize.
+func TestProtocolVersionSetting(t *testing.T) {
+	cp := newFakeCP(t)
+	old := newUpstream(t, true)
+	only26 := newUpstreamOnly2026(t)
+	alice := map[string]bool{"alice": true}
+	cp.setRoute("Old", &route{mode: "none", upstream: old.url(), principals: alice, protocol: "2025-11-25"})
+	cp.setRoute("New", &route{mode: "none", upstream: only26.url(), principals: map[string]bool{"alice": true, "bob": true}, protocol: "2026-07-28"})
+	g := newGateway(t, cp, nil)
+
+	resp, body := g.do(t, "POST", "/Old/mcp", modernHeaders("mcpg_alice", "tools/list", ""), modernCall("tools/list", ""))
+	if resp.StatusCode != 200 || !strings.Contains(body, `"name":"echo"`) {
+		t.Fatalf("bridged list: %d %s", resp.StatusCode, body)
+	}
+	for _, r := range old.requests() {
+		if strings.Contains(r.body, "io.modelcontextprotocol/protocolVersion") {
+			t.Errorf("2025-only upstream got a 2026 request: %s", r.body)
+		}
+	}
+
+	resp, body = g.do(t, "POST", "/New/mcp", with(map[string]string{"X-MCPGate-API-Key": "mcpg_alice"}), initBody)
+	handle := resp.Header.Get("Mcp-Session-Id")
+	if resp.StatusCode != 200 || handle == "" || body != `{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-06-18","capabilities":{"logging":{},"tools":{"listChanged":true}},"serverInfo":{"name":"only-2026","version":"3"},"instructions":"new only"}}` {
+		t.Fatalf("initialize: %d %q %s", resp.StatusCode, handle, body)
+	}
+	h := with(map[string]string{"X-MCPGate-API-Key": "mcpg_alice", "Mcp-Session-Id": handle, "MCP-Protocol-Version": "2025-06-18"})
+	for _, step := range []struct {
+		body   string
+		status int
+		want   string
+	}{
+		{`{"jsonrpc":"2.0","method":"notifications/initialized"}`, 202, ""},
+		{`{"jsonrpc":"2.0","id":2,"method":"ping"}`, 200, `{"jsonrpc":"2.0","id":2,"result":{}}`},
+		{`{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo","arguments":{"text":"up"}}}`, 200, `"echo: up"`},
+	} {
+		resp, body := g.do(t, "POST", "/New/mcp", h, step.body)
+		if resp.StatusCode != step.status || !strings.Contains(body, step.want) {
+			t.Errorf("%s: %d %s", step.body, resp.StatusCode, body)
+		}
+	}
+	if resp, _ := g.do(t, "GET", "/New/mcp", map[string]string{"X-MCPGate-API-Key": "mcpg_alice", "Mcp-Session-Id": handle, "Accept": "text/event-stream"}, ""); resp.StatusCode != 405 {
+		t.Errorf("GET on a bridged session: %d", resp.StatusCode)
+	}
+	if resp, _ := g.do(t, "DELETE", "/New/mcp", map[string]string{"X-MCPGate-API-Key": "mcpg_alice", "Mcp-Session-Id": handle}, ""); resp.StatusCode != 204 {
+		t.Errorf("DELETE on a bridged session: %d", resp.StatusCode)
+	}
+	// The handle is bound like any other: another principal cannot use it.
+	if resp, body := g.do(t, "POST", "/New/mcp", with(map[string]string{"X-MCPGate-API-Key": "mcpg_bob", "Mcp-Session-Id": handle}), `{"jsonrpc":"2.0","id":4,"method":"tools/list"}`); resp.StatusCode != 404 || body != strings.Replace(rpcUnknownSession, `"id":null`, `"id":4`, 1) {
+		t.Errorf("bob with alice's handle: %d %s", resp.StatusCode, body)
+	}
+	for _, b := range only26.bodies {
+		if strings.Contains(b, `"method":"initialize"`) || strings.Contains(b, `"method":"ping"`) {
+			t.Errorf("2026-only upstream got %s", b)
+		}
+	}
+}
+
+// TestReverseBridgeInitializeRefused: an upstream that refuses a 2025
+// initialize itself as a 2026-07-28-only server (JSON-RPC -32022 listing
+// only 2026-07-28) is learnt from that refusal, and the same initialize is
+// answered from its server/discover.
+func TestReverseBridgeInitializeRefused(t *testing.T) {
+	only26 := newUpstreamOnly2026(t)
+	refusing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		if strings.Contains(string(b), `"method":"initialize"`) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = io.WriteString(w, `{"jsonrpc":"2.0","id":1,"error":{"code":-32022,"message":"unsupported protocol version","data":{"supported":["2026-07-28"],"requested":"2025-06-18"}}}`)
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(b))
+		only26.srv.Config.Handler.ServeHTTP(w, r)
+	}))
+	t.Cleanup(refusing.Close)
+	cp := newFakeCP(t)
+	cp.setRoute("New", &route{mode: "none", upstream: refusing.URL, principals: map[string]bool{"alice": true}})
+	g := newGateway(t, cp, nil)
+	resp, body := g.do(t, "POST", "/New/mcp", with(map[string]string{"X-MCPGate-API-Key": "mcpg_alice"}), initBody)
+	if resp.StatusCode != 200 || resp.Header.Get("Mcp-Session-Id") == "" || !strings.Contains(body, `"serverInfo":{"name":"only-2026","version":"3"}`) {
+		t.Fatalf("initialize: %d %s", resp.StatusCode, body)
+	}
+	h := with(map[string]string{"X-MCPGate-API-Key": "mcpg_alice", "Mcp-Session-Id": resp.Header.Get("Mcp-Session-Id"), "MCP-Protocol-Version": "2025-06-18"})
+	if resp, body := g.do(t, "POST", "/New/mcp", h, `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x"}}}`); resp.StatusCode != 200 || !strings.Contains(body, `"echo: x"`) {
+		t.Fatalf("call: %d %s", resp.StatusCode, body)
+	}
+}
+
+// TestBridgeUpstream401: a 2026-07-28 client bridged to a 2025-only
+// upstream whose vault grant is refused at the bridge's initialize gets the
+// gateway's own challenge (the grant is reported), as on the direct path.
+func TestBridgeUpstream401(t *testing.T) {
+	cp := newFakeCP(t)
+	refusing := httpUpstream(t, http.StatusUnauthorized, `Bearer resource_metadata="https://accounts.example.com/x"`)
+	cp.setRoute("Drive", &route{mode: "authcode", upstream: refusing, principals: map[string]bool{"alice": true}, vault: map[string]bool{"alice": true}, scopes: []string{"drive.read"}, protocol: "2025-11-25"})
+	g := newGateway(t, cp, nil)
+	resp, body := g.do(t, "POST", "/Drive/mcp", modernHeaders("mcpg_alice", "tools/list", ""), modernCall("tools/list", ""))
+	if resp.StatusCode != 401 || body != strings.Replace(rpcUnauthorized, `"id":null`, `"id":1`, 1) ||
+		resp.Header.Get("WWW-Authenticate") != `Bearer resource_metadata="`+g.srv.URL+`/.well-known/oauth-protected-resource/Drive/mcp", scope="drive.read"` {
+		t.Fatalf("%d %v %s", resp.StatusCode, resp.Header, body)
+	}
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	if len(cp.reports) != 1 || cp.reports[0].GetPrincipal() != "alice" || cp.reports[0].GetRoute() != "Drive" {
+		t.Errorf("reports %v", cp.reports)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	authorizev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1"
 )
@@ -171,4 +172,40 @@ func TestClassifyDuplicateVersionHeader(t *testing.T) {
 	if c := classifyRequest(h, b); c.Status != http.StatusBadRequest || c.Refusal != rpcVersionMismatch {
 		t.Fatalf("%+v", c)
 	}
+}
+
+// FuzzReplaceRequestState: what the gateway forwards after opening a
+// retry's requestState is the authorized body with exactly that member
+// replaced: it parses to the same method, name, uri, id and protocol
+// version, with the upstream's state.
+func FuzzReplaceRequestState(f *testing.F) {
+	f.Add([]byte(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"confirm","requestState":"sealed","inputResponses":{"ok":{"action":"accept"}}}}`), "upstream-state-1")
+	f.Add([]byte(`{"jsonrpc":"2.0","id":"x","method":"resources/read","params":{"uri":"file:///a","requestState":"s","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}`), "\u2028\"quoted\"")
+	f.Add([]byte(`{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{"requestState":7,"name":"p"}}`), "")
+	f.Fuzz(func(t *testing.T, body []byte, state string) {
+		b, err := parseBody(body)
+		if err != nil || b.Batch || !b.First.HasState {
+			return
+		}
+		out, err := replaceRequestState(b.Canonical, state)
+		if err != nil {
+			// Only an invalid UTF-8 state (never an upstream's: it was a
+			// JSON string) cannot be written.
+			if b.First.State != "" && utf8.ValidString(state) {
+				t.Fatalf("a string state could not be replaced: %v", err)
+			}
+			return
+		}
+		got, err := parseBody(out)
+		if err != nil {
+			t.Fatalf("replaced body %s: %v", out, err)
+		}
+		want := b.First
+		if b.First.State != "" || b.First.HasState && got.First.State == state {
+			want.State = state
+		}
+		if got.First != want || got.ID != b.ID {
+			t.Fatalf("replaced %+v, want %+v", got.First, want)
+		}
+	})
 }

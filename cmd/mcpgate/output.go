@@ -173,6 +173,7 @@ func (p *printer) server(s *configv1.McpServer) {
 		[]string{"tool_scopes", toolScopes(s.GetToolScopes())},
 		[]string{"on_tool_change", toolChangeName(s.GetOnToolChange())},
 		[]string{"description", orDash(s.GetDescription())},
+		[]string{"protocol_version", protocolVersionText(s.GetProtocolVersion())},
 		[]string{"revision", fmt.Sprint(s.GetRevision())})
 	p.table("NAME\t"+s.GetName(), rows)
 }
@@ -437,4 +438,12 @@ func (p *printer) applyResults(rs []config.Result) {
 		}
 	}
 	fmt.Fprintf(p.w, "%d created, %d changed, %d unchanged\n", counts[config.Created], counts[config.Changed], counts[config.Unchanged])
+}
+
+// protocolVersionText shows a server's protocol_version setting.
+func protocolVersionText(v string) string {
+	if v == "" {
+		return "auto"
+	}
+	return v
 }

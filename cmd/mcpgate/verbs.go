@@ -199,7 +199,7 @@ func createError(what, name string, err error) error {
 const serversAddUsage = "mcpgate servers add NAME --url URL [--transport http|sse] [--auth-type T] [--auth-value-file F|-] " +
 	"[--oauth2-flow F --client-id ID --client-secret-file F|- --authorization-url U --token-url U --scopes a,b] " +
 	"[--allowed-tools a,b] [--disallowed-tools a,b] [--description D] [--tool-scope GLOB=a,b]... [--tool-upstream-scope GLOB=a,b]... " +
-	"[--on-tool-change warn|block]"
+	"[--on-tool-change warn|block] [--protocol-version 2025-11-25|2026-07-28]"
 
 // cmdServersAdd creates an MCP server definition.
 func cmdServersAdd(ctx context.Context, args []string, io stdio) error {
@@ -224,6 +224,7 @@ func cmdServersAdd(ctx context.Context, args []string, io stdio) error {
 		fs.Var(toolScopeFlag{&def.ToolScopes, false}, "tool-scope", "GLOB=SCOPE[,SCOPE]: gateway scopes a tools/call of matching tools needs (repeatable)")
 		fs.Var(toolScopeFlag{&def.ToolScopes, true}, "tool-upstream-scope", "GLOB=SCOPE[,SCOPE]: upstream scopes matching tools need (oauth2 authorization_code; repeatable)")
 		fs.Var(enumVar(&def.OnToolChange), "on-tool-change", "pin tool definitions: "+enumChoices[configv1.ToolChangeMode]()+" (default: no pinning)")
+		fs.StringVar(&def.ProtocolVersion, "protocol-version", "", "the protocol the upstream speaks: 2025-11-25 or 2026-07-28 (default: auto)")
 	})
 	if err != nil {
 		return err

@@ -84,7 +84,7 @@ func TestCLIVerbs(t *testing.T) {
 	}
 
 	out := g.ok(t, dir, nil, "servers", "add", "up", "--url", up.URL+"/mcp", "--auth-type", "bearer_token",
-		"--auth-value-file", secretPath, "--allowed-tools", "ping", "--description", "added by the CLI")
+		"--auth-value-file", secretPath, "--allowed-tools", "ping", "--description", "added by the CLI", "--protocol-version", "2025-11-25")
 	if out != "server up created (route /up/mcp)\n" {
 		t.Errorf("servers add: %q", out)
 	}
@@ -95,7 +95,7 @@ func TestCLIVerbs(t *testing.T) {
 		t.Errorf("servers add from stdin -o json: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	out = g.ok(t, dir, nil, "servers", "get", "up", "-o", "json")
-	for _, want := range []string{`"auth_type": "AUTH_TYPE_BEARER_TOKEN"`, `"auth_value_set": true`, `"allowed_tools": [`, `"description": "added by the CLI"`} {
+	for _, want := range []string{`"auth_type": "AUTH_TYPE_BEARER_TOKEN"`, `"auth_value_set": true`, `"allowed_tools": [`, `"description": "added by the CLI"`, `"protocol_version": "2025-11-25"`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("servers get up lacks %s:\n%s", want, out)
 		}

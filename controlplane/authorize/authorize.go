@@ -343,11 +343,12 @@ func decideServer(st State, base string, id identity, srv *store.Server, req *au
 		groups = EffectiveGroups(st, id.principal)
 	}
 	allow := &authorizev1.Allow{
-		UpstreamUrl:     srv.Def.GetUrl(),
-		AllowedTools:    slices.Clone(srv.Def.GetAllowedTools()),
-		DisallowedTools: slices.Clone(srv.Def.GetDisallowedTools()),
-		Visibility:      CompileVisibility(ps, id.principal.GetName(), groups, srv.Def.GetName()),
-		ToolPinning:     toolPinning(st, srv.Def),
+		UpstreamUrl:             srv.Def.GetUrl(),
+		AllowedTools:            slices.Clone(srv.Def.GetAllowedTools()),
+		DisallowedTools:         slices.Clone(srv.Def.GetDisallowedTools()),
+		Visibility:              CompileVisibility(ps, id.principal.GetName(), groups, srv.Def.GetName()),
+		ToolPinning:             toolPinning(st, srv.Def),
+		UpstreamProtocolVersion: srv.Def.GetProtocolVersion(),
 	}
 	if kind, name, ok := callTarget(req); ok {
 		traceRules(tr, ps, srv.Def, id.principal.GetName(), groups, kind, name)

@@ -582,3 +582,20 @@ func BenchmarkAuthorize(b *testing.B) {
 		})
 	}
 }
+
+// TestAuthorizeProtocolVersion: the server's protocol_version setting
+// reaches the data plane in Allow.upstream_protocol_version; unset is auto.
+func TestAuthorizeProtocolVersion(t *testing.T) {
+	for _, v := range []string{"", "2025-11-25", "2026-07-28"} {
+		s := matrixState()
+		s.servers["none"].Def.ProtocolVersion = v
+		a := newAuthorizer(s, withClock(clock), withMachineTokens(fixedMachine("minted")))
+		got, err := a.Authorize(t.Context(), &authorizev1.AuthorizeRequest{Route: "none", Credentials: &authorizev1.Credentials{ApiKey: keyAlice}, PublicBaseUrl: base})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.GetDecision() != authorizev1.Decision_DECISION_ALLOW || got.GetAllow().GetUpstreamProtocolVersion() != v {
+			t.Errorf("%q: %s", v, protojson.Format(got))
+		}
+	}
+}

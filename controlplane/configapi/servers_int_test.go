@@ -55,6 +55,7 @@ func TestServerValidation(t *testing.T) {
 		{"url with credentials", with(func(s *configv1.McpServer) { s.Url = "https://u:p@h/mcp" }), "url: must not contain credentials"},
 		{"unparsable url", with(func(s *configv1.McpServer) { s.Url = "https://h:bad/" }), "url: not a valid URL"},
 		{"bad transport", with(func(s *configv1.McpServer) { s.Transport = 9 }), "transport: must be http or sse"},
+		{"bad protocol version", with(func(s *configv1.McpServer) { s.ProtocolVersion = "2024-11-05" }), "protocol_version: must be empty (auto), 2025-11-25 or 2026-07-28"},
 		{"bad auth type", with(func(s *configv1.McpServer) { s.AuthType = 99 }), "auth_type: unknown value"},
 		{"api_key without value", with(func(s *configv1.McpServer) { s.AuthType = at }), "auth_value: required for auth_type api_key"},
 		{"bearer without value", with(func(s *configv1.McpServer) { s.AuthType = configv1.AuthType_AUTH_TYPE_BEARER_TOKEN }), "auth_value: required for auth_type bearer_token"},

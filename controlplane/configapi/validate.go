@@ -260,6 +260,11 @@ func validateServer(def *configv1.McpServer, sec *storev1.ServerSecrets) error {
 	default:
 		return invalid("on_tool_change: must be warn or block")
 	}
+	switch def.GetProtocolVersion() {
+	case "", "2025-11-25", "2026-07-28":
+	default:
+		return invalid("protocol_version: must be empty (auto), 2025-11-25 or 2026-07-28")
+	}
 	return nil
 }
 

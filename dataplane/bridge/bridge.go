@@ -33,6 +33,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 
@@ -59,10 +60,14 @@ var (
 	ErrMalformed = errors.New("bridge: malformed message")
 	// ErrUpstream: the upstream did not open a session.
 	ErrUpstream = errors.New("bridge: upstream refused the session")
+	// ErrUnauthorized: the upstream answered 401 (its credentials, from
+	// the decision, were refused).
+	ErrUnauthorized = errors.New("bridge: upstream refused the credentials")
 )
 
-// maxReply bounds an initialize reply held in memory.
-const maxReply = 1 << 20
+// maxReply bounds an initialize or discover reply held in memory (and so
+// what one cached session holds).
+const maxReply = 64 << 10
 
 // Versions is a per-process record of what upstreams speak: those known
 // to speak only 2025-11-25 (they refused a 2026-07-28 request as such) and
@@ -331,12 +336,13 @@ func Discover(id string, initResult jsontext.Value) ([]byte, error) {
 	if err := unmarshal(initResult, &init); err != nil {
 		return nil, ErrMalformed
 	}
-	if init.Capabilities.Kind() != '{' {
-		init.Capabilities = jsontext.Value(`{}`)
+	caps, err := withoutNotifications(init.Capabilities)
+	if err != nil {
+		return nil, err
 	}
 	result := []member{
 		{"supportedVersions", jsontext.Value(`["` + Version20260728 + `"]`)},
-		{"capabilities", init.Capabilities},
+		{"capabilities", caps},
 	}
 	if init.Instructions != "" {
 		q, err := jsontext.AppendQuote(nil, init.Instructions)
@@ -361,6 +367,40 @@ func Discover(id string, initResult jsontext.Value) ([]byte, error) {
 		return nil, err
 	}
 	return encode([]member{{"jsonrpc", jsontext.Value(`"2.0"`)}, {"id", jsontext.Value(id)}, {"result", rv}})
+}
+
+// withoutNotifications is an upstream's initialize capabilities minus what
+// a bridged 2026-07-28 client cannot get: listChanged and subscribe
+// (notifications travel on the upstream session's GET stream, which the
+// bridge does not relay; the client then does not open
+// subscriptions/listen).
+func withoutNotifications(caps jsontext.Value) (jsontext.Value, error) {
+	if caps.Kind() != '{' {
+		return jsontext.Value(`{}`), nil
+	}
+	ms, err := members(caps)
+	if err != nil {
+		return nil, err
+	}
+	for i, m := range ms {
+		switch m.name {
+		case "tools", "prompts", "resources":
+		default:
+			continue
+		}
+		if m.value.Kind() != '{' {
+			continue
+		}
+		inner, err := members(m.value)
+		if err != nil {
+			return nil, err
+		}
+		inner = slices.DeleteFunc(inner, func(x member) bool { return x.name == "listChanged" || x.name == "subscribe" })
+		if ms[i].value, err = encode(inner); err != nil {
+			return nil, err
+		}
+	}
+	return encode(ms)
 }
 
 // Key identifies a cached upstream session.
@@ -497,6 +537,9 @@ func (c *Sessions) initialize(ctx context.Context, url string, header http.Heade
 	}
 	defer resp.Body.Close()
 	id := resp.Header.Get("Mcp-Session-Id")
+	if resp.StatusCode == http.StatusUnauthorized {
+		return nil, ErrUnauthorized
+	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("%w: initialize status %d", ErrUpstream, resp.StatusCode)
 	}

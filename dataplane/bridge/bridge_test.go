@@ -39,8 +39,8 @@ func TestDowngrade(t *testing.T) {
 }
 
 func TestDiscover(t *testing.T) {
-	got, err := Discover(`"a"`, jsontext.Value(`{"protocolVersion":"2025-11-25","capabilities":{"tools":{"listChanged":true}},"serverInfo":{"name":"up","version":"2"},"instructions":"use \"echo\""}`))
-	want := `{"jsonrpc":"2.0","id":"a","result":{"supportedVersions":["2026-07-28"],"capabilities":{"tools":{"listChanged":true}},"instructions":"use \"echo\"","_meta":{"io.modelcontextprotocol/serverInfo":{"name":"up","version":"2"}},"ttlMs":0,"cacheScope":"private","resultType":"complete"}}`
+	got, err := Discover(`"a"`, jsontext.Value(`{"protocolVersion":"2025-11-25","capabilities":{"tools":{"listChanged":true},"resources":{"subscribe":true,"listChanged":true},"logging":{}},"serverInfo":{"name":"up","version":"2"},"instructions":"use \"echo\""}`))
+	want := `{"jsonrpc":"2.0","id":"a","result":{"supportedVersions":["2026-07-28"],"capabilities":{"tools":{},"resources":{},"logging":{}},"instructions":"use \"echo\"","_meta":{"io.modelcontextprotocol/serverInfo":{"name":"up","version":"2"}},"ttlMs":0,"cacheScope":"private","resultType":"complete"}}`
 	if err != nil || string(got) != want {
 		t.Errorf("Discover = %s, %v\nwant %s", got, err, want)
 	}
@@ -242,6 +242,13 @@ func TestUpgrade(t *testing.T) {
 	}
 	if _, err := DecodeMeta(`{"caps":[]}`); err != ErrMalformed {
 		t.Errorf("DecodeMeta array caps: %v", err)
+	}
+}
+
+func TestWithoutInputCapabilities(t *testing.T) {
+	m, err := WithoutInputCapabilities(ClientMeta{Capabilities: jsontext.Value(`{"roots":{"listChanged":true},"sampling":{},"elicitation":{"form":{}},"experimental":{"x":{}}}`)})
+	if err != nil || string(m.Capabilities) != `{"experimental":{"x":{}}}` {
+		t.Errorf("%s %v", m.Capabilities, err)
 	}
 }
 

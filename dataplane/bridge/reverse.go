@@ -46,6 +46,24 @@ func ClientMetaOfInitialize(body []byte) (ClientMeta, string, error) {
 	return m, msg.Params.ProtocolVersion, nil
 }
 
+// WithoutInputCapabilities is m without the client capabilities a 2025
+// client cannot use through the bridge: elicitation, sampling and roots
+// (a 2026-07-28 upstream asks for them with input_required results, which
+// a 2025-11-25 client does not read), so the upstream does not ask.
+func WithoutInputCapabilities(m ClientMeta) (ClientMeta, error) {
+	ms, err := members(m.Capabilities)
+	if err != nil {
+		return ClientMeta{}, err
+	}
+	ms = slices.DeleteFunc(ms, func(x member) bool {
+		return x.name == "elicitation" || x.name == "sampling" || x.name == "roots"
+	})
+	if m.Capabilities, err = encode(ms); err != nil {
+		return ClientMeta{}, err
+	}
+	return m, nil
+}
+
 // EncodeMeta is the compact form of m kept in a session handle.
 func EncodeMeta(m ClientMeta) (string, error) {
 	ms := []member{{"caps", m.Capabilities}}
@@ -170,6 +188,9 @@ func ProbeDiscover(ctx context.Context, client *http.Client, url string, header 
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxReply))
 	if err != nil {
 		return nil, false, fmt.Errorf("%w: %v", ErrUpstream, err)
+	}
+	if resp.StatusCode == http.StatusUnauthorized {
+		return nil, false, ErrUnauthorized
 	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, false, nil

@@ -105,6 +105,8 @@ type serverYAML struct {
 	ToolScopes []toolScopesYAML `yaml:"tool_scopes"`
 	// OnToolChange is on_tool_change: warn or block (tool pinning).
 	OnToolChange toolChangeMode `yaml:"on_tool_change"`
+	// ProtocolVersion: "" (auto), 2025-11-25 or 2026-07-28.
+	ProtocolVersion string `yaml:"protocol_version"`
 }
 
 type toolScopesYAML struct {
@@ -480,6 +482,7 @@ func convert(y *fileYAML) (*File, error) {
 			Issuer:                s.Issuer,
 			ToolScopes:            convertToolScopes(s.ToolScopes),
 			OnToolChange:          configv1.ToolChangeMode(s.OnToolChange),
+			ProtocolVersion:       s.ProtocolVersion,
 		})
 	}
 	slices.SortFunc(f.Servers, func(a, b *configv1.McpServer) int { return strings.Compare(a.GetName(), b.GetName()) })

@@ -37,6 +37,7 @@ mcp_servers:
     description: mail
     revocation_url: https://accounts.example.com/revoke
     issuer: https://accounts.example.com
+    protocol_version: 2025-11-25
   a-first:
     url: http://127.0.0.1:9/mcp
 principals:
@@ -86,6 +87,7 @@ func TestParse_EveryField(t *testing.T) {
 		Description:      "mail",
 		RevocationUrl:    "https://accounts.example.com/revoke",
 		Issuer:           "https://accounts.example.com",
+		ProtocolVersion:  "2025-11-25",
 	}, {
 		Name:      "a-first",
 		Url:       "http://127.0.0.1:9/mcp",
@@ -113,8 +115,8 @@ func TestParse_EveryField(t *testing.T) {
 		}
 	}
 	wantKeys := []config.Key{
-		{Principal: "ci", Name: "pipeline", Value: "mcpg_pinned", ExpireTime: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC), Line: 34},
-		{Principal: "alice", Name: "laptop", TTL: 720 * time.Hour, Line: 38},
+		{Principal: "ci", Name: "pipeline", Value: "mcpg_pinned", ExpireTime: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC), Line: 35},
+		{Principal: "alice", Name: "laptop", TTL: 720 * time.Hour, Line: 39},
 	}
 	if len(f.Keys) != len(wantKeys) {
 		t.Fatalf("got %d keys", len(f.Keys))

@@ -478,9 +478,12 @@ type Allow struct {
 	// resources and prompts the principal sees and may call.
 	Visibility []*VisibilityRule `protobuf:"bytes,100,rep,name=visibility,proto3" json:"visibility,omitempty"`
 	// Set when the server pins its tools (on_tool_change warn or block).
-	ToolPinning   *ToolPinning `protobuf:"bytes,140,opt,name=tool_pinning,json=toolPinning,proto3" json:"tool_pinning,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ToolPinning *ToolPinning `protobuf:"bytes,140,opt,name=tool_pinning,json=toolPinning,proto3" json:"tool_pinning,omitempty"`
+	// The server's protocol_version setting ("" auto, "2025-11-25" or
+	// "2026-07-28"): what the data plane assumes the upstream speaks.
+	UpstreamProtocolVersion string `protobuf:"bytes,200,opt,name=upstream_protocol_version,json=upstreamProtocolVersion,proto3" json:"upstream_protocol_version,omitempty"`
+	unknownFields           protoimpl.UnknownFields
+	sizeCache               protoimpl.SizeCache
 }
 
 func (x *Allow) Reset() {
@@ -560,6 +563,13 @@ func (x *Allow) GetToolPinning() *ToolPinning {
 		return x.ToolPinning
 	}
 	return nil
+}
+
+func (x *Allow) GetUpstreamProtocolVersion() string {
+	if x != nil {
+		return x.UpstreamProtocolVersion
+	}
+	return ""
 }
 
 // VisibilityRule is one glob of one policy rule, compiled for one
@@ -1985,7 +1995,7 @@ const file_mcpgate_authorize_v1_authorize_proto_rawDesc = "" +
 	"\x06member\x18\xb5\x01 \x01(\tR\x06member\"2\n" +
 	"\x06Header\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value\"\xf1\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\"\xae\x03\n" +
 	"\x05Allow\x12!\n" +
 	"\fupstream_url\x18\x01 \x01(\tR\vupstreamUrl\x12G\n" +
 	"\x10upstream_headers\x18\x02 \x03(\v2\x1c.mcpgate.authorize.v1.HeaderR\x0fupstreamHeaders\x12#\n" +
@@ -1996,7 +2006,8 @@ const file_mcpgate_authorize_v1_authorize_proto_rawDesc = "" +
 	"\n" +
 	"visibility\x18d \x03(\v2$.mcpgate.authorize.v1.VisibilityRuleR\n" +
 	"visibility\x12E\n" +
-	"\ftool_pinning\x18\x8c\x01 \x01(\v2!.mcpgate.authorize.v1.ToolPinningR\vtoolPinning\"\xb3\x01\n" +
+	"\ftool_pinning\x18\x8c\x01 \x01(\v2!.mcpgate.authorize.v1.ToolPinningR\vtoolPinning\x12;\n" +
+	"\x19upstream_protocol_version\x18\xc8\x01 \x01(\tR\x17upstreamProtocolVersion\"\xb3\x01\n" +
 	"\x0eVisibilityRule\x124\n" +
 	"\x04kind\x18\x01 \x01(\x0e2 .mcpgate.authorize.v1.PolicyKindR\x04kind\x12\x12\n" +
 	"\x04glob\x18\x02 \x01(\tR\x04glob\x12>\n" +

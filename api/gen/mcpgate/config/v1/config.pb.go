@@ -455,9 +455,16 @@ type McpServer struct {
 	ToolScopes []*ToolScopes `protobuf:"bytes,140,rep,name=tool_scopes,json=toolScopes,proto3" json:"tool_scopes,omitempty"`
 	// What the gateway does when an upstream tool's definition changes after
 	// it was first seen (tool pinning).
-	OnToolChange  ToolChangeMode `protobuf:"varint,141,opt,name=on_tool_change,json=onToolChange,proto3,enum=mcpgate.config.v1.ToolChangeMode" json:"on_tool_change,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	OnToolChange ToolChangeMode `protobuf:"varint,141,opt,name=on_tool_change,json=onToolChange,proto3,enum=mcpgate.config.v1.ToolChangeMode" json:"on_tool_change,omitempty"`
+	// The MCP protocol the upstream speaks: "" (auto: the data plane learns
+	// it from the upstream's own refusal of a request in the other version,
+	// once per process), "2025-11-25" (only the session-based protocol:
+	// 2026-07-28 clients are bridged over an upstream session) or
+	// "2026-07-28" (only the sessionless protocol: 2025-11-25 clients are
+	// bridged, their initialize answered from server/discover).
+	ProtocolVersion string `protobuf:"bytes,200,opt,name=protocol_version,json=protocolVersion,proto3" json:"protocol_version,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *McpServer) Reset() {
@@ -656,6 +663,13 @@ func (x *McpServer) GetOnToolChange() ToolChangeMode {
 		return x.OnToolChange
 	}
 	return ToolChangeMode_TOOL_CHANGE_MODE_UNSPECIFIED
+}
+
+func (x *McpServer) GetProtocolVersion() string {
+	if x != nil {
+		return x.ProtocolVersion
+	}
+	return ""
 }
 
 // ToolScopes says which scopes calling the tools matching tool needs.
@@ -4680,7 +4694,7 @@ var File_mcpgate_config_v1_config_proto protoreflect.FileDescriptor
 
 const file_mcpgate_config_v1_config_proto_rawDesc = "" +
 	"\n" +
-	"\x1emcpgate/config/v1/config.proto\x12\x11mcpgate.config.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd6\b\n" +
+	"\x1emcpgate/config/v1/config.proto\x12\x11mcpgate.config.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x82\t\n" +
 	"\tMcpServer\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03url\x18\x02 \x01(\tR\x03url\x12:\n" +
@@ -4709,7 +4723,8 @@ const file_mcpgate_config_v1_config_proto_rawDesc = "" +
 	"\x17token_exchange_audience\x18\x16 \x01(\tR\x15tokenExchangeAudience\x12?\n" +
 	"\vtool_scopes\x18\x8c\x01 \x03(\v2\x1d.mcpgate.config.v1.ToolScopesR\n" +
 	"toolScopes\x12H\n" +
-	"\x0eon_tool_change\x18\x8d\x01 \x01(\x0e2!.mcpgate.config.v1.ToolChangeModeR\fonToolChange\x1a@\n" +
+	"\x0eon_tool_change\x18\x8d\x01 \x01(\x0e2!.mcpgate.config.v1.ToolChangeModeR\fonToolChange\x12*\n" +
+	"\x10protocol_version\x18\xc8\x01 \x01(\tR\x0fprotocolVersion\x1a@\n" +
 	"\x12StaticHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"a\n" +
