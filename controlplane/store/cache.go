@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -156,12 +157,15 @@ func (c *cache) listAndWatch(ctx context.Context) error {
 	wch := c.kv.Watch(wctx, c.prefix, clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1), clientv3.WithProgressNotify())
 	// A watch does not notice a link that silently drops everything (a
 	// cut WAN): the client keeps reconnecting underneath and the channel
-	// just stays quiet. The probe notices within probeEvery+probeTimeout,
-	// ends this watch (the replica reports degraded) and the relist after
-	// the link returns is the catch-up.
+	// just stays quiet. So a watch quiet for probeEvery is asked for a
+	// progress notification (no read: etcd answers on the watch stream
+	// itself); one still quiet probeTimeout later ends (the replica reports
+	// degraded) and the relist after the link returns is the catch-up.
+	var heard atomic.Int64
+	heard.Store(time.Now().UnixNano())
 	unreachable := make(chan error, 1)
 	go func() {
-		t := time.NewTicker(c.probeEvery)
+		t := time.NewTicker(c.probeEvery / 4)
 		defer t.Stop()
 		for {
 			select {
@@ -169,13 +173,16 @@ func (c *cache) listAndWatch(ctx context.Context) error {
 				return
 			case <-t.C:
 			}
-			pctx, pcancel := context.WithTimeout(wctx, c.probeTimeout)
-			_, err := c.kv.Get(pctx, c.prefix, clientv3.WithCountOnly(), clientv3.WithLimit(1))
-			pcancel()
-			if err != nil && wctx.Err() == nil {
-				unreachable <- err
+			quiet := time.Since(time.Unix(0, heard.Load()))
+			switch {
+			case quiet > c.probeEvery+c.probeTimeout:
+				unreachable <- fmt.Errorf("no answer on the watch for %s", quiet.Round(time.Millisecond))
 				wcancel()
 				return
+			case quiet > c.probeEvery:
+				pctx, pcancel := context.WithTimeout(wctx, c.probeTimeout)
+				_ = c.kv.RequestProgress(pctx)
+				pcancel()
 			}
 		}
 	}()
@@ -190,6 +197,7 @@ func (c *cache) listAndWatch(ctx context.Context) error {
 		if !open {
 			break
 		}
+		heard.Store(time.Now().UnixNano())
 		if err := wr.Err(); err != nil {
 			return fmt.Errorf("watch %s: %w", c.prefix, err)
 		}
