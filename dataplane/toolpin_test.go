@@ -238,3 +238,55 @@ func FuzzToolDigest(f *testing.F) {
 		}
 	})
 }
+
+// FuzzPinFilter: the tools/list filter with pins under block never panics
+// and never lets through a tool whose digest differs from its pin: every
+// tool entry of what it relays is unpinned or carries its pinned digest.
+func FuzzPinFilter(f *testing.F) {
+	pinned := `{"name":"ok","description":"same"}`
+	_, okDigest, _ := toolDigest(jsontext.Value(pinned))
+	for _, s := range []string{
+		`{"jsonrpc":"2.0","id":1,"result":{"tools":[` + pinned + `,{"name":"ok","description":"evil"}]}}`,
+		`[{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"ok","Description":"x","description":"same"}]}}]`,
+		`{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"new"},{"name":"ok","description":"same","inputSchema":{}}]}}`,
+		`{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"o\u006b","description":"same"}]}}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		fl := newToolFilter(nil, nil).withPins(&authorizev1.ToolPinning{Pins: map[string]string{"ok": okDigest}, Block: true})
+		out, err := fl.rewrite(msg)
+		if err != nil {
+			return
+		}
+		// Decode what a lenient client reads: every tools array anywhere.
+		var v any
+		if json.Unmarshal(out, &v) != nil {
+			return // relayed unchanged and unparsable: no tool reaches a client
+		}
+		var walk func(any)
+		walk = func(x any) {
+			switch x := x.(type) {
+			case []any:
+				for _, e := range x {
+					walk(e)
+				}
+			case map[string]any:
+				if r, ok := x["result"].(map[string]any); ok {
+					if tools, ok := r["tools"].([]any); ok {
+						for _, tl := range tools {
+							b, _ := json.Marshal(tl)
+							if m, ok := tl.(map[string]any); ok && m["name"] == "ok" {
+								_, d, err := toolDigest(jsontext.Value(b))
+								if err != nil || d != okDigest {
+									t.Fatalf("changed tool relayed under block: %s (in %s)", b, out)
+								}
+							}
+						}
+					}
+				}
+			}
+		}
+		walk(v)
+	})
+}
