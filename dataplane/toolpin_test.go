@@ -290,3 +290,47 @@ func FuzzPinFilter(f *testing.F) {
 		walk(v)
 	})
 }
+
+// BenchmarkPinFilter relays a tools/list reply of 50 realistic tools
+// without any filter, with allowed/disallowed lists only, and with every
+// tool pinned (digests computed and compared): the cost tool pinning adds
+// to a tools/list reply.
+func BenchmarkPinFilter(b *testing.B) {
+	var tools []string
+	pins := map[string]string{}
+	for i := range 50 {
+		tool := fmt.Sprintf(`{"name":"tool_%03d","description":"Does thing %d with the repository and returns a summary.",`+
+			`"inputSchema":{"type":"object","properties":{"owner":{"type":"string"},"repo":{"type":"string"},"n":{"type":"integer"}},"required":["owner","repo"]},`+
+			`"annotations":{"readOnlyHint":true}}`, i, i)
+		tools = append(tools, tool)
+		_, d, err := toolDigest(jsontext.Value(tool))
+		if err != nil {
+			b.Fatal(err)
+		}
+		pins[fmt.Sprintf("tool_%03d", i)] = d
+	}
+	body := []byte(`{"jsonrpc":"2.0","id":1,"result":{"tools":[` + strings.Join(tools, ",") + `]}}`)
+	for _, c := range []struct {
+		name string
+		f    func() *toolFilter
+	}{
+		{"lists", func() *toolFilter { return newToolFilter(nil, []string{"tool_999"}) }},
+		{"pins", func() *toolFilter {
+			return newToolFilter(nil, nil).withPins(&authorizev1.ToolPinning{Pins: pins, Block: true})
+		}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(body)))
+			for b.Loop() {
+				f := c.f()
+				if _, err := f.rewrite(body); err != nil {
+					b.Fatal(err)
+				}
+				if f.pins != nil && len(f.pins.reports()) != 0 {
+					b.Fatal("reported a pinned tool")
+				}
+			}
+		})
+	}
+}
