@@ -2,6 +2,7 @@ package stacktest_test
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"slices"
 	"strings"
@@ -80,6 +81,29 @@ func stepUp(t *testing.T, prereg bool) {
 	notes.ToolScopes = []*configv1.ToolScopes{{Tool: "add_*", Scopes: []string{"notes.add"}, UpstreamScopes: []string{"notes.write"}}}
 	s.PutServer(notes)
 	alice := s.AddUser("alice", stacktest.NotesRoute)
+	// The authorization server offers the tool scope; the route's
+	// protected-resource metadata still names no scope (it is the same for
+	// every route path, configured or not).
+	resp, err := http.Get(s.PublicURL + "/.well-known/oauth-authorization-server")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var asm struct {
+		ScopesSupported []string `json:"scopes_supported"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&asm); err != nil || !slices.Contains(asm.ScopesSupported, "notes.add") || !slices.Contains(asm.ScopesSupported, "notes.read") {
+		t.Errorf("AS metadata scopes_supported %q (%v)", asm.ScopesSupported, err)
+	}
+	resp.Body.Close()
+	resp, err = http.Get(s.PRMURL(stacktest.NotesRoute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var prm map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&prm); err != nil || prm["scopes_supported"] != nil {
+		t.Errorf("PRM %v (%v)", prm, err)
+	}
+	resp.Body.Close()
 
 	redirect := "http://127.0.0.1:53682/callback"
 	b := stacktest.NewBrowser(alice, "alice@provider")
