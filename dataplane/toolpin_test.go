@@ -238,3 +238,99 @@ func FuzzToolDigest(f *testing.F) {
 		}
 	})
 }
+
+// FuzzPinFilter: the tools/list filter with pins under block never panics
+// and never lets through a tool whose digest differs from its pin: every
+// tool entry of what it relays is unpinned or carries its pinned digest.
+func FuzzPinFilter(f *testing.F) {
+	pinned := `{"name":"ok","description":"same"}`
+	_, okDigest, _ := toolDigest(jsontext.Value(pinned))
+	for _, s := range []string{
+		`{"jsonrpc":"2.0","id":1,"result":{"tools":[` + pinned + `,{"name":"ok","description":"evil"}]}}`,
+		`[{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"ok","Description":"x","description":"same"}]}}]`,
+		`{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"new"},{"name":"ok","description":"same","inputSchema":{}}]}}`,
+		`{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"o\u006b","description":"same"}]}}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		fl := newToolFilter(nil, nil).withPins(&authorizev1.ToolPinning{Pins: map[string]string{"ok": okDigest}, Block: true})
+		out, err := fl.rewrite(msg)
+		if err != nil {
+			return
+		}
+		// Decode what a lenient client reads: every tools array anywhere.
+		var v any
+		if json.Unmarshal(out, &v) != nil {
+			return // relayed unchanged and unparsable: no tool reaches a client
+		}
+		var walk func(any)
+		walk = func(x any) {
+			switch x := x.(type) {
+			case []any:
+				for _, e := range x {
+					walk(e)
+				}
+			case map[string]any:
+				if r, ok := x["result"].(map[string]any); ok {
+					if tools, ok := r["tools"].([]any); ok {
+						for _, tl := range tools {
+							b, _ := json.Marshal(tl)
+							if m, ok := tl.(map[string]any); ok && m["name"] == "ok" {
+								_, d, err := toolDigest(jsontext.Value(b))
+								if err != nil || d != okDigest {
+									t.Fatalf("changed tool relayed under block: %s (in %s)", b, out)
+								}
+							}
+						}
+					}
+				}
+			}
+		}
+		walk(v)
+	})
+}
+
+// BenchmarkPinFilter relays a tools/list reply of 50 realistic tools
+// without any filter, with allowed/disallowed lists only, and with every
+// tool pinned (digests computed and compared): the cost tool pinning adds
+// to a tools/list reply.
+func BenchmarkPinFilter(b *testing.B) {
+	var tools []string
+	pins := map[string]string{}
+	for i := range 50 {
+		tool := fmt.Sprintf(`{"name":"tool_%03d","description":"Does thing %d with the repository and returns a summary.",`+
+			`"inputSchema":{"type":"object","properties":{"owner":{"type":"string"},"repo":{"type":"string"},"n":{"type":"integer"}},"required":["owner","repo"]},`+
+			`"annotations":{"readOnlyHint":true}}`, i, i)
+		tools = append(tools, tool)
+		_, d, err := toolDigest(jsontext.Value(tool))
+		if err != nil {
+			b.Fatal(err)
+		}
+		pins[fmt.Sprintf("tool_%03d", i)] = d
+	}
+	body := []byte(`{"jsonrpc":"2.0","id":1,"result":{"tools":[` + strings.Join(tools, ",") + `]}}`)
+	for _, c := range []struct {
+		name string
+		f    func() *toolFilter
+	}{
+		{"lists", func() *toolFilter { return newToolFilter(nil, []string{"tool_999"}) }},
+		{"pins", func() *toolFilter {
+			return newToolFilter(nil, nil).withPins(&authorizev1.ToolPinning{Pins: pins, Block: true})
+		}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(body)))
+			for b.Loop() {
+				f := c.f()
+				if _, err := f.rewrite(body); err != nil {
+					b.Fatal(err)
+				}
+				if f.pins != nil && len(f.pins.reports()) != 0 {
+					b.Fatal("reported a pinned tool")
+				}
+			}
+		})
+	}
+}

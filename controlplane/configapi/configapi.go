@@ -369,6 +369,13 @@ func (s *Service) deleteServer(ctx context.Context, req *configv1.DeleteServerRe
 	if err != nil {
 		return s.toConnectError(ctx, err)
 	}
+	// Its tool pins go with it (best effort: leftover pins only make a
+	// server created again under the name block or warn on changes).
+	if prev, err := s.st.DeleteToolPins(ctx, req.GetName()); err != nil {
+		s.log.WarnContext(ctx, "delete tool pins", slog.String("server", req.GetName()), slog.Any("err", err))
+	} else if prev > rev {
+		rev = prev
+	}
 	s.settle(ctx, rev)
 	return nil
 }

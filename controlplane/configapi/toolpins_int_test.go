@@ -140,4 +140,17 @@ func TestToolPinService(t *testing.T) {
 	if err != nil || ap.GetPin().GetApprovedDigest() != d(2) || ap.GetPin().GetPendingDigest() != "" || ap.GetPin().GetApproveTime() == nil {
 		t.Fatalf("approve: %v %v", ap, err)
 	}
+
+	// Deleting the server deletes its pins: created again, it starts
+	// unpinned.
+	if _, err := e.admin().servers.DeleteServer(ctx, &configv1.DeleteServerRequest{Name: "pinned"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.admin().servers.PutServer(ctx, &configv1.PutServerRequest{Server: s}); err != nil {
+		t.Fatal(err)
+	}
+	res, err = e.admin().toolPins.ListToolPins(ctx, &configv1.ListToolPinsRequest{Server: "pinned"})
+	if err != nil || len(res.GetPins()) != 0 {
+		t.Fatalf("pins of the re-created server: %d %v", len(res.GetPins()), err)
+	}
 }

@@ -666,6 +666,18 @@ func upstreamConfig(pub string, srv *store.Server, scopes []string) *oauth2.Conf
 func (s *Server) startUpstream(w http.ResponseWriter, r *http.Request, sess *session, srv *store.Server, auth *storev1.OAuthAuthorization) {
 	ctx := r.Context()
 	scopes := srv.Def.GetScopes()
+	if auth == nil {
+		// Reconnecting from the connections page keeps the upstream
+		// scopes tool_scopes had the grant upgraded to.
+		if g, ok := s.st.Grant(sess.rec.GetPrincipal(), srv.Def.GetName()); ok && g.Conn.GetPrincipalUid() == s.principalUID(sess.rec.GetPrincipal()) {
+			tool := authorize.ToolUpstreamScopesFor(srv.Def, authorize.OfferedScopes(srv.Def))
+			for _, sc := range g.Conn.GetScopes() {
+				if slices.Contains(tool, sc) && !slices.Contains(scopes, sc) {
+					scopes = append(slices.Clip(scopes), sc)
+				}
+			}
+		}
+	}
 	if auth != nil {
 		// The upstream scopes the granted gateway scopes need, plus those
 		// the person's current grant holds (an upgrade loses nothing).

@@ -205,3 +205,14 @@ func SortedToolPins(rec *storev1.ToolPinsRecord) []*configv1.ToolPin {
 	sort.Slice(out, func(i, j int) bool { return out[i].GetTool() < out[j].GetTool() })
 	return out
 }
+
+// DeleteToolPins deletes server's pins (after the server was deleted: a
+// server created again under the name starts unpinned) and returns the
+// revision of the delete, 0 when there were none.
+func (s *Store) DeleteToolPins(ctx context.Context, server string) (int64, error) {
+	rev, err := s.del(ctx, key(KindToolPins, server), 0)
+	if errors.Is(err, ErrNotFound) {
+		return 0, nil
+	}
+	return rev, err
+}

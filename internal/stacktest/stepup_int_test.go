@@ -2,6 +2,7 @@ package stacktest_test
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"slices"
 	"strings"
@@ -80,6 +81,29 @@ func stepUp(t *testing.T, prereg bool) {
 	notes.ToolScopes = []*configv1.ToolScopes{{Tool: "add_*", Scopes: []string{"notes.add"}, UpstreamScopes: []string{"notes.write"}}}
 	s.PutServer(notes)
 	alice := s.AddUser("alice", stacktest.NotesRoute)
+	// The authorization server offers the tool scope; the route's
+	// protected-resource metadata still names no scope (it is the same for
+	// every route path, configured or not).
+	resp, err := http.Get(s.PublicURL + "/.well-known/oauth-authorization-server")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var asm struct {
+		ScopesSupported []string `json:"scopes_supported"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&asm); err != nil || !slices.Contains(asm.ScopesSupported, "notes.add") || !slices.Contains(asm.ScopesSupported, "notes.read") {
+		t.Errorf("AS metadata scopes_supported %q (%v)", asm.ScopesSupported, err)
+	}
+	resp.Body.Close()
+	resp, err = http.Get(s.PRMURL(stacktest.NotesRoute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var prm map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&prm); err != nil || prm["scopes_supported"] != nil {
+		t.Errorf("PRM %v (%v)", prm, err)
+	}
+	resp.Body.Close()
 
 	redirect := "http://127.0.0.1:53682/callback"
 	b := stacktest.NewBrowser(alice, "alice@provider")
@@ -214,4 +238,62 @@ func connectionScopes(t *testing.T, s *stacktest.Stack, principal string) []stri
 	sc := slices.Clone(res.GetConnections()[0].GetScopes())
 	slices.Sort(sc)
 	return sc
+}
+
+// TestGoSDK_UpstreamScopeUpgrade: a person connected before the admin said
+// add_* needs the upstream scope notes.write (no gateway scope). Her call
+// of add_note gets the upstream sign-in challenge (401, scope = her
+// token's), the Go SDK client authorizes again, the gateway sends her
+// through the provider for notes.read and notes.write (the union), saves
+// the upgraded grant, and the retried call succeeds.
+func TestGoSDK_UpstreamScopeUpgrade(t *testing.T) {
+	s := stacktest.Start(t)
+	notes, sec := s.Provider.McpServer(stacktest.NotesRoute, s.NotesURL)
+	notes.ClientSecret = sec.GetClientSecret()
+	notes.Scopes = []string{"notes.read"}
+	s.PutServer(notes)
+	alice := s.AddUser("alice", stacktest.NotesRoute)
+	redirect := "http://127.0.0.1:53682/callback"
+	b := stacktest.NewBrowser(alice, "alice@provider")
+	h, err := auth.NewAuthorizationCodeHandler(&auth.AuthorizationCodeHandlerConfig{
+		DynamicClientRegistrationConfig: &auth.DynamicClientRegistrationConfig{Metadata: &oauthex.ClientRegistrationMetadata{
+			RedirectURIs: []string{redirect}, ClientName: "stacktest upgrade client", TokenEndpointAuthMethod: "none",
+			GrantTypes: []string{"authorization_code", "refresh_token"},
+		}},
+		RedirectURL:              redirect,
+		AuthorizationCodeFetcher: b.Fetcher(redirect),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &replyRecorder{}
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "stacktest-upgrade", Version: "1"}, nil).Connect(t.Context(),
+		&mcp.StreamableClientTransport{Endpoint: s.RouteURL(stacktest.NotesRoute), OAuthHandler: h, HTTPClient: &http.Client{Transport: rec}}, nil)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer cs.Close()
+	if sc := connectionScopes(t, s, "alice"); !slices.Equal(sc, []string{"notes.read"}) {
+		t.Fatalf("first grant scopes %q", sc)
+	}
+	notes.ToolScopes = []*configv1.ToolScopes{{Tool: "add_*", UpstreamScopes: []string{"notes.write"}}}
+	s.PutServer(notes)
+	before := len(rec.all())
+	res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "add_note", Arguments: map[string]any{"text": "upgraded"}})
+	if err != nil || res.IsError {
+		t.Fatalf("add_note: %v %v", res, err)
+	}
+	want := `Bearer resource_metadata="` + s.PRMURL(stacktest.NotesRoute) + `", scope="notes.read"`
+	var challenges []seenReply
+	for _, r := range rec.all()[before:] {
+		if r.status == http.StatusUnauthorized || r.status == http.StatusForbidden {
+			challenges = append(challenges, r)
+		}
+	}
+	if len(challenges) != 1 || challenges[0].status != http.StatusUnauthorized || len(challenges[0].www) != 1 || challenges[0].www[0] != want {
+		t.Errorf("challenges %v, want one 401 %q", challenges, want)
+	}
+	if sc := connectionScopes(t, s, "alice"); !slices.Equal(sc, []string{"notes.read", "notes.write"}) {
+		t.Errorf("upgraded grant scopes %q", sc)
+	}
 }
