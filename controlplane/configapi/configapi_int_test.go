@@ -101,6 +101,7 @@ func (e *env) newReplica() *replica {
 	mux.Handle(configv1connect.NewGroupServiceHandler(svc, opts))
 	mux.Handle(configv1connect.NewKeyServiceHandler(svc, opts))
 	mux.Handle(configv1connect.NewIdentityProviderServiceHandler(svc, opts))
+	mux.Handle(configv1connect.NewRateLimitServiceHandler(svc, opts))
 	mux.Handle(vaultv1connect.NewConnectionServiceHandler(vaultapi.NewConnections(svc, st, nil), opts))
 	hs := httptest.NewServer(mux)
 	t.Cleanup(hs.Close)
@@ -128,6 +129,7 @@ type clients struct {
 	keys       configv1connect.KeyServiceClient
 	idps       configv1connect.IdentityProviderServiceClient
 	conns      vaultv1connect.ConnectionServiceClient
+	limits     configv1connect.RateLimitServiceClient
 }
 
 func (r *replica) as(key string) clients {
@@ -139,6 +141,7 @@ func (r *replica) as(key string) clients {
 		keys:       configv1connect.NewKeyServiceClient(hc, r.url),
 		idps:       configv1connect.NewIdentityProviderServiceClient(hc, r.url),
 		conns:      vaultv1connect.NewConnectionServiceClient(hc, r.url),
+		limits:     configv1connect.NewRateLimitServiceClient(hc, r.url),
 	}
 }
 
