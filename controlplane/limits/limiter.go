@@ -79,6 +79,10 @@ func Chunk(limit, granted int64, replicas int) int64 {
 	return max(1, min(limit/(ChunkFraction*r), rest/r))
 }
 
+// takeTimeout bounds taking one chunk (the etcd round trips of one
+// compare-and-swap loop).
+const takeTimeout = 5 * time.Second
+
 // refreshRegistration is how often a limiter re-registers its replica.
 const refreshRegistration = 10 * time.Second
 
@@ -417,6 +421,10 @@ func (l *Limiter) ensure(ctx context.Context, n need, now time.Time) (*Refusal, 
 	if b.exhausted {
 		return refuse, nil
 	}
+	// Not cut short by the caller going away: a write that happened but was
+	// not seen would lose its chunk.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), takeTimeout)
+	defer cancel()
 	l.register(ctx)
 	replicas := l.st.RateLimitReplicas()
 	l.attempts.Add(1)
