@@ -105,6 +105,7 @@ func (e *env) newReplica() *replica {
 	mux.Handle(configv1connect.NewPolicyServiceHandler(svc, opts))
 	mux.Handle(configv1connect.NewExplainServiceHandler(svc, opts))
 	mux.Handle(configv1connect.NewToolPinServiceHandler(svc, opts))
+	mux.Handle(configv1connect.NewRateLimitServiceHandler(svc, opts))
 	mux.Handle(vaultv1connect.NewConnectionServiceHandler(vaultapi.NewConnections(svc, st, nil), opts))
 	hs := httptest.NewServer(mux)
 	t.Cleanup(hs.Close)
@@ -136,6 +137,7 @@ type clients struct {
 	policies   configv1connect.PolicyServiceClient
 	explain    configv1connect.ExplainServiceClient
 	toolPins   configv1connect.ToolPinServiceClient
+	limits     configv1connect.RateLimitServiceClient
 }
 
 func (r *replica) as(key string) clients {
@@ -151,6 +153,7 @@ func (r *replica) as(key string) clients {
 		policies:   configv1connect.NewPolicyServiceClient(hc, r.url),
 		explain:    configv1connect.NewExplainServiceClient(hc, r.url),
 		toolPins:   configv1connect.NewToolPinServiceClient(hc, r.url),
+		limits:     configv1connect.NewRateLimitServiceClient(hc, r.url),
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -62,8 +63,8 @@ type Refusal struct {
 
 // ChunkFraction: a replica takes at most limit/(ChunkFraction × replicas)
 // units of a window's global count at a time (and at most its share of
-// what remains), so the units handed out but never spent are at most
-// limit/ChunkFraction in all (docs/limits.md).
+// what remains, at least one), so the units handed out but never spent
+// are at most max(limit/ChunkFraction, replicas) in all (docs/limits.md).
 const ChunkFraction = 10
 
 // Chunk is how many units a replica takes from a window's counter with
@@ -78,6 +79,10 @@ func Chunk(limit, granted int64, replicas int) int64 {
 	r := int64(max(replicas, 1))
 	return max(1, min(limit/(ChunkFraction*r), rest/r))
 }
+
+// takeTimeout bounds taking one chunk (the etcd round trips of one
+// compare-and-swap loop).
+const takeTimeout = 5 * time.Second
 
 // refreshRegistration is how often a limiter re-registers its replica.
 const refreshRegistration = 10 * time.Second
@@ -101,10 +106,8 @@ type Limiter struct {
 	plans     map[string]*plan   // by planKey
 	nextSweep time.Time
 
-	regMu    sync.Mutex
-	regAt    time.Time
-	writes   atomic.Int64
-	attempts atomic.Int64
+	regMu sync.Mutex
+	regAt time.Time
 }
 
 // snapshot is the store's limits as of one cache state, indexed for
@@ -210,10 +213,6 @@ func (l *Limiter) snapshot() *snapshot {
 	l.snap.Store(s)
 	return s
 }
-
-// Writes is how many counter writes (successful compare-and-swaps) this
-// limiter made, and Attempts how many it tried.
-func (l *Limiter) Writes() (writes, attempts int64) { return l.writes.Load(), l.attempts.Load() }
 
 type need struct {
 	b      *bucket
@@ -417,9 +416,12 @@ func (l *Limiter) ensure(ctx context.Context, n need, now time.Time) (*Refusal, 
 	if b.exhausted {
 		return refuse, nil
 	}
+	// Not cut short by the caller going away: a write that happened but was
+	// not seen would lose its chunk.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), takeTimeout)
+	defer cancel()
 	l.register(ctx)
 	replicas := l.st.RateLimitReplicas()
-	l.attempts.Add(1)
 	took, state, err := l.st.TakeRateLimitUnits(ctx, b.name, n.bound.Window.Name, n.bound.Window.Len, b.state,
 		func(granted int64) (int64, int64) { return Chunk(b.limit, granted, replicas), b.limit })
 	if err != nil {
@@ -430,7 +432,6 @@ func (l *Limiter) ensure(ctx context.Context, n need, now time.Time) (*Refusal, 
 		b.exhausted = true
 		return refuse, nil
 	}
-	l.writes.Add(1)
 	l.mu.Lock()
 	b.local += took
 	l.mu.Unlock()
@@ -559,7 +560,7 @@ func (l *Limiter) Usage(ctx context.Context, p *configv1.Principal) ([]Usage, er
 				if len(servers) == 0 {
 					servers = []string{"*"}
 				}
-				sortStrings(servers)
+				sort.Strings(servers)
 			}
 			for _, srv := range servers {
 				name := counterName(p.GetName(), srv, lim.GetId(), bound.Window.Name, start)

@@ -1,7 +1,6 @@
 package limits
 
 import (
-	"sort"
 	"strconv"
 	"strings"
 )
@@ -19,5 +18,3 @@ func parseCounterName(name string, principal, server, id, window *string, start 
 	*principal, *server, *id, *window, *start = parts[0], parts[1], parts[2], parts[3], s
 	return true
 }
-
-func sortStrings(s []string) { sort.Strings(s) }
