@@ -167,11 +167,16 @@ func FuzzListFilter(f *testing.F) {
 					if err != nil {
 						t.Fatalf("passed %q: %v", out, err)
 					}
-					if ok, _ := wire.Visible(a, lm.kind, string(name)); !ok {
+					if ok, _ := visible(a, lm.kind, string(name)); !ok {
 						t.Fatalf("passed hidden %s %q in %q", lm.list, name, out)
 					}
 				}
 			}
 		}
 	})
+}
+
+// visible is api/wire.Visible for an ALLOW.
+func visible(a *authorizev1.Allow, kind authorizev1.PolicyKind, name string) (bool, string) {
+	return wire.Visible(a.GetAllowedTools(), a.GetDisallowedTools(), a.GetVisibility(), kind, name)
 }

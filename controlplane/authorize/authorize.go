@@ -282,20 +282,20 @@ func decide(st State, req *authorizev1.AuthorizeRequest, base string, id identit
 	}
 	// Policies: compiled for this principal and server, carried by the
 	// ALLOW for list filtering, and decided by the same function for calls.
-	ps := st.Policies()
+	rules := st.PoliciesFor(srv.Def.GetName())
 	var groups []string
-	if len(ps.GetPolicies()) > 0 {
+	if len(rules) > 0 || tr != nil {
 		groups = EffectiveGroups(st, id.principal)
 	}
 	allow := &authorizev1.Allow{
 		UpstreamUrl:     srv.Def.GetUrl(),
 		AllowedTools:    slices.Clone(srv.Def.GetAllowedTools()),
 		DisallowedTools: slices.Clone(srv.Def.GetDisallowedTools()),
-		Visibility:      CompileVisibility(ps, id.principal.GetName(), groups, srv.Def.GetName()),
+		Visibility:      CompileVisibility(rules, id.principal.GetName(), groups),
 	}
 	if kind, name, ok := callTarget(req); ok {
-		traceRules(tr, ps, srv.Def, id.principal.GetName(), groups, kind, name)
-		if visible, rule := wire.Visible(allow, kind, name); !visible {
+		traceRules(tr, rules, srv.Def, id.principal.GetName(), groups, kind, name)
+		if visible, rule := wire.Visible(allow.GetAllowedTools(), allow.GetDisallowedTools(), allow.GetVisibility(), kind, name); !visible {
 			r := deny(denyReason(allow.GetVisibility(), rule))
 			r.RuleId = rule
 			return done(r)

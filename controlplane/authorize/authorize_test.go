@@ -39,6 +39,9 @@ type state struct {
 	grants     map[[2]string]*store.Grant
 	groups     map[string]*configv1.Group
 	policies   *configv1.PolicySet
+	memoMu     sync.Mutex
+	memoOf     *configv1.PolicySet
+	memo       map[string][]*configv1.Policy
 }
 
 func newState() *state {
@@ -69,6 +72,24 @@ func (s *state) AccessToken(h [32]byte) (*storev1.AccessTokenRecord, bool) {
 }
 func (s *state) Group(n string) (*configv1.Group, bool) { v, ok := s.groups[n]; return v, ok }
 func (s *state) Policies() *configv1.PolicySet          { return s.policies }
+
+// PoliciesFor memoizes per list and server, like the store.
+func (s *state) PoliciesFor(server string) []*configv1.Policy {
+	if len(s.policies.GetPolicies()) == 0 {
+		return nil
+	}
+	s.memoMu.Lock()
+	defer s.memoMu.Unlock()
+	if s.memoOf != s.policies {
+		s.memoOf, s.memo = s.policies, map[string][]*configv1.Policy{}
+	}
+	r, ok := s.memo[server]
+	if !ok {
+		r = store.RulesFor(s.policies, server)
+		s.memo[server] = r
+	}
+	return r
+}
 func (s *state) Grant(p, srv string) (*store.Grant, bool) {
 	v, ok := s.grants[[2]string{p, srv}]
 	return v, ok
