@@ -58,7 +58,7 @@ policies:
 	}
 	for yaml, msg := range map[string]string{
 		"policies:\n  - id: x\n    effect: maybe\n": `line 3: effect "maybe"`,
-		"policies:\n  - id: x\n    tool: [a]\n":      `line 3: unknown field "tool" in policies`,
+		"policies:\n  - id: x\n    tool: [a]\n":     `line 3: unknown field "tool" in policies`,
 	} {
 		_, err := config.Parse([]byte(yaml), env(nil))
 		if !errors.Is(err, config.ErrInvalid) || !strings.Contains(err.Error(), msg) {
