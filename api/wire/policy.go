@@ -114,10 +114,13 @@ func GlobAny(gs []string, s string) bool {
 	return false
 }
 
-// Rule ids a DENY names for the server's own tool lists.
+// Rule ids a DENY names for the server's own settings.
 const (
 	RuleServerAllowedTools    = "server:allowed_tools"
 	RuleServerDisallowedTools = "server:disallowed_tools"
+	// RuleServerPassthrough: a passthrough server's call came without a
+	// usable X-MCP-<Server>-Authorization.
+	RuleServerPassthrough = "server:passthrough"
 )
 
 // Kinds and effects of visibility entries, numbered as

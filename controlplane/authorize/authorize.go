@@ -338,12 +338,16 @@ func decide(st State, req *authorizev1.AuthorizeRequest, base string, id identit
 		v := req.GetCredentials().GetPassthroughAuthorization()
 		tr.Add(StepAuth, "passthrough", "the client's own X-MCP-"+srv.Def.GetName()+"-Authorization is forwarded")
 		if v == "" {
-			return done(deny(ReasonPassthroughMissing))
+			r := deny(ReasonPassthroughMissing)
+			r.RuleId = wire.RuleServerPassthrough
+			return done(r)
 		}
 		// Forwarded as sent: no control characters, nothing a transport
 		// would trim.
 		if !wire.ValidHeaderValue(v) || strings.TrimSpace(v) != v {
-			return done(deny(ReasonPassthroughInvalid))
+			r := deny(ReasonPassthroughInvalid)
+			r.RuleId = wire.RuleServerPassthrough
+			return done(r)
 		}
 		authHeader, authValue = "Authorization", v
 	default:
