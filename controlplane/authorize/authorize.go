@@ -182,7 +182,12 @@ type identity struct {
 //     tells the data plane);
 //   - the route names no server, or one the principal is not granted:
 //     NOT_FOUND (ReasonUnknownRoute, ReasonNotGranted);
-//   - tools/call of a tool the server's tool lists forbid: DENY;
+//   - tools/call, resources/read or prompts/get of a name that
+//     api/wire.Visible hides (the server's tool lists, then the policy
+//     rules compiled for the principal and server: deny wins, an allow
+//     restricts; docs/policy.md): DENY naming the rule (RuleId); every
+//     ALLOW carries the compiled rules (Allow.Visibility) for list
+//     filtering;
 //   - oauth2 authorization_code with a grant of an earlier principal of the
 //     same name: CHALLENGE without error (ReasonNoGrant); otherwise ALLOW
 //     needing the vault grant (NeedVaultGrant; without a usable one the
@@ -191,7 +196,7 @@ type identity struct {
 //   - oauth2 client_credentials: ALLOW needing a minted token
 //     (NeedClientCredentials);
 //   - passthrough without the client's X-MCP-<Server>-Authorization value:
-//     DENY with ReasonPassthroughMissing (a gateway challenge cannot obtain
+//     DENY with ReasonPassthroughMissing, rule wire.RuleServerPassthrough (a gateway challenge cannot obtain
 //     that credential, so 401 would send the client into a useless sign-in);
 //   - otherwise ALLOW with exactly the upstream headers of the auth mode,
 //     then the server's static headers (sorted; the auth mode's header wins
