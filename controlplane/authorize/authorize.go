@@ -335,7 +335,6 @@ func decide(st State, req *authorizev1.AuthorizeRequest, base string, id identit
 			allow.VaultGrant = true
 		case configv1.OAuth2Flow_O_AUTH2_FLOW_TOKEN_EXCHANGE:
 			authHeader, need = "Authorization", NeedTokenExchange
-			tr.Add(StepAuth, "oauth2 token_exchange", "upstream token exchanged for the person's identity provider token per call")
 		default:
 			return Decision{}, fmt.Errorf("server %q: %w: oauth2 flow %s", srv.Def.GetName(), ErrMisconfigured, srv.Def.GetOauth2Flow())
 		}
