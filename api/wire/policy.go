@@ -166,11 +166,8 @@ type VisibilityRule[K, E ~int32] interface {
 //  4. otherwise visible (the server grant decides, as without policies).
 func Visible[K, E ~int32, R VisibilityRule[K, E]](allowed, disallowed []string, rules []R, kind K, name string) (ok bool, rule string) {
 	if kind == KindTool {
-		if len(allowed) > 0 && !containsString(allowed, name) {
-			return false, RuleServerAllowedTools
-		}
-		if containsString(disallowed, name) {
-			return false, RuleServerDisallowedTools
+		if ok, rule := serverToolLists(allowed, disallowed, name); !ok {
+			return false, rule
 		}
 	}
 	restrictedBy, granted := "", false
@@ -195,6 +192,18 @@ func Visible[K, E ~int32, R VisibilityRule[K, E]](allowed, disallowed []string, 
 	}
 	if restrictedBy != "" && !granted {
 		return false, restrictedBy
+	}
+	return true, ""
+}
+
+// serverToolLists applies a server's allowed_tools and disallowed_tools
+// to tool.
+func serverToolLists(allowed, disallowed []string, tool string) (bool, string) {
+	if len(allowed) > 0 && !containsString(allowed, tool) {
+		return false, RuleServerAllowedTools
+	}
+	if containsString(disallowed, tool) {
+		return false, RuleServerDisallowedTools
 	}
 	return true, ""
 }
