@@ -292,11 +292,17 @@ func decide(st State, req *authorizev1.AuthorizeRequest, base string, id identit
 	if len(rules) > 0 || tr != nil {
 		groups = EffectiveGroups(st, id.principal)
 	}
+	var visibility []*authorizev1.VisibilityRule
+	if len(rules) > 0 {
+		visibility = st.CompiledVisibility(srv.Def.GetName(), id.principal.GetName(), groups, func() []*authorizev1.VisibilityRule {
+			return CompileVisibility(rules, id.principal.GetName(), groups)
+		})
+	}
 	allow := &authorizev1.Allow{
 		UpstreamUrl:     srv.Def.GetUrl(),
 		AllowedTools:    slices.Clone(srv.Def.GetAllowedTools()),
 		DisallowedTools: slices.Clone(srv.Def.GetDisallowedTools()),
-		Visibility:      CompileVisibility(rules, id.principal.GetName(), groups),
+		Visibility:      visibility,
 	}
 	if kind, name, ok := callTarget(req); ok {
 		traceRules(tr, rules, srv.Def, id.principal.GetName(), groups, kind, name)

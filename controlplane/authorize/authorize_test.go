@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -41,6 +42,8 @@ type state struct {
 	policies   *configv1.PolicySet
 	memoMu     sync.Mutex
 	memoOf     *configv1.PolicySet
+	visOf      *configv1.PolicySet
+	vis        map[string][]*authorizev1.VisibilityRule
 	memo       map[string][]*configv1.Policy
 }
 
@@ -72,6 +75,25 @@ func (s *state) AccessToken(h [32]byte) (*storev1.AccessTokenRecord, bool) {
 }
 func (s *state) Group(n string) (*configv1.Group, bool) { v, ok := s.groups[n]; return v, ok }
 func (s *state) Policies() *configv1.PolicySet          { return s.policies }
+
+// CompiledVisibility memoizes per list and key, like the store.
+func (s *state) CompiledVisibility(server, principal string, groups []string, compile func() []*authorizev1.VisibilityRule) []*authorizev1.VisibilityRule {
+	key := server + "\x00" + principal + "\x00" + strings.Join(groups, "\x00")
+	s.memoMu.Lock()
+	if s.visOf != s.policies {
+		s.visOf, s.vis = s.policies, map[string][]*authorizev1.VisibilityRule{}
+	}
+	v, ok := s.vis[key]
+	s.memoMu.Unlock()
+	if ok {
+		return v
+	}
+	v = compile()
+	s.memoMu.Lock()
+	s.vis[key] = v
+	s.memoMu.Unlock()
+	return v
+}
 
 // PoliciesFor memoizes per list and server, like the store.
 func (s *state) PoliciesFor(server string) []*configv1.Policy {

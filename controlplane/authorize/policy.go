@@ -25,6 +25,10 @@ type PolicyState interface {
 	// PoliciesFor returns, in order, the rules whose servers globs match
 	// server (the store memoizes it per snapshot).
 	PoliciesFor(server string) []*configv1.Policy
+	// CompiledVisibility returns compile(), which depends only on the
+	// snapshot's rules for server, principal and groups; the store
+	// memoizes it per snapshot. The result must not be modified.
+	CompiledVisibility(server, principal string, groups []string, compile func() []*authorizev1.VisibilityRule) []*authorizev1.VisibilityRule
 }
 
 // StepKind says what kind of check a trace step records.

@@ -3,11 +3,13 @@ package store
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 
 	"google.golang.org/protobuf/proto"
 
+	authorizev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1"
 	configv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1"
 	"github.com/mcpgate/mcpgate/api/wire"
 )
@@ -27,7 +29,14 @@ type policySnapshot struct {
 	set      *configv1.PolicySet
 	byServer sync.Map // server name → []*configv1.Policy
 	entries  atomic.Int64
+	// compiled memoizes CompiledVisibility: key → []*VisibilityRule.
+	compiled     sync.Map
+	compiledSize atomic.Int64 // entries memoized, bounded by maxMemoVisibility
 }
+
+// maxMemoVisibility bounds the compiled entries one snapshot memoizes
+// (about 100 bytes each); beyond it they are compiled at every call.
+const maxMemoVisibility = 1 << 18
 
 // maxMemoServers bounds a snapshot's memo (servers beyond it are matched
 // at every call).
@@ -74,6 +83,27 @@ func (s *Store) PoliciesFor(server string) []*configv1.Policy {
 		ps.byServer.Store(server, rules)
 	}
 	return rules
+}
+
+// CompiledVisibility memoizes, per policy snapshot, the visibility compile
+// returns for (server, principal, groups): compile must be a pure function
+// of them and of the snapshot's rules (authorize.CompileVisibility). The
+// result is shared by every caller with that key and must not be
+// modified.
+func (s *Store) CompiledVisibility(server, principal string, groups []string, compile func() []*authorizev1.VisibilityRule) []*authorizev1.VisibilityRule {
+	ps := s.policies()
+	if ps == nil {
+		return compile()
+	}
+	key := server + "\x00" + principal + "\x00" + strings.Join(groups, "\x00")
+	if v, ok := ps.compiled.Load(key); ok {
+		return v.([]*authorizev1.VisibilityRule)
+	}
+	out := compile()
+	if ps.compiledSize.Add(int64(len(out))+1) <= maxMemoVisibility {
+		ps.compiled.Store(key, out)
+	}
+	return out
 }
 
 // RulesFor returns, in order, the rules of ps whose servers globs match

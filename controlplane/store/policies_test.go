@@ -7,6 +7,7 @@ import (
 	"slices"
 	"testing"
 
+	authorizev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1"
 	configv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1"
 	"github.com/mcpgate/mcpgate/controlplane/store"
 	"github.com/mcpgate/mcpgate/internal/etcdtest"
@@ -56,6 +57,19 @@ func TestPoliciesCached(t *testing.T) {
 			}
 		}
 	}
+	// Compiled visibility is memoized per snapshot and key.
+	calls := 0
+	compile := func() []*authorizev1.VisibilityRule {
+		calls++
+		return []*authorizev1.VisibilityRule{{Glob: "x"}}
+	}
+	v1 := st.CompiledVisibility("gh", "alice", []string{"eng"}, compile)
+	v2 := st.CompiledVisibility("gh", "alice", []string{"eng"}, compile)
+	st.CompiledVisibility("gh", "alice", []string{"eng", "release"}, compile)
+	st.CompiledVisibility("gh", "bob", []string{"eng"}, compile)
+	if calls != 3 || &v1[0] != &v2[0] {
+		t.Errorf("compile called %d times, want 3 (one per key)", calls)
+	}
 	rev2, err := st.PutPolicies(ctx, &configv1.PolicySet{Policies: []*configv1.Policy{rule("d", "wiki")}}, rev)
 	if err != nil {
 		t.Fatal(err)
@@ -68,5 +82,9 @@ func TestPoliciesCached(t *testing.T) {
 	}
 	if got := ids(st.PoliciesFor("wiki")); !slices.Equal(got, []string{"d"}) {
 		t.Errorf("PoliciesFor(wiki) after replace = %v", got)
+	}
+	st.CompiledVisibility("gh", "alice", []string{"eng"}, compile)
+	if calls != 4 {
+		t.Errorf("a new list did not recompile: %d calls", calls)
 	}
 }
