@@ -442,7 +442,8 @@ func toolListed(m *authorizev1.AggregateMember, n string) bool {
 // lists and the principal's policy rules), the function its calls are
 // decided with.
 func memberVisible(m *authorizev1.AggregateMember, kind authorizev1.PolicyKind, n string) bool {
-	ok, _ := wire.Visible(m.GetDecision().GetAllow(), kind, n)
+	a := m.GetDecision().GetAllow()
+	ok, _ := wire.Visible(a.GetAllowedTools(), a.GetDisallowedTools(), a.GetVisibility(), kind, n)
 	return ok
 }
 

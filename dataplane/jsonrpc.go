@@ -502,7 +502,7 @@ type toolFilter struct {
 // newListFilter returns the filter of an ALLOW, nil when nothing is
 // filtered.
 func newListFilter(a *authorizev1.Allow) *toolFilter {
-	if !wire.Filters(a) {
+	if len(a.GetAllowedTools()) == 0 && len(a.GetDisallowedTools()) == 0 && len(a.GetVisibility()) == 0 {
 		return nil
 	}
 	return &toolFilter{allow: a}
@@ -513,12 +513,8 @@ func newToolFilter(allowed, disallowed []string) *toolFilter {
 	return newListFilter(&authorizev1.Allow{AllowedTools: allowed, DisallowedTools: disallowed})
 }
 
-func (f *toolFilter) keep(name string) bool {
-	return f.keepKind(authorizev1.PolicyKind_POLICY_KIND_TOOL, name)
-}
-
 func (f *toolFilter) keepKind(kind authorizev1.PolicyKind, name string) bool {
-	ok, _ := wire.Visible(f.allow, kind, name)
+	ok, _ := wire.Visible(f.allow.GetAllowedTools(), f.allow.GetDisallowedTools(), f.allow.GetVisibility(), kind, name)
 	return ok
 }
 
@@ -761,11 +757,6 @@ func (f *toolFilter) filterList(list jsontext.Value, lm listMember) (jsontext.Va
 		return nil, errUnchecked
 	}
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
-}
-
-// keepTool reports whether a tools/list entry passes the filter.
-func (f *toolFilter) keepTool(tv jsontext.Value) bool {
-	return f.keepEntry(tv, listMembers[0])
 }
 
 // keepEntry reports whether a list entry passes the filter: it must be

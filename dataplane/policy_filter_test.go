@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"bytes"
+	"slices"
 	"testing"
 
 	"github.com/go-json-experiment/json/jsontext"
@@ -167,11 +168,47 @@ func FuzzListFilter(f *testing.F) {
 					if err != nil {
 						t.Fatalf("passed %q: %v", out, err)
 					}
-					if ok, _ := wire.Visible(a, lm.kind, string(name)); !ok {
+					if ok, _ := visible(a, lm.kind, string(name)); !ok {
 						t.Fatalf("passed hidden %s %q in %q", lm.list, name, out)
 					}
 				}
 			}
 		}
 	})
+}
+
+// visible is api/wire.Visible for an ALLOW.
+func visible(a *authorizev1.Allow, kind authorizev1.PolicyKind, name string) (bool, string) {
+	return wire.Visible(a.GetAllowedTools(), a.GetDisallowedTools(), a.GetVisibility(), kind, name)
+}
+
+// TestParseBodyResourcePrompt: resources/read's params.uri and
+// prompts/get's params.name are what the call is authorized for, exactly
+// like tools/call's params.name; without them (or with a non-string) the
+// call is invalid, and case variants are ambiguous.
+func TestParseBodyResourcePrompt(t *testing.T) {
+	for _, tc := range []struct {
+		body string
+		want []rpcCall
+		err  error
+	}{
+		{`{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///a\u002fb"}}`, []rpcCall{{Method: "resources/read", Resource: "file:///a/b"}}, nil},
+		{`{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{"name":"greet","arguments":{"name":"x"}}}`, []rpcCall{{Method: "prompts/get", Prompt: "greet"}}, nil},
+		{`[{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"u"}},{"jsonrpc":"2.0","id":2,"method":"prompts/get","params":{"name":"p"}},{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"t","uri":"x"}}]`,
+			[]rpcCall{{Method: "resources/read", Resource: "u"}, {Method: "prompts/get", Prompt: "p"}, {Method: "tools/call", Tool: "t"}}, nil},
+		// The name of a prompts/get is not a tool, and a uri outside
+		// resources/read is nothing.
+		{`{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"name":"a","uri":"b"}}`, []rpcCall{{Method: "tools/list"}}, nil},
+		{`{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{}}`, nil, errRPCInvalid},
+		{`{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":7}}`, nil, errRPCInvalid},
+		{`{"jsonrpc":"2.0","id":1,"method":"resources/read"}`, nil, errRPCInvalid},
+		{`{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{"arguments":{}}}`, nil, errRPCInvalid},
+		{`{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"a","URI":"b"}}`, nil, errRPCAmbiguous},
+		{`{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{"name":"a","nAme":"b"}}`, nil, errRPCAmbiguous},
+	} {
+		got, err := parseBody([]byte(tc.body))
+		if err != tc.err || (err == nil && !slices.Equal(got.Calls, tc.want)) {
+			t.Errorf("%s: %+v %v, want %+v %v", tc.body, got.Calls, err, tc.want, tc.err)
+		}
+	}
 }

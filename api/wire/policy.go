@@ -4,8 +4,6 @@ import (
 	"errors"
 	"strings"
 	"unicode/utf8"
-
-	authorizev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1"
 )
 
 // Policy globs (docs/policy.md). The grammar is deliberately tiny, and
@@ -116,79 +114,98 @@ func GlobAny(gs []string, s string) bool {
 	return false
 }
 
-// Rule ids a DENY names for the server's own tool lists.
+// Rule ids a DENY names for the server's own settings.
 const (
 	RuleServerAllowedTools    = "server:allowed_tools"
 	RuleServerDisallowedTools = "server:disallowed_tools"
+	// RuleServerPassthrough: a passthrough server's call came without a
+	// usable X-MCP-<Server>-Authorization.
+	RuleServerPassthrough = "server:passthrough"
 )
 
+// Kinds and effects of visibility entries, numbered as
+// mcpgate.authorize.v1.PolicyKind and VisibilityEffect (api/wire links no
+// generated code; a test in controlplane/authorize pins the numbers).
+const (
+	KindTool     = 1
+	KindResource = 2
+	KindPrompt   = 3
+
+	EffectAllow    = 1
+	EffectDeny     = 2
+	EffectRestrict = 3
+)
+
+// VisibilityRule is one compiled policy entry
+// (*authorizev1.VisibilityRule).
+type VisibilityRule[K, E ~int32] interface {
+	GetKind() K
+	GetGlob() string
+	GetEffect() E
+	GetRuleId() string
+}
+
 // Visible is the one visibility rule of the gateway: whether the principal
-// an ALLOW a was issued for may see (in tools/list, resources/list,
+// an ALLOW was issued for may see (in tools/list, resources/list,
 // resources/templates/list, prompts/list) and call (tools/call,
-// resources/read, prompts/get) the tool, resource or prompt name of kind.
-// The control plane's decision uses it for calls and data planes for list
-// filtering, so a principal sees exactly what it may call. When it is not
-// visible, rule names what hid it (a policy id, or RuleServerAllowedTools /
-// RuleServerDisallowedTools). Precedence:
+// resources/read, prompts/get) the tool, resource or prompt name of kind,
+// given the ALLOW's server tool lists (allowed, disallowed) and compiled
+// policy entries (rules). The control plane's decision uses it for calls
+// and data planes for list filtering, so a principal sees exactly what it
+// may call. When it is not visible, rule names what hid it (a policy id,
+// or RuleServerAllowedTools / RuleServerDisallowedTools). Precedence:
 //
 //  1. tools only: the server's allowed_tools (when set) must list the name
 //     and disallowed_tools must not (they apply to everyone);
-//  2. a DENY entry matching the name hides it (deny wins);
+//  2. a DENY entry matching the name hides it (deny wins), as does an
+//     entry of an effect this version does not know (fail closed);
 //  3. a name matched by any ALLOW or RESTRICT entry is restricted: visible
 //     only when an ALLOW entry (an ALLOW rule naming this principal or one
 //     of its groups) matches it; otherwise the first RESTRICT entry names
 //     the rule;
 //  4. otherwise visible (the server grant decides, as without policies).
-//
-// A nil a shows nothing.
-func Visible(a *authorizev1.Allow, kind authorizev1.PolicyKind, name string) (ok bool, rule string) {
-	if a == nil {
-		return false, ""
-	}
-	if kind == authorizev1.PolicyKind_POLICY_KIND_TOOL {
-		if al := a.GetAllowedTools(); len(al) > 0 && !containsString(al, name) {
-			return false, RuleServerAllowedTools
-		}
-		if containsString(a.GetDisallowedTools(), name) {
-			return false, RuleServerDisallowedTools
+func Visible[K, E ~int32, R VisibilityRule[K, E]](allowed, disallowed []string, rules []R, kind K, name string) (ok bool, rule string) {
+	if kind == KindTool {
+		if ok, rule := serverToolLists(allowed, disallowed, name); !ok {
+			return false, rule
 		}
 	}
-	restrictedBy, allowed := "", false
-	for _, r := range a.GetVisibility() {
+	restrictedBy, granted := "", false
+	for _, r := range rules {
 		if r.GetKind() != kind {
 			continue
 		}
 		switch r.GetEffect() {
-		case authorizev1.VisibilityEffect_VISIBILITY_EFFECT_DENY:
-			if GlobMatch(r.GetGlob(), name) {
-				return false, r.GetRuleId()
+		case EffectAllow:
+			if !granted && GlobMatch(r.GetGlob(), name) {
+				granted = true
 			}
-		case authorizev1.VisibilityEffect_VISIBILITY_EFFECT_ALLOW:
-			if !allowed && GlobMatch(r.GetGlob(), name) {
-				allowed = true
-			}
-		case authorizev1.VisibilityEffect_VISIBILITY_EFFECT_RESTRICT:
+		case EffectRestrict:
 			if restrictedBy == "" && GlobMatch(r.GetGlob(), name) {
 				restrictedBy = r.GetRuleId()
 			}
-		default:
-			// An entry this version does not know hides what it matches:
-			// fail closed.
+		default: // EffectDeny, and any effect this version does not know
 			if GlobMatch(r.GetGlob(), name) {
 				return false, r.GetRuleId()
 			}
 		}
 	}
-	if restrictedBy != "" && !allowed {
+	if restrictedBy != "" && !granted {
 		return false, restrictedBy
 	}
 	return true, ""
 }
 
-// Filters reports whether a's lists filter anything: without policy
-// entries or server tool lists every name is visible.
-func Filters(a *authorizev1.Allow) bool {
-	return len(a.GetAllowedTools()) > 0 || len(a.GetDisallowedTools()) > 0 || len(a.GetVisibility()) > 0
+// serverToolLists applies a server's allowed_tools and disallowed_tools
+// to tool.
+func serverToolLists(allowed, disallowed []string, tool string) (bool, string) {
+	if len(allowed) > 0 && !containsString(allowed, tool) {
+		return false, RuleServerAllowedTools
+	}
+	if containsString(disallowed, tool) {
+		return false, RuleServerDisallowedTools
+	}
+	return true, ""
 }
 
 func containsString(l []string, s string) bool {

@@ -3,9 +3,18 @@ package wire
 import (
 	"testing"
 	"unicode/utf8"
-
-	authorizev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1"
 )
+
+// testRule is a compiled entry (the planes use *authorizev1.VisibilityRule).
+type testRule struct {
+	kind, effect int32
+	glob, id     string
+}
+
+func (r testRule) GetKind() int32    { return r.kind }
+func (r testRule) GetGlob() string   { return r.glob }
+func (r testRule) GetEffect() int32  { return r.effect }
+func (r testRule) GetRuleId() string { return r.id }
 
 // refMatch is the glob grammar spelled out recursively over code points:
 // '*' any run, '?' one code point, anything else itself.
@@ -89,40 +98,37 @@ func FuzzGlobMatch(f *testing.F) {
 
 // TestVisible: the precedence of the one visibility rule.
 func TestVisible(t *testing.T) {
-	const (
-		tool  = authorizev1.PolicyKind_POLICY_KIND_TOOL
-		res   = authorizev1.PolicyKind_POLICY_KIND_RESOURCE
-		allow = authorizev1.VisibilityEffect_VISIBILITY_EFFECT_ALLOW
-		deny  = authorizev1.VisibilityEffect_VISIBILITY_EFFECT_DENY
-		restr = authorizev1.VisibilityEffect_VISIBILITY_EFFECT_RESTRICT
-	)
-	a := &authorizev1.Allow{AllowedTools: []string{"a", "merge_pr", "merge_x", "admin", "q"}, DisallowedTools: []string{"q"}, Visibility: []*authorizev1.VisibilityRule{
-		{Kind: tool, Glob: "merge_*", Effect: restr, RuleId: "r1"},
-		{Kind: tool, Glob: "merge_pr", Effect: allow, RuleId: "r2"},
-		{Kind: tool, Glob: "adm*", Effect: deny, RuleId: "r3"},
-		{Kind: tool, Glob: "adm*", Effect: allow, RuleId: "r4"},
-		{Kind: res, Glob: "*", Effect: 99, RuleId: "future"},
-	}}
+	allowed, disallowed := []string{"a", "merge_pr", "merge_x", "admin", "q"}, []string{"q"}
+	rules := []testRule{
+		{KindTool, EffectRestrict, "merge_*", "r1"},
+		{KindTool, EffectAllow, "merge_pr", "r2"},
+		{KindTool, EffectDeny, "adm*", "r3"},
+		{KindTool, EffectAllow, "adm*", "r4"},
+		{KindResource, 99, "*", "future"},
+		{KindPrompt, EffectRestrict, "p*", "r5"},
+	}
 	for _, tc := range []struct {
-		kind authorizev1.PolicyKind
+		kind int32
 		name string
 		ok   bool
 		rule string
 	}{
-		{tool, "a", true, ""},
-		{tool, "b", false, RuleServerAllowedTools},
-		{tool, "q", false, RuleServerDisallowedTools},
-		{tool, "merge_pr", true, ""},
-		{tool, "merge_x", false, "r1"},
-		{tool, "admin", false, "r3"},
-		{res, "file:///x", false, "future"},
-		{authorizev1.PolicyKind_POLICY_KIND_PROMPT, "b", true, ""},
+		{KindTool, "a", true, ""},
+		{KindTool, "b", false, RuleServerAllowedTools},
+		{KindTool, "q", false, RuleServerDisallowedTools},
+		{KindTool, "merge_pr", true, ""},
+		{KindTool, "merge_x", false, "r1"},
+		{KindTool, "admin", false, "r3"},
+		{KindResource, "file:///x", false, "future"},
+		{KindPrompt, "b", true, ""},
+		{KindPrompt, "pq", false, "r5"},
+		{KindPrompt, "q", true, ""}, // the server's tool lists are for tools
 	} {
-		if ok, rule := Visible(a, tc.kind, tc.name); ok != tc.ok || rule != tc.rule {
+		if ok, rule := Visible(allowed, disallowed, rules, tc.kind, tc.name); ok != tc.ok || rule != tc.rule {
 			t.Errorf("Visible(%v %q) = %v %q, want %v %q", tc.kind, tc.name, ok, rule, tc.ok, tc.rule)
 		}
 	}
-	if ok, _ := Visible(nil, tool, "a"); ok {
-		t.Error("a nil ALLOW shows something")
+	if ok, _ := Visible(nil, nil, []testRule(nil), int32(KindTool), "a"); !ok {
+		t.Error("without lists or rules a name is hidden")
 	}
 }

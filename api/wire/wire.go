@@ -12,7 +12,6 @@ import (
 	"errors"
 	"net/textproto"
 	"net/url"
-	"slices"
 	"strings"
 
 	"golang.org/x/net/http/httpguts"
@@ -314,13 +313,12 @@ func IsPassthroughHeader(name string) bool {
 }
 
 // ToolVisible is the tool-visibility rule of a server with the tool lists
-// allowed and disallowed: a tool is listed (tools/list) and callable
-// (tools/call) when allowed is empty or names it, and disallowed does not.
+// allowed and disallowed alone (Visible's first step): a tool is listed
+// (tools/list) and callable (tools/call) when allowed is empty or names
+// it, and disallowed does not.
 func ToolVisible(allowed, disallowed []string, tool string) bool {
-	if len(allowed) > 0 && !slices.Contains(allowed, tool) {
-		return false
-	}
-	return !slices.Contains(disallowed, tool)
+	ok, _ := serverToolLists(allowed, disallowed, tool)
+	return ok
 }
 
 // ValidHeaderName reports whether name is an HTTP field name (an RFC 9110

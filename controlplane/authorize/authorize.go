@@ -202,6 +202,12 @@ type identity struct {
 //     tells the data plane);
 //   - the route names no server, or one the principal is not granted:
 //     NOT_FOUND (ReasonUnknownRoute, ReasonNotGranted);
+//   - tools/call, resources/read or prompts/get of a name that
+//     api/wire.Visible hides (the server's tool lists, then the policy
+//     rules compiled for the principal and server: deny wins, an allow
+//     restricts; docs/policy.md): DENY naming the rule (RuleId); every
+//     ALLOW carries the compiled rules (Allow.Visibility) for list
+//     filtering;
 //   - tools/call of a tool the server's tool lists forbid: DENY;
 //   - tools/call of a tool whose changed definition the server blocks, or
 //     with an access token lacking a scope the tool needs (tool_scopes;
@@ -215,7 +221,7 @@ type identity struct {
 //   - oauth2 client_credentials: ALLOW needing a minted token
 //     (NeedClientCredentials);
 //   - passthrough without the client's X-MCP-<Server>-Authorization value:
-//     DENY with ReasonPassthroughMissing (a gateway challenge cannot obtain
+//     DENY with ReasonPassthroughMissing, rule wire.RuleServerPassthrough (a gateway challenge cannot obtain
 //     that credential, so 401 would send the client into a useless sign-in);
 //   - otherwise ALLOW with exactly the upstream headers of the auth mode,
 //     then the server's static headers (sorted; the auth mode's header wins
@@ -337,22 +343,28 @@ func decideServer(st State, base string, id identity, srv *store.Server, req *au
 	}
 	// Policies: compiled for this principal and server, carried by the
 	// ALLOW for list filtering, and decided by the same function for calls.
-	ps := st.Policies()
+	rules := st.PoliciesFor(srv.Def.GetName())
 	var groups []string
-	if len(ps.GetPolicies()) > 0 {
+	if len(rules) > 0 || tr != nil {
 		groups = EffectiveGroups(st, id.principal)
+	}
+	var visibility []*authorizev1.VisibilityRule
+	if len(rules) > 0 {
+		visibility = st.CompiledVisibility(srv.Def.GetName(), id.principal.GetName(), groups, func() []*authorizev1.VisibilityRule {
+			return CompileVisibility(rules, id.principal.GetName(), groups)
+		})
 	}
 	allow := &authorizev1.Allow{
 		UpstreamUrl:             srv.Def.GetUrl(),
 		AllowedTools:            slices.Clone(srv.Def.GetAllowedTools()),
 		DisallowedTools:         slices.Clone(srv.Def.GetDisallowedTools()),
-		Visibility:              CompileVisibility(ps, id.principal.GetName(), groups, srv.Def.GetName()),
+		Visibility:              visibility,
 		ToolPinning:             toolPinning(st, srv.Def),
 		UpstreamProtocolVersion: srv.Def.GetProtocolVersion(),
 	}
 	if kind, name, ok := callTarget(req); ok {
-		traceRules(tr, ps, srv.Def, id.principal.GetName(), groups, kind, name)
-		if visible, rule := wire.Visible(allow, kind, name); !visible {
+		traceRules(tr, rules, srv.Def, id.principal.GetName(), groups, kind, name)
+		if visible, rule := wire.Visible(allow.GetAllowedTools(), allow.GetDisallowedTools(), allow.GetVisibility(), kind, name); !visible {
 			r := deny(denyReason(allow.GetVisibility(), rule))
 			r.RuleId = rule
 			return done(r)
@@ -393,7 +405,6 @@ func decideServer(st State, base string, id identity, srv *store.Server, req *au
 			allow.VaultGrant = true
 		case configv1.OAuth2Flow_O_AUTH2_FLOW_TOKEN_EXCHANGE:
 			authHeader, need = "Authorization", NeedTokenExchange
-			tr.Add(StepAuth, "oauth2 token_exchange", "upstream token exchanged for the person's identity provider token per call")
 		default:
 			return Decision{}, fmt.Errorf("server %q: %w: oauth2 flow %s", srv.Def.GetName(), ErrMisconfigured, srv.Def.GetOauth2Flow())
 		}
@@ -401,12 +412,16 @@ func decideServer(st State, base string, id identity, srv *store.Server, req *au
 		v := req.GetCredentials().GetPassthroughAuthorization()
 		tr.Add(StepAuth, "passthrough", "the client's own X-MCP-"+srv.Def.GetName()+"-Authorization is forwarded")
 		if v == "" {
-			return done(deny(ReasonPassthroughMissing))
+			r := deny(ReasonPassthroughMissing)
+			r.RuleId = wire.RuleServerPassthrough
+			return done(r)
 		}
 		// Forwarded as sent: no control characters, nothing a transport
 		// would trim.
 		if !wire.ValidHeaderValue(v) || strings.TrimSpace(v) != v {
-			return done(deny(ReasonPassthroughInvalid))
+			r := deny(ReasonPassthroughInvalid)
+			r.RuleId = wire.RuleServerPassthrough
+			return done(r)
 		}
 		authHeader, authValue = "Authorization", v
 	default:

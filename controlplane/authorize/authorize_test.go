@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -39,6 +40,11 @@ type state struct {
 	grants     map[[2]string]*store.Grant
 	groups     map[string]*configv1.Group
 	policies   *configv1.PolicySet
+	memoMu     sync.Mutex
+	memoOf     *configv1.PolicySet
+	visOf      *configv1.PolicySet
+	vis        map[string][]*authorizev1.VisibilityRule
+	memo       map[string][]*configv1.Policy
 }
 
 func newState() *state {
@@ -69,6 +75,43 @@ func (s *state) AccessToken(h [32]byte) (*storev1.AccessTokenRecord, bool) {
 }
 func (s *state) Group(n string) (*configv1.Group, bool) { v, ok := s.groups[n]; return v, ok }
 func (s *state) Policies() *configv1.PolicySet          { return s.policies }
+
+// CompiledVisibility memoizes per list and key, like the store.
+func (s *state) CompiledVisibility(server, principal string, groups []string, compile func() []*authorizev1.VisibilityRule) []*authorizev1.VisibilityRule {
+	key := server + "\x00" + principal + "\x00" + strings.Join(groups, "\x00")
+	s.memoMu.Lock()
+	if s.visOf != s.policies {
+		s.visOf, s.vis = s.policies, map[string][]*authorizev1.VisibilityRule{}
+	}
+	v, ok := s.vis[key]
+	s.memoMu.Unlock()
+	if ok {
+		return v
+	}
+	v = compile()
+	s.memoMu.Lock()
+	s.vis[key] = v
+	s.memoMu.Unlock()
+	return v
+}
+
+// PoliciesFor memoizes per list and server, like the store.
+func (s *state) PoliciesFor(server string) []*configv1.Policy {
+	if len(s.policies.GetPolicies()) == 0 {
+		return nil
+	}
+	s.memoMu.Lock()
+	defer s.memoMu.Unlock()
+	if s.memoOf != s.policies {
+		s.memoOf, s.memo = s.policies, map[string][]*configv1.Policy{}
+	}
+	r, ok := s.memo[server]
+	if !ok {
+		r = store.RulesFor(s.policies, server)
+		s.memo[server] = r
+	}
+	return r
+}
 func (s *state) Grant(p, srv string) (*store.Grant, bool) {
 	v, ok := s.grants[[2]string{p, srv}]
 	return v, ok
@@ -492,11 +535,11 @@ func TestAuthorizeEdges(t *testing.T) {
 		{name: "bad-base", req: &authorizev1.AuthorizeRequest{Route: "none", Credentials: key, PublicBaseUrl: "gw.example.com"}, wantErr: authorize.ErrInvalidRequest},
 		{name: "passthrough-missing", req: &authorizev1.AuthorizeRequest{Route: "pass", Credentials: key, PublicBaseUrl: base},
 			want: &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_DENY, Deny: &authorizev1.Deny{},
-				Principal: "alice", KeyPrefix: "mcpg_ali", KeyId: keyIDOf("mcpg_ali"), Reason: authorize.ReasonPassthroughMissing}},
+				Principal: "alice", KeyPrefix: "mcpg_ali", KeyId: keyIDOf("mcpg_ali"), Reason: authorize.ReasonPassthroughMissing, RuleId: wire.RuleServerPassthrough}},
 		{name: "passthrough-header-injection", req: &authorizev1.AuthorizeRequest{Route: "pass", PublicBaseUrl: base,
 			Credentials: &authorizev1.Credentials{ApiKey: keyAlice, PassthroughAuthorization: "Bearer x\r\nX-Evil: 1"}},
 			want: &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_DENY, Deny: &authorizev1.Deny{},
-				Principal: "alice", KeyPrefix: "mcpg_ali", KeyId: keyIDOf("mcpg_ali"), Reason: authorize.ReasonPassthroughInvalid}},
+				Principal: "alice", KeyPrefix: "mcpg_ali", KeyId: keyIDOf("mcpg_ali"), Reason: authorize.ReasonPassthroughInvalid, RuleId: wire.RuleServerPassthrough}},
 		{name: "static-auth-value-missing", mutate: func(s *state) { s.servers["apikey"].Secrets.AuthValue = "" },
 			req: &authorizev1.AuthorizeRequest{Route: "apikey", Credentials: key, PublicBaseUrl: base}, wantErr: authorize.ErrMisconfigured},
 		{name: "oauth2-without-flow", mutate: func(s *state) { s.servers["cc"].Def.Oauth2Flow = 0 },

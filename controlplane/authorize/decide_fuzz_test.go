@@ -45,6 +45,9 @@ func FuzzDecide(f *testing.F) {
 			if r.GetAllow() == nil || r.GetReason() != authorize.ReasonAllowed {
 				t.Fatalf("ALLOW without allow: %v", r)
 			}
+			if ok, _ := visible(r.GetAllow(), authorizev1.PolicyKind_POLICY_KIND_TOOL, tool); method == "tools/call" && !ok {
+				t.Fatalf("tools/call %q allowed but not listed: %v", tool, r)
+			}
 		case authorizev1.Decision_DECISION_CHALLENGE:
 			c := r.GetChallenge()
 			if c == nil || (c.GetError() != "" && c.GetError() != authorize.ErrorInvalidToken) {
@@ -54,8 +57,8 @@ func FuzzDecide(f *testing.F) {
 				t.Fatalf("scopes told to an unidentified caller: %v", r)
 			}
 		case authorizev1.Decision_DECISION_DENY:
-			if r.GetDeny() == nil || r.GetPrincipal() == "" {
-				t.Fatalf("DENY %v", r)
+			if r.GetDeny() == nil || r.GetPrincipal() == "" || r.GetRuleId() == "" {
+				t.Fatalf("DENY %v (every deny names its rule)", r)
 			}
 		case authorizev1.Decision_DECISION_NOT_FOUND:
 			if r.GetPrincipal() == "" {

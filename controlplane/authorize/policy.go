@@ -3,8 +3,6 @@ package authorize
 import (
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 
 	authorizev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1"
 	configv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1"
@@ -24,6 +22,13 @@ const (
 // PolicyState reads the ordered policy list; *store.Store implements it.
 type PolicyState interface {
 	Policies() *configv1.PolicySet
+	// PoliciesFor returns, in order, the rules whose servers globs match
+	// server (the store memoizes it per snapshot).
+	PoliciesFor(server string) []*configv1.Policy
+	// CompiledVisibility returns compile(), which depends only on the
+	// snapshot's rules for server, principal and groups; the store
+	// memoizes it per snapshot. The result must not be modified.
+	CompiledVisibility(server, principal string, groups []string, compile func() []*authorizev1.VisibilityRule) []*authorizev1.VisibilityRule
 }
 
 // StepKind says what kind of check a trace step records.
@@ -116,17 +121,17 @@ var policyKinds = [...]authorizev1.PolicyKind{
 	authorizev1.PolicyKind_POLICY_KIND_PROMPT,
 }
 
-// CompileVisibility compiles the rules of ps that target server for the
-// principal called name with the effective groups: a DENY rule naming
+// CompileVisibility compiles rules (those that target the route's server,
+// PolicyState.PoliciesFor) for the principal called name with the
+// effective groups: a DENY rule naming
 // the principal becomes DENY entries, an ALLOW rule naming it ALLOW
 // entries, an ALLOW rule naming others RESTRICT entries; DENY rules naming
 // others and rules of other servers drop out. The result, with the
 // server's tool lists, is what api/wire.Visible decides with.
-func CompileVisibility(ps *configv1.PolicySet, name string, groups []string, server string) []*authorizev1.VisibilityRule {
-	if len(ps.GetPolicies()) == 0 {
+func CompileVisibility(rules []*configv1.Policy, name string, groups []string) []*authorizev1.VisibilityRule {
+	if len(rules) == 0 {
 		return nil
 	}
-	rules := indexOf(ps).forServer(server)
 	n := 0
 	for _, r := range rules {
 		n += len(r.GetTools()) + len(r.GetResources()) + len(r.GetPrompts())
@@ -163,52 +168,6 @@ func CompileVisibility(ps *configv1.PolicySet, name string, groups []string, ser
 		}
 	}
 	return out
-}
-
-// policyIndex memoizes, for one immutable policy list (the store's cached
-// snapshot: every change is a new *PolicySet), the rules that target each
-// server, in order. It is a pure function of the list, so Decide stays
-// pure; the servers' globs are matched once per server and list instead of
-// at every decision.
-type policyIndex struct {
-	ps       *configv1.PolicySet
-	byServer sync.Map // server name → []*configv1.Policy
-}
-
-// maxIndexedServers bounds the memo (route names come from requests only
-// after the server exists, but stay safe).
-const maxIndexedServers = 4096
-
-var (
-	lastIndex    atomic.Pointer[policyIndex]
-	indexEntries atomic.Int64
-)
-
-// indexOf returns the memo of ps, replacing the previous list's.
-func indexOf(ps *configv1.PolicySet) *policyIndex {
-	if ix := lastIndex.Load(); ix != nil && ix.ps == ps {
-		return ix
-	}
-	ix := &policyIndex{ps: ps}
-	lastIndex.Store(ix)
-	indexEntries.Store(0)
-	return ix
-}
-
-func (ix *policyIndex) forServer(server string) []*configv1.Policy {
-	if v, ok := ix.byServer.Load(server); ok {
-		return v.([]*configv1.Policy)
-	}
-	var rules []*configv1.Policy
-	for _, r := range ix.ps.GetPolicies() {
-		if wire.GlobAny(r.GetServers(), server) {
-			rules = append(rules, r)
-		}
-	}
-	if indexEntries.Add(1) <= maxIndexedServers {
-		ix.byServer.Store(server, rules)
-	}
-	return rules
 }
 
 // callTarget is the kind and name a call method acts on: tools/call's
@@ -254,7 +213,7 @@ func denyReason(vis []*authorizev1.VisibilityRule, rule string) string {
 // traceRules records, for explain, the server's tool lists and every rule
 // that targets the call's name on server, with whether it names the
 // principal.
-func traceRules(tr *Trace, ps *configv1.PolicySet, def *configv1.McpServer, who string, groups []string, kind authorizev1.PolicyKind, name string) {
+func traceRules(tr *Trace, rules []*configv1.Policy, def *configv1.McpServer, who string, groups []string, kind authorizev1.PolicyKind, name string) {
 	if tr == nil {
 		return
 	}
@@ -271,10 +230,7 @@ func traceRules(tr *Trace, ps *configv1.PolicySet, def *configv1.McpServer, who 
 		}
 	}
 	matched := false
-	for _, r := range ps.GetPolicies() {
-		if !wire.GlobAny(r.GetServers(), def.GetName()) {
-			continue
-		}
+	for _, r := range rules {
 		g := ""
 		for _, x := range kindGlobs(r, kind) {
 			if wire.GlobMatch(x, name) {

@@ -58,3 +58,23 @@ func BenchmarkDecideRules(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkCompileVisibility: compiling one principal's visibility for one
+// server, what a decision costs on a memo miss (a new policy list, a new
+// principal/server/groups combination).
+func BenchmarkCompileVisibility(b *testing.B) {
+	for _, n := range []int{100, 1000} {
+		b.Run(fmt.Sprintf("rules=%d", n), func(b *testing.B) {
+			s := policyState()
+			s.policies = benchPolicies(n)
+			rules := s.PoliciesFor("gh")
+			groups := []string{"eng"}
+			b.ReportAllocs()
+			for b.Loop() {
+				if v := authorize.CompileVisibility(rules, "carol", groups); len(v) == 0 {
+					b.Fatal("nothing compiled")
+				}
+			}
+		})
+	}
+}

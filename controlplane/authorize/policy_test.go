@@ -171,7 +171,7 @@ func TestPolicyRules(t *testing.T) {
 		for _, k := range policyKinds {
 			r := decidePolicy(t, s, tc.principal, tc.route, lists[k], "")
 			for _, n := range names[k] {
-				if ok, _ := wire.Visible(r.GetAllow(), k, n); ok {
+				if ok, _ := visible(r.GetAllow(), k, n); ok {
 					got = append(got, n)
 				}
 			}
@@ -239,12 +239,12 @@ func TestPolicyListIffCall(t *testing.T) {
 				for _, k := range policyKinds {
 					list := decidePolicy(t, s, who, route, "tools/list", "")
 					for _, n := range names {
-						visible, _ := wire.Visible(list.GetAllow(), k, n)
+						listed, _ := visible(list.GetAllow(), k, n)
 						call := decidePolicy(t, s, who, route, callOf[k], n)
 						allowed := call.GetDecision() == authorizev1.Decision_DECISION_ALLOW
-						if visible != allowed {
+						if listed != allowed {
 							t.Fatalf("iteration %d: %s on %s, %s %q: listed %v, call %v %q\nrules: %v",
-								iter, who, route, callOf[k], n, visible, call.GetDecision(), call.GetReason(), s.policies)
+								iter, who, route, callOf[k], n, listed, call.GetDecision(), call.GetReason(), s.policies)
 						}
 						counts[allowed]++
 						if !allowed && call.GetRuleId() == "" {
@@ -307,5 +307,27 @@ func TestExplainTrace(t *testing.T) {
 	}
 	if _, err := authorize.Explain(s, "nobody", &authorizev1.AuthorizeRequest{Route: "gh", JsonrpcMethod: "tools/list"}, nil); err != authorize.ErrUnknownPrincipal {
 		t.Errorf("unknown principal: %v", err)
+	}
+}
+
+// visible is api/wire.Visible for an ALLOW.
+func visible(a *authorizev1.Allow, kind authorizev1.PolicyKind, name string) (bool, string) {
+	return wire.Visible(a.GetAllowedTools(), a.GetDisallowedTools(), a.GetVisibility(), kind, name)
+}
+
+// TestVisibilityNumbers pins api/wire's kind and effect numbers to the
+// proto enums they stand for.
+func TestVisibilityNumbers(t *testing.T) {
+	for _, p := range [][2]int32{
+		{int32(authorizev1.PolicyKind_POLICY_KIND_TOOL), wire.KindTool},
+		{int32(authorizev1.PolicyKind_POLICY_KIND_RESOURCE), wire.KindResource},
+		{int32(authorizev1.PolicyKind_POLICY_KIND_PROMPT), wire.KindPrompt},
+		{int32(authorizev1.VisibilityEffect_VISIBILITY_EFFECT_ALLOW), wire.EffectAllow},
+		{int32(authorizev1.VisibilityEffect_VISIBILITY_EFFECT_DENY), wire.EffectDeny},
+		{int32(authorizev1.VisibilityEffect_VISIBILITY_EFFECT_RESTRICT), wire.EffectRestrict},
+	} {
+		if p[0] != p[1] {
+			t.Errorf("proto %d, api/wire %d", p[0], p[1])
+		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 	vaultv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/vault/v1"
 	"github.com/mcpgate/mcpgate/controlplane/authorize"
 	"github.com/mcpgate/mcpgate/controlplane/limits"
+	"github.com/mcpgate/mcpgate/controlplane/store"
 )
 
 var _ configv1connect.ExplainServiceHandler = (*Service)(nil)
@@ -69,6 +70,13 @@ func (s *Service) Explain(ctx context.Context, req *configv1.ExplainRequest) (*c
 			tr.Add(authorize.StepAuth, "oauth2 authorization_code", "vault grant exists (active)")
 		}
 	}
+	if d.Need == authorize.NeedTokenExchange {
+		ok, detail := s.exchangeReady(ctx, d.Principal, d.Server.Def.GetName())
+		tr.Add(authorize.StepAuth, "oauth2 token_exchange", detail)
+		if !ok {
+			decision, reason = ExplainChallenge, authorize.ReasonNoGrant
+		}
+	}
 	if decision == ExplainAllow {
 		limited, err := s.explainLimits(ctx, req, &tr)
 		if err != nil {
@@ -83,6 +91,28 @@ func (s *Service) Explain(ctx context.Context, req *configv1.ExplainRequest) (*c
 		out.Steps = append(out.Steps, &configv1.ExplainStep{Kind: string(st.Kind), Subject: st.Subject, Detail: st.Detail})
 	}
 	return out, nil
+}
+
+// exchangeReady tells whether a token_exchange call of principal on
+// server would find something to exchange (or an exchanged token still
+// cached), reading only: it unseals the stored identity provider token to
+// read its expiry, never exchanges it.
+func (s *Service) exchangeReady(ctx context.Context, principal, server string) (bool, string) {
+	p, ok := s.st.Principal(principal)
+	if !ok {
+		return false, "principal gone"
+	}
+	if rec, _, err := s.st.ExchangedTokens().Get(ctx, store.ExchangedTokenName(principal, server)); err == nil && rec.GetPrincipalUid() == p.GetUid() {
+		return true, "exchanged token cached"
+	}
+	rec, tok, err := s.st.IdPToken(ctx, principal)
+	switch {
+	case err != nil || rec.GetPrincipalUid() != p.GetUid():
+		return false, "no identity provider token: the person must sign in with the identity provider"
+	case tok.GetExpiry() != nil && !s.now().Before(tok.GetExpiry().AsTime()):
+		return false, "identity provider token expired: the person must sign in with the identity provider again"
+	}
+	return true, "identity provider token of " + rec.GetIdentityProvider() + " stored, exchanged at call time"
 }
 
 // explainRequest turns an ExplainRequest into the AuthorizeRequest the

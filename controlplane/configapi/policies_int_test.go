@@ -8,8 +8,10 @@ import (
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	configv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1"
+	storev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/store/v1"
 	"github.com/mcpgate/mcpgate/controlplane/limits"
 	"github.com/mcpgate/mcpgate/controlplane/store"
 )
@@ -198,6 +200,35 @@ func TestExplainService(t *testing.T) {
 				tc.decision, tc.reason, tc.rule, strings.Join(tc.steps, "\n"))
 		}
 	}
+	// token_exchange: a challenge until the person's identity provider
+	// token is stored, then an allow (nothing is exchanged).
+	if _, err := e.admin().servers.PutServer(ctx, &configv1.PutServerRequest{Server: &configv1.McpServer{
+		Name: "tx", Url: "https://up.example/tx", AuthType: configv1.AuthType_AUTH_TYPE_OAUTH2,
+		Oauth2Flow: configv1.OAuth2Flow_O_AUTH2_FLOW_TOKEN_EXCHANGE, TokenUrl: "https://up.example/token", ClientId: "gw", ClientSecret: "s",
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.admin().principals.PutPrincipal(ctx, &configv1.PutPrincipalRequest{Principal: &configv1.Principal{
+		Name: "tina", Kind: configv1.PrincipalKind_PRINCIPAL_KIND_USER, Servers: []string{"tx"},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := ex.Explain(ctx, &configv1.ExplainRequest{Principal: "tina", Server: "tx", Tool: "t"})
+	if err != nil || res.GetDecision() != "challenge" || res.GetReason() != "no upstream grant" ||
+		res.GetSteps()[len(res.GetSteps())-1].GetDetail() != "no identity provider token: the person must sign in with the identity provider" {
+		t.Fatalf("token exchange without IdP token: %v %v", res, err)
+	}
+	tina, _ := e.st.Principal("tina")
+	if _, err := e.st.SaveIdPToken(ctx, "tina", tina.GetUid(), "okta", &storev1.IdPToken{SubjectToken: "id-token", SubjectTokenType: "urn:ietf:params:oauth:token-type:id_token", Expiry: timestamppb.New(time.Now().Add(time.Hour))}); err != nil {
+		t.Fatal(err)
+	}
+	res, err = ex.Explain(ctx, &configv1.ExplainRequest{Principal: "tina", Server: "tx", Tool: "t"})
+	if err != nil || res.GetDecision() != "allow" ||
+		res.GetSteps()[len(res.GetSteps())-1].GetDetail() != "identity provider token of okta stored, exchanged at call time" {
+		t.Fatalf("token exchange with IdP token: %v %v", res, err)
+	}
+	head = e.st.CacheStatus()
+
 	for _, tc := range []struct {
 		req  *configv1.ExplainRequest
 		code connect.Code
