@@ -35,6 +35,7 @@ type cache struct {
 	changed chan struct{} // closed and replaced on every applied change
 	lastErr error
 	errAt   time.Time
+	heardAt time.Time // last list or watch response from etcd
 	onApply []func(kind, name string, obj any)
 	onBatch []func(ChangeBatch)
 }
@@ -140,6 +141,7 @@ func (c *cache) listAndWatch(ctx context.Context) error {
 	}
 	c.mu.Lock()
 	c.objs, c.rev, c.synced, c.lastErr = objs, resp.Header.Revision, true, nil
+	c.heardAt = time.Now()
 	c.emitLocked(ChangeBatch{Revision: c.rev, All: true})
 	c.notifyLocked()
 	c.mu.Unlock()
@@ -147,11 +149,26 @@ func (c *cache) listAndWatch(ctx context.Context) error {
 	wctx, wcancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer wcancel()
 	wch := c.kv.Watch(wctx, c.prefix, clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1), clientv3.WithProgressNotify())
+	// Ask etcd for a progress notification every progressInterval, so a
+	// quiet watch still proves it follows etcd (CacheStatus.HeardAt).
+	go func() {
+		t := time.NewTicker(progressInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-wctx.Done():
+				return
+			case <-t.C:
+				_ = c.kv.RequestProgress(wctx)
+			}
+		}
+	}()
 	for wr := range wch {
 		if err := wr.Err(); err != nil {
 			return fmt.Errorf("watch %s: %w", c.prefix, err)
 		}
 		c.mu.Lock()
+		c.heardAt = time.Now()
 		var changes []Change
 		for _, ev := range wr.Events {
 			kind, name, ok := c.split(string(ev.Kv.Key))
@@ -253,16 +270,23 @@ func (c *cache) waitRevision(ctx context.Context, rev int64) error {
 	}
 }
 
+// progressInterval is how often a quiet watch asks etcd for a progress
+// notification.
+const progressInterval = 250 * time.Millisecond
+
 // CacheStatus describes how current the cache is.
 type CacheStatus struct {
 	Synced   bool
 	Revision int64
 	LastErr  error
 	ErrAt    time.Time
+	// HeardAt is when etcd last answered the cache (a list, or any watch
+	// response: events or a progress notification, requested every 250 ms).
+	HeardAt time.Time
 }
 
 func (c *cache) status() CacheStatus {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	return CacheStatus{Synced: c.synced, Revision: c.rev, LastErr: c.lastErr, ErrAt: c.errAt}
+	return CacheStatus{Synced: c.synced, Revision: c.rev, LastErr: c.lastErr, ErrAt: c.errAt, HeardAt: c.heardAt}
 }
