@@ -2,6 +2,7 @@ package bench
 
 import (
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -33,13 +34,23 @@ func lookups(b *testing.B, m *metrics.DataPlane) map[string]float64 {
 	return out
 }
 
+// cpuTime is the process's user+system CPU time so far.
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 // BenchmarkDecisionCache compares tools/call round trips through two full
 // stacks in the same run, one with the data plane's decision cache off and
 // one with it on, in the steady state: the same credentials in use, and
 // meanwhile credentials of another principal being created (store
 // revisions advance; nothing a cached decision depends on changes). It
-// reports each path's p50 and mean time per call, their ratio, and the
-// cache hit ratio over the measured calls (target ≥ 0.99).
+// reports each path's p50, mean wall time and process CPU time per call,
+// their ratios, and the cache hit ratio over the measured calls (target
+// ≥ 0.99).
 func BenchmarkDecisionCache(b *testing.B) {
 	m := metrics.NewDataPlane()
 	off := stacktest.Start(b, stacktest.WithDataPlaneConfig(func(c *dataplane.Config) { c.DecisionCacheSize = 0 }))
@@ -82,16 +93,18 @@ func BenchmarkDecisionCache(b *testing.B) {
 			defer func() { close(stop); wg.Wait() }()
 
 			var r0, r1 result
-			var t0, t1 time.Duration
+			var t0, t1, c0, c1 time.Duration
 			before := lookups(b, m)
 			n := 0
 			for b.Loop() {
-				s := time.Now()
+				s, c := time.Now(), cpuTime(b)
 				r0 = measure(b, gwOff, tc.calls)
 				t0 += time.Since(s)
-				s = time.Now()
+				c0 += cpuTime(b) - c
+				s, c = time.Now(), cpuTime(b)
 				r1 = measure(b, gwOn, tc.calls)
 				t1 += time.Since(s)
+				c1 += cpuTime(b) - c
 				n += tc.calls
 			}
 			after := lookups(b, m)
@@ -103,9 +116,17 @@ func BenchmarkDecisionCache(b *testing.B) {
 			b.ReportMetric(float64(t0.Nanoseconds())/float64(n), "nocache-ns/call")
 			b.ReportMetric(float64(t1.Nanoseconds())/float64(n), "cache-ns/call")
 			b.ReportMetric(r1.rps/r0.rps, "req/s-cache/nocache")
+			// CPU of the whole test process (clients, both stacks, etcd)
+			// while each path ran: less sensitive to a loaded machine
+			// than latency.
+			b.ReportMetric(float64(c0.Microseconds())/float64(n), "nocache-cpu-µs/call")
+			b.ReportMetric(float64(c1.Microseconds())/float64(n), "cache-cpu-µs/call")
+			b.ReportMetric(float64(c1)/float64(c0), "cpu-cache/nocache")
 			if total > 0 {
 				b.ReportMetric(hits/total, "hit-ratio")
 			}
+			b.ReportMetric(after[metrics.CacheMiss]-before[metrics.CacheMiss], "misses")
+			b.ReportMetric(after[metrics.CacheBypass]-before[metrics.CacheBypass], "bypasses")
 			b.ReportMetric(0, "ns/op")
 		})
 	}

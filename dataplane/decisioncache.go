@@ -67,7 +67,6 @@ type decisionCache struct {
 type cacheEntry struct {
 	key     [32]byte
 	res     *authorizev1.AuthorizeResponse // never modified once cached
-	rev     int64
 	expires time.Time
 	princ   string
 	keyID   string
@@ -149,9 +148,11 @@ func (c *decisionCache) lookup(key [32]byte) (*authorizev1.AuthorizeResponse, bo
 		c.removeLocked(e)
 		e = nil
 	}
-	if e == nil || e.rev > c.streamRev {
-		// Missing, expired, or decided on a revision the stream has not
-		// reached yet (its invalidations up to there are not all known).
+	// An entry decided on a revision the stream has not reached yet is
+	// usable: it reflects every change up to its revision, and the stream
+	// delivers every later one (or stops being current: not heard from,
+	// or stuck behind the revisions decisions are made on).
+	if e == nil {
 		c.m.RecordCacheLookup(metrics.CacheMiss)
 		return nil, false
 	}
@@ -179,7 +180,7 @@ func (c *decisionCache) store(key [32]byte, route string, res *authorizev1.Autho
 		c.removeLocked(old)
 	}
 	e := &cacheEntry{
-		key: key, res: res, rev: res.GetDecisionRevision(), expires: now.Add(age),
+		key: key, res: res, expires: now.Add(age),
 		princ: res.GetPrincipal(), keyID: res.GetKeyId(), tokenID: res.GetAccessTokenId(), route: route,
 	}
 	e.elem = c.lru.PushFront(e)

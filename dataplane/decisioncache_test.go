@@ -455,7 +455,9 @@ func TestDecisionCacheMaxAge(t *testing.T) {
 
 // TestDecisionCacheRevisions: a decision made on a revision older than the
 // stream's is not cached (a change in between may not have reached it); one
-// made on a revision the stream has not reached is not used until it has.
+// made on a revision the stream has not reached is (it reflects every
+// change up to its revision), and an invalidation below its revision still
+// drops it.
 func TestDecisionCacheRevisions(t *testing.T) {
 	f := newCacheFixture(t, nil)
 	f.invalidate(t, &authorizev1.WatchInvalidationsResponse{Heartbeat: true}) // stream at 8
@@ -465,10 +467,10 @@ func TestDecisionCacheRevisions(t *testing.T) {
 
 	f.cp.rev.Store(10) // a replica ahead of the stream
 	f.expectRPC(t, true, "Echo", aliceKey, 200)
-	f.expectRPC(t, true, "Echo", aliceKey, 200)
-	f.cp.watch.send(f.cp, &authorizev1.WatchInvalidationsResponse{Heartbeat: true, Revision: 10})
-	f.waitRevision(t, 10)
 	f.expectRPC(t, false, "Echo", aliceKey, 200)
+	f.cp.watch.send(f.cp, &authorizev1.WatchInvalidationsResponse{Revision: 9, Routes: []string{"Echo"}})
+	f.waitRevision(t, 9)
+	f.expectRPC(t, true, "Echo", aliceKey, 200)
 }
 
 // TestDecisionCacheBounded: the cache keeps at most its size, dropping the

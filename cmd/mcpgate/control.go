@@ -74,6 +74,9 @@ func cmdControl(ctx context.Context, args []string, io stdio) error {
 	if err := cfg.Limits.validate(); err != nil {
 		return err
 	}
+	if cfg.DecisionCacheMaxAge < 0 {
+		return fmt.Errorf("%w: --decision-cache-max-age must not be negative (0 turns reuse off)", errUsage)
+	}
 	if len(cfg.DataPlaneToken) == 0 && cfg.Ops.ClientCA == "" {
 		return fmt.Errorf("%w: --dataplane-token (or MCPGATE_DATAPLANE_TOKEN) or --client-ca (mTLS) is required", errUsage)
 	}

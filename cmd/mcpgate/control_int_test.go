@@ -65,6 +65,7 @@ func TestControlLimitFlags(t *testing.T) {
 		{nil, []string{"--catchup-reads-per-second", "-1"}, "--catchup-reads-per-second must be positive"},
 		{[]string{"MCPGATE_SIGNIN_PER_MINUTE=lots"}, nil, "MCPGATE_SIGNIN_PER_MINUTE is not a valid number"},
 		{[]string{"MCPGATE_REGISTER_PER_HOUR=0"}, nil, "--register-per-hour must be at least 1"},
+		{nil, []string{"--decision-cache-max-age", "-1s"}, "--decision-cache-max-age must not be negative"},
 	} {
 		cmd := exec.Command(bin, append([]string{"control", "--etcd-endpoints", "http://127.0.0.1:9"}, tc.args...)...)
 		cmd.Env = append(os.Environ(), tc.env...)

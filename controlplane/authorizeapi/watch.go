@@ -226,11 +226,17 @@ func (h *hub) unsubscribe(s *subscriber) {
 	h.mu.Unlock()
 }
 
-// current reports whether this replica follows its store: listed, and the
-// watch not failing. Only then may it vouch for a revision.
+// followWindow: a replica whose store has not heard from etcd for this
+// long (its watch asks for progress every 250 ms) does not vouch for its
+// revision.
+const followWindow = time.Second
+
+// current reports whether this replica follows its store: listed, the
+// watch not failing, and etcd heard from lately. Only then may it vouch
+// for a revision.
 func (s *Service) current() bool {
 	st := s.st.CacheStatus()
-	return st.Synced && st.LastErr == nil
+	return st.Synced && st.LastErr == nil && time.Since(st.HeardAt) < followWindow
 }
 
 // WatchInvalidations implements AuthorizeService: first a heartbeat with

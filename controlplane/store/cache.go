@@ -36,6 +36,7 @@ type cache struct {
 	changed chan struct{} // closed and replaced on every applied change
 	lastErr error
 	errAt   time.Time
+	heardAt time.Time // last list or watch response from etcd
 	onApply []func(kind, name string, obj any)
 	// probeEvery and probeTimeout bound how long a silently cut link goes
 	// unnoticed; relistTimeout bounds one list attempt.
@@ -148,6 +149,7 @@ func (c *cache) listAndWatch(ctx context.Context) error {
 	}
 	c.mu.Lock()
 	c.objs, c.rev, c.synced, c.lastErr = objs, resp.Header.Revision, true, nil
+	c.heardAt = time.Now()
 	c.emitLocked(ChangeBatch{Revision: c.rev, All: true})
 	c.notifyLocked()
 	c.mu.Unlock()
@@ -157,9 +159,11 @@ func (c *cache) listAndWatch(ctx context.Context) error {
 	wch := c.kv.Watch(wctx, c.prefix, clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1), clientv3.WithProgressNotify())
 	// A watch does not notice a link that silently drops everything (a
 	// cut WAN): the client keeps reconnecting underneath and the channel
-	// just stays quiet. So a watch quiet for probeEvery is asked for a
-	// progress notification (no read: etcd answers on the watch stream
-	// itself); one still quiet probeTimeout later ends (the replica reports
+	// just stays quiet. So a watch quiet for progressInterval is asked for
+	// a progress notification (no read: etcd answers on the watch stream
+	// itself, which also keeps CacheStatus.HeardAt current for the
+	// invalidation stream's heartbeats); one quiet for probeEvery +
+	// probeTimeout ends (the replica reports
 	// degraded) and the relist after the link returns is the catch-up.
 	var heard atomic.Int64
 	heard.Store(time.Now().UnixNano())
@@ -179,7 +183,7 @@ func (c *cache) listAndWatch(ctx context.Context) error {
 				unreachable <- fmt.Errorf("no answer on the watch for %s", quiet.Round(time.Millisecond))
 				wcancel()
 				return
-			case quiet > c.probeEvery:
+			case quiet >= progressInterval:
 				pctx, pcancel := context.WithTimeout(wctx, c.probeTimeout)
 				_ = c.kv.RequestProgress(pctx)
 				pcancel()
@@ -202,6 +206,7 @@ func (c *cache) listAndWatch(ctx context.Context) error {
 			return fmt.Errorf("watch %s: %w", c.prefix, err)
 		}
 		c.mu.Lock()
+		c.heardAt = time.Now()
 		var changes []Change
 		for _, ev := range wr.Events {
 			kind, name, ok := c.split(string(ev.Kv.Key))
@@ -308,16 +313,23 @@ func (c *cache) waitRevision(ctx context.Context, rev int64) error {
 	}
 }
 
+// progressInterval is how often a quiet watch asks etcd for a progress
+// notification.
+const progressInterval = 250 * time.Millisecond
+
 // CacheStatus describes how current the cache is.
 type CacheStatus struct {
 	Synced   bool
 	Revision int64
 	LastErr  error
 	ErrAt    time.Time
+	// HeardAt is when etcd last answered the cache (a list, or any watch
+	// response: events or a progress notification, requested every 250 ms).
+	HeardAt time.Time
 }
 
 func (c *cache) status() CacheStatus {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	return CacheStatus{Synced: c.synced, Revision: c.rev, LastErr: c.lastErr, ErrAt: c.errAt}
+	return CacheStatus{Synced: c.synced, Revision: c.rev, LastErr: c.lastErr, ErrAt: c.errAt, HeardAt: c.heardAt}
 }

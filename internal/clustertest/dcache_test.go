@@ -170,3 +170,43 @@ func TestDecisionCacheRevocation(t *testing.T) {
 
 	t.Logf("with warm caches and a 10 min reuse limit, refused via invalidation after: %s", strings.Join(report, "; "))
 }
+
+// TestDecisionCacheStreamDown: with warm decision caches (a reuse limit of
+// ten minutes), killing every control plane ends the invalidation streams
+// (polled on each data plane's stream gauge); from then on no cached
+// decision is used: every request gets 503 with Retry-After and nothing
+// reaches the upstream.
+func TestDecisionCacheStreamDown(t *testing.T) {
+	f := setupWith(t, Options{
+		ControlArgs: []string{"--decision-cache-max-age", "10m"},
+		ProxyArgs:   []string{"--decision-cache-max-age", "10m"},
+	})
+	f.warm(t, f.key)
+	for _, n := range f.c.Controls {
+		n.Kill()
+	}
+	const current = `mcpgate_dataplane_decision_cache_stream_current`
+	for _, p := range f.c.Proxies {
+		for f.metricValue(t, p, current) != 0 {
+			if f.ctx.Err() != nil {
+				t.Fatalf("%s: stream still current", p.Name)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	before := f.up.Requests()
+	for i, u := range f.proxyURL {
+		for range 3 {
+			status, retry, _, err := Post(f.ctx, u, "echo", f.key, InitializeBody)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if status != http.StatusServiceUnavailable || retry == "" {
+				t.Errorf("%s: %d Retry-After %q, want 503 with Retry-After", f.c.Proxies[i].Name, status, retry)
+			}
+		}
+	}
+	if n := f.up.Requests() - before; n != 0 {
+		t.Errorf("%d requests forwarded with every control plane down", n)
+	}
+}
