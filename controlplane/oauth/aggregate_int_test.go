@@ -151,3 +151,31 @@ func TestAggregateTokens(t *testing.T) {
 		t.Fatalf("connect page without a session: %d %s", r.status, r.header.Get("Location"))
 	}
 }
+
+// TestIDJAGAggregate: an ID-JAG for the root aggregate's resource URL
+// yields a token for /mcp (audience <base>/mcp, route ""), for a virtual
+// server's a token for it with its scopes only.
+func TestIDJAGAggregate(t *testing.T) {
+	e := newIDJAGEnv(t)
+	rev, err := e.st.PutVirtualServer(t.Context(), &configv1.VirtualServer{Name: "team", Scopes: []string{"team.use"},
+		Members: []*configv1.VirtualServerMember{{Server: "GitHub"}}}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.wait(rev)
+	for _, c := range []struct{ resource, route, scope string }{{e.pub + "/mcp", "", ""}, {e.pub + "/team/mcp", "team", "team.use"}} {
+		g := e.grant()
+		g.Resource = c.resource
+		r := e.redeem(e.corp.Issue(g))
+		if r.status != http.StatusOK {
+			t.Fatalf("%s: %d %s", c.resource, r.status, r.body)
+		}
+		rec, ok := e.accessRecord(r.json(t)["access_token"].(string))
+		if !ok || rec.GetRoute() != c.route || rec.GetAudience() != c.resource || strings.Join(rec.GetScopes(), " ") != c.scope {
+			t.Fatalf("%s: token record %v", c.resource, rec)
+		}
+	}
+	g := e.grant()
+	g.Resource, g.Scope = e.pub+"/team/mcp", "repo"
+	wantBody(t, e.redeem(e.corp.Issue(g)), http.StatusBadRequest, "invalid_scope", "the assertion's scope exceeds the route's scopes")
+}

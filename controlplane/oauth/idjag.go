@@ -16,7 +16,6 @@ import (
 	configv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1"
 	storev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/store/v1"
 	"github.com/mcpgate/mcpgate/api/wire"
-	"github.com/mcpgate/mcpgate/controlplane/authorize"
 	"github.com/mcpgate/mcpgate/controlplane/store"
 	"github.com/mcpgate/mcpgate/ops/audit"
 )
@@ -103,21 +102,21 @@ func (s *Server) jwtBearer(r *http.Request, c *client, form url.Values) (*tokenR
 		return nil, terr
 	}
 	now := in.now
-	srv, ok := s.st.Server(server)
+	// A server's route or an aggregate's (/mcp, a virtual server).
+	rd, ok := s.lookupRoute(server)
 	if !ok {
 		return nil, errIDJAGResource
 	}
 	if cl.ID == "" || len(cl.ID) > 256 {
 		return nil, errIDJAGJTI
 	}
-	scopes := srv.Def.GetScopes()
+	scopes := rd.scopes
 	if cl.Scope != "" {
 		scopes = strings.Fields(cl.Scope)
 		// The scopes the route offers, tool scopes included: an
 		// assertion may step up (the IdP decided, there is no consent).
-		offered := authorize.OfferedScopes(srv.Def)
 		for _, sc := range scopes {
-			if !slices.Contains(offered, sc) {
+			if !slices.Contains(rd.offered, sc) {
 				return nil, errIDJAGScope
 			}
 		}
