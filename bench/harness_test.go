@@ -52,6 +52,7 @@ var (
 	hRounds  = flag.Int("rounds", 1, "harness: interleaved rounds (the table shows each metric's median)")
 	hCalls1  = flag.Int("calls1", 300, "harness: calls per path and round at c=1 (p50 latency)")
 	hCalls16 = flag.Int("calls16", 2000, "harness: calls per path and round at c=16 (throughput)")
+	hLogDir  = flag.String("logdir", "", "harness: keep the gateways' logs and audit logs in this directory (default: a temporary one)")
 )
 
 const harnessRoute = "echo"
@@ -85,7 +86,12 @@ func TestBenchHarness(t *testing.T) {
 	if testing.Short() {
 		t.Skip("harness: not in -short")
 	}
-	logDir := t.TempDir()
+	logDir := *hLogDir
+	if logDir == "" {
+		logDir = t.TempDir()
+	} else if err := os.MkdirAll(logDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
 	paths := []path{
 		startDirect(t),
 		startBare(t),

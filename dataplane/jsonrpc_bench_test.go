@@ -26,3 +26,15 @@ func BenchmarkToolFilter(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkParseBody parses a typical single tools/call request, as every
+// MCP POST is parsed before it is authorized.
+func BenchmarkParseBody(b *testing.B) {
+	body := []byte(`{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"name":"search_issues","arguments":{"query":"is:open label:bug","limit":20,"fields":["title","url","labels"]},"_meta":{"progressToken":"p-42"}}}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := parseBody(body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -284,4 +286,42 @@ func TestRequestIDEchoed(t *testing.T) {
 			t.Errorf("body %s: got %s, want %s", tc.body, got, tc.want)
 		}
 	}
+}
+
+// TestParseBodyPooledWalkers: parsers are pooled, so bodies parsed
+// concurrently, interleaving valid, invalid and ambiguous ones, give
+// exactly what each gives parsed alone (no state leaks between uses).
+func TestParseBodyPooledWalkers(t *testing.T) {
+	bodies := []string{
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"a"}}}`,
+		`[{"jsonrpc":"2.0","id":"x","method":"tools/list"},{"jsonrpc":"2.0","method":"notifications/initialized"}]`,
+		`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"a","name":"b"}}`,
+		`{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"deep","arguments":{"a":[[[{"b":{"c":[1,2,{"d":null}]}}]]]}}}`,
+		`{"jsonrpc":"2.0","id":4,"method":`,
+		`[]`,
+		`{"jsonrpc":"2.0","id":5,"method":"resources/read","params":{"uri":"file:///x"}} trailing`,
+	}
+	type result struct {
+		body rpcBody
+		err  error
+	}
+	want := make([]result, len(bodies))
+	for i, b := range bodies {
+		body, err := parseBody([]byte(b))
+		want[i] = result{body, err}
+	}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for n := range 300 {
+				i := (g + n) % len(bodies)
+				body, err := parseBody([]byte(bodies[i]))
+				if !errors.Is(err, want[i].err) || !reflect.DeepEqual(body, want[i].body) {
+					t.Errorf("body %d concurrently: %+v %v, alone: %+v %v", i, body, err, want[i].body, want[i].err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }

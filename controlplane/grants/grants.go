@@ -72,7 +72,13 @@ func New(st *store.Store, cfg Config, log *slog.Logger) *Grants {
 		cfg.Timeout = 30 * time.Second
 	}
 	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+		// Refreshes run on the Authorize path when a token nears expiry,
+		// many principals' against the same few token endpoints: keep
+		// enough idle (TLS) connections per endpoint that a burst of them
+		// does not dial and handshake each time (net/http keeps 2).
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConnsPerHost = 32
+		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second, Transport: t}
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
