@@ -441,7 +441,7 @@ func toolListed(m *authorizev1.AggregateMember, n string) bool {
 
 func rewriteTool(m *authorizev1.AggregateMember, item map[string]jsontext.Value) bool {
 	n, ok := stringField(item, "name")
-	if !ok || !toolListed(m, n) {
+	if !ok || n == "" || !toolListed(m, n) {
 		return false
 	}
 	exposed := wire.ExposedName(m.GetToolPrefix(), m.GetRenames(), n)
@@ -454,7 +454,7 @@ func rewriteTool(m *authorizev1.AggregateMember, item map[string]jsontext.Value)
 
 func rewritePrompt(m *authorizev1.AggregateMember, item map[string]jsontext.Value) bool {
 	n, ok := stringField(item, "name")
-	if !ok {
+	if !ok || n == "" { // an empty name could not be resolved back
 		return false
 	}
 	setString(item, "name", wire.ExposedName(m.GetToolPrefix(), m.GetRenames(), n))
@@ -500,11 +500,7 @@ func (p *Proxy) aggList(w http.ResponseWriter, r *http.Request, ac *aggCall) {
 			return !ok
 		})
 	}
-	type page struct {
-		items []jsontext.Value
-		next  string
-	}
-	pages := make([]page, len(members))
+	pages := make([]listPage, len(members))
 	var g errgroup.Group
 	g.SetLimit(aggParallel)
 	for i, m := range members {
@@ -518,27 +514,11 @@ func (p *Proxy) aggList(w http.ResponseWriter, r *http.Request, ac *aggCall) {
 				ac.log.WarnContext(ctx, "member list failed", slog.String("member", m.GetServer()), slog.String("method", ac.msg.Method), slog.String("error", err.Error()))
 				return nil
 			}
-			var rm aggMsg
-			var result map[string]jsontext.Value
-			if json.Unmarshal(reply, &rm) != nil || rm.Result == nil || json.Unmarshal(rm.Result, &result) != nil {
+			pg, ok := memberPage(kind, m, reply)
+			if !ok {
 				ac.log.WarnContext(ctx, "member list reply unreadable", slog.String("member", m.GetServer()))
 				return nil
 			}
-			var items []map[string]jsontext.Value
-			if v, ok := result[kind.items]; ok && json.Unmarshal(v, &items) != nil {
-				return nil
-			}
-			var pg page
-			for _, it := range items {
-				if it == nil || !kind.rewrite(m, it) {
-					continue
-				}
-				b, err := json.Marshal(it, json.Deterministic(true))
-				if err == nil {
-					pg.items = append(pg.items, b)
-				}
-			}
-			pg.next, _ = stringField(result, "nextCursor")
 			pages[i] = pg
 			return nil
 		})
@@ -564,6 +544,38 @@ func (p *Proxy) aggList(w http.ResponseWriter, r *http.Request, ac *aggCall) {
 	}
 	b, _ := json.Marshal(result, json.Deterministic(true))
 	writeResult(w, ac.msg.ID, b)
+}
+
+// listPage is one member's page of a list, translated.
+type listPage struct {
+	items []jsontext.Value
+	next  string
+}
+
+// memberPage reads member m's reply to a list request and translates its
+// items; false when the reply is not a JSON-RPC result of that list.
+func memberPage(kind listKind, m *authorizev1.AggregateMember, reply jsontext.Value) (listPage, bool) {
+	var rm aggMsg
+	var result map[string]jsontext.Value
+	if json.Unmarshal(reply, &rm) != nil || rm.Result == nil || json.Unmarshal(rm.Result, &result) != nil {
+		return listPage{}, false
+	}
+	var items []map[string]jsontext.Value
+	if v, ok := result[kind.items]; ok && json.Unmarshal(v, &items) != nil {
+		return listPage{}, false
+	}
+	var pg listPage
+	for _, it := range items {
+		if it == nil || !kind.rewrite(m, it) {
+			continue
+		}
+		b, err := json.Marshal(it, json.Deterministic(true))
+		if err == nil {
+			pg.items = append(pg.items, b)
+		}
+	}
+	pg.next, _ = stringField(result, "nextCursor")
+	return pg, true
 }
 
 // aggNamed routes tools/call and prompts/get: the control plane resolved
