@@ -175,7 +175,17 @@ type noteIn struct {
 // newNotesServer is the OAuth (authorization_code) member: a tool, a
 // prompt, a resource and instructions.
 func newNotesServer() *mcp.Server {
-	s := mcp.NewServer(&mcp.Implementation{Name: "notes", Version: "1"}, &mcp.ServerOptions{Instructions: "Keeps notes."})
+	s := mcp.NewServer(&mcp.Implementation{Name: "notes", Version: "1"}, &mcp.ServerOptions{
+		Instructions: "Keeps notes.",
+		// Echoes the reference it got, so a test sees what the member saw.
+		CompletionHandler: func(_ context.Context, req *mcp.CompleteRequest) (*mcp.CompleteResult, error) {
+			r := req.Params.Ref
+			return &mcp.CompleteResult{Completion: mcp.CompletionResultDetails{Values: []string{r.Type + ":" + r.Name + r.URI}}}, nil
+		},
+	})
+	s.AddResourceTemplate(&mcp.ResourceTemplate{URITemplate: "note://{id}", Name: "note"}, func(_ context.Context, req *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
+		return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: req.Params.URI, Text: "templated"}}}, nil
+	})
 	mcp.AddTool(s, &mcp.Tool{Name: "add", Description: "adds a note"}, func(_ context.Context, _ *mcp.CallToolRequest, in noteIn) (*mcp.CallToolResult, any, error) {
 		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "noted: " + in.Text}}}, nil, nil
 	})
@@ -188,9 +198,15 @@ func newNotesServer() *mcp.Server {
 	return s
 }
 
+// eventsHooks tell a test what the events member's block tool went
+// through.
+type eventsHooks struct {
+	started, cancelled chan struct{}
+}
+
 // newEventsServer is the member that sends progress, logging, an
 // elicitation and list_changed. Its tools/list pages hold one tool each.
-func newEventsServer() *mcp.Server {
+func newEventsServer(hooks *eventsHooks) *mcp.Server {
 	s := mcp.NewServer(&mcp.Implementation{Name: "events", Version: "1"}, &mcp.ServerOptions{Instructions: "Emits events.", PageSize: 1})
 	mcp.AddTool(s, &mcp.Tool{Name: "work", Description: "progress, a log line, then asks"}, func(ctx context.Context, req *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {
 		if tok := req.Params.GetProgressToken(); tok != nil {
@@ -209,6 +225,12 @@ func newEventsServer() *mcp.Server {
 			return nil, nil, err
 		}
 		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: fmt.Sprintf("answer: %s %v", res.Action, res.Content["ok"])}}}, nil, nil
+	})
+	mcp.AddTool(s, &mcp.Tool{Name: "block", Description: "waits for its cancellation"}, func(ctx context.Context, _ *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {
+		hooks.started <- struct{}{}
+		<-ctx.Done()
+		hooks.cancelled <- struct{}{}
+		return nil, nil, ctx.Err()
 	})
 	mcp.AddTool(s, &mcp.Tool{Name: "change", Description: "adds a tool"}, func(context.Context, *mcp.CallToolRequest, struct{}) (*mcp.CallToolResult, any, error) {
 		mcp.AddTool(s, &mcp.Tool{Name: "extra", Description: "added later"}, func(context.Context, *mcp.CallToolRequest, struct{}) (*mcp.CallToolResult, any, error) {
@@ -232,6 +254,7 @@ type aggWorld struct {
 	echo   *upstream
 	notes  *swappable
 	events *swappable
+	hooks  *eventsHooks
 	vault  map[string]bool
 }
 
@@ -241,7 +264,8 @@ func newAggWorld(t *testing.T) *aggWorld {
 	alice := map[string]bool{"alice": true}
 	w.echo = newUpstream(t, false)
 	w.notes = newSwappable(t, func() http.Handler { return sdkHandler(newNotesServer(), true) })
-	w.events = newSwappable(t, func() http.Handler { return sdkHandler(newEventsServer(), false) })
+	w.hooks = &eventsHooks{started: make(chan struct{}, 8), cancelled: make(chan struct{}, 8)}
+	w.events = newSwappable(t, func() http.Handler { return sdkHandler(newEventsServer(w.hooks), false) })
 	w.cp.setRoute("echo", &route{mode: "static", upstream: w.echo.url(), principals: alice})
 	w.cp.setRoute("notes", &route{mode: "authcode", upstream: w.notes.url(), principals: alice, vault: w.vault})
 	w.cp.setRoute("events", &route{mode: "none", upstream: w.events.url(), principals: alice})
@@ -339,7 +363,7 @@ func TestAggregateSDK(t *testing.T) {
 	}
 
 	// Merged across pages: events pages one tool at a time.
-	want := []string{"echo__echo", "echo__secret", "echo__slow", "events__change", "events__work"}
+	want := []string{"echo__echo", "echo__secret", "echo__slow", "events__block", "events__change", "events__work"}
 	if got := allTools(t, cs); !slices.Equal(got, want) {
 		t.Errorf("tools %v, want %v (notes omitted until connected)", got, want)
 	}
@@ -568,6 +592,106 @@ func TestAggregateMemberRestart(t *testing.T) {
 	}
 }
 
+// TestAggregateCancel: the client's cancellation reaches the member
+// serving the call.
+func TestAggregateCancel(t *testing.T) {
+	w := newAggWorld(t)
+	kt := &keyTransport{header: "X-MCPGate-API-Key", value: "mcpg_alice"}
+	cs := aggClient(t, w.g, "/mcp", kt, nil)
+	defer cs.Close()
+	ctx, cancel := context.WithCancel(t.Context())
+	errc := make(chan error, 1)
+	go func() {
+		_, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "events__block", Arguments: map[string]any{}})
+		errc <- err
+	}()
+	waitFor(t, w.hooks.started, "the member's tool to start")
+	cancel()
+	waitFor(t, w.hooks.cancelled, "the member's tool to be cancelled")
+	if err := <-errc; err == nil {
+		t.Errorf("cancelled call succeeded")
+	}
+	// The session goes on.
+	if res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "echo__echo", Arguments: map[string]any{"text": "z"}}); err != nil || text(t, res) != "echo: z" {
+		t.Errorf("after cancel: %v %v", res, err)
+	}
+}
+
+// TestAggregateInFlightMemberKilled: a member killed while a call to it is
+// in flight costs that call only; calls to the other members in the same
+// session go on, and the member is reopened when it is back.
+func TestAggregateInFlightMemberKilled(t *testing.T) {
+	w := newAggWorld(t)
+	kt := &keyTransport{header: "X-MCPGate-API-Key", value: "mcpg_alice"}
+	cs := aggClient(t, w.g, "/mcp", kt, nil)
+	defer cs.Close()
+	errc := make(chan error, 1)
+	go func() {
+		_, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "events__block", Arguments: map[string]any{}})
+		errc <- err
+	}()
+	waitFor(t, w.hooks.started, "the member's tool to start")
+	w.events.down.Store(true)
+	w.events.srv.CloseClientConnections()
+	var rpcErr *jsonrpc.Error
+	if err := <-errc; !errors.As(err, &rpcErr) || rpcErr.Code != -32002 || rpcErr.Message != "member server events unavailable" {
+		t.Errorf("in-flight call: %v", err)
+	}
+	for i := range 20 {
+		if res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "echo__echo", Arguments: map[string]any{"text": fmt.Sprint(i)}}); err != nil || text(t, res) != fmt.Sprintf("echo: %d", i) {
+			t.Errorf("echo while events is down: %v %v", res, err)
+		}
+	}
+	w.events.restart()
+	if res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "events__change", Arguments: map[string]any{}}); err != nil || text(t, res) != "changed" {
+		t.Errorf("events after restart: %v %v", res, err)
+	}
+}
+
+// TestAggregateCompletionAndTemplates: resource templates are exposed
+// with rewritten URI templates; completion/complete reaches the owning
+// member with its own prompt name or template URI.
+func TestAggregateCompletionAndTemplates(t *testing.T) {
+	w := newAggWorld(t)
+	w.connect()
+	kt := &keyTransport{header: "X-MCPGate-API-Key", value: "mcpg_alice"}
+	cs := aggClient(t, w.g, "/mcp", kt, nil)
+	defer cs.Close()
+	tpl, err := cs.ListResourceTemplates(t.Context(), nil)
+	if err != nil || len(tpl.ResourceTemplates) != 1 || tpl.ResourceTemplates[0].URITemplate != "mcpgate://notes/note://{id}" {
+		t.Fatalf("resources/templates/list %v %v", tpl, err)
+	}
+	rr, err := cs.ReadResource(t.Context(), &mcp.ReadResourceParams{URI: "mcpgate://notes/note://42"})
+	if err != nil || rr.Contents[0].URI != "mcpgate://notes/note://42" || rr.Contents[0].Text != "templated" {
+		t.Fatalf("resources/read of a template %v %v", rr, err)
+	}
+	for _, c := range []struct {
+		ref  *mcp.CompleteReference
+		want string
+	}{
+		{&mcp.CompleteReference{Type: "ref/prompt", Name: "notes__summarize"}, "ref/prompt:summarize"},
+		{&mcp.CompleteReference{Type: "ref/resource", URI: "mcpgate://notes/note://{id}"}, "ref/resource:note://{id}"},
+	} {
+		res, err := cs.Complete(t.Context(), &mcp.CompleteParams{Ref: c.ref, Argument: mcp.CompleteParamsArgument{Name: "id", Value: "4"}})
+		if err != nil || len(res.Completion.Values) != 1 || res.Completion.Values[0] != c.want {
+			t.Errorf("complete %+v: %v %v", c.ref, res, err)
+		}
+	}
+	var rpcErr *jsonrpc.Error
+	if _, err := cs.Complete(t.Context(), &mcp.CompleteParams{Ref: &mcp.CompleteReference{Type: "ref/prompt", Name: "nobody__x"}, Argument: mcp.CompleteParamsArgument{Name: "a"}}); !errors.As(err, &rpcErr) || rpcErr.Code != -32602 {
+		t.Errorf("complete of an unknown prompt: %v", err)
+	}
+}
+
+func waitFor(t *testing.T, c <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-c:
+	case <-time.After(20 * time.Second): // hang guard, not a timing assertion
+		t.Fatalf("hang guard: %s never happened", what)
+	}
+}
+
 // TestAggregateFourthMember: adding a member never renames an existing
 // tool.
 func TestAggregateFourthMember(t *testing.T) {
@@ -596,7 +720,7 @@ func TestAggregateFourthMember(t *testing.T) {
 	if !slices.Equal(added, []string{"echo2__echo", "echo2__secret", "echo2__slow"}) {
 		t.Errorf("added %v", added)
 	}
-	if len(before) != 6 {
+	if len(before) != 7 {
 		t.Errorf("before %v", before)
 	}
 }
@@ -607,7 +731,7 @@ func TestAggregateVirtual(t *testing.T) {
 	w.cp.mu.Lock()
 	w.cp.virtuals = map[string][]aggDef{"work": {
 		{server: "echo", prefix: "e.", renames: map[string]string{"slow": "wait"}, include: []string{"echo", "slow"}},
-		{server: "events", exclude: []string{"work"}},
+		{server: "events", exclude: []string{"work", "block"}},
 	}}
 	w.cp.mu.Unlock()
 	kt := &keyTransport{header: "X-MCPGate-API-Key", value: "mcpg_alice"}
