@@ -808,6 +808,23 @@ func (p *Proxy) fromMember(ctx context.Context, ac *aggCall, server string, v js
 	return b, true
 }
 
+// requestMember is the member a client's answer (its JSON-RPC id, compact)
+// is for, when the id is one the aggregator gave a member's request: the
+// Authorize call for it then asks about that member only. Who may answer
+// is still checked with the binding (aggClientResponse).
+func (p *Proxy) requestMember(ctx context.Context, id string) string {
+	var s string
+	if !strings.HasPrefix(id, `"`+aggRequestIDPrefix) || json.Unmarshal([]byte(id), &s) != nil {
+		return ""
+	}
+	b, err := p.keys.openHandle(ctx, strings.TrimPrefix(s, aggRequestIDPrefix))
+	if err != nil || !strings.HasPrefix(b.route, aggTagRequest) {
+		return ""
+	}
+	server, _, _ := strings.Cut(b.upstream, "\x00")
+	return server
+}
+
 // aggClientResponse delivers the client's answer to a member's request to
 // that member's session.
 func (p *Proxy) aggClientResponse(w http.ResponseWriter, r *http.Request, ac *aggCall) {
@@ -855,24 +872,27 @@ func (p *Proxy) aggNotification(ctx context.Context, ac *aggCall) {
 }
 
 // aggBroadcast sends the client's message to every usable member with a
-// session; asRequest waits for each member's answer.
+// session; asRequest waits for each member's answer. A member whose session
+// is gone is not reopened for it: a new session has nothing to cancel and
+// no level to set.
 func (p *Proxy) aggBroadcast(ctx context.Context, ac *aggCall, asRequest bool) {
+	b, err := json.Marshal(ac.msg)
+	if err != nil {
+		return
+	}
+	var id jsontext.Value
+	if asRequest {
+		id = ac.msg.ID
+	}
 	var g errgroup.Group
 	g.SetLimit(aggParallel)
 	for _, m := range usable(ac.res) {
-		if _, _, ok := p.known(ac, m.GetServer()); !ok {
+		sid, version, ok := p.known(ac, m.GetServer())
+		if !ok {
 			continue
 		}
 		g.Go(func() error {
-			var id jsontext.Value
-			if asRequest {
-				id = ac.msg.ID
-			}
-			b, err := json.Marshal(ac.msg)
-			if err == nil {
-				_, err = p.send(ctx, ac, m, b, id, func(jsontext.Value) {})
-			}
-			if err != nil {
+			if _, _, err := p.members.exchange(ctx, ac.target(m, version), sid, b, id, func(jsontext.Value) {}); err != nil {
 				ac.log.InfoContext(ctx, "member did not take a broadcast message", slog.String("member", m.GetServer()), slog.String("error", err.Error()))
 			}
 			return nil
@@ -886,7 +906,7 @@ func (p *Proxy) aggBroadcast(ctx context.Context, ac *aggCall, asRequest bool) {
 func (p *Proxy) connectRequired(w http.ResponseWriter, ac *aggCall, m *authorizev1.AggregateMember) {
 	url := m.GetDecision().GetChallenge().GetConnectUrl()
 	if url == "" {
-		writeRPCError(w, ac.msg.ID, -32003, "member server "+m.GetServer()+" is not available to this principal")
+		writeRPCError(w, ac.msg.ID, -32002, "member server "+m.GetServer()+" unavailable")
 		return
 	}
 	text := "Connect your " + m.GetServer() + " account to use this: " + url
@@ -910,7 +930,7 @@ func (p *Proxy) connectRequired(w http.ResponseWriter, ac *aggCall, m *authorize
 		writeResult(w, ac.msg.ID, b)
 		return
 	}
-	writeRPCError(w, ac.msg.ID, -32003, text)
+	writeRPCError(w, ac.msg.ID, -32002, text)
 }
 
 // aggStream merges the members' GET streams into the client's.

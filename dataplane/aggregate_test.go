@@ -404,6 +404,18 @@ func TestAggregateSDK(t *testing.T) {
 	if elicited.Load() != "proceed?" || progress.Load() != 1 || logs.Load() != 1 {
 		t.Errorf("elicited %v, progress %d, logs %d", elicited.Load(), progress.Load(), logs.Load())
 	}
+	// The elicitation answer was authorized for its member only.
+	answered := false
+	w.cp.mu.Lock()
+	for _, r := range w.cp.requests {
+		if r.GetRootAggregate() && r.GetJsonrpcMethod() == "" && r.GetHttpMethod() == "POST" && r.GetMember() == "events" {
+			answered = true
+		}
+	}
+	w.cp.mu.Unlock()
+	if !answered {
+		t.Errorf("no Authorize for the elicitation answer restricted to member events")
+	}
 
 	// list_changed from the member's GET stream reaches the client's.
 	deadline := time.Now().Add(10 * time.Second)

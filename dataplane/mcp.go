@@ -169,6 +169,9 @@ func (p *Proxy) serveMCP(w http.ResponseWriter, r *http.Request, route string) {
 				if f.HasURI {
 					req.ResourceUri = f.URI
 				}
+			case "":
+				// A client's answer to an aggregate member's request.
+				req.Member = p.requestMember(actx, f.ID)
 			}
 		}
 		res, err = p.authorize(actx, req)
