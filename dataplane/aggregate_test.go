@@ -226,6 +226,14 @@ func newEventsServer(hooks *eventsHooks) *mcp.Server {
 		}
 		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: fmt.Sprintf("answer: %s %v", res.Action, res.Content["ok"])}}}, nil, nil
 	})
+	mcp.AddTool(s, &mcp.Tool{Name: "sample", Description: "asks the client's model"}, func(ctx context.Context, req *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {
+		//lint:ignore SA1019 2025-11-25 sampling requests are what the aggregate must relay (issue 10)
+		res, err := req.Session.CreateMessage(ctx, &mcp.CreateMessageParams{MaxTokens: 10, Messages: []*mcp.SamplingMessage{{Role: "user", Content: &mcp.TextContent{Text: "2+2?"}}}})
+		if err != nil {
+			return nil, nil, err
+		}
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "model said " + res.Content.(*mcp.TextContent).Text}}}, nil, nil
+	})
 	mcp.AddTool(s, &mcp.Tool{Name: "block", Description: "waits for its cancellation"}, func(ctx context.Context, _ *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {
 		hooks.started <- struct{}{}
 		<-ctx.Done()
@@ -351,6 +359,11 @@ func TestAggregateSDK(t *testing.T) {
 			default:
 			}
 		},
+		//lint:ignore SA1019 2025-11-25 sampling requests are what the aggregate must relay (issue 10)
+		CreateMessageHandler: func(_ context.Context, req *mcp.CreateMessageRequest) (*mcp.CreateMessageResult, error) {
+			//lint:ignore SA1019 2025-11-25 sampling requests are what the aggregate must relay (issue 10)
+			return &mcp.CreateMessageResult{Model: "m", Role: "assistant", Content: &mcp.TextContent{Text: "4"}}, nil
+		},
 	})
 	defer cs.Close()
 
@@ -363,7 +376,7 @@ func TestAggregateSDK(t *testing.T) {
 	}
 
 	// Merged across pages: events pages one tool at a time.
-	want := []string{"echo__echo", "echo__secret", "echo__slow", "events__block", "events__change", "events__work"}
+	want := []string{"echo__echo", "echo__secret", "echo__slow", "events__block", "events__change", "events__sample", "events__work"}
 	if got := allTools(t, cs); !slices.Equal(got, want) {
 		t.Errorf("tools %v, want %v (notes omitted until connected)", got, want)
 	}
@@ -403,6 +416,12 @@ func TestAggregateSDK(t *testing.T) {
 	}
 	if elicited.Load() != "proceed?" || progress.Load() != 1 || logs.Load() != 1 {
 		t.Errorf("elicited %v, progress %d, logs %d", elicited.Load(), progress.Load(), logs.Load())
+	}
+	// Sampling: the member's request reaches the client, the answer the
+	// member.
+	res, err = cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "events__sample", Arguments: map[string]any{}})
+	if err != nil || text(t, res) != "model said 4" {
+		t.Fatalf("events__sample: %v %v", res, err)
 	}
 	// The elicitation answer was authorized for its member only.
 	answered := false
@@ -732,7 +751,7 @@ func TestAggregateFourthMember(t *testing.T) {
 	if !slices.Equal(added, []string{"echo2__echo", "echo2__secret", "echo2__slow"}) {
 		t.Errorf("added %v", added)
 	}
-	if len(before) != 7 {
+	if len(before) != 8 {
 		t.Errorf("before %v", before)
 	}
 }
@@ -743,7 +762,7 @@ func TestAggregateVirtual(t *testing.T) {
 	w.cp.mu.Lock()
 	w.cp.virtuals = map[string][]aggDef{"work": {
 		{server: "echo", prefix: "e.", renames: map[string]string{"slow": "wait"}, include: []string{"echo", "slow"}},
-		{server: "events", exclude: []string{"work", "block"}},
+		{server: "events", exclude: []string{"work", "block", "sample"}},
 	}}
 	w.cp.mu.Unlock()
 	kt := &keyTransport{header: "X-MCPGate-API-Key", value: "mcpg_alice"}
