@@ -110,3 +110,28 @@ func FuzzTokenAudience(f *testing.F) {
 		}
 	})
 }
+
+// toolNameShape is the MCP tool-name rule (SEP-986 as the 2025-11-25
+// specification states it) as a regular expression.
+var toolNameShape = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
+
+// FuzzToolName checks ValidToolName against the rule's regular expression,
+// and that ExposedName and UpstreamName invert each other for a member
+// without renames.
+func FuzzToolName(f *testing.F) {
+	for _, s := range [][2]string{{"getUser", "echo__"}, {"admin.tools.list", "n."}, {"a/b", ""}, {"", "x__"}, {strings.Repeat("a", 129), "p"}, {"é", "e."}} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, name, prefix string) {
+		if got, want := wire.ValidToolName(name), toolNameShape.MatchString(name); got != want {
+			t.Fatalf("ValidToolName(%q) = %v, rule says %v", name, got, want)
+		}
+		if name == "" {
+			return
+		}
+		ex := wire.ExposedName(prefix, nil, name)
+		if up, ok := wire.UpstreamName(prefix, nil, ex); !ok || up != name {
+			t.Fatalf("UpstreamName(%q, %q) = %q, %v; want %q", prefix, ex, up, ok, name)
+		}
+	})
+}

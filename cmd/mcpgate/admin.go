@@ -48,6 +48,7 @@ type admin struct {
 	servers     configv1connect.ServerServiceClient
 	principals  configv1connect.PrincipalServiceClient
 	groups      configv1connect.GroupServiceClient
+	virtual     configv1connect.VirtualServerServiceClient
 	keys        configv1connect.KeyServiceClient
 	idps        configv1connect.IdentityProviderServiceClient
 	connections vaultv1connect.ConnectionServiceClient
@@ -78,6 +79,7 @@ func newAdmin(base string, hc *http.Client, opts connect.ClientOption, p *printe
 		servers:     configv1connect.NewServerServiceClient(hc, base, opts),
 		principals:  configv1connect.NewPrincipalServiceClient(hc, base, opts),
 		groups:      configv1connect.NewGroupServiceClient(hc, base, opts),
+		virtual:     configv1connect.NewVirtualServerServiceClient(hc, base, opts),
 		keys:        configv1connect.NewKeyServiceClient(hc, base, opts),
 		idps:        configv1connect.NewIdentityProviderServiceClient(hc, base, opts),
 		connections: vaultv1connect.NewConnectionServiceClient(hc, base, opts),
@@ -87,7 +89,7 @@ func newAdmin(base string, hc *http.Client, opts connect.ClientOption, p *printe
 }
 
 func (a *admin) configClients() config.Clients {
-	return config.Clients{Servers: a.servers, Principals: a.principals, Groups: a.groups, Keys: a.keys, IdentityProviders: a.idps}
+	return config.Clients{Servers: a.servers, Principals: a.principals, Groups: a.groups, Keys: a.keys, IdentityProviders: a.idps, VirtualServers: a.virtual}
 }
 
 // bearer sends the admin key on every call.
@@ -391,4 +393,36 @@ func subcommand(args []string) (string, []string) {
 		return "", args
 	}
 	return args[0], args[1:]
+}
+
+func cmdVirtualServers(ctx context.Context, args []string, io stdio) error {
+	sub, args := subcommand(args)
+	a, pos, ctx, cancel, err := adminCommand(ctx, "virtual-servers "+sub, args, io, nil)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	switch {
+	case sub == "list" && len(pos) == 0:
+		res, err := a.virtual.ListVirtualServers(ctx, &configv1.ListVirtualServersRequest{})
+		if err != nil {
+			return err
+		}
+		a.out.virtualServers(res.GetVirtualServers())
+		return nil
+	case sub == "get" && len(pos) == 1:
+		res, err := a.virtual.GetVirtualServer(ctx, &configv1.GetVirtualServerRequest{Name: pos[0]})
+		if err != nil {
+			return fmt.Errorf("virtual server %q: %w", pos[0], err)
+		}
+		a.out.virtualServer(res.GetVirtualServer())
+		return nil
+	case sub == "delete" && len(pos) == 1:
+		if _, err := a.virtual.DeleteVirtualServer(ctx, &configv1.DeleteVirtualServerRequest{Name: pos[0]}); err != nil {
+			return fmt.Errorf("virtual server %q: %w", pos[0], err)
+		}
+		a.out.done("virtual server %s deleted", pos[0])
+		return nil
+	}
+	return fmt.Errorf("%w: mcpgate virtual-servers list | get NAME | delete NAME | add NAME --members a,b", errUsage)
 }

@@ -54,6 +54,8 @@ Administer (--control-plane URL, --admin-key KEY, -o table|json):
   mcpgate principals create NAME [--servers a,b] [--kind user|service_account] [--role member|admin]
   mcpgate groups list | get NAME | delete NAME
   mcpgate groups create NAME [--servers a,b] [--description D]
+  mcpgate virtual-servers list | get NAME | delete NAME
+  mcpgate virtual-servers add NAME --members a,b [--separator S] [--scopes a,b] [--description D]
   mcpgate keys create --principal P [--name N] [--expires 720h] | list [--principal P] | revoke ID
   mcpgate connections list [--principal P] [--server S] | revoke --principal P --server S
   mcpgate vault rotate-key [--promote ID]   (new primary vault key; every sealed record re-encrypted online)
@@ -103,6 +105,8 @@ func dispatch(ctx context.Context, cmd string, rest []string, io stdio) error {
 		return cmdPrincipals(ctx, rest, io)
 	case "groups":
 		return cmdGroups(ctx, rest, io)
+	case "virtual-servers":
+		return cmdVirtualServers(ctx, rest, io)
 	case "keys":
 		return cmdKeys(ctx, rest, io)
 	case "connections":

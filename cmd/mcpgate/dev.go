@@ -51,12 +51,14 @@ type devConfig struct {
 
 // Files `mcpgate dev` keeps in its data directory, all 0600.
 const (
-	adminKeyFile   = "admin-key"
-	demoKeyFile    = "demo-key"
-	dpTokenFile    = "dataplane-token"
-	vaultKeyset    = "vault-keyset.json"
-	demoRoute      = "echo"
-	notesRoute     = "notes"
+	adminKeyFile = "admin-key"
+	demoKeyFile  = "demo-key"
+	dpTokenFile  = "dataplane-token"
+	vaultKeyset  = "vault-keyset.json"
+	demoRoute    = "echo"
+	notesRoute   = "notes"
+	// teamRoute is the demo virtual server (members echo and notes).
+	teamRoute      = "team"
 	demoPrincipal  = "demo"
 	shutdownBudget = 2500 * time.Millisecond
 )
@@ -343,8 +345,13 @@ func demoConfig(upstreamURL string, notes *configv1.McpServer, key string) *conf
 			Name:        demoPrincipal,
 			Kind:        configv1.PrincipalKind_PRINCIPAL_KIND_USER,
 			Role:        configv1.Role_ROLE_MEMBER,
-			Servers:     []string{demoRoute, notesRoute},
+			Servers:     []string{demoRoute, notesRoute, teamRoute},
 			DisplayName: "Demo user",
+		}},
+		VirtualServers: []*configv1.VirtualServer{{
+			Name:        teamRoute,
+			Description: "mcpgate demo: echo and notes as one server",
+			Members:     []*configv1.VirtualServerMember{{Server: demoRoute}, {Server: notesRoute}},
 		}},
 		Keys: []config.Key{{Principal: demoPrincipal, Name: "demo", Value: key}},
 	}
@@ -432,6 +439,10 @@ func printBanner(io stdio, b banner) {
 			fmt.Fprintf(w, "  (people are created at first sign-in; their grants come from the groups the IdP asserts: mcpgate groups list)\n")
 		}
 		fmt.Fprintf(w, "Your connections: %s/connections\n", b.publicURL)
+		fmt.Fprintf(w, "\nAll your servers as one: %s (tools named echo__echo, notes__…), and the virtual server %q (echo and notes) at %s:\n",
+			wire.ResourceURL(b.publicURL, ""), teamRoute, wire.ResourceURL(b.publicURL, teamRoute))
+		fmt.Fprintf(w, "  claude mcp add --transport http all %s\n", wire.ResourceURL(b.publicURL, ""))
+		fmt.Fprintf(w, "  claude mcp add --transport http %s %s\n", teamRoute, wire.ResourceURL(b.publicURL, teamRoute))
 	}
 	rel, err := filepath.Rel(b.cwd, b.dir)
 	if b.control == DefaultControlPlane && err == nil && rel == filepath.Dir(devAdminKeyFile) {

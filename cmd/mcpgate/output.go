@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -17,6 +19,7 @@ import (
 	configv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1"
 	vaultv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/vault/v1"
 	"github.com/mcpgate/mcpgate/cmd/mcpgate/config"
+	"github.com/mcpgate/mcpgate/controlplane/authorize"
 )
 
 // printer writes command results as tables or JSON. Secrets are never
@@ -258,6 +261,57 @@ func keyStatus(k *configv1.ApiKey, now time.Time) string {
 	default:
 		return "active"
 	}
+}
+
+func (p *printer) virtualServers(vs []*configv1.VirtualServer) {
+	if p.json {
+		p.message(&configv1.ListVirtualServersResponse{VirtualServers: vs})
+		return
+	}
+	var rows [][]string
+	for _, v := range vs {
+		rows = append(rows, []string{v.GetName(), list(memberNames(v)), orDash(v.GetDescription())})
+	}
+	p.table("NAME\tMEMBERS\tDESCRIPTION", rows)
+}
+
+func (p *printer) virtualServer(v *configv1.VirtualServer) {
+	if p.json {
+		p.message(&configv1.GetVirtualServerResponse{VirtualServer: v})
+		return
+	}
+	rows := [][]string{
+		{"route", "/" + v.GetName() + "/mcp"},
+		{"description", orDash(v.GetDescription())},
+		{"scopes", list(v.GetScopes())},
+	}
+	for _, m := range v.GetMembers() {
+		detail := "prefix " + strconv.Quote(authorize.MemberPrefix(v, m))
+		if len(m.GetIncludeTools()) > 0 {
+			detail += "; include " + list(m.GetIncludeTools())
+		}
+		if len(m.GetExcludeTools()) > 0 {
+			detail += "; exclude " + list(m.GetExcludeTools())
+		}
+		if len(m.GetRenames()) > 0 {
+			var rs []string
+			for _, up := range slices.Sorted(maps.Keys(m.GetRenames())) {
+				rs = append(rs, up+"->"+m.GetRenames()[up])
+			}
+			detail += "; renames " + strings.Join(rs, ",")
+		}
+		rows = append(rows, []string{"member " + m.GetServer(), detail})
+	}
+	rows = append(rows, []string{"revision", fmt.Sprint(v.GetRevision())})
+	p.table("NAME\t"+v.GetName(), rows)
+}
+
+func memberNames(v *configv1.VirtualServer) []string {
+	out := make([]string, 0, len(v.GetMembers()))
+	for _, m := range v.GetMembers() {
+		out = append(out, m.GetServer())
+	}
+	return out
 }
 
 func (p *printer) keys(ks []*configv1.ApiKey) {

@@ -25,9 +25,10 @@ import (
 // verbs are the commands dispatched by "COMMAND SUBCOMMAND" before the
 // generic ones.
 var verbs = map[string]func(context.Context, []string, stdio) error{
-	"servers add":       cmdServersAdd,
-	"principals create": cmdPrincipalsCreate,
-	"groups create":     cmdGroupsCreate,
+	"servers add":         cmdServersAdd,
+	"principals create":   cmdPrincipalsCreate,
+	"groups create":       cmdGroupsCreate,
+	"virtual-servers add": cmdVirtualServersAdd,
 }
 
 // verb returns the imperative verb "cmd args[0]" names, if there is one,
@@ -278,5 +279,45 @@ func cmdGroupsCreate(ctx context.Context, args []string, io stdio) error {
 		return nil
 	}
 	a.out.done("group %s created (servers %s)", res.GetGroup().GetName(), list(res.GetGroup().GetServers()))
+	return nil
+}
+
+// cmdVirtualServersAdd creates a virtual server whose members expose their
+// tools as <server><separator><tool>; per-member filters, renames and
+// prefixes are set with apply (virtual_servers: in the YAML file).
+func cmdVirtualServersAdd(ctx context.Context, args []string, io stdio) error {
+	v := &configv1.VirtualServer{}
+	var members []string
+	a, pos, ctx, cancel, err := adminCommand(ctx, "virtual-servers add", args, io, func(fs *flag.FlagSet) {
+		fs.Var(listFlag{&members}, "members", "member servers, comma-separated")
+		fs.StringVar(&v.ToolSeparator, "separator", "", `joins a member's name and its tool names (default "__")`)
+		fs.Var(listFlag{&v.Scopes}, "scopes", "OAuth scopes of its route, comma-separated")
+		fs.StringVar(&v.Description, "description", "", "description")
+	})
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	if len(pos) != 1 {
+		return fmt.Errorf("%w: mcpgate virtual-servers add NAME --members a,b [--separator S] [--scopes a,b] [--description D]", errUsage)
+	}
+	v.Name = pos[0]
+	for _, m := range members {
+		v.Members = append(v.Members, &configv1.VirtualServerMember{Server: m})
+	}
+	res, err := a.virtual.PutVirtualServer(ctx, &configv1.PutVirtualServerRequest{VirtualServer: v})
+	if err != nil {
+		return createError("virtual server", v.Name, err)
+	}
+	if a.out.json {
+		a.out.message(res)
+		return nil
+	}
+	got := res.GetVirtualServer()
+	names := make([]string, 0, len(got.GetMembers()))
+	for _, m := range got.GetMembers() {
+		names = append(names, m.GetServer())
+	}
+	a.out.done("virtual server %s created (members %s; at /%s/mcp)", got.GetName(), list(names), got.GetName())
 	return nil
 }

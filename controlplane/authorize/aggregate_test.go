@@ -15,6 +15,7 @@ import (
 	vaultv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/vault/v1"
 	"github.com/mcpgate/mcpgate/api/wire"
 	"github.com/mcpgate/mcpgate/controlplane/authorize"
+	"github.com/mcpgate/mcpgate/controlplane/grants"
 	"github.com/mcpgate/mcpgate/controlplane/store"
 )
 
@@ -329,5 +330,58 @@ func TestAggregateAudience(t *testing.T) {
 	}
 	if want := "https://gw.example.com/mcp"; wire.ResourceURL(base, "") != want {
 		t.Fatalf("root resource URL %q", wire.ResourceURL(base, ""))
+	}
+}
+
+// TestAggregateObtainFailure: a member whose upstream credential cannot be
+// obtained (its token endpoint is down) is left out of a list so the other
+// members keep working; a request for that member alone fails as on its
+// route (could not decide: the data plane answers 503).
+func TestAggregateObtainFailure(t *testing.T) {
+	st := aggregateState()
+	st.addGrant("alice", "Gmail", vaultv1.ConnectionState_CONNECTION_STATE_ACTIVE, "up-gmail", now.Add(time.Hour))
+	a := newAuthorizer(st, withClock(clock), withMachineTokens(fixedMachine("minted")), withGrantTokens(errGrants{grants.ErrUpstreamUnavailable}))
+	resp, err := a.Authorize(context.Background(), aggReq("", keyAlAgg, "tools/list", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, m := range resp.GetAggregate().GetMembers() {
+		names = append(names, m.GetServer())
+	}
+	if !slices.Equal(names, []string{"cc", "echo", "notes", "pass"}) {
+		t.Fatalf("members %v, want Gmail left out", names)
+	}
+	_, err = a.Authorize(context.Background(), aggReq("", keyAlAgg, "tools/call", "Gmail__send"))
+	if !errors.Is(err, grants.ErrUpstreamUnavailable) {
+		t.Fatalf("call of the failing member: %v", err)
+	}
+}
+
+// BenchmarkDecideAggregate compares the decision of a tools/call on a
+// server route with the same call through the root aggregate and a
+// virtual server (name resolution plus the one member's decision).
+func BenchmarkDecideAggregate(b *testing.B) {
+	st := aggregateState()
+	for _, c := range []struct {
+		name string
+		req  *authorizev1.AuthorizeRequest
+	}{
+		{"server", func() *authorizev1.AuthorizeRequest {
+			r := aggReq("", keyAlAgg, "tools/call", "add")
+			r.Route, r.RootAggregate = "notes", false
+			return r
+		}()},
+		{"root", aggReq("", keyAlAgg, "tools/call", "notes__add")},
+		{"virtual", aggReq("team", keyVic, "tools/call", "n.add")},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				d, err := authorize.Decide(st, now, c.req)
+				if err != nil || d.Response.GetDecision() != authorizev1.Decision_DECISION_ALLOW {
+					b.Fatal(d.Response, err)
+				}
+			}
+		})
 	}
 }

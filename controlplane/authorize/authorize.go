@@ -263,14 +263,17 @@ func Decide(st State, now time.Time, req *authorizev1.AuthorizeRequest) (Decisio
 		return done(notFound(ReasonUnknownRoute))
 	}
 	if root || vs != nil {
-		members := aggregateMembers(st, as, id.principal, vs)
 		// A principal learns only the aggregates it may use: the root
 		// one when it is granted any server, a virtual server when it is
 		// granted that virtual server.
-		if (root && len(members) == 0) || (vs != nil && !Granted(st, id.principal, vs.GetName())) {
+		if vs != nil && !Granted(st, id.principal, vs.GetName()) {
 			return done(notFound(ReasonNotGranted))
 		}
-		return decideAggregate(st, base, id, vs.GetName(), members, req)
+		d, granted, err := decideAggregate(st, as, base, id, vs, req)
+		if err == nil && !granted {
+			return done(notFound(ReasonNotGranted))
+		}
+		return d, err
 	}
 	// A principal learns only the routes it may use: one it is not granted
 	// answers like one that does not exist.

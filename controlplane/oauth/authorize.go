@@ -159,16 +159,16 @@ func validChallenge(v string) bool {
 	return true
 }
 
-// grantScopes checks requested scopes against the server's; empty means
-// all of the server's scopes.
-func grantScopes(def *configv1.McpServer, scope string) ([]string, bool) {
+// grantScopesOf checks requested scopes against the route's offered ones;
+// empty means all of them.
+func grantScopesOf(offered []string, scope string) ([]string, bool) {
 	req := strings.Fields(scope)
 	if len(req) == 0 {
-		return slices.Clone(def.GetScopes()), true
+		return slices.Clone(offered), true
 	}
 	out := []string{}
 	for _, sc := range req {
-		if !slices.Contains(def.GetScopes(), sc) {
+		if !slices.Contains(offered, sc) {
 			return nil, false
 		}
 		if !slices.Contains(out, sc) {
@@ -522,7 +522,7 @@ func (s *Server) showConsent(w http.ResponseWriter, r *http.Request, sess *sessi
 		s.approve(w, r, sess, auth)
 		return
 	}
-	srv, _ := s.st.Server(auth.GetServer())
+	rd, _ := s.lookupRoute(auth.GetServer())
 	host := auth.GetRedirectUri()
 	local := false
 	if u, err := url.Parse(host); err == nil {
@@ -540,15 +540,15 @@ func (s *Server) showConsent(w http.ResponseWriter, r *http.Request, sess *sessi
 		RedirectURI:   auth.GetRedirectUri(),
 		RedirectHost:  host,
 		LocalRedirect: local,
-		Server:        auth.GetServer(),
+		Server:        rd.title,
 		Route:         wire.ResourceURL(issuer(r), auth.GetServer()),
 		Scopes:        auth.GetScopes(),
 		Principal:     principal,
 		Request:       reqID,
 		CSRF:          sess.rec.GetCsrf(),
 	}
-	if srv != nil && upstreamOAuth(srv.Def) {
-		if u, err := url.Parse(srv.Def.GetAuthorizationUrl()); err == nil {
+	if rd.needsUpstreamSignin() {
+		if u, err := url.Parse(rd.server.Def.GetAuthorizationUrl()); err == nil {
 			page.Upstream = u.Host
 		}
 	}
@@ -595,13 +595,13 @@ func (s *Server) approve(w http.ResponseWriter, r *http.Request, sess *session, 
 	} else if k, ok := s.st.Key(auth.KeyId); ok {
 		auth.PrincipalUid = k.GetPrincipalUid()
 	}
-	srv, ok := s.st.Server(auth.GetServer())
+	rd, ok := s.lookupRoute(auth.GetServer())
 	if !ok {
 		redirectError(w, r, auth.GetRedirectUri(), auth.GetState(), "invalid_target", "the server no longer exists")
 		return
 	}
-	if upstreamOAuth(srv.Def) && !s.usableGrant(auth.GetPrincipal(), auth.GetServer()) {
-		s.startUpstream(w, r, sess, srv, auth)
+	if rd.needsUpstreamSignin() && !s.usableGrant(auth.GetPrincipal(), auth.GetServer()) {
+		s.startUpstream(w, r, sess, rd.server, auth)
 		return
 	}
 	s.issueCode(w, r, auth)

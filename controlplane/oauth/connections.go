@@ -3,10 +3,12 @@ package oauth
 import (
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
 	vaultv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/vault/v1"
+	"github.com/mcpgate/mcpgate/api/wire"
 	"github.com/mcpgate/mcpgate/controlplane/store"
 )
 
@@ -60,13 +62,26 @@ func (s *Server) connections(w http.ResponseWriter, r *http.Request) {
 	}
 	for _, srv := range s.st.Servers() {
 		name := srv.Def.GetName()
-		if upstreamOAuth(srv.Def) && !connected[name] && s.mayUse(principal, name) {
+		if upstreamOAuth(srv.Def) && !connected[name] && s.mayConnect(principal, name) {
 			page.Available = append(page.Available, name)
 		}
 	}
 	switch r.URL.Query().Get("done") {
 	case "disconnected":
 		page.Message = "Disconnected."
+	}
+	// ?connect=<server> is the connect URL an aggregate route names for a
+	// member that needs the person's connection (wire.ConnectURL): the
+	// page points at that server; connecting is still the page's
+	// CSRF-protected POST.
+	if name := r.URL.Query().Get("connect"); name != "" && wire.ValidServerName(name) {
+		switch {
+		case slices.Contains(page.Available, name):
+			page.Message = "Connect " + name + " to use its tools through the gateway."
+			page.Available = append([]string{name}, slices.DeleteFunc(page.Available, func(s string) bool { return s == name })...)
+		case connected[name]:
+			page.Message = name + " is connected."
+		}
 	}
 	s.render(w, r, http.StatusOK, "connections.html", page)
 }
@@ -87,7 +102,7 @@ func (s *Server) connectionForm(w http.ResponseWriter, r *http.Request) (*sessio
 		return nil, "", false
 	}
 	name := r.PostForm.Get("server")
-	if _, ok := s.st.Server(name); !ok || !s.mayUse(sess.rec.GetPrincipal(), name) {
+	if _, ok := s.st.Server(name); !ok || !s.mayConnect(sess.rec.GetPrincipal(), name) {
 		s.errorPage(w, r, http.StatusBadRequest, "Unknown server", "There is no such server for your account.")
 		return nil, "", false
 	}

@@ -102,18 +102,19 @@ func (s *Server) jwtBearer(r *http.Request, c *client, form url.Values) (*tokenR
 		return nil, terr
 	}
 	now := in.now
-	srv, ok := s.st.Server(server)
+	// A server's route or an aggregate's (/mcp, a virtual server).
+	rd, ok := s.lookupRoute(server)
 	if !ok {
 		return nil, errIDJAGResource
 	}
 	if cl.ID == "" || len(cl.ID) > 256 {
 		return nil, errIDJAGJTI
 	}
-	scopes := srv.Def.GetScopes()
+	scopes := rd.scopes
 	if cl.Scope != "" {
 		scopes = strings.Fields(cl.Scope)
 		for _, sc := range scopes {
-			if !slices.Contains(srv.Def.GetScopes(), sc) {
+			if !slices.Contains(rd.scopes, sc) {
 				return nil, errIDJAGScope
 			}
 		}

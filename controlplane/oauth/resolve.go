@@ -39,11 +39,11 @@ func requestedScopes(scope string) ([]string, bool) {
 // routes exist; scopes are checked against the route's only then, and
 // auth.Scopes becomes the granted set (none requested means all).
 func (s *Server) resolveRequest(principal string, auth *storev1.OAuthAuthorization) (code, desc string, ok bool) {
-	srv, found := s.st.Server(auth.GetServer())
-	if !found || !s.mayUse(principal, auth.GetServer()) {
+	rd, found := s.lookupRoute(auth.GetServer())
+	if !found || !s.mayUseRoute(principal, auth.GetServer()) {
 		return "access_denied", "this account may not use this server", false
 	}
-	scopes, ok := grantScopes(srv.Def, strings.Join(auth.GetScopes(), " "))
+	scopes, ok := grantScopesOf(rd.scopes, strings.Join(auth.GetScopes(), " "))
 	if !ok {
 		return "invalid_scope", "the requested scope is not offered by this server", false
 	}

@@ -253,7 +253,7 @@ func (s *Server) exchangeCode(ctx context.Context, c *client, form url.Values) (
 		return nil, terr
 	}
 	auth := rec.GetAuthorization()
-	srv, ok := s.st.Server(auth.GetServer())
+	rd, ok := s.lookupRoute(auth.GetServer())
 	if !ok {
 		return nil, errBadCode
 	}
@@ -262,7 +262,7 @@ func (s *Server) exchangeCode(ctx context.Context, c *client, form url.Values) (
 		// deleted) since: nothing derives from it any more.
 		return nil, errBadCode
 	}
-	if g, ok := s.st.Grant(auth.GetPrincipal(), auth.GetServer()); upstreamOAuth(srv.Def) && (!ok || g.Conn.GetPrincipalUid() != auth.GetPrincipalUid()) {
+	if g, ok := s.st.Grant(auth.GetPrincipal(), auth.GetServer()); rd.needsUpstreamSignin() && (!ok || g.Conn.GetPrincipalUid() != auth.GetPrincipalUid()) {
 		// The code was issued with the person's upstream grant, which was
 		// disconnected since: a family started now would outlive that.
 		return nil, errBadCode
@@ -434,10 +434,10 @@ func (s *Server) refresh(ctx context.Context, c *client, form url.Values) (*toke
 			return nil, terr
 		}
 	}
-	if _, ok := s.st.Server(fam.GetServer()); !ok {
+	if _, ok := s.lookupRoute(fam.GetServer()); !ok {
 		return nil, errBadRefresh
 	}
-	if !s.mayUse(fam.GetPrincipal(), fam.GetServer()) {
+	if !s.mayUseRoute(fam.GetPrincipal(), fam.GetServer()) {
 		return nil, errBadRefresh
 	}
 	if terr := checkResource(form, fam.GetAudience()); terr != nil {

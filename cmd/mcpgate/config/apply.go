@@ -20,6 +20,8 @@ type Clients struct {
 	Keys       configv1connect.KeyServiceClient
 	// IdentityProviders is needed only for files with identity_providers.
 	IdentityProviders configv1connect.IdentityProviderServiceClient
+	// VirtualServers is needed only for files with virtual_servers.
+	VirtualServers configv1connect.VirtualServerServiceClient
 }
 
 // Outcome tells what Apply did to one object.
@@ -45,7 +47,8 @@ func (o Outcome) String() string {
 
 // Result is the outcome for one object of the file.
 type Result struct {
-	// Kind is "server", "group", "principal" or "key".
+	// Kind is "server", "virtual_server", "group", "identity_provider",
+	// "principal" or "key".
 	Kind    string
 	Name    string
 	Outcome Outcome
@@ -54,8 +57,8 @@ type Result struct {
 }
 
 // Apply makes the control plane hold what f describes: servers first, then
-// groups (whose grants name servers), principals (whose grants name servers
-// and groups), then keys. Secrets in the file
+// virtual servers (whose members are servers), groups (whose grants name
+// servers), principals (whose grants name servers and groups), then keys. Secrets in the file
 // replace the stored ones. Objects absent from the file are left alone.
 // It stops at the first error, which names the object; results so far are
 // returned with it.
@@ -67,6 +70,13 @@ func Apply(ctx context.Context, c Clients, f *File, now time.Time) ([]Result, er
 			return out, fmt.Errorf("server %q: %w", s.GetName(), err)
 		}
 		out = append(out, Result{Kind: "server", Name: s.GetName(), Outcome: o})
+	}
+	for _, v := range f.VirtualServers {
+		o, err := applyVirtualServer(ctx, c.VirtualServers, v)
+		if err != nil {
+			return out, fmt.Errorf("virtual server %q: %w", v.GetName(), err)
+		}
+		out = append(out, Result{Kind: "virtual_server", Name: v.GetName(), Outcome: o})
 	}
 	for _, g := range f.Groups {
 		o, err := applyGroup(ctx, c.Groups, g)
@@ -132,6 +142,16 @@ func applyGroup(ctx context.Context, c configv1connect.GroupServiceClient, g *co
 		return got.GetGroup().GetRevision(), err
 	}, func(expected int64) (bool, error) {
 		res, err := c.PutGroup(ctx, &configv1.PutGroupRequest{Group: g, ExpectedRevision: expected})
+		return res.GetChanged(), err
+	})
+}
+
+func applyVirtualServer(ctx context.Context, c configv1connect.VirtualServerServiceClient, v *configv1.VirtualServer) (Outcome, error) {
+	return upsert(func() (int64, error) {
+		got, err := c.GetVirtualServer(ctx, &configv1.GetVirtualServerRequest{Name: v.GetName()})
+		return got.GetVirtualServer().GetRevision(), err
+	}, func(expected int64) (bool, error) {
+		res, err := c.PutVirtualServer(ctx, &configv1.PutVirtualServerRequest{VirtualServer: v, ExpectedRevision: expected})
 		return res.GetChanged(), err
 	})
 }

@@ -54,6 +54,9 @@ func controlPlane(t *testing.T) config.Clients {
 		Principals: configv1connect.NewPrincipalServiceClient(hc, srv.URL, opts),
 		Groups:     configv1connect.NewGroupServiceClient(hc, srv.URL, opts),
 		Keys:       configv1connect.NewKeyServiceClient(hc, srv.URL, opts),
+		// VirtualServers is set for every file: Apply needs it only for
+		// files with virtual_servers.
+		VirtualServers: configv1connect.NewVirtualServerServiceClient(hc, srv.URL, opts),
 	}
 }
 

@@ -38,6 +38,8 @@ type File struct {
 	Keys       []Key
 	// IdentityProviders are the OpenID providers people sign in with.
 	IdentityProviders []*configv1.IdentityProvider
+	// VirtualServers are sorted by name.
+	VirtualServers []*configv1.VirtualServer
 	// SigninAPIKey is signin.api_key when the file sets it: whether people
 	// may sign in with a gateway API key (a control-plane setting that
 	// `mcpgate dev` applies; apply does not).
@@ -61,8 +63,10 @@ type fileYAML struct {
 	PublicURL  string                `yaml:"public_url"`
 	MCPServers map[string]serverYAML `yaml:"mcp_servers"`
 	Groups     map[string]groupYAML  `yaml:"groups"`
-	Principals []principalYAML       `yaml:"principals"`
-	Keys       []keyYAML             `yaml:"keys"`
+	// VirtualServers is virtual_servers:.
+	VirtualServers map[string]virtualServerYAML `yaml:"virtual_servers"`
+	Principals     []principalYAML              `yaml:"principals"`
+	Keys           []keyYAML                    `yaml:"keys"`
 	// IdentityProviders is identity_providers:.
 	IdentityProviders []identityProviderYAML `yaml:"identity_providers"`
 	Signin            signinYAML             `yaml:"signin"`
@@ -92,6 +96,22 @@ type serverYAML struct {
 type groupYAML struct {
 	Servers     []string `yaml:"servers"`
 	Description string   `yaml:"description"`
+}
+
+type virtualServerYAML struct {
+	Description   string       `yaml:"description"`
+	ToolSeparator string       `yaml:"tool_separator"`
+	Scopes        []string     `yaml:"scopes"`
+	Members       []memberYAML `yaml:"members"`
+}
+
+type memberYAML struct {
+	Server       string            `yaml:"server"`
+	IncludeTools []string          `yaml:"include_tools"`
+	ExcludeTools []string          `yaml:"exclude_tools"`
+	Renames      map[string]string `yaml:"renames"`
+	// ToolPrefix overrides <server><tool_separator> when present (even "").
+	ToolPrefix *string `yaml:"tool_prefix"`
 }
 
 type principalYAML struct {
@@ -399,6 +419,16 @@ func convert(y *fileYAML) (*File, error) {
 		f.Groups = append(f.Groups, &configv1.Group{Name: name, Servers: g.Servers, Description: g.Description})
 	}
 	slices.SortFunc(f.Groups, func(a, b *configv1.Group) int { return strings.Compare(a.GetName(), b.GetName()) })
+	for name, v := range y.VirtualServers {
+		vs := &configv1.VirtualServer{Name: name, Description: v.Description, ToolSeparator: v.ToolSeparator, Scopes: v.Scopes}
+		for _, m := range v.Members {
+			vs.Members = append(vs.Members, &configv1.VirtualServerMember{
+				Server: m.Server, IncludeTools: m.IncludeTools, ExcludeTools: m.ExcludeTools, Renames: m.Renames, ToolPrefix: m.ToolPrefix,
+			})
+		}
+		f.VirtualServers = append(f.VirtualServers, vs)
+	}
+	slices.SortFunc(f.VirtualServers, func(a, b *configv1.VirtualServer) int { return strings.Compare(a.GetName(), b.GetName()) })
 	seen := map[string]int{}
 	for _, p := range y.Principals {
 		if p.Name == "" {
