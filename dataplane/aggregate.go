@@ -273,12 +273,23 @@ func (p *Proxy) open(ctx context.Context, ac *aggCall, m *authorizev1.AggregateM
 }
 
 // reopen opens m and keeps its session id in the per-process map.
+// Concurrent reopens of one member of one client session share one
+// member session.
 func (p *Proxy) reopen(ctx context.Context, ac *aggCall, m *authorizev1.AggregateMember) (string, string, error) {
-	sid, version, _, err := p.open(ctx, ac, m)
+	key := ac.mapKey(m.GetServer())
+	v, err, _ := p.reopening.Do(key, func() (any, error) {
+		sid, version, _, err := p.open(ctx, ac, m)
+		if err != nil {
+			return "", err
+		}
+		v := sid + "\x00" + version
+		p.reopened.put(key, v)
+		return v, nil
+	})
 	if err != nil {
 		return "", "", err
 	}
-	p.reopened.put(ac.mapKey(m.GetServer()), sid+"\x00"+version)
+	sid, version, _ := strings.Cut(v.(string), "\x00")
 	return sid, version, nil
 }
 
@@ -295,9 +306,13 @@ func (p *Proxy) send(ctx context.Context, ac *aggCall, m *authorizev1.AggregateM
 	}
 	reply, _, err := p.members.exchange(ctx, ac.target(m, version), sid, msg, id, sink)
 	if errors.Is(err, errMemberGone) {
-		ac.log.InfoContext(ctx, "member session gone; reopening", slog.String("member", m.GetServer()))
-		if sid, version, err = p.reopen(ctx, ac, m); err != nil {
-			return nil, err
+		if nsid, nversion, ok := p.known(ac, m.GetServer()); ok && nsid != sid {
+			sid, version = nsid, nversion // another request reopened it meanwhile
+		} else {
+			ac.log.InfoContext(ctx, "member session gone; reopening", slog.String("member", m.GetServer()))
+			if sid, version, err = p.reopen(ctx, ac, m); err != nil {
+				return nil, err
+			}
 		}
 		reply, _, err = p.members.exchange(ctx, ac.target(m, version), sid, msg, id, sink)
 	}

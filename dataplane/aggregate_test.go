@@ -127,9 +127,10 @@ type swappable struct {
 	make func() http.Handler
 	down atomic.Bool
 
-	mu   sync.Mutex
-	h    http.Handler
-	gets int
+	mu    sync.Mutex
+	h     http.Handler
+	gets  int
+	inits int // POSTs without a session: initialize
 }
 
 func newSwappable(t testing.TB, mk func() http.Handler) *swappable {
@@ -146,6 +147,9 @@ func newSwappable(t testing.TB, mk func() http.Handler) *swappable {
 		if r.Method == http.MethodGet {
 			s.gets++
 		}
+		if r.Method == http.MethodPost && r.Header.Get("Mcp-Session-Id") == "" {
+			s.inits++
+		}
 		s.mu.Unlock()
 		h.ServeHTTP(w, r)
 	}))
@@ -160,6 +164,12 @@ func (s *swappable) restart() {
 	s.h = s.make()
 	s.mu.Unlock()
 	s.down.Store(false)
+}
+
+func (s *swappable) initCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.inits
 }
 
 func (s *swappable) getCount() int {
@@ -616,10 +626,18 @@ func TestAggregateMemberRestart(t *testing.T) {
 		t.Errorf("tools while events is down %v", tools)
 	}
 	w.events.restart()
-	for range 3 {
-		if got, err := call("events__change"); err != nil || got != "changed" {
-			t.Errorf("after restart: %q %v", got, err)
-		}
+	before := w.events.initCount()
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			if got, err := call("events__change"); err != nil || got != "changed" {
+				t.Errorf("after restart: %q %v", got, err)
+			}
+		})
+	}
+	wg.Wait()
+	if n := w.events.initCount() - before; n != 1 {
+		t.Errorf("events reopened %d times by 8 concurrent calls, want once", n)
 	}
 }
 

@@ -18,6 +18,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sync/singleflight"
+
 	"github.com/mcpgate/mcpgate/api/wire"
 	"github.com/mcpgate/mcpgate/ops/audit"
 	"github.com/mcpgate/mcpgate/ops/metrics"
@@ -94,6 +96,7 @@ type Proxy struct {
 	audit          *audit.Logger
 	members        memberTransport // aggregate routes' members
 	reopened       *sessionMap     // aggregate members reopened by this process
+	reopening      singleflight.Group
 }
 
 // New validates cfg and returns a Proxy. Call Run to keep its session keys
