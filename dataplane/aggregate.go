@@ -152,8 +152,9 @@ func (p *Proxy) serveAggregate(w http.ResponseWriter, r *http.Request, log *slog
 			return
 		}
 		ac.handle = h
-	} else if ac.msg.Method != "initialize" {
-		ac.state.Version = r.Header.Get(headerProtocolVersion)
+	} else if v := r.Header.Get(headerProtocolVersion); ac.msg.Method != "initialize" && slices.Contains(aggVersions, v) {
+		// Without a session: the version the client says it speaks.
+		ac.state.Version = v
 	}
 	if mayStream(r.Method, parsed.Calls) {
 		release, ok := p.streams.acquire(ac.principal)
@@ -827,12 +828,18 @@ func (p *Proxy) fromMember(ctx context.Context, ac *aggCall, server string, v js
 // is for, when the id is one the aggregator gave a member's request: the
 // Authorize call for it then asks about that member only. Who may answer
 // is still checked with the binding (aggClientResponse).
-func (p *Proxy) requestMember(ctx context.Context, id string) string {
+func (p *Proxy) requestMember(id string) string {
 	var s string
 	if !strings.HasPrefix(id, `"`+aggRequestIDPrefix) || json.Unmarshal([]byte(id), &s) != nil {
 		return ""
 	}
-	b, err := p.keys.openHandle(ctx, strings.TrimPrefix(s, aggRequestIDPrefix))
+	// Only with the keys at hand: this runs before the request is
+	// authorized, so it never makes the ring refresh.
+	ks := p.keys.cur.Load()
+	if ks == nil {
+		return ""
+	}
+	b, err := ks.open(strings.TrimPrefix(s, aggRequestIDPrefix))
 	if err != nil || !strings.HasPrefix(b.route, aggTagRequest) {
 		return ""
 	}

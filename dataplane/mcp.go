@@ -171,7 +171,7 @@ func (p *Proxy) serveMCP(w http.ResponseWriter, r *http.Request, route string) {
 				}
 			case "":
 				// A client's answer to an aggregate member's request.
-				req.Member = p.requestMember(actx, f.ID)
+				req.Member = p.requestMember(f.ID)
 			}
 		}
 		res, err = p.authorize(actx, req)
