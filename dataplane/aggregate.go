@@ -616,7 +616,50 @@ func (p *Proxy) aggNamed(w http.ResponseWriter, r *http.Request, ac *aggCall) {
 		writeRPCError(w, ac.msg.ID, -32602, "Invalid params")
 		return
 	}
-	p.routed(w, r, ac, m, params, nil)
+	var rewrite func(jsontext.Value) jsontext.Value
+	if ac.msg.Method == "tools/call" {
+		rewrite = func(result jsontext.Value) jsontext.Value { return rewriteToolResult(m.GetServer(), result) }
+	}
+	p.routed(w, r, ac, m, params, rewrite)
+}
+
+// rewriteToolResult exposes the URIs of resource links and embedded
+// resources in a tools/call result, so the client can read them through
+// the aggregate.
+func rewriteToolResult(server string, result jsontext.Value) jsontext.Value {
+	if !bytes.Contains(result, []byte(`"resource`)) {
+		return result // nothing to rewrite: no decoding on the common path
+	}
+	var res map[string]jsontext.Value
+	var content []map[string]jsontext.Value
+	if json.Unmarshal(result, &res) != nil || json.Unmarshal(res["content"], &content) != nil {
+		return result
+	}
+	for _, c := range content {
+		switch typ, _ := stringField(c, "type"); typ {
+		case "resource_link":
+			if u, ok := stringField(c, "uri"); ok {
+				setString(c, "uri", wire.ExposedURI(server, u))
+			}
+		case "resource":
+			var inner map[string]jsontext.Value
+			if json.Unmarshal(c["resource"], &inner) == nil {
+				if u, ok := stringField(inner, "uri"); ok {
+					setString(inner, "uri", wire.ExposedURI(server, u))
+					c["resource"], _ = json.Marshal(inner, json.Deterministic(true))
+				}
+			}
+		}
+	}
+	var err error
+	if res["content"], err = json.Marshal(content, json.Deterministic(true)); err != nil {
+		return result
+	}
+	b, err := json.Marshal(res, json.Deterministic(true))
+	if err != nil {
+		return result
+	}
+	return b
 }
 
 // aggResource routes resources/read, subscribe and unsubscribe by the

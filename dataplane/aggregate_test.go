@@ -199,6 +199,12 @@ func newNotesServer() *mcp.Server {
 	mcp.AddTool(s, &mcp.Tool{Name: "add", Description: "adds a note"}, func(_ context.Context, _ *mcp.CallToolRequest, in noteIn) (*mcp.CallToolResult, any, error) {
 		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "noted: " + in.Text}}}, nil, nil
 	})
+	mcp.AddTool(s, &mcp.Tool{Name: "link", Description: "links a note"}, func(context.Context, *mcp.CallToolRequest, struct{}) (*mcp.CallToolResult, any, error) {
+		return &mcp.CallToolResult{Content: []mcp.Content{
+			&mcp.ResourceLink{URI: "note://1", Name: "first"},
+			&mcp.EmbeddedResource{Resource: &mcp.ResourceContents{URI: "note://2", Text: "second"}},
+		}}, nil, nil
+	})
 	s.AddPrompt(&mcp.Prompt{Name: "summarize", Description: "summarize notes"}, func(context.Context, *mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
 		return &mcp.GetPromptResult{Messages: []*mcp.PromptMessage{{Role: "user", Content: &mcp.TextContent{Text: "summarize the notes"}}}}, nil
 	})
@@ -498,6 +504,17 @@ func TestAggregateSDK(t *testing.T) {
 	if err != nil || len(rr.Contents) != 1 || rr.Contents[0].URI != "mcpgate://notes/note://1" || rr.Contents[0].Text != "first note" {
 		t.Fatalf("resources/read %v %v", rr, err)
 	}
+	// Resource links in a tool result are exposed URIs the client can read.
+	res, err = cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "notes__link", Arguments: map[string]any{}})
+	if err != nil || len(res.Content) != 2 {
+		t.Fatalf("notes__link %v %v", res, err)
+	}
+	if l, ok := res.Content[0].(*mcp.ResourceLink); !ok || l.URI != "mcpgate://notes/note://1" {
+		t.Errorf("resource link %+v", res.Content[0])
+	}
+	if e, ok := res.Content[1].(*mcp.EmbeddedResource); !ok || e.Resource.URI != "mcpgate://notes/note://2" {
+		t.Errorf("embedded resource %+v", res.Content[1])
+	}
 
 	// The client only ever saw sealed handles, the members never the key.
 	for _, r := range w.echo.requests() {
@@ -769,7 +786,7 @@ func TestAggregateFourthMember(t *testing.T) {
 	if !slices.Equal(added, []string{"echo2__echo", "echo2__secret", "echo2__slow"}) {
 		t.Errorf("added %v", added)
 	}
-	if len(before) != 8 {
+	if len(before) != 9 {
 		t.Errorf("before %v", before)
 	}
 }
@@ -829,6 +846,7 @@ func TestAggregateRaw(t *testing.T) {
 		{"unknown resource", `{"jsonrpc":"2.0","id":11,"method":"resources/read","params":{"uri":"file:///x"}}`, 200, `{"jsonrpc":"2.0","id":11,"error":{"code":-32002,"message":"Resource not found"}}`},
 		{"batch", `[{"jsonrpc":"2.0","id":1,"method":"ping"}]`, 400, rpcInvalid},
 		{"forged answer", `{"jsonrpc":"2.0","id":"mcpgate-xyz","result":{}}`, 400, rpcInvalid},
+		{"answer to nothing", `{"jsonrpc":"2.0","id":5,"result":{}}`, 400, rpcInvalid},
 	} {
 		resp, body := w.g.do(t, "POST", "/mcp", withSession(handle), c.body)
 		if resp.StatusCode != c.status || body != c.want {
