@@ -998,7 +998,11 @@ func (p *Proxy) connectRequired(w http.ResponseWriter, ac *aggCall, m *authorize
 	writeRPCError(w, ac.msg.ID, -32002, text)
 }
 
-// aggStream merges the members' GET streams into the client's.
+// aggStream merges the members' GET streams into the client's. A member
+// joins with the session this process knows for it: one opened later
+// (lazily, or reopened after its session expired) joins when this process
+// opens it; a member stream that ends is followed to the member's next
+// session, and one that meets an expired session reopens it.
 func (p *Proxy) aggStream(w http.ResponseWriter, r *http.Request, ac *aggCall) {
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
@@ -1012,25 +1016,52 @@ func (p *Proxy) aggStream(w http.ResponseWriter, r *http.Request, ac *aggCall) {
 	sse.start()
 	var wg sync.WaitGroup
 	for _, m := range usable(ac.res) {
+		wg.Go(func() { p.followMember(ctx, ac, m, sse) })
+	}
+	<-ctx.Done()
+	wg.Wait()
+}
+
+// memberStreamRetry is how often a client's GET stream looks for a new
+// session of a member whose stream it does not have.
+const memberStreamRetry = time.Second
+
+// followMember relays member m's GET streams to sse until ctx ends.
+func (p *Proxy) followMember(ctx context.Context, ac *aggCall, m *authorizev1.AggregateMember, sse *sseOut) {
+	last := ""
+	for {
 		sid, version, ok := p.known(ac, m.GetServer())
-		if !ok || sid == "" {
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		if ok && sid != "" && sid != last {
+			last = sid
 			err := p.members.stream(ctx, ac.target(m, version), sid, func(v jsontext.Value) {
 				if out, ok := p.fromMember(ctx, ac, m.GetServer(), v); ok {
 					sse.event(out)
 				}
 			})
-			if err != nil && ctx.Err() == nil && !errors.Is(err, errMemberNoStream) {
+			switch {
+			case ctx.Err() != nil:
+				return
+			case errors.Is(err, errMemberNoStream):
+				return
+			case errors.Is(err, errMemberGone):
+				if _, _, err := p.reopen(ctx, ac, m); err == nil {
+					continue
+				}
+			case err != nil:
+				// Wait for a new session (a call reopens the member).
 				ac.log.InfoContext(ctx, "member stream ended", slog.String("member", m.GetServer()), slog.String("error", err.Error()))
+			default:
+				last = "" // ended cleanly: the same session again
 			}
-		}()
+		}
+		t := time.NewTimer(memberStreamRetry)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
 	}
-	<-ctx.Done()
-	wg.Wait()
 }
 
 // aggEnd ends the members' sessions.

@@ -127,6 +127,7 @@ type swappable struct {
 	make func() http.Handler
 	down atomic.Bool
 
+	open  atomic.Int32 // GET streams being served
 	mu    sync.Mutex
 	h     http.Handler
 	gets  int
@@ -151,6 +152,10 @@ func newSwappable(t testing.TB, mk func() http.Handler) *swappable {
 			s.inits++
 		}
 		s.mu.Unlock()
+		if r.Method == http.MethodGet {
+			s.open.Add(1)
+			defer s.open.Add(-1)
+		}
 		h.ServeHTTP(w, r)
 	}))
 	t.Cleanup(s.srv.Close)
@@ -165,6 +170,8 @@ func (s *swappable) restart() {
 	s.mu.Unlock()
 	s.down.Store(false)
 }
+
+func (s *swappable) streamsOpen() int { return int(s.open.Load()) }
 
 func (s *swappable) initCount() int {
 	s.mu.Lock()
@@ -612,7 +619,10 @@ func TestAggregateTwoDataPlanes(t *testing.T) {
 func TestAggregateMemberRestart(t *testing.T) {
 	w := newAggWorld(t)
 	kt := &keyTransport{header: "X-MCPGate-API-Key", value: "mcpg_alice"}
-	cs := aggClient(t, w.g, "/mcp", kt, &mcp.ClientOptions{})
+	listChanged := make(chan struct{}, 8)
+	cs := aggClient(t, w.g, "/mcp", kt, &mcp.ClientOptions{
+		ToolListChangedHandler: func(context.Context, *mcp.ToolListChangedRequest) { listChanged <- struct{}{} },
+	})
 	defer cs.Close()
 	call := func(name string) (string, error) {
 		args := map[string]any{"text": "a"}
@@ -629,6 +639,10 @@ func TestAggregateMemberRestart(t *testing.T) {
 		t.Fatalf("before: %q %v", got, err)
 	}
 	w.events.down.Store(true)
+	w.events.srv.CloseClientConnections()
+	for deadline := time.Now().Add(20 * time.Second); w.events.streamsOpen() > 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond) // the old GET stream's handler ends
+	}
 	var rpcErr *jsonrpc.Error
 	if _, err := call("events__change"); !errors.As(err, &rpcErr) || rpcErr.Code != -32002 || !strings.Contains(rpcErr.Message, "events") {
 		t.Errorf("call to the downed member: %v", err)
@@ -656,6 +670,19 @@ func TestAggregateMemberRestart(t *testing.T) {
 	if n := w.events.initCount() - before; n != 1 {
 		t.Errorf("events reopened %d times by 8 concurrent calls, want once", n)
 	}
+	// The client's GET stream follows the member to its new session:
+	// list_changed from the restarted member reaches it.
+	for len(listChanged) > 0 {
+		<-listChanged // from before the restart
+	}
+	deadline := time.Now().Add(20 * time.Second) // hang guard
+	for w.events.streamsOpen() == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got, err := call("events__change"); err != nil || got != "changed" {
+		t.Fatalf("change: %q %v", got, err)
+	}
+	waitFor(t, listChanged, "tools/list_changed from the restarted member")
 }
 
 // TestAggregateCancel: the client's cancellation reaches the member
