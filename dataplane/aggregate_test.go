@@ -18,7 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/jsonschema-go/jsonschema"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"google.golang.org/protobuf/proto"
@@ -241,8 +240,8 @@ func newEventsServer(hooks *eventsHooks) *mcp.Server {
 		if err := req.Session.Log(ctx, &mcp.LoggingMessageParams{Level: "info", Logger: "events", Data: "working"}); err != nil {
 			return nil, nil, err
 		}
-		res, err := req.Session.Elicit(ctx, &mcp.ElicitParams{Message: "proceed?", RequestedSchema: &jsonschema.Schema{
-			Type: "object", Properties: map[string]*jsonschema.Schema{"ok": {Type: "boolean"}},
+		res, err := req.Session.Elicit(ctx, &mcp.ElicitParams{Message: "proceed?", RequestedSchema: map[string]any{
+			"type": "object", "properties": map[string]any{"ok": map[string]any{"type": "boolean"}},
 		}})
 		if err != nil {
 			return nil, nil, err
