@@ -146,13 +146,8 @@ func (h *httpMembers) exchange(ctx context.Context, t memberTarget, sid string, 
 	if err != nil {
 		return nil, "", err
 	}
-	drained := false
-	defer func() {
-		if !drained {
-			resp.Body.Close()
-			cancel(nil)
-		}
-	}()
+	defer cancel(nil)
+	defer resp.Body.Close()
 	if err := h.statusErr(resp, sid); err != nil {
 		return nil, "", err
 	}
@@ -172,7 +167,7 @@ func (h *httpMembers) exchange(ctx context.Context, t memberTarget, sid string, 
 		return jsontext.Value(b), newSID, nil
 	}
 	var reply jsontext.Value
-	err = readSSE(resp.Body, func(data []byte) bool {
+	_ = readSSE(resp.Body, func(data []byte) bool {
 		v := jsontext.Value(data)
 		if !v.IsValid() {
 			return true // not JSON: skipped
@@ -194,18 +189,14 @@ func (h *httpMembers) exchange(ctx context.Context, t memberTarget, sid string, 
 	if reply == nil {
 		return nil, "", errMemberFailed
 	}
-	// The member ends its stream after the response: read to its end, off
-	// the caller's path, so the connection is reused (closing an unread
-	// body closes the connection).
-	drained = true
-	go func() {
-		t := time.AfterFunc(drainTimeout, func() { cancel(nil) })
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxEventBytes))
-		t.Stop()
-		resp.Body.Close()
-		cancel(nil)
-	}()
-	return reply, newSID, err
+	// The member ends its stream after the response (as the transport
+	// says it should): read to its end so the connection is reused
+	// (closing an unread body closes the connection). A member that keeps
+	// it open is cut off after drainTimeout.
+	drain := time.AfterFunc(drainTimeout, func() { cancel(nil) })
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxEventBytes))
+	drain.Stop()
+	return reply, newSID, nil
 }
 
 func (h *httpMembers) stream(ctx context.Context, t memberTarget, sid string, sink func(jsontext.Value)) error {

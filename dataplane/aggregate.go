@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -152,8 +151,9 @@ func (p *Proxy) serveAggregate(w http.ResponseWriter, r *http.Request, log *slog
 			return
 		}
 		ac.handle = h
-	} else if ac.msg.Method != "initialize" {
-		ac.state.Version = r.Header.Get(headerProtocolVersion)
+	} else if v := r.Header.Get(headerProtocolVersion); ac.msg.Method != "initialize" && slices.Contains(aggVersions, v) {
+		// Without a session: the version the client says it speaks.
+		ac.state.Version = v
 	}
 	if mayStream(r.Method, parsed.Calls) {
 		release, ok := p.streams.acquire(ac.principal)
@@ -273,12 +273,23 @@ func (p *Proxy) open(ctx context.Context, ac *aggCall, m *authorizev1.AggregateM
 }
 
 // reopen opens m and keeps its session id in the per-process map.
+// Concurrent reopens of one member of one client session share one
+// member session.
 func (p *Proxy) reopen(ctx context.Context, ac *aggCall, m *authorizev1.AggregateMember) (string, string, error) {
-	sid, version, _, err := p.open(ctx, ac, m)
+	key := ac.mapKey(m.GetServer())
+	v, err, _ := p.reopening.Do(key, func() (any, error) {
+		sid, version, _, err := p.open(ctx, ac, m)
+		if err != nil {
+			return "", err
+		}
+		v := sid + "\x00" + version
+		p.reopened.put(key, v)
+		return v, nil
+	})
 	if err != nil {
 		return "", "", err
 	}
-	p.reopened.put(ac.mapKey(m.GetServer()), sid+"\x00"+version)
+	sid, version, _ := strings.Cut(v.(string), "\x00")
 	return sid, version, nil
 }
 
@@ -295,9 +306,13 @@ func (p *Proxy) send(ctx context.Context, ac *aggCall, m *authorizev1.AggregateM
 	}
 	reply, _, err := p.members.exchange(ctx, ac.target(m, version), sid, msg, id, sink)
 	if errors.Is(err, errMemberGone) {
-		ac.log.InfoContext(ctx, "member session gone; reopening", slog.String("member", m.GetServer()))
-		if sid, version, err = p.reopen(ctx, ac, m); err != nil {
-			return nil, err
+		if nsid, nversion, ok := p.known(ac, m.GetServer()); ok && nsid != sid {
+			sid, version = nsid, nversion // another request reopened it meanwhile
+		} else {
+			ac.log.InfoContext(ctx, "member session gone; reopening", slog.String("member", m.GetServer()))
+			if sid, version, err = p.reopen(ctx, ac, m); err != nil {
+				return nil, err
+			}
 		}
 		reply, _, err = p.members.exchange(ctx, ac.target(m, version), sid, msg, id, sink)
 	}
@@ -449,7 +464,7 @@ func memberVisible(m *authorizev1.AggregateMember, kind authorizev1.PolicyKind, 
 
 func rewriteTool(m *authorizev1.AggregateMember, item map[string]jsontext.Value) bool {
 	n, ok := stringField(item, "name")
-	if !ok || !toolListed(m, n) {
+	if !ok || n == "" || !toolListed(m, n) {
 		return false
 	}
 	exposed := wire.ExposedName(m.GetToolPrefix(), m.GetRenames(), n)
@@ -462,7 +477,7 @@ func rewriteTool(m *authorizev1.AggregateMember, item map[string]jsontext.Value)
 
 func rewritePrompt(m *authorizev1.AggregateMember, item map[string]jsontext.Value) bool {
 	n, ok := stringField(item, "name")
-	if !ok || !memberVisible(m, authorizev1.PolicyKind_POLICY_KIND_PROMPT, n) {
+	if !ok || n == "" || !memberVisible(m, authorizev1.PolicyKind_POLICY_KIND_PROMPT, n) { // an empty name could not be resolved back
 		return false
 	}
 	setString(item, "name", wire.ExposedName(m.GetToolPrefix(), m.GetRenames(), n))
@@ -508,11 +523,7 @@ func (p *Proxy) aggList(w http.ResponseWriter, r *http.Request, ac *aggCall) {
 			return !ok
 		})
 	}
-	type page struct {
-		items []jsontext.Value
-		next  string
-	}
-	pages := make([]page, len(members))
+	pages := make([]listPage, len(members))
 	var g errgroup.Group
 	g.SetLimit(aggParallel)
 	for i, m := range members {
@@ -526,27 +537,11 @@ func (p *Proxy) aggList(w http.ResponseWriter, r *http.Request, ac *aggCall) {
 				ac.log.WarnContext(ctx, "member list failed", slog.String("member", m.GetServer()), slog.String("method", ac.msg.Method), slog.String("error", err.Error()))
 				return nil
 			}
-			var rm aggMsg
-			var result map[string]jsontext.Value
-			if json.Unmarshal(reply, &rm) != nil || rm.Result == nil || json.Unmarshal(rm.Result, &result) != nil {
+			pg, ok := memberPage(kind, m, reply)
+			if !ok {
 				ac.log.WarnContext(ctx, "member list reply unreadable", slog.String("member", m.GetServer()))
 				return nil
 			}
-			var items []map[string]jsontext.Value
-			if v, ok := result[kind.items]; ok && json.Unmarshal(v, &items) != nil {
-				return nil
-			}
-			var pg page
-			for _, it := range items {
-				if it == nil || !kind.rewrite(m, it) {
-					continue
-				}
-				b, err := json.Marshal(it, json.Deterministic(true))
-				if err == nil {
-					pg.items = append(pg.items, b)
-				}
-			}
-			pg.next, _ = stringField(result, "nextCursor")
 			pages[i] = pg
 			return nil
 		})
@@ -574,6 +569,38 @@ func (p *Proxy) aggList(w http.ResponseWriter, r *http.Request, ac *aggCall) {
 	writeResult(w, ac.msg.ID, b)
 }
 
+// listPage is one member's page of a list, translated.
+type listPage struct {
+	items []jsontext.Value
+	next  string
+}
+
+// memberPage reads member m's reply to a list request and translates its
+// items; false when the reply is not a JSON-RPC result of that list.
+func memberPage(kind listKind, m *authorizev1.AggregateMember, reply jsontext.Value) (listPage, bool) {
+	var rm aggMsg
+	var result map[string]jsontext.Value
+	if json.Unmarshal(reply, &rm) != nil || rm.Result == nil || json.Unmarshal(rm.Result, &result) != nil {
+		return listPage{}, false
+	}
+	var items []map[string]jsontext.Value
+	if v, ok := result[kind.items]; ok && json.Unmarshal(v, &items) != nil {
+		return listPage{}, false
+	}
+	var pg listPage
+	for _, it := range items {
+		if it == nil || !kind.rewrite(m, it) {
+			continue
+		}
+		b, err := json.Marshal(it, json.Deterministic(true))
+		if err == nil {
+			pg.items = append(pg.items, b)
+		}
+	}
+	pg.next, _ = stringField(result, "nextCursor")
+	return pg, true
+}
+
 // aggNamed routes tools/call and prompts/get: the control plane resolved
 // the exposed name to its one owning member and that member's name.
 func (p *Proxy) aggNamed(w http.ResponseWriter, r *http.Request, ac *aggCall) {
@@ -596,7 +623,50 @@ func (p *Proxy) aggNamed(w http.ResponseWriter, r *http.Request, ac *aggCall) {
 		writeRPCError(w, ac.msg.ID, -32602, "Invalid params")
 		return
 	}
-	p.routed(w, r, ac, m, params, nil)
+	var rewrite func(jsontext.Value) jsontext.Value
+	if ac.msg.Method == "tools/call" {
+		rewrite = func(result jsontext.Value) jsontext.Value { return rewriteToolResult(m.GetServer(), result) }
+	}
+	p.routed(w, r, ac, m, params, rewrite)
+}
+
+// rewriteToolResult exposes the URIs of resource links and embedded
+// resources in a tools/call result, so the client can read them through
+// the aggregate.
+func rewriteToolResult(server string, result jsontext.Value) jsontext.Value {
+	if !bytes.Contains(result, []byte(`"resource`)) {
+		return result // nothing to rewrite: no decoding on the common path
+	}
+	var res map[string]jsontext.Value
+	var content []map[string]jsontext.Value
+	if json.Unmarshal(result, &res) != nil || json.Unmarshal(res["content"], &content) != nil {
+		return result
+	}
+	for _, c := range content {
+		switch typ, _ := stringField(c, "type"); typ {
+		case "resource_link":
+			if u, ok := stringField(c, "uri"); ok {
+				setString(c, "uri", wire.ExposedURI(server, u))
+			}
+		case "resource":
+			var inner map[string]jsontext.Value
+			if json.Unmarshal(c["resource"], &inner) == nil {
+				if u, ok := stringField(inner, "uri"); ok {
+					setString(inner, "uri", wire.ExposedURI(server, u))
+					c["resource"], _ = json.Marshal(inner, json.Deterministic(true))
+				}
+			}
+		}
+	}
+	var err error
+	if res["content"], err = json.Marshal(content, json.Deterministic(true)); err != nil {
+		return result
+	}
+	b, err := json.Marshal(res, json.Deterministic(true))
+	if err != nil {
+		return result
+	}
+	return b
 }
 
 // aggResource routes resources/read, subscribe and unsubscribe by the
@@ -816,6 +886,29 @@ func (p *Proxy) fromMember(ctx context.Context, ac *aggCall, server string, v js
 	return b, true
 }
 
+// requestMember is the member a client's answer (its JSON-RPC id, compact)
+// is for, when the id is one the aggregator gave a member's request: the
+// Authorize call for it then asks about that member only. Who may answer
+// is still checked with the binding (aggClientResponse).
+func (p *Proxy) requestMember(id string) string {
+	var s string
+	if !strings.HasPrefix(id, `"`+aggRequestIDPrefix) || json.Unmarshal([]byte(id), &s) != nil {
+		return ""
+	}
+	// Only with the keys at hand: this runs before the request is
+	// authorized, so it never makes the ring refresh.
+	ks := p.keys.cur.Load()
+	if ks == nil {
+		return ""
+	}
+	b, err := ks.open(strings.TrimPrefix(s, aggRequestIDPrefix))
+	if err != nil || !strings.HasPrefix(b.route, aggTagRequest) {
+		return ""
+	}
+	server, _, _ := strings.Cut(b.upstream, "\x00")
+	return server
+}
+
 // aggClientResponse delivers the client's answer to a member's request to
 // that member's session.
 func (p *Proxy) aggClientResponse(w http.ResponseWriter, r *http.Request, ac *aggCall) {
@@ -863,24 +956,27 @@ func (p *Proxy) aggNotification(ctx context.Context, ac *aggCall) {
 }
 
 // aggBroadcast sends the client's message to every usable member with a
-// session; asRequest waits for each member's answer.
+// session; asRequest waits for each member's answer. A member whose session
+// is gone is not reopened for it: a new session has nothing to cancel and
+// no level to set.
 func (p *Proxy) aggBroadcast(ctx context.Context, ac *aggCall, asRequest bool) {
+	b, err := json.Marshal(ac.msg)
+	if err != nil {
+		return
+	}
+	var id jsontext.Value
+	if asRequest {
+		id = ac.msg.ID
+	}
 	var g errgroup.Group
 	g.SetLimit(aggParallel)
 	for _, m := range usable(ac.res) {
-		if _, _, ok := p.known(ac, m.GetServer()); !ok {
+		sid, version, ok := p.known(ac, m.GetServer())
+		if !ok {
 			continue
 		}
 		g.Go(func() error {
-			var id jsontext.Value
-			if asRequest {
-				id = ac.msg.ID
-			}
-			b, err := json.Marshal(ac.msg)
-			if err == nil {
-				_, err = p.send(ctx, ac, m, b, id, func(jsontext.Value) {})
-			}
-			if err != nil {
+			if _, _, err := p.members.exchange(ctx, ac.target(m, version), sid, b, id, func(jsontext.Value) {}); err != nil {
 				ac.log.InfoContext(ctx, "member did not take a broadcast message", slog.String("member", m.GetServer()), slog.String("error", err.Error()))
 			}
 			return nil
@@ -894,7 +990,7 @@ func (p *Proxy) aggBroadcast(ctx context.Context, ac *aggCall, asRequest bool) {
 func (p *Proxy) connectRequired(w http.ResponseWriter, ac *aggCall, m *authorizev1.AggregateMember) {
 	url := m.GetDecision().GetChallenge().GetConnectUrl()
 	if url == "" {
-		writeRPCError(w, ac.msg.ID, -32003, "member server "+m.GetServer()+" is not available to this principal")
+		writeRPCError(w, ac.msg.ID, -32002, "member server "+m.GetServer()+" unavailable")
 		return
 	}
 	text := "Connect your " + m.GetServer() + " account to use this: " + url
@@ -918,10 +1014,14 @@ func (p *Proxy) connectRequired(w http.ResponseWriter, ac *aggCall, m *authorize
 		writeResult(w, ac.msg.ID, b)
 		return
 	}
-	writeRPCError(w, ac.msg.ID, -32003, text)
+	writeRPCError(w, ac.msg.ID, -32002, text)
 }
 
-// aggStream merges the members' GET streams into the client's.
+// aggStream merges the members' GET streams into the client's. A member
+// joins with the session this process knows for it: one opened later
+// (lazily, or reopened after its session expired) joins when this process
+// opens it; a member stream that ends is followed to the member's next
+// session, and one that meets an expired session reopens it.
 func (p *Proxy) aggStream(w http.ResponseWriter, r *http.Request, ac *aggCall) {
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
@@ -935,25 +1035,52 @@ func (p *Proxy) aggStream(w http.ResponseWriter, r *http.Request, ac *aggCall) {
 	sse.start()
 	var wg sync.WaitGroup
 	for _, m := range usable(ac.res) {
+		wg.Go(func() { p.followMember(ctx, ac, m, sse) })
+	}
+	<-ctx.Done()
+	wg.Wait()
+}
+
+// memberStreamRetry is how often a client's GET stream looks for a new
+// session of a member whose stream it does not have.
+const memberStreamRetry = time.Second
+
+// followMember relays member m's GET streams to sse until ctx ends.
+func (p *Proxy) followMember(ctx context.Context, ac *aggCall, m *authorizev1.AggregateMember, sse *sseOut) {
+	last := ""
+	for {
 		sid, version, ok := p.known(ac, m.GetServer())
-		if !ok || sid == "" {
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		if ok && sid != "" && sid != last {
+			last = sid
 			err := p.members.stream(ctx, ac.target(m, version), sid, func(v jsontext.Value) {
 				if out, ok := p.fromMember(ctx, ac, m.GetServer(), v); ok {
 					sse.event(out)
 				}
 			})
-			if err != nil && ctx.Err() == nil && !errors.Is(err, errMemberNoStream) {
+			switch {
+			case ctx.Err() != nil:
+				return
+			case errors.Is(err, errMemberNoStream):
+				return
+			case errors.Is(err, errMemberGone):
+				if _, _, err := p.reopen(ctx, ac, m); err == nil {
+					continue
+				}
+			case err != nil:
+				// Wait for a new session (a call reopens the member).
 				ac.log.InfoContext(ctx, "member stream ended", slog.String("member", m.GetServer()), slog.String("error", err.Error()))
+			default:
+				last = "" // ended cleanly: the same session again
 			}
-		}()
+		}
+		t := time.NewTimer(memberStreamRetry)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
 	}
-	<-ctx.Done()
-	wg.Wait()
 }
 
 // aggEnd ends the members' sessions.
@@ -1094,46 +1221,4 @@ func setParam(params jsontext.Value, k, s string) (jsontext.Value, bool) {
 		return nil, false
 	}
 	return bytes.TrimSuffix(out.Bytes(), []byte("\n")), true
-}
-
-func rpcErrorData(id jsontext.Value, code int, message string, data jsontext.Value) jsontext.Value {
-	if id == nil {
-		id = jsontext.Value("null")
-	}
-	b := make([]byte, 0, len(id)+len(message)+len(data)+64)
-	b = append(b, `{"jsonrpc":"2.0","id":`...)
-	b = append(b, id...)
-	b = append(b, `,"error":{"code":`...)
-	b = strconv.AppendInt(b, int64(code), 10)
-	b = append(b, `,"message":`...)
-	b, _ = jsontext.AppendQuote(b, message)
-	if data != nil {
-		b = append(b, `,"data":`...)
-		b = append(b, data...)
-	}
-	return append(b, "}}"...)
-}
-
-func rpcErrorMsg(id jsontext.Value, code int, message string) jsontext.Value {
-	return rpcErrorData(id, code, message, nil)
-}
-
-func writeJSON(w http.ResponseWriter, b []byte) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(b)
-}
-
-func writeRPCError(w http.ResponseWriter, id jsontext.Value, code int, message string) {
-	writeJSON(w, rpcErrorMsg(id, code, message))
-}
-
-func writeResult(w http.ResponseWriter, id, result jsontext.Value) {
-	b := make([]byte, 0, len(id)+len(result)+40)
-	b = append(b, `{"jsonrpc":"2.0","id":`...)
-	b = append(b, id...)
-	b = append(b, `,"result":`...)
-	b = append(b, result...)
-	writeJSON(w, append(b, '}'))
 }

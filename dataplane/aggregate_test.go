@@ -18,7 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/jsonschema-go/jsonschema"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"google.golang.org/protobuf/proto"
@@ -127,9 +126,11 @@ type swappable struct {
 	make func() http.Handler
 	down atomic.Bool
 
-	mu   sync.Mutex
-	h    http.Handler
-	gets int
+	open  atomic.Int32 // GET streams being served
+	mu    sync.Mutex
+	h     http.Handler
+	gets  int
+	inits int // POSTs without a session: initialize
 }
 
 func newSwappable(t testing.TB, mk func() http.Handler) *swappable {
@@ -146,7 +147,14 @@ func newSwappable(t testing.TB, mk func() http.Handler) *swappable {
 		if r.Method == http.MethodGet {
 			s.gets++
 		}
+		if r.Method == http.MethodPost && r.Header.Get("Mcp-Session-Id") == "" {
+			s.inits++
+		}
 		s.mu.Unlock()
+		if r.Method == http.MethodGet {
+			s.open.Add(1)
+			defer s.open.Add(-1)
+		}
 		h.ServeHTTP(w, r)
 	}))
 	t.Cleanup(s.srv.Close)
@@ -162,6 +170,14 @@ func (s *swappable) restart() {
 	s.down.Store(false)
 }
 
+func (s *swappable) streamsOpen() int { return int(s.open.Load()) }
+
+func (s *swappable) initCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.inits
+}
+
 func (s *swappable) getCount() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -175,9 +191,25 @@ type noteIn struct {
 // newNotesServer is the OAuth (authorization_code) member: a tool, a
 // prompt, a resource and instructions.
 func newNotesServer() *mcp.Server {
-	s := mcp.NewServer(&mcp.Implementation{Name: "notes", Version: "1"}, &mcp.ServerOptions{Instructions: "Keeps notes."})
+	s := mcp.NewServer(&mcp.Implementation{Name: "notes", Version: "1"}, &mcp.ServerOptions{
+		Instructions: "Keeps notes.",
+		// Echoes the reference it got, so a test sees what the member saw.
+		CompletionHandler: func(_ context.Context, req *mcp.CompleteRequest) (*mcp.CompleteResult, error) {
+			r := req.Params.Ref
+			return &mcp.CompleteResult{Completion: mcp.CompletionResultDetails{Values: []string{r.Type + ":" + r.Name + r.URI}}}, nil
+		},
+	})
+	s.AddResourceTemplate(&mcp.ResourceTemplate{URITemplate: "note://{id}", Name: "note"}, func(_ context.Context, req *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
+		return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: req.Params.URI, Text: "templated"}}}, nil
+	})
 	mcp.AddTool(s, &mcp.Tool{Name: "add", Description: "adds a note"}, func(_ context.Context, _ *mcp.CallToolRequest, in noteIn) (*mcp.CallToolResult, any, error) {
 		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "noted: " + in.Text}}}, nil, nil
+	})
+	mcp.AddTool(s, &mcp.Tool{Name: "link", Description: "links a note"}, func(context.Context, *mcp.CallToolRequest, struct{}) (*mcp.CallToolResult, any, error) {
+		return &mcp.CallToolResult{Content: []mcp.Content{
+			&mcp.ResourceLink{URI: "note://1", Name: "first"},
+			&mcp.EmbeddedResource{Resource: &mcp.ResourceContents{URI: "note://2", Text: "second"}},
+		}}, nil, nil
 	})
 	s.AddPrompt(&mcp.Prompt{Name: "summarize", Description: "summarize notes"}, func(context.Context, *mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
 		return &mcp.GetPromptResult{Messages: []*mcp.PromptMessage{{Role: "user", Content: &mcp.TextContent{Text: "summarize the notes"}}}}, nil
@@ -188,9 +220,15 @@ func newNotesServer() *mcp.Server {
 	return s
 }
 
+// eventsHooks tell a test what the events member's block tool went
+// through.
+type eventsHooks struct {
+	started, cancelled chan struct{}
+}
+
 // newEventsServer is the member that sends progress, logging, an
 // elicitation and list_changed. Its tools/list pages hold one tool each.
-func newEventsServer() *mcp.Server {
+func newEventsServer(hooks *eventsHooks) *mcp.Server {
 	s := mcp.NewServer(&mcp.Implementation{Name: "events", Version: "1"}, &mcp.ServerOptions{Instructions: "Emits events.", PageSize: 1})
 	mcp.AddTool(s, &mcp.Tool{Name: "work", Description: "progress, a log line, then asks"}, func(ctx context.Context, req *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {
 		if tok := req.Params.GetProgressToken(); tok != nil {
@@ -202,13 +240,27 @@ func newEventsServer() *mcp.Server {
 		if err := req.Session.Log(ctx, &mcp.LoggingMessageParams{Level: "info", Logger: "events", Data: "working"}); err != nil {
 			return nil, nil, err
 		}
-		res, err := req.Session.Elicit(ctx, &mcp.ElicitParams{Message: "proceed?", RequestedSchema: &jsonschema.Schema{
-			Type: "object", Properties: map[string]*jsonschema.Schema{"ok": {Type: "boolean"}},
+		res, err := req.Session.Elicit(ctx, &mcp.ElicitParams{Message: "proceed?", RequestedSchema: map[string]any{
+			"type": "object", "properties": map[string]any{"ok": map[string]any{"type": "boolean"}},
 		}})
 		if err != nil {
 			return nil, nil, err
 		}
 		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: fmt.Sprintf("answer: %s %v", res.Action, res.Content["ok"])}}}, nil, nil
+	})
+	mcp.AddTool(s, &mcp.Tool{Name: "sample", Description: "asks the client's model"}, func(ctx context.Context, req *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {
+		//lint:ignore SA1019 2025-11-25 sampling requests are what the aggregate must relay (issue 10)
+		res, err := req.Session.CreateMessage(ctx, &mcp.CreateMessageParams{MaxTokens: 10, Messages: []*mcp.SamplingMessage{{Role: "user", Content: &mcp.TextContent{Text: "2+2?"}}}})
+		if err != nil {
+			return nil, nil, err
+		}
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "model said " + res.Content.(*mcp.TextContent).Text}}}, nil, nil
+	})
+	mcp.AddTool(s, &mcp.Tool{Name: "block", Description: "waits for its cancellation"}, func(ctx context.Context, _ *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {
+		hooks.started <- struct{}{}
+		<-ctx.Done()
+		hooks.cancelled <- struct{}{}
+		return nil, nil, ctx.Err()
 	})
 	mcp.AddTool(s, &mcp.Tool{Name: "change", Description: "adds a tool"}, func(context.Context, *mcp.CallToolRequest, struct{}) (*mcp.CallToolResult, any, error) {
 		mcp.AddTool(s, &mcp.Tool{Name: "extra", Description: "added later"}, func(context.Context, *mcp.CallToolRequest, struct{}) (*mcp.CallToolResult, any, error) {
@@ -232,6 +284,7 @@ type aggWorld struct {
 	echo   *upstream
 	notes  *swappable
 	events *swappable
+	hooks  *eventsHooks
 	vault  map[string]bool
 }
 
@@ -241,7 +294,8 @@ func newAggWorld(t *testing.T) *aggWorld {
 	alice := map[string]bool{"alice": true}
 	w.echo = newUpstream(t, false)
 	w.notes = newSwappable(t, func() http.Handler { return sdkHandler(newNotesServer(), true) })
-	w.events = newSwappable(t, func() http.Handler { return sdkHandler(newEventsServer(), false) })
+	w.hooks = &eventsHooks{started: make(chan struct{}, 8), cancelled: make(chan struct{}, 8)}
+	w.events = newSwappable(t, func() http.Handler { return sdkHandler(newEventsServer(w.hooks), false) })
 	w.cp.setRoute("echo", &route{mode: "static", upstream: w.echo.url(), principals: alice})
 	w.cp.setRoute("notes", &route{mode: "authcode", upstream: w.notes.url(), principals: alice, vault: w.vault})
 	w.cp.setRoute("events", &route{mode: "none", upstream: w.events.url(), principals: alice})
@@ -327,6 +381,11 @@ func TestAggregateSDK(t *testing.T) {
 			default:
 			}
 		},
+		//lint:ignore SA1019 2025-11-25 sampling requests are what the aggregate must relay (issue 10)
+		CreateMessageHandler: func(_ context.Context, req *mcp.CreateMessageRequest) (*mcp.CreateMessageResult, error) {
+			//lint:ignore SA1019 2025-11-25 sampling requests are what the aggregate must relay (issue 10)
+			return &mcp.CreateMessageResult{Model: "m", Role: "assistant", Content: &mcp.TextContent{Text: "4"}}, nil
+		},
 	})
 	defer cs.Close()
 
@@ -339,7 +398,7 @@ func TestAggregateSDK(t *testing.T) {
 	}
 
 	// Merged across pages: events pages one tool at a time.
-	want := []string{"echo__echo", "echo__secret", "echo__slow", "events__change", "events__work"}
+	want := []string{"echo__echo", "echo__secret", "echo__slow", "events__block", "events__change", "events__sample", "events__work"}
 	if got := allTools(t, cs); !slices.Equal(got, want) {
 		t.Errorf("tools %v, want %v (notes omitted until connected)", got, want)
 	}
@@ -379,6 +438,24 @@ func TestAggregateSDK(t *testing.T) {
 	}
 	if elicited.Load() != "proceed?" || progress.Load() != 1 || logs.Load() != 1 {
 		t.Errorf("elicited %v, progress %d, logs %d", elicited.Load(), progress.Load(), logs.Load())
+	}
+	// Sampling: the member's request reaches the client, the answer the
+	// member.
+	res, err = cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "events__sample", Arguments: map[string]any{}})
+	if err != nil || text(t, res) != "model said 4" {
+		t.Fatalf("events__sample: %v %v", res, err)
+	}
+	// The elicitation answer was authorized for its member only.
+	answered := false
+	w.cp.mu.Lock()
+	for _, r := range w.cp.requests {
+		if r.GetRootAggregate() && r.GetJsonrpcMethod() == "" && r.GetHttpMethod() == "POST" && r.GetMember() == "events" {
+			answered = true
+		}
+	}
+	w.cp.mu.Unlock()
+	if !answered {
+		t.Errorf("no Authorize for the elicitation answer restricted to member events")
 	}
 
 	// list_changed from the member's GET stream reaches the client's.
@@ -432,6 +509,17 @@ func TestAggregateSDK(t *testing.T) {
 	rr, err := cs.ReadResource(t.Context(), &mcp.ReadResourceParams{URI: "mcpgate://notes/note://1"})
 	if err != nil || len(rr.Contents) != 1 || rr.Contents[0].URI != "mcpgate://notes/note://1" || rr.Contents[0].Text != "first note" {
 		t.Fatalf("resources/read %v %v", rr, err)
+	}
+	// Resource links in a tool result are exposed URIs the client can read.
+	res, err = cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "notes__link", Arguments: map[string]any{}})
+	if err != nil || len(res.Content) != 2 {
+		t.Fatalf("notes__link %v %v", res, err)
+	}
+	if l, ok := res.Content[0].(*mcp.ResourceLink); !ok || l.URI != "mcpgate://notes/note://1" {
+		t.Errorf("resource link %+v", res.Content[0])
+	}
+	if e, ok := res.Content[1].(*mcp.EmbeddedResource); !ok || e.Resource.URI != "mcpgate://notes/note://2" {
+		t.Errorf("embedded resource %+v", res.Content[1])
 	}
 
 	// The client only ever saw sealed handles, the members never the key.
@@ -530,7 +618,10 @@ func TestAggregateTwoDataPlanes(t *testing.T) {
 func TestAggregateMemberRestart(t *testing.T) {
 	w := newAggWorld(t)
 	kt := &keyTransport{header: "X-MCPGate-API-Key", value: "mcpg_alice"}
-	cs := aggClient(t, w.g, "/mcp", kt, &mcp.ClientOptions{})
+	listChanged := make(chan struct{}, 8)
+	cs := aggClient(t, w.g, "/mcp", kt, &mcp.ClientOptions{
+		ToolListChangedHandler: func(context.Context, *mcp.ToolListChangedRequest) { listChanged <- struct{}{} },
+	})
 	defer cs.Close()
 	call := func(name string) (string, error) {
 		args := map[string]any{"text": "a"}
@@ -547,6 +638,10 @@ func TestAggregateMemberRestart(t *testing.T) {
 		t.Fatalf("before: %q %v", got, err)
 	}
 	w.events.down.Store(true)
+	w.events.srv.CloseClientConnections()
+	for deadline := time.Now().Add(20 * time.Second); w.events.streamsOpen() > 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond) // the old GET stream's handler ends
+	}
 	var rpcErr *jsonrpc.Error
 	if _, err := call("events__change"); !errors.As(err, &rpcErr) || rpcErr.Code != -32002 || !strings.Contains(rpcErr.Message, "events") {
 		t.Errorf("call to the downed member: %v", err)
@@ -561,10 +656,131 @@ func TestAggregateMemberRestart(t *testing.T) {
 		t.Errorf("tools while events is down %v", tools)
 	}
 	w.events.restart()
-	for range 3 {
-		if got, err := call("events__change"); err != nil || got != "changed" {
-			t.Errorf("after restart: %q %v", got, err)
+	before := w.events.initCount()
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			if got, err := call("events__change"); err != nil || got != "changed" {
+				t.Errorf("after restart: %q %v", got, err)
+			}
+		})
+	}
+	wg.Wait()
+	if n := w.events.initCount() - before; n != 1 {
+		t.Errorf("events reopened %d times by 8 concurrent calls, want once", n)
+	}
+	// The client's GET stream follows the member to its new session:
+	// list_changed from the restarted member reaches it.
+	for len(listChanged) > 0 {
+		<-listChanged // from before the restart
+	}
+	deadline := time.Now().Add(20 * time.Second) // hang guard
+	for w.events.streamsOpen() == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got, err := call("events__change"); err != nil || got != "changed" {
+		t.Fatalf("change: %q %v", got, err)
+	}
+	waitFor(t, listChanged, "tools/list_changed from the restarted member")
+}
+
+// TestAggregateCancel: the client's cancellation reaches the member
+// serving the call.
+func TestAggregateCancel(t *testing.T) {
+	w := newAggWorld(t)
+	kt := &keyTransport{header: "X-MCPGate-API-Key", value: "mcpg_alice"}
+	cs := aggClient(t, w.g, "/mcp", kt, nil)
+	defer cs.Close()
+	ctx, cancel := context.WithCancel(t.Context())
+	errc := make(chan error, 1)
+	go func() {
+		_, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "events__block", Arguments: map[string]any{}})
+		errc <- err
+	}()
+	waitFor(t, w.hooks.started, "the member's tool to start")
+	cancel()
+	waitFor(t, w.hooks.cancelled, "the member's tool to be cancelled")
+	if err := <-errc; err == nil {
+		t.Errorf("cancelled call succeeded")
+	}
+	// The session goes on.
+	if res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "echo__echo", Arguments: map[string]any{"text": "z"}}); err != nil || text(t, res) != "echo: z" {
+		t.Errorf("after cancel: %v %v", res, err)
+	}
+}
+
+// TestAggregateInFlightMemberKilled: a member killed while a call to it is
+// in flight costs that call only; calls to the other members in the same
+// session go on, and the member is reopened when it is back.
+func TestAggregateInFlightMemberKilled(t *testing.T) {
+	w := newAggWorld(t)
+	kt := &keyTransport{header: "X-MCPGate-API-Key", value: "mcpg_alice"}
+	cs := aggClient(t, w.g, "/mcp", kt, nil)
+	defer cs.Close()
+	errc := make(chan error, 1)
+	go func() {
+		_, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "events__block", Arguments: map[string]any{}})
+		errc <- err
+	}()
+	waitFor(t, w.hooks.started, "the member's tool to start")
+	w.events.down.Store(true)
+	w.events.srv.CloseClientConnections()
+	var rpcErr *jsonrpc.Error
+	if err := <-errc; !errors.As(err, &rpcErr) || rpcErr.Code != -32002 || rpcErr.Message != "member server events unavailable" {
+		t.Errorf("in-flight call: %v", err)
+	}
+	for i := range 20 {
+		if res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "echo__echo", Arguments: map[string]any{"text": fmt.Sprint(i)}}); err != nil || text(t, res) != fmt.Sprintf("echo: %d", i) {
+			t.Errorf("echo while events is down: %v %v", res, err)
 		}
+	}
+	w.events.restart()
+	if res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "events__change", Arguments: map[string]any{}}); err != nil || text(t, res) != "changed" {
+		t.Errorf("events after restart: %v %v", res, err)
+	}
+}
+
+// TestAggregateCompletionAndTemplates: resource templates are exposed
+// with rewritten URI templates; completion/complete reaches the owning
+// member with its own prompt name or template URI.
+func TestAggregateCompletionAndTemplates(t *testing.T) {
+	w := newAggWorld(t)
+	w.connect()
+	kt := &keyTransport{header: "X-MCPGate-API-Key", value: "mcpg_alice"}
+	cs := aggClient(t, w.g, "/mcp", kt, nil)
+	defer cs.Close()
+	tpl, err := cs.ListResourceTemplates(t.Context(), nil)
+	if err != nil || len(tpl.ResourceTemplates) != 1 || tpl.ResourceTemplates[0].URITemplate != "mcpgate://notes/note://{id}" {
+		t.Fatalf("resources/templates/list %v %v", tpl, err)
+	}
+	rr, err := cs.ReadResource(t.Context(), &mcp.ReadResourceParams{URI: "mcpgate://notes/note://42"})
+	if err != nil || rr.Contents[0].URI != "mcpgate://notes/note://42" || rr.Contents[0].Text != "templated" {
+		t.Fatalf("resources/read of a template %v %v", rr, err)
+	}
+	for _, c := range []struct {
+		ref  *mcp.CompleteReference
+		want string
+	}{
+		{&mcp.CompleteReference{Type: "ref/prompt", Name: "notes__summarize"}, "ref/prompt:summarize"},
+		{&mcp.CompleteReference{Type: "ref/resource", URI: "mcpgate://notes/note://{id}"}, "ref/resource:note://{id}"},
+	} {
+		res, err := cs.Complete(t.Context(), &mcp.CompleteParams{Ref: c.ref, Argument: mcp.CompleteParamsArgument{Name: "id", Value: "4"}})
+		if err != nil || len(res.Completion.Values) != 1 || res.Completion.Values[0] != c.want {
+			t.Errorf("complete %+v: %v %v", c.ref, res, err)
+		}
+	}
+	var rpcErr *jsonrpc.Error
+	if _, err := cs.Complete(t.Context(), &mcp.CompleteParams{Ref: &mcp.CompleteReference{Type: "ref/prompt", Name: "nobody__x"}, Argument: mcp.CompleteParamsArgument{Name: "a"}}); !errors.As(err, &rpcErr) || rpcErr.Code != -32602 {
+		t.Errorf("complete of an unknown prompt: %v", err)
+	}
+}
+
+func waitFor(t *testing.T, c <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-c:
+	case <-time.After(20 * time.Second): // hang guard, not a timing assertion
+		t.Fatalf("hang guard: %s never happened", what)
 	}
 }
 
@@ -596,7 +812,7 @@ func TestAggregateFourthMember(t *testing.T) {
 	if !slices.Equal(added, []string{"echo2__echo", "echo2__secret", "echo2__slow"}) {
 		t.Errorf("added %v", added)
 	}
-	if len(before) != 6 {
+	if len(before) != 9 {
 		t.Errorf("before %v", before)
 	}
 }
@@ -607,7 +823,7 @@ func TestAggregateVirtual(t *testing.T) {
 	w.cp.mu.Lock()
 	w.cp.virtuals = map[string][]aggDef{"work": {
 		{server: "echo", prefix: "e.", renames: map[string]string{"slow": "wait"}, include: []string{"echo", "slow"}},
-		{server: "events", exclude: []string{"work"}},
+		{server: "events", exclude: []string{"work", "block", "sample"}},
 	}}
 	w.cp.mu.Unlock()
 	kt := &keyTransport{header: "X-MCPGate-API-Key", value: "mcpg_alice"}
@@ -656,6 +872,7 @@ func TestAggregateRaw(t *testing.T) {
 		{"unknown resource", `{"jsonrpc":"2.0","id":11,"method":"resources/read","params":{"uri":"file:///x"}}`, 200, `{"jsonrpc":"2.0","id":11,"error":{"code":-32002,"message":"Resource not found"}}`},
 		{"batch", `[{"jsonrpc":"2.0","id":1,"method":"ping"}]`, 400, rpcInvalid},
 		{"forged answer", `{"jsonrpc":"2.0","id":"mcpgate-xyz","result":{}}`, 400, rpcInvalid},
+		{"answer to nothing", `{"jsonrpc":"2.0","id":5,"result":{}}`, 400, rpcInvalid},
 	} {
 		resp, body := w.g.do(t, "POST", "/mcp", withSession(handle), c.body)
 		if resp.StatusCode != c.status || body != c.want {

@@ -160,6 +160,10 @@ func (p *Proxy) serveMCP(w http.ResponseWriter, r *http.Request, route string) {
 		req := proto.CloneOf(base)
 		req.JsonrpcMethod, req.ToolName = c.Method, c.Tool
 		req.ResourceUri, req.PromptName = c.Resource, c.Prompt
+		if !parsed.Batch && c.Method == "" {
+			// A client's answer to an aggregate member's request.
+			req.Member = p.requestMember(parsed.First.ID)
+		}
 		res, err = p.authorize(actx, req)
 		if err != nil || res.GetDecision() != authorizev1.Decision_DECISION_ALLOW {
 			decided = c

@@ -18,6 +18,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sync/singleflight"
+
 	"github.com/mcpgate/mcpgate/api/wire"
 	"github.com/mcpgate/mcpgate/dataplane/bridge"
 	"github.com/mcpgate/mcpgate/ops/audit"
@@ -115,6 +117,7 @@ type Proxy struct {
 	reopened       *sessionMap     // aggregate members reopened by this process
 	pins           *pinReporter
 	dcache         *decisionCache // nil: no decision cache
+	reopening      singleflight.Group
 }
 
 // New validates cfg and returns a Proxy. Call Run to keep its session keys

@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/go-json-experiment/json/jsontext"
+
 	authorizev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1"
 	"github.com/mcpgate/mcpgate/api/wire"
 )
@@ -306,4 +308,51 @@ func replaceUpstreamHeaders(h http.Header) {
 			delete(h, k)
 		}
 	}
+}
+
+// The aggregator's answers (dataplane/aggregate.go), where the gateway is
+// the MCP server itself: JSON-RPC results and errors in a 200 reply, the
+// error message fixed by the caller (a member server's configured name at
+// most, never anything a member or the client sent).
+
+func rpcErrorData(id jsontext.Value, code int, message string, data jsontext.Value) jsontext.Value {
+	if id == nil {
+		id = jsontext.Value("null")
+	}
+	b := make([]byte, 0, len(id)+len(message)+len(data)+64)
+	b = append(b, `{"jsonrpc":"2.0","id":`...)
+	b = append(b, id...)
+	b = append(b, `,"error":{"code":`...)
+	b = strconv.AppendInt(b, int64(code), 10)
+	b = append(b, `,"message":`...)
+	b, _ = jsontext.AppendQuote(b, message)
+	if data != nil {
+		b = append(b, `,"data":`...)
+		b = append(b, data...)
+	}
+	return append(b, "}}"...)
+}
+
+func rpcErrorMsg(id jsontext.Value, code int, message string) jsontext.Value {
+	return rpcErrorData(id, code, message, nil)
+}
+
+func writeJSON(w http.ResponseWriter, b []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(b)
+}
+
+func writeRPCError(w http.ResponseWriter, id jsontext.Value, code int, message string) {
+	writeJSON(w, rpcErrorMsg(id, code, message))
+}
+
+func writeResult(w http.ResponseWriter, id, result jsontext.Value) {
+	b := make([]byte, 0, len(id)+len(result)+40)
+	b = append(b, `{"jsonrpc":"2.0","id":`...)
+	b = append(b, id...)
+	b = append(b, `,"result":`...)
+	b = append(b, result...)
+	writeJSON(w, append(b, '}'))
 }

@@ -29,6 +29,10 @@ func TestMapDecision(t *testing.T) {
 		{name: "allow", res: &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_ALLOW, Allow: allow}, forward: true},
 		{name: "allow without allow", res: &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_ALLOW}, status: 503, body: rpcUnavailable},
 		{name: "allow without upstream", res: &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_ALLOW, Allow: &authorizev1.Allow{}}, status: 503, body: rpcUnavailable},
+		// An aggregate route: the data plane answers from the members'
+		// decisions (dataplane/aggregate.go), nothing is forwarded as is.
+		{name: "allow of an aggregate", res: &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_ALLOW, Aggregate: &authorizev1.Aggregate{}}, forward: true},
+		{name: "challenge with an aggregate", res: &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_CHALLENGE, Challenge: &authorizev1.Challenge{}, Aggregate: &authorizev1.Aggregate{}}, status: 401, www: `Bearer resource_metadata="` + testPRM + `"`, body: rpcUnauthorized},
 		{
 			name:   "challenge no credential",
 			res:    &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_CHALLENGE, Challenge: &authorizev1.Challenge{Scopes: []string{"gmail.read", "gmail.send"}}},
@@ -140,13 +144,14 @@ func TestMapDecisionTotal(t *testing.T) {
 	payloads := []*authorizev1.AuthorizeResponse{
 		{},
 		{Allow: &authorizev1.Allow{UpstreamUrl: "http://up/mcp"}, Challenge: &authorizev1.Challenge{}, Deny: &authorizev1.Deny{}, RateLimited: &authorizev1.RateLimited{}},
+		{Aggregate: &authorizev1.Aggregate{}, Challenge: &authorizev1.Challenge{}},
 	}
 	for d := int32(-3); d < 64; d++ {
 		for _, base := range payloads {
-			res := &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision(d), Allow: base.Allow, Challenge: base.Challenge, Deny: base.Deny, RateLimited: base.RateLimited}
+			res := &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision(d), Allow: base.Allow, Challenge: base.Challenge, Deny: base.Deny, RateLimited: base.RateLimited, Aggregate: base.Aggregate}
 			out := mapDecision(res, nil, testPRM)
 			if out.Forward {
-				if res.GetDecision() != authorizev1.Decision_DECISION_ALLOW || res.GetAllow() == nil {
+				if res.GetDecision() != authorizev1.Decision_DECISION_ALLOW || res.GetAllow() == nil && res.GetAggregate() == nil {
 					t.Errorf("decision %d forwarded", d)
 				}
 				continue
