@@ -46,7 +46,6 @@ var (
 	paramsMembers  = []string{"name", "uri", "_meta", "requestState"}
 	metaMembers    = []string{metaKeyProtocolVersion}
 	resultMembers  = []string{"tools", "resources", "resourceTemplates", "prompts"}
-	toolMembers    = []string{"name"}
 )
 
 // rpcCall is what authorization needs from one JSON-RPC message.
