@@ -273,7 +273,12 @@ func (p *Proxy) serveMCP(w http.ResponseWriter, r *http.Request, route string) {
 	if isInitialize && p.initializeOnModern(w, r, log, f, parsed) {
 		return
 	}
-	if cls.Modern && p.upstreamLegacy(out.Allow) {
+	// server/discover is never bridged: a client that can fall back (the
+	// Go SDK's default client tries server/discover first) must get the
+	// upstream's own answer and negotiate 2025-11-25 with it exactly as it
+	// would directly, sessions and streams included. Only 2026-07-28
+	// requests proper are bridged.
+	if cls.Modern && !f.discover && p.upstreamLegacy(out.Allow) {
 		p.serveBridged(w, r, log, f, parsed)
 		return
 	}
@@ -576,7 +581,9 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, log *slog.Logger
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, smallBody))
 		if bridge.IsLegacyRejection(resp.StatusCode, b) {
 			p.versions.SetLegacy(f.allow.GetUpstreamUrl())
-			return fwdLegacy
+			if !f.discover {
+				return fwdLegacy
+			}
 		}
 		resp.Body = io.NopCloser(io.MultiReader(bytes.NewReader(b), resp.Body))
 	case f.probe && f.legacyClient && resp.StatusCode == http.StatusBadRequest:
@@ -596,8 +603,8 @@ func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, log *slog.Logger
 			return fwdDone
 		}
 		if bridge.IsLegacyDiscover(resp.Header.Get("Content-Type"), b) {
+			// Learnt, and relayed as the upstream answered (see serveMCP).
 			p.versions.SetLegacy(f.allow.GetUpstreamUrl())
-			return fwdLegacy
 		}
 		resp.Body = io.NopCloser(bytes.NewReader(b))
 	}
