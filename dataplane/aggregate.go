@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/mcpgate/mcpgate/api/wire"
+	"github.com/mcpgate/mcpgate/dataplane/bridge"
 
 	authorizev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1"
 )
@@ -89,12 +90,22 @@ type aggCall struct {
 	state     aggState
 	msg       aggMsg
 	log       *slog.Logger
+	// modern: the client speaks 2026-07-28 (no session; meta is what its
+	// request's _meta declared). parsed is the request as authorized.
+	modern bool
+	meta   bridge.ClientMeta
+	parsed rpcBody
 }
 
 // mapKey is the key prefix of this session's reopened members.
 func (ac *aggCall) mapKey(member string) string {
 	h := ac.handle
-	if h == "" {
+	switch {
+	case ac.modern:
+		// A 2026-07-28 client has no session: its members' sessions are
+		// the principal's on this route, per declared client.
+		h = "modern\x00" + ac.principal + "\x00" + ac.route + "\x00" + ac.meta.Digest()
+	case h == "":
 		h = "anon\x00" + ac.principal + "\x00" + ac.route
 	}
 	return sessionMapKey(h, member)
@@ -122,9 +133,9 @@ func findMember(res *authorizev1.AuthorizeResponse, server string) *authorizev1.
 
 // serveAggregate answers a request the control plane allowed on an
 // aggregate route.
-func (p *Proxy) serveAggregate(w http.ResponseWriter, r *http.Request, log *slog.Logger, route string, res *authorizev1.AuthorizeResponse, base *authorizev1.AuthorizeRequest, parsed rpcBody) {
+func (p *Proxy) serveAggregate(w http.ResponseWriter, r *http.Request, log *slog.Logger, route string, res *authorizev1.AuthorizeResponse, base *authorizev1.AuthorizeRequest, parsed rpcBody, cls classification) {
 	ctx := r.Context()
-	ac := &aggCall{route: route, principal: res.GetPrincipal(), res: res, base: base, log: log}
+	ac := &aggCall{route: route, principal: res.GetPrincipal(), res: res, base: base, log: log, parsed: parsed}
 	if parsed.Batch {
 		writeFixed(w, http.StatusBadRequest, rpcInvalidRequest)
 		return
@@ -135,7 +146,11 @@ func (p *Proxy) serveAggregate(w http.ResponseWriter, r *http.Request, log *slog
 			return
 		}
 	}
-	if h := r.Header.Get(headerSessionID); h != "" && ac.msg.Method != "initialize" {
+	if cls.Modern {
+		if !p.aggModern(w, ac) {
+			return
+		}
+	} else if h := r.Header.Get(headerSessionID); h != "" && ac.msg.Method != "initialize" {
 		b, err := p.openTagged(ctx, aggTagSession, route, ac.principal, h)
 		if err == nil {
 			ac.state, err = decodeAggState(b)
@@ -186,6 +201,8 @@ func (p *Proxy) serveAggregate(w http.ResponseWriter, r *http.Request, log *slog
 		return
 	}
 	switch m.Method {
+	case "server/discover":
+		p.aggDiscover(w, r, ac)
 	case "initialize":
 		p.aggInitialize(w, r, ac)
 	case "ping":
@@ -202,6 +219,13 @@ func (p *Proxy) serveAggregate(w http.ResponseWriter, r *http.Request, log *slog
 		p.aggBroadcast(ctx, ac, true)
 		writeResult(w, m.ID, jsontext.Value(`{}`))
 	default:
+		if ac.modern {
+			// 2026-07-28 (SEP-2575): MethodNotFound with HTTP 404.
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusNotFound)
+			_, _ = w.Write(rpcErrorMsg(m.ID, -32601, "Method not found"))
+			return
+		}
 		writeRPCError(w, m.ID, -32601, "Method not found")
 	}
 }
@@ -238,6 +262,11 @@ type memberInit struct {
 // notifications/initialized.
 func (p *Proxy) open(ctx context.Context, ac *aggCall, m *authorizev1.AggregateMember) (sid, version string, init memberInit, err error) {
 	caps := ac.state.Caps
+	if ac.modern {
+		// A 2026-07-28 client takes no server-to-client requests: the
+		// member is told it may not make them.
+		caps = ac.memberCaps()
+	}
 	if len(caps) == 0 {
 		caps = jsontext.Value(`{}`)
 	}
@@ -297,6 +326,15 @@ func (p *Proxy) reopen(ctx context.Context, ac *aggCall, m *authorizev1.Aggregat
 // opening the member first when the session has none for it and reopening
 // it once when its session is gone.
 func (p *Proxy) send(ctx context.Context, ac *aggCall, m *authorizev1.AggregateMember, msg []byte, id jsontext.Value, sink func(jsontext.Value)) (jsontext.Value, error) {
+	if ac.modern {
+		reply, done, err := p.sendModern(ctx, ac, m, msg, id, sink)
+		if done {
+			return reply, err
+		}
+		if msg, err = bridge.Downgrade(msg); err != nil {
+			return nil, errMemberFailed
+		}
+	}
 	sid, version, ok := p.known(ac, m.GetServer())
 	var err error
 	if !ok {
@@ -372,7 +410,33 @@ func (p *Proxy) aggInitialize(w http.ResponseWriter, r *http.Request, ac *aggCal
 		writeResponse(w, unavailable().withID(string(compactID(ac.msg.ID))))
 		return
 	}
-	caps := map[string]any{"tools": map[string]bool{"listChanged": true}}
+	caps, instructions := mergeInits(members, inits, true)
+	result := map[string]any{
+		"protocolVersion": ac.state.Version,
+		"capabilities":    caps,
+		"serverInfo":      ac.serverInfo(),
+	}
+	if instructions != "" {
+		result["instructions"] = instructions
+	}
+	b, _ := json.Marshal(result, json.Deterministic(true))
+	w.Header().Set(headerSessionID, handle)
+	writeResult(w, ac.msg.ID, b)
+}
+
+// mergeInits merges what the members answered to initialize (or
+// server/discover): the gateway's own capabilities (tools always; resources,
+// prompts, completions, logging when a member has them; listChanged when
+// the client can get the notifications) and the members' instructions under
+// their names.
+func mergeInits(members []*authorizev1.AggregateMember, inits []*memberInit, listChanged bool) (map[string]any, string) {
+	list := func() any {
+		if listChanged {
+			return map[string]bool{"listChanged": true}
+		}
+		return map[string]any{}
+	}
+	caps := map[string]any{"tools": list()}
 	var instructions []string
 	for i, m := range members {
 		in := inits[i]
@@ -381,7 +445,7 @@ func (p *Proxy) aggInitialize(w http.ResponseWriter, r *http.Request, ac *aggCal
 		}
 		for _, k := range []string{"resources", "prompts"} {
 			if _, ok := in.Capabilities[k]; ok {
-				caps[k] = map[string]bool{"listChanged": true}
+				caps[k] = list()
 			}
 		}
 		for _, k := range []string{"completions", "logging"} {
@@ -397,21 +461,16 @@ func (p *Proxy) aggInitialize(w http.ResponseWriter, r *http.Request, ac *aggCal
 			instructions = append(instructions, "## "+name+"\n"+s)
 		}
 	}
+	return caps, strings.Join(instructions, "\n\n")
+}
+
+// serverInfo is the aggregate's own implementation info.
+func (ac *aggCall) serverInfo() map[string]string {
 	name := ac.res.GetAggregate().GetName()
 	if name == "" {
 		name = "mcpgate"
 	}
-	result := map[string]any{
-		"protocolVersion": ac.state.Version,
-		"capabilities":    caps,
-		"serverInfo":      map[string]string{"name": name, "version": "1"},
-	}
-	if len(instructions) > 0 {
-		result["instructions"] = strings.Join(instructions, "\n\n")
-	}
-	b, _ := json.Marshal(result, json.Deterministic(true))
-	w.Header().Set(headerSessionID, handle)
-	writeResult(w, ac.msg.ID, b)
+	return map[string]string{"name": name, "version": "1"}
 }
 
 // listKind describes one list method.
@@ -524,6 +583,7 @@ func (p *Proxy) aggList(w http.ResponseWriter, r *http.Request, ac *aggCall) {
 		})
 	}
 	pages := make([]listPage, len(members))
+	var hint listHint
 	var g errgroup.Group
 	g.SetLimit(aggParallel)
 	for i, m := range members {
@@ -537,7 +597,7 @@ func (p *Proxy) aggList(w http.ResponseWriter, r *http.Request, ac *aggCall) {
 				ac.log.WarnContext(ctx, "member list failed", slog.String("member", m.GetServer()), slog.String("method", ac.msg.Method), slog.String("error", err.Error()))
 				return nil
 			}
-			pg, ok := memberPage(kind, m, reply)
+			pg, ok := memberPage(kind, m, reply, &hint)
 			if !ok {
 				ac.log.WarnContext(ctx, "member list reply unreadable", slog.String("member", m.GetServer()))
 				return nil
@@ -565,6 +625,9 @@ func (p *Proxy) aggList(w http.ResponseWriter, r *http.Request, ac *aggCall) {
 		}
 		result["nextCursor"] = c
 	}
+	if ac.modern {
+		hint.apply(result)
+	}
 	b, _ := json.Marshal(result, json.Deterministic(true))
 	writeResult(w, ac.msg.ID, b)
 }
@@ -577,11 +640,14 @@ type listPage struct {
 
 // memberPage reads member m's reply to a list request and translates its
 // items; false when the reply is not a JSON-RPC result of that list.
-func memberPage(kind listKind, m *authorizev1.AggregateMember, reply jsontext.Value) (listPage, bool) {
+func memberPage(kind listKind, m *authorizev1.AggregateMember, reply jsontext.Value, hint *listHint) (listPage, bool) {
 	var rm aggMsg
 	var result map[string]jsontext.Value
 	if json.Unmarshal(reply, &rm) != nil || rm.Result == nil || json.Unmarshal(rm.Result, &result) != nil {
 		return listPage{}, false
+	}
+	if hint != nil {
+		hint.add(result)
 	}
 	var items []map[string]jsontext.Value
 	if v, ok := result[kind.items]; ok && json.Unmarshal(v, &items) != nil {
@@ -819,6 +885,18 @@ func (p *Proxy) routed(w http.ResponseWriter, r *http.Request, ac *aggCall, m *a
 		writeRPCError(w, id, -32602, "Unknown tool")
 		return
 	}
+	if hasRequestState(ac.parsed) {
+		// A retry: the member gets its own state back, if the client's
+		// is one the gateway sealed for this member, call and principal.
+		state, ok := p.aggRetryState(w, r, ac, m)
+		if !ok {
+			return
+		}
+		if params, ok = setParam(params, "requestState", state); !ok {
+			writeRPCError(w, id, -32602, "Invalid params")
+			return
+		}
+	}
 	sse := newSSEOut(w)
 	reply, err := p.send(ctx, ac, m, rpcRequest(id, ac.msg.Method, params), id, func(v jsontext.Value) {
 		if out, ok := p.fromMember(ctx, ac, m.GetServer(), v); ok {
@@ -846,6 +924,15 @@ func (p *Proxy) routed(w http.ResponseWriter, r *http.Request, ac *aggCall, m *a
 				reply = b
 			}
 		}
+	}
+	if ac.modern {
+		sealed, err := p.sealMemberState(ctx, ac, m, reply)
+		if err != nil {
+			ac.log.WarnContext(ctx, "member reply's requestState not sealed", slog.String("member", m.GetServer()), slog.String("error", err.Error()))
+			sse.final(rpcErrorMsg(id, -32002, "member server "+m.GetServer()+" unavailable"))
+			return
+		}
+		reply = sealed
 	}
 	sse.final(reply)
 }
