@@ -189,20 +189,31 @@ func TestAggregate2026Discover(t *testing.T) {
 	}
 }
 
-// TestAggregate2026ListCacheHint: a 2026-07-28 tools/list on the aggregate
-// carries the members' hints merged: ttlMs the smallest (a 2025 member,
-// which gives none, counts as 0), cacheScope private, resultType complete;
-// a virtual server of the 2026 member alone gets that member's ttlMs.
+// TestAggregate2026ListCacheHint: a 2026-07-28 tools/list on an
+// aggregate carries the members' cache hints merged — ttlMs the smallest (a
+// member without one counts as 0), cacheScope private, resultType complete
+// — and nothing is cached across principals: each list reaches the member,
+// each principal gets its own tools.
 func TestAggregate2026ListCacheHint(t *testing.T) {
 	w, _ := newAgg2026World(t)
-	w.cp.virtuals = map[string][]aggDef{"only": {{server: "modern"}}}
-	for _, c := range []struct{ path, want string }{
-		{"/mcp", `"ttlMs":0`},
-		{"/only/mcp", `"ttlMs":`},
+	srv, n := listUpstream(t, true)
+	both := map[string]bool{"alice": true, "bob": true}
+	w.cp.setRoute("Tools", &route{mode: "authcode", upstream: srv.URL + "/mcp", principals: both, vault: both})
+	w.cp.virtuals = map[string][]aggDef{"lists": {{server: "Tools"}}, "mixed": {{server: "Tools"}, {server: "modern"}}}
+	for i, c := range []struct{ who, path, ttl string }{
+		{"alice", "/lists/mcp", `"ttlMs":60000`},
+		{"bob", "/lists/mcp", `"ttlMs":60000`},
+		{"alice", "/mixed/mcp", `"ttlMs":0`},
+		{"bob", "/mixed/mcp", `"ttlMs":0`},
 	} {
-		resp, body := w.g.do(t, "POST", c.path, modernHeaders("mcpg_alice", "tools/list", ""), modernCall("tools/list", ""))
-		if resp.StatusCode != 200 || !strings.Contains(body, `"cacheScope":"private"`) || !strings.Contains(body, `"resultType":"complete"`) || !strings.Contains(body, c.want) || !strings.Contains(body, `"modern__confirm"`) {
-			t.Errorf("%s: %d %s", c.path, resp.StatusCode, body)
+		resp, body := w.g.do(t, "POST", c.path, modernHeaders("mcpg_"+c.who, "tools/list", ""), modernCall("tools/list", ""))
+		other := map[string]string{"alice": "bob", "bob": "alice"}[c.who]
+		if resp.StatusCode != 200 || !strings.Contains(body, `"cacheScope":"private"`) || !strings.Contains(body, `"resultType":"complete"`) || !strings.Contains(body, c.ttl) ||
+			!strings.Contains(body, "tool-of-"+c.who+`"`) || strings.Contains(body, "tool-of-"+other) {
+			t.Errorf("%s %s: %d %s", c.who, c.path, resp.StatusCode, body)
+		}
+		if int(n.Load()) != i+1 {
+			t.Errorf("%s %s: member served %d lists, want %d", c.who, c.path, n.Load(), i+1)
 		}
 	}
 }
