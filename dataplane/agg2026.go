@@ -84,10 +84,59 @@ func (ac *aggCall) memberCaps() jsontext.Value {
 	return m.Capabilities
 }
 
+// clientMeta is the _meta a member's 2026-07-28 request carries: the
+// 2026-07-28 client's own, or for a 2025-11-25 client its capabilities from
+// initialize minus elicitation, sampling and roots (it could not answer a
+// member's input_required), without client info.
+func (ac *aggCall) clientMeta() bridge.ClientMeta {
+	if ac.modern {
+		return ac.meta
+	}
+	caps := ac.state.Caps
+	if caps.Kind() != '{' {
+		caps = jsontext.Value(`{}`)
+	}
+	m, err := bridge.WithoutInputCapabilities(bridge.ClientMeta{Capabilities: caps})
+	if err != nil {
+		return bridge.ClientMeta{Capabilities: jsontext.Value(`{}`)}
+	}
+	return m
+}
+
 // memberModern reports whether member m is to get stateless 2026-07-28
-// requests: any member not known to speak only 2025-11-25.
-func (p *Proxy) memberModern(m *authorizev1.AggregateMember) bool {
-	return !p.upstreamLegacy(m.GetDecision().GetAllow())
+// requests: for a 2026-07-28 client any member not known to speak only
+// 2025-11-25; for a 2025-11-25 client a member known to speak only
+// 2026-07-28.
+func (p *Proxy) memberModern(ac *aggCall, m *authorizev1.AggregateMember) bool {
+	a := m.GetDecision().GetAllow()
+	if ac.modern {
+		return !p.upstreamLegacy(a)
+	}
+	return p.upstreamModernOnly(a)
+}
+
+// modernOnlyRetry follows a member's refusal of a 2025-11-25 request as a
+// 2026-07-28-only server (err): remembered when its protocol_version is
+// auto, and msg (when not nil) sent again as 2026-07-28. Any other err is
+// returned as it is.
+func (p *Proxy) modernOnlyRetry(ctx context.Context, ac *aggCall, m *authorizev1.AggregateMember, msg []byte, id jsontext.Value, sink func(jsontext.Value), err error) (jsontext.Value, error) {
+	if !errors.Is(err, errMemberModernOnly) {
+		return nil, err
+	}
+	a := m.GetDecision().GetAllow()
+	if a.GetUpstreamProtocolVersion() != "" {
+		return nil, errMemberFailed // configured otherwise: not second-guessed
+	}
+	ac.log.InfoContext(ctx, "member speaks only 2026-07-28; sending it 2026-07-28 requests", slog.String("member", m.GetServer()))
+	p.versions.SetModernOnly(a.GetUpstreamUrl())
+	if msg == nil {
+		return nil, nil
+	}
+	reply, done, err := p.sendModern(ctx, ac, m, msg, id, sink)
+	if !done {
+		return nil, errMemberFailed
+	}
+	return reply, err
 }
 
 // sendModern sends msg to member m as a stateless 2026-07-28 request with
@@ -95,7 +144,7 @@ func (p *Proxy) memberModern(m *authorizev1.AggregateMember) bool {
 // the member speaks only 2025-11-25 (known, or learnt from its refusal):
 // the caller then uses a session.
 func (p *Proxy) sendModern(ctx context.Context, ac *aggCall, m *authorizev1.AggregateMember, msg []byte, id jsontext.Value, sink func(jsontext.Value)) (reply jsontext.Value, done bool, err error) {
-	if !p.memberModern(m) {
+	if !p.memberModern(ac, m) {
 		return nil, false, nil
 	}
 	if id == nil {
@@ -120,12 +169,12 @@ func (p *Proxy) sendModern(ctx context.Context, ac *aggCall, m *authorizev1.Aggr
 		}
 		t.mcpName, _ = stringField(params, k)
 	}
-	body, err := bridge.Upgrade(msg, ac.meta)
+	body, err := bridge.Upgrade(msg, ac.clientMeta())
 	if err != nil {
 		return nil, true, errMemberFailed
 	}
 	reply, _, err = p.members.exchange(ctx, t, "", body, id, sink)
-	if errors.Is(err, errMemberLegacy) {
+	if errors.Is(err, errMemberLegacy) && m.GetDecision().GetAllow().GetUpstreamProtocolVersion() == "" {
 		ac.log.InfoContext(ctx, "member speaks only 2025-11-25; using a session", slog.String("member", m.GetServer()))
 		p.versions.SetLegacy(m.GetDecision().GetAllow().GetUpstreamUrl())
 		return nil, false, nil
@@ -175,22 +224,8 @@ func (p *Proxy) aggDiscover(w http.ResponseWriter, r *http.Request, ac *aggCall)
 // result (2026-07-28), or the initialize result of a session opened for
 // this client (2025-11-25, kept for the client's next requests).
 func (p *Proxy) memberDiscover(ctx context.Context, ac *aggCall, m *authorizev1.AggregateMember) (*memberInit, error) {
-	id := jsontext.Value(`"mcpgate-discover"`)
-	reply, done, err := p.sendModern(ctx, ac, m, rpcRequest(id, "server/discover", nil), id, func(jsontext.Value) {})
-	if done && err != nil {
-		return nil, err
-	}
-	if done && bridge.IsLegacyDiscover("application/json", reply) {
-		p.versions.SetLegacy(m.GetDecision().GetAllow().GetUpstreamUrl())
-		done = false
-	}
-	if done {
-		var rm aggMsg
-		var in memberInit
-		if json.Unmarshal(reply, &rm) != nil || rm.Result == nil || json.Unmarshal(rm.Result, &in) != nil {
-			return nil, errMemberFailed
-		}
-		return &in, nil
+	if in, done, err := p.discoverModern(ctx, ac, m); done {
+		return in, err
 	}
 	old, _, hadOld := p.known(ac, m.GetServer())
 	sid, version, in, err := p.open(ctx, ac, m)
@@ -202,6 +237,31 @@ func (p *Proxy) memberDiscover(ctx context.Context, ac *aggCall, m *authorizev1.
 		p.members.end(ctx, ac.target(m, version), old)
 	}
 	return &in, nil
+}
+
+// discoverModern asks member m for server/discover as a 2026-07-28
+// request; done is false when m is to be spoken to in 2025-11-25 (known,
+// or learnt now from its refusal or its discover result).
+func (p *Proxy) discoverModern(ctx context.Context, ac *aggCall, m *authorizev1.AggregateMember) (*memberInit, bool, error) {
+	id := jsontext.Value(`"mcpgate-discover"`)
+	reply, done, err := p.sendModern(ctx, ac, m, rpcRequest(id, "server/discover", nil), id, func(jsontext.Value) {})
+	switch {
+	case !done:
+		return nil, false, nil
+	case err != nil:
+		return nil, true, err
+	case bridge.IsLegacyDiscover("application/json", reply):
+		if m.GetDecision().GetAllow().GetUpstreamProtocolVersion() == "" {
+			p.versions.SetLegacy(m.GetDecision().GetAllow().GetUpstreamUrl())
+		}
+		return nil, false, nil
+	}
+	var rm aggMsg
+	var in memberInit
+	if json.Unmarshal(reply, &rm) != nil || rm.Result == nil || json.Unmarshal(rm.Result, &in) != nil {
+		return nil, true, errMemberFailed
+	}
+	return &in, true, nil
 }
 
 // listHint is the merged cache hint of a 2026-07-28 list result.

@@ -432,3 +432,43 @@ func TestSecAggregateMRTRStateBinding(t *testing.T) {
 		t.Fatalf("retry: %d %s", resp.StatusCode, body)
 	}
 }
+
+// TestAggregate2026OnlyMember: a member that speaks only 2026-07-28 in a
+// virtual server used by 2025-11-25 Go SDK clients (before and after the
+// gateway learnt what it speaks) and by a 2026-07-28 client: every client
+// lists and calls its tool; once learnt, its instructions come from its
+// server/discover and every request it gets is 2026-07-28, with no session.
+func TestAggregate2026OnlyMember(t *testing.T) {
+	w := newAggWorld(t)
+	only := newUpstreamOnly2026(t)
+	w.cp.setRoute("only", &route{mode: "none", upstream: only.url(), principals: map[string]bool{"alice": true}})
+	w.cp.virtuals = map[string][]aggDef{"new": {{server: "only"}, {server: "echo"}}}
+	want := []string{"echo__echo", "echo__secret", "echo__slow", "only__echo"}
+	use := func(cs *mcp.ClientSession, what string) {
+		t.Helper()
+		defer cs.Close()
+		if got := allTools(t, cs); !slices.Equal(got, want) {
+			t.Errorf("%s: tools %v, want %v", what, got, want)
+		}
+		res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "only__echo", Arguments: map[string]any{"text": what}})
+		if err != nil || res.IsError || text(t, res) != "echo: "+what {
+			t.Errorf("%s: only__echo %v %v", what, res, err)
+		}
+	}
+	kt := &keyTransport{header: "X-MCPGate-API-Key", value: "mcpg_alice"}
+	use(aggClient(t, w.g, "/new/mcp", kt, nil), "first-2025")
+	before := len(only.bodies)
+	cs := aggClient(t, w.g, "/new/mcp", kt, nil)
+	if !strings.Contains(cs.InitializeResult().Instructions, "## only\nnew only") {
+		t.Errorf("instructions %q", cs.InitializeResult().Instructions)
+	}
+	use(cs, "second-2025")
+	use(client2026(t, w.g, "/new/mcp", kt, nil), "modern")
+	only.mu.Lock()
+	defer only.mu.Unlock()
+	for _, b := range only.bodies[before:] {
+		if !strings.HasPrefix(b, "POST 2026-07-28 ") || !strings.Contains(b, `"io.modelcontextprotocol/protocolVersion":"2026-07-28"`) {
+			t.Errorf("2026-only member got %s", b)
+		}
+	}
+}

@@ -37,6 +37,9 @@ var (
 	// errMemberLegacy: the member refused a 2026-07-28 request as a server
 	// that speaks only 2025-11-25 (nothing was processed).
 	errMemberLegacy = errors.New("member speaks only 2025-11-25")
+	// errMemberModernOnly: the member refused a 2025-11-25 request as a
+	// server that speaks only 2026-07-28 (nothing was processed).
+	errMemberModernOnly = errors.New("member speaks only 2026-07-28")
 )
 
 // drainTimeout bounds reading what follows a member's response on its
@@ -164,10 +167,13 @@ func (h *httpMembers) exchange(ctx context.Context, t memberTarget, sid string, 
 	}
 	defer cancel(nil)
 	defer resp.Body.Close()
-	if t.modern && resp.StatusCode == http.StatusBadRequest {
+	if resp.StatusCode == http.StatusBadRequest {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, smallBody))
-		if bridge.IsLegacyRejection(resp.StatusCode, b) {
+		switch {
+		case t.modern && bridge.IsLegacyRejection(resp.StatusCode, b):
 			return nil, "", errMemberLegacy
+		case !t.modern && bridge.IsModernOnlyRejection(resp.StatusCode, b):
+			return nil, "", errMemberModernOnly
 		}
 		return nil, "", errMemberFailed
 	}

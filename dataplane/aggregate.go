@@ -326,23 +326,25 @@ func (p *Proxy) reopen(ctx context.Context, ac *aggCall, m *authorizev1.Aggregat
 // opening the member first when the session has none for it and reopening
 // it once when its session is gone.
 func (p *Proxy) send(ctx context.Context, ac *aggCall, m *authorizev1.AggregateMember, msg []byte, id jsontext.Value, sink func(jsontext.Value)) (jsontext.Value, error) {
+	reply, done, err := p.sendModern(ctx, ac, m, msg, id, sink)
+	if done {
+		return reply, err
+	}
 	if ac.modern {
-		reply, done, err := p.sendModern(ctx, ac, m, msg, id, sink)
-		if done {
-			return reply, err
-		}
 		if msg, err = bridge.Downgrade(msg); err != nil {
 			return nil, errMemberFailed
 		}
 	}
 	sid, version, ok := p.known(ac, m.GetServer())
-	var err error
 	if !ok {
 		if sid, version, err = p.reopen(ctx, ac, m); err != nil {
-			return nil, err
+			return p.modernOnlyRetry(ctx, ac, m, msg, id, sink, err)
 		}
 	}
-	reply, _, err := p.members.exchange(ctx, ac.target(m, version), sid, msg, id, sink)
+	reply, _, err = p.members.exchange(ctx, ac.target(m, version), sid, msg, id, sink)
+	if errors.Is(err, errMemberModernOnly) {
+		return p.modernOnlyRetry(ctx, ac, m, msg, id, sink, err)
+	}
 	if errors.Is(err, errMemberGone) {
 		if nsid, nversion, ok := p.known(ac, m.GetServer()); ok && nsid != sid {
 			sid, version = nsid, nversion // another request reopened it meanwhile
@@ -385,7 +387,26 @@ func (p *Proxy) aggInitialize(w http.ResponseWriter, r *http.Request, ac *aggCal
 	g.SetLimit(aggParallel)
 	for i, m := range members {
 		g.Go(func() error {
+			if p.upstreamModernOnly(m.GetDecision().GetAllow()) {
+				// Stateless: what it says of itself, no session.
+				in, _, err := p.discoverModern(ctx, ac, m)
+				if err != nil {
+					ac.log.WarnContext(ctx, "member unavailable at initialize", slog.String("member", m.GetServer()), slog.String("error", err.Error()))
+				}
+				inits[i] = in
+				return nil
+			}
 			sid, version, init, err := p.open(ctx, ac, m)
+			if errors.Is(err, errMemberModernOnly) {
+				_, err = p.modernOnlyRetry(ctx, ac, m, nil, nil, nil, err)
+				if err == nil {
+					inits[i], _, err = p.discoverModern(ctx, ac, m)
+				}
+				if err != nil {
+					ac.log.WarnContext(ctx, "member unavailable at initialize", slog.String("member", m.GetServer()), slog.String("error", err.Error()))
+				}
+				return nil
+			}
 			if err != nil {
 				ac.log.WarnContext(ctx, "member unavailable at initialize", slog.String("member", m.GetServer()), slog.String("error", err.Error()))
 				return nil
@@ -925,7 +946,8 @@ func (p *Proxy) routed(w http.ResponseWriter, r *http.Request, ac *aggCall, m *a
 			}
 		}
 	}
-	if ac.modern {
+	{
+		// A 2026-07-28 member's input_required: its state sealed.
 		sealed, err := p.sealMemberState(ctx, ac, m, reply)
 		if err != nil {
 			ac.log.WarnContext(ctx, "member reply's requestState not sealed", slog.String("member", m.GetServer()), slog.String("error", err.Error()))
