@@ -26,7 +26,8 @@ import (
 
 // The MCP aggregator: on an aggregate route (/mcp, the root aggregate of
 // every server the principal is granted, and /<virtual>/mcp) the gateway is
-// itself the MCP server (streamable HTTP, 2025-11-25). The control plane
+// itself the MCP server (streamable HTTP, 2025-11-25 sessions; 2026-07-28
+// sessionless clients are served by the same code, see agg2026.go). The control plane
 // says a route is an aggregate by answering ALLOW with an Aggregate: the
 // members the principal may use, each with its own decision exactly as its
 // per-server route would decide the request. The aggregator merges
