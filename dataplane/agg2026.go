@@ -343,3 +343,30 @@ func (p *Proxy) sealMemberState(ctx context.Context, ac *aggCall, m *authorizev1
 	out, _, err := s.sealOne(reply)
 	return out, err
 }
+
+// completeResult is a member's reply for a 2026-07-28 client: a result
+// without resultType (a 2025-11-25 member's) gets resultType "complete", as
+// 2026-07-28 results carry it; anything else is returned as it is.
+func completeResult(reply jsontext.Value) jsontext.Value {
+	var rm aggMsg
+	if json.Unmarshal(reply, &rm) != nil || rm.Result.Kind() != '{' {
+		return reply
+	}
+	var res map[string]jsontext.Value
+	if json.Unmarshal(rm.Result, &res) != nil {
+		return reply
+	}
+	if _, ok := res["resultType"]; ok {
+		return reply
+	}
+	res["resultType"] = jsontext.Value(`"complete"`)
+	var err error
+	if rm.Result, err = json.Marshal(res, json.Deterministic(true)); err != nil {
+		return reply
+	}
+	b, err := json.Marshal(rm)
+	if err != nil {
+		return reply
+	}
+	return b
+}

@@ -263,12 +263,14 @@ func TestAggregate2026HeaderRules(t *testing.T) {
 
 // TestAggregate2026MemberSessionsPerPrincipal: a 2025-only member of a
 // 2026-07-28 client's calls gets one session per principal (reused across
-// that principal's stateless requests, never another principal's).
+// that principal's stateless requests, never another principal's), opened
+// without the client's input capabilities, and gets no 2026 _meta; the
+// client's result carries resultType complete.
 func TestAggregate2026MemberSessionsPerPrincipal(t *testing.T) {
 	w, _ := newAgg2026World(t)
 	for _, key := range []string{"mcpg_alice", "mcpg_bob", "mcpg_alice", "mcpg_bob"} {
 		resp, body := w.g.do(t, "POST", "/mcp", modernHeaders(key, "tools/call", "echo__echo"), modernCall("tools/call", `"name":"echo__echo","arguments":{"text":"`+key+`"}`))
-		if resp.StatusCode != 200 || !strings.Contains(body, `"echo: `+key+`"`) || resp.Header.Get("Mcp-Session-Id") != "" {
+		if resp.StatusCode != 200 || !strings.Contains(body, `"echo: `+key+`"`) || !strings.Contains(body, `"resultType":"complete"`) || resp.Header.Get("Mcp-Session-Id") != "" {
 			t.Fatalf("%s: %d %s", key, resp.StatusCode, body)
 		}
 	}

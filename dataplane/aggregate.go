@@ -957,6 +957,9 @@ func (p *Proxy) routed(w http.ResponseWriter, r *http.Request, ac *aggCall, m *a
 		}
 		reply = sealed
 	}
+	if ac.modern {
+		reply = completeResult(reply)
+	}
 	sse.final(reply)
 }
 
