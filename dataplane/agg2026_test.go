@@ -474,3 +474,48 @@ func TestAggregate2026OnlyMember(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkAggregate2026CallTool: a 2026-07-28 Go SDK client's tools/call
+// through the root aggregate /mcp and through the member's own route, for a
+// member that speaks 2026-07-28 (stateless on both) and one that speaks
+// only 2025-11-25 (a bridge session on the route, a member session on the
+// aggregate). Gateway CPU as in BenchmarkAggregateCallTool (pprof
+// -tagfocus side=gateway).
+func BenchmarkAggregate2026CallTool(b *testing.B) {
+	for _, member := range []string{"modern", "legacy"} {
+		for _, via := range []string{"server", "aggregate"} {
+			b.Run(member+"/"+via, func(b *testing.B) {
+				cp := newFakeCP(b)
+				url := ""
+				if member == "modern" {
+					url = newUpstream2026(b, false).url()
+				} else {
+					url = newUpstream(b, false).url()
+				}
+				cp.setRoute("echo", &route{mode: "static", upstream: url, principals: map[string]bool{"alice": true}})
+				g := newLabeledGateway(b, cp)
+				endpoint, tool := g+"/echo/mcp", "echo"
+				if via == "aggregate" {
+					endpoint, tool = g+"/mcp", "echo__echo"
+				}
+				kt := &keyTransport{header: "X-MCPGate-API-Key", value: "mcpg_alice"}
+				c := mcp.NewClient(&mcp.Implementation{Name: "bench", Version: "1"}, nil)
+				cs, err := c.Connect(b.Context(), &mcp.StreamableClientTransport{Endpoint: endpoint, HTTPClient: &http.Client{Transport: kt}, MaxRetries: -1, DisableStandaloneSSE: true}, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer cs.Close()
+				if v := cs.InitializeResult().ProtocolVersion; v != "2026-07-28" {
+					b.Fatalf("negotiated %s", v)
+				}
+				params := &mcp.CallToolParams{Name: tool, Arguments: map[string]any{"text": "x"}}
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, err := cs.CallTool(b.Context(), params); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
