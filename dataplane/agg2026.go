@@ -158,20 +158,30 @@ func (p *Proxy) sendModern(ctx context.Context, ac *aggCall, m *authorizev1.Aggr
 	}
 	t := ac.target(m, protocol20260728)
 	t.modern, t.mcpMethod = true, rm.Method
+	var params struct {
+		Name string `json:"name"`
+		URI  string `json:"uri"`
+		Meta struct {
+			Version string `json:"io.modelcontextprotocol/protocolVersion"`
+		} `json:"_meta"`
+	}
+	if rm.Params != nil && json.Unmarshal(rm.Params, &params, json.RejectUnknownMembers(false)) != nil {
+		return nil, true, errMemberFailed
+	}
 	if needsName(rm.Method) {
-		var params map[string]jsontext.Value
-		if json.Unmarshal(rm.Params, &params) != nil {
+		t.mcpName = params.Name
+		if rm.Method == "resources/read" {
+			t.mcpName = params.URI
+		}
+	}
+	body := msg
+	if !ac.modern || params.Meta.Version != protocol20260728 {
+		// A request the aggregator built, or a 2025-11-25 client's: the
+		// client's _meta added. (A 2026-07-28 client's own request, its
+		// name translated, carries it already.)
+		if body, err = bridge.Upgrade(msg, ac.clientMeta()); err != nil {
 			return nil, true, errMemberFailed
 		}
-		k := "name"
-		if rm.Method == "resources/read" {
-			k = "uri"
-		}
-		t.mcpName, _ = stringField(params, k)
-	}
-	body, err := bridge.Upgrade(msg, ac.clientMeta())
-	if err != nil {
-		return nil, true, errMemberFailed
 	}
 	reply, _, err = p.members.exchange(ctx, t, "", body, id, sink)
 	if errors.Is(err, errMemberLegacy) && m.GetDecision().GetAllow().GetUpstreamProtocolVersion() == "" {

@@ -957,8 +957,8 @@ func (p *Proxy) routed(w http.ResponseWriter, r *http.Request, ac *aggCall, m *a
 		}
 		reply = sealed
 	}
-	if ac.modern {
-		reply = completeResult(reply)
+	if ac.modern && !p.memberModern(ac, m) {
+		reply = completeResult(reply) // a 2025-11-25 member's result
 	}
 	sse.final(reply)
 }
