@@ -3,6 +3,8 @@ package dataplane
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -379,4 +381,62 @@ func completeResult(reply jsontext.Value) jsontext.Value {
 		return reply
 	}
 	return b
+}
+
+// connectState is the member state sealed in the requestState of the
+// gateway's own input request (connect your account): not a member's.
+const connectState = "\x00mcpgate-connect"
+
+// connectInputRequired answers a 2026-07-28 client's call to a member that
+// needs the person's connection: input_required with one URL-mode
+// elicitation (the member's connect page) and a requestState sealed for
+// this principal, aggregate, member, method and name. Its retry goes to
+// the member once connected; still unconnected, it gets the tool error.
+func (p *Proxy) connectInputRequired(w http.ResponseWriter, r *http.Request, ac *aggCall, m *authorizev1.AggregateMember, url, text string) {
+	ctx := r.Context()
+	sctx, cancel := context.WithTimeout(ctx, p.timeout)
+	ks, err := p.keys.current(sctx)
+	cancel()
+	var sealed string
+	if err == nil {
+		sealed, err = ks.sealState(stateBinding{
+			principal: ac.principal, route: aggStateRoute(ac.route, m.GetServer()),
+			method: ac.msg.Method, name: msgName(ac.parsed.First), upstream: connectState,
+			expires: time.Now().Add(p.stateLifetime),
+		})
+	}
+	if err != nil {
+		ac.log.WarnContext(ctx, "session keys unavailable", slog.String("code", codeOf(err)))
+		writeResponse(w, unavailable().withID(string(compactID(ac.msg.ID))))
+		return
+	}
+	var nonce [16]byte
+	_, _ = rand.Read(nonce[:])
+	b, _ := json.Marshal(map[string]any{
+		"resultType": "input_required",
+		"inputRequests": map[string]any{"mcpgate-connect": map[string]any{
+			"method": "elicitation/create",
+			"params": map[string]string{
+				"mode":          "url",
+				"elicitationId": base64.RawURLEncoding.EncodeToString(nonce[:]),
+				"url":           url,
+				"message":       text,
+			},
+		}},
+		"requestState": sealed,
+	}, json.Deterministic(true))
+	writeResult(w, ac.msg.ID, b)
+}
+
+// withoutParams returns params without members ks.
+func withoutParams(params jsontext.Value, ks ...string) (jsontext.Value, bool) {
+	var m map[string]jsontext.Value
+	if json.Unmarshal(params, &m) != nil || m == nil {
+		return nil, false
+	}
+	for _, k := range ks {
+		delete(m, k)
+	}
+	b, err := json.Marshal(m, json.Deterministic(true))
+	return b, err == nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -312,30 +313,75 @@ func TestAggregate2026MemberSessionsPerPrincipal(t *testing.T) {
 	}
 }
 
-// TestAggregate2026ConnectRequired: notes not connected: a 2026-07-28
-// client that declared URL elicitation gets -32042 with the connect page;
-// one that did not gets the tool error with the same link.
+// TestAggregate2026ConnectRequired: notes not connected. A 2026-07-28
+// client that declared URL elicitation gets input_required with one
+// URL-mode elicitation of the connect page (2026-07-28 has no -32042) and a
+// sealed requestState; its retry while still unconnected gets the tool
+// error with the link (no endless loop); a client without URL elicitation
+// gets that tool error at once.
 func TestAggregate2026ConnectRequired(t *testing.T) {
 	w := newAggWorld(t)
 	link := w.g.srv.URL + "/connect/notes"
 	urlMeta := strings.Replace(meta2026, `"elicitation":{}`, `"elicitation":{"url":{}}`, 1)
-	body := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"notes__add","arguments":{"text":"x"},` + urlMeta + `}}`
-	resp, got := w.g.do(t, "POST", "/mcp", modernHeaders("mcpg_alice", "tools/call", "notes__add"), body)
-	var msg struct {
-		Error struct {
-			Code int `json:"code"`
-			Data struct {
-				Elicitations []struct{ Mode, URL string }
-			} `json:"data"`
-		} `json:"error"`
+	call := func(extra string) string {
+		return `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"notes__add","arguments":{"text":"x"},` + extra + urlMeta + `}}`
 	}
-	if resp.StatusCode != 200 || json.Unmarshal([]byte(got), &msg) != nil || msg.Error.Code != -32042 || len(msg.Error.Data.Elicitations) != 1 ||
-		msg.Error.Data.Elicitations[0].Mode != "url" || msg.Error.Data.Elicitations[0].URL != link {
-		t.Errorf("with url elicitation: %d %s", resp.StatusCode, got)
+	resp, got := w.g.do(t, "POST", "/mcp", modernHeaders("mcpg_alice", "tools/call", "notes__add"), call(""))
+	var msg struct {
+		Result struct {
+			ResultType    string
+			RequestState  string
+			InputRequests map[string]struct {
+				Method string
+				Params struct{ Mode, URL, Message, ElicitationID string }
+			}
+		} `json:"result"`
+	}
+	if resp.StatusCode != 200 || json.Unmarshal([]byte(got), &msg) != nil || msg.Result.ResultType != "input_required" || msg.Result.RequestState == "" || len(msg.Result.InputRequests) != 1 {
+		t.Fatalf("with url elicitation: %d %s", resp.StatusCode, got)
+	}
+	for _, ir := range msg.Result.InputRequests {
+		if ir.Method != "elicitation/create" || ir.Params.Mode != "url" || ir.Params.URL != link || ir.Params.ElicitationID == "" {
+			t.Errorf("input request %+v", ir)
+		}
+	}
+	toolError := `{"jsonrpc":"2.0","id":1,"result":{"content":[{"text":"Connect your notes account to use this: ` + link + `","type":"text"}],"isError":true,"resultType":"complete"}}`
+	q, _ := json.Marshal(msg.Result.RequestState)
+	resp, got = w.g.do(t, "POST", "/mcp", modernHeaders("mcpg_alice", "tools/call", "notes__add"), call(`"inputResponses":{"mcpgate-connect":{"action":"accept"}},"requestState":`+string(q)+`,`))
+	if resp.StatusCode != 200 || got != toolError {
+		t.Errorf("retry still unconnected: %d %s", resp.StatusCode, got)
 	}
 	resp, got = w.g.do(t, "POST", "/mcp", modernHeaders("mcpg_alice", "tools/call", "notes__add"), modernCall("tools/call", `"name":"notes__add","arguments":{"text":"x"}`))
-	if resp.StatusCode != 200 || got != `{"jsonrpc":"2.0","id":1,"result":{"content":[{"text":"Connect your notes account to use this: `+link+`","type":"text"}],"isError":true}}` {
-		t.Errorf("without: %d %s", resp.StatusCode, got)
+	if resp.StatusCode != 200 || got != toolError {
+		t.Errorf("without url elicitation: %d %s", resp.StatusCode, got)
+	}
+}
+
+// TestAggregate2026ConnectThenCall: the Go SDK 2026-07-28 client calls a
+// tool of the unconnected notes member; its URL elicitation handler gets
+// the connect page, the person connects meanwhile, and the client's retry
+// reaches notes: the call succeeds without reconnecting the client.
+func TestAggregate2026ConnectThenCall(t *testing.T) {
+	w := newAggWorld(t)
+	var asked atomic.Int32
+	cs := client2026(t, w.g, "/mcp", &keyTransport{header: "X-MCPGate-API-Key", value: "mcpg_alice"}, &mcp.ClientOptions{
+		Capabilities: &mcp.ClientCapabilities{Elicitation: &mcp.ElicitationCapabilities{URL: &mcp.URLElicitationCapabilities{}}},
+		ElicitationHandler: func(_ context.Context, req *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
+			asked.Add(1)
+			if req.Params.Mode != "url" || req.Params.URL != w.g.srv.URL+"/connect/notes" {
+				return nil, fmt.Errorf("elicitation %+v", req.Params)
+			}
+			w.connect() // the person completes the connect page
+			return &mcp.ElicitResult{Action: "accept"}, nil
+		},
+	})
+	defer cs.Close()
+	res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "notes__add", Arguments: map[string]any{"text": "x"}})
+	if err != nil || res.IsError || text(t, res) != "noted: x" {
+		t.Fatalf("notes__add: %v %v", res, err)
+	}
+	if asked.Load() != 1 {
+		t.Errorf("elicitation handler ran %d times", asked.Load())
 	}
 }
 

@@ -878,10 +878,19 @@ func (p *Proxy) aggComplete(w http.ResponseWriter, r *http.Request, ac *aggCall)
 func (p *Proxy) routed(w http.ResponseWriter, r *http.Request, ac *aggCall, m *authorizev1.AggregateMember, params jsontext.Value, rewrite func(jsontext.Value) jsontext.Value) {
 	ctx := r.Context()
 	id := ac.msg.ID
+	state, retried := "", hasRequestState(ac.parsed)
+	if retried {
+		// A retry: the member gets its own state back, if the client's
+		// is one the gateway sealed for this member, call and principal.
+		var ok bool
+		if state, ok = p.aggRetryState(w, r, ac, m); !ok {
+			return
+		}
+	}
 	switch m.GetDecision().GetDecision() {
 	case authorizev1.Decision_DECISION_ALLOW:
 	case authorizev1.Decision_DECISION_CHALLENGE:
-		p.connectRequired(w, ac, m)
+		p.connectRequired(w, r, ac, m, retried && state == connectState)
 		return
 	case authorizev1.Decision_DECISION_DENY:
 		// One member's policy refuses this call: a JSON-RPC error, not a
@@ -907,14 +916,16 @@ func (p *Proxy) routed(w http.ResponseWriter, r *http.Request, ac *aggCall, m *a
 		writeRPCError(w, id, -32602, "Unknown tool")
 		return
 	}
-	if hasRequestState(ac.parsed) {
-		// A retry: the member gets its own state back, if the client's
-		// is one the gateway sealed for this member, call and principal.
-		state, ok := p.aggRetryState(w, r, ac, m)
-		if !ok {
-			return
+	if retried {
+		var ok bool
+		if state == connectState {
+			// The input was the gateway's (the person connected): the
+			// member gets the call as first asked.
+			params, ok = withoutParams(params, "requestState", "inputResponses")
+		} else {
+			params, ok = setParam(params, "requestState", state)
 		}
-		if params, ok = setParam(params, "requestState", state); !ok {
+		if !ok {
 			writeRPCError(w, id, -32602, "Invalid params")
 			return
 		}
@@ -1100,14 +1111,20 @@ func (p *Proxy) aggBroadcast(ctx context.Context, ac *aggCall, asRequest bool) {
 
 // connectRequired answers a call to a member that needs the person's own
 // upstream connection.
-func (p *Proxy) connectRequired(w http.ResponseWriter, ac *aggCall, m *authorizev1.AggregateMember) {
+func (p *Proxy) connectRequired(w http.ResponseWriter, r *http.Request, ac *aggCall, m *authorizev1.AggregateMember, askedBefore bool) {
 	url := m.GetDecision().GetChallenge().GetConnectUrl()
 	if url == "" {
 		writeRPCError(w, ac.msg.ID, -32002, "member server "+m.GetServer()+" unavailable")
 		return
 	}
 	text := "Connect your " + m.GetServer() + " account to use this: " + url
-	if ac.state.elicitURL() {
+	if ac.modern && ac.state.elicitURL() && !askedBefore {
+		// 2026-07-28: the URL elicitation is an input request (-32042 is
+		// 2025-11-25 only); the retry, once connected, reaches the member.
+		p.connectInputRequired(w, r, ac, m, url, text)
+		return
+	}
+	if !ac.modern && ac.state.elicitURL() {
 		var nonce [16]byte
 		_, _ = rand.Read(nonce[:])
 		data, _ := json.Marshal(map[string]any{"elicitations": []map[string]string{{
@@ -1120,10 +1137,14 @@ func (p *Proxy) connectRequired(w http.ResponseWriter, ac *aggCall, m *authorize
 		return
 	}
 	if ac.msg.Method == "tools/call" {
-		b, _ := json.Marshal(map[string]any{
+		res := map[string]any{
 			"content": []map[string]string{{"type": "text", "text": text}},
 			"isError": true,
-		}, json.Deterministic(true))
+		}
+		if ac.modern {
+			res["resultType"] = "complete"
+		}
+		b, _ := json.Marshal(res, json.Deterministic(true))
 		writeResult(w, ac.msg.ID, b)
 		return
 	}
