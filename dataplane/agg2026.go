@@ -52,6 +52,15 @@ import (
 // opened and checked before anything is sent, and the member gets its own
 // state back; a forged state, or one of another principal, aggregate,
 // member, method or name, is the fixed rpcBadRequestState.
+//
+// A member that needs the person's own connection: a 2026-07-28 client
+// that declared URL elicitation gets input_required with one URL-mode
+// elicitation of the member's connect page (in 2026-07-28 the URL
+// elicitation is an input request; -32042 is 2025-11-25 only) and a sealed
+// state marking the input as the gateway's (connectState); its retry, once
+// the person connected, reaches the member as the call first asked, and
+// while still unconnected gets the tool error with the link, as a client
+// without URL elicitation does at once.
 
 // aggStateTag separates an aggregate member's requestState binding from a
 // server route's (a route name cannot hold a NUL).

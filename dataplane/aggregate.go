@@ -47,8 +47,9 @@ import (
 // connect URL) cannot be reached at all, so it is omitted from lists
 // without an error; a tools/call of one of its tools (named with the
 // member's prefix) returns the URL-mode elicitation error -32042 to clients
-// that declared elicitation.url, and a tool error result carrying the same
-// link otherwise. Once the person connects, the member is opened on the
+// that declared elicitation.url (for a 2026-07-28 client: input_required
+// with the URL elicitation, agg2026.go), and a tool error result carrying
+// the same link otherwise. Once the person connects, the member is opened on the
 // next call, in the same client session.
 //
 // Not done here: a member's GET stream is joined only for members whose
