@@ -13,6 +13,8 @@ import (
 	"github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
 
+	"github.com/mcpgate/mcpgate/dataplane/bridge"
+
 	authorizev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1"
 )
 
@@ -32,6 +34,12 @@ var (
 	errMemberFailed = errors.New("member unreachable")
 	// errMemberNoStream: the member offers no standalone GET stream (405).
 	errMemberNoStream = errors.New("member has no GET stream")
+	// errMemberLegacy: the member refused a 2026-07-28 request as a server
+	// that speaks only 2025-11-25 (nothing was processed).
+	errMemberLegacy = errors.New("member speaks only 2025-11-25")
+	// errMemberModernOnly: the member refused a 2025-11-25 request as a
+	// server that speaks only 2026-07-28 (nothing was processed).
+	errMemberModernOnly = errors.New("member speaks only 2026-07-28")
 )
 
 // drainTimeout bounds reading what follows a member's response on its
@@ -44,6 +52,10 @@ type memberTarget struct {
 	url     string
 	headers []*authorizev1.Header
 	version string // MCP-Protocol-Version negotiated with the client
+	// modern: a stateless 2026-07-28 request (no session), with these
+	// Mcp-Method / Mcp-Name mirrors.
+	modern             bool
+	mcpMethod, mcpName string
 }
 
 // memberTransport talks to members.
@@ -88,7 +100,14 @@ func (h *httpMembers) request(ctx context.Context, method string, t memberTarget
 	default:
 		req.Header.Set("Accept", "application/json, text/event-stream")
 	}
-	if t.version != "" {
+	switch {
+	case t.modern:
+		req.Header.Set(headerProtocolVersion, protocol20260728)
+		req.Header.Set(headerMcpMethod, t.mcpMethod)
+		if t.mcpName != "" {
+			req.Header.Set(headerMcpName, t.mcpName)
+		}
+	case t.version != "":
 		req.Header.Set(headerProtocolVersion, t.version)
 	}
 	if sid != "" {
@@ -148,6 +167,16 @@ func (h *httpMembers) exchange(ctx context.Context, t memberTarget, sid string, 
 	}
 	defer cancel(nil)
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusBadRequest {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, smallBody))
+		switch {
+		case t.modern && bridge.IsLegacyRejection(resp.StatusCode, b):
+			return nil, "", errMemberLegacy
+		case !t.modern && bridge.IsModernOnlyRejection(resp.StatusCode, b):
+			return nil, "", errMemberModernOnly
+		}
+		return nil, "", errMemberFailed
+	}
 	if err := h.statusErr(resp, sid); err != nil {
 		return nil, "", err
 	}

@@ -19,13 +19,15 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/mcpgate/mcpgate/api/wire"
+	"github.com/mcpgate/mcpgate/dataplane/bridge"
 
 	authorizev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1"
 )
 
 // The MCP aggregator: on an aggregate route (/mcp, the root aggregate of
 // every server the principal is granted, and /<virtual>/mcp) the gateway is
-// itself the MCP server (streamable HTTP, 2025-11-25). The control plane
+// itself the MCP server (streamable HTTP, 2025-11-25 sessions; 2026-07-28
+// sessionless clients are served by the same code, see agg2026.go). The control plane
 // says a route is an aggregate by answering ALLOW with an Aggregate: the
 // members the principal may use, each with its own decision exactly as its
 // per-server route would decide the request. The aggregator merges
@@ -45,8 +47,9 @@ import (
 // connect URL) cannot be reached at all, so it is omitted from lists
 // without an error; a tools/call of one of its tools (named with the
 // member's prefix) returns the URL-mode elicitation error -32042 to clients
-// that declared elicitation.url, and a tool error result carrying the same
-// link otherwise. Once the person connects, the member is opened on the
+// that declared elicitation.url (for a 2026-07-28 client: input_required
+// with the URL elicitation, agg2026.go), and a tool error result carrying
+// the same link otherwise. Once the person connects, the member is opened on the
 // next call, in the same client session.
 //
 // Not done here: a member's GET stream is joined only for members whose
@@ -89,12 +92,22 @@ type aggCall struct {
 	state     aggState
 	msg       aggMsg
 	log       *slog.Logger
+	// modern: the client speaks 2026-07-28 (no session; meta is what its
+	// request's _meta declared). parsed is the request as authorized.
+	modern bool
+	meta   bridge.ClientMeta
+	parsed rpcBody
 }
 
 // mapKey is the key prefix of this session's reopened members.
 func (ac *aggCall) mapKey(member string) string {
 	h := ac.handle
-	if h == "" {
+	switch {
+	case ac.modern:
+		// A 2026-07-28 client has no session: its members' sessions are
+		// the principal's on this route, per declared client.
+		h = "modern\x00" + ac.principal + "\x00" + ac.route + "\x00" + ac.meta.Digest()
+	case h == "":
 		h = "anon\x00" + ac.principal + "\x00" + ac.route
 	}
 	return sessionMapKey(h, member)
@@ -122,9 +135,9 @@ func findMember(res *authorizev1.AuthorizeResponse, server string) *authorizev1.
 
 // serveAggregate answers a request the control plane allowed on an
 // aggregate route.
-func (p *Proxy) serveAggregate(w http.ResponseWriter, r *http.Request, log *slog.Logger, route string, res *authorizev1.AuthorizeResponse, base *authorizev1.AuthorizeRequest, parsed rpcBody) {
+func (p *Proxy) serveAggregate(w http.ResponseWriter, r *http.Request, log *slog.Logger, route string, res *authorizev1.AuthorizeResponse, base *authorizev1.AuthorizeRequest, parsed rpcBody, cls classification) {
 	ctx := r.Context()
-	ac := &aggCall{route: route, principal: res.GetPrincipal(), res: res, base: base, log: log}
+	ac := &aggCall{route: route, principal: res.GetPrincipal(), res: res, base: base, log: log, parsed: parsed}
 	if parsed.Batch {
 		writeFixed(w, http.StatusBadRequest, rpcInvalidRequest)
 		return
@@ -135,7 +148,11 @@ func (p *Proxy) serveAggregate(w http.ResponseWriter, r *http.Request, log *slog
 			return
 		}
 	}
-	if h := r.Header.Get(headerSessionID); h != "" && ac.msg.Method != "initialize" {
+	if cls.Modern {
+		if !p.aggModern(w, ac) {
+			return
+		}
+	} else if h := r.Header.Get(headerSessionID); h != "" && ac.msg.Method != "initialize" {
 		b, err := p.openTagged(ctx, aggTagSession, route, ac.principal, h)
 		if err == nil {
 			ac.state, err = decodeAggState(b)
@@ -186,6 +203,8 @@ func (p *Proxy) serveAggregate(w http.ResponseWriter, r *http.Request, log *slog
 		return
 	}
 	switch m.Method {
+	case "server/discover":
+		p.aggDiscover(w, r, ac)
 	case "initialize":
 		p.aggInitialize(w, r, ac)
 	case "ping":
@@ -202,6 +221,13 @@ func (p *Proxy) serveAggregate(w http.ResponseWriter, r *http.Request, log *slog
 		p.aggBroadcast(ctx, ac, true)
 		writeResult(w, m.ID, jsontext.Value(`{}`))
 	default:
+		if ac.modern {
+			// 2026-07-28 (SEP-2575): MethodNotFound with HTTP 404.
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusNotFound)
+			_, _ = w.Write(rpcErrorMsg(m.ID, -32601, "Method not found"))
+			return
+		}
 		writeRPCError(w, m.ID, -32601, "Method not found")
 	}
 }
@@ -238,6 +264,11 @@ type memberInit struct {
 // notifications/initialized.
 func (p *Proxy) open(ctx context.Context, ac *aggCall, m *authorizev1.AggregateMember) (sid, version string, init memberInit, err error) {
 	caps := ac.state.Caps
+	if ac.modern {
+		// A 2026-07-28 client takes no server-to-client requests: the
+		// member is told it may not make them.
+		caps = ac.memberCaps()
+	}
 	if len(caps) == 0 {
 		caps = jsontext.Value(`{}`)
 	}
@@ -297,14 +328,25 @@ func (p *Proxy) reopen(ctx context.Context, ac *aggCall, m *authorizev1.Aggregat
 // opening the member first when the session has none for it and reopening
 // it once when its session is gone.
 func (p *Proxy) send(ctx context.Context, ac *aggCall, m *authorizev1.AggregateMember, msg []byte, id jsontext.Value, sink func(jsontext.Value)) (jsontext.Value, error) {
-	sid, version, ok := p.known(ac, m.GetServer())
-	var err error
-	if !ok {
-		if sid, version, err = p.reopen(ctx, ac, m); err != nil {
-			return nil, err
+	reply, done, err := p.sendModern(ctx, ac, m, msg, id, sink)
+	if done {
+		return reply, err
+	}
+	if ac.modern {
+		if msg, err = bridge.Downgrade(msg); err != nil {
+			return nil, errMemberFailed
 		}
 	}
-	reply, _, err := p.members.exchange(ctx, ac.target(m, version), sid, msg, id, sink)
+	sid, version, ok := p.known(ac, m.GetServer())
+	if !ok {
+		if sid, version, err = p.reopen(ctx, ac, m); err != nil {
+			return p.modernOnlyRetry(ctx, ac, m, msg, id, sink, err)
+		}
+	}
+	reply, _, err = p.members.exchange(ctx, ac.target(m, version), sid, msg, id, sink)
+	if errors.Is(err, errMemberModernOnly) {
+		return p.modernOnlyRetry(ctx, ac, m, msg, id, sink, err)
+	}
 	if errors.Is(err, errMemberGone) {
 		if nsid, nversion, ok := p.known(ac, m.GetServer()); ok && nsid != sid {
 			sid, version = nsid, nversion // another request reopened it meanwhile
@@ -347,7 +389,26 @@ func (p *Proxy) aggInitialize(w http.ResponseWriter, r *http.Request, ac *aggCal
 	g.SetLimit(aggParallel)
 	for i, m := range members {
 		g.Go(func() error {
+			if p.upstreamModernOnly(m.GetDecision().GetAllow()) {
+				// Stateless: what it says of itself, no session.
+				in, _, err := p.discoverModern(ctx, ac, m)
+				if err != nil {
+					ac.log.WarnContext(ctx, "member unavailable at initialize", slog.String("member", m.GetServer()), slog.String("error", err.Error()))
+				}
+				inits[i] = in
+				return nil
+			}
 			sid, version, init, err := p.open(ctx, ac, m)
+			if errors.Is(err, errMemberModernOnly) {
+				_, err = p.modernOnlyRetry(ctx, ac, m, nil, nil, nil, err)
+				if err == nil {
+					inits[i], _, err = p.discoverModern(ctx, ac, m)
+				}
+				if err != nil {
+					ac.log.WarnContext(ctx, "member unavailable at initialize", slog.String("member", m.GetServer()), slog.String("error", err.Error()))
+				}
+				return nil
+			}
 			if err != nil {
 				ac.log.WarnContext(ctx, "member unavailable at initialize", slog.String("member", m.GetServer()), slog.String("error", err.Error()))
 				return nil
@@ -372,7 +433,33 @@ func (p *Proxy) aggInitialize(w http.ResponseWriter, r *http.Request, ac *aggCal
 		writeResponse(w, unavailable().withID(string(compactID(ac.msg.ID))))
 		return
 	}
-	caps := map[string]any{"tools": map[string]bool{"listChanged": true}}
+	caps, instructions := mergeInits(members, inits, true)
+	result := map[string]any{
+		"protocolVersion": ac.state.Version,
+		"capabilities":    caps,
+		"serverInfo":      ac.serverInfo(),
+	}
+	if instructions != "" {
+		result["instructions"] = instructions
+	}
+	b, _ := json.Marshal(result, json.Deterministic(true))
+	w.Header().Set(headerSessionID, handle)
+	writeResult(w, ac.msg.ID, b)
+}
+
+// mergeInits merges what the members answered to initialize (or
+// server/discover): the gateway's own capabilities (tools always; resources,
+// prompts, completions, logging when a member has them; listChanged when
+// the client can get the notifications) and the members' instructions under
+// their names.
+func mergeInits(members []*authorizev1.AggregateMember, inits []*memberInit, listChanged bool) (map[string]any, string) {
+	list := func() any {
+		if listChanged {
+			return map[string]bool{"listChanged": true}
+		}
+		return map[string]any{}
+	}
+	caps := map[string]any{"tools": list()}
 	var instructions []string
 	for i, m := range members {
 		in := inits[i]
@@ -381,7 +468,7 @@ func (p *Proxy) aggInitialize(w http.ResponseWriter, r *http.Request, ac *aggCal
 		}
 		for _, k := range []string{"resources", "prompts"} {
 			if _, ok := in.Capabilities[k]; ok {
-				caps[k] = map[string]bool{"listChanged": true}
+				caps[k] = list()
 			}
 		}
 		for _, k := range []string{"completions", "logging"} {
@@ -397,21 +484,16 @@ func (p *Proxy) aggInitialize(w http.ResponseWriter, r *http.Request, ac *aggCal
 			instructions = append(instructions, "## "+name+"\n"+s)
 		}
 	}
+	return caps, strings.Join(instructions, "\n\n")
+}
+
+// serverInfo is the aggregate's own implementation info.
+func (ac *aggCall) serverInfo() map[string]string {
 	name := ac.res.GetAggregate().GetName()
 	if name == "" {
 		name = "mcpgate"
 	}
-	result := map[string]any{
-		"protocolVersion": ac.state.Version,
-		"capabilities":    caps,
-		"serverInfo":      map[string]string{"name": name, "version": "1"},
-	}
-	if len(instructions) > 0 {
-		result["instructions"] = strings.Join(instructions, "\n\n")
-	}
-	b, _ := json.Marshal(result, json.Deterministic(true))
-	w.Header().Set(headerSessionID, handle)
-	writeResult(w, ac.msg.ID, b)
+	return map[string]string{"name": name, "version": "1"}
 }
 
 // listKind describes one list method.
@@ -524,6 +606,7 @@ func (p *Proxy) aggList(w http.ResponseWriter, r *http.Request, ac *aggCall) {
 		})
 	}
 	pages := make([]listPage, len(members))
+	var hint listHint
 	var g errgroup.Group
 	g.SetLimit(aggParallel)
 	for i, m := range members {
@@ -537,7 +620,7 @@ func (p *Proxy) aggList(w http.ResponseWriter, r *http.Request, ac *aggCall) {
 				ac.log.WarnContext(ctx, "member list failed", slog.String("member", m.GetServer()), slog.String("method", ac.msg.Method), slog.String("error", err.Error()))
 				return nil
 			}
-			pg, ok := memberPage(kind, m, reply)
+			pg, ok := memberPage(kind, m, reply, &hint)
 			if !ok {
 				ac.log.WarnContext(ctx, "member list reply unreadable", slog.String("member", m.GetServer()))
 				return nil
@@ -565,6 +648,9 @@ func (p *Proxy) aggList(w http.ResponseWriter, r *http.Request, ac *aggCall) {
 		}
 		result["nextCursor"] = c
 	}
+	if ac.modern {
+		hint.apply(result)
+	}
 	b, _ := json.Marshal(result, json.Deterministic(true))
 	writeResult(w, ac.msg.ID, b)
 }
@@ -577,11 +663,14 @@ type listPage struct {
 
 // memberPage reads member m's reply to a list request and translates its
 // items; false when the reply is not a JSON-RPC result of that list.
-func memberPage(kind listKind, m *authorizev1.AggregateMember, reply jsontext.Value) (listPage, bool) {
+func memberPage(kind listKind, m *authorizev1.AggregateMember, reply jsontext.Value, hint *listHint) (listPage, bool) {
 	var rm aggMsg
 	var result map[string]jsontext.Value
 	if json.Unmarshal(reply, &rm) != nil || rm.Result == nil || json.Unmarshal(rm.Result, &result) != nil {
 		return listPage{}, false
+	}
+	if hint != nil {
+		hint.add(result)
 	}
 	var items []map[string]jsontext.Value
 	if v, ok := result[kind.items]; ok && json.Unmarshal(v, &items) != nil {
@@ -790,10 +879,19 @@ func (p *Proxy) aggComplete(w http.ResponseWriter, r *http.Request, ac *aggCall)
 func (p *Proxy) routed(w http.ResponseWriter, r *http.Request, ac *aggCall, m *authorizev1.AggregateMember, params jsontext.Value, rewrite func(jsontext.Value) jsontext.Value) {
 	ctx := r.Context()
 	id := ac.msg.ID
+	state, retried := "", hasRequestState(ac.parsed)
+	if retried {
+		// A retry: the member gets its own state back, if the client's
+		// is one the gateway sealed for this member, call and principal.
+		var ok bool
+		if state, ok = p.aggRetryState(w, r, ac, m); !ok {
+			return
+		}
+	}
 	switch m.GetDecision().GetDecision() {
 	case authorizev1.Decision_DECISION_ALLOW:
 	case authorizev1.Decision_DECISION_CHALLENGE:
-		p.connectRequired(w, ac, m)
+		p.connectRequired(w, r, ac, m, retried && state == connectState)
 		return
 	case authorizev1.Decision_DECISION_DENY:
 		// One member's policy refuses this call: a JSON-RPC error, not a
@@ -818,6 +916,20 @@ func (p *Proxy) routed(w http.ResponseWriter, r *http.Request, ac *aggCall, m *a
 	default:
 		writeRPCError(w, id, -32602, "Unknown tool")
 		return
+	}
+	if retried {
+		var ok bool
+		if state == connectState {
+			// The input was the gateway's (the person connected): the
+			// member gets the call as first asked.
+			params, ok = withoutParams(params, "requestState", "inputResponses")
+		} else {
+			params, ok = setParam(params, "requestState", state)
+		}
+		if !ok {
+			writeRPCError(w, id, -32602, "Invalid params")
+			return
+		}
 	}
 	sse := newSSEOut(w)
 	reply, err := p.send(ctx, ac, m, rpcRequest(id, ac.msg.Method, params), id, func(v jsontext.Value) {
@@ -846,6 +958,19 @@ func (p *Proxy) routed(w http.ResponseWriter, r *http.Request, ac *aggCall, m *a
 				reply = b
 			}
 		}
+	}
+	{
+		// A 2026-07-28 member's input_required: its state sealed.
+		sealed, err := p.sealMemberState(ctx, ac, m, reply)
+		if err != nil {
+			ac.log.WarnContext(ctx, "member reply's requestState not sealed", slog.String("member", m.GetServer()), slog.String("error", err.Error()))
+			sse.final(rpcErrorMsg(id, -32002, "member server "+m.GetServer()+" unavailable"))
+			return
+		}
+		reply = sealed
+	}
+	if ac.modern && !p.memberModern(ac, m) {
+		reply = completeResult(reply) // a 2025-11-25 member's result
 	}
 	sse.final(reply)
 }
@@ -987,14 +1112,20 @@ func (p *Proxy) aggBroadcast(ctx context.Context, ac *aggCall, asRequest bool) {
 
 // connectRequired answers a call to a member that needs the person's own
 // upstream connection.
-func (p *Proxy) connectRequired(w http.ResponseWriter, ac *aggCall, m *authorizev1.AggregateMember) {
+func (p *Proxy) connectRequired(w http.ResponseWriter, r *http.Request, ac *aggCall, m *authorizev1.AggregateMember, askedBefore bool) {
 	url := m.GetDecision().GetChallenge().GetConnectUrl()
 	if url == "" {
 		writeRPCError(w, ac.msg.ID, -32002, "member server "+m.GetServer()+" unavailable")
 		return
 	}
 	text := "Connect your " + m.GetServer() + " account to use this: " + url
-	if ac.state.elicitURL() {
+	if ac.modern && ac.state.elicitURL() && !askedBefore {
+		// 2026-07-28: the URL elicitation is an input request (-32042 is
+		// 2025-11-25 only); the retry, once connected, reaches the member.
+		p.connectInputRequired(w, r, ac, m, url, text)
+		return
+	}
+	if !ac.modern && ac.state.elicitURL() {
 		var nonce [16]byte
 		_, _ = rand.Read(nonce[:])
 		data, _ := json.Marshal(map[string]any{"elicitations": []map[string]string{{
@@ -1007,10 +1138,14 @@ func (p *Proxy) connectRequired(w http.ResponseWriter, ac *aggCall, m *authorize
 		return
 	}
 	if ac.msg.Method == "tools/call" {
-		b, _ := json.Marshal(map[string]any{
+		res := map[string]any{
 			"content": []map[string]string{{"type": "text", "text": text}},
 			"isError": true,
-		}, json.Deterministic(true))
+		}
+		if ac.modern {
+			res["resultType"] = "complete"
+		}
+		b, _ := json.Marshal(res, json.Deterministic(true))
 		writeResult(w, ac.msg.ID, b)
 		return
 	}

@@ -33,7 +33,7 @@ func FuzzMemberPage(f *testing.F) {
 		if !ok {
 			return
 		}
-		pg, ok := memberPage(kind, m, jsontext.Value(reply))
+		pg, ok := memberPage(kind, m, jsontext.Value(reply), &listHint{})
 		if !ok {
 			return
 		}

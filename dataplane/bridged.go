@@ -11,16 +11,17 @@ import (
 	authorizev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1"
 )
 
-// For the aggregator (one member at a time): classifyRequest decides
-// whether the client speaks 2026-07-28; upstreamLegacy / upstreamModernOnly
-// say what a member's upstream speaks (its decision's Allow); a 2026-07-28
-// client's call to a 2025-only member goes through p.bridged.Open (key:
-// principal, aggregate route, member URL, client _meta digest) and
-// bridge.Downgrade, its server/discover merges bridge.Discover results; a
-// 2025-11-25 client's call to a 2026-only member is bridge.Upgrade'd with
-// the _meta kept in its handle (sessionBinding.bridge); newSealer /
-// openRetryState seal and check requestState with the member in the route
-// (e.g. "<aggregate>/<member>") so a state cannot move between members.
+// The aggregator uses these pieces one member at a time (agg2026.go):
+// classifyRequest decides whether the client speaks 2026-07-28;
+// upstreamLegacy / upstreamModernOnly (and the members' own refusals, kept
+// in p.versions) say what a member speaks; a 2026-07-28 client's request to
+// a 2025-only member is bridge.Downgrade'd onto a member session kept in
+// the aggregator's per-process map (principal, aggregate route, client
+// _meta digest, member); any member's 2026-07-28 request is bridge.Upgrade'd
+// with the client's _meta; server/discover merges the members' discover or
+// initialize results; requestState is sealed with mrtr.go's sealer under
+// aggStateRoute (aggregate route and member) so a state cannot move between
+// members, aggregates or principals.
 
 // upstreamLegacy reports whether the upstream speaks only 2025-11-25: the
 // server's protocol_version setting, or, when that is auto, what this

@@ -197,7 +197,7 @@ func (p *Proxy) serveMCP(w http.ResponseWriter, r *http.Request, route string) {
 	}
 
 	if res.GetAggregate() != nil {
-		p.serveAggregate(w, r, log, route, res, base, parsed)
+		p.serveAggregate(w, r, log, route, res, base, parsed, cls)
 		return
 	}
 
