@@ -35,7 +35,10 @@ func TestGoSDK_Aggregate(t *testing.T) {
 			}
 		},
 	})
-	cs, err := client.Connect(t.Context(), &mcp.StreamableClientTransport{Endpoint: s.PublicURL + "/mcp", HTTPClient: keyClient(alice)}, nil)
+	// A 2025-11-25 session (the default client would speak 2026-07-28,
+	// whose connect answer is an input_required URL elicitation: that path
+	// is dataplane's TestAggregate2026ConnectThenCall).
+	cs, err := client.Connect(t.Context(), &mcp.StreamableClientTransport{Endpoint: s.PublicURL + "/mcp", HTTPClient: keyClient(alice)}, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
 	if err != nil {
 		t.Fatalf("initialize /mcp: %v", err)
 	}
