@@ -36,6 +36,7 @@ import (
 	"github.com/mcpgate/mcpgate/controlplane/configapi"
 	"github.com/mcpgate/mcpgate/controlplane/store"
 	"github.com/mcpgate/mcpgate/controlplane/vault"
+	"github.com/mcpgate/mcpgate/dataplane"
 	"github.com/mcpgate/mcpgate/dataplane/proxyrun"
 	"github.com/mcpgate/mcpgate/internal/devetcd"
 	"github.com/mcpgate/mcpgate/internal/etcdtest"
@@ -96,7 +97,8 @@ func TestBenchHarness(t *testing.T) {
 		startDirect(t),
 		startBare(t),
 		startDev(t, logDir),
-		startSplit(t, logDir),
+		startSplit(t, logDir, false),
+		startSplit(t, logDir, true),
 	}
 	client := &http.Client{Transport: loadTransport()}
 	for _, p := range paths { // warm up: connections, caches, the JIT of nothing
@@ -471,7 +473,7 @@ func startDev(t testing.TB, logDir string) path {
 	if err != nil {
 		t.Fatal(err)
 	}
-	proxy, err := proxyrun.Handler(proxyrun.Config{PublicURL: pub.URL(), ControlPlaneURLs: []string{controlURL}, DataPlaneToken: token}, log)
+	proxy, err := proxyrun.Handler(proxyrun.Config{PublicURL: pub.URL(), ControlPlaneURLs: []string{controlURL}, DataPlaneToken: token, Limits: cacheLimits}, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -483,10 +485,16 @@ func startDev(t testing.TB, logDir string) path {
 	return path{name: "mcpgate dev", url: pub.URL() + "/" + harnessRoute + "/mcp", key: key, accepts: n}
 }
 
+// cacheLimits turn the data plane's decision cache on with the defaults of
+// `mcpgate proxy` and `mcpgate dev` (a zero proxyrun.Config has it off).
+var cacheLimits = proxyrun.Limits{DecisionCacheSize: dataplane.DefaultDecisionCacheSize, DecisionCacheMaxAge: dataplane.DefaultDecisionCacheMaxAge}
+
 // startSplit is the production shape: etcd serving over a socket, a control
 // plane with metrics and audit, and a data plane run by proxyrun.Run (as
-// `mcpgate proxy`: metrics, audit log to a file), each on its own listener.
-func startSplit(t testing.TB, logDir string) path {
+// `mcpgate proxy`: metrics, audit log to a file), each on its own listener;
+// noCache turns the data plane's decision cache off (every request one
+// Authorize hop), as a baseline for it.
+func startSplit(t testing.TB, logDir string, noCache bool) path {
 	up, n := startEcho(t)
 	cli := etcdtest.New(t)
 	controlURL, tk := controlPlane(t, cli, fileLogger(t, logDir, "control"), up, true, filepath.Join(logDir, "control-audit.log"))
@@ -499,7 +507,13 @@ func startSplit(t testing.TB, logDir string) path {
 	_ = ln.Close() // proxyrun.Run binds it again
 	cfg := proxyrun.Config{
 		Listen: addr, PublicURL: "http://" + addr, ControlPlaneURLs: []string{controlURL}, DataPlaneToken: token,
-		Ops: proxyrun.Ops{Flags: ops.Flags{AuditLog: filepath.Join(logDir, "proxy-audit.log")}},
+		Ops:    proxyrun.Ops{Flags: ops.Flags{AuditLog: filepath.Join(logDir, "proxy-audit.log")}},
+		Limits: cacheLimits,
+	}
+	name := "mcpgate split"
+	if noCache {
+		cfg.Limits = proxyrun.Limits{}
+		name = "mcpgate split, no cache"
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -510,7 +524,7 @@ func startSplit(t testing.TB, logDir string) path {
 		}
 	}()
 	t.Cleanup(func() { cancel(); <-done })
-	p := path{name: "mcpgate split", url: "http://" + addr + "/" + harnessRoute + "/mcp", key: key, accepts: n}
+	p := path{name: name, url: "http://" + addr + "/" + harnessRoute + "/mcp", key: key, accepts: n}
 	client := &http.Client{Transport: loadTransport()}
 	for i := 0; ; i++ { // wait for the listener
 		if err := call(client, p); err == nil {
