@@ -1,10 +1,14 @@
 package dataplane
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
+
+	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/mcpgate/mcpgate/dataplane/bridge"
 
@@ -102,6 +106,17 @@ func (p *Proxy) serveBridged(w http.ResponseWriter, r *http.Request, log *slog.L
 		}
 		g := f
 		g.body, g.session, g.bridged = body, s.ID, true
+		if b.First.IsCall && !b.Batch {
+			// The bridge session is shared by the principal's 2026-07-28
+			// clients: each request goes up under an id of its own, or two
+			// clients' equal ids would collide in the upstream session.
+			swapped, swap, err := p.swapID(body)
+			if err != nil {
+				writeFixed(w, http.StatusBadRequest, withID(rpcInvalidRequest, f.id))
+				return
+			}
+			g.body, g.swap = swapped, swap
+		}
 		if p.forward(w, r, log, g) != fwdStale {
 			return
 		}
@@ -231,4 +246,59 @@ func (p *Proxy) serveUpgraded(w http.ResponseWriter, r *http.Request, log *slog.
 		}
 	}
 	p.forward(w, r, log, g)
+}
+
+// idSwap is a request's id as the client sent it and the gateway id it
+// went upstream under.
+type idSwap struct {
+	gateway, client jsontext.Value
+}
+
+// swapID gives the request in body a gateway id, unique in this process.
+func (p *Proxy) swapID(body []byte) ([]byte, *idSwap, error) {
+	top, err := objectMembers(body, messageMembers)
+	if err != nil {
+		return nil, nil, err
+	}
+	i := find(top, "id")
+	if i < 0 {
+		return body, nil, nil
+	}
+	gw := jsontext.Value(strconv.AppendQuote([]byte(nil), "mcpgate-bridge-"+strconv.FormatUint(p.bridgeSeq.Add(1), 10)))
+	swap := &idSwap{gateway: gw, client: top[i].value}
+	top[i].value = gw
+	out, err := encodeObject(top)
+	if err != nil {
+		return nil, nil, err
+	}
+	return out, swap, nil
+}
+
+// idRewriter gives replies carrying a swapped id the client's id back,
+// after the inner rewriter (filter, sealer) has run.
+type idRewriter struct {
+	inner messageRewriter // may be nil
+	swap  *idSwap
+}
+
+func (rw *idRewriter) rewrite(msg []byte) ([]byte, error) {
+	if rw.inner != nil {
+		var err error
+		if msg, err = rw.inner.rewrite(msg); err != nil {
+			return nil, err
+		}
+	}
+	return rewriteMessages(msg, func(v jsontext.Value) (jsontext.Value, bool, error) {
+		top, err := objectMembers(v, messageMembers)
+		if err != nil {
+			return nil, false, err
+		}
+		i := find(top, "id")
+		if i < 0 || !bytes.Equal(top[i].value, rw.swap.gateway) {
+			return v, false, nil
+		}
+		top[i].value = rw.swap.client
+		n, err := encodeObject(top)
+		return n, err == nil, err
+	})
 }

@@ -450,6 +450,9 @@ type fwd struct {
 	// legacyClient: a 2025-style POST; an upstream refusing it as a
 	// 2026-07-28-only server is reported as fwdModernOnly.
 	legacyClient bool
+	// swap: the request went upstream under a gateway id (a shared bridge
+	// session); replies carrying it get the client's id back.
+	swap *idSwap
 }
 
 // fwdResult is what forward did.
@@ -503,6 +506,9 @@ func copyEndToEnd(dst, src http.Header, skip func(string) bool) {
 func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, log *slog.Logger, f fwd) fwdResult {
 	ctx := r.Context()
 	rewriter := replyRewriterFor(f.filter, f.sealer)
+	if f.swap != nil {
+		rewriter = &idRewriter{inner: rewriter, swap: f.swap}
+	}
 	if f.mayStream {
 		release, ok := p.streams.acquire(f.principal)
 		if !ok {

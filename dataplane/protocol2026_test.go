@@ -814,3 +814,60 @@ func TestBridgeUpstream401(t *testing.T) {
 		t.Errorf("reports %v", cp.reports)
 	}
 }
+
+// TestBridgeSharedSessionIDs: two 2026-07-28 requests of one principal with
+// the same JSON-RPC id, in flight at once on the one bridge session they
+// share, each go upstream under an id of the gateway's own (the upstream
+// would refuse a duplicate in-flight id) and each client gets its own id
+// back.
+func TestBridgeSharedSessionIDs(t *testing.T) {
+	cp := newFakeCP(t)
+	old := newUpstream(t, true)
+	cp.setRoute("Old", &route{mode: "none", upstream: old.url(), principals: map[string]bool{"alice": true}, protocol: "2025-11-25"})
+	g := newGateway(t, cp, nil)
+	h := modernHeaders("mcpg_alice", "tools/call", "slow")
+	body := modernCall("tools/call", `"name":"slow","arguments":{}`)
+	type answer struct {
+		status int
+		body   string
+	}
+	answers := make(chan answer, 2)
+	for range 2 {
+		go func() {
+			resp, b := g.do(t, "POST", "/Old/mcp", h, body)
+			answers <- answer{resp.StatusCode, b}
+		}()
+	}
+	// Both calls are in the upstream before either may finish.
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	for {
+		ids := map[string]bool{}
+		for _, r := range old.requests() {
+			if strings.Contains(r.body, `"name":"slow"`) {
+				i := strings.Index(r.body, `"id":`)
+				ids[r.body[i:i+strings.IndexByte(r.body[i:], ',')]] = true
+			}
+		}
+		if len(ids) == 2 {
+			for id := range ids {
+				if !strings.HasPrefix(id, `"id":"mcpgate-bridge-`) {
+					t.Errorf("upstream got the call under %s, want a gateway id", id)
+				}
+			}
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("both calls never reached the upstream together: %v", ids)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	old.Release()
+	for range 2 {
+		a := <-answers
+		if a.status != 200 || !strings.Contains(a.body, `"id":1,`) || !strings.Contains(a.body, `"done"`) || strings.Contains(a.body, "mcpgate-bridge-") {
+			t.Errorf("answer %d %s", a.status, a.body)
+		}
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -106,6 +107,7 @@ type Proxy struct {
 	stateLifetime  time.Duration
 	versions       *bridge.Versions
 	bridged        *bridge.Sessions
+	bridgeSeq      atomic.Uint64 // gateway ids of requests on shared bridge sessions
 	streams        *streamLimiter
 	cp             *controlPlane
 	keys           *keyRing
