@@ -50,16 +50,29 @@ func (i *reqInfo) decided(res *authorizev1.AuthorizeResponse, err error) {
 	i.configured = err == nil && !res.GetUnknownRoute() && res.GetDecision() != authorizev1.Decision_DECISION_NOT_FOUND &&
 		res.GetDecision() != authorizev1.Decision_DECISION_UNSPECIFIED
 	i.principal, i.reason, i.rule = res.GetPrincipal(), res.GetReason(), res.GetRuleId()
-	i.limit = ""
-	if rl := res.GetRateLimited(); rl != nil && res.GetDecision() == authorizev1.Decision_DECISION_RATE_LIMITED {
-		// The id the client is told, by the same grammar (another value
-		// is never recorded).
-		i.limit, _, _ = rateLimitedParts(rl)
-	}
+	i.limit = limitOf(res)
 	i.keyID = res.GetKeyId() // the control plane resolved it; the key is never hashed here
 	if err != nil {
 		i.reason = "control plane unavailable"
 	}
+}
+
+// memberRefused records that the member an aggregate routed the call to
+// refused it (DENY or RATE_LIMITED): the request's event carries the
+// member's decision, reason, rule and limit, not the aggregate's ALLOW.
+func (i *reqInfo) memberRefused(res *authorizev1.AuthorizeResponse) {
+	i.decision = metrics.DecisionOf(res.GetDecision())
+	i.reason, i.rule, i.limit = res.GetReason(), res.GetRuleId(), limitOf(res)
+}
+
+// limitOf is the id of the limit behind a RATE_LIMITED, as the client is
+// told it: by the same grammar (another value is never recorded).
+func limitOf(res *authorizev1.AuthorizeResponse) string {
+	if rl := res.GetRateLimited(); rl != nil && res.GetDecision() == authorizev1.Decision_DECISION_RATE_LIMITED {
+		id, _, _ := rateLimitedParts(rl)
+		return id
+	}
+	return ""
 }
 
 func decisionLabel(res *authorizev1.AuthorizeResponse, err error) string {

@@ -184,3 +184,66 @@ func TestAuditRateLimited(t *testing.T) {
 		t.Errorf("no event for %v:\n%s", want, buf.String())
 	}
 }
+
+// TestAuditAggregateMemberRefused: a tools/call through the aggregate that
+// the owning member refuses is answered inside the session (a tool error
+// for a rate limit, -32602 for a deny), and its audit event carries the
+// member's decision and reason and the limit id, not the aggregate's
+// allow.
+func TestAuditAggregateMemberRefused(t *testing.T) {
+	cp := newFakeCP(t)
+	up := newUpstream(t, true)
+	cp.setRoute("echo", &route{mode: "none", upstream: up.url(), principals: map[string]bool{"alice": true}})
+	var buf lockedBuffer
+	g := newGateway(t, cp, func(c *dataplane.Config) { c.Audit = audit.New(&buf) })
+	h := map[string]string{"X-MCPGate-API-Key": "mcpg_alice", "Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+	resp, body := g.do(t, "POST", "/mcp", h, initBody)
+	if resp.StatusCode != 200 || resp.Header.Get("Mcp-Session-Id") == "" {
+		t.Fatalf("initialize: %d %s", resp.StatusCode, body)
+	}
+	h["Mcp-Session-Id"] = resp.Header.Get("Mcp-Session-Id")
+	for _, c := range []struct{ tool, want string }{
+		{"echo__over_limit", `{"jsonrpc":"2.0","id":3,"result":{"content":[{"type":"text","text":"rate limit writes exceeded; retry in 30 s"}],"isError":true}}`},
+		{"echo__secret", `{"jsonrpc":"2.0","id":3,"error":{"code":-32602,"message":"Not allowed"}}`},
+	} {
+		resp, body := g.do(t, "POST", "/mcp", h, `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"`+c.tool+`","arguments":{}}}`)
+		if resp.StatusCode != 200 || body != c.want {
+			t.Errorf("%s: %d %s, want %s", c.tool, resp.StatusCode, body, c.want)
+		}
+	}
+	want := map[string]string{
+		"initialize":                  "allow  200 <absent>",
+		"tools/call echo__over_limit": "rate_limited rate limit exceeded 200 writes",
+		"tools/call echo__secret":     "deny tool not allowed on this server 200 <absent>",
+	}
+	var lines []string
+	deadline := time.Now().Add(10 * time.Second) // hang guard only
+	for {
+		lines = strings.FieldsFunc(buf.String(), func(r rune) bool { return r == '\n' })
+		if len(lines) >= len(want) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if len(lines) != len(want) {
+		t.Fatalf("%d audit events for %d requests:\n%s", len(lines), len(want), buf.String())
+	}
+	for _, line := range lines {
+		var e struct {
+			Method, Tool, Decision, Reason, Route string
+			Limit                                 *string `json:"limit_id"`
+			Status                                int
+		}
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatal(err)
+		}
+		what := strings.TrimSpace(e.Method + " " + e.Tool)
+		limit := "<absent>"
+		if e.Limit != nil {
+			limit = *e.Limit
+		}
+		if got := e.Decision + " " + e.Reason + " " + strconv.Itoa(e.Status) + " " + limit; got != want[what] {
+			t.Errorf("%s: %s, want %s", what, got, want[what])
+		}
+	}
+}
