@@ -100,6 +100,7 @@ func TestCLIToolPins(t *testing.T) {
 	}
 	if out := explain("lookup"); out != "decision: deny\n"+
 		"reason: tool definition changed; approval pending\n"+
+		"rule: server:on_tool_change\n"+
 		"steps:\n"+
 		"  grant  pinned  own servers\n"+
 		"  rule   -       no rule targets tool lookup\n"+

@@ -8,6 +8,7 @@ import (
 
 	authorizev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1"
 	configv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1"
+	"github.com/mcpgate/mcpgate/api/wire"
 	"github.com/mcpgate/mcpgate/controlplane/store"
 )
 
@@ -180,7 +181,9 @@ func stepUp(st State, srv *store.Server, id identity, tool string, tr *Trace, de
 	def := srv.Def
 	tracePin(tr, st, def, tool)
 	if ToolBlocked(st, def, tool) {
-		return deny(ReasonToolChanged)
+		r := deny(ReasonToolChanged)
+		r.RuleId = wire.RuleServerOnToolChange
+		return r
 	}
 	need, upNeed := ToolNeeds(def, tool)
 	traceToolScopes(tr, def, tool)
@@ -189,6 +192,7 @@ func stepUp(st State, srv *store.Server, id identity, tool string, tr *Trace, de
 		held = id.scopes
 		if len(Missing(need, id.scopes)) > 0 {
 			r := deny(ReasonInsufficientScope)
+			r.RuleId = wire.RuleServerToolScopes
 			r.Deny.InsufficientScope = &authorizev1.InsufficientScope{Scopes: Union(id.scopes, need)}
 			return r
 		}

@@ -12,6 +12,7 @@ import (
 	configv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1"
 	storev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/store/v1"
 	vaultv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/vault/v1"
+	"github.com/mcpgate/mcpgate/api/wire"
 	"github.com/mcpgate/mcpgate/controlplane/authorize"
 	"github.com/mcpgate/mcpgate/controlplane/store"
 )
@@ -127,6 +128,11 @@ func TestStepUpDecision(t *testing.T) {
 			var got []string
 			switch r.GetDecision() {
 			case authorizev1.Decision_DECISION_DENY:
+				// Every DENY names its rule (the audit's rule_id).
+				wantRule := map[string]string{authorize.ReasonInsufficientScope: wire.RuleServerToolScopes, authorize.ReasonToolChanged: wire.RuleServerOnToolChange}[c.want.reason]
+				if r.GetRuleId() != wantRule {
+					t.Errorf("rule %q, want %q", r.GetRuleId(), wantRule)
+				}
 				got = r.GetDeny().GetInsufficientScope().GetScopes()
 				if (c.want.reason == authorize.ReasonInsufficientScope) != (r.GetDeny().GetInsufficientScope() != nil) {
 					t.Errorf("insufficient_scope set = %v", r.GetDeny().GetInsufficientScope() != nil)
