@@ -894,6 +894,7 @@ func (p *Proxy) routed(w http.ResponseWriter, r *http.Request, ac *aggCall, m *a
 		p.connectRequired(w, r, ac, m, retried && state == connectState)
 		return
 	case authorizev1.Decision_DECISION_DENY:
+		infoFrom(ctx).memberRefused(m.GetDecision())
 		// One member's policy refuses this call: a JSON-RPC error, not a
 		// 403 that would look like the whole aggregate refused. Not the
 		// gateway's -32003 either: the Go SDK reads that code as its own
@@ -902,6 +903,7 @@ func (p *Proxy) routed(w http.ResponseWriter, r *http.Request, ac *aggCall, m *a
 		writeRPCError(w, id, -32602, "Not allowed")
 		return
 	case authorizev1.Decision_DECISION_RATE_LIMITED:
+		infoFrom(ctx).memberRefused(m.GetDecision())
 		// Inside an aggregate session the answer is the member's: a tool
 		// error result the model can act on ("retry in N s"), not a 429
 		// that would look like the whole aggregate refused.

@@ -147,6 +147,12 @@ func (f *fakeCP) Authorize(ctx context.Context, req *authorizev1.AuthorizeReques
 	if !rt.principals[p] {
 		return &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_DENY, Principal: p, Deny: &authorizev1.Deny{}}, nil
 	}
+	// A rate limit refuses tools over_limit (limit writes) and
+	// over_limit_hostile (an id outside the grammar).
+	if lid, ok := map[string]string{"over_limit": "writes", "over_limit_hostile": "w\"x\n"}[req.GetToolName()]; ok {
+		return &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_RATE_LIMITED, Principal: p, KeyId: fakeKeyID(c.GetApiKey()),
+			Reason: "rate limit exceeded", RateLimited: &authorizev1.RateLimited{LimitId: lid, Window: "minute", RetryAfterSeconds: 30}}, nil
+	}
 	if req.GetToolName() == "secret" {
 		return &authorizev1.AuthorizeResponse{Decision: authorizev1.Decision_DECISION_DENY, Principal: p, Deny: &authorizev1.Deny{}, Reason: "tool not allowed on this server"}, nil
 	}

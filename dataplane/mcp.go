@@ -312,7 +312,8 @@ func (info *reqInfo) record(log *slog.Logger, res *authorizev1.AuthorizeResponse
 		slog.String("key_prefix", res.GetKeyPrefix()),
 		slog.String("reason", res.GetReason()),
 		slog.String("jsonrpc_method", c.Method), slog.String("tool", c.Tool),
-		slog.String("rule_id", res.GetRuleId()))
+		slog.String("rule_id", res.GetRuleId()),
+		slog.String("limit_id", info.limit))
 }
 
 // refuse answers a request the control plane did not allow (or could not

@@ -20,6 +20,7 @@ type reqInfo struct {
 	decision   string // a metrics.Decision* label
 	reason     string
 	rule       string // the policy rule behind a deny
+	limit      string // the rate limit behind a RATE_LIMITED
 	principal  string
 	keyID      string
 	session    string // the gateway session handle the client sent
@@ -49,10 +50,29 @@ func (i *reqInfo) decided(res *authorizev1.AuthorizeResponse, err error) {
 	i.configured = err == nil && !res.GetUnknownRoute() && res.GetDecision() != authorizev1.Decision_DECISION_NOT_FOUND &&
 		res.GetDecision() != authorizev1.Decision_DECISION_UNSPECIFIED
 	i.principal, i.reason, i.rule = res.GetPrincipal(), res.GetReason(), res.GetRuleId()
+	i.limit = limitOf(res)
 	i.keyID = res.GetKeyId() // the control plane resolved it; the key is never hashed here
 	if err != nil {
 		i.reason = "control plane unavailable"
 	}
+}
+
+// memberRefused records that the member an aggregate routed the call to
+// refused it (DENY or RATE_LIMITED): the request's event carries the
+// member's decision, reason, rule and limit, not the aggregate's ALLOW.
+func (i *reqInfo) memberRefused(res *authorizev1.AuthorizeResponse) {
+	i.decision = metrics.DecisionOf(res.GetDecision())
+	i.reason, i.rule, i.limit = res.GetReason(), res.GetRuleId(), limitOf(res)
+}
+
+// limitOf is the id of the limit behind a RATE_LIMITED, as the client is
+// told it: by the same grammar (another value is never recorded).
+func limitOf(res *authorizev1.AuthorizeResponse) string {
+	if rl := res.GetRateLimited(); rl != nil && res.GetDecision() == authorizev1.Decision_DECISION_RATE_LIMITED {
+		id, _, _ := rateLimitedParts(rl)
+		return id
+	}
+	return ""
 }
 
 func decisionLabel(res *authorizev1.AuthorizeResponse, err error) string {
@@ -73,7 +93,7 @@ func (p *Proxy) observe(info *reqInfo, status int, session string, d time.Durati
 	}
 	_ = p.audit.Request(audit.Request{
 		Principal: info.principal, KeyID: info.keyID, Route: info.route,
-		Method: info.method, Tool: info.tool, Decision: info.decision, Reason: info.reason, Rule: info.rule,
+		Method: info.method, Tool: info.tool, Decision: info.decision, Reason: info.reason, Rule: info.rule, Limit: info.limit,
 		Status: status, Upstream: info.upstream, Latency: d,
 		SessionID: info.session, DataPlane: p.publicBase,
 		Cached: info.authCalls > 0 && info.cacheHits == info.authCalls,

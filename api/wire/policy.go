@@ -121,6 +121,12 @@ const (
 	// RuleServerPassthrough: a passthrough server's call came without a
 	// usable X-MCP-<Server>-Authorization.
 	RuleServerPassthrough = "server:passthrough"
+	// RuleServerOnToolChange: the tool's definition changed since it was
+	// approved and the server blocks changed tools.
+	RuleServerOnToolChange = "server:on_tool_change"
+	// RuleServerToolScopes: the access token lacks a scope the server's
+	// tool_scopes require for the tool (403 insufficient_scope).
+	RuleServerToolScopes = "server:tool_scopes"
 )
 
 // Kinds and effects of visibility entries, numbered as

@@ -1,9 +1,15 @@
 package main_test
 
 import (
+	"context"
+	"net/http"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
 const policiesYAML = `mcp_servers:
@@ -33,7 +39,9 @@ policies:
 // TestCLIPoliciesExplain: policies apply|list|delete and explain against
 // `mcpgate dev`, the exact output of explain for an allow, a principal not
 // granted, a rule's deny, the server's disallowed_tools and a challenge
-// (the demo notes route, whose OAuth grant the demo user has not made).
+// (the demo notes route, whose OAuth grant the demo user has not made),
+// and a per-day rate limit before and after a real call through the
+// gateway used it up (decision rate_limited, the limit step with usage).
 func TestCLIPoliciesExplain(t *testing.T) {
 	dir := t.TempDir()
 	g := startDev(t, dir, freeAddr(t))
@@ -155,5 +163,59 @@ func TestCLIPoliciesExplain(t *testing.T) {
 	out = g.ok(t, dir, nil, "policies", "list")
 	if out != "ID  EFFECT  PRINCIPALS  GROUPS  SERVERS  TOOLS  RESOURCES  PROMPTS\n" {
 		t.Fatalf("empty list: %q", out)
+	}
+
+	// A rate limit: explain shows its usage, and once a real call through
+	// the gateway has used up the quota, the rate_limited decision. The
+	// quota is per UTC day: do not start within two minutes of the day's
+	// end (a precondition, not an assertion on time).
+	if left := time.Until(time.Now().UTC().Truncate(24 * time.Hour).Add(24 * time.Hour)); left < 2*time.Minute {
+		time.Sleep(left + time.Second)
+	}
+	if out := g.ok(t, dir, nil, "limits", "set", "echo-daily", "--principals", "demo", "--servers", "echo", "--tools", "echo", "--per-day", "1"); out != "rate limit echo-daily created\n" {
+		t.Fatalf("limits set: %q", out)
+	}
+	explainEcho := regexp.MustCompile(`\Adecision: allow\n` +
+		`reason: allowed\n` +
+		`steps:\n` +
+		`  grant  echo        own servers\n` +
+		`  rule   -           no rule targets tool echo\n` +
+		`  auth   none        no upstream credential\n` +
+		`  limit  echo-daily  0 of 1 per day used, 1 left, window resets in \d+ s\n\z`)
+	// Explaining counts nothing: twice, still unused.
+	for range 2 {
+		if out := g.ok(t, dir, nil, "explain", "--principal", "demo", "--server", "echo", "--tool", "echo"); !explainEcho.MatchString(out) {
+			t.Fatalf("explain before the call:\n%s", out)
+		}
+	}
+	demoKey := regexp.MustCompile(`key (mcpg_[A-Za-z0-9]+)`).FindStringSubmatch(g.banner)
+	route := regexp.MustCompile(`http://127\.0\.0\.1:\d+/echo/mcp`).FindString(g.banner)
+	if demoKey == nil || route == "" {
+		t.Fatalf("no demo key or route in banner:\n%s", g.banner)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	client := mcp.NewClient(&mcp.Implementation{Name: "explain-test", Version: "1"}, nil)
+	cs, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: route, HTTPClient: &http.Client{Transport: headerTransport{key: demoKey[1]}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	if res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "hi"}}); err != nil || res.IsError {
+		t.Fatalf("echo: %v %+v", err, res)
+	}
+	out = g.ok(t, dir, nil, "explain", "--principal", "demo", "--server", "echo", "--tool", "echo")
+	if !regexp.MustCompile(`\Adecision: rate_limited\n` +
+		`reason: rate limit echo-daily exhausted\n` +
+		`steps:\n` +
+		`  grant  echo        own servers\n` +
+		`  rule   -           no rule targets tool echo\n` +
+		`  auth   none        no upstream credential\n` +
+		`  limit  echo-daily  1 of 1 per day used, 0 left, window resets in \d+ s\n\z`).MatchString(out) {
+		t.Fatalf("explain after the call:\n%s", out)
+	}
+	// The refusal explain predicts is the one the gateway gives (429).
+	if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "hi"}}); err == nil || !strings.Contains(err.Error(), "Too Many Requests") {
+		t.Fatalf("2nd echo: %v", err)
 	}
 }

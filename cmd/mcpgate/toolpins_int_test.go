@@ -17,7 +17,8 @@ import (
 // and --on-tool-change and `servers get` shows them; `tools list SERVER`
 // shows the pins a tools/list through the gateway recorded and the change
 // when the upstream alters a tool; `tools approve SERVER TOOL --digest P`
-// approves it; refusals are one line.
+// approves it; refusals are one line. `explain` shows the pin (changed
+// and refused, then approved) and the tool_scopes a tool needs.
 func TestCLIToolPins(t *testing.T) {
 	srv := mcp.NewServer(&mcp.Implementation{Name: "pins-upstream", Version: "1"}, nil)
 	setLookup := func(desc string) {
@@ -94,6 +95,18 @@ func TestCLIToolPins(t *testing.T) {
 	changed := regexp.MustCompile(`(?m)^lookup +changed +[0-9a-f]{12} +([0-9a-f]{12}) +\S+ +\S+ +-$`)
 	out = until("the change", changed.MatchString)
 	pending := changed.FindStringSubmatch(out)[1]
+	explain := func(tool string) string {
+		return g.ok(t, dir, nil, "explain", "--principal", "robot", "--server", "pinned", "--tool", tool)
+	}
+	if out := explain("lookup"); out != "decision: deny\n"+
+		"reason: tool definition changed; approval pending\n"+
+		"rule: server:on_tool_change\n"+
+		"steps:\n"+
+		"  grant  pinned  own servers\n"+
+		"  rule   -       no rule targets tool lookup\n"+
+		"  pin    lookup  definition changed since approval: refused until approved (on_tool_change block)\n" {
+		t.Errorf("explain of the changed tool:\n%s", out)
+	}
 
 	for _, tc := range []struct {
 		args []string
@@ -115,6 +128,30 @@ func TestCLIToolPins(t *testing.T) {
 	}
 	if got := list(); !slices.Equal(got, []string{"lookup"}) {
 		t.Errorf("tools after approval %v", got)
+	}
+	if out := explain("lookup"); out != "decision: allow\n"+
+		"reason: allowed\n"+
+		"steps:\n"+
+		"  grant  pinned  own servers\n"+
+		"  rule   -       no rule targets tool lookup\n"+
+		"  pin    lookup  definition approved (on_tool_change block)\n"+
+		"  auth   none    no upstream credential\n"+
+		"  limit  none    no rate limit applies\n" {
+		t.Errorf("explain of the approved tool:\n%s", out)
+	}
+	// A tool the upstream has not listed, with tool_scopes: the scopes a
+	// token must carry (the robot's API key is not scoped).
+	if out := explain("merge_pr"); out != "decision: allow\n"+
+		"reason: allowed\n"+
+		"steps:\n"+
+		"  grant  pinned               own servers\n"+
+		"  rule   -                    no rule targets tool merge_pr\n"+
+		"  pin    merge_pr             not seen yet: pinned when the server first lists it (on_tool_change block)\n"+
+		"  scope  tool_scopes merge_*  needs scopes gh.merge gh.write\n"+
+		"  scope  access token         must carry gh.merge gh.write (an API key is not scoped)\n"+
+		"  auth   none                 no upstream credential\n"+
+		"  limit  none                 no rate limit applies\n" {
+		t.Errorf("explain of a scoped tool:\n%s", out)
 	}
 	out = g.ok(t, dir, nil, "tools", "list", "pinned", "-o", "json")
 	if !strings.Contains(out, `"on_tool_change": "TOOL_CHANGE_MODE_BLOCK"`) || !strings.Contains(out, `"approved_by": "`) {

@@ -375,7 +375,7 @@ func decideServer(st State, base string, id identity, srv *store.Server, req *au
 	}
 	// Scopes after policy: a refused tool is not worth a step-up.
 	if req.GetJsonrpcMethod() == "tools/call" {
-		if r := stepUp(st, srv, id, req.GetToolName(), deny, challenge); r != nil {
+		if r := stepUp(st, srv, id, req.GetToolName(), tr, deny, challenge); r != nil {
 			return done(r)
 		}
 	}

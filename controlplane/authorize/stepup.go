@@ -4,9 +4,11 @@ import (
 	"path"
 	"slices"
 	"sort"
+	"strings"
 
 	authorizev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/authorize/v1"
 	configv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1"
+	"github.com/mcpgate/mcpgate/api/wire"
 	"github.com/mcpgate/mcpgate/controlplane/store"
 )
 
@@ -174,28 +176,103 @@ func toolPinning(st State, def *configv1.McpServer) *authorizev1.ToolPinning {
 //     sign-in CHALLENGE naming the gateway scopes to request (the token's,
 //     or the server's for an API key, plus the tool's), whose
 //     authorization upgrades the grant.
-func stepUp(st State, srv *store.Server, id identity, tool string, deny func(string) *authorizev1.AuthorizeResponse,
+func stepUp(st State, srv *store.Server, id identity, tool string, tr *Trace, deny func(string) *authorizev1.AuthorizeResponse,
 	challenge func(identity, string, string, string, []string) *authorizev1.AuthorizeResponse) *authorizev1.AuthorizeResponse {
 	def := srv.Def
+	tracePin(tr, st, def, tool)
 	if ToolBlocked(st, def, tool) {
-		return deny(ReasonToolChanged)
+		r := deny(ReasonToolChanged)
+		r.RuleId = wire.RuleServerOnToolChange
+		return r
 	}
 	need, upNeed := ToolNeeds(def, tool)
+	traceToolScopes(tr, def, tool)
 	held := def.GetScopes()
 	if id.scoped {
 		held = id.scopes
 		if len(Missing(need, id.scopes)) > 0 {
 			r := deny(ReasonInsufficientScope)
+			r.RuleId = wire.RuleServerToolScopes
 			r.Deny.InsufficientScope = &authorizev1.InsufficientScope{Scopes: Union(id.scopes, need)}
 			return r
 		}
+	} else if len(need) > 0 {
+		// Explain's identity presents no credential: say what a token
+		// must carry.
+		tr.Add(StepScope, "access token", "must carry "+strings.Join(need, " ")+" (an API key is not scoped)")
 	}
 	if len(upNeed) > 0 && def.GetAuthType() == configv1.AuthType_AUTH_TYPE_OAUTH2 &&
 		def.GetOauth2Flow() == configv1.OAuth2Flow_O_AUTH2_FLOW_AUTHORIZATION_CODE {
 		g, ok := st.Grant(id.principal.GetName(), def.GetName())
-		if ok && g.Conn.GetPrincipalUid() == id.principal.GetUid() && len(Missing(upNeed, g.Conn.GetScopes())) > 0 {
-			return challenge(id, ReasonUpstreamScope, "", "", Union(held, need))
+		if ok && g.Conn.GetPrincipalUid() == id.principal.GetUid() {
+			if missing := Missing(upNeed, g.Conn.GetScopes()); len(missing) > 0 {
+				tr.Add(StepScope, "upstream grant", "lacks "+strings.Join(missing, " ")+": the person must sign in upstream again")
+				return challenge(id, ReasonUpstreamScope, "", "", Union(held, need))
+			}
+			tr.Add(StepScope, "upstream grant", "holds "+strings.Join(upNeed, " "))
 		}
 	}
 	return nil
+}
+
+// traceToolScopes records every tool_scopes rule of def matching tool,
+// with the gateway and upstream scopes it asks for.
+func traceToolScopes(tr *Trace, def *configv1.McpServer, tool string) {
+	if tr == nil {
+		return
+	}
+	for _, r := range def.GetToolScopes() {
+		if !ToolMatches(r.GetTool(), tool) {
+			continue
+		}
+		var parts []string
+		if sc := r.GetScopes(); len(sc) > 0 {
+			parts = append(parts, "scopes "+strings.Join(sc, " "))
+		}
+		if sc := r.GetUpstreamScopes(); len(sc) > 0 {
+			parts = append(parts, "upstream scopes "+strings.Join(sc, " "))
+		}
+		if len(parts) == 0 {
+			parts = append(parts, "no scope")
+		}
+		tr.Add(StepScope, "tool_scopes "+r.GetTool(), "needs "+strings.Join(parts, ", "))
+	}
+}
+
+// tracePin records the pin of tool on def when the server pins its
+// tools (on_tool_change warn or block).
+func tracePin(tr *Trace, st State, def *configv1.McpServer, tool string) {
+	if tr == nil {
+		return
+	}
+	var mode string
+	switch def.GetOnToolChange() {
+	case configv1.ToolChangeMode_TOOL_CHANGE_MODE_BLOCK:
+		mode = "block"
+	case configv1.ToolChangeMode_TOOL_CHANGE_MODE_WARN:
+		mode = "warn"
+	default:
+		return
+	}
+	var tp *store.ToolPins
+	if ps, ok := st.(PinState); ok {
+		tp, _ = ps.ToolPins(def.GetName())
+	}
+	var approved, pending string
+	var pinned, changed bool
+	if tp != nil {
+		approved, pinned = tp.Approved[tool]
+		pending, changed = tp.Pending[tool]
+		changed = changed && pending != approved
+	}
+	switch {
+	case !pinned:
+		tr.Add(StepPin, tool, "not seen yet: pinned when the server first lists it (on_tool_change "+mode+")")
+	case changed && mode == "block":
+		tr.Add(StepPin, tool, "definition changed since approval: refused until approved (on_tool_change block)")
+	case changed:
+		tr.Add(StepPin, tool, "definition changed since approval: allowed with an audit event (on_tool_change warn)")
+	default:
+		tr.Add(StepPin, tool, "definition approved (on_tool_change "+mode+")")
+	}
 }

@@ -12,6 +12,7 @@ import (
 	configv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1"
 	storev1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/store/v1"
 	vaultv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/vault/v1"
+	"github.com/mcpgate/mcpgate/api/wire"
 	"github.com/mcpgate/mcpgate/controlplane/authorize"
 	"github.com/mcpgate/mcpgate/controlplane/store"
 )
@@ -127,6 +128,11 @@ func TestStepUpDecision(t *testing.T) {
 			var got []string
 			switch r.GetDecision() {
 			case authorizev1.Decision_DECISION_DENY:
+				// Every DENY names its rule (the audit's rule_id).
+				wantRule := map[string]string{authorize.ReasonInsufficientScope: wire.RuleServerToolScopes, authorize.ReasonToolChanged: wire.RuleServerOnToolChange}[c.want.reason]
+				if r.GetRuleId() != wantRule {
+					t.Errorf("rule %q, want %q", r.GetRuleId(), wantRule)
+				}
 				got = r.GetDeny().GetInsufficientScope().GetScopes()
 				if (c.want.reason == authorize.ReasonInsufficientScope) != (r.GetDeny().GetInsufficientScope() != nil) {
 					t.Errorf("insufficient_scope set = %v", r.GetDeny().GetInsufficientScope() != nil)
@@ -227,4 +233,94 @@ func (c cachedPins) ToolPins(server string) (*store.ToolPins, bool) {
 		return nil, false
 	}
 	return c.tp, true
+}
+
+// TestExplainScopesAndPins: Explain records the server's pin of the tool
+// (approved, changed under block or warn, not seen yet), every tool_scopes
+// rule matching it, the gateway scopes an access token must carry and
+// whether the person's upstream grant holds the upstream scopes, and
+// decides like Decide (a blocked changed tool is DENY, a grant lacking an
+// upstream scope the sign-in CHALLENGE).
+func TestExplainScopesAndPins(t *testing.T) {
+	full := []string{"repo", "repo.read"}
+	for _, tc := range []struct {
+		name     string
+		route    string
+		tool     string
+		upstream []string
+		warn     bool
+		decision authorizev1.Decision
+		reason   string
+		steps    []string
+	}{
+		{"merge: scopes and upstream held", "gh", "merge_pr", full, false, authorizev1.Decision_DECISION_ALLOW, authorize.ReasonAllowed, []string{
+			"grant gh own servers",
+			"rule - no rule targets tool merge_pr",
+			"pin merge_pr not seen yet: pinned when the server first lists it (on_tool_change block)",
+			"scope tool_scopes merge_* needs scopes gh.merge, upstream scopes repo",
+			"scope access token must carry gh.merge (an API key is not scoped)",
+			"scope upstream grant holds repo",
+		}},
+		{"merge: upstream grant lacks repo", "gh", "merge_pr", []string{"repo.read"}, false, authorizev1.Decision_DECISION_CHALLENGE, authorize.ReasonUpstreamScope, []string{
+			"grant gh own servers",
+			"rule - no rule targets tool merge_pr",
+			"pin merge_pr not seen yet: pinned when the server first lists it (on_tool_change block)",
+			"scope tool_scopes merge_* needs scopes gh.merge, upstream scopes repo",
+			"scope access token must carry gh.merge (an API key is not scoped)",
+			"scope upstream grant lacks repo: the person must sign in upstream again",
+		}},
+		{"admin: two scopes", "gh", "admin_repo", full, false, authorizev1.Decision_DECISION_ALLOW, authorize.ReasonAllowed, []string{
+			"grant gh own servers",
+			"rule - no rule targets tool admin_repo",
+			"pin admin_repo not seen yet: pinned when the server first lists it (on_tool_change block)",
+			"scope tool_scopes admin_* needs scopes gh.admin gh.merge",
+			"scope access token must carry gh.admin gh.merge (an API key is not scoped)",
+		}},
+		{"approved tool", "gh", "read_issue", full, false, authorizev1.Decision_DECISION_ALLOW, authorize.ReasonAllowed, []string{
+			"grant gh own servers",
+			"rule - no rule targets tool read_issue",
+			"pin read_issue definition approved (on_tool_change block)",
+		}},
+		{"changed tool under block", "gh", "read_changed", full, false, authorizev1.Decision_DECISION_DENY, authorize.ReasonToolChanged, []string{
+			"grant gh own servers",
+			"rule - no rule targets tool read_changed",
+			"pin read_changed definition changed since approval: refused until approved (on_tool_change block)",
+		}},
+		{"changed tool under warn", "gh", "read_changed", full, true, authorizev1.Decision_DECISION_ALLOW, authorize.ReasonAllowed, []string{
+			"grant gh own servers",
+			"rule - no rule targets tool read_changed",
+			"pin read_changed definition changed since approval: allowed with an audit event (on_tool_change warn)",
+		}},
+		{"server without pins", "plain", "del_row", nil, false, authorizev1.Decision_DECISION_ALLOW, authorize.ReasonAllowed, []string{
+			"grant plain own servers",
+			"rule - no rule targets tool del_row",
+			"scope tool_scopes del_* needs scopes plain.write",
+			"scope access token must carry plain.write (an API key is not scoped)",
+			"auth none no upstream credential",
+		}},
+		{"tool needing nothing", "plain", "get_row", nil, false, authorizev1.Decision_DECISION_ALLOW, authorize.ReasonAllowed, []string{
+			"grant plain own servers",
+			"rule - no rule targets tool get_row",
+			"auth none no upstream credential",
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := stepUpState(tc.upstream)
+			if tc.warn {
+				st.servers["gh"].Def.OnToolChange = configv1.ToolChangeMode_TOOL_CHANGE_MODE_WARN
+			}
+			var tr authorize.Trace
+			d, err := authorize.Explain(st, "alice", &authorizev1.AuthorizeRequest{Route: tc.route, JsonrpcMethod: "tools/call", ToolName: tc.tool}, &tr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, s := range tr.Steps {
+				got = append(got, string(s.Kind)+" "+s.Subject+" "+s.Detail)
+			}
+			if r := d.Response; r.GetDecision() != tc.decision || r.GetReason() != tc.reason || !slices.Equal(got, tc.steps) {
+				t.Errorf("%v (%s)\n%s\nwant %v (%s)\n%s", r.GetDecision(), r.GetReason(), strings.Join(got, "\n"), tc.decision, tc.reason, strings.Join(tc.steps, "\n"))
+			}
+		})
+	}
 }

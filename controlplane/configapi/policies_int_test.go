@@ -223,8 +223,7 @@ func TestExplainService(t *testing.T) {
 		t.Fatal(err)
 	}
 	res, err = ex.Explain(ctx, &configv1.ExplainRequest{Principal: "tina", Server: "tx", Tool: "t"})
-	// The last step is the rate limits' (none here); the one before, the
-	// token exchange's.
+	// The auth step, then the limit step of an allow.
 	if err != nil || res.GetDecision() != "allow" || len(res.GetSteps()) < 2 ||
 		res.GetSteps()[len(res.GetSteps())-2].GetDetail() != "identity provider token of okta stored, exchanged at call time" ||
 		res.GetSteps()[len(res.GetSteps())-1].GetDetail() != "no rate limit applies" {

@@ -106,7 +106,12 @@ func toolPinning(t *testing.T, mode configv1.ToolChangeMode) {
 	client := mcp.NewClient(&mcp.Implementation{Name: "stacktest-pins", Version: "1"}, &mcp.ClientOptions{
 		ToolListChangedHandler: func(context.Context, *mcp.ToolListChangedRequest) { changed <- struct{}{} },
 	})
-	cs, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: s.RouteURL("pinned"), HTTPClient: keyClient(alice)}, nil)
+	// A 2025-11-25 session: the client hears tools/list_changed on its GET
+	// stream. (A 2026-07-28 client bridged to this 2025-11-25-only upstream
+	// is offered no listChanged: the bridge relays no upstream GET stream,
+	// dataplane/bridge withoutNotifications.)
+	cs, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: s.RouteURL("pinned"), HTTPClient: keyClient(alice)},
+		&mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -65,6 +65,7 @@ type Request struct {
 	Decision  string // allow, challenge, deny, not_found, error, rejected
 	Reason    string // the control plane's reason code, or the data plane's
 	Rule      string // the policy rule behind a deny (a policy id or server:<list>)
+	Limit     string // the rate limit behind a rate_limited refusal (its id)
 	Status    int    // HTTP status sent to the client
 	Upstream  int    // upstream HTTP status (0: not forwarded)
 	Latency   time.Duration
@@ -171,6 +172,7 @@ type requestLine struct {
 	Decision    string  `json:"decision"`
 	Reason      string  `json:"reason,omitempty"`
 	Rule        string  `json:"rule_id,omitempty"`
+	Limit       string  `json:"limit_id,omitempty"`
 	Status      int     `json:"status"`
 	Upstream    int     `json:"upstream_status,omitempty"`
 	LatencyMS   float64 `json:"latency_ms"`
@@ -345,6 +347,7 @@ func (l *Logger) Request(ev Request) error {
 		Decision:    clip(ev.Decision),
 		Reason:      clip(ev.Reason),
 		Rule:        clip(ev.Rule),
+		Limit:       clip(ev.Limit),
 		Status:      ev.Status,
 		Upstream:    ev.Upstream,
 		LatencyMS:   float64(ev.Latency.Microseconds()) / 1000,

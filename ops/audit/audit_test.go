@@ -75,6 +75,27 @@ func TestRequestEvent(t *testing.T) {
 	}
 }
 
+// TestRequestEventRuleAndLimit: a deny's event names its rule (rule_id),
+// a rate-limited one its limit (limit_id), each absent when empty.
+func TestRequestEventRuleAndLimit(t *testing.T) {
+	var buf bytes.Buffer
+	l := New(&buf)
+	at := time.Date(2026, 11, 28, 3, 0, 0, 0, time.UTC)
+	for _, ev := range []Request{
+		{Time: at, Principal: "alice", Route: "gh", Method: "tools/call", Tool: "merge_pr", Decision: "deny", Reason: "not allowed by policy", Rule: "release-merge", Status: 403},
+		{Time: at, Principal: "alice", Route: "gh", Method: "tools/call", Tool: "create_issue", Decision: "rate_limited", Reason: "rate limit exceeded", Limit: "writes", Status: 429},
+	} {
+		if err := l.Request(ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := `{"time":"2026-11-28T03:00:00Z","kind":"mcp_request","principal":"alice","route":"gh","method":"tools/call","tool":"merge_pr","decision":"deny","reason":"not allowed by policy","rule_id":"release-merge","status":403,"latency_ms":0}` + "\n" +
+		`{"time":"2026-11-28T03:00:00Z","kind":"mcp_request","principal":"alice","route":"gh","method":"tools/call","tool":"create_issue","decision":"rate_limited","reason":"rate limit exceeded","limit_id":"writes","status":429,"latency_ms":0}` + "\n"
+	if buf.String() != want {
+		t.Errorf("got\n%s\nwant\n%s", buf.String(), want)
+	}
+}
+
 func TestConcurrentEventsDoNotInterleave(t *testing.T) {
 	var buf bytes.Buffer
 	l := New(&buf)

@@ -4559,7 +4559,7 @@ func (x *ExplainRequest) GetPrompt() string {
 // ExplainStep is one check that contributed to the decision.
 type ExplainStep struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// grant, rule, server_tools, auth (and scope, limit, pin).
+	// grant, rule, server_tools, pin, scope, auth or limit.
 	Kind string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
 	// What the step is about: a server, a rule id, an auth mode.
 	Subject       string `protobuf:"bytes,2,opt,name=subject,proto3" json:"subject,omitempty"`
@@ -4621,7 +4621,8 @@ func (x *ExplainStep) GetDetail() string {
 
 type ExplainResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// allow, challenge, deny or not_found.
+	// allow, challenge, deny, not_found or rate_limited (allowed, but a
+	// rate limit that applies has nothing left in its window now).
 	Decision string `protobuf:"bytes,1,opt,name=decision,proto3" json:"decision,omitempty"`
 	// The decision's fixed reason.
 	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`

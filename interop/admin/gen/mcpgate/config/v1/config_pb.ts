@@ -2003,7 +2003,7 @@ export const ExplainRequestSchema: GenMessage<ExplainRequest> = /*@__PURE__*/
  */
 export type ExplainStep = Message<"mcpgate.config.v1.ExplainStep"> & {
   /**
-   * grant, rule, server_tools, auth (and scope, limit, pin).
+   * grant, rule, server_tools, pin, scope, auth or limit.
    *
    * @generated from field: string kind = 1;
    */
@@ -2034,7 +2034,8 @@ export const ExplainStepSchema: GenMessage<ExplainStep> = /*@__PURE__*/
  */
 export type ExplainResponse = Message<"mcpgate.config.v1.ExplainResponse"> & {
   /**
-   * allow, challenge, deny or not_found.
+   * allow, challenge, deny, not_found or rate_limited (allowed, but a
+   * rate limit that applies has nothing left in its window now).
    *
    * @generated from field: string decision = 1;
    */
