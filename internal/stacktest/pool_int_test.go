@@ -64,6 +64,9 @@ func (b *barrier) handler() http.Handler {
 // transport), steady load of 16 concurrent sessions opens no new
 // connection after warm-up, to the upstream or to the control plane; with
 // HTTP/2 every Authorize call of the whole run shares one connection.
+// maxRaceDials bounds the connections steady load may open (see below).
+const maxRaceDials = 2
+
 func TestPoolsSteadyLoadOpensNoConnections(t *testing.T) {
 	const workers, warm, steady = 16, 20, 60
 	for _, tc := range []struct {
@@ -152,11 +155,16 @@ func TestPoolsSteadyLoadOpensNoConnections(t *testing.T) {
 			}
 			load(steady)
 			t.Logf("connections opened: control plane %d, upstream %d (%d calls)", cpDials.Load(), upDials.Load(), workers*(1+warm+steady))
-			if got := cpDials.Load() - cp0; got != 0 {
-				t.Errorf("steady load opened %d new control-plane connections", got)
+			if got := cpDials.Load() - cp0; got > maxRaceDials {
+				t.Errorf("steady load opened %d new control-plane connections, want at most %d", got, maxRaceDials)
 			}
-			if got := upDials.Load() - up0; got != 0 {
-				t.Errorf("steady load opened %d new upstream connections", got)
+			// Go's HTTP/1.1 transport may dial while a connection that just
+			// finished a response is on its way back to the idle pool, and
+			// keep both: on a loaded machine that happens about once in a
+			// thousand calls. Churn (a pool too small for the concurrency)
+			// is hundreds of new connections for these calls.
+			if got := upDials.Load() - up0; got > maxRaceDials {
+				t.Errorf("steady load opened %d new upstream connections, want at most %d", got, maxRaceDials)
 			}
 			if tc.cpConns > 0 && cpDials.Load() != tc.cpConns {
 				t.Errorf("control-plane connections %d, want %d (one multiplexed HTTP/2 connection)", cpDials.Load(), tc.cpConns)
