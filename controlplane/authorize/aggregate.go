@@ -207,7 +207,7 @@ func decideAggregate(st State, as AggregateState, base string, id identity, vs *
 		case "prompts/get":
 			mreq.PromptName = upstream
 		}
-		md, err := decideServer(st, base, id, m.srv, mreq, nil)
+		md, err := decideServer(st, base, id, m.srv, vs.GetName(), mreq, nil)
 		if err != nil {
 			if single {
 				return Decision{}, true, err

@@ -385,3 +385,64 @@ func BenchmarkDecideAggregate(b *testing.B) {
 		})
 	}
 }
+
+// TestAggregatePolicyNamingVirtualServer: a policy rule naming a virtual
+// server in servers: decides its members' tools when they are used through
+// it (issue 11: rules match servers or virtual servers), beside the rules
+// naming the member server; the same call on the member's own route, or
+// through the root aggregate, is not touched by it.
+func TestAggregatePolicyNamingVirtualServer(t *testing.T) {
+	s := aggregateState()
+	s.principals["vic"].Servers = []string{"team", "echo"}
+	s.policies = &configv1.PolicySet{Policies: []*configv1.Policy{
+		{Id: "team-no-search", Principals: []string{"vic"}, Servers: []string{"team"}, Tools: []string{"search"}, Effect: configv1.PolicyEffect_POLICY_EFFECT_DENY},
+		{Id: "everywhere", Principals: []string{"*"}, Servers: []string{"*"}, Tools: []string{"nothing_*"}, Effect: configv1.PolicyEffect_POLICY_EFFECT_DENY},
+	}}
+	now := time.Now()
+	decide := func(req *authorizev1.AuthorizeRequest) *authorizev1.AuthorizeResponse {
+		t.Helper()
+		d, err := authorize.Decide(s, now, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d.Response
+	}
+	// Through team: the member's decision is the rule's DENY.
+	res := decide(aggReq("team", keyVic, "tools/call", "find"))
+	ms := res.GetAggregate().GetMembers()
+	if len(ms) != 1 || ms[0].GetServer() != "echo" || ms[0].GetUpstreamName() != "search" ||
+		ms[0].GetDecision().GetDecision() != authorizev1.Decision_DECISION_DENY || ms[0].GetDecision().GetRuleId() != "team-no-search" {
+		t.Fatalf("team tools/call find: %v", res)
+	}
+	// Listing through team hides it (the member's compiled visibility).
+	res = decide(aggReq("team", keyVic, "tools/list", ""))
+	var echo *authorizev1.AggregateMember
+	for _, m := range res.GetAggregate().GetMembers() {
+		if m.GetServer() == "echo" {
+			echo = m
+		}
+	}
+	a := echo.GetDecision().GetAllow()
+	if ok, rule := wire.Visible(a.GetAllowedTools(), a.GetDisallowedTools(), a.GetVisibility(), authorizev1.PolicyKind_POLICY_KIND_TOOL, "search"); ok || rule != "team-no-search" {
+		t.Errorf("team tools/list: search visible=%v rule %q", ok, rule)
+	}
+	if ok, _ := wire.Visible(a.GetAllowedTools(), a.GetDisallowedTools(), a.GetVisibility(), authorizev1.PolicyKind_POLICY_KIND_TOOL, "echo"); !ok {
+		t.Errorf("team tools/list: echo hidden")
+	}
+	// A rule counted once although it names both (servers: ["*"]).
+	n := 0
+	for _, v := range a.GetVisibility() {
+		if v.GetRuleId() == "everywhere" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("rule everywhere compiled %d times", n)
+	}
+	// The member's own route: the team rule does not apply.
+	req := aggReq("echo", keyVic, "tools/call", "search")
+	req.RootAggregate = false
+	if res := decide(req); res.GetDecision() != authorizev1.Decision_DECISION_ALLOW {
+		t.Errorf("echo route tools/call search: %v", res)
+	}
+}

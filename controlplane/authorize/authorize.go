@@ -323,13 +323,17 @@ func decide(st State, req *authorizev1.AuthorizeRequest, base string, id identit
 	if !Granted(st, id.principal, srv.Def.GetName()) {
 		return done(notFound(ReasonNotGranted))
 	}
-	return decideServer(st, base, id, srv, req, tr)
+	return decideServer(st, base, id, srv, "", req, tr)
 }
 
 // decideServer is the decision for server srv once the principal (id) is
 // known to be granted it: a server route's, and each member's of an
 // aggregate route (with req's tool or prompt name the upstream's).
-func decideServer(st State, base string, id identity, srv *store.Server, req *authorizev1.AuthorizeRequest, tr *Trace) (Decision, error) {
+//
+// via is the virtual server the request came through ("" otherwise): the
+// policy rules naming it apply to its members too, beside those naming
+// the member server.
+func decideServer(st State, base string, id identity, srv *store.Server, via string, req *authorizev1.AuthorizeRequest, tr *Trace) (Decision, error) {
 	done := func(r *authorizev1.AuthorizeResponse) (Decision, error) { return Decision{Response: r}, nil }
 	challenge := func(id identity, reason, errCode, desc string, scopes []string) *authorizev1.AuthorizeResponse {
 		return challengeOf(base, srv.Def.GetName(), true, id, reason, errCode, desc, scopes)
@@ -347,13 +351,18 @@ func decideServer(st State, base string, id identity, srv *store.Server, req *au
 	// Policies: compiled for this principal and server, carried by the
 	// ALLOW for list filtering, and decided by the same function for calls.
 	rules := st.PoliciesFor(srv.Def.GetName())
+	memoKey := srv.Def.GetName()
+	if via != "" {
+		rules = unionRules(rules, st.PoliciesFor(via))
+		memoKey += "\x00via\x00" + via
+	}
 	var groups []string
 	if len(rules) > 0 || tr != nil {
 		groups = EffectiveGroups(st, id.principal)
 	}
 	var visibility []*authorizev1.VisibilityRule
 	if len(rules) > 0 {
-		visibility = st.CompiledVisibility(srv.Def.GetName(), id.principal.GetName(), groups, func() []*authorizev1.VisibilityRule {
+		visibility = st.CompiledVisibility(memoKey, id.principal.GetName(), groups, func() []*authorizev1.VisibilityRule {
 			return CompileVisibility(rules, id.principal.GetName(), groups)
 		})
 	}
@@ -678,4 +687,20 @@ func eachGrant(st GroupState, p *configv1.Principal, f func(server, group string
 // authModeName names a static auth mode in trace steps ("api_key").
 func authModeName(t configv1.AuthType) string {
 	return strings.ToLower(strings.TrimPrefix(t.String(), "AUTH_TYPE_"))
+}
+
+// unionRules is a's rules then those of b not in a (the same rule objects
+// of one policy list: a rule naming both the member and the virtual
+// server, e.g. servers: ["*"], counts once).
+func unionRules(a, b []*configv1.Policy) []*configv1.Policy {
+	if len(b) == 0 {
+		return a
+	}
+	out := slices.Clip(a)
+	for _, r := range b {
+		if !slices.Contains(a, r) {
+			out = append(out, r)
+		}
+	}
+	return out
 }
