@@ -84,12 +84,14 @@ func Glob(pattern, name string) bool {
 	star, mark := -1, 0
 	for n < len(name) {
 		switch {
+		case p < len(pattern) && pattern[p] == '*':
+			// Before the literal case: a '*' in the pattern is always a
+			// wildcard, also against a '*' in the name.
+			star, mark = p, n
+			p++
 		case p < len(pattern) && (pattern[p] == '?' || pattern[p] == name[n]):
 			p++
 			n++
-		case p < len(pattern) && pattern[p] == '*':
-			star, mark = p, n
-			p++
 		case star >= 0:
 			p = star + 1
 			mark++
