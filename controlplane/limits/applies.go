@@ -5,6 +5,7 @@
 package limits
 
 import (
+	"github.com/mcpgate/mcpgate/api/wire"
 	"slices"
 
 	configv1 "github.com/mcpgate/mcpgate/api/gen/mcpgate/config/v1"
@@ -76,32 +77,8 @@ func Groups(p *configv1.Principal) []string {
 	return out
 }
 
-// Glob matches name against pattern, where '*' matches any run of bytes
-// (also empty) and '?' any one byte; every other byte matches itself.
-// It runs in O(len(pattern) × len(name)) at worst.
-func Glob(pattern, name string) bool {
-	p, n := 0, 0
-	star, mark := -1, 0
-	for n < len(name) {
-		switch {
-		case p < len(pattern) && pattern[p] == '*':
-			// Before the literal case: a '*' in the pattern is always a
-			// wildcard, also against a '*' in the name.
-			star, mark = p, n
-			p++
-		case p < len(pattern) && (pattern[p] == '?' || pattern[p] == name[n]):
-			p++
-			n++
-		case star >= 0:
-			p = star + 1
-			mark++
-			n = mark
-		default:
-			return false
-		}
-	}
-	for p < len(pattern) && pattern[p] == '*' {
-		p++
-	}
-	return p == len(pattern)
-}
+// Glob matches name against pattern, where '*' matches any run of
+// characters (also none) and '?' any one character; every other byte
+// matches itself. It is the policy rules' matcher (api/wire.GlobMatch): one
+// glob grammar for both.
+func Glob(pattern, name string) bool { return wire.GlobMatch(pattern, name) }
